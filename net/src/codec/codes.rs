@@ -1,0 +1,178 @@
+//! Request codes, response codes and language codes of the remoting protocol, with RocketMQ's
+//! numbers (`RequestCode`, `ResponseCode`, `LanguageCode`).
+
+/// Request codes. Only the ones Petrel serves or sends are named.
+pub mod request {
+    pub const SEND_MESSAGE: i32 = 10;
+    pub const PULL_MESSAGE: i32 = 11;
+    pub const QUERY_MESSAGE: i32 = 12;
+    pub const QUERY_CONSUMER_OFFSET: i32 = 14;
+    pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
+    pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
+    pub const GET_BROKER_CONFIG: i32 = 26;
+    pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
+    pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
+    pub const GET_MAX_OFFSET: i32 = 30;
+    pub const GET_MIN_OFFSET: i32 = 31;
+    pub const GET_EARLIEST_MSG_STORETIME: i32 = 32;
+    pub const VIEW_MESSAGE_BY_ID: i32 = 33;
+    pub const HEART_BEAT: i32 = 34;
+    pub const UNREGISTER_CLIENT: i32 = 35;
+    pub const CONSUMER_SEND_MSG_BACK: i32 = 36;
+    pub const END_TRANSACTION: i32 = 37;
+    pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    pub const CHECK_TRANSACTION_STATE: i32 = 39;
+    pub const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
+    pub const LOCK_BATCH_MQ: i32 = 41;
+    pub const UNLOCK_BATCH_MQ: i32 = 42;
+    pub const PUT_KV_CONFIG: i32 = 100;
+    pub const GET_KV_CONFIG: i32 = 101;
+    pub const DELETE_KV_CONFIG: i32 = 102;
+    pub const REGISTER_BROKER: i32 = 103;
+    pub const UNREGISTER_BROKER: i32 = 104;
+    pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+    pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
+    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
+    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const SEND_MESSAGE_V2: i32 = 310;
+    pub const SEND_BATCH_MESSAGE: i32 = 320;
+    pub const QUERY_DATA_VERSION: i32 = 322;
+    pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
+    pub const BROKER_HEARTBEAT: i32 = 904;
+}
+
+/// Response codes (`ResponseCode` and `RemotingSysResponseCode`).
+pub mod response {
+    pub const SUCCESS: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = 1;
+    pub const SYSTEM_BUSY: i32 = 2;
+    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+    pub const TRANSACTION_FAILED: i32 = 4;
+    pub const FLUSH_DISK_TIMEOUT: i32 = 10;
+    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
+    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
+    pub const MESSAGE_ILLEGAL: i32 = 13;
+    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    pub const VERSION_NOT_SUPPORTED: i32 = 15;
+    pub const NO_PERMISSION: i32 = 16;
+    pub const TOPIC_NOT_EXIST: i32 = 17;
+    pub const TOPIC_EXIST_ALREADY: i32 = 18;
+    pub const PULL_NOT_FOUND: i32 = 19;
+    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
+    pub const PULL_OFFSET_MOVED: i32 = 21;
+    pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
+    pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
+    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    pub const INVALID_PARAMETER: i32 = 29;
+}
+
+/// The language a peer says it is written in (`LanguageCode`). Its name travels in JSON headers
+/// and its byte in binary headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LanguageCode {
+    Java,
+    Cpp,
+    Dotnet,
+    Python,
+    Delphi,
+    Erlang,
+    Ruby,
+    Other,
+    Http,
+    Go,
+    Php,
+    Oms,
+    Rust,
+    NodeJs,
+}
+
+const LANGUAGES: [(LanguageCode, &str, u8); 14] = [
+    (LanguageCode::Java, "JAVA", 0),
+    (LanguageCode::Cpp, "CPP", 1),
+    (LanguageCode::Dotnet, "DOTNET", 2),
+    (LanguageCode::Python, "PYTHON", 3),
+    (LanguageCode::Delphi, "DELPHI", 4),
+    (LanguageCode::Erlang, "ERLANG", 5),
+    (LanguageCode::Ruby, "RUBY", 6),
+    (LanguageCode::Other, "OTHER", 7),
+    (LanguageCode::Http, "HTTP", 8),
+    (LanguageCode::Go, "GO", 9),
+    (LanguageCode::Php, "PHP", 10),
+    (LanguageCode::Oms, "OMS", 11),
+    (LanguageCode::Rust, "RUST", 12),
+    (LanguageCode::NodeJs, "NODE_JS", 13),
+];
+
+impl LanguageCode {
+    /// The enum name RocketMQ writes in JSON headers.
+    pub fn name(self) -> &'static str {
+        LANGUAGES[self as usize].1
+    }
+
+    /// The byte RocketMQ writes in binary headers.
+    pub fn code(self) -> u8 {
+        LANGUAGES[self as usize].2
+    }
+
+    /// Parses a JSON header's language; an unknown name is `Other`, never an error, so a
+    /// newer client is still served.
+    pub fn from_name(name: &str) -> LanguageCode {
+        LANGUAGES.iter().find(|l| l.1 == name).map_or(LanguageCode::Other, |l| l.0)
+    }
+
+    /// Parses a binary header's language byte; unknown is `Other`.
+    pub fn from_code(code: u8) -> LanguageCode {
+        LANGUAGES.iter().find(|l| l.2 == code).map_or(LanguageCode::Other, |l| l.0)
+    }
+}
+
+/// A name for a request code, for logs and remarks.
+pub fn request_name(code: i32) -> &'static str {
+    use request::*;
+    match code {
+        SEND_MESSAGE => "SEND_MESSAGE",
+        PULL_MESSAGE => "PULL_MESSAGE",
+        QUERY_MESSAGE => "QUERY_MESSAGE",
+        HEART_BEAT => "HEART_BEAT",
+        PUT_KV_CONFIG => "PUT_KV_CONFIG",
+        GET_KV_CONFIG => "GET_KV_CONFIG",
+        DELETE_KV_CONFIG => "DELETE_KV_CONFIG",
+        REGISTER_BROKER => "REGISTER_BROKER",
+        UNREGISTER_BROKER => "UNREGISTER_BROKER",
+        GET_ROUTEINFO_BY_TOPIC => "GET_ROUTEINFO_BY_TOPIC",
+        GET_BROKER_CLUSTER_INFO => "GET_BROKER_CLUSTER_INFO",
+        GET_ALL_TOPIC_LIST_FROM_NAMESERVER => "GET_ALL_TOPIC_LIST_FROM_NAMESERVER",
+        DELETE_TOPIC_IN_NAMESRV => "DELETE_TOPIC_IN_NAMESRV",
+        GET_KVLIST_BY_NAMESPACE => "GET_KVLIST_BY_NAMESPACE",
+        GET_TOPICS_BY_CLUSTER => "GET_TOPICS_BY_CLUSTER",
+        SEND_MESSAGE_V2 => "SEND_MESSAGE_V2",
+        SEND_BATCH_MESSAGE => "SEND_BATCH_MESSAGE",
+        QUERY_DATA_VERSION => "QUERY_DATA_VERSION",
+        BROKER_HEARTBEAT => "BROKER_HEARTBEAT",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_table_is_indexed_by_variant() {
+        for (i, (lang, name, code)) in LANGUAGES.iter().enumerate() {
+            assert_eq!(*lang as usize, i);
+            assert_eq!(lang.name(), *name);
+            assert_eq!(LanguageCode::from_code(*code), *lang);
+            assert_eq!(LanguageCode::from_name(name), *lang);
+        }
+        assert_eq!(LanguageCode::from_name("COBOL"), LanguageCode::Other);
+    }
+}

@@ -1,0 +1,323 @@
+//! `RemotingCommand`: one request or response of the remoting protocol, and its two header
+//! encodings (JSON and RocketMQ's binary "ROCKETMQ" form). See `docs/protocol.md`.
+//!
+//! JSON headers are written with fields in alphabetical order and `remark` only when present,
+//! as fastjson writes them; they are read in any order with any unknown field ignored, and
+//! `extFields` values may be strings, numbers or booleans (JavaScript clients send numbers).
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::codes::LanguageCode;
+use super::header::{CommandHeader, HeaderError};
+use super::FrameError;
+
+/// RocketMQ's protocol version Petrel announces: `V5_3_3`.
+pub const VERSION_CURRENT: i32 = 479;
+
+/// Header fields that travel as strings, by Java field name.
+pub type ExtFields = BTreeMap<String, String>;
+
+/// `flag` bit set on responses.
+pub const FLAG_RESPONSE: i32 = 0x1;
+/// `flag` bit set on oneway requests, which get no response.
+pub const FLAG_ONEWAY: i32 = 0x2;
+
+/// How a header is encoded; the top byte of the frame's second word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerializeType {
+    Json = 0,
+    RocketMq = 1,
+}
+
+impl SerializeType {
+    pub fn name(self) -> &'static str {
+        match self {
+            SerializeType::Json => "JSON",
+            SerializeType::RocketMq => "ROCKETMQ",
+        }
+    }
+}
+
+/// One request or response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotingCommand {
+    pub code: i32,
+    pub language: LanguageCode,
+    pub version: i32,
+    pub opaque: i32,
+    pub flag: i32,
+    pub remark: Option<String>,
+    pub ext_fields: ExtFields,
+    pub body: Bytes,
+    /// The encoding the header arrived in, or will leave in.
+    pub serialize_type: SerializeType,
+}
+
+impl RemotingCommand {
+    /// A request with the given code and no fields.
+    pub fn request(code: i32) -> Self {
+        RemotingCommand {
+            code,
+            language: LanguageCode::Rust,
+            version: VERSION_CURRENT,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+            ext_fields: ExtFields::new(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+
+    /// A response with the given code and remark. The transport sets `opaque` to the request's.
+    pub fn response(code: i32, remark: impl Into<Option<String>>) -> Self {
+        RemotingCommand {
+            flag: FLAG_RESPONSE,
+            remark: remark.into(),
+            // Responses say JAVA: older clients' language enums do not know RUST.
+            language: LanguageCode::Java,
+            ..RemotingCommand::request(code)
+        }
+    }
+
+    /// Sets the header fields from a typed header.
+    pub fn with_header<H: CommandHeader>(mut self, header: &H) -> Self {
+        header.write_fields(&mut self.ext_fields);
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Parses the typed header from this command's fields.
+    pub fn header<H: CommandHeader>(&self) -> Result<H, HeaderError> {
+        H::read_fields(&self.ext_fields)
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    pub fn mark_oneway(&mut self) {
+        self.flag |= FLAG_ONEWAY;
+    }
+
+    /// Encodes the header alone, in this command's serialize type.
+    pub fn encode_header(&self) -> Result<Vec<u8>, FrameError> {
+        match self.serialize_type {
+            SerializeType::Json => Ok(self.encode_json_header()),
+            SerializeType::RocketMq => self.encode_binary_header(),
+        }
+    }
+
+    /// Encodes the frame's length words and header into `dst`; the body follows separately so
+    /// that a large body can be written without being copied.
+    pub fn encode_head(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let header = self.encode_header()?;
+        if header.len() > super::HEADER_BYTES_MAX {
+            return Err(FrameError::HeaderTooLong { len: header.len() });
+        }
+        let total = 4 + header.len() + self.body.len();
+        let total = i32::try_from(total).map_err(|_| FrameError::TooLong { len: total })?;
+        dst.reserve(8 + header.len());
+        dst.put_i32(total);
+        dst.put_u32(((self.serialize_type as u32) << 24) | header.len() as u32);
+        dst.put_slice(&header);
+        Ok(())
+    }
+
+    /// The whole frame in one buffer (tests and small commands).
+    pub fn encode_frame(&self) -> Result<Bytes, FrameError> {
+        let mut dst = BytesMut::new();
+        self.encode_head(&mut dst)?;
+        dst.put_slice(&self.body);
+        Ok(dst.freeze())
+    }
+
+    fn encode_json_header(&self) -> Vec<u8> {
+        let header = JsonHeaderOut {
+            code: self.code,
+            ext_fields: (!self.ext_fields.is_empty()).then_some(&self.ext_fields),
+            flag: self.flag,
+            language: self.language.name(),
+            opaque: self.opaque,
+            remark: self.remark.as_deref(),
+            serialize_type_current_rpc: self.serialize_type.name(),
+            version: self.version,
+        };
+        serde_json::to_vec(&header).expect("a header of strings and integers always serializes")
+    }
+
+    fn encode_binary_header(&self) -> Result<Vec<u8>, FrameError> {
+        let code = i16::try_from(self.code).map_err(|_| FrameError::CodeNotBinary(self.code))?;
+        let version = i16::try_from(self.version).unwrap_or(i16::MAX);
+        let mut out = Vec::with_capacity(64);
+        out.put_i16(code);
+        out.put_u8(self.language.code());
+        out.put_i16(version);
+        out.put_i32(self.opaque);
+        out.put_i32(self.flag);
+        let remark = self.remark.as_deref().unwrap_or("");
+        out.put_i32(remark.len() as i32);
+        out.put_slice(remark.as_bytes());
+        let ext_len: usize = self.ext_fields.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
+        out.put_i32(ext_len as i32);
+        for (key, value) in &self.ext_fields {
+            let key_len = u16::try_from(key.len()).map_err(|_| FrameError::HeaderTooLong { len: key.len() })?;
+            out.put_u16(key_len);
+            out.put_slice(key.as_bytes());
+            out.put_i32(value.len() as i32);
+            out.put_slice(value.as_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Decodes a header of the given type; `body` is the rest of the frame.
+    pub fn decode(
+        serialize_type: SerializeType,
+        header: &[u8],
+        body: Bytes,
+    ) -> Result<Self, FrameError> {
+        let mut command = match serialize_type {
+            SerializeType::Json => decode_json_header(header)?,
+            SerializeType::RocketMq => decode_binary_header(header)?,
+        };
+        command.body = body;
+        Ok(command)
+    }
+}
+
+#[derive(Serialize)]
+struct JsonHeaderOut<'a> {
+    code: i32,
+    #[serde(rename = "extFields", skip_serializing_if = "Option::is_none")]
+    ext_fields: Option<&'a ExtFields>,
+    flag: i32,
+    language: &'static str,
+    opaque: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remark: Option<&'a str>,
+    #[serde(rename = "serializeTypeCurrentRPC")]
+    serialize_type_current_rpc: &'static str,
+    version: i32,
+}
+
+#[derive(Deserialize)]
+struct JsonHeaderIn {
+    code: i32,
+    #[serde(rename = "extFields", default)]
+    ext_fields: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    flag: i32,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    opaque: i32,
+    #[serde(default)]
+    remark: Option<String>,
+    #[serde(default)]
+    version: i32,
+}
+
+fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
+    let parsed: JsonHeaderIn =
+        serde_json::from_slice(header).map_err(|e| FrameError::Json(e.to_string()))?;
+    let mut ext_fields = ExtFields::new();
+    for (key, value) in parsed.ext_fields.unwrap_or_default() {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        ext_fields.insert(key, text);
+    }
+    Ok(RemotingCommand {
+        code: parsed.code,
+        language: parsed.language.as_deref().map_or(LanguageCode::Other, LanguageCode::from_name),
+        version: parsed.version,
+        opaque: parsed.opaque,
+        flag: parsed.flag,
+        remark: parsed.remark,
+        ext_fields,
+        body: Bytes::new(),
+        serialize_type: SerializeType::Json,
+    })
+}
+
+/// A cursor over a binary header that checks every length against what is left before reading.
+struct BinaryReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> BinaryReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if n > self.rest.len() {
+            return Err(FrameError::BinaryHeader { needed: n, left: self.rest.len() });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let bytes = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn i32(&mut self) -> Result<i32, FrameError> {
+        self.array().map(i32::from_be_bytes)
+    }
+
+    fn len_i32(&mut self) -> Result<usize, FrameError> {
+        let len = self.i32()?;
+        usize::try_from(len).map_err(|_| FrameError::BinaryHeader { needed: 0, left: 0 })
+    }
+
+    fn string(&mut self, len: usize) -> Result<String, FrameError> {
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Utf8)
+    }
+}
+
+fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
+    let mut r = BinaryReader { rest: header };
+    let code = i16::from_be_bytes(r.array()?);
+    let language = LanguageCode::from_code(r.array::<1>()?[0]);
+    let version = i16::from_be_bytes(r.array()?);
+    let opaque = r.i32()?;
+    let flag = r.i32()?;
+    let remark_len = r.len_i32()?;
+    let remark = if remark_len == 0 { None } else { Some(r.string(remark_len)?) };
+    let ext_len = r.len_i32()?;
+    let mut ext = BinaryReader { rest: r.take(ext_len)? };
+    let mut ext_fields = ExtFields::new();
+    while !ext.rest.is_empty() {
+        let key_len = u16::from_be_bytes(ext.array()?) as usize;
+        let key = ext.string(key_len)?;
+        let value_len = ext.len_i32()?;
+        let value = ext.string(value_len)?;
+        ext_fields.insert(key, value);
+    }
+    Ok(RemotingCommand {
+        code: i32::from(code),
+        language,
+        version: i32::from(version),
+        opaque,
+        flag,
+        remark,
+        ext_fields,
+        body: Bytes::new(),
+        serialize_type: SerializeType::RocketMq,
+    })
+}

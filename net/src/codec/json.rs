@@ -1,0 +1,306 @@
+//! RocketMQ's JSON, both ways: the quirks of fastjson, which writes every JSON body on the Java
+//! side, made explicit.
+//!
+//! - Maps with integer keys (`brokerAddrs`, consumer offset tables) are written by fastjson with
+//!   the keys *unquoted*: `{0:"10.0.0.1:10911"}`, which is not JSON. Old clients expect exactly
+//!   that, so [`JsonStyle::Fastjson`] writes it; [`JsonStyle::Standard`] quotes the keys and
+//!   escapes non-ASCII as `\uXXXX`, as fastjson's BrowserCompatible mode does for clients at
+//!   version 401 and above or that ask for standard JSON only.
+//! - [`from_json`] accepts both forms: a document that serde_json rejects is retried once with
+//!   its bare object keys quoted.
+//!
+//! No I/O. Inputs are bounded by the frame cap before they get here.
+
+use std::borrow::Cow;
+use std::io;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter};
+
+/// Which JSON a peer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// fastjson's default: integer map keys unquoted, UTF-8 as is.
+    Fastjson,
+    /// Standard JSON: every key quoted, non-ASCII escaped as `\uXXXX`.
+    Standard,
+}
+
+/// Encodes `value` in the given style. Rust integer map keys (`BTreeMap<i64, _>`) are the ones
+/// fastjson leaves unquoted; string keys are always quoted.
+pub fn to_json<T: Serialize + ?Sized>(value: &T, style: JsonStyle) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let formatter = RocketFormatter { style, key: KeyState::Outside };
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    // Serializing plain data into a Vec cannot fail; a failure here is a bug in a Serialize impl.
+    value.serialize(&mut serializer).expect("serializing model data into memory cannot fail");
+    out
+}
+
+/// Decodes JSON that may carry fastjson's unquoted integer keys.
+pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(first) => match quote_bare_keys(bytes) {
+            Cow::Owned(fixed) => serde_json::from_slice(&fixed),
+            Cow::Borrowed(_) => Err(first),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyState {
+    /// Not writing an object key.
+    Outside,
+    /// Inside a key whose opening quote is held back until we know it is a string.
+    Pending,
+    /// The held-back quote was written: this key is a string.
+    Quoted,
+    /// The key was an integer and was written bare.
+    Bare,
+}
+
+struct RocketFormatter {
+    style: JsonStyle,
+    key: KeyState,
+}
+
+impl RocketFormatter {
+    fn open_quote<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        if self.key == KeyState::Pending {
+            self.key = KeyState::Quoted;
+            writer.write_all(b"\"")?;
+        }
+        Ok(())
+    }
+}
+
+impl Formatter for RocketFormatter {
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.key = KeyState::Pending;
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b",")
+        }
+    }
+
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, _w: &mut W) -> io::Result<()> {
+        self.key = KeyState::Outside;
+        Ok(())
+    }
+
+    fn begin_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match (self.key, self.style) {
+            (KeyState::Pending, JsonStyle::Fastjson) => Ok(()),
+            (KeyState::Pending, JsonStyle::Standard) => {
+                self.key = KeyState::Quoted;
+                w.write_all(b"\"")
+            }
+            _ => w.write_all(b"\""),
+        }
+    }
+
+    fn end_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match self.key {
+            KeyState::Bare => Ok(()),
+            // An empty string key: nothing opened the quote yet.
+            KeyState::Pending => w.write_all(b"\"\""),
+            KeyState::Quoted | KeyState::Outside => w.write_all(b"\""),
+        }
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+        self.open_quote(w)?;
+        if self.style == JsonStyle::Fastjson || s.is_ascii() {
+            return w.write_all(s.as_bytes());
+        }
+        let mut units = [0u16; 2];
+        for c in s.chars() {
+            if c.is_ascii() {
+                w.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(&mut self, w: &mut W, e: CharEscape) -> io::Result<()> {
+        self.open_quote(w)?;
+        let text: &[u8] = match e {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"\\/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(byte) => {
+                return write!(w, "\\u{byte:04x}");
+            }
+        };
+        w.write_all(text)
+    }
+
+    fn write_i64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: i64) -> io::Result<()> {
+        self.mark_bare_key();
+        write!(w, "{value}")
+    }
+
+    fn write_u64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: u64) -> io::Result<()> {
+        self.mark_bare_key();
+        write!(w, "{value}")
+    }
+
+    fn write_i32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: i32) -> io::Result<()> {
+        self.mark_bare_key();
+        write!(w, "{value}")
+    }
+
+    fn write_u32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: u32) -> io::Result<()> {
+        self.mark_bare_key();
+        write!(w, "{value}")
+    }
+}
+
+impl RocketFormatter {
+    fn mark_bare_key(&mut self) {
+        if self.key == KeyState::Pending {
+            self.key = KeyState::Bare;
+        }
+    }
+}
+
+/// Quotes every bare object key (`{0:"a"}` becomes `{"0":"a"}`). Returns the input unchanged
+/// when it has none. Never allocates more than the input's length plus two bytes a key.
+pub fn quote_bare_keys(input: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut stack: Vec<u8> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'"' {
+            let end = string_end(input, i);
+            if let Some(out) = &mut out {
+                out.extend_from_slice(&input[i..end]);
+            }
+            expect_key = false;
+            i = end;
+            continue;
+        }
+        if expect_key && !b.is_ascii_whitespace() && b != b'}' {
+            let end = input[i..].iter().position(|&c| c == b':').map_or(input.len(), |p| i + p);
+            let key = input[i..end].trim_ascii_end();
+            let out = out.get_or_insert_with(|| input[..i].to_vec());
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.push(b'"');
+            expect_key = false;
+            i += key.len();
+            continue;
+        }
+        match b {
+            b'{' | b'[' => {
+                stack.push(b);
+                expect_key = b == b'{';
+            }
+            b'}' | b']' => {
+                stack.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = stack.last() == Some(&b'{'),
+            _ => {}
+        }
+        if let Some(out) = &mut out {
+            out.push(b);
+        }
+        i += 1;
+    }
+    match out {
+        Some(fixed) => Cow::Owned(fixed),
+        None => Cow::Borrowed(input),
+    }
+}
+
+/// The index just past the string that opens at `start`, or the input's end if it never closes.
+fn string_end(input: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < input.len() {
+        match input[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    input.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct Broker {
+        broker_addrs: BTreeMap<i64, String>,
+        broker_name: String,
+    }
+
+    fn sample() -> Broker {
+        let addrs = BTreeMap::from([(0, "10.0.0.1:10911".to_owned()), (1, "b:1".to_owned())]);
+        Broker { broker_addrs: addrs, broker_name: "broker-ä".to_owned() }
+    }
+
+    #[test]
+    fn fastjson_leaves_integer_keys_bare() {
+        let text = to_json(&sample(), JsonStyle::Fastjson);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"brokerAddrs":{0:"10.0.0.1:10911",1:"b:1"},"brokerName":"broker-ä"}"#
+        );
+    }
+
+    #[test]
+    fn standard_quotes_keys_and_escapes_non_ascii() {
+        let text = to_json(&sample(), JsonStyle::Standard);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"brokerAddrs":{"0":"10.0.0.1:10911","1":"b:1"},"brokerName":"broker-\u00e4"}"#
+        );
+    }
+
+    #[test]
+    fn both_styles_parse_back() {
+        for style in [JsonStyle::Fastjson, JsonStyle::Standard] {
+            let back: Broker = from_json(&to_json(&sample(), style)).unwrap();
+            assert_eq!(back, sample());
+        }
+    }
+
+    #[test]
+    fn empty_and_escaped_string_keys_stay_quoted() {
+        let map = BTreeMap::from([(String::new(), 1), ("a\"b".to_owned(), 2)]);
+        let text = to_json(&map, JsonStyle::Fastjson);
+        assert_eq!(String::from_utf8(text).unwrap(), r#"{"":1,"a\"b":2}"#);
+    }
+
+    #[test]
+    fn bare_keys_are_quoted_outside_strings_only() {
+        let input = br#"{"offsetTable":{"t@g":{0:12, 1 :3}},"s":"{0:x}","l":[{2:"y"}]}"#;
+        let fixed = quote_bare_keys(input);
+        assert_eq!(
+            std::str::from_utf8(&fixed).unwrap(),
+            r#"{"offsetTable":{"t@g":{"0":12, "1" :3}},"s":"{0:x}","l":[{"2":"y"}]}"#
+        );
+        let valid = br#"{"a":{"b":[1,2]}}"#;
+        assert!(matches!(quote_bare_keys(valid), Cow::Borrowed(_)));
+    }
+}

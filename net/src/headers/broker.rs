@@ -1,0 +1,297 @@
+//! Headers of the broker's requests (RocketMQ `protocol/header`). The inherited `ns`, `nsd`,
+//! `bname`, `oway` and `lo` fields of RocketMQ's base classes are left out: Petrel has no
+//! namespaces or logical queues yet, and ignores them as RocketMQ's V2 decoder does.
+
+use crate::command_header;
+
+command_header! {
+    /// SEND_MESSAGE (10). The body is the message payload.
+    pub struct SendMessageRequestHeader {
+        required producer_group: String = "producerGroup",
+        required topic: String = "topic",
+        required default_topic: String = "defaultTopic",
+        required default_topic_queue_nums: i32 = "defaultTopicQueueNums",
+        required queue_id: i32 = "queueId",
+        required sys_flag: i32 = "sysFlag",
+        required born_timestamp: i64 = "bornTimestamp",
+        required flag: i32 = "flag",
+        optional properties: String = "properties",
+        optional reconsume_times: i32 = "reconsumeTimes",
+        optional unit_mode: bool = "unitMode",
+        optional batch: bool = "batch",
+        optional max_reconsume_times: i32 = "maxReconsumeTimes",
+        optional broker_name: String = "bname",
+    }
+}
+
+command_header! {
+    /// SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320): SEND_MESSAGE's fields under one-letter
+    /// names, which is what the Java client sends by default.
+    pub struct SendMessageRequestHeaderV2 {
+        required a: String = "a",
+        required b: String = "b",
+        required c: String = "c",
+        required d: i32 = "d",
+        required e: i32 = "e",
+        required f: i32 = "f",
+        required g: i64 = "g",
+        required h: i32 = "h",
+        optional i: String = "i",
+        optional j: i32 = "j",
+        optional k: bool = "k",
+        optional l: i32 = "l",
+        optional m: bool = "m",
+        optional n: String = "n",
+    }
+}
+
+impl From<SendMessageRequestHeaderV2> for SendMessageRequestHeader {
+    fn from(v2: SendMessageRequestHeaderV2) -> Self {
+        SendMessageRequestHeader {
+            producer_group: v2.a,
+            topic: v2.b,
+            default_topic: v2.c,
+            default_topic_queue_nums: v2.d,
+            queue_id: v2.e,
+            sys_flag: v2.f,
+            born_timestamp: v2.g,
+            flag: v2.h,
+            properties: v2.i,
+            reconsume_times: v2.j,
+            unit_mode: v2.k,
+            max_reconsume_times: v2.l,
+            batch: v2.m,
+            broker_name: v2.n,
+        }
+    }
+}
+
+impl From<SendMessageRequestHeader> for SendMessageRequestHeaderV2 {
+    fn from(v1: SendMessageRequestHeader) -> Self {
+        SendMessageRequestHeaderV2 {
+            a: v1.producer_group,
+            b: v1.topic,
+            c: v1.default_topic,
+            d: v1.default_topic_queue_nums,
+            e: v1.queue_id,
+            f: v1.sys_flag,
+            g: v1.born_timestamp,
+            h: v1.flag,
+            i: v1.properties,
+            j: v1.reconsume_times,
+            k: v1.unit_mode,
+            l: v1.max_reconsume_times,
+            m: v1.batch,
+            n: v1.broker_name,
+        }
+    }
+}
+
+command_header! {
+    /// The answer to a send.
+    pub struct SendMessageResponseHeader {
+        required msg_id: String = "msgId",
+        required queue_id: i32 = "queueId",
+        required queue_offset: i64 = "queueOffset",
+        optional transaction_id: String = "transactionId",
+        optional batch_uniq_id: String = "batchUniqId",
+    }
+}
+
+command_header! {
+    /// PULL_MESSAGE (11).
+    pub struct PullMessageRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required queue_offset: i64 = "queueOffset",
+        required max_msg_nums: i32 = "maxMsgNums",
+        required sys_flag: i32 = "sysFlag",
+        required commit_offset: i64 = "commitOffset",
+        required suspend_timeout_millis: i64 = "suspendTimeoutMillis",
+        optional subscription: String = "subscription",
+        required sub_version: i64 = "subVersion",
+        optional expression_type: String = "expressionType",
+        optional max_msg_bytes: i32 = "maxMsgBytes",
+    }
+}
+
+command_header! {
+    /// The answer to PULL_MESSAGE; the body holds the commit-log records.
+    pub struct PullMessageResponseHeader {
+        required suggest_which_broker_id: i64 = "suggestWhichBrokerId",
+        required next_begin_offset: i64 = "nextBeginOffset",
+        required min_offset: i64 = "minOffset",
+        required max_offset: i64 = "maxOffset",
+        optional offset_delta: i64 = "offsetDelta",
+        optional topic_sys_flag: i32 = "topicSysFlag",
+        optional group_sys_flag: i32 = "groupSysFlag",
+        optional forbidden_type: i32 = "forbiddenType",
+    }
+}
+
+command_header! {
+    /// QUERY_CONSUMER_OFFSET (14).
+    pub struct QueryConsumerOffsetRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        optional set_zero_if_not_found: bool = "setZeroIfNotFound",
+    }
+}
+
+command_header! {
+    /// UPDATE_CONSUMER_OFFSET (15).
+    pub struct UpdateConsumerOffsetRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required commit_offset: i64 = "commitOffset",
+    }
+}
+
+command_header! {
+    /// GET_MIN_OFFSET (31) and GET_EARLIEST_MSG_STORETIME (32).
+    pub struct TopicQueueRequestHeader {
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+    }
+}
+
+command_header! {
+    /// GET_MAX_OFFSET (30). `committed` defaults to true in RocketMQ.
+    pub struct GetMaxOffsetRequestHeader {
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        optional committed: bool = "committed",
+    }
+}
+
+command_header! {
+    /// SEARCH_OFFSET_BY_TIMESTAMP (29). `boundaryType` is "LOWER" (default) or "UPPER".
+    pub struct SearchOffsetRequestHeader {
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required timestamp: i64 = "timestamp",
+        optional boundary_type: String = "boundaryType",
+    }
+}
+
+command_header! {
+    /// The answer to QUERY_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET and SEARCH_OFFSET_BY_TIMESTAMP.
+    pub struct OffsetResponseHeader {
+        required offset: i64 = "offset",
+    }
+}
+
+command_header! {
+    /// The answer to GET_EARLIEST_MSG_STORETIME.
+    pub struct TimestampResponseHeader {
+        required timestamp: i64 = "timestamp",
+    }
+}
+
+command_header! {
+    /// QUERY_MESSAGE (12): messages of `topic` with `key`, stored within the time range.
+    pub struct QueryMessageRequestHeader {
+        required topic: String = "topic",
+        required key: String = "key",
+        required max_num: i32 = "maxNum",
+        required begin_timestamp: i64 = "beginTimestamp",
+        required end_timestamp: i64 = "endTimestamp",
+    }
+}
+
+command_header! {
+    /// The answer to QUERY_MESSAGE.
+    pub struct QueryMessageResponseHeader {
+        required index_last_update_timestamp: i64 = "indexLastUpdateTimestamp",
+        required index_last_update_phyoffset: i64 = "indexLastUpdatePhyoffset",
+    }
+}
+
+command_header! {
+    /// VIEW_MESSAGE_BY_ID (33): the record at a commit-log offset.
+    pub struct ViewMessageRequestHeader {
+        optional topic: String = "topic",
+        required offset: i64 = "offset",
+    }
+}
+
+command_header! {
+    /// UPDATE_AND_CREATE_TOPIC (17). `topicFilterType` is SINGLE_TAG or MULTI_TAG.
+    pub struct CreateTopicRequestHeader {
+        required topic: String = "topic",
+        required default_topic: String = "defaultTopic",
+        required read_queue_nums: i32 = "readQueueNums",
+        required write_queue_nums: i32 = "writeQueueNums",
+        required perm: i32 = "perm",
+        required topic_filter_type: String = "topicFilterType",
+        optional topic_sys_flag: i32 = "topicSysFlag",
+        optional order: bool = "order",
+        optional attributes: String = "attributes",
+        optional force: bool = "force",
+    }
+}
+
+command_header! {
+    /// DELETE_TOPIC_IN_BROKER (215).
+    pub struct DeleteTopicRequestHeader {
+        required topic: String = "topic",
+    }
+}
+
+command_header! {
+    /// CONSUMER_SEND_MSG_BACK (36): a consumer gives a message back for a later retry.
+    pub struct ConsumerSendMsgBackRequestHeader {
+        required offset: i64 = "offset",
+        required group: String = "group",
+        required delay_level: i32 = "delayLevel",
+        optional origin_msg_id: String = "originMsgId",
+        optional origin_topic: String = "originTopic",
+        optional unit_mode: bool = "unitMode",
+        optional max_reconsume_times: i32 = "maxReconsumeTimes",
+    }
+}
+
+command_header! {
+    /// UNREGISTER_CLIENT (35).
+    pub struct UnregisterClientRequestHeader {
+        required client_id: String = "clientID",
+        optional producer_group: String = "producerGroup",
+        optional consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
+    /// GET_CONSUMER_LIST_BY_GROUP (38) and NOTIFY_CONSUMER_IDS_CHANGED (40, broker to client).
+    pub struct ConsumerGroupRequestHeader {
+        required consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
+    /// END_TRANSACTION (37). `commitOrRollback`: 0 unknown, 8 commit, 12 rollback.
+    pub struct EndTransactionRequestHeader {
+        optional topic: String = "topic",
+        required producer_group: String = "producerGroup",
+        required tran_state_table_offset: i64 = "tranStateTableOffset",
+        required commit_log_offset: i64 = "commitLogOffset",
+        required commit_or_rollback: i32 = "commitOrRollback",
+        optional from_transaction_check: bool = "fromTransactionCheck",
+        required msg_id: String = "msgId",
+        optional transaction_id: String = "transactionId",
+    }
+}
+
+command_header! {
+    /// CHECK_TRANSACTION_STATE (39, broker to producer, oneway); the body is the half message.
+    pub struct CheckTransactionStateRequestHeader {
+        optional topic: String = "topic",
+        required tran_state_table_offset: i64 = "tranStateTableOffset",
+        required commit_log_offset: i64 = "commitLogOffset",
+        optional msg_id: String = "msgId",
+        optional transaction_id: String = "transactionId",
+        optional offset_msg_id: String = "offsetMsgId",
+    }
+}

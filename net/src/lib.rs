@@ -1,0 +1,10 @@
+//! petrel-net: RocketMQ's remoting protocol.
+//!
+//! - [`codec`]: frames, headers (JSON and binary), codes, and RocketMQ's JSON quirks. Pure.
+//! - [`headers`]: typed request and response headers, by Java field name.
+//! - [`transport`]: framed connections, the server and the client, on tokio (madsim's tokio in
+//!   simulation builds, so the same code runs inside the simulator).
+
+pub mod codec;
+pub mod headers;
+pub mod transport;

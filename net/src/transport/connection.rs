@@ -1,0 +1,327 @@
+//! One framed connection, either side's: reader and writer tasks, request/response matching.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::{Handled, RequestHandler, TransportError};
+use crate::codec::{decode_frame, RemotingCommand, FRAME_BYTES_MAX_DEFAULT};
+
+/// Identifies a connection within one process.
+pub type ConnId = u64;
+
+/// Limits of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Largest frame accepted from the peer.
+    pub frame_bytes_max: usize,
+    /// Requests from the peer being handled at once; the reader waits for a slot, so a peer
+    /// that floods is slowed down by TCP rather than buffered.
+    pub in_flight_max: usize,
+    /// Commands queued for writing; a full queue makes senders wait.
+    pub send_queue_max: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            in_flight_max: 256,
+            send_queue_max: 1024,
+        }
+    }
+}
+
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A framed connection. Cheap to clone; all clones name the same socket.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: ConnId,
+    peer: SocketAddr,
+    outbound: mpsc::Sender<RemotingCommand>,
+    pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
+    next_opaque: AtomicI32,
+    closed: AtomicBool,
+    close_signal: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection#{}({})", self.inner.id, self.inner.peer)
+    }
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks on `stream`. Requests from the peer go to `handler`
+    /// (a peer's request to a connection without one is answered "not supported").
+    /// `on_closed` runs once, after the reader stops.
+    pub fn spawn<S>(
+        id: ConnId,
+        peer: SocketAddr,
+        stream: S,
+        config: ConnectionConfig,
+        handler: Option<Arc<dyn RequestHandler>>,
+        on_closed: impl FnOnce(&Connection) + Send + 'static,
+    ) -> Connection
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (outbound, queue) = mpsc::channel(config.send_queue_max);
+        let conn = Connection {
+            inner: Arc::new(Inner {
+                id,
+                peer,
+                outbound,
+                pending: Mutex::new(HashMap::new()),
+                next_opaque: AtomicI32::new(1),
+                closed: AtomicBool::new(false),
+                close_signal: watch::Sender::new(false),
+            }),
+        };
+        let (reader, writer) = tokio::io::split(stream);
+        tokio::spawn(write_loop(conn.clone(), writer, queue));
+        let reading = conn.clone();
+        tokio::spawn(async move {
+            let why = read_loop(&reading, reader, &config, handler.as_ref()).await;
+            tracing::debug!(conn = ?reading, %why, "connection closed");
+            reading.close();
+            if let Some(handler) = &handler {
+                handler.connection_closed(&reading);
+            }
+            on_closed(&reading);
+        });
+        conn
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.inner.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.inner.peer
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the connection: both tasks stop, waiting requests fail with `Closed`.
+    pub fn close(&self) {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            self.inner.close_signal.send_replace(true);
+            let waiting: Vec<_> = self.pending().drain().collect();
+            drop(waiting);
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<i32, oneshot::Sender<RemotingCommand>>> {
+        // A panic while holding this lock leaves the map valid: recover it.
+        self.inner.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn closed_error(&self) -> TransportError {
+        TransportError::Closed { addr: self.inner.peer.to_string() }
+    }
+
+    /// Sends a request and waits up to `timeout` for its response.
+    pub async fn invoke(
+        &self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, TransportError> {
+        let opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
+        request.opaque = opaque;
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(opaque, tx);
+        if self.is_closed() {
+            self.pending().remove(&opaque);
+            return Err(self.closed_error());
+        }
+        let exchange = async {
+            self.send(request).await?;
+            rx.await.map_err(|_| self.closed_error())
+        };
+        let result = tokio::time::timeout(timeout, exchange).await;
+        match result {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.pending().remove(&opaque);
+                let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                Err(TransportError::Timeout { addr: self.inner.peer.to_string(), millis })
+            }
+        }
+    }
+
+    /// Sends a request that gets no response.
+    pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<(), TransportError> {
+        request.opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
+        request.mark_oneway();
+        self.send(request).await
+    }
+
+    /// Queues a command for the writer, waiting while the queue is full.
+    pub async fn send(&self, command: RemotingCommand) -> Result<(), TransportError> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        self.inner.outbound.send(command).await.map_err(|_| self.closed_error())
+    }
+
+    fn complete(&self, response: RemotingCommand) {
+        let waiter = self.pending().remove(&response.opaque);
+        match waiter {
+            Some(tx) => {
+                // The requester may have timed out and gone; that is not an error here.
+                let _ = tx.send(response);
+            }
+            None => tracing::debug!(conn = ?self, opaque = response.opaque, "late or unknown response"),
+        }
+    }
+
+    /// Resolves once the connection is closed.
+    pub async fn closed(&self) {
+        let mut signal = self.inner.close_signal.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: this cannot fail.
+        let _ = signal.wait_for(|closed| *closed).await;
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: &Connection,
+    mut reader: R,
+    config: &ConnectionConfig,
+    handler: Option<&Arc<dyn RequestHandler>>,
+) -> String {
+    let slots = Arc::new(Semaphore::new(config.in_flight_max));
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    loop {
+        loop {
+            let command = match decode_frame(&mut buf, config.frame_bytes_max) {
+                Ok(Some(command)) => command,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(conn = ?conn, error = %e, "malformed frame, closing the connection");
+                    return format!("malformed frame: {e}");
+                }
+            };
+            if command.is_response() {
+                conn.complete(command);
+                continue;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else { return "shut down".into() };
+            dispatch(conn, handler, command, slot).await;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUFFER_BYTES);
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => return "peer closed".into(),
+                Ok(_) => {}
+                Err(e) => return format!("read failed: {e}"),
+            },
+            () = conn.closed() => return "closed locally".into(),
+        }
+    }
+}
+
+async fn dispatch(
+    conn: &Connection,
+    handler: Option<&Arc<dyn RequestHandler>>,
+    request: RemotingCommand,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let opaque = request.opaque;
+    let oneway = request.is_oneway();
+    let handled = match handler {
+        Some(handler) => handler.handle(conn, request),
+        None => Handled::Now(super::not_supported(request.code)),
+    };
+    match handled {
+        Handled::Now(response) => {
+            drop(slot);
+            if !oneway {
+                reply(conn, opaque, response).await;
+            }
+        }
+        Handled::Later(future) => {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let response = future.await;
+                drop(slot);
+                if !oneway {
+                    reply(&conn, opaque, response).await;
+                }
+            });
+        }
+    }
+}
+
+async fn reply(conn: &Connection, opaque: i32, mut response: RemotingCommand) {
+    response.opaque = opaque;
+    response.flag |= crate::codec::command::FLAG_RESPONSE;
+    if let Err(e) = conn.send(response).await {
+        tracing::debug!(conn = ?conn, error = %e, "response dropped");
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: Connection,
+    writer: W,
+    mut queue: mpsc::Receiver<RemotingCommand>,
+) {
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+    let mut head = BytesMut::with_capacity(1024);
+    loop {
+        let first = tokio::select! {
+            next = queue.recv() => next,
+            () = conn.closed() => None,
+        };
+        let Some(mut command) = first else { break };
+        // Batch whatever else is queued into one flush.
+        loop {
+            if let Err(e) = write_command(&mut writer, &mut head, &command).await {
+                tracing::debug!(conn = ?conn, error = %e, "write failed");
+                conn.close();
+                return;
+            }
+            match queue.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = writer.flush().await {
+            tracing::debug!(conn = ?conn, error = %e, "flush failed");
+            conn.close();
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn write_command<W: AsyncWrite + Unpin>(
+    writer: &mut BufWriter<W>,
+    head: &mut BytesMut,
+    command: &RemotingCommand,
+) -> std::io::Result<()> {
+    head.clear();
+    if let Err(e) = command.encode_head(head) {
+        // A command we built ourselves does not encode: log it and drop only that command.
+        tracing::error!(code = command.code, error = %e, "cannot encode an outgoing command");
+        return Ok(());
+    }
+    writer.write_all(head).await?;
+    writer.write_all(&command.body).await
+}

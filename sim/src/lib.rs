@@ -1,0 +1,1 @@
+//! petrel-sim: the simulation harness.
