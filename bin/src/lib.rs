@@ -1,1 +1,9 @@
-//! Petrel services.
+//! The Petrel services as a library: each binds a pure core from `petrel-core` to sockets, a
+//! clock and files. The `petrel` binary (src/main.rs) parses the command line and runs one;
+//! the simulator (`sim/`) runs the same services on madsim nodes.
+
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod fsutil;
+pub mod namesrv;

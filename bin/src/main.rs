@@ -1,1 +1,178 @@
-fn main() {}
+//! The `petrel` binary: `namesrv | standalone | bench`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use petrel::bench::route::{self, RouteBench};
+use petrel::config::Properties;
+use petrel::namesrv::{self, NamesrvConfig};
+
+#[derive(Parser)]
+#[command(name = "petrel", version, about = "A RocketMQ-compatible message broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a NameServer (route registration, broker liveness, route discovery).
+    Namesrv {
+        /// A namesrv.conf with RocketMQ property names (listenPort, kvConfigPath, ...).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Port to listen on (overrides listenPort).
+        #[arg(long)]
+        listen_port: Option<u16>,
+        /// Print the effective configuration and exit.
+        #[arg(short = 'p', long = "print-config")]
+        print_config: bool,
+    },
+    /// Run a NameServer and a broker in one process, data under ./petrel-data.
+    Standalone {
+        /// Where data is kept.
+        #[arg(long, default_value = "./petrel-data")]
+        data_dir: PathBuf,
+        /// NameServer port.
+        #[arg(long, default_value_t = 9876)]
+        namesrv_port: u16,
+    },
+    /// Measure Petrel over real sockets.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// GET_ROUTEINFO_BY_TOPIC against a NameServer.
+    Route {
+        /// NameServer address.
+        #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        /// Topic to ask for.
+        #[arg(short = 't', long, default_value = "BenchmarkTest")]
+        topic: String,
+        /// Connections, each with one request in flight.
+        #[arg(short = 'c', long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Register a broker serving the topic first.
+        #[arg(long)]
+        register: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("petrel: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("petrel: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Namesrv { config, listen_port, print_config } => {
+            let mut namesrv_config = NamesrvConfig::default();
+            if let Some(path) = &config {
+                let mut props = Properties::load(path).map_err(|e| e.to_string())?;
+                namesrv_config.apply(&mut props).map_err(|e| e.to_string())?;
+                props.warn_unused("namesrv.conf");
+            }
+            if let Some(port) = listen_port {
+                namesrv_config.listen_port = port;
+            }
+            if print_config {
+                println!("{namesrv_config:#?}");
+                return Ok(());
+            }
+            serve_namesrv(namesrv_config).await
+        }
+        Command::Standalone { data_dir, namesrv_port } => {
+            let config = NamesrvConfig {
+                listen_port: namesrv_port,
+                kv_config_path: Some(data_dir.join("namesrv").join("kvConfig.json")),
+                ..NamesrvConfig::default()
+            };
+            println!(
+                "petrel standalone: the broker is not built yet; running the NameServer alone."
+            );
+            println!("NameServer: 127.0.0.1:{namesrv_port}   data: {}", data_dir.display());
+            println!("Clients:    export NAMESRV_ADDR=127.0.0.1:{namesrv_port}");
+            serve_namesrv(config).await
+        }
+        Command::Bench {
+            which: BenchCommand::Route { namesrv, topic, connections, duration, register, json },
+        } => {
+            let bench = RouteBench {
+                namesrv,
+                topic,
+                connections,
+                duration: Duration::from_secs(duration),
+                register,
+            };
+            let summary = route::run(bench).await?;
+            println!("{}", summary.render(json));
+            Ok(())
+        }
+    }
+}
+
+async fn serve_namesrv(config: NamesrvConfig) -> Result<(), String> {
+    let port = config.listen_port;
+    let handle =
+        namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    tracing::info!("namesrv stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

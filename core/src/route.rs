@@ -103,7 +103,12 @@ pub enum RouteAction {
     /// Close this connection: the broker behind it expired.
     CloseConnection(ConnId),
     /// A broker left every route.
-    BrokerRemoved { cluster: String, broker_name: String, broker_addr: String, reason: RemovalReason },
+    BrokerRemoved {
+        cluster: String,
+        broker_name: String,
+        broker_addr: String,
+        reason: RemovalReason,
+    },
 }
 
 /// Liveness of one broker address, keyed by (cluster, address) as RocketMQ does.
@@ -205,7 +210,12 @@ impl RouteTable {
                 let version_changed =
                     self.live.get(&key).is_none_or(|l| l.data_version != wrapper.data_version);
                 let acting = is_prime_slave && reg.enable_acting_master == Some(true);
-                self.apply_topics(&reg.broker_name, wrapper, first_registration || version_changed, acting);
+                self.apply_topics(
+                    &reg.broker_name,
+                    wrapper,
+                    first_registration || version_changed,
+                    acting,
+                );
             }
         }
         self.live.insert(
@@ -231,7 +241,8 @@ impl RouteTable {
         if is_master {
             return RegisterOutcome::default();
         }
-        let master_addr = self.brokers.get(broker_name).and_then(|b| b.broker_addrs.get(&MASTER_ID));
+        let master_addr =
+            self.brokers.get(broker_name).and_then(|b| b.broker_addrs.get(&MASTER_ID));
         match master_addr {
             Some(addr) => RegisterOutcome {
                 master_addr: Some(addr.clone()),
@@ -449,7 +460,8 @@ impl RouteTable {
         let mut count = 0;
         for queues in self.topic_queues.values_mut() {
             if let Some(queue) = queues.get_mut(broker_name) {
-                queue.perm = if writeable { perm::READ | perm::WRITE } else { queue.perm & !perm::WRITE };
+                queue.perm =
+                    if writeable { perm::READ | perm::WRITE } else { queue.perm & !perm::WRITE };
                 count += 1;
             }
         }

@@ -40,14 +40,24 @@ fn route_response() -> RemotingCommand {
     for b in 0..2 {
         let name = format!("broker-{b}");
         route.broker_datas.push(BrokerData {
-            broker_addrs: BTreeMap::from([(0, format!("10.0.0.{b}:10911")), (1, format!("10.0.1.{b}:10911"))]),
+            broker_addrs: BTreeMap::from([
+                (0, format!("10.0.0.{b}:10911")),
+                (1, format!("10.0.1.{b}:10911")),
+            ]),
             broker_name: name.clone(),
             cluster: "DefaultCluster".into(),
             ..BrokerData::default()
         });
-        route.queue_datas.push(QueueData { broker_name: name, perm: 6, read_queue_nums: 8, write_queue_nums: 8, topic_sys_flag: 0 });
+        route.queue_datas.push(QueueData {
+            broker_name: name,
+            perm: 6,
+            read_queue_nums: 8,
+            write_queue_nums: 8,
+            topic_sys_flag: 0,
+        });
     }
-    RemotingCommand::response(response::SUCCESS, None).with_body(to_json(&route, JsonStyle::Fastjson))
+    RemotingCommand::response(response::SUCCESS, None)
+        .with_body(to_json(&route, JsonStyle::Fastjson))
 }
 
 fn bench(c: &mut Criterion) {
@@ -75,8 +85,11 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
     }
-    let route: TopicRouteData = petrel_net::codec::json::from_json(&route_response().body).expect("parses");
-    c.bench_function("route_body_fastjson_encode", |b| b.iter(|| to_json(black_box(&route), JsonStyle::Fastjson)));
+    let route: TopicRouteData =
+        petrel_net::codec::json::from_json(&route_response().body).expect("parses");
+    c.bench_function("route_body_fastjson_encode", |b| {
+        b.iter(|| to_json(black_box(&route), JsonStyle::Fastjson))
+    });
 }
 
 criterion_group!(benches, bench);

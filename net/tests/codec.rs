@@ -15,14 +15,15 @@ const JSON_HEADER: &str = r#"{"code":105,"extFields":{"topic":"T"},"flag":0,"lan
 
 /// The same request with RocketMQ's binary header.
 const BINARY_HEADER: [u8; 33] = [
-    0x00, 0x69, 0x00, 0x01, 0xdf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x05, 0x74, 0x6f, 0x70, 0x69, 0x63, 0x00, 0x00,
-    0x00, 0x01, 0x54,
+    0x00, 0x69, 0x00, 0x01, 0xdf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x05, 0x74, 0x6f, 0x70, 0x69, 0x63, 0x00, 0x00, 0x00, 0x01,
+    0x54,
 ];
 
 fn route_request(serialize_type: SerializeType) -> RemotingCommand {
     let header = GetRouteInfoRequestHeader { topic: "T".into(), accept_standard_json_only: None };
-    let mut command = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+    let mut command =
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
     command.language = LanguageCode::Java;
     command.opaque = 1;
     command.serialize_type = serialize_type;
@@ -86,7 +87,10 @@ fn numbers_and_booleans_in_ext_fields_become_strings() {
     buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
     buf.extend_from_slice(text.as_bytes());
     let command = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-    let expected = BTreeMap::from([("b".to_owned(), "true".to_owned()), ("queueId".to_owned(), "3".to_owned())]);
+    let expected = BTreeMap::from([
+        ("b".to_owned(), "true".to_owned()),
+        ("queueId".to_owned(), "3".to_owned()),
+    ]);
     assert_eq!(command.ext_fields, expected);
 }
 
@@ -163,16 +167,18 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
         proptest::collection::vec(any::<u8>(), 0..300),
         any::<bool>(),
     )
-        .prop_map(|(code, lang, version, opaque, flag, remark, ext, body, binary)| RemotingCommand {
-            code: i32::from(code),
-            language: LanguageCode::from_code(lang),
-            version: i32::from(version),
-            opaque,
-            flag,
-            remark,
-            ext_fields: ext,
-            body: Bytes::from(body),
-            serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },
+        .prop_map(|(code, lang, version, opaque, flag, remark, ext, body, binary)| {
+            RemotingCommand {
+                code: i32::from(code),
+                language: LanguageCode::from_code(lang),
+                version: i32::from(version),
+                opaque,
+                flag,
+                remark,
+                ext_fields: ext,
+                body: Bytes::from(body),
+                serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },
+            }
         })
 }
 

@@ -1,1 +1,119 @@
-//! petrel-sim: the simulation harness.
+//! petrel-sim: deterministic simulation of Petrel clusters under madsim.
+//!
+//! The pieces here are the simulated cluster's actors: brokers that register with a NameServer
+//! on a timer, and clients that read routes. The scenarios live in `tests/`, built only with
+//! `--cfg madsim` (`cargo simtest -p petrel-sim`), where madsim drives the network, the clock and
+//! the randomness from one seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use petrel_core::model::{
+    BrokerData, DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigWrapper, TopicRouteData,
+};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::{from_json, to_json, JsonStyle};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::{GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+/// How often a broker re-registers (RocketMQ `registerNameServerPeriod`).
+pub const REGISTER_PERIOD: Duration = Duration::from_secs(30);
+
+/// How long a simulated request may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A simulated broker's identity and topics.
+#[derive(Debug, Clone)]
+pub struct SimBroker {
+    pub cluster: String,
+    pub name: String,
+    pub addr: String,
+    pub topics: Vec<String>,
+}
+
+impl SimBroker {
+    fn registration(&self) -> RemotingCommand {
+        let header = RegisterBrokerRequestHeader {
+            broker_name: self.name.clone(),
+            broker_addr: self.addr.clone(),
+            cluster_name: self.cluster.clone(),
+            ha_server_addr: self.addr.clone(),
+            broker_id: 0,
+            ..Default::default()
+        };
+        let table = self
+            .topics
+            .iter()
+            .map(|t| (t.clone(), TopicConfig { topic_name: t.clone(), ..TopicConfig::default() }))
+            .collect();
+        let body = RegisterBrokerBody {
+            filter_server_list: Vec::new(),
+            topic_config_serialize_wrapper: TopicConfigWrapper {
+                data_version: DataVersion { counter: 1, state_version: 0, timestamp: 1 },
+                topic_config_table: table,
+            },
+        };
+        RemotingCommand::request(request::REGISTER_BROKER)
+            .with_header(&header)
+            .with_body(to_json(&body, JsonStyle::Fastjson))
+    }
+
+    /// Registers with `namesrv` now and every [`REGISTER_PERIOD`], forever. Failures are
+    /// logged and retried at the next period, as a RocketMQ broker does.
+    pub async fn register_forever(self, namesrv: String) {
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        loop {
+            match client.invoke(&namesrv, self.registration(), REQUEST_TIMEOUT).await {
+                Ok(reply) if reply.code == response::SUCCESS => {
+                    tracing::debug!(broker = %self.name, "registered");
+                }
+                Ok(reply) => {
+                    tracing::warn!(broker = %self.name, code = reply.code, remark = ?reply.remark, "registration refused")
+                }
+                Err(e) => tracing::debug!(broker = %self.name, error = %e, "registration failed"),
+            }
+            tokio::time::sleep(REGISTER_PERIOD).await;
+        }
+    }
+}
+
+/// What a client sees of a topic's route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteView {
+    /// The NameServer answered with these broker names.
+    Brokers(BTreeSet<String>),
+    /// The NameServer knows no live broker for the topic.
+    NoRoute,
+    /// The NameServer did not answer.
+    Unreachable,
+}
+
+/// Asks `namesrv` for the route of `topic`.
+pub async fn read_route(client: &RemotingClient, namesrv: &str, topic: &str) -> RouteView {
+    let header =
+        GetRouteInfoRequestHeader { topic: topic.to_owned(), accept_standard_json_only: None };
+    let request = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+    match client.invoke(namesrv, request, REQUEST_TIMEOUT).await {
+        Ok(reply) if reply.code == response::SUCCESS => {
+            match from_json::<TopicRouteData>(&reply.body) {
+                Ok(route) => RouteView::Brokers(brokers_of(&route.broker_datas)),
+                Err(e) => panic!("the NameServer sent a route that does not parse: {e}"),
+            }
+        }
+        Ok(reply) if reply.code == response::TOPIC_NOT_EXIST => RouteView::NoRoute,
+        Ok(reply) => {
+            panic!("unexpected answer {} to GET_ROUTEINFO_BY_TOPIC: {:?}", reply.code, reply.remark)
+        }
+        Err(_) => RouteView::Unreachable,
+    }
+}
+
+fn brokers_of(datas: &[BrokerData]) -> BTreeSet<String> {
+    datas.iter().map(|b| b.broker_name.clone()).collect()
+}
+
+/// Broker names by index, for scenarios: `broker-0`, `broker-1`, ...
+pub fn broker_names(count: usize) -> BTreeMap<usize, String> {
+    (0..count).map(|i| (i, format!("broker-{i}"))).collect()
+}

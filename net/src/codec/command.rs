@@ -172,7 +172,8 @@ impl RemotingCommand {
         let ext_len: usize = self.ext_fields.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
         out.put_i32(ext_len as i32);
         for (key, value) in &self.ext_fields {
-            let key_len = u16::try_from(key.len()).map_err(|_| FrameError::HeaderTooLong { len: key.len() })?;
+            let key_len = u16::try_from(key.len())
+                .map_err(|_| FrameError::HeaderTooLong { len: key.len() })?;
             out.put_u16(key_len);
             out.put_slice(key.as_bytes());
             out.put_i32(value.len() as i32);

@@ -77,7 +77,11 @@ impl RocketFormatter {
 }
 
 impl Formatter for RocketFormatter {
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.key = KeyState::Pending;
         if first {
             Ok(())
@@ -111,7 +115,11 @@ impl Formatter for RocketFormatter {
         }
     }
 
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        s: &str,
+    ) -> io::Result<()> {
         self.open_quote(w)?;
         if self.style == JsonStyle::Fastjson || s.is_ascii() {
             return w.write_all(s.as_bytes());
@@ -129,7 +137,11 @@ impl Formatter for RocketFormatter {
         Ok(())
     }
 
-    fn write_char_escape<W: ?Sized + io::Write>(&mut self, w: &mut W, e: CharEscape) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        e: CharEscape,
+    ) -> io::Result<()> {
         self.open_quote(w)?;
         let text: &[u8] = match e {
             CharEscape::Quote => b"\\\"",

@@ -87,7 +87,10 @@ pub fn decode_frame(
 
 /// The cheap first phase: is a whole, acceptable frame buffered? Returns its length (after the
 /// length word). Reserves room for the rest of a frame it has accepted.
-pub fn check_frame(buf: &mut BytesMut, frame_bytes_max: usize) -> Result<Option<usize>, FrameError> {
+pub fn check_frame(
+    buf: &mut BytesMut,
+    frame_bytes_max: usize,
+) -> Result<Option<usize>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
     }

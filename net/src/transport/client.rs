@@ -20,7 +20,10 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { connection: ConnectionConfig::default(), connect_timeout: Duration::from_secs(3) }
+        ClientConfig {
+            connection: ConnectionConfig::default(),
+            connect_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -55,7 +58,9 @@ impl RemotingClient {
         let connect = TcpStream::connect(addr);
         let stream = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(TransportError::Connect { addr: addr.to_owned(), source }),
+            Ok(Err(source)) => {
+                return Err(TransportError::Connect { addr: addr.to_owned(), source })
+            }
             Err(_) => {
                 let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
                 return Err(TransportError::Connect { addr: addr.to_owned(), source });
@@ -66,8 +71,14 @@ impl RemotingClient {
             .peer_addr()
             .map_err(|source| TransportError::Connect { addr: addr.to_owned(), source })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn =
-            Connection::spawn(id, peer, stream, self.config.connection.clone(), self.handler.clone(), |_| {});
+        let conn = Connection::spawn(
+            id,
+            peer,
+            stream,
+            self.config.connection.clone(),
+            self.handler.clone(),
+            |_| {},
+        );
         let mut table = self.table();
         // Another task may have connected meanwhile: keep one connection per address.
         if let Some(existing) = table.get(addr).filter(|c| !c.is_closed()) {
@@ -95,7 +106,11 @@ impl RemotingClient {
     }
 
     /// Sends `request` to `addr` without waiting for any response.
-    pub async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<(), TransportError> {
+    pub async fn invoke_oneway(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> Result<(), TransportError> {
         self.connection(addr).await?.invoke_oneway(request).await
     }
 

@@ -186,7 +186,9 @@ impl Connection {
                 // The requester may have timed out and gone; that is not an error here.
                 let _ = tx.send(response);
             }
-            None => tracing::debug!(conn = ?self, opaque = response.opaque, "late or unknown response"),
+            None => {
+                tracing::debug!(conn = ?self, opaque = response.opaque, "late or unknown response")
+            }
         }
     }
 

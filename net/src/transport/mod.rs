@@ -7,9 +7,9 @@
 //! Every queue is bounded: the send queue, the requests in flight per connection, the
 //! connections per server. A malformed frame closes its connection and nothing else.
 
+mod client;
 mod connection;
 mod server;
-mod client;
 
 use std::future::Future;
 use std::pin::Pin;

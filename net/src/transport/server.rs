@@ -106,7 +106,13 @@ impl Server {
         self.drain().await;
     }
 
-    fn admit(&self, id: ConnId, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn RequestHandler>) {
+    fn admit(
+        &self,
+        id: ConnId,
+        stream: TcpStream,
+        peer: SocketAddr,
+        handler: &Arc<dyn RequestHandler>,
+    ) {
         if self.handle.connection_count() >= self.config.connections_max {
             tracing::warn!(%peer, max = self.config.connections_max, "too many connections, refusing one");
             drop(stream);

@@ -1,0 +1,62 @@
+//! `petrel bench`: load generators that measure Petrel over real sockets.
+//!
+//! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
+
+pub mod route;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latency percentiles and rate of one run, printed as a table or JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub failures: u64,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_p999_us: u64,
+    pub latency_max_us: u64,
+}
+
+impl Summary {
+    pub fn new(histogram: &Histogram<u64>, failures: u64, elapsed: Duration) -> Summary {
+        let seconds = elapsed.as_secs_f64();
+        let requests = histogram.len();
+        Summary {
+            requests,
+            failures,
+            seconds,
+            requests_per_second: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+            latency_p50_us: histogram.value_at_quantile(0.50),
+            latency_p99_us: histogram.value_at_quantile(0.99),
+            latency_p999_us: histogram.value_at_quantile(0.999),
+            latency_max_us: histogram.max(),
+        }
+    }
+
+    /// The summary as one line of text, or as JSON for scripts.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string(self).expect("a summary always serializes");
+        }
+        format!(
+            "requests {} | failures {} | {:.1} s | {:.0} req/s | p50 {:.2} ms | p99 {:.2} ms | p999 {:.2} ms | max {:.2} ms",
+            self.requests,
+            self.failures,
+            self.seconds,
+            self.requests_per_second,
+            self.latency_p50_us as f64 / 1000.0,
+            self.latency_p99_us as f64 / 1000.0,
+            self.latency_p999_us as f64 / 1000.0,
+            self.latency_max_us as f64 / 1000.0,
+        )
+    }
+}
+
+/// A histogram of microseconds from 1 µs to 60 s at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
+}

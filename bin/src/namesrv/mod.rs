@@ -1,0 +1,296 @@
+//! The NameServer service: binds the route-table core to a socket, a clock and a KV file.
+//!
+//! Requests are answered synchronously under one lock (each is a few map operations); the
+//! housekeeping task ticks the table so silent brokers expire, and closes their connections.
+//! One file per request group, each with the same shape: doc comment, decode, act, answer.
+
+mod broker_perm;
+mod cluster_info;
+mod delete_topic;
+mod kv_config;
+mod query_data_version;
+mod register_broker;
+mod route_info;
+mod topic_list;
+mod unregister_broker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use petrel_core::kv::KvConfig;
+use petrel_core::route::{RouteAction, RouteTable, RouteTableConfig};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::header::HeaderError;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::{
+    not_supported, Connection, Handled, RequestHandler, Server, ServerConfig, ServerHandle,
+};
+
+use crate::clock::now_millis;
+use crate::config::{ConfigError, Properties};
+
+/// NameServer settings, by RocketMQ's property names.
+#[derive(Debug, Clone)]
+pub struct NamesrvConfig {
+    /// `listenPort`: 9876.
+    pub listen_port: u16,
+    /// `bindAddress`: 0.0.0.0.
+    pub bind_address: String,
+    /// `kvConfigPath`: where the KV config persists; `None` keeps it in memory only.
+    pub kv_config_path: Option<PathBuf>,
+    /// `orderMessageEnable`: routes carry `orderTopicConf` from the KV config.
+    pub order_message_enable: bool,
+    /// `returnOrderTopicConfigToBroker`: REGISTER_BROKER answers with the order topic table.
+    pub return_order_topic_config_to_broker: bool,
+    /// `enableAllTopicList`, `enableTopicList`: serve the topic listings.
+    pub enable_all_topic_list: bool,
+    pub enable_topic_list: bool,
+    /// `scanNotActiveBrokerInterval` and `brokerChannelExpiredTime` (ms), and the other
+    /// route-table switches.
+    pub route: RouteTableConfig,
+    /// `serverChannelMaxConnections`, `frameMaxLength`: transport limits.
+    pub server: ServerConfig,
+}
+
+impl Default for NamesrvConfig {
+    fn default() -> Self {
+        NamesrvConfig {
+            listen_port: 9876,
+            bind_address: "0.0.0.0".to_owned(),
+            kv_config_path: None,
+            order_message_enable: false,
+            return_order_topic_config_to_broker: true,
+            enable_all_topic_list: true,
+            enable_topic_list: true,
+            route: RouteTableConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl NamesrvConfig {
+    /// Applies properties from a `namesrv.conf`.
+    pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        props.apply("listenPort", &mut self.listen_port, "a port number")?;
+        props.apply("bindAddress", &mut self.bind_address, "an address")?;
+        let mut kv_path = String::new();
+        props.apply("kvConfigPath", &mut kv_path, "a file path")?;
+        if !kv_path.is_empty() {
+            self.kv_config_path = Some(PathBuf::from(kv_path));
+        }
+        props.apply("orderMessageEnable", &mut self.order_message_enable, "true or false")?;
+        props.apply(
+            "returnOrderTopicConfigToBroker",
+            &mut self.return_order_topic_config_to_broker,
+            "true or false",
+        )?;
+        props.apply("enableAllTopicList", &mut self.enable_all_topic_list, "true or false")?;
+        props.apply("enableTopicList", &mut self.enable_topic_list, "true or false")?;
+        props.apply(
+            "supportActingMaster",
+            &mut self.route.support_acting_master,
+            "true or false",
+        )?;
+        props.apply(
+            "deleteTopicWithBrokerRegistration",
+            &mut self.route.delete_topic_with_broker_registration,
+            "true or false",
+        )?;
+        props.apply(
+            "scanNotActiveBrokerInterval",
+            &mut self.route.scan_interval_ms,
+            "milliseconds",
+        )?;
+        props.apply(
+            "brokerChannelExpiredTime",
+            &mut self.route.broker_timeout_ms,
+            "milliseconds",
+        )?;
+        props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
+        props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        Ok(())
+    }
+}
+
+/// The NameServer's state, shared by the request handler and the housekeeping task.
+pub struct Namesrv {
+    config: NamesrvConfig,
+    table: Mutex<RouteTable>,
+    kv: Mutex<KvConfig>,
+    server: ServerHandle,
+}
+
+/// What a request handler returns: the response, or a malformed-header error to answer with.
+type Reply = Result<RemotingCommand, HeaderError>;
+
+impl Namesrv {
+    fn table(&self) -> MutexGuard<'_, RouteTable> {
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn kv(&self) -> MutexGuard<'_, KvConfig> {
+        self.kv.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `change` on the route table, then carries out what the table asks for.
+    fn change_table<T>(&self, change: impl FnOnce(&mut RouteTable) -> T) -> T {
+        let (result, actions) = {
+            let mut table = self.table();
+            let result = change(&mut table);
+            let actions: Vec<RouteAction> = std::iter::from_fn(|| table.poll_action()).collect();
+            (result, actions)
+        };
+        for action in actions {
+            self.execute(action);
+        }
+        result
+    }
+
+    fn execute(&self, action: RouteAction) {
+        match action {
+            RouteAction::CloseConnection(conn) => self.server.close(conn),
+            RouteAction::BrokerRemoved { cluster, broker_name, broker_addr, reason } => {
+                tracing::info!(%cluster, %broker_name, %broker_addr, ?reason, "broker left the route table");
+            }
+        }
+    }
+
+    fn dispatch(&self, conn: &Connection, request: &RemotingCommand) -> Reply {
+        match request.code {
+            request::REGISTER_BROKER => register_broker::handle(self, conn, request),
+            request::UNREGISTER_BROKER => unregister_broker::handle(self, request),
+            request::GET_ROUTEINFO_BY_TOPIC => route_info::handle(self, request),
+            request::GET_BROKER_CLUSTER_INFO => Ok(cluster_info::handle(self)),
+            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => Ok(topic_list::all(self)),
+            request::GET_TOPICS_BY_CLUSTER => topic_list::by_cluster(self, request),
+            request::DELETE_TOPIC_IN_NAMESRV => delete_topic::handle(self, request),
+            request::PUT_KV_CONFIG => kv_config::put(self, request),
+            request::GET_KV_CONFIG => kv_config::get(self, request),
+            request::DELETE_KV_CONFIG => kv_config::delete(self, request),
+            request::GET_KVLIST_BY_NAMESPACE => kv_config::list(self, request),
+            request::QUERY_DATA_VERSION => query_data_version::handle(self, request),
+            request::BROKER_HEARTBEAT => query_data_version::heartbeat(self, request),
+            request::WIPE_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, false),
+            request::ADD_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, true),
+            other => Ok(not_supported(other)),
+        }
+    }
+
+    fn persist_kv(&self) {
+        let Some(path) = &self.config.kv_config_path else { return };
+        let text = serde_json::to_vec_pretty(&*self.kv()).expect("the KV table always serializes");
+        if let Err(e) = crate::fsutil::write_atomically(path, &text) {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist the KV config");
+        }
+    }
+
+    fn load_kv(config: &NamesrvConfig) -> KvConfig {
+        let Some(path) = &config.kv_config_path else { return KvConfig::default() };
+        match std::fs::read(path) {
+            Ok(bytes) => petrel_net::codec::json::from_json(&bytes).unwrap_or_else(|e| {
+                tracing::error!(path = %path.display(), error = %e, "KV config unreadable, starting empty");
+                KvConfig::default()
+            }),
+            Err(_) => KvConfig::default(),
+        }
+    }
+
+    /// Ticks the table whenever it asks to be ticked, until shutdown.
+    async fn housekeeping(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let now = now_millis();
+            let wake =
+                self.table().poll_timeout().unwrap_or(now + self.config.route.scan_interval_ms);
+            let nap = Duration::from_millis(
+                wake.saturating_sub(now).clamp(1, self.config.route.scan_interval_ms),
+            );
+            tokio::select! {
+                () = tokio::time::sleep(nap) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            self.change_table(|table| table.tick(now_millis()));
+        }
+    }
+}
+
+struct Handler(Arc<Namesrv>);
+
+impl RequestHandler for Handler {
+    fn handle(&self, conn: &Connection, request: RemotingCommand) -> Handled {
+        let response = self.0.dispatch(conn, &request).unwrap_or_else(|e| {
+            RemotingCommand::response(
+                response::SYSTEM_ERROR,
+                format!(
+                    "{} request rejected: {e}",
+                    petrel_net::codec::codes::request_name(request.code)
+                ),
+            )
+        });
+        Handled::Now(response)
+    }
+
+    fn connection_closed(&self, conn: &Connection) {
+        self.0.change_table(|table| table.connection_closed(conn.id()));
+    }
+}
+
+/// A running NameServer.
+pub struct NamesrvHandle {
+    pub local_addr: std::net::SocketAddr,
+    pub state: Arc<Namesrv>,
+    stop: tokio::sync::watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl NamesrvHandle {
+    /// Stops accepting, closes connections, and waits for the server to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+impl Namesrv {
+    /// A snapshot of the route table's cluster view, for tests and tools.
+    pub fn cluster_info(&self) -> petrel_core::model::ClusterInfo {
+        self.table().cluster_info()
+    }
+
+    /// Checks the cores' invariants (the simulator calls this after each step).
+    pub fn check_invariants(&self) {
+        self.table().check_invariants();
+        self.kv().check_invariants();
+    }
+}
+
+/// Binds and starts the NameServer.
+pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
+    let addr = format!("{}:{}", config.bind_address, config.listen_port);
+    let server = Server::bind(&addr, config.server.clone()).await?;
+    let local_addr = server.local_addr()?;
+    let state = Arc::new(Namesrv {
+        table: Mutex::new(RouteTable::new(config.route.clone())),
+        kv: Mutex::new(Namesrv::load_kv(&config)),
+        server: server.handle(),
+        config,
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(state.clone().housekeeping(stopped.clone()));
+    let handler = Arc::new(Handler(state.clone()));
+    let mut serve_stop = stopped;
+    let done = tokio::spawn(async move {
+        server
+            .serve(handler, async move {
+                let _ = serve_stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
+    tracing::info!(%local_addr, "namesrv listening");
+    Ok(NamesrvHandle { local_addr, state, stop, done })
+}
+
+/// A success response with a JSON body.
+fn ok_with_body(body: Vec<u8>) -> RemotingCommand {
+    RemotingCommand::response(response::SUCCESS, None).with_body(body)
+}

@@ -1,0 +1,33 @@
+//! GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206) and GET_TOPICS_BY_CLUSTER (224).
+//!
+//! Request: no fields / `GetTopicsByClusterRequestHeader` (cluster). Response: a `TopicList`
+//! body, or SYSTEM_ERROR "disable" when the listing is switched off (`enableAllTopicList`,
+//! `enableTopicList`).
+
+use petrel_core::model::TopicList;
+use petrel_net::codec::codes::response;
+use petrel_net::codec::json::{to_json, JsonStyle};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::GetTopicsByClusterRequestHeader;
+
+use super::{ok_with_body, Namesrv, Reply};
+
+pub(super) fn all(namesrv: &Namesrv) -> RemotingCommand {
+    if !namesrv.config.enable_all_topic_list {
+        return RemotingCommand::response(response::SYSTEM_ERROR, "disable".to_owned());
+    }
+    let list = TopicList { broker_addr: None, topic_list: namesrv.table().topics() };
+    ok_with_body(to_json(&list, JsonStyle::Fastjson))
+}
+
+pub(super) fn by_cluster(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
+    let header: GetTopicsByClusterRequestHeader = request.header()?;
+    if !namesrv.config.enable_topic_list {
+        return Ok(RemotingCommand::response(response::SYSTEM_ERROR, "disable".to_owned()));
+    }
+    let topics = namesrv.table().topics_of_cluster(&header.cluster);
+    Ok(ok_with_body(to_json(
+        &TopicList { broker_addr: None, topic_list: topics },
+        JsonStyle::Fastjson,
+    )))
+}
