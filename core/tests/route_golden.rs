@@ -8,6 +8,7 @@
 //!   route topic=      cluster      topics [cluster=]      delete topic= [cluster=]
 //!   perm name= write=true|false      reset [acting] [delete-with-registration]
 //! After each command every action the table emitted is printed, then invariants are checked.
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, HashMap};
 

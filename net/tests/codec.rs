@@ -1,5 +1,6 @@
 //! The codec against RocketMQ's own bytes (reference §1, also in docs/protocol.md), and
 //! property tests of both header encodings.
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::collections::BTreeMap;
 

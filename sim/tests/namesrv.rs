@@ -5,6 +5,7 @@
 //! Which broker is clogged, when each broker starts, and every network delay come from the
 //! seed. Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test namesrv`.
 #![cfg(madsim)]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
