@@ -119,7 +119,10 @@ impl Server {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let table = self.handle.clone();
+        let handle = self.handle.clone();
+        // Hold the table while spawning: the close callback takes the same lock, so its removal
+        // always comes after this insert, even for a connection that closes at once.
+        let mut table = self.handle.table();
         let conn = Connection::spawn(
             id,
             peer,
@@ -127,13 +130,10 @@ impl Server {
             self.config.connection.clone(),
             Some(handler.clone()),
             move |conn| {
-                table.table().remove(&conn.id());
+                handle.table().remove(&conn.id());
             },
         );
-        // The reader may already have finished if the peer left at once: only keep it if open.
-        if !conn.is_closed() {
-            self.handle.table().insert(id, conn);
-        }
+        table.insert(id, conn);
     }
 
     async fn drain(self) {
