@@ -115,6 +115,9 @@ async fn run(command: Command) -> Result<(), String> {
             serve_namesrv(namesrv_config).await
         }
         Command::Standalone { data_dir, namesrv_port } => {
+            std::fs::create_dir_all(&data_dir).map_err(|e| {
+                format!("cannot create the data directory {}: {e}", data_dir.display())
+            })?;
             let config = NamesrvConfig {
                 listen_port: namesrv_port,
                 kv_config_path: Some(data_dir.join("namesrv").join("kvConfig.json")),

@@ -16,9 +16,14 @@ struct Namesrv {
 
 impl Namesrv {
     fn start() -> Namesrv {
+        Namesrv::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Namesrv {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
             .args(["namesrv", "--listen-port", &port.to_string()])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -204,4 +209,43 @@ fn sigterm_stops_cleanly() {
         assert!(Instant::now() < deadline, "namesrv did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn kv_config_persists_across_restart() {
+    let dir = std::env::temp_dir().join(format!("petrel-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("namesrv.conf");
+    let kv_path = dir.join("kvConfig.json");
+    std::fs::write(
+        &conf,
+        format!("# RocketMQ property names\nkvConfigPath={}\n", kv_path.display()),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+
+    let put = br#"{"code":100,"extFields":{"key":"TopicTest","namespace":"ORDER_TOPIC_CONFIG","value":"broker-a:4"},"flag":0,"language":"JAVA","opaque":1,"version":479}"#;
+    let get = br#"{"code":101,"extFields":{"key":"TopicTest","namespace":"ORDER_TOPIC_CONFIG"},"flag":0,"language":"JAVA","opaque":2,"version":479}"#;
+    {
+        let namesrv = Namesrv::start_with(&["-c", conf]);
+        let mut client = namesrv.connect();
+        client.write_all(&frame(0, put, b"")).unwrap();
+        assert_eq!(read_reply(&mut client).header["code"], 0);
+    }
+    let text = std::fs::read_to_string(&kv_path).unwrap();
+    assert!(text.contains("broker-a:4"), "{text}");
+
+    let namesrv = Namesrv::start_with(&["-c", conf]);
+    let mut client = namesrv.connect();
+    client.write_all(&frame(0, get, b"")).unwrap();
+    let reply = read_reply(&mut client);
+    assert_eq!(reply.header["code"], 0);
+    assert_eq!(reply.header["extFields"]["value"], "broker-a:4");
+
+    let missing = br#"{"code":101,"extFields":{"key":"Nope","namespace":"ORDER_TOPIC_CONFIG"},"flag":0,"language":"JAVA","opaque":3,"version":479}"#;
+    client.write_all(&frame(0, missing, b"")).unwrap();
+    let reply = read_reply(&mut client);
+    assert_eq!(reply.header["code"], 22);
+    assert_eq!(reply.header["remark"], "No config item, Namespace: ORDER_TOPIC_CONFIG Key: Nope");
+    let _ = std::fs::remove_dir_all(&dir);
 }
