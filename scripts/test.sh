@@ -2,7 +2,7 @@
 # Every test Petrel has, in one command: formatting, lints, unit and integration tests (golden
 # cases, tidy, fuzz corpus replay, real processes on loopback), then the simulation seeds.
 #
-#   bash scripts/test.sh
+#   bash ./scripts/test.sh
 #
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default ./target); simulation builds go to its sim/.
