@@ -222,8 +222,9 @@ impl RequestHandler for Handler {
             RemotingCommand::response(
                 response::SYSTEM_ERROR,
                 format!(
-                    "{} request rejected: {e}",
-                    petrel_net::codec::codes::request_name(request.code)
+                    "{} ({}) request rejected: {e}",
+                    petrel_net::codec::codes::request_name(request.code),
+                    request.code
                 ),
             )
         });
