@@ -5,7 +5,7 @@
 //! `--cfg madsim` (`cargo simtest -p petrel-sim`), where madsim drives the network, the clock and
 //! the randomness from one seed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use petrel_core::model::{
@@ -113,7 +113,7 @@ fn brokers_of(datas: &[BrokerData]) -> BTreeSet<String> {
     datas.iter().map(|b| b.broker_name.clone()).collect()
 }
 
-/// Broker names by index, for scenarios: `broker-0`, `broker-1`, ...
-pub fn broker_names(count: usize) -> BTreeMap<usize, String> {
-    (0..count).map(|i| (i, format!("broker-{i}"))).collect()
+/// Broker names for scenarios: `broker-0`, `broker-1`, ...
+pub fn broker_names(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("broker-{i}")).collect()
 }

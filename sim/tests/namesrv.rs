@@ -64,7 +64,7 @@ async fn brokers_leave_on_expiry_and_return() {
 
     let names = broker_names(3);
     let mut broker_nodes = Vec::new();
-    for (i, name) in &names {
+    for (i, name) in names.iter().enumerate() {
         let start_delay = Duration::from_millis(thread_rng().gen_range(0..5_000));
         let broker = SimBroker {
             cluster: "SimCluster".into(),
@@ -87,11 +87,11 @@ async fn brokers_leave_on_expiry_and_return() {
         broker_nodes.push(node);
     }
     let client_node = handle.create_node().name("client").ip(ip("10.0.2.1")).build();
-    let all: BTreeSet<String> = names.values().cloned().collect();
+    let all: BTreeSet<String> = names.iter().cloned().collect();
     let victim = thread_rng().gen_range(0..3usize);
     let victim_id = broker_nodes[victim].id();
     let mut survivors = all.clone();
-    survivors.remove(&names[&victim]);
+    survivors.remove(&names[victim]);
 
     let check_slot = slot.clone();
     let scenario = client_node.spawn(async move {
@@ -126,7 +126,7 @@ async fn brokers_leave_on_expiry_and_return() {
     *slot.lock().unwrap() = None;
     handle.restart(namesrv_node.id());
     let check_slot = slot.clone();
-    let all: BTreeSet<String> = names.values().cloned().collect();
+    let all: BTreeSet<String> = names.iter().cloned().collect();
     let after_restart = client_node.spawn(async move {
         let client = RemotingClient::new(ClientConfig::default(), None);
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -76,6 +76,17 @@ impl RocketFormatter {
     }
 }
 
+/// Every integer writer marks a pending map key as bare, so a map keyed by any integer type
+/// gets fastjson's unquoted keys.
+macro_rules! integer_writers {
+    ($($name:ident: $ty:ty),* $(,)?) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W, value: $ty) -> io::Result<()> {
+            self.mark_bare_key();
+            write!(w, "{value}")
+        }
+    )*};
+}
+
 impl Formatter for RocketFormatter {
     fn begin_object_key<W: ?Sized + io::Write>(
         &mut self,
@@ -159,25 +170,18 @@ impl Formatter for RocketFormatter {
         w.write_all(text)
     }
 
-    fn write_i64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: i64) -> io::Result<()> {
-        self.mark_bare_key();
-        write!(w, "{value}")
-    }
-
-    fn write_u64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: u64) -> io::Result<()> {
-        self.mark_bare_key();
-        write!(w, "{value}")
-    }
-
-    fn write_i32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: i32) -> io::Result<()> {
-        self.mark_bare_key();
-        write!(w, "{value}")
-    }
-
-    fn write_u32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: u32) -> io::Result<()> {
-        self.mark_bare_key();
-        write!(w, "{value}")
-    }
+    integer_writers!(
+        write_i8: i8,
+        write_i16: i16,
+        write_i32: i32,
+        write_i64: i64,
+        write_i128: i128,
+        write_u8: u8,
+        write_u16: u16,
+        write_u32: u32,
+        write_u64: u64,
+        write_u128: u128,
+    );
 }
 
 impl RocketFormatter {
@@ -295,6 +299,18 @@ mod tests {
             let back: Broker = from_json(&to_json(&sample(), style)).unwrap();
             assert_eq!(back, sample());
         }
+    }
+
+    #[test]
+    fn every_integer_key_type_is_bare() {
+        let small = BTreeMap::from([(5u8, 1), (7u8, 2)]);
+        assert_eq!(String::from_utf8(to_json(&small, JsonStyle::Fastjson)).unwrap(), "{5:1,7:2}");
+        let wide = BTreeMap::from([(-3i128, "x")]);
+        assert_eq!(String::from_utf8(to_json(&wide, JsonStyle::Fastjson)).unwrap(), r#"{-3:"x"}"#);
+        assert_eq!(
+            String::from_utf8(to_json(&small, JsonStyle::Standard)).unwrap(),
+            r#"{"5":1,"7":2}"#
+        );
     }
 
     #[test]

@@ -121,8 +121,8 @@ impl Connection {
     pub fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.inner.close_signal.send_replace(true);
-            let waiting: Vec<_> = self.pending().drain().collect();
-            drop(waiting);
+            // Dropping the waiters' senders wakes each with `Closed`.
+            self.pending().clear();
         }
     }
 
