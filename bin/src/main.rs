@@ -148,34 +148,51 @@ async fn run(command: Command) -> Result<(), String> {
 }
 
 async fn serve_namesrv(config: NamesrvConfig) -> Result<(), String> {
+    // Watch for signals before binding, so a signal that comes right after the address is
+    // printed still stops the server cleanly instead of killing it.
+    let shutdown =
+        ShutdownSignal::install().map_err(|e| format!("cannot watch for signals: {e}"))?;
     let port = config.listen_port;
     let handle =
         namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
-    shutdown_signal().await;
+    // The bound address, on stdout: with `--listen-port 0` this is how a caller learns the port.
+    println!("namesrv listening on {}", handle.local_addr);
+    shutdown.wait().await;
     tracing::info!("shutting down");
     handle.shutdown().await;
     tracing::info!("namesrv stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM, watched from the moment it is installed.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> std::io::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -4,8 +4,8 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,22 +19,21 @@ impl Namesrv {
         Namesrv::start_with(&[])
     }
 
+    /// Starts `petrel namesrv` on a port the kernel picks, and learns it from the line the
+    /// namesrv prints once bound: no window in which two tests can pick the same port.
     fn start_with(extra: &[&str]) -> Namesrv {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-            .args(["namesrv", "--listen-port", &port.to_string()])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .args(["namesrv", "--listen-port", "0"])
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("petrel binary starts");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "namesrv did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Namesrv { child, addr }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("namesrv prints its address");
+        let port = line.trim().rsplit(':').next().expect("the line ends with the address");
+        Namesrv { child, addr: format!("127.0.0.1:{port}") }
     }
 
     fn connect(&self) -> TcpStream {
