@@ -23,6 +23,7 @@
 
 pub mod kv;
 pub mod model;
+pub mod record;
 pub mod route;
 
 /// Milliseconds since the Unix epoch, as RocketMQ stamps everything. Cores are handed it; they

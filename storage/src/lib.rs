@@ -1,4 +1,18 @@
 //! petrel-storage: the broker's store in RocketMQ's on-disk formats.
 //!
-//! Empty until the store lands (issue 3); the crate exists now so the workspace's dependency
-//! graph (`storage` on `core`, the services on `storage`) is fixed from the start.
+//! `docs/storage-format.md` is the byte-level specification and crash analysis this crate
+//! implements. All file access goes through [`disk::Disk`], so the same store runs on the real
+//! file system and on the simulator's faulty disk.
+
+pub mod checkpoint;
+pub mod config;
+pub mod consume_queue;
+pub mod disk;
+pub mod error;
+pub mod recovery;
+pub mod segments;
+pub mod store;
+
+pub use config::{FlushDiskType, StoreConfig};
+pub use error::StoreError;
+pub use store::{Appended, GetMessages, GetStatus, ReadLimits, RecoveryReport, Store};

@@ -1,0 +1,133 @@
+//! The store's settings, named after RocketMQ's `MessageStoreConfig` properties, with its
+//! defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// RocketMQ's `mappedFileSizeCommitLog`: 1 GiB.
+pub const COMMIT_LOG_FILE_BYTES_DEFAULT: u64 = 1 << 30;
+/// One consume-queue unit: `int64 offset | int32 size | int64 tagsCode`.
+pub const CQ_UNIT_BYTES: u64 = 20;
+/// RocketMQ's `mappedFileSizeConsumeQueue`: 300 000 units.
+pub const CQ_FILE_UNITS_DEFAULT: u64 = 300_000;
+/// RocketMQ's `maxMessageSize`: 4 MiB.
+pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Commit-log files must hold the largest message plus the end-of-file filler, and their
+/// offsets must fit the 20-digit names and Java's signed longs.
+pub const COMMIT_LOG_FILE_BYTES_MIN: u64 = 4096;
+
+/// When a producer is acknowledged relative to the disk (`flushDiskType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    /// Acknowledge after the group commit's fdatasync; consumers see only flushed records.
+    SyncFlush,
+    /// Acknowledge once written to the page cache; flush in the background.
+    AsyncFlush,
+}
+
+impl std::str::FromStr for FlushDiskType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "SYNC_FLUSH" => Ok(FlushDiskType::SyncFlush),
+            "ASYNC_FLUSH" => Ok(FlushDiskType::AsyncFlush),
+            other => Err(format!("flushDiskType {other} is neither SYNC_FLUSH nor ASYNC_FLUSH")),
+        }
+    }
+}
+
+/// Everything the store needs to know; `StoreConfig::new` gives RocketMQ's defaults.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `storePathRootDir`: holds `commitlog/`, `consumequeue/`, `checkpoint`, `abort`, ...
+    pub root: PathBuf,
+    /// `mappedFileSizeCommitLog`.
+    pub commit_log_file_bytes: u64,
+    /// `mappedFileSizeConsumeQueue` / 20.
+    pub cq_file_units: u64,
+    /// `maxMessageSize`: bodies over this are refused.
+    pub message_bytes_max: usize,
+    /// `flushDiskType`.
+    pub flush_disk_type: FlushDiskType,
+    /// `syncFlushTimeout`: how long a SYNC_FLUSH append waits before FLUSH_DISK_TIMEOUT.
+    pub sync_flush_timeout_ms: u64,
+    /// `flushIntervalCommitLog`.
+    pub flush_interval_ms: u64,
+    /// `flushCommitLogLeastPages`: async flush waits for this many dirty 4 KiB pages...
+    pub flush_least_pages: u64,
+    /// `flushCommitLogThoroughInterval`: ...unless this long has passed since the last flush.
+    pub flush_thorough_interval_ms: u64,
+    /// `flushIntervalConsumeQueue`: consume queues and the checkpoint.
+    pub flush_cq_interval_ms: u64,
+    /// `enabledAppendPropCRC`: end every record with a CRC of the whole record. RocketMQ's
+    /// default is off; Petrel's is on, because the body CRC alone lets torn properties through.
+    pub append_record_crc: bool,
+    /// `checkCRCOnRecover`.
+    pub check_crc_on_recover: bool,
+    /// The broker's address, written into every record as the store host.
+    pub store_host: SocketAddr,
+}
+
+impl StoreConfig {
+    /// RocketMQ's defaults, with the store under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            root: root.into(),
+            commit_log_file_bytes: COMMIT_LOG_FILE_BYTES_DEFAULT,
+            cq_file_units: CQ_FILE_UNITS_DEFAULT,
+            message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            sync_flush_timeout_ms: 5_000,
+            flush_interval_ms: 500,
+            flush_least_pages: 4,
+            flush_thorough_interval_ms: 10_000,
+            flush_cq_interval_ms: 1_000,
+            append_record_crc: true,
+            check_crc_on_recover: true,
+            store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+        }
+    }
+
+    /// The offset up to which consumers may read: flushed under SYNC_FLUSH (so a crash can never
+    /// take back what a consumer saw), written under ASYNC_FLUSH (as RocketMQ).
+    pub fn confirms_on_flush(&self) -> bool {
+        self.flush_disk_type == FlushDiskType::SyncFlush
+    }
+
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.root.join("commitlog")
+    }
+    pub fn cq_root(&self) -> PathBuf {
+        self.root.join("consumequeue")
+    }
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+    pub fn abort_path(&self) -> PathBuf {
+        self.root.join("abort")
+    }
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    pub fn cq_file_bytes(&self) -> u64 {
+        self.cq_file_units * CQ_UNIT_BYTES
+    }
+
+    /// Refuses settings the store cannot run with, saying which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let file = self.commit_log_file_bytes;
+        if file < COMMIT_LOG_FILE_BYTES_MIN || file > i64::MAX as u64 / 2 {
+            return Err(format!("mappedFileSizeCommitLog={file} is outside [4096, 2^62]"));
+        }
+        if self.message_bytes_max as u64 + 8 > file {
+            return Err(format!(
+                "maxMessageSize={} does not fit a commit-log file of {file} bytes",
+                self.message_bytes_max
+            ));
+        }
+        if self.cq_file_units == 0 {
+            return Err("mappedFileSizeConsumeQueue must hold at least one unit".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a failed test.
+//! The store end to end on both disks: append, flush, dispatch, read, restart, crash.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use petrel_core::record::{put_property, scan_record, Checks, RecordInput, Scanned};
+use petrel_storage::disk::{Disk, FsDisk, SimDisk, SimDiskFaults};
+use petrel_storage::{FlushDiskType, GetStatus, ReadLimits, Store, StoreConfig};
+
+fn config(root: &Path) -> StoreConfig {
+    let mut config = StoreConfig::new(root);
+    config.commit_log_file_bytes = 16 * 1024;
+    config.cq_file_units = 50;
+    config.message_bytes_max = 2048;
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    config
+}
+
+fn input<'a>(topic: &'a str, queue_id: i32, body: &'a [u8], props: &'a [u8]) -> RecordInput<'a> {
+    RecordInput {
+        topic,
+        queue_id,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_000,
+        born_host: "10.0.0.1:4000".parse().unwrap(),
+        store_host: "0.0.0.0:0".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties: props,
+    }
+}
+
+fn body(i: usize) -> Vec<u8> {
+    format!("message-{i}-").repeat(1 + i % 40).into_bytes()
+}
+
+fn all(store: &Store, topic: &str, queue_id: i32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let got = store.get_messages(topic, queue_id, offset, ReadLimits::default(), &|_| true);
+        if got.status != GetStatus::Found {
+            return out;
+        }
+        for message in &got.messages {
+            let Scanned::Record(record) =
+                scan_record(message, Checks { physical_offset: None, crc: true })
+            else {
+                panic!("a read message fails its checks");
+            };
+            assert_eq!(record.queue_offset as usize, out.len(), "queue offsets are contiguous");
+            out.push(record.body.to_vec());
+        }
+        offset = got.next_begin_offset;
+    }
+}
+
+fn exercise(disk: Arc<dyn Disk>, root: &Path) {
+    let (store, report) = Store::open(disk.clone(), config(root)).unwrap();
+    assert_eq!(report.plan.end, 0);
+    let mut props = Vec::new();
+    put_property(&mut props, "TAGS", "TagA");
+    put_property(&mut props, "KEYS", "k");
+    for i in 0..300 {
+        let b = body(i);
+        let appended = store
+            .append(&input("TopicTest", (i % 3) as i32, &b, &props), 5_000 + i as i64)
+            .unwrap();
+        assert_eq!(appended.queue_offset as usize, i / 3);
+    }
+    assert!(store.written_offset() > 16 * 1024 * 4, "the log rolled over several files");
+    assert_eq!(
+        store.get_messages("TopicTest", 0, 0, ReadLimits::default(), &|_| true).status,
+        GetStatus::NoMatchedLogicQueue,
+        "nothing dispatched before the flush under SYNC_FLUSH"
+    );
+    store.flush_log().unwrap();
+    store.dispatch().unwrap();
+    for queue in 0..3 {
+        let expected: Vec<Vec<u8>> = (0..300).filter(|i| i % 3 == queue).map(body).collect();
+        assert_eq!(all(&store, "TopicTest", queue as i32), expected);
+    }
+    let tag = petrel_core::record::tags_code(b"TagA");
+    let filtered =
+        store.get_messages("TopicTest", 1, 0, ReadLimits::default(), &|code| code != tag);
+    assert_eq!(filtered.status, GetStatus::NoMatchedMessage);
+    assert_eq!(
+        store.get_messages("TopicTest", 1, 100, ReadLimits::default(), &|_| true).status,
+        GetStatus::OffsetOverflowOne
+    );
+    assert_eq!(
+        store.get_messages("TopicTest", 1, 101, ReadLimits::default(), &|_| true).status,
+        GetStatus::OffsetOverflowBadly
+    );
+    assert_eq!(store.offset_by_time("TopicTest", 0, 5_000 + 150), 50);
+    assert_eq!(store.earliest_time("TopicTest", 2), Some(5_002));
+    store.check_invariants();
+    store.shutdown().unwrap();
+    drop(store);
+
+    let (store, report) = Store::open(disk, config(root)).unwrap();
+    assert!(!report.plan.abnormal);
+    assert_eq!(
+        report.plan.redispatch_from, report.plan.end,
+        "a clean shutdown needs no re-dispatch"
+    );
+    for queue in 0..3 {
+        assert_eq!(all(&store, "TopicTest", queue).len(), 100);
+    }
+    let appended = store.append(&input("TopicTest", 0, b"after", &props), 9_000).unwrap();
+    assert_eq!(appended.queue_offset, 100);
+}
+
+#[test]
+fn store_on_the_real_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(Arc::new(FsDisk), dir.path());
+    let names = FsDisk.list(&dir.path().join("consumequeue/TopicTest/0")).unwrap();
+    assert_eq!(names[0], "00000000000000000000");
+    assert_eq!(names[1], "00000000000000001000", "the second file starts at 50 units x 20 bytes");
+}
+
+#[test]
+fn store_on_the_simulated_disk() {
+    let disk = SimDisk::new(1, 1 << 30, SimDiskFaults::default());
+    exercise(Arc::new(disk), Path::new("/store"));
+}
+
+#[test]
+fn a_crash_keeps_every_flushed_message() {
+    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+    for seed in 0..20 {
+        let disk = SimDisk::new(seed, 1 << 30, faults);
+        let root = Path::new("/store");
+        let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+        for i in 0..100 {
+            let b = body(i);
+            store.append(&input("T", 0, &b, b""), i as i64).unwrap();
+            if i == 59 {
+                store.flush_log().unwrap();
+                store.dispatch().unwrap();
+            }
+        }
+        store.dispatch().unwrap();
+        drop(store);
+        disk.crash();
+        let (store, report) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+        assert!(report.plan.abnormal);
+        let got = all(&store, "T", 0);
+        assert!(got.len() >= 60, "seed {seed}: {} of 60 flushed messages back", got.len());
+        let expected: Vec<Vec<u8>> = (0..got.len()).map(body).collect();
+        assert_eq!(got, expected, "seed {seed}: a prefix of what was appended");
+        let appended = store.append(&input("T", 0, b"next", b""), 1_000).unwrap();
+        assert_eq!(appended.queue_offset as usize, got.len(), "seed {seed}: offsets continue");
+    }
+}
