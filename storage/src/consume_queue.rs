@@ -43,7 +43,7 @@ impl ConsumeQueue {
         if let Some(segment) = segments.find(keep).filter(|_| !on_boundary) {
             let at = keep - segment.base;
             segment.file.zero_from(at).context(|| format!("cannot cut {}", dir.display()))?;
-            segment.file.sync().context(|| format!("cannot sync {}", dir.display()))?;
+            segment.file.sync().sync_context(|| format!("cannot sync {}", dir.display()))?;
         }
         let remove_at = if on_boundary { keep } else { keep - keep % file_bytes + file_bytes };
         segments.remove_from(disk, remove_at)?;
@@ -220,7 +220,7 @@ impl ConsumeQueue {
                 segment
                     .file
                     .sync()
-                    .context(|| format!("cannot sync {}", self.segments.dir().display()))?;
+                    .sync_context(|| format!("cannot sync {}", self.segments.dir().display()))?;
             }
         }
         self.flushed_bytes = self.write_bytes;

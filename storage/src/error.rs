@@ -11,6 +11,10 @@ pub enum StoreError {
     /// A file operation failed; `what` names the file and the operation.
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+    /// An fdatasync or directory fsync failed: what is on disk is unknown from here on. The
+    /// store turns this into `Stopped` (see `docs/storage-format.md` §9).
+    #[error("{what}: {source}")]
+    SyncFailed { what: String, source: io::Error },
     /// A sync failed earlier, so what is on disk is unknown; the store accepts nothing more and
     /// must be restarted to recover from what the disk really holds.
     #[error("the store stopped after a failed disk sync ({0}); restart the broker to recover")]
@@ -42,10 +46,15 @@ impl StoreError {
 /// Adds context to I/O results.
 pub(crate) trait IoContext<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
+    /// For the result of a sync, whose failure is fatal.
+    fn sync_context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
         self.map_err(|source| StoreError::io(what(), source))
+    }
+    fn sync_context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::SyncFailed { what: what(), source })
     }
 }

@@ -11,8 +11,10 @@ pub mod disk;
 pub mod error;
 pub mod recovery;
 pub mod segments;
+pub mod service;
 pub mod store;
 
 pub use config::{FlushDiskType, StoreConfig};
 pub use error::StoreError;
+pub use service::{PutError, StoreService};
 pub use store::{Appended, GetMessages, GetStatus, ReadLimits, RecoveryReport, Store};

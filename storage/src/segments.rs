@@ -48,7 +48,7 @@ impl Segments {
                 tracing::warn!(file = %path.display(), "removing a file whose creation was interrupted");
                 drop(file);
                 disk.remove(&path).context(|| format!("cannot remove {}", path.display()))?;
-                disk.sync_dir(dir).context(|| format!("cannot sync {}", dir.display()))?;
+                disk.sync_dir(dir).sync_context(|| format!("cannot sync {}", dir.display()))?;
                 break;
             }
             if file.len() != file_bytes || !base.is_multiple_of(file_bytes) {
@@ -119,8 +119,8 @@ impl Segments {
         let file = disk
             .create(&path, self.file_bytes)
             .context(|| format!("cannot create {}", path.display()))?;
-        file.sync().context(|| format!("cannot sync {}", path.display()))?;
-        disk.sync_dir(&self.dir).context(|| format!("cannot sync {}", self.dir.display()))?;
+        file.sync().sync_context(|| format!("cannot sync {}", path.display()))?;
+        disk.sync_dir(&self.dir).sync_context(|| format!("cannot sync {}", self.dir.display()))?;
         let segment = Segment { base, file };
         self.files.push(segment.clone());
         Ok(segment)
@@ -136,7 +136,7 @@ impl Segments {
             let path = self.dir.join(file_name(segment.base));
             disk.remove(&path).context(|| format!("cannot remove {}", path.display()))?;
         }
-        disk.sync_dir(&self.dir).context(|| format!("cannot sync {}", self.dir.display()))
+        disk.sync_dir(&self.dir).sync_context(|| format!("cannot sync {}", self.dir.display()))
     }
 
     /// Removes the first `count` files (expired data), then syncs the directory.
@@ -146,7 +146,7 @@ impl Segments {
             let path = self.dir.join(file_name(segment.base));
             disk.remove(&path).context(|| format!("cannot remove {}", path.display()))?;
         }
-        disk.sync_dir(&self.dir).context(|| format!("cannot sync {}", self.dir.display()))
+        disk.sync_dir(&self.dir).sync_context(|| format!("cannot sync {}", self.dir.display()))
     }
 }
 

@@ -173,7 +173,7 @@ impl Store {
         if let Some(segment) = segments.find(plan.end).filter(|s| s.base < plan.end) {
             let at = plan.end - segment.base;
             segment.file.zero_from(at).context(|| "cannot cut the commit log".to_owned())?;
-            segment.file.sync().context(|| "cannot sync the commit log".to_owned())?;
+            segment.file.sync().sync_context(|| "cannot sync the commit log".to_owned())?;
         }
         let file_bytes = config.commit_log_file_bytes;
         let keep_to = if plan.end.is_multiple_of(file_bytes) {
@@ -186,7 +186,7 @@ impl Store {
         // made durable (a restart without power loss): make all of it durable before the
         // checkpoint says so. Files with nothing dirty sync at almost no cost.
         for segment in segments.files() {
-            segment.file.sync().context(|| "cannot sync the commit log".to_owned())?;
+            segment.file.sync().sync_context(|| "cannot sync the commit log".to_owned())?;
         }
         let queues = open_queues(disk.as_ref(), &config, plan)?;
         let files: Arc<[Segment]> = segments.files().to_vec().into();
@@ -247,11 +247,11 @@ impl Store {
                 .context(|| "cannot create the abort file".to_owned())?;
             file.write_at(0, pid.as_bytes())
                 .context(|| "cannot write the abort file".to_owned())?;
-            file.sync().context(|| "cannot sync the abort file".to_owned())?;
+            file.sync().sync_context(|| "cannot sync the abort file".to_owned())?;
         }
         self.disk
             .sync_dir(&self.config.root)
-            .context(|| "cannot sync the store directory".to_owned())
+            .sync_context(|| "cannot sync the store directory".to_owned())
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -287,7 +287,8 @@ impl Store {
         self.files.read().unwrap_or_else(|p| p.into_inner()).first().map_or(0, |s| s.base)
     }
 
-    fn check_running(&self) -> Result<(), StoreError> {
+    /// `Err(Stopped)` once a failed sync has stopped the store.
+    pub fn check_running(&self) -> Result<(), StoreError> {
         match lock(&self.stopped).as_ref() {
             Some(reason) => Err(StoreError::Stopped(reason.clone())),
             None => Ok(()),
@@ -306,6 +307,18 @@ impl Store {
     /// The record is in the page cache when this returns; `flush_log` makes it durable.
     pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
         self.check_running()?;
+        self.fatal(self.append_running(input, now))
+    }
+
+    /// Turns a failed sync anywhere below into the store's stop.
+    fn fatal<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.map_err(|error| match error {
+            StoreError::SyncFailed { what, source } => self.stop(&what, source),
+            other => other,
+        })
+    }
+
+    fn append_running(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
         if input.body.len() > self.config.message_bytes_max {
             let max = self.config.message_bytes_max;
             return Err(StoreError::MessageTooLarge { size: input.body.len(), max });
@@ -416,7 +429,7 @@ impl Store {
         self.check_running()?;
         let mut dispatcher = lock(&self.dispatcher);
         let confirm = self.confirm_offset();
-        self.dispatch_to(&mut dispatcher, confirm)?;
+        self.fatal(self.dispatch_to(&mut dispatcher, confirm))?;
         self.dispatched.store(dispatcher.position, Ordering::Release);
         Ok(dispatcher.position)
     }
@@ -536,7 +549,7 @@ impl Store {
     /// Syncs every consume queue, then writes the checkpoint.
     pub fn flush_queues(&self) -> Result<(), StoreError> {
         self.check_running()?;
-        self.write_checkpoint()
+        self.fatal(self.write_checkpoint())
     }
 
     fn write_checkpoint(&self) -> Result<(), StoreError> {
@@ -549,10 +562,7 @@ impl Store {
             queues.values().flat_map(|by_id| by_id.values().cloned()).collect()
         };
         for queue in queues {
-            lock(&queue).flush(self.disk.as_ref()).map_err(|e| match e {
-                StoreError::Io { what, source } => self.stop(&what, source),
-                other => other,
-            })?;
+            lock(&queue).flush(self.disk.as_ref())?;
         }
         let mut durable = lock(&self.durable);
         let flushed = self.flushed_offset();
@@ -575,12 +585,16 @@ impl Store {
         };
         file.write_at(0, &checkpoint.encode())
             .context(|| "cannot write the checkpoint".to_owned())?;
-        file.sync().map_err(|e| self.stop("checkpoint sync failed", e))
+        file.sync().sync_context(|| "checkpoint sync failed".to_owned())
     }
 
     /// Clean shutdown: flush and dispatch everything, write the checkpoint, remove `abort`.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         self.flush_log()?;
+        self.fatal(self.shutdown_flushed())
+    }
+
+    fn shutdown_flushed(&self) -> Result<(), StoreError> {
         let mut dispatcher = lock(&self.dispatcher);
         self.dispatch_to(&mut dispatcher, self.flushed_offset())?;
         self.dispatched.store(dispatcher.position, Ordering::Release);
@@ -592,7 +606,7 @@ impl Store {
         }
         self.disk
             .sync_dir(&self.config.root)
-            .context(|| "cannot sync the store directory".to_owned())
+            .sync_context(|| "cannot sync the store directory".to_owned())
     }
 
     fn segment_at(&self, offset: u64) -> Option<Segment> {
@@ -818,7 +832,7 @@ fn open_or_create(
         .create(path, CHECKPOINT_BYTES as u64)
         .context(|| format!("cannot create {}", path.display()))?;
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    disk.sync_dir(&dir).context(|| format!("cannot sync {}", dir.display()))?;
+    disk.sync_dir(&dir).sync_context(|| format!("cannot sync {}", dir.display()))?;
     Ok(file)
 }
 

@@ -129,7 +129,7 @@ impl Run {
                     self.store = Some(store);
                     return;
                 }
-                Err(StoreError::Io { .. } | StoreError::Stopped(_)) => self.disk.crash(),
+                Err(StoreError::Io { .. } | StoreError::SyncFailed { .. }) => self.disk.crash(),
                 Err(error) => panic!("recovery refused the store: {error}"),
             }
         }

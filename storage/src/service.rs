@@ -1,0 +1,233 @@
+//! The store's background work as tasks: flushing (group commit under SYNC_FLUSH, the periodic
+//! flush under ASYNC_FLUSH), dispatch, and the consume-queue checkpoint.
+//!
+//! `StoreService::put` is the append a broker calls: under SYNC_FLUSH it returns only after the
+//! group commit's fdatasync covered the record (or with `PutError::FlushTimeout` after
+//! `syncFlushTimeout`); under ASYNC_FLUSH at once. Producers waiting together share one
+//! fdatasync: each append wakes the flush task, whose wake-ups coalesce while it syncs.
+//! `dispatched()` lets long-polling pulls wait for new records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_core::record::RecordInput;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::{interval, sleep, timeout, Instant, MissedTickBehavior};
+
+use crate::config::FlushDiskType;
+use crate::error::StoreError;
+use crate::store::{Appended, Store};
+
+/// A dirty page as RocketMQ counts them for `flushCommitLogLeastPages`.
+const PAGE_BYTES: u64 = 4096;
+
+/// Why a put did not fully succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The message is stored but was not flushed within `syncFlushTimeout` (RocketMQ's
+    /// FLUSH_DISK_TIMEOUT): it may yet become durable and be delivered.
+    #[error("message stored but not flushed within {timeout_ms} ms")]
+    FlushTimeout { appended: Appended, timeout_ms: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The running store: the `Store` plus its tasks.
+pub struct StoreService {
+    store: Arc<Store>,
+    flushed: watch::Receiver<u64>,
+    dispatched: watch::Receiver<u64>,
+    wake_flush: Arc<Notify>,
+    wake_dispatch: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl StoreService {
+    /// Starts the tasks for `store` on the current runtime.
+    pub fn start(store: Arc<Store>) -> StoreService {
+        let (flushed_tx, flushed) = watch::channel(store.flushed_offset());
+        let (dispatched_tx, dispatched) = watch::channel(store.dispatched_offset());
+        let (stop, stopped) = watch::channel(false);
+        let wake_flush = Arc::new(Notify::new());
+        let wake_dispatch = Arc::new(Notify::new());
+        let flush = FlushTask {
+            store: store.clone(),
+            wake: wake_flush.clone(),
+            wake_dispatch: wake_dispatch.clone(),
+            flushed: flushed_tx,
+            stopped: stopped.clone(),
+        };
+        let dispatch = DispatchTask {
+            store: store.clone(),
+            wake: wake_dispatch.clone(),
+            dispatched: dispatched_tx,
+            stopped: stopped.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(flush.run()),
+            tokio::spawn(dispatch.run()),
+            tokio::spawn(checkpoint_task(store.clone(), stopped)),
+        ];
+        StoreService { store, flushed, dispatched, wake_flush, wake_dispatch, stop, tasks }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Changes whenever dispatch hands new records to consume queues.
+    pub fn dispatched(&self) -> watch::Receiver<u64> {
+        self.dispatched.clone()
+    }
+
+    /// Appends and, under SYNC_FLUSH, waits for the group commit.
+    pub async fn put(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, PutError> {
+        let appended = self.store.append(input, now)?;
+        let config = self.store.config();
+        if config.flush_disk_type == FlushDiskType::AsyncFlush {
+            self.wake_dispatch.notify_one();
+            return Ok(appended);
+        }
+        self.wake_flush.notify_one();
+        let mut flushed = self.flushed.clone();
+        let end = appended.end_offset;
+        let limit = Duration::from_millis(config.sync_flush_timeout_ms);
+        let waited = timeout(limit, async { flushed.wait_for(|f| *f >= end).await.is_ok() }).await;
+        match waited {
+            Ok(true) => Ok(appended),
+            Ok(false) => Err(PutError::Store(StoreError::Stopped("the flush task ended".into()))),
+            Err(_) => {
+                // The flush task ends when the store stops; say so rather than "timeout".
+                self.store.check_running()?;
+                let timeout_ms = config.sync_flush_timeout_ms;
+                Err(PutError::FlushTimeout { appended, timeout_ms })
+            }
+        }
+    }
+
+    /// Stops the tasks and shuts the store down cleanly (flush, dispatch, checkpoint, abort).
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await
+            .map_err(|error| StoreError::Stopped(format!("shutdown task failed: {error}")))?
+    }
+}
+
+struct FlushTask {
+    store: Arc<Store>,
+    wake: Arc<Notify>,
+    wake_dispatch: Arc<Notify>,
+    flushed: watch::Sender<u64>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl FlushTask {
+    async fn run(mut self) {
+        let config = self.store.config().clone();
+        let mut tick = interval(Duration::from_millis(config.flush_interval_ms.max(1)));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_thorough = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.stopped.changed() => return,
+                _ = self.wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+            let dirty = self.store.written_offset() - self.store.flushed_offset();
+            let thorough =
+                last_thorough.elapsed().as_millis() as u64 >= config.flush_thorough_interval_ms;
+            let due = match config.flush_disk_type {
+                FlushDiskType::SyncFlush => dirty > 0,
+                FlushDiskType::AsyncFlush => {
+                    dirty > 0 && (dirty >= config.flush_least_pages * PAGE_BYTES || thorough)
+                }
+            };
+            if !due {
+                continue;
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.flush_log()).await {
+                Ok(Ok(flushed)) => {
+                    last_thorough = Instant::now();
+                    let _ = self.flushed.send(flushed);
+                    if config.confirms_on_flush() {
+                        self.wake_dispatch.notify_one();
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "flush failed; the store accepts no more writes");
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "flush task failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct DispatchTask {
+    store: Arc<Store>,
+    wake: Arc<Notify>,
+    dispatched: watch::Sender<u64>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl DispatchTask {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.stopped.changed() => return,
+                _ = self.wake.notified() => {}
+                // A record written by another path (a recovery, a flush on shutdown) is still
+                // dispatched within a second.
+                _ = sleep(Duration::from_secs(1)) => {}
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.dispatch()).await {
+                Ok(Ok(position)) => {
+                    self.dispatched
+                        .send_if_modified(|old| std::mem::replace(old, position) != position);
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "dispatch failed");
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "dispatch task failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn checkpoint_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
+    let period = Duration::from_millis(store.config().flush_cq_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = sleep(period) => {}
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.flush_queues()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "checkpoint failed");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "checkpoint task failed");
+                return;
+            }
+        }
+    }
+}

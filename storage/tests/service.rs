@@ -1,0 +1,97 @@
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a failed test.
+//! The store's tasks: group commit, fatal fsync failure, dispatch notification.
+
+use std::sync::Arc;
+
+use petrel_core::record::RecordInput;
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::{FlushDiskType, PutError, Store, StoreConfig, StoreError, StoreService};
+
+fn input(body: &[u8]) -> RecordInput<'_> {
+    RecordInput {
+        topic: "T",
+        queue_id: 0,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1,
+        born_host: "10.0.0.1:4000".parse().unwrap(),
+        store_host: "0.0.0.0:0".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties: b"",
+    }
+}
+
+fn open(disk: &SimDisk, flush: FlushDiskType) -> Arc<Store> {
+    let mut config = StoreConfig::new("/store");
+    config.commit_log_file_bytes = 1 << 20;
+    config.message_bytes_max = 1 << 16;
+    config.flush_disk_type = flush;
+    Arc::new(Store::open(Arc::new(disk.clone()), config).unwrap().0)
+}
+
+#[tokio::test]
+async fn sync_flush_shares_one_fdatasync_among_waiting_producers() {
+    let disk = SimDisk::new(3, 1 << 30, SimDiskFaults::default());
+    let service = Arc::new(StoreService::start(open(&disk, FlushDiskType::SyncFlush)));
+    let syncs_before = disk.stats().syncs;
+    let producers: Vec<_> = (0..64)
+        .map(|i| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let body = format!("message {i}");
+                service.put(&input(body.as_bytes()), 10).await.unwrap()
+            })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    for producer in producers {
+        ends.push(producer.await.unwrap().end_offset);
+    }
+    let syncs = disk.stats().syncs - syncs_before;
+    assert!(syncs < 64 / 4, "64 acknowledged appends took {syncs} syncs; group commit shares them");
+    let store = service.store().clone();
+    assert!(store.flushed_offset() >= *ends.iter().max().unwrap(), "acknowledged means flushed");
+    Arc::try_unwrap(service).ok().unwrap().shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_fsync_stops_the_store_for_good() {
+    let disk = SimDisk::new(4, 1 << 30, SimDiskFaults::default());
+    let store = open(&disk, FlushDiskType::SyncFlush);
+    let service = StoreService::start(store.clone());
+    disk.set_faults(SimDiskFaults { fsync_fail_ratio: 1.0, ..SimDiskFaults::default() });
+    let error = service.put(&input(b"lost?"), 10).await.unwrap_err();
+    assert!(matches!(error, PutError::Store(StoreError::Stopped(_))), "{error}");
+    disk.set_faults(SimDiskFaults::default());
+    let error = service.put(&input(b"after"), 11).await.unwrap_err();
+    assert!(
+        matches!(error, PutError::Store(StoreError::Stopped(_))),
+        "no write after a failed fsync"
+    );
+    assert!(store.flush_log().is_err(), "flush refuses too: the page cache state is unknown");
+    drop(service);
+    disk.crash();
+    let reopened = open(&disk, FlushDiskType::SyncFlush);
+    reopened.check_invariants();
+}
+
+#[tokio::test]
+async fn async_flush_dispatches_without_waiting_for_the_disk() {
+    let disk = SimDisk::new(5, 1 << 30, SimDiskFaults::default());
+    let service = StoreService::start(open(&disk, FlushDiskType::AsyncFlush));
+    let mut dispatched = service.dispatched();
+    let appended = service.put(&input(b"fast"), 10).await.unwrap();
+    assert_eq!(service.store().flushed_offset(), 0, "async: acknowledged before any flush");
+    dispatched.wait_for(|d| *d >= appended.end_offset).await.unwrap();
+    assert_eq!(service.store().queue_offsets("T", 0), Some((0, 1)));
+    service.shutdown().await.unwrap();
+    disk.crash();
+    let mut config = StoreConfig::new("/store");
+    config.commit_log_file_bytes = 1 << 20;
+    config.message_bytes_max = 1 << 16;
+    let (reopened, report) = Store::open(Arc::new(disk.clone()), config).unwrap();
+    assert!(!report.plan.abnormal, "a clean shutdown removes the abort file");
+    assert_eq!(reopened.queue_offsets("T", 0), Some((0, 1)), "clean shutdown flushed it");
+}
