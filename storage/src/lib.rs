@@ -9,6 +9,8 @@ pub mod config;
 pub mod consume_queue;
 pub mod disk;
 pub mod error;
+pub mod fuzzing;
+pub mod model;
 pub mod recovery;
 pub mod segments;
 pub mod service;

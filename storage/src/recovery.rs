@@ -110,9 +110,10 @@ impl Unit {
         *self == Unit::FILLER
     }
 
-    /// The first byte after the record, for a real unit.
+    /// The first byte after the record, for a real unit; saturating, since units read from a
+    /// damaged file can hold anything.
     pub fn end(&self) -> u64 {
-        self.offset as u64 + self.size as u64
+        (self.offset as u64).saturating_add(self.size.max(0) as u64)
     }
 }
 
@@ -161,13 +162,14 @@ fn scan_queue(queue: &QueueImage<'_>) -> QueueScan {
     QueueScan { valid_bytes, last_end }
 }
 
-/// How many bytes of the queue to keep so that no unit points at or past `end`.
+/// How many bytes of the queue to keep so that no unit points past `end`: everything after the
+/// last real unit that ends within the log goes, trailing fillers included.
 fn cut_queue(queue: &QueueImage<'_>, valid_bytes: u64, end: u64) -> u64 {
     let mut keep = valid_bytes;
     while keep > 0 {
         let at = keep - CQ_UNIT_BYTES;
         let Some(unit) = unit_at(queue, at) else { break };
-        if unit.is_filler() || unit.end() <= end {
+        if !unit.is_filler() && unit.end() <= end {
             break;
         }
         keep = at;
@@ -191,11 +193,7 @@ pub fn plan(image: &StoreImage<'_>) -> RecoveryPlan {
     // A dispatch point that is not a record boundary (a damaged checkpoint or queue) cannot be
     // dispatched from; the start of the scanned file always is one.
     let redispatch_from = if scanned.boundary_seen { redispatch_from } else { scan_from };
-    let synced_loss = image
-        .checkpoint
-        .commit_log_flushed_offset
-        .filter(|flushed| scanned.end < *flushed)
-        .map(|flushed| SyncedLoss { offset: scanned.end, flushed });
+    let loss = synced_loss(image, scanned.end);
     let redispatch_from = redispatch_from.min(scanned.end);
     let queue_keep_bytes: Vec<u64> = image
         .queues
@@ -210,15 +208,28 @@ pub fn plan(image: &StoreImage<'_>) -> RecoveryPlan {
         redispatch_from,
         queue_keep_bytes,
         rebuild_queues: false,
-        synced_loss,
+        synced_loss: loss,
         store_timestamp_max: scanned.store_timestamp_max,
     };
     if has_gap(image, &plan) {
+        // Rebuilding reads the whole log, so the whole log is validated first.
+        let first = image.commit_log.first().map_or(0, |f| f.base);
+        let scanned = scan_log(image, first, first);
         plan.rebuild_queues = true;
-        plan.redispatch_from = image.commit_log.first().map_or(0, |f| f.base);
+        plan.scan_from = first;
+        plan.redispatch_from = first;
+        plan.end = scanned.end;
+        plan.store_timestamp_max = scanned.store_timestamp_max;
+        plan.synced_loss = synced_loss(image, scanned.end);
         plan.queue_keep_bytes.iter_mut().for_each(|keep| *keep = 0);
     }
     plan
+}
+
+/// The loss of flushed data, when the log ends below what the checkpoint says was flushed.
+fn synced_loss(image: &StoreImage<'_>, end: u64) -> Option<SyncedLoss> {
+    let flushed = image.checkpoint.commit_log_flushed_offset?;
+    (end < flushed).then_some(SyncedLoss { offset: end, flushed })
 }
 
 /// Where to start scanning the log, and from where to dispatch again.

@@ -114,6 +114,12 @@ impl Segments {
         if self.files.is_empty() {
             disk.create_dir_all(&self.dir)
                 .context(|| format!("cannot create {}", self.dir.display()))?;
+            // The new directory's own entry, and for a queue its topic's, must be durable too,
+            // or a crash could lose the whole queue. Syncing an old directory costs little.
+            for ancestor in self.dir.ancestors().skip(1).take(2) {
+                disk.sync_dir(ancestor)
+                    .sync_context(|| format!("cannot sync {}", ancestor.display()))?;
+            }
         }
         let path = self.dir.join(file_name(base));
         let file = disk

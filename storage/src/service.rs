@@ -19,6 +19,13 @@ use crate::config::FlushDiskType;
 use crate::error::StoreError;
 use crate::store::{Appended, Store};
 
+/// How long a task waits before trying again after an error that did not stop the store.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+fn store_stopped(store: &Store) -> bool {
+    store.check_running().is_err()
+}
+
 /// A dirty page as RocketMQ counts them for `flushCommitLogLeastPages`.
 const PAGE_BYTES: u64 = 4096;
 
@@ -199,7 +206,10 @@ impl DispatchTask {
                 }
                 Ok(Err(error)) => {
                     tracing::error!(%error, "dispatch failed");
-                    return;
+                    if store_stopped(&self.store) {
+                        return;
+                    }
+                    sleep(RETRY_DELAY).await;
                 }
                 Err(error) => {
                     tracing::error!(%error, "dispatch task failed");
@@ -217,12 +227,14 @@ async fn checkpoint_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) 
             _ = stopped.changed() => return,
             _ = sleep(period) => {}
         }
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.flush_queues()).await {
+        let task_store = store.clone();
+        match tokio::task::spawn_blocking(move || task_store.flush_queues()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::error!(%error, "checkpoint failed");
-                return;
+                if store_stopped(&store) {
+                    return;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "checkpoint task failed");

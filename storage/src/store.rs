@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use bytes::Bytes;
 use petrel_core::record::{
     self, encode_record, encoded_len, is_valid_topic, scan_record, Checks, Record, RecordInput,
-    RecordPlace, Scanned, BLANK_BYTES_MIN, MAGIC_BLANK,
+    RecordPlace, Scanned, BLANK_BYTES_MIN, MAGIC_BLANK, PROPERTY_CRC32,
 };
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_BYTES};
@@ -203,8 +203,14 @@ impl Store {
             writer: Mutex::new(writer),
             files: RwLock::new(files),
             queues: RwLock::new(queues),
-            dispatcher: Mutex::new(Dispatcher { position: plan.redispatch_from, timestamp: 0 }),
-            durable: Mutex::new(Durable { checkpoint_file: None, physic_timestamp: 0 }),
+            dispatcher: Mutex::new(Dispatcher {
+                position: plan.redispatch_from,
+                timestamp: plan.store_timestamp_max,
+            }),
+            durable: Mutex::new(Durable {
+                checkpoint_file: None,
+                physic_timestamp: plan.store_timestamp_max,
+            }),
             written: AtomicU64::new(plan.end),
             flushed: AtomicU64::new(plan.end),
             dispatched: AtomicU64::new(plan.redispatch_from),
@@ -326,8 +332,22 @@ impl Store {
         if !is_valid_topic(input.topic.as_bytes()) {
             return Err(StoreError::InvalidTopic(input.topic.to_owned()));
         }
-        let input = RecordInput { store_host: self.config.store_host, ..*input };
+        // A producer's own `__CRC32#` would be taken for the store's, or hide it: drop it.
+        let stripped;
+        let properties = if record::property(input.properties, PROPERTY_CRC32).is_some() {
+            stripped = without_property(input.properties, PROPERTY_CRC32);
+            &stripped[..]
+        } else {
+            input.properties
+        };
+        let input = RecordInput { store_host: self.config.store_host, properties, ..*input };
         let len = encoded_len(&input, self.config.append_record_crc)? as u64;
+        if len + BLANK_BYTES_MIN as u64 > self.config.commit_log_file_bytes {
+            return Err(StoreError::MessageTooLarge {
+                size: len as usize,
+                max: self.config.commit_log_file_bytes as usize - BLANK_BYTES_MIN,
+            });
+        }
         let mut writer = lock(&self.writer);
         let writer = &mut *writer;
         let store_timestamp = now.max(writer.store_timestamp_max);
@@ -477,7 +497,7 @@ impl Store {
                 .file
                 .slice(from, (to - from) as usize)
                 .context(|| "cannot read the commit log".to_owned())?;
-            match verify_records(&bytes, segment.base + from) {
+            match verify_records(&bytes, segment.base + from, self.config.check_crc_on_recover) {
                 Ok(()) => return Ok(bytes),
                 Err(error) => last_error = error,
             }
@@ -600,6 +620,7 @@ impl Store {
         self.dispatched.store(dispatcher.position, Ordering::Release);
         drop(dispatcher);
         self.write_checkpoint()?;
+        lock(&self.stopped).get_or_insert_with(|| "the store was shut down".to_owned());
         let abort = self.config.abort_path();
         if self.disk.exists(&abort) {
             self.disk.remove(&abort).context(|| "cannot remove the abort file".to_owned())?;
@@ -800,10 +821,22 @@ impl Store {
     }
 }
 
-fn verify_records(bytes: &[u8], base: u64) -> Result<(), String> {
+/// `encoded` without property `name`.
+fn without_property(encoded: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len());
+    for (key, value) in record::properties(encoded).filter(|(key, _)| *key != name) {
+        out.extend_from_slice(key);
+        out.push(record::NAME_VALUE_SEPARATOR);
+        out.extend_from_slice(value);
+        out.push(record::PROPERTY_SEPARATOR);
+    }
+    out
+}
+
+fn verify_records(bytes: &[u8], base: u64, crc: bool) -> Result<(), String> {
     let mut at = 0usize;
     while at < bytes.len() {
-        let checks = Checks { physical_offset: Some((base + at as u64) as i64), crc: true };
+        let checks = Checks { physical_offset: Some((base + at as u64) as i64), crc };
         match scan_record(&bytes[at..], checks) {
             Scanned::Record(record) => at += record.bytes.len(),
             Scanned::Blank => return Ok(()),
@@ -821,16 +854,23 @@ fn verify_records(bytes: &[u8], base: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the checkpoint, replacing one a crash left short (created but not yet extended).
 fn open_or_create(
     disk: &dyn Disk,
     path: &std::path::Path,
 ) -> Result<Arc<dyn DiskFile>, StoreError> {
     if disk.exists(path) {
-        return disk.open(path).context(|| format!("cannot open {}", path.display()));
+        let file = disk.open(path).context(|| format!("cannot open {}", path.display()))?;
+        if file.len() == CHECKPOINT_BYTES as u64 {
+            return Ok(file);
+        }
+        drop(file);
+        disk.remove(path).context(|| format!("cannot remove {}", path.display()))?;
     }
     let file = disk
         .create(path, CHECKPOINT_BYTES as u64)
         .context(|| format!("cannot create {}", path.display()))?;
+    file.sync().sync_context(|| format!("cannot sync {}", path.display()))?;
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     disk.sync_dir(&dir).sync_context(|| format!("cannot sync {}", dir.display()))?;
     Ok(file)

@@ -23,3 +23,15 @@ fn decode_frame_corpus() {
     let replayed = replay("decode_frame", petrel_net::codec::fuzz_decode_frame);
     assert!(replayed >= 9, "the decode_frame corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn recover_corpus() {
+    let replayed = replay("recover", petrel_storage::fuzzing::fuzz_recover);
+    assert!(replayed >= 5, "the recover corpus lost its seeds: {replayed} files");
+}
+
+#[test]
+fn recover_ops_corpus() {
+    let replayed = replay("recover_ops", petrel_storage::fuzzing::fuzz_recover_ops);
+    assert!(replayed >= 5, "the recover_ops corpus lost its seeds: {replayed} files");
+}
