@@ -106,6 +106,8 @@ fn store_input(seed: u64, scenario: &Scenario) -> Result<Vec<u8>, StoreError> {
     let mut config = StoreConfig::new(root);
     config.commit_log_file_bytes = FUZZ_LOG_FILE_BYTES as u64;
     config.cq_file_units = (FUZZ_CQ_FILE_BYTES / 20) as u64;
+    config.max_hash_slots = 16;
+    config.max_index_entries = 64;
     config.message_bytes_max = 1024;
     config.flush_disk_type =
         if scenario.sync_flush { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush };

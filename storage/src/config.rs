@@ -66,6 +66,12 @@ pub struct StoreConfig {
     pub check_crc_on_recover: bool,
     /// The broker's address, written into every record as the store host.
     pub store_host: SocketAddr,
+    /// `messageIndexEnable`: keep the key index under `index/`.
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum`.
+    pub max_hash_slots: u32,
+    /// `maxIndexNum`.
+    pub max_index_entries: u32,
 }
 
 impl StoreConfig {
@@ -85,6 +91,9 @@ impl StoreConfig {
             append_record_crc: true,
             check_crc_on_recover: true,
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            message_index_enable: true,
+            max_hash_slots: crate::index::SLOTS_DEFAULT,
+            max_index_entries: crate::index::ENTRIES_DEFAULT,
         }
     }
 
@@ -124,6 +133,9 @@ impl StoreConfig {
                 "maxMessageSize={} does not fit a commit-log file of {file} bytes",
                 self.message_bytes_max
             ));
+        }
+        if self.max_hash_slots == 0 || self.max_index_entries < 2 {
+            return Err("maxHashSlotNum must be at least 1 and maxIndexNum at least 2".into());
         }
         if self.cq_file_units == 0 {
             return Err("mappedFileSizeConsumeQueue must hold at least one unit".into());

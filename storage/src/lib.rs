@@ -10,6 +10,7 @@ pub mod consume_queue;
 pub mod disk;
 pub mod error;
 pub mod fuzzing;
+pub mod index;
 pub mod model;
 pub mod recovery;
 pub mod segments;

@@ -74,6 +74,8 @@ impl ModelRun {
         let mut config = StoreConfig::new("/store");
         config.commit_log_file_bytes = 8 * 1024;
         config.cq_file_units = 16;
+        config.max_hash_slots = 16;
+        config.max_index_entries = 64;
         config.message_bytes_max = 2048;
         config.flush_disk_type =
             if setup.sync_flush { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush };
@@ -135,6 +137,7 @@ impl ModelRun {
                 if let Some(tags) = &tags {
                     put_property(&mut props, "TAGS", tags);
                 }
+                put_property(&mut props, "KEYS", &format!("k{} shared", self.next_body - 1));
                 let input = RecordInput {
                     topic: TOPICS[*topic],
                     queue_id: *queue,
@@ -219,6 +222,9 @@ impl ModelRun {
                     );
                     assert!(expected.end_offset <= confirm, "read beyond the confirm offset");
                 }
+                for (read, _) in &got {
+                    check_index(store, topic, read);
+                }
                 if recovered {
                     let flushed = model.iter().take_while(|m| m.end_offset <= self.flushed).count();
                     assert!(
@@ -234,6 +240,19 @@ impl ModelRun {
             self.flushed = store.flushed_offset();
         }
     }
+}
+
+/// The index finds a dispatched message by its own key, once.
+fn check_index(store: &Store, topic: &str, body: &[u8]) {
+    let text = String::from_utf8_lossy(body);
+    let number = text.split('#').nth(1).expect("bodies start with #number#");
+    let found = store.query_by_key(topic, &format!("k{number}"), 8, 0, i64::MAX);
+    assert_eq!(found.len(), 1, "{topic}: key k{number} found {} times", found.len());
+    let checks = Checks { physical_offset: None, crc: true };
+    let Scanned::Record(record) = scan_record(&found[0], checks) else {
+        panic!("the index led to an invalid record");
+    };
+    assert_eq!(record.body, body, "the index led to another message");
 }
 
 /// Every message of a queue from offset 0: (body, tag code), checking each record's identity.

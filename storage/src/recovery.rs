@@ -6,7 +6,7 @@
 //! the records in `[redispatch_from, end)`. Nothing here reads a file, a clock or a global, so the
 //! same function is what `fuzz/` feeds with arbitrary bytes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use petrel_core::record::{scan_record, Checks, Record, Scanned, BLANK_BYTES_MIN};
 
@@ -329,7 +329,7 @@ fn scan_log(image: &StoreImage<'_>, scan_from: u64, boundary: u64) -> LogScan {
 /// whose queue offset is past the queue's kept units. The records in that hole were promised
 /// durable by the checkpoint and are gone from the queue, so only a full rebuild is safe.
 fn has_gap(image: &StoreImage<'_>, plan: &RecoveryPlan) -> bool {
-    let mut next: HashMap<(&[u8], i32), u64> = image
+    let mut next: BTreeMap<(&[u8], i32), u64> = image
         .queues
         .iter()
         .zip(&plan.queue_keep_bytes)

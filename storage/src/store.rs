@@ -10,7 +10,7 @@
 //! SYNC_FLUSH producer be acknowledged, and only records below the confirm offset are
 //! dispatched to consumers.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -26,10 +26,12 @@ use crate::config::{StoreConfig, CQ_UNIT_BYTES};
 use crate::consume_queue::{ConsumeQueue, PutOutcome};
 use crate::disk::{Disk, DiskFile, DiskLock};
 use crate::error::{IoContext, StoreError};
+use crate::index::{index_key, Index};
 use crate::recovery::{self, FileImage, QueueImage, RecoveryPlan, StoreImage, SyncedLoss, Unit};
 use crate::segments::{Segment, Segments};
 
-type QueueMap<T> = HashMap<Box<str>, HashMap<i32, T>>;
+/// Ordered maps: iteration order decides the order of syncs, which must not vary between runs.
+type QueueMap<T> = BTreeMap<Box<str>, BTreeMap<i32, T>>;
 
 /// Where an appended message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +122,8 @@ pub struct Store {
     writer: Mutex<Writer>,
     files: RwLock<Arc<[Segment]>>,
     queues: RwLock<QueueMap<Arc<Mutex<ConsumeQueue>>>>,
+    /// `None` when `messageIndexEnable` is off.
+    index: Option<Mutex<Index>>,
     dispatcher: Mutex<Dispatcher>,
     durable: Mutex<Durable>,
     written: AtomicU64,
@@ -157,6 +161,9 @@ impl Store {
             return Err(synced_loss_error(loss));
         }
         let store = Store::apply_plan(disk, config, &plan, lock)?;
+        if plan.abnormal {
+            store.reindex_newest(plan.redispatch_from)?;
+        }
         let units_replaced = store.redispatch(plan.redispatch_from, plan.end)?;
         store.finish_recovery()?;
         Ok((store, RecoveryReport { plan, units_replaced }))
@@ -189,11 +196,20 @@ impl Store {
             segment.file.sync().sync_context(|| "cannot sync the commit log".to_owned())?;
         }
         let queues = open_queues(disk.as_ref(), &config, plan)?;
+        let index = match config.message_index_enable {
+            true => Some(Mutex::new(Index::open(
+                disk.as_ref(),
+                &config.root.join("index"),
+                config.max_hash_slots,
+                config.max_index_entries,
+            )?)),
+            false => None,
+        };
         let files: Arc<[Segment]> = segments.files().to_vec().into();
         let writer = Writer {
             segments,
             write_offset: plan.end,
-            queue_next: HashMap::new(),
+            queue_next: BTreeMap::new(),
             buffer: Vec::new(),
             store_timestamp_max: plan.store_timestamp_max,
         };
@@ -203,6 +219,7 @@ impl Store {
             writer: Mutex::new(writer),
             files: RwLock::new(files),
             queues: RwLock::new(queues),
+            index,
             dispatcher: Mutex::new(Dispatcher {
                 position: plan.redispatch_from,
                 timestamp: plan.store_timestamp_max,
@@ -217,6 +234,36 @@ impl Store {
             stopped: Mutex::new(None),
             _lock: lock,
         })
+    }
+
+    /// After a crash, rebuilds the newest index file from the log up to `to` (dispatch covers
+    /// the rest); see `Index::drop_newest`.
+    fn reindex_newest(&self, to: u64) -> Result<(), StoreError> {
+        let Some(index) = &self.index else { return Ok(()) };
+        let from = lock(index).drop_newest(self.disk.as_ref())?;
+        let mut position = (from.max(0) as u64).max(self.min_physical_offset());
+        let file_bytes = self.config.commit_log_file_bytes;
+        while position < to {
+            let Some(segment) = self.segment_at(position) else { break };
+            let file_end = segment.base + file_bytes;
+            let stop = to.min(file_end);
+            let bytes =
+                self.read_verified(&segment, position - segment.base, stop - segment.base)?;
+            let mut at = 0usize;
+            while at < bytes.len() {
+                let checks = Checks { physical_offset: Some(position as i64), crc: false };
+                let Scanned::Record(record) = scan_record(&bytes[at..], checks) else {
+                    position = file_end;
+                    break;
+                };
+                if is_valid_topic(record.topic) {
+                    self.index_record(&record)?;
+                }
+                at += record.bytes.len();
+                position += record.bytes.len() as u64;
+            }
+        }
+        lock(index).write_headers()
     }
 
     /// Dispatches `[from, end)` again and returns how many units differed from the log.
@@ -485,6 +532,9 @@ impl Store {
         for queue in touched {
             lock(&queue).write_pending(self.disk.as_ref())?;
         }
+        if let Some(index) = &self.index {
+            lock(index).write_headers()?;
+        }
         Ok(replaced)
     }
 
@@ -510,7 +560,11 @@ impl Store {
         record: &Record<'_>,
         touched: &mut Vec<Arc<Mutex<ConsumeQueue>>>,
     ) -> Result<u64, StoreError> {
-        if !recovery::is_dispatched(record) || !is_valid_topic(record.topic) {
+        if !is_valid_topic(record.topic) {
+            return Ok(0);
+        }
+        self.index_record(record)?;
+        if !recovery::is_dispatched(record) {
             return Ok(0);
         }
         let queue = self.queue_or_create(record.topic_str(), record.queue_id)?;
@@ -538,6 +592,58 @@ impl Store {
             }
             PutOutcome::Appended | PutOutcome::Present => Ok(0),
         }
+    }
+
+    /// Index entries for the record's unique key and each of its keys (RocketMQ's
+    /// `IndexService.buildIndex`; rolled-back transactional records get none).
+    fn index_record(&self, record: &Record<'_>) -> Result<(), StoreError> {
+        let Some(index) = &self.index else { return Ok(()) };
+        if record.sys_flag & 0xC == 0xC {
+            return Ok(());
+        }
+        let topic = record.topic_str();
+        let unique = record.property(b"UNIQ_KEY").into_iter();
+        let keys = record.property(b"KEYS").into_iter().flat_map(|k| k.split(|b| *b == b' '));
+        let mut index = lock(index);
+        for key in unique.chain(keys).filter(|k| !k.is_empty()) {
+            let key = index_key(topic, &String::from_utf8_lossy(key));
+            let (offset, time) = (record.physical_offset, record.store_timestamp);
+            index.put(self.disk.as_ref(), &key, offset, time)?;
+        }
+        Ok(())
+    }
+
+    /// Messages of `topic` whose KEYS or UNIQ_KEY holds `key`, stored in `[begin, end]`, newest
+    /// first, at most `max` (`QUERY_MESSAGE`). Every candidate is read and checked.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> Vec<Bytes> {
+        let Some(index) = &self.index else { return Vec::new() };
+        let candidates =
+            lock(index).lookup(&index_key(topic, key), max.saturating_mul(2), begin, end);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for offset in candidates {
+            if out.len() >= max || offset < 0 || !seen.insert(offset) {
+                continue;
+            }
+            let Some(bytes) = self.message_at(offset as u64) else { continue };
+            let matches = match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
+                Scanned::Record(record) => {
+                    record.topic == topic.as_bytes() && has_key(&record, key)
+                }
+                _ => false,
+            };
+            if matches {
+                out.push(bytes);
+            }
+        }
+        out
     }
 
     fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<Mutex<ConsumeQueue>>> {
@@ -583,6 +689,9 @@ impl Store {
         };
         for queue in queues {
             lock(&queue).flush(self.disk.as_ref())?;
+        }
+        if let Some(index) = &self.index {
+            lock(index).flush()?;
         }
         let mut durable = lock(&self.durable);
         let flushed = self.flushed_offset();
@@ -821,6 +930,13 @@ impl Store {
     }
 }
 
+/// Whether the record's UNIQ_KEY or one of its KEYS is `key`.
+fn has_key(record: &Record<'_>, key: &str) -> bool {
+    let key = key.as_bytes();
+    record.property(b"UNIQ_KEY") == Some(key)
+        || record.property(b"KEYS").is_some_and(|keys| keys.split(|b| *b == b' ').any(|k| k == key))
+}
+
 /// `encoded` without property `name`.
 fn without_property(encoded: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded.len());
@@ -987,7 +1103,7 @@ fn open_queues(
     config: &StoreConfig,
     plan: &RecoveryPlan,
 ) -> Result<QueueMap<Arc<Mutex<ConsumeQueue>>>, StoreError> {
-    let mut queues: QueueMap<Arc<Mutex<ConsumeQueue>>> = HashMap::new();
+    let mut queues: QueueMap<Arc<Mutex<ConsumeQueue>>> = BTreeMap::new();
     for ((topic, queue_id, dir), keep) in
         list_queue_dirs(disk, config)?.into_iter().zip(&plan.queue_keep_bytes)
     {

@@ -27,6 +27,8 @@ fn open(disk: &SimDisk, flush: FlushDiskType) -> Arc<Store> {
     let mut config = StoreConfig::new("/store");
     config.commit_log_file_bytes = 1 << 20;
     config.message_bytes_max = 1 << 16;
+    config.max_hash_slots = 64;
+    config.max_index_entries = 1024;
     config.flush_disk_type = flush;
     Arc::new(Store::open(Arc::new(disk.clone()), config).unwrap().0)
 }
@@ -91,6 +93,8 @@ async fn async_flush_dispatches_without_waiting_for_the_disk() {
     let mut config = StoreConfig::new("/store");
     config.commit_log_file_bytes = 1 << 20;
     config.message_bytes_max = 1 << 16;
+    config.max_hash_slots = 64;
+    config.max_index_entries = 1024;
     let (reopened, report) = Store::open(Arc::new(disk.clone()), config).unwrap();
     assert!(!report.plan.abnormal, "a clean shutdown removes the abort file");
     assert_eq!(reopened.queue_offsets("T", 0), Some((0, 1)), "clean shutdown flushed it");

@@ -12,6 +12,8 @@ fn config(root: &Path) -> StoreConfig {
     let mut config = StoreConfig::new(root);
     config.commit_log_file_bytes = 16 * 1024;
     config.cq_file_units = 50;
+    config.max_hash_slots = 64;
+    config.max_index_entries = 256;
     config.message_bytes_max = 2048;
     config.flush_disk_type = FlushDiskType::SyncFlush;
     config
@@ -156,4 +158,55 @@ fn a_crash_keeps_every_flushed_message() {
         let appended = store.append(&input("T", 0, b"next", b""), 1_000).unwrap();
         assert_eq!(appended.queue_offset as usize, got.len(), "seed {seed}: offsets continue");
     }
+}
+
+#[test]
+fn index_survives_read_errors_during_recovery() {
+    for seed in 0..40 {
+        let disk = SimDisk::new(seed, 1 << 30, SimDiskFaults::default());
+        let root = Path::new("/store");
+        let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+        for i in 0..30 {
+            let mut props = Vec::new();
+            put_property(&mut props, "KEYS", &format!("k{i}"));
+            store.append(&input("T", i % 2, b"x", &props), 1_000 + i as i64).unwrap();
+        }
+        store.flush_log().unwrap();
+        store.dispatch().unwrap();
+        drop(store);
+        disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.2, ..SimDiskFaults::default() });
+        let opened = Store::open(Arc::new(disk.clone()), config(root));
+        disk.set_faults(SimDiskFaults::default());
+        let Ok((store, _)) = opened else { continue };
+        for i in 0..30 {
+            let found = store.query_by_key("T", &format!("k{i}"), 4, 0, i64::MAX);
+            assert_eq!(found.len(), 1, "seed {seed}: k{i} found {} times", found.len());
+        }
+    }
+}
+
+#[test]
+fn query_by_key_and_unique_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(Arc::new(FsDisk), config(dir.path())).unwrap();
+    for i in 0..40 {
+        let mut props = Vec::new();
+        put_property(&mut props, "KEYS", &format!("order-{} customer-{}", i, i % 4));
+        put_property(&mut props, "UNIQ_KEY", &format!("7F0000010001{i:020X}"));
+        store.append(&input("TopicTest", 0, &body(i), &props), 10_000 + i as i64 * 1_000).unwrap();
+    }
+    store.flush_log().unwrap();
+    store.dispatch().unwrap();
+    let by_key = store.query_by_key("TopicTest", "order-7", 32, 0, i64::MAX);
+    assert_eq!(by_key.len(), 1);
+    let shared = store.query_by_key("TopicTest", "customer-1", 32, 0, i64::MAX);
+    assert_eq!(shared.len(), 10, "keys are split on spaces");
+    let in_window = store.query_by_key("TopicTest", "customer-1", 32, 20_000, 30_000);
+    assert_eq!(in_window.len(), 2, "stored at 23 s and 27 s");
+    let unique =
+        store.query_by_key("TopicTest", &format!("7F0000010001{:020X}", 9), 32, 0, i64::MAX);
+    assert_eq!(unique.len(), 1);
+    assert!(store.query_by_key("OtherTopic", "order-7", 32, 0, i64::MAX).is_empty());
+    let names = FsDisk.list(&dir.path().join("index")).unwrap();
+    assert_eq!(names, vec!["19700101000010000"], "named by the first record's store time");
 }

@@ -110,6 +110,27 @@ fn check_range(what: &str, offset: u64, len: usize, file_len: u64) -> io::Result
     }
 }
 
+/// How many reads of one region may disagree before the disk is declared unstable.
+pub const STABLE_READS_MAX: usize = 8;
+
+/// Fills `buf` from `offset`, reading until two reads agree: for bytes without a checksum, whose
+/// silent corruption on read would go unnoticed.
+pub fn read_stable(file: &dyn DiskFile, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    file.read_at(offset, buf)?;
+    let mut again = vec![0u8; buf.len()];
+    for _ in 1..STABLE_READS_MAX {
+        file.read_at(offset, &mut again)?;
+        if again == buf {
+            return Ok(());
+        }
+        buf.copy_from_slice(&again);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{STABLE_READS_MAX} reads of {} bytes at {offset} all differ", buf.len()),
+    ))
+}
+
 /// Reads a whole small file (a config file, the checkpoint), or `None` if it does not exist.
 /// Files over `bytes_max` are refused before anything is allocated.
 pub fn read_small(disk: &dyn Disk, path: &Path, bytes_max: u64) -> io::Result<Option<Vec<u8>>> {
