@@ -66,6 +66,18 @@ pub struct StoreConfig {
     pub check_crc_on_recover: bool,
     /// The broker's address, written into every record as the store host.
     pub store_host: SocketAddr,
+    /// `fileReservedTime`, hours: commit-log files older than this are deleted.
+    pub file_reserved_hours: u64,
+    /// `deleteWhen`: the hours (UTC) at which expired files are deleted, `;`-separated.
+    pub delete_when: Vec<u8>,
+    /// `diskMaxUsedSpaceRatio`: above this share of the disk used, expired files go at any hour.
+    pub disk_max_used_ratio: u64,
+    /// `diskSpaceCleanForciblyRatio`: above this, the oldest files go even if not expired.
+    pub disk_clean_forcibly_ratio: u64,
+    /// `diskSpaceWarningLevelRatio`: above this, appends are refused.
+    pub disk_warning_ratio: u64,
+    /// `deleteCommitLogFilesInterval` batch: at most this many files go per pass.
+    pub delete_files_batch_max: usize,
     /// `messageIndexEnable`: keep the key index under `index/`.
     pub message_index_enable: bool,
     /// `maxHashSlotNum`.
@@ -91,6 +103,12 @@ impl StoreConfig {
             append_record_crc: true,
             check_crc_on_recover: true,
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            file_reserved_hours: 72,
+            delete_when: vec![4],
+            disk_max_used_ratio: 75,
+            disk_clean_forcibly_ratio: 85,
+            disk_warning_ratio: 90,
+            delete_files_batch_max: 10,
             message_index_enable: true,
             max_hash_slots: crate::index::SLOTS_DEFAULT,
             max_index_entries: crate::index::ENTRIES_DEFAULT,

@@ -227,6 +227,36 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Removes files whose units all point below `log_min` (the commit log's first offset),
+    /// keeping the newest file, and moves the min offset past units whose record is gone
+    /// (RocketMQ's `deleteExpiredFile` and `correctMinOffset`).
+    pub fn remove_before(&mut self, disk: &dyn Disk, log_min: u64) -> Result<usize, StoreError> {
+        let file_bytes = self.segments.file_bytes();
+        let files = self.segments.files().len();
+        let mut expired = 0;
+        for segment in self.segments.files().iter().take(files.saturating_sub(1)) {
+            let last = segment.base + file_bytes - CQ_UNIT_BYTES;
+            match self.unit(last / CQ_UNIT_BYTES) {
+                Some(unit) if unit.is_filler() || unit.end() <= log_min => expired += 1,
+                _ => break,
+            }
+        }
+        if expired > 0 {
+            self.segments.remove_first(disk, expired)?;
+            self.start_bytes = self.segments.min_offset();
+            self.flushed_bytes = self.flushed_bytes.max(self.start_bytes);
+        }
+        let mut q = self.min_offset.max(self.start_bytes / CQ_UNIT_BYTES);
+        while q < self.readable_max_offset() {
+            match self.unit(q) {
+                Some(unit) if unit.is_filler() || (unit.offset as u64) < log_min => q += 1,
+                _ => break,
+            }
+        }
+        self.min_offset = q;
+        Ok(expired)
+    }
+
     /// Internal consistency, for tests and the simulator.
     pub fn check_invariants(&self) {
         assert!(self.start_bytes <= self.write_bytes, "queue starts after its end");

@@ -22,6 +22,13 @@ pub enum StoreError {
     /// The body is larger than `maxMessageSize`.
     #[error("message body is {size} bytes, larger than maxMessageSize={max}")]
     MessageTooLarge { size: usize, max: usize },
+    /// The disk is fuller than `diskSpaceWarningLevelRatio`; appends resume once cleanup or an
+    /// operator frees space.
+    #[error(
+        "disk is {used_percent}% full, over diskSpaceWarningLevelRatio={limit_percent}%: \
+         writes are refused until space is freed (expired files are being deleted)"
+    )]
+    DiskFull { used_percent: u64, limit_percent: u64 },
     /// The topic breaks RocketMQ's naming rule.
     #[error("topic {0:?} is not valid: use 1 to 127 characters of letters, digits, %, |, _ and -")]
     InvalidTopic(String),

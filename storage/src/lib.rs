@@ -5,6 +5,7 @@
 //! file system and on the simulator's faulty disk.
 
 pub mod checkpoint;
+pub mod cleanup;
 pub mod config;
 pub mod consume_queue;
 pub mod disk;

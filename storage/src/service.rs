@@ -1,5 +1,5 @@
 //! The store's background work as tasks: flushing (group commit under SYNC_FLUSH, the periodic
-//! flush under ASYNC_FLUSH), dispatch, and the consume-queue checkpoint.
+//! flush under ASYNC_FLUSH), dispatch, the consume-queue checkpoint, and cleanup.
 //!
 //! `StoreService::put` is the append a broker calls: under SYNC_FLUSH it returns only after the
 //! group commit's fdatasync covered the record (or with `PutError::FlushTimeout` after
@@ -75,7 +75,8 @@ impl StoreService {
         let tasks = vec![
             tokio::spawn(flush.run()),
             tokio::spawn(dispatch.run()),
-            tokio::spawn(checkpoint_task(store.clone(), stopped)),
+            tokio::spawn(checkpoint_task(store.clone(), stopped.clone())),
+            tokio::spawn(cleanup_task(store.clone(), stopped)),
         ];
         StoreService { store, flushed, dispatched, wake_flush, wake_dispatch, stop, tasks }
     }
@@ -238,6 +239,37 @@ async fn checkpoint_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) 
             }
             Err(error) => {
                 tracing::error!(%error, "checkpoint task failed");
+                return;
+            }
+        }
+    }
+}
+
+/// RocketMQ's `cleanResourceInterval`.
+const CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Measures the disk and deletes expired files every ten seconds. Wall-clock time decides
+/// expiry, as file ages do in RocketMQ; under the simulator it is the simulated clock.
+async fn cleanup_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = sleep(CLEANUP_INTERVAL) => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let task_store = store.clone();
+        match tokio::task::spawn_blocking(move || task_store.clean(now, false)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cleanup failed");
+                if store_stopped(&store) {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cleanup task failed");
                 return;
             }
         }

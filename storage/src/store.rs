@@ -22,6 +22,7 @@ use petrel_core::record::{
 };
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_BYTES};
+use crate::cleanup;
 use crate::config::{StoreConfig, CQ_UNIT_BYTES};
 use crate::consume_queue::{ConsumeQueue, PutOutcome};
 use crate::disk::{Disk, DiskFile, DiskLock};
@@ -130,6 +131,8 @@ pub struct Store {
     flushed: AtomicU64,
     dispatched: AtomicU64,
     stopped: Mutex<Option<String>>,
+    /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0.
+    disk_full_percent: AtomicU64,
     /// The store directory's `lock`, held for the store's life.
     _lock: DiskLock,
 }
@@ -232,6 +235,7 @@ impl Store {
             flushed: AtomicU64::new(plan.end),
             dispatched: AtomicU64::new(plan.redispatch_from),
             stopped: Mutex::new(None),
+            disk_full_percent: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -372,6 +376,11 @@ impl Store {
     }
 
     fn append_running(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
+        let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
+        if used_percent > 0 {
+            let limit_percent = self.config.disk_warning_ratio;
+            return Err(StoreError::DiskFull { used_percent, limit_percent });
+        }
         if input.body.len() > self.config.message_bytes_max {
             let max = self.config.message_bytes_max;
             return Err(StoreError::MessageTooLarge { size: input.body.len(), max });
@@ -670,6 +679,94 @@ impl Store {
         let queue = Arc::new(Mutex::new(queue));
         by_id.insert(queue_id, queue.clone());
         Ok(queue)
+    }
+
+    /// One cleanup pass at time `now` (RocketMQ's `CleanCommitLogService`, run every 10 s):
+    /// measures the disk, refuses or resumes writes, and deletes expired commit-log files,
+    /// then the consume-queue and index files that only pointed into them. Returns how many
+    /// commit-log files went.
+    pub fn clean(&self, now: i64, manual: bool) -> Result<usize, StoreError> {
+        self.check_running()?;
+        let root = &self.config.root;
+        let space =
+            self.disk.space(root).context(|| format!("cannot measure {}", root.display()))?;
+        let used = space.used_percent();
+        let hour = (now.max(0) / 3_600_000 % 24) as u8;
+        let decision = cleanup::decide(&self.config, hour, used, manual);
+        let full = if decision.refuse_writes { used.max(1) } else { 0 };
+        if self.disk_full_percent.swap(full, Ordering::Relaxed) != full {
+            tracing::warn!(
+                used_percent = used,
+                refusing = decision.refuse_writes,
+                "disk fill changed"
+            );
+        }
+        if !decision.delete_expired {
+            return Ok(0);
+        }
+        let deleted = self.fatal(self.delete_expired(now, decision.force))?;
+        if deleted > 0 {
+            let log_min = self.min_physical_offset();
+            let queues: Vec<Arc<Mutex<ConsumeQueue>>> = {
+                let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
+                queues.values().flat_map(|by_id| by_id.values().cloned()).collect()
+            };
+            for queue in queues {
+                self.fatal(lock(&queue).remove_before(self.disk.as_ref(), log_min))?;
+            }
+            if let Some(index) = &self.index {
+                self.fatal(lock(index).remove_before(self.disk.as_ref(), log_min as i64))?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes up to `deleteCommitLogFilesInterval` of the oldest commit-log files that are
+    /// expired (or, forced, any), never the newest nor one not yet flushed and dispatched.
+    fn delete_expired(&self, now: i64, force: bool) -> Result<usize, StoreError> {
+        let reserved_ms = self.config.file_reserved_hours as i64 * 3_600_000;
+        let safe_end = self.flushed_offset().min(self.dispatched_offset());
+        let mut writer = lock(&self.writer);
+        let files = writer.segments.files().to_vec();
+        let mut expired = 0;
+        for pair in files.windows(2).take(self.config.delete_files_batch_max) {
+            let (old, next) = (&pair[0], &pair[1]);
+            if next.base > safe_end {
+                break;
+            }
+            // A file was last written when the next one got its first record.
+            let last_written = self.first_store_time(next).unwrap_or(i64::MAX);
+            if !force && last_written.saturating_add(reserved_ms) > now {
+                break;
+            }
+            debug_assert!(old.base < next.base, "files in order");
+            expired += 1;
+        }
+        if expired > 0 {
+            writer.segments.remove_first(self.disk.as_ref(), expired)?;
+            let files: Arc<[Segment]> = writer.segments.files().to_vec().into();
+            *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+            tracing::info!(
+                files = expired,
+                min_offset = self.min_physical_offset(),
+                "deleted expired commit-log files"
+            );
+        }
+        Ok(expired)
+    }
+
+    fn first_store_time(&self, segment: &Segment) -> Option<i64> {
+        let head = segment.file.slice(0, 4).ok()?;
+        let size = u32::try_from(i32::from_be_bytes([head[0], head[1], head[2], head[3]])).ok()?;
+        let bytes = segment
+            .file
+            .slice(0, size.min(self.config.commit_log_file_bytes as u32) as usize)
+            .ok()?;
+        match scan_record(&bytes, Checks { physical_offset: Some(segment.base as i64), crc: false })
+        {
+            Scanned::Record(record) => Some(record.store_timestamp),
+            _ => None,
+        }
     }
 
     /// Syncs every consume queue, then writes the checkpoint.

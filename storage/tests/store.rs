@@ -210,3 +210,40 @@ fn query_by_key_and_unique_key() {
     let names = FsDisk.list(&dir.path().join("index")).unwrap();
     assert_eq!(names, vec!["19700101000010000"], "named by the first record's store time");
 }
+
+#[test]
+fn cleanup_deletes_expired_files_and_refuses_writes_when_full() {
+    let capacity = 400 * 1024;
+    let disk = SimDisk::new(9, capacity, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let mut config = config(root);
+    config.file_reserved_hours = 1;
+    config.delete_when = vec![];
+    config.disk_max_used_ratio = 60;
+    let (store, _) = Store::open(Arc::new(disk.clone()), config).unwrap();
+    let hour = 3_600_000;
+    for i in 0..120 {
+        let b = vec![b'x'; 1500];
+        store.append(&input("T", 0, &b, b""), i * 1000).unwrap();
+        store.flush_log().unwrap();
+        store.dispatch().unwrap();
+    }
+    let files_before = disk.list(Path::new("/store/commitlog")).unwrap().len();
+    assert!(files_before >= 10);
+    assert_eq!(store.clean(2 * hour, false).unwrap(), 0, "under 60% and not deleteWhen: nothing");
+    assert_eq!(store.clean(2 * hour, true).unwrap(), 10, "a manual pass deletes one batch");
+    let (min, max) = store.queue_offsets("T", 0).unwrap();
+    assert!(min > 0 && max == 120, "the queue's min offset follows the log: {min}..{max}");
+    let read = store.get_messages("T", 0, 0, ReadLimits::default(), &|_| true);
+    assert_eq!(read.status, GetStatus::OffsetTooSmall);
+    assert_eq!(read.next_begin_offset, min);
+    let read = store.get_messages("T", 0, min, ReadLimits::default(), &|_| true);
+    assert_eq!(read.status, GetStatus::Found, "the first kept message reads");
+    while store.append(&input("T", 0, &[b'y'; 1500], b""), 3 * hour).is_ok() {
+        store.flush_log().unwrap();
+        store.dispatch().unwrap();
+        store.clean(3 * hour, false).unwrap();
+    }
+    let error = store.append(&input("T", 0, b"z", b""), 3 * hour).unwrap_err();
+    assert!(error.to_string().contains("writes are refused"), "{error}");
+}
