@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use petrel::bench::route::{self, RouteBench};
+use petrel::bench::store::{self as store_bench, StoreBench};
 use petrel::config::Properties;
 use petrel::namesrv::{self, NamesrvConfig};
 
@@ -66,6 +67,27 @@ enum BenchCommand {
         #[arg(long)]
         register: bool,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The store's append throughput against this disk's ceiling, and its recovery time.
+    Store {
+        /// Scratch directory, deleted before and after.
+        #[arg(long, default_value = ".bench/store")]
+        dir: PathBuf,
+        /// Message body size in bytes.
+        #[arg(short = 's', long, default_value_t = 1024)]
+        size: usize,
+        /// Writer counts to measure, comma-separated.
+        #[arg(short = 'w', long, value_delimiter = ',', default_value = "1,8,64")]
+        writers: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// GiB of commit log for the recovery measurement; 0 skips it.
+        #[arg(long, default_value_t = 4)]
+        recovery_gib: u64,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +164,15 @@ async fn run(command: Command) -> Result<(), String> {
             };
             let summary = route::run(bench).await?;
             println!("{}", summary.render(json));
+            Ok(())
+        }
+        Command::Bench {
+            which: BenchCommand::Store { dir, size, writers, duration, recovery_gib, json },
+        } => {
+            let bench =
+                StoreBench { dir, message_bytes: size, writers, seconds: duration, recovery_gib };
+            let report = store_bench::run(bench).await?;
+            print!("{}", report.render(json));
             Ok(())
         }
     }

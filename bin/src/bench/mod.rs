@@ -1,8 +1,10 @@
 //! `petrel bench`: load generators that measure Petrel over real sockets.
 //!
 //! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
+//! - `store`: the store's appends and recovery against this disk's own ceiling.
 
 pub mod route;
+pub mod store;
 
 use std::time::Duration;
 
