@@ -221,28 +221,9 @@ impl DispatchTask {
     }
 }
 
-async fn checkpoint_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
+async fn checkpoint_task(store: Arc<Store>, stopped: watch::Receiver<bool>) {
     let period = Duration::from_millis(store.config().flush_cq_interval_ms.max(1));
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = sleep(period) => {}
-        }
-        let task_store = store.clone();
-        match tokio::task::spawn_blocking(move || task_store.flush_queues()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, "checkpoint failed");
-                if store_stopped(&store) {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "checkpoint task failed");
-                return;
-            }
-        }
-    }
+    periodically(store, stopped, period, "checkpoint", |store| store.flush_queues()).await;
 }
 
 /// RocketMQ's `cleanResourceInterval`.
@@ -250,26 +231,41 @@ const CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Measures the disk and deletes expired files every ten seconds. Wall-clock time decides
 /// expiry, as file ages do in RocketMQ; under the simulator it is the simulated clock.
-async fn cleanup_task(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = sleep(CLEANUP_INTERVAL) => {}
-        }
+async fn cleanup_task(store: Arc<Store>, stopped: watch::Receiver<bool>) {
+    periodically(store, stopped, CLEANUP_INTERVAL, "cleanup", |store| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        store.clean(now, false).map(|_| ())
+    })
+    .await;
+}
+
+/// Runs `work` on the blocking pool every `period` until stopped, or until the store stops:
+/// other errors are logged and the next period tries again.
+async fn periodically(
+    store: Arc<Store>,
+    mut stopped: watch::Receiver<bool>,
+    period: Duration,
+    what: &'static str,
+    work: fn(&Store) -> Result<(), StoreError>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = sleep(period) => {}
+        }
         let task_store = store.clone();
-        match tokio::task::spawn_blocking(move || task_store.clean(now, false)).await {
-            Ok(Ok(_)) => {}
+        match tokio::task::spawn_blocking(move || work(&task_store)).await {
+            Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::error!(%error, "cleanup failed");
+                tracing::error!(%error, "{what} failed");
                 if store_stopped(&store) {
                     return;
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "cleanup task failed");
+                tracing::error!(%error, "{what} task failed");
                 return;
             }
         }

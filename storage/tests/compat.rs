@@ -7,13 +7,15 @@
 //!   an abnormal exit, and every message reads back.
 //! - A store Petrel writes with default settings passes the independent reader's checks.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use petrel_core::record::{put_property, scan_record, Checks, RecordInput, Scanned};
 use petrel_storage::disk::FsDisk;
-use petrel_storage::{GetStatus, ReadLimits, Store, StoreConfig};
+use petrel_storage::{Store, StoreConfig};
 use serde_json::{json, Value};
 
 fn script() -> PathBuf {
@@ -50,24 +52,18 @@ fn messages() -> Vec<Value> {
 }
 
 fn read_all(store: &Store, topic: &str, queue_id: i32) -> Vec<(String, Option<String>)> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let got = store.get_messages(topic, queue_id, offset, ReadLimits::default(), &|_| true);
-        if got.status != GetStatus::Found {
-            return out;
-        }
-        for message in &got.messages {
-            let Scanned::Record(record) =
-                scan_record(message, Checks { physical_offset: None, crc: true })
-            else {
+    let messages = common::read_queue(store, topic, queue_id);
+    messages
+        .iter()
+        .map(|message| {
+            let checks = Checks { physical_offset: None, crc: true };
+            let Scanned::Record(record) = scan_record(message, checks) else {
                 panic!("{topic}/{queue_id}: a record fails its checks");
             };
             let tags = record.property(b"TAGS").map(|t| String::from_utf8_lossy(t).into_owned());
-            out.push((String::from_utf8_lossy(record.body).into_owned(), tags));
-        }
-        offset = got.next_begin_offset;
-    }
+            (String::from_utf8_lossy(record.body).into_owned(), tags)
+        })
+        .collect()
 }
 
 fn expected(messages: &[Value], topic: &str, queue_id: i64) -> Vec<(String, Option<String>)> {

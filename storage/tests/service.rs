@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a failed test.
 //! The store's tasks: group commit, fatal fsync failure, dispatch notification.
 
+mod common;
+
 use std::sync::Arc;
 
 use petrel_core::record::RecordInput;
@@ -8,19 +10,7 @@ use petrel_storage::disk::{SimDisk, SimDiskFaults};
 use petrel_storage::{FlushDiskType, PutError, Store, StoreConfig, StoreError, StoreService};
 
 fn input(body: &[u8]) -> RecordInput<'_> {
-    RecordInput {
-        topic: "T",
-        queue_id: 0,
-        flag: 0,
-        sys_flag: 0,
-        born_timestamp: 1,
-        born_host: "10.0.0.1:4000".parse().unwrap(),
-        store_host: "0.0.0.0:0".parse().unwrap(),
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body,
-        properties: b"",
-    }
+    common::input("T", 0, body, b"")
 }
 
 fn open(disk: &SimDisk, flush: FlushDiskType) -> Arc<Store> {

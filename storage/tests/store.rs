@@ -1,10 +1,13 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a failed test.
 //! The store end to end on both disks: append, flush, dispatch, read, restart, crash.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use petrel_core::record::{put_property, scan_record, Checks, RecordInput, Scanned};
+use common::input;
+use petrel_core::record::{put_property, scan_record, Checks, Scanned};
 use petrel_storage::disk::{Disk, FsDisk, SimDisk, SimDiskFaults};
 use petrel_storage::{FlushDiskType, GetStatus, ReadLimits, Store, StoreConfig};
 
@@ -19,44 +22,19 @@ fn config(root: &Path) -> StoreConfig {
     config
 }
 
-fn input<'a>(topic: &'a str, queue_id: i32, body: &'a [u8], props: &'a [u8]) -> RecordInput<'a> {
-    RecordInput {
-        topic,
-        queue_id,
-        flag: 0,
-        sys_flag: 0,
-        born_timestamp: 1_000,
-        born_host: "10.0.0.1:4000".parse().unwrap(),
-        store_host: "0.0.0.0:0".parse().unwrap(),
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body,
-        properties: props,
-    }
-}
-
 fn body(i: usize) -> Vec<u8> {
     format!("message-{i}-").repeat(1 + i % 40).into_bytes()
 }
 
+/// The bodies of every message of a queue, in order.
 fn all(store: &Store, topic: &str, queue_id: i32) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let got = store.get_messages(topic, queue_id, offset, ReadLimits::default(), &|_| true);
-        if got.status != GetStatus::Found {
-            return out;
-        }
-        for message in &got.messages {
-            let Scanned::Record(record) =
-                scan_record(message, Checks { physical_offset: None, crc: true })
-            else {
-                panic!("a read message fails its checks");
-            };
-            assert_eq!(record.queue_offset as usize, out.len(), "queue offsets are contiguous");
-            out.push(record.body.to_vec());
-        }
-        offset = got.next_begin_offset;
+    common::read_queue(store, topic, queue_id).iter().map(|m| body_of(m)).collect()
+}
+
+fn body_of(message: &[u8]) -> Vec<u8> {
+    match scan_record(message, Checks { physical_offset: None, crc: true }) {
+        Scanned::Record(record) => record.body.to_vec(),
+        _ => panic!("a read message fails its checks"),
     }
 }
 
