@@ -76,7 +76,7 @@ pub struct StoreConfig {
     pub disk_clean_forcibly_ratio: u64,
     /// `diskSpaceWarningLevelRatio`: above this, appends are refused.
     pub disk_warning_ratio: u64,
-    /// `deleteCommitLogFilesInterval` batch: at most this many files go per pass.
+    /// `deleteFileBatchMax`: at most this many files go per pass.
     pub delete_files_batch_max: usize,
     /// `messageIndexEnable`: keep the key index under `index/`.
     pub message_index_enable: bool,

@@ -117,6 +117,9 @@ impl Segments {
             // The new directory's own entry, and for a queue its topic's, must be durable too,
             // or a crash could lose the whole queue. Syncing an old directory costs little.
             for ancestor in self.dir.ancestors().skip(1).take(2) {
+                // A relative root's parent is the empty path: the current directory.
+                let ancestor =
+                    if ancestor.as_os_str().is_empty() { Path::new(".") } else { ancestor };
                 disk.sync_dir(ancestor)
                     .sync_context(|| format!("cannot sync {}", ancestor.display()))?;
             }

@@ -131,6 +131,9 @@ pub struct Store {
     flushed: AtomicU64,
     dispatched: AtomicU64,
     stopped: Mutex<Option<String>>,
+    /// Set when shutdown begins: appends are refused from then on, while the shutdown still
+    /// flushes, dispatches and checkpoints.
+    closing: std::sync::atomic::AtomicBool,
     /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0.
     disk_full_percent: AtomicU64,
     /// The store directory's `lock`, held for the store's life.
@@ -163,6 +166,8 @@ impl Store {
         if let Some(loss) = plan.synced_loss {
             return Err(synced_loss_error(loss));
         }
+        // From here on the store changes files, so a crash must be seen as one.
+        create_abort(disk.as_ref(), &config)?;
         let store = Store::apply_plan(disk, config, &plan, lock)?;
         if plan.abnormal {
             store.reindex_newest(plan.redispatch_from)?;
@@ -235,6 +240,7 @@ impl Store {
             flushed: AtomicU64::new(plan.end),
             dispatched: AtomicU64::new(plan.redispatch_from),
             stopped: Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),
             _lock: lock,
         })
@@ -279,14 +285,16 @@ impl Store {
         Ok(replaced)
     }
 
-    /// Makes recovery's work durable, sets each queue's next offset, writes the checkpoint and
-    /// the abort file.
+    /// Makes recovery's work durable, moves each queue's min offset past records cleanup had
+    /// deleted, sets each queue's next offset and writes the checkpoint.
     fn finish_recovery(&self) -> Result<(), StoreError> {
+        let log_min = self.min_physical_offset();
         let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
         let mut writer = lock(&self.writer);
         for (topic, by_id) in queues.iter() {
             for (queue_id, queue) in by_id {
                 let mut queue = lock(queue);
+                queue.remove_before(self.disk.as_ref(), log_min)?;
                 queue.flush(self.disk.as_ref())?;
                 let next = queue.max_offset() as i64;
                 writer.queue_next.entry(topic.clone()).or_default().insert(*queue_id, next);
@@ -294,21 +302,7 @@ impl Store {
         }
         drop(writer);
         drop(queues);
-        self.write_checkpoint()?;
-        let abort = self.config.abort_path();
-        if !self.disk.exists(&abort) {
-            let pid = std::process::id().to_string();
-            let file = self
-                .disk
-                .create(&abort, pid.len() as u64)
-                .context(|| "cannot create the abort file".to_owned())?;
-            file.write_at(0, pid.as_bytes())
-                .context(|| "cannot write the abort file".to_owned())?;
-            file.sync().sync_context(|| "cannot sync the abort file".to_owned())?;
-        }
-        self.disk
-            .sync_dir(&self.config.root)
-            .sync_context(|| "cannot sync the store directory".to_owned())
+        self.write_checkpoint()
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -405,6 +399,10 @@ impl Store {
             });
         }
         let mut writer = lock(&self.writer);
+        // Checked under the lock: shutdown sets the flag, then takes this lock before flushing.
+        if self.closing.load(Ordering::Acquire) {
+            return Err(StoreError::Stopped("the store is shutting down".into()));
+        }
         let writer = &mut *writer;
         let store_timestamp = now.max(writer.store_timestamp_max);
         let segment = self.place(writer, len)?;
@@ -721,7 +719,7 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes up to `deleteCommitLogFilesInterval` of the oldest commit-log files that are
+    /// Deletes up to `deleteFileBatchMax` of the oldest commit-log files that are
     /// expired (or, forced, any), never the newest nor one not yet flushed and dispatched.
     fn delete_expired(&self, now: i64, force: bool) -> Result<usize, StoreError> {
         let reserved_ms = self.config.file_reserved_hours as i64 * 3_600_000;
@@ -760,7 +758,7 @@ impl Store {
         let size = u32::try_from(i32::from_be_bytes([head[0], head[1], head[2], head[3]])).ok()?;
         let bytes = segment
             .file
-            .slice(0, size.min(self.config.commit_log_file_bytes as u32) as usize)
+            .slice(0, u64::from(size).min(self.config.commit_log_file_bytes) as usize)
             .ok()?;
         match scan_record(&bytes, Checks { physical_offset: Some(segment.base as i64), crc: false })
         {
@@ -816,6 +814,10 @@ impl Store {
 
     /// Clean shutdown: flush and dispatch everything, write the checkpoint, remove `abort`.
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.closing.store(true, Ordering::Release);
+        // Every append checks the flag under this lock, so once it is taken and released no
+        // append can land after the flush below.
+        drop(lock(&self.writer));
         self.flush_log()?;
         self.fatal(self.shutdown_flushed())
     }
@@ -1087,6 +1089,22 @@ fn open_or_create(
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     disk.sync_dir(&dir).sync_context(|| format!("cannot sync {}", dir.display()))?;
     Ok(file)
+}
+
+/// Creates `abort` (the PID, as RocketMQ writes it) unless a crash left one, and makes it
+/// durable: its presence at the next start means this run did not end cleanly.
+fn create_abort(disk: &dyn Disk, config: &StoreConfig) -> Result<(), StoreError> {
+    let abort = config.abort_path();
+    if disk.exists(&abort) {
+        return Ok(());
+    }
+    let pid = std::process::id().to_string();
+    let file = disk
+        .create(&abort, pid.len() as u64)
+        .context(|| "cannot create the abort file".to_owned())?;
+    file.write_at(0, pid.as_bytes()).context(|| "cannot write the abort file".to_owned())?;
+    file.sync().sync_context(|| "cannot sync the abort file".to_owned())?;
+    disk.sync_dir(&config.root).sync_context(|| "cannot sync the store directory".to_owned())
 }
 
 fn synced_loss_error(loss: SyncedLoss) -> StoreError {
