@@ -54,6 +54,9 @@ struct Message {
 
 type Model = BTreeMap<(usize, i32), Vec<Message>>;
 
+/// How many crash-and-retry rounds a recovery gets before the run fails as a livelock.
+const RECOVERY_ATTEMPTS_MAX: usize = 1000;
+
 /// A store under test beside its model.
 pub struct ModelRun {
     disk: SimDisk,
@@ -96,8 +99,11 @@ impl ModelRun {
     }
 
     /// Opens the store, crashing the disk and trying again when recovery itself hits a fault.
+    /// Injected write failures are frequent here (1% of writes), and each failed abnormal
+    /// recovery drops the index file the previous attempt was rebuilding, so re-indexing a long
+    /// log can take many attempts; the bound only turns a livelock into a failure.
     fn reopen(&mut self) {
-        for _ in 0..50 {
+        for _ in 0..RECOVERY_ATTEMPTS_MAX {
             let read_bitflip_ratio = self.recovery_bitflip_ratio;
             self.disk.set_faults(SimDiskFaults { read_bitflip_ratio, ..self.faults });
             let opened = Store::open(Arc::new(self.disk.clone()), self.config.clone());
@@ -112,7 +118,7 @@ impl ModelRun {
                 Err(error) => panic!("recovery refused the store: {error}"),
             }
         }
-        panic!("recovery failed 50 times in a row");
+        panic!("recovery failed {RECOVERY_ATTEMPTS_MAX} times in a row");
     }
 
     /// Runs one operation, checking reads after each dispatch and each recovery.
