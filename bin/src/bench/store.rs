@@ -208,43 +208,23 @@ async fn appends(
 /// Runs every measurement; see the module documentation.
 pub async fn run(bench: StoreBench) -> Result<StoreReport, String> {
     let dir = &bench.dir;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let free = FsDisk.space(dir).map_err(|e| format!("cannot measure {}: {e}", dir.display()))?;
-    let needed = (bench.recovery_gib + 8) << 30;
-    if free.free_bytes < needed {
-        return Err(format!(
-            "{} has {} GiB free; this run needs about {} GiB",
-            dir.display(),
-            free.free_bytes >> 30,
-            needed >> 30
-        ));
-    }
+    prepare(dir, bench.recovery_gib)?;
     let record_bytes = {
         let mut buffer = Vec::new();
         let place = RecordPlace { queue_offset: 0, physical_offset: 0, store_timestamp: 0 };
         let body = vec![b'p'; bench.message_bytes];
         encode_record(&record(&body), place, true, &mut buffer).map_err(|e| e.to_string())?
     };
-    let seconds = bench.seconds;
     let io = |e: std::io::Error| format!("ceiling measurement failed: {e}");
-    let write_ceiling = ceiling(dir, record_bytes, 0, seconds).map_err(io)?;
-    let buffered = buffered_ceiling(dir, record_bytes, seconds).map_err(io)?;
+    let write_ceiling = ceiling(dir, record_bytes, 0, bench.seconds).map_err(io)?;
+    let buffered = buffered_ceiling(dir, record_bytes, bench.seconds).map_err(io)?;
+    let per_second = |name: &str, rate_per_second: f64, ceiling: Option<f64>| {
+        let bytes = (rate_per_second * record_bytes as f64) as u64;
+        rate(name.into(), rate_per_second as u64, bytes, Duration::from_secs(1), ceiling)
+    };
     let mut rates = vec![
-        rate(
-            "ceiling: pwrite".into(),
-            write_ceiling as u64,
-            (write_ceiling * record_bytes as f64) as u64,
-            Duration::from_secs(1),
-            None,
-        ),
-        rate(
-            "ceiling: copy, 1 MiB pwrites".into(),
-            buffered as u64,
-            (buffered * record_bytes as f64) as u64,
-            Duration::from_secs(1),
-            Some(write_ceiling),
-        ),
+        per_second("ceiling: pwrite", write_ceiling, None),
+        per_second("ceiling: copy, 1 MiB pwrites", buffered, Some(write_ceiling)),
     ];
     for (flush, name) in
         [(FlushDiskType::AsyncFlush, "ASYNC_FLUSH"), (FlushDiskType::SyncFlush, "SYNC_FLUSH")]
@@ -253,30 +233,17 @@ pub async fn run(bench: StoreBench) -> Result<StoreReport, String> {
             let ceiling_rate = match flush {
                 FlushDiskType::AsyncFlush => write_ceiling,
                 FlushDiskType::SyncFlush => {
-                    let sync = ceiling(dir, record_bytes, writers, seconds).map_err(io)?;
-                    let bytes = (sync * record_bytes as f64) as u64;
-                    let label = format!("ceiling: pwrite x{writers}+fdatasync");
-                    rates.push(rate(label, sync as u64, bytes, Duration::from_secs(1), None));
+                    let sync = ceiling(dir, record_bytes, writers, bench.seconds).map_err(io)?;
+                    rates.push(per_second(
+                        &format!("ceiling: pwrite x{writers}+fdatasync"),
+                        sync,
+                        None,
+                    ));
                     sync
                 }
             };
-            let store_dir = dir.join(format!("store-{name}-{writers}"));
-            let service = Arc::new(StoreService::start(Arc::new(open(&store_dir, flush)?)));
-            let start = Instant::now();
-            let stored = appends(service.clone(), writers, bench.message_bytes, seconds).await;
-            let elapsed = start.elapsed();
-            let label = format!("{name} {writers} writer{}", if writers == 1 { "" } else { "s" });
-            rates.push(rate(
-                label,
-                stored,
-                stored * record_bytes as u64,
-                elapsed,
-                Some(ceiling_rate),
-            ));
-            if let Ok(service) = Arc::try_unwrap(service) {
-                service.shutdown().await.map_err(|e| e.to_string())?;
-            }
-            let _ = std::fs::remove_dir_all(&store_dir);
+            let case = AppendCase { flush, name, writers, record_bytes, ceiling: ceiling_rate };
+            rates.push(measure_appends(&bench, case).await?);
         }
     }
     let (normal, abnormal) = match bench.recovery_gib {
@@ -293,6 +260,50 @@ pub async fn run(bench: StoreBench) -> Result<StoreReport, String> {
         recovery_normal_seconds: normal,
         recovery_abnormal_seconds: abnormal,
     })
+}
+
+/// Empties `dir` and checks there is room for the run's files.
+fn prepare(dir: &Path, recovery_gib: u64) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let free = FsDisk.space(dir).map_err(|e| format!("cannot measure {}: {e}", dir.display()))?;
+    let needed = (recovery_gib + 8) << 30;
+    if free.free_bytes < needed {
+        return Err(format!(
+            "{} has {} GiB free; this run needs about {} GiB",
+            dir.display(),
+            free.free_bytes >> 30,
+            needed >> 30
+        ));
+    }
+    Ok(())
+}
+
+/// One line of the append table.
+struct AppendCase {
+    flush: FlushDiskType,
+    name: &'static str,
+    writers: usize,
+    record_bytes: usize,
+    ceiling: f64,
+}
+
+/// Puts from `case.writers` tasks into a fresh store for the bench's duration.
+async fn measure_appends(bench: &StoreBench, case: AppendCase) -> Result<Rate, String> {
+    let store_dir = bench.dir.join(format!("store-{}-{}", case.name, case.writers));
+    let service = Arc::new(StoreService::start(Arc::new(open(&store_dir, case.flush)?)));
+    let start = Instant::now();
+    let stored = appends(service.clone(), case.writers, bench.message_bytes, bench.seconds).await;
+    let elapsed = start.elapsed();
+    let plural = if case.writers == 1 { "" } else { "s" };
+    let label = format!("{} {} writer{plural}", case.name, case.writers);
+    let bytes = stored * case.record_bytes as u64;
+    let measured = rate(label, stored, bytes, elapsed, Some(case.ceiling));
+    if let Ok(service) = Arc::try_unwrap(service) {
+        service.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    let _ = std::fs::remove_dir_all(&store_dir);
+    Ok(measured)
 }
 
 /// Writes `gib` GiB, then times a normal and an abnormal recovery of it.
