@@ -408,12 +408,12 @@ impl Store {
         let segment = self.place(writer, len)?;
         let transaction = input.sys_flag & 0xC;
         let dispatched = transaction != 0x4 && transaction != 0xC;
-        let next = writer
-            .queue_next
-            .entry(input.topic.into())
-            .or_default()
-            .entry(input.queue_id)
-            .or_insert(0);
+        // Look the topic up by &str first: `entry` would allocate its key on every append.
+        if !writer.queue_next.contains_key(input.topic) {
+            writer.queue_next.insert(input.topic.into(), BTreeMap::new());
+        }
+        let by_id = writer.queue_next.get_mut(input.topic).expect("inserted just above");
+        let next = by_id.entry(input.queue_id).or_insert(0);
         let queue_offset = if dispatched { *next } else { 0 };
         let place = RecordPlace {
             queue_offset,
