@@ -513,7 +513,13 @@ pub fn put_property(out: &mut Vec<u8>, name: &str, value: &str) {
 /// Java's `String.hashCode` over UTF-16 code units, which RocketMQ uses for tag codes and index
 /// keys.
 pub fn java_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    java_hash_continue(0, text)
+}
+
+/// Java's hash of a concatenation, one piece at a time: `java_hash(a + b)` is
+/// `java_hash_continue(java_hash(a), b)`, with no string built.
+pub fn java_hash_continue(hash: i32, text: &str) -> i32 {
+    text.encode_utf16().fold(hash, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
 }
 
 /// Java's hash of bytes that should be UTF-8; invalid sequences hash as U+FFFD, as Java decodes.
@@ -603,6 +609,7 @@ mod tests {
         assert_eq!(java_hash(""), 0);
         assert_eq!(java_hash("TopicTest#k1"), 2_746_024);
         assert_eq!(java_hash("\u{1F600}"), 1_772_899);
+        assert_eq!(java_hash_continue(java_hash("TopicTest#"), "k1"), java_hash("TopicTest#k1"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use petrel_core::record::java_hash;
+use petrel_core::record::{java_hash, java_hash_continue};
 
 use crate::disk::{read_stable, Disk, DiskFile};
 use crate::error::{IoContext, StoreError};
@@ -65,9 +65,10 @@ impl IndexHeader {
     }
 }
 
-/// RocketMQ's `indexKeyHashMethod`: the Java hash's absolute value, with `i32::MIN` as 0.
-pub fn key_hash(key: &str) -> i32 {
-    let hash = java_hash(key);
+/// RocketMQ's `indexKeyHashMethod` of `topic#key`: the Java hash's absolute value, with
+/// `i32::MIN` as 0. Computed piece by piece, so dispatch builds no key string.
+pub fn key_hash(topic: &str, key: &[u8]) -> i32 {
+    let hash = java_hash_continue(java_hash_continue(java_hash(topic), "#"), &key_text(key));
     if hash == i32::MIN {
         0
     } else {
@@ -75,9 +76,9 @@ pub fn key_hash(key: &str) -> i32 {
     }
 }
 
-/// The index key of `key` in `topic`.
-pub fn index_key(topic: &str, key: &str) -> String {
-    format!("{topic}#{key}")
+/// Keys are UTF-8 text; invalid bytes hash as U+FFFD, as Java decodes them.
+fn key_text(key: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(key)
 }
 
 struct IndexFile {
@@ -140,11 +141,12 @@ impl Index {
         Ok(Index { dir: dir.to_path_buf(), slots, entries, files })
     }
 
-    /// Adds `key` (already `topic#key`) for the record at `phy_offset` stored at `timestamp`.
+    /// Adds the key whose `key_hash` is `hash` for the record at `phy_offset` stored at
+    /// `timestamp`.
     pub fn put(
         &mut self,
         disk: &dyn Disk,
-        key: &str,
+        hash: i32,
         phy_offset: i64,
         timestamp: i64,
     ) -> Result<(), StoreError> {
@@ -160,7 +162,6 @@ impl Index {
         if current.slots.is_none() {
             current.slots = Some(load_slots(current.file.as_ref(), slots)?);
         }
-        let hash = key_hash(key);
         let slot = (hash as u32 % slots) as usize;
         let slot_at = HEADER_BYTES + slot as u64 * SLOT_BYTES;
         let table = current.slots.as_mut().expect("slots were just loaded");
@@ -278,11 +279,10 @@ impl Index {
         Ok(())
     }
 
-    /// Commit-log offsets indexed under `key` (already `topic#key`) with a store time in
+    /// Commit-log offsets indexed under the key hash `hash` with a store time in
     /// `[begin, end]`, newest first, at most `max`. Candidates only: the caller checks each
     /// record.
-    pub fn lookup(&self, key: &str, max: usize, begin: i64, end: i64) -> Vec<i64> {
-        let hash = key_hash(key);
+    pub fn lookup(&self, hash: i32, max: usize, begin: i64, end: i64) -> Vec<i64> {
         let mut found = Vec::new();
         for file in self.files.iter().rev() {
             let header = &file.header;
@@ -405,8 +405,7 @@ mod tests {
 
     #[test]
     fn key_hash_matches_rocketmq() {
-        assert_eq!(key_hash("TopicTest#k1"), 2_746_024);
-        assert_eq!(key_hash(""), 0);
+        assert_eq!(key_hash("TopicTest", b"k1"), 2_746_024);
     }
 
     #[test]
@@ -415,17 +414,17 @@ mod tests {
         let dir = Path::new("/store/index");
         let mut index = Index::open(&disk, dir, 7, 10).unwrap();
         for i in 0..25i64 {
-            let key = index_key("T", &format!("k{}", i % 4));
-            index.put(&disk, &key, i * 100, 1_000 + i * 1_000).unwrap();
+            let hash = key_hash("T", format!("k{}", i % 4).as_bytes());
+            index.put(&disk, hash, i * 100, 1_000 + i * 1_000).unwrap();
         }
         index.flush().unwrap();
         assert_eq!(index.files.len(), 3, "9 entries per file of 10 (entry 0 unused)");
-        let found = index.lookup(&index_key("T", "k1"), 100, 0, i64::MAX);
+        let found = index.lookup(key_hash("T", b"k1"), 100, 0, i64::MAX);
         assert_eq!(found, vec![2100, 1700, 1300, 900, 500, 100]);
-        let recent = index.lookup(&index_key("T", "k1"), 100, 13_000, 20_000);
+        let recent = index.lookup(key_hash("T", b"k1"), 100, 13_000, 20_000);
         assert_eq!(recent, vec![1700, 1300]);
-        assert_eq!(index.lookup(&index_key("T", "k1"), 2, 0, i64::MAX).len(), 2);
+        assert_eq!(index.lookup(key_hash("T", b"k1"), 2, 0, i64::MAX).len(), 2);
         let reopened = Index::open(&disk, dir, 7, 10).unwrap();
-        assert_eq!(reopened.lookup(&index_key("T", "k1"), 100, 0, i64::MAX), found);
+        assert_eq!(reopened.lookup(key_hash("T", b"k1"), 100, 0, i64::MAX), found);
     }
 }

@@ -27,7 +27,7 @@ use crate::config::{StoreConfig, CQ_UNIT_BYTES};
 use crate::consume_queue::{ConsumeQueue, PutOutcome};
 use crate::disk::{Disk, DiskFile, DiskLock};
 use crate::error::{IoContext, StoreError};
-use crate::index::{index_key, Index};
+use crate::index::{key_hash, Index};
 use crate::recovery::{self, FileImage, QueueImage, RecoveryPlan, StoreImage, SyncedLoss, Unit};
 use crate::segments::{Segment, Segments};
 
@@ -613,9 +613,8 @@ impl Store {
         let keys = record.property(b"KEYS").into_iter().flat_map(|k| k.split(|b| *b == b' '));
         let mut index = lock(index);
         for key in unique.chain(keys).filter(|k| !k.is_empty()) {
-            let key = index_key(topic, &String::from_utf8_lossy(key));
             let (offset, time) = (record.physical_offset, record.store_timestamp);
-            index.put(self.disk.as_ref(), &key, offset, time)?;
+            index.put(self.disk.as_ref(), key_hash(topic, key), offset, time)?;
         }
         Ok(())
     }
@@ -632,7 +631,7 @@ impl Store {
     ) -> Vec<Bytes> {
         let Some(index) = &self.index else { return Vec::new() };
         let candidates =
-            lock(index).lookup(&index_key(topic, key), max.saturating_mul(2), begin, end);
+            lock(index).lookup(key_hash(topic, key.as_bytes()), max.saturating_mul(2), begin, end);
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for offset in candidates {
