@@ -75,7 +75,7 @@ impl Checkpoint {
     /// three seconds for records stored out of timestamp order.
     pub fn min_timestamp(&self) -> i64 {
         let min = self.physic_msg_timestamp.min(self.logics_msg_timestamp);
-        (min - 3_000).max(0)
+        min.saturating_sub(3_000).max(0)
     }
 }
 
