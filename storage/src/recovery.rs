@@ -163,13 +163,16 @@ fn scan_queue(queue: &QueueImage<'_>) -> QueueScan {
 }
 
 /// How many bytes of the queue to keep so that no unit points past `end`: everything after the
-/// last real unit that ends within the log goes, trailing fillers included.
+/// last valid real unit that ends within the log goes, trailing fillers and invalid units
+/// included.
 fn cut_queue(queue: &QueueImage<'_>, valid_bytes: u64, end: u64) -> u64 {
     let mut keep = valid_bytes;
     while keep > 0 {
         let at = keep - CQ_UNIT_BYTES;
         let Some(unit) = unit_at(queue, at) else { break };
-        if !unit.is_filler() && unit.end() <= end {
+        // Files before the scanned ones are trusted, but a crash can leave them all zeros when
+        // their units were never synced: an invalid unit is cut like one past the end.
+        if unit.is_valid() && !unit.is_filler() && unit.end() <= end {
             break;
         }
         keep = at;
