@@ -43,8 +43,15 @@ pub struct Appended {
     pub store_timestamp: i64,
     /// The offset after the record: wait for `flushed >= end_offset` to know it is durable.
     pub end_offset: u64,
-    /// The offset message id (`offsetMsgId`).
-    pub msg_id: String,
+    /// The broker address in the record, for `msg_id`.
+    pub store_host: std::net::SocketAddr,
+}
+
+impl Appended {
+    /// The offset message id (`offsetMsgId`), built only when a response needs it.
+    pub fn msg_id(&self) -> String {
+        record::offset_msg_id(self.store_host, self.physical_offset as i64)
+    }
 }
 
 /// What recovery found and did, for the log and for checkers.
@@ -252,27 +259,10 @@ impl Store {
         let Some(index) = &self.index else { return Ok(()) };
         let from = lock(index).drop_newest(self.disk.as_ref())?;
         let mut position = (from.max(0) as u64).max(self.min_physical_offset());
-        let file_bytes = self.config.commit_log_file_bytes;
-        while position < to {
-            let Some(segment) = self.segment_at(position) else { break };
-            let file_end = segment.base + file_bytes;
-            let stop = to.min(file_end);
-            let bytes =
-                self.read_verified(&segment, position - segment.base, stop - segment.base)?;
-            let mut at = 0usize;
-            while at < bytes.len() {
-                let checks = Checks { physical_offset: Some(position as i64), crc: false };
-                let Scanned::Record(record) = scan_record(&bytes[at..], checks) else {
-                    position = file_end;
-                    break;
-                };
-                if is_valid_topic(record.topic) {
-                    self.index_record(&record)?;
-                }
-                at += record.bytes.len();
-                position += record.bytes.len() as u64;
-            }
-        }
+        self.walk_log(&mut position, to, |record| match is_valid_topic(record.topic) {
+            true => self.index_record(record),
+            false => Ok(()),
+        })?;
         lock(index).write_headers()
     }
 
@@ -440,7 +430,7 @@ impl Store {
             queue_offset,
             store_timestamp,
             end_offset: writer.write_offset,
-            msg_id: record::offset_msg_id(self.config.store_host, physical_offset as i64),
+            store_host: self.config.store_host,
         })
     }
 
@@ -509,33 +499,17 @@ impl Store {
     }
 
     fn dispatch_to(&self, dispatcher: &mut Dispatcher, end: u64) -> Result<u64, StoreError> {
-        let file_bytes = self.config.commit_log_file_bytes;
         let mut touched: Vec<Arc<Mutex<ConsumeQueue>>> = Vec::new();
         let mut replaced = 0;
-        while dispatcher.position < end {
-            let Some(segment) = self.segment_at(dispatcher.position) else { break };
-            let file_end = segment.base + file_bytes;
-            let to = end.min(file_end);
-            let bytes = self.read_verified(
-                &segment,
-                dispatcher.position - segment.base,
-                to - segment.base,
-            )?;
-            let mut at = 0usize;
-            while at < bytes.len() {
-                let checks =
-                    Checks { physical_offset: Some(dispatcher.position as i64), crc: false };
-                let Scanned::Record(record) = scan_record(&bytes[at..], checks) else {
-                    // A blank filler (verified above): the file ends here.
-                    dispatcher.position = file_end;
-                    break;
-                };
-                replaced += self.dispatch_record(&record, &mut touched)?;
-                at += record.bytes.len();
-                dispatcher.position += record.bytes.len() as u64;
-                dispatcher.timestamp = record.store_timestamp;
-            }
-        }
+        let (mut position, mut timestamp) = (dispatcher.position, dispatcher.timestamp);
+        let walked = self.walk_log(&mut position, end, |record| {
+            replaced += self.dispatch_record(record, &mut touched)?;
+            timestamp = record.store_timestamp;
+            Ok(())
+        });
+        // Records handed over before a failure stay handed over: their units are pending.
+        (dispatcher.position, dispatcher.timestamp) = (position, timestamp);
+        walked?;
         for queue in touched {
             lock(&queue).write_pending(self.disk.as_ref())?;
         }
@@ -543,6 +517,37 @@ impl Store {
             lock(index).write_headers()?;
         }
         Ok(replaced)
+    }
+
+    /// Calls `visit` for each record from `*position` (a record boundary) up to `end`, moving
+    /// `*position` past each record visited and past blank fillers. Stops at the first error.
+    fn walk_log(
+        &self,
+        position: &mut u64,
+        end: u64,
+        mut visit: impl FnMut(&Record<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let file_bytes = self.config.commit_log_file_bytes;
+        while *position < end {
+            let Some(segment) = self.segment_at(*position) else { break };
+            let file_end = segment.base + file_bytes;
+            let to = end.min(file_end);
+            let bytes =
+                self.read_verified(&segment, *position - segment.base, to - segment.base)?;
+            let mut at = 0usize;
+            while at < bytes.len() {
+                let checks = Checks { physical_offset: Some(*position as i64), crc: false };
+                let Scanned::Record(record) = scan_record(&bytes[at..], checks) else {
+                    // A blank filler (verified above): the file ends here.
+                    *position = file_end;
+                    break;
+                };
+                visit(&record)?;
+                at += record.bytes.len();
+                *position += record.bytes.len() as u64;
+            }
+        }
+        Ok(())
     }
 
     /// Reads `[from, to)` of a commit-log file, re-reading when a record in it fails its
@@ -753,14 +758,8 @@ impl Store {
     }
 
     fn first_store_time(&self, segment: &Segment) -> Option<i64> {
-        let head = segment.file.slice(0, 4).ok()?;
-        let size = u32::try_from(i32::from_be_bytes([head[0], head[1], head[2], head[3]])).ok()?;
-        let bytes = segment
-            .file
-            .slice(0, u64::from(size).min(self.config.commit_log_file_bytes) as usize)
-            .ok()?;
-        match scan_record(&bytes, Checks { physical_offset: Some(segment.base as i64), crc: false })
-        {
+        let bytes = self.message_at(segment.base)?;
+        match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
             Scanned::Record(record) => Some(record.store_timestamp),
             _ => None,
         }
