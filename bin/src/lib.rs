@@ -3,6 +3,7 @@
 //! the simulator (`sim/`) runs the same services on madsim nodes.
 
 pub mod bench;
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod fsutil;

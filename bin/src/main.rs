@@ -1,14 +1,17 @@
-//! The `petrel` binary: `namesrv | standalone | bench`.
+//! The `petrel` binary: `namesrv | broker | standalone | bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use petrel::bench::route::{self, RouteBench};
 use petrel::bench::store::{self as store_bench, StoreBench};
+use petrel::broker::{self, BrokerConfig};
 use petrel::config::Properties;
 use petrel::namesrv::{self, NamesrvConfig};
+use petrel_storage::disk::FsDisk;
 
 #[derive(Parser)]
 #[command(name = "petrel", version, about = "A RocketMQ-compatible message broker")]
@@ -31,6 +34,26 @@ enum Command {
         #[arg(short = 'p', long = "print-config")]
         print_config: bool,
     },
+    /// Run a broker: store, produce and consume, registered with the NameServers.
+    Broker {
+        /// A broker.conf with RocketMQ property names (brokerName, namesrvAddr, listenPort,
+        /// storePathRootDir, flushDiskType, ...).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// NameServer addresses, `host:port;host:port` (overrides namesrvAddr; NAMESRV_ADDR
+        /// is read when neither is given).
+        #[arg(short = 'n', long)]
+        namesrv_addr: Option<String>,
+        /// Port to listen on (overrides listenPort).
+        #[arg(long)]
+        listen_port: Option<u16>,
+        /// Store directory (overrides storePathRootDir).
+        #[arg(long)]
+        store_path: Option<PathBuf>,
+        /// Print the effective configuration and exit.
+        #[arg(short = 'p', long = "print-config")]
+        print_config: bool,
+    },
     /// Run a NameServer and a broker in one process, data under ./petrel-data.
     Standalone {
         /// Where data is kept.
@@ -39,6 +62,12 @@ enum Command {
         /// NameServer port.
         #[arg(long, default_value_t = 9876)]
         namesrv_port: u16,
+        /// Broker port.
+        #[arg(long, default_value_t = 10911)]
+        broker_port: u16,
+        /// A broker.conf for the broker (its store path and ports are the ones above).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
     },
     /// Measure Petrel over real sockets.
     Bench {
@@ -136,21 +165,36 @@ async fn run(command: Command) -> Result<(), String> {
             }
             serve_namesrv(namesrv_config).await
         }
-        Command::Standalone { data_dir, namesrv_port } => {
-            std::fs::create_dir_all(&data_dir).map_err(|e| {
-                format!("cannot create the data directory {}: {e}", data_dir.display())
-            })?;
-            let config = NamesrvConfig {
-                listen_port: namesrv_port,
-                kv_config_path: Some(data_dir.join("namesrv").join("kvConfig.json")),
-                ..NamesrvConfig::default()
-            };
-            println!(
-                "petrel standalone: the broker is not built yet; running the NameServer alone."
-            );
-            println!("NameServer: 127.0.0.1:{namesrv_port}   data: {}", data_dir.display());
-            println!("Clients:    export NAMESRV_ADDR=127.0.0.1:{namesrv_port}");
-            serve_namesrv(config).await
+        Command::Broker { config, namesrv_addr, listen_port, store_path, print_config } => {
+            let mut broker_config = BrokerConfig::default();
+            if let Some(path) = &config {
+                let mut props = Properties::load(path).map_err(|e| e.to_string())?;
+                broker_config.apply(&mut props).map_err(|e| e.to_string())?;
+                props.warn_unused("broker.conf");
+            }
+            let from_env = || std::env::var("NAMESRV_ADDR").ok();
+            match namesrv_addr {
+                Some(addrs) => broker_config.namesrv_addrs = broker::config::split_addrs(&addrs),
+                None if broker_config.namesrv_addrs.is_empty() => {
+                    broker_config.namesrv_addrs =
+                        from_env().map(|a| broker::config::split_addrs(&a)).unwrap_or_default();
+                }
+                None => {}
+            }
+            if let Some(port) = listen_port {
+                broker_config.listen_port = port;
+            }
+            if let Some(path) = store_path {
+                broker_config.store.root = path;
+            }
+            if print_config {
+                println!("{broker_config:#?}");
+                return Ok(());
+            }
+            serve_broker(broker_config).await
+        }
+        Command::Standalone { data_dir, namesrv_port, broker_port, config } => {
+            standalone(data_dir, namesrv_port, broker_port, config).await
         }
         Command::Bench {
             which: BenchCommand::Route { namesrv, topic, connections, duration, register, json },
@@ -176,6 +220,74 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn serve_broker(config: BrokerConfig) -> Result<(), String> {
+    let shutdown =
+        ShutdownSignal::install().map_err(|e| format!("cannot watch for signals: {e}"))?;
+    if config.namesrv_addrs.is_empty() {
+        tracing::warn!("no NameServer given (namesrvAddr, -n or NAMESRV_ADDR): clients cannot find this broker");
+    }
+    let handle = broker::start(config, Arc::new(FsDisk)).await?;
+    println!(
+        "broker listening on {} (clients are told {})",
+        handle.local_addr,
+        handle.state.addr()
+    );
+    shutdown.wait().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    tracing::info!("broker stopped");
+    Ok(())
+}
+
+/// A NameServer and a broker in one process, both on loopback, data under `data_dir`.
+async fn standalone(
+    data_dir: PathBuf,
+    namesrv_port: u16,
+    broker_port: u16,
+    config: Option<PathBuf>,
+) -> Result<(), String> {
+    let shutdown =
+        ShutdownSignal::install().map_err(|e| format!("cannot watch for signals: {e}"))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    let namesrv_config = NamesrvConfig {
+        listen_port: namesrv_port,
+        kv_config_path: Some(data_dir.join("namesrv").join("kvConfig.json")),
+        ..NamesrvConfig::default()
+    };
+    let namesrv = namesrv::start(namesrv_config)
+        .await
+        .map_err(|e| format!("cannot listen on port {namesrv_port}: {e}"))?;
+    let mut broker_config = BrokerConfig::default();
+    if let Some(path) = &config {
+        let mut props = Properties::load(path).map_err(|e| e.to_string())?;
+        broker_config.apply(&mut props).map_err(|e| e.to_string())?;
+        props.warn_unused("broker.conf");
+    }
+    broker_config.listen_port = broker_port;
+    broker_config.broker_ip = Some("127.0.0.1".to_owned());
+    broker_config.namesrv_addrs = vec![format!("127.0.0.1:{}", namesrv.local_addr.port())];
+    broker_config.store.root = data_dir.join("broker");
+    let broker = match broker::start(broker_config, Arc::new(FsDisk)).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            namesrv.shutdown().await;
+            return Err(e);
+        }
+    };
+    println!("petrel standalone is ready.");
+    println!("NameServer: 127.0.0.1:{}", namesrv.local_addr.port());
+    println!("Broker:     {}   data: {}", broker.state.addr(), data_dir.display());
+    println!("Clients:    export NAMESRV_ADDR=127.0.0.1:{}", namesrv.local_addr.port());
+    shutdown.wait().await;
+    tracing::info!("shutting down");
+    let stopped = broker.shutdown().await;
+    namesrv.shutdown().await;
+    stopped?;
+    tracing::info!("standalone stopped");
+    Ok(())
 }
 
 async fn serve_namesrv(config: NamesrvConfig) -> Result<(), String> {

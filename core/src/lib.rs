@@ -21,6 +21,7 @@
 //! table.check_invariants();
 //! ```
 
+pub mod broker;
 pub mod kv;
 pub mod model;
 pub mod record;

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use petrel_core::broker::schedule::DelayLevels;
+
 /// RocketMQ's `mappedFileSizeCommitLog`: 1 GiB.
 pub const COMMIT_LOG_FILE_BYTES_DEFAULT: u64 = 1 << 30;
 /// One consume-queue unit: `int64 offset | int32 size | int64 tagsCode`.
@@ -84,6 +86,9 @@ pub struct StoreConfig {
     pub max_hash_slots: u32,
     /// `maxIndexNum`.
     pub max_index_entries: u32,
+    /// `messageDelayLevel`: the schedule topic's consume queues hold each message's due time,
+    /// computed from its level.
+    pub delay_levels: DelayLevels,
 }
 
 impl StoreConfig {
@@ -112,6 +117,7 @@ impl StoreConfig {
             message_index_enable: true,
             max_hash_slots: crate::index::SLOTS_DEFAULT,
             max_index_entries: crate::index::ENTRIES_DEFAULT,
+            delay_levels: DelayLevels::default(),
         }
     }
 

@@ -48,7 +48,7 @@ pub struct StoreService {
     wake_flush: Arc<Notify>,
     wake_dispatch: Arc<Notify>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl StoreService {
@@ -78,6 +78,7 @@ impl StoreService {
             tokio::spawn(checkpoint_task(store.clone(), stopped.clone())),
             tokio::spawn(cleanup_task(store.clone(), stopped)),
         ];
+        let tasks = std::sync::Mutex::new(tasks);
         StoreService { store, flushed, dispatched, wake_flush, wake_dispatch, stop, tasks }
     }
 
@@ -92,13 +93,36 @@ impl StoreService {
 
     /// Appends and, under SYNC_FLUSH, waits for the group commit.
     pub async fn put(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, PutError> {
+        let appended = self.append(input, now)?;
+        self.durable(appended).await
+    }
+
+    /// Appends and wakes the task that acts next (flush or dispatch), without waiting: a
+    /// caller that must not hold its record's borrow across a wait appends here, then awaits
+    /// [`StoreService::durable`].
+    pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
         let appended = self.store.append(input, now)?;
+        if self.store.config().flush_disk_type == FlushDiskType::AsyncFlush {
+            self.wake_dispatch.notify_one();
+        } else {
+            self.wake_flush.notify_one();
+        }
+        Ok(appended)
+    }
+
+    /// True when appends are acknowledged at once (ASYNC_FLUSH), so [`StoreService::durable`]
+    /// has nothing to wait for.
+    pub fn acks_at_once(&self) -> bool {
+        self.store.config().flush_disk_type == FlushDiskType::AsyncFlush
+    }
+
+    /// Under SYNC_FLUSH, waits until the group commit covered `appended` (or
+    /// `syncFlushTimeout` passed); under ASYNC_FLUSH returns at once.
+    pub async fn durable(&self, appended: Appended) -> Result<Appended, PutError> {
         let config = self.store.config();
         if config.flush_disk_type == FlushDiskType::AsyncFlush {
-            self.wake_dispatch.notify_one();
             return Ok(appended);
         }
-        self.wake_flush.notify_one();
         let mut flushed = self.flushed.clone();
         let end = appended.end_offset;
         let limit = Duration::from_millis(config.sync_flush_timeout_ms);
@@ -116,9 +140,10 @@ impl StoreService {
     }
 
     /// Stops the tasks and shuts the store down cleanly (flush, dispatch, checkpoint, abort).
-    pub async fn shutdown(self) -> Result<(), StoreError> {
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
             let _ = task.await;
         }
         let store = self.store.clone();

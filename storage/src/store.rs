@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use petrel_core::broker::SCHEDULE_TOPIC;
 use petrel_core::record::{
     self, encode_record, encoded_len, is_valid_topic, scan_record, Checks, Record, RecordInput,
     RecordPlace, Scanned, BLANK_BYTES_MIN, MAGIC_BLANK, PROPERTY_CRC32,
@@ -583,7 +584,7 @@ impl Store {
         let unit = Unit {
             offset: record.physical_offset,
             size: record.bytes.len() as i32,
-            tags_code: record::tags_code(record.property(b"TAGS").unwrap_or_default()),
+            tags_code: self.tags_code(record),
         };
         let mut guard = lock(&queue);
         let outcome = guard.put(self.disk.as_ref(), record.queue_offset.max(0) as u64, unit)?;
@@ -604,6 +605,19 @@ impl Store {
             }
             PutOutcome::Appended | PutOutcome::Present => Ok(0),
         }
+    }
+
+    /// The record's consume-queue tag code: the hash of its TAGS, except in the schedule topic,
+    /// where it is the time the message is due (`checkMessageAndReturnSize`).
+    fn tags_code(&self, record: &Record<'_>) -> i64 {
+        if record.topic == SCHEDULE_TOPIC.as_bytes() {
+            let level = record.property(b"DELAY").and_then(|l| std::str::from_utf8(l).ok());
+            let levels = &self.config.delay_levels;
+            if let Some(level) = level.and_then(|l| l.parse().ok()).and_then(|l| levels.clamp(l)) {
+                return levels.due_time(level, record.store_timestamp);
+            }
+        }
+        record::tags_code(record.property(b"TAGS").unwrap_or_default())
     }
 
     /// Index entries for the record's unique key and each of its keys (RocketMQ's
@@ -867,6 +881,12 @@ impl Store {
             Scanned::Record(_) => Some(bytes),
             _ => None,
         }
+    }
+
+    /// The store time of the last record dispatched: queues and the index are up to date to
+    /// here (QUERY_MESSAGE's `indexLastUpdateTimestamp`).
+    pub fn dispatched_timestamp(&self) -> i64 {
+        lock(&self.dispatcher).timestamp
     }
 
     /// The queue's offsets: the first readable one and the one after the last.

@@ -52,6 +52,10 @@ pub struct RemotingCommand {
     pub remark: Option<String>,
     pub ext_fields: ExtFields,
     pub body: Bytes,
+    /// More body after `body`, as separate buffers: a pull response's records are slices of
+    /// the store's mapped files, written to the socket with one vectored write and never
+    /// copied into a frame buffer. Empty for everything decoded from the wire.
+    pub body_parts: Vec<Bytes>,
     /// The encoding the header arrived in, or will leave in.
     pub serialize_type: SerializeType,
 }
@@ -68,6 +72,7 @@ impl RemotingCommand {
             remark: None,
             ext_fields: ExtFields::new(),
             body: Bytes::new(),
+            body_parts: Vec::new(),
             serialize_type: SerializeType::Json,
         }
     }
@@ -92,6 +97,31 @@ impl RemotingCommand {
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
+    }
+
+    /// Sets the body to these buffers, written in order without being joined.
+    pub fn with_body_parts(mut self, parts: Vec<Bytes>) -> Self {
+        self.body = Bytes::new();
+        self.body_parts = parts;
+        self
+    }
+
+    /// The whole body's length: `body` and every part.
+    pub fn body_len(&self) -> usize {
+        self.body.len() + self.body_parts.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// The whole body in one buffer (copies when it is made of parts).
+    pub fn body_bytes(&self) -> Bytes {
+        if self.body_parts.is_empty() {
+            return self.body.clone();
+        }
+        let mut all = BytesMut::with_capacity(self.body_len());
+        all.put_slice(&self.body);
+        for part in &self.body_parts {
+            all.put_slice(part);
+        }
+        all.freeze()
     }
 
     /// Parses the typed header from this command's fields.
@@ -126,7 +156,7 @@ impl RemotingCommand {
         if header.len() > super::HEADER_BYTES_MAX {
             return Err(FrameError::HeaderTooLong { len: header.len() });
         }
-        let total = 4 + header.len() + self.body.len();
+        let total = 4 + header.len() + self.body_len();
         let total = i32::try_from(total).map_err(|_| FrameError::TooLong { len: total })?;
         dst.reserve(8 + header.len());
         dst.put_i32(total);
@@ -140,6 +170,9 @@ impl RemotingCommand {
         let mut dst = BytesMut::new();
         self.encode_head(&mut dst)?;
         dst.put_slice(&self.body);
+        for part in &self.body_parts {
+            dst.put_slice(part);
+        }
         Ok(dst.freeze())
     }
 
@@ -250,6 +283,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
         remark: parsed.remark,
         ext_fields,
         body: Bytes::new(),
+        body_parts: Vec::new(),
         serialize_type: SerializeType::Json,
     })
 }
@@ -319,6 +353,7 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
         remark,
         ext_fields,
         body: Bytes::new(),
+        body_parts: Vec::new(),
         serialize_type: SerializeType::RocketMq,
     })
 }

@@ -325,5 +325,39 @@ async fn write_command<W: AsyncWrite + Unpin>(
         return Ok(());
     }
     writer.write_all(head).await?;
-    writer.write_all(&command.body).await
+    writer.write_all(&command.body).await?;
+    if command.body_parts.is_empty() {
+        return Ok(());
+    }
+    // Records from the store: send what is buffered, then hand the slices to the socket
+    // directly, so message bytes are never copied in user space.
+    writer.flush().await?;
+    write_all_vectored(writer.get_mut(), &command.body_parts).await
+}
+
+/// Writes every buffer, as few system calls as the socket allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    parts: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    let mut index = 0;
+    let mut skip = 0;
+    while index < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&parts[index][skip..])
+            .chain(parts[index + 1..].iter().map(|p| &p[..]))
+            .take(64)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while index < parts.len() && written >= parts[index].len() - skip {
+            written -= parts[index].len() - skip;
+            index += 1;
+            skip = 0;
+        }
+        skip += written;
+    }
+    Ok(())
 }

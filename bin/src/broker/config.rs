@@ -1,0 +1,219 @@
+//! `broker.conf`: RocketMQ's `BrokerConfig`, `NettyServerConfig` and `MessageStoreConfig`
+//! property names and defaults, for the ones Petrel acts on.
+
+use std::path::PathBuf;
+
+use petrel_core::broker::clients::CHANNEL_EXPIRED_DEFAULT_MS;
+use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::model::perm;
+use petrel_net::transport::ServerConfig;
+use petrel_storage::{FlushDiskType, StoreConfig};
+
+use crate::config::{ConfigError, Properties};
+
+/// Everything a broker is told.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`: DefaultCluster.
+    pub cluster_name: String,
+    /// `brokerName`: RocketMQ defaults to the host name; Petrel to `broker-a`.
+    pub broker_name: String,
+    /// `brokerId`: 0 is a master. Only masters are served for now.
+    pub broker_id: i64,
+    /// `namesrvAddr`: `;`-separated; the `NAMESRV_ADDR` environment variable when unset.
+    pub namesrv_addrs: Vec<String>,
+    /// `listenPort`: 10911.
+    pub listen_port: u16,
+    /// `bindAddress`: 0.0.0.0.
+    pub bind_address: String,
+    /// `brokerIP1`: the address clients are told to use; detected when unset.
+    pub broker_ip: Option<String>,
+    /// `autoCreateTopicEnable`: sends to unknown topics create them from TBW102.
+    pub auto_create_topic: bool,
+    /// `autoCreateSubscriptionGroup`: unknown consumer groups are admitted and created.
+    pub auto_create_group: bool,
+    /// `defaultTopicQueueNums`: queues of TBW102 (and so of auto-created topics).
+    pub default_topic_queue_nums: i32,
+    /// `brokerPermission`: 6 (read and write).
+    pub broker_permission: i32,
+    /// `longPollingEnable`: hold pulls that find nothing for `suspendTimeoutMillis`...
+    pub long_polling: bool,
+    /// `shortPollingTimeMills`: ...or for this long when long polling is off.
+    pub short_polling_ms: u64,
+    /// `registerNameServerPeriod`: 30 s.
+    pub register_period_ms: u64,
+    /// `registerBrokerTimeoutMills`.
+    pub register_timeout_ms: u64,
+    /// `channelExpiredTimeout`: clients silent for this long are dropped.
+    pub channel_expired_ms: u64,
+    /// `flushConsumerOffsetInterval`: consumer offsets are written this often.
+    pub flush_offsets_interval_ms: u64,
+    /// `maxTransferCountOnMessageInMemory` and `maxTransferBytesOnMessageInMemory`.
+    pub pull_messages_max: usize,
+    pub pull_bytes_max: usize,
+    /// `maxHeldPullRequests` (Petrel): pulls held at once; more are answered SYSTEM_BUSY.
+    pub held_pulls_max: usize,
+    /// `maxBatchMessages` (Petrel): messages in one SEND_BATCH_MESSAGE.
+    pub batch_messages_max: usize,
+    /// The store's settings (storePathRootDir, flushDiskType, mappedFileSizeCommitLog, ...).
+    pub store: StoreConfig,
+    /// Transport limits (`serverChannelMaxConnections`, `frameMaxLength`, ...).
+    pub server: ServerConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        BrokerConfig {
+            cluster_name: "DefaultCluster".to_owned(),
+            broker_name: "broker-a".to_owned(),
+            broker_id: 0,
+            namesrv_addrs: Vec::new(),
+            listen_port: 10911,
+            bind_address: "0.0.0.0".to_owned(),
+            broker_ip: None,
+            auto_create_topic: true,
+            auto_create_group: true,
+            default_topic_queue_nums: 8,
+            broker_permission: perm::READ | perm::WRITE,
+            long_polling: true,
+            short_polling_ms: 1_000,
+            register_period_ms: 30_000,
+            register_timeout_ms: 24_000,
+            channel_expired_ms: CHANNEL_EXPIRED_DEFAULT_MS,
+            flush_offsets_interval_ms: 5_000,
+            pull_messages_max: 32,
+            pull_bytes_max: 256 << 10,
+            held_pulls_max: 16_384,
+            batch_messages_max: 4_096,
+            store: StoreConfig::new(home.join("store")),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Applies a `broker.conf`.
+    pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        props.apply("brokerClusterName", &mut self.cluster_name, "a name")?;
+        props.apply("brokerName", &mut self.broker_name, "a name")?;
+        props.apply("brokerId", &mut self.broker_id, "an integer")?;
+        let mut namesrv = String::new();
+        props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
+        if !namesrv.is_empty() {
+            self.namesrv_addrs = split_addrs(&namesrv);
+        }
+        props.apply("listenPort", &mut self.listen_port, "a port number")?;
+        props.apply("bindAddress", &mut self.bind_address, "an address")?;
+        let mut ip = String::new();
+        props.apply("brokerIP1", &mut ip, "an IP address")?;
+        if !ip.is_empty() {
+            self.broker_ip = Some(ip);
+        }
+        props.apply("autoCreateTopicEnable", &mut self.auto_create_topic, "true or false")?;
+        props.apply("autoCreateSubscriptionGroup", &mut self.auto_create_group, "true or false")?;
+        props.apply("defaultTopicQueueNums", &mut self.default_topic_queue_nums, "a count")?;
+        props.apply("brokerPermission", &mut self.broker_permission, "2, 4 or 6")?;
+        props.apply("longPollingEnable", &mut self.long_polling, "true or false")?;
+        props.apply("shortPollingTimeMills", &mut self.short_polling_ms, "milliseconds")?;
+        props.apply("registerNameServerPeriod", &mut self.register_period_ms, "milliseconds")?;
+        props.apply("registerBrokerTimeoutMills", &mut self.register_timeout_ms, "milliseconds")?;
+        props.apply("channelExpiredTimeout", &mut self.channel_expired_ms, "milliseconds")?;
+        props.apply(
+            "flushConsumerOffsetInterval",
+            &mut self.flush_offsets_interval_ms,
+            "milliseconds",
+        )?;
+        props.apply("maxTransferCountOnMessageInMemory", &mut self.pull_messages_max, "a count")?;
+        props.apply("maxTransferBytesOnMessageInMemory", &mut self.pull_bytes_max, "bytes")?;
+        props.apply("maxHeldPullRequests", &mut self.held_pulls_max, "a count")?;
+        props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
+        props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
+        props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        self.apply_store(props)
+    }
+
+    fn apply_store(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        let store = &mut self.store;
+        let mut root = String::new();
+        props.apply("storePathRootDir", &mut root, "a directory")?;
+        if !root.is_empty() {
+            store.root = PathBuf::from(root);
+        }
+        let mut flush = String::new();
+        props.apply("flushDiskType", &mut flush, "SYNC_FLUSH or ASYNC_FLUSH")?;
+        if !flush.is_empty() {
+            store.flush_disk_type = flush.parse().map_err(|_| ConfigError::Invalid {
+                key: "flushDiskType".into(),
+                value: flush,
+                expected: "SYNC_FLUSH or ASYNC_FLUSH",
+            })?;
+        }
+        props.apply("mappedFileSizeCommitLog", &mut store.commit_log_file_bytes, "bytes")?;
+        let mut cq_bytes = store.cq_file_units * 20;
+        props.apply("mappedFileSizeConsumeQueue", &mut cq_bytes, "bytes")?;
+        store.cq_file_units = (cq_bytes / 20).max(1);
+        props.apply("maxMessageSize", &mut store.message_bytes_max, "bytes")?;
+        props.apply("syncFlushTimeout", &mut store.sync_flush_timeout_ms, "milliseconds")?;
+        props.apply("flushIntervalCommitLog", &mut store.flush_interval_ms, "milliseconds")?;
+        props.apply("flushCommitLogLeastPages", &mut store.flush_least_pages, "pages")?;
+        props.apply("fileReservedTime", &mut store.file_reserved_hours, "hours")?;
+        let mut delete_when = String::new();
+        props.apply("deleteWhen", &mut delete_when, "hours like 04 or 04;16")?;
+        if !delete_when.is_empty() {
+            store.delete_when =
+                petrel_storage::cleanup::parse_delete_when(&delete_when).map_err(|_| {
+                    ConfigError::Invalid {
+                        key: "deleteWhen".into(),
+                        value: delete_when,
+                        expected: "hours like 04 or 04;16",
+                    }
+                })?;
+        }
+        props.apply("diskMaxUsedSpaceRatio", &mut store.disk_max_used_ratio, "a percentage")?;
+        props.apply("messageIndexEnable", &mut store.message_index_enable, "true or false")?;
+        props.apply("enabledAppendPropCRC", &mut store.append_record_crc, "true or false")?;
+        let mut levels = String::new();
+        props.apply("messageDelayLevel", &mut levels, "levels like 1s 5s 10m 2h")?;
+        if !levels.is_empty() {
+            store.delay_levels = DelayLevels::parse(&levels).map_err(|_| ConfigError::Invalid {
+                key: "messageDelayLevel".into(),
+                value: levels,
+                expected: "levels like 1s 5s 10m 2h",
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `host:port` clients are told to use.
+    pub fn advertised_addr(&self, ip: &str, port: u16) -> String {
+        format!("{ip}:{port}")
+    }
+
+    /// A check of what a file cannot express by type alone.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.broker_id != 0 {
+            return Err(format!(
+                "brokerId={}: only masters (brokerId=0) are supported so far; replication comes later",
+                self.broker_id
+            ));
+        }
+        if !(1..=1024).contains(&self.default_topic_queue_nums) {
+            return Err("defaultTopicQueueNums must be between 1 and 1024".to_owned());
+        }
+        self.store.validate()
+    }
+}
+
+/// `a:1;b:2` → `["a:1", "b:2"]`.
+pub fn split_addrs(text: &str) -> Vec<String> {
+    text.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+}
+
+/// `flushDiskType` as RocketMQ names it.
+pub fn flush_name(flush: FlushDiskType) -> &'static str {
+    match flush {
+        FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+    }
+}

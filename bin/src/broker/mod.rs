@@ -1,0 +1,385 @@
+//! The broker service: binds the store and the broker's cores (topics, subscription groups,
+//! consumer offsets, clients, delay levels) to a socket, a clock and the store's disk.
+//!
+//! One file per request group, each with the same shape: doc comment, decode, act, answer.
+//! Requests are answered on the connection's reader task; a send that waits for the group
+//! commit and a pull that is held for new messages answer later, from their own task.
+
+mod admin;
+mod clients;
+pub mod config;
+mod offsets;
+mod persist;
+mod pull;
+mod query;
+mod register;
+mod schedule;
+mod send;
+mod send_back;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use petrel_core::broker::clients::{ClientAction, ClientRegistry};
+use petrel_core::broker::offsets::ConsumerOffsets;
+use petrel_core::broker::schedule::DelayOffsets;
+use petrel_core::broker::subscriptions::SubscriptionGroups;
+use petrel_core::broker::topics::{topic_config, TopicTable};
+use petrel_core::broker::{AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
+use petrel_core::model::{perm, TopicConfig};
+use petrel_net::codec::codes::{request, request_name, response};
+use petrel_net::codec::header::HeaderError;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::{
+    not_supported, ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server,
+    ServerHandle,
+};
+use petrel_storage::disk::Disk;
+use petrel_storage::{Store, StoreService};
+use tokio::sync::{watch, Notify};
+
+pub use self::config::BrokerConfig;
+use crate::clock::now_millis;
+
+/// What a request handler returns: the response, or a malformed-header error to answer with.
+type Reply = Result<RemotingCommand, HeaderError>;
+
+/// Message counters for GET_BROKER_RUNTIME_INFO.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_put: AtomicU64,
+    pub messages_got: AtomicU64,
+    unique_keys: AtomicU64,
+}
+
+/// The broker's state, shared by the request handler and its tasks.
+pub struct Broker {
+    config: BrokerConfig,
+    /// `brokerIP1:listenPort`, the address in routes and in message ids.
+    addr: String,
+    store: StoreService,
+    disk: Arc<dyn Disk>,
+    topics: Mutex<TopicTable>,
+    groups: Mutex<SubscriptionGroups>,
+    offsets: Mutex<ConsumerOffsets>,
+    offsets_dirty: AtomicBool,
+    clients: Mutex<ClientRegistry>,
+    delays: Mutex<DelayOffsets>,
+    server: ServerHandle,
+    held_pulls: AtomicUsize,
+    /// Wakes the registration task: the topic table changed.
+    register_now: Notify,
+    namesrv: RemotingClient,
+    stats: Stats,
+    boot_millis: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Broker {
+    fn topics(&self) -> MutexGuard<'_, TopicTable> {
+        lock(&self.topics)
+    }
+
+    fn groups(&self) -> MutexGuard<'_, SubscriptionGroups> {
+        lock(&self.groups)
+    }
+
+    fn offsets(&self) -> MutexGuard<'_, ConsumerOffsets> {
+        lock(&self.offsets)
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        self.store.store()
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The address clients use, `ip:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A UNIQ_KEY for a message whose producer sent none.
+    fn unique_key(&self) -> String {
+        let ip = match self.config.store.store_host.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets(),
+            std::net::IpAddr::V6(v6) => {
+                let o = v6.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        };
+        let counter = self.stats.unique_keys.fetch_add(1, Ordering::Relaxed);
+        let since = now_millis().saturating_sub(self.boot_millis);
+        let seed = (self.boot_millis as u32) ^ (counter >> 16) as u32;
+        petrel_core::broker::unique_key(ip, std::process::id() as u16, seed, since, counter as u16)
+    }
+
+    /// The topic's configuration, if the broker serves it.
+    pub fn topic(&self, topic: &str) -> Option<TopicConfig> {
+        self.topics().get(topic).cloned()
+    }
+
+    /// Persists the topic table and tells the NameServers, after a change.
+    fn topics_changed(&self) {
+        let wrapper = self.topics().wrapper();
+        persist::save(self, persist::TOPICS, &wrapper);
+        self.register_now.notify_one();
+    }
+
+    fn groups_changed(&self) {
+        let wrapper = self.groups().wrapper();
+        persist::save(self, persist::GROUPS, &wrapper);
+    }
+
+    /// Runs `change` on the client registry, then carries out what it asks for.
+    fn change_clients<T>(&self, change: impl FnOnce(&mut ClientRegistry) -> T) -> T {
+        let (result, actions) = {
+            let mut clients = lock(&self.clients);
+            let result = change(&mut clients);
+            let actions: Vec<ClientAction> = std::iter::from_fn(|| clients.poll_action()).collect();
+            (result, actions)
+        };
+        for action in actions {
+            match action {
+                ClientAction::NotifyIdsChanged { group, conns } => {
+                    clients::notify_ids_changed(self, &group, &conns)
+                }
+                ClientAction::Close(conn) => {
+                    tracing::info!(conn, "client silent past channelExpiredTimeout, closing");
+                    self.server.close(conn);
+                }
+            }
+        }
+        result
+    }
+
+    fn dispatch(self: &Arc<Self>, conn: &Connection, request: RemotingCommand) -> Handled {
+        let reply = match request.code {
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+                return send::handle(self, conn, request)
+            }
+            request::PULL_MESSAGE => return pull::handle(self, conn, request),
+            request::QUERY_CONSUMER_OFFSET => offsets::query(self, &request),
+            request::UPDATE_CONSUMER_OFFSET => offsets::update(self, &request),
+            request::GET_MAX_OFFSET => offsets::max(self, &request),
+            request::GET_MIN_OFFSET => offsets::min(self, &request),
+            request::SEARCH_OFFSET_BY_TIMESTAMP => offsets::by_time(self, &request),
+            request::GET_EARLIEST_MSG_STORETIME => offsets::earliest_time(self, &request),
+            request::HEART_BEAT => clients::heartbeat(self, conn, &request),
+            request::UNREGISTER_CLIENT => clients::unregister(self, conn, &request),
+            request::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(self, &request),
+            request::QUERY_MESSAGE => query::by_key(self, &request),
+            request::VIEW_MESSAGE_BY_ID => query::by_offset(self, &request),
+            request::CONSUMER_SEND_MSG_BACK => return send_back::handle(self, conn, request),
+            request::UPDATE_AND_CREATE_TOPIC => admin::create_topic(self, &request),
+            request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(self, &request),
+            request::GET_ALL_TOPIC_CONFIG => Ok(admin::all_topics(self)),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::create_group(self, &request),
+            request::GET_BROKER_RUNTIME_INFO => Ok(admin::runtime_info(self)),
+            other => Ok(not_supported(other)),
+        };
+        Handled::Now(reply.unwrap_or_else(|e| rejected(&request, &e)))
+    }
+
+    /// Consumer offsets go to disk every `flushConsumerOffsetInterval`, and silent clients
+    /// are dropped; until shutdown.
+    async fn housekeeping(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let period = Duration::from_millis(self.config.flush_offsets_interval_ms.max(10));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            self.change_clients(|clients| clients.tick(now_millis()));
+            self.persist_offsets();
+        }
+    }
+
+    fn persist_offsets(&self) {
+        if self.offsets_dirty.swap(false, Ordering::AcqRel) {
+            let snapshot = self.offsets().clone();
+            persist::save(self, persist::OFFSETS, &snapshot);
+        }
+    }
+
+    /// Checks the cores' invariants (tests and the simulator call this).
+    pub fn check_invariants(&self) {
+        self.topics().check_invariants();
+        self.groups().check_invariants();
+        lock(&self.clients).check_invariants();
+        self.store().check_invariants();
+    }
+}
+
+/// The answer to a request whose header does not decode.
+fn rejected(request: &RemotingCommand, error: &HeaderError) -> RemotingCommand {
+    RemotingCommand::response(
+        response::SYSTEM_ERROR,
+        format!("{} ({}) request rejected: {error}", request_name(request.code), request.code),
+    )
+}
+
+/// A response with this code and remark.
+fn answer(code: i32, remark: impl Into<String>) -> RemotingCommand {
+    RemotingCommand::response(code, Some(remark.into()))
+}
+
+/// A request refused: RocketMQ's response code and a remark a person can act on.
+#[derive(Debug)]
+struct Refusal {
+    code: i32,
+    remark: String,
+}
+
+impl Refusal {
+    fn new(code: i32, remark: impl Into<String>) -> Refusal {
+        Refusal { code, remark: remark.into() }
+    }
+}
+
+impl From<Refusal> for RemotingCommand {
+    fn from(refusal: Refusal) -> RemotingCommand {
+        answer(refusal.code, refusal.remark)
+    }
+}
+
+struct Handler(Arc<Broker>);
+
+impl RequestHandler for Handler {
+    fn handle(&self, conn: &Connection, request: RemotingCommand) -> Handled {
+        self.0.dispatch(conn, request)
+    }
+
+    fn connection_closed(&self, conn: &Connection) {
+        self.0.change_clients(|clients| clients.connection_closed(conn.id()));
+    }
+}
+
+/// The topics every broker has (`TopicConfigManager`'s constructor).
+fn system_topics(config: &BrokerConfig) -> Vec<TopicConfig> {
+    let rw = perm::READ | perm::WRITE;
+    let mut topics = vec![
+        topic_config("SELF_TEST_TOPIC", 1, rw),
+        topic_config("BenchmarkTest", 1024, rw),
+        topic_config(&config.cluster_name, 16, perm::INHERIT | rw),
+        topic_config(&config.broker_name, 1, perm::INHERIT | rw),
+        topic_config("OFFSET_MOVED_EVENT", 1, rw),
+        topic_config(SCHEDULE_TOPIC, config.store.delay_levels.count(), rw),
+        topic_config(&format!("{}_REPLY_TOPIC", config.cluster_name), 1, rw),
+    ];
+    if config.auto_create_topic {
+        let queues = config.default_topic_queue_nums;
+        topics.push(topic_config(AUTO_CREATE_TOPIC, queues, perm::INHERIT | rw));
+    }
+    topics
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    pub local_addr: SocketAddr,
+    pub state: Arc<Broker>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// Stops cleanly: unregisters from the NameServers, stops serving, writes the offsets and
+    /// shuts the store down (flush, checkpoint, remove `abort`).
+    pub async fn shutdown(self) -> Result<(), String> {
+        let broker = self.state.clone();
+        register::unregister_all(&broker).await;
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        broker.persist_offsets();
+        schedule::persist(&broker);
+        broker.namesrv.shutdown();
+        broker.store.shutdown().await.map_err(|e| format!("store shutdown failed: {e}"))
+    }
+}
+
+/// The IP clients should use when `brokerIP1` is not set: the address of the interface that
+/// routes outward, or loopback on a machine with no route.
+fn detect_ip() -> String {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|socket| {
+        socket.connect("192.0.2.1:9")?;
+        socket.local_addr()
+    });
+    match probe {
+        Ok(addr) if !addr.ip().is_unspecified() => addr.ip().to_string(),
+        _ => "127.0.0.1".to_owned(),
+    }
+}
+
+/// Opens the store, loads the config files, binds and starts serving.
+pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
+    config.validate()?;
+    let bind = format!("{}:{}", config.bind_address, config.listen_port);
+    let server = Server::bind(&bind, config.server.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let local_addr = server.local_addr().map_err(|e| e.to_string())?;
+    let ip = config.broker_ip.clone().unwrap_or_else(detect_ip);
+    let addr = format!("{ip}:{}", local_addr.port());
+    config.store.store_host =
+        addr.parse().map_err(|e| format!("brokerIP1 {ip} is not an IP address: {e}"))?;
+    let (store, report) = Store::open(disk.clone(), config.store.clone())
+        .map_err(|e| format!("cannot open the store at {}: {e}", config.store.root.display()))?;
+    let plan = &report.plan;
+    tracing::info!(
+        abnormal = plan.abnormal,
+        end = plan.end,
+        rebuilt_queues = plan.rebuild_queues,
+        units_replaced = report.units_replaced,
+        "store recovered"
+    );
+    let loaded = persist::load_all(disk.as_ref(), &config)?;
+    let state = Arc::new(Broker {
+        addr,
+        store: StoreService::start(Arc::new(store)),
+        disk,
+        topics: Mutex::new(loaded.topics),
+        groups: Mutex::new(loaded.groups),
+        offsets: Mutex::new(loaded.offsets),
+        offsets_dirty: AtomicBool::new(false),
+        clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
+        delays: Mutex::new(loaded.delays),
+        server: server.handle(),
+        held_pulls: AtomicUsize::new(0),
+        register_now: Notify::new(),
+        namesrv: RemotingClient::new(ClientConfig::default(), None),
+        stats: Stats::default(),
+        boot_millis: now_millis(),
+        config,
+    });
+    if state.topics().ensure(system_topics(&state.config), now_millis()) {
+        state.topics_changed();
+    }
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(state.clone().housekeeping(stopped.clone())),
+        tokio::spawn(register::run(state.clone(), stopped.clone())),
+        tokio::spawn(schedule::run(state.clone(), stopped.clone())),
+    ];
+    let handler = Arc::new(Handler(state.clone()));
+    let mut serve_stop = stopped;
+    let done = tokio::spawn(async move {
+        server
+            .serve(handler, async move {
+                let _ = serve_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    tracing::info!(%local_addr, addr = %state.addr, "broker listening");
+    Ok(BrokerHandle { local_addr, state, stop, done, tasks })
+}

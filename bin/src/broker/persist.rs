@@ -1,0 +1,92 @@
+//! The broker's config files under `<storePathRootDir>/config/`, in RocketMQ's JSON:
+//! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`.
+//!
+//! Each is replaced atomically with the previous version kept as `.bak`
+//! (`petrel_storage::disk::write_atomically`). At startup a file that does not parse is read
+//! from its `.bak`; when neither parses the broker refuses to start rather than serve with
+//! forgotten offsets or topics.
+
+use std::path::PathBuf;
+
+use petrel_core::broker::offsets::ConsumerOffsets;
+use petrel_core::broker::schedule::DelayOffsets;
+use petrel_core::broker::subscriptions::{SubscriptionGroupWrapper, SubscriptionGroups};
+use petrel_core::broker::topics::TopicTable;
+use petrel_core::model::TopicConfigWrapper;
+use petrel_net::codec::json::{from_json, to_json, JsonStyle};
+use petrel_storage::disk::{self, Disk};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Broker, BrokerConfig};
+
+pub(super) const TOPICS: &str = "topics.json";
+pub(super) const GROUPS: &str = "subscriptionGroup.json";
+pub(super) const OFFSETS: &str = "consumerOffset.json";
+pub(super) const DELAYS: &str = "delayOffset.json";
+
+/// The largest config file read back: the bound is checked before anything is allocated.
+const CONFIG_FILE_BYTES_MAX: u64 = 256 << 20;
+
+fn path(config: &BrokerConfig, name: &str) -> PathBuf {
+    config.store.config_dir().join(name)
+}
+
+/// Writes one file; a failure is logged (the next change or period writes it again).
+pub(super) fn save<T: Serialize>(broker: &Broker, name: &str, value: &T) {
+    let path = path(&broker.config, name);
+    let bytes = to_json(value, JsonStyle::Fastjson);
+    let written = broker
+        .disk
+        .create_dir_all(&broker.config.store.config_dir())
+        .and_then(|()| disk::write_atomically(broker.disk.as_ref(), &path, &bytes));
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "cannot write a config file");
+    }
+}
+
+fn load<T: DeserializeOwned + Default>(
+    disk: &dyn Disk,
+    config: &BrokerConfig,
+    name: &str,
+) -> Result<T, String> {
+    let path = path(config, name);
+    let shown = path.display();
+    let read = disk::read_with_backup(disk, &path, CONFIG_FILE_BYTES_MAX)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let Some((bytes, from_backup)) = read else { return Ok(T::default()) };
+    match from_json(&bytes) {
+        Ok(value) => Ok(value),
+        Err(e) if from_backup => Err(format!("{shown}.bak is not valid JSON: {e}")),
+        Err(e) => {
+            tracing::warn!(path = %shown, error = %e, "config file unreadable, trying its .bak");
+            let backup = disk::read_backup(disk, &path, CONFIG_FILE_BYTES_MAX)
+                .map_err(|e| format!("cannot read {shown}.bak: {e}"))?
+                .ok_or_else(|| format!("{shown} is not valid JSON ({e}) and has no .bak"))?;
+            from_json(&backup).map_err(|e2| {
+                format!(
+                    "neither {shown} ({e}) nor its .bak ({e2}) is valid JSON; fix or remove them"
+                )
+            })
+        }
+    }
+}
+
+/// Everything read at startup.
+pub(super) struct Loaded {
+    pub topics: TopicTable,
+    pub groups: SubscriptionGroups,
+    pub offsets: ConsumerOffsets,
+    pub delays: DelayOffsets,
+}
+
+pub(super) fn load_all(disk: &dyn Disk, config: &BrokerConfig) -> Result<Loaded, String> {
+    let topics: TopicConfigWrapper = load(disk, config, TOPICS)?;
+    let groups: SubscriptionGroupWrapper = load(disk, config, GROUPS)?;
+    Ok(Loaded {
+        topics: TopicTable::from_wrapper(topics),
+        groups: SubscriptionGroups::from_wrapper(groups),
+        offsets: load(disk, config, OFFSETS)?,
+        delays: load(disk, config, DELAYS)?,
+    })
+}

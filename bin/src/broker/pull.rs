@@ -1,0 +1,255 @@
+//! PULL_MESSAGE (11): records of one queue from an offset (`PullMessageProcessor`), held
+//! (long polling) when there are none yet.
+//!
+//! Checks, in RocketMQ's order: broker readable, subscription group (created when
+//! `autoCreateSubscriptionGroup`), topic, topic readable, queue id, subscription (from the
+//! request when it carries one, else from the group's heartbeats). The records go back as
+//! slices of the commit log's mapped files, written with one vectored write.
+//!
+//! A pull that finds nothing new and may be suspended is held for `suspendTimeoutMillis`
+//! (`shortPollingTimeMills` with long polling off): it wakes when dispatch hands the queue new
+//! records, and answers at the deadline with whatever is there then. Held pulls are bounded by
+//! `maxHeldPullRequests`; past that the broker answers SYSTEM_BUSY, which clients retry later.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_core::broker::filter::TagFilter;
+use petrel_core::model::perm;
+use petrel_net::codec::codes::response;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
+use petrel_net::transport::{Connection, Handled};
+use petrel_storage::{GetStatus, ReadLimits};
+
+use super::{rejected, Broker, Refusal};
+use crate::clock::now_millis;
+
+/// PullSysFlag bits.
+const FLAG_COMMIT_OFFSET: i32 = 0x1;
+const FLAG_SUSPEND: i32 = 0x2;
+const FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// Gives back a held pull's slot however its future ends.
+struct HeldSlot(Arc<Broker>);
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        self.0.held_pulls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingCommand) -> Handled {
+    let header: PullMessageRequestHeader = match request.header() {
+        Ok(header) => header,
+        Err(e) => return Handled::Now(rejected(&request, &e)),
+    };
+    let filter = match check(broker, conn, &header) {
+        Ok(filter) => filter,
+        Err(refusal) => return Handled::Now(refusal.into()),
+    };
+    if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+        let mut offsets = broker.offsets();
+        let (group, topic) = (&header.consumer_group, &header.topic);
+        if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
+            broker.offsets_dirty.store(true, Ordering::Release);
+        }
+    }
+    let reply = read(broker, &header, &filter);
+    let suspend = header.sys_flag & FLAG_SUSPEND != 0;
+    if reply.code != response::PULL_NOT_FOUND || !suspend {
+        return Handled::Now(reply);
+    }
+    let held = broker.held_pulls.fetch_add(1, Ordering::AcqRel);
+    let slot = HeldSlot(broker.clone());
+    if held >= broker.config.held_pulls_max {
+        let why = format!(
+            "{held} pull requests are already held (maxHeldPullRequests={}); pull again later",
+            broker.config.held_pulls_max
+        );
+        return Handled::Now(Refusal::new(response::SYSTEM_BUSY, why).into());
+    }
+    let hold_ms = if broker.config.long_polling {
+        u64::try_from(header.suspend_timeout_millis).unwrap_or(0)
+    } else {
+        broker.config.short_polling_ms
+    };
+    let conn = conn.clone();
+    Handled::Later(Box::pin(async move {
+        let broker = slot.0.clone();
+        hold(&broker, &conn, &header, &filter, Duration::from_millis(hold_ms)).await
+    }))
+}
+
+/// Waits for records past the requested offset, or the deadline, then reads again.
+async fn hold(
+    broker: &Arc<Broker>,
+    conn: &Connection,
+    header: &PullMessageRequestHeader,
+    filter: &TagFilter,
+    wait: Duration,
+) -> RemotingCommand {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut dispatched = broker.store.dispatched();
+    let offset = u64::try_from(header.queue_offset).unwrap_or(0);
+    loop {
+        let arrived = broker
+            .store()
+            .queue_offsets(&header.topic, header.queue_id)
+            .is_some_and(|(_, max)| max > offset);
+        if arrived {
+            let reply = read(broker, header, filter);
+            if reply.code != response::PULL_NOT_FOUND {
+                return reply;
+            }
+        }
+        tokio::select! {
+            changed = dispatched.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep_until(deadline) => break,
+            () = conn.closed() => break,
+        }
+    }
+    read(broker, header, filter)
+}
+
+/// The checks; the filter to read with, or the answer.
+fn check(
+    broker: &Broker,
+    conn: &Connection,
+    header: &PullMessageRequestHeader,
+) -> Result<TagFilter, Refusal> {
+    if !perm::is_readable(broker.config.broker_permission) {
+        let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    let group = &header.consumer_group;
+    let created = {
+        let mut groups = broker.groups();
+        match groups.find_or_create(group, broker.config.auto_create_group, now_millis()) {
+            Ok((config, created)) if config.consume_enable => created,
+            Ok(_) => {
+                let why = format!("subscription group no permission, {group}");
+                return Err(Refusal::new(response::NO_PERMISSION, why));
+            }
+            Err(_) => {
+                let why = format!(
+                    "subscription group [{group}] does not exist; create it (updateSubGroup) or enable autoCreateSubscriptionGroup"
+                );
+                return Err(Refusal::new(response::SUBSCRIPTION_GROUP_NOT_EXIST, why));
+            }
+        }
+    };
+    if created {
+        broker.groups_changed();
+    }
+    let topic = &header.topic;
+    let Some(config) = broker.topic(topic) else {
+        let why = format!("topic[{topic}] not exist, apply first please!");
+        return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
+    };
+    if !perm::is_readable(config.perm) {
+        let why = format!("the topic[{topic}] pulling message is forbidden");
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
+        let why = format!(
+            "queueId[{}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{}] consumer:[{}]",
+            header.queue_id,
+            config.read_queue_nums,
+            conn.peer()
+        );
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    subscription_filter(broker, header)
+}
+
+fn subscription_filter(
+    broker: &Broker,
+    header: &PullMessageRequestHeader,
+) -> Result<TagFilter, Refusal> {
+    let (group, topic) = (&header.consumer_group, &header.topic);
+    if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        let expression = header.subscription.as_deref().unwrap_or("*");
+        return TagFilter::parse(header.expression_type.as_deref(), expression)
+            .map_err(filter_error);
+    }
+    let clients = super::lock(&broker.clients);
+    let Some(consumers) = clients.consumer_group(group) else {
+        let why =
+            format!("the consumer's group info not exist, group: {group}; send a heartbeat first");
+        return Err(Refusal::new(response::SUBSCRIPTION_NOT_EXIST, why));
+    };
+    let Some(sub) = consumers.subscriptions.get(topic.as_str()) else {
+        let why = format!("the consumer's subscription not exist, group: {group} topic: {topic}");
+        return Err(Refusal::new(response::SUBSCRIPTION_NOT_EXIST, why));
+    };
+    if sub.sub_version < header.sub_version {
+        let why = format!(
+            "the consumer's subscription not latest, group: {group} topic: {topic}; send a heartbeat"
+        );
+        return Err(Refusal::new(response::SUBSCRIPTION_NOT_LATEST, why));
+    }
+    TagFilter::from_subscription(sub).map_err(filter_error)
+}
+
+/// RocketMQ answers an expression type it does not filter by with SYSTEM_ERROR.
+fn filter_error(error: petrel_core::broker::filter::FilterError) -> Refusal {
+    let petrel_core::broker::filter::FilterError::Unsupported(kind) = &error;
+    let why = format!("The broker does not support consumer to filter message by {kind}");
+    Refusal::new(response::SYSTEM_ERROR, why)
+}
+
+/// Reads the queue and answers with RocketMQ's status mapping.
+fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) -> RemotingCommand {
+    let offset = u64::try_from(header.queue_offset).unwrap_or(0);
+    let messages_max =
+        usize::try_from(header.max_msg_nums).unwrap_or(0).clamp(1, broker.config.pull_messages_max);
+    let bytes_max = header
+        .max_msg_bytes
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|b| *b > 0)
+        .map_or(broker.config.pull_bytes_max, |b| b.min(broker.config.pull_bytes_max));
+    let limits = ReadLimits { messages_max, bytes_max, ..ReadLimits::default() };
+    let got =
+        broker.store().get_messages(&header.topic, header.queue_id, offset, limits, &|code| {
+            filter.matches(code)
+        });
+    let code = match got.status {
+        GetStatus::Found => response::SUCCESS,
+        GetStatus::NoMatchedMessage => response::PULL_RETRY_IMMEDIATELY,
+        GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue if offset != 0 => {
+            response::PULL_OFFSET_MOVED
+        }
+        GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue => response::PULL_NOT_FOUND,
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => response::PULL_NOT_FOUND,
+        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => response::PULL_OFFSET_MOVED,
+    };
+    let answer = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: got.next_begin_offset as i64,
+        min_offset: got.min_offset as i64,
+        max_offset: got.max_offset as i64,
+        ..PullMessageResponseHeader::default()
+    };
+    let count = got.messages.len() as u64;
+    broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
+    let remark = status_name(got.status);
+    RemotingCommand::response(code, Some(remark.to_owned()))
+        .with_header(&answer)
+        .with_body_parts(got.messages)
+}
+
+/// RocketMQ puts the store's status name in the remark.
+fn status_name(status: GetStatus) -> &'static str {
+    match status {
+        GetStatus::Found => "FOUND",
+        GetStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
+        GetStatus::OffsetFoundNull => "OFFSET_FOUND_NULL",
+        GetStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+        GetStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
+        GetStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
+        GetStatus::NoMatchedLogicQueue => "NO_MATCHED_LOGIC_QUEUE",
+        GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+    }
+}

@@ -1,0 +1,98 @@
+//! Registration with the NameServers (`BrokerOuterAPI.registerBrokerAll`): the whole topic
+//! table to every NameServer at once, at start, every `registerNameServerPeriod`, and as soon
+//! as a topic is created, changed or deleted; UNREGISTER_BROKER to each on a clean shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_core::model::RegisterBrokerBody;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::{to_json, JsonStyle};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
+use tokio::sync::watch;
+
+use super::Broker;
+
+/// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
+const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn registration(broker: &Broker) -> RemotingCommand {
+    let mut wrapper = broker.topics().wrapper();
+    let broker_perm = broker.config.broker_permission;
+    for config in wrapper.topic_config_table.values_mut() {
+        config.perm &= broker_perm | petrel_core::model::perm::INHERIT;
+    }
+    let body = to_json(
+        &RegisterBrokerBody {
+            filter_server_list: Vec::new(),
+            topic_config_serialize_wrapper: wrapper,
+        },
+        JsonStyle::Fastjson,
+    );
+    let header = RegisterBrokerRequestHeader {
+        broker_name: broker.config.broker_name.clone(),
+        broker_addr: broker.addr.clone(),
+        cluster_name: broker.config.cluster_name.clone(),
+        ha_server_addr: broker.addr.clone(),
+        broker_id: broker.config.broker_id,
+        heartbeat_timeout_millis: None,
+        enable_acting_master: Some(false),
+        compressed: Some(false),
+        body_crc32: Some((crc32fast::hash(&body) & 0x7FFF_FFFF) as i32),
+        zone_name: None,
+    };
+    RemotingCommand::request(request::REGISTER_BROKER).with_header(&header).with_body(body)
+}
+
+async fn register_all(broker: &Arc<Broker>) {
+    let timeout = Duration::from_millis(broker.config.register_timeout_ms);
+    let mut pending = Vec::new();
+    for addr in broker.config.namesrv_addrs.clone() {
+        let broker = broker.clone();
+        let request = registration(&broker);
+        pending.push(tokio::spawn(async move {
+            match broker.namesrv.invoke(&addr, request, timeout).await {
+                Ok(reply) if reply.code == response::SUCCESS => {
+                    tracing::debug!(namesrv = %addr, "registered")
+                }
+                Ok(reply) => {
+                    tracing::warn!(namesrv = %addr, code = reply.code, remark = ?reply.remark, "registration refused")
+                }
+                Err(e) => tracing::warn!(namesrv = %addr, error = %e, "registration failed; retrying next period"),
+            }
+        }));
+    }
+    for task in pending {
+        let _ = task.await;
+    }
+}
+
+/// Registers now, then every period or whenever the topic table changes, until shutdown.
+pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.register_period_ms.clamp(1_000, 60_000));
+    loop {
+        register_all(&broker).await;
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = broker.register_now.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Tells every NameServer the broker is leaving, so clients stop routing to it at once.
+pub(super) async fn unregister_all(broker: &Arc<Broker>) {
+    for addr in &broker.config.namesrv_addrs {
+        let header = UnRegisterBrokerRequestHeader {
+            broker_name: broker.config.broker_name.clone(),
+            broker_addr: broker.addr.clone(),
+            cluster_name: broker.config.cluster_name.clone(),
+            broker_id: broker.config.broker_id,
+        };
+        let request = RemotingCommand::request(request::UNREGISTER_BROKER).with_header(&header);
+        if let Err(e) = broker.namesrv.invoke(addr, request, UNREGISTER_TIMEOUT).await {
+            tracing::warn!(namesrv = %addr, error = %e, "unregistration failed");
+        }
+    }
+}

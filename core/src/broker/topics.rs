@@ -1,0 +1,231 @@
+//! The broker's topic table (`TopicConfigManager`): which topics it serves, with how many
+//! queues and what permissions, and the data version the NameServer compares.
+//!
+//! Topics appear four ways: system topics at startup, UPDATE_AND_CREATE_TOPIC from an admin,
+//! a send to an unknown topic that names a default topic to copy (`TBW102`, when
+//! `autoCreateTopicEnable`), and the retry and dead-letter topics a consumer group needs.
+//! Every change moves the data version on; the shell persists `config/topics.json` and
+//! re-registers with the NameServers when it does.
+
+use std::collections::BTreeMap;
+
+use crate::model::{perm, DataVersion, TopicConfig, TopicConfigWrapper};
+use crate::Millis;
+
+/// The topic table and its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicTable {
+    topics: BTreeMap<String, TopicConfig>,
+    version: DataVersion,
+}
+
+/// A topic with `queues` read and write queues and permission `perm`.
+pub fn topic_config(name: &str, queues: i32, perm: i32) -> TopicConfig {
+    TopicConfig {
+        topic_name: name.to_owned(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm,
+        ..TopicConfig::default()
+    }
+}
+
+impl TopicTable {
+    /// A table read back from `topics.json`.
+    pub fn from_wrapper(wrapper: TopicConfigWrapper) -> TopicTable {
+        TopicTable { topics: wrapper.topic_config_table, version: wrapper.data_version }
+    }
+
+    /// What `topics.json` and REGISTER_BROKER carry.
+    pub fn wrapper(&self) -> TopicConfigWrapper {
+        TopicConfigWrapper {
+            data_version: self.version.clone(),
+            topic_config_table: self.topics.clone(),
+        }
+    }
+
+    pub fn version(&self) -> &DataVersion {
+        &self.version
+    }
+
+    pub fn get(&self, topic: &str) -> Option<&TopicConfig> {
+        self.topics.get(topic)
+    }
+
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(String::as_str)
+    }
+
+    fn bump(&mut self, now: Millis) {
+        self.version.counter += 1;
+        self.version.timestamp = now as i64;
+    }
+
+    /// Adds the system topics a broker always has, keeping any the file already configured.
+    /// Returns true when one was added.
+    pub fn ensure(&mut self, configs: impl IntoIterator<Item = TopicConfig>, now: Millis) -> bool {
+        let mut added = false;
+        for config in configs {
+            if !self.topics.contains_key(&config.topic_name) {
+                self.topics.insert(config.topic_name.clone(), config);
+                added = true;
+            }
+        }
+        if added {
+            self.bump(now);
+        }
+        added
+    }
+
+    /// Creates or replaces a topic. Returns true when the table changed.
+    pub fn put(&mut self, config: TopicConfig, now: Millis) -> bool {
+        if self.topics.get(&config.topic_name) == Some(&config) {
+            return false;
+        }
+        self.topics.insert(config.topic_name.clone(), config);
+        self.bump(now);
+        true
+    }
+
+    /// Removes a topic; returns it if it was there.
+    pub fn remove(&mut self, topic: &str, now: Millis) -> Option<TopicConfig> {
+        let removed = self.topics.remove(topic);
+        if removed.is_some() {
+            self.bump(now);
+        }
+        removed
+    }
+
+    /// A send to an unknown `topic` naming `default_topic` (`createTopicInSendMessageMethod`):
+    /// the new topic copies the default topic's settings when that topic lets itself be
+    /// inherited, with `min(client_queues, default's write queues)` queues. Returns the topic
+    /// and whether it was created now, or why it cannot be.
+    pub fn create_from_default(
+        &mut self,
+        topic: &str,
+        default_topic: &str,
+        client_queues: i32,
+        topic_sys_flag: i32,
+        now: Millis,
+    ) -> Result<(&TopicConfig, bool), String> {
+        if self.topics.contains_key(topic) {
+            return Ok((&self.topics[topic], false));
+        }
+        let Some(default) = self.topics.get(default_topic) else {
+            return Err(format!(
+                "topic[{topic}] not exist, apply first please! (default topic {default_topic} is not on this broker)"
+            ));
+        };
+        if default.perm & perm::INHERIT == 0 {
+            return Err(format!(
+                "topic[{topic}] not exist, apply first please! (default topic {default_topic} may not be inherited; enable autoCreateTopicEnable or create the topic)"
+            ));
+        }
+        let queues = client_queues.clamp(0, default.write_queue_nums);
+        let config = TopicConfig {
+            topic_name: topic.to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: default.perm & !perm::INHERIT,
+            topic_filter_type: default.topic_filter_type.clone(),
+            topic_sys_flag,
+            ..TopicConfig::default()
+        };
+        self.topics.insert(topic.to_owned(), config);
+        self.bump(now);
+        Ok((&self.topics[topic], true))
+    }
+
+    /// The topic, created with `queues` queues and `perm` when absent
+    /// (`createTopicInSendMessageBackMethod`, for retry and dead-letter topics). Returns the
+    /// topic and whether it was created now.
+    pub fn create_if_absent(
+        &mut self,
+        topic: &str,
+        queues: i32,
+        perm: i32,
+        topic_sys_flag: i32,
+        now: Millis,
+    ) -> (&TopicConfig, bool) {
+        let created = !self.topics.contains_key(topic);
+        if created {
+            let config = TopicConfig { topic_sys_flag, ..topic_config(topic, queues, perm) };
+            self.topics.insert(topic.to_owned(), config);
+            self.bump(now);
+        }
+        (&self.topics[topic], created)
+    }
+
+    /// Every topic is filed under its own name with sane queue counts.
+    pub fn check_invariants(&self) {
+        for (name, config) in &self.topics {
+            assert_eq!(name, &config.topic_name, "topic filed under another name");
+            assert!(config.read_queue_nums >= 0 && config.write_queue_nums >= 0, "{config:?}");
+        }
+        assert!(self.version.counter >= 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_with_tbw102() -> TopicTable {
+        let mut table = TopicTable::default();
+        table.ensure([topic_config("TBW102", 8, perm::INHERIT | perm::READ | perm::WRITE)], 1);
+        table
+    }
+
+    #[test]
+    fn auto_creation_copies_the_default_topic() {
+        let mut table = table_with_tbw102();
+        let before = table.version().counter;
+        let (config, created) = table.create_from_default("Orders", "TBW102", 4, 0, 7).unwrap();
+        assert!(created);
+        assert_eq!((config.read_queue_nums, config.write_queue_nums), (4, 4));
+        assert_eq!(config.perm, perm::READ | perm::WRITE);
+        assert_eq!(table.version().counter, before + 1);
+        assert_eq!(table.version().timestamp, 7);
+        // More queues than the default topic has are not granted.
+        let (config, _) = table.create_from_default("Big", "TBW102", 64, 0, 8).unwrap();
+        assert_eq!(config.write_queue_nums, 8);
+        let (_, created) = table.create_from_default("Orders", "TBW102", 4, 0, 9).unwrap();
+        assert!(!created);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn auto_creation_is_refused_without_an_inheritable_default() {
+        let mut table = TopicTable::default();
+        let err = table.create_from_default("Orders", "TBW102", 4, 0, 1).unwrap_err();
+        assert!(err.contains("not exist, apply first"), "{err}");
+        table.ensure([topic_config("TBW102", 8, perm::READ | perm::WRITE)], 1);
+        let err = table.create_from_default("Orders", "TBW102", 4, 0, 1).unwrap_err();
+        assert!(err.contains("autoCreateTopicEnable"), "{err}");
+    }
+
+    #[test]
+    fn changes_move_the_version_and_noops_do_not() {
+        let mut table = table_with_tbw102();
+        let v = table.version().counter;
+        assert!(!table.ensure([topic_config("TBW102", 1, 6)], 2));
+        assert!(table.put(topic_config("A", 2, 6), 3));
+        assert!(!table.put(topic_config("A", 2, 6), 4));
+        assert!(table.remove("A", 5).is_some());
+        assert!(table.remove("A", 6).is_none());
+        assert_eq!(table.version().counter, v + 2);
+        let (retry, created) = table.create_if_absent("%RETRY%g", 1, 6, 0, 7);
+        assert_eq!(retry.read_queue_nums, 1);
+        assert!(created);
+        let round = TopicTable::from_wrapper(table.wrapper());
+        assert_eq!(round, table);
+    }
+}
