@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test Petrel has, in one command: formatting, lints, unit and integration tests (golden
-# cases, tidy, fuzz corpus replay, real processes on loopback), then the simulation seeds.
+# cases, tidy, fuzz corpus replay, real processes on loopback), third-party RocketMQ clients,
+# then the simulation seeds.
 #
 #   bash ./scripts/test.sh
 #
@@ -26,6 +27,11 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "unit, integration, golden, tidy, fuzz corpus replay, process tests"
 cargo test --workspace 2>&1 | tee -a "$log"
+
+# Real RocketMQ clients from PyPI and npm, installed by the script itself, against the
+# `petrel` binary the step above built.
+step "third-party clients (PyPI rocketmq, npm ali-ons) against petrel standalone"
+bash tests/clients/run.sh "$target_dir/debug/petrel" 2>&1 | tee -a "$log"
 
 # The simulation build replaces tokio with madsim (--cfg madsim) and lives in its own target
 # directory so the two builds never invalidate each other (this is what `cargo simtest` does).

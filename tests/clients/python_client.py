@@ -1,0 +1,615 @@
+#!/usr/bin/env python3
+"""Third-party client check for Petrel: the PyPI package `rocketmq` 0.4.4
+(ctypes bindings over the bundled rocketmq-client-cpp 1.2.x, remoting protocol,
+JSON headers).
+
+Run it with the interpreter of the venv made by tests/clients/install.sh:
+
+    PY="${PETREL_CLIENTS_DIR:-$HOME/.cache/petrel/clients}/python/venv/bin/python"
+    $PY tests/clients/python_client.py --namesrv 127.0.0.1:9876 --run-id r1 produce 200
+    $PY tests/clients/python_client.py --namesrv 127.0.0.1:9876 --run-id r1 push-consume
+    ...
+
+Every subcommand prints `PASS <phase>: ...` and exits 0, or prints
+`FAIL <phase>: <reason>` and exits 1.  Exit 2: usage/environment error,
+exit 3: the watchdog fired (the native client hung).
+
+Names derive from the run id, so runs never share topics or groups:
+    topic        PyT_<rid>            (messages of `produce`)
+    delay topic  PyTD_<rid>
+    producer     PyPG_<rid>
+    consumers    PyCG_<phase>_<rid>
+State (what `produce` sent) lives in <state-dir>/produced.json, default
+state dir ${TMPDIR:-/tmp}/petrel-pyclient/<rid>.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+TAGS = ("TagA", "TagB", "TagC")
+DELAY_LEVEL = 2          # Apache default messageDelayLevel: "1s 5s 10s ..." -> level 2 = 5 s
+DELAY_SECONDS = 5.0
+EXIT_FAIL, EXIT_USAGE, EXIT_WATCHDOG = 1, 2, 3
+
+
+class Fail(Exception):
+    pass
+
+
+def log(msg):
+    sys.stdout.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stdout.flush()
+
+
+def finish(rc):
+    # Leave without running ctypes/native destructors at interpreter teardown:
+    # the C++ client's threads can still be calling back into Python then.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def start_watchdog(seconds, phase):
+    def fire():
+        time.sleep(seconds)
+        sys.stdout.write("FAIL %s: watchdog: still running after %.0f s (native client call hung?)\n"
+                         % (phase, seconds))
+        finish(EXIT_WATCHDOG)
+    threading.Thread(target=fire, daemon=True).start()
+
+
+# ---------------------------------------------------------------- naming/state
+
+class Ctx(object):
+    def __init__(self, args):
+        rid = re.sub(r"[^A-Za-z0-9_-]", "_", args.run_id)
+        if not rid or len(rid) > 64:
+            raise SystemExit("run id must be 1..64 characters")
+        self.rid = rid
+        self.namesrv = args.namesrv
+        self.timeout = float(args.timeout)
+        self.state_dir = args.state_dir or os.path.join(
+            os.environ.get("TMPDIR", "/tmp"), "petrel-pyclient", rid)
+        self.topic = "PyT_" + rid
+        self.delay_topic = "PyTD_" + rid
+        self.producer_group = "PyPG_" + rid
+        self.args = args
+
+    def group(self, phase):
+        return "PyCG_%s_%s" % (phase, self.rid)
+
+    def path(self, name):
+        return os.path.join(self.state_dir, name)
+
+    def save(self, name, obj):
+        os.makedirs(self.state_dir, exist_ok=True)
+        tmp = self.path(name) + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path(name))
+
+    def load(self, name, what):
+        try:
+            with open(self.path(name)) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError) as e:
+            raise Fail("cannot read %s (%s); run `%s` first" % (self.path(name), e, what))
+
+    def produced(self):
+        st = self.load("produced.json", "produce N")
+        if st.get("topic") != self.topic:
+            raise Fail("produced.json is for topic %r, expected %r" % (st.get("topic"), self.topic))
+        return st
+
+
+def key_of(rid, i):
+    return "%s-k%05d" % (rid, i)
+
+
+def body_of(rid, i):
+    return "petrel-py|%s|%d" % (rid, i)
+
+
+def decode(v):
+    if v is None:
+        return None
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+def snapshot(m):
+    """Copy what we need out of a native message (only valid inside the call)."""
+    return {
+        "topic": decode(m.topic),
+        "keys": decode(m.keys),
+        "tags": decode(m.tags),
+        "body": decode(m.body),
+        "id": decode(m.id),
+        "queue_id": m.queue_id,
+        "queue_offset": m.queue_offset,
+        "reconsume_times": m.reconsume_times,
+        "store_ts": m.store_timestamp,
+        "born_ts": m.born_timestamp,
+        "recv_time": time.time(),
+    }
+
+
+def check_message(ctx, st, m, where):
+    """Return a problem string for a received message of the `produce` topic, or None."""
+    by_key = st["by_key"]
+    if m["topic"] != ctx.topic:
+        return "%s: message %s has topic %r, expected %r" % (where, m["id"], m["topic"], ctx.topic)
+    exp = by_key.get(m["keys"])
+    if exp is None:
+        return "%s: unexpected message keys=%r body=%r id=%s" % (where, m["keys"], m["body"], m["id"])
+    if m["body"] != exp["body"]:
+        return "%s: key %s body %r != sent %r" % (where, m["keys"], m["body"], exp["body"])
+    if m["tags"] != exp["tag"]:
+        return "%s: key %s tags %r != sent %r" % (where, m["keys"], m["tags"], exp["tag"])
+    if m["id"] != exp["msg_id"]:
+        return "%s: key %s msg id %r != id returned by send %r (UNIQ_KEY property lost?)" % (
+            where, m["keys"], m["id"], exp["msg_id"])
+    return None
+
+
+def index_state(st):
+    st["by_key"] = dict((x["key"], x) for x in st["messages"])
+    return st
+
+
+# ---------------------------------------------------------------- client helpers
+
+def rmq():
+    try:
+        from rocketmq import client
+    except Exception as e:  # ImportError, OSError from the native library
+        sys.stdout.write("FAIL setup: cannot import rocketmq (%s); run tests/clients/install.sh and use its venv\n" % e)
+        finish(EXIT_USAGE)
+    return client
+
+
+def make_producer(ctx):
+    c = rmq()
+    p = c.Producer(ctx.producer_group, timeout=10000)
+    p.set_namesrv_addr(ctx.namesrv)
+    p.start()
+    return p
+
+
+class Collector(object):
+    """Push-consumer callback that records messages and never raises."""
+
+    def __init__(self, sleep=0.0):
+        self.lock = threading.Lock()
+        self.msgs = []
+        self.errors = []
+        self.sleep = sleep
+
+    def __call__(self, m):
+        try:
+            s = snapshot(m)
+            with self.lock:
+                self.msgs.append(s)
+            if self.sleep:
+                time.sleep(self.sleep)
+        except Exception as e:  # must not raise: the wrapper would ask for redelivery
+            with self.lock:
+                self.errors.append(repr(e))
+
+    def copy(self):
+        with self.lock:
+            return list(self.msgs)
+
+
+def make_push(ctx, group, topic, collector, expression="*", threads=None, instance=None):
+    c = rmq()
+    pc = c.PushConsumer(group)
+    pc.set_namesrv_addr(ctx.namesrv)
+    if threads:
+        pc.set_thread_count(threads)
+    if instance:
+        pc.set_instance_name(instance)
+    pc.subscribe(topic, collector, expression)
+    pc.start()
+    return pc
+
+
+def wait_until(pred, timeout, step=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def new_group_hint(n_got):
+    if n_got:
+        return ""
+    return (" -- nothing arrived. Besides routing/pull errors, a likely cause: this client's push consumer "
+            "is CONSUME_FROM_LAST_OFFSET (not settable from Python), so for a group without a committed "
+            "offset it sends QUERY_CONSUMER_OFFSET (14) and, on an error answer such as 22/QUERY_NOT_FOUND, "
+            "starts at GET_MAX_OFFSET (30), skipping everything. Apache brokers answer 0 for a new group "
+            "while the queue still holds offset 0. C++ client log: ~/logs/rocketmq-cpp/")
+
+
+# ---------------------------------------------------------------- phases
+
+def phase_produce(ctx):
+    n = ctx.args.n
+    if n < 1:
+        raise Fail("N must be >= 1")
+    p = make_producer(ctx)
+    out = []
+    try:
+        for i in range(n):
+            c = rmq()
+            msg = c.Message(ctx.topic)
+            key, tag, body = key_of(ctx.rid, i), TAGS[i % len(TAGS)], body_of(ctx.rid, i)
+            msg.set_keys(key)
+            msg.set_tags(tag)
+            msg.set_body(body)
+            try:
+                r = p.send_sync(msg)
+            except Exception as e:
+                raise Fail("send_sync #%d failed: %s: %s" % (i, type(e).__name__, e))
+            if r.status != c.SendStatus.OK:
+                raise Fail("send_sync #%d status %s, expected OK" % (i, r.status))
+            if not r.msg_id:
+                raise Fail("send_sync #%d returned an empty msg id" % i)
+            if r.offset < 0:
+                raise Fail("send_sync #%d returned queue offset %d" % (i, r.offset))
+            out.append({"index": i, "key": key, "tag": tag, "body": body,
+                        "msg_id": r.msg_id, "queue_offset": r.offset})
+    finally:
+        p.shutdown()
+    ids = [x["msg_id"] for x in out]
+    if len(set(ids)) != n:
+        raise Fail("send_sync returned duplicate msg ids")
+    ctx.save("produced.json", {"topic": ctx.topic, "n": n, "run_id": ctx.rid,
+                               "produced_at": time.time(), "messages": out})
+    return "sent %d messages to %s; msg ids in %s" % (n, ctx.topic, ctx.path("produced.json"))
+
+
+def phase_push_consume(ctx, phase="push", expression="*", want_tags=None):
+    st = index_state(ctx.produced())
+    want = set(x["key"] for x in st["messages"] if want_tags is None or x["tag"] in want_tags)
+    col = Collector()
+    pc = make_push(ctx, ctx.group(phase), ctx.topic, col, expression)
+    try:
+        got_all = wait_until(lambda: want <= set(m["keys"] for m in col.copy()), ctx.timeout)
+        if got_all:
+            time.sleep(1.0)  # let stragglers (duplicates/unexpected) show up
+    finally:
+        pc.shutdown()        # persists consumer offsets (UPDATE_CONSUMER_OFFSET, oneway)
+    msgs = col.copy()
+    if col.errors:
+        raise Fail("callback errors: %s" % col.errors[:3])
+    for m in msgs:
+        prob = check_message(ctx, st, m, phase)
+        if prob:
+            raise Fail(prob)
+        if want_tags is not None and m["tags"] not in want_tags:
+            raise Fail("subscription %r delivered tag %r (key %s)" % (expression, m["tags"], m["keys"]))
+    keys = [m["keys"] for m in msgs]
+    missing = want - set(keys)
+    if missing:
+        raise Fail("got %d of %d messages within %.0f s; missing e.g. %s%s" % (
+            len(want) - len(missing), len(want), ctx.timeout, sorted(missing)[:5], new_group_hint(len(keys))))
+    dups = len(keys) - len(set(keys))
+    queues = sorted(set(m["queue_id"] for m in msgs))
+    return "received all %d messages (%d duplicates) from queues %s; bodies/keys/tags/ids match" % (
+        len(want), dups, queues)
+
+
+def phase_tag_filter(ctx):
+    want = ("TagA", "TagC")
+    return phase_push_consume(ctx, phase="tag", expression=" || ".join(want), want_tags=set(want))
+
+
+def phase_pull_consume(ctx):
+    """Pull every queue from offset 0 with the native Pull() call.
+
+    rocketmq.client.PullConsumer.pull() hides pull statuses and loops forever on
+    OFFSET_ILLEGAL / BROKER_TIMEOUT, so the loop is written here on the same
+    ctypes bindings the package ships (rocketmq.ffi), bounded and checked."""
+    import ctypes
+    c = rmq()
+    from rocketmq import ffi
+    st = index_state(ctx.produced())
+    n = st["n"]
+    pc = c.PullConsumer(ctx.group("pull"))
+    pc.set_namesrv_addr(ctx.namesrv)
+    pc.start()
+    msgs, per_queue = [], {}
+    try:
+        mqs = ctypes.POINTER(ffi._CMessageQueue)()
+        size = ctypes.c_int()
+        try:
+            c.ffi_check(ffi.dll.FetchSubscriptionMessageQueues(
+                pc._handle, ctx.topic.encode(), ctypes.pointer(mqs), ctypes.pointer(size)))
+        except Exception as e:
+            raise Fail("FetchSubscriptionMessageQueues(%s) failed: %s" % (ctx.topic, e))
+        if size.value < 1:
+            raise Fail("topic route of %s has no queues" % ctx.topic)
+        deadline = time.time() + ctx.timeout
+        for qi in range(size.value):
+            mq = mqs[qi]
+            qid = mq.queueId
+            offset, timeouts, got = 0, 0, 0
+            for _ in range(n + 100):
+                if time.time() > deadline:
+                    raise Fail("pull of queue %d did not finish in %.0f s" % (qid, ctx.timeout))
+                res = ffi.dll.Pull(pc._handle, ctypes.pointer(mq), b"*", ctypes.c_longlong(offset), 32)
+                try:
+                    status = res.pullStatus
+                    if status == ffi._CPullStatus.FOUND:
+                        if res.size < 1:
+                            raise Fail("queue %d offset %d: FOUND with 0 messages" % (qid, offset))
+                        for k in range(res.size):
+                            m = snapshot(c.RecvMessage(res.msgFoundList[k]))
+                            if m["queue_id"] != qid:
+                                raise Fail("queue %d returned a message of queue %d" % (qid, m["queue_id"]))
+                            if m["queue_offset"] != offset + k:
+                                raise Fail("queue %d: message %d of a pull from offset %d has queue offset %d"
+                                           % (qid, k, offset, m["queue_offset"]))
+                            msgs.append(m)
+                        got += res.size
+                        if res.nextBeginOffset != offset + res.size:
+                            raise Fail("queue %d: nextBeginOffset %d after %d messages from offset %d" % (
+                                qid, res.nextBeginOffset, res.size, offset))
+                        offset = res.nextBeginOffset
+                    elif status == ffi._CPullStatus.NO_NEW_MSG:
+                        if res.maxOffset != offset:
+                            raise Fail("queue %d: NO_NEW_MSG at offset %d but maxOffset=%d" % (
+                                qid, offset, res.maxOffset))
+                        break
+                    elif status == ffi._CPullStatus.BROKER_TIMEOUT:
+                        timeouts += 1
+                        if timeouts > 3:
+                            raise Fail("queue %d: pull at offset %d failed %d times (client error: %s)" % (
+                                qid, offset, timeouts, decode(ffi.dll.GetLatestErrorMessage())))
+                        time.sleep(1)
+                    elif status == ffi._CPullStatus.OFFSET_ILLEGAL:
+                        raise Fail("queue %d: OFFSET_ILLEGAL pulling offset %d (min %d max %d next %d)" % (
+                            qid, offset, res.minOffset, res.maxOffset, res.nextBeginOffset))
+                    else:  # NO_MATCHED_MSG with "*" is wrong
+                        raise Fail("queue %d: pull status %d at offset %d with expression '*'" % (
+                            qid, status, offset))
+                finally:
+                    ffi.dll.ReleasePullResult(res)
+            else:
+                raise Fail("queue %d: pull loop did not reach NO_NEW_MSG" % qid)
+            per_queue[qid] = got
+        ffi.dll.ReleaseSubscriptionMessageQueue(mqs)
+    finally:
+        pc.shutdown()
+    for m in msgs:
+        prob = check_message(ctx, st, m, "pull")
+        if prob:
+            raise Fail(prob)
+        exp = st["by_key"][m["keys"]]
+        if exp.get("queue_offset") is not None and exp["queue_offset"] != m["queue_offset"]:
+            raise Fail("key %s: stored at queue offset %d but send_sync reported %d" % (
+                m["keys"], m["queue_offset"], exp["queue_offset"]))
+    keys = [m["keys"] for m in msgs]
+    if len(keys) != len(set(keys)):
+        raise Fail("pull returned %d messages but only %d distinct keys" % (len(keys), len(set(keys))))
+    missing = set(st["by_key"]) - set(keys)
+    if missing:
+        raise Fail("pulled %d of %d messages; missing e.g. %s" % (len(keys), n, sorted(missing)[:5]))
+    return "pulled exactly the %d messages from %d queues %s, offsets contiguous from 0" % (
+        n, len(per_queue), per_queue)
+
+
+def phase_resume(ctx):
+    """Stage 1 and stage 2 run as separate processes (a real client restart)."""
+    st = ctx.produced()
+    if st["n"] < 10:
+        raise Fail("resume needs at least 10 produced messages")
+    base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
+            "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir]
+    for stage in ("resume-stage1", "resume-stage2"):
+        log("running %s" % stage)
+        rc = subprocess.call(base + [stage])
+        if rc != 0:
+            raise Fail("%s exited %d" % (stage, rc))
+    return ctx.load("resume.json", "resume")["summary"]
+
+
+def phase_resume_stage1(ctx):
+    st = index_state(ctx.produced())
+    n = st["n"]
+    half = (n + 1) // 2
+    # one thread, slow callback: consumption is in order and easy to stop at ~N/2
+    col = Collector(sleep=max(0.005, min(0.05, 5.0 / n)))
+    pc = make_push(ctx, ctx.group("resume"), ctx.topic, col, threads=1, instance="resume1")
+    try:
+        reached = wait_until(lambda: len(set(m["keys"] for m in col.copy())) >= half, ctx.timeout, step=0.02)
+    finally:
+        t0 = time.time()
+        pc.shutdown()        # waits for the consume thread, then commits offsets
+        shutdown_s = time.time() - t0
+    msgs = col.copy()
+    for m in msgs:
+        prob = check_message(ctx, st, m, "resume-stage1")
+        if prob:
+            raise Fail(prob)
+    consumed = sorted(set(m["keys"] for m in msgs))
+    if not reached:
+        raise Fail("stage 1 got %d of the %d messages needed within %.0f s%s" % (
+            len(consumed), half, ctx.timeout, new_group_hint(len(consumed))))
+    ctx.save("resume.json", {"stage1_consumed": consumed, "stage1_shutdown_s": shutdown_s})
+    log("stage 1: consumed %d/%d distinct messages, shutdown took %.1f s" % (len(consumed), n, shutdown_s))
+    return "stage 1 consumed %d of %d" % (len(consumed), n)
+
+
+def phase_resume_stage2(ctx):
+    st = index_state(ctx.produced())
+    n = st["n"]
+    state = ctx.load("resume.json", "resume-stage1")
+    done = set(state["stage1_consumed"])
+    rest = set(st["by_key"]) - done
+    col = Collector()
+    pc = make_push(ctx, ctx.group("resume"), ctx.topic, col, instance="resume2")
+    try:
+        if rest:
+            wait_until(lambda: rest <= set(m["keys"] for m in col.copy()), ctx.timeout)
+        # quiet period: anything more that shows up is a re-delivery
+        time.sleep(5.0 if rest else 10.0)
+    finally:
+        pc.shutdown()
+    msgs = col.copy()
+    for m in msgs:
+        prob = check_message(ctx, st, m, "resume-stage2")
+        if prob:
+            raise Fail(prob)
+    got = set(m["keys"] for m in msgs)
+    missing = rest - got
+    redelivered = got & done
+    allowed = max(2, n // 10)
+    if missing:
+        raise Fail("after restart got %d of the %d not-yet-consumed messages; missing e.g. %s%s" % (
+            len(rest) - len(missing), len(rest), sorted(missing)[:5],
+            " (committed offsets ignored? the broker must restore them for the group)" if not got else ""))
+    if len(redelivered) > allowed:
+        raise Fail("after restart %d of the %d messages consumed before shutdown were delivered again "
+                   "(allowed %d): committed offsets were not used" % (len(redelivered), len(done), allowed))
+    summary = ("stage 1 consumed %d/%d then shut down; after restart got the other %d, re-delivered %d "
+               "(allowed %d)" % (len(done), n, len(rest), len(redelivered), allowed))
+    state["summary"] = summary
+    ctx.save("resume.json", state)
+    return summary
+
+
+def phase_delay(ctx):
+    c = rmq()
+    topic = ctx.delay_topic
+    rid = ctx.rid
+    p = make_producer(ctx)
+
+    def send(kind, level):
+        m = c.Message(topic)
+        key = "%s-%s" % (rid, kind)
+        m.set_keys(key)
+        m.set_tags("Delay" if level else "Now")
+        m.set_body("petrel-py-delay|%s|%s" % (rid, kind))
+        if level:
+            m.set_delay_time_level(level)
+        t = time.time()
+        r = p.send_sync(m)
+        if r.status != c.SendStatus.OK:
+            raise Fail("send of %s message: status %s" % (kind, r.status))
+        return key, t, r.msg_id
+
+    col = Collector()
+    pc = None
+    try:
+        # 1. control message: creates the topic and proves the consumer is live
+        k0, _, _ = send("control0", 0)
+        pc = make_push(ctx, ctx.group("delay"), topic, col)
+        if not wait_until(lambda: k0 in [m["keys"] for m in col.copy()], ctx.timeout):
+            raise Fail("control message not consumed within %.0f s%s" % (ctx.timeout, new_group_hint(0)))
+        # 2. delayed message, then a second control right behind it
+        kd, t_send, id_d = send("delayed", DELAY_LEVEL)
+        k1, _, _ = send("control1", 0)
+        if not wait_until(lambda: kd in [m["keys"] for m in col.copy()], DELAY_SECONDS + ctx.timeout):
+            raise Fail("delay level %d message not delivered within %.0f s" % (
+                DELAY_LEVEL, DELAY_SECONDS + ctx.timeout))
+        wait_until(lambda: k1 in [m["keys"] for m in col.copy()], 5)
+    finally:
+        if pc is not None:
+            pc.shutdown()
+        p.shutdown()
+    msgs = col.copy()
+    first = {}
+    for m in msgs:
+        first.setdefault(m["keys"], m)
+    d = first[kd]
+    elapsed = d["recv_time"] - t_send
+    if d["id"] != id_d:
+        raise Fail("delayed message id %r != id returned by send %r" % (d["id"], id_d))
+    if d["body"] != "petrel-py-delay|%s|delayed" % rid or d["topic"] != topic:
+        raise Fail("delayed message arrived with body %r topic %r" % (d["body"], d["topic"]))
+    if elapsed < DELAY_SECONDS:
+        raise Fail("delay level %d message arrived %.2f s after send, expected >= %.1f s" % (
+            DELAY_LEVEL, elapsed, DELAY_SECONDS))
+    if k1 not in first:
+        raise Fail("the undelayed message sent after the delayed one never arrived")
+    c1 = first[k1]["recv_time"] - t_send
+    if c1 >= DELAY_SECONDS:
+        raise Fail("undelayed control message took %.2f s: cannot tell a delay from a slow consumer" % c1)
+    return "delay level %d message arrived after %.2f s (control message after %.2f s)" % (
+        DELAY_LEVEL, elapsed, c1)
+
+
+def phase_all(ctx):
+    n = ctx.args.n
+    base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
+            "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir]
+    steps = [["produce", str(n)], ["push-consume"], ["tag-filter"], ["pull-consume"], ["resume"], ["delay"]]
+    passed, failed = [], []
+    for s in steps:
+        rc = subprocess.call(base + s)
+        (passed if rc == 0 else failed).append(s[0])
+        if s[0] == "produce" and rc != 0:
+            failed.extend(x[0] for x in steps[1:])
+            break
+    print("%d passed, %d failed" % (len(passed), len(failed)))
+    if failed:
+        raise Fail("failed phases: %s" % ", ".join(failed))
+    return "all phases passed: %s" % ", ".join(passed)
+
+
+PHASES = {
+    "produce": phase_produce,
+    "push-consume": phase_push_consume,
+    "tag-filter": phase_tag_filter,
+    "pull-consume": phase_pull_consume,
+    "resume": phase_resume,
+    "resume-stage1": phase_resume_stage1,
+    "resume-stage2": phase_resume_stage2,
+    "delay": phase_delay,
+    "all": phase_all,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--namesrv", default=os.environ.get("PETREL_NAMESRV", "127.0.0.1:9876"),
+                    help="name server address host:port (default $PETREL_NAMESRV or 127.0.0.1:9876)")
+    ap.add_argument("--run-id", required=True, help="unique id; topic and group names derive from it")
+    ap.add_argument("--timeout", type=float, default=120.0, help="max wait per step in seconds (default 120)")
+    ap.add_argument("--state-dir", default=None)
+    sub = ap.add_subparsers(dest="phase")
+    for name in PHASES:
+        sp = sub.add_parser(name)
+        if name in ("produce", "all"):
+            sp.add_argument("n", type=int, help="number of messages")
+    args = ap.parse_args()
+    if not args.phase:
+        ap.print_help()
+        finish(EXIT_USAGE)
+    ctx = Ctx(args)
+    if args.phase not in ("all", "resume"):
+        # resume/all supervise subprocesses that have their own watchdogs
+        start_watchdog(2 * ctx.timeout + 60, args.phase)
+    t0 = time.time()
+    try:
+        summary = PHASES[args.phase](ctx)
+    except Fail as e:
+        print("FAIL %s: %s" % (args.phase, e))
+        finish(EXIT_FAIL)
+    except Exception as e:
+        print("FAIL %s: unexpected %s: %s" % (args.phase, type(e).__name__, e))
+        finish(EXIT_FAIL)
+    print("PASS %s: %s (%.1f s)" % (args.phase, summary, time.time() - t0))
+    finish(0)
+
+
+if __name__ == "__main__":
+    main()
