@@ -5,6 +5,8 @@
 //! `--cfg madsim` (`cargo simtest -p petrel-sim`), where madsim drives the network, the clock and
 //! the randomness from one seed.
 
+pub mod workload;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -26,6 +26,94 @@ fn store_stopped(store: &Store) -> bool {
     store.check_running().is_err()
 }
 
+/// Runs store work that may block (fdatasync) off the async workers. The simulator has no
+/// blocking pool; there the work runs in place after a random pause of up to 2 ms, the time a
+/// real disk takes to sync, so that a simulated crash can fall between an append and its sync.
+#[cfg(not(madsim))]
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(work).await
+}
+
+#[cfg(madsim)]
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    use madsim::rand::Rng;
+    let pause = madsim::rand::thread_rng().gen_range(50..2_000);
+    tokio::time::sleep(Duration::from_micros(pause)).await;
+    Ok(work())
+}
+
+/// An offset that only grows (flushed, dispatched), published by one task and awaited by
+/// many. Built on `Notify` rather than `tokio::sync::watch`: watch spreads its waiters over
+/// several notifiers chosen by a thread-local random number, which makes the order they wake
+/// in differ between two runs of the same simulation seed.
+#[derive(Clone)]
+pub struct Progress {
+    inner: Arc<ProgressInner>,
+}
+
+struct ProgressInner {
+    value: std::sync::atomic::AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+    changed: Notify,
+}
+
+impl Progress {
+    fn new(value: u64) -> Progress {
+        let inner = ProgressInner {
+            value: std::sync::atomic::AtomicU64::new(value),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            changed: Notify::new(),
+        };
+        Progress { inner: Arc::new(inner) }
+    }
+
+    /// The offset now.
+    pub fn get(&self) -> u64 {
+        self.inner.value.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn publish(&self, value: u64) {
+        if self.inner.value.fetch_max(value, std::sync::atomic::Ordering::AcqRel) < value {
+            self.inner.changed.notify_waiters();
+        }
+    }
+
+    /// No more progress will come (the task that published it ended).
+    fn close(&self) {
+        self.inner.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Waits until the offset satisfies `ready`; false if progress stopped first.
+    pub async fn wait_for(&self, ready: impl Fn(u64) -> bool) -> bool {
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if ready(self.get()) {
+                return true;
+            }
+            if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return false;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Closes a task's progress however the task ends, so nobody waits on it for ever.
+struct CloseOnDrop(Progress);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A dirty page as RocketMQ counts them for `flushCommitLogLeastPages`.
 const PAGE_BYTES: u64 = 4096;
 
@@ -43,8 +131,8 @@ pub enum PutError {
 /// The running store: the `Store` plus its tasks.
 pub struct StoreService {
     store: Arc<Store>,
-    flushed: watch::Receiver<u64>,
-    dispatched: watch::Receiver<u64>,
+    flushed: Progress,
+    dispatched: Progress,
     wake_flush: Arc<Notify>,
     wake_dispatch: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -54,8 +142,8 @@ pub struct StoreService {
 impl StoreService {
     /// Starts the tasks for `store` on the current runtime.
     pub fn start(store: Arc<Store>) -> StoreService {
-        let (flushed_tx, flushed) = watch::channel(store.flushed_offset());
-        let (dispatched_tx, dispatched) = watch::channel(store.dispatched_offset());
+        let flushed = Progress::new(store.flushed_offset());
+        let dispatched = Progress::new(store.dispatched_offset());
         let (stop, stopped) = watch::channel(false);
         let wake_flush = Arc::new(Notify::new());
         let wake_dispatch = Arc::new(Notify::new());
@@ -63,13 +151,13 @@ impl StoreService {
             store: store.clone(),
             wake: wake_flush.clone(),
             wake_dispatch: wake_dispatch.clone(),
-            flushed: flushed_tx,
+            flushed: flushed.clone(),
             stopped: stopped.clone(),
         };
         let dispatch = DispatchTask {
             store: store.clone(),
             wake: wake_dispatch.clone(),
-            dispatched: dispatched_tx,
+            dispatched: dispatched.clone(),
             stopped: stopped.clone(),
         };
         let tasks = vec![
@@ -87,7 +175,7 @@ impl StoreService {
     }
 
     /// Changes whenever dispatch hands new records to consume queues.
-    pub fn dispatched(&self) -> watch::Receiver<u64> {
+    pub fn dispatched(&self) -> Progress {
         self.dispatched.clone()
     }
 
@@ -123,10 +211,10 @@ impl StoreService {
         if config.flush_disk_type == FlushDiskType::AsyncFlush {
             return Ok(appended);
         }
-        let mut flushed = self.flushed.clone();
+        let flushed = self.flushed.clone();
         let end = appended.end_offset;
         let limit = Duration::from_millis(config.sync_flush_timeout_ms);
-        let waited = timeout(limit, async { flushed.wait_for(|f| *f >= end).await.is_ok() }).await;
+        let waited = timeout(limit, flushed.wait_for(|f| f >= end)).await;
         match waited {
             Ok(true) => Ok(appended),
             Ok(false) => Err(PutError::Store(StoreError::Stopped("the flush task ended".into()))),
@@ -147,7 +235,7 @@ impl StoreService {
             let _ = task.await;
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.shutdown())
+        blocking(move || store.shutdown())
             .await
             .map_err(|error| StoreError::Stopped(format!("shutdown task failed: {error}")))?
     }
@@ -157,18 +245,20 @@ struct FlushTask {
     store: Arc<Store>,
     wake: Arc<Notify>,
     wake_dispatch: Arc<Notify>,
-    flushed: watch::Sender<u64>,
+    flushed: Progress,
     stopped: watch::Receiver<bool>,
 }
 
 impl FlushTask {
     async fn run(mut self) {
+        let _closing = CloseOnDrop(self.flushed.clone());
         let config = self.store.config().clone();
         let mut tick = interval(Duration::from_millis(config.flush_interval_ms.max(1)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_thorough = Instant::now();
         loop {
             tokio::select! {
+                biased;
                 _ = self.stopped.changed() => return,
                 _ = self.wake.notified() => {}
                 _ = tick.tick() => {}
@@ -186,10 +276,10 @@ impl FlushTask {
                 continue;
             }
             let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.flush_log()).await {
+            match blocking(move || store.flush_log()).await {
                 Ok(Ok(flushed)) => {
                     last_thorough = Instant::now();
-                    let _ = self.flushed.send(flushed);
+                    self.flushed.publish(flushed);
                     if config.confirms_on_flush() {
                         self.wake_dispatch.notify_one();
                     }
@@ -210,14 +300,16 @@ impl FlushTask {
 struct DispatchTask {
     store: Arc<Store>,
     wake: Arc<Notify>,
-    dispatched: watch::Sender<u64>,
+    dispatched: Progress,
     stopped: watch::Receiver<bool>,
 }
 
 impl DispatchTask {
     async fn run(mut self) {
+        let _closing = CloseOnDrop(self.dispatched.clone());
         loop {
             tokio::select! {
+                biased;
                 _ = self.stopped.changed() => return,
                 _ = self.wake.notified() => {}
                 // A record written by another path (a recovery, a flush on shutdown) is still
@@ -225,10 +317,9 @@ impl DispatchTask {
                 _ = sleep(Duration::from_secs(1)) => {}
             }
             let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.dispatch()).await {
+            match blocking(move || store.dispatch()).await {
                 Ok(Ok(position)) => {
-                    self.dispatched
-                        .send_if_modified(|old| std::mem::replace(old, position) != position);
+                    self.dispatched.publish(position);
                 }
                 Ok(Err(error)) => {
                     tracing::error!(%error, "dispatch failed");
@@ -277,11 +368,12 @@ async fn periodically(
 ) {
     loop {
         tokio::select! {
+            biased;
             _ = stopped.changed() => return,
             _ = sleep(period) => {}
         }
         let task_store = store.clone();
-        match tokio::task::spawn_blocking(move || work(&task_store)).await {
+        match blocking(move || work(&task_store)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::error!(%error, "{what} failed");

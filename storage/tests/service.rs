@@ -73,10 +73,10 @@ async fn a_failed_fsync_stops_the_store_for_good() {
 async fn async_flush_dispatches_without_waiting_for_the_disk() {
     let disk = SimDisk::new(5, 1 << 30, SimDiskFaults::default());
     let service = StoreService::start(open(&disk, FlushDiskType::AsyncFlush));
-    let mut dispatched = service.dispatched();
+    let dispatched = service.dispatched();
     let appended = service.put(&input(b"fast"), 10).await.unwrap();
     assert_eq!(service.store().flushed_offset(), 0, "async: acknowledged before any flush");
-    dispatched.wait_for(|d| *d >= appended.end_offset).await.unwrap();
+    assert!(dispatched.wait_for(|d| d >= appended.end_offset).await);
     assert_eq!(service.store().queue_offsets("T", 0), Some((0, 1)));
     service.shutdown().await.unwrap();
     disk.crash();

@@ -67,6 +67,8 @@ pub struct Broker {
     offsets_dirty: AtomicBool,
     clients: Mutex<ClientRegistry>,
     delays: Mutex<DelayOffsets>,
+    /// The delay cursors moved since they were last written.
+    delays_dirty: AtomicBool,
     server: ServerHandle,
     held_pulls: AtomicUsize,
     /// Wakes the registration task: the topic table changed.
@@ -194,6 +196,7 @@ impl Broker {
         let period = Duration::from_millis(self.config.flush_offsets_interval_ms.max(10));
         loop {
             tokio::select! {
+                biased;
                 () = tokio::time::sleep(period) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
@@ -354,6 +357,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         offsets_dirty: AtomicBool::new(false),
         clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
         delays: Mutex::new(loaded.delays),
+        delays_dirty: AtomicBool::new(false),
         server: server.handle(),
         held_pulls: AtomicUsize::new(0),
         register_now: Notify::new(),

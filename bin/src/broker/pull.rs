@@ -91,9 +91,10 @@ async fn hold(
     wait: Duration,
 ) -> RemotingCommand {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut dispatched = broker.store.dispatched();
+    let dispatched = broker.store.dispatched();
     let offset = u64::try_from(header.queue_offset).unwrap_or(0);
     loop {
+        let seen = dispatched.get();
         let arrived = broker
             .store()
             .queue_offsets(&header.topic, header.queue_id)
@@ -105,7 +106,8 @@ async fn hold(
             }
         }
         tokio::select! {
-            changed = dispatched.changed() => if changed.is_err() { break },
+            biased;
+            going = dispatched.wait_for(|now| now != seen) => if !going { break },
             () = tokio::time::sleep_until(deadline) => break,
             () = conn.closed() => break,
         }

@@ -74,6 +74,7 @@ pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     loop {
         register_all(&broker).await;
         tokio::select! {
+            biased;
             () = tokio::time::sleep(period) => {}
             () = broker.register_now.notified() => {}
             _ = stop.wait_for(|s| *s) => return,

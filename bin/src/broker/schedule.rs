@@ -6,7 +6,7 @@
 //! `config/delayOffset.json` only after the commit log holding those re-appends was flushed:
 //! a crash can deliver a message twice, never lose one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How often the cursors are written.
 const PERSIST_EVERY: Duration = Duration::from_secs(10);
 
-static DIRTY: AtomicBool = AtomicBool::new(false);
-
 pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut last_persist = tokio::time::Instant::now();
     loop {
@@ -43,6 +41,7 @@ pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         let nap =
             Duration::from_millis(wake.saturating_sub(now_millis() as i64).clamp(1, 100) as u64);
         tokio::select! {
+            biased;
             () = tokio::time::sleep(nap) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
@@ -92,7 +91,7 @@ fn deliver_level(broker: &Broker, level: i32, now: i64) -> i64 {
 
 fn advance(broker: &Broker, level: i32, next: u64) {
     if lock(&broker.delays).advance(level, next as i64) {
-        DIRTY.store(true, Ordering::Release);
+        broker.delays_dirty.store(true, Ordering::Release);
     }
 }
 
@@ -127,13 +126,13 @@ fn deliver(
 
 /// Writes the cursors, after flushing the re-appends they account for.
 pub(super) fn persist(broker: &Broker) {
-    if !DIRTY.swap(false, Ordering::AcqRel) {
+    if !broker.delays_dirty.swap(false, Ordering::AcqRel) {
         return;
     }
     let snapshot = lock(&broker.delays).clone();
     if let Err(e) = broker.store().flush_log() {
         tracing::warn!(error = %e, "delay cursors not written: the commit log did not flush");
-        DIRTY.store(true, Ordering::Release);
+        broker.delays_dirty.store(true, Ordering::Release);
         return;
     }
     persist::save(broker, persist::DELAYS, &snapshot);

@@ -206,6 +206,7 @@ impl Namesrv {
                 wake.saturating_sub(now).clamp(1, self.config.route.scan_interval_ms),
             );
             tokio::select! {
+                biased;
                 () = tokio::time::sleep(nap) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }

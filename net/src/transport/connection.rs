@@ -229,6 +229,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             buf.reserve(READ_BUFFER_BYTES);
         }
         tokio::select! {
+            biased;
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => return "peer closed".into(),
                 Ok(_) => {}
@@ -288,6 +289,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut head = BytesMut::with_capacity(1024);
     loop {
         let first = tokio::select! {
+            biased;
             next = queue.recv() => next,
             () = conn.closed() => None,
         };

@@ -89,6 +89,7 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
+                biased;
                 accepted = self.listener.accept() => accepted,
                 () = &mut shutdown => break,
             };

@@ -1,0 +1,202 @@
+//! A producer and a consumer speaking the remoting protocol to one broker, for scenarios:
+//! just enough of a client to send, pull, and commit offsets, and to say exactly what
+//! happened to each request so checkers can reason about it.
+
+use std::time::Duration;
+
+use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{
+    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+};
+use petrel_net::transport::RemotingClient;
+
+/// How long a request may take before the scenario counts it as lost.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What became of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The broker acknowledged it at this queue offset: under SYNC_FLUSH it is durable.
+    Acked { queue_offset: i64 },
+    /// The broker answered with an error: the message was not stored.
+    Refused { code: i32 },
+    /// No answer (timeout, closed connection): it may or may not be stored.
+    Unknown,
+}
+
+/// The body of message `id`: its id first, then filler up to `len` bytes.
+pub fn body(id: u64, len: usize) -> Vec<u8> {
+    let mut body = format!("sim-{id:012}|").into_bytes();
+    body.resize(len.max(body.len()), b'.');
+    body
+}
+
+/// The id a body carries.
+pub fn body_id(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body.get(4..16)?).ok()?;
+    body.starts_with(b"sim-").then(|| text.parse().ok()).flatten()
+}
+
+/// Sends message `id` to `(topic, queue_id)` with SEND_MESSAGE_V2.
+pub async fn send(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue_id: i32,
+    id: u64,
+    body_len: usize,
+) -> SendOutcome {
+    let header = SendMessageRequestHeader {
+        producer_group: "SimProducer".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: 0,
+        flag: 0,
+        properties: Some(format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")),
+        ..SendMessageRequestHeader::default()
+    };
+    let request = RemotingCommand::request(request::SEND_MESSAGE_V2)
+        .with_header(&SendMessageRequestHeaderV2::from(header))
+        .with_body(body(id, body_len));
+    match client.invoke(broker, request, REQUEST_TIMEOUT).await {
+        Ok(reply) if reply.code == response::SUCCESS => {
+            match reply.header::<SendMessageResponseHeader>() {
+                Ok(answer) => SendOutcome::Acked { queue_offset: answer.queue_offset },
+                Err(e) => panic!("a successful send answered without its header: {e}"),
+            }
+        }
+        Ok(reply) => SendOutcome::Refused { code: reply.code },
+        Err(_) => SendOutcome::Unknown,
+    }
+}
+
+/// One message a pull returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PulledMessage {
+    pub queue_offset: i64,
+    pub id: u64,
+}
+
+/// What a pull answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub code: i32,
+    pub next_begin_offset: i64,
+    pub max_offset: i64,
+    pub messages: Vec<PulledMessage>,
+}
+
+/// PULL_MESSAGE with the subscription in the request, held up to `hold` when nothing is new.
+pub async fn pull(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    hold: Duration,
+) -> Result<Pulled, String> {
+    let header = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: 0x2 | 0x4,
+        commit_offset: -1,
+        suspend_timeout_millis: hold.as_millis() as i64,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
+    let reply =
+        client.invoke(broker, request, REQUEST_TIMEOUT + hold).await.map_err(|e| e.to_string())?;
+    let answer: PullMessageResponseHeader = reply
+        .header()
+        .map_err(|e| format!("pull answered {} without its header: {e}", reply.code))?;
+    let mut messages = Vec::new();
+    let body = reply.body_bytes();
+    let mut at = 0;
+    while at < body.len() {
+        let Scanned::Record(record) =
+            scan_record(&body[at..], Checks { physical_offset: None, crc: true })
+        else {
+            return Err(format!("pull body has an invalid record at byte {at}"));
+        };
+        let id = body_id(record.body).ok_or("a pulled body carries no message id")?;
+        messages.push(PulledMessage { queue_offset: record.queue_offset, id });
+        at += record.bytes.len();
+    }
+    Ok(Pulled {
+        code: reply.code,
+        next_begin_offset: answer.next_begin_offset,
+        max_offset: answer.max_offset,
+        messages,
+    })
+}
+
+/// The group's committed offset of a queue; `None` when the broker has none.
+pub async fn query_offset(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Result<Option<i64>, String> {
+    let header = QueryConsumerOffsetRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        set_zero_if_not_found: Some(false),
+    };
+    let request = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET).with_header(&header);
+    let reply = client.invoke(broker, request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    match reply.code {
+        response::SUCCESS => reply
+            .header::<OffsetResponseHeader>()
+            .map(|h| Some(h.offset))
+            .map_err(|e| e.to_string()),
+        response::QUERY_NOT_FOUND => Ok(None),
+        other => Err(format!("QUERY_CONSUMER_OFFSET answered {other}: {:?}", reply.remark)),
+    }
+}
+
+/// Commits the group's offset of a queue; true when the broker took it.
+pub async fn commit_offset(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) -> bool {
+    let header = UpdateConsumerOffsetRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        commit_offset: offset,
+    };
+    let request = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET).with_header(&header);
+    matches!(client.invoke(broker, request, REQUEST_TIMEOUT).await, Ok(r) if r.code == response::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_their_id() {
+        assert_eq!(body_id(&body(42, 100)), Some(42));
+        assert_eq!(body(7, 10).len(), 17, "never shorter than the id");
+        assert_eq!(body_id(b"other"), None);
+    }
+}

@@ -1,0 +1,334 @@
+//! The broker under simulation: a NameServer, a SYNC_FLUSH broker on a simulated disk, a
+//! producer and a consumer. The broker is killed (power loss: the disk keeps, drops or tears
+//! each unsynced write) and restarted, once or twice, while messages flow.
+//!
+//! The promises checked at the end:
+//! - every message the broker acknowledged is consumed (SYNC_FLUSH: acked means durable);
+//! - a (queue, offset) never names two different messages, and an acknowledged message is
+//!   consumed exactly where the acknowledgement said it was stored;
+//! - after a restart the consumer resumes from an offset it committed: never past what it had
+//!   consumed (no loss), and not before what it committed a persistence interval before the
+//!   crash;
+//! - duplicates happen only by those rewinds, and are exactly as many as the rewinds cover.
+//!
+//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test broker`.
+#![cfg(madsim)]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use petrel::broker::{self, Broker, BrokerConfig};
+use petrel::namesrv::{self, NamesrvConfig};
+use petrel_net::codec::codes::response;
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_sim::workload::{self, SendOutcome};
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::FlushDiskType;
+
+const NAMESRV: &str = "10.0.0.1:9876";
+const BROKER: &str = "10.0.1.1:10911";
+const TOPIC: &str = "SimOrders";
+const GROUP: &str = "SimConsumers";
+const QUEUES: i32 = 4;
+const MESSAGES: u64 = 300;
+const BODY_BYTES: usize = 300;
+/// How often the broker writes consumer offsets in this scenario.
+const OFFSETS_INTERVAL: Duration = Duration::from_millis(500);
+/// Time to spare on top of that interval when bounding a rewind.
+const MARGIN: Duration = Duration::from_millis(500);
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("constant address")
+}
+
+fn broker_config() -> BrokerConfig {
+    let mut config = BrokerConfig::default();
+    config.broker_ip = Some("10.0.1.1".into());
+    config.namesrv_addrs = vec![NAMESRV.into()];
+    config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
+    let store = &mut config.store;
+    store.root = PathBuf::from("/store");
+    store.flush_disk_type = FlushDiskType::SyncFlush;
+    store.commit_log_file_bytes = 64 << 10;
+    store.message_bytes_max = 16 << 10;
+    store.cq_file_units = 64;
+    store.max_hash_slots = 64;
+    store.max_index_entries = 256;
+    config
+}
+
+/// Everything the clients saw, for the checkers.
+#[derive(Default)]
+struct Ledger {
+    acked: BTreeMap<u64, (i32, i64)>,
+    unknown: BTreeSet<u64>,
+    /// Every message consumed, in order: (queue, offset, id).
+    consumed: Vec<(i32, i64, u64)>,
+    /// Offsets the broker took as committed: queue -> [(sent, answered, offset)]. The broker
+    /// took each at some moment between its two times.
+    commits: BTreeMap<i32, Vec<(tokio::time::Instant, tokio::time::Instant, i64)>>,
+    /// Each resume after a lost connection: (queue, where the consumer was, where it resumed).
+    resumes: Vec<(i32, i64, i64, tokio::time::Instant)>,
+    crashes: Vec<tokio::time::Instant>,
+    producer_done: bool,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+type Slot = Arc<Mutex<Option<Arc<Broker>>>>;
+
+/// Producers, one per queue, each sending its share of the messages one at a time: their
+/// appends meet in the broker's group commit.
+async fn produce(ledger: Shared) {
+    let producers: Vec<_> =
+        (0..QUEUES).map(|queue| tokio::spawn(produce_queue(ledger.clone(), queue))).collect();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    ledger.lock().unwrap().producer_done = true;
+}
+
+async fn produce_queue(ledger: Shared, queue: i32) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    for id in (queue as u64..MESSAGES).step_by(QUEUES as usize) {
+        let outcome = workload::send(&client, BROKER, TOPIC, queue, id, BODY_BYTES).await;
+        let down = {
+            let mut ledger = ledger.lock().unwrap();
+            match outcome {
+                SendOutcome::Acked { queue_offset } => {
+                    ledger.acked.insert(id, (queue, queue_offset));
+                    false
+                }
+                SendOutcome::Unknown => {
+                    ledger.unknown.insert(id);
+                    true
+                }
+                SendOutcome::Refused { code } => {
+                    assert!(
+                        code == response::SERVICE_NOT_AVAILABLE || code == response::SYSTEM_BUSY,
+                        "send {id} refused with {code}"
+                    );
+                    true
+                }
+            }
+        };
+        let pause = if down { 200 } else { thread_rng().gen_range(0..5) };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Pulls every queue from its committed offset, committing after each batch; on any error
+/// it forgets its positions and asks the broker for the committed ones again.
+async fn consume(ledger: Shared) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    // Where each queue will be read next; a queue missing here asks the broker first.
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+    // Where each queue was read up to, kept across lost connections.
+    let mut cursors: BTreeMap<i32, i64> = BTreeMap::new();
+    loop {
+        for queue in 0..QUEUES {
+            if !positions.contains_key(&queue) {
+                match workload::query_offset(&client, BROKER, GROUP, TOPIC, queue).await {
+                    Ok(committed) => {
+                        let resumed = committed.unwrap_or(0);
+                        if let Some(before) = cursors.insert(queue, resumed) {
+                            let now = tokio::time::Instant::now();
+                            ledger.lock().unwrap().resumes.push((queue, before, resumed, now));
+                        }
+                        positions.insert(queue, resumed);
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            let offset = positions[&queue];
+            let hold = Duration::from_millis(300);
+            let pulled = workload::pull(&client, BROKER, GROUP, TOPIC, queue, offset, hold).await;
+            match pulled {
+                Ok(pulled) if pulled.code == response::SUCCESS => {
+                    {
+                        let mut seen = ledger.lock().unwrap();
+                        for message in &pulled.messages {
+                            seen.consumed.push((queue, message.queue_offset, message.id));
+                        }
+                    }
+                    positions.insert(queue, pulled.next_begin_offset);
+                    cursors.insert(queue, pulled.next_begin_offset);
+                    let next = pulled.next_begin_offset;
+                    let sent = tokio::time::Instant::now();
+                    if workload::commit_offset(&client, BROKER, GROUP, TOPIC, queue, next).await {
+                        let answered = tokio::time::Instant::now();
+                        let mut seen = ledger.lock().unwrap();
+                        seen.commits.entry(queue).or_default().push((sent, answered, next));
+                    }
+                }
+                Ok(pulled) => assert!(
+                    pulled.code == response::PULL_NOT_FOUND
+                        || pulled.code == response::PULL_RETRY_IMMEDIATELY,
+                    "pull of queue {queue} at {offset} answered {}: the consumer may only wait",
+                    pulled.code
+                ),
+                Err(_) => {
+                    positions.clear();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+#[madsim::test]
+async fn sync_flush_survives_broker_crashes() {
+    let handle = Handle::current();
+    let disk_seed: u64 = thread_rng().gen();
+    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+    let disk = SimDisk::new(disk_seed, 1 << 30, faults);
+    handle
+        .create_node()
+        .name("namesrv")
+        .ip(ip("10.0.0.1"))
+        .init(|| async {
+            let _running = namesrv::start(NamesrvConfig::default()).await.expect("namesrv binds");
+            std::future::pending::<()>().await;
+        })
+        .build();
+    let slot: Slot = Arc::default();
+    let broker_slot = slot.clone();
+    let broker_disk = disk.clone();
+    let broker_node = handle
+        .create_node()
+        .name("broker")
+        .ip(ip("10.0.1.1"))
+        .init(move || {
+            let (slot, disk) = (broker_slot.clone(), broker_disk.clone());
+            async move {
+                let running = broker::start(broker_config(), Arc::new(disk))
+                    .await
+                    .unwrap_or_else(|e| panic!("the broker must recover from any crash: {e}"));
+                *slot.lock().unwrap() = Some(running.state.clone());
+                std::future::pending::<()>().await;
+            }
+        })
+        .build();
+    let ledger: Shared = Arc::default();
+    let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
+    let consumer = handle.create_node().name("consumer").ip(ip("10.0.2.2")).build();
+    let produced = producer.spawn(produce(ledger.clone()));
+    let _consuming = consumer.spawn(consume(ledger.clone()));
+
+    // One or two power losses while messages flow: each after a random number of sends more.
+    let crashes = thread_rng().gen_range(1..=2);
+    for _ in 0..crashes {
+        let sent = |l: &Ledger| (l.acked.len() + l.unknown.len()) as u64;
+        let target = sent(&ledger.lock().unwrap()) + thread_rng().gen_range(5..MESSAGES / 3);
+        while sent(&ledger.lock().unwrap()) < target && !ledger.lock().unwrap().producer_done {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
+        handle.kill(broker_node.id());
+        *slot.lock().unwrap() = None;
+        disk.crash();
+        ledger.lock().unwrap().crashes.push(tokio::time::Instant::now());
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..2_000))).await;
+        handle.restart(broker_node.id());
+    }
+    produced.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = {
+            let ledger = ledger.lock().unwrap();
+            let consumed: BTreeSet<u64> = ledger.consumed.iter().map(|c| c.2).collect();
+            ledger.acked.keys().all(|id| consumed.contains(id))
+        };
+        if done || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(broker) = slot.lock().unwrap().as_ref() {
+        broker.check_invariants();
+    }
+    check(&ledger.lock().unwrap(), &disk);
+}
+
+fn check(ledger: &Ledger, disk: &SimDisk) {
+    assert!(ledger.producer_done);
+    // No acknowledged message is lost.
+    let consumed_ids: BTreeSet<u64> = ledger.consumed.iter().map(|c| c.2).collect();
+    let lost: Vec<u64> =
+        ledger.acked.keys().filter(|id| !consumed_ids.contains(id)).copied().collect();
+    assert!(lost.is_empty(), "acknowledged under SYNC_FLUSH but never consumed: {lost:?}");
+    // A (queue, offset) names one message; an acked message is where its ack said.
+    let mut at: BTreeMap<(i32, i64), u64> = BTreeMap::new();
+    for &(queue, offset, id) in &ledger.consumed {
+        let first = *at.entry((queue, offset)).or_insert(id);
+        assert_eq!(first, id, "queue {queue} offset {offset} named two messages");
+        if let Some(&(acked_queue, acked_offset)) = ledger.acked.get(&id) {
+            assert_eq!((queue, offset), (acked_queue, acked_offset), "message {id} moved");
+        }
+        assert!(
+            ledger.acked.contains_key(&id) || ledger.unknown.contains(&id),
+            "message {id} consumed but its send was refused"
+        );
+    }
+    // Resumes: never past what was consumed, never before what was committed a persistence
+    // interval before the last crash (offsets committed since the restart before it).
+    let mut rewound: i64 = 0;
+    for &(queue, before, resumed, when) in &ledger.resumes {
+        assert!(
+            resumed <= before,
+            "queue {queue} resumed at {resumed}, past {before}: messages skipped"
+        );
+        let floor = persisted_floor(ledger, queue, when);
+        assert!(
+            resumed >= floor,
+            "queue {queue} resumed at {resumed}, before {floor}, committed well before the crash"
+        );
+        rewound += before - resumed;
+    }
+    let duplicates = ledger.consumed.len() as i64 - consumed_ids.len() as i64;
+    assert_eq!(duplicates, rewound, "every duplicate comes from a rewind to a committed offset");
+    let stats = disk.stats();
+    println!(
+        "broker scenario: {} acked, {} unknown, {} consumed, {duplicates} duplicates, {} resumes; \
+         disk: {} crashes, {} writes torn, {} dropped, {} kept",
+        ledger.acked.len(),
+        ledger.unknown.len(),
+        ledger.consumed.len(),
+        ledger.resumes.len(),
+        stats.crashes,
+        stats.writes_torn,
+        stats.writes_dropped,
+        stats.writes_kept,
+    );
+}
+
+/// The offset of `queue` that must have reached the disk by the last crash before `when`: the
+/// latest commit sent after the crash before that one (so the restarted broker took it) and
+/// answered at least a persistence interval (plus margin) before this one; failing that, what
+/// had to survive the crash before.
+fn persisted_floor(ledger: &Ledger, queue: i32, when: tokio::time::Instant) -> i64 {
+    let commits = ledger.commits.get(&queue).map(Vec::as_slice).unwrap_or_default();
+    let mut floor = 0;
+    let mut previous: Option<tokio::time::Instant> = None;
+    for &crash in ledger.crashes.iter().filter(|c| **c <= when) {
+        let latest = commits
+            .iter()
+            .filter(|(sent, answered, _)| {
+                previous.is_none_or(|p| *sent > p) && *answered + OFFSETS_INTERVAL + MARGIN <= crash
+            })
+            .last();
+        if let Some((_, _, offset)) = latest {
+            floor = *offset;
+        }
+        previous = Some(crash);
+    }
+    floor
+}
