@@ -229,11 +229,11 @@ async fn serve_broker(config: BrokerConfig) -> Result<(), String> {
         tracing::warn!("no NameServer given (namesrvAddr, -n or NAMESRV_ADDR): clients cannot find this broker");
     }
     let handle = broker::start(config, Arc::new(FsDisk)).await?;
-    println!(
+    announce(&format!(
         "broker listening on {} (clients are told {})",
         handle.local_addr,
         handle.state.addr()
-    );
+    ));
     shutdown.wait().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;
@@ -277,10 +277,12 @@ async fn standalone(
             return Err(e);
         }
     };
-    println!("petrel standalone is ready.");
-    println!("NameServer: 127.0.0.1:{}", namesrv.local_addr.port());
-    println!("Broker:     {}   data: {}", broker.state.addr(), data_dir.display());
-    println!("Clients:    export NAMESRV_ADDR=127.0.0.1:{}", namesrv.local_addr.port());
+    let port = namesrv.local_addr.port();
+    announce(&format!(
+        "petrel standalone is ready.\nNameServer: 127.0.0.1:{port}\nBroker:     {}   data: {}\nClients:    export NAMESRV_ADDR=127.0.0.1:{port}",
+        broker.state.addr(),
+        data_dir.display()
+    ));
     shutdown.wait().await;
     tracing::info!("shutting down");
     let stopped = broker.shutdown().await;
@@ -288,6 +290,14 @@ async fn standalone(
     stopped?;
     tracing::info!("standalone stopped");
     Ok(())
+}
+
+/// Prints a line for whoever started the server. A server outlives its launcher's interest in
+/// stdout: if nobody reads it any more, the server goes on rather than dying of a broken pipe.
+fn announce(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 async fn serve_namesrv(config: NamesrvConfig) -> Result<(), String> {
@@ -299,7 +309,7 @@ async fn serve_namesrv(config: NamesrvConfig) -> Result<(), String> {
     let handle =
         namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     // The bound address, on stdout: with `--listen-port 0` this is how a caller learns the port.
-    println!("namesrv listening on {}", handle.local_addr);
+    announce(&format!("namesrv listening on {}", handle.local_addr));
     shutdown.wait().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

@@ -1,4 +1,7 @@
 //! petrel-client: the Rust SDK for RocketMQ-protocol brokers.
 //!
-//! Empty until the SDK lands (issue 5); it will build on `petrel-net`'s transport and keep its
-//! decisions (queue selection, rebalance, fault tolerance) in `petrel-core`.
+//! So far the raw requests ([`raw`]); the SDK proper (issue 5) will build on them and on
+//! `petrel-net`'s transport, keeping its decisions (queue selection, rebalance, fault tolerance)
+//! in `petrel-core`.
+
+pub mod raw;

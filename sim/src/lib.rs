@@ -5,7 +5,7 @@
 //! `--cfg madsim` (`cargo simtest -p petrel-sim`), where madsim drives the network, the clock and
 //! the randomness from one seed.
 
-pub mod workload;
+pub use petrel_client::raw as workload;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

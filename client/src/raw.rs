@@ -1,6 +1,7 @@
-//! A producer and a consumer speaking the remoting protocol to one broker, for scenarios:
-//! just enough of a client to send, pull, and commit offsets, and to say exactly what
-//! happened to each request so checkers can reason about it.
+//! Single requests to one broker, each reporting exactly what happened: send a message, pull
+//! a queue, query and commit a consumer offset. The simulator's workloads and the process tests
+//! use them to reason about every request; the SDK proper (routing, queue selection, rebalance,
+//! retries) is built on top of them later.
 
 use std::time::Duration;
 
