@@ -79,10 +79,16 @@ pub async fn send(
 }
 
 /// One message a pull returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledMessage {
     pub queue_offset: i64,
     pub id: u64,
+    /// Where the record is in the commit log (what CONSUMER_SEND_MSG_BACK names).
+    pub physical_offset: i64,
+    pub reconsume_times: i32,
+    pub store_timestamp: i64,
+    /// The encoded properties, `name 0x01 value 0x02 ...`.
+    pub properties: Vec<u8>,
 }
 
 /// What a pull answered.
@@ -121,9 +127,16 @@ pub async fn pull(
     let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
     let reply =
         client.invoke(broker, request, REQUEST_TIMEOUT + hold).await.map_err(|e| e.to_string())?;
-    let answer: PullMessageResponseHeader = reply
-        .header()
-        .map_err(|e| format!("pull answered {} without its header: {e}", reply.code))?;
+    let answer = match reply.code {
+        response::SUCCESS
+        | response::PULL_NOT_FOUND
+        | response::PULL_RETRY_IMMEDIATELY
+        | response::PULL_OFFSET_MOVED => reply
+            .header::<PullMessageResponseHeader>()
+            .map_err(|e| format!("pull answered {} without its header: {e}", reply.code))?,
+        // A refusal carries a remark and no offsets.
+        _ => PullMessageResponseHeader::default(),
+    };
     let mut messages = Vec::new();
     let body = reply.body_bytes();
     let mut at = 0;
@@ -134,7 +147,14 @@ pub async fn pull(
             return Err(format!("pull body has an invalid record at byte {at}"));
         };
         let id = body_id(record.body).ok_or("a pulled body carries no message id")?;
-        messages.push(PulledMessage { queue_offset: record.queue_offset, id });
+        messages.push(PulledMessage {
+            queue_offset: record.queue_offset,
+            id,
+            physical_offset: record.physical_offset,
+            reconsume_times: record.reconsume_times,
+            store_timestamp: record.store_timestamp,
+            properties: record.properties.to_vec(),
+        });
         at += record.bytes.len();
     }
     Ok(Pulled {
@@ -157,7 +177,7 @@ pub async fn query_offset(
         consumer_group: group.into(),
         topic: topic.into(),
         queue_id,
-        set_zero_if_not_found: Some(false),
+        set_zero_if_not_found: None,
     };
     let request = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET).with_header(&header);
     let reply = client.invoke(broker, request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;

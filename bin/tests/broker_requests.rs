@@ -1,0 +1,384 @@
+//! The broker's request handlers, in process over loopback on a real store in a temporary
+//! directory: batches, retries and dead letters, administration, offset queries, and the
+//! consumer group notices. (Produce, consume, query and delay with third-party clients are
+//! in tests/clients; crash safety is in broker_process.rs and the simulator.)
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use petrel::broker::{self, BrokerConfig, BrokerHandle};
+use petrel_client::raw::{self, PulledMessage, SendOutcome};
+use petrel_core::broker::batch::{encode_batch, BatchItem};
+use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::record::property;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{
+    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    DeleteTopicRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
+    SearchOffsetRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, TimestampResponseHeader, TopicQueueRequestHeader,
+    UnregisterClientRequestHeader,
+};
+use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
+use petrel_storage::disk::FsDisk;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+struct Running {
+    handle: Option<BrokerHandle>,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(configure: impl FnOnce(&mut BrokerConfig)) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig {
+            listen_port: 0,
+            bind_address: "127.0.0.1".into(),
+            broker_ip: Some("127.0.0.1".into()),
+            ..BrokerConfig::default()
+        };
+        config.store.root = dir.path().to_path_buf();
+        config.store.commit_log_file_bytes = 1 << 20;
+        config.store.message_bytes_max = 64 << 10;
+        configure(&mut config);
+        let handle = broker::start(config, Arc::new(FsDisk)).await.unwrap();
+        let addr = handle.state.addr().to_owned();
+        Running { handle: Some(handle), addr, _dir: dir }
+    }
+
+    async fn stop(mut self) {
+        self.handle.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+async fn call(client: &RemotingClient, addr: &str, command: RemotingCommand) -> RemotingCommand {
+    client.invoke(addr, command, WAIT).await.unwrap()
+}
+
+async fn pull_all(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue: i32,
+) -> Vec<PulledMessage> {
+    let pulled =
+        raw::pull(client, addr, "ReaderGroup", topic, queue, 0, Duration::ZERO).await.unwrap();
+    assert!(
+        [response::SUCCESS, response::PULL_NOT_FOUND].contains(&pulled.code),
+        "pull of {topic} answered {}",
+        pulled.code
+    );
+    pulled.messages
+}
+
+fn prop<'a>(message: &'a PulledMessage, name: &str) -> Option<&'a str> {
+    property(&message.properties, name.as_bytes()).map(|v| std::str::from_utf8(v).unwrap())
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_as_separate_messages() {
+    let broker = Running::start(|_| {}).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let bodies: Vec<Vec<u8>> = (0..3).map(|id| raw::body(id, 40)).collect();
+    let props: Vec<String> = (0..3).map(|id| format!("KEYS\u{1}batch-{id}\u{2}")).collect();
+    let items: Vec<BatchItem<'_>> = bodies
+        .iter()
+        .zip(&props)
+        .map(|(body, props)| BatchItem { flag: 0, body, properties: props.as_bytes() })
+        .collect();
+    let header = SendMessageRequestHeader {
+        producer_group: "P".into(),
+        topic: "Batched".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 2,
+        batch: Some(true),
+        ..SendMessageRequestHeader::default()
+    };
+    let send = RemotingCommand::request(request::SEND_BATCH_MESSAGE)
+        .with_header(&SendMessageRequestHeaderV2::from(header.clone()))
+        .with_body(encode_batch(&items));
+    let reply = call(&client, &broker.addr, send).await;
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    let answer: SendMessageResponseHeader = reply.header().unwrap();
+    assert_eq!(answer.msg_id.split(',').count(), 3, "one id per message: {}", answer.msg_id);
+    assert_eq!((answer.queue_id, answer.queue_offset), (2, 0), "the first message's offset");
+    let pulled = pull_all(&client, &broker.addr, "Batched", 2).await;
+    let ids: Vec<u64> = pulled.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+    assert_eq!(prop(&pulled[1], "KEYS"), Some("batch-1"));
+    assert!(prop(&pulled[1], "UNIQ_KEY").is_some(), "the broker gives each message a UNIQ_KEY");
+
+    let mut broken = encode_batch(&items);
+    broken.truncate(broken.len() - 3);
+    let send = RemotingCommand::request(request::SEND_BATCH_MESSAGE)
+        .with_header(&SendMessageRequestHeaderV2::from(header))
+        .with_body(broken);
+    let reply = call(&client, &broker.addr, send).await;
+    assert_eq!(reply.code, response::MESSAGE_ILLEGAL);
+    assert!(reply.remark.unwrap().contains("cut short"));
+    broker.stop().await;
+}
+
+fn send_back(offset: i64, delay_level: i32, max: i32) -> RemotingCommand {
+    let header = ConsumerSendMsgBackRequestHeader {
+        offset,
+        group: "RetryGroup".into(),
+        delay_level,
+        origin_msg_id: None,
+        origin_topic: None,
+        unit_mode: None,
+        max_reconsume_times: Some(max),
+    };
+    RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK).with_header(&header)
+}
+
+async fn wait_for_messages(client: &RemotingClient, addr: &str, topic: &str) -> Vec<PulledMessage> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pulled = pull_all(client, addr, topic, 0).await;
+        if !pulled.is_empty() || Instant::now() > deadline {
+            return pulled;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn failed_messages_retry_after_their_delay_then_go_to_the_dead_letter_topic() {
+    let broker = Running::start(|c| {
+        c.store.delay_levels = DelayLevels::parse("1s 1s 1s 1s 1s").unwrap();
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert_eq!(
+        raw::send(&client, &broker.addr, "Work", 0, 5, 50).await,
+        SendOutcome::Acked { queue_offset: 0 }
+    );
+    let first = pull_all(&client, &broker.addr, "Work", 0).await.remove(0);
+    // A consumer of RetryGroup gives it back: it returns on %RETRY%RetryGroup after a delay.
+    let given_back = Instant::now();
+    let reply = call(&client, &broker.addr, send_back(first.physical_offset, 0, 1)).await;
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    let retried = wait_for_messages(&client, &broker.addr, "%RETRY%RetryGroup").await;
+    assert!(given_back.elapsed() >= Duration::from_secs(1), "a retry waits for its delay level");
+    let retry = retried.first().expect("the retry arrived");
+    assert_eq!(retry.id, 5);
+    assert_eq!(retry.reconsume_times, 1);
+    assert_eq!(prop(retry, "RETRY_TOPIC"), Some("Work"));
+    assert!(prop(retry, "ORIGIN_MESSAGE_ID").is_some());
+    // Failing again reaches maxReconsumeTimes=1: straight to the dead-letter topic.
+    let reply = call(&client, &broker.addr, send_back(retry.physical_offset, 0, 1)).await;
+    assert_eq!(reply.code, response::SUCCESS);
+    let dead = wait_for_messages(&client, &broker.addr, "%DLQ%RetryGroup").await;
+    assert_eq!(dead.first().map(|m| (m.id, m.reconsume_times)), Some((5, 2)));
+    assert_eq!(prop(&dead[0], "RETRY_TOPIC"), Some("Work"), "the first topic is kept");
+    // A bad offset is refused with a reason.
+    let reply = call(&client, &broker.addr, send_back(1 << 40, 0, 2)).await;
+    assert_eq!(reply.code, response::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap().contains("look message by offset failed"));
+    broker.stop().await;
+}
+
+fn create_topic(topic: &str, queues: i32, perm: i32) -> RemotingCommand {
+    let header = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm,
+        topic_filter_type: "SINGLE_TAG".into(),
+        topic_sys_flag: None,
+        order: None,
+        attributes: None,
+        force: None,
+    };
+    RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC).with_header(&header)
+}
+
+async fn topic_table(client: &RemotingClient, addr: &str) -> serde_json::Value {
+    let reply = call(client, addr, RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG)).await;
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    // fastjson's bare integer keys do not occur in the topic table: plain JSON parses it.
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn topics_and_groups_are_administered() {
+    let broker = Running::start(|c| c.auto_create_topic = false).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    assert_eq!(
+        raw::send(&client, addr, "Missing", 0, 1, 10).await,
+        SendOutcome::Refused { code: response::TOPIC_NOT_EXIST },
+        "no auto-creation without autoCreateTopicEnable"
+    );
+    assert_eq!(call(&client, addr, create_topic("Admin", 3, 6)).await.code, response::SUCCESS);
+    let table = topic_table(&client, addr).await;
+    assert_eq!(table["topicConfigTable"]["Admin"]["writeQueueNums"], 3);
+    assert!(table["topicConfigTable"].get("TBW102").is_none());
+    assert_eq!(
+        raw::send(&client, addr, "Admin", 2, 1, 10).await,
+        SendOutcome::Acked { queue_offset: 0 }
+    );
+    // Read-only: sends are refused with NO_PERMISSION.
+    assert_eq!(call(&client, addr, create_topic("Admin", 3, 4)).await.code, response::SUCCESS);
+    assert_eq!(
+        raw::send(&client, addr, "Admin", 2, 2, 10).await,
+        SendOutcome::Refused { code: response::NO_PERMISSION }
+    );
+    assert_eq!(
+        call(&client, addr, create_topic("no spaces", 1, 6)).await.code,
+        response::INVALID_PARAMETER
+    );
+    assert_eq!(
+        call(&client, addr, create_topic("TBW102", 1, 6)).await.code,
+        response::INVALID_PARAMETER
+    );
+    let delete = RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER)
+        .with_header(&DeleteTopicRequestHeader { topic: "Admin".into() });
+    assert_eq!(call(&client, addr, delete).await.code, response::SUCCESS);
+    assert!(topic_table(&client, addr).await["topicConfigTable"].get("Admin").is_none());
+
+    // A subscription group that may not consume.
+    let group = r#"{"groupName":"Frozen","consumeEnable":false,"retryMaxTimes":3}"#;
+    let create =
+        RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group);
+    assert_eq!(call(&client, addr, create).await.code, response::SUCCESS);
+    assert_eq!(call(&client, addr, create_topic("Open", 1, 6)).await.code, response::SUCCESS);
+    let pulled = raw::pull(&client, addr, "Frozen", "Open", 0, 0, Duration::ZERO).await.unwrap();
+    assert_eq!(pulled.code, response::NO_PERMISSION);
+
+    let info =
+        call(&client, addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO)).await;
+    let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!(info["table"]["msgPutTotalTodayNow"], "1");
+    assert_eq!(info["table"]["brokerVersionDesc"], "V5_3_3");
+    broker.stop().await;
+}
+
+async fn offset_of(client: &RemotingClient, addr: &str, command: RemotingCommand) -> i64 {
+    let reply = call(client, addr, command).await;
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    reply.header::<OffsetResponseHeader>().unwrap().offset
+}
+
+#[tokio::test]
+async fn queue_offsets_answer_by_position_and_time() {
+    let broker = Running::start(|_| {}).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    let before =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
+    for id in 0..3 {
+        assert!(matches!(
+            raw::send(&client, addr, "Offsets", 0, id, 10).await,
+            SendOutcome::Acked { .. }
+        ));
+    }
+    let queue = TopicQueueRequestHeader { topic: "Offsets".into(), queue_id: 0 };
+    let max = GetMaxOffsetRequestHeader { topic: "Offsets".into(), queue_id: 0, committed: None };
+    // Sends are acknowledged before dispatch reaches the queue (ASYNC_FLUSH): wait for it.
+    let deadline = Instant::now() + WAIT;
+    let request_max = || RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&max);
+    while offset_of(&client, addr, request_max()).await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(offset_of(&client, addr, request_max()).await, 3);
+    let request_min = RemotingCommand::request(request::GET_MIN_OFFSET).with_header(&queue);
+    assert_eq!(offset_of(&client, addr, request_min).await, 0);
+    let search = |timestamp| {
+        let header = SearchOffsetRequestHeader {
+            topic: "Offsets".into(),
+            queue_id: 0,
+            timestamp,
+            boundary_type: None,
+        };
+        RemotingCommand::request(request::SEARCH_OFFSET_BY_TIMESTAMP).with_header(&header)
+    };
+    assert_eq!(offset_of(&client, addr, search(before - 1)).await, 0);
+    assert_eq!(offset_of(&client, addr, search(i64::MAX)).await, 3);
+    let earliest =
+        RemotingCommand::request(request::GET_EARLIEST_MSG_STORETIME).with_header(&queue);
+    let reply = call(&client, addr, earliest).await;
+    assert!(reply.header::<TimestampResponseHeader>().unwrap().timestamp >= before);
+
+    // A new group starts at 0 while the queue holds its first message; an empty queue has no
+    // offset to give; a committed offset is returned as committed.
+    assert_eq!(raw::query_offset(&client, addr, "NewGroup", "Offsets", 0).await, Ok(Some(0)));
+    assert_eq!(raw::query_offset(&client, addr, "NewGroup", "Offsets", 1).await, Ok(None));
+    assert!(
+        !raw::commit_offset(&client, addr, "NoSuchGroup", "Offsets", 0, 2).await,
+        "unknown group"
+    );
+    raw::pull(&client, addr, "NewGroup", "Offsets", 0, 0, Duration::ZERO).await.unwrap();
+    assert!(raw::commit_offset(&client, addr, "NewGroup", "Offsets", 0, 2).await);
+    assert_eq!(raw::query_offset(&client, addr, "NewGroup", "Offsets", 0).await, Ok(Some(2)));
+    broker.stop().await;
+}
+
+/// Records the requests a broker sends to this client.
+#[derive(Default)]
+struct Notices(Mutex<Vec<String>>);
+
+impl RequestHandler for Notices {
+    fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Handled {
+        let group = request.header::<ConsumerGroupRequestHeader>().map(|h| h.consumer_group);
+        self.0.lock().unwrap().push(format!("{}:{}", request.code, group.unwrap_or_default()));
+        Handled::Now(RemotingCommand::response(response::SUCCESS, None))
+    }
+}
+
+fn heartbeat(client_id: &str) -> RemotingCommand {
+    let body = format!(
+        r#"{{"clientID":"{client_id}","consumerDataSet":[{{"groupName":"Members","consumeType":"CONSUME_PASSIVELY",
+        "messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET",
+        "subscriptionDataSet":[{{"topic":"Shared","subString":"*","subVersion":1}}]}}],"producerDataSet":[]}}"#
+    );
+    RemotingCommand::request(request::HEART_BEAT).with_body(body)
+}
+
+async fn consumer_ids(client: &RemotingClient, addr: &str) -> serde_json::Value {
+    let header = ConsumerGroupRequestHeader { consumer_group: "Members".into() };
+    let list = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
+    let reply = call(client, addr, list).await;
+    serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test]
+async fn group_members_hear_of_each_other() {
+    let broker = Running::start(|_| {}).await;
+    let addr = broker.addr.as_str();
+    let notices_a = Arc::new(Notices::default());
+    let a = RemotingClient::new(ClientConfig::default(), Some(notices_a.clone()));
+    let b = RemotingClient::new(ClientConfig::default(), None);
+    assert_eq!(call(&a, addr, heartbeat("client-a")).await.code, response::SUCCESS);
+    assert_eq!(call(&b, addr, heartbeat("client-b")).await.code, response::SUCCESS);
+    assert_eq!(
+        consumer_ids(&a, addr).await["consumerIdList"],
+        serde_json::json!(["client-a", "client-b"])
+    );
+    // The group's retry topic exists from the first heartbeat.
+    assert!(topic_table(&a, addr).await["topicConfigTable"].get("%RETRY%Members").is_some());
+    let unregister = UnregisterClientRequestHeader {
+        client_id: "client-b".into(),
+        producer_group: None,
+        consumer_group: Some("Members".into()),
+    };
+    let request = RemotingCommand::request(request::UNREGISTER_CLIENT).with_header(&unregister);
+    assert_eq!(call(&b, addr, request).await.code, response::SUCCESS);
+    assert_eq!(consumer_ids(&a, addr).await["consumerIdList"], serde_json::json!(["client-a"]));
+    let deadline = Instant::now() + WAIT;
+    while notices_a.0.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // a joined, b joined, b left: a heard of each change.
+    assert_eq!(*notices_a.0.lock().unwrap(), vec!["40:Members"; 3]);
+    broker.stop().await;
+}
