@@ -51,6 +51,23 @@ pub async fn send(
     id: u64,
     body_len: usize,
 ) -> SendOutcome {
+    send_delayed(client, broker, topic, queue_id, id, body_len, 0).await
+}
+
+/// Sends message `id` with delay level `level` (0: none): it reaches its queue once due.
+pub async fn send_delayed(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue_id: i32,
+    id: u64,
+    body_len: usize,
+    level: i32,
+) -> SendOutcome {
+    let mut properties = format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}");
+    if level > 0 {
+        properties.push_str(&format!("DELAY\u{1}{level}\u{2}"));
+    }
     let header = SendMessageRequestHeader {
         producer_group: "SimProducer".into(),
         topic: topic.into(),
@@ -60,7 +77,7 @@ pub async fn send(
         sys_flag: 0,
         born_timestamp: 0,
         flag: 0,
-        properties: Some(format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")),
+        properties: Some(properties),
         ..SendMessageRequestHeader::default()
     };
     let request = RemotingCommand::request(request::SEND_MESSAGE_V2)

@@ -2,14 +2,19 @@
 //! producer and a consumer. The broker is killed (power loss: the disk keeps, drops or tears
 //! each unsynced write) and restarted, once or twice, while messages flow.
 //!
+//! Every fifth message asks for delay level 1 (1 s) and goes through the schedule topic.
+//!
 //! The promises checked at the end:
-//! - every message the broker acknowledged is consumed (SYNC_FLUSH: acked means durable);
+//! - every message the broker acknowledged is consumed (SYNC_FLUSH: acked means durable),
+//!   a delayed one no earlier than its delay after it was sent;
 //! - a (queue, offset) never names two different messages, and an acknowledged message is
 //!   consumed exactly where the acknowledgement said it was stored;
 //! - after a restart the consumer resumes from an offset it committed: never past what it had
 //!   consumed (no loss), and not before what it committed a persistence interval before the
 //!   crash;
-//! - duplicates happen only by those rewinds, and are exactly as many as the rewinds cover.
+//! - duplicates are exactly what the rewinds cover, plus delayed messages delivered again
+//!   because the crash came before their schedule cursor was written, and only those
+//!   delivered within a cursor-persistence interval before a crash.
 //!
 //! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test broker`.
 #![cfg(madsim)]
@@ -40,8 +45,18 @@ const MESSAGES: u64 = 300;
 const BODY_BYTES: usize = 300;
 /// How often the broker writes consumer offsets in this scenario.
 const OFFSETS_INTERVAL: Duration = Duration::from_millis(500);
-/// Time to spare on top of that interval when bounding a rewind.
+/// How often the broker writes the delay cursors in this scenario.
+const DELAY_OFFSETS_INTERVAL: Duration = Duration::from_millis(500);
+/// Time to spare on top of those intervals when bounding a rewind or a redelivery.
 const MARGIN: Duration = Duration::from_millis(500);
+/// Every this many messages, one is delayed by level 1.
+const DELAYED_EVERY: u64 = 5;
+const DELAY: Duration = Duration::from_secs(1);
+
+/// Wall-clock milliseconds (simulated), the clock store timestamps use.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("constant address")
@@ -52,6 +67,7 @@ fn broker_config() -> BrokerConfig {
     config.broker_ip = Some("10.0.1.1".into());
     config.namesrv_addrs = vec![NAMESRV.into()];
     config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
+    config.flush_delay_offsets_interval_ms = DELAY_OFFSETS_INTERVAL.as_millis() as u64;
     let store = &mut config.store;
     store.root = PathBuf::from("/store");
     store.flush_disk_type = FlushDiskType::SyncFlush;
@@ -68,14 +84,17 @@ fn broker_config() -> BrokerConfig {
 struct Ledger {
     acked: BTreeMap<u64, (i32, i64)>,
     unknown: BTreeSet<u64>,
-    /// Every message consumed, in order: (queue, offset, id).
-    consumed: Vec<(i32, i64, u64)>,
+    /// Delayed messages, with the wall time just before each was sent.
+    delayed: BTreeMap<u64, i64>,
+    /// Every message consumed, in order: (queue, offset, id, store timestamp).
+    consumed: Vec<(i32, i64, u64, i64)>,
     /// Offsets the broker took as committed: queue -> [(sent, answered, offset)]. The broker
     /// took each at some moment between its two times.
     commits: BTreeMap<i32, Vec<(tokio::time::Instant, tokio::time::Instant, i64)>>,
     /// Each resume after a lost connection: (queue, where the consumer was, where it resumed).
     resumes: Vec<(i32, i64, i64, tokio::time::Instant)>,
     crashes: Vec<tokio::time::Instant>,
+    crashes_wall: Vec<i64>,
     producer_done: bool,
 }
 
@@ -96,9 +115,15 @@ async fn produce(ledger: Shared) {
 async fn produce_queue(ledger: Shared, queue: i32) {
     let client = RemotingClient::new(ClientConfig::default(), None);
     for id in (queue as u64..MESSAGES).step_by(QUEUES as usize) {
-        let outcome = workload::send(&client, BROKER, TOPIC, queue, id, BODY_BYTES).await;
+        let level = i32::from(id % DELAYED_EVERY == DELAYED_EVERY - 1);
+        let sent_at = wall_ms();
+        let outcome =
+            workload::send_delayed(&client, BROKER, TOPIC, queue, id, BODY_BYTES, level).await;
         let down = {
             let mut ledger = ledger.lock().unwrap();
+            if level > 0 {
+                ledger.delayed.insert(id, sent_at);
+            }
             match outcome {
                 SendOutcome::Acked { queue_offset } => {
                     ledger.acked.insert(id, (queue, queue_offset));
@@ -150,13 +175,15 @@ async fn consume(ledger: Shared) {
             }
             let offset = positions[&queue];
             let hold = Duration::from_millis(300);
+            let acked_before = ledger.lock().unwrap().acked.len();
             let pulled = workload::pull(&client, BROKER, GROUP, TOPIC, queue, offset, hold).await;
             match pulled {
                 Ok(pulled) if pulled.code == response::SUCCESS => {
                     {
                         let mut seen = ledger.lock().unwrap();
                         for message in &pulled.messages {
-                            seen.consumed.push((queue, message.queue_offset, message.id));
+                            let stored = message.store_timestamp;
+                            seen.consumed.push((queue, message.queue_offset, message.id, stored));
                         }
                     }
                     positions.insert(queue, pulled.next_begin_offset);
@@ -168,6 +195,10 @@ async fn consume(ledger: Shared) {
                         let mut seen = ledger.lock().unwrap();
                         seen.commits.entry(queue).or_default().push((sent, answered, next));
                     }
+                }
+                // Before the first send creates the topic, the broker does not know it.
+                Ok(pulled) if pulled.code == response::TOPIC_NOT_EXIST && acked_before == 0 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(pulled) => assert!(
                     pulled.code == response::PULL_NOT_FOUND
@@ -235,7 +266,11 @@ async fn sync_flush_survives_broker_crashes() {
         handle.kill(broker_node.id());
         *slot.lock().unwrap() = None;
         disk.crash();
-        ledger.lock().unwrap().crashes.push(tokio::time::Instant::now());
+        {
+            let mut ledger = ledger.lock().unwrap();
+            ledger.crashes.push(tokio::time::Instant::now());
+            ledger.crashes_wall.push(wall_ms());
+        }
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..2_000))).await;
         handle.restart(broker_node.id());
     }
@@ -265,18 +300,39 @@ fn check(ledger: &Ledger, disk: &SimDisk) {
     let lost: Vec<u64> =
         ledger.acked.keys().filter(|id| !consumed_ids.contains(id)).copied().collect();
     assert!(lost.is_empty(), "acknowledged under SYNC_FLUSH but never consumed: {lost:?}");
-    // A (queue, offset) names one message; an acked message is where its ack said.
+    // A (queue, offset) names one message; an acked message is where its ack said, a delayed
+    // one in its queue and not before it was due.
     let mut at: BTreeMap<(i32, i64), u64> = BTreeMap::new();
-    for &(queue, offset, id) in &ledger.consumed {
+    let mut copies: BTreeMap<u64, BTreeMap<(i32, i64), i64>> = BTreeMap::new();
+    for &(queue, offset, id, stored) in &ledger.consumed {
         let first = *at.entry((queue, offset)).or_insert(id);
         assert_eq!(first, id, "queue {queue} offset {offset} named two messages");
-        if let Some(&(acked_queue, acked_offset)) = ledger.acked.get(&id) {
+        copies.entry(id).or_default().insert((queue, offset), stored);
+        if let Some(&sent_at) = ledger.delayed.get(&id) {
+            assert_eq!(queue as u64, id % QUEUES as u64, "delayed message {id} in another queue");
+            let due = sent_at + DELAY.as_millis() as i64;
+            assert!(stored >= due, "delayed message {id} delivered at {stored}, due at {due}");
+        } else if let Some(&(acked_queue, acked_offset)) = ledger.acked.get(&id) {
             assert_eq!((queue, offset), (acked_queue, acked_offset), "message {id} moved");
         }
         assert!(
             ledger.acked.contains_key(&id) || ledger.unknown.contains(&id),
             "message {id} consumed but its send was refused"
         );
+    }
+    // A message is stored twice only when it is a delayed one whose first delivery came within
+    // a cursor-persistence interval before a crash.
+    let mut redelivered: i64 = 0;
+    let window = (DELAY_OFFSETS_INTERVAL + MARGIN).as_millis() as i64;
+    for (id, places) in &copies {
+        if places.len() == 1 {
+            continue;
+        }
+        assert!(ledger.delayed.contains_key(id), "message {id} stored at {places:?}");
+        let first = places.values().min().copied().unwrap_or_default();
+        let near_crash = ledger.crashes_wall.iter().any(|c| first <= *c && *c - first <= window);
+        assert!(near_crash, "delayed message {id} delivered again long after a crash: {places:?}");
+        redelivered += places.len() as i64 - 1;
     }
     // Resumes: never past what was consumed, never before what was committed a persistence
     // interval before the last crash (offsets committed since the restart before it).
@@ -294,10 +350,15 @@ fn check(ledger: &Ledger, disk: &SimDisk) {
         rewound += before - resumed;
     }
     let duplicates = ledger.consumed.len() as i64 - consumed_ids.len() as i64;
-    assert_eq!(duplicates, rewound, "every duplicate comes from a rewind to a committed offset");
+    assert_eq!(
+        duplicates,
+        rewound + redelivered,
+        "every duplicate comes from a rewind to a committed offset or a delayed redelivery"
+    );
     let stats = disk.stats();
     println!(
-        "broker scenario: {} acked, {} unknown, {} consumed, {duplicates} duplicates, {} resumes; \
+        "broker scenario: {} acked, {} unknown, {} consumed, {duplicates} duplicates \
+         ({redelivered} delayed redeliveries), {} resumes; \
          disk: {} crashes, {} writes torn, {} dropped, {} kept",
         ledger.acked.len(),
         ledger.unknown.len(),

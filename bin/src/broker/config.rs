@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub channel_expired_ms: u64,
     /// `flushConsumerOffsetInterval`: consumer offsets are written this often.
     pub flush_offsets_interval_ms: u64,
+    /// `flushDelayOffsetInterval`: the delay cursors are written this often.
+    pub flush_delay_offsets_interval_ms: u64,
     /// `maxTransferCountOnMessageInMemory` and `maxTransferBytesOnMessageInMemory`.
     pub pull_messages_max: usize,
     pub pull_bytes_max: usize,
@@ -82,6 +84,7 @@ impl Default for BrokerConfig {
             register_timeout_ms: 24_000,
             channel_expired_ms: CHANNEL_EXPIRED_DEFAULT_MS,
             flush_offsets_interval_ms: 5_000,
+            flush_delay_offsets_interval_ms: 10_000,
             pull_messages_max: 32,
             pull_bytes_max: 256 << 10,
             held_pulls_max: 16_384,
@@ -122,6 +125,11 @@ impl BrokerConfig {
         props.apply(
             "flushConsumerOffsetInterval",
             &mut self.flush_offsets_interval_ms,
+            "milliseconds",
+        )?;
+        props.apply(
+            "flushDelayOffsetInterval",
+            &mut self.flush_delay_offsets_interval_ms,
             "milliseconds",
         )?;
         props.apply("maxTransferCountOnMessageInMemory", &mut self.pull_messages_max, "a count")?;

@@ -23,18 +23,17 @@ use crate::clock::now_millis;
 const IDLE: Duration = Duration::from_millis(100);
 /// How long after a failed re-append the level tries again.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often the cursors are written.
-const PERSIST_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut last_persist = tokio::time::Instant::now();
+    let persist_every = Duration::from_millis(broker.config.flush_delay_offsets_interval_ms);
     loop {
         let now = now_millis() as i64;
         let mut wake = now + IDLE.as_millis() as i64;
         for level in 1..=broker.config.store.delay_levels.count() {
             wake = wake.min(deliver_level(&broker, level, now));
         }
-        if last_persist.elapsed() >= PERSIST_EVERY {
+        if last_persist.elapsed() >= persist_every {
             persist(&broker);
             last_persist = tokio::time::Instant::now();
         }
