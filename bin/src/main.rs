@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::route::{self, RouteBench};
 use petrel::bench::store::{self as store_bench, StoreBench};
 use petrel::broker::{self, BrokerConfig};
@@ -96,6 +97,24 @@ enum BenchCommand {
         #[arg(long)]
         register: bool,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A broker's resident memory with idle client connections and held pulls.
+    Idle {
+        /// Broker address.
+        #[arg(short = 'b', long, default_value = "127.0.0.1:10911")]
+        broker: String,
+        /// Process id of the broker (its memory is read from /proc).
+        #[arg(long)]
+        pid: u32,
+        /// Idle client connections to open.
+        #[arg(short = 'c', long, default_value_t = 1000)]
+        connections: usize,
+        /// Pull requests to hold (on as many of those connections).
+        #[arg(long, default_value_t = 100)]
+        held: usize,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +227,12 @@ async fn run(command: Command) -> Result<(), String> {
             };
             let summary = route::run(bench).await?;
             println!("{}", summary.render(json));
+            Ok(())
+        }
+        Command::Bench { which: BenchCommand::Idle { broker, pid, connections, held, json } } => {
+            let bench = IdleBench { broker, pid, connections, held_pulls: held };
+            let report = idle::run(bench).await?;
+            print!("{}", report.render(json));
             Ok(())
         }
         Command::Bench {

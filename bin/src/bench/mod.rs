@@ -1,8 +1,10 @@
 //! `petrel bench`: load generators that measure Petrel over real sockets.
 //!
 //! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
+//! - `idle`: a broker's memory with many idle connections and held pulls.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 
+pub mod idle;
 pub mod route;
 pub mod store;
 
