@@ -216,3 +216,70 @@ async fn sync_flush_broker_killed_mid_load_loses_no_acknowledged_message() {
     }
     assert!(found.len() >= acked.len());
 }
+
+/// `petrel namesrv` and `petrel broker` as two processes: the broker finds the NameServer
+/// through NAMESRV_ADDR, registers, and on SIGTERM unregisters, so its topics leave the routes
+/// at once rather than after the NameServer's 120 s expiry.
+#[tokio::test]
+async fn broker_registers_and_unregisters_with_the_namesrv() {
+    let data = tempfile::tempdir().unwrap();
+    let mut namesrv = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["namesrv", "--listen-port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(namesrv.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let namesrv_addr = format!("127.0.0.1:{}", line.trim().rsplit(':').next().unwrap());
+    let conf = data.path().join("broker.conf");
+    let store = data.path().join("store");
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerName=solo\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nstorePathRootDir={}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["broker", "--listen-port", "0", "-c"])
+        .arg(&conf)
+        .env("NAMESRV_ADDR", &namesrv_addr)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(broker.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("broker listening on"), "{line}");
+
+    let client = client();
+    let route = |topic: &str| {
+        let header = petrel_net::headers::namesrv::GetRouteInfoRequestHeader {
+            topic: topic.into(),
+            accept_standard_json_only: Some(true),
+        };
+        RemotingCommand::request(petrel_net::codec::codes::request::GET_ROUTEINFO_BY_TOPIC)
+            .with_header(&header)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut reply =
+        client.invoke(&namesrv_addr, route("TBW102"), Duration::from_secs(3)).await.unwrap();
+    while reply.code != response::SUCCESS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply =
+            client.invoke(&namesrv_addr, route("TBW102"), Duration::from_secs(3)).await.unwrap();
+    }
+    assert_eq!(reply.code, response::SUCCESS, "the broker registered its topics");
+    assert!(String::from_utf8_lossy(&reply.body).contains("solo"));
+
+    let status = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(broker.wait().unwrap().success(), "a clean stop exits 0");
+    let reply =
+        client.invoke(&namesrv_addr, route("TBW102"), Duration::from_secs(3)).await.unwrap();
+    assert_eq!(reply.code, response::TOPIC_NOT_EXIST, "the broker left the routes when it stopped");
+    let _ = namesrv.kill();
+    let _ = namesrv.wait();
+}

@@ -35,3 +35,9 @@ fn recover_ops_corpus() {
     let replayed = replay("recover_ops", petrel_storage::fuzzing::fuzz_recover_ops);
     assert!(replayed >= 5, "the recover_ops corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn request_bodies_corpus() {
+    let replayed = replay("request_bodies", petrel_net::codec::fuzz_request_bodies);
+    assert!(replayed >= 5, "the request_bodies corpus lost its seeds: {replayed} files");
+}

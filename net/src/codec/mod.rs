@@ -9,12 +9,14 @@
 
 pub mod codes;
 pub mod command;
+mod fuzzing;
 pub mod header;
 pub mod json;
 
 use bytes::{Buf, BytesMut};
 
 pub use command::{ExtFields, RemotingCommand, SerializeType};
+pub use fuzzing::fuzz_request_bodies;
 
 /// Largest frame accepted unless configured otherwise (RocketMQ `frameMaxLength`, 16 MiB).
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
