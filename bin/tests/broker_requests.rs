@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use petrel::broker::{self, BrokerConfig, BrokerHandle};
 use petrel_client::raw::{self, PulledMessage, SendOutcome};
 use petrel_core::broker::batch::{encode_batch, BatchItem};
 use petrel_core::broker::schedule::DelayLevels;
@@ -23,38 +22,12 @@ use petrel_net::headers::broker::{
     UnregisterClientRequestHeader,
 };
 use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
-use petrel_storage::disk::FsDisk;
+
+mod common;
+
+use common::Running;
 
 const WAIT: Duration = Duration::from_secs(3);
-
-struct Running {
-    handle: Option<BrokerHandle>,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn start(configure: impl FnOnce(&mut BrokerConfig)) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = BrokerConfig {
-            listen_port: 0,
-            bind_address: "127.0.0.1".into(),
-            broker_ip: Some("127.0.0.1".into()),
-            ..BrokerConfig::default()
-        };
-        config.store.root = dir.path().to_path_buf();
-        config.store.commit_log_file_bytes = 1 << 20;
-        config.store.message_bytes_max = 64 << 10;
-        configure(&mut config);
-        let handle = broker::start(config, Arc::new(FsDisk)).await.unwrap();
-        let addr = handle.state.addr().to_owned();
-        Running { handle: Some(handle), addr, _dir: dir }
-    }
-
-    async fn stop(mut self) {
-        self.handle.take().unwrap().shutdown().await.unwrap();
-    }
-}
 
 async fn call(client: &RemotingClient, addr: &str, command: RemotingCommand) -> RemotingCommand {
     client.invoke(addr, command, WAIT).await.unwrap()
@@ -82,7 +55,7 @@ fn prop<'a>(message: &'a PulledMessage, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn a_batch_is_stored_as_separate_messages() {
-    let broker = Running::start(|_| {}).await;
+    let broker = Running::start(None, |_| {}).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     let bodies: Vec<Vec<u8>> = (0..3).map(|id| raw::body(id, 40)).collect();
     let props: Vec<String> = (0..3).map(|id| format!("KEYS\u{1}batch-{id}\u{2}")).collect();
@@ -151,7 +124,7 @@ async fn wait_for_messages(client: &RemotingClient, addr: &str, topic: &str) -> 
 
 #[tokio::test]
 async fn failed_messages_retry_after_their_delay_then_go_to_the_dead_letter_topic() {
-    let broker = Running::start(|c| {
+    let broker = Running::start(None, |c| {
         c.store.delay_levels = DelayLevels::parse("1s 1s 1s 1s 1s").unwrap();
     })
     .await;
@@ -210,7 +183,7 @@ async fn topic_table(client: &RemotingClient, addr: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn topics_and_groups_are_administered() {
-    let broker = Running::start(|c| c.auto_create_topic = false).await;
+    let broker = Running::start(None, |c| c.auto_create_topic = false).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     let addr = broker.addr.as_str();
     assert_eq!(
@@ -270,7 +243,7 @@ async fn offset_of(client: &RemotingClient, addr: &str, command: RemotingCommand
 
 #[tokio::test]
 async fn queue_offsets_answer_by_position_and_time() {
-    let broker = Running::start(|_| {}).await;
+    let broker = Running::start(None, |_| {}).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     let addr = broker.addr.as_str();
     let before =
@@ -353,7 +326,7 @@ async fn consumer_ids(client: &RemotingClient, addr: &str) -> serde_json::Value 
 
 #[tokio::test]
 async fn group_members_hear_of_each_other() {
-    let broker = Running::start(|_| {}).await;
+    let broker = Running::start(None, |_| {}).await;
     let addr = broker.addr.as_str();
     let notices_a = Arc::new(Notices::default());
     let a = RemotingClient::new(ClientConfig::default(), Some(notices_a.clone()));

@@ -1,7 +1,52 @@
 //! petrel-client: the Rust SDK for RocketMQ-protocol brokers.
 //!
-//! So far the raw requests ([`raw`]); the SDK proper (issue 5) will build on them and on
-//! `petrel-net`'s transport, keeping its decisions (queue selection, rebalance, fault tolerance)
-//! in `petrel-core`.
+//! - [`producer`]: routes from the NameServers, queue selection with latency fault tolerance,
+//!   retries on another broker, sync / async / oneway / batch sends.
+//! - [`raw`]: single requests to one broker, each reporting exactly what happened, for the
+//!   simulator and tests.
+//!
+//! The decisions (queue selection, fault tolerance, rebalance) are pure code in
+//! `petrel_core::client`.
 
+pub mod message;
+pub mod producer;
 pub mod raw;
+pub mod route;
+
+pub use message::{Message, SendResult, SendStatus};
+pub use producer::{Producer, ProducerConfig};
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client's settings cannot work.
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// The message would be refused; nothing was sent.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// No broker serves the topic (it does not exist and cannot be created).
+    #[error("no route to topic {0}: create it, or enable autoCreateTopicEnable on a broker")]
+    NoRoute(String),
+    /// A broker or NameServer answered with an error code.
+    #[error("broker answered {code}: {remark}")]
+    Broker { code: i32, remark: String },
+    /// The request got no answer (connection refused or closed, or timed out).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// An answer that does not follow the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Whether another attempt, on another broker, may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Transport(_) => true,
+            ClientError::Broker { code, .. } => producer::is_retry_code(*code),
+            _ => false,
+        }
+    }
+}

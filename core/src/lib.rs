@@ -22,6 +22,7 @@
 //! ```
 
 pub mod broker;
+pub mod client;
 pub mod kv;
 pub mod model;
 pub mod record;

@@ -1,0 +1,162 @@
+//! What a producer sends and what it gets back.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use petrel_core::client::MessageQueue;
+use petrel_core::record::{is_valid_topic, put_property, TOPIC_BYTES_MAX};
+
+/// RocketMQ's `maxMessageSize`: the largest body a broker takes by default.
+pub const BODY_BYTES_MAX: usize = 4 << 20;
+
+/// Properties the client and broker set themselves; a user may not set them.
+const RESERVED: [&str; 10] = [
+    "UNIQ_KEY",
+    "TAGS",
+    "KEYS",
+    "DELAY",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "RETRY_TOPIC",
+    "TRAN_MSG",
+    "MSG_REGION",
+    "CLUSTER",
+];
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub topic: String,
+    pub body: Bytes,
+    pub tags: Option<String>,
+    pub keys: Vec<String>,
+    /// Delay level (1 = the broker's first `messageDelayLevel`), 0 for none.
+    pub delay_level: i32,
+    pub flag: i32,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Message {
+        Message { topic: topic.into(), body: body.into(), ..Message::default() }
+    }
+
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Message {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    pub fn with_keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Message {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_delay_level(mut self, level: i32) -> Message {
+        self.delay_level = level;
+        self
+    }
+
+    /// Checks what a broker would refuse, with a reason a person can act on.
+    pub fn validate(&self, body_bytes_max: usize) -> Result<(), String> {
+        let topic = &self.topic;
+        if topic.is_empty() || topic.len() > TOPIC_BYTES_MAX || !is_valid_topic(topic.as_bytes()) {
+            return Err(format!(
+                "topic {topic:?} is not valid: use 1 to {TOPIC_BYTES_MAX} characters of letters, digits, %, |, _ and -"
+            ));
+        }
+        if self.body.is_empty() {
+            return Err("the message body is empty".to_owned());
+        }
+        if self.body.len() > body_bytes_max {
+            return Err(format!(
+                "the message body is {} bytes, over the {body_bytes_max}-byte limit",
+                self.body.len()
+            ));
+        }
+        if let Some(name) = self.properties.keys().find(|k| RESERVED.contains(&k.as_str())) {
+            return Err(format!("property {name} is reserved; use the message's own field"));
+        }
+        let bad = |s: &str| s.contains(['\u{1}', '\u{2}']);
+        if self.properties.iter().any(|(k, v)| k.is_empty() || bad(k) || bad(v))
+            || self.keys.iter().any(|k| bad(k) || k.contains(' '))
+            || self.tags.as_deref().is_some_and(bad)
+        {
+            return Err(
+                "keys, tags and properties may not hold \\u0001 or \\u0002, keys no spaces".into(),
+            );
+        }
+        if self.delay_level < 0 {
+            return Err(format!("delay level {} is negative", self.delay_level));
+        }
+        Ok(())
+    }
+
+    /// The encoded properties, with `unique_key` as UNIQ_KEY.
+    pub fn encode_properties(&self, unique_key: &str) -> String {
+        let mut out = Vec::with_capacity(64);
+        if let Some(tags) = &self.tags {
+            put_property(&mut out, "TAGS", tags);
+        }
+        if !self.keys.is_empty() {
+            put_property(&mut out, "KEYS", &self.keys.join(" "));
+        }
+        if self.delay_level > 0 {
+            put_property(&mut out, "DELAY", &self.delay_level.to_string());
+        }
+        put_property(&mut out, "UNIQ_KEY", unique_key);
+        for (name, value) in &self.properties {
+            put_property(&mut out, name, value);
+        }
+        String::from_utf8(out).expect("properties are built from strings")
+    }
+}
+
+/// How the broker took a message it stored (`SendStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    Ok,
+    /// Stored, but not flushed within the broker's `syncFlushTimeout`.
+    FlushDiskTimeout,
+    FlushSlaveTimeout,
+    SlaveNotAvailable,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    pub status: SendStatus,
+    /// The message's UNIQ_KEY, the id consumers see.
+    pub msg_id: String,
+    /// The broker's id for where it stored the message (`offsetMsgId`).
+    pub offset_msg_id: String,
+    pub queue: MessageQueue,
+    pub queue_offset: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_says_what_is_wrong() {
+        let ok = Message::new("T", "x");
+        assert!(ok.validate(BODY_BYTES_MAX).is_ok());
+        assert!(Message::new("a b", "x").validate(10).unwrap_err().contains("not valid"));
+        assert!(Message::new("T", "").validate(10).unwrap_err().contains("empty"));
+        assert!(Message::new("T", "12345").validate(4).unwrap_err().contains("4-byte limit"));
+        let mut reserved = ok.clone();
+        reserved.properties.insert("DELAY".into(), "3".into());
+        assert!(reserved.validate(10).unwrap_err().contains("reserved"));
+        assert!(ok.clone().with_keys(["a b"]).validate(10).is_err());
+    }
+
+    #[test]
+    fn properties_encode_as_rocketmq_does() {
+        let message =
+            Message::new("T", "x").with_tags("TagA").with_keys(["k1", "k2"]).with_delay_level(2);
+        assert_eq!(
+            message.encode_properties("U1"),
+            "TAGS\u{1}TagA\u{2}KEYS\u{1}k1 k2\u{2}DELAY\u{1}2\u{2}UNIQ_KEY\u{1}U1\u{2}"
+        );
+    }
+}

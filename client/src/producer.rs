@@ -1,0 +1,533 @@
+//! The producer: routes from the NameServers, queue selection with latency fault tolerance,
+//! retries on another broker, sync / async / oneway / batch sends.
+//!
+//! The decisions (which queue, which brokers to avoid) are `petrel_core::client::fault`'s;
+//! this is the shell that times sends and feeds it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use petrel_core::broker::batch::{encode_batch, BatchItem};
+use petrel_core::client::fault::FaultTable;
+use petrel_core::client::MessageQueue;
+use petrel_core::Millis;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+    UnregisterClientRequestHeader,
+};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::message::{Message, SendResult, SendStatus, BODY_BYTES_MAX};
+use crate::route::{self, TopicRoute};
+use crate::ClientError;
+
+/// The topic a send to a topic not created yet borrows its route from.
+const AUTO_CREATE_TOPIC: &str = "TBW102";
+
+/// Broker answers after which a send is tried again on another broker (RocketMQ's
+/// `retryResponseCodes`).
+const RETRY_CODES: [i32; 5] = [
+    response::TOPIC_NOT_EXIST,
+    response::SERVICE_NOT_AVAILABLE,
+    response::SYSTEM_ERROR,
+    response::SYSTEM_BUSY,
+    response::NO_PERMISSION,
+];
+
+/// A producer's settings, with RocketMQ's defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// NameServer addresses; by default from `NAMESRV_ADDR` (`host:port;host:port`).
+    pub namesrv_addrs: Vec<String>,
+    pub group: String,
+    /// `sendMsgTimeout`: 3 s.
+    pub send_timeout: Duration,
+    /// `retryTimesWhenSendFailed`: 2 more tries, each on another broker when there is one.
+    pub retries: u32,
+    /// `maxMessageSize`: 4 MiB; a batch is split to stay under it.
+    pub body_bytes_max: usize,
+    /// `pollNameServerInterval` and `heartbeatBrokerInterval`: 30 s.
+    pub refresh_interval: Duration,
+    /// `defaultTopicQueueNums`: queues of a topic the broker creates on first send.
+    pub default_topic_queue_nums: i32,
+    /// `sendLatencyFaultEnable`: avoid brokers that were slow or failed.
+    pub latency_fault: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
+        ProducerConfig {
+            namesrv_addrs: namesrv
+                .split(';')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| a.trim().to_owned())
+                .collect(),
+            group: "DEFAULT_PRODUCER".to_owned(),
+            send_timeout: Duration::from_secs(3),
+            retries: 2,
+            body_bytes_max: BODY_BYTES_MAX,
+            refresh_interval: Duration::from_secs(30),
+            default_topic_queue_nums: 4,
+            latency_fault: true,
+        }
+    }
+}
+
+fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+struct Inner {
+    config: ProducerConfig,
+    client: RemotingClient,
+    client_id: String,
+    routes: Mutex<BTreeMap<String, TopicRoute>>,
+    faults: Mutex<FaultTable>,
+    ids: AtomicU64,
+    seed: u32,
+    started: Millis,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running producer. Cheap to clone; clones share routes, connections and fault state.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+    stop: Arc<watch::Sender<bool>>,
+    refresher: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// Where a send goes.
+enum Target<'a> {
+    /// Round robin with fault tolerance.
+    Any,
+    /// The queue the sharding key hashes to.
+    Key(&'a str),
+    /// This queue.
+    Queue(&'a MessageQueue),
+}
+
+impl Producer {
+    /// Starts a producer: checks its settings and starts refreshing routes and sending
+    /// heartbeats every `refresh_interval`.
+    pub fn start(config: ProducerConfig) -> Result<Producer, ClientError> {
+        if config.namesrv_addrs.is_empty() {
+            return Err(ClientError::Config(
+                "no NameServer address: set NAMESRV_ADDR or namesrv_addrs".into(),
+            ));
+        }
+        let started = now_millis();
+        let inner = Arc::new(Inner {
+            client: RemotingClient::new(ClientConfig::default(), None),
+            client_id: format!("{}@{}#{started}", std::process::id(), config.group),
+            routes: Mutex::default(),
+            faults: Mutex::default(),
+            ids: AtomicU64::new(0),
+            seed: (started as u32) ^ std::process::id().rotate_left(16),
+            started,
+            config,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let refresher = tokio::spawn(refresh(inner.clone(), stopped));
+        Ok(Producer {
+            inner,
+            stop: Arc::new(stop),
+            refresher: Arc::new(Mutex::new(Some(refresher))),
+        })
+    }
+
+    /// Sends and waits for the broker's answer, trying other brokers on failure.
+    pub async fn send(&self, message: &Message) -> Result<SendResult, ClientError> {
+        self.send_with(message, Target::Any).await
+    }
+
+    /// Sends to the queue `key` hashes to: messages of one key keep their order.
+    pub async fn send_by_key(
+        &self,
+        message: &Message,
+        key: &str,
+    ) -> Result<SendResult, ClientError> {
+        self.send_with(message, Target::Key(key)).await
+    }
+
+    /// Sends to one queue.
+    pub async fn send_to(
+        &self,
+        message: &Message,
+        queue: &MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        self.send_with(message, Target::Queue(queue)).await
+    }
+
+    /// Sends without waiting: the answer comes through the handle.
+    pub fn send_async(&self, message: Message) -> JoinHandle<Result<SendResult, ClientError>> {
+        let producer = self.clone();
+        tokio::spawn(async move { producer.send(&message).await })
+    }
+
+    /// Sends once and waits for no answer: the message may be lost.
+    pub async fn send_oneway(&self, message: &Message) -> Result<(), ClientError> {
+        message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
+        let route = self.route(&message.topic).await?;
+        let queue = self.pick(&route, &Target::Any, None)?;
+        let addr = master(&route, &queue)?;
+        let properties = message.encode_properties(&self.unique_key());
+        let body = message.body.clone();
+        let mut request = self.request(message, &queue, request::SEND_MESSAGE_V2, properties, body);
+        request.mark_oneway();
+        self.inner
+            .client
+            .invoke_oneway(&addr, request)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    async fn send_with(
+        &self,
+        message: &Message,
+        target: Target<'_>,
+    ) -> Result<SendResult, ClientError> {
+        message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
+        let mut avoid: Option<String> = None;
+        let mut last_error = None;
+        for _attempt in 0..=self.inner.config.retries {
+            let route = self.route(&message.topic).await?;
+            let queue = self.pick(&route, &target, avoid.as_deref())?;
+            let addr = master(&route, &queue)?;
+            let key = self.unique_key();
+            let properties = message.encode_properties(&key);
+            let body = message.body.clone();
+            let request = self.request(message, &queue, request::SEND_MESSAGE_V2, properties, body);
+            let started = now_millis();
+            let outcome = self.exchange(&addr, request, &queue).await;
+            let latency = now_millis().saturating_sub(started);
+            let failed = outcome.is_err();
+            self.record(&queue.broker_name, latency, failed);
+            match outcome {
+                Ok(mut results) => {
+                    let mut result = results
+                        .pop()
+                        .ok_or_else(|| ClientError::Protocol("empty send answer".into()))?;
+                    result.msg_id = key;
+                    return Ok(result);
+                }
+                Err(error) if error.retryable() && matches!(target, Target::Any) => {
+                    self.forget_route(&message.topic);
+                    avoid = Some(queue.broker_name.clone());
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ClientError::Protocol("no attempt made".into())))
+    }
+
+    /// Sends messages of one topic as SEND_BATCH_MESSAGE requests, split so that no request
+    /// body exceeds `body_bytes_max`. Returns one result per message, in order.
+    pub async fn send_batch(&self, messages: &[Message]) -> Result<Vec<SendResult>, ClientError> {
+        let Some(first) = messages.first() else { return Ok(Vec::new()) };
+        let max = self.inner.config.body_bytes_max;
+        let mut encoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            message.validate(max).map_err(ClientError::Invalid)?;
+            if message.topic != first.topic || message.delay_level > 0 {
+                return Err(ClientError::Invalid(
+                    "a batch holds messages of one topic, none delayed".into(),
+                ));
+            }
+            let properties = message.encode_properties(&self.unique_key());
+            encoded.push((message, properties));
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for chunk in split_batch(&encoded, max) {
+            results.extend(self.send_chunk(&first.topic, chunk).await?);
+        }
+        Ok(results)
+    }
+
+    async fn send_chunk(
+        &self,
+        topic: &str,
+        chunk: &[(&Message, String)],
+    ) -> Result<Vec<SendResult>, ClientError> {
+        let items: Vec<BatchItem<'_>> = chunk
+            .iter()
+            .map(|(m, p)| BatchItem { flag: m.flag, body: &m.body, properties: p.as_bytes() })
+            .collect();
+        let body = encode_batch(&items);
+        let route = self.route(topic).await?;
+        let queue = self.pick(&route, &Target::Any, None)?;
+        let addr = master(&route, &queue)?;
+        let mut request = self.request(
+            chunk[0].0,
+            &queue,
+            request::SEND_BATCH_MESSAGE,
+            String::new(),
+            body.into(),
+        );
+        request.ext_fields.insert("m".into(), "true".into());
+        let started = now_millis();
+        let outcome = self.exchange(&addr, request, &queue).await;
+        self.record(&queue.broker_name, now_millis().saturating_sub(started), outcome.is_err());
+        let mut results = outcome?;
+        for (result, (_, properties)) in results.iter_mut().zip(chunk) {
+            result.msg_id = unique_key_of(properties);
+        }
+        Ok(results)
+    }
+
+    /// Stops the refresher and tells the brokers the producer is gone.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let refresher = lock(&self.refresher).take();
+        if let Some(refresher) = refresher {
+            let _ = refresher.await;
+        }
+        let masters: Vec<String> =
+            lock(&self.inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
+        for addr in masters.iter().collect::<std::collections::BTreeSet<_>>() {
+            let header = UnregisterClientRequestHeader {
+                client_id: self.inner.client_id.clone(),
+                producer_group: Some(self.inner.config.group.clone()),
+                consumer_group: None,
+            };
+            let request = RemotingCommand::request(request::UNREGISTER_CLIENT).with_header(&header);
+            let _ = self.inner.client.invoke(addr, request, self.inner.config.send_timeout).await;
+        }
+        self.inner.client.shutdown();
+    }
+}
+
+impl Producer {
+    /// The topic's route: cached, or asked of the NameServers. A topic they do not know yet is
+    /// sent to TBW102's brokers, which create it on the first send (`autoCreateTopicEnable`).
+    async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
+        if let Some(route) = lock(&self.inner.routes).get(topic) {
+            return Ok(route.clone());
+        }
+        let config = &self.inner.config;
+        let (client, namesrvs, timeout) =
+            (&self.inner.client, &config.namesrv_addrs, config.send_timeout);
+        let route = match route::fetch(client, namesrvs, topic, timeout).await? {
+            Some(data) => TopicRoute::from_data(topic, &data, i32::MAX),
+            None => match route::fetch(client, namesrvs, AUTO_CREATE_TOPIC, timeout).await? {
+                Some(data) => TopicRoute::from_data(topic, &data, config.default_topic_queue_nums),
+                None => return Err(ClientError::NoRoute(topic.to_owned())),
+            },
+        };
+        if route.write_queues.is_empty() {
+            return Err(ClientError::NoRoute(topic.to_owned()));
+        }
+        lock(&self.inner.routes).insert(topic.to_owned(), route.clone());
+        Ok(route)
+    }
+
+    fn forget_route(&self, topic: &str) {
+        lock(&self.inner.routes).remove(topic);
+    }
+
+    fn pick(
+        &self,
+        route: &TopicRoute,
+        target: &Target<'_>,
+        avoid: Option<&str>,
+    ) -> Result<MessageQueue, ClientError> {
+        let picked = match target {
+            Target::Queue(queue) => Some((*queue).clone()),
+            Target::Key(key) => FaultTable::select_by_key(&route.write_queues, key),
+            // With latency fault tolerance off nothing is recorded, so this is plain round
+            // robin that still steps off the broker a failed attempt went to.
+            Target::Any => {
+                lock(&self.inner.faults).select(&route.write_queues, avoid, now_millis())
+            }
+        };
+        picked.ok_or_else(|| {
+            ClientError::NoRoute(
+                route.write_queues.first().map_or_else(String::new, |q| q.topic.clone()),
+            )
+        })
+    }
+
+    fn record(&self, broker: &str, latency: Millis, failed: bool) {
+        if self.inner.config.latency_fault {
+            lock(&self.inner.faults).update(broker, latency, failed, now_millis());
+        }
+    }
+
+    /// A fresh UNIQ_KEY in RocketMQ's layout.
+    fn unique_key(&self) -> String {
+        let counter = self.inner.ids.fetch_add(1, Ordering::Relaxed);
+        let since = now_millis().saturating_sub(self.inner.started);
+        let seed = self.inner.seed ^ (counter >> 16) as u32;
+        petrel_core::broker::unique_key(
+            [127, 0, 0, 1],
+            std::process::id() as u16,
+            seed,
+            since,
+            counter as u16,
+        )
+    }
+
+    fn request(
+        &self,
+        message: &Message,
+        queue: &MessageQueue,
+        code: i32,
+        properties: String,
+        body: bytes::Bytes,
+    ) -> RemotingCommand {
+        let header = SendMessageRequestHeader {
+            producer_group: self.inner.config.group.clone(),
+            topic: message.topic.clone(),
+            default_topic: AUTO_CREATE_TOPIC.to_owned(),
+            default_topic_queue_nums: self.inner.config.default_topic_queue_nums,
+            queue_id: queue.queue_id,
+            sys_flag: 0,
+            born_timestamp: now_millis() as i64,
+            flag: message.flag,
+            properties: (!properties.is_empty()).then_some(properties),
+            reconsume_times: Some(0),
+            unit_mode: Some(false),
+            batch: Some(code == request::SEND_BATCH_MESSAGE),
+            broker_name: Some(queue.broker_name.clone()),
+            ..SendMessageRequestHeader::default()
+        };
+        RemotingCommand::request(code)
+            .with_header(&SendMessageRequestHeaderV2::from(header))
+            .with_body(body)
+    }
+
+    /// One request to one broker; a batch's answer names every message.
+    async fn exchange(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        queue: &MessageQueue,
+    ) -> Result<Vec<SendResult>, ClientError> {
+        let timeout = self.inner.config.send_timeout;
+        let reply = self
+            .inner
+            .client
+            .invoke(addr, request, timeout)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = match reply.code {
+            response::SUCCESS => SendStatus::Ok,
+            response::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
+            response::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
+            response::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
+            code => {
+                return Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() })
+            }
+        };
+        let answer: SendMessageResponseHeader =
+            reply.header().map_err(|e| ClientError::Protocol(format!("send answer: {e}")))?;
+        let results = answer
+            .msg_id
+            .split(',')
+            .enumerate()
+            .map(|(i, id)| SendResult {
+                status,
+                msg_id: String::new(),
+                offset_msg_id: id.to_owned(),
+                queue: MessageQueue { queue_id: answer.queue_id, ..queue.clone() },
+                queue_offset: answer.queue_offset + i as i64,
+            })
+            .collect();
+        Ok(results)
+    }
+}
+
+fn master(route: &TopicRoute, queue: &MessageQueue) -> Result<String, ClientError> {
+    route.masters.get(&queue.broker_name).cloned().ok_or_else(|| {
+        ClientError::NoRoute(format!(
+            "{} (no master for broker {})",
+            queue.topic, queue.broker_name
+        ))
+    })
+}
+
+fn unique_key_of(properties: &str) -> String {
+    petrel_core::record::property(properties.as_bytes(), b"UNIQ_KEY")
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default()
+}
+
+/// Splits encoded messages into runs whose batch bodies stay within `max` bytes (a message
+/// too big for any batch was refused by validation).
+fn split_batch<'a, 'm>(
+    encoded: &'a [(&'m Message, String)],
+    max: usize,
+) -> Vec<&'a [(&'m Message, String)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (message, properties)) in encoded.iter().enumerate() {
+        let entry = 22 + message.body.len() + properties.len();
+        if i > start && size + entry > max {
+            chunks.push(&encoded[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += entry;
+    }
+    if start < encoded.len() {
+        chunks.push(&encoded[start..]);
+    }
+    chunks
+}
+
+/// Every `refresh_interval`: routes of the topics in use again, and a heartbeat to each broker
+/// they name.
+async fn refresh(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(inner.config.refresh_interval) => {}
+        }
+        let topics: Vec<String> = lock(&inner.routes).keys().cloned().collect();
+        for topic in topics {
+            let fetched = route::fetch(
+                &inner.client,
+                &inner.config.namesrv_addrs,
+                &topic,
+                inner.config.send_timeout,
+            )
+            .await;
+            if let Ok(Some(data)) = fetched {
+                let fresh = TopicRoute::from_data(&topic, &data, i32::MAX);
+                if !fresh.write_queues.is_empty() {
+                    lock(&inner.routes).insert(topic, fresh);
+                }
+            }
+        }
+        let masters: std::collections::BTreeSet<String> =
+            lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
+        let body = format!(
+            r#"{{"clientID":"{}","producerDataSet":[{{"groupName":"{}"}}],"consumerDataSet":[]}}"#,
+            inner.client_id, inner.config.group
+        );
+        for addr in masters {
+            let heartbeat = RemotingCommand::request(request::HEART_BEAT).with_body(body.clone());
+            if let Err(e) = inner.client.invoke(&addr, heartbeat, inner.config.send_timeout).await {
+                tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Whether RocketMQ's producer tries a send again after this broker answer.
+pub fn is_retry_code(code: i32) -> bool {
+    RETRY_CODES.contains(&code)
+}

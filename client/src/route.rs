@@ -1,0 +1,92 @@
+//! Topic routes from the NameServers: which brokers serve a topic, at which addresses, with
+//! which writable queues.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use petrel_core::client::MessageQueue;
+use petrel_core::model::{perm, TopicRouteData, MASTER_ID};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
+use petrel_net::transport::RemotingClient;
+
+use crate::ClientError;
+
+/// A topic's route as a producer uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicRoute {
+    /// Queues producers may write, sorted.
+    pub write_queues: Vec<MessageQueue>,
+    /// Queues consumers may read, sorted.
+    pub read_queues: Vec<MessageQueue>,
+    /// Broker name → master address.
+    pub masters: BTreeMap<String, String>,
+}
+
+impl TopicRoute {
+    /// The route of `topic` from the NameServer's answer, with at most `queues_max` queues per
+    /// broker (a topic not created yet borrows TBW102's route with the client's queue count).
+    pub fn from_data(topic: &str, data: &TopicRouteData, queues_max: i32) -> TopicRoute {
+        let mut route = TopicRoute::default();
+        for broker in &data.broker_datas {
+            if let Some(addr) = broker.broker_addrs.get(&MASTER_ID) {
+                route.masters.insert(broker.broker_name.clone(), addr.clone());
+            }
+        }
+        for queue in &data.queue_datas {
+            if !route.masters.contains_key(&queue.broker_name) {
+                continue;
+            }
+            let queues = |n: i32| {
+                (0..n.min(queues_max)).map(|q| MessageQueue::new(topic, &queue.broker_name, q))
+            };
+            if perm::is_writeable(queue.perm) {
+                route.write_queues.extend(queues(queue.write_queue_nums));
+            }
+            if perm::is_readable(queue.perm) {
+                route.read_queues.extend(queues(queue.read_queue_nums));
+            }
+        }
+        route.write_queues.sort();
+        route.read_queues.sort();
+        route
+    }
+}
+
+/// Asks each NameServer in turn for `topic`'s route; `Ok(None)` when they know no such topic.
+pub async fn fetch(
+    client: &RemotingClient,
+    namesrvs: &[String],
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<TopicRouteData>, ClientError> {
+    let mut last = None;
+    for addr in namesrvs {
+        let header = GetRouteInfoRequestHeader {
+            topic: topic.to_owned(),
+            accept_standard_json_only: Some(true),
+        };
+        let request =
+            RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+        match client.invoke(addr, request, timeout).await {
+            Ok(reply) if reply.code == response::SUCCESS => {
+                let data = from_json(&reply.body).map_err(|e| {
+                    ClientError::Protocol(format!("route of {topic} from {addr}: {e}"))
+                })?;
+                return Ok(Some(data));
+            }
+            Ok(reply) if reply.code == response::TOPIC_NOT_EXIST => return Ok(None),
+            Ok(reply) => {
+                last = Some(ClientError::Broker {
+                    code: reply.code,
+                    remark: reply.remark.unwrap_or_default(),
+                })
+            }
+            Err(e) => last = Some(ClientError::Transport(e.to_string())),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| ClientError::Config("no NameServer address (set NAMESRV_ADDR)".into())))
+}
