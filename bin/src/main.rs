@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use petrel::bench::idle::{self, IdleBench};
+use petrel::bench::producer::{self as producer_bench, Mode, ProducerBench};
 use petrel::bench::route::{self, RouteBench};
 use petrel::bench::store::{self as store_bench, StoreBench};
 use petrel::broker::{self, BrokerConfig};
@@ -96,6 +97,45 @@ enum BenchCommand {
         /// Register a broker serving the topic first.
         #[arg(long)]
         register: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send TPS and latency through the Rust producer (RocketMQ's benchmark option letters).
+    Producer {
+        /// NameServer address.
+        #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        /// Topic.
+        #[arg(short = 't', long, default_value = "BenchmarkTest")]
+        topic: String,
+        /// Sending workers.
+        #[arg(short = 'w', long, default_value_t = 64)]
+        threads: usize,
+        /// Message body size in bytes.
+        #[arg(short = 's', long, default_value_t = 128)]
+        size: usize,
+        /// Give every message a key.
+        #[arg(short = 'k', long)]
+        keys: bool,
+        /// Tag count: messages get tags tag0 .. tagN-1 (0: no tags).
+        #[arg(short = 'l', long, default_value_t = 0)]
+        tags: usize,
+        /// Send asynchronously (64 in flight per worker).
+        #[arg(short = 'y', long = "async")]
+        async_send: bool,
+        /// Send oneway (no answers).
+        #[arg(long)]
+        oneway: bool,
+        /// Messages per SEND_BATCH_MESSAGE.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 1)]
+        report_interval: u64,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -215,9 +255,48 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Standalone { data_dir, namesrv_port, broker_port, config } => {
             standalone(data_dir, namesrv_port, broker_port, config).await
         }
-        Command::Bench {
-            which: BenchCommand::Route { namesrv, topic, connections, duration, register, json },
+        Command::Bench { which } => run_bench(which).await,
+    }
+}
+
+async fn run_bench(which: BenchCommand) -> Result<(), String> {
+    match which {
+        BenchCommand::Producer {
+            namesrv,
+            topic,
+            threads,
+            size,
+            keys,
+            tags,
+            async_send,
+            oneway,
+            batch,
+            duration,
+            report_interval,
+            json,
         } => {
+            let mode = match (oneway, async_send) {
+                (true, _) => Mode::Oneway,
+                (false, true) => Mode::Async,
+                (false, false) => Mode::Sync,
+            };
+            let bench = ProducerBench {
+                namesrv,
+                topic,
+                threads,
+                message_bytes: size,
+                keys,
+                tag_count: tags,
+                mode,
+                batch,
+                duration: Duration::from_secs(duration),
+                report_interval: Duration::from_secs(report_interval.max(1)),
+            };
+            let report = producer_bench::run(bench).await?;
+            println!("{}", report.render(json));
+            Ok(())
+        }
+        BenchCommand::Route { namesrv, topic, connections, duration, register, json } => {
             let bench = RouteBench {
                 namesrv,
                 topic,
@@ -229,15 +308,13 @@ async fn run(command: Command) -> Result<(), String> {
             println!("{}", summary.render(json));
             Ok(())
         }
-        Command::Bench { which: BenchCommand::Idle { broker, pid, connections, held, json } } => {
+        BenchCommand::Idle { broker, pid, connections, held, json } => {
             let bench = IdleBench { broker, pid, connections, held_pulls: held };
             let report = idle::run(bench).await?;
             print!("{}", report.render(json));
             Ok(())
         }
-        Command::Bench {
-            which: BenchCommand::Store { dir, size, writers, duration, recovery_gib, json },
-        } => {
+        BenchCommand::Store { dir, size, writers, duration, recovery_gib, json } => {
             let bench =
                 StoreBench { dir, message_bytes: size, writers, seconds: duration, recovery_gib };
             let report = store_bench::run(bench).await?;

@@ -2,8 +2,10 @@
 //! answered slowly, or not at all, is avoided for a while that grows with its latency, and
 //! queue selection prefers the brokers not being avoided.
 //!
-//! The tables are RocketMQ 5's: a send that took at least `LATENCY_MAX[i]` ms makes its broker
-//! unavailable for `NOT_AVAILABLE_MS[i]` ms; a send that failed counts as `ISOLATION_LATENCY`.
+//! The tables are RocketMQ 5.3.3's: a send that took at least `LATENCY_MAX[i]` ms makes its
+//! broker unavailable for `NOT_AVAILABLE_MS[i]` ms; a send that failed counts as
+//! `ISOLATION_LATENCY`. RocketMQ's Java producer has this off unless `sendLatencyFaultEnable`;
+//! Petrel's producer has it on by default.
 
 use std::collections::BTreeMap;
 
@@ -41,11 +43,17 @@ pub struct FaultTable {
 }
 
 impl FaultTable {
-    /// Records how a send to `broker` went: its latency, or a failure (`isolated`).
+    /// Records how a send to `broker` went: its latency, or a failure (`isolated`). As in
+    /// RocketMQ, a period of unavailability is only ever extended by a later send, never cut
+    /// short: a fast answer right after a failure does not clear the failure.
     pub fn update(&mut self, broker: &str, latency: Millis, isolated: bool, now: Millis) {
-        let latency = if isolated { ISOLATION_LATENCY } else { latency };
-        let fault = Fault { latency, available_at: now + not_available_for(latency) };
-        self.faults.insert(broker.to_owned(), fault);
+        let duration = not_available_for(if isolated { ISOLATION_LATENCY } else { latency });
+        let fault =
+            self.faults.entry(broker.to_owned()).or_insert(Fault { latency, available_at: 0 });
+        fault.latency = latency;
+        if duration > 0 {
+            fault.available_at = fault.available_at.max(now + duration);
+        }
     }
 
     /// Whether sends may go to `broker` now.
@@ -111,7 +119,8 @@ mod tests {
     fn a_failed_broker_is_avoided_until_its_time_is_up() {
         let mut table = FaultTable::default();
         table.update("a", 0, true, 1_000);
-        assert!(!table.is_available("a", 10_999));
+        table.update("a", 3, false, 1_001);
+        assert!(!table.is_available("a", 10_999), "a fast send does not end the isolation");
         assert!(table.is_available("a", 11_000));
         let picks: Vec<String> =
             (0..6).map(|_| table.select(&queues(), None, 5_000).unwrap().broker_name).collect();
