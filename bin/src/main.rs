@@ -292,7 +292,7 @@ async fn run_bench(which: BenchCommand) -> Result<(), String> {
                 duration: Duration::from_secs(duration),
                 report_interval: Duration::from_secs(report_interval.max(1)),
             };
-            let report = producer_bench::run(bench).await?;
+            let report = producer_bench::run(bench, |line| eprintln!("{line}")).await?;
             println!("{}", report.render(json));
             Ok(())
         }

@@ -127,22 +127,29 @@ async fn worker(
     histogram
 }
 
-/// Prints the rate every `interval` to stderr until `deadline`.
-async fn progress(counters: Arc<Counters>, interval: Duration, deadline: Instant) {
+/// Hands a progress line to `report` every `interval` until `deadline`.
+async fn progress(
+    counters: Arc<Counters>,
+    interval: Duration,
+    deadline: Instant,
+    report: impl Fn(String) + Send + 'static,
+) {
     let mut last = 0;
     while Instant::now() + interval <= deadline {
         tokio::time::sleep(interval).await;
         let sent = counters.sent.load(Ordering::Relaxed);
         let rate = (sent - last) as f64 / interval.as_secs_f64();
-        eprintln!(
-            "send tps {rate:.0} | sent {sent} | failed {}",
-            counters.failed.load(Ordering::Relaxed)
-        );
+        let failed = counters.failed.load(Ordering::Relaxed);
+        report(format!("send tps {rate:.0} | sent {sent} | failed {failed}"));
         last = sent;
     }
 }
 
-pub async fn run(bench: ProducerBench) -> Result<ProducerReport, String> {
+/// Runs the bench; `report` receives a progress line every `report_interval`.
+pub async fn run(
+    bench: ProducerBench,
+    report: impl Fn(String) + Send + 'static,
+) -> Result<ProducerReport, String> {
     let config =
         ProducerConfig { namesrv_addrs: vec![bench.namesrv.clone()], ..ProducerConfig::default() };
     let producer = Producer::start(config).map_err(|e| e.to_string())?;
@@ -156,7 +163,8 @@ pub async fn run(bench: ProducerBench) -> Result<ProducerReport, String> {
     let bench = Arc::new(bench);
     let started = Instant::now();
     let deadline = started + bench.duration;
-    let reporter = tokio::spawn(progress(counters.clone(), bench.report_interval, deadline));
+    let reporter =
+        tokio::spawn(progress(counters.clone(), bench.report_interval, deadline, report));
     let workers: Vec<_> = (0..bench.threads.max(1) as u64)
         .map(|w| {
             tokio::spawn(worker(producer.clone(), bench.clone(), counters.clone(), w, deadline))
