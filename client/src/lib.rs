@@ -2,6 +2,7 @@
 //!
 //! - [`producer`]: routes from the NameServers, queue selection with latency fault tolerance,
 //!   retries on another broker, sync / async / oneway / batch sends.
+//! - [`pull_consumer`]: the lite pull consumer: assign queues, poll, seek, commit.
 //! - [`raw`]: single requests to one broker, each reporting exactly what happened, for the
 //!   simulator and tests.
 //!
@@ -10,11 +11,13 @@
 
 pub mod message;
 pub mod producer;
+pub mod pull_consumer;
 pub mod raw;
 pub mod route;
 
 pub use message::{Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
+pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

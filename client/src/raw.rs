@@ -182,7 +182,8 @@ pub async fn pull(
     })
 }
 
-/// The group's committed offset of a queue; `None` when the broker has none.
+/// The group's committed offset of a queue; `None` when the broker has none. A group that
+/// never committed gets 0 while the queue holds its first message, as RocketMQ answers.
 pub async fn query_offset(
     client: &RemotingClient,
     broker: &str,
@@ -190,11 +191,32 @@ pub async fn query_offset(
     topic: &str,
     queue_id: i32,
 ) -> Result<Option<i64>, String> {
+    query_offset_with(client, broker, (group, topic, queue_id), None).await
+}
+
+/// The offset the group committed itself, `None` if it never did (`setZeroIfNotFound=false`),
+/// so that the client's own consume-from decides where a new group starts.
+pub async fn query_committed_offset(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Result<Option<i64>, String> {
+    query_offset_with(client, broker, (group, topic, queue_id), Some(false)).await
+}
+
+async fn query_offset_with(
+    client: &RemotingClient,
+    broker: &str,
+    (group, topic, queue_id): (&str, &str, i32),
+    set_zero_if_not_found: Option<bool>,
+) -> Result<Option<i64>, String> {
     let header = QueryConsumerOffsetRequestHeader {
         consumer_group: group.into(),
         topic: topic.into(),
         queue_id,
-        set_zero_if_not_found: None,
+        set_zero_if_not_found,
     };
     let request = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET).with_header(&header);
     let reply = client.invoke(broker, request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;

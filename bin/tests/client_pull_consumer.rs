@@ -1,0 +1,90 @@
+//! `petrel-client`'s lite pull consumer against an in-process NameServer and broker: it reads
+//! every message the producer sent, resumes a group from its committed offsets, sees only new
+//! messages when it starts at the end, and seeks.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{namesrv, Running};
+use petrel_client::raw;
+use petrel_client::{
+    ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
+};
+
+fn consumer(namesrv: &str, group: &str, from: ConsumeFrom) -> PullConsumer {
+    let config = PullConsumerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        group: group.to_owned(),
+        consume_from: from,
+        ..PullConsumerConfig::default()
+    };
+    PullConsumer::start(config).unwrap()
+}
+
+/// Polls until `count` messages arrived or nothing more comes; returns their ids.
+async fn receive(consumer: &PullConsumer, count: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < count && Instant::now() < deadline {
+        for message in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            ids.push(raw::body_id(&message.body).unwrap());
+            assert_eq!(message.tags(), Some("TagA"));
+            assert_eq!(message.msg_id.len(), 32);
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn the_pull_consumer_reads_resumes_and_seeks() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.clone()],
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    let send = |id: u64| Message::new("Pulled", raw::body(id, 32)).with_tags("TagA");
+    for id in 0..100 {
+        producer.send(&send(id)).await.unwrap();
+    }
+
+    let first = consumer(&ns, "Readers", ConsumeFrom::First);
+    let queues = first.queues("Pulled").await.unwrap();
+    assert_eq!(queues.len(), 4);
+    first.assign(&queues).await.unwrap();
+    let mut got = receive(&first, 100).await;
+    got.sort();
+    assert_eq!(got, (0..100).collect::<Vec<_>>(), "every message, once");
+    first.shutdown().await.unwrap();
+
+    // The same group resumes from its commits: only what was sent since.
+    for id in 100..110 {
+        producer.send(&send(id)).await.unwrap();
+    }
+    let again = consumer(&ns, "Readers", ConsumeFrom::First);
+    again.assign(&queues).await.unwrap();
+    let mut got = receive(&again, 10).await;
+    got.sort();
+    assert_eq!(got, (100..110).collect::<Vec<_>>());
+    assert!(again.poll(Duration::from_millis(100)).await.unwrap().is_empty(), "nothing more");
+
+    // Seeking queue 0 back to its start reads that queue again.
+    again.seek(&queues[0], 0).unwrap();
+    let replay: BTreeSet<u64> = receive(&again, 1).await.into_iter().collect();
+    assert!(!replay.is_empty() && replay.iter().all(|id| *id < 110));
+
+    // A new group that starts at the end sees only new messages.
+    let latest = consumer(&ns, "Latecomers", ConsumeFrom::Last);
+    latest.assign(&queues).await.unwrap();
+    producer.send(&send(500)).await.unwrap();
+    assert_eq!(receive(&latest, 1).await, vec![500]);
+
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}

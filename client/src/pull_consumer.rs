@@ -1,0 +1,381 @@
+//! The lite pull consumer: the application assigns itself queues, polls batches, seeks, and
+//! commits offsets (RocketMQ's `DefaultLitePullConsumer` in assign mode).
+//!
+//! Positions start at the group's committed offset, or where `consume_from` says for a queue
+//! the group never committed. `commit` sends every position that moved; `shutdown` commits
+//! first, so a restarted consumer of the group goes on where this one stopped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use petrel_core::client::MessageQueue;
+use petrel_core::record::{offset_msg_id, properties, scan_record, Checks, Scanned};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{
+    GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, TopicQueueRequestHeader,
+};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+use crate::route::{self, TopicRoute};
+use crate::{raw, ClientError};
+
+/// Where a group that never committed an offset starts on a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeFrom {
+    /// The queue's current end: only new messages (RocketMQ's default).
+    Last,
+    /// The queue's first message still stored.
+    First,
+}
+
+/// A pull consumer's settings.
+#[derive(Debug, Clone)]
+pub struct PullConsumerConfig {
+    pub namesrv_addrs: Vec<String>,
+    pub group: String,
+    pub consume_from: ConsumeFrom,
+    /// `pullBatchSize`: messages per pull, at most 32 from a broker's memory.
+    pub pull_batch: i32,
+    pub request_timeout: Duration,
+}
+
+impl Default for PullConsumerConfig {
+    fn default() -> Self {
+        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
+        PullConsumerConfig {
+            namesrv_addrs: namesrv
+                .split(';')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| a.trim().to_owned())
+                .collect(),
+            group: "DEFAULT_CONSUMER".to_owned(),
+            consume_from: ConsumeFrom::Last,
+            pull_batch: 32,
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A message as a consumer receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub queue: MessageQueue,
+    pub queue_offset: i64,
+    /// The UNIQ_KEY the producer gave it.
+    pub msg_id: String,
+    pub offset_msg_id: String,
+    pub body: Bytes,
+    pub properties: BTreeMap<String, String>,
+    pub reconsume_times: i32,
+    pub born_timestamp: i64,
+    pub store_timestamp: i64,
+}
+
+impl ReceivedMessage {
+    pub fn tags(&self) -> Option<&str> {
+        self.properties.get("TAGS").map(String::as_str)
+    }
+
+    pub fn keys(&self) -> Vec<&str> {
+        self.properties.get("KEYS").map(|k| k.split(' ').collect()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    next: i64,
+    committed: i64,
+}
+
+struct Inner {
+    config: PullConsumerConfig,
+    client: RemotingClient,
+    routes: Mutex<BTreeMap<String, TopicRoute>>,
+    positions: Mutex<BTreeMap<MessageQueue, Position>>,
+    /// Where `poll` starts, so every queue gets its turn.
+    turn: Mutex<usize>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running lite pull consumer.
+#[derive(Clone)]
+pub struct PullConsumer {
+    inner: Arc<Inner>,
+}
+
+impl PullConsumer {
+    pub fn start(config: PullConsumerConfig) -> Result<PullConsumer, ClientError> {
+        if config.namesrv_addrs.is_empty() {
+            return Err(ClientError::Config(
+                "no NameServer address: set NAMESRV_ADDR or namesrv_addrs".into(),
+            ));
+        }
+        let inner = Inner {
+            client: RemotingClient::new(ClientConfig::default(), None),
+            routes: Mutex::default(),
+            positions: Mutex::default(),
+            turn: Mutex::new(0),
+            config,
+        };
+        Ok(PullConsumer { inner: Arc::new(inner) })
+    }
+
+    async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
+        if let Some(route) = lock(&self.inner.routes).get(topic) {
+            return Ok(route.clone());
+        }
+        let config = &self.inner.config;
+        let data =
+            route::fetch(&self.inner.client, &config.namesrv_addrs, topic, config.request_timeout)
+                .await?
+                .ok_or_else(|| ClientError::NoRoute(topic.to_owned()))?;
+        let route = TopicRoute::from_data(topic, &data, i32::MAX);
+        lock(&self.inner.routes).insert(topic.to_owned(), route.clone());
+        Ok(route)
+    }
+
+    fn broker_of(&self, queue: &MessageQueue) -> Result<String, ClientError> {
+        let routes = lock(&self.inner.routes);
+        routes
+            .get(&queue.topic)
+            .and_then(|r| r.masters.get(&queue.broker_name))
+            .cloned()
+            .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))
+    }
+
+    /// The topic's readable queues.
+    pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
+        Ok(self.route(topic).await?.read_queues)
+    }
+
+    /// Takes these queues, each from the group's committed offset (or `consume_from`).
+    pub async fn assign(&self, queues: &[MessageQueue]) -> Result<(), ClientError> {
+        let mut positions = BTreeMap::new();
+        for queue in queues {
+            self.route(&queue.topic).await?;
+            let broker = self.broker_of(queue)?;
+            let group = &self.inner.config.group;
+            let committed = raw::query_committed_offset(
+                &self.inner.client,
+                &broker,
+                group,
+                &queue.topic,
+                queue.queue_id,
+            )
+            .await
+            .map_err(ClientError::Transport)?;
+            let next = match committed {
+                Some(offset) => offset,
+                None => self.queue_edge(&broker, queue).await?,
+            };
+            positions.insert(queue.clone(), Position { next, committed: next });
+        }
+        *lock(&self.inner.positions) = positions;
+        Ok(())
+    }
+
+    async fn queue_edge(&self, broker: &str, queue: &MessageQueue) -> Result<i64, ClientError> {
+        let request = match self.inner.config.consume_from {
+            ConsumeFrom::Last => {
+                let header = GetMaxOffsetRequestHeader {
+                    topic: queue.topic.clone(),
+                    queue_id: queue.queue_id,
+                    committed: None,
+                };
+                RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&header)
+            }
+            ConsumeFrom::First => {
+                let header = TopicQueueRequestHeader {
+                    topic: queue.topic.clone(),
+                    queue_id: queue.queue_id,
+                };
+                RemotingCommand::request(request::GET_MIN_OFFSET).with_header(&header)
+            }
+        };
+        let reply = self
+            .inner
+            .client
+            .invoke(broker, request, self.inner.config.request_timeout)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if reply.code != response::SUCCESS {
+            return Err(ClientError::Broker {
+                code: reply.code,
+                remark: reply.remark.unwrap_or_default(),
+            });
+        }
+        reply
+            .header::<OffsetResponseHeader>()
+            .map(|h| h.offset)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Moves a queue's position: the next poll reads from `offset`.
+    pub fn seek(&self, queue: &MessageQueue, offset: i64) -> Result<(), ClientError> {
+        let mut positions = lock(&self.inner.positions);
+        let position = positions
+            .get_mut(queue)
+            .ok_or_else(|| ClientError::Invalid(format!("{queue} is not assigned")))?;
+        position.next = offset;
+        Ok(())
+    }
+
+    /// The next batch from one of the assigned queues, taking them in turn; waits up to
+    /// `timeout` (long polling the last queue tried) when none has anything new.
+    pub async fn poll(&self, timeout: Duration) -> Result<Vec<ReceivedMessage>, ClientError> {
+        let queues: Vec<MessageQueue> = lock(&self.inner.positions).keys().cloned().collect();
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = {
+            let mut turn = lock(&self.inner.turn);
+            *turn = (*turn + 1) % queues.len();
+            *turn
+        };
+        for i in 0..queues.len() {
+            let queue = &queues[(start + i) % queues.len()];
+            let last = i + 1 == queues.len();
+            let hold = if last { timeout } else { Duration::ZERO };
+            let got = self.pull(queue, hold).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn pull(
+        &self,
+        queue: &MessageQueue,
+        hold: Duration,
+    ) -> Result<Vec<ReceivedMessage>, ClientError> {
+        let Some(position) = lock(&self.inner.positions).get(queue).copied() else {
+            return Ok(Vec::new());
+        };
+        let broker = self.broker_of(queue)?;
+        let header = PullMessageRequestHeader {
+            consumer_group: self.inner.config.group.clone(),
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            queue_offset: position.next,
+            max_msg_nums: self.inner.config.pull_batch,
+            sys_flag: if hold.is_zero() { 0x4 } else { 0x2 | 0x4 },
+            commit_offset: 0,
+            suspend_timeout_millis: hold.as_millis() as i64,
+            subscription: Some("*".into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            max_msg_bytes: None,
+        };
+        let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
+        let timeout = self.inner.config.request_timeout + hold;
+        let reply = self
+            .inner
+            .client
+            .invoke(&broker, request, timeout)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let next = match reply.code {
+            response::SUCCESS
+            | response::PULL_NOT_FOUND
+            | response::PULL_RETRY_IMMEDIATELY
+            | response::PULL_OFFSET_MOVED => {
+                reply
+                    .header::<PullMessageResponseHeader>()
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                    .next_begin_offset
+            }
+            code => {
+                return Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() })
+            }
+        };
+        let messages = if reply.code == response::SUCCESS {
+            decode(queue, &reply.body_bytes())?
+        } else {
+            Vec::new()
+        };
+        if let Some(position) = lock(&self.inner.positions).get_mut(queue) {
+            // A seek during the pull wins over the pull's answer.
+            if position.next == header.queue_offset {
+                position.next = next;
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Commits every assigned queue's position that moved since its last commit.
+    pub async fn commit(&self) -> Result<(), ClientError> {
+        let moved: Vec<(MessageQueue, i64)> = lock(&self.inner.positions)
+            .iter()
+            .filter(|(_, p)| p.next != p.committed)
+            .map(|(q, p)| (q.clone(), p.next))
+            .collect();
+        for (queue, offset) in moved {
+            let broker = self.broker_of(&queue)?;
+            let group = &self.inner.config.group;
+            if !raw::commit_offset(
+                &self.inner.client,
+                &broker,
+                group,
+                &queue.topic,
+                queue.queue_id,
+                offset,
+            )
+            .await
+            {
+                return Err(ClientError::Transport(format!("offset of {queue} not committed")));
+            }
+            if let Some(position) = lock(&self.inner.positions).get_mut(&queue) {
+                position.committed = offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits, then closes the connections.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        let committed = self.commit().await;
+        self.inner.client.shutdown();
+        committed
+    }
+}
+
+/// The records of a pull answer as messages.
+fn decode(queue: &MessageQueue, body: &Bytes) -> Result<Vec<ReceivedMessage>, ClientError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let Scanned::Record(record) =
+            scan_record(&body[at..], Checks { physical_offset: None, crc: true })
+        else {
+            return Err(ClientError::Protocol(format!(
+                "pull answer holds an invalid record at byte {at}"
+            )));
+        };
+        let props: BTreeMap<String, String> = properties(record.properties)
+            .map(|(k, v)| {
+                (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
+            })
+            .collect();
+        out.push(ReceivedMessage {
+            queue: queue.clone(),
+            queue_offset: record.queue_offset,
+            msg_id: props.get("UNIQ_KEY").cloned().unwrap_or_default(),
+            offset_msg_id: offset_msg_id(record.store_host, record.physical_offset),
+            body: body.slice_ref(record.body),
+            properties: props,
+            reconsume_times: record.reconsume_times,
+            born_timestamp: record.born_timestamp,
+            store_timestamp: record.store_timestamp,
+        });
+        at += record.bytes.len();
+    }
+    Ok(out)
+}
