@@ -119,3 +119,23 @@ fn brokers_of(datas: &[BrokerData]) -> BTreeSet<String> {
 pub fn broker_names(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("broker-{i}")).collect()
 }
+
+/// A SYNC_FLUSH broker for scenarios: advertised at `ip`, registered with `namesrv`, its store
+/// under `/store` of its simulated disk, with small files so that scenarios roll them.
+pub fn sim_broker_config(name: &str, ip: &str, namesrv: &str) -> petrel::broker::BrokerConfig {
+    let mut config = petrel::broker::BrokerConfig {
+        broker_name: name.to_owned(),
+        broker_ip: Some(ip.to_owned()),
+        namesrv_addrs: vec![namesrv.to_owned()],
+        ..petrel::broker::BrokerConfig::default()
+    };
+    let store = &mut config.store;
+    store.root = std::path::PathBuf::from("/store");
+    store.flush_disk_type = petrel_storage::FlushDiskType::SyncFlush;
+    store.commit_log_file_bytes = 64 << 10;
+    store.message_bytes_max = 16 << 10;
+    store.cq_file_units = 64;
+    store.max_hash_slots = 64;
+    store.max_index_entries = 256;
+    config
+}

@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +33,6 @@ use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_sim::workload::{self, SendOutcome};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
-use petrel_storage::FlushDiskType;
 
 const NAMESRV: &str = "10.0.0.1:9876";
 const BROKER: &str = "10.0.1.1:10911";
@@ -63,19 +61,9 @@ fn ip(text: &str) -> IpAddr {
 }
 
 fn broker_config() -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.broker_ip = Some("10.0.1.1".into());
-    config.namesrv_addrs = vec![NAMESRV.into()];
+    let mut config = petrel_sim::sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
     config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
     config.flush_delay_offsets_interval_ms = DELAY_OFFSETS_INTERVAL.as_millis() as u64;
-    let store = &mut config.store;
-    store.root = PathBuf::from("/store");
-    store.flush_disk_type = FlushDiskType::SyncFlush;
-    store.commit_log_file_bytes = 64 << 10;
-    store.message_bytes_max = 16 << 10;
-    store.cq_file_units = 64;
-    store.max_hash_slots = 64;
-    store.max_index_entries = 256;
     config
 }
 

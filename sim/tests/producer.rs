@@ -1,0 +1,166 @@
+//! The Rust producer under simulation: a NameServer, two SYNC_FLUSH brokers on simulated disks,
+//! and a producer sending through `petrel-client`. One broker fails while messages flow: it
+//! loses power and restarts, or its network is cut and healed.
+//!
+//! The promises checked at the end:
+//! - every send succeeds: with one broker healthy, a failed attempt is retried on the other;
+//! - every acknowledged message is stored exactly where its result says, and no message is
+//!   stored twice on one broker (an attempt that timed out may have stored it on the other
+//!   before the retry: at least once, as RocketMQ's producer).
+//!
+//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test producer`.
+#![cfg(madsim)]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use petrel::broker;
+use petrel::namesrv::{self, NamesrvConfig};
+use petrel_client::{Message, Producer, ProducerConfig, SendResult};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_sim::{sim_broker_config, workload};
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+
+const NAMESRV: &str = "10.0.0.1:9876";
+const TOPIC: &str = "SimSpread";
+const MESSAGES: u64 = 150;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("constant address")
+}
+
+async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
+    let config = ProducerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        send_timeout: Duration::from_secs(2),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::start(config).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // both brokers registered
+    for id in 0..MESSAGES {
+        let message = Message::new(TOPIC, workload::body(id, 200)).with_keys([format!("k{id}")]);
+        let result = producer.send(&message).await;
+        let result =
+            result.unwrap_or_else(|e| panic!("send {id} failed with one broker healthy: {e}"));
+        results.lock().unwrap().push((id, result));
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(0..30))).await;
+    }
+}
+
+#[madsim::test]
+async fn sends_survive_a_failing_broker() {
+    let handle = Handle::current();
+    handle
+        .create_node()
+        .name("namesrv")
+        .ip(ip("10.0.0.1"))
+        .init(|| async {
+            let _running = namesrv::start(NamesrvConfig::default()).await.unwrap();
+            std::future::pending::<()>().await;
+        })
+        .build();
+    let mut brokers = Vec::new();
+    for (name, address) in [("broker-a", "10.0.1.1"), ("broker-b", "10.0.1.2")] {
+        let seed: u64 = thread_rng().gen();
+        let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+        let disk = SimDisk::new(seed, 1 << 30, faults);
+        let node_disk = disk.clone();
+        let node = handle
+            .create_node()
+            .name(name)
+            .ip(ip(address))
+            .init(move || {
+                let disk = node_disk.clone();
+                async move {
+                    let config = sim_broker_config(name, address, NAMESRV);
+                    let _running = broker::start(config, Arc::new(disk)).await.unwrap();
+                    std::future::pending::<()>().await;
+                }
+            })
+            .build();
+        brokers.push((node.id(), disk, format!("{address}:10911"), name));
+    }
+    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
+    let sending = producer.spawn(produce(results.clone()));
+
+    // One broker fails for a while, after a random number of sends.
+    let victim = thread_rng().gen_range(0..2usize);
+    let (victim_id, victim_disk) = (brokers[victim].0, brokers[victim].1.clone());
+    let target = thread_rng().gen_range(5..MESSAGES / 2) as usize;
+    while results.lock().unwrap().len() < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outage = Duration::from_millis(thread_rng().gen_range(500..5_000));
+    if thread_rng().gen_bool(0.5) {
+        handle.kill(victim_id);
+        victim_disk.crash();
+        tokio::time::sleep(outage).await;
+        handle.restart(victim_id);
+    } else {
+        NetSim::current().clog_node(victim_id);
+        tokio::time::sleep(outage).await;
+        NetSim::current().unclog_node(victim_id);
+    }
+    sending.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Every acknowledged message is where its result says, on its broker.
+    let checker = handle.create_node().name("checker").ip(ip("10.0.2.2")).build();
+    let results = results.lock().unwrap().clone();
+    let brokers: BTreeMap<String, String> =
+        brokers.iter().map(|(_, _, addr, name)| (name.to_string(), addr.clone())).collect();
+    checker
+        .spawn(async move {
+            let client = RemotingClient::new(ClientConfig::default(), None);
+            let mut stored: BTreeMap<(String, i32, i64), u64> = BTreeMap::new();
+            for (name, addr) in &brokers {
+                for queue in 0..4 {
+                    let mut offset = 0;
+                    loop {
+                        let pulled = workload::pull(
+                            &client,
+                            addr,
+                            "Check",
+                            TOPIC,
+                            queue,
+                            offset,
+                            Duration::ZERO,
+                        )
+                        .await
+                        .unwrap();
+                        if pulled.messages.is_empty() {
+                            break;
+                        }
+                        for m in &pulled.messages {
+                            assert!(stored
+                                .insert((name.clone(), queue, m.queue_offset), m.id)
+                                .is_none());
+                        }
+                        offset = pulled.next_begin_offset;
+                    }
+                }
+            }
+            let mut per_broker = std::collections::BTreeSet::new();
+            for ((name, _, _), id) in &stored {
+                assert!(
+                    per_broker.insert((name.clone(), *id)),
+                    "message {id} stored twice on {name}"
+                );
+            }
+            for (id, result) in &results {
+                let place =
+                    (result.queue.broker_name.clone(), result.queue.queue_id, result.queue_offset);
+                assert_eq!(stored.get(&place), Some(id), "message {id} acknowledged at {place:?}");
+            }
+            println!("producer scenario: {} sent, {} stored", results.len(), stored.len());
+        })
+        .await
+        .unwrap();
+}
