@@ -3,6 +3,8 @@
 //! - [`producer`]: routes from the NameServers, queue selection with latency fault tolerance,
 //!   retries on another broker, sync / async / oneway / batch sends.
 //! - [`pull_consumer`]: the lite pull consumer: assign queues, poll, seek, commit.
+//! - [`push_consumer`]: a consumer group's member: rebalance, long-polling pulls, a bounded
+//!   worker pool, retries through the broker, offsets committed every 5 s and at shutdown.
 //! - [`raw`]: single requests to one broker, each reporting exactly what happened, for the
 //!   simulator and tests.
 //!
@@ -12,12 +14,14 @@
 pub mod message;
 pub mod producer;
 pub mod pull_consumer;
+pub mod push_consumer;
 pub mod raw;
 pub mod route;
 
 pub use message::{Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
+pub use push_consumer::{ConsumeResult, Listener, PushConsumer, PushConsumerConfig};
 
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

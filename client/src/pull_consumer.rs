@@ -63,6 +63,9 @@ impl Default for PullConsumerConfig {
 /// A message as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
+    /// The topic the producer sent to (a retry names its first topic here, while `queue` is
+    /// the retry topic's queue it came from).
+    pub topic: String,
     pub queue: MessageQueue,
     pub queue_offset: i64,
     /// The UNIQ_KEY the producer gave it.
@@ -73,6 +76,8 @@ pub struct ReceivedMessage {
     pub reconsume_times: i32,
     pub born_timestamp: i64,
     pub store_timestamp: i64,
+    /// Where the record is in the broker's commit log (what a send-back names).
+    pub commit_log_offset: i64,
 }
 
 impl ReceivedMessage {
@@ -348,7 +353,10 @@ impl PullConsumer {
 }
 
 /// The records of a pull answer as messages.
-fn decode(queue: &MessageQueue, body: &Bytes) -> Result<Vec<ReceivedMessage>, ClientError> {
+pub(crate) fn decode(
+    queue: &MessageQueue,
+    body: &Bytes,
+) -> Result<Vec<ReceivedMessage>, ClientError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < body.len() {
@@ -365,6 +373,7 @@ fn decode(queue: &MessageQueue, body: &Bytes) -> Result<Vec<ReceivedMessage>, Cl
             })
             .collect();
         out.push(ReceivedMessage {
+            topic: props.get("RETRY_TOPIC").cloned().unwrap_or_else(|| queue.topic.clone()),
             queue: queue.clone(),
             queue_offset: record.queue_offset,
             msg_id: props.get("UNIQ_KEY").cloned().unwrap_or_default(),
@@ -374,6 +383,7 @@ fn decode(queue: &MessageQueue, body: &Bytes) -> Result<Vec<ReceivedMessage>, Cl
             reconsume_times: record.reconsume_times,
             born_timestamp: record.born_timestamp,
             store_timestamp: record.store_timestamp,
+            commit_log_offset: record.physical_offset,
         });
         at += record.bytes.len();
     }

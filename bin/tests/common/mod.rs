@@ -30,8 +30,12 @@ impl Running {
         config.store.root = dir.path().to_path_buf();
         config.store.commit_log_file_bytes = 16 << 20;
         configure(&mut config);
+        let name = config.broker_name.clone();
         let handle = broker::start(config, Arc::new(FsDisk)).await.unwrap();
         let addr = handle.state.addr().to_owned();
+        if let Some(namesrv) = namesrv {
+            wait_routed(namesrv, &name).await;
+        }
         Running { handle: Some(handle), addr, _dir: dir }
     }
 
@@ -50,4 +54,26 @@ pub async fn namesrv() -> (NamesrvHandle, String) {
     let handle = namesrv::start(config).await.unwrap();
     let addr = format!("127.0.0.1:{}", handle.local_addr.port());
     (handle, addr)
+}
+
+/// Waits until the NameServer routes the topic every broker has under its own name to broker
+/// `name`: registration runs in the background, and a client that asks before it lands finds
+/// no route.
+async fn wait_routed(namesrv: &str, name: &str) {
+    use petrel_net::codec::codes::{request, response};
+    use petrel_net::codec::RemotingCommand;
+    use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
+    let client = petrel_net::transport::RemotingClient::new(Default::default(), None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let header =
+            GetRouteInfoRequestHeader { topic: name.into(), accept_standard_json_only: Some(true) };
+        let ask = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+        let reply = client.invoke(namesrv, ask, std::time::Duration::from_secs(3)).await.unwrap();
+        if reply.code == response::SUCCESS && String::from_utf8_lossy(&reply.body).contains(name) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker {name} never registered");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

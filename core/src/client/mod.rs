@@ -4,6 +4,7 @@
 
 pub mod allocate;
 pub mod fault;
+pub mod process;
 
 /// One queue of a topic on one broker (`MessageQueue`). Ordered by topic, broker name and
 /// queue id, as RocketMQ sorts queues before allocating them.

@@ -1,0 +1,543 @@
+//! The push consumer: it joins a consumer group, takes its share of the subscribed topics'
+//! queues (rebalance every 20 s and whenever the broker says the group changed), pulls each
+//! queue with long polling, hands messages to the listener on a bounded pool of workers, sends
+//! failed ones back for a later retry, and commits offsets every 5 s and at shutdown.
+//!
+//! The decisions are `petrel_core::client`'s: `allocate` for the share, `ProcessQueue` for which
+//! offset may be committed (never past a message still in consumption).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use petrel_core::broker::filter::TagFilter;
+use petrel_core::client::allocate::{allocate, Strategy};
+use petrel_core::client::process::ProcessQueue;
+use petrel_core::client::MessageQueue;
+use petrel_core::record::tags_code;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{
+    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, UnregisterClientRequestHeader,
+};
+use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::pull_consumer::{decode, ConsumeFrom, ReceivedMessage};
+use crate::route::{self, TopicRoute};
+use crate::{raw, ClientError};
+
+/// What the listener says of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeResult {
+    Success,
+    /// Failed: send it back, to come again after the group's retry delay.
+    Later,
+}
+
+/// The application's consumption code.
+pub trait Listener: Send + Sync + 'static {
+    fn consume(&self, message: &ReceivedMessage) -> ConsumeResult;
+}
+
+impl<F: Fn(&ReceivedMessage) -> ConsumeResult + Send + Sync + 'static> Listener for F {
+    fn consume(&self, message: &ReceivedMessage) -> ConsumeResult {
+        self(message)
+    }
+}
+
+/// A push consumer's settings, with RocketMQ's defaults.
+#[derive(Debug, Clone)]
+pub struct PushConsumerConfig {
+    pub namesrv_addrs: Vec<String>,
+    pub group: String,
+    /// Topic → TAG expression (`*` for everything).
+    pub subscriptions: BTreeMap<String, String>,
+    pub consume_from: ConsumeFrom,
+    pub strategy: Strategy,
+    /// `consumeThreadMax`: messages consumed at once.
+    pub workers: usize,
+    /// `pullThresholdForQueue`: pulling a queue pauses at this many messages in consumption.
+    pub queue_messages_max: usize,
+    /// `maxReconsumeTimes`: 16, then the dead-letter topic.
+    pub max_reconsume_times: i32,
+    pub rebalance_interval: Duration,
+    /// `persistConsumerOffsetInterval`: 5 s.
+    pub commit_interval: Duration,
+    /// How long the broker may hold a pull (`brokerSuspendMaxTimeMillis`: 15 s).
+    pub hold: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for PushConsumerConfig {
+    fn default() -> Self {
+        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
+        PushConsumerConfig {
+            namesrv_addrs: namesrv
+                .split(';')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| a.trim().to_owned())
+                .collect(),
+            group: "DEFAULT_CONSUMER".to_owned(),
+            subscriptions: BTreeMap::new(),
+            consume_from: ConsumeFrom::Last,
+            strategy: Strategy::Averagely,
+            workers: 20,
+            queue_messages_max: 1_000,
+            max_reconsume_times: 16,
+            rebalance_interval: Duration::from_secs(20),
+            commit_interval: Duration::from_secs(5),
+            hold: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+struct Owned {
+    process: Arc<Mutex<ProcessQueue>>,
+    stop: watch::Sender<bool>,
+    puller: JoinHandle<()>,
+}
+
+struct Inner {
+    config: PushConsumerConfig,
+    client: RemotingClient,
+    client_id: String,
+    listener: Arc<dyn Listener>,
+    owned: Mutex<BTreeMap<MessageQueue, Owned>>,
+    routes: Mutex<BTreeMap<String, TopicRoute>>,
+    workers: Arc<Semaphore>,
+    rebalance_now: Arc<Notify>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Wakes the rebalance when a broker sends NOTIFY_CONSUMER_IDS_CHANGED.
+struct Notices(Arc<Notify>);
+
+impl RequestHandler for Notices {
+    fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Handled {
+        if request.code == request::NOTIFY_CONSUMER_IDS_CHANGED {
+            self.0.notify_one();
+            return Handled::Now(RemotingCommand::response(response::SUCCESS, None));
+        }
+        Handled::Now(petrel_net::transport::not_supported(request.code))
+    }
+}
+
+/// A running push consumer.
+pub struct PushConsumer {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PushConsumer {
+    /// Joins the group and starts consuming.
+    pub fn start(
+        config: PushConsumerConfig,
+        listener: impl Listener,
+    ) -> Result<PushConsumer, ClientError> {
+        if config.namesrv_addrs.is_empty() {
+            return Err(ClientError::Config(
+                "no NameServer address: set NAMESRV_ADDR or namesrv_addrs".into(),
+            ));
+        }
+        if config.subscriptions.is_empty() {
+            return Err(ClientError::Config(
+                "a push consumer needs at least one subscription".into(),
+            ));
+        }
+        for (topic, expression) in &config.subscriptions {
+            TagFilter::parse(None, expression)
+                .map_err(|e| ClientError::Config(format!("{topic}: {e}")))?;
+        }
+        let rebalance_now = Arc::new(Notify::new());
+        let handler: Arc<dyn RequestHandler> = Arc::new(Notices(rebalance_now.clone()));
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let inner = Arc::new(Inner {
+            client: RemotingClient::new(ClientConfig::default(), Some(handler)),
+            client_id: format!("{}@{}#{started}", std::process::id(), config.group),
+            listener: Arc::new(listener),
+            owned: Mutex::default(),
+            routes: Mutex::default(),
+            workers: Arc::new(Semaphore::new(config.workers.max(1))),
+            rebalance_now,
+            config,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(rebalance_loop(inner.clone(), stopped.clone())),
+            tokio::spawn(commit_loop(inner.clone(), stopped)),
+        ];
+        Ok(PushConsumer { inner, stop, tasks })
+    }
+
+    /// The client id the group knows this member by.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The queues this member consumes now.
+    pub fn assigned(&self) -> Vec<MessageQueue> {
+        lock(&self.inner.owned).keys().cloned().collect()
+    }
+
+    /// Stops pulling, lets the messages in consumption finish, commits, and leaves the group.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let owned: Vec<(MessageQueue, Owned)> =
+            std::mem::take(&mut *lock(&self.inner.owned)).into_iter().collect();
+        for (_, queue) in &owned {
+            let _ = queue.stop.send(true);
+        }
+        for (_, queue) in owned.iter() {
+            queue.puller.abort();
+        }
+        let workers = u32::try_from(self.inner.config.workers.max(1)).unwrap_or(u32::MAX);
+        let _all_done = self.inner.workers.acquire_many(workers).await;
+        for (queue, owned) in &owned {
+            commit(&self.inner, queue, &owned.process).await;
+        }
+        unregister(&self.inner).await;
+        self.inner.client.shutdown();
+    }
+}
+
+/// The subscriptions as the group registers them: the user's, and the group's retry topic.
+fn subscriptions(config: &PushConsumerConfig) -> BTreeMap<String, String> {
+    let mut all = config.subscriptions.clone();
+    all.insert(format!("%RETRY%{}", config.group), "*".into());
+    all
+}
+
+async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        refresh_routes(&inner).await;
+        heartbeat(&inner).await;
+        for topic in subscriptions(&inner.config).keys() {
+            if let Err(e) = rebalance(&inner, topic).await {
+                tracing::debug!(%topic, error = %e, "rebalance failed; next round retries");
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = inner.rebalance_now.notified() => {}
+            () = tokio::time::sleep(inner.config.rebalance_interval) => {}
+        }
+    }
+}
+
+async fn heartbeat(inner: &Inner) {
+    let from = match inner.config.consume_from {
+        ConsumeFrom::Last => "CONSUME_FROM_LAST_OFFSET",
+        ConsumeFrom::First => "CONSUME_FROM_FIRST_OFFSET",
+    };
+    let subs: Vec<String> = subscriptions(&inner.config)
+        .iter()
+        .map(|(topic, expression)| {
+            format!(r#"{{"topic":"{topic}","subString":"{expression}","subVersion":0}}"#)
+        })
+        .collect();
+    let body = format!(
+        r#"{{"clientID":"{}","consumerDataSet":[{{"groupName":"{}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"{from}","subscriptionDataSet":[{}],"unitMode":false}}],"producerDataSet":[]}}"#,
+        inner.client_id,
+        inner.config.group,
+        subs.join(",")
+    );
+    let brokers: BTreeSet<String> =
+        lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
+    for addr in brokers {
+        let request = RemotingCommand::request(request::HEART_BEAT).with_body(body.clone());
+        if let Err(e) = inner.client.invoke(&addr, request, inner.config.request_timeout).await {
+            tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
+        }
+    }
+}
+
+async fn refresh_routes(inner: &Inner) {
+    let config = &inner.config;
+    for topic in subscriptions(config).keys() {
+        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
+            .await
+        {
+            Ok(Some(data)) => {
+                lock(&inner.routes)
+                    .insert(topic.clone(), TopicRoute::from_data(topic, &data, i32::MAX));
+            }
+            Ok(None) => tracing::debug!(%topic, "no route yet"),
+            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
+        }
+    }
+}
+
+/// Takes this member's share of `topic`'s queues, letting go of the others.
+async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
+    let Some(route) = lock(&inner.routes).get(topic).cloned() else { return Ok(()) };
+    let Some(broker) = route.masters.values().next().cloned() else { return Ok(()) };
+    let header = ConsumerGroupRequestHeader { consumer_group: inner.config.group.clone() };
+    let request =
+        RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
+    let reply = inner
+        .client
+        .invoke(&broker, request, inner.config.request_timeout)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    if reply.code != response::SUCCESS {
+        return Err(ClientError::Broker {
+            code: reply.code,
+            remark: reply.remark.unwrap_or_default(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ids {
+        consumer_id_list: Vec<String>,
+    }
+    let ids: Ids = from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let mine: BTreeSet<MessageQueue> = allocate(
+        inner.config.strategy,
+        &inner.client_id,
+        &route.read_queues,
+        &ids.consumer_id_list,
+    )
+    .into_iter()
+    .collect();
+    let current: Vec<MessageQueue> =
+        lock(&inner.owned).keys().filter(|q| q.topic == topic).cloned().collect();
+    for queue in current.iter().filter(|q| !mine.contains(*q)) {
+        let released = lock(&inner.owned).remove(queue);
+        if let Some(owned) = released {
+            let _ = owned.stop.send(true);
+            commit(inner, queue, &owned.process).await;
+        }
+    }
+    for queue in mine.into_iter().filter(|q| !current.contains(q)) {
+        let Some(broker) = route.masters.get(&queue.broker_name).cloned() else { continue };
+        let start = start_offset(inner, &broker, &queue).await?;
+        let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
+        let (stop, stopped) = watch::channel(false);
+        let puller =
+            tokio::spawn(pull_loop(inner.clone(), broker, queue.clone(), process.clone(), stopped));
+        lock(&inner.owned).insert(queue, Owned { process, stop, puller });
+    }
+    Ok(())
+}
+
+/// Where a newly taken queue is read from: the group's committed offset, else consume-from
+/// (the group's own retry topic always from its start).
+async fn start_offset(
+    inner: &Inner,
+    broker: &str,
+    queue: &MessageQueue,
+) -> Result<i64, ClientError> {
+    let group = &inner.config.group;
+    let committed =
+        raw::query_committed_offset(&inner.client, broker, group, &queue.topic, queue.queue_id)
+            .await
+            .map_err(ClientError::Transport)?;
+    if let Some(offset) = committed {
+        return Ok(offset);
+    }
+    let first =
+        inner.config.consume_from == ConsumeFrom::First || queue.topic.starts_with("%RETRY%");
+    let code = if first { request::GET_MIN_OFFSET } else { request::GET_MAX_OFFSET };
+    let header = petrel_net::headers::broker::TopicQueueRequestHeader {
+        topic: queue.topic.clone(),
+        queue_id: queue.queue_id,
+    };
+    let reply = inner
+        .client
+        .invoke(
+            broker,
+            RemotingCommand::request(code).with_header(&header),
+            inner.config.request_timeout,
+        )
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    reply
+        .header::<petrel_net::headers::broker::OffsetResponseHeader>()
+        .map(|h| h.offset)
+        .map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// Pulls one queue until told to stop, pausing while its process queue is full.
+async fn pull_loop(
+    inner: Arc<Inner>,
+    broker: String,
+    queue: MessageQueue,
+    process: Arc<Mutex<ProcessQueue>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let subscriptions = subscriptions(&inner.config);
+    let expression = subscriptions.get(&queue.topic).cloned().unwrap_or_else(|| "*".into());
+    let filter = TagFilter::parse(None, &expression).unwrap_or(TagFilter::All);
+    while !*stop.borrow() {
+        if lock(&process).is_full(inner.config.queue_messages_max, usize::MAX) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let offset = lock(&process).next();
+        let pulled = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            pulled = pull(&inner, &broker, &queue, offset, &expression) => pulled,
+        };
+        match pulled {
+            Ok((messages, next)) => {
+                // The broker filtered by tag code; the tag string decides.
+                let wanted: Vec<ReceivedMessage> = messages
+                    .into_iter()
+                    .filter(|m| filter.matches(m.tags().map_or(0, |t| tags_code(t.as_bytes()))))
+                    .collect();
+                lock(&process).pulled(wanted.iter().map(|m| (m.queue_offset, m.body.len())), next);
+                for message in wanted {
+                    dispatch(&inner, message, process.clone()).await;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%queue, error = %e, "pull failed; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One pull; the messages and where the next pull starts.
+async fn pull(
+    inner: &Inner,
+    broker: &str,
+    queue: &MessageQueue,
+    offset: i64,
+    expression: &str,
+) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
+    let header = PullMessageRequestHeader {
+        consumer_group: inner.config.group.clone(),
+        topic: queue.topic.clone(),
+        queue_id: queue.queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: 0x2 | 0x4,
+        commit_offset: 0,
+        suspend_timeout_millis: inner.config.hold.as_millis() as i64,
+        subscription: Some(expression.to_owned()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
+    let timeout = inner.config.request_timeout + inner.config.hold;
+    let reply = inner
+        .client
+        .invoke(broker, request, timeout)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    match reply.code {
+        response::SUCCESS
+        | response::PULL_NOT_FOUND
+        | response::PULL_RETRY_IMMEDIATELY
+        | response::PULL_OFFSET_MOVED => {
+            let answer: PullMessageResponseHeader =
+                reply.header().map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let messages = if reply.code == response::SUCCESS {
+                decode(queue, &reply.body_bytes())?
+            } else {
+                Vec::new()
+            };
+            Ok((messages, answer.next_begin_offset))
+        }
+        code => Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() }),
+    }
+}
+
+/// Hands a message to the listener on a worker; a failure is sent back for a retry, and
+/// consumed again here if even that fails.
+async fn dispatch(inner: &Arc<Inner>, message: ReceivedMessage, process: Arc<Mutex<ProcessQueue>>) {
+    let Ok(permit) = inner.workers.clone().acquire_owned().await else { return };
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        loop {
+            let result = inner.listener.consume(&message);
+            if result == ConsumeResult::Success || send_back(&inner, &message).await {
+                lock(&process).done(message.queue_offset);
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn send_back(inner: &Inner, message: &ReceivedMessage) -> bool {
+    let broker = lock(&inner.routes)
+        .get(&message.queue.topic)
+        .and_then(|r| r.masters.get(&message.queue.broker_name).cloned());
+    let Some(broker) = broker else { return false };
+    let header = ConsumerSendMsgBackRequestHeader {
+        offset: message.commit_log_offset,
+        group: inner.config.group.clone(),
+        delay_level: 0,
+        origin_msg_id: Some(message.msg_id.clone()),
+        origin_topic: Some(message.topic.clone()),
+        unit_mode: Some(false),
+        max_reconsume_times: Some(inner.config.max_reconsume_times),
+    };
+    let request = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK).with_header(&header);
+    matches!(inner.client.invoke(&broker, request, inner.config.request_timeout).await, Ok(r) if r.code == response::SUCCESS)
+}
+
+async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(inner.config.commit_interval) => {}
+        }
+        let owned: Vec<(MessageQueue, Arc<Mutex<ProcessQueue>>)> =
+            lock(&inner.owned).iter().map(|(q, o)| (q.clone(), o.process.clone())).collect();
+        for (queue, process) in owned {
+            commit(&inner, &queue, &process).await;
+        }
+    }
+}
+
+/// Commits the offset below which every message of the queue was consumed.
+async fn commit(inner: &Inner, queue: &MessageQueue, process: &Mutex<ProcessQueue>) {
+    let offset = lock(process).commit_offset();
+    let broker = lock(&inner.routes)
+        .get(&queue.topic)
+        .and_then(|r| r.masters.get(&queue.broker_name).cloned());
+    if let Some(broker) = broker {
+        let group = &inner.config.group;
+        if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)
+            .await
+        {
+            tracing::debug!(%queue, offset, "offset commit failed; the next one carries it");
+        }
+    }
+}
+
+async fn unregister(inner: &Inner) {
+    let brokers: BTreeSet<String> =
+        lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
+    for addr in brokers {
+        let header = UnregisterClientRequestHeader {
+            client_id: inner.client_id.clone(),
+            producer_group: None,
+            consumer_group: Some(inner.config.group.clone()),
+        };
+        let request = RemotingCommand::request(request::UNREGISTER_CLIENT).with_header(&header);
+        let _ = inner.client.invoke(&addr, request, inner.config.request_timeout).await;
+    }
+}

@@ -1,0 +1,90 @@
+//! A push consumer's process queue for one message queue: which pulled messages are still being
+//! consumed, and so which offset may be committed. The committed offset is the lowest offset
+//! still in consumption, or the offset after the last pulled message when none is: a crash or a
+//! rebalance then redelivers at most what was in flight, and never skips a message.
+
+use std::collections::BTreeMap;
+
+/// In-flight messages of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessQueue {
+    /// Offset → body bytes of each message pulled and not yet consumed.
+    pending: BTreeMap<i64, usize>,
+    bytes: usize,
+    /// The offset after the last message pulled.
+    next: i64,
+}
+
+impl ProcessQueue {
+    /// A queue whose consumption starts at `offset`.
+    pub fn starting_at(offset: i64) -> ProcessQueue {
+        ProcessQueue { next: offset, ..ProcessQueue::default() }
+    }
+
+    /// Messages pulled: `(offset, body bytes)` each; `next` is where the next pull starts.
+    pub fn pulled(&mut self, messages: impl IntoIterator<Item = (i64, usize)>, next: i64) {
+        for (offset, size) in messages {
+            if self.pending.insert(offset, size).is_none() {
+                self.bytes += size;
+            }
+        }
+        self.next = self.next.max(next);
+    }
+
+    /// The pull position moved without messages (filtered out, or corrected by the broker).
+    pub fn skip_to(&mut self, next: i64) {
+        self.next = next;
+    }
+
+    /// A message was consumed (or handed back for a retry).
+    pub fn done(&mut self, offset: i64) {
+        if let Some(size) = self.pending.remove(&offset) {
+            self.bytes -= size;
+        }
+    }
+
+    /// The offset that may be committed now.
+    pub fn commit_offset(&self) -> i64 {
+        self.pending.keys().next().copied().unwrap_or(self.next)
+    }
+
+    /// Where the next pull starts.
+    pub fn next(&self) -> i64 {
+        self.next
+    }
+
+    /// Whether pulling should pause (RocketMQ's `pullThresholdForQueue` and
+    /// `pullThresholdSizeForQueue`).
+    pub fn is_full(&self, messages_max: usize, bytes_max: usize) -> bool {
+        self.pending.len() >= messages_max || self.bytes >= bytes_max
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_never_pass_a_message_in_consumption() {
+        let mut queue = ProcessQueue::starting_at(10);
+        assert_eq!(queue.commit_offset(), 10);
+        queue.pulled([(10, 100), (11, 100), (12, 100)], 13);
+        assert_eq!(queue.commit_offset(), 10);
+        queue.done(11);
+        assert_eq!(queue.commit_offset(), 10, "11 is done but 10 is not");
+        queue.done(10);
+        assert_eq!(queue.commit_offset(), 12);
+        queue.done(12);
+        assert_eq!(queue.commit_offset(), 13);
+        assert!(!queue.is_full(1, 1));
+        queue.pulled([(13, 500)], 14);
+        assert!(queue.is_full(1, 10_000) && queue.is_full(10, 500));
+        queue.done(13);
+        queue.skip_to(20);
+        assert_eq!((queue.commit_offset(), queue.next(), queue.in_flight()), (20, 20, 0));
+    }
+}
