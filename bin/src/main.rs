@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use petrel::bench::consume::{self, ConsumeBench};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self as producer_bench, Mode, ProducerBench};
 use petrel::bench::route::{self, RouteBench};
@@ -137,6 +138,39 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         report_interval: u64,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages per second through a push consumer reading a topic from its start.
+    Consumer {
+        #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(short = 't', long, default_value = "BenchmarkTest")]
+        topic: String,
+        /// Consumer group (a fresh one reads from the start).
+        #[arg(short = 'g', long, default_value = "BenchConsumer")]
+        group: String,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Produce-to-consume latency at a fixed send rate.
+    E2e {
+        #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(short = 't', long, default_value = "BenchE2e")]
+        topic: String,
+        #[arg(short = 'g', long, default_value = "BenchE2eGroup")]
+        group: String,
+        /// Messages per second.
+        #[arg(short = 'r', long, default_value_t = 1000)]
+        rate: u64,
+        /// Message body size in bytes (at least 8: the send time).
+        #[arg(short = 's', long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
         #[arg(long)]
         json: bool,
     },
@@ -306,6 +340,19 @@ async fn run_bench(which: BenchCommand) -> Result<(), String> {
             };
             let summary = route::run(bench).await?;
             println!("{}", summary.render(json));
+            Ok(())
+        }
+        BenchCommand::Consumer { namesrv, topic, group, duration, json } => {
+            let duration = Duration::from_secs(duration);
+            let bench = ConsumeBench { namesrv, topic, group, duration, rate: 0, message_bytes: 0 };
+            println!("{}", consume::run(bench).await?.render(json));
+            Ok(())
+        }
+        BenchCommand::E2e { namesrv, topic, group, rate, size, duration, json } => {
+            let duration = Duration::from_secs(duration);
+            let rate = rate.max(1);
+            let bench = ConsumeBench { namesrv, topic, group, duration, rate, message_bytes: size };
+            println!("{}", consume::run(bench).await?.render(json));
             Ok(())
         }
         BenchCommand::Idle { broker, pid, connections, held, json } => {

@@ -3,8 +3,10 @@
 //! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
 //! - `idle`: a broker's memory with many idle connections and held pulls.
 //! - `producer`: send TPS and latency through `petrel-client`'s producer.
+//! - `consumer`, `e2e`: receive TPS, and produce-to-consume latency at a fixed rate.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 
+pub mod consume;
 pub mod idle;
 pub mod producer;
 pub mod route;
