@@ -114,7 +114,8 @@ pub async fn run(bench: ConsumeBench) -> Result<ConsumeReport, String> {
             let mut body = micros_now().to_be_bytes().to_vec();
             body.resize(bench.message_bytes.max(8), b'x');
             let message = Message::new(bench.topic.clone(), body);
-            let _ = producer.send_async(message);
+            // Detached: the consumer side measures the outcome.
+            drop(producer.send_async(message));
             sent += 1;
             next += interval;
             tokio::time::sleep_until(next).await;
