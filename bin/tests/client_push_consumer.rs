@@ -114,14 +114,17 @@ async fn a_group_shares_its_queues_as_it_grows_and_shrinks() {
     let got = wait_all(&seen, 200..300).await;
     assert!((200..300).all(|id| got.contains(&id)), "the last member takes every queue back");
     // Members that leave commit what they consumed, so the messages sent after the group grew
-    // were each delivered once. When it grew, the new members may have started from a commit
-    // made before the last of the first 100 was consumed: those may come twice, no more.
+    // were each delivered once. Each of the two joins may have handed a queue to its new member
+    // at a commit made before the old member's last consumption (the commit interval's window,
+    // as in RocketMQ): the first 100 may come once more per join, no more.
     let mut deliveries = std::collections::BTreeMap::new();
     for (id, _) in seen.lock().unwrap().iter() {
         *deliveries.entry(*id).or_insert(0) += 1;
     }
-    assert!((100..300).all(|id| deliveries[&id] == 1), "{deliveries:?}");
-    assert!((0..100).all(|id| deliveries[&id] <= 2), "{deliveries:?}");
+    let twice: Vec<(u64, i32)> =
+        deliveries.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
+    assert!((100..300).all(|id| deliveries[&id] == 1), "delivered more than once: {twice:?}");
+    assert!((0..100).all(|id| deliveries[&id] <= 3), "delivered more than 1 + 2 joins: {twice:?}");
     a.shutdown().await;
     producer.shutdown().await;
     broker.stop().await;

@@ -23,6 +23,13 @@ pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, PushConsumer, PushConsumerConfig};
 
+/// NameServer addresses from `NAMESRV_ADDR` (`host:port;host:port`), as RocketMQ's clients
+/// read it.
+pub(crate) fn namesrv_from_env() -> Vec<String> {
+    let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
+    namesrv.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+}
+
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

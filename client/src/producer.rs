@@ -62,13 +62,8 @@ pub struct ProducerConfig {
 
 impl Default for ProducerConfig {
     fn default() -> Self {
-        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
         ProducerConfig {
-            namesrv_addrs: namesrv
-                .split(';')
-                .filter(|a| !a.trim().is_empty())
-                .map(|a| a.trim().to_owned())
-                .collect(),
+            namesrv_addrs: crate::namesrv_from_env(),
             group: "DEFAULT_PRODUCER".to_owned(),
             send_timeout: Duration::from_secs(3),
             retries: 2,

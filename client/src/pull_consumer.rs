@@ -45,13 +45,8 @@ pub struct PullConsumerConfig {
 
 impl Default for PullConsumerConfig {
     fn default() -> Self {
-        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
         PullConsumerConfig {
-            namesrv_addrs: namesrv
-                .split(';')
-                .filter(|a| !a.trim().is_empty())
-                .map(|a| a.trim().to_owned())
-                .collect(),
+            namesrv_addrs: crate::namesrv_from_env(),
             group: "DEFAULT_CONSUMER".to_owned(),
             consume_from: ConsumeFrom::Last,
             pull_batch: 32,
@@ -265,50 +260,19 @@ impl PullConsumer {
             return Ok(Vec::new());
         };
         let broker = self.broker_of(queue)?;
-        let header = PullMessageRequestHeader {
-            consumer_group: self.inner.config.group.clone(),
-            topic: queue.topic.clone(),
-            queue_id: queue.queue_id,
-            queue_offset: position.next,
-            max_msg_nums: self.inner.config.pull_batch,
-            sys_flag: if hold.is_zero() { 0x4 } else { 0x2 | 0x4 },
-            commit_offset: 0,
-            suspend_timeout_millis: hold.as_millis() as i64,
-            subscription: Some("*".into()),
-            sub_version: 0,
-            expression_type: Some("TAG".into()),
-            max_msg_bytes: None,
+        let pull = QueuePull {
+            group: &self.inner.config.group,
+            queue,
+            offset: position.next,
+            batch: self.inner.config.pull_batch,
+            hold,
+            expression: "*",
+            timeout: self.inner.config.request_timeout + hold,
         };
-        let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
-        let timeout = self.inner.config.request_timeout + hold;
-        let reply = self
-            .inner
-            .client
-            .invoke(&broker, request, timeout)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let next = match reply.code {
-            response::SUCCESS
-            | response::PULL_NOT_FOUND
-            | response::PULL_RETRY_IMMEDIATELY
-            | response::PULL_OFFSET_MOVED => {
-                reply
-                    .header::<PullMessageResponseHeader>()
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
-                    .next_begin_offset
-            }
-            code => {
-                return Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() })
-            }
-        };
-        let messages = if reply.code == response::SUCCESS {
-            decode(queue, &reply.body_bytes())?
-        } else {
-            Vec::new()
-        };
+        let (messages, next) = pull_queue(&self.inner.client, &broker, &pull).await?;
         if let Some(position) = lock(&self.inner.positions).get_mut(queue) {
             // A seek during the pull wins over the pull's answer.
-            if position.next == header.queue_offset {
+            if position.next == pull.offset {
                 position.next = next;
             }
         }
@@ -349,6 +313,63 @@ impl PullConsumer {
         let committed = self.commit().await;
         self.inner.client.shutdown();
         committed
+    }
+}
+
+/// One pull of one queue.
+pub(crate) struct QueuePull<'a> {
+    pub group: &'a str,
+    pub queue: &'a MessageQueue,
+    pub offset: i64,
+    pub batch: i32,
+    /// How long the broker may hold the pull when nothing is new (zero: answer at once).
+    pub hold: Duration,
+    /// TAG expression, sent with the pull.
+    pub expression: &'a str,
+    pub timeout: Duration,
+}
+
+/// Pulls a queue: the messages, and where the next pull starts.
+pub(crate) async fn pull_queue(
+    client: &RemotingClient,
+    broker: &str,
+    pull: &QueuePull<'_>,
+) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
+    let queue = pull.queue;
+    let header = PullMessageRequestHeader {
+        consumer_group: pull.group.to_owned(),
+        topic: queue.topic.clone(),
+        queue_id: queue.queue_id,
+        queue_offset: pull.offset,
+        max_msg_nums: pull.batch,
+        sys_flag: if pull.hold.is_zero() { 0x4 } else { 0x2 | 0x4 },
+        commit_offset: 0,
+        suspend_timeout_millis: pull.hold.as_millis() as i64,
+        subscription: Some(pull.expression.to_owned()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
+    let reply = client
+        .invoke(broker, request, pull.timeout)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    match reply.code {
+        response::SUCCESS
+        | response::PULL_NOT_FOUND
+        | response::PULL_RETRY_IMMEDIATELY
+        | response::PULL_OFFSET_MOVED => {
+            let answer: PullMessageResponseHeader =
+                reply.header().map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let messages = if reply.code == response::SUCCESS {
+                decode(queue, &reply.body_bytes())?
+            } else {
+                Vec::new()
+            };
+            Ok((messages, answer.next_begin_offset))
+        }
+        code => Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() }),
     }
 }
 

@@ -19,14 +19,13 @@ use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader, UnregisterClientRequestHeader,
+    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, UnregisterClientRequestHeader,
 };
 use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::pull_consumer::{decode, ConsumeFrom, ReceivedMessage};
+use crate::pull_consumer::{pull_queue, ConsumeFrom, QueuePull, ReceivedMessage};
 use crate::route::{self, TopicRoute};
 use crate::{raw, ClientError};
 
@@ -74,13 +73,8 @@ pub struct PushConsumerConfig {
 
 impl Default for PushConsumerConfig {
     fn default() -> Self {
-        let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_default();
         PushConsumerConfig {
-            namesrv_addrs: namesrv
-                .split(';')
-                .filter(|a| !a.trim().is_empty())
-                .map(|a| a.trim().to_owned())
-                .collect(),
+            namesrv_addrs: crate::namesrv_from_env(),
             group: "DEFAULT_CONSUMER".to_owned(),
             subscriptions: BTreeMap::new(),
             consume_from: ConsumeFrom::Last,
@@ -422,43 +416,16 @@ async fn pull(
     offset: i64,
     expression: &str,
 ) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
-    let header = PullMessageRequestHeader {
-        consumer_group: inner.config.group.clone(),
-        topic: queue.topic.clone(),
-        queue_id: queue.queue_id,
-        queue_offset: offset,
-        max_msg_nums: 32,
-        sys_flag: 0x2 | 0x4,
-        commit_offset: 0,
-        suspend_timeout_millis: inner.config.hold.as_millis() as i64,
-        subscription: Some(expression.to_owned()),
-        sub_version: 0,
-        expression_type: Some("TAG".into()),
-        max_msg_bytes: None,
+    let pull = QueuePull {
+        group: &inner.config.group,
+        queue,
+        offset,
+        batch: 32,
+        hold: inner.config.hold,
+        expression,
+        timeout: inner.config.request_timeout + inner.config.hold,
     };
-    let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
-    let timeout = inner.config.request_timeout + inner.config.hold;
-    let reply = inner
-        .client
-        .invoke(broker, request, timeout)
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
-    match reply.code {
-        response::SUCCESS
-        | response::PULL_NOT_FOUND
-        | response::PULL_RETRY_IMMEDIATELY
-        | response::PULL_OFFSET_MOVED => {
-            let answer: PullMessageResponseHeader =
-                reply.header().map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let messages = if reply.code == response::SUCCESS {
-                decode(queue, &reply.body_bytes())?
-            } else {
-                Vec::new()
-            };
-            Ok((messages, answer.next_begin_offset))
-        }
-        code => Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() }),
-    }
+    pull_queue(&inner.client, broker, &pull).await
 }
 
 /// Hands a message to the listener on a worker; a failure is sent back for a retry, and
