@@ -30,6 +30,27 @@ pub(crate) fn namesrv_from_env() -> Vec<String> {
     namesrv.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
 }
 
+/// Sends `request` and returns the answer when it is SUCCESS; any other answer is the
+/// broker's error, a missing one a transport error.
+pub(crate) async fn call(
+    client: &petrel_net::transport::RemotingClient,
+    addr: &str,
+    request: petrel_net::codec::RemotingCommand,
+    timeout: std::time::Duration,
+) -> Result<petrel_net::codec::RemotingCommand, ClientError> {
+    let reply = client
+        .invoke(addr, request, timeout)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    if reply.code != petrel_net::codec::codes::response::SUCCESS {
+        return Err(ClientError::Broker {
+            code: reply.code,
+            remark: reply.remark.unwrap_or_default(),
+        });
+    }
+    Ok(reply)
+}
+
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

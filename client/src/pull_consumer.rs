@@ -199,18 +199,9 @@ impl PullConsumer {
                 RemotingCommand::request(request::GET_MIN_OFFSET).with_header(&header)
             }
         };
-        let reply = self
-            .inner
-            .client
-            .invoke(broker, request, self.inner.config.request_timeout)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if reply.code != response::SUCCESS {
-            return Err(ClientError::Broker {
-                code: reply.code,
-                remark: reply.remark.unwrap_or_default(),
-            });
-        }
+        let reply =
+            crate::call(&self.inner.client, broker, request, self.inner.config.request_timeout)
+                .await?;
         reply
             .header::<OffsetResponseHeader>()
             .map(|h| h.offset)

@@ -283,17 +283,7 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     let header = ConsumerGroupRequestHeader { consumer_group: inner.config.group.clone() };
     let request =
         RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
-    let reply = inner
-        .client
-        .invoke(&broker, request, inner.config.request_timeout)
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
-    if reply.code != response::SUCCESS {
-        return Err(ClientError::Broker {
-            code: reply.code,
-            remark: reply.remark.unwrap_or_default(),
-        });
-    }
+    let reply = crate::call(&inner.client, &broker, request, inner.config.request_timeout).await?;
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Ids {
@@ -351,15 +341,8 @@ async fn start_offset(
         topic: queue.topic.clone(),
         queue_id: queue.queue_id,
     };
-    let reply = inner
-        .client
-        .invoke(
-            broker,
-            RemotingCommand::request(code).with_header(&header),
-            inner.config.request_timeout,
-        )
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let request = RemotingCommand::request(code).with_header(&header);
+    let reply = crate::call(&inner.client, broker, request, inner.config.request_timeout).await?;
     reply
         .header::<petrel_net::headers::broker::OffsetResponseHeader>()
         .map(|h| h.offset)
