@@ -139,3 +139,18 @@ pub fn sim_broker_config(name: &str, ip: &str, namesrv: &str) -> petrel::broker:
     store.max_index_entries = 256;
     config
 }
+
+/// Starts a NameServer node at 10.0.0.1:9876, the address every scenario's nodes use.
+#[cfg(madsim)]
+pub fn spawn_namesrv(handle: &madsim::runtime::Handle) -> madsim::runtime::NodeHandle {
+    handle
+        .create_node()
+        .name("namesrv")
+        .ip([10, 0, 0, 1].into())
+        .init(|| async {
+            let config = petrel::namesrv::NamesrvConfig::default();
+            let _running = petrel::namesrv::start(config).await.expect("the namesrv binds");
+            std::future::pending::<()>().await;
+        })
+        .build()
+}

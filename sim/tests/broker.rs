@@ -28,7 +28,6 @@ use std::time::Duration;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::{self, Broker, BrokerConfig};
-use petrel::namesrv::{self, NamesrvConfig};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_sim::workload::{self, SendOutcome};
@@ -209,15 +208,7 @@ async fn sync_flush_survives_broker_crashes() {
     let disk_seed: u64 = thread_rng().gen();
     let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
     let disk = SimDisk::new(disk_seed, 1 << 30, faults);
-    handle
-        .create_node()
-        .name("namesrv")
-        .ip(ip("10.0.0.1"))
-        .init(|| async {
-            let _running = namesrv::start(NamesrvConfig::default()).await.expect("namesrv binds");
-            std::future::pending::<()>().await;
-        })
-        .build();
+    petrel_sim::spawn_namesrv(&handle);
     let slot: Slot = Arc::default();
     let broker_slot = slot.clone();
     let broker_disk = disk.clone();

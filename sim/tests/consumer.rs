@@ -19,7 +19,6 @@ use std::time::Duration;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
-use petrel::namesrv::{self, NamesrvConfig};
 use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage,
@@ -59,15 +58,7 @@ async fn member(consumed: Consumed) {
 #[madsim::test]
 async fn a_group_consumes_everything_while_a_member_fails() {
     let handle = Handle::current();
-    handle
-        .create_node()
-        .name("namesrv")
-        .ip(ip("10.0.0.1"))
-        .init(|| async {
-            let _running = namesrv::start(NamesrvConfig::default()).await.unwrap();
-            std::future::pending::<()>().await;
-        })
-        .build();
+    petrel_sim::spawn_namesrv(&handle);
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
     handle
         .create_node()

@@ -21,7 +21,6 @@ use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
-use petrel::namesrv::{self, NamesrvConfig};
 use petrel_client::{Message, Producer, ProducerConfig, SendResult};
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_sim::{sim_broker_config, workload};
@@ -56,15 +55,7 @@ async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
 #[madsim::test]
 async fn sends_survive_a_failing_broker() {
     let handle = Handle::current();
-    handle
-        .create_node()
-        .name("namesrv")
-        .ip(ip("10.0.0.1"))
-        .init(|| async {
-            let _running = namesrv::start(NamesrvConfig::default()).await.unwrap();
-            std::future::pending::<()>().await;
-        })
-        .build();
+    petrel_sim::spawn_namesrv(&handle);
     let mut brokers = Vec::new();
     for (name, address) in [("broker-a", "10.0.1.1"), ("broker-b", "10.0.1.2")] {
         let seed: u64 = thread_rng().gen();
