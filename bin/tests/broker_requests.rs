@@ -133,7 +133,7 @@ async fn failed_messages_retry_after_their_delay_then_go_to_the_dead_letter_topi
         raw::send(&client, &broker.addr, "Work", 0, 5, 50).await,
         SendOutcome::Acked { queue_offset: 0 }
     );
-    let first = pull_all(&client, &broker.addr, "Work", 0).await.remove(0);
+    let first = wait_for_messages(&client, &broker.addr, "Work").await.remove(0);
     // A consumer of RetryGroup gives it back: it returns on %RETRY%RetryGroup after a delay.
     let given_back = Instant::now();
     let reply = call(&client, &broker.addr, send_back(first.physical_offset, 0, 1)).await;
