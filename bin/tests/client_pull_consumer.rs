@@ -1,6 +1,6 @@
 //! `petrel-client`'s lite pull consumer against an in-process NameServer and broker: it reads
-//! every message the producer sent, resumes a group from its committed offsets, sees only new
-//! messages when it starts at the end, and seeks.
+//! every message the producer sent, resumes a group from its committed offsets, starts from a
+//! time, sees only new messages when it starts at the end, and seeks.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -77,6 +77,21 @@ async fn the_pull_consumer_reads_resumes_and_seeks() {
     again.seek(&queues[0], 0).unwrap();
     let replay: BTreeSet<u64> = receive(&again, 1).await.into_iter().collect();
     assert!(!replay.is_empty() && replay.iter().all(|id| *id < 110));
+
+    // A new group that starts from a time sees what was stored from then on.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for id in 200..210 {
+        producer.send(&send(id)).await.unwrap();
+    }
+    let timed = consumer(&ns, "FromTime", ConsumeFrom::Timestamp(since));
+    timed.assign(&queues).await.unwrap();
+    let mut got = receive(&timed, 10).await;
+    got.sort();
+    assert_eq!(got, (200..210).collect::<Vec<_>>(), "only what was stored after the time");
 
     // A new group that starts at the end sees only new messages.
     let latest = consumer(&ns, "Latecomers", ConsumeFrom::Last);

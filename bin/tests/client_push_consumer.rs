@@ -1,6 +1,8 @@
 //! `petrel-client`'s push consumer against an in-process NameServer and broker: one member
 //! receives everything; a group that grows to three members and shrinks back shares the queues
-//! and loses nothing; a failed message comes back through the retry topic.
+//! (averagely, and by consistent hashing) and loses nothing; a failed message comes back
+//! through the retry topic; broadcasting members each receive everything and resume from
+//! their own offsets files.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -13,15 +15,17 @@ use std::time::{Duration, Instant};
 use common::{namesrv, Running};
 use petrel_client::raw;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
+    ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage,
 };
 use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::client::allocate::{allocate, Strategy};
+use petrel_core::client::MessageQueue;
 
 type Seen = Arc<Mutex<Vec<(u64, i32)>>>;
 
-fn member(ns: &str, group: &str, seen: Seen, fail_first: bool) -> PushConsumer {
-    let config = PushConsumerConfig {
+fn config(ns: &str, group: &str) -> PushConsumerConfig {
+    PushConsumerConfig {
         namesrv_addrs: vec![ns.to_owned()],
         group: group.to_owned(),
         subscriptions: [("Pushed".to_owned(), "*".to_owned())].into_iter().collect(),
@@ -30,7 +34,15 @@ fn member(ns: &str, group: &str, seen: Seen, fail_first: bool) -> PushConsumer {
         commit_interval: Duration::from_millis(100),
         hold: Duration::from_millis(300),
         ..PushConsumerConfig::default()
-    };
+    }
+}
+
+fn member(ns: &str, group: &str, seen: Seen, fail_first: bool) -> PushConsumer {
+    start(config(ns, group), seen, fail_first)
+}
+
+/// Records every delivery; fails ids that are multiples of 10 the first time if asked.
+fn start(config: PushConsumerConfig, seen: Seen, fail_first: bool) -> PushConsumer {
     PushConsumer::start(config, move |message: &ReceivedMessage| {
         let id = raw::body_id(&message.body).unwrap();
         seen.lock().unwrap().push((id, message.reconsume_times));
@@ -60,14 +72,23 @@ async fn wait_all(seen: &Seen, ids: std::ops::Range<u64>) -> BTreeSet<u64> {
     }
 }
 
-async fn wait_assigned(members: &[&PushConsumer], each: usize) {
+/// Waits until the members hold the 4 queues between them, each exactly its share by
+/// `strategy` among these members: the group has settled.
+async fn wait_assigned(members: &[&PushConsumer], strategy: Strategy) {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let ids: Vec<String> = members.iter().map(|m| m.client_id().to_owned()).collect();
     while Instant::now() < deadline {
-        let counts: Vec<usize> = members
+        let held: Vec<Vec<MessageQueue>> = members
             .iter()
-            .map(|m| m.assigned().iter().filter(|q| q.topic == "Pushed").count())
+            .map(|m| m.assigned().into_iter().filter(|q| q.topic == "Pushed").collect())
             .collect();
-        if counts.iter().sum::<usize>() == 4 && counts.iter().all(|c| *c >= each) {
+        let all: Vec<MessageQueue> = held.iter().flatten().cloned().collect();
+        let settled = all.len() == 4
+            && members
+                .iter()
+                .zip(&held)
+                .all(|(m, mine)| *mine == allocate(strategy, m.client_id(), &all, &ids));
+        if settled {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -77,6 +98,16 @@ async fn wait_assigned(members: &[&PushConsumer], each: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_shares_its_queues_as_it_grows_and_shrinks() {
+    grow_and_shrink(Strategy::Averagely).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistent_hash_group_shares_its_queues_as_it_grows_and_shrinks() {
+    grow_and_shrink(Strategy::CONSISTENT_HASH).await;
+}
+
+/// A group of one member, then three, then one again.
+async fn grow_and_shrink(strategy: Strategy) {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
     let producer = Producer::start(ProducerConfig {
@@ -86,13 +117,17 @@ async fn a_group_shares_its_queues_as_it_grows_and_shrinks() {
     .unwrap();
     send(&producer, 0..100).await;
     let seen: Seen = Arc::default();
-    let a = member(&ns, "Sharing", seen.clone(), false);
+    let group = format!("Sharing{}", strategy.name());
+    let member = |seen: &Seen| {
+        start(PushConsumerConfig { strategy, ..config(&ns, &group) }, seen.clone(), false)
+    };
+    let a = member(&seen);
     let got = wait_all(&seen, 0..100).await;
     assert!((0..100).all(|id| got.contains(&id)), "one member receives everything");
 
-    let b = member(&ns, "Sharing", seen.clone(), false);
-    let c = member(&ns, "Sharing", seen.clone(), false);
-    wait_assigned(&[&a, &b, &c], 1).await;
+    let b = member(&seen);
+    let c = member(&seen);
+    wait_assigned(&[&a, &b, &c], strategy).await;
     let mine: Vec<BTreeSet<_>> =
         [&a, &b, &c].iter().map(|m| m.assigned().into_iter().collect()).collect();
     assert!(
@@ -109,7 +144,7 @@ async fn a_group_shares_its_queues_as_it_grows_and_shrinks() {
 
     b.shutdown().await;
     c.shutdown().await;
-    wait_assigned(&[&a], 4).await;
+    wait_assigned(&[&a], strategy).await;
     send(&producer, 200..300).await;
     let got = wait_all(&seen, 200..300).await;
     assert!((200..300).all(|id| got.contains(&id)), "the last member takes every queue back");
@@ -162,4 +197,59 @@ async fn a_failed_message_comes_back_through_the_retry_topic() {
     producer.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;
+}
+
+/// A broadcasting member keeping its offsets under `dir` as `instance`.
+fn broadcaster(ns: &str, dir: &std::path::Path, instance: &str, seen: Seen) -> PushConsumer {
+    let config = PushConsumerConfig {
+        message_model: MessageModel::Broadcasting,
+        local_offsets_dir: dir.to_owned(),
+        instance_name: instance.to_owned(),
+        ..config(ns, "Everyone")
+    };
+    start(config, seen, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasting_members_each_receive_everything_and_resume_from_their_own_offsets() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.clone()],
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("petrel-broadcast-{}", std::process::id()));
+    send(&producer, 0..50).await;
+    let (seen_a, seen_b): (Seen, Seen) = (Arc::default(), Arc::default());
+    let a = broadcaster(&ns, &dir, "a", seen_a.clone());
+    let b = broadcaster(&ns, &dir, "b", seen_b.clone());
+    for seen in [&seen_a, &seen_b] {
+        let got = wait_all(seen, 0..50).await;
+        assert!((0..50).all(|id| got.contains(&id)), "every member receives every message");
+    }
+    assert_eq!(a.assigned().len(), 4, "a broadcasting member reads every queue");
+    b.shutdown().await;
+    assert!(dir.join("b").join("Everyone").join("offsets.json").exists());
+
+    send(&producer, 50..80).await;
+    wait_all(&seen_a, 50..80).await;
+    let seen_again: Seen = Arc::default();
+    let b = broadcaster(&ns, &dir, "b", seen_again.clone());
+    let got = wait_all(&seen_again, 50..80).await;
+    assert_eq!(got, (50..80).collect(), "b resumes where it stopped, from its own file");
+    // A failed message is dropped in broadcasting: nothing came a second time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for seen in [&seen_a, &seen_b, &seen_again] {
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().all(|(_, times)| *times == 0), "no retries in broadcasting");
+        let ids: BTreeSet<u64> = seen.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), seen.len(), "no duplicates");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,12 +5,14 @@
 //! - [`pull_consumer`]: the lite pull consumer: assign queues, poll, seek, commit.
 //! - [`push_consumer`]: a consumer group's member: rebalance, long-polling pulls, a bounded
 //!   worker pool, retries through the broker, offsets committed every 5 s and at shutdown.
+//! - [`local_offsets`]: a broadcasting consumer's offsets file.
 //! - [`raw`]: single requests to one broker, each reporting exactly what happened, for the
 //!   simulator and tests.
 //!
 //! The decisions (queue selection, fault tolerance, rebalance) are pure code in
 //! `petrel_core::client`.
 
+pub mod local_offsets;
 pub mod message;
 pub mod producer;
 pub mod pull_consumer;
@@ -21,7 +23,7 @@ pub mod route;
 pub use message::{Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
-pub use push_consumer::{ConsumeResult, Listener, PushConsumer, PushConsumerConfig};
+pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};
 
 /// NameServer addresses from `NAMESRV_ADDR` (`host:port;host:port`), as RocketMQ's clients
 /// read it.

@@ -16,7 +16,7 @@ use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader, TopicQueueRequestHeader,
+    PullMessageResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
 };
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -30,6 +30,20 @@ pub enum ConsumeFrom {
     Last,
     /// The queue's first message still stored.
     First,
+    /// The first message stored at or after this time, in milliseconds since the epoch
+    /// (`CONSUME_FROM_TIMESTAMP`; RocketMQ's default time is half an hour before start).
+    Timestamp(i64),
+}
+
+impl ConsumeFrom {
+    /// The name a heartbeat gives it (`consumeFromWhere`).
+    pub fn rocketmq_name(self) -> &'static str {
+        match self {
+            ConsumeFrom::Last => "CONSUME_FROM_LAST_OFFSET",
+            ConsumeFrom::First => "CONSUME_FROM_FIRST_OFFSET",
+            ConsumeFrom::Timestamp(_) => "CONSUME_FROM_TIMESTAMP",
+        }
+    }
 }
 
 /// A pull consumer's settings.
@@ -157,55 +171,24 @@ impl PullConsumer {
 
     /// Takes these queues, each from the group's committed offset (or `consume_from`).
     pub async fn assign(&self, queues: &[MessageQueue]) -> Result<(), ClientError> {
+        let config = &self.inner.config;
         let mut positions = BTreeMap::new();
         for queue in queues {
             self.route(&queue.topic).await?;
             let broker = self.broker_of(queue)?;
-            let group = &self.inner.config.group;
-            let committed = raw::query_committed_offset(
+            let next = start_offset(
                 &self.inner.client,
                 &broker,
-                group,
-                &queue.topic,
-                queue.queue_id,
+                &config.group,
+                queue,
+                config.consume_from,
+                config.request_timeout,
             )
-            .await
-            .map_err(ClientError::Transport)?;
-            let next = match committed {
-                Some(offset) => offset,
-                None => self.queue_edge(&broker, queue).await?,
-            };
+            .await?;
             positions.insert(queue.clone(), Position { next, committed: next });
         }
         *lock(&self.inner.positions) = positions;
         Ok(())
-    }
-
-    async fn queue_edge(&self, broker: &str, queue: &MessageQueue) -> Result<i64, ClientError> {
-        let request = match self.inner.config.consume_from {
-            ConsumeFrom::Last => {
-                let header = GetMaxOffsetRequestHeader {
-                    topic: queue.topic.clone(),
-                    queue_id: queue.queue_id,
-                    committed: None,
-                };
-                RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&header)
-            }
-            ConsumeFrom::First => {
-                let header = TopicQueueRequestHeader {
-                    topic: queue.topic.clone(),
-                    queue_id: queue.queue_id,
-                };
-                RemotingCommand::request(request::GET_MIN_OFFSET).with_header(&header)
-            }
-        };
-        let reply =
-            crate::call(&self.inner.client, broker, request, self.inner.config.request_timeout)
-                .await?;
-        reply
-            .header::<OffsetResponseHeader>()
-            .map(|h| h.offset)
-            .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Moves a queue's position: the next poll reads from `offset`.
@@ -305,6 +288,56 @@ impl PullConsumer {
         self.inner.client.shutdown();
         committed
     }
+}
+
+/// Where a group starts on a queue: its committed offset, else where `from` says.
+pub(crate) async fn start_offset(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    queue: &MessageQueue,
+    from: ConsumeFrom,
+    timeout: Duration,
+) -> Result<i64, ClientError> {
+    let committed =
+        raw::query_committed_offset(client, broker, group, &queue.topic, queue.queue_id)
+            .await
+            .map_err(ClientError::Transport)?;
+    match committed {
+        Some(offset) => Ok(offset),
+        None => edge_offset(client, broker, queue, from, timeout).await,
+    }
+}
+
+/// Where `from` says a queue is read from when nothing was committed.
+pub(crate) async fn edge_offset(
+    client: &RemotingClient,
+    broker: &str,
+    queue: &MessageQueue,
+    from: ConsumeFrom,
+    timeout: Duration,
+) -> Result<i64, ClientError> {
+    let (topic, queue_id) = (queue.topic.clone(), queue.queue_id);
+    let request = match from {
+        ConsumeFrom::Last => {
+            let header = GetMaxOffsetRequestHeader { topic, queue_id, committed: None };
+            RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&header)
+        }
+        ConsumeFrom::First => {
+            let header = TopicQueueRequestHeader { topic, queue_id };
+            RemotingCommand::request(request::GET_MIN_OFFSET).with_header(&header)
+        }
+        ConsumeFrom::Timestamp(timestamp) => {
+            let header =
+                SearchOffsetRequestHeader { topic, queue_id, timestamp, boundary_type: None };
+            RemotingCommand::request(request::SEARCH_OFFSET_BY_TIMESTAMP).with_header(&header)
+        }
+    };
+    let reply = crate::call(client, broker, request, timeout).await?;
+    reply
+        .header::<OffsetResponseHeader>()
+        .map(|h| h.offset)
+        .map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 /// One pull of one queue.

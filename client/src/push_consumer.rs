@@ -7,6 +7,7 @@
 //! offset may be committed (never past a message still in consumption).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,7 +26,10 @@ use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, R
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::pull_consumer::{pull_queue, ConsumeFrom, QueuePull, ReceivedMessage};
+use crate::local_offsets::LocalOffsets;
+use crate::pull_consumer::{
+    edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueuePull, ReceivedMessage,
+};
 use crate::route::{self, TopicRoute};
 use crate::{raw, ClientError};
 
@@ -48,6 +52,16 @@ impl<F: Fn(&ReceivedMessage) -> ConsumeResult + Send + Sync + 'static> Listener 
     }
 }
 
+/// How a group's members share its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageModel {
+    /// Each message goes to one member; the broker keeps the group's offsets.
+    Clustering,
+    /// Each message goes to every member; each keeps its own offsets in a local file, and a
+    /// message its listener fails is dropped, not retried (as in RocketMQ).
+    Broadcasting,
+}
+
 /// A push consumer's settings, with RocketMQ's defaults.
 #[derive(Debug, Clone)]
 pub struct PushConsumerConfig {
@@ -56,11 +70,18 @@ pub struct PushConsumerConfig {
     /// Topic → TAG expression (`*` for everything).
     pub subscriptions: BTreeMap<String, String>,
     pub consume_from: ConsumeFrom,
+    pub message_model: MessageModel,
+    /// Broadcasting: offsets are kept in `{local_offsets_dir}/{instance_name}/{group}/
+    /// offsets.json`; two members of a group on one host need different instance names.
+    pub local_offsets_dir: PathBuf,
+    pub instance_name: String,
     pub strategy: Strategy,
     /// `consumeThreadMax`: messages consumed at once.
     pub workers: usize,
     /// `pullThresholdForQueue`: pulling a queue pauses at this many messages in consumption.
     pub queue_messages_max: usize,
+    /// `pullThresholdSizeForQueue`: or at this many body bytes in consumption (100 MiB).
+    pub queue_bytes_max: usize,
     /// `maxReconsumeTimes`: 16, then the dead-letter topic.
     pub max_reconsume_times: i32,
     pub rebalance_interval: Duration,
@@ -78,9 +99,15 @@ impl Default for PushConsumerConfig {
             group: "DEFAULT_CONSUMER".to_owned(),
             subscriptions: BTreeMap::new(),
             consume_from: ConsumeFrom::Last,
+            message_model: MessageModel::Clustering,
+            local_offsets_dir: std::env::var_os("HOME")
+                .map_or_else(PathBuf::new, PathBuf::from)
+                .join(".rocketmq_offsets"),
+            instance_name: "DEFAULT".to_owned(),
             strategy: Strategy::Averagely,
             workers: 20,
             queue_messages_max: 1_000,
+            queue_bytes_max: 100 << 20,
             max_reconsume_times: 16,
             rebalance_interval: Duration::from_secs(20),
             commit_interval: Duration::from_secs(5),
@@ -105,6 +132,8 @@ struct Inner {
     routes: Mutex<BTreeMap<String, TopicRoute>>,
     workers: Arc<Semaphore>,
     rebalance_now: Arc<Notify>,
+    /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
+    local: Option<LocalOffsets>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,6 +180,16 @@ impl PushConsumer {
             TagFilter::parse(None, expression)
                 .map_err(|e| ClientError::Config(format!("{topic}: {e}")))?;
         }
+        let local = match config.message_model {
+            MessageModel::Clustering => None,
+            MessageModel::Broadcasting => Some(LocalOffsets::open(
+                &config
+                    .local_offsets_dir
+                    .join(&config.instance_name)
+                    .join(&config.group)
+                    .join("offsets.json"),
+            )?),
+        };
         let rebalance_now = Arc::new(Notify::new());
         let handler: Arc<dyn RequestHandler> = Arc::new(Notices(rebalance_now.clone()));
         let started = std::time::SystemTime::now()
@@ -164,6 +203,7 @@ impl PushConsumer {
             routes: Mutex::default(),
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
             rebalance_now,
+            local,
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -200,18 +240,20 @@ impl PushConsumer {
         }
         let workers = u32::try_from(self.inner.config.workers.max(1)).unwrap_or(u32::MAX);
         let _all_done = self.inner.workers.acquire_many(workers).await;
-        for (queue, owned) in &owned {
-            commit(&self.inner, queue, &owned.process).await;
-        }
+        let offsets = owned.iter().map(|(q, o)| (q.clone(), lock(&o.process).commit_offset()));
+        commit(&self.inner, offsets.collect()).await;
         unregister(&self.inner).await;
         self.inner.client.shutdown();
     }
 }
 
-/// The subscriptions as the group registers them: the user's, and the group's retry topic.
+/// The subscriptions as the group registers them: the user's, and in clustering the group's
+/// retry topic.
 fn subscriptions(config: &PushConsumerConfig) -> BTreeMap<String, String> {
     let mut all = config.subscriptions.clone();
-    all.insert(format!("%RETRY%{}", config.group), "*".into());
+    if config.message_model == MessageModel::Clustering {
+        all.insert(format!("%RETRY%{}", config.group), "*".into());
+    }
     all
 }
 
@@ -234,9 +276,10 @@ async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn heartbeat(inner: &Inner) {
-    let from = match inner.config.consume_from {
-        ConsumeFrom::Last => "CONSUME_FROM_LAST_OFFSET",
-        ConsumeFrom::First => "CONSUME_FROM_FIRST_OFFSET",
+    let from = inner.config.consume_from.rocketmq_name();
+    let model = match inner.config.message_model {
+        MessageModel::Clustering => "CLUSTERING",
+        MessageModel::Broadcasting => "BROADCASTING",
     };
     let subs: Vec<String> = subscriptions(&inner.config)
         .iter()
@@ -245,7 +288,7 @@ async fn heartbeat(inner: &Inner) {
         })
         .collect();
     let body = format!(
-        r#"{{"clientID":"{}","consumerDataSet":[{{"groupName":"{}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"{from}","subscriptionDataSet":[{}],"unitMode":false}}],"producerDataSet":[]}}"#,
+        r#"{{"clientID":"{}","consumerDataSet":[{{"groupName":"{}","consumeType":"CONSUME_PASSIVELY","messageModel":"{model}","consumeFromWhere":"{from}","subscriptionDataSet":[{}],"unitMode":false}}],"producerDataSet":[]}}"#,
         inner.client_id,
         inner.config.group,
         subs.join(",")
@@ -279,32 +322,24 @@ async fn refresh_routes(inner: &Inner) {
 /// Takes this member's share of `topic`'s queues, letting go of the others.
 async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     let Some(route) = lock(&inner.routes).get(topic).cloned() else { return Ok(()) };
-    let Some(broker) = route.masters.values().next().cloned() else { return Ok(()) };
-    let header = ConsumerGroupRequestHeader { consumer_group: inner.config.group.clone() };
-    let request =
-        RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
-    let reply = crate::call(&inner.client, &broker, request, inner.config.request_timeout).await?;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Ids {
-        consumer_id_list: Vec<String>,
-    }
-    let ids: Ids = from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let mine: BTreeSet<MessageQueue> = allocate(
-        inner.config.strategy,
-        &inner.client_id,
-        &route.read_queues,
-        &ids.consumer_id_list,
-    )
-    .into_iter()
-    .collect();
+    let mine: BTreeSet<MessageQueue> = match inner.config.message_model {
+        MessageModel::Broadcasting => route.read_queues.iter().cloned().collect(),
+        MessageModel::Clustering => {
+            let Some(broker) = route.masters.values().next() else { return Ok(()) };
+            let members = members(inner, broker).await?;
+            allocate(inner.config.strategy, &inner.client_id, &route.read_queues, &members)
+                .into_iter()
+                .collect()
+        }
+    };
     let current: Vec<MessageQueue> =
         lock(&inner.owned).keys().filter(|q| q.topic == topic).cloned().collect();
     for queue in current.iter().filter(|q| !mine.contains(*q)) {
         let released = lock(&inner.owned).remove(queue);
         if let Some(owned) = released {
             let _ = owned.stop.send(true);
-            commit(inner, queue, &owned.process).await;
+            let offset = lock(&owned.process).commit_offset();
+            commit(inner, vec![(queue.clone(), offset)]).await;
         }
     }
     for queue in mine.into_iter().filter(|q| !current.contains(q)) {
@@ -319,34 +354,42 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Where a newly taken queue is read from: the group's committed offset, else consume-from
-/// (the group's own retry topic always from its start).
+/// The group's member ids, as the broker knows them.
+async fn members(inner: &Inner, broker: &str) -> Result<Vec<String>, ClientError> {
+    let header = ConsumerGroupRequestHeader { consumer_group: inner.config.group.clone() };
+    let request =
+        RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
+    let reply = crate::call(&inner.client, broker, request, inner.config.request_timeout).await?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ids {
+        consumer_id_list: Vec<String>,
+    }
+    let ids: Ids = from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(ids.consumer_id_list)
+}
+
+/// Where a newly taken queue is read from: the committed offset (the group's on the broker,
+/// or in broadcasting this member's own), else consume-from (the group's own retry topic
+/// always from its start).
 async fn start_offset(
     inner: &Inner,
     broker: &str,
     queue: &MessageQueue,
 ) -> Result<i64, ClientError> {
-    let group = &inner.config.group;
-    let committed =
-        raw::query_committed_offset(&inner.client, broker, group, &queue.topic, queue.queue_id)
-            .await
-            .map_err(ClientError::Transport)?;
-    if let Some(offset) = committed {
-        return Ok(offset);
-    }
-    let first =
-        inner.config.consume_from == ConsumeFrom::First || queue.topic.starts_with("%RETRY%");
-    let code = if first { request::GET_MIN_OFFSET } else { request::GET_MAX_OFFSET };
-    let header = petrel_net::headers::broker::TopicQueueRequestHeader {
-        topic: queue.topic.clone(),
-        queue_id: queue.queue_id,
+    let from = if queue.topic.starts_with("%RETRY%") {
+        ConsumeFrom::First
+    } else {
+        inner.config.consume_from
     };
-    let request = RemotingCommand::request(code).with_header(&header);
-    let reply = crate::call(&inner.client, broker, request, inner.config.request_timeout).await?;
-    reply
-        .header::<petrel_net::headers::broker::OffsetResponseHeader>()
-        .map(|h| h.offset)
-        .map_err(|e| ClientError::Protocol(e.to_string()))
+    let (client, config) = (&inner.client, &inner.config);
+    match &inner.local {
+        Some(local) => match local.get(queue) {
+            Some(offset) => Ok(offset),
+            None => edge_offset(client, broker, queue, from, config.request_timeout).await,
+        },
+        None => start(client, broker, &config.group, queue, from, config.request_timeout).await,
+    }
 }
 
 /// Pulls one queue until told to stop, pausing while its process queue is full.
@@ -361,7 +404,7 @@ async fn pull_loop(
     let expression = subscriptions.get(&queue.topic).cloned().unwrap_or_else(|| "*".into());
     let filter = TagFilter::parse(None, &expression).unwrap_or(TagFilter::All);
     while !*stop.borrow() {
-        if lock(&process).is_full(inner.config.queue_messages_max, usize::MAX) {
+        if lock(&process).is_full(inner.config.queue_messages_max, inner.config.queue_bytes_max) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
@@ -420,7 +463,11 @@ async fn dispatch(inner: &Arc<Inner>, message: ReceivedMessage, process: Arc<Mut
         let _permit = permit;
         loop {
             let result = inner.listener.consume(&message);
-            if result == ConsumeResult::Success || send_back(&inner, &message).await {
+            if result == ConsumeResult::Later && inner.local.is_some() {
+                tracing::warn!(msg_id = %message.msg_id, "broadcasting: consumption failed; the message is dropped");
+            }
+            let settled = result == ConsumeResult::Success || inner.local.is_some();
+            if settled || send_back(&inner, &message).await {
                 lock(&process).done(message.queue_offset);
                 return;
             }
@@ -454,21 +501,28 @@ async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
-        let owned: Vec<(MessageQueue, Arc<Mutex<ProcessQueue>>)> =
-            lock(&inner.owned).iter().map(|(q, o)| (q.clone(), o.process.clone())).collect();
-        for (queue, process) in owned {
-            commit(&inner, &queue, &process).await;
-        }
+        let offsets: Vec<(MessageQueue, i64)> = lock(&inner.owned)
+            .iter()
+            .map(|(q, o)| (q.clone(), lock(&o.process).commit_offset()))
+            .collect();
+        commit(&inner, offsets).await;
     }
 }
 
-/// Commits the offset below which every message of the queue was consumed.
-async fn commit(inner: &Inner, queue: &MessageQueue, process: &Mutex<ProcessQueue>) {
-    let offset = lock(process).commit_offset();
-    let broker = lock(&inner.routes)
-        .get(&queue.topic)
-        .and_then(|r| r.masters.get(&queue.broker_name).cloned());
-    if let Some(broker) = broker {
+/// Commits, for each queue, the offset below which every message was consumed: to the
+/// broker, or in broadcasting to the local file.
+async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
+    if let Some(local) = &inner.local {
+        if let Err(e) = local.save(offsets) {
+            tracing::warn!(error = %e, "offsets file not written; the next commit tries again");
+        }
+        return;
+    }
+    for (queue, offset) in offsets {
+        let broker = lock(&inner.routes)
+            .get(&queue.topic)
+            .and_then(|r| r.masters.get(&queue.broker_name).cloned());
+        let Some(broker) = broker else { continue };
         let group = &inner.config.group;
         if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)
             .await
