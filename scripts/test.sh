@@ -7,12 +7,13 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default ./target); simulation builds go to its sim/.
-#   SIM_SEEDS          how many simulation seeds to run (default 1000), from SIM_SEED_START (1).
+#   SIM_SEEDS          how many seeds of each simulation scenario to run (default 300), from
+#                      SIM_SEED_START (1); a deeper run is, say, SIM_SEEDS=5000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir="${CARGO_TARGET_DIR:-target}"
-sim_seeds="${SIM_SEEDS:-1000}"
+sim_seeds="${SIM_SEEDS:-300}"
 sim_seed_start="${SIM_SEED_START:-1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -40,7 +41,11 @@ sim() {
     -p petrel-sim "$@"
 }
 
-step "simulation: $sim_seeds seeds from $sim_seed_start"
+step "clippy (simulation scenarios, built with --cfg madsim)"
+cargo clippy --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
+  -p petrel-sim --all-targets --quiet -- -D warnings
+
+step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start"
 MADSIM_TEST_SEED="$sim_seed_start" MADSIM_TEST_NUM="$sim_seeds" sim 2>&1 | tee -a "$log"
 
 step "simulation: determinism check (each seed twice, traces must agree)"

@@ -144,7 +144,7 @@ async fn consume(ledger: Shared) {
     let mut cursors: BTreeMap<i32, i64> = BTreeMap::new();
     loop {
         for queue in 0..QUEUES {
-            if !positions.contains_key(&queue) {
+            if let std::collections::btree_map::Entry::Vacant(position) = positions.entry(queue) {
                 match workload::query_offset(&client, BROKER, GROUP, TOPIC, queue).await {
                     Ok(committed) => {
                         let resumed = committed.unwrap_or(0);
@@ -152,7 +152,7 @@ async fn consume(ledger: Shared) {
                             let now = tokio::time::Instant::now();
                             ledger.lock().unwrap().resumes.push((queue, before, resumed, now));
                         }
-                        positions.insert(queue, resumed);
+                        position.insert(resumed);
                     }
                     Err(_) => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -359,12 +359,9 @@ fn persisted_floor(ledger: &Ledger, queue: i32, when: tokio::time::Instant) -> i
     let mut floor = 0;
     let mut previous: Option<tokio::time::Instant> = None;
     for &crash in ledger.crashes.iter().filter(|c| **c <= when) {
-        let latest = commits
-            .iter()
-            .filter(|(sent, answered, _)| {
-                previous.is_none_or(|p| *sent > p) && *answered + OFFSETS_INTERVAL + MARGIN <= crash
-            })
-            .last();
+        let latest = commits.iter().rfind(|(sent, answered, _)| {
+            previous.is_none_or(|p| *sent > p) && *answered + OFFSETS_INTERVAL + MARGIN <= crash
+        });
         if let Some((_, _, offset)) = latest {
             floor = *offset;
         }

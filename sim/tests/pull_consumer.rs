@@ -1,0 +1,253 @@
+//! The Rust lite pull consumer under simulation: a NameServer, a SYNC_FLUSH broker on a
+//! simulated disk that loses power once while messages flow, a producer, and a pull consumer
+//! that polls every queue and now and then seeks one of them somewhere it has read.
+//!
+//! The promises checked at the end:
+//! - a seek is obeyed: the next message the consumer gets from that queue is the one at the
+//!   offset it sought;
+//! - a (queue, offset) never names two different messages, and an acknowledged message is
+//!   read exactly where the acknowledgement said it was stored;
+//! - after the last fault, seeking every queue to its start reads every acknowledged message;
+//! - a commit is kept: a new consumer of the group starts where the last one committed.
+//!
+//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test pull_consumer`.
+#![cfg(madsim)]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use petrel::broker;
+use petrel_client::{
+    ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
+    ReceivedMessage, SendStatus,
+};
+use petrel_core::client::MessageQueue;
+use petrel_sim::{sim_broker_config, workload};
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+
+const NAMESRV: &str = "10.0.0.1:9876";
+const TOPIC: &str = "SimPulled";
+const GROUP: &str = "SimSeekers";
+const MESSAGES: u64 = 200;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("constant address")
+}
+
+/// Everything the clients saw, for the checkers.
+#[derive(Default)]
+struct Ledger {
+    /// id -> (queue id, queue offset) the broker acknowledged, durable under SYNC_FLUSH.
+    acked: BTreeMap<u64, (i32, i64)>,
+    /// (queue id, offset) -> every id read there.
+    read_at: BTreeMap<(i32, i64), BTreeSet<u64>>,
+    /// Seeks whose first message was checked, and seeks made.
+    seeks_checked: usize,
+    seeks: usize,
+    producer_done: bool,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+async fn produce(ledger: Shared) {
+    let config =
+        ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
+    let producer = Producer::start(config).unwrap();
+    for id in 0..MESSAGES {
+        if let Ok(sent) = producer.send(&Message::new(TOPIC, workload::body(id, 100))).await {
+            if sent.status == SendStatus::Ok {
+                ledger.lock().unwrap().acked.insert(id, (sent.queue.queue_id, sent.queue_offset));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(5..30))).await;
+    }
+    ledger.lock().unwrap().producer_done = true;
+}
+
+fn consumer() -> PullConsumer {
+    let config = PullConsumerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        group: GROUP.into(),
+        consume_from: ConsumeFrom::First,
+        pull_batch: 8,
+        ..PullConsumerConfig::default()
+    };
+    PullConsumer::start(config).unwrap()
+}
+
+/// The topic's queues, once its route exists (the first send creates it).
+async fn assigned(consumer: &PullConsumer) -> Vec<MessageQueue> {
+    loop {
+        if let Ok(queues) = consumer.queues(TOPIC).await {
+            if !queues.is_empty() && consumer.assign(&queues).await.is_ok() {
+                return queues;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn record(ledger: &Shared, messages: &[ReceivedMessage]) {
+    let mut ledger = ledger.lock().unwrap();
+    for m in messages {
+        let id = workload::body_id(&m.body).unwrap();
+        ledger.read_at.entry((m.queue.queue_id, m.queue_offset)).or_default().insert(id);
+    }
+}
+
+/// Polls while the producer runs, seeking a random queue back or forward within what it has
+/// read about one poll in eight. The first message from a sought queue must be the one sought.
+async fn seek_around(ledger: Shared, consumer: &PullConsumer, queues: &[MessageQueue]) {
+    let mut sought: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+    while !ledger.lock().unwrap().producer_done {
+        if thread_rng().gen_ratio(1, 8) {
+            let queue = &queues[thread_rng().gen_range(0..queues.len())];
+            let top = highest.get(&queue.queue_id).map_or(0, |h| h + 1);
+            let offset = thread_rng().gen_range(0..=top);
+            consumer.seek(queue, offset).unwrap();
+            sought.insert(queue.queue_id, offset);
+            ledger.lock().unwrap().seeks += 1;
+        }
+        let Ok(messages) = consumer.poll(Duration::from_millis(300)).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        record(&ledger, &messages);
+        for m in &messages {
+            let queue = m.queue.queue_id;
+            if let Some(offset) = sought.remove(&queue) {
+                assert_eq!(m.queue_offset, offset, "queue {queue} was sought to {offset}");
+                ledger.lock().unwrap().seeks_checked += 1;
+            }
+            let top = highest.entry(queue).or_insert(m.queue_offset);
+            *top = (*top).max(m.queue_offset);
+        }
+    }
+}
+
+/// Seeks every queue to its start and reads until nothing new comes for a while; returns
+/// the ids read.
+async fn sweep(ledger: &Shared, consumer: &PullConsumer, queues: &[MessageQueue]) -> BTreeSet<u64> {
+    for queue in queues {
+        consumer.seek(queue, 0).unwrap();
+    }
+    let mut ids = BTreeSet::new();
+    let mut quiet = 0;
+    while quiet < 10 {
+        match consumer.poll(Duration::from_millis(300)).await {
+            Ok(messages) if !messages.is_empty() => {
+                quiet = 0;
+                record(ledger, &messages);
+                ids.extend(messages.iter().map(|m| workload::body_id(&m.body).unwrap()));
+            }
+            _ => quiet += 1,
+        }
+    }
+    ids
+}
+
+#[madsim::test]
+async fn the_pull_consumer_seeks_and_reads_through_a_power_loss() {
+    let handle = Handle::current();
+    petrel_sim::spawn_namesrv(&handle);
+    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, faults);
+    let broker_disk = disk.clone();
+    let broker_node = handle
+        .create_node()
+        .name("broker")
+        .ip(ip("10.0.1.1"))
+        .init(move || {
+            let disk = broker_disk.clone();
+            async move {
+                let config = sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
+                let _running = broker::start(config, Arc::new(disk))
+                    .await
+                    .unwrap_or_else(|e| panic!("the broker must recover from any crash: {e}"));
+                std::future::pending::<()>().await;
+            }
+        })
+        .build();
+    let ledger: Shared = Arc::default();
+    let producer_ledger = ledger.clone();
+    let producer = handle.create_node().name("producer").ip(ip("10.0.3.1")).build();
+    let sending = producer.spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        produce(producer_ledger).await;
+    });
+    let consumer_ledger = ledger.clone();
+    let reader = handle.create_node().name("consumer").ip(ip("10.0.2.1")).build();
+    let reading = reader.spawn(async move {
+        let consumer = consumer();
+        let queues = assigned(&consumer).await;
+        seek_around(consumer_ledger.clone(), &consumer, &queues).await;
+        let swept = sweep(&consumer_ledger, &consumer, &queues).await;
+        consumer.shutdown().await.unwrap();
+        swept
+    });
+
+    // The broker loses power after a random number of acknowledged sends.
+    let target = thread_rng().gen_range(10..MESSAGES as usize / 2);
+    while ledger.lock().unwrap().acked.len() < target {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.kill(broker_node.id());
+    disk.crash();
+    tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..2_000))).await;
+    handle.restart(broker_node.id());
+    sending.await.unwrap();
+    let swept = reading.await.unwrap();
+
+    let summary = check(&ledger.lock().unwrap(), &swept);
+    resume_check(&handle).await;
+    println!("pull consumer scenario: {summary}");
+}
+
+/// The promises on what was read; a summary of the run.
+fn check(ledger: &Ledger, swept: &BTreeSet<u64>) -> String {
+    for ((queue, offset), ids) in &ledger.read_at {
+        assert_eq!(ids.len(), 1, "queue {queue} offset {offset} named {ids:?}");
+    }
+    for (id, (queue, offset)) in &ledger.acked {
+        assert!(swept.contains(id), "acknowledged message {id} not read after the last fault");
+        let there = ledger.read_at.get(&(*queue, *offset));
+        assert!(
+            there.is_some_and(|ids| ids.contains(id)),
+            "{id} acked at {queue}:{offset}, read elsewhere"
+        );
+    }
+    format!(
+        "{} acked, {} seeks ({} checked)",
+        ledger.acked.len(),
+        ledger.seeks,
+        ledger.seeks_checked
+    )
+}
+
+/// A new consumer of the group starts where the last one committed at shutdown: the end of
+/// every queue, so it reads nothing old; a message sent now is the one it reads.
+async fn resume_check(handle: &Handle) {
+    let node = handle.create_node().name("resumer").ip(ip("10.0.2.2")).build();
+    node.spawn(async move {
+        let consumer = consumer();
+        assigned(&consumer).await;
+        let config =
+            ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
+        let producer = Producer::start(config).unwrap();
+        producer.send(&Message::new(TOPIC, workload::body(MESSAGES, 100))).await.unwrap();
+        let mut read = Vec::new();
+        for _ in 0..10 {
+            let messages = consumer.poll(Duration::from_millis(300)).await.unwrap();
+            read.extend(messages.iter().map(|m| workload::body_id(&m.body).unwrap()));
+        }
+        assert_eq!(read, vec![MESSAGES], "the group resumes at its committed offsets");
+    })
+    .await
+    .unwrap();
+}
