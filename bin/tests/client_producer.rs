@@ -88,6 +88,14 @@ async fn every_send_mode_stores_its_messages() {
     let keyed: BTreeSet<MessageQueue> = futures_all(&producer, "Keyed", "order-7").await;
     assert_eq!(keyed.len(), 1);
 
+    // A selector of the application's own: the last writable queue, every time.
+    let writable = producer.queues("Modes").await.unwrap();
+    assert_eq!(writable.len(), 4);
+    let chosen = writable.iter().max().unwrap();
+    for id in 90..95 {
+        assert_eq!(producer.send_to(&message("Modes", id), chosen).await.unwrap().queue, *chosen);
+    }
+
     // Validation refuses before sending.
     let empty = producer.send(&Message::new("Modes", "")).await.unwrap_err();
     assert!(matches!(empty, ClientError::Invalid(_)), "{empty}");

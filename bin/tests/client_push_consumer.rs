@@ -28,7 +28,7 @@ fn config(ns: &str, group: &str) -> PushConsumerConfig {
     PushConsumerConfig {
         namesrv_addrs: vec![ns.to_owned()],
         group: group.to_owned(),
-        subscriptions: [("Pushed".to_owned(), "*".to_owned())].into_iter().collect(),
+        subscriptions: [("Pushed".to_owned(), "*".into())].into_iter().collect(),
         consume_from: ConsumeFrom::First,
         rebalance_interval: Duration::from_millis(300),
         commit_interval: Duration::from_millis(100),

@@ -19,11 +19,13 @@ pub mod pull_consumer;
 pub mod push_consumer;
 pub mod raw;
 pub mod route;
+pub mod subscription;
 
 pub use message::{Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};
+pub use subscription::{ExpressionType, Subscription};
 
 /// NameServer addresses from `NAMESRV_ADDR` (`host:port;host:port`), as RocketMQ's clients
 /// read it.

@@ -157,6 +157,12 @@ impl Producer {
         self.send_with(message, Target::Key(key)).await
     }
 
+    /// The topic's writable queues (RocketMQ's `fetchPublishMessageQueues`): a selector of
+    /// its own picks one and sends with [`Producer::send_to`].
+    pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
+        Ok(self.route(topic).await?.write_queues)
+    }
+
     /// Sends to one queue.
     pub async fn send_to(
         &self,

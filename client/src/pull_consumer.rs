@@ -241,6 +241,7 @@ impl PullConsumer {
             batch: self.inner.config.pull_batch,
             hold,
             expression: "*",
+            expression_type: "TAG",
             timeout: self.inner.config.request_timeout + hold,
         };
         let (messages, next) = pull_queue(&self.inner.client, &broker, &pull).await?;
@@ -348,8 +349,9 @@ pub(crate) struct QueuePull<'a> {
     pub batch: i32,
     /// How long the broker may hold the pull when nothing is new (zero: answer at once).
     pub hold: Duration,
-    /// TAG expression, sent with the pull.
+    /// The subscription's expression and its type (`TAG`, `SQL92`), sent with the pull.
     pub expression: &'a str,
+    pub expression_type: &'a str,
     pub timeout: Duration,
 }
 
@@ -371,7 +373,7 @@ pub(crate) async fn pull_queue(
         suspend_timeout_millis: pull.hold.as_millis() as i64,
         subscription: Some(pull.expression.to_owned()),
         sub_version: 0,
-        expression_type: Some("TAG".into()),
+        expression_type: Some(pull.expression_type.to_owned()),
         max_msg_bytes: None,
     };
     let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use petrel_core::broker::filter::TagFilter;
+use petrel_core::broker::clients::{ConsumerData, HeartbeatData};
+use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::process::ProcessQueue;
 use petrel_core::client::MessageQueue;
-use petrel_core::record::tags_code;
 use petrel_net::codec::codes::{request, response};
-use petrel_net::codec::json::from_json;
+use petrel_net::codec::json::{from_json, to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, UnregisterClientRequestHeader,
@@ -31,6 +31,7 @@ use crate::pull_consumer::{
     edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueuePull, ReceivedMessage,
 };
 use crate::route::{self, TopicRoute};
+use crate::subscription::Subscription;
 use crate::{raw, ClientError};
 
 /// What the listener says of a message.
@@ -67,8 +68,8 @@ pub enum MessageModel {
 pub struct PushConsumerConfig {
     pub namesrv_addrs: Vec<String>,
     pub group: String,
-    /// Topic → TAG expression (`*` for everything).
-    pub subscriptions: BTreeMap<String, String>,
+    /// Topic → what is wanted of it (`"*".into()` for everything).
+    pub subscriptions: BTreeMap<String, Subscription>,
     pub consume_from: ConsumeFrom,
     pub message_model: MessageModel,
     /// Broadcasting: offsets are kept in `{local_offsets_dir}/{instance_name}/{group}/
@@ -176,9 +177,8 @@ impl PushConsumer {
                 "a push consumer needs at least one subscription".into(),
             ));
         }
-        for (topic, expression) in &config.subscriptions {
-            TagFilter::parse(None, expression)
-                .map_err(|e| ClientError::Config(format!("{topic}: {e}")))?;
+        for (topic, subscription) in &config.subscriptions {
+            subscription.validate(topic)?;
         }
         let local = match config.message_model {
             MessageModel::Clustering => None,
@@ -249,10 +249,10 @@ impl PushConsumer {
 
 /// The subscriptions as the group registers them: the user's, and in clustering the group's
 /// retry topic.
-fn subscriptions(config: &PushConsumerConfig) -> BTreeMap<String, String> {
+fn subscriptions(config: &PushConsumerConfig) -> BTreeMap<String, Subscription> {
     let mut all = config.subscriptions.clone();
     if config.message_model == MessageModel::Clustering {
-        all.insert(format!("%RETRY%{}", config.group), "*".into());
+        all.insert(format!("%RETRY%{}", config.group), Subscription::tag(SUB_ALL));
     }
     all
 }
@@ -276,23 +276,24 @@ async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn heartbeat(inner: &Inner) {
-    let from = inner.config.consume_from.rocketmq_name();
-    let model = match inner.config.message_model {
+    let config = &inner.config;
+    let model = match config.message_model {
         MessageModel::Clustering => "CLUSTERING",
         MessageModel::Broadcasting => "BROADCASTING",
     };
-    let subs: Vec<String> = subscriptions(&inner.config)
-        .iter()
-        .map(|(topic, expression)| {
-            format!(r#"{{"topic":"{topic}","subString":"{expression}","subVersion":0}}"#)
-        })
-        .collect();
-    let body = format!(
-        r#"{{"clientID":"{}","consumerDataSet":[{{"groupName":"{}","consumeType":"CONSUME_PASSIVELY","messageModel":"{model}","consumeFromWhere":"{from}","subscriptionDataSet":[{}],"unitMode":false}}],"producerDataSet":[]}}"#,
-        inner.client_id,
-        inner.config.group,
-        subs.join(",")
-    );
+    let data = HeartbeatData {
+        client_id: inner.client_id.clone(),
+        consumer_data_set: vec![ConsumerData {
+            consume_from_where: config.consume_from.rocketmq_name().to_owned(),
+            consume_type: "CONSUME_PASSIVELY".to_owned(),
+            group_name: config.group.clone(),
+            message_model: model.to_owned(),
+            subscription_data_set: subscriptions(config).iter().map(|(t, s)| s.data(t)).collect(),
+            unit_mode: false,
+        }],
+        producer_data_set: Vec::new(),
+    };
+    let body = bytes::Bytes::from(to_json(&data, JsonStyle::Standard));
     let brokers: BTreeSet<String> =
         lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
     for addr in brokers {
@@ -400,9 +401,9 @@ async fn pull_loop(
     process: Arc<Mutex<ProcessQueue>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let subscriptions = subscriptions(&inner.config);
-    let expression = subscriptions.get(&queue.topic).cloned().unwrap_or_else(|| "*".into());
-    let filter = TagFilter::parse(None, &expression).unwrap_or(TagFilter::All);
+    let subscription = subscriptions(&inner.config)
+        .remove(&queue.topic)
+        .unwrap_or_else(|| Subscription::tag(SUB_ALL));
     while !*stop.borrow() {
         if lock(&process).is_full(inner.config.queue_messages_max, inner.config.queue_bytes_max) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -412,15 +413,12 @@ async fn pull_loop(
         let pulled = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
-            pulled = pull(&inner, &broker, &queue, offset, &expression) => pulled,
+            pulled = pull(&inner, &broker, &queue, offset, &subscription) => pulled,
         };
         match pulled {
             Ok((messages, next)) => {
-                // The broker filtered by tag code; the tag string decides.
-                let wanted: Vec<ReceivedMessage> = messages
-                    .into_iter()
-                    .filter(|m| filter.matches(m.tags().map_or(0, |t| tags_code(t.as_bytes()))))
-                    .collect();
+                let wanted: Vec<ReceivedMessage> =
+                    messages.into_iter().filter(|m| subscription.accepts(m.tags())).collect();
                 lock(&process).pulled(wanted.iter().map(|m| (m.queue_offset, m.body.len())), next);
                 for message in wanted {
                     dispatch(&inner, message, process.clone()).await;
@@ -440,7 +438,7 @@ async fn pull(
     broker: &str,
     queue: &MessageQueue,
     offset: i64,
-    expression: &str,
+    subscription: &Subscription,
 ) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
     let pull = QueuePull {
         group: &inner.config.group,
@@ -448,7 +446,8 @@ async fn pull(
         offset,
         batch: 32,
         hold: inner.config.hold,
-        expression,
+        expression: &subscription.expression,
+        expression_type: subscription.expression_type.name(),
         timeout: inner.config.request_timeout + inner.config.hold,
     };
     pull_queue(&inner.client, broker, &pull).await

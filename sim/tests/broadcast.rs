@@ -52,7 +52,7 @@ async fn member(dir: PathBuf, instance: String, consumed: Consumed) {
     let config = PushConsumerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
         group: "SimEveryone".into(),
-        subscriptions: [(TOPIC.to_owned(), "*".to_owned())].into_iter().collect(),
+        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
         consume_from: ConsumeFrom::First,
         message_model: MessageModel::Broadcasting,
         local_offsets_dir: dir,

@@ -40,7 +40,7 @@ async fn member(consumed: Consumed) {
     let config = PushConsumerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
         group: "SimGroup".into(),
-        subscriptions: [(TOPIC.to_owned(), "*".to_owned())].into_iter().collect(),
+        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
         consume_from: ConsumeFrom::First,
         rebalance_interval: Duration::from_secs(1),
         commit_interval: Duration::from_millis(500),

@@ -6,6 +6,9 @@
 #     no earlier than 5 s.
 #   - npm `ali-ons` (pure JavaScript): create topics; produce N; consume all; resume;
 #     query by key and view by id; tag filter; delay level 2.
+#   - Petrel's own Rust client, `client/examples/roundtrip.rs` (built beside the binary by
+#     `cargo test`): sync, async and batch sends, each message read back whole by the pull and
+#     the push consumer.
 # Then the broker must stop cleanly on SIGTERM (exit 0).
 #
 #   bash tests/clients/run.sh path/to/petrel        (CLIENT_MESSAGES=10000 by default)
@@ -61,6 +64,9 @@ phase() {
 }
 
 run_id="run$$"
+roundtrip="$(dirname "$petrel")/examples/roundtrip"
+phase "petrel-client roundtrip" env NAMESRV_ADDR="$namesrv" "$roundtrip" "RustRoundTrip$run_id" 2000
+
 py() { "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
 for step in "produce $messages" push-consume tag-filter pull-consume resume delay; do
   # shellcheck disable=SC2086

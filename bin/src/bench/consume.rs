@@ -58,7 +58,7 @@ fn consumer(
     let config = PushConsumerConfig {
         namesrv_addrs: vec![bench.namesrv.clone()],
         group: bench.group.clone(),
-        subscriptions: [(bench.topic.clone(), "*".to_owned())].into_iter().collect(),
+        subscriptions: [(bench.topic.clone(), "*".into())].into_iter().collect(),
         consume_from: from,
         rebalance_interval: Duration::from_secs(2),
         ..PushConsumerConfig::default()
