@@ -8,13 +8,15 @@
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default ./target); simulation builds go to its sim/.
 #   SIM_SEEDS          how many seeds of each simulation scenario to run (default 300), from
-#                      SIM_SEED_START (1); a deeper run is, say, SIM_SEEDS=5000.
+#                      SIM_SEED_START (1), on SIM_JOBS threads (2); a deeper run is, say,
+#                      SIM_SEEDS=5000, or `cargo sim --seeds 1..20001 --jobs 2`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 sim_seeds="${SIM_SEEDS:-300}"
 sim_seed_start="${SIM_SEED_START:-1}"
+sim_jobs="${SIM_JOBS:-2}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
@@ -35,27 +37,27 @@ step "third-party clients (PyPI rocketmq, npm ali-ons) against petrel standalone
 bash tests/clients/run.sh "$target_dir/debug/petrel" 2>&1 | tee -a "$log"
 
 # The simulation build replaces tokio with madsim (--cfg madsim) and lives in its own target
-# directory so the two builds never invalidate each other (this is what `cargo simtest` does).
+# directory so the two builds never invalidate each other. `cargo sim` is this runner.
 sim() {
-  cargo test --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
-    -p petrel-sim "$@"
+  cargo run --quiet --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
+    -p petrel-sim --bin petrel-sim -- "$@"
 }
 
-step "clippy (simulation scenarios, built with --cfg madsim)"
+step "clippy (simulation scenarios and runner, built with --cfg madsim)"
 cargo clippy --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
   -p petrel-sim --all-targets --quiet -- -D warnings
 
-step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start"
-MADSIM_TEST_SEED="$sim_seed_start" MADSIM_TEST_NUM="$sim_seeds" sim 2>&1 | tee -a "$log"
+step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start, $sim_jobs jobs"
+sim --seeds "$sim_seed_start..$((sim_seed_start + sim_seeds))" --jobs "$sim_jobs" \
+  --failures "$target_dir/sim-failures.txt" | tee -a "$log"
 
-step "simulation: determinism check (each seed twice, traces must agree)"
-MADSIM_TEST_SEED="$sim_seed_start" MADSIM_TEST_NUM=20 MADSIM_TEST_CHECK_DETERMINISM=1 sim 2>&1 | tee -a "$log"
+step "simulation: determinism check (20 seeds of each scenario, each run twice)"
+sim --seeds "$sim_seed_start..$((sim_seed_start + 20))" --jobs "$sim_jobs" --check-determinism \
+  --failures "$target_dir/sim-nondeterministic.txt" | tee -a "$log"
 
-step "simulation: regression seeds"
-while read -r seed _; do
-  case "$seed" in ''|'#'*) continue ;; esac
-  MADSIM_TEST_SEED="$seed" MADSIM_TEST_NUM=1 sim 2>&1 | tee -a "$log"
-done < sim/regressions.txt
+step "simulation: regression seeds (sim/regressions.txt)"
+sim --regressions sim/regressions.txt --jobs "$sim_jobs" \
+  --failures "$target_dir/sim-regressions-failed.txt" | tee -a "$log"
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -1,11 +1,16 @@
 //! petrel-sim: deterministic simulation of Petrel clusters under madsim.
 //!
-//! The pieces here are the simulated cluster's actors: brokers that register with a NameServer
-//! on a timer, and clients that read routes. The scenarios live in `tests/`, built only with
-//! `--cfg madsim` (`cargo simtest -p petrel-sim`), where madsim drives the network, the clock and
-//! the randomness from one seed.
+//! The pieces here are the simulated cluster's actors (brokers that register with a NameServer
+//! on a timer, clients that read routes), the [`scenarios`], and the [`runner`] behind `cargo
+//! sim`. Scenarios and runner are built only with `--cfg madsim`, where madsim drives the
+//! network, the clock and the randomness from one seed.
 
 pub use petrel_client::raw as workload;
+
+#[cfg(madsim)]
+pub mod runner;
+#[cfg(madsim)]
+pub mod scenarios;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -31,7 +31,10 @@ fn library_sources() -> Vec<PathBuf> {
     for krate in ["core", "net", "storage", "client", "sim", "bin"] {
         rust_files(&root().join(krate).join("src"), &mut files);
     }
-    files.retain(|f| !f.ends_with("bin/src/main.rs"));
+    // Binaries print: the broker's and the simulator's command lines.
+    files.retain(|f| {
+        !f.ends_with("bin/src/main.rs") && !f.to_string_lossy().contains("sim/src/bin/")
+    });
     files
 }
 

@@ -12,9 +12,8 @@
 //! The offsets files are real files under the temporary directory, one directory per seed
 //! that the scenario empties when it starts.
 //!
-//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test broadcast`.
-#![cfg(madsim)]
-#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+//! Run one seed: `cargo sim --seed 7 --scenario broadcast`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -22,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
@@ -29,7 +29,6 @@ use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage, SendStatus,
 };
-use petrel_sim::{sim_broker_config, workload};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -93,8 +92,8 @@ async fn wait_all_consumed(acked: &Mutex<Vec<u64>>, members: &[Consumed]) {
     }
 }
 
-#[madsim::test]
-async fn every_member_consumes_everything_while_one_fails() {
+/// One run; a summary of what happened.
+pub async fn run() -> String {
     let handle = Handle::current();
     let dir = std::env::temp_dir().join(format!(
         "petrel-sim-broadcast-{}-{}",
@@ -102,7 +101,7 @@ async fn every_member_consumes_everything_while_one_fails() {
         handle.seed()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    petrel_sim::spawn_namesrv(&handle);
+    crate::spawn_namesrv(&handle);
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
     handle
         .create_node()
@@ -159,6 +158,18 @@ async fn every_member_consumes_everything_while_one_fails() {
     sending.await.unwrap();
     wait_all_consumed(&acked, &consumed).await;
 
+    check_deliveries(&consumed, victim, crash);
+    let _ = std::fs::remove_dir_all(&dir);
+    format!(
+        "{} acked; member {victim} failed and consumed {} times in all",
+        acked.lock().unwrap().len(),
+        consumed[victim].lock().unwrap().len()
+    )
+}
+
+/// The survivor consumed each message once; the victim at most twice, and twice only what it
+/// consumed within a commit interval (plus a margin) before it failed at `crash`.
+fn check_deliveries(consumed: &[Consumed], victim: usize, crash: tokio::time::Instant) {
     for (n, consumed) in consumed.iter().enumerate() {
         let mut deliveries: BTreeMap<u64, Vec<tokio::time::Instant>> = BTreeMap::new();
         for (id, at) in consumed.lock().unwrap().iter() {
@@ -182,10 +193,4 @@ async fn every_member_consumes_everything_while_one_fails() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "broadcast scenario: {} acked; member {victim} failed and consumed {} times in all",
-        acked.lock().unwrap().len(),
-        consumed[victim].lock().unwrap().len()
-    );
 }

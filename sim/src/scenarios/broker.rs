@@ -16,21 +16,20 @@
 //!   because the crash came before their schedule cursor was written, and only those
 //!   delivered within a cursor-persistence interval before a crash.
 //!
-//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test broker`.
-#![cfg(madsim)]
-#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+//! Run one seed: `cargo sim --seed 7 --scenario broker`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::workload::{self, SendOutcome};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::{self, Broker, BrokerConfig};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_sim::workload::{self, SendOutcome};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -60,7 +59,7 @@ fn ip(text: &str) -> IpAddr {
 }
 
 fn broker_config() -> BrokerConfig {
-    let mut config = petrel_sim::sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
+    let mut config = crate::sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
     config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
     config.flush_delay_offsets_interval_ms = DELAY_OFFSETS_INTERVAL.as_millis() as u64;
     config
@@ -202,13 +201,13 @@ async fn consume(ledger: Shared) {
     }
 }
 
-#[madsim::test]
-async fn sync_flush_survives_broker_crashes() {
+/// One run; a summary of what happened.
+pub async fn run() -> String {
     let handle = Handle::current();
     let disk_seed: u64 = thread_rng().gen();
     let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
     let disk = SimDisk::new(disk_seed, 1 << 30, faults);
-    petrel_sim::spawn_namesrv(&handle);
+    crate::spawn_namesrv(&handle);
     let slot: Slot = Arc::default();
     let broker_slot = slot.clone();
     let broker_disk = disk.clone();
@@ -269,10 +268,12 @@ async fn sync_flush_survives_broker_crashes() {
     if let Some(broker) = slot.lock().unwrap().as_ref() {
         broker.check_invariants();
     }
-    check(&ledger.lock().unwrap(), &disk);
+    let summary = check(&ledger.lock().unwrap(), &disk);
+    summary
 }
 
-fn check(ledger: &Ledger, disk: &SimDisk) {
+/// The promises, on the finished run's ledger; a summary of the run.
+fn check(ledger: &Ledger, disk: &SimDisk) -> String {
     assert!(ledger.producer_done);
     // No acknowledged message is lost.
     let consumed_ids: BTreeSet<u64> = ledger.consumed.iter().map(|c| c.2).collect();
@@ -335,8 +336,8 @@ fn check(ledger: &Ledger, disk: &SimDisk) {
         "every duplicate comes from a rewind to a committed offset or a delayed redelivery"
     );
     let stats = disk.stats();
-    println!(
-        "broker scenario: {} acked, {} unknown, {} consumed, {duplicates} duplicates \
+    format!(
+        "{} acked, {} unknown, {} consumed, {duplicates} duplicates \
          ({redelivered} delayed redeliveries), {} resumes; \
          disk: {} crashes, {} writes torn, {} dropped, {} kept",
         ledger.acked.len(),
@@ -347,7 +348,7 @@ fn check(ledger: &Ledger, disk: &SimDisk) {
         stats.writes_torn,
         stats.writes_dropped,
         stats.writes_kept,
-    );
+    )
 }
 
 /// The offset of `queue` that must have reached the disk by the last crash before `when`: the

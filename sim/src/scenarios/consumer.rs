@@ -7,15 +7,15 @@
 //! - a message is consumed at most once more per membership change it lived through (three
 //!   here: the second member taking its share, the failure, the return).
 //!
-//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test consumer`.
-#![cfg(madsim)]
-#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+//! Run one seed: `cargo sim --seed 7 --scenario consumer`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
@@ -23,7 +23,6 @@ use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage,
 };
-use petrel_sim::{sim_broker_config, workload};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -55,10 +54,10 @@ async fn member(consumed: Consumed) {
     std::future::pending::<()>().await;
 }
 
-#[madsim::test]
-async fn a_group_consumes_everything_while_a_member_fails() {
+/// One run; a summary of what happened.
+pub async fn run() -> String {
     let handle = Handle::current();
-    petrel_sim::spawn_namesrv(&handle);
+    crate::spawn_namesrv(&handle);
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
     handle
         .create_node()
@@ -112,6 +111,11 @@ async fn a_group_consumes_everything_while_a_member_fails() {
     handle.restart(victim);
     sending.await.unwrap();
 
+    check(&acked, &consumed).await
+}
+
+/// Waits until every acknowledged message was consumed, then bounds the duplicates.
+async fn check(acked: &Mutex<Vec<u64>>, consumed: &Mutex<Vec<u64>>) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let missing = |acked: &[u64], consumed: &[u64]| -> Vec<u64> {
         acked.iter().filter(|id| !consumed.contains(id)).copied().collect()
@@ -138,5 +142,5 @@ async fn a_group_consumes_everything_while_a_member_fails() {
     let worst = deliveries.values().max().copied().unwrap_or(0);
     assert!(worst <= 4, "a message delivered {worst} times: {deliveries:?}");
     let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
-    println!("consumer scenario: {} acked, {duplicates} duplicates", acked.lock().unwrap().len());
+    format!("{} acked, {duplicates} duplicates", acked.lock().unwrap().len())
 }

@@ -8,22 +8,21 @@
 //!   stored twice on one broker (an attempt that timed out may have stored it on the other
 //!   before the retry: at least once, as RocketMQ's producer).
 //!
-//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test producer`.
-#![cfg(madsim)]
-#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+//! Run one seed: `cargo sim --seed 7 --scenario producer`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{sim_broker_config, workload};
 use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
 use petrel_client::{Message, Producer, ProducerConfig, SendResult};
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_sim::{sim_broker_config, workload};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -52,10 +51,10 @@ async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
     }
 }
 
-#[madsim::test]
-async fn sends_survive_a_failing_broker() {
+/// One run; a summary of what happened.
+pub async fn run() -> String {
     let handle = Handle::current();
-    petrel_sim::spawn_namesrv(&handle);
+    crate::spawn_namesrv(&handle);
     let mut brokers = Vec::new();
     for (name, address) in [("broker-a", "10.0.1.1"), ("broker-b", "10.0.1.2")] {
         let seed: u64 = thread_rng().gen();
@@ -107,51 +106,39 @@ async fn sends_survive_a_failing_broker() {
     let results = results.lock().unwrap().clone();
     let brokers: BTreeMap<String, String> =
         brokers.iter().map(|(_, _, addr, name)| (name.to_string(), addr.clone())).collect();
-    checker
-        .spawn(async move {
-            let client = RemotingClient::new(ClientConfig::default(), None);
-            let mut stored: BTreeMap<(String, i32, i64), u64> = BTreeMap::new();
-            for (name, addr) in &brokers {
-                for queue in 0..4 {
-                    let mut offset = 0;
-                    loop {
-                        let pulled = workload::pull(
-                            &client,
-                            addr,
-                            "Check",
-                            TOPIC,
-                            queue,
-                            offset,
-                            Duration::ZERO,
-                        )
+    checker.spawn(check(brokers, results)).await.unwrap()
+}
+
+/// Reads every queue of both brokers: every acknowledged message is where its result says,
+/// and no message is stored twice on one broker.
+async fn check(brokers: BTreeMap<String, String>, results: Vec<(u64, SendResult)>) -> String {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let mut stored: BTreeMap<(String, i32, i64), u64> = BTreeMap::new();
+    for (name, addr) in &brokers {
+        for queue in 0..4 {
+            let mut offset = 0;
+            loop {
+                let pulled =
+                    workload::pull(&client, addr, "Check", TOPIC, queue, offset, Duration::ZERO)
                         .await
                         .unwrap();
-                        if pulled.messages.is_empty() {
-                            break;
-                        }
-                        for m in &pulled.messages {
-                            assert!(stored
-                                .insert((name.clone(), queue, m.queue_offset), m.id)
-                                .is_none());
-                        }
-                        offset = pulled.next_begin_offset;
-                    }
+                if pulled.messages.is_empty() {
+                    break;
                 }
+                for m in &pulled.messages {
+                    assert!(stored.insert((name.clone(), queue, m.queue_offset), m.id).is_none());
+                }
+                offset = pulled.next_begin_offset;
             }
-            let mut per_broker = std::collections::BTreeSet::new();
-            for ((name, _, _), id) in &stored {
-                assert!(
-                    per_broker.insert((name.clone(), *id)),
-                    "message {id} stored twice on {name}"
-                );
-            }
-            for (id, result) in &results {
-                let place =
-                    (result.queue.broker_name.clone(), result.queue.queue_id, result.queue_offset);
-                assert_eq!(stored.get(&place), Some(id), "message {id} acknowledged at {place:?}");
-            }
-            println!("producer scenario: {} sent, {} stored", results.len(), stored.len());
-        })
-        .await
-        .unwrap();
+        }
+    }
+    let mut per_broker = std::collections::BTreeSet::new();
+    for ((name, _, _), id) in &stored {
+        assert!(per_broker.insert((name.clone(), *id)), "message {id} stored twice on {name}");
+    }
+    for (id, result) in &results {
+        let place = (result.queue.broker_name.clone(), result.queue.queue_id, result.queue_offset);
+        assert_eq!(stored.get(&place), Some(id), "message {id} acknowledged at {place:?}");
+    }
+    format!("{} sent, {} stored", results.len(), stored.len())
 }

@@ -10,15 +10,15 @@
 //! - after the last fault, seeking every queue to its start reads every acknowledged message;
 //! - a commit is kept: a new consumer of the group starts where the last one committed.
 //!
-//! Run one seed: `MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test pull_consumer`.
-#![cfg(madsim)]
-#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+//! Run one seed: `cargo sim --seed 7 --scenario pull_consumer`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
@@ -27,7 +27,6 @@ use petrel_client::{
     ReceivedMessage, SendStatus,
 };
 use petrel_core::client::MessageQueue;
-use petrel_sim::{sim_broker_config, workload};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -152,10 +151,10 @@ async fn sweep(ledger: &Shared, consumer: &PullConsumer, queues: &[MessageQueue]
     ids
 }
 
-#[madsim::test]
-async fn the_pull_consumer_seeks_and_reads_through_a_power_loss() {
+/// One run; a summary of what happened.
+pub async fn run() -> String {
     let handle = Handle::current();
-    petrel_sim::spawn_namesrv(&handle);
+    crate::spawn_namesrv(&handle);
     let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, faults);
     let broker_disk = disk.clone();
@@ -206,7 +205,7 @@ async fn the_pull_consumer_seeks_and_reads_through_a_power_loss() {
 
     let summary = check(&ledger.lock().unwrap(), &swept);
     resume_check(&handle).await;
-    println!("pull consumer scenario: {summary}");
+    summary
 }
 
 /// The promises on what was read; a summary of the run.

@@ -1,0 +1,111 @@
+//! Runs scenarios under madsim, one seed at a time or a range on parallel jobs: what `cargo sim`
+//! does. Each run gets a fresh runtime seeded with its seed, so a seed replays exactly; a
+//! panic anywhere in the simulated cluster is the run's failure, with its message kept.
+
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use madsim::runtime::Runtime;
+use madsim::Config;
+
+use crate::scenarios::Scenario;
+
+/// How long a run may take in simulated time before it counts as hung.
+pub const TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// One run to do.
+#[derive(Clone, Copy)]
+pub struct Job {
+    pub scenario: &'static Scenario,
+    pub seed: u64,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub scenario: &'static str,
+    pub seed: u64,
+    /// The summary on success, the panic message on failure.
+    pub verdict: Result<String, String>,
+    /// Wall-clock time the run took.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The command that replays this run.
+    pub fn replay(&self) -> String {
+        format!("cargo sim --seed {} --scenario {}", self.seed, self.scenario)
+    }
+}
+
+thread_local! {
+    /// The message of the last panic on this thread (see [`quiet_panics`]).
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps panic messages (with their location) for the outcome instead of printing them, so
+/// that parallel runs do not interleave their reports.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = match info.payload().downcast_ref::<&str>() {
+            Some(text) => (*text).to_owned(),
+            None => info.payload().downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+        let at =
+            info.location().map(|l| format!(" ({}:{})", l.file(), l.line())).unwrap_or_default();
+        LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{message}{at}")));
+    }));
+}
+
+/// Runs one job on this thread. With `check_determinism`, the run is made twice and every
+/// random draw of the second must match the first (madsim's check), which fails otherwise.
+pub fn run(job: Job, check_determinism: bool) -> Outcome {
+    let started = Instant::now();
+    LAST_PANIC.with(|last| last.borrow_mut().take());
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if check_determinism {
+            Runtime::check_determinism(job.seed, Config::default(), job.scenario.run)
+        } else {
+            let mut runtime = Runtime::with_seed_and_config(job.seed, Config::default());
+            runtime.set_time_limit(TIME_LIMIT);
+            runtime.block_on((job.scenario.run)())
+        }
+    }));
+    let verdict = result.map_err(|payload| {
+        LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "the run panicked".to_owned())
+        })
+    });
+    Outcome { scenario: job.scenario.name, seed: job.seed, verdict, elapsed: started.elapsed() }
+}
+
+/// Runs every job on `jobs` threads, calling `done` as each finishes; returns the outcomes in
+/// the order of `work`.
+pub fn run_all(
+    work: &[Job],
+    jobs: usize,
+    check_determinism: bool,
+    done: &(dyn Fn(&Outcome) + Sync),
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; work.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = work.get(index) else { return };
+                let outcome = run(*job, check_determinism);
+                done(&outcome);
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(outcome);
+            });
+        }
+    });
+    outcomes.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
+}

@@ -1,0 +1,36 @@
+//! Every scenario as a `#[madsim::test]`, for `cargo simtest` and its `MADSIM_TEST_*` variables
+//! (`MADSIM_TEST_SEED=7 cargo simtest -p petrel-sim --test scenarios broker`). `cargo sim` runs
+//! the same scenarios with a seed range, parallel jobs and a table of results.
+#![cfg(madsim)]
+
+use petrel_sim::scenarios;
+
+#[madsim::test]
+async fn namesrv() {
+    scenarios::namesrv::run().await;
+}
+
+#[madsim::test]
+async fn broker() {
+    scenarios::broker::run().await;
+}
+
+#[madsim::test]
+async fn producer() {
+    scenarios::producer::run().await;
+}
+
+#[madsim::test]
+async fn consumer() {
+    scenarios::consumer::run().await;
+}
+
+#[madsim::test]
+async fn pull_consumer() {
+    scenarios::pull_consumer::run().await;
+}
+
+#[madsim::test]
+async fn broadcast() {
+    scenarios::broadcast::run().await;
+}
