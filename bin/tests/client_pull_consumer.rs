@@ -1,6 +1,7 @@
 //! `petrel-client`'s lite pull consumer against an in-process NameServer and broker: it reads
 //! every message the producer sent, resumes a group from its committed offsets, starts from a
-//! time, sees only new messages when it starts at the end, and seeks.
+//! time, sees only new messages when it starts at the end, and seeks; subscribed members share
+//! a topic's queues, filter by tag, and hand their queues over when one leaves.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -14,6 +15,7 @@ use petrel_client::raw;
 use petrel_client::{
     ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
 };
+use petrel_core::client::MessageQueue;
 
 fn consumer(namesrv: &str, group: &str, from: ConsumeFrom) -> PullConsumer {
     let config = PullConsumerConfig {
@@ -99,6 +101,86 @@ async fn the_pull_consumer_reads_resumes_and_seeks() {
     producer.send(&send(500)).await.unwrap();
     assert_eq!(receive(&latest, 1).await, vec![500]);
 
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
+
+fn member(namesrv: &str) -> PullConsumer {
+    let config = PullConsumerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        group: "Sharers".to_owned(),
+        consume_from: ConsumeFrom::First,
+        rebalance_interval: Duration::from_millis(200),
+        commit_interval: Duration::from_millis(100),
+        ..PullConsumerConfig::default()
+    };
+    PullConsumer::start(config).unwrap()
+}
+
+/// Waits until each member holds exactly its share of the topic's 4 queues.
+async fn wait_settled(members: &[&PullConsumer]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let held: Vec<BTreeSet<MessageQueue>> =
+            members.iter().map(|m| m.assignment().into_iter().collect()).collect();
+        let all: BTreeSet<&MessageQueue> = held.iter().flatten().collect();
+        let disjoint = held.iter().map(BTreeSet::len).sum::<usize>() == all.len();
+        if all.len() == 4 && disjoint && held.iter().all(|h| members.len() == 1 || h.len() == 2) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the group did not settle");
+}
+
+/// Polls every member until `count` messages arrived between them; their ids.
+async fn poll_all(members: &[&PullConsumer], count: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < count && Instant::now() < deadline {
+        for member in members {
+            for message in member.poll(Duration::from_millis(50)).await.unwrap() {
+                assert_eq!(message.tags(), Some("TagA"), "the subscription filters by tag");
+                ids.push(raw::body_id(&message.body).unwrap());
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_members_share_a_topic_and_hand_queues_over() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.clone()],
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    for id in 0..60 {
+        let tag = if id < 40 { "TagA" } else { "TagB" };
+        producer.send(&Message::new("Shared", raw::body(id, 32)).with_tags(tag)).await.unwrap();
+    }
+    let (a, b) = (member(&ns), member(&ns));
+    a.subscribe("Shared", "TagA").await.unwrap();
+    b.subscribe("Shared", "TagA").await.unwrap();
+    assert!(b.assign(&[]).await.is_err(), "assign and subscribe do not mix");
+    wait_settled(&[&a, &b]).await;
+    let mut got = poll_all(&[&a, &b], 40).await;
+    got.sort();
+    assert_eq!(got, (0..40).collect::<Vec<_>>(), "each TagA message once between the two");
+
+    // b leaves, committing; a takes every queue and goes on from the commits.
+    b.shutdown().await.unwrap();
+    wait_settled(&[&a]).await;
+    for id in 100..110 {
+        producer.send(&Message::new("Shared", raw::body(id, 32)).with_tags("TagA")).await.unwrap();
+    }
+    let mut got = poll_all(&[&a], 10).await;
+    got.sort();
+    assert_eq!(got, (100..110).collect::<Vec<_>>(), "only the new messages, once");
+    a.shutdown().await.unwrap();
     producer.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;

@@ -12,6 +12,7 @@
 //! The decisions (queue selection, fault tolerance, rebalance) are pure code in
 //! `petrel_core::client`.
 
+mod group;
 pub mod local_offsets;
 pub mod message;
 pub mod producer;

@@ -1,15 +1,18 @@
-//! The lite pull consumer: the application assigns itself queues, polls batches, seeks, and
-//! commits offsets (RocketMQ's `DefaultLitePullConsumer` in assign mode).
+//! The lite pull consumer (RocketMQ's `DefaultLitePullConsumer`): the application assigns
+//! itself queues, or subscribes to topics and lets the group share their queues; it polls
+//! batches, seeks, and commits offsets (also every 5 s with `auto_commit`).
 //!
 //! Positions start at the group's committed offset, or where `consume_from` says for a queue
 //! the group never committed. `commit` sends every position that moved; `shutdown` commits
 //! first, so a restarted consumer of the group goes on where this one stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use petrel_core::broker::filter::SUB_ALL;
+use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::MessageQueue;
 use petrel_core::record::{offset_msg_id, properties, scan_record, Checks, Scanned};
 use petrel_net::codec::codes::{request, response};
@@ -18,9 +21,13 @@ use petrel_net::headers::broker::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
 };
-use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
+use crate::group::{self, Member, Notices};
 use crate::route::{self, TopicRoute};
+use crate::subscription::Subscription;
 use crate::{raw, ClientError};
 
 /// Where a group that never committed an offset starts on a queue.
@@ -55,6 +62,13 @@ pub struct PullConsumerConfig {
     /// `pullBatchSize`: messages per pull, at most 32 from a broker's memory.
     pub pull_batch: i32,
     pub request_timeout: Duration,
+    /// Subscribe mode: how the group's queues are shared, and how often that is redone
+    /// (and at once when the broker says the group changed).
+    pub strategy: Strategy,
+    pub rebalance_interval: Duration,
+    /// `autoCommit`: commit the positions every `commit_interval` (5 s), in both modes.
+    pub auto_commit: bool,
+    pub commit_interval: Duration,
 }
 
 impl Default for PullConsumerConfig {
@@ -65,6 +79,10 @@ impl Default for PullConsumerConfig {
             consume_from: ConsumeFrom::Last,
             pull_batch: 32,
             request_timeout: Duration::from_secs(3),
+            strategy: Strategy::Averagely,
+            rebalance_interval: Duration::from_secs(20),
+            auto_commit: true,
+            commit_interval: Duration::from_secs(5),
         }
     }
 }
@@ -108,10 +126,17 @@ struct Position {
 struct Inner {
     config: PullConsumerConfig,
     client: RemotingClient,
+    client_id: String,
     routes: Mutex<BTreeMap<String, TopicRoute>>,
     positions: Mutex<BTreeMap<MessageQueue, Position>>,
     /// Where `poll` starts, so every queue gets its turn.
     turn: Mutex<usize>,
+    /// Subscribe mode's topics; empty in assign mode.
+    subscriptions: Mutex<BTreeMap<String, Subscription>>,
+    assigned: Mutex<bool>,
+    rebalance_now: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,14 +156,59 @@ impl PullConsumer {
                 "no NameServer address: set NAMESRV_ADDR or namesrv_addrs".into(),
             ));
         }
-        let inner = Inner {
-            client: RemotingClient::new(ClientConfig::default(), None),
+        let rebalance_now = Arc::new(Notify::new());
+        let handler: Arc<dyn RequestHandler> = Arc::new(Notices(rebalance_now.clone()));
+        let inner = Arc::new(Inner {
+            client: RemotingClient::new(ClientConfig::default(), Some(handler)),
+            client_id: group::client_id(&config.group),
             routes: Mutex::default(),
             positions: Mutex::default(),
             turn: Mutex::new(0),
+            subscriptions: Mutex::default(),
+            assigned: Mutex::new(false),
+            rebalance_now,
+            stop: watch::channel(false).0,
+            tasks: Mutex::default(),
             config,
+        });
+        if inner.config.auto_commit {
+            let task = tokio::spawn(commit_loop(inner.clone(), inner.stop.subscribe()));
+            lock(&inner.tasks).push(task);
+        }
+        Ok(PullConsumer { inner })
+    }
+
+    /// Joins the group for `topic`: the group's members share its queues (rebalance every
+    /// `rebalance_interval`, and at once when the broker says the group changed), and `poll`
+    /// reads this member's share. Not with `assign` on the same consumer.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        subscription: impl Into<Subscription>,
+    ) -> Result<(), ClientError> {
+        if *lock(&self.inner.assigned) {
+            return Err(ClientError::Invalid("subscribe and assign are mutually exclusive".into()));
+        }
+        let subscription = subscription.into();
+        subscription.validate(topic)?;
+        let first = {
+            let mut subscriptions = lock(&self.inner.subscriptions);
+            let first = subscriptions.is_empty();
+            subscriptions.insert(topic.to_owned(), subscription);
+            first
         };
-        Ok(PullConsumer { inner: Arc::new(inner) })
+        rebalance(&self.inner).await;
+        if first {
+            let task =
+                tokio::spawn(rebalance_loop(self.inner.clone(), self.inner.stop.subscribe()));
+            lock(&self.inner.tasks).push(task);
+        }
+        Ok(())
+    }
+
+    /// The queues this consumer reads now.
+    pub fn assignment(&self) -> Vec<MessageQueue> {
+        lock(&self.inner.positions).keys().cloned().collect()
     }
 
     async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
@@ -171,6 +241,10 @@ impl PullConsumer {
 
     /// Takes these queues, each from the group's committed offset (or `consume_from`).
     pub async fn assign(&self, queues: &[MessageQueue]) -> Result<(), ClientError> {
+        if !lock(&self.inner.subscriptions).is_empty() {
+            return Err(ClientError::Invalid("subscribe and assign are mutually exclusive".into()));
+        }
+        *lock(&self.inner.assigned) = true;
         let config = &self.inner.config;
         let mut positions = BTreeMap::new();
         for queue in queues {
@@ -234,17 +308,22 @@ impl PullConsumer {
             return Ok(Vec::new());
         };
         let broker = self.broker_of(queue)?;
+        let subscription = lock(&self.inner.subscriptions)
+            .get(&queue.topic)
+            .cloned()
+            .unwrap_or_else(|| Subscription::tag(SUB_ALL));
         let pull = QueuePull {
             group: &self.inner.config.group,
             queue,
             offset: position.next,
             batch: self.inner.config.pull_batch,
             hold,
-            expression: "*",
-            expression_type: "TAG",
+            expression: &subscription.expression,
+            expression_type: subscription.expression_type.name(),
             timeout: self.inner.config.request_timeout + hold,
         };
-        let (messages, next) = pull_queue(&self.inner.client, &broker, &pull).await?;
+        let (mut messages, next) = pull_queue(&self.inner.client, &broker, &pull).await?;
+        messages.retain(|m| subscription.accepts(m.tags()));
         if let Some(position) = lock(&self.inner.positions).get_mut(queue) {
             // A seek during the pull wins over the pull's answer.
             if position.next == pull.offset {
@@ -256,39 +335,153 @@ impl PullConsumer {
 
     /// Commits every assigned queue's position that moved since its last commit.
     pub async fn commit(&self) -> Result<(), ClientError> {
-        let moved: Vec<(MessageQueue, i64)> = lock(&self.inner.positions)
-            .iter()
-            .filter(|(_, p)| p.next != p.committed)
-            .map(|(q, p)| (q.clone(), p.next))
-            .collect();
-        for (queue, offset) in moved {
-            let broker = self.broker_of(&queue)?;
-            let group = &self.inner.config.group;
-            if !raw::commit_offset(
-                &self.inner.client,
-                &broker,
-                group,
-                &queue.topic,
-                queue.queue_id,
-                offset,
-            )
-            .await
-            {
-                return Err(ClientError::Transport(format!("offset of {queue} not committed")));
-            }
-            if let Some(position) = lock(&self.inner.positions).get_mut(&queue) {
-                position.committed = offset;
-            }
-        }
-        Ok(())
+        commit_moved(&self.inner).await
     }
 
-    /// Commits, then closes the connections.
+    /// Stops the background tasks, commits, leaves the group (subscribe mode), then closes
+    /// the connections.
     pub async fn shutdown(&self) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        inner.stop.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&inner.tasks));
+        for task in tasks {
+            let _ = task.await;
+        }
         let committed = self.commit().await;
-        self.inner.client.shutdown();
+        if !lock(&inner.subscriptions).is_empty() {
+            let brokers = brokers(inner);
+            let (group, timeout) = (&inner.config.group, inner.config.request_timeout);
+            group::unregister(&inner.client, &brokers, &inner.client_id, group, timeout).await;
+        }
+        inner.client.shutdown();
         committed
     }
+}
+
+/// Commits every position that moved since its last commit.
+async fn commit_moved(inner: &Inner) -> Result<(), ClientError> {
+    let moved: Vec<(MessageQueue, i64)> = lock(&inner.positions)
+        .iter()
+        .filter(|(_, p)| p.next != p.committed)
+        .map(|(q, p)| (q.clone(), p.next))
+        .collect();
+    for (queue, offset) in moved {
+        commit_one(inner, &queue, offset).await?;
+    }
+    Ok(())
+}
+
+async fn commit_one(inner: &Inner, queue: &MessageQueue, offset: i64) -> Result<(), ClientError> {
+    let broker = lock(&inner.routes)
+        .get(&queue.topic)
+        .and_then(|r| r.masters.get(&queue.broker_name).cloned())
+        .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))?;
+    let group = &inner.config.group;
+    if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)
+        .await
+    {
+        return Err(ClientError::Transport(format!("offset of {queue} not committed")));
+    }
+    if let Some(position) = lock(&inner.positions).get_mut(queue) {
+        position.committed = offset;
+    }
+    Ok(())
+}
+
+async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(inner.config.commit_interval) => {}
+        }
+        if let Err(e) = commit_moved(&inner).await {
+            tracing::debug!(error = %e, "auto-commit failed; the next one tries again");
+        }
+    }
+}
+
+async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = inner.rebalance_now.notified() => {}
+            () = tokio::time::sleep(inner.config.rebalance_interval) => {}
+        }
+        rebalance(&inner).await;
+    }
+}
+
+/// Every broker serving a subscribed topic.
+fn brokers(inner: &Inner) -> BTreeSet<String> {
+    lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect()
+}
+
+/// One round of subscribe mode: fresh routes, a heartbeat, then this member's share of each
+/// subscribed topic; a queue let go is committed first so that its next owner goes on from
+/// there.
+async fn rebalance(inner: &Inner) {
+    let subscriptions = lock(&inner.subscriptions).clone();
+    let config = &inner.config;
+    for topic in subscriptions.keys() {
+        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
+            .await
+        {
+            Ok(Some(data)) => {
+                let route = TopicRoute::from_data(topic, &data, i32::MAX);
+                lock(&inner.routes).insert(topic.clone(), route);
+            }
+            Ok(None) => tracing::debug!(%topic, "no route yet"),
+            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
+        }
+    }
+    let member = Member {
+        client_id: &inner.client_id,
+        group: &config.group,
+        consume_type: "CONSUME_ACTIVELY",
+        message_model: "CLUSTERING",
+        consume_from: config.consume_from.rocketmq_name(),
+        subscriptions: &subscriptions,
+    };
+    group::heartbeat(&inner.client, &brokers(inner), &member, config.request_timeout).await;
+    for topic in subscriptions.keys() {
+        if let Err(e) = take_share(inner, topic).await {
+            tracing::debug!(%topic, error = %e, "rebalance failed; the next round retries");
+        }
+    }
+}
+
+async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
+    let Some(route) = lock(&inner.routes).get(topic).cloned() else { return Ok(()) };
+    let Some(broker) = route.masters.values().next() else { return Ok(()) };
+    let config = &inner.config;
+    let members =
+        group::members(&inner.client, broker, &config.group, config.request_timeout).await?;
+    let mine: BTreeSet<MessageQueue> =
+        allocate(config.strategy, &inner.client_id, &route.read_queues, &members)
+            .into_iter()
+            .collect();
+    let held: Vec<(MessageQueue, Position)> = lock(&inner.positions)
+        .iter()
+        .filter(|(q, _)| q.topic == topic)
+        .map(|(q, p)| (q.clone(), *p))
+        .collect();
+    for (queue, position) in held.iter().filter(|(q, _)| !mine.contains(q)) {
+        if position.next != position.committed {
+            commit_one(inner, queue, position.next).await?;
+        }
+        lock(&inner.positions).remove(queue);
+    }
+    for queue in mine.iter().filter(|q| !held.iter().any(|(h, _)| h == *q)) {
+        let Some(broker) = route.masters.get(&queue.broker_name) else { continue };
+        let from = config.consume_from;
+        let next =
+            start_offset(&inner.client, broker, &config.group, queue, from, config.request_timeout)
+                .await?;
+        lock(&inner.positions).insert(queue.clone(), Position { next, committed: next });
+    }
+    Ok(())
 }
 
 /// Where a group starts on a queue: its committed offset, else where `from` says.

@@ -11,21 +11,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use petrel_core::broker::clients::{ConsumerData, HeartbeatData};
 use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::process::ProcessQueue;
 use petrel_core::client::MessageQueue;
 use petrel_net::codec::codes::{request, response};
-use petrel_net::codec::json::{from_json, to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::{
-    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, UnregisterClientRequestHeader,
-};
-use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
+use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
+use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::group::{self, Member, Notices};
 use crate::local_offsets::LocalOffsets;
 use crate::pull_consumer::{
     edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueuePull, ReceivedMessage,
@@ -141,19 +138,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Wakes the rebalance when a broker sends NOTIFY_CONSUMER_IDS_CHANGED.
-struct Notices(Arc<Notify>);
-
-impl RequestHandler for Notices {
-    fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Handled {
-        if request.code == request::NOTIFY_CONSUMER_IDS_CHANGED {
-            self.0.notify_one();
-            return Handled::Now(RemotingCommand::response(response::SUCCESS, None));
-        }
-        Handled::Now(petrel_net::transport::not_supported(request.code))
-    }
-}
-
 /// A running push consumer.
 pub struct PushConsumer {
     inner: Arc<Inner>,
@@ -192,12 +176,9 @@ impl PushConsumer {
         };
         let rebalance_now = Arc::new(Notify::new());
         let handler: Arc<dyn RequestHandler> = Arc::new(Notices(rebalance_now.clone()));
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
         let inner = Arc::new(Inner {
             client: RemotingClient::new(ClientConfig::default(), Some(handler)),
-            client_id: format!("{}@{}#{started}", std::process::id(), config.group),
+            client_id: group::client_id(&config.group),
             listener: Arc::new(listener),
             owned: Mutex::default(),
             routes: Mutex::default(),
@@ -242,7 +223,9 @@ impl PushConsumer {
         let _all_done = self.inner.workers.acquire_many(workers).await;
         let offsets = owned.iter().map(|(q, o)| (q.clone(), lock(&o.process).commit_offset()));
         commit(&self.inner, offsets.collect()).await;
-        unregister(&self.inner).await;
+        let inner = &self.inner;
+        let (group, timeout) = (&inner.config.group, inner.config.request_timeout);
+        group::unregister(&inner.client, &brokers(inner), &inner.client_id, group, timeout).await;
         self.inner.client.shutdown();
     }
 }
@@ -277,31 +260,24 @@ async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 
 async fn heartbeat(inner: &Inner) {
     let config = &inner.config;
-    let model = match config.message_model {
-        MessageModel::Clustering => "CLUSTERING",
-        MessageModel::Broadcasting => "BROADCASTING",
+    let subscriptions = subscriptions(config);
+    let member = Member {
+        client_id: &inner.client_id,
+        group: &config.group,
+        consume_type: "CONSUME_PASSIVELY",
+        message_model: match config.message_model {
+            MessageModel::Clustering => "CLUSTERING",
+            MessageModel::Broadcasting => "BROADCASTING",
+        },
+        consume_from: config.consume_from.rocketmq_name(),
+        subscriptions: &subscriptions,
     };
-    let data = HeartbeatData {
-        client_id: inner.client_id.clone(),
-        consumer_data_set: vec![ConsumerData {
-            consume_from_where: config.consume_from.rocketmq_name().to_owned(),
-            consume_type: "CONSUME_PASSIVELY".to_owned(),
-            group_name: config.group.clone(),
-            message_model: model.to_owned(),
-            subscription_data_set: subscriptions(config).iter().map(|(t, s)| s.data(t)).collect(),
-            unit_mode: false,
-        }],
-        producer_data_set: Vec::new(),
-    };
-    let body = bytes::Bytes::from(to_json(&data, JsonStyle::Standard));
-    let brokers: BTreeSet<String> =
-        lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
-    for addr in brokers {
-        let request = RemotingCommand::request(request::HEART_BEAT).with_body(body.clone());
-        if let Err(e) = inner.client.invoke(&addr, request, inner.config.request_timeout).await {
-            tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
-        }
-    }
+    group::heartbeat(&inner.client, &brokers(inner), &member, config.request_timeout).await;
+}
+
+/// Every broker serving a subscribed topic.
+fn brokers(inner: &Inner) -> BTreeSet<String> {
+    lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect()
 }
 
 async fn refresh_routes(inner: &Inner) {
@@ -327,7 +303,9 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         MessageModel::Broadcasting => route.read_queues.iter().cloned().collect(),
         MessageModel::Clustering => {
             let Some(broker) = route.masters.values().next() else { return Ok(()) };
-            let members = members(inner, broker).await?;
+            let timeout = inner.config.request_timeout;
+            let members =
+                group::members(&inner.client, broker, &inner.config.group, timeout).await?;
             allocate(inner.config.strategy, &inner.client_id, &route.read_queues, &members)
                 .into_iter()
                 .collect()
@@ -353,21 +331,6 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         lock(&inner.owned).insert(queue, Owned { process, stop, puller });
     }
     Ok(())
-}
-
-/// The group's member ids, as the broker knows them.
-async fn members(inner: &Inner, broker: &str) -> Result<Vec<String>, ClientError> {
-    let header = ConsumerGroupRequestHeader { consumer_group: inner.config.group.clone() };
-    let request =
-        RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
-    let reply = crate::call(&inner.client, broker, request, inner.config.request_timeout).await?;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Ids {
-        consumer_id_list: Vec<String>,
-    }
-    let ids: Ids = from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    Ok(ids.consumer_id_list)
 }
 
 /// Where a newly taken queue is read from: the committed offset (the group's on the broker,
@@ -528,19 +491,5 @@ async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
         {
             tracing::debug!(%queue, offset, "offset commit failed; the next one carries it");
         }
-    }
-}
-
-async fn unregister(inner: &Inner) {
-    let brokers: BTreeSet<String> =
-        lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
-    for addr in brokers {
-        let header = UnregisterClientRequestHeader {
-            client_id: inner.client_id.clone(),
-            producer_group: None,
-            consumer_group: Some(inner.config.group.clone()),
-        };
-        let request = RemotingCommand::request(request::UNREGISTER_CLIENT).with_header(&header);
-        let _ = inner.client.invoke(&addr, request, inner.config.request_timeout).await;
     }
 }
