@@ -8,6 +8,9 @@
 pub use petrel_client::raw as workload;
 
 #[cfg(madsim)]
+pub mod faults;
+pub mod report;
+#[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
 pub mod scenarios;

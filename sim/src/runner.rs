@@ -32,6 +32,8 @@ pub struct Outcome {
     pub verdict: Result<String, String>,
     /// Wall-clock time the run took.
     pub elapsed: Duration,
+    /// What the scenario noted about the run (its fault schedule, for one).
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -63,8 +65,24 @@ pub fn quiet_panics() {
 /// Runs one job on this thread. With `check_determinism`, the run is made twice and every
 /// random draw of the second must match the first (madsim's check), which fails otherwise.
 pub fn run(job: Job, check_determinism: bool) -> Outcome {
+    // Each run gets a thread of its own. std's HashMap keys are drawn once per thread, and
+    // madsim makes them follow the seed only when its runtime exists before the thread's first
+    // map: on a reused thread the second run's maps iterate in another order.
+    std::thread::spawn(move || run_here(job, check_determinism)).join().unwrap_or_else(|_| {
+        Outcome {
+            scenario: job.scenario.name,
+            seed: job.seed,
+            verdict: Err("the run's thread panicked outside the run".to_owned()),
+            elapsed: Duration::ZERO,
+            notes: Vec::new(),
+        }
+    })
+}
+
+fn run_here(job: Job, check_determinism: bool) -> Outcome {
     let started = Instant::now();
     LAST_PANIC.with(|last| last.borrow_mut().take());
+    crate::report::take();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         if check_determinism {
             Runtime::check_determinism(job.seed, Config::default(), job.scenario.run)
@@ -83,7 +101,13 @@ pub fn run(job: Job, check_determinism: bool) -> Outcome {
                 .unwrap_or_else(|| "the run panicked".to_owned())
         })
     });
-    Outcome { scenario: job.scenario.name, seed: job.seed, verdict, elapsed: started.elapsed() }
+    Outcome {
+        scenario: job.scenario.name,
+        seed: job.seed,
+        verdict,
+        elapsed: started.elapsed(),
+        notes: crate::report::take(),
+    }
 }
 
 /// Runs every job on `jobs` threads, calling `done` as each finishes; returns the outcomes in

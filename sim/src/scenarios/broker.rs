@@ -1,6 +1,9 @@
 //! The broker under simulation: a NameServer, a SYNC_FLUSH broker on a simulated disk, a
-//! producer and a consumer. The broker is killed (power loss: the disk keeps, drops or tears
-//! each unsynced write) and restarted, once or twice, while messages flow.
+//! producer and a consumer. The faults come from a swarm [`FaultPlan`]: each seed picks some of
+//! power losses (1-3: the disk keeps, drops or tears each unsynced write, the broker restarts),
+//! partitions of the broker (1-2, healed after the outage), extra network latency and a torn
+//! write ratio, and places them along the sends. `cargo sim --seed N --scenario broker`
+//! prints the schedule.
 //!
 //! Every fifth message asks for delay level 1 (1 s) and goes through the schedule topic.
 //!
@@ -24,13 +27,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::faults::{Fault, FaultKind, FaultPlan};
+use crate::report;
 use crate::workload::{self, SendOutcome};
+use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::{self, Broker, BrokerConfig};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::disk::SimDisk;
 
 const NAMESRV: &str = "10.0.0.1:9876";
 const BROKER: &str = "10.0.1.1:10911";
@@ -201,12 +207,48 @@ async fn consume(ledger: Shared) {
     }
 }
 
+/// The broker node the faults strike.
+struct Target<'a> {
+    handle: &'a Handle,
+    node: madsim::task::NodeId,
+    disk: &'a SimDisk,
+    slot: &'a Slot,
+}
+
+/// Plays one fault: a power loss (kill, disk crash, restart after the outage) or a partition
+/// (clogged both ways for the outage, then healed).
+async fn strike(target: &Target<'_>, fault: &Fault, ledger: &Shared) {
+    match fault.kind {
+        FaultKind::PowerLoss => {
+            target.handle.kill(target.node);
+            *target.slot.lock().unwrap() = None;
+            target.disk.crash();
+            {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.crashes.push(tokio::time::Instant::now());
+                ledger.crashes_wall.push(wall_ms());
+            }
+            tokio::time::sleep(fault.down_for).await;
+            target.handle.restart(target.node);
+        }
+        FaultKind::Partition => {
+            NetSim::current().clog_node(target.node);
+            tokio::time::sleep(fault.down_for).await;
+            NetSim::current().unclog_node(target.node);
+        }
+    }
+}
+
 /// One run; a summary of what happened.
 pub async fn run() -> String {
     let handle = Handle::current();
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
+    report::note(format!("fault schedule (a step is a send):\n{schedule}"));
+    if !schedule.latency.is_empty() {
+        NetSim::current().update_config(|c| c.send_latency = schedule.latency.clone());
+    }
     let disk_seed: u64 = thread_rng().gen();
-    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
-    let disk = SimDisk::new(disk_seed, 1 << 30, faults);
+    let disk = SimDisk::new(disk_seed, 1 << 30, schedule.disk);
     crate::spawn_namesrv(&handle);
     let slot: Slot = Arc::default();
     let broker_slot = slot.clone();
@@ -232,25 +274,14 @@ pub async fn run() -> String {
     let produced = producer.spawn(produce(ledger.clone()));
     let _consuming = consumer.spawn(consume(ledger.clone()));
 
-    // One or two power losses while messages flow: each after a random number of sends more.
-    let crashes = thread_rng().gen_range(1..=2);
-    for _ in 0..crashes {
+    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk, slot: &slot };
+    for fault in &schedule.faults {
         let sent = |l: &Ledger| (l.acked.len() + l.unknown.len()) as u64;
-        let target = sent(&ledger.lock().unwrap()) + thread_rng().gen_range(5..MESSAGES / 3);
-        while sent(&ledger.lock().unwrap()) < target && !ledger.lock().unwrap().producer_done {
+        while sent(&ledger.lock().unwrap()) < fault.after && !ledger.lock().unwrap().producer_done {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
-        handle.kill(broker_node.id());
-        *slot.lock().unwrap() = None;
-        disk.crash();
-        {
-            let mut ledger = ledger.lock().unwrap();
-            ledger.crashes.push(tokio::time::Instant::now());
-            ledger.crashes_wall.push(wall_ms());
-        }
-        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..2_000))).await;
-        handle.restart(broker_node.id());
+        strike(&target, fault, &ledger).await;
     }
     produced.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -35,7 +35,7 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "broker",
-        about: "a SYNC_FLUSH broker loses power once or twice under load",
+        about: "a SYNC_FLUSH broker under swarm faults: power losses, partitions, latency",
         run: || Box::pin(broker::run()),
     },
     Scenario {

@@ -141,6 +141,9 @@ fn one(chosen: &[&'static Scenario], seed: u64, args: &Args) -> i32 {
     for scenario in chosen {
         println!("scenario {} (seed {seed}): {}", scenario.name, scenario.about);
         let outcome = runner::run(Job { scenario, seed }, args.check_determinism);
+        for line in &outcome.notes {
+            println!("{line}");
+        }
         match &outcome.verdict {
             Ok(summary) => println!("PASS in {:.2} s: {summary}", outcome.elapsed.as_secs_f64()),
             Err(message) => {

@@ -1,0 +1,137 @@
+//! The fault plan: what goes wrong in a run, drawn from the run's seed. Every knob defaults to
+//! zero, so `FaultPlan::default()` is a run where nothing goes wrong; [`FaultPlan::swarm`]
+//! turns on a random subset of fault kinds at random rates, so that each seed tries a
+//! different mix and rare combinations are reached over many seeds.
+//!
+//! A plan becomes a [`Schedule`]: the faults placed along the workload's progress, which the
+//! scenario plays against its nodes and notes in its report, so a replay shows what happened
+//! when.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use petrel_storage::disk::SimDiskFaults;
+
+/// What may go wrong, and how often.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FaultPlan {
+    /// Power losses of the target node: killed, its disk crashed (unsynced writes kept,
+    /// dropped or torn per `disk`), restarted after an outage.
+    pub power_losses: u32,
+    /// Partitions: the target node is clogged both ways for an outage, then healed.
+    pub partitions: u32,
+    /// How long an outage lasts, drawn uniformly from this range.
+    pub outage: Range<Duration>,
+    /// Extra latency of every network message, drawn uniformly from this range (the
+    /// simulator's default when empty).
+    pub latency: Range<Duration>,
+    /// Faults of the target's disk. Failed fsyncs, ENOSPC and bit flips are modelled by
+    /// `SimDisk`; the scenarios turn on only what their checkers account for.
+    pub disk: SimDiskFaults,
+}
+
+/// What a fault does to the target node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    PowerLoss,
+    Partition,
+}
+
+/// One fault, placed by the workload's progress: it strikes once the workload has taken
+/// `after` steps (sends, for instance), and the node is out for `down_for`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub after: u64,
+    pub down_for: Duration,
+}
+
+/// The faults of one run, in order of their steps.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Schedule {
+    pub faults: Vec<Fault>,
+    pub latency: Range<Duration>,
+    pub disk: SimDiskFaults,
+}
+
+impl FaultPlan {
+    /// A random subset of the fault kinds at random rates: each kind is on with probability
+    /// one half. At least one outage happens, so every seed faces something.
+    pub fn swarm() -> FaultPlan {
+        let mut rng = thread_rng();
+        let mut plan = FaultPlan {
+            outage: Duration::from_millis(100)..Duration::from_millis(rng.gen_range(500..4_000)),
+            ..FaultPlan::default()
+        };
+        if rng.gen_bool(0.5) {
+            plan.power_losses = rng.gen_range(1..=3);
+        }
+        if rng.gen_bool(0.5) {
+            plan.partitions = rng.gen_range(1..=2);
+        }
+        if plan.power_losses + plan.partitions == 0 {
+            plan.power_losses = 1;
+        }
+        if rng.gen_bool(0.5) {
+            let high = rng.gen_range(2..20);
+            plan.latency = Duration::from_millis(1)..Duration::from_millis(high);
+        }
+        if rng.gen_bool(0.5) {
+            plan.disk.torn_write_ratio = rng.gen_range(0.0..=1.0);
+        }
+        plan
+    }
+
+    /// Places the plan's outages over a workload of `steps` steps, in a random order: each
+    /// in its own share of the steps, at a random step of that share.
+    pub fn schedule(&self, steps: u64) -> Schedule {
+        let mut rng = thread_rng();
+        let mut kinds: Vec<FaultKind> = (0..self.power_losses)
+            .map(|_| FaultKind::PowerLoss)
+            .chain((0..self.partitions).map(|_| FaultKind::Partition))
+            .collect();
+        // Fisher-Yates with the seeded generator.
+        for i in (1..kinds.len()).rev() {
+            kinds.swap(i, rng.gen_range(0..=i));
+        }
+        let share = (steps / kinds.len().max(1) as u64).max(1);
+        let faults = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Fault {
+                kind,
+                after: share * i as u64 + rng.gen_range(0..share),
+                down_for: if self.outage.is_empty() {
+                    self.outage.start
+                } else {
+                    rng.gen_range(self.outage.clone())
+                },
+            })
+            .collect();
+        Schedule { faults, latency: self.latency.clone(), disk: self.disk }
+    }
+}
+
+impl fmt::Display for Schedule {
+    /// One line per fault, then the network and disk settings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for fault in &self.faults {
+            let kind = match fault.kind {
+                FaultKind::PowerLoss => "power loss",
+                FaultKind::Partition => "partition",
+            };
+            let (after, out) = (fault.after, fault.down_for.as_secs_f64());
+            writeln!(f, "  after step {after:>4}: {kind} for {out:.3} s")?;
+        }
+        if !self.latency.is_empty() {
+            writeln!(f, "  network latency {:?}..{:?}", self.latency.start, self.latency.end)?;
+        }
+        write!(
+            f,
+            "  disk: {:.0}% of unsynced writes torn at a crash",
+            self.disk.torn_write_ratio * 100.0
+        )
+    }
+}
