@@ -3,8 +3,9 @@
 //! batches, seeks, and commits offsets (also every 5 s with `auto_commit`).
 //!
 //! Positions start at the group's committed offset, or where `consume_from` says for a queue
-//! the group never committed. `commit` sends every position that moved; `shutdown` commits
-//! first, so a restarted consumer of the group goes on where this one stopped.
+//! the group never committed. `commit` sends every position, moved or not (as RocketMQ's
+//! offset store does), so a broker that lost recent commits in a crash gets them back;
+//! `shutdown` commits first, so a restarted consumer of the group goes on where it stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -120,7 +121,6 @@ impl ReceivedMessage {
 #[derive(Debug, Clone, Copy)]
 struct Position {
     next: i64,
-    committed: i64,
 }
 
 struct Inner {
@@ -259,7 +259,7 @@ impl PullConsumer {
                 config.request_timeout,
             )
             .await?;
-            positions.insert(queue.clone(), Position { next, committed: next });
+            positions.insert(queue.clone(), Position { next });
         }
         *lock(&self.inner.positions) = positions;
         Ok(())
@@ -333,9 +333,9 @@ impl PullConsumer {
         Ok(messages)
     }
 
-    /// Commits every assigned queue's position that moved since its last commit.
+    /// Commits every queue's position.
     pub async fn commit(&self) -> Result<(), ClientError> {
-        commit_moved(&self.inner).await
+        commit_all(&self.inner).await
     }
 
     /// Stops the background tasks, commits, leaves the group (subscribe mode), then closes
@@ -358,14 +358,11 @@ impl PullConsumer {
     }
 }
 
-/// Commits every position that moved since its last commit.
-async fn commit_moved(inner: &Inner) -> Result<(), ClientError> {
-    let moved: Vec<(MessageQueue, i64)> = lock(&inner.positions)
-        .iter()
-        .filter(|(_, p)| p.next != p.committed)
-        .map(|(q, p)| (q.clone(), p.next))
-        .collect();
-    for (queue, offset) in moved {
+/// Commits every position.
+async fn commit_all(inner: &Inner) -> Result<(), ClientError> {
+    let positions: Vec<(MessageQueue, i64)> =
+        lock(&inner.positions).iter().map(|(q, p)| (q.clone(), p.next)).collect();
+    for (queue, offset) in positions {
         commit_one(inner, &queue, offset).await?;
     }
     Ok(())
@@ -382,9 +379,6 @@ async fn commit_one(inner: &Inner, queue: &MessageQueue, offset: i64) -> Result<
     {
         return Err(ClientError::Transport(format!("offset of {queue} not committed")));
     }
-    if let Some(position) = lock(&inner.positions).get_mut(queue) {
-        position.committed = offset;
-    }
     Ok(())
 }
 
@@ -395,7 +389,7 @@ async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
-        if let Err(e) = commit_moved(&inner).await {
+        if let Err(e) = commit_all(&inner).await {
             tracing::debug!(error = %e, "auto-commit failed; the next one tries again");
         }
     }
@@ -468,9 +462,7 @@ async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
         .map(|(q, p)| (q.clone(), *p))
         .collect();
     for (queue, position) in held.iter().filter(|(q, _)| !mine.contains(q)) {
-        if position.next != position.committed {
-            commit_one(inner, queue, position.next).await?;
-        }
+        commit_one(inner, queue, position.next).await?;
         lock(&inner.positions).remove(queue);
     }
     for queue in mine.iter().filter(|q| !held.iter().any(|(h, _)| h == *q)) {
@@ -479,7 +471,7 @@ async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
         let next =
             start_offset(&inner.client, broker, &config.group, queue, from, config.request_timeout)
                 .await?;
-        lock(&inner.positions).insert(queue.clone(), Position { next, committed: next });
+        lock(&inner.positions).insert(queue.clone(), Position { next });
     }
     Ok(())
 }

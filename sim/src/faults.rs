@@ -11,8 +11,11 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
-use petrel_storage::disk::SimDiskFaults;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 /// What may go wrong, and how often.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -111,6 +114,42 @@ impl FaultPlan {
             })
             .collect();
         Schedule { faults, latency: self.latency.clone(), disk: self.disk }
+    }
+}
+
+impl Schedule {
+    /// Sets the network's latency, when the plan gives one.
+    pub fn apply_latency(&self) {
+        if !self.latency.is_empty() {
+            NetSim::current().update_config(|c| c.send_latency = self.latency.clone());
+        }
+    }
+}
+
+/// The node the faults strike, and its disk.
+pub struct Target<'a> {
+    pub handle: &'a Handle,
+    pub node: NodeId,
+    pub disk: &'a SimDisk,
+}
+
+/// Plays one fault and returns when the node is back: a power loss (killed, its disk
+/// crashed, `on_crash` told at that moment, restarted after the outage) or a partition
+/// (clogged both ways for the outage, then healed).
+pub async fn strike(target: &Target<'_>, fault: &Fault, on_crash: impl FnOnce()) {
+    match fault.kind {
+        FaultKind::PowerLoss => {
+            target.handle.kill(target.node);
+            target.disk.crash();
+            on_crash();
+            tokio::time::sleep(fault.down_for).await;
+            target.handle.restart(target.node);
+        }
+        FaultKind::Partition => {
+            NetSim::current().clog_node(target.node);
+            tokio::time::sleep(fault.down_for).await;
+            NetSim::current().unclog_node(target.node);
+        }
     }
 }
 

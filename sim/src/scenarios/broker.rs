@@ -27,10 +27,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::faults::{Fault, FaultKind, FaultPlan};
+use crate::faults::{strike, FaultPlan, Target};
 use crate::report;
 use crate::workload::{self, SendOutcome};
-use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::{self, Broker, BrokerConfig};
@@ -207,46 +206,12 @@ async fn consume(ledger: Shared) {
     }
 }
 
-/// The broker node the faults strike.
-struct Target<'a> {
-    handle: &'a Handle,
-    node: madsim::task::NodeId,
-    disk: &'a SimDisk,
-    slot: &'a Slot,
-}
-
-/// Plays one fault: a power loss (kill, disk crash, restart after the outage) or a partition
-/// (clogged both ways for the outage, then healed).
-async fn strike(target: &Target<'_>, fault: &Fault, ledger: &Shared) {
-    match fault.kind {
-        FaultKind::PowerLoss => {
-            target.handle.kill(target.node);
-            *target.slot.lock().unwrap() = None;
-            target.disk.crash();
-            {
-                let mut ledger = ledger.lock().unwrap();
-                ledger.crashes.push(tokio::time::Instant::now());
-                ledger.crashes_wall.push(wall_ms());
-            }
-            tokio::time::sleep(fault.down_for).await;
-            target.handle.restart(target.node);
-        }
-        FaultKind::Partition => {
-            NetSim::current().clog_node(target.node);
-            tokio::time::sleep(fault.down_for).await;
-            NetSim::current().unclog_node(target.node);
-        }
-    }
-}
-
 /// One run; a summary of what happened.
 pub async fn run() -> String {
     let handle = Handle::current();
     let schedule = FaultPlan::swarm().schedule(MESSAGES);
     report::note(format!("fault schedule (a step is a send):\n{schedule}"));
-    if !schedule.latency.is_empty() {
-        NetSim::current().update_config(|c| c.send_latency = schedule.latency.clone());
-    }
+    schedule.apply_latency();
     let disk_seed: u64 = thread_rng().gen();
     let disk = SimDisk::new(disk_seed, 1 << 30, schedule.disk);
     crate::spawn_namesrv(&handle);
@@ -274,14 +239,20 @@ pub async fn run() -> String {
     let produced = producer.spawn(produce(ledger.clone()));
     let _consuming = consumer.spawn(consume(ledger.clone()));
 
-    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk, slot: &slot };
+    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk };
     for fault in &schedule.faults {
         let sent = |l: &Ledger| (l.acked.len() + l.unknown.len()) as u64;
         while sent(&ledger.lock().unwrap()) < fault.after && !ledger.lock().unwrap().producer_done {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
-        strike(&target, fault, &ledger).await;
+        strike(&target, fault, || {
+            *slot.lock().unwrap() = None;
+            let mut ledger = ledger.lock().unwrap();
+            ledger.crashes.push(tokio::time::Instant::now());
+            ledger.crashes_wall.push(wall_ms());
+        })
+        .await;
     }
     produced.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

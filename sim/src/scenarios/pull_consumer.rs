@@ -1,6 +1,7 @@
 //! The Rust lite pull consumer under simulation: a NameServer, a SYNC_FLUSH broker on a
-//! simulated disk that loses power once while messages flow, a producer, and a pull consumer
-//! that polls every queue and now and then seeks one of them somewhere it has read.
+//! simulated disk under a swarm fault plan (power losses, partitions, latency, torn writes)
+//! while messages flow, a producer, and a pull consumer that polls every queue and now and
+//! then seeks one of them somewhere it has read.
 //!
 //! The promises checked at the end:
 //! - a seek is obeyed: the next message the consumer gets from that queue is the one at the
@@ -18,7 +19,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{sim_broker_config, workload};
+use crate::faults::{strike, FaultPlan, Target};
+use crate::{report, sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
@@ -27,7 +29,7 @@ use petrel_client::{
     ReceivedMessage, SendStatus,
 };
 use petrel_core::client::MessageQueue;
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::disk::SimDisk;
 
 const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimPulled";
@@ -43,12 +45,16 @@ fn ip(text: &str) -> IpAddr {
 struct Ledger {
     /// id -> (queue id, queue offset) the broker acknowledged, durable under SYNC_FLUSH.
     acked: BTreeMap<u64, (i32, i64)>,
+    /// Sends tried, acknowledged or not.
+    sent: u64,
     /// (queue id, offset) -> every id read there.
     read_at: BTreeMap<(i32, i64), BTreeSet<u64>>,
     /// Seeks whose first message was checked, and seeks made.
     seeks_checked: usize,
     seeks: usize,
     producer_done: bool,
+    /// The last fault is over: the broker is up and reachable from now on.
+    faults_done: bool,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -58,9 +64,12 @@ async fn produce(ledger: Shared) {
         ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
     let producer = Producer::start(config).unwrap();
     for id in 0..MESSAGES {
-        if let Ok(sent) = producer.send(&Message::new(TOPIC, workload::body(id, 100))).await {
-            if sent.status == SendStatus::Ok {
-                ledger.lock().unwrap().acked.insert(id, (sent.queue.queue_id, sent.queue_offset));
+        let result = producer.send(&Message::new(TOPIC, workload::body(id, 100))).await;
+        {
+            let mut ledger = ledger.lock().unwrap();
+            ledger.sent += 1;
+            if let Some(sent) = result.ok().filter(|s| s.status == SendStatus::Ok) {
+                ledger.acked.insert(id, (sent.queue.queue_id, sent.queue_offset));
             }
         }
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(5..30))).await;
@@ -104,7 +113,10 @@ fn record(ledger: &Shared, messages: &[ReceivedMessage]) {
 async fn seek_around(ledger: Shared, consumer: &PullConsumer, queues: &[MessageQueue]) {
     let mut sought: BTreeMap<i32, i64> = BTreeMap::new();
     let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
-    while !ledger.lock().unwrap().producer_done {
+    while !{
+        let ledger = ledger.lock().unwrap();
+        ledger.producer_done && ledger.faults_done
+    } {
         if thread_rng().gen_ratio(1, 8) {
             let queue = &queues[thread_rng().gen_range(0..queues.len())];
             let top = highest.get(&queue.queue_id).map_or(0, |h| h + 1);
@@ -138,14 +150,18 @@ async fn sweep(ledger: &Shared, consumer: &PullConsumer, queues: &[MessageQueue]
     }
     let mut ids = BTreeSet::new();
     let mut quiet = 0;
-    while quiet < 10 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while quiet < 10 && tokio::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(300)).await {
             Ok(messages) if !messages.is_empty() => {
                 quiet = 0;
                 record(ledger, &messages);
                 ids.extend(messages.iter().map(|m| workload::body_id(&m.body).unwrap()));
             }
-            _ => quiet += 1,
+            Ok(_) => quiet += 1,
+            // The broker is up after the last fault, but a connection broken by it may take
+            // a request to notice: try again, without counting it as quiet.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
     ids
@@ -155,8 +171,10 @@ async fn sweep(ledger: &Shared, consumer: &PullConsumer, queues: &[MessageQueue]
 pub async fn run() -> String {
     let handle = Handle::current();
     crate::spawn_namesrv(&handle);
-    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
-    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, faults);
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
+    report::note(format!("fault schedule (a step is a send):\n{schedule}"));
+    schedule.apply_latency();
+    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, schedule.disk);
     let broker_disk = disk.clone();
     let broker_node = handle
         .create_node()
@@ -187,19 +205,27 @@ pub async fn run() -> String {
         let queues = assigned(&consumer).await;
         seek_around(consumer_ledger.clone(), &consumer, &queues).await;
         let swept = sweep(&consumer_ledger, &consumer, &queues).await;
+        while consumer.commit().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         consumer.shutdown().await.unwrap();
         swept
     });
 
-    // The broker loses power after a random number of acknowledged sends.
-    let target = thread_rng().gen_range(10..MESSAGES as usize / 2);
-    while ledger.lock().unwrap().acked.len() < target {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // The faults start once a send was acknowledged: the first send creates the topic, and a
+    // broker cut off before its first registration is unknown to the NameServer for a whole
+    // registration period, so no route would exist for the consumer to read.
+    while ledger.lock().unwrap().acked.is_empty() && !ledger.lock().unwrap().producer_done {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    handle.kill(broker_node.id());
-    disk.crash();
-    tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..2_000))).await;
-    handle.restart(broker_node.id());
+    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk };
+    for fault in &schedule.faults {
+        while ledger.lock().unwrap().sent < fault.after && !ledger.lock().unwrap().producer_done {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        strike(&target, fault, || {}).await;
+    }
+    ledger.lock().unwrap().faults_done = true;
     sending.await.unwrap();
     let swept = reading.await.unwrap();
 
