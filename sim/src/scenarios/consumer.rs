@@ -15,10 +15,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{sim_broker_config, workload};
+use crate::workload;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
-use petrel::broker;
 use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage,
@@ -59,19 +58,7 @@ pub async fn run() -> String {
     let handle = Handle::current();
     crate::spawn_namesrv(&handle);
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
-    handle
-        .create_node()
-        .name("broker")
-        .ip(ip("10.0.1.1"))
-        .init(move || {
-            let disk = disk.clone();
-            async move {
-                let config = sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
-                let _running = broker::start(config, Arc::new(disk)).await.unwrap();
-                std::future::pending::<()>().await;
-            }
-        })
-        .build();
+    crate::spawn_broker(&handle, &disk);
     let consumed: Consumed = Arc::default();
     let mut members = Vec::new();
     for (n, address) in ["10.0.2.1", "10.0.2.2"].iter().enumerate() {

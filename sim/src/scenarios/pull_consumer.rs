@@ -20,10 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::faults::{strike, FaultPlan, Target};
-use crate::{report, sim_broker_config, workload};
+use crate::{report, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
-use petrel::broker;
 use petrel_client::{
     ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
     ReceivedMessage, SendStatus,
@@ -175,22 +174,7 @@ pub async fn run() -> String {
     report::note(format!("fault schedule (a step is a send):\n{schedule}"));
     schedule.apply_latency();
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, schedule.disk);
-    let broker_disk = disk.clone();
-    let broker_node = handle
-        .create_node()
-        .name("broker")
-        .ip(ip("10.0.1.1"))
-        .init(move || {
-            let disk = broker_disk.clone();
-            async move {
-                let config = sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
-                let _running = broker::start(config, Arc::new(disk))
-                    .await
-                    .unwrap_or_else(|e| panic!("the broker must recover from any crash: {e}"));
-                std::future::pending::<()>().await;
-            }
-        })
-        .build();
+    let broker_node = crate::spawn_broker(&handle, &disk);
     let ledger: Shared = Arc::default();
     let producer_ledger = ledger.clone();
     let producer = handle.create_node().name("producer").ip(ip("10.0.3.1")).build();
