@@ -9,9 +9,9 @@ use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    QueryConsumerOffsetRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+    CreateTopicRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
 use petrel_net::transport::RemotingClient;
 
@@ -246,6 +246,22 @@ pub async fn commit_offset(
         commit_offset: offset,
     };
     let request = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET).with_header(&header);
+    matches!(client.invoke(broker, request, REQUEST_TIMEOUT).await, Ok(r) if r.code == response::SUCCESS)
+}
+
+/// Creates `topic` on one broker with `queues` read and write queues, as an operator does with
+/// `mqadmin updateTopic` (UPDATE_AND_CREATE_TOPIC); true when the broker took it.
+pub async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> bool {
+    let header = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        ..CreateTopicRequestHeader::default()
+    };
+    let request = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC).with_header(&header);
     matches!(client.invoke(broker, request, REQUEST_TIMEOUT).await, Ok(r) if r.code == response::SUCCESS)
 }
 

@@ -40,7 +40,7 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "producer",
-        about: "one of two brokers loses power or is cut off while the producer sends",
+        about: "one of two brokers under swarm faults while the producer sends",
         run: || Box::pin(producer::run()),
     },
     Scenario {

@@ -1,6 +1,6 @@
 //! The Rust producer under simulation: a NameServer, two SYNC_FLUSH brokers on simulated disks,
-//! and a producer sending through `petrel-client`. One broker fails while messages flow: it
-//! loses power and restarts, or its network is cut and healed.
+//! and a producer sending through `petrel-client`. One broker is the target of a swarm fault
+//! plan while messages flow: power losses with torn writes, partitions, network latency.
 //!
 //! The promises checked at the end:
 //! - every send succeeds: with one broker healthy, a failed attempt is retried on the other;
@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{sim_broker_config, workload};
-use madsim::net::NetSim;
+use crate::faults::{strike, FaultPlan, Target};
+use crate::{report, sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
@@ -40,7 +40,15 @@ async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
         ..ProducerConfig::default()
     };
     let producer = Producer::start(config).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await; // both brokers registered
+    // The topic is made on both brokers first, as an operator does: a topic created by its
+    // first send lives only on the brokers that send reached, and a retry needs another.
+    let admin = RemotingClient::new(ClientConfig::default(), None);
+    for broker in ["10.0.1.1:10911", "10.0.1.2:10911"] {
+        while !workload::create_topic(&admin, broker, TOPIC, 4).await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // both brokers registered it
     for id in 0..MESSAGES {
         let message = Message::new(TOPIC, workload::body(id, 200)).with_keys([format!("k{id}")]);
         let result = producer.send(&message).await;
@@ -80,23 +88,22 @@ pub async fn run() -> String {
     let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
     let sending = producer.spawn(produce(results.clone()));
 
-    // One broker fails for a while, after a random number of sends.
+    // One broker is the target of a swarm fault plan, its steps counted in sends.
     let victim = thread_rng().gen_range(0..2usize);
     let (victim_id, victim_disk) = (brokers[victim].0, brokers[victim].1.clone());
-    let target = thread_rng().gen_range(5..MESSAGES / 2) as usize;
-    while results.lock().unwrap().len() < target {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let outage = Duration::from_millis(thread_rng().gen_range(500..5_000));
-    if thread_rng().gen_bool(0.5) {
-        handle.kill(victim_id);
-        victim_disk.crash();
-        tokio::time::sleep(outage).await;
-        handle.restart(victim_id);
-    } else {
-        NetSim::current().clog_node(victim_id);
-        tokio::time::sleep(outage).await;
-        NetSim::current().unclog_node(victim_id);
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
+    report::note(format!(
+        "fault schedule of {} (a step is a send):\n{schedule}",
+        brokers[victim].3
+    ));
+    schedule.apply_latency();
+    victim_disk.set_faults(schedule.disk);
+    let target = Target { handle: &handle, node: victim_id, disk: &victim_disk };
+    for fault in &schedule.faults {
+        while (results.lock().unwrap().len() as u64) < fault.after && !sending.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        strike(&target, fault, || {}).await;
     }
     sending.await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
