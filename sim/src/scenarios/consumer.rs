@@ -1,6 +1,7 @@
 //! The Rust push consumer under simulation: a NameServer, a SYNC_FLUSH broker, a producer and
 //! two members of one consumer group. One member loses power while messages flow and comes
-//! back later; the group rebalances around it both times.
+//! back later; the group rebalances around it both times, by an allocation strategy drawn
+//! from the seed (averagely, by circle, or consistent hashing).
 //!
 //! The promises checked at the end:
 //! - every acknowledged message is consumed;
@@ -15,13 +16,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::workload;
+use crate::{report, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
     PushConsumerConfig, ReceivedMessage,
 };
+use petrel_core::client::allocate::Strategy;
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -34,8 +36,9 @@ fn ip(text: &str) -> IpAddr {
     text.parse().expect("constant address")
 }
 
-async fn member(consumed: Consumed) {
+async fn member(consumed: Consumed, strategy: Strategy) {
     let config = PushConsumerConfig {
+        strategy,
         namesrv_addrs: vec![NAMESRV.into()],
         group: "SimGroup".into(),
         subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
@@ -56,6 +59,9 @@ async fn member(consumed: Consumed) {
 /// One run; a summary of what happened.
 pub async fn run() -> String {
     let handle = Handle::current();
+    let strategy = [Strategy::Averagely, Strategy::AveragelyByCircle, Strategy::CONSISTENT_HASH]
+        [thread_rng().gen_range(0..3usize)];
+    report::note(format!("allocation strategy: {}", strategy.name()));
     crate::spawn_namesrv(&handle);
     let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
     crate::spawn_broker(&handle, &disk);
@@ -67,7 +73,7 @@ pub async fn run() -> String {
             .create_node()
             .name(format!("member-{n}"))
             .ip(ip(address))
-            .init(move || member(consumed.clone()))
+            .init(move || member(consumed.clone(), strategy))
             .build();
         members.push(node.id());
     }
