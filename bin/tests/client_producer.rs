@@ -9,17 +9,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{namesrv, Running};
+use common::{namesrv, producer, Running};
 use petrel_client::raw;
 use petrel_client::{ClientError, Message, Producer, ProducerConfig, SendStatus};
 use petrel_core::client::MessageQueue;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-
-fn producer(namesrv: &str) -> Producer {
-    let config =
-        ProducerConfig { namesrv_addrs: vec![namesrv.to_owned()], ..ProducerConfig::default() };
-    Producer::start(config).unwrap()
-}
 
 fn message(topic: &str, id: u64) -> Message {
     Message::new(topic, raw::body(id, 64)).with_tags("TagA").with_keys([format!("key-{id}")])

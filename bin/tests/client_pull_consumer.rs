@@ -10,11 +10,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{namesrv, Running};
+use common::{namesrv, producer, Running};
 use petrel_client::raw;
-use petrel_client::{
-    ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
-};
+use petrel_client::{ConsumeFrom, Message, PullConsumer, PullConsumerConfig};
 use petrel_core::client::MessageQueue;
 
 fn consumer(namesrv: &str, group: &str, from: ConsumeFrom) -> PullConsumer {
@@ -45,11 +43,7 @@ async fn receive(consumer: &PullConsumer, count: usize) -> Vec<u64> {
 async fn the_pull_consumer_reads_resumes_and_seeks() {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.clone()],
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(&ns);
     let send = |id: u64| Message::new("Pulled", raw::body(id, 32)).with_tags("TagA");
     for id in 0..100 {
         producer.send(&send(id)).await.unwrap();
@@ -153,11 +147,7 @@ async fn poll_all(members: &[&PullConsumer], count: usize) -> Vec<u64> {
 async fn subscribed_members_share_a_topic_and_hand_queues_over() {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.clone()],
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(&ns);
     for id in 0..60 {
         let tag = if id < 40 { "TagA" } else { "TagB" };
         producer.send(&Message::new("Shared", raw::body(id, 32)).with_tags(tag)).await.unwrap();

@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{namesrv, Running};
+use common::{namesrv, producer, Running};
 use petrel_client::raw;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage,
+    ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, PushConsumer, PushConsumerConfig,
+    ReceivedMessage,
 };
 use petrel_core::broker::schedule::DelayLevels;
 use petrel_core::client::allocate::{allocate, Strategy};
@@ -110,11 +110,7 @@ async fn a_consistent_hash_group_shares_its_queues_as_it_grows_and_shrinks() {
 async fn grow_and_shrink(strategy: Strategy) {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.clone()],
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(&ns);
     send(&producer, 0..100).await;
     let seen: Seen = Arc::default();
     let group = format!("Sharing{}", strategy.name());
@@ -173,11 +169,7 @@ async fn a_failed_message_comes_back_through_the_retry_topic() {
         c.store.delay_levels = DelayLevels::parse("1s 1s 1s 1s 1s").unwrap();
     })
     .await;
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.clone()],
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(&ns);
     send(&producer, 0..30).await;
     let seen: Seen = Arc::default();
     let consumer = member(&ns, "Retrying", seen.clone(), true);
@@ -214,11 +206,7 @@ fn broadcaster(ns: &str, dir: &std::path::Path, instance: &str, seen: Seen) -> P
 async fn broadcasting_members_each_receive_everything_and_resume_from_their_own_offsets() {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.clone()],
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(&ns);
     let dir = std::env::temp_dir().join(format!("petrel-broadcast-{}", std::process::id()));
     send(&producer, 0..50).await;
     let (seen_a, seen_b): (Seen, Seen) = (Arc::default(), Arc::default());

@@ -44,6 +44,15 @@ impl Running {
     }
 }
 
+/// A producer with default settings that finds its routes at `namesrv`.
+pub fn producer(namesrv: &str) -> petrel_client::Producer {
+    let config = petrel_client::ProducerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        ..petrel_client::ProducerConfig::default()
+    };
+    petrel_client::Producer::start(config).unwrap()
+}
+
 /// A NameServer on a kernel-picked port.
 pub async fn namesrv() -> (NamesrvHandle, String) {
     let config = NamesrvConfig {
