@@ -104,6 +104,8 @@ pub struct PulledMessage {
     pub physical_offset: i64,
     pub reconsume_times: i32,
     pub store_timestamp: i64,
+    /// The body's CRC-32 as stored in the record (checked against the body on the way in).
+    pub body_crc: u32,
     /// The encoded properties, `name 0x01 value 0x02 ...`.
     pub properties: Vec<u8>,
 }
@@ -170,6 +172,7 @@ pub async fn pull(
             physical_offset: record.physical_offset,
             reconsume_times: record.reconsume_times,
             store_timestamp: record.store_timestamp,
+            body_crc: record.body_crc,
             properties: record.properties.to_vec(),
         });
         at += record.bytes.len();

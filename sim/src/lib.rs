@@ -8,7 +8,11 @@
 pub use petrel_client::raw as workload;
 
 #[cfg(madsim)]
+pub mod checkers;
+#[cfg(madsim)]
 pub mod faults;
+#[cfg(madsim)]
+pub mod history;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;

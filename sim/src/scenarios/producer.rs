@@ -2,38 +2,63 @@
 //! and a producer sending through `petrel-client`. One broker is the target of a swarm fault
 //! plan while messages flow: power losses with torn writes, partitions, network latency.
 //!
+//! Each message is sent sync, async (a few in flight) or oneway, as the seed draws.
+//!
 //! The promises checked at the end:
-//! - every send succeeds: with one broker healthy, a failed attempt is retried on the other;
-//! - every acknowledged message is stored exactly where its result says, and no message is
-//!   stored twice on one broker (an attempt that timed out may have stored it on the other
-//!   before the retry: at least once, as RocketMQ's producer).
+//! - every sync and async send succeeds: with one broker healthy, a failed attempt is retried
+//!   on the other;
+//! - every acknowledged message is stored exactly where its result says, whole, and no
+//!   message is stored twice on one broker (an attempt that timed out may have stored it on
+//!   the other before the retry: at least once, as RocketMQ's producer); a oneway message is
+//!   stored at most once.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario producer`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkers::{self, Verdict};
 use crate::faults::{strike, FaultPlan, Target};
+use crate::history::{body_hash, wall_ms, Entry, Event, History, Place, SendMode};
 use crate::{report, sim_broker_config, workload};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker;
-use petrel_client::{Message, Producer, ProducerConfig, SendResult};
+use petrel_client::{ClientError, Message, Producer, ProducerConfig, SendResult};
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
 const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimSpread";
 const MESSAGES: u64 = 150;
+/// At most this many async sends wait for their answers at once.
+const ASYNC_IN_FLIGHT: usize = 4;
+/// Once the faults are over, every acknowledged message is readable within this.
+const LIVENESS: Duration = Duration::from_secs(30);
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("constant address")
 }
 
-async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
+/// Records the outcome of an acknowledged (sync or async) send of message `id`.
+fn settled(history: &History, id: u64, result: Result<SendResult, ClientError>) {
+    let result = result.unwrap_or_else(|e| panic!("send {id} failed with one broker healthy: {e}"));
+    let queue = &result.queue;
+    let place = Place {
+        broker: queue.broker_name.clone(),
+        topic: queue.topic.clone(),
+        queue: queue.queue_id,
+        offset: result.queue_offset,
+    };
+    history.record(Event::Acked { id, place: Some(place) });
+}
+
+/// Sends every message once, each sync, async (up to a few in flight) or oneway as the seed
+/// draws, recording each send and its outcome.
+async fn produce(history: History) {
     let config = ProducerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
         send_timeout: Duration::from_secs(2),
@@ -49,12 +74,29 @@ async fn produce(results: Arc<std::sync::Mutex<Vec<(u64, SendResult)>>>) {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // both brokers registered it
+    let mut in_flight = std::collections::VecDeque::new();
     for id in 0..MESSAGES {
-        let message = Message::new(TOPIC, workload::body(id, 200)).with_keys([format!("k{id}")]);
-        let result = producer.send(&message).await;
-        let result =
-            result.unwrap_or_else(|e| panic!("send {id} failed with one broker healthy: {e}"));
-        results.lock().unwrap().push((id, result));
+        let body = workload::body(id, 200);
+        let mode = match thread_rng().gen_range(0..10) {
+            0..5 => SendMode::Sync,
+            5..9 => SendMode::Async,
+            _ => SendMode::Oneway,
+        };
+        history.record(Event::Sent { id, mode, body_hash: body_hash(&body), due_wall: None });
+        let message = Message::new(TOPIC, body).with_keys([format!("k{id}")]);
+        match mode {
+            SendMode::Sync => settled(&history, id, producer.send(&message).await),
+            SendMode::Async => in_flight.push_back((id, producer.send_async(message))),
+            SendMode::Oneway => {
+                // A oneway send is never answered: stored or not, nobody is told.
+                let _ = producer.send_oneway(&message).await;
+                history.record(Event::Unanswered { id });
+            }
+        }
+        while in_flight.len() > ASYNC_IN_FLIGHT || (id + 1 == MESSAGES && !in_flight.is_empty()) {
+            let (id, handle) = in_flight.pop_front().unwrap();
+            settled(&history, id, handle.await.unwrap());
+        }
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(0..30))).await;
     }
 }
@@ -84,9 +126,9 @@ pub async fn run() -> String {
             .build();
         brokers.push((node.id(), disk, format!("{address}:10911"), name));
     }
-    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let history = History::default();
     let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
-    let sending = producer.spawn(produce(results.clone()));
+    let sending = producer.spawn(produce(history.clone()));
 
     // One broker is the target of a swarm fault plan, its steps counted in sends.
     let victim = thread_rng().gen_range(0..2usize);
@@ -100,27 +142,38 @@ pub async fn run() -> String {
     victim_disk.set_faults(schedule.disk);
     let target = Target { handle: &handle, node: victim_id, disk: &victim_disk };
     for fault in &schedule.faults {
-        while (results.lock().unwrap().len() as u64) < fault.after && !sending.is_finished() {
+        while history.sends_settled() < fault.after && !sending.is_finished() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        strike(&target, fault, || {}).await;
+        strike(&target, fault, || {
+            history.record(Event::Crashed { node: brokers[victim].3.into(), wall: wall_ms() });
+        })
+        .await;
     }
+    history.record(Event::Healed);
     sending.await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // Every acknowledged message is where its result says, on its broker.
+    // Every queue of both brokers is read back whole.
     let checker = handle.create_node().name("checker").ip(ip("10.0.2.2")).build();
-    let results = results.lock().unwrap().clone();
     let brokers: BTreeMap<String, String> =
         brokers.iter().map(|(_, _, addr, name)| (name.to_string(), addr.clone())).collect();
-    checker.spawn(check(brokers, results)).await.unwrap()
+    checker.spawn(read_back(brokers, history.clone())).await.unwrap();
+    let entries = history.entries();
+    checkers::conclude(&[
+        checkers::durable(&entries, None),
+        checkers::one_message_per_place(&entries),
+        checkers::intact(&entries),
+        checkers::offsets_advance(&entries),
+        checkers::live(&entries, None, LIVENESS),
+        once_per_broker(&entries),
+    ]);
+    history.summary().to_string()
 }
 
-/// Reads every queue of both brokers: every acknowledged message is where its result says,
-/// and no message is stored twice on one broker.
-async fn check(brokers: BTreeMap<String, String>, results: Vec<(u64, SendResult)>) -> String {
+/// Reads every queue of both brokers from its start, recording what it reads.
+async fn read_back(brokers: BTreeMap<String, String>, history: History) {
     let client = RemotingClient::new(ClientConfig::default(), None);
-    let mut stored: BTreeMap<(String, i32, i64), u64> = BTreeMap::new();
     for (name, addr) in &brokers {
         for queue in 0..4 {
             let mut offset = 0;
@@ -133,19 +186,37 @@ async fn check(brokers: BTreeMap<String, String>, results: Vec<(u64, SendResult)
                     break;
                 }
                 for m in &pulled.messages {
-                    assert!(stored.insert((name.clone(), queue, m.queue_offset), m.id).is_none());
+                    let place = Place {
+                        broker: name.clone(),
+                        topic: TOPIC.into(),
+                        queue,
+                        offset: m.queue_offset,
+                    };
+                    history.record(Event::Delivered {
+                        consumer: "reader".into(),
+                        place,
+                        id: m.id,
+                        body_hash: m.body_crc,
+                        stored_wall: m.store_timestamp,
+                    });
                 }
                 offset = pulled.next_begin_offset;
             }
         }
     }
-    let mut per_broker = std::collections::BTreeSet::new();
-    for ((name, _, _), id) in &stored {
-        assert!(per_broker.insert((name.clone(), *id)), "message {id} stored twice on {name}");
+}
+
+/// No message is stored twice on one broker: the producer retries on another broker, and a
+/// oneway send is never retried.
+fn once_per_broker(entries: &[Entry]) -> Verdict {
+    let mut stored = BTreeSet::new();
+    for entry in entries {
+        if let Event::Delivered { id, place, .. } = &entry.event {
+            if !stored.insert((place.broker.as_str(), *id)) {
+                let why = format!("message {id} stored twice on {}", place.broker);
+                return Verdict::new("once_per_broker", Err(why));
+            }
+        }
     }
-    for (id, result) in &results {
-        let place = (result.queue.broker_name.clone(), result.queue.queue_id, result.queue_offset);
-        assert_eq!(stored.get(&place), Some(id), "message {id} acknowledged at {place:?}");
-    }
-    format!("{} sent, {} stored", results.len(), stored.len())
+    Verdict::new("once_per_broker", Ok(format!("{} stored", stored.len())))
 }

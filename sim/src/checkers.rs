@@ -1,0 +1,248 @@
+//! The promises, as checkers over a run's [`History`](crate::history::History). Each returns a
+//! [`Verdict`]: what it found on success, the first broken promise otherwise. A scenario runs
+//! the ones its workload speaks to, adds its own, and ends with [`conclude`], which notes every
+//! verdict in the run's report and fails the run if any promise broke.
+//!
+//! The shared promises (`docs/simulation.md` lists them with their scenarios):
+//! - [`durable`]: a message acknowledged under SYNC_FLUSH is delivered;
+//! - [`one_message_per_place`]: a (broker, topic, queue, offset) names one message forever,
+//!   and an acknowledged message is delivered where its acknowledgement said;
+//! - [`intact`]: a delivered message is one that was sent, not refused, with its body intact;
+//! - [`offsets_advance`]: a consumer's offsets in a queue only go forward, except where it
+//!   resumed, and it never resumes past what it had read;
+//! - [`never_early`]: a delayed message is not delivered before it is due;
+//! - [`duplicates_bounded`]: redeliveries are counted and stay within the scenario's bound;
+//! - [`live`]: once the last fault is over, every acknowledged message is delivered within a
+//!   bounded time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::history::{Entry, Event, Place};
+use crate::report;
+
+/// What one checker concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub checker: &'static str,
+    /// What was checked, or the first broken promise.
+    pub outcome: Result<String, String>,
+}
+
+impl Verdict {
+    pub fn new(checker: &'static str, outcome: Result<String, String>) -> Verdict {
+        Verdict { checker, outcome }
+    }
+}
+
+/// Notes every verdict in the run's report and fails the run (a panic, the simulator's way)
+/// with every broken promise if there is one.
+pub fn conclude(verdicts: &[Verdict]) {
+    let mut broken = Vec::new();
+    for verdict in verdicts {
+        match &verdict.outcome {
+            Ok(found) => report::note(format!("  ok      {:<22} {found}", verdict.checker)),
+            Err(why) => {
+                report::note(format!("  BROKEN  {:<22} {why}", verdict.checker));
+                broken.push(format!("{}: {why}", verdict.checker));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("; "));
+}
+
+fn acked(history: &[Entry]) -> BTreeMap<u64, Option<&Place>> {
+    history
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Acked { id, place } => Some((*id, place.as_ref())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every (id, place, when) delivered to `consumer` (to anyone when `None`).
+fn deliveries<'h>(
+    history: &'h [Entry],
+    consumer: Option<&'h str>,
+) -> impl Iterator<Item = (u64, &'h Place, &'h Entry)> + 'h {
+    history.iter().filter_map(move |e| match &e.event {
+        Event::Delivered { consumer: c, place, id, .. } if consumer.is_none_or(|x| x == c) => {
+            Some((*id, place, e))
+        }
+        _ => None,
+    })
+}
+
+/// Acknowledged under SYNC_FLUSH means delivered: every acknowledged message reached
+/// `consumer` (any consumer, when `None`).
+pub fn durable(history: &[Entry], consumer: Option<&str>) -> Verdict {
+    let delivered: BTreeSet<u64> = deliveries(history, consumer).map(|(id, _, _)| id).collect();
+    let acked = acked(history);
+    let lost: Vec<u64> = acked.keys().filter(|id| !delivered.contains(id)).copied().collect();
+    let outcome = match lost.is_empty() {
+        true => Ok(format!("{} acknowledged, all delivered", acked.len())),
+        false => Err(format!("acknowledged under SYNC_FLUSH but never delivered: {lost:?}")),
+    };
+    Verdict::new("durable", outcome)
+}
+
+/// A place names one message forever, and an acknowledged message is delivered where its
+/// acknowledgement said it was stored.
+pub fn one_message_per_place(history: &[Entry]) -> Verdict {
+    let mut at: BTreeMap<&Place, u64> = BTreeMap::new();
+    for (id, place) in acked(history).into_iter().filter_map(|(id, p)| Some((id, p?))) {
+        at.insert(place, id);
+    }
+    let acked_places = at.len();
+    for (id, place, _) in deliveries(history, None) {
+        let first = *at.entry(place).or_insert(id);
+        if first != id {
+            let why = format!("{place:?} named message {first}, then message {id}");
+            return Verdict::new("one_message_per_place", Err(why));
+        }
+    }
+    let found = format!("{} places, {acked_places} of them acknowledged", at.len());
+    Verdict::new("one_message_per_place", Ok(found))
+}
+
+/// Whatever was delivered was sent and not refused, and its body came whole.
+pub fn intact(history: &[Entry]) -> Verdict {
+    let mut sent: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut refused: BTreeSet<u64> = BTreeSet::new();
+    let mut checked = 0;
+    for entry in history {
+        match &entry.event {
+            Event::Sent { id, body_hash, .. } => {
+                sent.insert(*id, *body_hash);
+            }
+            Event::Refused { id, .. } => {
+                refused.insert(*id);
+            }
+            Event::Delivered { id, body_hash, place, .. } => {
+                let why = match sent.get(id) {
+                    None => format!("message {id} delivered from {place:?} was never sent"),
+                    Some(_) if refused.contains(id) => {
+                        format!("message {id} delivered from {place:?}, but its send was refused")
+                    }
+                    Some(hash) if hash != body_hash => {
+                        format!("message {id} delivered from {place:?} with another body")
+                    }
+                    Some(_) => {
+                        checked += 1;
+                        continue;
+                    }
+                };
+                return Verdict::new("intact", Err(why));
+            }
+            _ => {}
+        }
+    }
+    Verdict::new("intact", Ok(format!("{checked} deliveries whole")))
+}
+
+/// In each queue, each consumer's offsets only go forward, except where it resumed; and it
+/// never resumes past what it had read (that would skip messages).
+pub fn offsets_advance(history: &[Entry]) -> Verdict {
+    type Key<'h> = (&'h str, &'h str, &'h str, i32);
+    let mut last: BTreeMap<Key<'_>, i64> = BTreeMap::new();
+    let mut resumes = 0;
+    for entry in history {
+        match &entry.event {
+            Event::Delivered { consumer, place, .. } => {
+                let key =
+                    (consumer.as_str(), place.broker.as_str(), place.topic.as_str(), place.queue);
+                if let Some(&previous) = last.get(&key) {
+                    if place.offset <= previous {
+                        let why = format!("{consumer} read {place:?} after offset {previous}");
+                        return Verdict::new("offsets_advance", Err(why));
+                    }
+                }
+                last.insert(key, place.offset);
+            }
+            Event::Resumed { consumer, broker, topic, queue, before, resumed } => {
+                resumes += 1;
+                if resumed > before {
+                    let why = format!(
+                        "{consumer} resumed {broker}/{topic}/{queue} at {resumed}, past {before}"
+                    );
+                    return Verdict::new("offsets_advance", Err(why));
+                }
+                last.remove(&(consumer.as_str(), broker.as_str(), topic.as_str(), *queue));
+            }
+            _ => {}
+        }
+    }
+    Verdict::new("offsets_advance", Ok(format!("{} queues read, {resumes} resumes", last.len())))
+}
+
+/// A delayed message is delivered no earlier than it is due, by the store's clock.
+pub fn never_early(history: &[Entry]) -> Verdict {
+    let due: BTreeMap<u64, i64> = history
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Sent { id, due_wall: Some(due), .. } => Some((id, due)),
+            _ => None,
+        })
+        .collect();
+    let mut checked = 0;
+    for entry in history {
+        if let Event::Delivered { id, stored_wall, .. } = &entry.event {
+            if let Some(&due) = due.get(id) {
+                if *stored_wall < due {
+                    let why = format!("delayed message {id} delivered at {stored_wall}, due {due}");
+                    return Verdict::new("never_early", Err(why));
+                }
+                checked += 1;
+            }
+        }
+    }
+    Verdict::new("never_early", Ok(format!("{checked} delayed deliveries on time")))
+}
+
+/// Deliveries of a message its consumer already had, at most `bound`.
+pub fn duplicates_bounded(history: &[Entry], bound: u64) -> Verdict {
+    let mut seen: BTreeSet<(&str, u64)> = BTreeSet::new();
+    let mut duplicates = 0;
+    for entry in history {
+        if let Event::Delivered { consumer, id, .. } = &entry.event {
+            if !seen.insert((consumer.as_str(), *id)) {
+                duplicates += 1;
+            }
+        }
+    }
+    let outcome = match duplicates <= bound {
+        true => Ok(format!("{duplicates} duplicates, bound {bound}")),
+        false => Err(format!("{duplicates} duplicates, more than the bound {bound}")),
+    };
+    Verdict::new("duplicates_bounded", outcome)
+}
+
+/// Once the cluster healed, every acknowledged message reached `consumer` (anyone, when
+/// `None`) within `bound` of the later of the healing and its acknowledgement.
+pub fn live(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Verdict {
+    let healed = history.iter().rev().find(|e| e.event == Event::Healed).map(|e| e.at);
+    let Some(healed) = healed else {
+        return Verdict::new("live", Err("the run never recorded the end of its faults".into()));
+    };
+    let mut first: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
+    for (id, _, entry) in deliveries(history, consumer) {
+        first.entry(id).or_insert(entry.at);
+    }
+    let mut slowest = Duration::ZERO;
+    for entry in history {
+        let Event::Acked { id, .. } = entry.event else { continue };
+        let Some(&at) = first.get(&id) else {
+            let why = format!("message {id} was not delivered within {bound:?} of the faults' end");
+            return Verdict::new("live", Err(why));
+        };
+        let after = at.saturating_duration_since(healed.max(entry.at));
+        if after > bound {
+            let why = format!("message {id} delivered {after:?} after the faults, over {bound:?}");
+            return Verdict::new("live", Err(why));
+        }
+        slowest = slowest.max(after);
+    }
+    let found = format!("each delivered within {slowest:.1?} of the faults' end (bound {bound:?})");
+    Verdict::new("live", Ok(found))
+}
