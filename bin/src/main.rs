@@ -383,11 +383,23 @@ async fn serve_broker(config: BrokerConfig) -> Result<(), String> {
         handle.local_addr,
         handle.state.addr()
     ));
-    shutdown.wait().await;
+    tokio::select! {
+        () = shutdown.wait() => {}
+        reason = handle.failed() => return Err(store_failed(&reason)),
+    }
     tracing::info!("shutting down");
     handle.shutdown().await?;
     tracing::info!("broker stopped");
     Ok(())
+}
+
+/// Why a broker exits after its store stopped, and what the operator does about it.
+fn store_failed(reason: &str) -> String {
+    format!(
+        "the broker stopped because a disk sync failed ({reason}); nothing more was \
+         acknowledged after it. Check the disk, then start the broker again: recovery keeps \
+         every message acknowledged before the failure"
+    )
 }
 
 /// A NameServer and a broker in one process, both on loopback, data under `data_dir`.
@@ -432,7 +444,13 @@ async fn standalone(
         broker.state.addr(),
         data_dir.display()
     ));
-    shutdown.wait().await;
+    tokio::select! {
+        () = shutdown.wait() => {}
+        reason = broker.failed() => {
+            namesrv.shutdown().await;
+            return Err(store_failed(&reason));
+        }
+    }
     tracing::info!("shutting down");
     let stopped = broker.shutdown().await;
     namesrv.shutdown().await;

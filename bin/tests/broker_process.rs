@@ -188,6 +188,7 @@ async fn sync_flush_broker_killed_mid_load_loses_no_acknowledged_message() {
                         acked.lock().unwrap().insert(id, (queue, queue_offset));
                     }
                     SendOutcome::Refused { code } => panic!("send {id} refused with {code}"),
+                    SendOutcome::NotDurable { .. } => panic!("send {id} not made durable"),
                     SendOutcome::Unknown => return,
                 }
             }

@@ -23,6 +23,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum SendOutcome {
     /// The broker acknowledged it at this queue offset: under SYNC_FLUSH it is durable.
     Acked { queue_offset: i64 },
+    /// FLUSH_DISK_TIMEOUT: stored at this offset but not (yet) durable; it may be lost.
+    NotDurable { queue_offset: i64 },
     /// The broker answered with an error: the message was not stored.
     Refused { code: i32 },
     /// No answer (timeout, closed connection): it may or may not be stored.
@@ -88,6 +90,12 @@ pub async fn send_delayed(
             match reply.header::<SendMessageResponseHeader>() {
                 Ok(answer) => SendOutcome::Acked { queue_offset: answer.queue_offset },
                 Err(e) => panic!("a successful send answered without its header: {e}"),
+            }
+        }
+        Ok(reply) if reply.code == response::FLUSH_DISK_TIMEOUT => {
+            match reply.header::<SendMessageResponseHeader>() {
+                Ok(answer) => SendOutcome::NotDurable { queue_offset: answer.queue_offset },
+                Err(e) => panic!("FLUSH_DISK_TIMEOUT answered without its header: {e}"),
             }
         }
         Ok(reply) => SendOutcome::Refused { code: reply.code },

@@ -79,10 +79,19 @@ fn deliveries<'h>(
 pub fn durable(history: &[Entry], consumer: Option<&str>) -> Verdict {
     let delivered: BTreeSet<u64> = deliveries(history, consumer).map(|(id, _, _)| id).collect();
     let acked = acked(history);
-    let lost: Vec<u64> = acked.keys().filter(|id| !delivered.contains(id)).copied().collect();
+    let lost: Vec<String> = acked
+        .iter()
+        .filter(|(id, _)| !delivered.contains(id))
+        .map(|(id, place)| match place {
+            Some(p) => format!("{id} ({} {}:{} at {})", p.broker, p.topic, p.queue, p.offset),
+            None => id.to_string(),
+        })
+        .collect();
     let outcome = match lost.is_empty() {
         true => Ok(format!("{} acknowledged, all delivered", acked.len())),
-        false => Err(format!("acknowledged under SYNC_FLUSH but never delivered: {lost:?}")),
+        false => {
+            Err(format!("acknowledged under SYNC_FLUSH, never delivered: {}", lost.join(", ")))
+        }
     };
     Verdict::new("durable", outcome)
 }

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
-use madsim::task::NodeId;
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::disk::SimDiskFaults;
 
 /// What may go wrong, and how often.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -25,13 +23,17 @@ pub struct FaultPlan {
     pub power_losses: u32,
     /// Partitions: the target node is clogged both ways for an outage, then healed.
     pub partitions: u32,
+    /// One-way cuts: for an outage, the target node's incoming or its outgoing messages are
+    /// lost (requests arrive and their answers do not, or the other way round).
+    pub one_way_cuts: u32,
     /// How long an outage lasts, drawn uniformly from this range.
     pub outage: Range<Duration>,
     /// Extra latency of every network message, drawn uniformly from this range (the
     /// simulator's default when empty).
     pub latency: Range<Duration>,
-    /// Faults of the target's disk. Failed fsyncs, ENOSPC and bit flips are modelled by
-    /// `SimDisk`; the scenarios turn on only what their checkers account for.
+    /// Faults of the target's disk until the run heals: torn unsynced writes at a power loss,
+    /// failed fsyncs (the broker's store stops, the broker exits and its supervisor starts it
+    /// again), writes failing with ENOSPC, and reads returning a flipped bit.
     pub disk: SimDiskFaults,
 }
 
@@ -40,6 +42,10 @@ pub struct FaultPlan {
 pub enum FaultKind {
     PowerLoss,
     Partition,
+    /// Messages to the node are lost.
+    CutIn,
+    /// Messages from the node are lost.
+    CutOut,
 }
 
 /// One fault, placed by the workload's progress: it strikes once the workload has taken
@@ -84,6 +90,18 @@ impl FaultPlan {
         if rng.gen_bool(0.5) {
             plan.disk.torn_write_ratio = rng.gen_range(0.0..=1.0);
         }
+        if rng.gen_bool(0.3) {
+            plan.one_way_cuts = rng.gen_range(1..=2);
+        }
+        if rng.gen_bool(0.25) {
+            plan.disk.fsync_fail_ratio = rng.gen_range(0.002..0.03);
+        }
+        if rng.gen_bool(0.25) {
+            plan.disk.enospc_ratio = rng.gen_range(0.001..0.02);
+        }
+        if rng.gen_bool(0.25) {
+            plan.disk.read_bitflip_ratio = rng.gen_range(0.001..0.02);
+        }
         plan
     }
 
@@ -94,6 +112,10 @@ impl FaultPlan {
         let mut kinds: Vec<FaultKind> = (0..self.power_losses)
             .map(|_| FaultKind::PowerLoss)
             .chain((0..self.partitions).map(|_| FaultKind::Partition))
+            .chain((0..self.one_way_cuts).map(|i| match i % 2 {
+                0 => FaultKind::CutIn,
+                _ => FaultKind::CutOut,
+            }))
             .collect();
         // Fisher-Yates with the seeded generator.
         for i in (1..kinds.len()).rev() {
@@ -126,33 +148,6 @@ impl Schedule {
     }
 }
 
-/// The node the faults strike, and its disk.
-pub struct Target<'a> {
-    pub handle: &'a Handle,
-    pub node: NodeId,
-    pub disk: &'a SimDisk,
-}
-
-/// Plays one fault and returns when the node is back: a power loss (killed, its disk
-/// crashed, `on_crash` told at that moment, restarted after the outage) or a partition
-/// (clogged both ways for the outage, then healed).
-pub async fn strike(target: &Target<'_>, fault: &Fault, on_crash: impl FnOnce()) {
-    match fault.kind {
-        FaultKind::PowerLoss => {
-            target.handle.kill(target.node);
-            target.disk.crash();
-            on_crash();
-            tokio::time::sleep(fault.down_for).await;
-            target.handle.restart(target.node);
-        }
-        FaultKind::Partition => {
-            NetSim::current().clog_node(target.node);
-            tokio::time::sleep(fault.down_for).await;
-            NetSim::current().unclog_node(target.node);
-        }
-    }
-}
-
 impl fmt::Display for Schedule {
     /// One line per fault, then the network and disk settings.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,6 +155,8 @@ impl fmt::Display for Schedule {
             let kind = match fault.kind {
                 FaultKind::PowerLoss => "power loss",
                 FaultKind::Partition => "partition",
+                FaultKind::CutIn => "incoming messages lost",
+                FaultKind::CutOut => "outgoing messages lost",
             };
             let (after, out) = (fault.after, fault.down_for.as_secs_f64());
             writeln!(f, "  after step {after:>4}: {kind} for {out:.3} s")?;
@@ -167,10 +164,15 @@ impl fmt::Display for Schedule {
         if !self.latency.is_empty() {
             writeln!(f, "  network latency {:?}..{:?}", self.latency.start, self.latency.end)?;
         }
+        let disk = &self.disk;
         write!(
             f,
-            "  disk: {:.0}% of unsynced writes torn at a crash",
-            self.disk.torn_write_ratio * 100.0
+            "  disk: {:.0}% of unsynced writes torn at a crash, {:.1}% of fsyncs fail, \
+             {:.1}% of writes ENOSPC, {:.1}% of reads flip a bit",
+            disk.torn_write_ratio * 100.0,
+            disk.fsync_fail_ratio * 100.0,
+            disk.enospc_ratio * 100.0,
+            disk.read_bitflip_ratio * 100.0,
         )
     }
 }

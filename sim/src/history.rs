@@ -39,8 +39,9 @@ pub enum Event {
     Acked { id: u64, place: Option<Place> },
     /// The broker refused the send with this code: the message was not stored.
     Refused { id: u64, code: i32 },
-    /// No answer came (timeout, lost connection, or a oneway send): stored or not.
-    Unanswered { id: u64 },
+    /// Stored or not, nobody can tell: no answer came (a timeout, a lost connection, a oneway
+    /// send), or one that does not promise durability (FLUSH_DISK_TIMEOUT).
+    InDoubt { id: u64 },
     /// A consumer got message `id` from `place`, stored at `stored_wall` (ms).
     Delivered { consumer: String, place: Place, id: u64, body_hash: u32, stored_wall: i64 },
     /// A consumer lost its position in a queue and resumed at `resumed`; it had read up to
@@ -65,8 +66,9 @@ pub enum Event {
     },
     /// A node lost power (its disk crashed with it) at wall time `wall` (ms).
     Crashed { node: String, wall: i64 },
-    /// A node stopped itself (a failed fsync) and was restarted without losing its page cache.
-    Stopped { node: String },
+    /// A node stopped itself (a failed fsync) at wall time `wall` (ms), to be restarted
+    /// without losing its page cache.
+    Stopped { node: String, wall: i64 },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -113,7 +115,7 @@ impl History {
         self.lock().iter().any(|e| matches!(e.event, Event::Acked { .. }))
     }
 
-    /// Sends that have an outcome (acknowledged, refused or unanswered).
+    /// Sends that have an outcome (acknowledged, refused or in doubt).
     pub fn sends_settled(&self) -> u64 {
         let entries = self.lock();
         entries
@@ -121,7 +123,7 @@ impl History {
             .filter(|e| {
                 matches!(
                     e.event,
-                    Event::Acked { .. } | Event::Refused { .. } | Event::Unanswered { .. }
+                    Event::Acked { .. } | Event::Refused { .. } | Event::InDoubt { .. }
                 )
             })
             .count() as u64
@@ -166,7 +168,7 @@ impl History {
                 Event::Sent { mode, .. } => *summary.sent.entry(*mode).or_default() += 1,
                 Event::Acked { .. } => summary.acked += 1,
                 Event::Refused { .. } => summary.refused += 1,
-                Event::Unanswered { .. } => summary.unanswered += 1,
+                Event::InDoubt { .. } => summary.in_doubt += 1,
                 Event::Delivered { consumer, id, .. } => {
                     summary.deliveries += 1;
                     if !delivered.entry(consumer).or_default().insert(*id) {
@@ -190,7 +192,7 @@ pub struct Summary {
     pub sent: BTreeMap<SendMode, u64>,
     pub acked: u64,
     pub refused: u64,
-    pub unanswered: u64,
+    pub in_doubt: u64,
     pub deliveries: u64,
     /// Deliveries of a message its consumer already had.
     pub duplicates: u64,
@@ -206,12 +208,12 @@ impl fmt::Display for Summary {
             self.sent.iter().map(|(mode, n)| format!("{n} {mode:?}").to_lowercase()).collect();
         write!(
             f,
-            "sent {}: {} acked, {} refused, {} unanswered; {} deliveries ({} duplicates), \
+            "sent {}: {} acked, {} refused, {} in doubt; {} deliveries ({} duplicates), \
              {} commits, {} resumes; {} power losses, {} stops",
             if sent.is_empty() { "nothing".to_owned() } else { sent.join(", ") },
             self.acked,
             self.refused,
-            self.unanswered,
+            self.in_doubt,
             self.deliveries,
             self.duplicates,
             self.commits,

@@ -10,6 +10,8 @@ pub use petrel_client::raw as workload;
 #[cfg(madsim)]
 pub mod checkers;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod history;

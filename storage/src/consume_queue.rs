@@ -106,7 +106,13 @@ impl ConsumeQueue {
         while at < end && at >= self.start_bytes {
             let Some(segment) = self.segments.find(at) else { break };
             let stop = end.min(segment.base + self.segments.file_bytes());
-            match segment.file.slice(at - segment.base, (stop - at) as usize) {
+            // Units carry no checksum: a unit misread would send the reader to the wrong record
+            // or past a message, so two reads must agree.
+            match crate::disk::slice_stable(
+                segment.file.as_ref(),
+                at - segment.base,
+                (stop - at) as usize,
+            ) {
                 Ok(bytes) => out.push(bytes),
                 Err(_) => break,
             }

@@ -218,6 +218,11 @@ impl Index {
             name = file_name(stamp);
         }
         let path = self.dir.join(name);
+        // A file by that name that is not ours is what a failed attempt left (its header
+        // write ran out of space, say): it holds nothing, start it again.
+        if disk.exists(&path) {
+            disk.remove(&path).context(|| format!("cannot remove {}", path.display()))?;
+        }
         let bytes = Index::file_bytes(self.slots, self.entries);
         let file =
             disk.create(&path, bytes).context(|| format!("cannot create {}", path.display()))?;
@@ -406,6 +411,18 @@ mod tests {
     #[test]
     fn key_hash_matches_rocketmq() {
         assert_eq!(key_hash("TopicTest", b"k1"), 2_746_024);
+    }
+
+    #[test]
+    fn a_file_left_by_a_failed_create_does_not_block_the_index() {
+        let disk = SimDisk::new(1, 1 << 30, SimDiskFaults::default());
+        let dir = Path::new("/store/index");
+        let mut index = Index::open(&disk, dir, 7, 10).unwrap();
+        // What a create whose header write ran out of space leaves behind.
+        disk.create_dir_all(dir).unwrap();
+        disk.create(&dir.join(file_name(5_000)), 64).unwrap();
+        index.put(&disk, key_hash("T", b"k"), 0, 5_000).unwrap();
+        assert_eq!(index.lookup(key_hash("T", b"k"), 10, 0, i64::MAX), vec![0]);
     }
 
     #[test]

@@ -124,6 +124,10 @@ pub enum PutError {
     /// FLUSH_DISK_TIMEOUT): it may yet become durable and be delivered.
     #[error("message stored but not flushed within {timeout_ms} ms")]
     FlushTimeout { appended: Appended, timeout_ms: u64 },
+    /// The message is in the page cache, but the sync meant to make it durable failed and
+    /// the store stopped: it survives a restart of the process, not a power loss.
+    #[error("message stored but not durable: {reason}")]
+    NotDurable { appended: Appended, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -215,12 +219,18 @@ impl StoreService {
         let end = appended.end_offset;
         let limit = Duration::from_millis(config.sync_flush_timeout_ms);
         let waited = timeout(limit, flushed.wait_for(|f| f >= end)).await;
+        let stopped = |appended| match self.store.check_running() {
+            Err(stopped) => PutError::NotDurable { appended, reason: stopped.to_string() },
+            Ok(()) => PutError::NotDurable { appended, reason: "the flush task ended".into() },
+        };
         match waited {
             Ok(true) => Ok(appended),
-            Ok(false) => Err(PutError::Store(StoreError::Stopped("the flush task ended".into()))),
+            Ok(false) => Err(stopped(appended)),
             Err(_) => {
                 // The flush task ends when the store stops; say so rather than "timeout".
-                self.store.check_running()?;
+                if self.store.check_running().is_err() {
+                    return Err(stopped(appended));
+                }
                 let timeout_ms = config.sync_flush_timeout_ms;
                 Err(PutError::FlushTimeout { appended, timeout_ms })
             }

@@ -26,7 +26,7 @@ use crate::checkpoint::{Checkpoint, CHECKPOINT_BYTES};
 use crate::cleanup;
 use crate::config::{StoreConfig, CQ_UNIT_BYTES};
 use crate::consume_queue::{ConsumeQueue, PutOutcome};
-use crate::disk::{Disk, DiskFile, DiskLock};
+use crate::disk::{self, Disk, DiskFile, DiskLock};
 use crate::error::{IoContext, StoreError};
 use crate::index::{key_hash, Index};
 use crate::recovery::{self, FileImage, QueueImage, RecoveryPlan, StoreImage, SyncedLoss, Unit};
@@ -74,6 +74,9 @@ pub enum GetStatus {
     OffsetTooSmall,
     NoMatchedLogicQueue,
     NoMessageInQueue,
+    /// The first message read is not the record its queue unit names (a bad read: a flipped
+    /// bit, a damaged unit). Not RocketMQ's; the reader tries the same offset again.
+    ReadFailed,
 }
 
 /// Messages read from one queue.
@@ -933,23 +936,28 @@ impl Store {
             _ => (GetStatus::NoMatchedMessage, offset),
         };
         if result.status == GetStatus::NoMatchedMessage {
-            self.collect(&mut result, offset, &units, limits, filter);
+            self.collect(&mut result, (topic, queue_id, offset), &units, limits, filter);
         }
         result
     }
 
+    /// Reads the records `units` name, from queue offset `start.2` on, into `result`. Each
+    /// record is checked to be the one its unit names, whole (CRC); a read that is not ends
+    /// the batch before it, so that the reader asks for that offset again.
     fn collect(
         &self,
         result: &mut GetMessages,
-        offset: u64,
+        start: (&str, i32, u64),
         units: &[Bytes],
         limits: ReadLimits,
         filter: &dyn Fn(i64) -> bool,
     ) {
+        let (topic, queue_id, offset) = start;
         let mut next = offset;
         let mut bytes = 0usize;
         let log_min = self.min_physical_offset();
         let mut found_null = false;
+        let mut read_failed = false;
         'units: for chunk in units {
             for raw in chunk.chunks_exact(CQ_UNIT_BYTES as usize) {
                 let unit = Unit::decode(raw);
@@ -968,9 +976,22 @@ impl Store {
                     continue;
                 }
                 match self.read_at(unit.offset as u64, unit.size as u32) {
-                    Some(message) => {
+                    Some(message) if holds(&message, unit.offset, (topic, queue_id, next - 1)) => {
                         bytes += message.len();
                         result.messages.push(message);
+                    }
+                    Some(_) => {
+                        tracing::warn!(
+                            topic,
+                            queue_id,
+                            queue_offset = next - 1,
+                            physical_offset = unit.offset,
+                            "a read did not return the record its consume-queue unit names; \
+                             the reader will try again"
+                        );
+                        next -= 1;
+                        read_failed = true;
+                        break 'units;
                     }
                     None => found_null = true,
                 }
@@ -979,6 +1000,8 @@ impl Store {
         result.next_begin_offset = next;
         result.status = if !result.messages.is_empty() {
             GetStatus::Found
+        } else if read_failed {
+            GetStatus::ReadFailed
         } else if found_null {
             GetStatus::OffsetFoundNull
         } else {
@@ -1044,6 +1067,25 @@ impl Store {
                 lock(queue).check_invariants();
             }
         }
+    }
+}
+
+/// Whether `bytes`, read at `physical_offset`, are the whole record of `(topic, queue id,
+/// queue offset)`, its CRCs intact.
+fn holds(
+    bytes: &[u8],
+    physical_offset: i64,
+    (topic, queue_id, queue_offset): (&str, i32, u64),
+) -> bool {
+    let checks = Checks { physical_offset: Some(physical_offset), crc: true };
+    match scan_record(bytes, checks) {
+        Scanned::Record(record) => {
+            record.bytes.len() == bytes.len()
+                && record.queue_offset == queue_offset as i64
+                && record.queue_id == queue_id
+                && record.topic == topic.as_bytes()
+        }
+        _ => false,
     }
 }
 
@@ -1134,28 +1176,6 @@ fn synced_loss_error(loss: SyncedLoss) -> StoreError {
     ))
 }
 
-/// How many reads of one region may disagree before recovery gives up on the disk.
-const STABLE_READS_MAX: u32 = 8;
-
-/// Reads `len` bytes at `offset` until two reads agree. A read error that flips a bit would make
-/// a record look torn, and recovery would cut flushed data on its word. Two reads of a
-/// memory-mapped file are the same pages, so on a real disk the check costs nothing.
-fn stable_slice(file: &dyn DiskFile, offset: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut seen: Vec<Bytes> = Vec::new();
-    for _ in 0..STABLE_READS_MAX {
-        let bytes = file.slice(offset, len)?;
-        let agrees = |other: &Bytes| other.as_ptr() == bytes.as_ptr() || *other == bytes;
-        if seen.iter().any(agrees) {
-            return Ok(bytes);
-        }
-        seen.push(bytes);
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("{STABLE_READS_MAX} reads of {len} bytes at {offset} all differ: the disk returns unstable data"),
-    ))
-}
-
 /// Reads every image stably (`stable_slice`) and plans recovery from them.
 fn read_and_plan(disk: &dyn Disk, config: &StoreConfig) -> Result<RecoveryPlan, StoreError> {
     let log = Segments::load(disk, &config.commit_log_dir(), config.commit_log_file_bytes)?;
@@ -1171,7 +1191,7 @@ fn read_and_plan(disk: &dyn Disk, config: &StoreConfig) -> Result<RecoveryPlan, 
         let file =
             disk.open(&checkpoint_path).context(|| "cannot open the checkpoint".to_owned())?;
         let len = file.len().min(CHECKPOINT_BYTES as u64) as usize;
-        let page = stable_slice(file.as_ref(), 0, len)
+        let page = disk::slice_stable(file.as_ref(), 0, len)
             .context(|| "cannot read the checkpoint".to_owned())?;
         Checkpoint::decode(&page)
     } else {
@@ -1200,7 +1220,7 @@ fn read_images(segments: &Segments) -> Result<Vec<(u64, Bytes)>, StoreError> {
         .files()
         .iter()
         .map(|s| {
-            let bytes = stable_slice(s.file.as_ref(), 0, s.file.len() as usize);
+            let bytes = disk::slice_stable(s.file.as_ref(), 0, s.file.len() as usize);
             bytes
                 .map(|b| (s.base, b))
                 .context(|| format!("cannot read {}", segments.dir().display()))

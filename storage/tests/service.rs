@@ -54,6 +54,7 @@ async fn a_failed_fsync_stops_the_store_for_good() {
     let store = open(&disk, FlushDiskType::SyncFlush);
     let service = StoreService::start(store.clone());
     disk.set_faults(SimDiskFaults { fsync_fail_ratio: 1.0, ..SimDiskFaults::default() });
+    // The first append creates the first file, whose sync fails: nothing is stored.
     let error = service.put(&input(b"lost?"), 10).await.unwrap_err();
     assert!(matches!(error, PutError::Store(StoreError::Stopped(_))), "{error}");
     disk.set_faults(SimDiskFaults::default());
@@ -67,6 +68,21 @@ async fn a_failed_fsync_stops_the_store_for_good() {
     disk.crash();
     let reopened = open(&disk, FlushDiskType::SyncFlush);
     reopened.check_invariants();
+}
+
+#[tokio::test]
+async fn an_append_whose_flush_fails_is_stored_but_not_durable() {
+    let disk = SimDisk::new(6, 1 << 30, SimDiskFaults::default());
+    let store = open(&disk, FlushDiskType::SyncFlush);
+    let service = StoreService::start(store.clone());
+    service.put(&input(b"first"), 10).await.unwrap();
+    disk.set_faults(SimDiskFaults { fsync_fail_ratio: 1.0, ..SimDiskFaults::default() });
+    let error = service.put(&input(b"in the page cache"), 11).await.unwrap_err();
+    let PutError::NotDurable { appended, .. } = error else {
+        panic!("the append succeeded, its flush failed: {error}")
+    };
+    assert_eq!(appended.queue_offset, 1);
+    assert!(store.check_running().is_err(), "the failed flush stopped the store");
 }
 
 #[tokio::test]

@@ -74,6 +74,9 @@ pub(super) fn create_topic(broker: &Broker, request: &RemotingCommand) -> Reply 
         tracing::info!(topic, "topic created or updated");
         broker.topics_changed();
     }
+    if let Err(refusal) = broker.topics_durable() {
+        return Ok(refusal.into());
+    }
     Ok(success())
 }
 

@@ -65,6 +65,9 @@ pub struct Broker {
     groups: Mutex<SubscriptionGroups>,
     offsets: Mutex<ConsumerOffsets>,
     offsets_dirty: AtomicBool,
+    /// The topic table or the groups changed and are not written yet.
+    topics_dirty: AtomicBool,
+    groups_dirty: AtomicBool,
     clients: Mutex<ClientRegistry>,
     delays: Mutex<DelayOffsets>,
     /// The delay cursors moved since they were last written.
@@ -130,14 +133,48 @@ impl Broker {
 
     /// Persists the topic table and tells the NameServers, after a change.
     fn topics_changed(&self) {
-        let wrapper = self.topics().wrapper();
-        persist::save(self, persist::TOPICS, &wrapper);
+        self.topics_dirty.store(true, Ordering::Release);
+        self.persist_topics();
         self.register_now.notify_one();
     }
 
     fn groups_changed(&self) {
-        let wrapper = self.groups().wrapper();
-        persist::save(self, persist::GROUPS, &wrapper);
+        self.groups_dirty.store(true, Ordering::Release);
+        self.persist_groups();
+    }
+
+    /// Writes the topic table if it changed since it was last written; a failed write is
+    /// tried again at the next change or housekeeping period.
+    fn persist_topics(&self) {
+        if self.topics_dirty.swap(false, Ordering::AcqRel) {
+            let wrapper = self.topics().wrapper();
+            if !persist::save(self, persist::TOPICS, &wrapper) {
+                self.topics_dirty.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether the topic table on disk is the one in memory, writing it if not. A message is
+    /// acknowledged only once its topic's config is durable: without it the broker would not
+    /// serve the message after a restart.
+    fn topics_durable(&self) -> Result<(), Refusal> {
+        self.persist_topics();
+        if self.topics_dirty.load(Ordering::Acquire) {
+            let why = "the topic table could not be written to disk (see the broker's log); \
+                       nothing is stored until it can be";
+            return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
+        }
+        Ok(())
+    }
+
+    /// Writes the subscription groups as [`Broker::persist_topics`] writes the topics.
+    fn persist_groups(&self) {
+        if self.groups_dirty.swap(false, Ordering::AcqRel) {
+            let wrapper = self.groups().wrapper();
+            if !persist::save(self, persist::GROUPS, &wrapper) {
+                self.groups_dirty.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Runs `change` on the client registry, then carries out what it asks for.
@@ -202,13 +239,17 @@ impl Broker {
             }
             self.change_clients(|clients| clients.tick(now_millis()));
             self.persist_offsets();
+            self.persist_topics();
+            self.persist_groups();
         }
     }
 
     fn persist_offsets(&self) {
         if self.offsets_dirty.swap(false, Ordering::AcqRel) {
             let snapshot = self.offsets().clone();
-            persist::save(self, persist::OFFSETS, &snapshot);
+            if !persist::save(self, persist::OFFSETS, &snapshot) {
+                self.offsets_dirty.store(true, Ordering::Release);
+            }
         }
     }
 
@@ -284,6 +325,9 @@ fn system_topics(config: &BrokerConfig) -> Vec<TopicConfig> {
     topics
 }
 
+/// How often [`BrokerHandle::failed`] looks at the store.
+const FAILURE_POLL: Duration = Duration::from_millis(100);
+
 /// A running broker.
 pub struct BrokerHandle {
     pub local_addr: SocketAddr,
@@ -294,6 +338,18 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
+    /// Returns once the store has stopped after a failed disk sync (`docs/storage-format.md`
+    /// §9), with the reason. From then on nothing is known about the disk and every write is
+    /// refused: the process should exit, and a restart recovers from what the disk holds.
+    pub async fn failed(&self) -> String {
+        loop {
+            if let Err(stopped) = self.state.store().check_running() {
+                return stopped.to_string();
+            }
+            tokio::time::sleep(FAILURE_POLL).await;
+        }
+    }
+
     /// Stops cleanly: unregisters from the NameServers, stops serving, writes the offsets and
     /// shuts the store down (flush, checkpoint, remove `abort`).
     pub async fn shutdown(self) -> Result<(), String> {
@@ -355,6 +411,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         groups: Mutex::new(loaded.groups),
         offsets: Mutex::new(loaded.offsets),
         offsets_dirty: AtomicBool::new(false),
+        topics_dirty: AtomicBool::new(false),
+        groups_dirty: AtomicBool::new(false),
         clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
         delays: Mutex::new(loaded.delays),
         delays_dirty: AtomicBool::new(false),

@@ -32,17 +32,19 @@ fn path(config: &BrokerConfig, name: &str) -> PathBuf {
     config.store.config_dir().join(name)
 }
 
-/// Writes one file; a failure is logged (the next change or period writes it again).
-pub(super) fn save<T: Serialize>(broker: &Broker, name: &str, value: &T) {
+/// Writes one file; a failure is logged and returned as `false`, and the caller keeps the
+/// change to write it again at the next change or period.
+pub(super) fn save<T: Serialize>(broker: &Broker, name: &str, value: &T) -> bool {
     let path = path(&broker.config, name);
     let bytes = to_json(value, JsonStyle::Fastjson);
     let written = broker
         .disk
         .create_dir_all(&broker.config.store.config_dir())
         .and_then(|()| disk::write_atomically(broker.disk.as_ref(), &path, &bytes));
-    if let Err(e) = written {
+    if let Err(e) = &written {
         tracing::error!(path = %path.display(), error = %e, "cannot write a config file");
     }
+    written.is_ok()
 }
 
 fn load<T: DeserializeOwned + Default>(

@@ -219,7 +219,7 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) 
         });
     let code = match got.status {
         GetStatus::Found => response::SUCCESS,
-        GetStatus::NoMatchedMessage => response::PULL_RETRY_IMMEDIATELY,
+        GetStatus::NoMatchedMessage | GetStatus::ReadFailed => response::PULL_RETRY_IMMEDIATELY,
         GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue if offset != 0 => {
             response::PULL_OFFSET_MOVED
         }
@@ -253,5 +253,6 @@ fn status_name(status: GetStatus) -> &'static str {
         GetStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
         GetStatus::NoMatchedLogicQueue => "NO_MATCHED_LOGIC_QUEUE",
         GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+        GetStatus::ReadFailed => "READ_FAILED",
     }
 }

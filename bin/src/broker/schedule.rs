@@ -66,10 +66,12 @@ fn deliver_level(broker: &Broker, level: i32, now: i64) -> i64 {
         _ => return idle,
     }
     for bytes in &got.messages {
+        // The store checked the record whole; it is scanned again only to read its fields.
         let Scanned::Record(record) =
             scan_record(bytes, Checks { physical_offset: None, crc: false })
         else {
-            continue;
+            tracing::warn!(level, offset, "delayed message unreadable; will retry");
+            return now + RETRY.as_millis() as i64;
         };
         let due_at = levels.due_time(level, record.store_timestamp);
         if let Due::At(at) = due(levels, level, due_at, now) {
@@ -134,5 +136,7 @@ pub(super) fn persist(broker: &Broker) {
         broker.delays_dirty.store(true, Ordering::Release);
         return;
     }
-    persist::save(broker, persist::DELAYS, &snapshot);
+    if !persist::save(broker, persist::DELAYS, &snapshot) {
+        broker.delays_dirty.store(true, Ordering::Release);
+    }
 }

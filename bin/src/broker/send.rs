@@ -112,6 +112,13 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
                 ));
                 out
             }
+            Err(PutError::NotDurable { appended, reason }) => {
+                let mut out = reply(response::FLUSH_DISK_TIMEOUT, &appended);
+                out.remark = Some(format!(
+                    "stored but not durable: {reason}; the broker stops and the message is delivered only if it survives"
+                ));
+                out
+            }
             Err(PutError::Store(e)) => store_error(&e).into(),
         }
     }))
@@ -174,6 +181,7 @@ fn check(
         let why = "transaction messages are not supported by this broker yet; send it as a normal message";
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
+    broker.topics_durable()?;
     Ok(queue_id)
 }
 
@@ -362,6 +370,9 @@ pub(super) fn store_error(error: &StoreError) -> Refusal {
         | StoreError::Record(_)
         | StoreError::InvalidTopic(_) => response::MESSAGE_ILLEGAL,
         StoreError::DiskFull { .. } | StoreError::Stopped(_) | StoreError::SyncFailed { .. } => {
+            response::SERVICE_NOT_AVAILABLE
+        }
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
             response::SERVICE_NOT_AVAILABLE
         }
         _ => response::SYSTEM_ERROR,

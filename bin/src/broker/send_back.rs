@@ -50,6 +50,11 @@ pub(super) fn handle(
                         format!("retry stored but not flushed within {timeout_ms} ms"),
                     )
                     .into(),
+                    Err(PutError::NotDurable { reason, .. }) => Refusal::new(
+                        response::FLUSH_DISK_TIMEOUT,
+                        format!("retry stored but not durable: {reason}"),
+                    )
+                    .into(),
                     Err(PutError::Store(e)) => store_error(&e).into(),
                 }
             }))
@@ -103,6 +108,7 @@ fn send_back(
     if created {
         broker.topics_changed();
     }
+    broker.topics_durable()?;
     let queue_id = (broker.stats.messages_put.load(Ordering::Relaxed) % queues as u64) as i32;
     let mut props = retry_properties(&record);
     put_property(&mut props, property::WAIT, "false");

@@ -23,24 +23,22 @@
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::faults::{strike, FaultPlan, Target};
+use crate::cluster::Cluster;
+use crate::faults::FaultPlan;
 use crate::history::{body_hash, wall_ms, Entry, Event, History, Place, SendMode};
 use crate::report;
 use crate::workload::{self, SendOutcome};
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
-use petrel::broker::{self, Broker, BrokerConfig};
+use petrel::broker::BrokerConfig;
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_storage::disk::SimDisk;
+use petrel_storage::disk::SimDiskFaults;
 
-const NAMESRV: &str = "10.0.0.1:9876";
 const BROKER: &str = "10.0.1.1:10911";
 const TOPIC: &str = "SimOrders";
 const GROUP: &str = "SimConsumers";
@@ -61,15 +59,9 @@ const CONSUMER: &str = "consumer";
 /// Once the faults are over, every acknowledged message is consumed within this.
 const LIVENESS: Duration = Duration::from_secs(30);
 
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("constant address")
-}
-
-fn broker_config() -> BrokerConfig {
-    let mut config = crate::sim_broker_config("broker-a", "10.0.1.1", NAMESRV);
+fn tune(config: &mut BrokerConfig) {
     config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
     config.flush_delay_offsets_interval_ms = DELAY_OFFSETS_INTERVAL.as_millis() as u64;
-    config
 }
 
 /// Where a message sent to `queue` is acknowledged at `offset`.
@@ -83,8 +75,6 @@ struct Shared {
     history: History,
     producer_done: Arc<AtomicBool>,
 }
-
-type Slot = Arc<Mutex<Option<Arc<Broker>>>>;
 
 /// Producers, one per queue, each sending its share of the messages one at a time: their
 /// appends meet in the broker's group commit.
@@ -113,8 +103,9 @@ async fn produce_queue(history: History, queue: i32) {
                 history.record(Event::Acked { id, place });
                 false
             }
-            SendOutcome::Unknown => {
-                history.record(Event::Unanswered { id });
+            // Stored or not, as far as the producer can tell.
+            SendOutcome::Unknown | SendOutcome::NotDurable { .. } => {
+                history.record(Event::InDoubt { id });
                 true
             }
             SendOutcome::Refused { code } => {
@@ -167,36 +158,17 @@ async fn consume(history: History) {
             }
             let offset = positions[&queue];
             let hold = Duration::from_millis(300);
-            let none_acked = !history.any_acked();
             let pulled = workload::pull(&client, BROKER, GROUP, TOPIC, queue, offset, hold).await;
             match pulled {
                 Ok(pulled) if pulled.code == response::SUCCESS => {
-                    for message in &pulled.messages {
-                        history.record(Event::Delivered {
-                            consumer: CONSUMER.into(),
-                            place: place(queue, message.queue_offset),
-                            id: message.id,
-                            body_hash: message.body_crc,
-                            stored_wall: message.store_timestamp,
-                        });
-                    }
                     positions.insert(queue, pulled.next_begin_offset);
                     cursors.insert(queue, pulled.next_begin_offset);
-                    let next = pulled.next_begin_offset;
-                    let sent = tokio::time::Instant::now();
-                    if workload::commit_offset(&client, BROKER, GROUP, TOPIC, queue, next).await {
-                        history.record(Event::Committed {
-                            consumer: CONSUMER.into(),
-                            broker: "broker-a".into(),
-                            topic: TOPIC.into(),
-                            queue,
-                            offset: next,
-                            sent,
-                        });
-                    }
+                    take(&history, &client, queue, &pulled).await;
                 }
-                // Before the first send creates the topic, the broker does not know it.
-                Ok(pulled) if pulled.code == response::TOPIC_NOT_EXIST && none_acked => {
+                // Before the first send creates the topic, the broker does not know it; nor
+                // after a power loss, when the disk failed the write of the topic table (the
+                // next send creates it again).
+                Ok(pulled) if pulled.code == response::TOPIC_NOT_EXIST => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(pulled) => assert!(
@@ -214,43 +186,53 @@ async fn consume(history: History) {
     }
 }
 
+/// Records what a pull of `queue` delivered, then commits the offset after it.
+async fn take(history: &History, client: &RemotingClient, queue: i32, pulled: &workload::Pulled) {
+    for message in &pulled.messages {
+        history.record(Event::Delivered {
+            consumer: CONSUMER.into(),
+            place: place(queue, message.queue_offset),
+            id: message.id,
+            body_hash: message.body_crc,
+            stored_wall: message.store_timestamp,
+        });
+    }
+    let next = pulled.next_begin_offset;
+    let sent = tokio::time::Instant::now();
+    if workload::commit_offset(client, BROKER, GROUP, TOPIC, queue, next).await {
+        history.record(Event::Committed {
+            consumer: CONSUMER.into(),
+            broker: "broker-a".into(),
+            topic: TOPIC.into(),
+            queue,
+            offset: next,
+            sent,
+        });
+    }
+}
+
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let handle = Handle::current();
     let schedule = FaultPlan::swarm().schedule(MESSAGES);
     report::note(format!("fault schedule (a step is a send):\n{schedule}"));
     schedule.apply_latency();
-    let disk_seed: u64 = thread_rng().gen();
-    let disk = SimDisk::new(disk_seed, 1 << 30, schedule.disk);
-    crate::spawn_namesrv(&handle);
-    let slot: Slot = Arc::default();
-    let broker_node = spawn_broker(&handle, &disk, &slot);
     let shared = Shared::default();
     let history = shared.history.clone();
-    let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
-    let consumer = handle.create_node().name("consumer").ip(ip("10.0.2.2")).build();
-    let produced = producer.spawn(produce(shared.clone()));
-    let _consuming = consumer.spawn(consume(history.clone()));
-
-    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk };
+    let cluster = Cluster::builder().tune(tune).disk_faults(schedule.disk).build(&history);
+    let produced = cluster.client("producer").spawn(produce(shared.clone()));
+    let _consuming = cluster.client("consumer").spawn(consume(history.clone()));
     for fault in &schedule.faults {
         while history.sends_settled() < fault.after && !shared.producer_done.load(Ordering::Acquire)
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
-        strike(&target, fault, || {
-            *slot.lock().unwrap() = None;
-            history.record(Event::Crashed { node: "broker-a".into(), wall: wall_ms() });
-        })
-        .await;
+        cluster.strike(0, fault).await;
     }
-    history.record(Event::Healed);
+    cluster.heal();
     produced.await.unwrap();
     history.settle(None, LIVENESS).await;
-    if let Some(broker) = slot.lock().unwrap().as_ref() {
-        broker.check_invariants();
-    }
+    cluster.check_invariants();
     let entries = history.entries();
     let verdicts = [
         checkers::durable(&entries, None),
@@ -260,39 +242,23 @@ pub async fn run() -> String {
         checkers::never_early(&entries),
         checkers::live(&entries, None, LIVENESS),
         delayed_stay_in_queue(&entries),
-        resumes_at_commits(&entries),
+        resumes_at_commits(&entries, &schedule.disk),
         duplicates_explained(&entries),
     ];
     checkers::conclude(&verdicts);
-    let stats = disk.stats();
+    let stats = cluster.brokers[0].disk.stats();
     format!(
-        "{}; disk: {} crashes, {} writes torn, {} dropped, {} kept",
+        "{}; disk: {} crashes, {} writes torn, {} dropped, {} kept, {} failed fsyncs, \
+         {} ENOSPC, {} bit flips",
         history.summary(),
         stats.crashes,
         stats.writes_torn,
         stats.writes_dropped,
         stats.writes_kept,
+        stats.failed_syncs,
+        stats.enospc,
+        stats.bit_flips,
     )
-}
-
-/// The broker node: `broker-a` on `disk`, its running state in `slot` while it is up.
-fn spawn_broker(handle: &Handle, disk: &SimDisk, slot: &Slot) -> madsim::runtime::NodeHandle {
-    let (slot, disk) = (slot.clone(), disk.clone());
-    handle
-        .create_node()
-        .name("broker")
-        .ip(ip("10.0.1.1"))
-        .init(move || {
-            let (slot, disk) = (slot.clone(), disk.clone());
-            async move {
-                let running = broker::start(broker_config(), Arc::new(disk))
-                    .await
-                    .unwrap_or_else(|e| panic!("the broker must recover from any crash: {e}"));
-                *slot.lock().unwrap() = Some(running.state.clone());
-                std::future::pending::<()>().await;
-            }
-        })
-        .build()
 }
 
 /// A delayed message is delivered in the queue it was sent to.
@@ -316,8 +282,13 @@ fn delayed_stay_in_queue(entries: &[Entry]) -> Verdict {
 }
 
 /// After a restart the consumer resumes from an offset it committed: not before what it
-/// committed a persistence interval before the crash.
-fn resumes_at_commits(entries: &[Entry]) -> Verdict {
+/// committed a persistence interval before the crash. Promised only while the disk does not
+/// fail writes: a failed write of the offsets is tried again a period later, and again.
+fn resumes_at_commits(entries: &[Entry], disk: &SimDiskFaults) -> Verdict {
+    if disk.fsync_fail_ratio > 0.0 || disk.enospc_ratio > 0.0 {
+        let why = "not promised: the disk fails writes";
+        return Verdict::new("resumes_at_commits", Ok(why.into()));
+    }
     let mut resumes = 0;
     for entry in entries {
         if let Event::Resumed { queue, resumed, .. } = entry.event {
@@ -335,12 +306,13 @@ fn resumes_at_commits(entries: &[Entry]) -> Verdict {
 }
 
 /// Every duplicate comes from a rewind to a committed offset, or from a delayed message whose
-/// first delivery came within a cursor-persistence interval before a crash (stored twice).
+/// first delivery came within a cursor-persistence interval before a crash or a stop (stored
+/// again by the restarted broker).
 fn duplicates_explained(entries: &[Entry]) -> Verdict {
     let crashes: Vec<i64> = entries
         .iter()
         .filter_map(|e| match e.event {
-            Event::Crashed { wall, .. } => Some(wall),
+            Event::Crashed { wall, .. } | Event::Stopped { wall, .. } => Some(wall),
             _ => None,
         })
         .collect();

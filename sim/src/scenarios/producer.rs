@@ -16,22 +16,18 @@
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::faults::{strike, FaultPlan, Target};
-use crate::history::{body_hash, wall_ms, Entry, Event, History, Place, SendMode};
-use crate::{report, sim_broker_config, workload};
+use crate::cluster::{Cluster, NAMESRV};
+use crate::faults::FaultPlan;
+use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
+use crate::{report, workload};
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
-use petrel::broker;
-use petrel_client::{ClientError, Message, Producer, ProducerConfig, SendResult};
+use petrel_client::{ClientError, Message, Producer, ProducerConfig, SendResult, SendStatus};
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use petrel_storage::disk::SimDiskFaults;
 
-const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimSpread";
 const MESSAGES: u64 = 150;
 /// At most this many async sends wait for their answers at once.
@@ -39,13 +35,15 @@ const ASYNC_IN_FLIGHT: usize = 4;
 /// Once the faults are over, every acknowledged message is readable within this.
 const LIVENESS: Duration = Duration::from_secs(30);
 
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("constant address")
-}
-
-/// Records the outcome of an acknowledged (sync or async) send of message `id`.
+/// Records the outcome of an answered (sync or async) send of message `id`: acknowledged when
+/// the broker says it is durable; stored but maybe not durable otherwise (FLUSH_DISK_TIMEOUT
+/// after a failed fsync, for one).
 fn settled(history: &History, id: u64, result: Result<SendResult, ClientError>) {
     let result = result.unwrap_or_else(|e| panic!("send {id} failed with one broker healthy: {e}"));
+    if result.status != SendStatus::Ok {
+        history.record(Event::InDoubt { id });
+        return;
+    }
     let queue = &result.queue;
     let place = Place {
         broker: queue.broker_name.clone(),
@@ -90,7 +88,7 @@ async fn produce(history: History) {
             SendMode::Oneway => {
                 // A oneway send is never answered: stored or not, nobody is told.
                 let _ = producer.send_oneway(&message).await;
-                history.record(Event::Unanswered { id });
+                history.record(Event::InDoubt { id });
             }
         }
         while in_flight.len() > ASYNC_IN_FLIGHT || (id + 1 == MESSAGES && !in_flight.is_empty()) {
@@ -103,62 +101,33 @@ async fn produce(history: History) {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let handle = Handle::current();
-    crate::spawn_namesrv(&handle);
-    let mut brokers = Vec::new();
-    for (name, address) in [("broker-a", "10.0.1.1"), ("broker-b", "10.0.1.2")] {
-        let seed: u64 = thread_rng().gen();
-        let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
-        let disk = SimDisk::new(seed, 1 << 30, faults);
-        let node_disk = disk.clone();
-        let node = handle
-            .create_node()
-            .name(name)
-            .ip(ip(address))
-            .init(move || {
-                let disk = node_disk.clone();
-                async move {
-                    let config = sim_broker_config(name, address, NAMESRV);
-                    let _running = broker::start(config, Arc::new(disk)).await.unwrap();
-                    std::future::pending::<()>().await;
-                }
-            })
-            .build();
-        brokers.push((node.id(), disk, format!("{address}:10911"), name));
-    }
     let history = History::default();
-    let producer = handle.create_node().name("producer").ip(ip("10.0.2.1")).build();
-    let sending = producer.spawn(produce(history.clone()));
+    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+    let cluster = Cluster::builder().brokers(2).disk_faults(faults).build(&history);
+    let sending = cluster.client("producer").spawn(produce(history.clone()));
 
     // One broker is the target of a swarm fault plan, its steps counted in sends.
     let victim = thread_rng().gen_range(0..2usize);
-    let (victim_id, victim_disk) = (brokers[victim].0, brokers[victim].1.clone());
     let schedule = FaultPlan::swarm().schedule(MESSAGES);
-    report::note(format!(
-        "fault schedule of {} (a step is a send):\n{schedule}",
-        brokers[victim].3
-    ));
+    let name = &cluster.brokers[victim].name;
+    report::note(format!("fault schedule of {name} (a step is a send):\n{schedule}"));
     schedule.apply_latency();
-    victim_disk.set_faults(schedule.disk);
-    let target = Target { handle: &handle, node: victim_id, disk: &victim_disk };
+    cluster.brokers[victim].disk.set_faults(schedule.disk);
     for fault in &schedule.faults {
         while history.sends_settled() < fault.after && !sending.is_finished() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        strike(&target, fault, || {
-            history.record(Event::Crashed { node: brokers[victim].3.into(), wall: wall_ms() });
-        })
-        .await;
+        cluster.strike(victim, fault).await;
     }
-    history.record(Event::Healed);
+    cluster.heal();
     sending.await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Every queue of both brokers is read back whole.
-    let checker = handle.create_node().name("checker").ip(ip("10.0.2.2")).build();
     let brokers: BTreeMap<String, String> =
-        brokers.iter().map(|(_, _, addr, name)| (name.to_string(), addr.clone())).collect();
-    checker.spawn(read_back(brokers, history.clone())).await.unwrap();
+        cluster.brokers.iter().map(|b| (b.name.clone(), b.addr.clone())).collect();
+    cluster.client("checker").spawn(read_back(brokers, history.clone())).await.unwrap();
+    cluster.check_invariants();
     let entries = history.entries();
     checkers::conclude(&[
         checkers::durable(&entries, None),

@@ -15,29 +15,23 @@
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::faults::{strike, FaultPlan, Target};
+use crate::cluster::{Cluster, NAMESRV};
+use crate::faults::FaultPlan;
+use crate::history::History;
 use crate::{report, workload};
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
 use petrel_client::{
     ConsumeFrom, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
     ReceivedMessage, SendStatus,
 };
 use petrel_core::client::MessageQueue;
-use petrel_storage::disk::SimDisk;
 
-const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimPulled";
 const GROUP: &str = "SimSeekers";
 const MESSAGES: u64 = 200;
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("constant address")
-}
 
 /// Everything the clients saw, for the checkers.
 #[derive(Default)]
@@ -168,23 +162,18 @@ async fn sweep(ledger: &Shared, consumer: &PullConsumer, queues: &[MessageQueue]
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let handle = Handle::current();
-    crate::spawn_namesrv(&handle);
     let schedule = FaultPlan::swarm().schedule(MESSAGES);
     report::note(format!("fault schedule (a step is a send):\n{schedule}"));
     schedule.apply_latency();
-    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, schedule.disk);
-    let broker_node = crate::spawn_broker(&handle, &disk);
+    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&History::default());
     let ledger: Shared = Arc::default();
     let producer_ledger = ledger.clone();
-    let producer = handle.create_node().name("producer").ip(ip("10.0.3.1")).build();
-    let sending = producer.spawn(async move {
+    let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         produce(producer_ledger).await;
     });
     let consumer_ledger = ledger.clone();
-    let reader = handle.create_node().name("consumer").ip(ip("10.0.2.1")).build();
-    let reading = reader.spawn(async move {
+    let reading = cluster.client("consumer").spawn(async move {
         let consumer = consumer();
         let queues = assigned(&consumer).await;
         seek_around(consumer_ledger.clone(), &consumer, &queues).await;
@@ -202,19 +191,20 @@ pub async fn run() -> String {
     while ledger.lock().unwrap().acked.is_empty() && !ledger.lock().unwrap().producer_done {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let target = Target { handle: &handle, node: broker_node.id(), disk: &disk };
     for fault in &schedule.faults {
         while ledger.lock().unwrap().sent < fault.after && !ledger.lock().unwrap().producer_done {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        strike(&target, fault, || {}).await;
+        cluster.strike(0, fault).await;
     }
+    cluster.heal();
     ledger.lock().unwrap().faults_done = true;
     sending.await.unwrap();
     let swept = reading.await.unwrap();
 
+    cluster.check_invariants();
     let summary = check(&ledger.lock().unwrap(), &swept);
-    resume_check(&handle).await;
+    resume_check(&cluster).await;
     summary
 }
 
@@ -241,22 +231,23 @@ fn check(ledger: &Ledger, swept: &BTreeSet<u64>) -> String {
 
 /// A new consumer of the group starts where the last one committed at shutdown: the end of
 /// every queue, so it reads nothing old; a message sent now is the one it reads.
-async fn resume_check(handle: &Handle) {
-    let node = handle.create_node().name("resumer").ip(ip("10.0.2.2")).build();
-    node.spawn(async move {
-        let consumer = consumer();
-        assigned(&consumer).await;
-        let config =
-            ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
-        let producer = Producer::start(config).unwrap();
-        producer.send(&Message::new(TOPIC, workload::body(MESSAGES, 100))).await.unwrap();
-        let mut read = Vec::new();
-        for _ in 0..10 {
-            let messages = consumer.poll(Duration::from_millis(300)).await.unwrap();
-            read.extend(messages.iter().map(|m| workload::body_id(&m.body).unwrap()));
-        }
-        assert_eq!(read, vec![MESSAGES], "the group resumes at its committed offsets");
-    })
-    .await
-    .unwrap();
+async fn resume_check(cluster: &Cluster) {
+    cluster
+        .client("resumer")
+        .spawn(async move {
+            let consumer = consumer();
+            assigned(&consumer).await;
+            let config =
+                ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
+            let producer = Producer::start(config).unwrap();
+            producer.send(&Message::new(TOPIC, workload::body(MESSAGES, 100))).await.unwrap();
+            let mut read = Vec::new();
+            for _ in 0..10 {
+                let messages = consumer.poll(Duration::from_millis(300)).await.unwrap();
+                read.extend(messages.iter().map(|m| workload::body_id(&m.body).unwrap()));
+            }
+            assert_eq!(read, vec![MESSAGES], "the group resumes at its committed offsets");
+        })
+        .await
+        .unwrap();
 }

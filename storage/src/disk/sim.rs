@@ -128,6 +128,11 @@ impl SimDisk {
         lock(&self.state).faults = faults;
     }
 
+    /// The fault knobs in force.
+    pub fn faults(&self) -> SimDiskFaults {
+        lock(&self.state).faults
+    }
+
     /// What the disk has done so far.
     pub fn stats(&self) -> SimDiskStats {
         lock(&self.state).stats

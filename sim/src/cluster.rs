@@ -1,0 +1,272 @@
+//! A simulated cluster: a NameServer at 10.0.0.1, brokers `broker-a`, `broker-b`, ... at
+//! 10.0.1.1, 10.0.1.2, ..., each a madsim node on its own [`SimDisk`] that outlives kills and
+//! restarts, and client nodes at 10.0.2.x. Every broker runs under a supervisor, as an
+//! operator runs one under systemd: a broker whose store stopped after a failed fsync exits,
+//! and is started again a second later on the same disk, its page cache intact (the process
+//! died, not the machine).
+//!
+//! Faults strike through [`Cluster::strike`], which records them in the run's history;
+//! [`Cluster::heal`] ends them, after which the cluster must converge.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use petrel::broker::{self, Broker, BrokerConfig};
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use tokio::sync::Notify;
+
+use crate::faults::{Fault, FaultKind};
+use crate::history::{wall_ms, Event, History};
+
+/// Where every node finds the NameServer.
+pub const NAMESRV: &str = "10.0.0.1:9876";
+
+/// How long the supervisor waits before starting a broker that exited.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// What a cluster is made of.
+pub struct ClusterBuilder {
+    brokers: usize,
+    tune: fn(&mut BrokerConfig),
+    disk_faults: SimDiskFaults,
+}
+
+/// One broker: its node, its disk and, while it is up, its state.
+pub struct BrokerNode {
+    pub name: String,
+    /// `ip:port` clients use.
+    pub addr: String,
+    pub node: NodeHandle,
+    pub disk: SimDisk,
+    running: Arc<Mutex<Option<Arc<Broker>>>>,
+    /// Set while a power loss keeps the node down: the supervisor leaves it alone.
+    down: Arc<AtomicBool>,
+}
+
+/// A running simulated cluster.
+pub struct Cluster {
+    handle: Handle,
+    pub namesrv: NodeHandle,
+    pub brokers: Vec<BrokerNode>,
+    history: History,
+    next_client: AtomicU8,
+}
+
+impl ClusterBuilder {
+    /// How many brokers, each its own broker group (a master).
+    pub fn brokers(mut self, count: usize) -> Self {
+        self.brokers = count;
+        self
+    }
+
+    /// Adjusts every broker's configuration (on top of [`crate::sim_broker_config`]).
+    pub fn tune(mut self, tune: fn(&mut BrokerConfig)) -> Self {
+        self.tune = tune;
+        self
+    }
+
+    /// The faults every broker's disk starts with.
+    pub fn disk_faults(mut self, faults: SimDiskFaults) -> Self {
+        self.disk_faults = faults;
+        self
+    }
+
+    /// Starts the nodes in the current runtime; what happens to them goes into `history`.
+    pub fn build(self, history: &History) -> Cluster {
+        let handle = Handle::current();
+        let namesrv = crate::spawn_namesrv(&handle);
+        let brokers = (0..self.brokers)
+            .map(|i| spawn_broker(&handle, i, self.tune, self.disk_faults, history))
+            .collect();
+        Cluster {
+            handle,
+            namesrv,
+            brokers,
+            history: history.clone(),
+            next_client: AtomicU8::new(1),
+        }
+    }
+}
+
+/// Broker `i`'s name: `broker-a`, `broker-b`, ...
+pub fn broker_name(i: usize) -> String {
+    format!("broker-{}", char::from(b'a' + i as u8))
+}
+
+fn spawn_broker(
+    handle: &Handle,
+    i: usize,
+    tune: fn(&mut BrokerConfig),
+    faults: SimDiskFaults,
+    history: &History,
+) -> BrokerNode {
+    let name = broker_name(i);
+    let ip = format!("10.0.1.{}", i + 1);
+    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, faults);
+    let running: Arc<Mutex<Option<Arc<Broker>>>> = Arc::default();
+    let exited = Arc::new(Notify::new());
+    let starts = Arc::new(AtomicU64::new(0));
+    let mut config = crate::sim_broker_config(&name, &ip, NAMESRV);
+    tune(&mut config);
+    let process = Process {
+        name: name.clone(),
+        config,
+        disk: disk.clone(),
+        running: running.clone(),
+        exited: exited.clone(),
+        starts: starts.clone(),
+        history: history.clone(),
+    };
+    let node = handle
+        .create_node()
+        .name(&name)
+        .ip(ip.parse().expect("a broker's address"))
+        .init(move || process.clone().run())
+        .build();
+    let down = Arc::new(AtomicBool::new(false));
+    let watch = Supervised { node: node.id(), exited, starts, down: down.clone() };
+    tokio::spawn(supervise(handle.clone(), watch));
+    BrokerNode { name, addr: format!("{ip}:10911"), node, disk, running, down }
+}
+
+/// What a broker node runs each time it starts.
+#[derive(Clone)]
+struct Process {
+    name: String,
+    config: BrokerConfig,
+    disk: SimDisk,
+    running: Arc<Mutex<Option<Arc<Broker>>>>,
+    exited: Arc<Notify>,
+    /// How many times the node started: the supervisor restarts only the process it saw exit.
+    starts: Arc<AtomicU64>,
+    history: History,
+}
+
+impl Process {
+    /// Starts the broker and serves until its store stops; then exits, telling the supervisor.
+    /// A start may fail only while the disk fails syncs or writes (the supervisor tries again);
+    /// with a sound disk, failing to recover is a failed run.
+    async fn run(self) {
+        self.starts.fetch_add(1, Ordering::AcqRel);
+        match broker::start(self.config.clone(), Arc::new(self.disk.clone())).await {
+            Ok(running) => {
+                *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(running.state.clone());
+                let reason = running.failed().await;
+                tracing::info!(broker = %self.name, %reason, "broker exits: its store stopped");
+                *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(e) => {
+                let faults = self.disk.faults();
+                let failing = faults.fsync_fail_ratio > 0.0 || faults.enospc_ratio > 0.0;
+                assert!(failing, "{} must recover from any crash: {e}", self.name);
+                tracing::info!(broker = %self.name, error = %e, "broker failed to start");
+            }
+        }
+        self.history.record(Event::Stopped { node: self.name.clone(), wall: wall_ms() });
+        self.exited.notify_one();
+    }
+}
+
+/// What the supervisor watches of one broker node.
+struct Supervised {
+    node: madsim::task::NodeId,
+    exited: Arc<Notify>,
+    starts: Arc<AtomicU64>,
+    /// Set while a power loss holds the node down (the power coming back restarts it).
+    down: Arc<AtomicBool>,
+}
+
+/// When the broker exits, ends its process (its tasks and sockets go) and starts it again a
+/// while later, unless a power loss holds the node down or restarted it meanwhile.
+async fn supervise(handle: Handle, watch: Supervised) {
+    loop {
+        watch.exited.notified().await;
+        let starts = watch.starts.load(Ordering::Acquire);
+        if watch.down.load(Ordering::Acquire) {
+            continue;
+        }
+        handle.kill(watch.node);
+        tokio::time::sleep(RESTART_DELAY).await;
+        if !watch.down.load(Ordering::Acquire) && watch.starts.load(Ordering::Acquire) == starts {
+            handle.restart(watch.node);
+        }
+    }
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder { brokers: 1, tune: |_| {}, disk_faults: SimDiskFaults::default() }
+    }
+
+    /// A new client node, at the next free 10.0.2.x address.
+    pub fn client(&self, name: &str) -> NodeHandle {
+        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
+        self.handle.create_node().name(name).ip(ip.into()).build()
+    }
+
+    /// Every broker's `ip:port`.
+    pub fn broker_addrs(&self) -> Vec<String> {
+        self.brokers.iter().map(|b| b.addr.clone()).collect()
+    }
+
+    /// Plays `fault` on broker `i`, recording it, and returns when it is over.
+    pub async fn strike(&self, i: usize, fault: &Fault) {
+        let broker = &self.brokers[i];
+        let net = NetSim::current();
+        let node = broker.node.id();
+        match fault.kind {
+            FaultKind::PowerLoss => {
+                broker.down.store(true, Ordering::Release);
+                self.handle.kill(node);
+                broker.disk.crash();
+                *broker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.history.record(Event::Crashed { node: broker.name.clone(), wall: wall_ms() });
+                tokio::time::sleep(fault.down_for).await;
+                broker.down.store(false, Ordering::Release);
+                self.handle.restart(node);
+            }
+            FaultKind::Partition => {
+                net.clog_node(node);
+                tokio::time::sleep(fault.down_for).await;
+                net.unclog_node(node);
+            }
+            FaultKind::CutIn | FaultKind::CutOut => {
+                let cut_in = fault.kind == FaultKind::CutIn;
+                if cut_in {
+                    net.clog_node_in(node)
+                } else {
+                    net.clog_node_out(node)
+                }
+                tokio::time::sleep(fault.down_for).await;
+                if cut_in {
+                    net.unclog_node_in(node)
+                } else {
+                    net.unclog_node_out(node)
+                }
+            }
+        }
+    }
+
+    /// The faults are over: disks stop failing, and the history says so.
+    pub fn heal(&self) {
+        for broker in &self.brokers {
+            broker.disk.set_faults(SimDiskFaults::default());
+        }
+        self.history.record(Event::Healed);
+    }
+
+    /// Checks the invariants of every broker that is up.
+    pub fn check_invariants(&self) {
+        for broker in &self.brokers {
+            if let Some(state) = broker.running.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                state.check_invariants();
+            }
+        }
+    }
+}
