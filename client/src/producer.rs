@@ -19,8 +19,8 @@ use petrel_net::headers::broker::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
     UnregisterClientRequestHeader,
 };
+use petrel_net::signal::Flag;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::message::{Message, SendResult, SendStatus, BODY_BYTES_MAX};
@@ -100,7 +100,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
-    stop: Arc<watch::Sender<bool>>,
+    stop: Flag,
     refresher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -134,13 +134,10 @@ impl Producer {
             started,
             config,
         });
-        let (stop, stopped) = watch::channel(false);
+        let stop = Flag::new();
+        let stopped = stop.clone();
         let refresher = tokio::spawn(refresh(inner.clone(), stopped));
-        Ok(Producer {
-            inner,
-            stop: Arc::new(stop),
-            refresher: Arc::new(Mutex::new(Some(refresher))),
-        })
+        Ok(Producer { inner, stop, refresher: Arc::new(Mutex::new(Some(refresher))) })
     }
 
     /// Sends and waits for the broker's answer, trying other brokers on failure.
@@ -291,7 +288,7 @@ impl Producer {
 
     /// Stops the refresher and tells the brokers the producer is gone.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
+        self.stop.set();
         let refresher = lock(&self.refresher).take();
         if let Some(refresher) = refresher {
             let _ = refresher.await;
@@ -490,11 +487,11 @@ fn split_batch<'a, 'm>(
 
 /// Every `refresh_interval`: routes of the topics in use again, and a heartbeat to each broker
 /// they name.
-async fn refresh(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn refresh(inner: Arc<Inner>, stop: Flag) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.refresh_interval) => {}
         }
         let topics: Vec<String> = lock(&inner.routes).keys().cloned().collect();

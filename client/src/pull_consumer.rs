@@ -22,8 +22,9 @@ use petrel_net::headers::broker::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
 };
+use petrel_net::signal::Flag;
 use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::group::{self, Member, Notices};
@@ -135,7 +136,7 @@ struct Inner {
     subscriptions: Mutex<BTreeMap<String, Subscription>>,
     assigned: Mutex<bool>,
     rebalance_now: Arc<Notify>,
-    stop: watch::Sender<bool>,
+    stop: Flag,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -167,12 +168,12 @@ impl PullConsumer {
             subscriptions: Mutex::default(),
             assigned: Mutex::new(false),
             rebalance_now,
-            stop: watch::channel(false).0,
+            stop: Flag::new(),
             tasks: Mutex::default(),
             config,
         });
         if inner.config.auto_commit {
-            let task = tokio::spawn(commit_loop(inner.clone(), inner.stop.subscribe()));
+            let task = tokio::spawn(commit_loop(inner.clone(), inner.stop.clone()));
             lock(&inner.tasks).push(task);
         }
         Ok(PullConsumer { inner })
@@ -199,8 +200,7 @@ impl PullConsumer {
         };
         rebalance(&self.inner).await;
         if first {
-            let task =
-                tokio::spawn(rebalance_loop(self.inner.clone(), self.inner.stop.subscribe()));
+            let task = tokio::spawn(rebalance_loop(self.inner.clone(), self.inner.stop.clone()));
             lock(&self.inner.tasks).push(task);
         }
         Ok(())
@@ -342,7 +342,7 @@ impl PullConsumer {
     /// the connections.
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         let inner = &self.inner;
-        inner.stop.send_replace(true);
+        inner.stop.set();
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&inner.tasks));
         for task in tasks {
             let _ = task.await;
@@ -382,11 +382,11 @@ async fn commit_one(inner: &Inner, queue: &MessageQueue, offset: i64) -> Result<
     Ok(())
 }
 
-async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
         if let Err(e) = commit_all(&inner).await {
@@ -395,11 +395,11 @@ async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             () = inner.rebalance_now.notified() => {}
             () = tokio::time::sleep(inner.config.rebalance_interval) => {}
         }

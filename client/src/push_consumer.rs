@@ -18,8 +18,9 @@ use petrel_core::client::MessageQueue;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
+use petrel_net::signal::Flag;
 use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::group::{self, Member, Notices};
@@ -117,7 +118,7 @@ impl Default for PushConsumerConfig {
 
 struct Owned {
     process: Arc<Mutex<ProcessQueue>>,
-    stop: watch::Sender<bool>,
+    stop: Flag,
     puller: JoinHandle<()>,
 }
 
@@ -141,7 +142,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running push consumer.
 pub struct PushConsumer {
     inner: Arc<Inner>,
-    stop: watch::Sender<bool>,
+    stop: Flag,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -187,7 +188,8 @@ impl PushConsumer {
             local,
             config,
         });
-        let (stop, stopped) = watch::channel(false);
+        let stop = Flag::new();
+        let stopped = stop.clone();
         let tasks = vec![
             tokio::spawn(rebalance_loop(inner.clone(), stopped.clone())),
             tokio::spawn(commit_loop(inner.clone(), stopped)),
@@ -207,14 +209,14 @@ impl PushConsumer {
 
     /// Stops pulling, lets the messages in consumption finish, commits, and leaves the group.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.set();
         for task in self.tasks {
             let _ = task.await;
         }
         let owned: Vec<(MessageQueue, Owned)> =
             std::mem::take(&mut *lock(&self.inner.owned)).into_iter().collect();
         for (_, queue) in &owned {
-            let _ = queue.stop.send(true);
+            queue.stop.set();
         }
         for (_, queue) in owned.iter() {
             queue.puller.abort();
@@ -240,7 +242,7 @@ fn subscriptions(config: &PushConsumerConfig) -> BTreeMap<String, Subscription> 
     all
 }
 
-async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
     loop {
         refresh_routes(&inner).await;
         heartbeat(&inner).await;
@@ -251,7 +253,7 @@ async fn rebalance_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             () = inner.rebalance_now.notified() => {}
             () = tokio::time::sleep(inner.config.rebalance_interval) => {}
         }
@@ -316,7 +318,7 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     for queue in current.iter().filter(|q| !mine.contains(*q)) {
         let released = lock(&inner.owned).remove(queue);
         if let Some(owned) = released {
-            let _ = owned.stop.send(true);
+            owned.stop.set();
             let offset = lock(&owned.process).commit_offset();
             commit(inner, vec![(queue.clone(), offset)]).await;
         }
@@ -325,7 +327,8 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         let Some(broker) = route.masters.get(&queue.broker_name).cloned() else { continue };
         let start = start_offset(inner, &broker, &queue).await?;
         let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
-        let (stop, stopped) = watch::channel(false);
+        let stop = Flag::new();
+        let stopped = stop.clone();
         let puller =
             tokio::spawn(pull_loop(inner.clone(), broker, queue.clone(), process.clone(), stopped));
         lock(&inner.owned).insert(queue, Owned { process, stop, puller });
@@ -362,12 +365,12 @@ async fn pull_loop(
     broker: String,
     queue: MessageQueue,
     process: Arc<Mutex<ProcessQueue>>,
-    mut stop: watch::Receiver<bool>,
+    stop: Flag,
 ) {
     let subscription = subscriptions(&inner.config)
         .remove(&queue.topic)
         .unwrap_or_else(|| Subscription::tag(SUB_ALL));
-    while !*stop.borrow() {
+    while !stop.is_set() {
         if lock(&process).is_full(inner.config.queue_messages_max, inner.config.queue_bytes_max) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -375,7 +378,7 @@ async fn pull_loop(
         let offset = lock(&process).next();
         let pulled = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             pulled = pull(&inner, &broker, &queue, offset, &subscription) => pulled,
         };
         match pulled {
@@ -456,11 +459,11 @@ async fn send_back(inner: &Inner, message: &ReceivedMessage) -> bool {
     matches!(inner.client.invoke(&broker, request, inner.config.request_timeout).await, Ok(r) if r.code == response::SUCCESS)
 }
 
-async fn commit_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
         let offsets: Vec<(MessageQueue, i64)> = lock(&inner.owned)

@@ -87,8 +87,10 @@ pub struct History {
 }
 
 impl History {
-    /// Records `event` as happening now.
+    /// Records `event` as happening now. It goes to the trace too (`cargo sim --trace`), and so
+    /// into the event log whose hash two runs of a seed must agree on.
     pub fn record(&self, event: Event) {
+        tracing::debug!(target: "petrel_sim::history", ?event, "history");
         self.lock().push(Entry { at: Instant::now(), event });
     }
 

@@ -20,6 +20,7 @@ pub mod report;
 pub mod runner;
 #[cfg(madsim)]
 pub mod scenarios;
+pub mod trace;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use madsim::runtime::Runtime;
 use madsim::Config;
 
 use crate::scenarios::Scenario;
+use crate::trace::EventLog;
 
 /// How long a run may take in simulated time before it counts as hung.
 pub const TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -63,7 +64,8 @@ pub fn quiet_panics() {
 }
 
 /// Runs one job on this thread. With `check_determinism`, the run is made twice and every
-/// random draw of the second must match the first (madsim's check), which fails otherwise.
+/// random draw of the second must match the first (madsim's check), then twice more with
+/// their event logs hashed, and the two hashes must agree.
 pub fn run(job: Job, check_determinism: bool) -> Outcome {
     // Each run gets a thread of its own. std's HashMap keys are drawn once per thread, and
     // madsim makes them follow the seed only when its runtime exists before the thread's first
@@ -85,7 +87,16 @@ fn run_here(job: Job, check_determinism: bool) -> Outcome {
     crate::report::take();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         if check_determinism {
-            Runtime::check_determinism(job.seed, Config::default(), job.scenario.run)
+            let summary = Runtime::check_determinism(job.seed, Config::default(), job.scenario.run);
+            let (first, second) = (logged(job), logged(job));
+            assert_eq!(
+                first, second,
+                "two runs of the seed differ: (event-log hash, events, summary) first, then second"
+            );
+            format!(
+                "{summary}; the same {} events (hash {:016x}) and summary in two more runs",
+                first.1, first.0
+            )
         } else {
             let mut runtime = Runtime::with_seed_and_config(job.seed, Config::default());
             runtime.set_time_limit(TIME_LIMIT);
@@ -108,6 +119,22 @@ fn run_here(job: Job, check_determinism: bool) -> Outcome {
         elapsed: started.elapsed(),
         notes: crate::report::take(),
     }
+}
+
+/// One run with its event log recorded: the log's (hash, event count), and the run's summary.
+fn logged(job: Job) -> (u64, u64, String) {
+    let log = EventLog::default();
+    let recorder = log.clone();
+    let run = std::thread::spawn(move || {
+        // The runtime first: it seeds the thread's HashMap keys, which must come before any
+        // map the subscriber makes.
+        let mut runtime = Runtime::with_seed_and_config(job.seed, Config::default());
+        runtime.set_time_limit(TIME_LIMIT);
+        recorder.record(|| runtime.block_on((job.scenario.run)()))
+    });
+    let summary = run.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload));
+    let (hash, events) = log.digest();
+    (hash, events, summary)
 }
 
 /// Runs every job on `jobs` threads, calling `done` as each finishes; returns the outcomes in

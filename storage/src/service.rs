@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use petrel_core::record::RecordInput;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep, timeout, Instant, MissedTickBehavior};
 
@@ -139,7 +139,8 @@ pub struct StoreService {
     dispatched: Progress,
     wake_flush: Arc<Notify>,
     wake_dispatch: Arc<Notify>,
-    stop: watch::Sender<bool>,
+    /// Goes from 0 to 1 when the service stops (a `Progress`, for its reproducible wake order).
+    stop: Progress,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -148,7 +149,8 @@ impl StoreService {
     pub fn start(store: Arc<Store>) -> StoreService {
         let flushed = Progress::new(store.flushed_offset());
         let dispatched = Progress::new(store.dispatched_offset());
-        let (stop, stopped) = watch::channel(false);
+        let stop = Progress::new(0);
+        let stopped = stop.clone();
         let wake_flush = Arc::new(Notify::new());
         let wake_dispatch = Arc::new(Notify::new());
         let flush = FlushTask {
@@ -239,7 +241,7 @@ impl StoreService {
 
     /// Stops the tasks and shuts the store down cleanly (flush, dispatch, checkpoint, abort).
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        let _ = self.stop.send(true);
+        self.stop.publish(1);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             let _ = task.await;
@@ -256,11 +258,11 @@ struct FlushTask {
     wake: Arc<Notify>,
     wake_dispatch: Arc<Notify>,
     flushed: Progress,
-    stopped: watch::Receiver<bool>,
+    stopped: Progress,
 }
 
 impl FlushTask {
-    async fn run(mut self) {
+    async fn run(self) {
         let _closing = CloseOnDrop(self.flushed.clone());
         let config = self.store.config().clone();
         let mut tick = interval(Duration::from_millis(config.flush_interval_ms.max(1)));
@@ -269,7 +271,7 @@ impl FlushTask {
         loop {
             tokio::select! {
                 biased;
-                _ = self.stopped.changed() => return,
+                _ = self.stopped.wait_for(|stop| stop > 0) => return,
                 _ = self.wake.notified() => {}
                 _ = tick.tick() => {}
             }
@@ -311,16 +313,16 @@ struct DispatchTask {
     store: Arc<Store>,
     wake: Arc<Notify>,
     dispatched: Progress,
-    stopped: watch::Receiver<bool>,
+    stopped: Progress,
 }
 
 impl DispatchTask {
-    async fn run(mut self) {
+    async fn run(self) {
         let _closing = CloseOnDrop(self.dispatched.clone());
         loop {
             tokio::select! {
                 biased;
-                _ = self.stopped.changed() => return,
+                _ = self.stopped.wait_for(|stop| stop > 0) => return,
                 _ = self.wake.notified() => {}
                 // A record written by another path (a recovery, a flush on shutdown) is still
                 // dispatched within a second.
@@ -347,7 +349,7 @@ impl DispatchTask {
     }
 }
 
-async fn checkpoint_task(store: Arc<Store>, stopped: watch::Receiver<bool>) {
+async fn checkpoint_task(store: Arc<Store>, stopped: Progress) {
     let period = Duration::from_millis(store.config().flush_cq_interval_ms.max(1));
     periodically(store, stopped, period, "checkpoint", |store| store.flush_queues()).await;
 }
@@ -357,7 +359,7 @@ const CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Measures the disk and deletes expired files every ten seconds. Wall-clock time decides
 /// expiry, as file ages do in RocketMQ; under the simulator it is the simulated clock.
-async fn cleanup_task(store: Arc<Store>, stopped: watch::Receiver<bool>) {
+async fn cleanup_task(store: Arc<Store>, stopped: Progress) {
     periodically(store, stopped, CLEANUP_INTERVAL, "cleanup", |store| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -371,7 +373,7 @@ async fn cleanup_task(store: Arc<Store>, stopped: watch::Receiver<bool>) {
 /// other errors are logged and the next period tries again.
 async fn periodically(
     store: Arc<Store>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: Progress,
     period: Duration,
     what: &'static str,
     work: fn(&Store) -> Result<(), StoreError>,
@@ -379,7 +381,7 @@ async fn periodically(
     loop {
         tokio::select! {
             biased;
-            _ = stopped.changed() => return,
+            _ = stopped.wait_for(|stop| stop > 0) => return,
             _ = sleep(period) => {}
         }
         let task_store = store.clone();

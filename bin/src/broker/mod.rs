@@ -32,13 +32,14 @@ use petrel_core::model::{perm, TopicConfig};
 use petrel_net::codec::codes::{request, request_name, response};
 use petrel_net::codec::header::HeaderError;
 use petrel_net::codec::RemotingCommand;
+use petrel_net::signal::Flag;
 use petrel_net::transport::{
     not_supported, ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server,
     ServerHandle,
 };
 use petrel_storage::disk::Disk;
 use petrel_storage::{Store, StoreService};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 pub use self::config::BrokerConfig;
 use crate::clock::now_millis;
@@ -229,13 +230,13 @@ impl Broker {
 
     /// Consumer offsets go to disk every `flushConsumerOffsetInterval`, and silent clients
     /// are dropped; until shutdown.
-    async fn housekeeping(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn housekeeping(self: Arc<Self>, stop: Flag) {
         let period = Duration::from_millis(self.config.flush_offsets_interval_ms.max(10));
         loop {
             tokio::select! {
                 biased;
                 () = tokio::time::sleep(period) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
             }
             self.change_clients(|clients| clients.tick(now_millis()));
             self.persist_offsets();
@@ -332,7 +333,7 @@ const FAILURE_POLL: Duration = Duration::from_millis(100);
 pub struct BrokerHandle {
     pub local_addr: SocketAddr,
     pub state: Arc<Broker>,
-    stop: watch::Sender<bool>,
+    stop: Flag,
     done: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -355,7 +356,7 @@ impl BrokerHandle {
     pub async fn shutdown(self) -> Result<(), String> {
         let broker = self.state.clone();
         register::unregister_all(&broker).await;
-        let _ = self.stop.send(true);
+        self.stop.set();
         let _ = self.done.await;
         for task in self.tasks {
             let _ = task.await;
@@ -427,18 +428,19 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     if state.topics().ensure(system_topics(&state.config), now_millis()) {
         state.topics_changed();
     }
-    let (stop, stopped) = watch::channel(false);
+    let stop = Flag::new();
+    let stopped = stop.clone();
     let tasks = vec![
         tokio::spawn(state.clone().housekeeping(stopped.clone())),
         tokio::spawn(register::run(state.clone(), stopped.clone())),
         tokio::spawn(schedule::run(state.clone(), stopped.clone())),
     ];
     let handler = Arc::new(Handler(state.clone()));
-    let mut serve_stop = stopped;
+    let serve_stop = stopped;
     let done = tokio::spawn(async move {
         server
             .serve(handler, async move {
-                let _ = serve_stop.wait_for(|s| *s).await;
+                serve_stop.wait().await;
             })
             .await;
     });

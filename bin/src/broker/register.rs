@@ -10,7 +10,7 @@ use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
-use tokio::sync::watch;
+use petrel_net::signal::Flag;
 
 use super::Broker;
 
@@ -69,7 +69,7 @@ async fn register_all(broker: &Arc<Broker>) {
 }
 
 /// Registers now, then every period or whenever the topic table changes, until shutdown.
-pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     let period = Duration::from_millis(broker.config.register_period_ms.clamp(1_000, 60_000));
     loop {
         register_all(&broker).await;
@@ -77,7 +77,7 @@ pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             biased;
             () = tokio::time::sleep(period) => {}
             () = broker.register_now.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
         }
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use petrel_core::broker::schedule::{due, restore, DelayLevels, Due};
 use petrel_core::broker::SCHEDULE_TOPIC;
 use petrel_core::record::{scan_record, Checks, RecordInput, Scanned};
+use petrel_net::signal::Flag;
 use petrel_storage::{GetStatus, ReadLimits};
-use tokio::sync::watch;
 
 use super::{lock, persist, Broker};
 use crate::clock::now_millis;
@@ -24,7 +24,7 @@ const IDLE: Duration = Duration::from_millis(100);
 /// How long after a failed re-append the level tries again.
 const RETRY: Duration = Duration::from_secs(1);
 
-pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     let mut last_persist = tokio::time::Instant::now();
     let persist_every = Duration::from_millis(broker.config.flush_delay_offsets_interval_ms);
     loop {
@@ -42,7 +42,7 @@ pub(super) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             biased;
             () = tokio::time::sleep(nap) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
         }
     }
 }

@@ -23,6 +23,7 @@ use petrel_core::route::{RouteAction, RouteTable, RouteTableConfig};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::header::HeaderError;
 use petrel_net::codec::RemotingCommand;
+use petrel_net::signal::Flag;
 use petrel_net::transport::{
     not_supported, Connection, Handled, RequestHandler, Server, ServerConfig, ServerHandle,
 };
@@ -197,7 +198,7 @@ impl Namesrv {
     }
 
     /// Ticks the table whenever it asks to be ticked, until shutdown.
-    async fn housekeeping(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    async fn housekeeping(self: Arc<Self>, shutdown: Flag) {
         loop {
             let now = now_millis();
             let wake =
@@ -208,7 +209,7 @@ impl Namesrv {
             tokio::select! {
                 biased;
                 () = tokio::time::sleep(nap) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = shutdown.wait() => return,
             }
             self.change_table(|table| table.tick(now_millis()));
         }
@@ -241,14 +242,14 @@ impl RequestHandler for Handler {
 pub struct NamesrvHandle {
     pub local_addr: std::net::SocketAddr,
     pub state: Arc<Namesrv>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: Flag,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl NamesrvHandle {
     /// Stops accepting, closes connections, and waits for the server to finish.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.set();
         let _ = self.done.await;
     }
 }
@@ -277,14 +278,15 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
         server: server.handle(),
         config,
     });
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Flag::new();
+    let stopped = stop.clone();
     tokio::spawn(state.clone().housekeeping(stopped.clone()));
     let handler = Arc::new(Handler(state.clone()));
-    let mut serve_stop = stopped;
+    let serve_stop = stopped;
     let done = tokio::spawn(async move {
         server
             .serve(handler, async move {
-                let _ = serve_stop.wait_for(|stop| *stop).await;
+                serve_stop.wait().await;
             })
             .await;
     });

@@ -2,16 +2,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Handled, RequestHandler, TransportError};
 use crate::codec::{decode_frame, RemotingCommand, FRAME_BYTES_MAX_DEFAULT};
+use crate::signal::Flag;
 
 /// Identifies a connection within one process.
 pub type ConnId = u64;
@@ -53,8 +54,7 @@ struct Inner {
     outbound: mpsc::Sender<RemotingCommand>,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
-    closed: AtomicBool,
-    close_signal: watch::Sender<bool>,
+    closed: Flag,
 }
 
 impl std::fmt::Debug for Connection {
@@ -86,8 +86,7 @@ impl Connection {
                 outbound,
                 pending: Mutex::new(HashMap::new()),
                 next_opaque: AtomicI32::new(1),
-                closed: AtomicBool::new(false),
-                close_signal: watch::Sender::new(false),
+                closed: Flag::new(),
             }),
         };
         let (reader, writer) = tokio::io::split(stream);
@@ -114,13 +113,12 @@ impl Connection {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.closed.is_set()
     }
 
     /// Closes the connection: both tasks stop, waiting requests fail with `Closed`.
     pub fn close(&self) {
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.close_signal.send_replace(true);
+        if self.inner.closed.set() {
             // Dropping the waiters' senders wakes each with `Closed`.
             self.pending().clear();
         }
@@ -194,9 +192,7 @@ impl Connection {
 
     /// Resolves once the connection is closed.
     pub async fn closed(&self) {
-        let mut signal = self.inner.close_signal.subscribe();
-        // The sender lives in `inner`, which `self` keeps alive: this cannot fail.
-        let _ = signal.wait_for(|closed| *closed).await;
+        self.inner.closed.wait().await;
     }
 }
 
