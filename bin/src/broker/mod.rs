@@ -299,11 +299,17 @@ struct Handler(Arc<Broker>);
 
 impl RequestHandler for Handler {
     fn handle(&self, conn: &Connection, request: RemotingCommand) -> Handled {
-        self.0.dispatch(conn, request)
+        let handled = self.0.dispatch(conn, request);
+        // In simulation builds every request is a step after which the cores must hold.
+        #[cfg(madsim)]
+        self.0.check_invariants();
+        handled
     }
 
     fn connection_closed(&self, conn: &Connection) {
         self.0.change_clients(|clients| clients.connection_closed(conn.id()));
+        #[cfg(madsim)]
+        self.0.check_invariants();
     }
 }
 

@@ -230,6 +230,9 @@ impl RequestHandler for Handler {
                 ),
             )
         });
+        // In simulation builds every request is a step after which the cores must hold.
+        #[cfg(madsim)]
+        self.0.check_invariants();
         Handled::Now(response)
     }
 
