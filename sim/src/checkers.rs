@@ -24,14 +24,14 @@ use crate::report;
 /// What one checker concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub checker: &'static str,
+    pub checker: String,
     /// What was checked, or the first broken promise.
     pub outcome: Result<String, String>,
 }
 
 impl Verdict {
-    pub fn new(checker: &'static str, outcome: Result<String, String>) -> Verdict {
-        Verdict { checker, outcome }
+    pub fn new(checker: impl Into<String>, outcome: Result<String, String>) -> Verdict {
+        Verdict { checker: checker.into(), outcome }
     }
 }
 
@@ -41,9 +41,9 @@ pub fn conclude(verdicts: &[Verdict]) {
     let mut broken = Vec::new();
     for verdict in verdicts {
         match &verdict.outcome {
-            Ok(found) => report::note(format!("  ok      {:<22} {found}", verdict.checker)),
+            Ok(found) => report::note(format!("  ok      {:<24} {found}", verdict.checker)),
             Err(why) => {
-                report::note(format!("  BROKEN  {:<22} {why}", verdict.checker));
+                report::note(format!("  BROKEN  {:<24} {why}", verdict.checker));
                 broken.push(format!("{}: {why}", verdict.checker));
             }
         }
@@ -93,7 +93,7 @@ pub fn durable(history: &[Entry], consumer: Option<&str>) -> Verdict {
             Err(format!("acknowledged under SYNC_FLUSH, never delivered: {}", lost.join(", ")))
         }
     };
-    Verdict::new("durable", outcome)
+    Verdict::new(named("durable", consumer), outcome)
 }
 
 /// A place names one message forever, and an acknowledged message is delivered where its
@@ -209,6 +209,14 @@ pub fn never_early(history: &[Entry]) -> Verdict {
     Verdict::new("never_early", Ok(format!("{checked} delayed deliveries on time")))
 }
 
+/// A checker's name, with the consumer it looks at, if one.
+fn named(checker: &str, consumer: Option<&str>) -> String {
+    match consumer {
+        Some(consumer) => format!("{checker}({consumer})"),
+        None => checker.to_owned(),
+    }
+}
+
 /// Deliveries of a message its consumer already had, at most `bound`.
 pub fn duplicates_bounded(history: &[Entry], bound: u64) -> Verdict {
     let mut seen: BTreeSet<(&str, u64)> = BTreeSet::new();
@@ -232,7 +240,10 @@ pub fn duplicates_bounded(history: &[Entry], bound: u64) -> Verdict {
 pub fn live(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Verdict {
     let healed = history.iter().rev().find(|e| e.event == Event::Healed).map(|e| e.at);
     let Some(healed) = healed else {
-        return Verdict::new("live", Err("the run never recorded the end of its faults".into()));
+        return Verdict::new(
+            named("live", consumer),
+            Err("the run never recorded the end of its faults".into()),
+        );
     };
     let mut first: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
     for (id, _, entry) in deliveries(history, consumer) {
@@ -243,15 +254,15 @@ pub fn live(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Verdi
         let Event::Acked { id, .. } = entry.event else { continue };
         let Some(&at) = first.get(&id) else {
             let why = format!("message {id} was not delivered within {bound:?} of the faults' end");
-            return Verdict::new("live", Err(why));
+            return Verdict::new(named("live", consumer), Err(why));
         };
         let after = at.saturating_duration_since(healed.max(entry.at));
         if after > bound {
             let why = format!("message {id} delivered {after:?} after the faults, over {bound:?}");
-            return Verdict::new("live", Err(why));
+            return Verdict::new(named("live", consumer), Err(why));
         }
         slowest = slowest.max(after);
     }
     let found = format!("each delivered within {slowest:.1?} of the faults' end (bound {bound:?})");
-    Verdict::new("live", Ok(found))
+    Verdict::new(named("live", consumer), Ok(found))
 }

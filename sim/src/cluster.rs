@@ -47,6 +47,14 @@ pub struct BrokerNode {
     down: Arc<AtomicBool>,
 }
 
+/// What [`Cluster::play`] does at a step.
+pub enum Strike<'a> {
+    /// A fault of broker `i`.
+    Broker(usize, Fault),
+    /// A client node loses power for `down_for`.
+    Client { node: &'a NodeHandle, name: String, down_for: Duration },
+}
+
 /// A running simulated cluster.
 pub struct Cluster {
     handle: Handle,
@@ -210,6 +218,26 @@ impl Cluster {
         self.handle.create_node().name(name).ip(ip.into()).build()
     }
 
+    /// A client node, at the next free 10.0.2.x address, that runs `init` when it starts and
+    /// again at every restart (a consumer process, say).
+    pub fn process<F: std::future::Future + 'static>(
+        &self,
+        name: &str,
+        init: impl Fn() -> F + Send + Sync + 'static,
+    ) -> NodeHandle {
+        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
+        self.handle.create_node().name(name).ip(ip.into()).init(init).build()
+    }
+
+    /// A client node loses power for `down_for`, recorded, and starts again.
+    pub async fn power_loss(&self, node: &NodeHandle, name: &str, down_for: Duration) {
+        self.handle.kill(node.id());
+        self.history.record(Event::Crashed { node: name.to_owned(), wall: wall_ms() });
+        tokio::time::sleep(down_for).await;
+        self.handle.restart(node.id());
+    }
+
     /// Every broker's `ip:port`.
     pub fn broker_addrs(&self) -> Vec<String> {
         self.brokers.iter().map(|b| b.addr.clone()).collect()
@@ -248,6 +276,29 @@ impl Cluster {
                     net.unclog_node_in(node)
                 } else {
                     net.unclog_node_out(node)
+                }
+            }
+        }
+    }
+
+    /// Plays each strike once the workload has taken its step (`steps` counts them), in order
+    /// of their steps; a strike whose step never comes, because the workload is `done`, plays
+    /// then.
+    pub async fn play(
+        &self,
+        mut strikes: Vec<(u64, Strike<'_>)>,
+        steps: impl Fn() -> u64,
+        done: impl Fn() -> bool,
+    ) {
+        strikes.sort_by_key(|(after, _)| *after);
+        for (after, strike) in &strikes {
+            while steps() < *after && !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            match strike {
+                Strike::Broker(i, fault) => self.strike(*i, fault).await,
+                Strike::Client { node, name, down_for } => {
+                    self.power_loss(node, name, *down_for).await;
                 }
             }
         }

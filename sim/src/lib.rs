@@ -10,6 +10,8 @@ pub use petrel_client::raw as workload;
 #[cfg(madsim)]
 pub mod checkers;
 #[cfg(madsim)]
+pub mod clients;
+#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod faults;
@@ -166,32 +168,6 @@ pub fn spawn_namesrv(handle: &madsim::runtime::Handle) -> madsim::runtime::NodeH
             let config = petrel::namesrv::NamesrvConfig::default();
             let _running = petrel::namesrv::start(config).await.expect("the namesrv binds");
             std::future::pending::<()>().await;
-        })
-        .build()
-}
-
-/// Starts broker `broker-a` at 10.0.1.1 on `disk` (SYNC_FLUSH, [`sim_broker_config`]),
-/// registering with the NameServer of [`spawn_namesrv`]. A restart recovers from the disk;
-/// failing to recover is a failed run.
-#[cfg(madsim)]
-pub fn spawn_broker(
-    handle: &madsim::runtime::Handle,
-    disk: &petrel_storage::disk::SimDisk,
-) -> madsim::runtime::NodeHandle {
-    let disk = disk.clone();
-    handle
-        .create_node()
-        .name("broker")
-        .ip([10, 0, 1, 1].into())
-        .init(move || {
-            let disk = std::sync::Arc::new(disk.clone());
-            async move {
-                let config = sim_broker_config("broker-a", "10.0.1.1", "10.0.0.1:9876");
-                let _running = petrel::broker::start(config, disk)
-                    .await
-                    .unwrap_or_else(|e| panic!("the broker must recover from any crash: {e}"));
-                std::future::pending::<()>().await;
-            }
         })
         .build()
 }

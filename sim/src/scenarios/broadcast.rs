@@ -1,9 +1,11 @@
-//! Broadcasting consumers under simulation: a NameServer, a SYNC_FLUSH broker, a producer
-//! and two members of one broadcasting group, each keeping its offsets in its own local file.
-//! One member loses power while messages flow and comes back later, reading its file again.
+//! Broadcasting consumers under simulation: a NameServer, a SYNC_FLUSH broker under a swarm
+//! fault plan, a producer and two members of one broadcasting group, each keeping its offsets
+//! in its own local file. One member loses power while messages flow and comes back later,
+//! reading its file again.
 //!
-//! The promises checked at the end:
-//! - every member consumes every acknowledged message;
+//! The promises checked at the end, on the recorded history:
+//! - every member consumes every acknowledged message, whole, within a bounded time once the
+//!   faults are over;
 //! - the member that stayed up consumes each message once;
 //! - the member that failed consumes each message at most twice, and twice only if it
 //!   consumed it the first time within a commit interval (plus a margin) before the failure:
@@ -15,22 +17,22 @@
 //! Run one seed: `cargo sim --seed 7 --scenario broadcast`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::workload;
+use crate::checkers::{self, Verdict};
+use crate::clients;
+use crate::cluster::{Cluster, Strike, NAMESRV};
+use crate::faults::FaultPlan;
+use crate::history::{Entry, Event, History, Place};
+use crate::report;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage, SendStatus,
+    ConsumeFrom, ConsumeResult, MessageModel, PushConsumer, PushConsumerConfig, ReceivedMessage,
 };
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
-const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimBroadcast";
 const MESSAGES: u64 = 200;
 
@@ -38,15 +40,10 @@ const MESSAGES: u64 = 200;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 /// Time to spare on top of that interval when bounding a redelivery.
 const MARGIN: Duration = Duration::from_millis(500);
+/// Once the faults are over, every member consumes every acknowledged message within this.
+const LIVENESS: Duration = Duration::from_secs(60);
 
-/// Every delivery to one member: the message id and when.
-type Consumed = Arc<Mutex<Vec<(u64, tokio::time::Instant)>>>;
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("constant address")
-}
-
-async fn member(dir: PathBuf, instance: String, consumed: Consumed) {
+async fn member(dir: PathBuf, instance: String, history: History) {
     let config = PushConsumerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
         group: "SimEveryone".into(),
@@ -54,41 +51,18 @@ async fn member(dir: PathBuf, instance: String, consumed: Consumed) {
         consume_from: ConsumeFrom::First,
         message_model: MessageModel::Broadcasting,
         local_offsets_dir: dir,
-        instance_name: instance,
+        instance_name: instance.clone(),
         rebalance_interval: Duration::from_secs(1),
         commit_interval: COMMIT_INTERVAL,
         hold: Duration::from_millis(500),
         ..PushConsumerConfig::default()
     };
     let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
-        let id = workload::body_id(&message.body).unwrap();
-        consumed.lock().unwrap().push((id, tokio::time::Instant::now()));
+        history.record(clients::received(&instance, message));
         ConsumeResult::Success
     })
     .unwrap();
     std::future::pending::<()>().await;
-}
-
-/// Waits until every member consumed every acknowledged message.
-async fn wait_all_consumed(acked: &Mutex<Vec<u64>>, members: &[Consumed]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for (n, consumed) in members.iter().enumerate() {
-        loop {
-            let lost: Vec<u64> = {
-                let consumed = consumed.lock().unwrap();
-                let ids: BTreeSet<u64> = consumed.iter().map(|(id, _)| *id).collect();
-                acked.lock().unwrap().iter().filter(|id| !ids.contains(id)).copied().collect()
-            };
-            if lost.is_empty() {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "member {n} never consumed acknowledged messages {lost:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// One run; a summary of what happened.
@@ -100,84 +74,96 @@ pub async fn run() -> String {
         handle.seed()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    crate::spawn_namesrv(&handle);
-    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
-    crate::spawn_broker(&handle, &disk);
-    let consumed: [Consumed; 2] = Default::default();
-    let mut members = Vec::new();
-    for (n, address) in ["10.0.2.1", "10.0.2.2"].iter().enumerate() {
-        let (consumed, dir) = (consumed[n].clone(), dir.clone());
-        let node = handle
-            .create_node()
-            .name(format!("member-{n}"))
-            .ip(ip(address))
-            .init(move || member(dir.clone(), format!("member-{n}"), consumed.clone()))
-            .build();
-        members.push(node.id());
-    }
-    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let producer_acked = acked.clone();
-    let producer = handle.create_node().name("producer").ip(ip("10.0.3.1")).build();
-    let sending = producer.spawn(async move {
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
+    report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
+    schedule.apply_latency();
+    let history = History::default();
+    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let members: Vec<_> = (0..2)
+        .map(|n| {
+            let (dir, name, history) = (dir.clone(), format!("member-{n}"), history.clone());
+            cluster
+                .process(&name.clone(), move || member(dir.clone(), name.clone(), history.clone()))
+        })
+        .collect();
+    let producing = history.clone();
+    let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let config =
-            ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
-        let producer = Producer::start(config).unwrap();
-        for id in 0..MESSAGES {
-            let sent = producer.send(&Message::new(TOPIC, workload::body(id, 100))).await;
-            if sent.is_ok_and(|s| s.status == SendStatus::Ok) {
-                producer_acked.lock().unwrap().push(id);
-            }
-            tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(5..40))).await;
-        }
+        clients::produce(producing, TOPIC, 0..MESSAGES, 100, 5..40).await;
     });
 
-    // One member fails after a random number of sends and comes back a while later.
-    let target = thread_rng().gen_range(10..MESSAGES as usize / 2);
-    while acked.lock().unwrap().len() < target {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // One member fails after a random number of sends and comes back a while later; the
+    // broker's faults come along the sends too.
+    let mut strikes: Vec<_> =
+        schedule.faults.iter().map(|f| (f.after, Strike::Broker(0, f.clone()))).collect();
     let victim = thread_rng().gen_range(0..2usize);
-    let crash = tokio::time::Instant::now();
-    handle.kill(members[victim]);
-    tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(500..4_000))).await;
-    handle.restart(members[victim]);
+    let down_for = Duration::from_millis(thread_rng().gen_range(500..4_000));
+    let after = thread_rng().gen_range(10..MESSAGES / 2);
+    report::note(format!("member-{victim} loses power after step {after} for {down_for:?}"));
+    let name = format!("member-{victim}");
+    strikes.push((after, Strike::Client { node: &members[victim], name, down_for }));
+    cluster.play(strikes, || history.sends_settled(), || sending.is_finished()).await;
+    cluster.heal();
     sending.await.unwrap();
-    wait_all_consumed(&acked, &consumed).await;
-
-    check_deliveries(&consumed, victim, crash);
+    for n in 0..2 {
+        history.settle(Some(&format!("member-{n}")), LIVENESS).await;
+    }
+    cluster.check_invariants();
     let _ = std::fs::remove_dir_all(&dir);
-    format!(
-        "{} acked; member {victim} failed and consumed {} times in all",
-        acked.lock().unwrap().len(),
-        consumed[victim].lock().unwrap().len()
-    )
+    let entries = history.entries();
+    checkers::conclude(&[
+        checkers::durable(&entries, Some("member-0")),
+        checkers::durable(&entries, Some("member-1")),
+        checkers::one_message_per_place(&entries),
+        checkers::intact(&entries),
+        checkers::live(&entries, Some("member-0"), LIVENESS),
+        checkers::live(&entries, Some("member-1"), LIVENESS),
+        again_only_after_a_crash(&entries),
+    ]);
+    history.summary().to_string()
 }
 
-/// The survivor consumed each message once; the victim at most twice, and twice only what it
-/// consumed within a commit interval (plus a margin) before it failed at `crash`.
-fn check_deliveries(consumed: &[Consumed], victim: usize, crash: tokio::time::Instant) {
-    for (n, consumed) in consumed.iter().enumerate() {
-        let mut deliveries: BTreeMap<u64, Vec<tokio::time::Instant>> = BTreeMap::new();
-        for (id, at) in consumed.lock().unwrap().iter() {
-            deliveries.entry(*id).or_default().push(*at);
-        }
-        for (id, times) in &deliveries {
-            let allowed = if n == victim { 2 } else { 1 };
-            assert!(
-                times.len() <= allowed,
-                "member {n} consumed message {id} {} times",
-                times.len()
-            );
-            // The victim rewinds to its last offsets file: only what it consumed within a
-            // commit interval before the crash comes again.
-            if times.len() == 2 {
-                let before = crash.duration_since(times[0]);
-                assert!(
-                    times[0] <= crash && before <= COMMIT_INTERVAL + MARGIN,
-                    "message {id} came again though consumed {before:?} before the crash"
-                );
+/// A member consumes a stored message once, unless it lost power: then at most twice, and twice only
+/// if it consumed it the first time within a commit interval (plus a margin) before the
+/// crash, after its last offsets file was written.
+fn again_only_after_a_crash(entries: &[Entry]) -> Verdict {
+    let crashes: BTreeMap<&str, tokio::time::Instant> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Crashed { node, .. } if node.starts_with("member-") => {
+                Some((node.as_str(), e.at))
             }
+            _ => None,
+        })
+        .collect();
+    // By place: a send retried after a timeout may have stored its message twice.
+    let mut deliveries: BTreeMap<(&str, &Place), (u64, Vec<tokio::time::Instant>)> =
+        BTreeMap::new();
+    for entry in entries {
+        if let Event::Delivered { consumer, id, place, .. } = &entry.event {
+            let seen = deliveries.entry((consumer.as_str(), place)).or_insert((*id, Vec::new()));
+            seen.1.push(entry.at);
         }
     }
+    let mut again = 0;
+    for ((consumer, _), (id, times)) in &deliveries {
+        let crash = crashes.get(consumer);
+        let allowed = if crash.is_some() { 2 } else { 1 };
+        let why = if times.len() > allowed {
+            Some(format!("{consumer} consumed message {id} {} times", times.len()))
+        } else if let (2, Some(crash)) = (times.len(), crash) {
+            let before = crash.saturating_duration_since(times[0]);
+            let fresh = times[0] <= *crash && before <= COMMIT_INTERVAL + MARGIN;
+            again += 1;
+            (!fresh).then(|| {
+                format!("{consumer} consumed {id} again, first {before:?} before its crash")
+            })
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Verdict::new("again_only_after_a_crash", Err(why));
+        }
+    }
+    Verdict::new("again_only_after_a_crash", Ok(format!("{again} consumed again after the crash")))
 }

@@ -1,42 +1,43 @@
-//! The Rust push consumer under simulation: a NameServer, a SYNC_FLUSH broker, a producer and
-//! two members of one consumer group. One member loses power while messages flow and comes
-//! back later; the group rebalances around it both times, by an allocation strategy drawn
-//! from the seed (averagely, by circle, or consistent hashing).
+//! The Rust push consumer under simulation: a NameServer, a SYNC_FLUSH broker under a swarm
+//! fault plan, a producer, and two members of one consumer group. Besides the broker's faults,
+//! one member loses power while messages flow and comes back later; the group rebalances
+//! around it both times, by an allocation strategy drawn from the seed (averagely, by circle,
+//! or consistent hashing).
 //!
-//! The promises checked at the end:
-//! - every acknowledged message is consumed;
-//! - a message is consumed at most once more per membership change it lived through (three
-//!   here: the second member taking its share, the failure, the return).
+//! The promises checked at the end, on the recorded history:
+//! - every acknowledged message is consumed, whole, from where its acknowledgement said, and
+//!   within a bounded time once the faults are over;
+//! - a message is consumed at most once more per event that can hand its queue over at an
+//!   older commit: the three membership changes (the second member taking its share, the
+//!   failure, the return) and each fault of the broker.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario consumer`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{report, workload};
+use crate::checkers::{self, Verdict};
+use crate::clients;
+use crate::cluster::{Cluster, Strike, NAMESRV};
+use crate::faults::FaultPlan;
+use crate::history::{Entry, Event, History, Place};
+use crate::report;
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage,
+    ConsumeFrom, ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage,
 };
 use petrel_core::client::allocate::Strategy;
-use petrel_storage::disk::{SimDisk, SimDiskFaults};
 
-const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimConsumed";
 const MESSAGES: u64 = 200;
+/// The membership changes a message can live through: the second member joins, one fails,
+/// it returns.
+const MEMBERSHIP_CHANGES: u64 = 3;
+/// Once the faults are over, every acknowledged message is consumed within this.
+const LIVENESS: Duration = Duration::from_secs(60);
 
-type Consumed = Arc<Mutex<Vec<u64>>>;
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("constant address")
-}
-
-async fn member(consumed: Consumed, strategy: Strategy) {
+async fn member(name: String, history: History, strategy: Strategy) {
     let config = PushConsumerConfig {
         strategy,
         namesrv_addrs: vec![NAMESRV.into()],
@@ -49,7 +50,7 @@ async fn member(consumed: Consumed, strategy: Strategy) {
         ..PushConsumerConfig::default()
     };
     let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
-        consumed.lock().unwrap().push(workload::body_id(&message.body).unwrap());
+        history.record(clients::received(&name, message));
         ConsumeResult::Success
     })
     .unwrap();
@@ -58,82 +59,68 @@ async fn member(consumed: Consumed, strategy: Strategy) {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let handle = Handle::current();
     let strategy = [Strategy::Averagely, Strategy::AveragelyByCircle, Strategy::CONSISTENT_HASH]
         [thread_rng().gen_range(0..3usize)];
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
     report::note(format!("allocation strategy: {}", strategy.name()));
-    crate::spawn_namesrv(&handle);
-    let disk = SimDisk::new(thread_rng().gen(), 1 << 30, SimDiskFaults::default());
-    crate::spawn_broker(&handle, &disk);
-    let consumed: Consumed = Arc::default();
-    let mut members = Vec::new();
-    for (n, address) in ["10.0.2.1", "10.0.2.2"].iter().enumerate() {
-        let consumed = consumed.clone();
-        let node = handle
-            .create_node()
-            .name(format!("member-{n}"))
-            .ip(ip(address))
-            .init(move || member(consumed.clone(), strategy))
-            .build();
-        members.push(node.id());
-    }
-    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let producer_acked = acked.clone();
-    let producer = handle.create_node().name("producer").ip(ip("10.0.3.1")).build();
-    let sending = producer.spawn(async move {
+    report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
+    schedule.apply_latency();
+    let history = History::default();
+    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let members: Vec<_> = (0..2)
+        .map(|n| {
+            let (name, history) = (format!("member-{n}"), history.clone());
+            cluster.process(&name.clone(), move || member(name.clone(), history.clone(), strategy))
+        })
+        .collect();
+    let producing = history.clone();
+    let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let config =
-            ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
-        let producer = Producer::start(config).unwrap();
-        for id in 0..MESSAGES {
-            if producer.send(&Message::new(TOPIC, workload::body(id, 100))).await.is_ok() {
-                producer_acked.lock().unwrap().push(id);
-            }
-            tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(5..40))).await;
-        }
+        clients::produce(producing, TOPIC, 0..MESSAGES, 100, 5..40).await;
     });
 
-    // One member fails after a random number of sends and comes back a while later.
-    let target = thread_rng().gen_range(10..MESSAGES as usize / 2);
-    while acked.lock().unwrap().len() < target {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let victim = members[thread_rng().gen_range(0..2usize)];
-    handle.kill(victim);
-    tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(500..4_000))).await;
-    handle.restart(victim);
+    let mut strikes: Vec<_> =
+        schedule.faults.iter().map(|f| (f.after, Strike::Broker(0, f.clone()))).collect();
+    let victim = thread_rng().gen_range(0..2usize);
+    let down_for = Duration::from_millis(thread_rng().gen_range(500..4_000));
+    let after = thread_rng().gen_range(10..MESSAGES / 2);
+    report::note(format!("member-{victim} loses power after step {after} for {down_for:?}"));
+    let name = format!("member-{victim}");
+    strikes.push((after, Strike::Client { node: &members[victim], name, down_for }));
+    cluster.play(strikes, || history.sends_settled(), || sending.is_finished()).await;
+    cluster.heal();
     sending.await.unwrap();
-
-    check(&acked, &consumed).await
+    history.settle(None, LIVENESS).await;
+    cluster.check_invariants();
+    let entries = history.entries();
+    checkers::conclude(&[
+        checkers::durable(&entries, None),
+        checkers::one_message_per_place(&entries),
+        checkers::intact(&entries),
+        checkers::live(&entries, None, LIVENESS),
+        redeliveries_bounded(&entries, schedule.faults.len() as u64),
+    ]);
+    history.summary().to_string()
 }
 
-/// Waits until every acknowledged message was consumed, then bounds the duplicates.
-async fn check(acked: &Mutex<Vec<u64>>, consumed: &Mutex<Vec<u64>>) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let missing = |acked: &[u64], consumed: &[u64]| -> Vec<u64> {
-        acked.iter().filter(|id| !consumed.contains(id)).copied().collect()
-    };
-    loop {
-        let lost = missing(&acked.lock().unwrap(), &consumed.lock().unwrap());
-        if lost.is_empty() {
-            break;
+/// Each stored message is consumed (by the group) at most once more per membership change
+/// and per fault of the broker.
+fn redeliveries_bounded(entries: &[Entry], broker_faults: u64) -> Verdict {
+    let stops = entries.iter().filter(|e| matches!(e.event, Event::Stopped { .. })).count();
+    let bound = 1 + MEMBERSHIP_CHANGES + broker_faults + stops as u64;
+    // By place: a send retried after a timeout may have stored its message twice.
+    let mut deliveries: BTreeMap<&Place, u64> = BTreeMap::new();
+    for entry in entries {
+        if let Event::Delivered { place, .. } = &entry.event {
+            *deliveries.entry(place).or_default() += 1;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "acknowledged but never consumed: {lost:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut deliveries: BTreeMap<u64, usize> = BTreeMap::new();
-    for id in consumed.lock().unwrap().iter() {
-        *deliveries.entry(*id).or_default() += 1;
-    }
-    // Each membership change while messages flow may hand a queue over at a commit older than
-    // the old owner's last consumption (the commit interval's window). The topic is created by
-    // the first send, so the members take its queues one after the other then (one change),
-    // and the failure and the return are two more: at most 1 + 3 deliveries.
-    let worst = deliveries.values().max().copied().unwrap_or(0);
-    assert!(worst <= 4, "a message delivered {worst} times: {deliveries:?}");
-    let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
-    format!("{} acked, {duplicates} duplicates", acked.lock().unwrap().len())
+    let worst = deliveries.iter().max_by_key(|(_, n)| **n);
+    let outcome = match worst {
+        Some((place, n)) if *n > bound => {
+            Err(format!("the message at {place:?} consumed {n} times, over {bound}"))
+        }
+        _ => Ok(format!("at most {} deliveries, bound {bound}", worst.map_or(0, |w| *w.1))),
+    };
+    Verdict::new("redeliveries_bounded", outcome)
 }

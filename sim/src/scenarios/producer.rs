@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::{Cluster, NAMESRV};
+use crate::cluster::{Cluster, Strike, NAMESRV};
 use crate::faults::FaultPlan;
 use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
 use crate::{report, workload};
@@ -113,12 +113,8 @@ pub async fn run() -> String {
     report::note(format!("fault schedule of {name} (a step is a send):\n{schedule}"));
     schedule.apply_latency();
     cluster.brokers[victim].disk.set_faults(schedule.disk);
-    for fault in &schedule.faults {
-        while history.sends_settled() < fault.after && !sending.is_finished() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        cluster.strike(victim, fault).await;
-    }
+    let strikes = schedule.faults.iter().map(|f| (f.after, Strike::Broker(victim, f.clone())));
+    cluster.play(strikes.collect(), || history.sends_settled(), || sending.is_finished()).await;
     cluster.heal();
     sending.await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

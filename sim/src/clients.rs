@@ -1,0 +1,69 @@
+//! Workloads built on the Rust SDK (`petrel-client`) that record into a run's
+//! [`History`]: a producer sending numbered messages, and the event a consumer records for each
+//! message it receives.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use petrel_client::{Message, Producer, ProducerConfig, ReceivedMessage, SendStatus};
+
+use crate::cluster::NAMESRV;
+use crate::history::{body_hash, Event, History, Place, SendMode};
+use crate::workload;
+
+/// What `consumer` records for a message it received.
+pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
+    let place = Place {
+        broker: message.queue.broker_name.clone(),
+        topic: message.queue.topic.clone(),
+        queue: message.queue.queue_id,
+        offset: message.queue_offset,
+    };
+    Event::Delivered {
+        consumer: consumer.to_owned(),
+        place,
+        id: workload::body_id(&message.body).expect("a simulated body carries its id"),
+        body_hash: body_hash(&message.body),
+        stored_wall: message.store_timestamp,
+    }
+}
+
+/// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing
+/// a random number of milliseconds from `pause` between sends. An answer other than SEND_OK
+/// (FLUSH_DISK_TIMEOUT, say) leaves the message in doubt, and so does a failed send: it may
+/// have reached a broker before the error.
+pub async fn produce(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: usize,
+    pause: Range<u64>,
+) {
+    let config =
+        ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
+    let producer = Producer::start(config).expect("a producer with a NameServer starts");
+    for id in ids {
+        let body = workload::body(id, body_bytes);
+        history.record(Event::Sent {
+            id,
+            mode: SendMode::Sync,
+            body_hash: body_hash(&body),
+            due_wall: None,
+        });
+        match producer.send(&Message::new(topic, body)).await {
+            Ok(sent) if sent.status == SendStatus::Ok => {
+                let place = Place {
+                    broker: sent.queue.broker_name.clone(),
+                    topic: sent.queue.topic.clone(),
+                    queue: sent.queue.queue_id,
+                    offset: sent.queue_offset,
+                };
+                history.record(Event::Acked { id, place: Some(place) });
+            }
+            _ => history.record(Event::InDoubt { id }),
+        }
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(pause.clone()))).await;
+    }
+    producer.shutdown().await;
+}
