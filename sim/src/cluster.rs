@@ -45,6 +45,7 @@ pub struct BrokerNode {
     running: Arc<Mutex<Option<Arc<Broker>>>>,
     /// Set while a power loss keeps the node down: the supervisor leaves it alone.
     down: Arc<AtomicBool>,
+    supervisor: tokio::task::JoinHandle<()>,
 }
 
 /// What [`Cluster::play`] does at a step.
@@ -62,6 +63,8 @@ pub struct Cluster {
     pub brokers: Vec<BrokerNode>,
     history: History,
     next_client: AtomicU8,
+    /// Every client node, so that `stop` can end them.
+    clients: Mutex<Vec<madsim::task::NodeId>>,
 }
 
 impl ClusterBuilder {
@@ -96,6 +99,7 @@ impl ClusterBuilder {
             brokers,
             history: history.clone(),
             next_client: AtomicU8::new(1),
+            clients: Mutex::default(),
         }
     }
 }
@@ -137,8 +141,8 @@ fn spawn_broker(
         .build();
     let down = Arc::new(AtomicBool::new(false));
     let watch = Supervised { node: node.id(), exited, starts, down: down.clone() };
-    tokio::spawn(supervise(handle.clone(), watch));
-    BrokerNode { name, addr: format!("{ip}:10911"), node, disk, running, down }
+    let supervisor = tokio::spawn(supervise(handle.clone(), watch));
+    BrokerNode { name, addr: format!("{ip}:10911"), node, disk, running, down, supervisor }
 }
 
 /// What a broker node runs each time it starts.
@@ -215,7 +219,9 @@ impl Cluster {
     pub fn client(&self, name: &str) -> NodeHandle {
         let n = self.next_client.fetch_add(1, Ordering::Relaxed);
         let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
-        self.handle.create_node().name(name).ip(ip.into()).build()
+        let node = self.handle.create_node().name(name).ip(ip.into()).build();
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push(node.id());
+        node
     }
 
     /// A client node, at the next free 10.0.2.x address, that runs `init` when it starts and
@@ -227,7 +233,9 @@ impl Cluster {
     ) -> NodeHandle {
         let n = self.next_client.fetch_add(1, Ordering::Relaxed);
         let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
-        self.handle.create_node().name(name).ip(ip.into()).init(init).build()
+        let node = self.handle.create_node().name(name).ip(ip.into()).init(init).build();
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push(node.id());
+        node
     }
 
     /// A client node loses power for `down_for`, recorded, and starts again.
@@ -310,6 +318,23 @@ impl Cluster {
             broker.disk.set_faults(SimDiskFaults::default());
         }
         self.history.record(Event::Healed);
+    }
+
+    /// Ends every node and supervisor of the cluster. madsim drops a task only when it runs
+    /// or its node is killed: without this, the tasks still waiting when a run ends (and all
+    /// they hold, disks included) would outlive it, and a long range of seeds would run out
+    /// of memory.
+    pub async fn stop(self) {
+        for broker in &self.brokers {
+            broker.supervisor.abort();
+            self.handle.kill(broker.node.id());
+        }
+        self.handle.kill(self.namesrv.id());
+        for client in self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            self.handle.kill(*client);
+        }
+        // The killed tasks are dropped as the executor comes to them.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
     /// Checks the invariants of every broker that is up.

@@ -120,6 +120,7 @@ pub async fn run() -> String {
         checkers::live(&entries, Some("member-1"), LIVENESS),
         again_only_after_a_crash(&entries),
     ]);
+    cluster.stop().await;
     history.summary().to_string()
 }
 

@@ -247,6 +247,7 @@ pub async fn run() -> String {
     ];
     checkers::conclude(&verdicts);
     let stats = cluster.brokers[0].disk.stats();
+    cluster.stop().await;
     format!(
         "{}; disk: {} crashes, {} writes torn, {} dropped, {} kept, {} failed fsyncs, \
          {} ENOSPC, {} bit flips",

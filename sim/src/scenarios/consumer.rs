@@ -100,6 +100,7 @@ pub async fn run() -> String {
         checkers::live(&entries, None, LIVENESS),
         redeliveries_bounded(&entries, schedule.faults.len() as u64),
     ]);
+    cluster.stop().await;
     history.summary().to_string()
 }
 

@@ -63,6 +63,11 @@ pub async fn run() -> String {
     handle.restart(namesrv_node.id());
     let after_restart = client_node.spawn(relearn(slot.clone(), all));
     after_restart.await.expect("restart scenario ran to the end");
+    // End every node, so that their waiting tasks do not outlive the run (see `Cluster::stop`).
+    for node in broker_nodes.iter().chain([&namesrv_node, &client_node]) {
+        handle.kill(node.id());
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
     format!("broker-{victim} clogged and healed; the NameServer restarted")
 }
 

@@ -133,6 +133,7 @@ pub async fn run() -> String {
         checkers::live(&entries, None, LIVENESS),
         once_per_broker(&entries),
     ]);
+    cluster.stop().await;
     history.summary().to_string()
 }
 

@@ -197,6 +197,7 @@ pub async fn run() -> String {
         ),
     ]);
     resume_check(&cluster).await;
+    cluster.stop().await;
     history.summary().to_string()
 }
 
