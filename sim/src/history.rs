@@ -54,8 +54,9 @@ pub enum Event {
         before: i64,
         resumed: i64,
     },
-    /// The broker took `offset` as a consumer's committed offset of a queue, at some moment
-    /// between `sent` and this entry's time.
+    /// A consumer committed `offset` of a queue at `sent`. If `answered`, the broker took it
+    /// at some moment between `sent` and this entry's time; if not, it may take it at any
+    /// later moment, or never (the request may still be on its way).
     Committed {
         consumer: String,
         broker: String,
@@ -63,6 +64,7 @@ pub enum Event {
         queue: i32,
         offset: i64,
         sent: Instant,
+        answered: bool,
     },
     /// A node lost power (its disk crashed with it) at wall time `wall` (ms).
     Crashed { node: String, wall: i64 },
@@ -178,7 +180,7 @@ impl History {
                     }
                 }
                 Event::Resumed { .. } => summary.resumes += 1,
-                Event::Committed { .. } => summary.commits += 1,
+                Event::Committed { answered, .. } => summary.commits += u64::from(*answered),
                 Event::Crashed { .. } => summary.crashes += 1,
                 Event::Stopped { .. } => summary.stops += 1,
                 Event::Healed => {}

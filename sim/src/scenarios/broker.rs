@@ -199,16 +199,16 @@ async fn take(history: &History, client: &RemotingClient, queue: i32, pulled: &w
     }
     let next = pulled.next_begin_offset;
     let sent = tokio::time::Instant::now();
-    if workload::commit_offset(client, BROKER, GROUP, TOPIC, queue, next).await {
-        history.record(Event::Committed {
-            consumer: CONSUMER.into(),
-            broker: "broker-a".into(),
-            topic: TOPIC.into(),
-            queue,
-            offset: next,
-            sent,
-        });
-    }
+    let answered = workload::commit_offset(client, BROKER, GROUP, TOPIC, queue, next).await;
+    history.record(Event::Committed {
+        consumer: CONSUMER.into(),
+        broker: "broker-a".into(),
+        topic: TOPIC.into(),
+        queue,
+        offset: next,
+        sent,
+        answered,
+    });
 }
 
 /// One run; a summary of what happened.
@@ -357,23 +357,31 @@ fn duplicates_explained(entries: &[Entry]) -> Verdict {
 /// The offset of `queue` that must have reached the disk by the last crash before `when`: the
 /// latest commit sent after the crash before that one (so the restarted broker took it) and
 /// answered at least a persistence interval (plus margin) before this one; failing that, what
-/// had to survive the crash before.
+/// had to survive the crash before. A commit never answered may still be on its way (the
+/// network delivers a request late, as TCP retransmits it) and overwrite a newer one, so the
+/// floor is no higher than any such commit sent between the two crashes.
 fn persisted_floor(entries: &[Entry], queue: i32, when: tokio::time::Instant) -> i64 {
     let crashes =
         entries.iter().filter(|e| matches!(e.event, Event::Crashed { .. }) && e.at <= when);
     let mut floor = 0;
     let mut previous: Option<tokio::time::Instant> = None;
     for crash in crashes.map(|e| e.at) {
+        let since = |sent: tokio::time::Instant| previous.is_none_or(|p| sent > p) && sent < crash;
         let latest = entries.iter().rfind(|e| match e.event {
-            Event::Committed { queue: q, sent, .. } => {
-                q == queue
-                    && previous.is_none_or(|p| sent > p)
-                    && e.at + OFFSETS_INTERVAL + MARGIN <= crash
+            Event::Committed { queue: q, sent, answered: true, .. } => {
+                q == queue && since(sent) && e.at + OFFSETS_INTERVAL + MARGIN <= crash
             }
             _ => false,
         });
         if let Some(Entry { event: Event::Committed { offset, .. }, .. }) = latest {
             floor = *offset;
+        }
+        for entry in entries {
+            if let Event::Committed { queue: q, offset, sent, answered: false, .. } = entry.event {
+                if q == queue && since(sent) {
+                    floor = floor.min(offset);
+                }
+            }
         }
         previous = Some(crash);
     }
