@@ -81,7 +81,8 @@ async fn a_batch_is_stored_as_separate_messages() {
     let answer: SendMessageResponseHeader = reply.header().unwrap();
     assert_eq!(answer.msg_id.split(',').count(), 3, "one id per message: {}", answer.msg_id);
     assert_eq!((answer.queue_id, answer.queue_offset), (2, 0), "the first message's offset");
-    let pulled = pull_all(&client, &broker.addr, "Batched", 2).await;
+    // The answer comes once the batch is flushed; the consume queue follows a moment later.
+    let pulled = wait_for_messages(&client, &broker.addr, "Batched", 2).await;
     let ids: Vec<u64> = pulled.iter().map(|m| m.id).collect();
     assert_eq!(ids, vec![0, 1, 2]);
     assert_eq!(prop(&pulled[1], "KEYS"), Some("batch-1"));
@@ -111,10 +112,15 @@ fn send_back(offset: i64, delay_level: i32, max: i32) -> RemotingCommand {
     RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK).with_header(&header)
 }
 
-async fn wait_for_messages(client: &RemotingClient, addr: &str, topic: &str) -> Vec<PulledMessage> {
+async fn wait_for_messages(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue: i32,
+) -> Vec<PulledMessage> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pulled = pull_all(client, addr, topic, 0).await;
+        let pulled = pull_all(client, addr, topic, queue).await;
         if !pulled.is_empty() || Instant::now() > deadline {
             return pulled;
         }
@@ -133,12 +139,12 @@ async fn failed_messages_retry_after_their_delay_then_go_to_the_dead_letter_topi
         raw::send(&client, &broker.addr, "Work", 0, 5, 50).await,
         SendOutcome::Acked { queue_offset: 0 }
     );
-    let first = wait_for_messages(&client, &broker.addr, "Work").await.remove(0);
+    let first = wait_for_messages(&client, &broker.addr, "Work", 0).await.remove(0);
     // A consumer of RetryGroup gives it back: it returns on %RETRY%RetryGroup after a delay.
     let given_back = Instant::now();
     let reply = call(&client, &broker.addr, send_back(first.physical_offset, 0, 1)).await;
     assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
-    let retried = wait_for_messages(&client, &broker.addr, "%RETRY%RetryGroup").await;
+    let retried = wait_for_messages(&client, &broker.addr, "%RETRY%RetryGroup", 0).await;
     assert!(given_back.elapsed() >= Duration::from_secs(1), "a retry waits for its delay level");
     let retry = retried.first().expect("the retry arrived");
     assert_eq!(retry.id, 5);
@@ -148,7 +154,7 @@ async fn failed_messages_retry_after_their_delay_then_go_to_the_dead_letter_topi
     // Failing again reaches maxReconsumeTimes=1: straight to the dead-letter topic.
     let reply = call(&client, &broker.addr, send_back(retry.physical_offset, 0, 1)).await;
     assert_eq!(reply.code, response::SUCCESS);
-    let dead = wait_for_messages(&client, &broker.addr, "%DLQ%RetryGroup").await;
+    let dead = wait_for_messages(&client, &broker.addr, "%DLQ%RetryGroup", 0).await;
     assert_eq!(dead.first().map(|m| (m.id, m.reconsume_times)), Some((5, 2)));
     assert_eq!(prop(&dead[0], "RETRY_TOPIC"), Some("Work"), "the first topic is kept");
     // A bad offset is refused with a reason.

@@ -74,8 +74,8 @@ pub enum GetStatus {
     OffsetTooSmall,
     NoMatchedLogicQueue,
     NoMessageInQueue,
-    /// The first message read is not the record its queue unit names (a bad read: a flipped
-    /// bit, a damaged unit). Not RocketMQ's; the reader tries the same offset again.
+    /// The first message is damaged: read after read, it fails its CRC or is not the record its
+    /// queue unit names. Not RocketMQ's (which would serve it); the reader cannot get past it.
     ReadFailed,
 }
 
@@ -558,7 +558,7 @@ impl Store {
     /// checks: the bytes were written by this store, so a failure is a read error.
     fn read_verified(&self, segment: &Segment, from: u64, to: u64) -> Result<Bytes, StoreError> {
         let mut last_error = String::new();
-        for _ in 0..4 {
+        for _ in 0..READS_MAX {
             let bytes = segment
                 .file
                 .slice(from, (to - from) as usize)
@@ -975,25 +975,25 @@ impl Store {
                     found_null = true;
                     continue;
                 }
-                match self.read_at(unit.offset as u64, unit.size as u32) {
-                    Some(message) if holds(&message, unit.offset, (topic, queue_id, next - 1)) => {
+                match self.read_record(&unit, (topic, queue_id, next - 1)) {
+                    Ok(Some(message)) => {
                         bytes += message.len();
                         result.messages.push(message);
                     }
-                    Some(_) => {
-                        tracing::warn!(
+                    Ok(None) => found_null = true,
+                    Err(()) => {
+                        tracing::error!(
                             topic,
                             queue_id,
                             queue_offset = next - 1,
                             physical_offset = unit.offset,
-                            "a read did not return the record its consume-queue unit names; \
-                             the reader will try again"
+                            "the record a consume-queue unit names is damaged: it fails its CRC \
+                             or is another record, read after read; consumers stop before it"
                         );
                         next -= 1;
                         read_failed = true;
                         break 'units;
                     }
-                    None => found_null = true,
                 }
             }
         }
@@ -1007,6 +1007,21 @@ impl Store {
         } else {
             GetStatus::NoMatchedMessage
         };
+    }
+
+    /// The record `unit` names, checked to be the record of `expected` (topic, queue, queue
+    /// offset), whole; read again up to [`READS_MAX`] times while it is not (a read can flip a
+    /// bit). `Ok(None)` when the log no longer holds it, `Err` when every read was wrong.
+    fn read_record(&self, unit: &Unit, expected: (&str, i32, u64)) -> Result<Option<Bytes>, ()> {
+        for _ in 0..READS_MAX {
+            let Some(message) = self.read_at(unit.offset as u64, unit.size as u32) else {
+                return Ok(None);
+            };
+            if holds(&message, unit.offset, expected) {
+                return Ok(Some(message));
+            }
+        }
+        Err(())
     }
 
     /// The store timestamp of the message at queue offset `q`.
@@ -1069,6 +1084,10 @@ impl Store {
         }
     }
 }
+
+/// How many times a read of bytes this store wrote is made before a failing check is taken
+/// for damage rather than a read error (a flipped bit comes and goes).
+const READS_MAX: usize = 4;
 
 /// Whether `bytes`, read at `physical_offset`, are the whole record of `(topic, queue id,
 /// queue offset)`, its CRCs intact.

@@ -219,7 +219,8 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) 
         });
     let code = match got.status {
         GetStatus::Found => response::SUCCESS,
-        GetStatus::NoMatchedMessage | GetStatus::ReadFailed => response::PULL_RETRY_IMMEDIATELY,
+        GetStatus::NoMatchedMessage => response::PULL_RETRY_IMMEDIATELY,
+        GetStatus::ReadFailed => response::SYSTEM_ERROR,
         GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue if offset != 0 => {
             response::PULL_OFFSET_MOVED
         }
@@ -236,10 +237,15 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) 
     };
     let count = got.messages.len() as u64;
     broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
-    let remark = status_name(got.status);
-    RemotingCommand::response(code, Some(remark.to_owned()))
-        .with_header(&answer)
-        .with_body_parts(got.messages)
+    let remark = match got.status {
+        GetStatus::ReadFailed => format!(
+            "the message at offset {} of {}:{} is damaged on disk (it fails its CRC check); \
+             this queue cannot be read past it until the group's offset is reset beyond it",
+            got.next_begin_offset, header.topic, header.queue_id
+        ),
+        status => status_name(status).to_owned(),
+    };
+    RemotingCommand::response(code, Some(remark)).with_header(&answer).with_body_parts(got.messages)
 }
 
 /// RocketMQ puts the store's status name in the remark.
