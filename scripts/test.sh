@@ -51,7 +51,7 @@ step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start, $sim_j
 sim --seeds "$sim_seed_start..$((sim_seed_start + sim_seeds))" --jobs "$sim_jobs" \
   --failures "$target_dir/sim-failures.txt" | tee -a "$log"
 
-step "simulation: determinism check (20 seeds of each scenario: random draws and event-log hashes of two runs)"
+step "simulation: determinism check (20 seeds of each scenario, one at a time: random draws and event-log hashes of two runs)"
 sim --seeds "$sim_seed_start..$((sim_seed_start + 20))" --jobs "$sim_jobs" --check-determinism \
   --failures "$target_dir/sim-nondeterministic.txt" | tee -a "$log"
 
