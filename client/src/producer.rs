@@ -19,7 +19,7 @@ use petrel_net::headers::broker::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
     UnregisterClientRequestHeader,
 };
-use petrel_net::signal::Flag;
+use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use tokio::task::JoinHandle;
 
@@ -100,7 +100,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
-    stop: Flag,
+    /// Shared by the clones: the refresher stops when the last one goes.
+    stop: Arc<SetOnDrop>,
     refresher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -134,10 +135,13 @@ impl Producer {
             started,
             config,
         });
-        let stop = Flag::new();
-        let stopped = stop.clone();
-        let refresher = tokio::spawn(refresh(inner.clone(), stopped));
-        Ok(Producer { inner, stop, refresher: Arc::new(Mutex::new(Some(refresher))) })
+        let stop = SetOnDrop::new();
+        let refresher = tokio::spawn(refresh(inner.clone(), stop.flag()));
+        Ok(Producer {
+            inner,
+            stop: Arc::new(stop),
+            refresher: Arc::new(Mutex::new(Some(refresher))),
+        })
     }
 
     /// Sends and waits for the broker's answer, trying other brokers on failure.

@@ -18,7 +18,7 @@ use petrel_core::client::MessageQueue;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
-use petrel_net::signal::Flag;
+use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -118,7 +118,7 @@ impl Default for PushConsumerConfig {
 
 struct Owned {
     process: Arc<Mutex<ProcessQueue>>,
-    stop: Flag,
+    stop: SetOnDrop,
     puller: JoinHandle<()>,
 }
 
@@ -142,7 +142,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running push consumer.
 pub struct PushConsumer {
     inner: Arc<Inner>,
-    stop: Flag,
+    stop: SetOnDrop,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -188,11 +188,10 @@ impl PushConsumer {
             local,
             config,
         });
-        let stop = Flag::new();
-        let stopped = stop.clone();
+        let stop = SetOnDrop::new();
         let tasks = vec![
-            tokio::spawn(rebalance_loop(inner.clone(), stopped.clone())),
-            tokio::spawn(commit_loop(inner.clone(), stopped)),
+            tokio::spawn(rebalance_loop(inner.clone(), stop.flag())),
+            tokio::spawn(commit_loop(inner.clone(), stop.flag())),
         ];
         Ok(PushConsumer { inner, stop, tasks })
     }
@@ -327,8 +326,8 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         let Some(broker) = route.masters.get(&queue.broker_name).cloned() else { continue };
         let start = start_offset(inner, &broker, &queue).await?;
         let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
-        let stop = Flag::new();
-        let stopped = stop.clone();
+        let stop = SetOnDrop::new();
+        let stopped = stop.flag();
         let puller =
             tokio::spawn(pull_loop(inner.clone(), broker, queue.clone(), process.clone(), stopped));
         lock(&inner.owned).insert(queue, Owned { process, stop, puller });

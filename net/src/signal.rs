@@ -56,6 +56,39 @@ impl Flag {
     }
 }
 
+/// The owner's end of a [`Flag`]: sets it when dropped, so that the tasks an owner started stop
+/// when it goes, whether or not it was shut down first (as dropping a watch sender did).
+pub struct SetOnDrop(Flag);
+
+impl SetOnDrop {
+    /// A new flag, and this guard of it.
+    pub fn new() -> SetOnDrop {
+        SetOnDrop(Flag::new())
+    }
+
+    /// The flag, for the tasks to wait on.
+    pub fn flag(&self) -> Flag {
+        self.0.clone()
+    }
+
+    /// Sets the flag now.
+    pub fn set(&self) -> bool {
+        self.0.set()
+    }
+}
+
+impl Default for SetOnDrop {
+    fn default() -> Self {
+        SetOnDrop::new()
+    }
+}
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +109,14 @@ mod tests {
             waiter.await.unwrap();
         }
         flag.wait().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_guard_sets_the_flag() {
+        let guard = SetOnDrop::new();
+        let flag = guard.flag();
+        let waiter = tokio::spawn(async move { flag.wait().await });
+        drop(guard);
+        waiter.await.unwrap();
     }
 }

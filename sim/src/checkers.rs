@@ -101,7 +101,10 @@ pub fn durable(history: &[Entry], consumer: Option<&str>) -> Verdict {
 pub fn one_message_per_place(history: &[Entry]) -> Verdict {
     let mut at: BTreeMap<&Place, u64> = BTreeMap::new();
     for (id, place) in acked(history).into_iter().filter_map(|(id, p)| Some((id, p?))) {
-        at.insert(place, id);
+        if let Some(other) = at.insert(place, id) {
+            let why = format!("{place:?} acknowledged for message {other} and message {id}");
+            return Verdict::new("one_message_per_place", Err(why));
+        }
     }
     let acked_places = at.len();
     for (id, place, _) in deliveries(history, None) {
@@ -118,15 +121,20 @@ pub fn one_message_per_place(history: &[Entry]) -> Verdict {
 /// Whatever was delivered was sent and not refused, and its body came whole.
 pub fn intact(history: &[Entry]) -> Verdict {
     let mut sent: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut refused: BTreeSet<u64> = BTreeSet::new();
+    // A refusal may be recorded after a delivery of the same message (the consumer can be
+    // quicker than the producer's bookkeeping): collect them all first.
+    let refused: BTreeSet<u64> = history
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Refused { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
     let mut checked = 0;
     for entry in history {
         match &entry.event {
             Event::Sent { id, body_hash, .. } => {
                 sent.insert(*id, *body_hash);
-            }
-            Event::Refused { id, .. } => {
-                refused.insert(*id);
             }
             Event::Delivered { id, body_hash, place, .. } => {
                 let why = match sent.get(id) {

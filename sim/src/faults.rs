@@ -23,8 +23,9 @@ pub struct FaultPlan {
     pub power_losses: u32,
     /// Partitions: the target node is clogged both ways for an outage, then healed.
     pub partitions: u32,
-    /// One-way cuts: for an outage, the target node's incoming or its outgoing messages are
-    /// lost (requests arrive and their answers do not, or the other way round).
+    /// One-way cuts: for an outage, the target node's incoming or its outgoing messages do not
+    /// get through (requests arrive and their answers do not, or the other way round). madsim
+    /// retransmits them with a backoff, as TCP does, so they may arrive long after.
     pub one_way_cuts: u32,
     /// How long an outage lasts, drawn uniformly from this range.
     pub outage: Range<Duration>,
@@ -42,9 +43,9 @@ pub struct FaultPlan {
 pub enum FaultKind {
     PowerLoss,
     Partition,
-    /// Messages to the node are lost.
+    /// Messages to the node do not get through (they arrive after the cut, late).
     CutIn,
-    /// Messages from the node are lost.
+    /// Messages from the node do not get through (they arrive after the cut, late).
     CutOut,
 }
 
@@ -155,8 +156,8 @@ impl fmt::Display for Schedule {
             let kind = match fault.kind {
                 FaultKind::PowerLoss => "power loss",
                 FaultKind::Partition => "partition",
-                FaultKind::CutIn => "incoming messages lost",
-                FaultKind::CutOut => "outgoing messages lost",
+                FaultKind::CutIn => "incoming messages held back",
+                FaultKind::CutOut => "outgoing messages held back",
             };
             let (after, out) = (fault.after, fault.down_for.as_secs_f64());
             writeln!(f, "  after step {after:>4}: {kind} for {out:.3} s")?;

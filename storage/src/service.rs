@@ -253,6 +253,13 @@ impl StoreService {
     }
 }
 
+impl Drop for StoreService {
+    /// The tasks end with the service, whether or not it was shut down.
+    fn drop(&mut self) {
+        self.stop.publish(1);
+    }
+}
+
 struct FlushTask {
     store: Arc<Store>,
     wake: Arc<Notify>,

@@ -1086,8 +1086,9 @@ impl Store {
 }
 
 /// How many times a read of bytes this store wrote is made before a failing check is taken
-/// for damage rather than a read error (a flipped bit comes and goes).
-const READS_MAX: usize = 4;
+/// for damage rather than a read error (a flipped bit comes and goes); as many as a stable
+/// read allows (`disk::STABLE_READS_MAX`).
+const READS_MAX: usize = 8;
 
 /// Whether `bytes`, read at `physical_offset`, are the whole record of `(topic, queue id,
 /// queue offset)`, its CRCs intact.

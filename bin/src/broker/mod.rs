@@ -32,7 +32,7 @@ use petrel_core::model::{perm, TopicConfig};
 use petrel_net::codec::codes::{request, request_name, response};
 use petrel_net::codec::header::HeaderError;
 use petrel_net::codec::RemotingCommand;
-use petrel_net::signal::Flag;
+use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{
     not_supported, ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server,
     ServerHandle,
@@ -69,6 +69,8 @@ pub struct Broker {
     /// The topic table or the groups changed and are not written yet.
     topics_dirty: AtomicBool,
     groups_dirty: AtomicBool,
+    /// Held while a config file is snapshotted and written (see `Broker::write_if_dirty`).
+    persisting: Mutex<()>,
     clients: Mutex<ClientRegistry>,
     delays: Mutex<DelayOffsets>,
     /// The delay cursors moved since they were last written.
@@ -147,20 +149,21 @@ impl Broker {
     /// Writes the topic table if it changed since it was last written; a failed write is
     /// tried again at the next change or housekeeping period.
     fn persist_topics(&self) {
-        if self.topics_dirty.swap(false, Ordering::AcqRel) {
-            let wrapper = self.topics().wrapper();
-            if !persist::save(self, persist::TOPICS, &wrapper) {
-                self.topics_dirty.store(true, Ordering::Release);
-            }
-        }
+        let writing = lock(&self.persisting);
+        self.write_if_dirty(&writing, &self.topics_dirty, persist::TOPICS, || {
+            self.topics().wrapper()
+        });
     }
 
     /// Whether the topic table on disk is the one in memory, writing it if not. A message is
     /// acknowledged only once its topic's config is durable: without it the broker would not
     /// serve the message after a restart.
     fn topics_durable(&self) -> Result<(), Refusal> {
-        self.persist_topics();
-        if self.topics_dirty.load(Ordering::Acquire) {
+        let writing = lock(&self.persisting);
+        let current = self.write_if_dirty(&writing, &self.topics_dirty, persist::TOPICS, || {
+            self.topics().wrapper()
+        });
+        if !current {
             let why = "the topic table could not be written to disk (see the broker's log); \
                        nothing is stored until it can be";
             return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
@@ -170,12 +173,32 @@ impl Broker {
 
     /// Writes the subscription groups as [`Broker::persist_topics`] writes the topics.
     fn persist_groups(&self) {
-        if self.groups_dirty.swap(false, Ordering::AcqRel) {
-            let wrapper = self.groups().wrapper();
-            if !persist::save(self, persist::GROUPS, &wrapper) {
-                self.groups_dirty.store(true, Ordering::Release);
-            }
+        let writing = lock(&self.persisting);
+        self.write_if_dirty(&writing, &self.groups_dirty, persist::GROUPS, || {
+            self.groups().wrapper()
+        });
+    }
+
+    /// Writes config file `name` from `snapshot` if `dirty` says it changed, keeping the flag
+    /// set when the write fails; true when the file is current. The caller holds the broker's
+    /// `persisting` lock, so one writer at a time takes a snapshot and writes it: a writer that
+    /// finds the flag clear knows the file on disk is current, and two writers never share a
+    /// temporary file.
+    fn write_if_dirty<T: serde::Serialize>(
+        &self,
+        _writing: &MutexGuard<'_, ()>,
+        dirty: &AtomicBool,
+        name: &str,
+        snapshot: impl FnOnce() -> T,
+    ) -> bool {
+        if !dirty.swap(false, Ordering::AcqRel) {
+            return true;
         }
+        let written = persist::save(self, name, &snapshot());
+        if !written {
+            dirty.store(true, Ordering::Release);
+        }
+        written
     }
 
     /// Runs `change` on the client registry, then carries out what it asks for.
@@ -246,12 +269,10 @@ impl Broker {
     }
 
     fn persist_offsets(&self) {
-        if self.offsets_dirty.swap(false, Ordering::AcqRel) {
-            let snapshot = self.offsets().clone();
-            if !persist::save(self, persist::OFFSETS, &snapshot) {
-                self.offsets_dirty.store(true, Ordering::Release);
-            }
-        }
+        let writing = lock(&self.persisting);
+        self.write_if_dirty(&writing, &self.offsets_dirty, persist::OFFSETS, || {
+            self.offsets().clone()
+        });
     }
 
     /// Checks the cores' invariants (tests and the simulator call this).
@@ -339,7 +360,7 @@ const FAILURE_POLL: Duration = Duration::from_millis(100);
 pub struct BrokerHandle {
     pub local_addr: SocketAddr,
     pub state: Arc<Broker>,
-    stop: Flag,
+    stop: SetOnDrop,
     done: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -357,8 +378,9 @@ impl BrokerHandle {
         }
     }
 
-    /// Stops cleanly: unregisters from the NameServers, stops serving, writes the offsets and
-    /// shuts the store down (flush, checkpoint, remove `abort`).
+    /// Stops cleanly: unregisters from the NameServers, stops serving, writes the offsets, the
+    /// topics, the groups and the delay cursors, and shuts the store down (flush, checkpoint,
+    /// remove `abort`); an error if any of them could not be written.
     pub async fn shutdown(self) -> Result<(), String> {
         let broker = self.state.clone();
         register::unregister_all(&broker).await;
@@ -368,9 +390,28 @@ impl BrokerHandle {
             let _ = task.await;
         }
         broker.persist_offsets();
+        broker.persist_topics();
+        broker.persist_groups();
         schedule::persist(&broker);
         broker.namesrv.shutdown();
-        broker.store.shutdown().await.map_err(|e| format!("store shutdown failed: {e}"))
+        broker.store.shutdown().await.map_err(|e| format!("store shutdown failed: {e}"))?;
+        let unwritten: Vec<&str> = [
+            (&broker.offsets_dirty, "consumer offsets"),
+            (&broker.topics_dirty, "topics"),
+            (&broker.groups_dirty, "subscription groups"),
+            (&broker.delays_dirty, "delay offsets"),
+        ]
+        .into_iter()
+        .filter(|(dirty, _)| dirty.load(Ordering::Acquire))
+        .map(|(_, what)| what)
+        .collect();
+        match unwritten.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "the broker stopped, but its {} could not be written (see the log above)",
+                unwritten.join(", ")
+            )),
+        }
     }
 }
 
@@ -420,6 +461,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         offsets_dirty: AtomicBool::new(false),
         topics_dirty: AtomicBool::new(false),
         groups_dirty: AtomicBool::new(false),
+        persisting: Mutex::new(()),
         clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
         delays: Mutex::new(loaded.delays),
         delays_dirty: AtomicBool::new(false),
@@ -434,8 +476,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     if state.topics().ensure(system_topics(&state.config), now_millis()) {
         state.topics_changed();
     }
-    let stop = Flag::new();
-    let stopped = stop.clone();
+    let stop = SetOnDrop::new();
+    let stopped = stop.flag();
     let tasks = vec![
         tokio::spawn(state.clone().housekeeping(stopped.clone())),
         tokio::spawn(register::run(state.clone(), stopped.clone())),

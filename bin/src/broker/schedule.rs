@@ -127,6 +127,7 @@ fn deliver(
 
 /// Writes the cursors, after flushing the re-appends they account for.
 pub(super) fn persist(broker: &Broker) {
+    let _writing = lock(&broker.persisting);
     if !broker.delays_dirty.swap(false, Ordering::AcqRel) {
         return;
     }

@@ -23,7 +23,7 @@ use petrel_core::route::{RouteAction, RouteTable, RouteTableConfig};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::header::HeaderError;
 use petrel_net::codec::RemotingCommand;
-use petrel_net::signal::Flag;
+use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{
     not_supported, Connection, Handled, RequestHandler, Server, ServerConfig, ServerHandle,
 };
@@ -238,6 +238,8 @@ impl RequestHandler for Handler {
 
     fn connection_closed(&self, conn: &Connection) {
         self.0.change_table(|table| table.connection_closed(conn.id()));
+        #[cfg(madsim)]
+        self.0.check_invariants();
     }
 }
 
@@ -245,7 +247,7 @@ impl RequestHandler for Handler {
 pub struct NamesrvHandle {
     pub local_addr: std::net::SocketAddr,
     pub state: Arc<Namesrv>,
-    stop: Flag,
+    stop: SetOnDrop,
     done: tokio::task::JoinHandle<()>,
 }
 
@@ -281,8 +283,8 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
         server: server.handle(),
         config,
     });
-    let stop = Flag::new();
-    let stopped = stop.clone();
+    let stop = SetOnDrop::new();
+    let stopped = stop.flag();
     tokio::spawn(state.clone().housekeeping(stopped.clone()));
     let handler = Arc::new(Handler(state.clone()));
     let serve_stop = stopped;

@@ -154,7 +154,8 @@ fn again_only_after_a_crash(entries: &[Entry]) -> Verdict {
             Some(format!("{consumer} consumed message {id} {} times", times.len()))
         } else if let (2, Some(crash)) = (times.len(), crash) {
             let before = crash.saturating_duration_since(times[0]);
-            let fresh = times[0] <= *crash && before <= COMMIT_INTERVAL + MARGIN;
+            let fresh =
+                times[0] <= *crash && times[1] > *crash && before <= COMMIT_INTERVAL + MARGIN;
             again += 1;
             (!fresh).then(|| {
                 format!("{consumer} consumed {id} again, first {before:?} before its crash")
