@@ -23,11 +23,10 @@ use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
 use crate::clients;
-use crate::cluster::{Cluster, Strike, NAMESRV};
+use crate::cluster::{Cluster, NAMESRV};
 use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History, Place};
 use crate::report;
-use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel_client::{
     ConsumeFrom, ConsumeResult, MessageModel, PushConsumer, PushConsumerConfig, ReceivedMessage,
@@ -94,14 +93,7 @@ pub async fn run() -> String {
 
     // One member fails after a random number of sends and comes back a while later; the
     // broker's faults come along the sends too.
-    let mut strikes: Vec<_> =
-        schedule.faults.iter().map(|f| (f.after, Strike::Broker(0, f.clone()))).collect();
-    let victim = thread_rng().gen_range(0..2usize);
-    let down_for = Duration::from_millis(thread_rng().gen_range(500..4_000));
-    let after = thread_rng().gen_range(10..MESSAGES / 2);
-    report::note(format!("member-{victim} loses power after step {after} for {down_for:?}"));
-    let name = format!("member-{victim}");
-    strikes.push((after, Strike::Client { node: &members[victim], name, down_for }));
+    let strikes = super::broker_and_member_strikes(&schedule, &members, MESSAGES);
     cluster.play(strikes, || history.sends_settled(), || sending.is_finished()).await;
     cluster.heal();
     sending.await.unwrap();

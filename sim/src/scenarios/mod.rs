@@ -60,6 +60,29 @@ pub const ALL: &[Scenario] = &[
     },
 ];
 
+/// The strikes of a scenario with one broker and two consumer members: the broker's faults of
+/// `schedule`, and the power loss of one of `members` (named `member-{n}`) for 0.5-4 s after a
+/// random step of the first half of `steps`, noted in the run's report.
+pub(crate) fn broker_and_member_strikes<'a>(
+    schedule: &crate::faults::Schedule,
+    members: &'a [madsim::runtime::NodeHandle],
+    steps: u64,
+) -> Vec<(u64, crate::cluster::Strike<'a>)> {
+    use madsim::rand::{thread_rng, Rng};
+    let mut strikes: Vec<_> = schedule
+        .faults
+        .iter()
+        .map(|f| (f.after, crate::cluster::Strike::Broker(0, f.clone())))
+        .collect();
+    let victim = thread_rng().gen_range(0..members.len());
+    let down_for = std::time::Duration::from_millis(thread_rng().gen_range(500..4_000));
+    let after = thread_rng().gen_range(10..steps / 2);
+    crate::report::note(format!("member-{victim} loses power after step {after} for {down_for:?}"));
+    let (node, name) = (&members[victim], format!("member-{victim}"));
+    strikes.push((after, crate::cluster::Strike::Client { node, name, down_for }));
+    strikes
+}
+
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
     ALL.iter().find(|s| s.name == name)
