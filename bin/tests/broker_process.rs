@@ -89,6 +89,25 @@ async fn drain(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -
     }
 }
 
+/// `drain`, again until it reads at least `count` messages or 10 s pass: a send is answered
+/// once flushed, and the consume queue follows a moment later.
+async fn drain_at_least(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue: i32,
+    count: usize,
+) -> Vec<(i64, u64)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pulled = drain(client, broker, topic, queue).await;
+        if pulled.len() >= count || std::time::Instant::now() > deadline {
+            return pulled;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn standalone_serves_clients_and_refuses_bad_input() {
     let data = tempfile::tempdir().unwrap();
@@ -101,7 +120,7 @@ async fn standalone_serves_clients_and_refuses_bad_input() {
     // A send to an unknown topic creates it from TBW102; the message comes back on a pull.
     let sent = raw::send(&client, broker, "Orders", 1, 7, 100).await;
     assert_eq!(sent, SendOutcome::Acked { queue_offset: 0 });
-    let pulled = drain(&client, broker, "Orders", 1).await;
+    let pulled = drain_at_least(&client, broker, "Orders", 1, 1).await;
     assert_eq!(pulled, vec![(0, 7)]);
 
     // Bad input gets RocketMQ's codes, and the broker carries on.
