@@ -74,6 +74,17 @@ fn deliveries<'h>(
     })
 }
 
+/// The promises every scenario with consumers keeps: [`durable`] and [`live`] for `consumer`
+/// (anyone, when `None`), [`one_message_per_place`] and [`intact`].
+pub fn delivery(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Vec<Verdict> {
+    vec![
+        durable(history, consumer),
+        one_message_per_place(history),
+        intact(history),
+        live(history, consumer, bound),
+    ]
+}
+
 /// Acknowledged under SYNC_FLUSH means delivered: every acknowledged message reached
 /// `consumer` (any consumer, when `None`).
 pub fn durable(history: &[Entry], consumer: Option<&str>) -> Verdict {

@@ -234,17 +234,14 @@ pub async fn run() -> String {
     history.settle(None, LIVENESS).await;
     cluster.check_invariants();
     let entries = history.entries();
-    let verdicts = [
-        checkers::durable(&entries, None),
-        checkers::one_message_per_place(&entries),
-        checkers::intact(&entries),
+    let mut verdicts = checkers::delivery(&entries, None, LIVENESS);
+    verdicts.extend([
         checkers::offsets_advance(&entries),
         checkers::never_early(&entries),
-        checkers::live(&entries, None, LIVENESS),
         delayed_stay_in_queue(&entries),
         resumes_at_commits(&entries, &schedule.disk),
         duplicates_explained(&entries),
-    ];
+    ]);
     checkers::conclude(&verdicts);
     let stats = cluster.brokers[0].disk.stats();
     cluster.stop().await;

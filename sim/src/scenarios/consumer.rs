@@ -86,13 +86,9 @@ pub async fn run() -> String {
     history.settle(None, LIVENESS).await;
     cluster.check_invariants();
     let entries = history.entries();
-    checkers::conclude(&[
-        checkers::durable(&entries, None),
-        checkers::one_message_per_place(&entries),
-        checkers::intact(&entries),
-        checkers::live(&entries, None, LIVENESS),
-        redeliveries_bounded(&entries, schedule.faults.len() as u64),
-    ]);
+    let mut verdicts = checkers::delivery(&entries, None, LIVENESS);
+    verdicts.push(redeliveries_bounded(&entries, schedule.faults.len() as u64));
+    checkers::conclude(&verdicts);
     cluster.stop().await;
     history.summary().to_string()
 }
