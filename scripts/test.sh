@@ -10,6 +10,9 @@
 #   SIM_SEEDS          how many seeds of each simulation scenario to run (default 300), from
 #                      SIM_SEED_START (1), on SIM_JOBS threads (2); a deeper run is, say,
 #                      SIM_SEEDS=5000, or `cargo sim --seeds 1..20001 --jobs 2`.
+#   SIM_EXPLORE_SEEDS  how many seeds of each scenario to run from a start derived from the
+#                      commit under test (default 200), so that every commit explores seeds
+#                      no earlier run tried; SIM_EXPLORE_START fixes the start instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 sim_seeds="${SIM_SEEDS:-300}"
 sim_seed_start="${SIM_SEED_START:-1}"
 sim_jobs="${SIM_JOBS:-2}"
+sim_explore_seeds="${SIM_EXPLORE_SEEDS:-200}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
@@ -50,6 +54,25 @@ cargo clippy --config "build.rustflags=['--cfg','madsim']" --target-dir "$target
 step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start, $sim_jobs jobs"
 sim --seeds "$sim_seed_start..$((sim_seed_start + sim_seeds))" --jobs "$sim_jobs" \
   --failures "$target_dir/sim-failures.txt" | tee -a "$log"
+
+# New ground for every commit, as continuous simulation runs do: a block of seeds whose start
+# comes from the commit's hash (10 000 to about 4.3 billion, clear of the fixed seeds above).
+# A failure here fails the run like any other; its replay command is printed with it.
+if [ -n "${SIM_EXPLORE_START:-}" ]; then
+  explore_start="$SIM_EXPLORE_START"
+  explore_from="SIM_EXPLORE_START"
+else
+  commit="$(git rev-parse HEAD 2>/dev/null || true)"
+  if [ -z "$commit" ]; then
+    echo "the simulation's exploring block needs the commit's hash: run from a git checkout, or set SIM_EXPLORE_START" >&2
+    exit 1
+  fi
+  explore_start=$((10000 + 0x${commit:0:8}))
+  explore_from="commit ${commit:0:12}"
+fi
+step "simulation: $sim_explore_seeds seeds of each scenario from $explore_start (from $explore_from); replay the block with SIM_EXPLORE_START=$explore_start"
+sim --seeds "$explore_start..$((explore_start + sim_explore_seeds))" --jobs "$sim_jobs" \
+  --failures "$target_dir/sim-explore-failures.txt" | tee -a "$log"
 
 step "simulation: determinism check (20 seeds of each scenario, one at a time: random draws and event-log hashes of two runs)"
 sim --seeds "$sim_seed_start..$((sim_seed_start + 20))" --jobs "$sim_jobs" --check-determinism \
