@@ -22,10 +22,35 @@ pub const TOPIC_V1_BYTES_MAX: usize = 127;
 /// The properties length is a Java `short`.
 pub const PROPERTIES_BYTES_MAX: usize = i16::MAX as usize;
 
-/// Sysflag bit: the born host is IPv6 (a 20-byte host field).
-pub const SYSFLAG_BORNHOST_V6: i32 = 0x10;
-/// Sysflag bit: the store host is IPv6.
-pub const SYSFLAG_STOREHOST_V6: i32 = 0x20;
+/// The bits of a record's SYSFLAG (`MessageSysFlag`): every place that reads or sets one names
+/// it from here.
+pub mod sys_flag {
+    /// The body is compressed.
+    pub const COMPRESSED: i32 = 0x1;
+    /// TAGS holds several tags.
+    pub const MULTI_TAGS: i32 = 0x2;
+    /// The two transaction bits.
+    pub const TRANSACTION_MASK: i32 = 0xC;
+    /// A transaction's half message: stored, not yet for consumers.
+    pub const TRANSACTION_PREPARED: i32 = 0x4;
+    /// A committed transaction's message.
+    pub const TRANSACTION_COMMIT: i32 = 0x8;
+    /// A rolled-back transaction's message.
+    pub const TRANSACTION_ROLLBACK: i32 = 0xC;
+    /// The born host is IPv6 (a 20-byte host field).
+    pub const BORNHOST_V6: i32 = 0x10;
+    /// The store host is IPv6.
+    pub const STOREHOST_V6: i32 = 0x20;
+    /// Both host bits, which the store sets from the addresses themselves.
+    pub const HOSTS_V6: i32 = BORNHOST_V6 | STOREHOST_V6;
+
+    /// Whether a record with these flags gets a consume-queue unit (and a queue offset):
+    /// transactional half and rolled-back messages do not.
+    pub fn is_dispatched(flags: i32) -> bool {
+        let transaction = flags & TRANSACTION_MASK;
+        transaction != TRANSACTION_PREPARED && transaction != TRANSACTION_ROLLBACK
+    }
+}
 
 /// Separates a property's name from its value.
 pub const NAME_VALUE_SEPARATOR: u8 = 1;
@@ -115,8 +140,8 @@ pub fn record_len(
     topic: usize,
     properties: usize,
 ) -> usize {
-    let born = if sys_flag & SYSFLAG_BORNHOST_V6 == 0 { 8 } else { 20 };
-    let store = if sys_flag & SYSFLAG_STOREHOST_V6 == 0 { 8 } else { 20 };
+    let born = if sys_flag & sys_flag::BORNHOST_V6 == 0 { 8 } else { 20 };
+    let store = if sys_flag & sys_flag::STOREHOST_V6 == 0 { 8 } else { 20 };
     FIXED_BYTES_V1 - 1 + topic_len_bytes + (born - 8) + (store - 8) + body + topic + properties
 }
 
@@ -141,12 +166,12 @@ pub fn encoded_len(input: &RecordInput<'_>, append_crc: bool) -> Result<usize, R
 }
 
 fn host_flags(input: &RecordInput<'_>) -> i32 {
-    let mut flags = input.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6);
+    let mut flags = input.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
     if input.born_host.is_ipv6() {
-        flags |= SYSFLAG_BORNHOST_V6;
+        flags |= sys_flag::BORNHOST_V6;
     }
     if input.store_host.is_ipv6() {
-        flags |= SYSFLAG_STOREHOST_V6;
+        flags |= sys_flag::STOREHOST_V6;
     }
     flags
 }
@@ -400,9 +425,9 @@ fn read_fields<'a>(reader: &mut Reader<'a>, topic_len_bytes: usize) -> Option<Re
     let physical_offset = reader.i64()?;
     let sys_flag = reader.i32()?;
     let born_timestamp = reader.i64()?;
-    let born_host = reader.host(sys_flag & SYSFLAG_BORNHOST_V6 != 0)?;
+    let born_host = reader.host(sys_flag & sys_flag::BORNHOST_V6 != 0)?;
     let store_timestamp = reader.i64()?;
-    let store_host = reader.host(sys_flag & SYSFLAG_STOREHOST_V6 != 0)?;
+    let store_host = reader.host(sys_flag & sys_flag::STOREHOST_V6 != 0)?;
     let reconsume_times = reader.i32()?;
     let prepared_transaction_offset = reader.i64()?;
     let body_len = usize::try_from(reader.i32()?).ok()?;

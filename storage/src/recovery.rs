@@ -125,8 +125,7 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 /// Whether a record gets a consume-queue unit: transactional half and rollback messages do not.
 pub fn is_dispatched(record: &Record<'_>) -> bool {
-    let transaction = record.sys_flag & 0xC;
-    transaction != 0x4 && transaction != 0xC
+    petrel_core::record::sys_flag::is_dispatched(record.sys_flag)
 }
 
 /// The valid prefix of a consume queue: its byte length, and the end of the last real unit.

@@ -14,7 +14,7 @@ use petrel_core::broker::batch::decode_batch;
 use petrel_core::broker::schedule::{redirect, DelayLevels};
 use petrel_core::broker::{dlq_topic, property, RETRY_PREFIX, SCHEDULE_TOPIC};
 use petrel_core::model::perm;
-use petrel_core::record::{is_valid_topic, put_property, RecordInput};
+use petrel_core::record::{is_valid_topic, put_property, sys_flag, RecordInput};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -25,10 +25,6 @@ use petrel_storage::{Appended, PutError, StoreError};
 
 use super::{rejected, Broker, Refusal};
 use crate::clock::now_millis;
-
-/// sysFlag bits of a transaction's half message (`MessageSysFlag.TRANSACTION_PREPARED_TYPE`).
-const TRANSACTION_PREPARED: i32 = 0x4;
-const TRANSACTION_MASK: i32 = 0xC;
 
 /// Topics producers may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 const NOT_ALLOWED_TO_SEND: [&str; 6] = [
@@ -177,7 +173,7 @@ fn check(
         let why = format!("message body is {body_len} bytes, larger than maxMessageSize={max}");
         return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
     }
-    if header.sys_flag & TRANSACTION_MASK == TRANSACTION_PREPARED {
+    if header.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED {
         let why = "transaction messages are not supported by this broker yet; send it as a normal message";
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }

@@ -14,7 +14,7 @@ use petrel_core::broker::schedule::{redirect, DelayLevels};
 use petrel_core::broker::{dlq_topic, property, retry_topic, SCHEDULE_TOPIC};
 use petrel_core::model::perm;
 use petrel_core::record::{
-    offset_msg_id, properties, put_property, scan_record, Checks, RecordInput, Scanned,
+    offset_msg_id, properties, put_property, scan_record, sys_flag, Checks, RecordInput, Scanned,
 };
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -125,7 +125,7 @@ fn send_back(
         topic: &store_topic,
         queue_id: store_queue,
         flag: record.flag,
-        sys_flag: record.sys_flag & !0x30,
+        sys_flag: record.sys_flag & !sys_flag::HOSTS_V6,
         born_timestamp: record.born_timestamp,
         born_host: record.born_host,
         store_host: broker.config.store.store_host,

@@ -1,0 +1,87 @@
+//! Cleanup: measuring the disk, refusing writes when it is full, deleting expired files.
+
+use super::*;
+
+impl Store {
+    /// One cleanup pass at time `now` (RocketMQ's `CleanCommitLogService`, run every 10 s):
+    /// measures the disk, refuses or resumes writes, and deletes expired commit-log files,
+    /// then the consume-queue and index files that only pointed into them. Returns how many
+    /// commit-log files went.
+    pub fn clean(&self, now: i64, manual: bool) -> Result<usize, StoreError> {
+        self.check_running()?;
+        let root = &self.config.root;
+        let space =
+            self.disk.space(root).context(|| format!("cannot measure {}", root.display()))?;
+        let used = space.used_percent();
+        let hour = (now.max(0) / 3_600_000 % 24) as u8;
+        let decision = cleanup::decide(&self.config, hour, used, manual);
+        let full = if decision.refuse_writes { used.max(1) } else { 0 };
+        if self.disk_full_percent.swap(full, Ordering::Relaxed) != full {
+            tracing::warn!(
+                used_percent = used,
+                refusing = decision.refuse_writes,
+                "disk fill changed"
+            );
+        }
+        if !decision.delete_expired {
+            return Ok(0);
+        }
+        let deleted = self.fatal(self.delete_expired(now, decision.force))?;
+        if deleted > 0 {
+            let log_min = self.min_physical_offset();
+            let queues: Vec<Arc<Mutex<ConsumeQueue>>> = {
+                let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
+                queues.values().flat_map(|by_id| by_id.values().cloned()).collect()
+            };
+            for queue in queues {
+                self.fatal(lock(&queue).remove_before(self.disk.as_ref(), log_min))?;
+            }
+            if let Some(index) = &self.index {
+                self.fatal(lock(index).remove_before(self.disk.as_ref(), log_min as i64))?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes up to `deleteFileBatchMax` of the oldest commit-log files that are
+    /// expired (or, forced, any), never the newest nor one not yet flushed and dispatched.
+    pub(super) fn delete_expired(&self, now: i64, force: bool) -> Result<usize, StoreError> {
+        let reserved_ms = self.config.file_reserved_hours as i64 * 3_600_000;
+        let safe_end = self.flushed_offset().min(self.dispatched_offset());
+        let mut writer = lock(&self.writer);
+        let files = writer.segments.files().to_vec();
+        let mut expired = 0;
+        for pair in files.windows(2).take(self.config.delete_files_batch_max) {
+            let (old, next) = (&pair[0], &pair[1]);
+            if next.base > safe_end {
+                break;
+            }
+            // A file was last written when the next one got its first record.
+            let last_written = self.first_store_time(next).unwrap_or(i64::MAX);
+            if !force && last_written.saturating_add(reserved_ms) > now {
+                break;
+            }
+            debug_assert!(old.base < next.base, "files in order");
+            expired += 1;
+        }
+        if expired > 0 {
+            writer.segments.remove_first(self.disk.as_ref(), expired)?;
+            let files: Arc<[Segment]> = writer.segments.files().to_vec().into();
+            *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+            tracing::info!(
+                files = expired,
+                min_offset = self.min_physical_offset(),
+                "deleted expired commit-log files"
+            );
+        }
+        Ok(expired)
+    }
+
+    pub(super) fn first_store_time(&self, segment: &Segment) -> Option<i64> {
+        let bytes = self.message_at(segment.base)?;
+        match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
+            Scanned::Record(record) => Some(record.store_timestamp),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! `Store`: the commit log, its consume queues and the checkpoint, over a `Disk`.
+//!
+//! Synchronous and thread-safe: the broker's tasks call `append`, the flush service calls
+//! `flush_log`, the dispatch service `dispatch`, and readers `get_messages` and friends, all
+//! concurrently. Appends serialise on one lock (as RocketMQ's put-message lock); readers take
+//! a snapshot of the file list and read through zero-copy slices.
+//!
+//! Durability is an explicit step: `append` only writes to the page cache; `flush_log` makes
+//! everything appended so far durable and publishes the flushed offset; only then may a
+//! SYNC_FLUSH producer be acknowledged, and only records below the confirm offset are
+//! dispatched to consumers.
+//!
+//! By concern: `open` (read the images, plan and apply recovery), `append`, `dispatch` (consume
+//! queues and the index), `read` (queues, keys, offsets, times), `clean` (disk fill and expired
+//! files), `flush` (the commit log's flush, the checkpoint, the clean shutdown). This file
+//! holds the types they share and the offsets the store publishes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use petrel_core::broker::SCHEDULE_TOPIC;
+use petrel_core::record::{
+    self, encode_record, encoded_len, is_valid_topic, scan_record, Checks, Record, RecordInput,
+    RecordPlace, Scanned, BLANK_BYTES_MIN, MAGIC_BLANK, PROPERTY_CRC32,
+};
+
+use crate::checkpoint::{Checkpoint, CHECKPOINT_BYTES};
+use crate::cleanup;
+use crate::config::{StoreConfig, CQ_UNIT_BYTES};
+use crate::consume_queue::{ConsumeQueue, PutOutcome};
+use crate::disk::{self, Disk, DiskFile, DiskLock};
+use crate::error::{IoContext, StoreError};
+use crate::index::{key_hash, Index};
+use crate::recovery::{self, FileImage, QueueImage, RecoveryPlan, StoreImage, SyncedLoss, Unit};
+use crate::segments::{Segment, Segments};
+
+mod append;
+mod clean;
+mod dispatch;
+mod flush;
+mod open;
+mod read;
+
+/// Ordered maps: iteration order decides the order of syncs, which must not vary between runs.
+type QueueMap<T> = BTreeMap<Box<str>, BTreeMap<i32, T>>;
+
+/// Where an appended message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub physical_offset: u64,
+    pub size: u32,
+    pub queue_offset: i64,
+    pub store_timestamp: i64,
+    /// The offset after the record: wait for `flushed >= end_offset` to know it is durable.
+    pub end_offset: u64,
+    /// The broker address in the record, for `msg_id`.
+    pub store_host: std::net::SocketAddr,
+}
+
+impl Appended {
+    /// The offset message id (`offsetMsgId`), built only when a response needs it.
+    pub fn msg_id(&self) -> String {
+        record::offset_msg_id(self.store_host, self.physical_offset as i64)
+    }
+}
+
+/// What recovery found and did, for the log and for checkers.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    pub plan: RecoveryPlan,
+    /// Consume-queue units that recovery found different from the log and replaced.
+    pub units_replaced: u64,
+}
+
+/// RocketMQ's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMatchedMessage,
+    OffsetFoundNull,
+    OffsetOverflowBadly,
+    OffsetOverflowOne,
+    OffsetTooSmall,
+    NoMatchedLogicQueue,
+    NoMessageInQueue,
+    /// The first message is damaged: read after read, it fails its CRC or is not the record its
+    /// queue unit names. Not RocketMQ's (which would serve it); the reader cannot get past it.
+    ReadFailed,
+}
+
+/// Messages read from one queue.
+#[derive(Debug, Clone)]
+pub struct GetMessages {
+    pub status: GetStatus,
+    /// Whole records, each a zero-copy slice of the commit log.
+    pub messages: Vec<Bytes>,
+    /// Where the consumer should read next.
+    pub next_begin_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+}
+
+/// How much one read may return.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub messages_max: usize,
+    pub bytes_max: usize,
+    /// Units looked at while filtering before giving up (`maxFilterMessageCount`).
+    pub scan_units_max: u64,
+}
+
+impl Default for ReadLimits {
+    /// RocketMQ's in-memory transfer limits: 32 messages, 256 KiB.
+    fn default() -> Self {
+        ReadLimits { messages_max: 32, bytes_max: 256 << 10, scan_units_max: 16_000 }
+    }
+}
+
+struct Writer {
+    segments: Segments,
+    write_offset: u64,
+    queue_next: QueueMap<i64>,
+    buffer: Vec<u8>,
+    store_timestamp_max: i64,
+}
+
+struct Dispatcher {
+    position: u64,
+    /// Store timestamp of the last record dispatched.
+    timestamp: i64,
+}
+
+struct Durable {
+    checkpoint_file: Option<Arc<dyn DiskFile>>,
+    /// Store timestamp of the newest record at the last commit-log flush.
+    physic_timestamp: i64,
+}
+
+/// The store. See the module documentation.
+pub struct Store {
+    disk: Arc<dyn Disk>,
+    config: StoreConfig,
+    writer: Mutex<Writer>,
+    files: RwLock<Arc<[Segment]>>,
+    queues: RwLock<QueueMap<Arc<Mutex<ConsumeQueue>>>>,
+    /// `None` when `messageIndexEnable` is off.
+    index: Option<Mutex<Index>>,
+    dispatcher: Mutex<Dispatcher>,
+    durable: Mutex<Durable>,
+    written: AtomicU64,
+    flushed: AtomicU64,
+    dispatched: AtomicU64,
+    stopped: Mutex<Option<String>>,
+    /// Set when shutdown begins: appends are refused from then on, while the shutdown still
+    /// flushes, dispatches and checkpoints.
+    closing: std::sync::atomic::AtomicBool,
+    /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0.
+    disk_full_percent: AtomicU64,
+    /// The store directory's `lock`, held for the store's life.
+    _lock: DiskLock,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The offset after the last appended record.
+    pub fn written_offset(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Everything below this offset is durable.
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Consumers may see records below this offset.
+    pub fn confirm_offset(&self) -> u64 {
+        if self.config.confirms_on_flush() {
+            self.flushed_offset()
+        } else {
+            self.written_offset()
+        }
+    }
+
+    /// Records below this offset have their consume-queue units.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.dispatched.load(Ordering::Acquire)
+    }
+
+    /// The offset of the oldest byte still in the commit log.
+    pub fn min_physical_offset(&self) -> u64 {
+        self.files.read().unwrap_or_else(|p| p.into_inner()).first().map_or(0, |s| s.base)
+    }
+
+    /// `Err(Stopped)` once a failed sync has stopped the store.
+    pub fn check_running(&self) -> Result<(), StoreError> {
+        match lock(&self.stopped).as_ref() {
+            Some(reason) => Err(StoreError::Stopped(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// A failed sync: nothing about the disk is known any more. Stop for good.
+    fn stop(&self, what: &str, error: std::io::Error) -> StoreError {
+        let reason = format!("{what}: {error}");
+        tracing::error!(%reason, "store stopping: a disk sync failed");
+        lock(&self.stopped).get_or_insert(reason.clone());
+        StoreError::Stopped(reason)
+    }
+
+    /// Turns a failed sync anywhere below into the store's stop.
+    fn fatal<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.map_err(|error| match error {
+            StoreError::SyncFailed { what, source } => self.stop(&what, source),
+            other => other,
+        })
+    }
+
+    /// Internal consistency, for tests and the simulator: offsets in order, queues sane.
+    pub fn check_invariants(&self) {
+        let (written, flushed) = (self.written_offset(), self.flushed_offset());
+        assert!(flushed <= written, "flushed {flushed} past written {written}");
+        assert!(self.dispatched_offset() <= written, "dispatched past written");
+        let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
+        for by_id in queues.values() {
+            for queue in by_id.values() {
+                lock(queue).check_invariants();
+            }
+        }
+    }
+}
+
+/// How many times a read of bytes this store wrote is made before a failing check is taken
+/// for damage rather than a read error (a flipped bit comes and goes); as many as a stable
+/// read allows (`disk::STABLE_READS_MAX`).
+const READS_MAX: usize = 8;
