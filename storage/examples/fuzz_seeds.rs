@@ -131,14 +131,17 @@ fn store_input(seed: u64, scenario: &Scenario) -> Result<Vec<u8>, StoreError> {
             body: &body,
             properties: &properties,
         };
-        store.append(&input, 1_700_000_000_000 + i as i64)?;
+        store.append(&input, 1_700_000_000_000 + i as i64, 0)?;
         if i % scenario.flush_every == 0 {
-            store.flush_log()?;
+            let flushed = store.flush_log()?;
+            store.confirm(flushed);
             store.dispatch()?;
             store.flush_queues()?;
         }
     }
     if scenario.shutdown {
+        let end = store.close()?;
+        store.confirm(end);
         store.shutdown()?;
     }
     drop(store);

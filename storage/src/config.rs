@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::confirm::{ConfirmConfig, FlushPolicy};
 
 /// RocketMQ's `mappedFileSizeCommitLog`: 1 GiB.
 pub const COMMIT_LOG_FILE_BYTES_DEFAULT: u64 = 1 << 30;
+/// A dirty page as RocketMQ counts them for `flushCommitLogLeastPages`.
+pub const PAGE_BYTES: u64 = 4096;
 /// One consume-queue unit: `int64 offset | int32 size | int64 tagsCode`.
 pub const CQ_UNIT_BYTES: u64 = 20;
 /// RocketMQ's `mappedFileSizeConsumeQueue`: 300 000 units.
@@ -121,10 +124,19 @@ impl StoreConfig {
         }
     }
 
-    /// The offset up to which consumers may read: flushed under SYNC_FLUSH (so a crash can never
-    /// take back what a consumer saw), written under ASYNC_FLUSH (as RocketMQ).
-    pub fn confirms_on_flush(&self) -> bool {
-        self.flush_disk_type == FlushDiskType::SyncFlush
+    /// The confirm machine's configuration for `flushDiskType` and the flush settings: under
+    /// SYNC_FLUSH producers and consumers wait for the group commit (so a crash can never take
+    /// back what a consumer saw), under ASYNC_FLUSH for the append alone (as RocketMQ).
+    pub fn confirm_config(&self) -> ConfirmConfig {
+        let flush = match self.flush_disk_type {
+            FlushDiskType::SyncFlush => FlushPolicy::Sync,
+            FlushDiskType::AsyncFlush => FlushPolicy::Async {
+                interval_ms: self.flush_interval_ms.max(1),
+                least_bytes: self.flush_least_pages * PAGE_BYTES,
+                thorough_ms: self.flush_thorough_interval_ms,
+            },
+        };
+        ConfirmConfig { flush, acks_required: 0, confirm_waits_for_replicas: false }
     }
 
     pub fn commit_log_dir(&self) -> PathBuf {

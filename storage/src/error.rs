@@ -35,6 +35,12 @@ pub enum StoreError {
     /// The message cannot be encoded as a record.
     #[error("message cannot be stored: {0}")]
     Record(#[from] RecordError),
+    /// The records of one append do not make a batch.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// A write of an older epoch than the store has seen: a deposed master's.
+    #[error("a write of epoch {epoch} after epoch {current}: this broker is no longer the master")]
+    StaleEpoch { epoch: u32, current: u32 },
     /// The store directory is not laid out as the configuration says.
     #[error("store directory is damaged or misconfigured: {0}")]
     Layout(String),

@@ -247,13 +247,14 @@ pub fn fuzz_recover_ops(data: &[u8]) {
         let op = match input.byte() % 20 {
             0..=11 => {
                 let target = input.byte();
-                let len = usize::from(input.byte()) * 6;
+                let size = input.byte();
                 let tag = (target & 0x30 != 0).then_some(target >> 6);
                 Op::Append {
                     topic: usize::from(target) % TOPICS.len(),
                     queue: i32::from((target >> 2) & 1),
-                    len,
+                    len: usize::from(size) * 6,
                     tag,
+                    count: if size % 4 == 3 { 3 } else { 1 },
                 }
             }
             12..=14 => Op::Flush,

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use petrel_core::confirm::{ConfirmAction, ConfirmEvent, ConfirmMachine};
 use petrel_core::record::{put_property, scan_record, tags_code, Checks, RecordInput, Scanned};
 
 use crate::disk::{SimDisk, SimDiskFaults};
@@ -26,7 +27,14 @@ pub const TOPICS: [&str; 3] = ["TopicA", "TopicB", "%RETRY%group"];
 /// One step of a run.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Append { topic: usize, queue: i32, len: usize, tag: Option<u8> },
+    /// `count` messages of `len` bytes in one append (a batch when more than one).
+    Append {
+        topic: usize,
+        queue: i32,
+        len: usize,
+        tag: Option<u8>,
+        count: usize,
+    },
     Flush,
     Dispatch,
     Checkpoint,
@@ -64,6 +72,9 @@ pub struct ModelRun {
     recovery_bitflip_ratio: f64,
     config: StoreConfig,
     store: Option<Store>,
+    /// The confirm machine the broker's shell would run beside the store: it alone moves the
+    /// store's confirm offset.
+    confirm: ConfirmMachine,
     model: Model,
     /// What the store said was flushed; messages ending at or below it must survive.
     flushed: u64,
@@ -83,12 +94,14 @@ impl ModelRun {
         config.flush_disk_type =
             if setup.sync_flush { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush };
         let disk = SimDisk::new(setup.seed, 1 << 30, setup.faults);
+        let confirm = ConfirmMachine::new(config.confirm_config(), 0, 0, 0);
         let mut run = ModelRun {
             disk,
             faults: setup.faults,
             recovery_bitflip_ratio: setup.recovery_bitflip_ratio,
             config,
             store: None,
+            confirm,
             model: Model::new(),
             flushed: 0,
             next_body: 0,
@@ -111,6 +124,9 @@ impl ModelRun {
             match opened {
                 Ok((store, report)) => {
                     tracing::debug!(?report, "recovered");
+                    let config = self.config.confirm_config();
+                    let now = self.now as u64;
+                    self.confirm = ConfirmMachine::new(config, store.written_offset(), 0, now);
                     self.store = Some(store);
                     return;
                 }
@@ -119,6 +135,69 @@ impl ModelRun {
             }
         }
         panic!("recovery failed {RECOVERY_ATTEMPTS_MAX} times in a row");
+    }
+
+    /// Hands the confirm machine `event` and carries out its confirmations (a persist it asks
+    /// for is left to the run's own Flush steps).
+    fn drive(&mut self, event: ConfirmEvent) {
+        self.confirm.handle(self.now as u64, event);
+        self.confirm.check_invariants();
+        let store = self.store.as_ref().expect("driven while open");
+        while let Some(action) = self.confirm.poll_action() {
+            if let ConfirmAction::Confirm { up_to } = action {
+                store.confirm(up_to);
+            }
+        }
+    }
+
+    /// `count` messages of `len` bytes to one queue, in one append.
+    fn append(&mut self, topic: usize, queue: i32, len: usize, tag: Option<u8>, count: usize) {
+        let store = self.store.as_ref().expect("appends run on an open store");
+        let tags = tag.map(|t| format!("Tag{t}"));
+        let mut messages = Vec::new();
+        for _ in 0..count.max(1) {
+            let body = format!("#{}#", self.next_body)
+                .into_bytes()
+                .into_iter()
+                .cycle()
+                .take(len + 4)
+                .collect::<Vec<u8>>();
+            let mut props = Vec::new();
+            if let Some(tags) = &tags {
+                put_property(&mut props, "TAGS", tags);
+            }
+            put_property(&mut props, "KEYS", &format!("k{} shared", self.next_body));
+            self.next_body += 1;
+            messages.push((body, props));
+        }
+        let inputs: Vec<RecordInput<'_>> = messages
+            .iter()
+            .map(|(body, props)| RecordInput {
+                topic: TOPICS[topic],
+                queue_id: queue,
+                flag: 0,
+                sys_flag: 0,
+                born_timestamp: self.now,
+                born_host: SocketAddr::from(([10, 0, 0, 1], 4000)),
+                store_host: SocketAddr::from(([0, 0, 0, 0], 0)),
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                body,
+                properties: props,
+            })
+            .collect();
+        let mut starts = Vec::new();
+        let appended = store.append_batch(&inputs, self.now, 0, &mut |at| starts.push(at));
+        if let Ok(appended) = appended {
+            let ends = starts.iter().skip(1).copied().chain([appended.end_offset]);
+            let queue = self.model.entry((topic, queue)).or_default();
+            assert_eq!(appended.queue_offset as usize, queue.len(), "queue offsets continue");
+            for ((body, _), end_offset) in messages.into_iter().zip(ends) {
+                queue.push(Message { body, tags: tags.clone(), end_offset });
+            }
+            let end = appended.end_offset;
+            self.drive(ConfirmEvent::Appended { end, epoch: appended.epoch });
+        }
     }
 
     /// Runs one operation, checking reads after each dispatch and each recovery.
@@ -130,46 +209,13 @@ impl ModelRun {
         }
         let Some(store) = self.store.as_ref() else { return };
         match op {
-            Op::Append { topic, queue, len, tag } => {
-                let body = format!("#{}#", self.next_body)
-                    .into_bytes()
-                    .into_iter()
-                    .cycle()
-                    .take(len + 4)
-                    .collect::<Vec<u8>>();
-                self.next_body += 1;
-                let tags = tag.map(|t| format!("Tag{t}"));
-                let mut props = Vec::new();
-                if let Some(tags) = &tags {
-                    put_property(&mut props, "TAGS", tags);
-                }
-                put_property(&mut props, "KEYS", &format!("k{} shared", self.next_body - 1));
-                let input = RecordInput {
-                    topic: TOPICS[*topic],
-                    queue_id: *queue,
-                    flag: 0,
-                    sys_flag: 0,
-                    born_timestamp: self.now,
-                    born_host: SocketAddr::from(([10, 0, 0, 1], 4000)),
-                    store_host: SocketAddr::from(([0, 0, 0, 0], 0)),
-                    reconsume_times: 0,
-                    prepared_transaction_offset: 0,
-                    body: &body,
-                    properties: &props,
-                };
-                if let Ok(appended) = store.append(&input, self.now) {
-                    let queue = self.model.entry((*topic, *queue)).or_default();
-                    assert_eq!(
-                        appended.queue_offset as usize,
-                        queue.len(),
-                        "queue offsets continue"
-                    );
-                    queue.push(Message { body, tags, end_offset: appended.end_offset });
-                }
+            Op::Append { topic, queue, len, tag, count } => {
+                self.append(*topic, *queue, *len, *tag, *count);
             }
             Op::Flush => {
                 if let Ok(flushed) = store.flush_log() {
                     self.flushed = flushed;
+                    self.drive(ConfirmEvent::Persisted { offset: flushed });
                 }
             }
             Op::Dispatch => {
@@ -182,6 +228,10 @@ impl ModelRun {
             }
             Op::Crash => self.crash(),
             Op::Restart => {
+                if let Ok(end) = store.close() {
+                    self.drive(ConfirmEvent::Persisted { offset: end });
+                }
+                let store = self.store.as_ref().expect("still open");
                 if store.shutdown().is_ok() {
                     self.flushed = store.written_offset();
                 }

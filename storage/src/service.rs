@@ -1,29 +1,39 @@
-//! The store's background work as tasks: flushing (group commit under SYNC_FLUSH, the periodic
-//! flush under ASYNC_FLUSH), dispatch, the consume-queue checkpoint, and cleanup.
+//! The store's shell: the confirm machine (`petrel_core::confirm`) bound to the store and its
+//! background tasks: the flush task (the group commit under SYNC_FLUSH, the periodic flush
+//! under ASYNC_FLUSH), dispatch, the consume-queue checkpoint, and cleanup.
 //!
-//! `StoreService::put` is the append a broker calls: under SYNC_FLUSH it returns only after the
-//! group commit's fdatasync covered the record (or with `PutError::FlushTimeout` after
-//! `syncFlushTimeout`); under ASYNC_FLUSH at once. Producers waiting together share one
-//! fdatasync: each append wakes the flush task, whose wake-ups coalesce while it syncs.
-//! `dispatched()` lets long-polling pulls wait for new records.
+//! `StoreService::append` appends and hands the machine `Appended`; the machine says when to
+//! persist (the flush task runs `flush_log` and reports `Persisted`), up to where producers
+//! may be acknowledged (`wait_acknowledged` waits for that, or answers
+//! FLUSH_DISK_TIMEOUT after `syncFlushTimeout`) and up to where consumers may see records
+//! (`Store::confirm`, then the dispatch task). Producers waiting together share one
+//! fdatasync: the machine keeps one persist outstanding, and appends made while it runs
+//! wait for the next. `dispatched()` lets long-polling pulls wait for new records.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use petrel_core::confirm::{ConfirmAction, ConfirmEvent, ConfirmMachine};
 use petrel_core::record::RecordInput;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio::time::{interval, sleep, timeout, Instant, MissedTickBehavior};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use crate::config::FlushDiskType;
 use crate::error::StoreError;
 use crate::store::{Appended, Store};
 
 /// How long a task waits before trying again after an error that did not stop the store.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long the flush task sleeps when the machine has no timer (SYNC_FLUSH): events wake it.
+const IDLE: Duration = Duration::from_secs(3600);
 
 fn store_stopped(store: &Store) -> bool {
     store.check_running().is_err()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs store work that may block (fdatasync) off the async workers. The simulator has no
@@ -114,13 +124,10 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// A dirty page as RocketMQ counts them for `flushCommitLogLeastPages`.
-const PAGE_BYTES: u64 = 4096;
-
 /// Why a put did not fully succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    /// The message is stored but was not flushed within `syncFlushTimeout` (RocketMQ's
+    /// The message is stored but was not acknowledged within `syncFlushTimeout` (RocketMQ's
     /// FLUSH_DISK_TIMEOUT): it may yet become durable and be delivered.
     #[error("message stored but not flushed within {timeout_ms} ms")]
     FlushTimeout { appended: Appended, timeout_ms: u64 },
@@ -132,233 +139,286 @@ pub enum PutError {
     Store(#[from] StoreError),
 }
 
-/// The running store: the `Store` plus its tasks.
-pub struct StoreService {
+/// What the service's tasks share: the store, the confirm machine and what its actions set.
+struct Shared {
     store: Arc<Store>,
-    flushed: Progress,
+    confirm: Mutex<ConfirmMachine>,
+    /// Producers whose records end at or below this may be answered.
+    acknowledged: Progress,
     dispatched: Progress,
-    wake_flush: Arc<Notify>,
-    wake_dispatch: Arc<Notify>,
+    /// The end of the newest persist the machine asked for.
+    persist_asked: AtomicU64,
+    /// The epoch appends are written in.
+    epoch: AtomicU32,
+    wake_flush: Notify,
+    wake_dispatch: Notify,
     /// Goes from 0 to 1 when the service stops (a `Progress`, for its reproducible wake order).
     stop: Progress,
+    /// The machine's clock starts here: it is handed milliseconds since.
+    started: Instant,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Hands the machine `event` (or a tick) and carries out what it asks for. The actions run
+    /// under the machine's lock, so the store's confirm offset and the acknowledged offset are
+    /// the machine's whenever the lock is free.
+    fn drive(&self, event: Option<ConfirmEvent>) {
+        let now = self.now();
+        let mut machine = lock(&self.confirm);
+        match event {
+            Some(event) => machine.handle(now, event),
+            None => machine.tick(now),
+        }
+        while let Some(action) = machine.poll_action() {
+            match action {
+                ConfirmAction::Persist { up_to } => {
+                    self.persist_asked.fetch_max(up_to, Ordering::AcqRel);
+                    self.wake_flush.notify_one();
+                }
+                ConfirmAction::Acknowledge { up_to } => self.acknowledged.publish(up_to),
+                ConfirmAction::Confirm { up_to } => {
+                    self.store.confirm(up_to);
+                    self.wake_dispatch.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Flushes the commit log and tells the machine.
+    fn persist(&self) -> Result<u64, StoreError> {
+        let flushed = self.store.flush_log()?;
+        self.drive(Some(ConfirmEvent::Persisted { offset: flushed }));
+        Ok(flushed)
+    }
+}
+
+/// The running store: the `Store`, its confirm machine and its tasks.
+pub struct StoreService {
+    shared: Arc<Shared>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl StoreService {
-    /// Starts the tasks for `store` on the current runtime.
+    /// Starts the tasks for `store` on the current runtime. Everything recovery left is
+    /// durable and confirmed; appends continue the epoch of the last record.
     pub fn start(store: Arc<Store>) -> StoreService {
-        let flushed = Progress::new(store.flushed_offset());
-        let dispatched = Progress::new(store.dispatched_offset());
-        let stop = Progress::new(0);
-        let stopped = stop.clone();
-        let wake_flush = Arc::new(Notify::new());
-        let wake_dispatch = Arc::new(Notify::new());
-        let flush = FlushTask {
-            store: store.clone(),
-            wake: wake_flush.clone(),
-            wake_dispatch: wake_dispatch.clone(),
-            flushed: flushed.clone(),
-            stopped: stopped.clone(),
-        };
-        let dispatch = DispatchTask {
-            store: store.clone(),
-            wake: wake_dispatch.clone(),
-            dispatched: dispatched.clone(),
-            stopped: stopped.clone(),
-        };
+        let end = store.written_offset();
+        let epoch = store.epochs().last().map_or(0, |e| e.epoch);
+        let config = store.config().confirm_config();
+        let shared = Arc::new(Shared {
+            confirm: Mutex::new(ConfirmMachine::new(config, end, epoch, 0)),
+            acknowledged: Progress::new(end),
+            dispatched: Progress::new(store.dispatched_offset()),
+            persist_asked: AtomicU64::new(end),
+            epoch: AtomicU32::new(epoch),
+            wake_flush: Notify::new(),
+            wake_dispatch: Notify::new(),
+            stop: Progress::new(0),
+            started: Instant::now(),
+            store,
+        });
         let tasks = vec![
-            tokio::spawn(flush.run()),
-            tokio::spawn(dispatch.run()),
-            tokio::spawn(checkpoint_task(store.clone(), stopped.clone())),
-            tokio::spawn(cleanup_task(store.clone(), stopped)),
+            tokio::spawn(flush_task(shared.clone(), end)),
+            tokio::spawn(dispatch_task(shared.clone())),
+            tokio::spawn(checkpoint_task(shared.clone())),
+            tokio::spawn(cleanup_task(shared.clone())),
         ];
-        let tasks = std::sync::Mutex::new(tasks);
-        StoreService { store, flushed, dispatched, wake_flush, wake_dispatch, stop, tasks }
+        StoreService { shared, tasks: std::sync::Mutex::new(tasks) }
     }
 
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        &self.shared.store
     }
 
     /// Changes whenever dispatch hands new records to consume queues.
     pub fn dispatched(&self) -> Progress {
-        self.dispatched.clone()
+        self.shared.dispatched.clone()
     }
 
-    /// Appends and, under SYNC_FLUSH, waits for the group commit.
-    pub async fn put(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, PutError> {
-        let appended = self.append(input, now)?;
-        self.durable(appended).await
+    /// From now on appends are written in `epoch` (a broker that became master after a
+    /// failover); the store refuses an epoch older than one it has seen.
+    pub fn begin_epoch(&self, epoch: u32) {
+        self.shared.epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
-    /// Appends and wakes the task that acts next (flush or dispatch), without waiting: a
-    /// caller that must not hold its record's borrow across a wait appends here, then awaits
-    /// [`StoreService::durable`].
+    /// Appends one record: [`StoreService::append_batch`] of one.
     pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
-        let appended = self.store.append(input, now)?;
-        if self.store.config().flush_disk_type == FlushDiskType::AsyncFlush {
-            self.wake_dispatch.notify_one();
-        } else {
-            self.wake_flush.notify_one();
-        }
+        self.append_batch(std::slice::from_ref(input), now, &mut |_| {})
+    }
+
+    /// Appends the records of one request as one unit (`Store::append_batch`) and tells the
+    /// confirm machine, without waiting: a caller that must not hold its records' borrow
+    /// across a wait appends here, then awaits [`StoreService::wait_acknowledged`].
+    pub fn append_batch(
+        &self,
+        inputs: &[RecordInput<'_>],
+        now: i64,
+        record_offset: &mut dyn FnMut(u64),
+    ) -> Result<Appended, StoreError> {
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
+        self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
         Ok(appended)
     }
 
-    /// True when appends are acknowledged at once (ASYNC_FLUSH), so [`StoreService::durable`]
-    /// has nothing to wait for.
-    pub fn acks_at_once(&self) -> bool {
-        self.store.config().flush_disk_type == FlushDiskType::AsyncFlush
+    /// Whether the producer of `appended` may be answered now (under ASYNC_FLUSH, at once).
+    pub fn is_acknowledged(&self, appended: &Appended) -> bool {
+        self.shared.acknowledged.get() >= appended.end_offset
     }
 
-    /// Under SYNC_FLUSH, waits until the group commit covered `appended` (or
-    /// `syncFlushTimeout` passed); under ASYNC_FLUSH returns at once.
-    pub async fn durable(&self, appended: Appended) -> Result<Appended, PutError> {
-        let config = self.store.config();
-        if config.flush_disk_type == FlushDiskType::AsyncFlush {
-            return Ok(appended);
-        }
-        let flushed = self.flushed.clone();
+    /// Appends and waits until the producer may be answered.
+    pub async fn put(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, PutError> {
+        let appended = self.append(input, now)?;
+        self.wait_acknowledged(appended).await
+    }
+
+    /// Waits until the confirm machine acknowledges `appended` (under SYNC_FLUSH, once the
+    /// group commit covered it), or `syncFlushTimeout` passed.
+    pub async fn wait_acknowledged(&self, appended: Appended) -> Result<Appended, PutError> {
+        let shared = &self.shared;
         let end = appended.end_offset;
-        let limit = Duration::from_millis(config.sync_flush_timeout_ms);
-        let waited = timeout(limit, flushed.wait_for(|f| f >= end)).await;
-        let stopped = |appended| match self.store.check_running() {
+        let timeout_ms = shared.store.config().sync_flush_timeout_ms;
+        let limit = Duration::from_millis(timeout_ms);
+        let waited = timeout(limit, shared.acknowledged.wait_for(|a| a >= end)).await;
+        let stopped = |appended| match shared.store.check_running() {
             Err(stopped) => PutError::NotDurable { appended, reason: stopped.to_string() },
             Ok(()) => PutError::NotDurable { appended, reason: "the flush task ended".into() },
         };
         match waited {
             Ok(true) => Ok(appended),
             Ok(false) => Err(stopped(appended)),
-            Err(_) => {
-                // The flush task ends when the store stops; say so rather than "timeout".
-                if self.store.check_running().is_err() {
-                    return Err(stopped(appended));
-                }
-                let timeout_ms = config.sync_flush_timeout_ms;
-                Err(PutError::FlushTimeout { appended, timeout_ms })
-            }
+            // The flush task ends when the store stops; say so rather than "timeout".
+            Err(_) if store_stopped(&shared.store) => Err(stopped(appended)),
+            Err(_) => Err(PutError::FlushTimeout { appended, timeout_ms }),
         }
     }
 
-    /// Stops the tasks and shuts the store down cleanly (flush, dispatch, checkpoint, abort).
+    /// Flushes the commit log now (for a caller that must know its appends are durable
+    /// before it writes something that accounts for them).
+    pub fn persist(&self) -> Result<u64, StoreError> {
+        self.shared.persist()
+    }
+
+    /// The confirm machine's, the store's and the shell's invariants: the store's confirm
+    /// offset and the acknowledged offset are the machine's, and under SYNC_FLUSH nothing is
+    /// acknowledged or confirmed that the store has not flushed.
+    pub fn check_invariants(&self) {
+        let shared = &self.shared;
+        let machine = lock(&shared.confirm);
+        machine.check_invariants();
+        shared.store.check_invariants();
+        assert_eq!(
+            shared.store.confirm_offset(),
+            machine.confirmed(),
+            "the store's confirm offset"
+        );
+        assert_eq!(shared.acknowledged.get(), machine.acknowledged(), "the acknowledged offset");
+        if machine.config().flush == petrel_core::confirm::FlushPolicy::Sync {
+            let flushed = shared.store.flushed_offset();
+            assert!(machine.acknowledged() <= flushed, "acknowledged past the flushed offset");
+            assert!(machine.confirmed() <= flushed, "confirmed past the flushed offset");
+        }
+    }
+
+    /// Stops the tasks and shuts the store down cleanly: flush, confirm what the flush made
+    /// durable, dispatch, checkpoint, remove `abort`.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        self.stop.publish(1);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        self.shared.stop.publish(1);
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
         for task in tasks {
             let _ = task.await;
         }
-        let store = self.store.clone();
-        blocking(move || store.shutdown())
-            .await
-            .map_err(|error| StoreError::Stopped(format!("shutdown task failed: {error}")))?
+        let shared = self.shared.clone();
+        blocking(move || {
+            let end = shared.store.close()?;
+            shared.drive(Some(ConfirmEvent::Persisted { offset: end }));
+            shared.store.shutdown()
+        })
+        .await
+        .map_err(|error| StoreError::Stopped(format!("shutdown task failed: {error}")))?
     }
 }
 
 impl Drop for StoreService {
     /// The tasks end with the service, whether or not it was shut down.
     fn drop(&mut self) {
-        self.stop.publish(1);
+        self.shared.stop.publish(1);
     }
 }
 
-struct FlushTask {
-    store: Arc<Store>,
-    wake: Arc<Notify>,
-    wake_dispatch: Arc<Notify>,
-    flushed: Progress,
-    stopped: Progress,
-}
-
-impl FlushTask {
-    async fn run(self) {
-        let _closing = CloseOnDrop(self.flushed.clone());
-        let config = self.store.config().clone();
-        let mut tick = interval(Duration::from_millis(config.flush_interval_ms.max(1)));
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_thorough = Instant::now();
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.stopped.wait_for(|stop| stop > 0) => return,
-                _ = self.wake.notified() => {}
-                _ = tick.tick() => {}
+/// Persists when the confirm machine asks (and ticks it on its timer under ASYNC_FLUSH),
+/// until the service stops or a flush fails. `served` is where the log ended when the machine
+/// started: durable already.
+async fn flush_task(shared: Arc<Shared>, mut served: u64) {
+    let _closing = CloseOnDrop(shared.acknowledged.clone());
+    loop {
+        let timer = lock(&shared.confirm).poll_timeout();
+        let deadline =
+            timer.map_or(Instant::now() + IDLE, |at| shared.started + Duration::from_millis(at));
+        tokio::select! {
+            biased;
+            _ = shared.stop.wait_for(|stop| stop > 0) => return,
+            _ = shared.wake_flush.notified() => {}
+            () = sleep_until(deadline) => {}
+        }
+        shared.drive(None);
+        let asked = shared.persist_asked.load(Ordering::Acquire);
+        if asked <= served {
+            continue;
+        }
+        let task_shared = shared.clone();
+        match blocking(move || task_shared.persist()).await {
+            Ok(Ok(_)) => served = asked,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "flush failed; the store accepts no more writes");
+                return;
             }
-            let dirty = self.store.written_offset() - self.store.flushed_offset();
-            let thorough =
-                last_thorough.elapsed().as_millis() as u64 >= config.flush_thorough_interval_ms;
-            let due = match config.flush_disk_type {
-                FlushDiskType::SyncFlush => dirty > 0,
-                FlushDiskType::AsyncFlush => {
-                    dirty > 0 && (dirty >= config.flush_least_pages * PAGE_BYTES || thorough)
-                }
-            };
-            if !due {
-                continue;
-            }
-            let store = self.store.clone();
-            match blocking(move || store.flush_log()).await {
-                Ok(Ok(flushed)) => {
-                    last_thorough = Instant::now();
-                    self.flushed.publish(flushed);
-                    if config.confirms_on_flush() {
-                        self.wake_dispatch.notify_one();
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "flush failed; the store accepts no more writes");
-                    return;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "flush task failed");
-                    return;
-                }
+            Err(error) => {
+                tracing::error!(%error, "flush task failed");
+                return;
             }
         }
     }
 }
 
-struct DispatchTask {
-    store: Arc<Store>,
-    wake: Arc<Notify>,
-    dispatched: Progress,
-    stopped: Progress,
-}
-
-impl DispatchTask {
-    async fn run(self) {
-        let _closing = CloseOnDrop(self.dispatched.clone());
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.stopped.wait_for(|stop| stop > 0) => return,
-                _ = self.wake.notified() => {}
-                // A record written by another path (a recovery, a flush on shutdown) is still
-                // dispatched within a second.
-                _ = sleep(Duration::from_secs(1)) => {}
-            }
-            let store = self.store.clone();
-            match blocking(move || store.dispatch()).await {
-                Ok(Ok(position)) => {
-                    self.dispatched.publish(position);
-                }
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "dispatch failed");
-                    if store_stopped(&self.store) {
-                        return;
-                    }
-                    sleep(RETRY_DELAY).await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "dispatch task failed");
+/// Hands records below the confirm offset to their consume queues whenever the machine
+/// confirms more.
+async fn dispatch_task(shared: Arc<Shared>) {
+    let _closing = CloseOnDrop(shared.dispatched.clone());
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.stop.wait_for(|stop| stop > 0) => return,
+            _ = shared.wake_dispatch.notified() => {}
+            // A record confirmed by another path (a shutdown's flush) is still dispatched
+            // within a second.
+            _ = sleep(Duration::from_secs(1)) => {}
+        }
+        let store = shared.store.clone();
+        match blocking(move || store.dispatch()).await {
+            Ok(Ok(position)) => shared.dispatched.publish(position),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "dispatch failed");
+                if store_stopped(&shared.store) {
                     return;
                 }
+                sleep(RETRY_DELAY).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "dispatch task failed");
+                return;
             }
         }
     }
 }
 
-async fn checkpoint_task(store: Arc<Store>, stopped: Progress) {
-    let period = Duration::from_millis(store.config().flush_cq_interval_ms.max(1));
-    periodically(store, stopped, period, "checkpoint", |store| store.flush_queues()).await;
+async fn checkpoint_task(shared: Arc<Shared>) {
+    let period = Duration::from_millis(shared.store.config().flush_cq_interval_ms.max(1));
+    periodically(shared, period, "checkpoint", |store| store.flush_queues()).await;
 }
 
 /// RocketMQ's `cleanResourceInterval`.
@@ -366,8 +426,8 @@ const CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Measures the disk and deletes expired files every ten seconds. Wall-clock time decides
 /// expiry, as file ages do in RocketMQ; under the simulator it is the simulated clock.
-async fn cleanup_task(store: Arc<Store>, stopped: Progress) {
-    periodically(store, stopped, CLEANUP_INTERVAL, "cleanup", |store| {
+async fn cleanup_task(shared: Arc<Shared>) {
+    periodically(shared, CLEANUP_INTERVAL, "cleanup", |store| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -379,8 +439,7 @@ async fn cleanup_task(store: Arc<Store>, stopped: Progress) {
 /// Runs `work` on the blocking pool every `period` until stopped, or until the store stops:
 /// other errors are logged and the next period tries again.
 async fn periodically(
-    store: Arc<Store>,
-    stopped: Progress,
+    shared: Arc<Shared>,
     period: Duration,
     what: &'static str,
     work: fn(&Store) -> Result<(), StoreError>,
@@ -388,15 +447,15 @@ async fn periodically(
     loop {
         tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| stop > 0) => return,
+            _ = shared.stop.wait_for(|stop| stop > 0) => return,
             _ = sleep(period) => {}
         }
-        let task_store = store.clone();
+        let task_store = shared.store.clone();
         match blocking(move || work(&task_store)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::error!(%error, "{what} failed");
-                if store_stopped(&store) {
+                if store_stopped(&shared.store) {
                     return;
                 }
             }

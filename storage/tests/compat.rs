@@ -128,8 +128,10 @@ fn an_independent_reader_reads_petrels_store() {
             body: message["body"].as_str().unwrap().as_bytes(),
             properties: &properties,
         };
-        store.append(&input, message["storeTimestamp"].as_i64().unwrap()).unwrap();
+        store.append(&input, message["storeTimestamp"].as_i64().unwrap(), 0).unwrap();
     }
+    let end = store.close().unwrap();
+    store.confirm(end);
     store.shutdown().unwrap();
     drop(store);
     let read: Value = serde_json::from_str(&python(&["read", root.to_str().unwrap()])).unwrap();

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => (0..TOPICS.len(), 0..2i32, 0..1500usize, proptest::option::of(0..3u8))
-            .prop_map(|(topic, queue, len, tag)| Op::Append { topic, queue, len, tag }),
+        12 => (0..TOPICS.len(), 0..2i32, 0..1500usize, proptest::option::of(0..3u8), 1..4usize)
+            .prop_map(|(topic, queue, len, tag, count)| Op::Append { topic, queue, len, tag, count }),
         3 => Just(Op::Flush),
         3 => Just(Op::Dispatch),
         1 => Just(Op::Checkpoint),

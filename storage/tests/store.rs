@@ -47,7 +47,7 @@ fn exercise(disk: Arc<dyn Disk>, root: &Path) {
     for i in 0..300 {
         let b = body(i);
         let appended = store
-            .append(&input("TopicTest", (i % 3) as i32, &b, &props), 5_000 + i as i64)
+            .append(&input("TopicTest", (i % 3) as i32, &b, &props), 5_000 + i as i64, 0)
             .unwrap();
         assert_eq!(appended.queue_offset as usize, i / 3);
     }
@@ -57,8 +57,7 @@ fn exercise(disk: Arc<dyn Disk>, root: &Path) {
         GetStatus::NoMatchedLogicQueue,
         "nothing dispatched before the flush under SYNC_FLUSH"
     );
-    store.flush_log().unwrap();
-    store.dispatch().unwrap();
+    common::flush_and_dispatch(&store);
     for queue in 0..3 {
         let expected: Vec<Vec<u8>> = (0..300).filter(|i| i % 3 == queue).map(body).collect();
         assert_eq!(all(&store, "TopicTest", queue as i32), expected);
@@ -90,7 +89,7 @@ fn exercise(disk: Arc<dyn Disk>, root: &Path) {
     for queue in 0..3 {
         assert_eq!(all(&store, "TopicTest", queue).len(), 100);
     }
-    let appended = store.append(&input("TopicTest", 0, b"after", &props), 9_000).unwrap();
+    let appended = store.append(&input("TopicTest", 0, b"after", &props), 9_000, 0).unwrap();
     assert_eq!(appended.queue_offset, 100);
 }
 
@@ -118,10 +117,9 @@ fn a_crash_keeps_every_flushed_message() {
         let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
         for i in 0..100 {
             let b = body(i);
-            store.append(&input("T", 0, &b, b""), i as i64).unwrap();
+            store.append(&input("T", 0, &b, b""), i as i64, 0).unwrap();
             if i == 59 {
-                store.flush_log().unwrap();
-                store.dispatch().unwrap();
+                common::flush_and_dispatch(&store);
             }
         }
         store.dispatch().unwrap();
@@ -133,7 +131,7 @@ fn a_crash_keeps_every_flushed_message() {
         assert!(got.len() >= 60, "seed {seed}: {} of 60 flushed messages back", got.len());
         let expected: Vec<Vec<u8>> = (0..got.len()).map(body).collect();
         assert_eq!(got, expected, "seed {seed}: a prefix of what was appended");
-        let appended = store.append(&input("T", 0, b"next", b""), 1_000).unwrap();
+        let appended = store.append(&input("T", 0, b"next", b""), 1_000, 0).unwrap();
         assert_eq!(appended.queue_offset as usize, got.len(), "seed {seed}: offsets continue");
     }
 }
@@ -147,10 +145,9 @@ fn index_survives_read_errors_during_recovery() {
         for i in 0..30 {
             let mut props = Vec::new();
             put_property(&mut props, "KEYS", &format!("k{i}"));
-            store.append(&input("T", i % 2, b"x", &props), 1_000 + i as i64).unwrap();
+            store.append(&input("T", i % 2, b"x", &props), 1_000 + i as i64, 0).unwrap();
         }
-        store.flush_log().unwrap();
-        store.dispatch().unwrap();
+        common::flush_and_dispatch(&store);
         drop(store);
         disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.2, ..SimDiskFaults::default() });
         let opened = Store::open(Arc::new(disk.clone()), config(root));
@@ -171,10 +168,11 @@ fn query_by_key_and_unique_key() {
         let mut props = Vec::new();
         put_property(&mut props, "KEYS", &format!("order-{} customer-{}", i, i % 4));
         put_property(&mut props, "UNIQ_KEY", &format!("7F0000010001{i:020X}"));
-        store.append(&input("TopicTest", 0, &body(i), &props), 10_000 + i as i64 * 1_000).unwrap();
+        store
+            .append(&input("TopicTest", 0, &body(i), &props), 10_000 + i as i64 * 1_000, 0)
+            .unwrap();
     }
-    store.flush_log().unwrap();
-    store.dispatch().unwrap();
+    common::flush_and_dispatch(&store);
     let by_key = store.query_by_key("TopicTest", "order-7", 32, 0, i64::MAX);
     assert_eq!(by_key.len(), 1);
     let shared = store.query_by_key("TopicTest", "customer-1", 32, 0, i64::MAX);
@@ -202,9 +200,8 @@ fn cleanup_deletes_expired_files_and_refuses_writes_when_full() {
     let hour = 3_600_000;
     for i in 0..120 {
         let b = vec![b'x'; 1500];
-        store.append(&input("T", 0, &b, b""), i * 1000).unwrap();
-        store.flush_log().unwrap();
-        store.dispatch().unwrap();
+        store.append(&input("T", 0, &b, b""), i * 1000, 0).unwrap();
+        common::flush_and_dispatch(&store);
     }
     let files_before = disk.list(Path::new("/store/commitlog")).unwrap().len();
     assert!(files_before >= 10);
@@ -217,12 +214,11 @@ fn cleanup_deletes_expired_files_and_refuses_writes_when_full() {
     assert_eq!(read.next_begin_offset, min);
     let read = store.get_messages("T", 0, min, ReadLimits::default(), &|_| true);
     assert_eq!(read.status, GetStatus::Found, "the first kept message reads");
-    while store.append(&input("T", 0, &[b'y'; 1500], b""), 3 * hour).is_ok() {
-        store.flush_log().unwrap();
-        store.dispatch().unwrap();
+    while store.append(&input("T", 0, &[b'y'; 1500], b""), 3 * hour, 0).is_ok() {
+        common::flush_and_dispatch(&store);
         store.clean(3 * hour, false).unwrap();
     }
-    let error = store.append(&input("T", 0, b"z", b""), 3 * hour).unwrap_err();
+    let error = store.append(&input("T", 0, b"z", b""), 3 * hour, 0).unwrap_err();
     assert!(error.to_string().contains("writes are refused"), "{error}");
 }
 
@@ -232,10 +228,9 @@ fn reads_are_checked_against_their_unit_and_retried() {
     let root = Path::new("/store");
     let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
     for i in 0..10 {
-        store.append(&input("T", 0, &body(i), b""), i as i64).unwrap();
+        store.append(&input("T", 0, &body(i), b""), i as i64, 0).unwrap();
     }
-    store.flush_log().unwrap();
-    store.dispatch().unwrap();
+    common::flush_and_dispatch(&store);
     // A read that flips a bit now and then: every message still comes whole.
     disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.2, ..SimDiskFaults::default() });
     for _ in 0..20 {
@@ -259,4 +254,76 @@ fn reads_are_checked_against_their_unit_and_retried() {
         (got.status, got.messages.len(), got.next_begin_offset),
         (GetStatus::ReadFailed, 0, 3)
     );
+}
+
+#[test]
+fn a_batch_is_one_append_at_consecutive_offsets() {
+    let disk = SimDisk::new(11, 1 << 30, SimDiskFaults::default());
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(Path::new("/store"))).unwrap();
+    store.append(&input("T", 0, b"single", b""), 1, 0).unwrap();
+    let bodies = [body(1), body(2), body(3)];
+    let batch: Vec<_> = bodies.iter().map(|b| input("T", 0, b, b"")).collect();
+    let mut starts = Vec::new();
+    let appended = store.append_batch(&batch, 2, 0, &mut |at| starts.push(at)).unwrap();
+    assert_eq!((appended.queue_offset, appended.count), (1, 3));
+    assert_eq!(starts[0], appended.physical_offset);
+    assert_eq!(appended.end_offset, appended.physical_offset + u64::from(appended.size));
+    assert_eq!(store.append(&input("T", 0, b"after", b""), 3, 0).unwrap().queue_offset, 4);
+    common::flush_and_dispatch(&store);
+    let read = common::read_queue(&store, "T", 0);
+    let got: Vec<Vec<u8>> = read.iter().map(|m| body_of(m)).collect();
+    assert_eq!(got, [b"single".to_vec(), body(1), body(2), body(3), b"after".to_vec()]);
+    // Each record of the batch starts where the callback said.
+    let batch_starts: Vec<u64> = read[1..4]
+        .iter()
+        .map(|m| match scan_record(m, Checks { physical_offset: None, crc: true }) {
+            Scanned::Record(record) => record.physical_offset as u64,
+            _ => panic!("a record"),
+        })
+        .collect();
+    assert_eq!(batch_starts, starts);
+
+    let mixed = [input("T", 0, b"a", b""), input("T", 1, b"b", b"")];
+    let error = store.append_batch(&mixed, 4, 0, &mut |_| {}).unwrap_err();
+    assert!(error.to_string().contains("one topic and one queue"), "{error}");
+    let written = store.written_offset();
+    let huge = vec![b'h'; 2000];
+    let too_big: Vec<_> = (0..9).map(|_| input("T", 0, &huge, b"")).collect();
+    let error = store.append_batch(&too_big, 5, 0, &mut |_| {}).unwrap_err();
+    assert!(error.to_string().contains("larger than"), "{error}");
+    assert_eq!(store.written_offset(), written, "a refused batch stores nothing");
+
+    // A batch whose write fails stores none of it: the next append takes its offsets.
+    disk.set_faults(SimDiskFaults { enospc_ratio: 1.0, ..SimDiskFaults::default() });
+    assert!(store.append_batch(&batch, 6, 0, &mut |_| {}).is_err());
+    disk.set_faults(SimDiskFaults::default());
+    assert_eq!(store.written_offset(), written, "a failed batch stores nothing");
+    assert_eq!(store.append(&input("T", 0, b"next", b""), 7, 0).unwrap().queue_offset, 5);
+    store.check_invariants();
+}
+
+#[test]
+fn appends_carry_their_epoch_and_an_older_one_is_refused() {
+    let disk = SimDisk::new(12, 1 << 30, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    assert_eq!(store.epochs(), []);
+    store.append(&input("T", 0, b"a", b""), 1, 0).unwrap();
+    let second = store.append(&input("T", 0, b"b", b""), 2, 2).unwrap();
+    assert_eq!(second.epoch, 2);
+    store.append(&input("T", 0, b"c", b""), 3, 2).unwrap();
+    let epochs = store.epochs();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!((epochs[0].epoch, epochs[0].start_offset), (0, 0));
+    assert_eq!((epochs[1].epoch, epochs[1].start_offset), (2, second.physical_offset));
+    let error = store.append(&input("T", 0, b"stale", b""), 4, 1).unwrap_err();
+    assert!(error.to_string().contains("epoch 1 after epoch 2"), "{error}");
+    store.check_invariants();
+    // Reopened, the log's records are all taken for epoch 0 until an epoch file is written.
+    let end = store.close().unwrap();
+    store.confirm(end);
+    store.shutdown().unwrap();
+    drop(store);
+    let (store, _) = Store::open(Arc::new(disk), config(root)).unwrap();
+    assert_eq!(store.epochs().len(), 1);
 }

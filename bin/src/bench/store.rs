@@ -314,13 +314,17 @@ fn recovery(dir: &Path, gib: u64, message_bytes: usize) -> Result<(f64, f64), St
     while store.written_offset() < gib << 30 {
         for queue_id in 0..8 {
             let input = RecordInput { queue_id, ..input };
-            store.append(&input, 1_700_000_000_000).map_err(|e| e.to_string())?;
+            store.append(&input, 1_700_000_000_000, 0).map_err(|e| e.to_string())?;
         }
+        // No confirm machine here: a lone ASYNC_FLUSH store confirms what it appended.
         if store.written_offset() % (64 << 20) < 8 * 2048 {
-            store.flush_log().map_err(|e| e.to_string())?;
+            let flushed = store.flush_log().map_err(|e| e.to_string())?;
+            store.confirm(flushed);
             store.dispatch().map_err(|e| e.to_string())?;
         }
     }
+    let end = store.close().map_err(|e| e.to_string())?;
+    store.confirm(end);
     store.shutdown().map_err(|e| e.to_string())?;
     drop(store);
     let start = Instant::now();

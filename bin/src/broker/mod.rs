@@ -280,7 +280,7 @@ impl Broker {
         self.topics().check_invariants();
         self.groups().check_invariants();
         lock(&self.clients).check_invariants();
-        self.store().check_invariants();
+        self.store.check_invariants();
     }
 }
 

@@ -132,7 +132,7 @@ pub(super) fn persist(broker: &Broker) {
         return;
     }
     let snapshot = lock(&broker.delays).clone();
-    if let Err(e) = broker.store().flush_log() {
+    if let Err(e) = broker.store.persist() {
         tracing::warn!(error = %e, "delay cursors not written: the commit log did not flush");
         broker.delays_dirty.store(true, Ordering::Release);
         return;

@@ -14,7 +14,7 @@ use petrel_core::broker::batch::decode_batch;
 use petrel_core::broker::schedule::{redirect, DelayLevels};
 use petrel_core::broker::{dlq_topic, property, RETRY_PREFIX, SCHEDULE_TOPIC};
 use petrel_core::model::perm;
-use petrel_core::record::{is_valid_topic, put_property, sys_flag, RecordInput};
+use petrel_core::record::{is_valid_topic, offset_msg_id, put_property, sys_flag, RecordInput};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -94,12 +94,12 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
         reply.ext_fields.insert("TRACE_ON".into(), "true".into());
         reply
     };
-    if broker.store.acks_at_once() {
+    if broker.store.is_acknowledged(&appended) {
         return Handled::Now(reply(response::SUCCESS, &appended));
     }
     let broker = broker.clone();
     Handled::Later(Box::pin(async move {
-        match broker.store.durable(appended).await {
+        match broker.store.wait_acknowledged(appended).await {
             Ok(appended) => reply(response::SUCCESS, &appended),
             Err(PutError::FlushTimeout { appended, timeout_ms }) => {
                 let mut out = reply(response::FLUSH_DISK_TIMEOUT, &appended);
@@ -310,8 +310,9 @@ fn append_one(
     Ok((appended, id))
 }
 
-/// Each message of the batch in turn; the answer names the last record, which is durable
-/// only once all before it are.
+/// The messages of a batch, appended as one unit: one lock, one write, consecutive queue
+/// offsets from the one the answer names; all stored or none answered as stored. Every
+/// message's id goes back, comma-separated.
 fn append_batch(
     broker: &Broker,
     conn: &Connection,
@@ -326,12 +327,15 @@ fn append_batch(
     let items = decode_batch(body, broker.config.batch_messages_max).map_err(|e| {
         Refusal::new(response::MESSAGE_ILLEGAL, format!("batch body is malformed: {e}"))
     })?;
-    let mut ids = String::new();
-    let mut first_offset = None;
-    let mut last = None;
-    for item in items {
-        let properties = broker_properties(broker, item.properties);
-        let input = RecordInput {
+    if items.is_empty() {
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, "empty batch"));
+    }
+    let properties: Vec<Vec<u8>> =
+        items.iter().map(|item| broker_properties(broker, item.properties)).collect();
+    let inputs: Vec<RecordInput<'_>> = items
+        .iter()
+        .zip(&properties)
+        .map(|(item, properties)| RecordInput {
             topic: &header.topic,
             queue_id,
             flag: item.flag,
@@ -342,21 +346,18 @@ fn append_batch(
             reconsume_times: 0,
             prepared_transaction_offset: 0,
             body: item.body,
-            properties: &properties,
-        };
-        let appended =
-            broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
-        broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
-        if !ids.is_empty() {
-            ids.push(',');
-        }
-        ids.push_str(&appended.msg_id());
-        first_offset.get_or_insert(appended.queue_offset);
-        last = Some(appended);
-    }
-    let mut last = last.ok_or_else(|| Refusal::new(response::MESSAGE_ILLEGAL, "empty batch"))?;
-    last.queue_offset = first_offset.unwrap_or(last.queue_offset);
-    Ok((last, ids))
+            properties,
+        })
+        .collect();
+    let mut offsets = Vec::with_capacity(inputs.len());
+    let appended = broker
+        .store
+        .append_batch(&inputs, now_millis() as i64, &mut |offset| offsets.push(offset))
+        .map_err(|e| store_error(&e))?;
+    broker.stats.messages_put.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    let ids: Vec<String> =
+        offsets.iter().map(|o| offset_msg_id(appended.store_host, *o as i64)).collect();
+    Ok((appended, ids.join(",")))
 }
 
 /// The answer to a store that refused a message.

@@ -38,12 +38,12 @@ pub(super) fn handle(
     match send_back(broker, &header) {
         Ok(None) => Handled::Now(RemotingCommand::response(response::SUCCESS, None)),
         Ok(Some(appended)) => {
-            if broker.store.acks_at_once() {
+            if broker.store.is_acknowledged(&appended) {
                 return Handled::Now(RemotingCommand::response(response::SUCCESS, None));
             }
             let broker = broker.clone();
             Handled::Later(Box::pin(async move {
-                match broker.store.durable(appended).await {
+                match broker.store.wait_acknowledged(appended).await {
                     Ok(_) => RemotingCommand::response(response::SUCCESS, None),
                     Err(PutError::FlushTimeout { timeout_ms, .. }) => Refusal::new(
                         response::FLUSH_DISK_TIMEOUT,

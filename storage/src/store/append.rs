@@ -1,25 +1,41 @@
 //! Appends: one record or a batch under the put-message lock, at the end of the commit log.
 
+use std::borrow::Cow;
+
 use super::*;
 
 impl Store {
-    /// Appends one message at time `now`, assigning its queue offset and physical place.
-    /// The record is in the page cache when this returns; `flush_log` makes it durable.
-    pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
-        self.check_running()?;
-        self.fatal(self.append_running(input, now))
-    }
-
-    pub(super) fn append_running(
+    /// Appends one message at time `now`, written in `epoch`, assigning its queue offset and
+    /// physical place. The record is in the page cache when this returns; `flush_log` makes it
+    /// durable.
+    pub fn append(
         &self,
         input: &RecordInput<'_>,
         now: i64,
+        epoch: u32,
     ) -> Result<Appended, StoreError> {
-        let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
-        if used_percent > 0 {
-            let limit_percent = self.config.disk_warning_ratio;
-            return Err(StoreError::DiskFull { used_percent, limit_percent });
-        }
+        self.append_batch(std::slice::from_ref(input), now, epoch, &mut |_| {})
+    }
+
+    /// Appends the records of one request as one unit (RocketMQ's batch put): under one lock,
+    /// in one write, into one commit-log file, at consecutive queue offsets of their one
+    /// topic and queue. Either every record is appended or, with an error, none counts as
+    /// stored (bytes a failed write left past the end are overwritten by the next append).
+    /// `record_offset` is called with each record's physical offset, in order; the offsets
+    /// name stored records only if the append returns `Ok`.
+    pub fn append_batch(
+        &self,
+        inputs: &[RecordInput<'_>],
+        now: i64,
+        epoch: u32,
+        record_offset: &mut dyn FnMut(u64),
+    ) -> Result<Appended, StoreError> {
+        self.check_running()?;
+        self.fatal(self.append_running(inputs, now, epoch, record_offset))
+    }
+
+    /// Checks a record before the lock is taken and returns its encoded length.
+    fn checked_len(&self, input: &RecordInput<'_>) -> Result<u64, StoreError> {
         if input.body.len() > self.config.message_bytes_max {
             let max = self.config.message_bytes_max;
             return Err(StoreError::MessageTooLarge { size: input.body.len(), max });
@@ -27,63 +43,104 @@ impl Store {
         if !is_valid_topic(input.topic.as_bytes()) {
             return Err(StoreError::InvalidTopic(input.topic.to_owned()));
         }
-        // A producer's own `__CRC32#` would be taken for the store's, or hide it: drop it.
-        let stripped;
-        let properties = if record::property(input.properties, PROPERTY_CRC32).is_some() {
-            stripped = without_property(input.properties, PROPERTY_CRC32);
-            &stripped[..]
-        } else {
-            input.properties
-        };
-        let input = RecordInput { store_host: self.config.store_host, properties, ..*input };
-        let len = encoded_len(&input, self.config.append_record_crc)? as u64;
-        if len + BLANK_BYTES_MIN as u64 > self.config.commit_log_file_bytes {
-            return Err(StoreError::MessageTooLarge {
-                size: len as usize,
-                max: self.config.commit_log_file_bytes as usize - BLANK_BYTES_MIN,
-            });
+        let properties = stored_properties(input.properties);
+        let stored = RecordInput { properties: &properties, ..*input };
+        Ok(encoded_len(&stored, self.config.append_record_crc)? as u64)
+    }
+
+    /// Checks a batch before the lock is taken and returns the bytes it will take. Two passes
+    /// (this, then the encoding) rather than a list of prepared records: no allocation per
+    /// append.
+    fn checked_batch_len(&self, inputs: &[RecordInput<'_>]) -> Result<u64, StoreError> {
+        let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
+        if used_percent > 0 {
+            let limit_percent = self.config.disk_warning_ratio;
+            return Err(StoreError::DiskFull { used_percent, limit_percent });
         }
+        let Some(first) = inputs.first() else {
+            return Err(StoreError::InvalidBatch("a batch of no messages".into()));
+        };
+        if inputs.iter().any(|i| i.topic != first.topic || i.queue_id != first.queue_id) {
+            let why = "the messages of a batch must share one topic and one queue";
+            return Err(StoreError::InvalidBatch(why.into()));
+        }
+        let mut total = 0u64;
+        for input in inputs {
+            total += self.checked_len(input)?;
+        }
+        let room = self.config.commit_log_file_bytes - BLANK_BYTES_MIN as u64;
+        if total > room {
+            return Err(StoreError::MessageTooLarge { size: total as usize, max: room as usize });
+        }
+        Ok(total)
+    }
+
+    fn append_running(
+        &self,
+        inputs: &[RecordInput<'_>],
+        now: i64,
+        epoch: u32,
+        record_offset: &mut dyn FnMut(u64),
+    ) -> Result<Appended, StoreError> {
+        let total = self.checked_batch_len(inputs)?;
+        let first = &inputs[0];
         let mut writer = lock(&self.writer);
         // Checked under the lock: shutdown sets the flag, then takes this lock before flushing.
         if self.closing.load(Ordering::Acquire) {
             return Err(StoreError::Stopped("the store is shutting down".into()));
         }
         let writer = &mut *writer;
-        let store_timestamp = now.max(writer.store_timestamp_max);
-        let segment = self.place(writer, len)?;
-        let dispatched = record::sys_flag::is_dispatched(input.sys_flag);
-        // Look the topic up by &str first: `entry` would allocate its key on every append.
-        if !writer.queue_next.contains_key(input.topic) {
-            writer.queue_next.insert(input.topic.into(), BTreeMap::new());
+        if let Some(last) = writer.epochs.last().filter(|last| epoch < last.epoch) {
+            return Err(StoreError::StaleEpoch { epoch, current: last.epoch });
         }
-        let by_id = writer.queue_next.get_mut(input.topic).expect("inserted just above");
-        let next = by_id.entry(input.queue_id).or_insert(0);
+        let store_timestamp = now.max(writer.store_timestamp_max);
+        let segment = self.place(writer, total)?;
+        let dispatched = record::sys_flag::is_dispatched(first.sys_flag);
+        // Look the topic up by &str first: `entry` would allocate its key on every append.
+        if !writer.queue_next.contains_key(first.topic) {
+            writer.queue_next.insert(first.topic.into(), BTreeMap::new());
+        }
+        let by_id = writer.queue_next.get_mut(first.topic).expect("inserted just above");
+        let next = by_id.entry(first.queue_id).or_insert(0);
         let queue_offset = if dispatched { *next } else { 0 };
-        let place = RecordPlace {
-            queue_offset,
-            physical_offset: writer.write_offset as i64,
-            store_timestamp,
-        };
+        let physical_offset = writer.write_offset;
         writer.buffer.clear();
-        encode_record(&input, place, self.config.append_record_crc, &mut writer.buffer)?;
-        let at = writer.write_offset - segment.base;
+        for (i, input) in inputs.iter().enumerate() {
+            let properties = stored_properties(input.properties);
+            let store_host = self.config.store_host;
+            let input = RecordInput { store_host, properties: &properties, ..*input };
+            let at = writer.buffer.len() as u64;
+            let place = RecordPlace {
+                queue_offset: if dispatched { queue_offset + i as i64 } else { 0 },
+                physical_offset: (physical_offset + at) as i64,
+                store_timestamp,
+            };
+            encode_record(&input, place, self.config.append_record_crc, &mut writer.buffer)?;
+            record_offset(physical_offset + at);
+        }
+        debug_assert_eq!(writer.buffer.len() as u64, total, "encoded_len is exact");
+        let at = physical_offset - segment.base;
         segment
             .file
             .write_at(at, &writer.buffer)
             .context(|| "cannot append to the commit log".to_owned())?;
         if dispatched {
-            *next += 1;
+            *next += inputs.len() as i64;
         }
-        let physical_offset = writer.write_offset;
-        writer.write_offset += len;
+        if writer.epochs.last().is_none_or(|last| last.epoch < epoch) {
+            writer.epochs.push(EpochEntry { epoch, start_offset: physical_offset });
+        }
+        writer.write_offset += total;
         writer.store_timestamp_max = store_timestamp;
         self.written.store(writer.write_offset, Ordering::Release);
         Ok(Appended {
             physical_offset,
-            size: len as u32,
+            size: total as u32,
             queue_offset,
+            count: inputs.len() as u32,
             store_timestamp,
             end_offset: writer.write_offset,
+            epoch,
             store_host: self.config.store_host,
         })
     }
@@ -115,6 +172,15 @@ impl Store {
             *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
         }
         Ok(segment)
+    }
+}
+
+/// The properties a record is stored with: a producer's own `__CRC32#` would be taken for the
+/// store's, or hide it, so it is dropped (an allocation only then).
+fn stored_properties(sent: &[u8]) -> Cow<'_, [u8]> {
+    match record::property(sent, PROPERTY_CRC32) {
+        Some(_) => Cow::Owned(without_property(sent, PROPERTY_CRC32)),
+        None => Cow::Borrowed(sent),
     }
 }
 

@@ -73,19 +73,27 @@ impl Store {
         file.sync().sync_context(|| "checkpoint sync failed".to_owned())
     }
 
-    /// Clean shutdown: flush and dispatch everything, write the checkpoint, remove `abort`.
-    pub fn shutdown(&self) -> Result<(), StoreError> {
+    /// The first half of a clean shutdown: refuses appends from here on and makes everything
+    /// appended durable; returns the end of the log. The caller confirms what it may (a lone
+    /// master: all of it), then calls [`Store::shutdown`].
+    pub fn close(&self) -> Result<u64, StoreError> {
         self.closing.store(true, Ordering::Release);
         // Every append checks the flag under this lock, so once it is taken and released no
         // append can land after the flush below.
         drop(lock(&self.writer));
-        self.flush_log()?;
+        self.flush_log()
+    }
+
+    /// Clean shutdown: closes (if not yet closed), dispatches up to the confirm offset,
+    /// writes the checkpoint and removes `abort`.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.close()?;
         self.fatal(self.shutdown_flushed())
     }
 
     pub(super) fn shutdown_flushed(&self) -> Result<(), StoreError> {
         let mut dispatcher = lock(&self.dispatcher);
-        self.dispatch_to(&mut dispatcher, self.flushed_offset())?;
+        self.dispatch_to(&mut dispatcher, self.confirm_offset())?;
         self.dispatched.store(dispatcher.position, Ordering::Release);
         drop(dispatcher);
         self.write_checkpoint()?;

@@ -47,21 +47,37 @@ mod read;
 /// Ordered maps: iteration order decides the order of syncs, which must not vary between runs.
 type QueueMap<T> = BTreeMap<Box<str>, BTreeMap<i32, T>>;
 
-/// Where an appended message went.
+/// Where an append went: one record, or the records of one batch, stored together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
+    /// The first record's offset in the commit log.
     pub physical_offset: u64,
+    /// The bytes of every record.
     pub size: u32,
+    /// The first record's queue offset; the others follow it one by one.
     pub queue_offset: i64,
+    /// How many records.
+    pub count: u32,
     pub store_timestamp: i64,
-    /// The offset after the record: wait for `flushed >= end_offset` to know it is durable.
+    /// The offset after the last record: it is acknowledged, durable or confirmed once the
+    /// offset concerned reaches this.
     pub end_offset: u64,
+    /// The epoch the records were written in.
+    pub epoch: u32,
     /// The broker address in the record, for `msg_id`.
     pub store_host: std::net::SocketAddr,
 }
 
+/// Where an epoch's writes begin in the commit log (an entry of RocketMQ's epoch file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEntry {
+    pub epoch: u32,
+    pub start_offset: u64,
+}
+
 impl Appended {
-    /// The offset message id (`offsetMsgId`), built only when a response needs it.
+    /// The first record's offset message id (`offsetMsgId`), built only when a response
+    /// needs it.
     pub fn msg_id(&self) -> String {
         record::offset_msg_id(self.store_host, self.physical_offset as i64)
     }
@@ -125,6 +141,8 @@ struct Writer {
     queue_next: QueueMap<i64>,
     buffer: Vec<u8>,
     store_timestamp_max: i64,
+    /// Where each epoch seen began, oldest first.
+    epochs: Vec<EpochEntry>,
 }
 
 struct Dispatcher {
@@ -152,6 +170,8 @@ pub struct Store {
     durable: Mutex<Durable>,
     written: AtomicU64,
     flushed: AtomicU64,
+    /// Set from outside (the confirm machine): dispatch never passes it.
+    confirmed: AtomicU64,
     dispatched: AtomicU64,
     stopped: Mutex<Option<String>>,
     /// Set when shutdown begins: appends are refused from then on, while the shutdown still
@@ -182,13 +202,23 @@ impl Store {
         self.flushed.load(Ordering::Acquire)
     }
 
-    /// Consumers may see records below this offset.
+    /// Consumers may see records below this offset: recovery confirms what it recovered, and
+    /// then only [`Store::confirm`] moves it.
     pub fn confirm_offset(&self) -> u64 {
-        if self.config.confirms_on_flush() {
-            self.flushed_offset()
-        } else {
-            self.written_offset()
-        }
+        self.confirmed.load(Ordering::Acquire)
+    }
+
+    /// Lets dispatch hand records below `up_to` to consumers. The confirm machine decides
+    /// when (`petrel_core::confirm`); it never confirms past what was appended.
+    pub fn confirm(&self, up_to: u64) {
+        let written = self.written_offset();
+        assert!(up_to <= written, "confirm {up_to} past the end of the log {written}");
+        self.confirmed.fetch_max(up_to, Ordering::AcqRel);
+    }
+
+    /// Where each epoch's writes begin, oldest first: what the epoch file is written from.
+    pub fn epochs(&self) -> Vec<EpochEntry> {
+        lock(&self.writer).epochs.clone()
     }
 
     /// Records below this offset have their consume-queue units.
@@ -229,7 +259,20 @@ impl Store {
     pub fn check_invariants(&self) {
         let (written, flushed) = (self.written_offset(), self.flushed_offset());
         assert!(flushed <= written, "flushed {flushed} past written {written}");
-        assert!(self.dispatched_offset() <= written, "dispatched past written");
+        let confirmed = self.confirm_offset();
+        assert!(confirmed <= written, "confirmed {confirmed} past written {written}");
+        let dispatched = self.dispatched_offset();
+        assert!(dispatched <= confirmed, "dispatched {dispatched} past confirmed {confirmed}");
+        let writer = lock(&self.writer);
+        let starts = writer.epochs.windows(2);
+        assert!(
+            starts
+                .clone()
+                .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset),
+            "epochs out of order: {:?}",
+            writer.epochs
+        );
+        drop(writer);
         let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
         for by_id in queues.values() {
             for queue in by_id.values() {

@@ -73,12 +73,20 @@ impl Store {
             false => None,
         };
         let files: Arc<[Segment]> = segments.files().to_vec().into();
+        // No epoch file is written yet: until failover lands every write is of epoch 0, so
+        // whatever the log holds began epoch 0 at its first record.
+        let log_min = files.first().map_or(plan.end, |s| s.base);
+        let epochs = match plan.end > log_min {
+            true => vec![EpochEntry { epoch: 0, start_offset: log_min }],
+            false => Vec::new(),
+        };
         let writer = Writer {
             segments,
             write_offset: plan.end,
             queue_next: BTreeMap::new(),
             buffer: Vec::new(),
             store_timestamp_max: plan.store_timestamp_max,
+            epochs,
         };
         Ok(Store {
             disk,
@@ -97,6 +105,7 @@ impl Store {
             }),
             written: AtomicU64::new(plan.end),
             flushed: AtomicU64::new(plan.end),
+            confirmed: AtomicU64::new(plan.end),
             dispatched: AtomicU64::new(plan.redispatch_from),
             stopped: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),

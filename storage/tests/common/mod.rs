@@ -48,3 +48,11 @@ pub fn read_queue(store: &Store, topic: &str, queue_id: i32) -> Vec<Vec<u8>> {
         offset = got.next_begin_offset;
     }
 }
+
+/// Flushes, confirms what the flush made durable (what a lone SYNC_FLUSH master's confirm
+/// machine does) and dispatches it.
+pub fn flush_and_dispatch(store: &Store) {
+    let flushed = store.flush_log().unwrap();
+    store.confirm(flushed);
+    store.dispatch().unwrap();
+}
