@@ -51,6 +51,10 @@ step "clippy (simulation scenarios and runner, built with --cfg madsim)"
 cargo clippy --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
   -p petrel-sim --all-targets --quiet -- -D warnings
 
+step "simulation: the checkers' own tests (synthetic histories each checker must pass or fail)"
+cargo test --quiet --config "build.rustflags=['--cfg','madsim']" --target-dir "$target_dir/sim" \
+  -p petrel-sim --lib 2>&1 | tee -a "$log"
+
 step "simulation: $sim_seeds seeds of each scenario from $sim_seed_start, $sim_jobs jobs"
 sim --seeds "$sim_seed_start..$((sim_seed_start + sim_seeds))" --jobs "$sim_jobs" \
   --failures "$target_dir/sim-failures.txt" | tee -a "$log"

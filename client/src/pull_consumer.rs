@@ -211,6 +211,15 @@ impl PullConsumer {
         lock(&self.inner.positions).keys().cloned().collect()
     }
 
+    /// Where the next poll reads each queue from: what `commit` would commit now.
+    pub fn positions(&self) -> Vec<(MessageQueue, i64)> {
+        PullConsumer::positions_of(&self.inner)
+    }
+
+    fn positions_of(inner: &Inner) -> Vec<(MessageQueue, i64)> {
+        lock(&inner.positions).iter().map(|(q, p)| (q.clone(), p.next)).collect()
+    }
+
     async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
         if let Some(route) = lock(&self.inner.routes).get(topic) {
             return Ok(route.clone());
@@ -360,8 +369,7 @@ impl PullConsumer {
 
 /// Commits every position.
 async fn commit_all(inner: &Inner) -> Result<(), ClientError> {
-    let positions: Vec<(MessageQueue, i64)> =
-        lock(&inner.positions).iter().map(|(q, p)| (q.clone(), p.next)).collect();
+    let positions = PullConsumer::positions_of(inner);
     for (queue, offset) in positions {
         commit_one(inner, &queue, offset).await?;
     }

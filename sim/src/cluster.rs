@@ -122,6 +122,7 @@ fn spawn_broker(
     let running: Arc<Mutex<Option<Arc<Broker>>>> = Arc::default();
     let exited = Arc::new(Notify::new());
     let starts = Arc::new(AtomicU64::new(0));
+    let exited_start = Arc::new(AtomicU64::new(0));
     let mut config = crate::sim_broker_config(&name, &ip, NAMESRV);
     tune(&mut config);
     let process = Process {
@@ -131,6 +132,7 @@ fn spawn_broker(
         running: running.clone(),
         exited: exited.clone(),
         starts: starts.clone(),
+        exited_start: exited_start.clone(),
         history: history.clone(),
     };
     let node = handle
@@ -140,7 +142,7 @@ fn spawn_broker(
         .init(move || process.clone().run())
         .build();
     let down = Arc::new(AtomicBool::new(false));
-    let watch = Supervised { node: node.id(), exited, starts, down: down.clone() };
+    let watch = Supervised { node: node.id(), exited, starts, exited_start, down: down.clone() };
     let supervisor = tokio::spawn(supervise(handle.clone(), watch));
     BrokerNode { name, addr: format!("{ip}:10911"), node, disk, running, down, supervisor }
 }
@@ -155,6 +157,8 @@ struct Process {
     exited: Arc<Notify>,
     /// How many times the node started: the supervisor restarts only the process it saw exit.
     starts: Arc<AtomicU64>,
+    /// Which start's process exited last (its number in `starts`).
+    exited_start: Arc<AtomicU64>,
     history: History,
 }
 
@@ -163,7 +167,7 @@ impl Process {
     /// A start may fail only while the disk fails syncs or writes (the supervisor tries again);
     /// with a sound disk, failing to recover is a failed run.
     async fn run(self) {
-        self.starts.fetch_add(1, Ordering::AcqRel);
+        let start = self.starts.fetch_add(1, Ordering::AcqRel) + 1;
         match broker::start(self.config.clone(), Arc::new(self.disk.clone())).await {
             Ok(running) => {
                 *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -180,6 +184,7 @@ impl Process {
             }
         }
         self.history.record(Event::Stopped { node: self.name.clone(), wall: wall_ms() });
+        self.exited_start.store(start, Ordering::Release);
         self.exited.notify_one();
     }
 }
@@ -189,17 +194,21 @@ struct Supervised {
     node: madsim::task::NodeId,
     exited: Arc<Notify>,
     starts: Arc<AtomicU64>,
+    exited_start: Arc<AtomicU64>,
     /// Set while a power loss holds the node down (the power coming back restarts it).
     down: Arc<AtomicBool>,
 }
 
 /// When the broker exits, ends its process (its tasks and sockets go) and starts it again a
-/// while later, unless a power loss holds the node down or restarted it meanwhile.
+/// while later, unless a power loss holds the node down or restarted it meanwhile. An exit
+/// of a process that a power loss has since replaced is old news: the process running now
+/// did not exit, and is left alone.
 async fn supervise(handle: Handle, watch: Supervised) {
     loop {
         watch.exited.notified().await;
         let starts = watch.starts.load(Ordering::Acquire);
-        if watch.down.load(Ordering::Acquire) {
+        let current = watch.exited_start.load(Ordering::Acquire) == starts;
+        if watch.down.load(Ordering::Acquire) || !current {
             continue;
         }
         handle.kill(watch.node);

@@ -12,7 +12,9 @@
 //! - after the last fault, seeking every queue to its start reads every acknowledged message,
 //!   within a bounded time;
 //! - a commit is kept: a new consumer of the group starts where the last one committed, and
-//!   reads nothing the consumer before it read.
+//!   reads nothing the consumer before it read, unless a commit that went unanswered (the
+//!   network may deliver it late, after the last one, as TCP retransmits it) set the offset
+//!   back: then it starts exactly where that commit said.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario pull_consumer`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -35,6 +37,8 @@ const GROUP: &str = "SimSeekers";
 const MESSAGES: u64 = 200;
 /// Once the faults are over, the sweep reads every acknowledged message within this.
 const LIVENESS: Duration = Duration::from_secs(60);
+/// How often the seeker commits (the SDK's auto-commit period).
+const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the seeks did, beside the run's history.
 #[derive(Default)]
@@ -56,6 +60,9 @@ fn consumer() -> PullConsumer {
         group: GROUP.into(),
         consume_from: ConsumeFrom::First,
         pull_batch: 8,
+        // The scenario commits itself, every COMMIT_INTERVAL, so that the history knows every
+        // commit and its outcome.
+        auto_commit: false,
         ..PullConsumerConfig::default()
     };
     PullConsumer::start(config).unwrap()
@@ -71,6 +78,27 @@ async fn assigned(consumer: &PullConsumer) -> Vec<MessageQueue> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Commits every position, recording each queue's commit and whether it was answered (a
+/// failed commit stops at the queue it failed on, so every one is taken as unanswered: it may
+/// have been sent, and may land at any time).
+async fn commit(history: &History, consumer: &PullConsumer) -> bool {
+    let positions = consumer.positions();
+    let sent = tokio::time::Instant::now();
+    let answered = consumer.commit().await.is_ok();
+    for (queue, offset) in positions {
+        history.record(Event::Committed {
+            consumer: "seeker".into(),
+            broker: queue.broker_name.clone(),
+            topic: queue.topic.clone(),
+            queue: queue.queue_id,
+            offset,
+            sent,
+            answered,
+        });
+    }
+    answered
 }
 
 fn record(history: &History, consumer: &str, messages: &[ReceivedMessage]) {
@@ -89,7 +117,12 @@ async fn seek_around(
 ) {
     let mut sought: BTreeMap<i32, i64> = BTreeMap::new();
     let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut committed_at = tokio::time::Instant::now();
     while !seeks.lock().unwrap().sweep {
+        if committed_at.elapsed() >= COMMIT_INTERVAL {
+            commit(history, consumer).await;
+            committed_at = tokio::time::Instant::now();
+        }
         if thread_rng().gen_ratio(1, 8) {
             let queue = &queues[thread_rng().gen_range(0..queues.len())];
             let top = highest.get(&queue.queue_id).map_or(0, |h| h + 1);
@@ -160,7 +193,7 @@ pub async fn run() -> String {
         let queues = assigned(&consumer).await;
         seek_around(reading_seeks, &reading_history, &consumer, &queues).await;
         sweep(&reading_history, &consumer, &queues).await;
-        while consumer.commit().await.is_err() {
+        while !commit(&reading_history, &consumer).await {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         consumer.shutdown().await.unwrap();
@@ -223,27 +256,92 @@ async fn resume(cluster: &Cluster, history: &History) {
 
 /// The resumer reads the message sent last and nothing the consumer before it had read: the
 /// commits held. It may also read a message whose send had timed out, stored only after the
-/// last commit (the network delivered the request late, as TCP can).
+/// last commit (the network delivered the request late, as TCP can). And it may start a queue
+/// again at an earlier offset, but only at one a commit that went unanswered had carried: that
+/// request may reach the broker after the last commit and set the offset back, as in RocketMQ.
 fn resumed_at_commits(entries: &[Entry]) -> Verdict {
     let mut before = BTreeSet::new();
     let mut resumed = Vec::new();
+    let mut unanswered: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
     for entry in entries {
-        if let Event::Delivered { consumer, place, id, .. } = &entry.event {
-            match consumer.as_str() {
-                "resumer" => resumed.push((place, *id)),
-                _ => {
-                    before.insert(place);
-                }
+        match &entry.event {
+            Event::Delivered { consumer, place, id, .. } if consumer == "resumer" => {
+                resumed.push((place, *id));
             }
+            Event::Delivered { place, .. } => {
+                before.insert(place);
+            }
+            Event::Committed { queue, offset, answered: false, .. } => {
+                unanswered.entry(*queue).or_default().insert(*offset);
+            }
+            _ => {}
         }
     }
-    let again: Vec<_> = resumed.iter().filter(|(place, _)| before.contains(place)).collect();
+    let first_read =
+        |queue: i32| resumed.iter().filter(|(p, _)| p.queue == queue).map(|(p, _)| p.offset).min();
+    let again: Vec<_> = resumed
+        .iter()
+        .filter(|(place, _)| before.contains(place))
+        .filter(|(place, _)| {
+            let stale = unanswered.get(&place.queue);
+            !first_read(place.queue).is_some_and(|f| stale.is_some_and(|s| s.contains(&f)))
+        })
+        .collect();
     let outcome = if !again.is_empty() {
         Err(format!("the resumer read again what was read before the commits: {again:?}"))
     } else if !resumed.iter().any(|(_, id)| *id == MESSAGES) {
         Err(format!("the resumer never read the message sent last; it read {resumed:?}"))
     } else {
-        Ok(format!("{} read after the commits, none read before", resumed.len()))
+        let stale: usize = unanswered.values().map(BTreeSet::len).sum();
+        Ok(format!(
+            "{} read after the commits, none read before unless a late commit set it back \
+             ({stale} commits unanswered)",
+            resumed.len()
+        ))
     };
     Verdict::new("resumed_at_commits", outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Place;
+
+    fn delivered(consumer: &str, offset: i64, id: u64) -> Event {
+        let place = Place { broker: "b".into(), topic: TOPIC.into(), queue: 0, offset };
+        Event::Delivered { consumer: consumer.into(), place, id, body_hash: 0, stored_wall: 0 }
+    }
+
+    fn committed(offset: i64, answered: bool) -> Event {
+        let sent = tokio::time::Instant::now();
+        let (consumer, broker, topic) = ("seeker".into(), "b".into(), TOPIC.into());
+        Event::Committed { consumer, broker, topic, queue: 0, offset, sent, answered }
+    }
+
+    fn verdict(events: Vec<Event>) -> Result<String, String> {
+        let at = tokio::time::Instant::now();
+        let entries: Vec<Entry> = events.into_iter().map(|event| Entry { at, event }).collect();
+        resumed_at_commits(&entries).outcome
+    }
+
+    /// The seeker read offsets 0-9 and committed 10 last; one commit of 3 went unanswered.
+    fn history(resumer_from: i64) -> Vec<Event> {
+        let mut events: Vec<Event> = (0..10).map(|o| delivered("seeker", o, o as u64)).collect();
+        events.push(committed(3, false));
+        events.push(committed(10, true));
+        events.extend((resumer_from..10).map(|o| delivered("resumer", o, o as u64)));
+        events.push(delivered("resumer", 10, MESSAGES));
+        events
+    }
+
+    #[madsim::test]
+    async fn a_late_commit_may_set_the_resumer_back_only_to_its_own_offset() {
+        assert!(verdict(history(10)).is_ok(), "nothing read again");
+        assert!(verdict(history(3)).is_ok(), "set back by the unanswered commit of 3");
+        let error = verdict(history(5)).unwrap_err();
+        assert!(error.contains("read again"), "5 was never committed: {error}");
+        let mut answered = history(3);
+        answered.retain(|e| !matches!(e, Event::Committed { answered: false, .. }));
+        assert!(verdict(answered).is_err(), "with every commit answered, nothing is read again");
+    }
 }
