@@ -119,7 +119,7 @@ async fn standalone_serves_clients_and_refuses_bad_input() {
 
     // A send to an unknown topic creates it from TBW102; the message comes back on a pull.
     let sent = raw::send(&client, broker, "Orders", 1, 7, 100).await;
-    assert_eq!(sent, SendOutcome::Acked { queue_offset: 0 });
+    assert!(matches!(sent, SendOutcome::Acked { queue_offset: 0, .. }));
     let pulled = drain_at_least(&client, broker, "Orders", 1, 1).await;
     assert_eq!(pulled, vec![(0, 7)]);
 
@@ -151,10 +151,10 @@ async fn standalone_serves_clients_and_refuses_bad_input() {
     raw_socket.write_all(&[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 1]).unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(raw_socket.read(&mut buf).unwrap_or(0), 0, "the broker closes a malformed stream");
-    assert_eq!(
+    assert!(matches!(
         raw::send(&client, broker, "Orders", 1, 8, 100).await,
-        SendOutcome::Acked { queue_offset: 1 }
-    );
+        SendOutcome::Acked { queue_offset: 1, .. }
+    ));
 
     // The NameServer learned the auto-created topic from the broker's registration.
     let route = petrel_net::headers::namesrv::GetRouteInfoRequestHeader {
@@ -203,7 +203,7 @@ async fn sync_flush_broker_killed_mid_load_loses_no_acknowledged_message() {
                 let id = n * 8 + producer;
                 let queue = (id % 4) as i32;
                 match raw::send(&client, &broker, "CrashTopic", queue, id, 512).await {
-                    SendOutcome::Acked { queue_offset } => {
+                    SendOutcome::Acked { queue_offset, .. } => {
                         acked.lock().unwrap().insert(id, (queue, queue_offset));
                     }
                     SendOutcome::Refused { code } => panic!("send {id} refused with {code}"),
@@ -302,4 +302,73 @@ async fn broker_registers_and_unregisters_with_the_namesrv() {
     assert_eq!(reply.code, response::TOPIC_NOT_EXIST, "the broker left the routes when it stopped");
     let _ = namesrv.kill();
     let _ = namesrv.wait();
+}
+
+/// A batch is one append: with four connections sending batches of ten and four sending
+/// single messages to the same queue, every acknowledged batch reads back whole, at
+/// consecutive offsets from the one its answer named. (Before batches were one append, 1 to
+/// 8 of 200 batches came back split by a single send.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_land_whole_beside_concurrent_single_sends() {
+    const BATCHES: u64 = 50;
+    const BATCH: u64 = 10;
+    const SINGLES: u64 = 100;
+    let data = tempfile::tempdir().unwrap();
+    let petrel = Standalone::start(&data.path().join("data"), None);
+    let broker = petrel.broker.clone();
+    let first = raw::send(&client(), &broker, "Batched", 0, 1_000_000, 64).await;
+    assert!(matches!(first, SendOutcome::Acked { queue_offset: 0, .. }), "{first:?}");
+    let mut tasks = Vec::new();
+    for sender in 0..4u64 {
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let mut acked = Vec::new();
+            for batch in 0..BATCHES {
+                let base = (sender * BATCHES + batch) * BATCH;
+                let ids: Vec<u64> = (base..base + BATCH).collect();
+                match raw::send_batch(&client, &broker, "Batched", 0, &ids, 64).await {
+                    SendOutcome::Acked { queue_offset, stored_at } => {
+                        assert_eq!(stored_at.len(), ids.len(), "one id per message");
+                        acked.push((queue_offset, ids));
+                    }
+                    other => panic!("batch {base} answered {other:?}"),
+                }
+            }
+            acked
+        }));
+    }
+    for sender in 0..4u64 {
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            for n in 0..SINGLES {
+                let id = 500_000 + sender * SINGLES + n;
+                let sent = raw::send(&client, &broker, "Batched", 0, id, 64).await;
+                assert!(matches!(sent, SendOutcome::Acked { .. }), "single {id}: {sent:?}");
+            }
+            Vec::new()
+        }));
+    }
+    let mut batches = Vec::new();
+    for task in tasks {
+        batches.extend(task.await.unwrap());
+    }
+    let total = (1 + 4 * BATCHES * BATCH + 4 * SINGLES) as usize;
+    let stored: BTreeMap<i64, u64> =
+        drain_at_least(&client(), &broker, "Batched", 0, total).await.into_iter().collect();
+    assert_eq!(stored.len(), total, "every message stored once");
+    let split: Vec<i64> = batches
+        .iter()
+        .filter(|(first, ids)| {
+            ids.iter().enumerate().any(|(i, id)| stored.get(&(first + i as i64)) != Some(id))
+        })
+        .map(|(first, _)| *first)
+        .collect();
+    assert!(
+        split.is_empty(),
+        "{} of {} batches split, at offsets {split:?}",
+        split.len(),
+        batches.len()
+    );
 }

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_core::broker::batch::{encode_batch, BatchItem};
+use petrel_core::record::{parse_offset_msg_id, scan_record, Checks, Scanned};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -21,8 +22,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// What became of one send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// The broker acknowledged it at this queue offset: under SYNC_FLUSH it is durable.
-    Acked { queue_offset: i64 },
+    /// The broker acknowledged it at this queue offset (a batch: its first message's, the
+    /// others following), each record starting at its `stored_at` offset in the commit log
+    /// (from the offset message ids): under SYNC_FLUSH it is durable.
+    Acked { queue_offset: i64, stored_at: Vec<u64> },
     /// FLUSH_DISK_TIMEOUT: stored at this offset but not (yet) durable; it may be lost.
     NotDurable { queue_offset: i64 },
     /// The broker answered with an error: the message was not stored.
@@ -85,10 +88,59 @@ pub async fn send_delayed(
     let request = RemotingCommand::request(request::SEND_MESSAGE_V2)
         .with_header(&SendMessageRequestHeaderV2::from(header))
         .with_body(body(id, body_len));
+    send_request(client, broker, request).await
+}
+
+/// Sends messages `ids` to `(topic, queue_id)` as one SEND_BATCH_MESSAGE: all stored at
+/// consecutive offsets, or none answered as stored.
+pub async fn send_batch(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue_id: i32,
+    ids: &[u64],
+    body_len: usize,
+) -> SendOutcome {
+    let bodies: Vec<(Vec<u8>, String)> = ids
+        .iter()
+        .map(|id| (body(*id, body_len), format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")))
+        .collect();
+    let items: Vec<BatchItem<'_>> = bodies
+        .iter()
+        .map(|(body, properties)| BatchItem { flag: 0, body, properties: properties.as_bytes() })
+        .collect();
+    let header = SendMessageRequestHeader {
+        producer_group: "SimProducer".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        batch: Some(true),
+        ..SendMessageRequestHeader::default()
+    };
+    let request = RemotingCommand::request(request::SEND_BATCH_MESSAGE)
+        .with_header(&SendMessageRequestHeaderV2::from(header))
+        .with_body(encode_batch(&items));
+    send_request(client, broker, request).await
+}
+
+/// The outcome of a send request, from its answer.
+async fn send_request(
+    client: &RemotingClient,
+    broker: &str,
+    request: RemotingCommand,
+) -> SendOutcome {
     match client.invoke(broker, request, REQUEST_TIMEOUT).await {
         Ok(reply) if reply.code == response::SUCCESS => {
             match reply.header::<SendMessageResponseHeader>() {
-                Ok(answer) => SendOutcome::Acked { queue_offset: answer.queue_offset },
+                Ok(answer) => {
+                    let stored_at = answer
+                        .msg_id
+                        .split(',')
+                        .map(|id| parse_offset_msg_id(id).map_or(0, |(_, at)| at as u64))
+                        .collect();
+                    SendOutcome::Acked { queue_offset: answer.queue_offset, stored_at }
+                }
                 Err(e) => panic!("a successful send answered without its header: {e}"),
             }
         }

@@ -5,6 +5,8 @@
 //!
 //! The shared promises (`docs/simulation.md` lists them with their scenarios):
 //! - [`durable`]: a message acknowledged under SYNC_FLUSH is delivered;
+//! - [`never_truncated`]: no recovery cuts the commit log below a record acknowledged under
+//!   SYNC_FLUSH;
 //! - [`one_message_per_place`]: a (broker, topic, queue, offset) names one message forever,
 //!   and an acknowledged message is delivered where its acknowledgement said;
 //! - [`intact`]: a delivered message is one that was sent, not refused, with its body intact;
@@ -55,7 +57,7 @@ fn acked(history: &[Entry]) -> BTreeMap<u64, Option<&Place>> {
     history
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Acked { id, place } => Some((*id, place.as_ref())),
+            Event::Acked { id, place, .. } => Some((*id, place.as_ref())),
             _ => None,
         })
         .collect()
@@ -75,14 +77,48 @@ fn deliveries<'h>(
 }
 
 /// The promises every scenario with consumers keeps: [`durable`] and [`live`] for `consumer`
-/// (anyone, when `None`), [`one_message_per_place`] and [`intact`].
+/// (anyone, when `None`), [`one_message_per_place`], [`intact`] and [`never_truncated`].
 pub fn delivery(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Vec<Verdict> {
     vec![
+        never_truncated(history),
         durable(history, consumer),
         one_message_per_place(history),
         intact(history),
         live(history, consumer, bound),
     ]
+}
+
+/// A record acknowledged under SYNC_FLUSH is never truncated: every recovery of its broker
+/// after the acknowledgement keeps the commit log past the record's start. (The broker checks
+/// after every request that it acknowledged only what it had confirmed; this is the same
+/// promise seen from outside, across crashes.)
+pub fn never_truncated(history: &[Entry]) -> Verdict {
+    let mut acked: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut recoveries = 0;
+    for entry in history {
+        match &entry.event {
+            Event::Acked { id, place: Some(place), stored_at: Some(at) } => {
+                acked.entry(place.broker.as_str()).or_default().push((*at, *id));
+            }
+            Event::Recovered { node, end } => {
+                recoveries += 1;
+                let lost = acked.get(node.as_str()).and_then(|records| {
+                    records.iter().filter(|(at, _)| at >= end).min_by_key(|(at, _)| *at)
+                });
+                if let Some((at, id)) = lost {
+                    let why = format!(
+                        "{node} recovered its commit log to {end}, cutting message {id} \
+                         acknowledged at {at}"
+                    );
+                    return Verdict::new("never_truncated", Err(why));
+                }
+            }
+            _ => {}
+        }
+    }
+    let count: usize = acked.values().map(Vec::len).sum();
+    let found = format!("{count} acknowledged records kept by {recoveries} recoveries");
+    Verdict::new("never_truncated", Ok(found))
 }
 
 /// Acknowledged under SYNC_FLUSH means delivered: every acknowledged message reached

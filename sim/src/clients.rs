@@ -29,6 +29,11 @@ pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
     }
 }
 
+/// Where a record is in the commit log, from its offset message id.
+pub fn stored_at(offset_msg_id: &str) -> Option<u64> {
+    petrel_core::record::parse_offset_msg_id(offset_msg_id).map(|(_, at)| at as u64)
+}
+
 /// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing
 /// a random number of milliseconds from `pause` between sends. An answer other than SEND_OK
 /// (FLUSH_DISK_TIMEOUT, say) leaves the message in doubt, and so does a failed send: it may
@@ -59,7 +64,8 @@ pub async fn produce(
                     queue: sent.queue.queue_id,
                     offset: sent.queue_offset,
                 };
-                history.record(Event::Acked { id, place: Some(place) });
+                let stored_at = stored_at(&sent.offset_msg_id);
+                history.record(Event::Acked { id, place: Some(place), stored_at });
             }
             _ => history.record(Event::InDoubt { id }),
         }

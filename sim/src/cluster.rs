@@ -170,6 +170,8 @@ impl Process {
         let start = self.starts.fetch_add(1, Ordering::AcqRel) + 1;
         match broker::start(self.config.clone(), Arc::new(self.disk.clone())).await {
             Ok(running) => {
+                let (node, end) = (self.name.clone(), running.recovered_end);
+                self.history.record(Event::Recovered { node, end });
                 *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(running.state.clone());
                 let reason = running.failed().await;

@@ -34,9 +34,10 @@ pub enum Event {
     /// A message was sent. `due_wall` is the wall time (ms) before which a delayed message
     /// must not be delivered.
     Sent { id: u64, mode: SendMode, body_hash: u32, due_wall: Option<i64> },
-    /// The broker acknowledged the send: under SYNC_FLUSH the message is durable at `place`.
-    /// A delayed message's place is where it waits, not where it is delivered: `None`.
-    Acked { id: u64, place: Option<Place> },
+    /// The broker acknowledged the send: under SYNC_FLUSH the message is durable at `place`,
+    /// its record at `stored_at` in the commit log. A delayed message's place is where it
+    /// waits, not where it is delivered: `None`.
+    Acked { id: u64, place: Option<Place>, stored_at: Option<u64> },
     /// The broker refused the send with this code: the message was not stored.
     Refused { id: u64, code: i32 },
     /// Stored or not, nobody can tell: no answer came (a timeout, a lost connection, a oneway
@@ -71,6 +72,8 @@ pub enum Event {
     /// A node stopped itself (a failed fsync) at wall time `wall` (ms), to be restarted
     /// without losing its page cache.
     Stopped { node: String, wall: i64 },
+    /// A broker's store recovered: its commit log ends at `end` (what survived the crash).
+    Recovered { node: String, end: u64 },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -183,7 +186,7 @@ impl History {
                 Event::Committed { answered, .. } => summary.commits += u64::from(*answered),
                 Event::Crashed { .. } => summary.crashes += 1,
                 Event::Stopped { .. } => summary.stops += 1,
-                Event::Healed => {}
+                Event::Healed | Event::Recovered { .. } => {}
             }
         }
         summary

@@ -359,6 +359,8 @@ const FAILURE_POLL: Duration = Duration::from_millis(100);
 /// A running broker.
 pub struct BrokerHandle {
     pub local_addr: SocketAddr,
+    /// Where the commit log ended once recovered (what survived the last run).
+    pub recovered_end: u64,
     pub state: Arc<Broker>,
     stop: SetOnDrop,
     done: tokio::task::JoinHandle<()>,
@@ -493,5 +495,6 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
             .await;
     });
     tracing::info!(%local_addr, addr = %state.addr, "broker listening");
-    Ok(BrokerHandle { local_addr, state, stop, done, tasks })
+    let recovered_end = report.plan.end;
+    Ok(BrokerHandle { local_addr, recovered_end, state, stop, done, tasks })
 }

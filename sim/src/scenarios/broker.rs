@@ -5,7 +5,8 @@
 //! write ratio, and places them along the sends. `cargo sim --seed N --scenario broker`
 //! prints the schedule.
 //!
-//! Every fifth message asks for delay level 1 (1 s) and goes through the schedule topic.
+//! Two producers send to each queue, now and then a few messages as one batch; every fifth
+//! message asks for delay level 1 (1 s) and goes through the schedule topic.
 //!
 //! The promises checked at the end:
 //! - every message the broker acknowledged is consumed (SYNC_FLUSH: acked means durable),
@@ -45,6 +46,10 @@ const BROKER: &str = "10.0.1.1:10911";
 const TOPIC: &str = "SimOrders";
 const GROUP: &str = "SimConsumers";
 const QUEUES: i32 = 4;
+/// Producers per queue.
+const LANES: u64 = 2;
+/// The most messages a producer sends in one batch.
+const BATCH_MAX: usize = 4;
 const MESSAGES: u64 = 300;
 const BODY_BYTES: usize = 300;
 /// How often the broker writes consumer offsets in this scenario.
@@ -78,11 +83,12 @@ struct Shared {
     producer_done: Arc<AtomicBool>,
 }
 
-/// Producers, one per queue, each sending its share of the messages one at a time: their
-/// appends meet in the broker's group commit.
+/// Producers, two per queue, each sending its share of the messages one request at a time:
+/// their appends meet in the broker's group commit and in their queue.
 async fn produce(shared: Shared) {
     let producers: Vec<_> = (0..QUEUES)
-        .map(|queue| tokio::spawn(produce_queue(shared.history.clone(), queue)))
+        .flat_map(|queue| (0..LANES).map(move |lane| (queue, lane)))
+        .map(|(queue, lane)| tokio::spawn(produce_lane(shared.history.clone(), queue, lane)))
         .collect();
     for producer in producers {
         producer.await.unwrap();
@@ -90,37 +96,73 @@ async fn produce(shared: Shared) {
     shared.producer_done.store(true, Ordering::Release);
 }
 
-async fn produce_queue(history: History, queue: i32) {
+/// The delay level message `id` is sent with.
+fn delay_level(id: u64) -> i32 {
+    i32::from(id % DELAYED_EVERY == DELAYED_EVERY - 1)
+}
+
+/// One producer of `queue`: now and then it sends its next few messages as one batch (never
+/// a delayed one: RocketMQ takes no delay level in a batch).
+async fn produce_lane(history: History, queue: i32, lane: u64) {
     let client = RemotingClient::new(ClientConfig::default(), None);
-    for id in (queue as u64..MESSAGES).step_by(QUEUES as usize) {
-        let level = i32::from(id % DELAYED_EVERY == DELAYED_EVERY - 1);
-        let due_wall = (level > 0).then(|| wall_ms() + DELAY.as_millis() as i64);
-        let body_hash = body_hash(&workload::body(id, BODY_BYTES));
-        history.record(Event::Sent { id, mode: SendMode::Sync, body_hash, due_wall });
-        let outcome =
-            workload::send_delayed(&client, BROKER, TOPIC, queue, id, BODY_BYTES, level).await;
-        let down = match outcome {
-            SendOutcome::Acked { queue_offset } => {
-                let place = (level == 0).then(|| place(queue, queue_offset));
-                history.record(Event::Acked { id, place });
-                false
+    let ids: Vec<u64> = (queue as u64..MESSAGES)
+        .step_by(QUEUES as usize)
+        .filter(|id| id / QUEUES as u64 % LANES == lane)
+        .collect();
+    let mut next = 0;
+    while next < ids.len() {
+        let batch: Vec<u64> = match delay_level(ids[next]) == 0 && thread_rng().gen_ratio(1, 4) {
+            true => {
+                let undelayed = ids[next..].iter().take_while(|id| delay_level(**id) == 0);
+                undelayed.take(BATCH_MAX).copied().collect()
             }
-            // Stored or not, as far as the producer can tell.
-            SendOutcome::Unknown | SendOutcome::NotDurable { .. } => {
-                history.record(Event::InDoubt { id });
-                true
-            }
-            SendOutcome::Refused { code } => {
-                assert!(
-                    code == response::SERVICE_NOT_AVAILABLE || code == response::SYSTEM_BUSY,
-                    "send {id} refused with {code}"
-                );
-                history.record(Event::Refused { id, code });
-                true
-            }
+            false => vec![ids[next]],
         };
+        next += batch.len();
+        let level = delay_level(batch[0]);
+        let due_wall = (level > 0).then(|| wall_ms() + DELAY.as_millis() as i64);
+        for &id in &batch {
+            let body_hash = body_hash(&workload::body(id, BODY_BYTES));
+            history.record(Event::Sent { id, mode: SendMode::Sync, body_hash, due_wall });
+        }
+        let outcome = match batch.len() {
+            1 => {
+                let id = batch[0];
+                workload::send_delayed(&client, BROKER, TOPIC, queue, id, BODY_BYTES, level).await
+            }
+            _ => workload::send_batch(&client, BROKER, TOPIC, queue, &batch, BODY_BYTES).await,
+        };
+        let down = settle(&history, queue, level, &batch, outcome);
         let pause = if down { 200 } else { thread_rng().gen_range(0..5) };
         tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Records what became of the messages of one request; whether the broker seemed down.
+fn settle(history: &History, queue: i32, level: i32, ids: &[u64], outcome: SendOutcome) -> bool {
+    match outcome {
+        SendOutcome::Acked { queue_offset, stored_at } => {
+            for (i, &id) in ids.iter().enumerate() {
+                // A delayed message waits elsewhere first: its place is not where it is read.
+                let place = (level == 0).then(|| place(queue, queue_offset + i as i64));
+                let stored_at = stored_at.get(i).copied().filter(|_| level == 0);
+                history.record(Event::Acked { id, place, stored_at });
+            }
+            false
+        }
+        // Stored or not, as far as the producer can tell.
+        SendOutcome::Unknown | SendOutcome::NotDurable { .. } => {
+            ids.iter().for_each(|&id| history.record(Event::InDoubt { id }));
+            true
+        }
+        SendOutcome::Refused { code } => {
+            assert!(
+                code == response::SERVICE_NOT_AVAILABLE || code == response::SYSTEM_BUSY,
+                "send of {ids:?} refused with {code}"
+            );
+            ids.iter().for_each(|&id| history.record(Event::Refused { id, code }));
+            true
+        }
     }
 }
 

@@ -218,6 +218,7 @@ pub async fn run() -> String {
     let entries = history.entries();
     let seeks = std::mem::take(&mut *seeks.lock().unwrap());
     checkers::conclude(&[
+        checkers::never_truncated(&entries),
         checkers::durable(&swept, Some("sweeper")),
         checkers::one_message_per_place(&entries),
         checkers::intact(&entries),
