@@ -23,6 +23,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod codes;
 pub mod confirm;
 pub mod kv;
 pub mod model;

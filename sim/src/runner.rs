@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,10 @@ use crate::trace::EventLog;
 
 /// How long a run may take in simulated time before it counts as hung.
 pub const TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// How long a run may take in wall-clock time before it counts as a livelock: a task that
+/// loops without awaiting anything that takes simulated time never lets the clock reach
+/// [`TIME_LIMIT`]. A run that hits this fails, and its thread is left to spin.
+pub const WALL_LIMIT: Duration = Duration::from_secs(300);
 
 /// One run to do.
 #[derive(Clone, Copy)]
@@ -70,15 +75,34 @@ pub fn run(job: Job, check_determinism: bool) -> Outcome {
     // Each run gets a thread of its own. std's HashMap keys are drawn once per thread, and
     // madsim makes them follow the seed only when its runtime exists before the thread's first
     // map: on a reused thread the second run's maps iterate in another order.
-    std::thread::spawn(move || run_here(job, check_determinism)).join().unwrap_or_else(|_| {
-        Outcome {
-            scenario: job.scenario.name,
-            seed: job.seed,
-            verdict: Err("the run's thread panicked outside the run".to_owned()),
-            elapsed: Duration::ZERO,
-            notes: Vec::new(),
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run_here(job, check_determinism)));
+        let _ = sender.send(outcome.ok());
+    });
+    let failed = |why: String, elapsed| Outcome {
+        scenario: job.scenario.name,
+        seed: job.seed,
+        verdict: Err(why),
+        elapsed,
+        notes: Vec::new(),
+    };
+    let limit = if check_determinism { WALL_LIMIT * 4 } else { WALL_LIMIT };
+    match receiver.recv_timeout(limit) {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+            failed("the run's thread panicked outside the run".to_owned(), Duration::ZERO)
         }
-    })
+        Err(RecvTimeoutError::Timeout) => failed(
+            format!(
+                "livelock: no end within {} s of wall-clock time; a task loops without letting \
+                 the simulated clock move",
+                limit.as_secs()
+            ),
+            limit,
+        ),
+    }
 }
 
 fn run_here(job: Job, check_determinism: bool) -> Outcome {

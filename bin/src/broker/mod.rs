@@ -43,6 +43,8 @@ use tokio::sync::Notify;
 
 pub use self::config::BrokerConfig;
 use crate::clock::now_millis;
+use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
+use petrel_core::broker::Refusal;
 
 /// What a request handler returns: the response, or a malformed-header error to answer with.
 type Reply = Result<RemotingCommand, HeaderError>;
@@ -58,6 +60,8 @@ pub struct Stats {
 /// The broker's state, shared by the request handler and its tasks.
 pub struct Broker {
     config: BrokerConfig,
+    /// What the send planner reads of the configuration.
+    send_config: SendConfig,
     /// `brokerIP1:listenPort`, the address in routes and in message ids.
     addr: String,
     store: StoreService,
@@ -132,6 +136,44 @@ impl Broker {
     /// The topic's configuration, if the broker serves it.
     pub fn topic(&self, topic: &str) -> Option<TopicConfig> {
         self.topics().get(topic).cloned()
+    }
+
+    /// Runs a planner over the topic table and the subscription groups, as they are now.
+    fn plan<T>(&self, planner: impl FnOnce(&BrokerView<'_>) -> T) -> T {
+        let topics = self.topics();
+        let groups = self.groups();
+        planner(&BrokerView { topics: &topics, groups: &groups, config: &self.send_config })
+    }
+
+    /// Creates the topics and group a plan names (unless another request just did), and
+    /// refuses when the topic table cannot be made durable: a message is stored only once its
+    /// topic survives a restart.
+    fn apply_plan(&self, plan: &SendPlan) -> Result<(), Refusal> {
+        #[cfg(madsim)]
+        plan.check_invariants();
+        let now = now_millis();
+        if let Some(group) = &plan.create_group {
+            if self.groups().add(group.clone(), now) {
+                self.groups_changed();
+            }
+        }
+        let mut created = false;
+        for topic in &plan.create_topics {
+            if self.topics().add(topic.clone(), now) {
+                tracing::info!(topic = %topic.topic_name, queues = topic.write_queue_nums, "topic created");
+                created = true;
+            }
+        }
+        if created {
+            self.topics_changed();
+        }
+        self.topics_durable()
+    }
+
+    /// The number the planner picks a queue with when the producer leaves the choice: the
+    /// count of messages stored, which spreads them round the queues.
+    fn pick(&self) -> u64 {
+        self.stats.messages_put.load(Ordering::Relaxed)
     }
 
     /// Persists the topic table and tells the NameServers, after a change.
@@ -297,25 +339,6 @@ fn answer(code: i32, remark: impl Into<String>) -> RemotingCommand {
     RemotingCommand::response(code, Some(remark.into()))
 }
 
-/// A request refused: RocketMQ's response code and a remark a person can act on.
-#[derive(Debug)]
-struct Refusal {
-    code: i32,
-    remark: String,
-}
-
-impl Refusal {
-    fn new(code: i32, remark: impl Into<String>) -> Refusal {
-        Refusal { code, remark: remark.into() }
-    }
-}
-
-impl From<Refusal> for RemotingCommand {
-    fn from(refusal: Refusal) -> RemotingCommand {
-        answer(refusal.code, refusal.remark)
-    }
-}
-
 struct Handler(Arc<Broker>);
 
 impl RequestHandler for Handler {
@@ -453,7 +476,16 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         "store recovered"
     );
     let loaded = persist::load_all(disk.as_ref(), &config)?;
+    let send_config = SendConfig {
+        broker_permission: config.broker_permission,
+        broker_addr: addr.clone(),
+        cluster_name: config.cluster_name.clone(),
+        message_bytes_max: config.store.message_bytes_max,
+        delay_levels: config.store.delay_levels.clone(),
+        auto_create_group: config.auto_create_group,
+    };
     let state = Arc::new(Broker {
+        send_config,
         addr,
         store: StoreService::start(Arc::new(store)),
         disk,

@@ -1,16 +1,22 @@
-//! Delivery of delayed messages and retries (`ScheduleMessageService`): one cursor per delay
-//! level walks its queue of `SCHEDULE_TOPIC_XXXX` and re-appends each message to its real
-//! topic once due (the decisions are `petrel_core::broker::schedule`'s).
+//! The delay service's shell (`ScheduleMessageService`): binds the delay core
+//! (`petrel_core::broker::delay`) to the store and the clock. It reads the heads of
+//! `SCHEDULE_TOPIC_XXXX`'s queues and re-appends due messages when the core says, and wakes
+//! the core when a head comes due (its timer), when dispatch stores new delayed messages, and
+//! at the persist interval; no poll loop.
 //!
 //! A message is re-appended before its cursor moves, and the cursors reach
 //! `config/delayOffset.json` only after the commit log holding those re-appends was flushed:
 //! a crash can deliver a message twice, never lose one.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petrel_core::broker::schedule::{due, restore, DelayLevels, Due};
+use bytes::Bytes;
+use petrel_core::broker::delay::{DelayAction, DelayConfig, DelayEvent, DelayService};
+use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::broker::send_plan::plan_due;
 use petrel_core::broker::SCHEDULE_TOPIC;
 use petrel_core::record::{scan_record, Checks, RecordInput, Scanned};
 use petrel_net::signal::Flag;
@@ -19,125 +25,165 @@ use petrel_storage::{GetStatus, ReadLimits};
 use super::{lock, persist, Broker};
 use crate::clock::now_millis;
 
-/// How long a level with nothing due waits before looking again (RocketMQ's 100 ms).
-const IDLE: Duration = Duration::from_millis(100);
-/// How long after a failed re-append the level tries again.
-const RETRY: Duration = Duration::from_secs(1);
+/// How long after a failed read or re-append a level tries again.
+const RETRY_MS: u64 = 1_000;
 
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
-    let mut last_persist = tokio::time::Instant::now();
-    let persist_every = Duration::from_millis(broker.config.flush_delay_offsets_interval_ms);
+    let config = DelayConfig {
+        levels: broker.config.store.delay_levels.clone(),
+        retry_ms: RETRY_MS,
+        persist_interval_ms: broker.config.flush_delay_offsets_interval_ms,
+    };
+    let cursors = lock(&broker.delays).clone();
+    let mut service = DelayService::new(config, cursors, now_millis());
+    let dispatched = broker.store.dispatched();
+    // The head each level read last, kept for its delivery.
+    let mut heads: BTreeMap<i32, Bytes> = BTreeMap::new();
     loop {
-        let now = now_millis() as i64;
-        let mut wake = now + IDLE.as_millis() as i64;
-        for level in 1..=broker.config.store.delay_levels.count() {
-            wake = wake.min(deliver_level(&broker, level, now));
+        let seen = dispatched.get();
+        while let Some(action) = service.poll_action() {
+            let event = execute(&broker, &mut heads, action);
+            service.handle(now_millis(), event);
+            // In simulation builds every step of the core is checked.
+            #[cfg(madsim)]
+            service.check_invariants();
         }
-        if last_persist.elapsed() >= persist_every {
-            persist(&broker);
-            last_persist = tokio::time::Instant::now();
-        }
-        let nap =
-            Duration::from_millis(wake.saturating_sub(now_millis() as i64).clamp(1, 100) as u64);
+        let wake = service.poll_timeout().unwrap_or(u64::MAX).saturating_sub(now_millis());
         tokio::select! {
             biased;
-            () = tokio::time::sleep(nap) => {}
-            _ = stop.wait() => return,
+            _ = stop.wait() => break,
+            going = dispatched.wait_for(|now| now != seen) => match going {
+                true => arrivals(&broker, &mut service),
+                // Dispatch ended: the store stopped, and the broker with it.
+                false => {
+                    stop.wait().await;
+                    break;
+                }
+            },
+            () = tokio::time::sleep(Duration::from_millis(wake.clamp(1, 60_000))) => {}
+        }
+        service.tick(now_millis());
+    }
+    hand_over(&broker, &service);
+}
+
+/// Tells the core of every idle level whose queue now holds messages past its cursor.
+fn arrivals(broker: &Broker, service: &mut DelayService) {
+    for level in 1..=broker.config.store.delay_levels.count() {
+        let queue = DelayLevels::queue_id(level);
+        let end = broker.store().queue_offsets(SCHEDULE_TOPIC, queue).map_or(0, |(_, max)| max);
+        if service.is_idle(level) && end as i64 > service.cursor(level) {
+            service.handle(now_millis(), DelayEvent::Arrived { level });
         }
     }
 }
 
-/// Delivers what is due on one level; returns when to look again.
-fn deliver_level(broker: &Broker, level: i32, now: i64) -> i64 {
-    let levels = &broker.config.store.delay_levels;
-    let queue_id = DelayLevels::queue_id(level);
-    let mut offset = lock(&broker.delays).get(level).max(0) as u64;
-    let limits = ReadLimits { messages_max: 32, ..ReadLimits::default() };
-    let got = broker.store().get_messages(SCHEDULE_TOPIC, queue_id, offset, limits, &|_| true);
-    let idle = now + IDLE.as_millis() as i64;
-    match got.status {
-        GetStatus::Found => {}
-        GetStatus::OffsetTooSmall
-        | GetStatus::OffsetOverflowBadly
-        | GetStatus::NoMatchedMessage => {
-            advance(broker, level, got.next_begin_offset);
-            return now;
+fn execute(broker: &Broker, heads: &mut BTreeMap<i32, Bytes>, action: DelayAction) -> DelayEvent {
+    match action {
+        DelayAction::Read { level, offset } => read_head(broker, heads, level, offset),
+        DelayAction::Deliver { level, offset } => {
+            let head = heads.remove(&level).expect("a delivery follows the read of its head");
+            match deliver(broker, &head) {
+                Ok(()) => DelayEvent::Delivered { level, offset },
+                Err(e) => {
+                    tracing::warn!(level, offset, error = %e, "delayed message not delivered yet; will retry");
+                    DelayEvent::Failed { level, offset }
+                }
+            }
         }
-        _ => return idle,
-    }
-    for bytes in &got.messages {
-        // The store checked the record whole; it is scanned again only to read its fields.
-        let Scanned::Record(record) =
-            scan_record(bytes, Checks { physical_offset: None, crc: false })
-        else {
-            tracing::warn!(level, offset, "delayed message unreadable; will retry");
-            return now + RETRY.as_millis() as i64;
-        };
-        let due_at = levels.due_time(level, record.store_timestamp);
-        if let Due::At(at) = due(levels, level, due_at, now) {
-            return at;
+        DelayAction::Persist(cursors) => {
+            *lock(&broker.delays) = cursors;
+            broker.delays_dirty.store(true, Ordering::Release);
+            DelayEvent::Persisted { written: persist(broker) }
         }
-        if let Err(e) = deliver(broker, &record, now) {
-            tracing::warn!(level, offset = record.queue_offset, error = %e, "delayed message not delivered yet; will retry");
-            return now + RETRY.as_millis() as i64;
-        }
-        offset = record.queue_offset.max(0) as u64 + 1;
-        advance(broker, level, offset);
-    }
-    if got.next_begin_offset > offset {
-        advance(broker, level, got.next_begin_offset);
-    }
-    now
-}
-
-fn advance(broker: &Broker, level: i32, next: u64) {
-    if lock(&broker.delays).advance(level, next as i64) {
-        broker.delays_dirty.store(true, Ordering::Release);
     }
 }
 
-/// Re-appends a due message to its real topic.
-fn deliver(
+/// Reads the first message of `level` at or after `offset`, keeping it for its delivery.
+fn read_head(
     broker: &Broker,
-    record: &petrel_core::record::Record<'_>,
-    now: i64,
-) -> Result<(), String> {
-    let Some((topic, queue_id, properties)) = restore(record.properties) else {
-        tracing::error!(
-            offset = record.physical_offset,
-            "delayed message without REAL_TOPIC dropped"
-        );
-        return Ok(());
+    heads: &mut BTreeMap<i32, Bytes>,
+    level: i32,
+    offset: i64,
+) -> DelayEvent {
+    let queue = DelayLevels::queue_id(level);
+    let limits = ReadLimits { messages_max: 1, ..ReadLimits::default() };
+    let got = broker.store().get_messages(SCHEDULE_TOPIC, queue, offset as u64, limits, &|_| true);
+    let next = got.next_begin_offset as i64;
+    let Some(head) = got.messages.into_iter().next() else {
+        return match got.status {
+            GetStatus::ReadFailed => DelayEvent::Failed { level, offset },
+            _ => DelayEvent::Empty { level, next },
+        };
     };
+    // The store checked the record whole; it is scanned again only to read its fields.
+    let Scanned::Record(record) = scan_record(&head, Checks { physical_offset: None, crc: false })
+    else {
+        return DelayEvent::Failed { level, offset };
+    };
+    let due_at = broker.config.store.delay_levels.due_time(level, record.store_timestamp);
+    let offset = record.queue_offset;
+    heads.insert(level, head);
+    DelayEvent::Head { level, offset, due_at }
+}
+
+/// Re-appends a due message to its real topic, as the send planner says; one without its
+/// real topic is dropped.
+fn deliver(broker: &Broker, head: &[u8]) -> Result<(), String> {
+    let Scanned::Record(record) = scan_record(head, Checks { physical_offset: None, crc: false })
+    else {
+        return Err("the head read no longer decodes".into());
+    };
+    let plan = match plan_due(record.properties, record.sys_flag, record.reconsume_times) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            let offset = record.physical_offset;
+            tracing::error!(offset, remark = %refusal.remark, "delayed message dropped");
+            return Ok(());
+        }
+    };
+    let properties = plan.stored_properties(record.properties, || broker.unique_key());
     let input = RecordInput {
-        topic: &topic,
-        queue_id,
+        topic: &plan.topic,
+        queue_id: plan.queue_id,
         flag: record.flag,
-        sys_flag: record.sys_flag,
+        sys_flag: plan.sys_flag,
         born_timestamp: record.born_timestamp,
         born_host: record.born_host,
         store_host: broker.config.store.store_host,
-        reconsume_times: record.reconsume_times,
+        reconsume_times: plan.reconsume_times,
         prepared_transaction_offset: record.prepared_transaction_offset,
         body: record.body,
         properties: &properties,
     };
-    broker.store.append(&input, now).map(|_| ()).map_err(|e| e.to_string())
+    broker.store.append(&input, now_millis() as i64).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Writes the cursors, after flushing the re-appends they account for.
-pub(super) fn persist(broker: &Broker) {
+/// At a stop, leaves the cursors where the broker's shutdown writes them.
+fn hand_over(broker: &Broker, service: &DelayService) {
+    let mut written = lock(&broker.delays);
+    if *written != *service.cursors() {
+        *written = service.cursors().clone();
+        broker.delays_dirty.store(true, Ordering::Release);
+    }
+}
+
+/// Writes the cursors, after flushing the re-appends they account for; whether they are on
+/// disk now.
+pub(super) fn persist(broker: &Broker) -> bool {
     let _writing = lock(&broker.persisting);
     if !broker.delays_dirty.swap(false, Ordering::AcqRel) {
-        return;
+        return true;
     }
     let snapshot = lock(&broker.delays).clone();
     if let Err(e) = broker.store.persist() {
         tracing::warn!(error = %e, "delay cursors not written: the commit log did not flush");
         broker.delays_dirty.store(true, Ordering::Release);
-        return;
+        return false;
     }
-    if !persist::save(broker, persist::DELAYS, &snapshot) {
+    let written = persist::save(broker, persist::DELAYS, &snapshot);
+    if !written {
         broker.delays_dirty.store(true, Ordering::Release);
     }
+    written
 }

@@ -5,11 +5,27 @@
 
 pub mod batch;
 pub mod clients;
+pub mod delay;
 pub mod filter;
 pub mod offsets;
 pub mod schedule;
+pub mod send_plan;
 pub mod subscriptions;
 pub mod topics;
+
+/// A request refused: RocketMQ's response code (`crate::codes::response`) and a remark a
+/// person can act on. Every refusal of the broker's cores and handlers is one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    pub remark: String,
+}
+
+impl Refusal {
+    pub fn new(code: i32, remark: impl Into<String>) -> Refusal {
+        Refusal { code, remark: remark.into() }
+    }
+}
 
 /// The retry topic of a consumer group: failed messages come back to its members through it.
 pub fn retry_topic(group: &str) -> String {

@@ -120,6 +120,16 @@ impl SubscriptionGroups {
         Ok((&self.groups[group], true))
     }
 
+    /// Adds a group unless one of its name exists. Returns true when added.
+    pub fn add(&mut self, config: SubscriptionGroupConfig, now: Millis) -> bool {
+        if self.groups.contains_key(&config.group_name) {
+            return false;
+        }
+        self.groups.insert(config.group_name.clone(), config);
+        self.bump(now);
+        true
+    }
+
     /// Creates or replaces a group. Returns true when the table changed.
     pub fn put(&mut self, config: SubscriptionGroupConfig, now: Millis) -> bool {
         if self.groups.get(&config.group_name) == Some(&config) {

@@ -119,6 +119,20 @@ impl TopicTable {
         if self.topics.contains_key(topic) {
             return Ok((&self.topics[topic], false));
         }
+        let config =
+            self.config_from_default(topic, default_topic, client_queues, topic_sys_flag)?;
+        self.add(config, now);
+        Ok((&self.topics[topic], true))
+    }
+
+    /// The config [`TopicTable::create_from_default`] would create, without creating it.
+    pub fn config_from_default(
+        &self,
+        topic: &str,
+        default_topic: &str,
+        client_queues: i32,
+        topic_sys_flag: i32,
+    ) -> Result<TopicConfig, String> {
         let Some(default) = self.topics.get(default_topic) else {
             return Err(format!(
                 "topic[{topic}] not exist, apply first please! (default topic {default_topic} is not on this broker)"
@@ -130,7 +144,7 @@ impl TopicTable {
             ));
         }
         let queues = client_queues.clamp(0, default.write_queue_nums);
-        let config = TopicConfig {
+        Ok(TopicConfig {
             topic_name: topic.to_owned(),
             read_queue_nums: queues,
             write_queue_nums: queues,
@@ -138,10 +152,18 @@ impl TopicTable {
             topic_filter_type: default.topic_filter_type.clone(),
             topic_sys_flag,
             ..TopicConfig::default()
-        };
-        self.topics.insert(topic.to_owned(), config);
+        })
+    }
+
+    /// Adds a topic unless one of its name exists (a plan made from an older view of the
+    /// table may name one another request created meanwhile). Returns true when added.
+    pub fn add(&mut self, config: TopicConfig, now: Millis) -> bool {
+        if self.topics.contains_key(&config.topic_name) {
+            return false;
+        }
+        self.topics.insert(config.topic_name.clone(), config);
         self.bump(now);
-        Ok((&self.topics[topic], true))
+        true
     }
 
     /// The topic, created with `queues` queues and `perm` when absent

@@ -47,32 +47,8 @@ pub mod request {
     pub const BROKER_HEARTBEAT: i32 = 904;
 }
 
-/// Response codes (`ResponseCode` and `RemotingSysResponseCode`).
-pub mod response {
-    pub const SUCCESS: i32 = 0;
-    pub const SYSTEM_ERROR: i32 = 1;
-    pub const SYSTEM_BUSY: i32 = 2;
-    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
-    pub const TRANSACTION_FAILED: i32 = 4;
-    pub const FLUSH_DISK_TIMEOUT: i32 = 10;
-    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
-    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
-    pub const MESSAGE_ILLEGAL: i32 = 13;
-    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
-    pub const VERSION_NOT_SUPPORTED: i32 = 15;
-    pub const NO_PERMISSION: i32 = 16;
-    pub const TOPIC_NOT_EXIST: i32 = 17;
-    pub const TOPIC_EXIST_ALREADY: i32 = 18;
-    pub const PULL_NOT_FOUND: i32 = 19;
-    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
-    pub const PULL_OFFSET_MOVED: i32 = 21;
-    pub const QUERY_NOT_FOUND: i32 = 22;
-    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
-    pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
-    pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
-    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
-    pub const INVALID_PARAMETER: i32 = 29;
-}
+/// Response codes: kept in `petrel_core::codes`, where the broker's cores name their refusals.
+pub use petrel_core::codes::response;
 
 /// The language a peer says it is written in (`LanguageCode`). Its name travels in JSON headers
 /// and its byte in binary headers.

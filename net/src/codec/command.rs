@@ -60,6 +60,13 @@ pub struct RemotingCommand {
     pub serialize_type: SerializeType,
 }
 
+impl From<petrel_core::broker::Refusal> for RemotingCommand {
+    /// The answer to a refused request: its code and remark.
+    fn from(refusal: petrel_core::broker::Refusal) -> RemotingCommand {
+        RemotingCommand::response(refusal.code, Some(refusal.remark))
+    }
+}
+
 impl RemotingCommand {
     /// A request with the given code and no fields.
     pub fn request(code: i32) -> Self {

@@ -1,0 +1,494 @@
+//! The send planner: where a message goes and with what properties, or why it does not
+//! (RocketMQ's `SendMessageProcessor` checks and redirects, and the delay service's re-put).
+//!
+//! Pure: the broker's tables, its configuration, the request and a number the shell draws
+//! (the queue choice) in; a [`SendPlan`] or a [`Refusal`] out. The shell appends what the plan
+//! says, after creating the topics and group it names. Three requests plan here:
+//! - [`plan_send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE from a producer;
+//! - [`plan_send_back`]: CONSUMER_SEND_MSG_BACK, a message a consumer failed to consume;
+//! - [`plan_due`]: a delayed message whose time came, back to its real topic.
+//!
+//! One rule for "retries used up" ([`retries_used_up`]) and one queue choice
+//! ([`pick_queue`]) serve all of them. Golden cases: `core/testdata/send_plan.txt`.
+
+use crate::broker::schedule::{redirect, restore, DelayLevels};
+use crate::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroups};
+use crate::broker::topics::{topic_config, TopicTable};
+use crate::broker::{
+    dlq_topic, property, retry_topic, Refusal, DLQ_PREFIX, RETRY_PREFIX, SCHEDULE_TOPIC,
+};
+use crate::codes::response;
+use crate::model::{perm, TopicConfig};
+use crate::record::{self, put_property, sys_flag, PROPERTY_SEPARATOR, TOPIC_BYTES_MAX};
+
+/// Topics producers may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
+pub const NOT_ALLOWED_TO_SEND: [&str; 6] = [
+    SCHEDULE_TOPIC,
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// The delay level of a retry the consumer left to the broker: `3 + reconsumeTimes`
+/// (10 s, 30 s, 1 min, ... 2 h).
+pub const SEND_BACK_LEVEL_BASE: i32 = 3;
+
+/// What the planner needs of the broker's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// `brokerPermission`.
+    pub broker_permission: i32,
+    /// `ip:port`, for remarks.
+    pub broker_addr: String,
+    /// `brokerClusterName`, the CLUSTER property of every message.
+    pub cluster_name: String,
+    /// `maxMessageSize`.
+    pub message_bytes_max: usize,
+    pub delay_levels: DelayLevels,
+    /// `autoCreateSubscriptionGroup`.
+    pub auto_create_group: bool,
+}
+
+/// The broker's tables as the planner reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerView<'a> {
+    pub topics: &'a TopicTable,
+    pub groups: &'a SubscriptionGroups,
+    pub config: &'a SendConfig,
+}
+
+/// A producer's send, as its header says.
+#[derive(Debug, Clone, Copy)]
+pub struct SendRequest<'a> {
+    pub topic: &'a str,
+    /// Below 0: the broker picks the queue.
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    /// The (first) message's properties; a batch's delay and retry fields are not looked at.
+    pub properties: &'a [u8],
+    pub reconsume_times: i32,
+    pub max_reconsume_times: Option<i32>,
+    pub default_topic: &'a str,
+    pub default_topic_queue_nums: i32,
+    pub body_bytes: usize,
+    pub batch: bool,
+    /// The producer's address, for remarks.
+    pub producer: &'a str,
+}
+
+/// A consumer's send-back, and the record it names.
+#[derive(Debug, Clone, Copy)]
+pub struct SendBackRequest<'a> {
+    pub group: &'a str,
+    /// 0: the broker's choice; below 0: straight to the dead-letter topic.
+    pub delay_level: i32,
+    pub max_reconsume_times: Option<i32>,
+    /// The commit-log offset the consumer named, and the record there (`None`: none could be
+    /// read).
+    pub offset: i64,
+    pub record: Option<FailedRecord<'a>>,
+}
+
+/// What a send-back keeps of the record it copies.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedRecord<'a> {
+    pub topic: &'a str,
+    pub reconsume_times: i32,
+    pub properties: &'a [u8],
+    pub sys_flag: i32,
+    /// Its offset message id: its ORIGIN_MESSAGE_ID on its first retry.
+    pub msg_id: &'a str,
+}
+
+/// Where a message goes. The shell creates what it names, then appends under `topic` and
+/// `queue_id` with [`SendPlan::stored_properties`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendPlan {
+    pub topic: String,
+    pub queue_id: i32,
+    /// The queue the answer names: the one chosen on the topic sent to, before a redirect.
+    pub sent_queue_id: i32,
+    pub sys_flag: i32,
+    pub reconsume_times: i32,
+    /// Topics to create first (a retry topic, a dead-letter topic, one copied from the default).
+    pub create_topics: Vec<TopicConfig>,
+    /// A subscription group to create first (`autoCreateSubscriptionGroup`).
+    pub create_group: Option<SubscriptionGroupConfig>,
+    /// The message goes to its group's dead-letter topic.
+    pub dead_letter: bool,
+    edit: Edit,
+}
+
+/// How the stored properties differ from the sent ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Edit {
+    /// The broker's own properties added where missing.
+    BrokerAdds { cluster: String },
+    /// And the message waits in the schedule topic for `level`, then goes to `real_topic`.
+    Delay { cluster: String, real_topic: String, real_queue_id: i32, level: i32 },
+    /// A due message back to its real topic: DELAY dropped, nothing added.
+    Restored,
+    /// A retry: RETRY_TOPIC and ORIGIN_MESSAGE_ID kept or set, WAIT=false, and when not dead,
+    /// the schedule topic's fields for `level`.
+    Retry { origin_topic: String, origin_id: String, delay: Option<(String, i32, i32)> },
+}
+
+/// Whether a message tried `tried` times (this try included) has used up its `max` retries:
+/// RocketMQ's `reconsumeTimes > maxReconsumeTimes` of a send to a retry topic, whose count
+/// the client already raised, and `reconsumeTimes >= maxReconsumeTimes` of a send-back, whose
+/// record still has the old count.
+pub fn retries_used_up(tried: i32, max: i32) -> bool {
+    tried > max
+}
+
+/// The queue for a message whose producer left the choice to the broker, from a number the
+/// shell draws (RocketMQ draws a random one).
+pub fn pick_queue(pick: u64, queues: i32) -> i32 {
+    (pick % queues.max(1) as u64) as i32
+}
+
+/// RocketMQ's remark for a topic name it refuses (`TopicValidator.validateTopic`).
+pub fn topic_problem(topic: &str) -> Option<&'static str> {
+    if topic.trim().is_empty() {
+        Some("The specified topic is blank.")
+    } else if topic.len() > TOPIC_BYTES_MAX {
+        Some("The specified topic is longer than topic max length.")
+    } else if !record::is_valid_topic(topic.as_bytes()) {
+        Some("The specified topic contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$")
+    } else {
+        None
+    }
+}
+
+fn broker_writable(view: &BrokerView<'_>) -> Result<(), Refusal> {
+    match perm::is_writeable(view.config.broker_permission) {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            response::NO_PERMISSION,
+            format!("the broker[{}] sending message is forbidden", view.config.broker_addr),
+        )),
+    }
+}
+
+/// Plans a producer's send (`SendMessageProcessor`): the checks in RocketMQ's order (broker
+/// writable, topic name, topic allowed, topic known or created from the default topic it
+/// names, queue id, topic writable, body size), then the redirects: to the dead-letter topic
+/// when a retry used up its tries, to the schedule topic when it asks for a delay level.
+pub fn plan_send(
+    view: &BrokerView<'_>,
+    request: &SendRequest<'_>,
+    pick: u64,
+) -> Result<SendPlan, Refusal> {
+    broker_writable(view)?;
+    let topic = request.topic;
+    if let Some(why) = topic_problem(topic) {
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    if NOT_ALLOWED_TO_SEND.contains(&topic) {
+        let why = format!("Sending message to topic[{topic}] is forbidden.");
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    let (config, created) = topic_for_send(view, request)?;
+    let queue_id = match request.queue_id < 0 {
+        true => pick_queue(pick, config.write_queue_nums),
+        false => request.queue_id,
+    };
+    check_send(view, request, &config, queue_id)?;
+    let cluster = view.config.cluster_name.clone();
+    let mut plan = SendPlan {
+        topic: topic.to_owned(),
+        queue_id,
+        sent_queue_id: queue_id,
+        sys_flag: request.sys_flag,
+        reconsume_times: request.reconsume_times,
+        create_topics: created.into_iter().collect(),
+        create_group: None,
+        dead_letter: false,
+        edit: Edit::BrokerAdds { cluster: cluster.clone() },
+    };
+    if request.batch {
+        return Ok(plan);
+    }
+    if let Some(group) = topic.strip_prefix(RETRY_PREFIX) {
+        let Some(group_config) = view.groups.get(group) else {
+            let why = format!("subscription group not exist, {group}");
+            return Err(Refusal::new(response::SUBSCRIPTION_GROUP_NOT_EXIST, why));
+        };
+        let max = request.max_reconsume_times.unwrap_or(group_config.retry_max_times);
+        if retries_used_up(request.reconsume_times, max) {
+            to_dead_letter(view, &mut plan, group);
+            return Ok(plan);
+        }
+    }
+    let level = record::property(request.properties, property::DELAY.as_bytes())
+        .and_then(|l| std::str::from_utf8(l).ok()?.parse::<i32>().ok());
+    if let Some(level) = level.and_then(|l| view.config.delay_levels.clamp(l)) {
+        let (real_topic, real_queue_id) = (std::mem::take(&mut plan.topic), plan.queue_id);
+        plan.edit = Edit::Delay { cluster, real_topic, real_queue_id, level };
+        plan.topic = SCHEDULE_TOPIC.to_owned();
+        plan.queue_id = DelayLevels::queue_id(level);
+    }
+    Ok(plan)
+}
+
+/// The checks after the topic is known.
+fn check_send(
+    view: &BrokerView<'_>,
+    request: &SendRequest<'_>,
+    config: &TopicConfig,
+    queue_id: i32,
+) -> Result<(), Refusal> {
+    let topic = request.topic;
+    if queue_id >= config.write_queue_nums.max(config.read_queue_nums) {
+        let why = format!(
+            "request queueId[{queue_id}] is illegal, topic:[{topic}] writeQueueNums:[{}] readQueueNums:[{}] Producer: {}",
+            config.write_queue_nums, config.read_queue_nums, request.producer
+        );
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    if !perm::is_writeable(config.perm) {
+        let why = format!("the topic[{topic}] sending message is forbidden");
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    let max = view.config.message_bytes_max;
+    if request.body_bytes > max {
+        let why = format!(
+            "message body is {} bytes, larger than maxMessageSize={max}",
+            request.body_bytes
+        );
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
+    }
+    if request.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED {
+        let why = "transaction messages are not supported by this broker yet; send it as a normal message";
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    if request.batch && topic.starts_with(RETRY_PREFIX) {
+        let why = "batch request does not support retry group topics";
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
+    }
+    Ok(())
+}
+
+/// The topic's config, and the config to create when the broker does not serve it yet: a
+/// retry topic with its group's queue count, or a copy of the default topic.
+fn topic_for_send(
+    view: &BrokerView<'_>,
+    request: &SendRequest<'_>,
+) -> Result<(TopicConfig, Option<TopicConfig>), Refusal> {
+    let topic = request.topic;
+    if let Some(config) = view.topics.get(topic) {
+        return Ok((config.clone(), None));
+    }
+    let created = match topic.strip_prefix(RETRY_PREFIX) {
+        Some(group) => {
+            let queues = view.groups.get(group).map_or(1, |g| g.retry_queue_nums);
+            Ok(topic_config(topic, queues, perm::READ | perm::WRITE))
+        }
+        None => view.topics.config_from_default(
+            topic,
+            request.default_topic,
+            request.default_topic_queue_nums,
+            0,
+        ),
+    };
+    match created {
+        Ok(config) => Ok((config.clone(), Some(config))),
+        Err(why) => Err(Refusal::new(response::TOPIC_NOT_EXIST, why)),
+    }
+}
+
+/// Sends the plan to `group`'s dead-letter topic (one queue, created when missing).
+fn to_dead_letter(view: &BrokerView<'_>, plan: &mut SendPlan, group: &str) {
+    plan.topic = dlq_topic(group);
+    plan.queue_id = 0;
+    plan.dead_letter = true;
+    if view.topics.get(&plan.topic).is_none() {
+        plan.create_topics.push(topic_config(&plan.topic, 1, perm::READ | perm::WRITE));
+    }
+}
+
+/// Plans a consumer's send-back (`consumerSendMsgBack`): the group (created when
+/// `autoCreateSubscriptionGroup`), then the retry topic through the schedule topic at level
+/// `3 + reconsumeTimes` unless the consumer named one, or the dead-letter topic once the
+/// retries are used up or the consumer asks for it (a level below 0). `None`: nothing to
+/// store, the group keeps no retries.
+pub fn plan_send_back(
+    view: &BrokerView<'_>,
+    request: &SendBackRequest<'_>,
+    pick: u64,
+) -> Result<Option<SendPlan>, Refusal> {
+    let group = request.group;
+    let (config, create_group) = match view.groups.get(group) {
+        Some(config) => (config.clone(), None),
+        None if view.config.auto_create_group => {
+            let config =
+                SubscriptionGroupConfig { group_name: group.to_owned(), ..Default::default() };
+            (config.clone(), Some(config))
+        }
+        None => {
+            let why = format!("subscription group not exist, {group}");
+            return Err(Refusal::new(response::SUBSCRIPTION_GROUP_NOT_EXIST, why));
+        }
+    };
+    broker_writable(view)?;
+    if config.retry_queue_nums <= 0 {
+        return Ok(None);
+    }
+    let Some(record) = request.record else {
+        let why = format!("look message by offset failed, {}", request.offset);
+        return Err(Refusal::new(response::SYSTEM_ERROR, why));
+    };
+    let tried = record.reconsume_times + 1;
+    let max = request.max_reconsume_times.unwrap_or(config.retry_max_times);
+    let dead = retries_used_up(tried, max) || request.delay_level < 0;
+    let queue_id = pick_queue(pick, config.retry_queue_nums);
+    let mut plan = SendPlan {
+        topic: retry_topic(group),
+        queue_id,
+        sent_queue_id: queue_id,
+        sys_flag: record.sys_flag & !sys_flag::HOSTS_V6,
+        reconsume_times: tried,
+        create_topics: Vec::new(),
+        create_group,
+        dead_letter: false,
+        edit: Edit::Restored,
+    };
+    let delay = if dead {
+        to_dead_letter(view, &mut plan, group);
+        None
+    } else {
+        if view.topics.get(&plan.topic).is_none() {
+            let rw = perm::READ | perm::WRITE;
+            plan.create_topics.push(topic_config(&plan.topic, config.retry_queue_nums, rw));
+        }
+        let asked = match request.delay_level {
+            0 => SEND_BACK_LEVEL_BASE + record.reconsume_times,
+            level => level,
+        };
+        let level = view.config.delay_levels.clamp(asked).unwrap_or(1);
+        let real = (std::mem::take(&mut plan.topic), plan.queue_id, level);
+        plan.topic = SCHEDULE_TOPIC.to_owned();
+        plan.queue_id = DelayLevels::queue_id(level);
+        Some(real)
+    };
+    let (origin_topic, origin_id) = (record.topic.to_owned(), record.msg_id.to_owned());
+    plan.edit = Edit::Retry { origin_topic, origin_id, delay };
+    Ok(Some(plan))
+}
+
+/// Plans the re-put of a due delayed message: its REAL_TOPIC and REAL_QID, DELAY dropped.
+/// A stored message without its real topic is refused (it can only be dropped).
+pub fn plan_due(
+    properties: &[u8],
+    sys_flag: i32,
+    reconsume_times: i32,
+) -> Result<SendPlan, Refusal> {
+    let Some((topic, queue_id, _)) = restore(properties) else {
+        let why = "a delayed message without REAL_TOPIC cannot be delivered";
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
+    };
+    Ok(SendPlan {
+        topic,
+        queue_id,
+        sent_queue_id: queue_id,
+        sys_flag,
+        reconsume_times,
+        create_topics: Vec::new(),
+        create_group: None,
+        dead_letter: false,
+        edit: Edit::Restored,
+    })
+}
+
+impl SendPlan {
+    /// What must hold of any plan: a topic the store takes, a queue in range of what it
+    /// creates, the schedule topic only with a delay, the dead-letter topic only at queue 0.
+    pub fn check_invariants(&self) {
+        assert!(topic_problem(&self.topic).is_none(), "planned topic {:?}", self.topic);
+        assert!(self.queue_id >= 0, "planned queue {}", self.queue_id);
+        if let Some(created) = self.create_topics.iter().find(|c| c.topic_name == self.topic) {
+            assert!(self.queue_id < created.write_queue_nums.max(1), "queue past its topic");
+        }
+        let delayed = matches!(self.edit, Edit::Delay { .. } | Edit::Retry { delay: Some(_), .. });
+        assert!(!delayed || self.topic == SCHEDULE_TOPIC, "a delay waits in the schedule topic");
+        if self.dead_letter {
+            assert!(self.topic.starts_with(DLQ_PREFIX), "a dead letter goes to %DLQ%");
+            assert_eq!(self.queue_id, 0, "a dead-letter topic has one queue");
+        }
+    }
+
+    /// The properties to store a message sent with `sent` under this plan. `unique_key` is
+    /// asked for only when the producer sent no UNIQ_KEY.
+    pub fn stored_properties(&self, sent: &[u8], unique_key: impl FnOnce() -> String) -> Vec<u8> {
+        match &self.edit {
+            Edit::BrokerAdds { cluster } => broker_adds(sent, cluster, unique_key),
+            Edit::Delay { cluster, real_topic, real_queue_id, level } => {
+                let added = broker_adds(sent, cluster, unique_key);
+                redirect(&added, real_topic, *real_queue_id, *level)
+            }
+            Edit::Restored => match restore(sent) {
+                Some((_, _, restored)) => restored,
+                None => sent.to_vec(),
+            },
+            Edit::Retry { origin_topic, origin_id, delay } => {
+                let retried = retry_properties(sent, origin_topic, origin_id);
+                match delay {
+                    Some((topic, queue_id, level)) => redirect(&retried, topic, *queue_id, *level),
+                    None => retried,
+                }
+            }
+        }
+    }
+}
+
+/// The producer's properties plus what the broker adds to every message: MSG_REGION,
+/// TRACE_ON, CLUSTER, and a UNIQ_KEY when the producer sent none.
+fn broker_adds(sent: &[u8], cluster: &str, unique_key: impl FnOnce() -> String) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sent.len() + 96);
+    out.extend_from_slice(sent);
+    if !out.is_empty() && out.last() != Some(&PROPERTY_SEPARATOR) {
+        out.push(PROPERTY_SEPARATOR);
+    }
+    let has = |name: &str| record::property(sent, name.as_bytes()).is_some_and(|v| !v.is_empty());
+    for (name, value) in [("MSG_REGION", "DefaultRegion"), ("TRACE_ON", "true")] {
+        if !has(name) {
+            put_property(&mut out, name, value);
+        }
+    }
+    if !has(property::CLUSTER) {
+        put_property(&mut out, property::CLUSTER, cluster);
+    }
+    if !has(property::UNIQ_KEY) {
+        put_property(&mut out, property::UNIQ_KEY, &unique_key());
+    }
+    out
+}
+
+/// A record's properties for its next try: RETRY_TOPIC (its first topic) and
+/// ORIGIN_MESSAGE_ID (its first id) kept or set, WAIT and DELAY dropped, WAIT=false added.
+fn retry_properties(sent: &[u8], origin_topic: &str, origin_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sent.len() + 96);
+    let (mut has_origin, mut has_retry_topic) = (false, false);
+    for (name, value) in record::properties(sent) {
+        match name {
+            b"ORIGIN_MESSAGE_ID" => has_origin = true,
+            b"RETRY_TOPIC" => has_retry_topic = true,
+            b"WAIT" | b"DELAY" => continue,
+            _ => {}
+        }
+        out.extend_from_slice(name);
+        out.push(record::NAME_VALUE_SEPARATOR);
+        out.extend_from_slice(value);
+        out.push(PROPERTY_SEPARATOR);
+    }
+    if !has_retry_topic {
+        put_property(&mut out, property::RETRY_TOPIC, origin_topic);
+    }
+    if !has_origin {
+        put_property(&mut out, property::ORIGIN_MESSAGE_ID, origin_id);
+    }
+    put_property(&mut out, property::WAIT, "false");
+    out
+}

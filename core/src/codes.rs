@@ -1,0 +1,61 @@
+//! RocketMQ's response codes (`ResponseCode`, `RemotingSysResponseCode`): the cores name
+//! their refusals with them, and the remoting codec (`petrel_net::codec::codes`) re-exports
+//! them for the shells.
+
+/// Response codes (`ResponseCode` and `RemotingSysResponseCode`).
+pub mod response {
+    pub const SUCCESS: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = 1;
+    pub const SYSTEM_BUSY: i32 = 2;
+    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+    pub const TRANSACTION_FAILED: i32 = 4;
+    pub const FLUSH_DISK_TIMEOUT: i32 = 10;
+    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
+    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
+    pub const MESSAGE_ILLEGAL: i32 = 13;
+    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    pub const VERSION_NOT_SUPPORTED: i32 = 15;
+    pub const NO_PERMISSION: i32 = 16;
+    pub const TOPIC_NOT_EXIST: i32 = 17;
+    pub const TOPIC_EXIST_ALREADY: i32 = 18;
+    pub const PULL_NOT_FOUND: i32 = 19;
+    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
+    pub const PULL_OFFSET_MOVED: i32 = 21;
+    pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
+    pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
+    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    pub const INVALID_PARAMETER: i32 = 29;
+}
+
+/// The name RocketMQ gives `code`, for logs and golden files.
+pub fn response_name(code: i32) -> &'static str {
+    use response::*;
+    match code {
+        SUCCESS => "SUCCESS",
+        SYSTEM_ERROR => "SYSTEM_ERROR",
+        SYSTEM_BUSY => "SYSTEM_BUSY",
+        REQUEST_CODE_NOT_SUPPORTED => "REQUEST_CODE_NOT_SUPPORTED",
+        TRANSACTION_FAILED => "TRANSACTION_FAILED",
+        FLUSH_DISK_TIMEOUT => "FLUSH_DISK_TIMEOUT",
+        SLAVE_NOT_AVAILABLE => "SLAVE_NOT_AVAILABLE",
+        FLUSH_SLAVE_TIMEOUT => "FLUSH_SLAVE_TIMEOUT",
+        MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
+        SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+        VERSION_NOT_SUPPORTED => "VERSION_NOT_SUPPORTED",
+        NO_PERMISSION => "NO_PERMISSION",
+        TOPIC_NOT_EXIST => "TOPIC_NOT_EXIST",
+        TOPIC_EXIST_ALREADY => "TOPIC_EXIST_ALREADY",
+        PULL_NOT_FOUND => "PULL_NOT_FOUND",
+        PULL_RETRY_IMMEDIATELY => "PULL_RETRY_IMMEDIATELY",
+        PULL_OFFSET_MOVED => "PULL_OFFSET_MOVED",
+        QUERY_NOT_FOUND => "QUERY_NOT_FOUND",
+        SUBSCRIPTION_PARSE_FAILED => "SUBSCRIPTION_PARSE_FAILED",
+        SUBSCRIPTION_NOT_EXIST => "SUBSCRIPTION_NOT_EXIST",
+        SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
+        SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
+        INVALID_PARAMETER => "INVALID_PARAMETER",
+        _ => "UNKNOWN",
+    }
+}
