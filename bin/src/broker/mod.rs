@@ -1,21 +1,37 @@
 //! The broker service: binds the store and the broker's cores (topics, subscription groups,
-//! consumer offsets, clients, delay levels) to a socket, a clock and the store's disk.
+//! consumer offsets, clients, the send planner, the delay service) to a socket, a clock and
+//! the store's disk.
 //!
-//! One file per request group, each with the same shape: doc comment, decode, act, answer.
-//! Requests are answered on the connection's reader task; a send that waits for the group
-//! commit and a pull that is held for new messages answer later, from their own task.
+//! One file per request code, each with the same shape: a doc comment with the semantics,
+//! then `handle`, with one signature ([`Handle`]) and one way to refuse (a [`Refusal`], which
+//! becomes RocketMQ's code and remark). Requests are answered on the connection's reader task;
+//! a send that waits for the group commit and a pull that is held for new messages answer
+//! later, from their own task.
 
-mod admin;
-mod clients;
 pub mod config;
-mod offsets;
+mod consumer_send_msg_back;
+mod delete_topic_in_broker;
+mod get_all_topic_config;
+mod get_broker_runtime_info;
+mod get_consumer_list_by_group;
+mod get_earliest_msg_storetime;
+mod get_max_offset;
+mod get_min_offset;
+mod heart_beat;
+mod notify_consumer_ids_changed;
 mod persist;
-mod pull;
-mod query;
+mod pull_message;
+mod query_consumer_offset;
+mod query_message;
 mod register;
 mod schedule;
-mod send;
-mod send_back;
+mod search_offset_by_timestamp;
+mod send_message;
+mod unregister_client;
+mod update_and_create_subscriptiongroup;
+mod update_and_create_topic;
+mod update_consumer_offset;
+mod view_message_by_id;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,13 +41,15 @@ use std::time::Duration;
 use petrel_core::broker::clients::{ClientAction, ClientRegistry};
 use petrel_core::broker::offsets::ConsumerOffsets;
 use petrel_core::broker::schedule::DelayOffsets;
+use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
 use petrel_core::broker::subscriptions::SubscriptionGroups;
 use petrel_core::broker::topics::{topic_config, TopicTable};
-use petrel_core::broker::{AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
+use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
 use petrel_core::model::{perm, TopicConfig};
 use petrel_net::codec::codes::{request, request_name, response};
-use petrel_net::codec::header::HeaderError;
+use petrel_net::codec::header::{CommandHeader, HeaderError};
 use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::OffsetResponseHeader;
 use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{
     not_supported, ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server,
@@ -43,11 +61,38 @@ use tokio::sync::Notify;
 
 pub use self::config::BrokerConfig;
 use crate::clock::now_millis;
-use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
-use petrel_core::broker::Refusal;
 
-/// What a request handler returns: the response, or a malformed-header error to answer with.
-type Reply = Result<RemotingCommand, HeaderError>;
+/// What every request handler returns: the answer (now, or later from its own task), or a
+/// refusal.
+type Outcome = Result<Handled, Refusal>;
+
+/// Every request handler's signature.
+type Handle = fn(&Arc<Broker>, &Connection, &RemotingCommand) -> Outcome;
+
+/// The request's header, or the refusal of a request whose header lacks a required field or
+/// has one that does not parse (SYSTEM_ERROR naming the field, as RocketMQ answers).
+fn decode<H: CommandHeader>(request: &RemotingCommand) -> Result<H, Refusal> {
+    request.header().map_err(|error: HeaderError| {
+        let name = request_name(request.code);
+        let why = format!("{name} ({}) request rejected: {error}", request.code);
+        Refusal::new(response::SYSTEM_ERROR, why)
+    })
+}
+
+/// `reply`, answered now.
+fn answered(reply: RemotingCommand) -> Outcome {
+    Ok(Handled::Now(reply))
+}
+
+/// A SUCCESS response with nothing in it yet.
+fn success() -> RemotingCommand {
+    RemotingCommand::response(response::SUCCESS, None)
+}
+
+/// A SUCCESS response naming a queue offset.
+fn offset_answer(offset: i64) -> Outcome {
+    answered(success().with_header(&OffsetResponseHeader { offset }))
+}
 
 /// Message counters for GET_BROKER_RUNTIME_INFO.
 #[derive(Debug, Default)]
@@ -254,7 +299,7 @@ impl Broker {
         for action in actions {
             match action {
                 ClientAction::NotifyIdsChanged { group, conns } => {
-                    clients::notify_ids_changed(self, &group, &conns)
+                    notify_consumer_ids_changed::send(self, &group, &conns)
                 }
                 ClientAction::Close(conn) => {
                     tracing::info!(conn, "client silent past channelExpiredTimeout, closing");
@@ -266,31 +311,33 @@ impl Broker {
     }
 
     fn dispatch(self: &Arc<Self>, conn: &Connection, request: RemotingCommand) -> Handled {
-        let reply = match request.code {
+        let handle: Handle = match request.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
-                return send::handle(self, conn, request)
+                send_message::handle
             }
-            request::PULL_MESSAGE => return pull::handle(self, conn, request),
-            request::QUERY_CONSUMER_OFFSET => offsets::query(self, &request),
-            request::UPDATE_CONSUMER_OFFSET => offsets::update(self, &request),
-            request::GET_MAX_OFFSET => offsets::max(self, &request),
-            request::GET_MIN_OFFSET => offsets::min(self, &request),
-            request::SEARCH_OFFSET_BY_TIMESTAMP => offsets::by_time(self, &request),
-            request::GET_EARLIEST_MSG_STORETIME => offsets::earliest_time(self, &request),
-            request::HEART_BEAT => clients::heartbeat(self, conn, &request),
-            request::UNREGISTER_CLIENT => clients::unregister(self, conn, &request),
-            request::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(self, &request),
-            request::QUERY_MESSAGE => query::by_key(self, &request),
-            request::VIEW_MESSAGE_BY_ID => query::by_offset(self, &request),
-            request::CONSUMER_SEND_MSG_BACK => return send_back::handle(self, conn, request),
-            request::UPDATE_AND_CREATE_TOPIC => admin::create_topic(self, &request),
-            request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(self, &request),
-            request::GET_ALL_TOPIC_CONFIG => Ok(admin::all_topics(self)),
-            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::create_group(self, &request),
-            request::GET_BROKER_RUNTIME_INFO => Ok(admin::runtime_info(self)),
-            other => Ok(not_supported(other)),
+            request::PULL_MESSAGE => pull_message::handle,
+            request::QUERY_CONSUMER_OFFSET => query_consumer_offset::handle,
+            request::UPDATE_CONSUMER_OFFSET => update_consumer_offset::handle,
+            request::GET_MAX_OFFSET => get_max_offset::handle,
+            request::GET_MIN_OFFSET => get_min_offset::handle,
+            request::SEARCH_OFFSET_BY_TIMESTAMP => search_offset_by_timestamp::handle,
+            request::GET_EARLIEST_MSG_STORETIME => get_earliest_msg_storetime::handle,
+            request::HEART_BEAT => heart_beat::handle,
+            request::UNREGISTER_CLIENT => unregister_client::handle,
+            request::GET_CONSUMER_LIST_BY_GROUP => get_consumer_list_by_group::handle,
+            request::QUERY_MESSAGE => query_message::handle,
+            request::VIEW_MESSAGE_BY_ID => view_message_by_id::handle,
+            request::CONSUMER_SEND_MSG_BACK => consumer_send_msg_back::handle,
+            request::UPDATE_AND_CREATE_TOPIC => update_and_create_topic::handle,
+            request::DELETE_TOPIC_IN_BROKER => delete_topic_in_broker::handle,
+            request::GET_ALL_TOPIC_CONFIG => get_all_topic_config::handle,
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+                update_and_create_subscriptiongroup::handle
+            }
+            request::GET_BROKER_RUNTIME_INFO => get_broker_runtime_info::handle,
+            other => return Handled::Now(not_supported(other)),
         };
-        Handled::Now(reply.unwrap_or_else(|e| rejected(&request, &e)))
+        handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))
     }
 
     /// Consumer offsets go to disk every `flushConsumerOffsetInterval`, and silent clients
@@ -324,19 +371,6 @@ impl Broker {
         lock(&self.clients).check_invariants();
         self.store.check_invariants();
     }
-}
-
-/// The answer to a request whose header does not decode.
-fn rejected(request: &RemotingCommand, error: &HeaderError) -> RemotingCommand {
-    RemotingCommand::response(
-        response::SYSTEM_ERROR,
-        format!("{} ({}) request rejected: {error}", request_name(request.code), request.code),
-    )
-}
-
-/// A response with this code and remark.
-fn answer(code: i32, remark: impl Into<String>) -> RemotingCommand {
-    RemotingCommand::response(code, Some(remark.into()))
 }
 
 struct Handler(Arc<Broker>);

@@ -23,7 +23,7 @@ use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseH
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{GetStatus, ReadLimits};
 
-use super::{rejected, Broker, Refusal};
+use super::{answered, decode, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
 /// PullSysFlag bits.
@@ -40,15 +40,13 @@ impl Drop for HeldSlot {
     }
 }
 
-pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingCommand) -> Handled {
-    let header: PullMessageRequestHeader = match request.header() {
-        Ok(header) => header,
-        Err(e) => return Handled::Now(rejected(&request, &e)),
-    };
-    let filter = match check(broker, conn, &header) {
-        Ok(filter) => filter,
-        Err(refusal) => return Handled::Now(refusal.into()),
-    };
+pub(super) fn handle(
+    broker: &Arc<Broker>,
+    conn: &Connection,
+    request: &RemotingCommand,
+) -> Outcome {
+    let header: PullMessageRequestHeader = decode(request)?;
+    let filter = check(broker, conn, &header)?;
     if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
         let mut offsets = broker.offsets();
         let (group, topic) = (&header.consumer_group, &header.topic);
@@ -59,7 +57,7 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
     let reply = read(broker, &header, &filter);
     let suspend = header.sys_flag & FLAG_SUSPEND != 0;
     if reply.code != response::PULL_NOT_FOUND || !suspend {
-        return Handled::Now(reply);
+        return answered(reply);
     }
     let held = broker.held_pulls.fetch_add(1, Ordering::AcqRel);
     let slot = HeldSlot(broker.clone());
@@ -68,7 +66,7 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
             "{held} pull requests are already held (maxHeldPullRequests={}); pull again later",
             broker.config.held_pulls_max
         );
-        return Handled::Now(Refusal::new(response::SYSTEM_BUSY, why).into());
+        return Err(Refusal::new(response::SYSTEM_BUSY, why));
     }
     let hold_ms = if broker.config.long_polling {
         u64::try_from(header.suspend_timeout_millis).unwrap_or(0)
@@ -76,10 +74,10 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
         broker.config.short_polling_ms
     };
     let conn = conn.clone();
-    Handled::Later(Box::pin(async move {
+    Ok(Handled::Later(Box::pin(async move {
         let broker = slot.0.clone();
         hold(&broker, &conn, &header, &filter, Duration::from_millis(hold_ms)).await
-    }))
+    })))
 }
 
 /// Waits for records past the requested offset, or the deadline, then reads again.

@@ -24,22 +24,25 @@ use petrel_net::headers::broker::{
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError, StoreError};
 
-use super::{rejected, Broker, Refusal};
+use super::{answered, decode, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
-pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingCommand) -> Handled {
-    let header = match decode_header(&request) {
-        Ok(header) => header,
-        Err(e) => return Handled::Now(rejected(&request, &e)),
+pub(super) fn handle(
+    broker: &Arc<Broker>,
+    conn: &Connection,
+    request: &RemotingCommand,
+) -> Outcome {
+    let header = match request.code {
+        request::SEND_MESSAGE => decode::<SendMessageRequestHeader>(request)?,
+        _ => decode::<SendMessageRequestHeaderV2>(request)?.into(),
     };
     let batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
-    let properties = header.properties.as_deref().unwrap_or("").as_bytes();
     let producer = conn.peer().to_string();
     let send = SendRequest {
         topic: &header.topic,
         queue_id: header.queue_id,
         sys_flag: header.sys_flag,
-        properties,
+        properties: header.properties.as_deref().unwrap_or("").as_bytes(),
         reconsume_times: header.reconsume_times.unwrap_or(0),
         max_reconsume_times: header.max_reconsume_times,
         default_topic: &header.default_topic,
@@ -48,54 +51,62 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
         batch,
         producer: &producer,
     };
-    let planned = broker.plan(|view| plan_send(view, &send, broker.pick()));
-    let plan = match planned.and_then(|plan| broker.apply_plan(&plan).map(|()| plan)) {
-        Ok(plan) => plan,
-        Err(refusal) => return Handled::Now(refusal.into()),
-    };
-    let queue_id = plan.sent_queue_id;
-    let appended = match batch {
-        true => append_batch(broker, conn, &header, &plan, &request.body),
-        false => append_one(broker, conn, &header, &plan, &request.body),
-    };
-    let (appended, msg_ids) = match appended {
-        Ok(done) => done,
-        Err(refusal) => return Handled::Now(refusal.into()),
+    let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
+    broker.apply_plan(&plan)?;
+    let (appended, msg_ids) = match batch {
+        true => append_batch(broker, conn, &header, &plan, &request.body)?,
+        false => append_one(broker, conn, &header, &plan, &request.body)?,
     };
     let transaction_id = header
         .properties
         .as_deref()
         .and_then(|p| petrel_core::record::property(p.as_bytes(), property::UNIQ_KEY.as_bytes()))
         .map(|id| String::from_utf8_lossy(id).into_owned());
-    let reply = move |code: i32, appended: &Appended| {
-        let answer = SendMessageResponseHeader {
-            msg_id: msg_ids.clone(),
-            queue_id,
+    let answer = Answer { msg_ids, queue_id: plan.sent_queue_id, transaction_id };
+    if broker.store.is_acknowledged(&appended) {
+        return answered(answer.reply(response::SUCCESS, &appended));
+    }
+    let broker = broker.clone();
+    Ok(Handled::Later(Box::pin(async move {
+        answer.after_wait(broker.store.wait_acknowledged(appended).await)
+    })))
+}
+
+/// What the answer to a send names besides where the message went.
+struct Answer {
+    msg_ids: String,
+    queue_id: i32,
+    transaction_id: Option<String>,
+}
+
+impl Answer {
+    fn reply(&self, code: i32, appended: &Appended) -> RemotingCommand {
+        let header = SendMessageResponseHeader {
+            msg_id: self.msg_ids.clone(),
+            queue_id: self.queue_id,
             queue_offset: appended.queue_offset,
-            transaction_id: transaction_id.clone(),
+            transaction_id: self.transaction_id.clone(),
             batch_uniq_id: None,
         };
-        let mut reply = RemotingCommand::response(code, None).with_header(&answer);
+        let mut reply = RemotingCommand::response(code, None).with_header(&header);
         reply.ext_fields.insert("MSG_REGION".into(), "DefaultRegion".into());
         reply.ext_fields.insert("TRACE_ON".into(), "true".into());
         reply
-    };
-    if broker.store.is_acknowledged(&appended) {
-        return Handled::Now(reply(response::SUCCESS, &appended));
     }
-    let broker = broker.clone();
-    Handled::Later(Box::pin(async move {
-        match broker.store.wait_acknowledged(appended).await {
-            Ok(appended) => reply(response::SUCCESS, &appended),
+
+    /// The answer once the confirm machine acknowledged the message, or did not in time.
+    fn after_wait(&self, waited: Result<Appended, PutError>) -> RemotingCommand {
+        match waited {
+            Ok(appended) => self.reply(response::SUCCESS, &appended),
             Err(PutError::FlushTimeout { appended, timeout_ms }) => {
-                let mut out = reply(response::FLUSH_DISK_TIMEOUT, &appended);
+                let mut out = self.reply(response::FLUSH_DISK_TIMEOUT, &appended);
                 out.remark = Some(format!(
                     "stored but not flushed within syncFlushTimeout={timeout_ms} ms; it may yet be delivered"
                 ));
                 out
             }
             Err(PutError::NotDurable { appended, reason }) => {
-                let mut out = reply(response::FLUSH_DISK_TIMEOUT, &appended);
+                let mut out = self.reply(response::FLUSH_DISK_TIMEOUT, &appended);
                 out.remark = Some(format!(
                     "stored but not durable: {reason}; the broker stops and the message is delivered only if it survives"
                 ));
@@ -103,15 +114,6 @@ pub(super) fn handle(broker: &Arc<Broker>, conn: &Connection, request: RemotingC
             }
             Err(PutError::Store(e)) => store_error(&e).into(),
         }
-    }))
-}
-
-fn decode_header(
-    request: &RemotingCommand,
-) -> Result<SendMessageRequestHeader, petrel_net::codec::header::HeaderError> {
-    match request.code {
-        request::SEND_MESSAGE => request.header::<SendMessageRequestHeader>(),
-        _ => request.header::<SendMessageRequestHeaderV2>().map(Into::into),
     }
 }
 

@@ -20,45 +20,38 @@ use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::PutError;
 
-use super::send::store_error;
-use super::{rejected, Broker, Refusal};
+use super::send_message::store_error;
+use super::{answered, decode, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
     _conn: &Connection,
-    request: RemotingCommand,
-) -> Handled {
-    let header: ConsumerSendMsgBackRequestHeader = match request.header() {
-        Ok(header) => header,
-        Err(e) => return Handled::Now(rejected(&request, &e)),
+    request: &RemotingCommand,
+) -> Outcome {
+    let header: ConsumerSendMsgBackRequestHeader = decode(request)?;
+    let Some(appended) = send_back(broker, &header)? else {
+        return answered(success());
     };
-    match send_back(broker, &header) {
-        Ok(None) => Handled::Now(RemotingCommand::response(response::SUCCESS, None)),
-        Ok(Some(appended)) => {
-            if broker.store.is_acknowledged(&appended) {
-                return Handled::Now(RemotingCommand::response(response::SUCCESS, None));
-            }
-            let broker = broker.clone();
-            Handled::Later(Box::pin(async move {
-                match broker.store.wait_acknowledged(appended).await {
-                    Ok(_) => RemotingCommand::response(response::SUCCESS, None),
-                    Err(PutError::FlushTimeout { timeout_ms, .. }) => Refusal::new(
-                        response::FLUSH_DISK_TIMEOUT,
-                        format!("retry stored but not flushed within {timeout_ms} ms"),
-                    )
-                    .into(),
-                    Err(PutError::NotDurable { reason, .. }) => Refusal::new(
-                        response::FLUSH_DISK_TIMEOUT,
-                        format!("retry stored but not durable: {reason}"),
-                    )
-                    .into(),
-                    Err(PutError::Store(e)) => store_error(&e).into(),
-                }
-            }))
-        }
-        Err(refusal) => Handled::Now(refusal.into()),
+    if broker.store.is_acknowledged(&appended) {
+        return answered(success());
     }
+    let broker = broker.clone();
+    Ok(Handled::Later(Box::pin(async move {
+        let refusal = match broker.store.wait_acknowledged(appended).await {
+            Ok(_) => return success(),
+            Err(PutError::FlushTimeout { timeout_ms, .. }) => Refusal::new(
+                response::FLUSH_DISK_TIMEOUT,
+                format!("retry stored but not flushed within {timeout_ms} ms"),
+            ),
+            Err(PutError::NotDurable { reason, .. }) => Refusal::new(
+                response::FLUSH_DISK_TIMEOUT,
+                format!("retry stored but not durable: {reason}"),
+            ),
+            Err(PutError::Store(e)) => store_error(&e),
+        };
+        refusal.into()
+    })))
 }
 
 /// Appends the retry (or dead letter) the planner decides; `None` when the group keeps no

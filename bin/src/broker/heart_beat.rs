@@ -1,0 +1,69 @@
+//! HEART_BEAT (34): a client says it is alive, with its producer and consumer groups and
+//! subscriptions (`ClientManageProcessor`).
+//!
+//! A heartbeat admits each consumer group (creating its subscription group when
+//! `autoCreateSubscriptionGroup`) and makes sure its retry topic exists, so a failed message
+//! always has somewhere to go.
+
+use std::sync::Arc;
+
+use petrel_core::broker::clients::{Caller, HeartbeatData};
+use petrel_core::broker::{retry_topic, Refusal};
+use petrel_core::model::perm;
+use petrel_net::codec::codes::response;
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::Connection;
+
+use super::{answered, Broker, Outcome};
+use crate::clock::now_millis;
+
+pub(super) fn handle(
+    broker: &Arc<Broker>,
+    conn: &Connection,
+    request: &RemotingCommand,
+) -> Outcome {
+    let data: HeartbeatData = match from_json(&request.body) {
+        Ok(data) => data,
+        Err(e) => {
+            let why = format!("HeartbeatData body is not valid JSON: {e}");
+            return Err(Refusal::new(response::SYSTEM_ERROR, why));
+        }
+    };
+    let now = now_millis();
+    let (mut topics_created, mut groups_created) = (false, false);
+    for consumer in &data.consumer_data_set {
+        let group = &consumer.group_name;
+        let retry_queues = {
+            let mut groups = broker.groups();
+            match groups.find_or_create(group, broker.config.auto_create_group, now) {
+                Ok((config, created)) => {
+                    groups_created |= created;
+                    Some(config.retry_queue_nums)
+                }
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "heartbeat from a consumer of an unknown group");
+                    None
+                }
+            }
+        };
+        if let Some(queues) = retry_queues {
+            let rw = perm::READ | perm::WRITE;
+            let mut topics = broker.topics();
+            topics_created |= topics.create_if_absent(&retry_topic(group), queues, rw, 0, now).1;
+        }
+    }
+    if groups_created {
+        broker.groups_changed();
+    }
+    if topics_created {
+        broker.topics_changed();
+    }
+    let notify = |group: &str| {
+        broker.groups().get(group).is_none_or(|g| g.notify_consumer_ids_changed_enable)
+    };
+    let language = request.language.name();
+    let caller = Caller { conn: conn.id(), language, version: request.version };
+    broker.change_clients(|clients| clients.heartbeat(now, &caller, &data, &notify));
+    answered(RemotingCommand::response(response::SUCCESS, None))
+}
