@@ -1,7 +1,8 @@
 //! Mechanical checks of the source tree (STYLE.md, habit 10):
-//! - `core/` stays pure: no clock, no global RNG, no tokio, no sockets, no `std::fs`;
+//! - `core/` and the remoting codec (`net/src/codec`) stay pure: no clock, no global RNG, no
+//!   tokio, no sockets, no `std::fs`;
 //! - library code has no `dbg!` and no stray `println!` (binaries print, libraries return);
-//! - no function in library code grows past 80 lines.
+//! - no function in library code or in the `petrel` binary grows past 80 lines.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::fs;
@@ -25,16 +26,28 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Library sources: every crate's `src/`, without the binary's `main.rs`.
-fn library_sources() -> Vec<PathBuf> {
+/// Whether `path` is a binary's source: binaries print (the `petrel` command line in
+/// `bin/src/main.rs` and `bin/src/cli/`, the simulator's runner in `sim/src/bin/`).
+fn is_binary_source(path: &Path) -> bool {
+    let path = path.to_string_lossy();
+    path.ends_with("bin/src/main.rs")
+        || path.contains("bin/src/cli/")
+        || path.contains("sim/src/bin/")
+}
+
+/// Every crate's `src/`.
+fn all_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for krate in ["core", "net", "storage", "client", "sim", "bin"] {
         rust_files(&root().join(krate).join("src"), &mut files);
     }
-    // Binaries print: the broker's and the simulator's command lines.
-    files.retain(|f| {
-        !f.ends_with("bin/src/main.rs") && !f.to_string_lossy().contains("sim/src/bin/")
-    });
+    files
+}
+
+/// Library sources: every crate's `src/` without the binaries.
+fn library_sources() -> Vec<PathBuf> {
+    let mut files = all_sources();
+    files.retain(|f| !is_binary_source(f));
     files
 }
 
@@ -71,7 +84,7 @@ fn relative(path: &Path) -> String {
 }
 
 #[test]
-fn core_is_pure() {
+fn core_and_codec_are_pure() {
     let forbidden = [
         "std::fs",
         "tokio",
@@ -87,6 +100,9 @@ fn core_is_pure() {
     let mut files = Vec::new();
     rust_files(&root().join("core").join("src"), &mut files);
     assert!(!files.is_empty(), "core/src has no sources");
+    let codec = files.len();
+    rust_files(&root().join("net").join("src").join("codec"), &mut files);
+    assert!(files.len() > codec, "net/src/codec has no sources");
     let mut hits = Vec::new();
     for file in files {
         let text = fs::read_to_string(&file).expect("readable source");
@@ -98,7 +114,11 @@ fn core_is_pure() {
             }
         }
     }
-    assert!(hits.is_empty(), "core/ must not do I/O or read clocks:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "core/ and the codec must not do I/O or read clocks:\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]
@@ -187,7 +207,7 @@ fn long_functions(path: &Path, text: &str) -> Vec<String> {
 #[test]
 fn functions_stay_short() {
     let mut hits = Vec::new();
-    for file in library_sources() {
+    for file in all_sources() {
         let text = fs::read_to_string(&file).expect("readable source");
         hits.extend(long_functions(&file, &text));
     }

@@ -1,0 +1,280 @@
+//! `petrel bench`: Petrel measured over real sockets, one subcommand per measurement, each
+//! with its options as a struct.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use petrel::bench::consume::{self, ConsumeBench};
+use petrel::bench::idle::{self, IdleBench};
+use petrel::bench::producer::{self, Mode, ProducerBench};
+use petrel::bench::route::{self, RouteBench};
+use petrel::bench::store::{self, StoreBench};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// GET_ROUTEINFO_BY_TOPIC against a NameServer.
+    Route(RouteArgs),
+    /// Send TPS and latency through the Rust producer (RocketMQ's benchmark option letters).
+    Producer(ProducerArgs),
+    /// Messages per second through a push consumer reading a topic from its start.
+    Consumer(ConsumerArgs),
+    /// Produce-to-consume latency at a fixed send rate.
+    E2e(E2eArgs),
+    /// A broker's resident memory with idle client connections and held pulls.
+    Idle(IdleArgs),
+    /// The store's append throughput against this disk's ceiling, and its recovery time.
+    Store(StoreArgs),
+}
+
+pub async fn run(which: BenchCommand) -> Result<(), String> {
+    match which {
+        BenchCommand::Route(args) => {
+            let json = args.json;
+            println!("{}", route::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Producer(args) => {
+            let json = args.json;
+            let report = producer::run(args.into(), |line| eprintln!("{line}")).await?;
+            println!("{}", report.render(json));
+        }
+        BenchCommand::Consumer(args) => {
+            let json = args.json;
+            println!("{}", consume::run(args.into()).await?.render(json));
+        }
+        BenchCommand::E2e(args) => {
+            let json = args.json;
+            println!("{}", consume::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Idle(args) => {
+            let json = args.json;
+            print!("{}", idle::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Store(args) => {
+            let json = args.json;
+            print!("{}", store::run(args.into()).await?.render(json));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RouteArgs {
+    /// NameServer address.
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    /// Topic to ask for.
+    #[arg(short = 't', long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Connections, each with one request in flight.
+    #[arg(short = 'c', long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Register a broker serving the topic first.
+    #[arg(long)]
+    register: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<RouteArgs> for RouteBench {
+    fn from(args: RouteArgs) -> RouteBench {
+        RouteBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            connections: args.connections,
+            duration: Duration::from_secs(args.duration),
+            register: args.register,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ProducerArgs {
+    /// NameServer address.
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    /// Topic.
+    #[arg(short = 't', long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Sending workers.
+    #[arg(short = 'w', long, default_value_t = 64)]
+    threads: usize,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
+    size: usize,
+    /// Give every message a key.
+    #[arg(short = 'k', long)]
+    keys: bool,
+    /// Tag count: messages get tags tag0 .. tagN-1 (0: no tags).
+    #[arg(short = 'l', long, default_value_t = 0)]
+    tags: usize,
+    /// Send asynchronously (64 in flight per worker).
+    #[arg(short = 'y', long = "async")]
+    async_send: bool,
+    /// Send oneway (no answers).
+    #[arg(long)]
+    oneway: bool,
+    /// Messages per SEND_BATCH_MESSAGE.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 1)]
+    report_interval: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<ProducerArgs> for ProducerBench {
+    fn from(args: ProducerArgs) -> ProducerBench {
+        let mode = match (args.oneway, args.async_send) {
+            (true, _) => Mode::Oneway,
+            (false, true) => Mode::Async,
+            (false, false) => Mode::Sync,
+        };
+        ProducerBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            threads: args.threads,
+            message_bytes: args.size,
+            keys: args.keys,
+            tag_count: args.tags,
+            mode,
+            batch: args.batch,
+            duration: Duration::from_secs(args.duration),
+            report_interval: Duration::from_secs(args.report_interval.max(1)),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ConsumerArgs {
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(short = 't', long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Consumer group (a fresh one reads from the start).
+    #[arg(short = 'g', long, default_value = "BenchConsumer")]
+    group: String,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<ConsumerArgs> for ConsumeBench {
+    fn from(args: ConsumerArgs) -> ConsumeBench {
+        ConsumeBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            group: args.group,
+            duration: Duration::from_secs(args.duration),
+            rate: 0,
+            message_bytes: 0,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct E2eArgs {
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(short = 't', long, default_value = "BenchE2e")]
+    topic: String,
+    #[arg(short = 'g', long, default_value = "BenchE2eGroup")]
+    group: String,
+    /// Messages per second.
+    #[arg(short = 'r', long, default_value_t = 1000)]
+    rate: u64,
+    /// Message body size in bytes (at least 8: the send time).
+    #[arg(short = 's', long, default_value_t = 1024)]
+    size: usize,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<E2eArgs> for ConsumeBench {
+    fn from(args: E2eArgs) -> ConsumeBench {
+        ConsumeBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            group: args.group,
+            duration: Duration::from_secs(args.duration),
+            rate: args.rate.max(1),
+            message_bytes: args.size,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct IdleArgs {
+    /// Broker address.
+    #[arg(short = 'b', long, default_value = "127.0.0.1:10911")]
+    broker: String,
+    /// Process id of the broker (its memory is read from /proc).
+    #[arg(long)]
+    pid: u32,
+    /// Idle client connections to open.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    connections: usize,
+    /// Pull requests to hold (on as many of those connections).
+    #[arg(long, default_value_t = 100)]
+    held: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<IdleArgs> for IdleBench {
+    fn from(args: IdleArgs) -> IdleBench {
+        IdleBench {
+            broker: args.broker,
+            pid: args.pid,
+            connections: args.connections,
+            held_pulls: args.held,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StoreArgs {
+    /// Scratch directory, deleted before and after.
+    #[arg(long, default_value = ".bench/store")]
+    dir: PathBuf,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 1024)]
+    size: usize,
+    /// Writer counts to measure, comma-separated.
+    #[arg(short = 'w', long, value_delimiter = ',', default_value = "1,8,64")]
+    writers: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// GiB of commit log for the recovery measurement; 0 skips it.
+    #[arg(long, default_value_t = 4)]
+    recovery_gib: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<StoreArgs> for StoreBench {
+    fn from(args: StoreArgs) -> StoreBench {
+        StoreBench {
+            dir: args.dir,
+            message_bytes: args.size,
+            writers: args.writers,
+            seconds: args.duration,
+            recovery_gib: args.recovery_gib,
+        }
+    }
+}
