@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use petrel_core::broker::batch::{encode_batch, BatchItem};
+use petrel_core::broker::clients::{HeartbeatData, ProducerData};
 use petrel_core::client::fault::FaultTable;
 use petrel_core::client::MessageQueue;
 use petrel_core::Millis;
 use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::{to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
@@ -516,10 +519,12 @@ async fn refresh(inner: Arc<Inner>, stop: Flag) {
         }
         let masters: std::collections::BTreeSet<String> =
             lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
-        let body = format!(
-            r#"{{"clientID":"{}","producerDataSet":[{{"groupName":"{}"}}],"consumerDataSet":[]}}"#,
-            inner.client_id, inner.config.group
-        );
+        let data = HeartbeatData {
+            client_id: inner.client_id.clone(),
+            producer_data_set: vec![ProducerData { group_name: inner.config.group.clone() }],
+            consumer_data_set: Vec::new(),
+        };
+        let body = Bytes::from(to_json(&data, JsonStyle::Standard));
         for addr in masters {
             let heartbeat = RemotingCommand::request(request::HEART_BEAT).with_body(body.clone());
             if let Err(e) = inner.client.invoke(&addr, heartbeat, inner.config.send_timeout).await {
