@@ -2,6 +2,7 @@
 //! clock and files. The `petrel` binary (src/main.rs) parses the command line and runs one;
 //! the simulator (`sim/`) runs the same services on madsim nodes.
 
+pub mod alloc;
 pub mod bench;
 pub mod broker;
 pub mod clock;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: petrel::alloc::CountingAllocator = petrel::alloc::CountingAllocator;
+
 #[derive(Parser)]
 #[command(name = "petrel", version, about = "A RocketMQ-compatible message broker")]
 struct Cli {
@@ -29,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    petrel::alloc::count_if_asked();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

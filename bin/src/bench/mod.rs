@@ -10,6 +10,7 @@ pub mod consume;
 pub mod idle;
 pub mod producer;
 pub mod route;
+pub mod send;
 pub mod store;
 
 use std::time::Duration;

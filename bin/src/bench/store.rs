@@ -107,7 +107,7 @@ fn rate(name: String, messages: u64, bytes: u64, elapsed: Duration, ceiling: Opt
 }
 
 /// Sequential pwrites of `record_bytes`, with an fdatasync after every `sync_every` (0: never).
-fn ceiling(
+pub(super) fn ceiling(
     dir: &Path,
     record_bytes: usize,
     sync_every: usize,

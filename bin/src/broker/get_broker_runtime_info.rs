@@ -45,5 +45,8 @@ pub(super) fn handle(
     put("brokerRole", "ASYNC_MASTER".into());
     put("pullHeldRequests", broker.held_pulls.load(Ordering::Relaxed).to_string());
     put("connections", broker.server.connection_count().to_string());
+    if let Some(allocations) = crate::alloc::allocations() {
+        put("allocations", allocations.to_string());
+    }
     answered(success().with_body(to_json(&KvTable { table }, JsonStyle::Fastjson)))
 }

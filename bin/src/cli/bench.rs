@@ -9,7 +9,9 @@ use petrel::bench::consume::{self, ConsumeBench};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
 use petrel::bench::route::{self, RouteBench};
+use petrel::bench::send::{self, SendBench};
 use petrel::bench::store::{self, StoreBench};
+use petrel_storage::FlushDiskType;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -25,6 +27,11 @@ pub enum BenchCommand {
     Idle(IdleArgs),
     /// The store's append throughput against this disk's ceiling, and its recovery time.
     Store(StoreArgs),
+    /// SEND_MESSAGE_V2 through Petrel brokers it starts, as a ratio to the transport floor
+    /// measured with the same client in the same run.
+    Send(SendArgs),
+    /// The transport floor: answers every frame with a fixed send response, nothing else.
+    FloorServer(FloorServerArgs),
 }
 
 pub async fn run(which: BenchCommand) -> Result<(), String> {
@@ -53,6 +60,17 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::Store(args) => {
             let json = args.json;
             print!("{}", store::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Send(args) => {
+            let json = args.json;
+            print!("{}", send::run(args.into()).await?.render(json));
+        }
+        BenchCommand::FloorServer(args) => {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
+                .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            super::announce(&format!("floor server listening on {addr}"));
+            send::floor_server(listener)?;
         }
     }
     Ok(())
@@ -277,4 +295,50 @@ impl From<StoreArgs> for StoreBench {
             recovery_gib: args.recovery_gib,
         }
     }
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Connection counts to measure, comma-separated, each with one request in flight.
+    #[arg(short = 'c', long, value_delimiter = ',', default_value = "1,16,64")]
+    connections: Vec<usize>,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 1024)]
+    size: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// The brokers to start, by flushDiskType, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "ASYNC_FLUSH,SYNC_FLUSH")]
+    flush: Vec<FlushDiskType>,
+    /// Scratch directory for the brokers' data, deleted before and after.
+    #[arg(long, default_value = ".bench/send")]
+    dir: PathBuf,
+    /// Measure this running broker (its flush type the first of --flush) instead of starting
+    /// brokers: to attach a profiler to it, say.
+    #[arg(short = 'b', long)]
+    broker: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<SendArgs> for SendBench {
+    fn from(args: SendArgs) -> SendBench {
+        SendBench {
+            connections: args.connections,
+            message_bytes: args.size,
+            seconds: args.duration,
+            flush: args.flush,
+            broker: args.broker,
+            dir: args.dir,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct FloorServerArgs {
+    /// Port to listen on, on 127.0.0.1 (0: the kernel picks; the line printed tells it).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }

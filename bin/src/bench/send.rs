@@ -1,0 +1,377 @@
+//! `petrel bench send`: SEND_MESSAGE_V2 over raw connections, one request in flight on each,
+//! against this machine's transport floor and against Petrel brokers, in one run with one
+//! client, so every send figure is a ratio to the floor.
+//!
+//! The floor is `petrel bench floor-server`: it reads each frame and answers it with a fixed
+//! SUCCESS response shaped like a broker's send answer, doing nothing else. What it measures is
+//! loopback, the kernel and this client; a broker can only come near it. The brokers are
+//! `petrel standalone` processes the bench starts (one per flush type, on scratch data),
+//! counting their allocations (`PETREL_COUNT_ALLOCATIONS=1`), so the report also gives the
+//! broker's allocations per send. For SYNC_FLUSH it also measures this disk's group-commit
+//! ceiling (pwrites of one record with an fdatasync per `connections` records, the store
+//! bench's pattern) and gives the ratio to it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use petrel_core::model::KvTable;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::{decode_frame, RemotingCommand};
+use petrel_net::headers::broker::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_storage::FlushDiskType;
+
+use super::{latency_histogram, Summary};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SendBench {
+    /// Connection counts to measure, each with one request in flight.
+    pub connections: Vec<usize>,
+    pub message_bytes: usize,
+    pub seconds: f64,
+    /// The brokers to start, one per flush type.
+    pub flush: Vec<FlushDiskType>,
+    /// Measure this running broker instead of starting any (a profiler attached to it, say).
+    pub broker: Option<String>,
+    /// Scratch directory for the brokers' data and the disk ceiling; deleted after.
+    pub dir: PathBuf,
+}
+
+/// One measured line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SendLine {
+    pub target: String,
+    pub connections: usize,
+    pub summary: Summary,
+    /// Sends per second over the floor's with as many connections.
+    pub ratio_of_floor: f64,
+    /// p50 over the floor's p50 with as many connections.
+    pub p50_over_floor: f64,
+    /// The broker's allocations per send (the whole process, NameServer included).
+    pub allocations_per_send: Option<f64>,
+    /// For SYNC_FLUSH: sends per second over the group-commit ceiling of as many writers.
+    pub ratio_of_ceiling: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SendReport {
+    pub message_bytes: usize,
+    pub lines: Vec<SendLine>,
+}
+
+impl SendReport {
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string_pretty(self).expect("a report always serializes");
+        }
+        let mut out = format!(
+            "SEND_MESSAGE_V2, {} B bodies, JSON header, one request in flight per connection\n\
+             {:<22} {:>5} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10} {:>9}\n",
+            self.message_bytes,
+            "target",
+            "conns",
+            "sends/s",
+            "p50 us",
+            "p99 us",
+            "x floor",
+            "p50/floor",
+            "allocs/send",
+            "x ceiling"
+        );
+        for line in &self.lines {
+            let or_dash = |v: Option<f64>, digits: usize| {
+                v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+            };
+            out.push_str(&format!(
+                "{:<22} {:>5} {:>10.0} {:>9} {:>9} {:>8.2} {:>9.2} {:>10} {:>9}\n",
+                line.target,
+                line.connections,
+                line.summary.requests_per_second,
+                line.summary.latency_p50_us,
+                line.summary.latency_p99_us,
+                line.ratio_of_floor,
+                line.p50_over_floor,
+                or_dash(line.allocations_per_send, 1),
+                or_dash(line.ratio_of_ceiling, 2),
+            ));
+        }
+        out
+    }
+}
+
+/// The floor server: answers every frame with a fixed response, on every connection, until
+/// killed. Blocking sockets and a thread per connection, as a trivial native server: each
+/// answer costs a read and a write, and nothing else.
+pub fn floor_server(listener: std::net::TcpListener) -> Result<(), String> {
+    let answer = floor_response();
+    for stream in listener.incoming() {
+        let mut stream = stream.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let answer = answer.clone();
+        std::thread::spawn(move || {
+            let mut frame = Vec::new();
+            while read_frame(&mut stream, &mut frame).is_ok() {
+                if stream.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// A send's SUCCESS answer as a broker gives it: the fields a client reads back.
+fn floor_response() -> Bytes {
+    let header = SendMessageResponseHeader {
+        msg_id: "7F00000100002A9F0000000000000000".into(),
+        queue_id: 0,
+        queue_offset: 0,
+        transaction_id: None,
+        batch_uniq_id: None,
+    };
+    RemotingCommand::response(response::SUCCESS, None)
+        .with_header(&header)
+        .encode_frame()
+        .expect("a fixed response encodes")
+}
+
+/// Reads one length-prefixed frame into `frame` (length word included).
+fn read_frame(stream: &mut std::net::TcpStream, frame: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length)?;
+    let total = u32::from_be_bytes(length) as usize;
+    if total > 64 << 20 {
+        return Err(std::io::Error::other("frame too long"));
+    }
+    frame.clear();
+    frame.extend_from_slice(&length);
+    frame.resize(4 + total, 0);
+    stream.read_exact(&mut frame[4..])
+}
+
+/// The request every connection sends: a SEND_MESSAGE_V2 with a JSON header, as RocketMQ's
+/// Java client encodes one, to queue 0 of `BenchSend`.
+fn send_frame(message_bytes: usize) -> Bytes {
+    let header = SendMessageRequestHeader {
+        producer_group: "BenchSendGroup".into(),
+        topic: "BenchSend".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 8,
+        queue_id: 0,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some("KEYS\u{1}bench\u{2}UNIQ_KEY\u{1}7F00000100002A9F0000000000000000\u{2}WAIT\u{1}true\u{2}".into()),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(false),
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    RemotingCommand::request(request::SEND_MESSAGE_V2)
+        .with_header(&SendMessageRequestHeaderV2::from(header))
+        .with_body(vec![b'p'; message_bytes])
+        .encode_frame()
+        .expect("a send request encodes")
+}
+
+/// `connections` connections to `addr`, each sending `frame` and waiting for its answer, for
+/// `seconds`: a blocking socket and a thread each, as a native client with one request in
+/// flight per connection. A non-SUCCESS answer counts as a failure.
+fn load(addr: &str, connections: usize, frame: &Bytes, seconds: f64) -> Result<Summary, String> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut streams = Vec::new();
+    for _ in 0..connections {
+        let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        streams.push(stream);
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let frame = frame.clone();
+            std::thread::spawn(move || {
+                let mut histogram = latency_histogram();
+                let mut failures = 0u64;
+                let mut answer = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if stream.write_all(&frame).is_err()
+                        || read_frame(&mut stream, &mut answer).is_err()
+                    {
+                        failures += 1;
+                        break;
+                    }
+                    let mut buf = BytesMut::from(&answer[..]);
+                    match decode_frame(&mut buf, usize::MAX) {
+                        Ok(Some(reply)) if reply.code == response::SUCCESS => {
+                            let micros = sent.elapsed().as_micros() as u64;
+                            let _ = histogram.record(micros.max(1));
+                        }
+                        _ => failures += 1,
+                    }
+                }
+                (histogram, failures)
+            })
+        })
+        .collect();
+    let mut histogram = latency_histogram();
+    let mut failures = 0;
+    for thread in threads {
+        let (part, failed) = thread.join().map_err(|_| "a load thread panicked")?;
+        histogram.add(&part).map_err(|e| e.to_string())?;
+        failures += failed;
+    }
+    Ok(Summary::new(&histogram, failures, started.elapsed()))
+}
+
+/// A child process of this binary, killed when dropped.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts this binary with `args` and returns it with the address from the first stdout line
+/// that starts with `prefix`.
+fn spawn(args: &[&str], prefix: &str, conf: Option<&Path>) -> Result<(Spawned, String), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command.args(args).env("RUST_LOG", "warn").env("PETREL_COUNT_ALLOCATIONS", "1");
+    if let Some(conf) = conf {
+        command.arg("-c").arg(conf);
+    }
+    let mut child = command.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let child = Spawned(child);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            return Ok((child, addr));
+        }
+    }
+    Err(format!("`petrel {}` exited before printing {prefix:?}", args.join(" ")))
+}
+
+/// The broker's allocation count, from GET_BROKER_RUNTIME_INFO.
+async fn allocations(client: &RemotingClient, broker: &str) -> Option<u64> {
+    let request = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
+    let reply = client.invoke(broker, request, Duration::from_secs(3)).await.ok()?;
+    let table: KvTable = from_json(&reply.body_bytes()).ok()?;
+    table.table.get("allocations")?.parse().ok()
+}
+
+fn flush_name(flush: FlushDiskType) -> &'static str {
+    match flush {
+        FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+    }
+}
+
+/// A broker measured: its process when the bench started it, address and flush type.
+struct Broker {
+    _process: Option<Spawned>,
+    addr: String,
+    flush: FlushDiskType,
+}
+
+fn start_broker(dir: &Path, flush: FlushDiskType) -> Result<Broker, String> {
+    let data = dir.join(flush_name(flush));
+    let conf = dir.join(format!("{}.conf", flush_name(flush)));
+    std::fs::write(&conf, format!("flushDiskType={}\n", flush_name(flush)))
+        .map_err(|e| e.to_string())?;
+    let data_arg = data.to_string_lossy().into_owned();
+    let args = ["standalone", "--namesrv-port", "0", "--broker-port", "0", "--data-dir", &data_arg];
+    let (process, addr) = spawn(&args, "Broker:", Some(&conf))?;
+    Ok(Broker { _process: Some(process), addr, flush })
+}
+
+pub async fn run(bench: SendBench) -> Result<SendReport, String> {
+    let _ = std::fs::remove_dir_all(&bench.dir);
+    std::fs::create_dir_all(&bench.dir).map_err(|e| e.to_string())?;
+    let frame = send_frame(bench.message_bytes);
+    let (_floor, floor) =
+        spawn(&["bench", "floor-server", "--port", "0"], "floor server listening on", None)?;
+    let brokers: Vec<Broker> = match &bench.broker {
+        // A running broker: its flush type is the first one named.
+        Some(addr) => {
+            let flush = bench.flush.first().copied().unwrap_or(FlushDiskType::AsyncFlush);
+            vec![Broker { _process: None, addr: addr.clone(), flush }]
+        }
+        None => {
+            bench.flush.iter().map(|f| start_broker(&bench.dir, *f)).collect::<Result<_, _>>()?
+        }
+    };
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    for broker in &brokers {
+        // The first send creates the topic; the measured ones find it.
+        load(&broker.addr, 1, &frame, 0.2)?;
+    }
+    let mut ceilings = BTreeMap::new();
+    let mut lines = Vec::new();
+    for &connections in &bench.connections {
+        let base = load(&floor, connections, &frame, bench.seconds)?;
+        lines.push(line("floor".into(), connections, base.clone(), &base, None, None));
+        for broker in &brokers {
+            let before = allocations(&client, &broker.addr).await;
+            let summary = load(&broker.addr, connections, &frame, bench.seconds)?;
+            let after = allocations(&client, &broker.addr).await;
+            let per_send = before
+                .zip(after)
+                .map(|(b, a)| a.saturating_sub(b) as f64 / summary.requests.max(1) as f64);
+            let ceiling = match broker.flush {
+                FlushDiskType::SyncFlush => Some(match ceilings.get(&connections) {
+                    Some(c) => *c,
+                    None => {
+                        let record = frame.len() + 64;
+                        let c =
+                            super::store::ceiling(&bench.dir, record, connections, bench.seconds)
+                                .map_err(|e| e.to_string())?;
+                        ceilings.insert(connections, c);
+                        c
+                    }
+                }),
+                FlushDiskType::AsyncFlush => None,
+            };
+            let target = format!("petrel {}", flush_name(broker.flush));
+            lines.push(line(target, connections, summary, &base, per_send, ceiling));
+        }
+    }
+    client.shutdown();
+    drop(brokers);
+    let _ = std::fs::remove_dir_all(&bench.dir);
+    Ok(SendReport { message_bytes: bench.message_bytes, lines })
+}
+
+fn line(
+    target: String,
+    connections: usize,
+    summary: Summary,
+    floor: &Summary,
+    allocations_per_send: Option<f64>,
+    ceiling: Option<f64>,
+) -> SendLine {
+    SendLine {
+        target,
+        connections,
+        ratio_of_floor: summary.requests_per_second / floor.requests_per_second.max(1.0),
+        p50_over_floor: summary.latency_p50_us as f64 / floor.latency_p50_us.max(1) as f64,
+        allocations_per_send,
+        ratio_of_ceiling: ceiling.map(|c| summary.requests_per_second / c),
+        summary,
+    }
+}
