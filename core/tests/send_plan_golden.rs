@@ -155,7 +155,7 @@ fn run(broker: &mut Broker, line: &str) -> String {
                 default_topic_queue_nums: int("default_queues", 4),
                 body_bytes: int("body", 100) as usize,
                 batch: a.contains_key("batch"),
-                producer: "10.0.0.9:50000",
+                producer: "10.0.0.9:50000".parse().unwrap(),
             };
             let plan = plan_send(&broker.view(), &request, pick);
             broker.show(plan, &sent)

@@ -88,10 +88,8 @@ fn numbers_and_booleans_in_ext_fields_become_strings() {
     buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
     buf.extend_from_slice(text.as_bytes());
     let command = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-    let expected = BTreeMap::from([
-        ("b".to_owned(), "true".to_owned()),
-        ("queueId".to_owned(), "3".to_owned()),
-    ]);
+    let expected =
+        BTreeMap::from([("b".into(), "true".to_owned()), ("queueId".into(), "3".to_owned())]);
     assert_eq!(command.ext_fields, expected);
 }
 
@@ -176,7 +174,7 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext,
+                ext_fields: ext.into_iter().map(|(k, v)| (k.into(), v)).collect(),
                 body: Bytes::from(body),
                 body_parts: Vec::new(),
                 serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },

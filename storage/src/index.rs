@@ -90,6 +90,105 @@ struct IndexFile {
     /// The slot table of the file being appended to, kept in memory (20 MB by default, as
     /// RocketMQ keeps it mapped): appends never read a slot back from disk.
     slots: Option<Vec<i32>>,
+    /// Entries added since the last `write_pending`, from entry number `pending_from` on:
+    /// written in one piece at the end of a dispatch round.
+    pending: Vec<u8>,
+    pending_from: i32,
+    /// Pages of the slot table changed since the last `flush`, written back there: a crash
+    /// before it makes recovery rebuild this newest file from the log (`drop_newest`).
+    dirty_pages: std::collections::BTreeSet<u32>,
+}
+
+/// Slots per page of the slot table written back at a flush.
+const SLOTS_PER_PAGE: u32 = 1024;
+
+impl IndexFile {
+    fn new(
+        path: PathBuf,
+        file: Arc<dyn DiskFile>,
+        header: IndexHeader,
+        slots: Option<Vec<i32>>,
+    ) -> IndexFile {
+        let pending_from = header.index_count;
+        IndexFile {
+            path,
+            file,
+            header,
+            header_dirty: false,
+            flushed: true,
+            slots,
+            pending: Vec::new(),
+            pending_from,
+            dirty_pages: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Entry `number`, from the pending ones or the file.
+    fn entry(&self, entries_at: u64, number: i32) -> Option<[u8; ENTRY_BYTES as usize]> {
+        let mut entry = [0u8; ENTRY_BYTES as usize];
+        if number >= self.pending_from {
+            let at = (number - self.pending_from) as usize * ENTRY_BYTES as usize;
+            entry.copy_from_slice(self.pending.get(at..at + ENTRY_BYTES as usize)?);
+            return Some(entry);
+        }
+        let at = entries_at + number as u64 * ENTRY_BYTES;
+        read_stable(self.file.as_ref(), at, &mut entry).ok()?;
+        Some(entry)
+    }
+
+    /// The latest entry number of `slot`, from the table in memory or the file.
+    fn slot(&self, slot: u32) -> Option<i32> {
+        if let Some(table) = &self.slots {
+            return table.get(slot as usize).copied();
+        }
+        let mut raw = [0u8; 4];
+        let at = HEADER_BYTES + u64::from(slot) * SLOT_BYTES;
+        read_stable(self.file.as_ref(), at, &mut raw).ok()?;
+        Some(i32::from_be_bytes(raw))
+    }
+
+    /// Writes the pending entries and the header when they changed.
+    fn write_pending(&mut self, entries_at: u64) -> Result<(), StoreError> {
+        let what = || format!("cannot write {}", self.path.display());
+        if !self.pending.is_empty() {
+            let at = entries_at + self.pending_from as u64 * ENTRY_BYTES;
+            self.file.write_at(at, &self.pending).context(what)?;
+            self.pending.clear();
+        }
+        self.pending_from = self.header.index_count;
+        if self.header_dirty {
+            self.file.write_at(0, &self.header.encode()).context(what)?;
+            self.header_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Writes back the changed pages of the slot table, one write per run of adjacent pages.
+    /// A page stays marked until its write succeeds.
+    fn write_slots(&mut self) -> Result<(), StoreError> {
+        let Some(table) = &self.slots else { return Ok(()) };
+        let pages: Vec<u32> = self.dirty_pages.iter().copied().collect();
+        let mut bytes = Vec::new();
+        let mut run = 0;
+        while run < pages.len() {
+            let mut end = run + 1;
+            while end < pages.len() && pages[end] == pages[end - 1] + 1 {
+                end += 1;
+            }
+            let first = (pages[run] * SLOTS_PER_PAGE) as usize;
+            let last = (((pages[end - 1] + 1) * SLOTS_PER_PAGE) as usize).min(table.len());
+            bytes.clear();
+            bytes.extend(table[first..last].iter().flat_map(|slot| slot.to_be_bytes()));
+            let at = HEADER_BYTES + first as u64 * SLOT_BYTES;
+            let what = || format!("cannot write {}", self.path.display());
+            self.file.write_at(at, &bytes).context(what)?;
+            for page in &pages[run..end] {
+                self.dirty_pages.remove(page);
+            }
+            run = end;
+        }
+        Ok(())
+    }
 }
 
 /// All index files, oldest first.
@@ -135,8 +234,9 @@ impl Index {
             if !in_range {
                 header.index_count = 1;
             }
-            let header_dirty = !in_range;
-            files.push(IndexFile { path, file, header, header_dirty, flushed: true, slots: None });
+            let mut index_file = IndexFile::new(path, file, header, None);
+            index_file.header_dirty = !in_range;
+            files.push(index_file);
         }
         Ok(Index { dir: dir.to_path_buf(), slots, entries, files })
     }
@@ -163,7 +263,6 @@ impl Index {
             current.slots = Some(load_slots(current.file.as_ref(), slots)?);
         }
         let slot = (hash as u32 % slots) as usize;
-        let slot_at = HEADER_BYTES + slot as u64 * SLOT_BYTES;
         let table = current.slots.as_mut().expect("slots were just loaded");
         let mut previous = table[slot];
         let header = &mut current.header;
@@ -176,18 +275,17 @@ impl Index {
         }
         let seconds = ((timestamp - header.begin_timestamp) / 1000).clamp(0, i64::from(i32::MAX));
         let number = header.index_count;
-        let entry_at = HEADER_BYTES + u64::from(slots) * SLOT_BYTES + number as u64 * ENTRY_BYTES;
-        let mut entry = [0u8; ENTRY_BYTES as usize];
-        entry[0..4].copy_from_slice(&hash.to_be_bytes());
-        entry[4..12].copy_from_slice(&phy_offset.to_be_bytes());
-        entry[12..16].copy_from_slice(&(seconds as i32).to_be_bytes());
-        entry[16..20].copy_from_slice(&previous.to_be_bytes());
-        let what = || "cannot write the index".to_owned();
-        current.file.write_at(entry_at, &entry).context(what)?;
-        current.file.write_at(slot_at, &number.to_be_bytes()).context(what)?;
-        if let Some(table) = current.slots.as_mut() {
-            table[slot] = number;
-        }
+        debug_assert_eq!(
+            current.pending.len() as u64,
+            (number - current.pending_from) as u64 * ENTRY_BYTES,
+            "pending entries run up to this one"
+        );
+        current.pending.extend_from_slice(&hash.to_be_bytes());
+        current.pending.extend_from_slice(&phy_offset.to_be_bytes());
+        current.pending.extend_from_slice(&(seconds as i32).to_be_bytes());
+        current.pending.extend_from_slice(&previous.to_be_bytes());
+        table[slot] = number;
+        current.dirty_pages.insert(slot as u32 / SLOTS_PER_PAGE);
         if previous == 0 {
             header.hash_slot_count += 1;
         }
@@ -239,14 +337,9 @@ impl Index {
         file.sync().sync_context(|| format!("cannot sync {}", path.display()))?;
         disk.sync_dir(&self.dir).sync_context(|| format!("cannot sync {}", self.dir.display()))?;
         let slots = Some(vec![0; self.slots as usize]);
-        self.files.push(IndexFile {
-            path,
-            file,
-            header,
-            header_dirty: true,
-            flushed: false,
-            slots,
-        });
+        let mut index_file = IndexFile::new(path, file, header, slots);
+        (index_file.header_dirty, index_file.flushed) = (true, false);
+        self.files.push(index_file);
         Ok(())
     }
 
@@ -263,20 +356,27 @@ impl Index {
         Ok(newest.header.begin_phy_offset)
     }
 
-    /// Writes dirty headers (end of a dispatch round).
+    fn entries_at(&self) -> u64 {
+        HEADER_BYTES + u64::from(self.slots) * SLOT_BYTES
+    }
+
+    /// Writes the entries added and the headers changed (end of a dispatch round): one write
+    /// for all the round's entries. The slot table is written back at `flush`.
     pub fn write_headers(&mut self) -> Result<(), StoreError> {
-        for file in self.files.iter_mut().filter(|f| f.header_dirty) {
-            file.file
-                .write_at(0, &file.header.encode())
-                .context(|| format!("cannot write {}", file.path.display()))?;
-            file.header_dirty = false;
+        let entries_at = self.entries_at();
+        for file in &mut self.files {
+            file.write_pending(entries_at)?;
         }
         Ok(())
     }
 
-    /// Writes headers and syncs files written since the last flush.
+    /// Writes everything pending, the slot tables included, and syncs files written since the
+    /// last flush.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.write_headers()?;
+        for file in &mut self.files {
+            file.write_slots()?;
+        }
         for file in self.files.iter_mut().filter(|f| !f.flushed) {
             file.file.sync().sync_context(|| format!("cannot sync {}", file.path.display()))?;
             file.flushed = true;
@@ -312,21 +412,12 @@ impl Index {
         max: usize,
         found: &mut Vec<i64>,
     ) {
-        let slot_at = HEADER_BYTES + u64::from(hash as u32 % self.slots) * SLOT_BYTES;
-        let mut raw = [0u8; 4];
-        if read_stable(file.file.as_ref(), slot_at, &mut raw).is_err() {
-            return;
-        }
-        let mut number = i32::from_be_bytes(raw);
+        let Some(mut number) = file.slot(hash as u32 % self.slots) else { return };
+        let entries_at = self.entries_at();
         // Each step goes to a strictly lower number, so the walk ends even on a damaged file.
         let mut bound = file.header.index_count;
         while number > 0 && number < bound && found.len() < max {
-            let entry_at =
-                HEADER_BYTES + u64::from(self.slots) * SLOT_BYTES + number as u64 * ENTRY_BYTES;
-            let mut entry = [0u8; ENTRY_BYTES as usize];
-            if read_stable(file.file.as_ref(), entry_at, &mut entry).is_err() {
-                return;
-            }
+            let Some(entry) = file.entry(entries_at, number) else { return };
             let field = |at: usize, n: usize| &entry[at..at + n];
             let entry_hash = i32::from_be_bytes(field(0, 4).try_into().unwrap_or([0; 4]));
             let offset = i64::from_be_bytes(field(4, 8).try_into().unwrap_or([0; 8]));

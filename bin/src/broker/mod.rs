@@ -513,7 +513,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let send_config = SendConfig {
         broker_permission: config.broker_permission,
         broker_addr: addr.clone(),
-        cluster_name: config.cluster_name.clone(),
+        cluster_name: config.cluster_name.as_str().into(),
         message_bytes_max: config.store.message_bytes_max,
         delay_levels: config.store.delay_levels.clone(),
         auto_create_group: config.auto_create_group,

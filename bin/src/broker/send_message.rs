@@ -37,7 +37,6 @@ pub(super) fn handle(
         _ => decode::<SendMessageRequestHeaderV2>(request)?.into(),
     };
     let batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
-    let producer = conn.peer().to_string();
     let send = SendRequest {
         topic: &header.topic,
         queue_id: header.queue_id,
@@ -49,7 +48,7 @@ pub(super) fn handle(
         default_topic_queue_nums: header.default_topic_queue_nums,
         body_bytes: request.body.len(),
         batch,
-        producer: &producer,
+        producer: conn.peer(),
     };
     let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
     broker.apply_plan(&plan)?;
@@ -80,12 +79,12 @@ struct Answer {
 }
 
 impl Answer {
-    fn reply(&self, code: i32, appended: &Appended) -> RemotingCommand {
+    fn reply(self, code: i32, appended: &Appended) -> RemotingCommand {
         let header = SendMessageResponseHeader {
-            msg_id: self.msg_ids.clone(),
+            msg_id: self.msg_ids,
             queue_id: self.queue_id,
             queue_offset: appended.queue_offset,
-            transaction_id: self.transaction_id.clone(),
+            transaction_id: self.transaction_id,
             batch_uniq_id: None,
         };
         let mut reply = RemotingCommand::response(code, None).with_header(&header);
@@ -95,7 +94,7 @@ impl Answer {
     }
 
     /// The answer once the confirm machine acknowledged the message, or did not in time.
-    fn after_wait(&self, waited: Result<Appended, PutError>) -> RemotingCommand {
+    fn after_wait(self, waited: Result<Appended, PutError>) -> RemotingCommand {
         match waited {
             Ok(appended) => self.reply(response::SUCCESS, &appended),
             Err(PutError::FlushTimeout { appended, timeout_ms }) => {

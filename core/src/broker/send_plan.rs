@@ -11,6 +11,8 @@
 //! One rule for "retries used up" ([`retries_used_up`]) and one queue choice
 //! ([`pick_queue`]) serve all of them. Golden cases: `core/testdata/send_plan.txt`.
 
+use std::borrow::Cow;
+
 use crate::broker::schedule::{redirect, restore, DelayLevels};
 use crate::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroups};
 use crate::broker::topics::{topic_config, TopicTable};
@@ -42,8 +44,8 @@ pub struct SendConfig {
     pub broker_permission: i32,
     /// `ip:port`, for remarks.
     pub broker_addr: String,
-    /// `brokerClusterName`, the CLUSTER property of every message.
-    pub cluster_name: String,
+    /// `brokerClusterName`, the CLUSTER property of every message (shared with every plan).
+    pub cluster_name: std::sync::Arc<str>,
     /// `maxMessageSize`.
     pub message_bytes_max: usize,
     pub delay_levels: DelayLevels,
@@ -75,7 +77,7 @@ pub struct SendRequest<'a> {
     pub body_bytes: usize,
     pub batch: bool,
     /// The producer's address, for remarks.
-    pub producer: &'a str,
+    pub producer: std::net::SocketAddr,
 }
 
 /// A consumer's send-back, and the record it names.
@@ -125,9 +127,9 @@ pub struct SendPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Edit {
     /// The broker's own properties added where missing.
-    BrokerAdds { cluster: String },
+    BrokerAdds { cluster: std::sync::Arc<str> },
     /// And the message waits in the schedule topic for `level`, then goes to `real_topic`.
-    Delay { cluster: String, real_topic: String, real_queue_id: i32, level: i32 },
+    Delay { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, level: i32 },
     /// A due message back to its real topic: DELAY dropped, nothing added.
     Restored,
     /// A retry: RETRY_TOPIC and ORIGIN_MESSAGE_ID kept or set, WAIT=false, and when not dead,
@@ -273,13 +275,13 @@ fn check_send(
 
 /// The topic's config, and the config to create when the broker does not serve it yet: a
 /// retry topic with its group's queue count, or a copy of the default topic.
-fn topic_for_send(
-    view: &BrokerView<'_>,
+fn topic_for_send<'v>(
+    view: &BrokerView<'v>,
     request: &SendRequest<'_>,
-) -> Result<(TopicConfig, Option<TopicConfig>), Refusal> {
+) -> Result<(Cow<'v, TopicConfig>, Option<TopicConfig>), Refusal> {
     let topic = request.topic;
     if let Some(config) = view.topics.get(topic) {
-        return Ok((config.clone(), None));
+        return Ok((Cow::Borrowed(config), None));
     }
     let created = match topic.strip_prefix(RETRY_PREFIX) {
         Some(group) => {
@@ -294,7 +296,7 @@ fn topic_for_send(
         ),
     };
     match created {
-        Ok(config) => Ok((config.clone(), Some(config))),
+        Ok(config) => Ok((Cow::Owned(config.clone()), Some(config))),
         Err(why) => Err(Refusal::new(response::TOPIC_NOT_EXIST, why)),
     }
 }

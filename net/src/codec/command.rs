@@ -5,6 +5,7 @@
 //! as fastjson writes them; they are read in any order with any unknown field ignored, and
 //! `extFields` values may be strings, numbers or booleans (JavaScript clients send numbers).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,7 +19,25 @@ use super::FrameError;
 pub const VERSION_CURRENT: i32 = 479;
 
 /// Header fields that travel as strings, by Java field name.
-pub type ExtFields = BTreeMap<String, String>;
+pub type ExtFields = BTreeMap<FieldName, String>;
+
+/// A header field's name: the headers' own names are static, so neither building a command nor
+/// decoding a common one allocates them.
+pub type FieldName = Cow<'static, str>;
+
+/// The one-letter names of SEND_MESSAGE_V2's fields, the commonest header on the wire.
+const LETTERS: [&str; 26] = [
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t", "u", "v", "w", "x", "y", "z",
+];
+
+/// A decoded field name: a static one for a one-letter name, an owned copy otherwise.
+pub fn field_name(name: &str) -> FieldName {
+    match name.as_bytes() {
+        [letter @ b'a'..=b'z'] => Cow::Borrowed(LETTERS[usize::from(letter - b'a')]),
+        _ => Cow::Owned(name.to_owned()),
+    }
+}
 
 /// `flag` bit set on responses.
 pub const FLAG_RESPONSE: i32 = 0x1;
@@ -253,14 +272,14 @@ struct JsonHeaderOut<'a> {
 }
 
 #[derive(Deserialize)]
-struct JsonHeaderIn {
+struct JsonHeaderIn<'a> {
     code: i32,
-    #[serde(rename = "extFields", default)]
-    ext_fields: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "extFields", default, deserialize_with = "ext_fields_in")]
+    ext_fields: ExtFields,
     #[serde(default)]
     flag: i32,
-    #[serde(default)]
-    language: Option<String>,
+    #[serde(default, borrow)]
+    language: Option<Cow<'a, str>>,
     #[serde(default)]
     opaque: i32,
     #[serde(default)]
@@ -269,18 +288,63 @@ struct JsonHeaderIn {
     version: i32,
 }
 
+/// `extFields` straight into [`ExtFields`]: every value as its text (a number or a boolean as
+/// JSON writes it, anything nested as its JSON), nulls left out, no intermediate map.
+fn ext_fields_in<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = ExtFields;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of header fields")
+        }
+        fn visit_unit<E>(self) -> Result<ExtFields, E> {
+            Ok(ExtFields::new())
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(
+            self,
+            mut map: M,
+        ) -> Result<ExtFields, M::Error> {
+            let mut fields = ExtFields::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                let text = match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                fields.insert(field_name(&key), text);
+            }
+            Ok(fields)
+        }
+    }
+    deserializer.deserialize_any(Fields)
+}
+
+/// A key borrowed from the header's bytes when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
     let parsed: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| FrameError::Json(e.to_string()))?;
-    let mut ext_fields = ExtFields::new();
-    for (key, value) in parsed.ext_fields.unwrap_or_default() {
-        let text = match value {
-            serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        ext_fields.insert(key, text);
-    }
+    let ext_fields = parsed.ext_fields;
     Ok(RemotingCommand {
         code: parsed.code,
         language: parsed.language.as_deref().map_or(LanguageCode::Other, LanguageCode::from_name),
@@ -349,7 +413,7 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
         let key = ext.string(key_len)?;
         let value_len = ext.len_i32()?;
         let value = ext.string(value_len)?;
-        ext_fields.insert(key, value);
+        ext_fields.insert(field_name(&key), value);
     }
     Ok(RemotingCommand {
         code: i32::from(code),

@@ -124,11 +124,11 @@ macro_rules! command_header {
     (@type required $ty:ty) => { $ty };
     (@type optional $ty:ty) => { Option<$ty> };
     (@write required $value:expr, $fields:ident, $java:literal) => {
-        $fields.insert($java.to_owned(), $crate::codec::header::FieldValue::to_field(&$value));
+        $fields.insert($java.into(), $crate::codec::header::FieldValue::to_field(&$value));
     };
     (@write optional $value:expr, $fields:ident, $java:literal) => {
         if let Some(value) = &$value {
-            $fields.insert($java.to_owned(), $crate::codec::header::FieldValue::to_field(value));
+            $fields.insert($java.into(), $crate::codec::header::FieldValue::to_field(value));
         }
     };
     (@read required $fields:ident, $java:literal) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Handled, RequestHandler, TransportError};
@@ -67,17 +68,14 @@ impl Connection {
     /// Starts the reader and writer tasks on `stream`. Requests from the peer go to `handler`
     /// (a peer's request to a connection without one is answered "not supported").
     /// `on_closed` runs once, after the reader stops.
-    pub fn spawn<S>(
+    pub fn spawn(
         id: ConnId,
         peer: SocketAddr,
-        stream: S,
+        stream: TcpStream,
         config: ConnectionConfig,
         handler: Option<Arc<dyn RequestHandler>>,
         on_closed: impl FnOnce(&Connection) + Send + 'static,
-    ) -> Connection
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
+    ) -> Connection {
         let (outbound, queue) = mpsc::channel(config.send_queue_max);
         let conn = Connection {
             inner: Arc::new(Inner {
@@ -89,6 +87,11 @@ impl Connection {
                 closed: Flag::new(),
             }),
         };
+        // Owned halves need no lock between the reader and the writer; madsim's stream has
+        // none, so the simulator splits it the generic way.
+        #[cfg(not(madsim))]
+        let (reader, writer) = stream.into_split();
+        #[cfg(madsim)]
         let (reader, writer) = tokio::io::split(stream);
         tokio::spawn(write_loop(conn.clone(), writer, queue));
         let reading = conn.clone();
