@@ -5,6 +5,8 @@
 //! - `producer`: send TPS and latency through `petrel-client`'s producer.
 //! - `consumer`, `e2e`: receive TPS, and produce-to-consume latency at a fixed rate.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
+//! - `send`, `floor-server`: raw sends through brokers it starts, as ratios to the transport
+//!   floor measured with the same client in the same run, with allocations per send.
 
 pub mod consume;
 pub mod idle;
