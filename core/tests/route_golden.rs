@@ -10,6 +10,8 @@
 //! After each command every action the table emitted is printed, then invariants are checked.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
+mod golden;
+
 use std::collections::{BTreeMap, HashMap};
 
 use petrel_core::model::{DataVersion, TopicConfig, TopicConfigWrapper};
@@ -120,44 +122,16 @@ mod erased {
 
 #[test]
 fn route_table_golden() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/route_table.txt");
-    let text = std::fs::read_to_string(path).expect("golden file");
     let mut table = RouteTable::new(RouteTableConfig::default());
-    let mut rewritten = String::new();
-    let mut failures = Vec::new();
-    for case in text.split("\n\n").filter(|c| !c.trim().is_empty()) {
-        let (input, expected) = case.split_once("----").unwrap_or((case, ""));
-        let (input, expected) = (input.trim_end(), expected.trim_start_matches('\n'));
-        let command = input.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" ");
-        let actual = if command.starts_with("reset") {
-            table = RouteTable::new(RouteTableConfig {
-                support_acting_master: command.contains("acting"),
-                delete_topic_with_broker_registration: command.contains("delete-with-registration"),
-                ..RouteTableConfig::default()
-            });
-            String::new()
-        } else {
-            run(&mut table, &command)
-        };
-        if actual.trim_end() != expected.trim_end() {
-            failures.push(format!("{input}\nexpected:\n{expected}\nactual:\n{actual}"));
+    golden::check("testdata/route_table.txt", |command| {
+        if !command.starts_with("reset") {
+            return run(&mut table, command);
         }
-        rewritten.push_str(input);
-        rewritten.push_str("\n----\n");
-        if !actual.trim().is_empty() {
-            rewritten.push_str(actual.trim_end());
-            rewritten.push('\n');
-        }
-        rewritten.push('\n');
-    }
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(path, rewritten.trim_end().to_owned() + "\n").expect("rewrite golden file");
-        return;
-    }
-    assert!(
-        failures.is_empty(),
-        "{} golden case(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+        table = RouteTable::new(RouteTableConfig {
+            support_acting_master: command.contains("acting"),
+            delete_topic_with_broker_registration: command.contains("delete-with-registration"),
+            ..RouteTableConfig::default()
+        });
+        String::new()
+    });
 }

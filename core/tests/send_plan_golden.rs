@@ -14,6 +14,8 @@
 //! Every plan's invariants are checked.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
+mod golden;
+
 use std::collections::HashMap;
 
 use petrel_core::broker::schedule::DelayLevels;
@@ -192,35 +194,6 @@ fn run(broker: &mut Broker, line: &str) -> String {
 
 #[test]
 fn send_plan_golden() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/send_plan.txt");
-    let text = std::fs::read_to_string(path).expect("golden file");
     let mut broker = Broker::new(&HashMap::new());
-    let mut rewritten = String::new();
-    let mut failures = Vec::new();
-    for case in text.split("\n\n").filter(|c| !c.trim().is_empty()) {
-        let (input, expected) = case.split_once("----").unwrap_or((case, ""));
-        let (input, expected) = (input.trim_end(), expected.trim_start_matches('\n'));
-        let command = input.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" ");
-        let actual = run(&mut broker, &command);
-        if actual.trim_end() != expected.trim_end() {
-            failures.push(format!("{input}\nexpected:\n{expected}\nactual:\n{actual}"));
-        }
-        rewritten.push_str(input);
-        rewritten.push_str("\n----\n");
-        if !actual.trim().is_empty() {
-            rewritten.push_str(actual.trim_end());
-            rewritten.push('\n');
-        }
-        rewritten.push('\n');
-    }
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(path, rewritten.trim_end().to_owned() + "\n").expect("rewrite golden file");
-        return;
-    }
-    assert!(
-        failures.is_empty(),
-        "{} golden case(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    golden::check("testdata/send_plan.txt", |command| run(&mut broker, command));
 }

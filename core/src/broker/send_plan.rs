@@ -77,7 +77,7 @@ pub struct SendRequest<'a> {
     pub body_bytes: usize,
     pub batch: bool,
     /// The producer's address, for remarks.
-    pub producer: std::net::SocketAddr,
+    pub producer: core::net::SocketAddr,
 }
 
 /// A consumer's send-back, and the record it names.
