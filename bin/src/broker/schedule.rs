@@ -1,8 +1,9 @@
 //! The delay service's shell (`ScheduleMessageService`): binds the delay core
 //! (`petrel_core::broker::delay`) to the store and the clock. It reads the heads of
 //! `SCHEDULE_TOPIC_XXXX`'s queues and re-appends due messages when the core says, and wakes
-//! the core when a head comes due (its timer), when dispatch stores new delayed messages, and
-//! at the persist interval; no poll loop.
+//! the core when a head comes due (its timer), when dispatch stores new delayed messages, at
+//! the persist interval, and once a second for a level that found nothing (a unit whose write
+//! failed becomes readable at a later checkpoint, with nothing to tell of it).
 //!
 //! A message is re-appended before its cursor moves, and the cursors reach
 //! `config/delayOffset.json` only after the commit log holding those re-appends was flushed:
@@ -27,12 +28,15 @@ use crate::clock::now_millis;
 
 /// How long after a failed read or re-append a level tries again.
 const RETRY_MS: u64 = 1_000;
+/// How long a level with nothing to read waits for an arrival before it looks again anyway.
+const IDLE_RECHECK_MS: u64 = 1_000;
 
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     let config = DelayConfig {
         levels: broker.config.store.delay_levels.clone(),
         retry_ms: RETRY_MS,
         persist_interval_ms: broker.config.flush_delay_offsets_interval_ms,
+        idle_recheck_ms: IDLE_RECHECK_MS,
     };
     let cursors = lock(&broker.delays).clone();
     let mut service = DelayService::new(config, cursors, now_millis());

@@ -5,7 +5,7 @@
 //! messages arrive. The timer wheel and the transaction check-back take the same shape.
 //!
 //! ```text
-//!            Arrived             Head(due now)            Delivered
+//!       Arrived or re-check  Head(due now)            Delivered
 //!   Idle ─────────────▶ Reading ───────────────▶ Delivering ─────────▶ Reading (next)
 //!    ▲                   │  │ Head(due later)        │ Failed
 //!    └──── Empty ────────┘  ▼                        ▼
@@ -29,6 +29,10 @@ pub struct DelayConfig {
     pub retry_ms: Millis,
     /// `flushDelayOffsetInterval`: how often the cursors are written when they moved.
     pub persist_interval_ms: Millis,
+    /// How long a level with nothing to read waits before it looks again even though no
+    /// arrival was reported: a consume-queue unit whose write failed becomes readable later,
+    /// when a checkpoint writes it, and nothing else tells of it.
+    pub idle_recheck_ms: Millis,
 }
 
 /// What the shell found or did.
@@ -66,8 +70,8 @@ pub enum DelayAction {
 /// Where one level stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
-    /// Nothing to read at the cursor; waits for `Arrived`.
-    Idle,
+    /// Nothing to read at the cursor; waits for `Arrived`, or looks again at `until`.
+    Idle { until: Millis },
     /// A `Read` is out.
     Reading,
     /// The head at the cursor is due at `until`.
@@ -97,7 +101,7 @@ impl DelayService {
     pub fn new(config: DelayConfig, cursors: DelayOffsets, now: Millis) -> DelayService {
         let persist_at = now.saturating_add(config.persist_interval_ms);
         let mut service = DelayService {
-            levels: (1..=config.levels.count()).map(|level| (level, Level::Idle)).collect(),
+            levels: (1..=config.levels.count()).map(|level| (level, Level::Reading)).collect(),
             config,
             cursors,
             dirty: false,
@@ -123,7 +127,7 @@ impl DelayService {
 
     /// Whether `level` waits for new messages (the shell tells it of arrivals).
     pub fn is_idle(&self, level: i32) -> bool {
-        self.levels.get(&level) == Some(&Level::Idle)
+        matches!(self.levels.get(&level), Some(Level::Idle { .. }))
     }
 
     fn read(&mut self, level: i32) {
@@ -168,7 +172,8 @@ impl DelayService {
                         self.read(level);
                     }
                     false => {
-                        self.levels.insert(level, Level::Idle);
+                        let until = now.saturating_add(self.config.idle_recheck_ms);
+                        self.levels.insert(level, Level::Idle { until });
                     }
                 }
             }
@@ -185,7 +190,7 @@ impl DelayService {
                 self.levels.insert(level, Level::Retrying { until });
             }
             DelayEvent::Arrived { level } => {
-                if self.state(level) == Level::Idle {
+                if self.is_idle(level) {
                     self.read(level);
                 }
             }
@@ -205,7 +210,9 @@ impl DelayService {
             .levels
             .iter()
             .filter(|(_, state)| match state {
-                Level::Waiting { until } | Level::Retrying { until } => *until <= now,
+                Level::Waiting { until } | Level::Retrying { until } | Level::Idle { until } => {
+                    *until <= now
+                }
                 _ => false,
             })
             .map(|(level, _)| *level)
@@ -227,10 +234,13 @@ impl DelayService {
         self.actions.pop_front()
     }
 
-    /// The next time `tick` has work: the earliest due head or retry, or the next persist.
+    /// The next time `tick` has work: the earliest due head, retry or idle re-check, or the
+    /// next persist.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let timers = self.levels.values().filter_map(|state| match state {
-            Level::Waiting { until } | Level::Retrying { until } => Some(*until),
+            Level::Waiting { until } | Level::Retrying { until } | Level::Idle { until } => {
+                Some(*until)
+            }
             _ => None,
         });
         Some(timers.fold(self.persist_at, Millis::min))
@@ -264,7 +274,7 @@ mod tests {
 
     fn config() -> DelayConfig {
         let levels = DelayLevels::parse("1s 5s").expect("levels");
-        DelayConfig { levels, retry_ms: 1_000, persist_interval_ms: 10_000 }
+        DelayConfig { levels, retry_ms: 1_000, persist_interval_ms: 10_000, idle_recheck_ms: 5_000 }
     }
 
     fn drain(service: &mut DelayService) -> Vec<DelayAction> {
@@ -303,12 +313,18 @@ mod tests {
         service.handle(5, DelayEvent::Empty { level: 1, next: 0 });
         service.handle(5, DelayEvent::Empty { level: 2, next: 0 });
         assert!(service.is_idle(1));
-        assert_eq!(service.poll_timeout(), Some(10_000), "only the persist timer is armed");
+        assert_eq!(service.poll_timeout(), Some(5_005), "only the idle re-check is armed");
         service.handle(50, DelayEvent::Arrived { level: 2 });
         assert_eq!(drain(&mut service), [Read { level: 2, offset: 0 }]);
         // An arrival for a level already busy changes nothing.
         service.handle(51, DelayEvent::Arrived { level: 2 });
         assert_eq!(drain(&mut service), []);
+        // With no arrival, an idle level looks again now and then: a unit whose write failed
+        // becomes readable later, with nothing to tell of it.
+        service.tick(5_004);
+        assert_eq!(drain(&mut service), []);
+        service.tick(5_005);
+        assert_eq!(drain(&mut service), [Read { level: 1, offset: 0 }]);
     }
 
     #[test]
@@ -336,17 +352,25 @@ mod tests {
         assert_eq!(drain(&mut service), [Deliver { level: 1, offset: 7 }]);
         service.handle(2, DelayEvent::Delivered { level: 1, offset: 7 });
         drain(&mut service);
-        service.tick(10_000);
-        let written = drain(&mut service);
+        // The levels' reads (idle re-checks included) are answered "nothing there"; only the
+        // persists are looked at.
+        let persists = |service: &mut DelayService, now: Millis| {
+            service.tick(now);
+            let actions = drain(service);
+            for action in &actions {
+                if let Read { level, offset } = action {
+                    service.handle(now, DelayEvent::Empty { level: *level, next: *offset });
+                }
+            }
+            actions.into_iter().filter(|a| matches!(a, Persist(_))).collect::<Vec<_>>()
+        };
+        let written = persists(&mut service, 10_000);
         assert!(matches!(&written[..], [Persist(c)] if c.get(1) == 8), "{written:?}");
         service.handle(10_001, DelayEvent::Persisted { written: false });
-        service.tick(19_999);
-        assert_eq!(drain(&mut service), []);
-        service.tick(20_001);
-        assert!(matches!(&drain(&mut service)[..], [Persist(_)]), "written again");
+        assert_eq!(persists(&mut service, 19_999), []);
+        assert!(matches!(&persists(&mut service, 20_001)[..], [Persist(_)]), "written again");
         service.handle(20_002, DelayEvent::Persisted { written: true });
-        service.tick(30_002);
-        assert_eq!(drain(&mut service), [], "nothing moved: nothing to write");
+        assert_eq!(persists(&mut service, 30_002), [], "nothing moved: nothing to write");
     }
 
     #[test]
