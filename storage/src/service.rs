@@ -10,7 +10,7 @@
 //! fdatasync: the machine keeps one persist outstanding, and appends made while it runs
 //! wait for the next. `dispatched()` lets long-polling pulls wait for new records.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -164,8 +164,9 @@ struct Shared {
     dispatched: Progress,
     /// The end of the newest persist the machine asked for.
     persist_asked: AtomicU64,
-    /// The epoch appends are written in.
-    epoch: AtomicU32,
+    /// The epoch appends are written in: the last record's (0 until failover lands and moves
+    /// it).
+    epoch: u32,
     wake_flush: Notify,
     wake_dispatch: Notify,
     /// Goes from 0 to 1 when the service stops (a `Progress`, for its reproducible wake order).
@@ -230,7 +231,7 @@ impl StoreService {
             acknowledged: Progress::new(end),
             dispatched: Progress::new(store.dispatched_offset()),
             persist_asked: AtomicU64::new(end),
-            epoch: AtomicU32::new(epoch),
+            epoch,
             wake_flush: Notify::new(),
             wake_dispatch: Notify::new(),
             stop: Progress::new(0),
@@ -255,12 +256,6 @@ impl StoreService {
         self.shared.dispatched.clone()
     }
 
-    /// From now on appends are written in `epoch` (a broker that became master after a
-    /// failover); the store refuses an epoch older than one it has seen.
-    pub fn begin_epoch(&self, epoch: u32) {
-        self.shared.epoch.fetch_max(epoch, Ordering::AcqRel);
-    }
-
     /// Appends one record: [`StoreService::append_batch`] of one.
     pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
         self.append_batch(std::slice::from_ref(input), now, &mut |_| {})
@@ -275,7 +270,7 @@ impl StoreService {
         now: i64,
         record_offset: &mut dyn FnMut(u64),
     ) -> Result<Appended, StoreError> {
-        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let epoch = self.shared.epoch;
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
         self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
         Ok(appended)

@@ -29,6 +29,7 @@ use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::FlushDiskType;
 
 use super::{latency_histogram, Summary};
+use crate::broker::config::flush_name;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -273,13 +274,6 @@ async fn allocations(client: &RemotingClient, broker: &str) -> Option<u64> {
     let reply = client.invoke(broker, request, Duration::from_secs(3)).await.ok()?;
     let table: KvTable = from_json(&reply.body_bytes()).ok()?;
     table.table.get("allocations")?.parse().ok()
-}
-
-fn flush_name(flush: FlushDiskType) -> &'static str {
-    match flush {
-        FlushDiskType::SyncFlush => "SYNC_FLUSH",
-        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
-    }
 }
 
 /// A broker measured: its process when the bench started it, address and flush type.
