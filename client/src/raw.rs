@@ -47,6 +47,23 @@ pub fn body_id(body: &[u8]) -> Option<u64> {
     body.starts_with(b"sim-").then(|| text.parse().ok()).flatten()
 }
 
+/// The properties of message `id`: a key and a unique key made from its id.
+fn properties(id: u64) -> String {
+    format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")
+}
+
+/// A send header for `(topic, queue_id)` from the simulator's producer group.
+fn send_header(topic: &str, queue_id: i32) -> SendMessageRequestHeader {
+    SendMessageRequestHeader {
+        producer_group: "SimProducer".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        ..SendMessageRequestHeader::default()
+    }
+}
+
 /// Sends message `id` to `(topic, queue_id)` with SEND_MESSAGE_V2.
 pub async fn send(
     client: &RemotingClient,
@@ -69,22 +86,12 @@ pub async fn send_delayed(
     body_len: usize,
     level: i32,
 ) -> SendOutcome {
-    let mut properties = format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}");
+    let mut properties = properties(id);
     if level > 0 {
         properties.push_str(&format!("DELAY\u{1}{level}\u{2}"));
     }
-    let header = SendMessageRequestHeader {
-        producer_group: "SimProducer".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        sys_flag: 0,
-        born_timestamp: 0,
-        flag: 0,
-        properties: Some(properties),
-        ..SendMessageRequestHeader::default()
-    };
+    let header =
+        SendMessageRequestHeader { properties: Some(properties), ..send_header(topic, queue_id) };
     let request = RemotingCommand::request(request::SEND_MESSAGE_V2)
         .with_header(&SendMessageRequestHeaderV2::from(header))
         .with_body(body(id, body_len));
@@ -101,27 +108,22 @@ pub async fn send_batch(
     ids: &[u64],
     body_len: usize,
 ) -> SendOutcome {
-    let bodies: Vec<(Vec<u8>, String)> = ids
-        .iter()
-        .map(|id| (body(*id, body_len), format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")))
-        .collect();
+    let bodies: Vec<(Vec<u8>, String)> =
+        ids.iter().map(|id| (body(*id, body_len), properties(*id))).collect();
     let items: Vec<BatchItem<'_>> = bodies
         .iter()
         .map(|(body, properties)| BatchItem { flag: 0, body, properties: properties.as_bytes() })
         .collect();
-    let header = SendMessageRequestHeader {
-        producer_group: "SimProducer".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        batch: Some(true),
-        ..SendMessageRequestHeader::default()
-    };
+    let header = SendMessageRequestHeader { batch: Some(true), ..send_header(topic, queue_id) };
     let request = RemotingCommand::request(request::SEND_BATCH_MESSAGE)
         .with_header(&SendMessageRequestHeaderV2::from(header))
         .with_body(encode_batch(&items));
     send_request(client, broker, request).await
+}
+
+/// Where a record is in the commit log, from its offset message id.
+pub fn stored_at(offset_msg_id: &str) -> Option<u64> {
+    parse_offset_msg_id(offset_msg_id).map(|(_, at)| at as u64)
 }
 
 /// The outcome of a send request, from its answer.
@@ -137,7 +139,11 @@ async fn send_request(
                     let stored_at = answer
                         .msg_id
                         .split(',')
-                        .map(|id| parse_offset_msg_id(id).map_or(0, |(_, at)| at as u64))
+                        .map(|id| {
+                            stored_at(id).unwrap_or_else(|| {
+                                panic!("a successful send answered a bad offset message id {id:?}")
+                            })
+                        })
                         .collect();
                     SendOutcome::Acked { queue_offset: answer.queue_offset, stored_at }
                 }

@@ -42,8 +42,8 @@ pub enum FlushPolicy {
     /// outstanding at a time and covers everything appended before it ran (the group commit).
     Sync,
     /// ASYNC_FLUSH (RocketMQ's FlushRealTimeService): every `interval_ms`, persist when at
-    /// least `least_bytes` are not yet durable, or whatever is not when `thorough_ms` passed
-    /// since the last thorough persist.
+    /// least `least_bytes` are not yet durable, or whatever is not once every `thorough_ms`
+    /// (counted from the last such check, whether or not it found anything to persist).
     Async { interval_ms: Millis, least_bytes: u64, thorough_ms: Millis },
 }
 
@@ -170,11 +170,6 @@ impl ConfirmMachine {
         self.persisted
     }
 
-    /// The epoch of the newest append.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
-    }
-
     pub fn handle(&mut self, now: Millis, event: ConfirmEvent) {
         match event {
             ConfirmEvent::Appended { end, epoch } => {
@@ -217,7 +212,7 @@ impl ConfirmMachine {
             if now >= self.flush_check_at {
                 self.flush_check_at = now.saturating_add(interval_ms);
                 let thorough = now >= self.thorough_at.saturating_add(thorough_ms);
-                let dirty = self.appended - self.persisting.unwrap_or(self.persisted);
+                let dirty = self.appended - self.persisted;
                 if dirty > 0 && (dirty >= least_bytes || thorough) && self.persisting.is_none() {
                     self.ask_persist();
                 }

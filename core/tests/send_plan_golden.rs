@@ -89,7 +89,7 @@ impl Broker {
                 "create topic {} queues={} perm={}\n",
                 topic.topic_name, topic.write_queue_nums, topic.perm
             ));
-            self.topics.add(topic.clone(), 1);
+            self.topics.ensure([topic.clone()], 1);
         }
         if let Some(group) = &plan.create_group {
             out.push_str(&format!("create group {}\n", group.group_name));

@@ -321,3 +321,171 @@ pub fn live(history: &[Entry], consumer: Option<&str>, bound: Duration) -> Verdi
     let found = format!("each delivered within {slowest:.1?} of the faults' end (bound {bound:?})");
     Verdict::new(named("live", consumer), Ok(found))
 }
+
+/// Each checker on small synthetic histories: one it must pass, and the break it must catch.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::SendMode;
+    use tokio::time::Instant;
+
+    fn place(offset: i64) -> Place {
+        Place { broker: "b".into(), topic: "T".into(), queue: 0, offset }
+    }
+
+    fn sent(id: u64) -> Event {
+        Event::Sent { id, mode: SendMode::Sync, body_hash: id as u32, due_wall: None }
+    }
+
+    fn acked(id: u64, offset: i64, stored_at: u64) -> Event {
+        Event::Acked { id, place: Some(place(offset)), stored_at: Some(stored_at) }
+    }
+
+    fn delivered(id: u64, offset: i64) -> Event {
+        let (consumer, body_hash, stored_wall) = ("c".into(), id as u32, 0);
+        Event::Delivered { consumer, place: place(offset), id, body_hash, stored_wall }
+    }
+
+    fn entries(events: Vec<Event>) -> Vec<Entry> {
+        let at = Instant::now();
+        events.into_iter().map(|event| Entry { at, event }).collect()
+    }
+
+    /// Messages 1 and 2 sent, acknowledged at offsets 0 and 1 (records at 0 and 100), and
+    /// delivered from there.
+    fn sound() -> Vec<Event> {
+        vec![sent(1), acked(1, 0, 0), sent(2), acked(2, 1, 100), delivered(1, 0), delivered(2, 1)]
+    }
+
+    fn ok(verdict: Verdict) -> bool {
+        verdict.outcome.is_ok()
+    }
+
+    #[madsim::test]
+    async fn a_sound_history_keeps_every_promise() {
+        let history = entries(sound());
+        assert!(ok(never_truncated(&history)));
+        assert!(ok(durable(&history, Some("c"))));
+        assert!(ok(one_message_per_place(&history)));
+        assert!(ok(intact(&history)));
+        assert!(ok(offsets_advance(&history)));
+        assert!(ok(never_early(&history)));
+        assert!(ok(duplicates_bounded(&history, 0)));
+    }
+
+    #[madsim::test]
+    async fn a_recovery_below_an_acknowledged_record_is_a_truncation() {
+        let recovered = |end| Event::Recovered { node: "b".into(), end };
+        let mut events = sound();
+        events.push(recovered(101));
+        assert!(ok(never_truncated(&entries(events.clone()))), "both records start below 101");
+        events.push(recovered(100));
+        let why = never_truncated(&entries(events)).outcome.unwrap_err();
+        assert!(why.contains("cutting message 2"), "{why}");
+        // A recovery before the acknowledgement cuts nothing acknowledged.
+        let mut events = sound();
+        events.insert(3, recovered(100));
+        assert!(ok(never_truncated(&entries(events))));
+    }
+
+    #[madsim::test]
+    async fn an_acknowledged_message_never_delivered_is_lost() {
+        let mut events = sound();
+        events.retain(|e| !matches!(e, Event::Delivered { id: 2, .. }));
+        let why = durable(&entries(events), Some("c")).outcome.unwrap_err();
+        assert!(why.contains("never delivered: 2"), "{why}");
+        assert!(durable(&entries(sound()), Some("another")).outcome.is_err());
+    }
+
+    #[madsim::test]
+    async fn a_place_names_one_message() {
+        let mut events = sound();
+        events.push(delivered(3, 1));
+        assert!(one_message_per_place(&entries(events)).outcome.unwrap_err().contains("message 3"));
+        let mut events = sound();
+        events.push(acked(3, 1, 200));
+        assert!(!ok(one_message_per_place(&entries(events))), "two acks for one place");
+    }
+
+    #[madsim::test]
+    async fn a_delivery_must_be_sent_unrefused_and_whole() {
+        let mut never_sent = sound();
+        never_sent.push(delivered(9, 2));
+        assert!(intact(&entries(never_sent)).outcome.unwrap_err().contains("never sent"));
+        let mut refused = sound();
+        refused.push(Event::Refused { id: 2, code: 17 });
+        assert!(intact(&entries(refused)).outcome.unwrap_err().contains("refused"));
+        let mut altered = sound();
+        altered.push(Event::Delivered {
+            consumer: "c".into(),
+            place: place(1),
+            id: 2,
+            body_hash: 7,
+            stored_wall: 0,
+        });
+        assert!(intact(&entries(altered)).outcome.unwrap_err().contains("another body"));
+    }
+
+    #[madsim::test]
+    async fn offsets_go_back_only_where_a_consumer_resumed_and_never_skip() {
+        let resumed = |before, resumed| Event::Resumed {
+            consumer: "c".into(),
+            broker: "b".into(),
+            topic: "T".into(),
+            queue: 0,
+            before,
+            resumed,
+        };
+        let mut again = sound();
+        again.push(delivered(1, 0));
+        assert!(!ok(offsets_advance(&entries(again.clone()))));
+        again.insert(6, resumed(1, 0));
+        assert!(ok(offsets_advance(&entries(again))));
+        let mut skipped = sound();
+        skipped.push(resumed(1, 5));
+        assert!(offsets_advance(&entries(skipped)).outcome.unwrap_err().contains("past 1"));
+    }
+
+    #[madsim::test]
+    async fn a_delayed_message_is_not_delivered_before_it_is_due() {
+        let delayed =
+            |due| Event::Sent { id: 3, mode: SendMode::Sync, body_hash: 3, due_wall: Some(due) };
+        let delivery = |stored_wall| Event::Delivered {
+            consumer: "c".into(),
+            place: place(2),
+            id: 3,
+            body_hash: 3,
+            stored_wall,
+        };
+        assert!(ok(never_early(&entries(vec![delayed(1000), delivery(1000)]))));
+        assert!(!ok(never_early(&entries(vec![delayed(1000), delivery(999)]))));
+    }
+
+    #[madsim::test]
+    async fn duplicates_are_counted_per_consumer_against_the_bound() {
+        let mut events = sound();
+        events.push(delivered(1, 0));
+        assert!(ok(duplicates_bounded(&entries(events.clone()), 1)));
+        assert!(!ok(duplicates_bounded(&entries(events), 0)));
+    }
+
+    #[madsim::test]
+    async fn live_needs_each_acknowledged_message_within_the_bound_of_the_healing() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let history = |delivered_at| {
+            vec![
+                Entry { at: at(0), event: sent(1) },
+                Entry { at: at(0), event: acked(1, 0, 0) },
+                Entry { at: at(10), event: Event::Healed },
+                Entry { at: at(delivered_at), event: delivered(1, 0) },
+            ]
+        };
+        let bound = Duration::from_secs(5);
+        assert!(ok(live(&history(15), Some("c"), bound)));
+        assert!(live(&history(16), Some("c"), bound).outcome.unwrap_err().contains("over"));
+        let unhealed: Vec<Entry> =
+            history(15).into_iter().filter(|e| e.event != Event::Healed).collect();
+        assert!(!ok(live(&unhealed, Some("c"), bound)));
+    }
+}

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
+use petrel_client::raw::stored_at;
 use petrel_client::{Message, Producer, ProducerConfig, ReceivedMessage, SendStatus};
 
 use crate::cluster::NAMESRV;
@@ -27,11 +28,6 @@ pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
         body_hash: body_hash(&message.body),
         stored_wall: message.store_timestamp,
     }
-}
-
-/// Where a record is in the commit log, from its offset message id.
-pub fn stored_at(offset_msg_id: &str) -> Option<u64> {
-    petrel_core::record::parse_offset_msg_id(offset_msg_id).map(|(_, at)| at as u64)
 }
 
 /// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing

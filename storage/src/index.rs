@@ -99,8 +99,9 @@ struct IndexFile {
     dirty_pages: std::collections::BTreeSet<u32>,
 }
 
-/// Slots per page of the slot table written back at a flush.
-const SLOTS_PER_PAGE: u32 = 1024;
+/// The unit in which the slot table is written back at a flush: one page of the page cache.
+const PAGE_BYTES: u64 = 4096;
+const SLOTS_PER_PAGE: u32 = (PAGE_BYTES / SLOT_BYTES) as u32;
 
 impl IndexFile {
     fn new(
@@ -362,7 +363,7 @@ impl Index {
 
     /// Writes the entries added and the headers changed (end of a dispatch round): one write
     /// for all the round's entries. The slot table is written back at `flush`.
-    pub fn write_headers(&mut self) -> Result<(), StoreError> {
+    pub fn write_pending(&mut self) -> Result<(), StoreError> {
         let entries_at = self.entries_at();
         for file in &mut self.files {
             file.write_pending(entries_at)?;
@@ -373,7 +374,7 @@ impl Index {
     /// Writes everything pending, the slot tables included, and syncs files written since the
     /// last flush.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.write_headers()?;
+        self.write_pending()?;
         for file in &mut self.files {
             file.write_slots()?;
         }

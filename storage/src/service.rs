@@ -56,8 +56,8 @@ async fn blocking<T: Send + 'static>(
     Ok(work())
 }
 
-/// Runs store work that writes only to the page cache (dispatch: consume-queue units and index
-/// entries) in place on the async worker: the hop to the blocking pool and back costs more
+/// Runs store work that writes mostly to the page cache (dispatch: consume-queue units and
+/// index entries; only creating a new file syncs its directory) in place on the async worker: the hop to the blocking pool and back costs more
 /// than the work (two thread wake-ups per dispatch round). The simulator pauses first, as for
 /// [`blocking`], so that the interleavings it explores stay the same.
 #[cfg(not(madsim))]
@@ -405,8 +405,9 @@ async fn dispatch_task(shared: Arc<Shared>) {
             biased;
             _ = shared.stop.wait_for(|stop| stop > 0) => return,
             _ = shared.wake_dispatch.notified() => {}
-            // A record confirmed by another path (a shutdown's flush) is still dispatched
-            // within a second.
+            // Without a wake-up a round still runs every second: it retries a failed round
+            // (nothing else would wake it for records already confirmed) and picks up a
+            // record confirmed by another path (a shutdown's flush).
             _ = sleep(Duration::from_secs(1)) => {}
         }
         let store = shared.store.clone();

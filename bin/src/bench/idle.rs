@@ -15,6 +15,8 @@ use petrel_net::headers::broker::CreateTopicRequestHeader;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use serde::Serialize;
 
+use super::runtime_counter;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct IdleBench {
@@ -52,17 +54,6 @@ fn heartbeat(n: usize) -> RemotingCommand {
         r#"{{"clientID":"bench-idle-{n}","consumerDataSet":[],"producerDataSet":[{{"groupName":"BenchIdleProducers"}}]}}"#
     );
     RemotingCommand::request(request::HEART_BEAT).with_body(body)
-}
-
-async fn held_pulls(client: &RemotingClient, broker: &str) -> Result<u64, String> {
-    let info = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
-    let reply = client.invoke(broker, info, WAIT).await.map_err(|e| e.to_string())?;
-    let table: serde_json::Value =
-        serde_json::from_slice(&reply.body).map_err(|e| format!("runtime info: {e}"))?;
-    table["table"]["pullHeldRequests"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "runtime info lacks pullHeldRequests".to_owned())
 }
 
 pub async fn run(bench: IdleBench) -> Result<IdleReport, String> {
@@ -108,7 +99,7 @@ pub async fn run(bench: IdleBench) -> Result<IdleReport, String> {
     }
     let expected = bench.held_pulls.min(clients.len()) as u64;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while held_pulls(&admin, broker).await? < expected {
+    while runtime_counter(&admin, broker, "pullHeldRequests").await? < expected {
         if tokio::time::Instant::now() > deadline {
             return Err(format!("the broker did not hold {expected} pulls within {WAIT:?}"));
         }

@@ -67,6 +67,22 @@ impl Summary {
     }
 }
 
+/// One counter of a broker's GET_BROKER_RUNTIME_INFO table (`allocations`, `pullHeldRequests`).
+pub async fn runtime_counter(
+    client: &petrel_net::transport::RemotingClient,
+    broker: &str,
+    key: &str,
+) -> Result<u64, String> {
+    use petrel_net::codec::{codes::request, json::from_json, RemotingCommand};
+    let info = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
+    let reply =
+        client.invoke(broker, info, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
+    let table: petrel_core::model::KvTable =
+        from_json(&reply.body_bytes()).map_err(|e| format!("runtime info: {e}"))?;
+    let value = table.table.get(key).ok_or_else(|| format!("runtime info lacks {key}"))?;
+    value.parse().map_err(|e| format!("runtime info {key}={value:?}: {e}"))
+}
+
 /// A histogram of microseconds from 1 µs to 60 s at 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")

@@ -18,9 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use petrel_core::model::KvTable;
 use petrel_net::codec::codes::{request, response};
-use petrel_net::codec::json::from_json;
 use petrel_net::codec::{decode_frame, RemotingCommand};
 use petrel_net::headers::broker::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
@@ -28,7 +26,7 @@ use petrel_net::headers::broker::{
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::FlushDiskType;
 
-use super::{latency_histogram, Summary};
+use super::{latency_histogram, runtime_counter, Summary};
 use crate::broker::config::flush_name;
 
 /// What to run.
@@ -150,7 +148,7 @@ fn read_frame(stream: &mut std::net::TcpStream, frame: &mut Vec<u8>) -> std::io:
     let mut length = [0u8; 4];
     stream.read_exact(&mut length)?;
     let total = u32::from_be_bytes(length) as usize;
-    if total > 64 << 20 {
+    if total > petrel_net::codec::FRAME_BYTES_MAX_DEFAULT {
         return Err(std::io::Error::other("frame too long"));
     }
     frame.clear();
@@ -214,7 +212,7 @@ fn load(addr: &str, connections: usize, frame: &Bytes, seconds: f64) -> Result<S
                         break;
                     }
                     let mut buf = BytesMut::from(&answer[..]);
-                    match decode_frame(&mut buf, usize::MAX) {
+                    match decode_frame(&mut buf, petrel_net::codec::FRAME_BYTES_MAX_DEFAULT) {
                         Ok(Some(reply)) if reply.code == response::SUCCESS => {
                             let micros = sent.elapsed().as_micros() as u64;
                             let _ = histogram.record(micros.max(1));
@@ -268,14 +266,6 @@ fn spawn(args: &[&str], prefix: &str, conf: Option<&Path>) -> Result<(Spawned, S
     Err(format!("`petrel {}` exited before printing {prefix:?}", args.join(" ")))
 }
 
-/// The broker's allocation count, from GET_BROKER_RUNTIME_INFO.
-async fn allocations(client: &RemotingClient, broker: &str) -> Option<u64> {
-    let request = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
-    let reply = client.invoke(broker, request, Duration::from_secs(3)).await.ok()?;
-    let table: KvTable = from_json(&reply.body_bytes()).ok()?;
-    table.table.get("allocations")?.parse().ok()
-}
-
 /// A broker measured: its process when the bench started it, address and flush type.
 struct Broker {
     _process: Option<Spawned>,
@@ -321,9 +311,9 @@ pub async fn run(bench: SendBench) -> Result<SendReport, String> {
         let base = load(&floor, connections, &frame, bench.seconds)?;
         lines.push(line("floor".into(), connections, base.clone(), &base, None, None));
         for broker in &brokers {
-            let before = allocations(&client, &broker.addr).await;
+            let before = runtime_counter(&client, &broker.addr, "allocations").await.ok();
             let summary = load(&broker.addr, connections, &frame, bench.seconds)?;
-            let after = allocations(&client, &broker.addr).await;
+            let after = runtime_counter(&client, &broker.addr, "allocations").await.ok();
             let per_send = before
                 .zip(after)
                 .map(|(b, a)| a.saturating_sub(b) as f64 / summary.requests.max(1) as f64);

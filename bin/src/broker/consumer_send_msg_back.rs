@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use petrel_core::broker::send_plan::{plan_send_back, FailedRecord, SendBackRequest};
-use petrel_core::record::{offset_msg_id, scan_record, Checks, RecordInput, Scanned};
+use petrel_core::record::{offset_msg_id, scan_record, Checks, Scanned};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
@@ -87,19 +87,7 @@ fn send_back(
     broker.apply_plan(&plan)?;
     let record = record.expect("a plan is made only with the record");
     let properties = plan.stored_properties(record.properties, || broker.unique_key());
-    let input = RecordInput {
-        topic: &plan.topic,
-        queue_id: plan.queue_id,
-        flag: record.flag,
-        sys_flag: plan.sys_flag,
-        born_timestamp: record.born_timestamp,
-        born_host: record.born_host,
-        store_host: broker.config.store.store_host,
-        reconsume_times: plan.reconsume_times,
-        prepared_transaction_offset: 0,
-        body: record.body,
-        properties: &properties,
-    };
+    let input = plan.copy_of(&record, &properties, broker.config.store.store_host);
     let appended = broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
     if plan.dead_letter {

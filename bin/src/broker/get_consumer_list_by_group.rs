@@ -10,7 +10,7 @@ use petrel_net::headers::broker::ConsumerGroupRequestHeader;
 use petrel_net::transport::Connection;
 use serde::Serialize;
 
-use super::{answered, decode, Broker, Outcome};
+use super::{answered, decode, success, Broker, Outcome};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,5 +30,5 @@ pub(super) fn handle(
         return Err(Refusal::new(response::SYSTEM_ERROR, why));
     }
     let body = to_json(&ConsumerIdList { consumer_id_list: ids }, JsonStyle::Fastjson);
-    answered(RemotingCommand::response(response::SUCCESS, None).with_body(body))
+    answered(success().with_body(body))
 }

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{TimestampResponseHeader, TopicQueueRequestHeader};
 use petrel_net::transport::Connection;
 
-use super::{answered, decode, Broker, Outcome};
+use super::{answered, decode, success, Broker, Outcome};
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
@@ -16,8 +15,5 @@ pub(super) fn handle(
 ) -> Outcome {
     let header: TopicQueueRequestHeader = decode(request)?;
     let timestamp = broker.store().earliest_time(&header.topic, header.queue_id).unwrap_or(-1);
-    answered(
-        RemotingCommand::response(response::SUCCESS, None)
-            .with_header(&TimestampResponseHeader { timestamp }),
-    )
+    answered(success().with_header(&TimestampResponseHeader { timestamp }))
 }

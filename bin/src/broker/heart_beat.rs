@@ -15,7 +15,7 @@ use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::Connection;
 
-use super::{answered, Broker, Outcome};
+use super::{answered, success, Broker, Outcome};
 use crate::clock::now_millis;
 
 pub(super) fn handle(
@@ -65,5 +65,5 @@ pub(super) fn handle(
     let language = request.language.name();
     let caller = Caller { conn: conn.id(), language, version: request.version };
     broker.change_clients(|clients| clients.heartbeat(now, &caller, &data, &notify));
-    answered(RemotingCommand::response(response::SUCCESS, None))
+    answered(success())
 }

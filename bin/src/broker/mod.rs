@@ -204,7 +204,7 @@ impl Broker {
         }
         let mut created = false;
         for topic in &plan.create_topics {
-            if self.topics().add(topic.clone(), now) {
+            if self.topics().ensure([topic.clone()], now) {
                 tracing::info!(topic = %topic.topic_name, queues = topic.write_queue_nums, "topic created");
                 created = true;
             }

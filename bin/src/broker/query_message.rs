@@ -8,7 +8,7 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{QueryMessageRequestHeader, QueryMessageResponseHeader};
 use petrel_net::transport::Connection;
 
-use super::{answered, decode, Broker, Outcome};
+use super::{answered, decode, success, Broker, Outcome};
 
 /// RocketMQ's `defaultQueryMaxNum`: a unique-key query returns at most this many.
 const UNIQUE_KEY_QUERY_MAX: usize = 32;
@@ -43,9 +43,5 @@ pub(super) fn handle(
         index_last_update_timestamp: store.dispatched_timestamp(),
         index_last_update_phyoffset: store.dispatched_offset().min(i64::MAX as u64) as i64,
     };
-    answered(
-        RemotingCommand::response(response::SUCCESS, None)
-            .with_header(&answer)
-            .with_body_parts(found),
-    )
+    answered(success().with_header(&answer).with_body_parts(found))
 }

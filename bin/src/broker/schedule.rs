@@ -19,7 +19,7 @@ use petrel_core::broker::delay::{DelayAction, DelayConfig, DelayEvent, DelayServ
 use petrel_core::broker::schedule::DelayLevels;
 use petrel_core::broker::send_plan::plan_due;
 use petrel_core::broker::SCHEDULE_TOPIC;
-use petrel_core::record::{scan_record, Checks, RecordInput, Scanned};
+use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::signal::Flag;
 use petrel_storage::{GetStatus, ReadLimits};
 
@@ -147,19 +147,7 @@ fn deliver(broker: &Broker, head: &[u8]) -> Result<(), String> {
         }
     };
     let properties = plan.stored_properties(record.properties, || broker.unique_key());
-    let input = RecordInput {
-        topic: &plan.topic,
-        queue_id: plan.queue_id,
-        flag: record.flag,
-        sys_flag: plan.sys_flag,
-        born_timestamp: record.born_timestamp,
-        born_host: record.born_host,
-        store_host: broker.config.store.store_host,
-        reconsume_times: plan.reconsume_times,
-        prepared_transaction_offset: record.prepared_transaction_offset,
-        body: record.body,
-        properties: &properties,
-    };
+    let input = plan.copy_of(&record, &properties, broker.config.store.store_host);
     broker.store.append(&input, now_millis() as i64).map(|_| ()).map_err(|e| e.to_string())
 }
 

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::UnregisterClientRequestHeader;
 use petrel_net::transport::Connection;
 
-use super::{answered, decode, Broker, Outcome};
+use super::{answered, decode, success, Broker, Outcome};
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
@@ -17,5 +16,5 @@ pub(super) fn handle(
     let header: UnregisterClientRequestHeader = decode(request)?;
     let (producer, consumer) = (header.producer_group.as_deref(), header.consumer_group.as_deref());
     broker.change_clients(|clients| clients.unregister(conn.id(), producer, consumer));
-    answered(RemotingCommand::response(response::SUCCESS, None))
+    answered(success())
 }

@@ -9,7 +9,7 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::UpdateConsumerOffsetRequestHeader;
 use petrel_net::transport::Connection;
 
-use super::{answered, decode, Broker, Outcome};
+use super::{answered, decode, success, Broker, Outcome};
 
 /// Records the offset a group committed (clients mostly send this oneway).
 pub(super) fn handle(
@@ -31,5 +31,5 @@ pub(super) fn handle(
     if broker.offsets().commit(topic, group, header.queue_id, header.commit_offset) {
         broker.offsets_dirty.store(true, Ordering::Release);
     }
-    answered(RemotingCommand::response(response::SUCCESS, None))
+    answered(success())
 }

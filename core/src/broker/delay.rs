@@ -2,7 +2,7 @@
 //! level walks its queue of `SCHEDULE_TOPIC_XXXX`, and each message goes back to its real
 //! topic once due. No I/O and no clock: the shell reads and re-appends when told, reports
 //! what it found, and wakes the core at [`DelayService::poll_timeout`] or when new delayed
-//! messages arrive. The timer wheel and the transaction check-back take the same shape.
+//! messages arrive. The timer wheel and the transaction check-back will take the same shape.
 //!
 //! ```text
 //!       Arrived or re-check  Head(due now)            Delivered
@@ -25,7 +25,7 @@ use crate::Millis;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelayConfig {
     pub levels: DelayLevels,
-    /// How long after a failed re-append a level tries again.
+    /// How long after a failed read or re-append a level tries again.
     pub retry_ms: Millis,
     /// `flushDelayOffsetInterval`: how often the cursors are written when they moved.
     pub persist_interval_ms: Millis,

@@ -11,6 +11,7 @@
 //! One rule for "retries used up" ([`retries_used_up`]) and one queue choice
 //! ([`pick_queue`]) serve all of them. Golden cases: `core/testdata/send_plan.txt`.
 
+use core::net::SocketAddr;
 use std::borrow::Cow;
 
 use crate::broker::schedule::{redirect, restore, DelayLevels};
@@ -21,7 +22,9 @@ use crate::broker::{
 };
 use crate::codes::response;
 use crate::model::{perm, TopicConfig};
-use crate::record::{self, put_property, sys_flag, PROPERTY_SEPARATOR, TOPIC_BYTES_MAX};
+use crate::record::{
+    self, put_property, sys_flag, RecordInput, PROPERTY_SEPARATOR, TOPIC_BYTES_MAX,
+};
 
 /// Topics producers may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 pub const NOT_ALLOWED_TO_SEND: [&str; 6] = [
@@ -325,8 +328,7 @@ pub fn plan_send_back(
     let (config, create_group) = match view.groups.get(group) {
         Some(config) => (config.clone(), None),
         None if view.config.auto_create_group => {
-            let config =
-                SubscriptionGroupConfig { group_name: group.to_owned(), ..Default::default() };
+            let config = SubscriptionGroupConfig::named(group);
             (config.clone(), Some(config))
         }
         None => {
@@ -443,6 +445,34 @@ impl SendPlan {
             }
         }
     }
+
+    /// A stored record appended again under this plan, with `properties` from
+    /// [`SendPlan::stored_properties`]. A due message keeps its prepared-transaction offset
+    /// (`ScheduleMessageService` copies it); a retry is a new message and has none.
+    pub fn copy_of<'a>(
+        &'a self,
+        record: &record::Record<'a>,
+        properties: &'a [u8],
+        store_host: SocketAddr,
+    ) -> RecordInput<'a> {
+        let prepared_transaction_offset = match self.edit {
+            Edit::Restored => record.prepared_transaction_offset,
+            _ => 0,
+        };
+        RecordInput {
+            topic: &self.topic,
+            queue_id: self.queue_id,
+            flag: record.flag,
+            sys_flag: self.sys_flag,
+            born_timestamp: record.born_timestamp,
+            born_host: record.born_host,
+            store_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset,
+            body: record.body,
+            properties,
+        }
+    }
 }
 
 /// The producer's properties plus what the broker adds to every message: MSG_REGION,
@@ -493,4 +523,54 @@ fn retry_properties(sent: &[u8], origin_topic: &str, origin_id: &str) -> Vec<u8>
     }
     put_property(&mut out, property::WAIT, "false");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(edit: Edit) -> SendPlan {
+        SendPlan {
+            topic: "T".to_owned(),
+            queue_id: 1,
+            sent_queue_id: 1,
+            sys_flag: 0,
+            reconsume_times: 2,
+            create_topics: Vec::new(),
+            create_group: None,
+            dead_letter: false,
+            edit,
+        }
+    }
+
+    #[test]
+    fn a_due_copy_keeps_its_transaction_offset_and_a_retry_has_none() {
+        let host: SocketAddr = "127.0.0.1:10911".parse().expect("an address");
+        let stored = record::Record {
+            bytes: &[],
+            body_crc: 0,
+            queue_id: 0,
+            flag: 7,
+            queue_offset: 0,
+            physical_offset: 0,
+            sys_flag: 0,
+            born_timestamp: 11,
+            born_host: host,
+            store_timestamp: 12,
+            store_host: host,
+            reconsume_times: 1,
+            prepared_transaction_offset: 4096,
+            body: b"body",
+            topic: b"SCHEDULE_TOPIC_XXXX",
+            properties: b"",
+        };
+        let due = plan(Edit::Restored);
+        let copy = due.copy_of(&stored, b"p", host);
+        assert_eq!(copy.prepared_transaction_offset, 4096);
+        assert_eq!((copy.topic, copy.queue_id, copy.reconsume_times), ("T", 1, 2));
+        assert_eq!((copy.flag, copy.born_timestamp, copy.body), (7, 11, &b"body"[..]));
+        let retry =
+            plan(Edit::Retry { origin_topic: "O".into(), origin_id: "I".into(), delay: None });
+        assert_eq!(retry.copy_of(&stored, b"p", host).prepared_transaction_offset, 0);
+    }
 }

@@ -28,6 +28,13 @@ pub struct SubscriptionGroupConfig {
     pub which_broker_when_consume_slowly: i64,
 }
 
+impl SubscriptionGroupConfig {
+    /// A group of this name with RocketMQ's defaults (an auto-created group).
+    pub fn named(group: &str) -> SubscriptionGroupConfig {
+        SubscriptionGroupConfig { group_name: group.to_owned(), ..Default::default() }
+    }
+}
+
 impl Default for SubscriptionGroupConfig {
     fn default() -> Self {
         SubscriptionGroupConfig {
@@ -114,7 +121,7 @@ impl SubscriptionGroups {
         if !auto_create {
             return Err(GroupMissing(group.to_owned()));
         }
-        let config = SubscriptionGroupConfig { group_name: group.to_owned(), ..Default::default() };
+        let config = SubscriptionGroupConfig::named(group);
         self.groups.insert(group.to_owned(), config);
         self.bump(now);
         Ok((&self.groups[group], true))

@@ -69,8 +69,8 @@ impl TopicTable {
         self.version.timestamp = now as i64;
     }
 
-    /// Adds the system topics a broker always has, keeping any the file already configured.
-    /// Returns true when one was added.
+    /// Adds the topics not yet in the table (the system topics a broker always has, a topic
+    /// a send creates), keeping any already there. Returns true when one was added.
     pub fn ensure(&mut self, configs: impl IntoIterator<Item = TopicConfig>, now: Millis) -> bool {
         let mut added = false;
         for config in configs {
@@ -104,28 +104,10 @@ impl TopicTable {
         removed
     }
 
-    /// A send to an unknown `topic` naming `default_topic` (`createTopicInSendMessageMethod`):
-    /// the new topic copies the default topic's settings when that topic lets itself be
-    /// inherited, with `min(client_queues, default's write queues)` queues. Returns the topic
-    /// and whether it was created now, or why it cannot be.
-    pub fn create_from_default(
-        &mut self,
-        topic: &str,
-        default_topic: &str,
-        client_queues: i32,
-        topic_sys_flag: i32,
-        now: Millis,
-    ) -> Result<(&TopicConfig, bool), String> {
-        if self.topics.contains_key(topic) {
-            return Ok((&self.topics[topic], false));
-        }
-        let config =
-            self.config_from_default(topic, default_topic, client_queues, topic_sys_flag)?;
-        self.add(config, now);
-        Ok((&self.topics[topic], true))
-    }
-
-    /// The config [`TopicTable::create_from_default`] would create, without creating it.
+    /// The config for a send to an unknown `topic` naming `default_topic`
+    /// (`createTopicInSendMessageMethod`): the new topic copies the default topic's settings
+    /// when that topic lets itself be inherited, with `min(client_queues, default's write
+    /// queues)` queues; or why there can be none. The caller adds it with [`TopicTable::ensure`].
     pub fn config_from_default(
         &self,
         topic: &str,
@@ -153,17 +135,6 @@ impl TopicTable {
             topic_sys_flag,
             ..TopicConfig::default()
         })
-    }
-
-    /// Adds a topic unless one of its name exists (a plan made from an older view of the
-    /// table may name one another request created meanwhile). Returns true when added.
-    pub fn add(&mut self, config: TopicConfig, now: Millis) -> bool {
-        if self.topics.contains_key(&config.topic_name) {
-            return false;
-        }
-        self.topics.insert(config.topic_name.clone(), config);
-        self.bump(now);
-        true
     }
 
     /// The topic, created with `queues` queues and `perm` when absent
@@ -210,27 +181,28 @@ mod tests {
     fn auto_creation_copies_the_default_topic() {
         let mut table = table_with_tbw102();
         let before = table.version().counter;
-        let (config, created) = table.create_from_default("Orders", "TBW102", 4, 0, 7).unwrap();
-        assert!(created);
+        let config = table.config_from_default("Orders", "TBW102", 4, 0).unwrap();
+        assert!(table.ensure([config.clone()], 7));
+        assert_eq!(table.get("Orders"), Some(&config));
         assert_eq!((config.read_queue_nums, config.write_queue_nums), (4, 4));
         assert_eq!(config.perm, perm::READ | perm::WRITE);
         assert_eq!(table.version().counter, before + 1);
         assert_eq!(table.version().timestamp, 7);
         // More queues than the default topic has are not granted.
-        let (config, _) = table.create_from_default("Big", "TBW102", 64, 0, 8).unwrap();
+        let config = table.config_from_default("Big", "TBW102", 64, 0).unwrap();
         assert_eq!(config.write_queue_nums, 8);
-        let (_, created) = table.create_from_default("Orders", "TBW102", 4, 0, 9).unwrap();
-        assert!(!created);
+        let again = table.config_from_default("Orders", "TBW102", 4, 0).unwrap();
+        assert!(!table.ensure([again], 9));
         table.check_invariants();
     }
 
     #[test]
     fn auto_creation_is_refused_without_an_inheritable_default() {
         let mut table = TopicTable::default();
-        let err = table.create_from_default("Orders", "TBW102", 4, 0, 1).unwrap_err();
+        let err = table.config_from_default("Orders", "TBW102", 4, 0).unwrap_err();
         assert!(err.contains("not exist, apply first"), "{err}");
         table.ensure([topic_config("TBW102", 8, perm::READ | perm::WRITE)], 1);
-        let err = table.create_from_default("Orders", "TBW102", 4, 0, 1).unwrap_err();
+        let err = table.config_from_default("Orders", "TBW102", 4, 0).unwrap_err();
         assert!(err.contains("autoCreateTopicEnable"), "{err}");
     }
 

@@ -32,7 +32,7 @@ const LETTERS: [&str; 26] = [
 ];
 
 /// A decoded field name: a static one for a one-letter name, an owned copy otherwise.
-pub fn field_name(name: &str) -> FieldName {
+fn field_name(name: &str) -> FieldName {
     match name.as_bytes() {
         [letter @ b'a'..=b'z'] => Cow::Borrowed(LETTERS[usize::from(letter - b'a')]),
         _ => Cow::Owned(name.to_owned()),

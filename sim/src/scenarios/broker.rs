@@ -327,7 +327,7 @@ fn delayed_stay_in_queue(entries: &[Entry]) -> Verdict {
 /// committed a persistence interval before the crash. Promised only while the disk does not
 /// fail writes: a failed write of the offsets is tried again a period later, and again.
 fn resumes_at_commits(entries: &[Entry], disk: &SimDiskFaults) -> Verdict {
-    if disk.fsync_fail_ratio > 0.0 || disk.enospc_ratio > 0.0 {
+    if disk.fails_writes() {
         let why = "not promised: the disk fails writes";
         return Verdict::new("resumes_at_commits", Ok(why.into()));
     }
@@ -397,7 +397,7 @@ fn duplicates_explained(entries: &[Entry], disk: &SimDiskFaults) -> Verdict {
             _ => {}
         }
     }
-    let window = match disk.fsync_fail_ratio > 0.0 || disk.enospc_ratio > 0.0 {
+    let window = match disk.fails_writes() {
         true => i64::MAX,
         false => (DELAY_OFFSETS_INTERVAL + MARGIN).as_millis() as i64,
     };

@@ -22,7 +22,7 @@ use crate::checkers::{self, Verdict};
 use crate::cluster::{Cluster, Strike, NAMESRV};
 use crate::faults::FaultPlan;
 use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
-use crate::{clients, report, workload};
+use crate::{report, workload};
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{ClientError, Message, Producer, ProducerConfig, SendResult, SendStatus};
 use petrel_net::transport::{ClientConfig, RemotingClient};
@@ -51,7 +51,7 @@ fn settled(history: &History, id: u64, result: Result<SendResult, ClientError>) 
         queue: queue.queue_id,
         offset: result.queue_offset,
     };
-    let stored_at = clients::stored_at(&result.offset_msg_id);
+    let stored_at = petrel_client::raw::stored_at(&result.offset_msg_id);
     history.record(Event::Acked { id, place: Some(place), stored_at });
 }
 

@@ -37,6 +37,14 @@ pub struct SimDiskFaults {
     pub read_bitflip_ratio: f64,
 }
 
+impl SimDiskFaults {
+    /// Whether a write may fail (a failed sync or no space): then nothing written is promised
+    /// to become durable by a deadline.
+    pub fn fails_writes(&self) -> bool {
+        self.fsync_fail_ratio > 0.0 || self.enospc_ratio > 0.0
+    }
+}
+
 /// What the disk has done, for a simulation's summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimDiskStats {

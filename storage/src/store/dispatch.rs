@@ -36,7 +36,7 @@ impl Store {
             lock(&queue).write_pending(self.disk.as_ref())?;
         }
         if let Some(index) = &self.index {
-            lock(index).write_headers()?;
+            lock(index).write_pending()?;
         }
         Ok(replaced)
     }

@@ -124,7 +124,7 @@ impl Store {
             true => self.index_record(record),
             false => Ok(()),
         })?;
-        lock(index).write_headers()
+        lock(index).write_pending()
     }
 
     /// Dispatches `[from, end)` again and returns how many units differed from the log.
