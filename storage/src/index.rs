@@ -99,6 +99,9 @@ struct IndexFile {
     dirty_pages: std::collections::BTreeSet<u32>,
 }
 
+/// Entries held in memory before they are written, even within one dispatch round.
+const PENDING_BYTES_MAX: usize = 1 << 20;
+
 /// The unit in which the slot table is written back at a flush: one page of the page cache.
 const PAGE_BYTES: u64 = 4096;
 const SLOTS_PER_PAGE: u32 = (PAGE_BYTES / SLOT_BYTES) as u32;
@@ -254,12 +257,22 @@ impl Index {
         let full = self.files.last().is_none_or(|f| f.header.index_count as u32 >= self.entries);
         if full {
             // A full file is flushed before the next is created, so every file but the newest
-            // is complete on disk: recovery after a crash only rebuilds the newest.
+            // is complete on disk: recovery after a crash only rebuilds the newest. Its slot
+            // table is then read from the file, not kept in memory (20 MB a file).
             self.flush()?;
+            if let Some(previous) = self.files.last_mut() {
+                previous.slots = None;
+            }
             self.create(disk, phy_offset, timestamp)?;
         }
         let slots = self.slots;
+        let entries_at = self.entries_at();
         let current = self.files.last_mut().expect("a file was just ensured");
+        // A long dispatch round (a re-index after a crash) writes its entries as it goes
+        // rather than holding them all in memory.
+        if current.pending.len() >= PENDING_BYTES_MAX {
+            current.write_pending(entries_at)?;
+        }
         if current.slots.is_none() {
             current.slots = Some(load_slots(current.file.as_ref(), slots)?);
         }
@@ -528,6 +541,8 @@ mod tests {
         }
         index.flush().unwrap();
         assert_eq!(index.files.len(), 3, "9 entries per file of 10 (entry 0 unused)");
+        let tables: Vec<bool> = index.files.iter().map(|f| f.slots.is_some()).collect();
+        assert_eq!(tables, [false, false, true], "only the newest file's slots in memory");
         let found = index.lookup(key_hash("T", b"k1"), 100, 0, i64::MAX);
         assert_eq!(found, vec![2100, 1700, 1300, 900, 500, 100]);
         let recent = index.lookup(key_hash("T", b"k1"), 100, 13_000, 20_000);
@@ -535,5 +550,22 @@ mod tests {
         assert_eq!(index.lookup(key_hash("T", b"k1"), 2, 0, i64::MAX).len(), 2);
         let reopened = Index::open(&disk, dir, 7, 10).unwrap();
         assert_eq!(reopened.lookup(key_hash("T", b"k1"), 100, 0, i64::MAX), found);
+    }
+
+    #[test]
+    fn a_long_round_writes_its_entries_as_it_goes() {
+        let disk = SimDisk::new(1, 1 << 30, SimDiskFaults::default());
+        let dir = Path::new("/store/index");
+        let mut index = Index::open(&disk, dir, 101, 200_000).unwrap();
+        let puts = 3 * PENDING_BYTES_MAX as i64 / ENTRY_BYTES as i64;
+        for i in 0..puts {
+            let hash = key_hash("T", format!("k{}", i % 50).as_bytes());
+            index.put(&disk, hash, i * 100, 1_000).unwrap();
+            let held = index.files[0].pending.len();
+            assert!(held < PENDING_BYTES_MAX + ENTRY_BYTES as usize, "at put {i}");
+        }
+        let found = index.lookup(key_hash("T", b"k7"), usize::MAX, 0, i64::MAX);
+        let expected: Vec<i64> = (0..puts).rev().filter(|i| i % 50 == 7).map(|i| i * 100).collect();
+        assert_eq!(found, expected, "entries written early and entries pending both found");
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::input;
-use petrel_core::record::{put_property, scan_record, Checks, Scanned};
+use petrel_core::record::{put_property, scan_record, sys_flag, Checks, RecordInput, Scanned};
 use petrel_storage::disk::{Disk, FsDisk, SimDisk, SimDiskFaults};
 use petrel_storage::{FlushDiskType, GetStatus, ReadLimits, Store, StoreConfig};
 
@@ -286,6 +286,12 @@ fn a_batch_is_one_append_at_consecutive_offsets() {
     let mixed = [input("T", 0, b"a", b""), input("T", 1, b"b", b"")];
     let error = store.append_batch(&mixed, 4, 0, &mut |_| {}).unwrap_err();
     assert!(error.to_string().contains("one topic and one queue"), "{error}");
+    // A prepared message takes no queue offset: beside a normal one, the batch's offsets
+    // could not be consecutive.
+    let prepared =
+        RecordInput { sys_flag: sys_flag::TRANSACTION_PREPARED, ..input("T", 0, b"p", b"") };
+    let error = store.append_batch(&[input("T", 0, b"a", b""), prepared], 4, 0, &mut |_| {});
+    assert!(error.unwrap_err().to_string().contains("one transaction type"));
     let written = store.written_offset();
     let huge = vec![b'h'; 2000];
     let too_big: Vec<_> = (0..9).map(|_| input("T", 0, &huge, b"")).collect();
@@ -299,6 +305,25 @@ fn a_batch_is_one_append_at_consecutive_offsets() {
     disk.set_faults(SimDiskFaults::default());
     assert_eq!(store.written_offset(), written, "a failed batch stores nothing");
     assert_eq!(store.append(&input("T", 0, b"next", b""), 7, 0).unwrap().queue_offset, 5);
+    store.check_invariants();
+}
+
+/// The store host is the store's own, whatever the caller passed: an IPv6 one (12 bytes
+/// longer) must not change the length reserved for the record, nor where the next one goes.
+#[test]
+fn a_record_is_stored_with_the_store_host_whatever_the_input_says() {
+    let disk = SimDisk::new(13, 1 << 30, SimDiskFaults::default());
+    let (store, _) = Store::open(Arc::new(disk), config(Path::new("/store"))).unwrap();
+    let v6 = RecordInput { store_host: "[::1]:10911".parse().unwrap(), ..input("T", 0, b"a", b"") };
+    let first = store.append(&v6, 1, 0).unwrap();
+    assert_eq!(first.end_offset, first.physical_offset + u64::from(first.size));
+    let batch = [v6, v6];
+    store.append_batch(&batch, 2, 0, &mut |_| {}).unwrap();
+    store.append(&input("T", 0, b"d", b""), 3, 0).unwrap();
+    common::flush_and_dispatch(&store);
+    let read = common::read_queue(&store, "T", 0);
+    let got: Vec<Vec<u8>> = read.iter().map(|m| body_of(m)).collect();
+    assert_eq!(got, [b"a".to_vec(), b"a".to_vec(), b"a".to_vec(), b"d".to_vec()]);
     store.check_invariants();
 }
 

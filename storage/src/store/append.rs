@@ -44,8 +44,14 @@ impl Store {
             return Err(StoreError::InvalidTopic(input.topic.to_owned()));
         }
         let properties = stored_properties(input.properties);
-        let stored = RecordInput { properties: &properties, ..*input };
-        Ok(encoded_len(&stored, self.config.append_record_crc)? as u64)
+        Ok(encoded_len(&self.stored(input, &properties), self.config.append_record_crc)? as u64)
+    }
+
+    /// The record as stored: this broker's store host, and the properties `stored_properties`
+    /// made. Measured and encoded from this one place, so the length reserved is the length
+    /// written.
+    fn stored<'a>(&self, input: &RecordInput<'a>, properties: &'a [u8]) -> RecordInput<'a> {
+        RecordInput { store_host: self.config.store_host, properties, ..*input }
     }
 
     /// Checks a batch before the lock is taken and returns the bytes it will take. Two passes
@@ -62,6 +68,11 @@ impl Store {
         };
         if inputs.iter().any(|i| i.topic != first.topic || i.queue_id != first.queue_id) {
             let why = "the messages of a batch must share one topic and one queue";
+            return Err(StoreError::InvalidBatch(why.into()));
+        }
+        let dispatched = record::sys_flag::is_dispatched(first.sys_flag);
+        if inputs.iter().any(|i| record::sys_flag::is_dispatched(i.sys_flag) != dispatched) {
+            let why = "the messages of a batch must all be of one transaction type";
             return Err(StoreError::InvalidBatch(why.into()));
         }
         let mut total = 0u64;
@@ -107,8 +118,7 @@ impl Store {
         writer.buffer.clear();
         for (i, input) in inputs.iter().enumerate() {
             let properties = stored_properties(input.properties);
-            let store_host = self.config.store_host;
-            let input = RecordInput { store_host, properties: &properties, ..*input };
+            let input = self.stored(input, &properties);
             let at = writer.buffer.len() as u64;
             let place = RecordPlace {
                 queue_offset: if dispatched { queue_offset + i as i64 } else { 0 },
