@@ -308,6 +308,26 @@ fn a_batch_is_one_append_at_consecutive_offsets() {
     store.check_invariants();
 }
 
+/// Units whose write failed are written by the next dispatch round, before it reports its
+/// position: a dispatched offset names units a reader can see (it wakes held pulls).
+#[test]
+fn a_failed_dispatch_writes_its_units_in_the_next_round() {
+    let disk = SimDisk::new(14, 1 << 30, SimDiskFaults::default());
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(Path::new("/store"))).unwrap();
+    common::flush_and_dispatch(&store);
+    for i in 0..3 {
+        store.append(&input("T", 0, &body(i), b""), i as i64, 0).unwrap();
+    }
+    let flushed = store.flush_log().unwrap();
+    store.confirm(flushed);
+    disk.set_faults(SimDiskFaults { enospc_ratio: 1.0, ..SimDiskFaults::default() });
+    assert!(store.dispatch().is_err());
+    disk.set_faults(SimDiskFaults::default());
+    assert_eq!(store.dispatch().unwrap(), flushed);
+    assert_eq!(all(&store, "T", 0), (0..3).map(body).collect::<Vec<_>>());
+    store.check_invariants();
+}
+
 /// The store host is the store's own, whatever the caller passed: an IPv6 one (12 bytes
 /// longer) must not change the length reserved for the record, nor where the next one goes.
 #[test]

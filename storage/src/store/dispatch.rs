@@ -21,7 +21,7 @@ impl Store {
         dispatcher: &mut Dispatcher,
         end: u64,
     ) -> Result<u64, StoreError> {
-        let mut touched: Vec<Arc<Mutex<ConsumeQueue>>> = Vec::new();
+        let mut touched = std::mem::take(&mut dispatcher.unwritten);
         let mut replaced = 0;
         let (mut position, mut timestamp) = (dispatcher.position, dispatcher.timestamp);
         let walked = self.walk_log(&mut position, end, |record| {
@@ -29,11 +29,20 @@ impl Store {
             timestamp = record.store_timestamp;
             Ok(())
         });
-        // Records handed over before a failure stay handed over: their units are pending.
+        // Records handed over before a failure stay handed over: their units are pending, and
+        // their queues are written first by the next round.
         (dispatcher.position, dispatcher.timestamp) = (position, timestamp);
-        walked?;
-        for queue in touched {
-            lock(&queue).write_pending(self.disk.as_ref())?;
+        if let Err(error) = walked {
+            dispatcher.unwritten = touched;
+            return Err(error);
+        }
+        while let Some(queue) = touched.last() {
+            let written = lock(queue).write_pending(self.disk.as_ref());
+            if let Err(error) = written {
+                dispatcher.unwritten = touched;
+                return Err(error);
+            }
+            touched.pop();
         }
         if let Some(index) = &self.index {
             lock(index).write_pending()?;

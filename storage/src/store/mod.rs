@@ -149,6 +149,10 @@ struct Dispatcher {
     position: u64,
     /// Store timestamp of the last record dispatched.
     timestamp: i64,
+    /// Queues holding units of records already handed over whose write failed: the next
+    /// round writes them before it reports its position, so that a dispatched offset always
+    /// names readable units.
+    unwritten: Vec<Arc<Mutex<ConsumeQueue>>>,
 }
 
 struct Durable {

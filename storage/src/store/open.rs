@@ -98,6 +98,7 @@ impl Store {
             dispatcher: Mutex::new(Dispatcher {
                 position: plan.redispatch_from,
                 timestamp: plan.store_timestamp_max,
+                unwritten: Vec::new(),
             }),
             durable: Mutex::new(Durable {
                 checkpoint_file: None,
