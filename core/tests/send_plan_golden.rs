@@ -54,6 +54,7 @@ impl Broker {
             message_bytes_max: a.get("max_body").map_or(4 << 20, |m| m.parse().unwrap()),
             delay_levels: DelayLevels::default(),
             auto_create_group: a.get("auto_group").is_none_or(|v| v == "true"),
+            slave: a.get("slave").is_some_and(|v| v == "true"),
         };
         Broker { topics, groups: SubscriptionGroups::default(), config }
     }

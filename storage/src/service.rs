@@ -162,6 +162,8 @@ struct Shared {
     /// Producers whose records end at or below this may be answered.
     acknowledged: Progress,
     dispatched: Progress,
+    /// The end of the commit log: what a master may send its slaves.
+    written: Progress,
     /// The end of the newest persist the machine asked for.
     persist_asked: AtomicU64,
     /// The epoch appends are written in: the last record's (0 until failover lands and moves
@@ -230,6 +232,7 @@ impl StoreService {
             confirm: Mutex::new(ConfirmMachine::new(config, end, epoch, 0)),
             acknowledged: Progress::new(end),
             dispatched: Progress::new(store.dispatched_offset()),
+            written: Progress::new(end),
             persist_asked: AtomicU64::new(end),
             epoch,
             wake_flush: Notify::new(),
@@ -256,6 +259,11 @@ impl StoreService {
         self.shared.dispatched.clone()
     }
 
+    /// The end of the commit log, as appends move it.
+    pub fn written(&self) -> Progress {
+        self.shared.written.clone()
+    }
+
     /// Appends one record: [`StoreService::append_batch`] of one.
     pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
         self.append_batch(std::slice::from_ref(input), now, &mut |_| {})
@@ -273,7 +281,25 @@ impl StoreService {
         let epoch = self.shared.epoch;
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
         self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
+        self.shared.written.publish(appended.end_offset);
         Ok(appended)
+    }
+
+    /// Appends records a master replicated (`Store::append_replicated`) and tells the confirm
+    /// machine; an empty store whose log begins past 0 tells it that first, as persisted.
+    /// Returns the new end.
+    pub fn append_replicated(&self, offset: u64, records: &[u8]) -> Result<u64, StoreError> {
+        let store = &self.shared.store;
+        let began = store.written_offset() == 0 && offset > 0;
+        let appended = store.append_replicated(offset, records);
+        if began && store.written_offset() >= offset {
+            self.shared.drive(Some(ConfirmEvent::Persisted { offset }));
+        }
+        let end = appended?;
+        let epoch = self.shared.epoch;
+        self.shared.drive(Some(ConfirmEvent::Appended { end, epoch }));
+        self.shared.written.publish(end);
+        Ok(end)
     }
 
     /// Whether the producer of `appended` may be answered now (under ASYNC_FLUSH, at once).

@@ -372,3 +372,67 @@ fn appends_carry_their_epoch_and_an_older_one_is_refused() {
     let (store, _) = Store::open(Arc::new(disk), config(root)).unwrap();
     assert_eq!(store.epochs().len(), 1);
 }
+
+/// A master's log copied file by file into a slave's store reads back the same in every queue,
+/// byte for byte, and survives the slave's restart; a slave that starts empty may begin its
+/// log at a later file (a new slave copies from the master's newest file).
+#[test]
+fn replicated_bytes_make_the_same_log_and_queues() {
+    let root = Path::new("/store");
+    let master_disk = SimDisk::new(21, 1 << 30, SimDiskFaults::default());
+    let (master, _) = Store::open(Arc::new(master_disk), config(root)).unwrap();
+    for i in 0..300 {
+        let queue = (i % 3) as i32;
+        master.append(&input("T", queue, &body(i), b""), i as i64, 0).unwrap();
+    }
+    common::flush_and_dispatch(&master);
+    let end = master.written_offset();
+    let file = config(root).commit_log_file_bytes;
+    assert!(end > 3 * file, "the log spans files: {end}");
+    let copy = |slave: &Store, from: u64| {
+        let mut at = from;
+        while at < end {
+            let size = (file - at % file).min(end - at) as u32;
+            let bytes = master.read_at(at, size).unwrap();
+            at = slave.append_replicated(at, &bytes).unwrap();
+        }
+    };
+    let slave_disk = SimDisk::new(22, 1 << 30, SimDiskFaults::default());
+    let (slave, _) = Store::open(Arc::new(slave_disk.clone()), config(root)).unwrap();
+    copy(&slave, 0);
+    common::flush_and_dispatch(&slave);
+    assert_eq!(slave.written_offset(), end);
+    assert_eq!(slave.read_at(0, end as u32 / 2), master.read_at(0, end as u32 / 2));
+    for queue in 0..3 {
+        assert_eq!(all(&slave, "T", queue), all(&master, "T", queue), "queue {queue}");
+    }
+    slave.check_invariants();
+    // Appended past the end, or into the middle: refused, nothing written.
+    let error = slave.append_replicated(end + 1, b"x").unwrap_err();
+    assert!(error.to_string().contains("do not start at the end"), "{error}");
+    assert_eq!(slave.written_offset(), end);
+    // The slave's own appends after the copy continue each queue.
+    let next = slave.append(&input("T", 0, b"own", b""), 999, 0).unwrap();
+    assert_eq!(next.queue_offset, 100);
+
+    let late_disk = SimDisk::new(23, 1 << 30, SimDiskFaults::default());
+    let (late, _) = Store::open(Arc::new(late_disk.clone()), config(root)).unwrap();
+    let newest = end - end % file;
+    copy(&late, newest);
+    common::flush_and_dispatch(&late);
+    assert_eq!(late.written_offset(), end);
+    late.check_invariants();
+    let (min, max) = late.queue_offsets("T", 0).unwrap();
+    assert_eq!(max, 100, "the queue ends where the master's does");
+    assert!(min > 0, "and begins in the copied file: {min}");
+    let read = late.get_messages("T", 0, min, ReadLimits::default(), &|_| true);
+    assert_eq!(read.status, GetStatus::Found);
+    let closed = late.close().unwrap();
+    late.confirm(closed);
+    late.shutdown().unwrap();
+    drop(late);
+    let (reopened, _) = Store::open(Arc::new(late_disk), config(root)).unwrap();
+    assert_eq!(reopened.written_offset(), end, "recovery keeps a log that begins past 0");
+    assert_eq!(reopened.queue_offsets("T", 0), Some((min, max)));
+    reopened.check_invariants();
+}

@@ -18,8 +18,19 @@ pub struct BrokerConfig {
     pub cluster_name: String,
     /// `brokerName`: RocketMQ defaults to the host name; Petrel to `broker-a`.
     pub broker_name: String,
-    /// `brokerId`: 0 is a master. Only masters are served for now.
+    /// `brokerId`: 0 is the master; a slave's is 1 or more. A master role sets it to 0.
     pub broker_id: i64,
+    /// `brokerRole`: ASYNC_MASTER, SYNC_MASTER or SLAVE.
+    pub role: BrokerRole,
+    /// `haListenPort`: the port slaves connect to; `listenPort + 1` when unset, 0 for any.
+    pub ha_listen_port: Option<u16>,
+    /// `haMasterAddress`: a slave's master's HA address; learned from the NameServer's answer
+    /// to its registration when unset.
+    pub ha_master_address: Option<String>,
+    /// `haSendHeartbeatInterval`, `haHousekeepingInterval`, `haTransferBatchSize`.
+    pub ha_heartbeat_ms: u64,
+    pub ha_housekeeping_ms: u64,
+    pub ha_transfer_batch_bytes: u32,
     /// `namesrvAddr`: `;`-separated; the `NAMESRV_ADDR` environment variable when unset.
     pub namesrv_addrs: Vec<String>,
     /// `listenPort`: 10911.
@@ -70,6 +81,12 @@ impl Default for BrokerConfig {
             cluster_name: "DefaultCluster".to_owned(),
             broker_name: "broker-a".to_owned(),
             broker_id: 0,
+            role: BrokerRole::AsyncMaster,
+            ha_listen_port: None,
+            ha_master_address: None,
+            ha_heartbeat_ms: petrel_core::ha::HEARTBEAT_INTERVAL_DEFAULT_MS,
+            ha_housekeeping_ms: petrel_core::ha::HOUSEKEEPING_INTERVAL_DEFAULT_MS,
+            ha_transfer_batch_bytes: petrel_core::ha::TRANSFER_BATCH_DEFAULT_BYTES,
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
             bind_address: "0.0.0.0".to_owned(),
@@ -101,6 +118,30 @@ impl BrokerConfig {
         props.apply("brokerClusterName", &mut self.cluster_name, "a name")?;
         props.apply("brokerName", &mut self.broker_name, "a name")?;
         props.apply("brokerId", &mut self.broker_id, "an integer")?;
+        props.apply("brokerRole", &mut self.role, "ASYNC_MASTER, SYNC_MASTER or SLAVE")?;
+        if self.role != BrokerRole::Slave && self.broker_id != 0 {
+            // RocketMQ's BrokerStartup does the same: a master is brokerId 0.
+            tracing::warn!(broker_id = self.broker_id, "a master's brokerId is 0; set to 0");
+            self.broker_id = 0;
+        }
+        let mut port = String::new();
+        props.apply("haListenPort", &mut port, "a port number")?;
+        if !port.is_empty() {
+            let parsed = port.parse().map_err(|_| ConfigError::Invalid {
+                key: "haListenPort".into(),
+                value: port,
+                expected: "a port number",
+            })?;
+            self.ha_listen_port = Some(parsed);
+        }
+        let mut master = String::new();
+        props.apply("haMasterAddress", &mut master, "host:port")?;
+        if !master.is_empty() {
+            self.ha_master_address = Some(master);
+        }
+        props.apply("haSendHeartbeatInterval", &mut self.ha_heartbeat_ms, "milliseconds")?;
+        props.apply("haHousekeepingInterval", &mut self.ha_housekeeping_ms, "milliseconds")?;
+        props.apply("haTransferBatchSize", &mut self.ha_transfer_batch_bytes, "bytes")?;
         let mut namesrv = String::new();
         props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
         if !namesrv.is_empty() {
@@ -198,18 +239,58 @@ impl BrokerConfig {
         format!("{ip}:{port}")
     }
 
+    /// The HA port: `haListenPort`, or the client port + 1 (any free port when the client
+    /// port is 0, any).
+    pub fn ha_port(&self) -> u16 {
+        let next = if self.listen_port == 0 { 0 } else { self.listen_port.saturating_add(1) };
+        self.ha_listen_port.unwrap_or(next)
+    }
+
     /// A check of what a file cannot express by type alone.
     pub fn validate(&self) -> Result<(), String> {
-        if self.broker_id != 0 {
-            return Err(format!(
-                "brokerId={}: only masters (brokerId=0) are supported so far; replication comes later",
-                self.broker_id
-            ));
+        match self.role {
+            BrokerRole::Slave if self.broker_id <= 0 => {
+                return Err(format!(
+                    "brokerRole=SLAVE needs a brokerId of 1 or more, not {}",
+                    self.broker_id
+                ));
+            }
+            BrokerRole::SyncMaster => {
+                return Err(
+                    "brokerRole=SYNC_MASTER is not supported yet: use ASYNC_MASTER (the \
+                            slaves copy the log, producers are answered without waiting for them)"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+        if !(1..=16 << 20).contains(&self.ha_transfer_batch_bytes) {
+            return Err("haTransferBatchSize must be between 1 byte and 16 MiB".to_owned());
         }
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be between 1 and 1024".to_owned());
         }
         self.store.validate()
+    }
+}
+
+/// `brokerRole`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    AsyncMaster,
+    SyncMaster,
+    Slave,
+}
+
+impl std::str::FromStr for BrokerRole {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "ASYNC_MASTER" => Ok(BrokerRole::AsyncMaster),
+            "SYNC_MASTER" => Ok(BrokerRole::SyncMaster),
+            "SLAVE" => Ok(BrokerRole::Slave),
+            other => Err(format!("brokerRole {other} is not ASYNC_MASTER, SYNC_MASTER or SLAVE")),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod get_consumer_list_by_group;
 mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
+mod ha;
 mod heart_beat;
 mod notify_consumer_ids_changed;
 mod persist;
@@ -60,6 +61,7 @@ use petrel_storage::{Store, StoreService};
 use tokio::sync::Notify;
 
 pub use self::config::BrokerConfig;
+use self::config::BrokerRole;
 use crate::clock::now_millis;
 
 /// What every request handler returns: the answer (now, or later from its own task), or a
@@ -109,6 +111,10 @@ pub struct Broker {
     send_config: SendConfig,
     /// `brokerIP1:listenPort`, the address in routes and in message ids.
     addr: String,
+    /// `brokerIP1:haListenPort`, the address slaves connect to (told to the NameServer).
+    ha_addr: String,
+    /// A slave's master's HA address, as the NameServer last answered its registration.
+    learned_master: Mutex<Option<String>>,
     store: StoreService,
     disk: Arc<dyn Disk>,
     topics: Mutex<TopicTable>,
@@ -138,6 +144,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
+    /// A slave's master's HA address: `haMasterAddress`, or what the NameServer answered.
+    fn ha_master(&self) -> Option<String> {
+        self.config.ha_master_address.clone().or_else(|| lock(&self.learned_master).clone())
+    }
+
     fn topics(&self) -> MutexGuard<'_, TopicTable> {
         lock(&self.topics)
     }
@@ -487,6 +498,19 @@ fn detect_ip() -> String {
     }
 }
 
+/// What the send planner reads of the configuration.
+fn send_config(config: &BrokerConfig, addr: &str) -> SendConfig {
+    SendConfig {
+        broker_permission: config.broker_permission,
+        broker_addr: addr.to_owned(),
+        cluster_name: config.cluster_name.as_str().into(),
+        message_bytes_max: config.store.message_bytes_max,
+        delay_levels: config.store.delay_levels.clone(),
+        auto_create_group: config.auto_create_group,
+        slave: config.role == BrokerRole::Slave,
+    }
+}
+
 /// Opens the store, loads the config files, binds and starts serving.
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
@@ -509,18 +533,15 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         units_replaced = report.units_replaced,
         "store recovered"
     );
+    let (ha_listener, ha_port) = ha::bind(&config).await?;
+    let ha_addr = format!("{ip}:{ha_port}");
     let loaded = persist::load_all(disk.as_ref(), &config)?;
-    let send_config = SendConfig {
-        broker_permission: config.broker_permission,
-        broker_addr: addr.clone(),
-        cluster_name: config.cluster_name.as_str().into(),
-        message_bytes_max: config.store.message_bytes_max,
-        delay_levels: config.store.delay_levels.clone(),
-        auto_create_group: config.auto_create_group,
-    };
+    let send_config = send_config(&config, &addr);
     let state = Arc::new(Broker {
         send_config,
         addr,
+        ha_addr,
+        learned_master: Mutex::new(None),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),
@@ -546,11 +567,11 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     }
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(state.clone().housekeeping(stopped.clone())),
         tokio::spawn(register::run(state.clone(), stopped.clone())),
-        tokio::spawn(schedule::run(state.clone(), stopped.clone())),
     ];
+    tasks.extend(ha::spawn(&state, ha_listener, &stopped));
     let handler = Arc::new(Handler(state.clone()));
     let serve_stop = stopped;
     let done = tokio::spawn(async move {

@@ -9,9 +9,12 @@ use petrel_core::model::RegisterBrokerBody;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
+use petrel_net::headers::namesrv::{
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
+};
 use petrel_net::signal::Flag;
 
+use super::config::BrokerRole;
 use super::Broker;
 
 /// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
@@ -34,7 +37,7 @@ fn registration(broker: &Broker) -> RemotingCommand {
         broker_name: broker.config.broker_name.clone(),
         broker_addr: broker.addr.clone(),
         cluster_name: broker.config.cluster_name.clone(),
-        ha_server_addr: broker.addr.clone(),
+        ha_server_addr: broker.ha_addr.clone(),
         broker_id: broker.config.broker_id,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
@@ -43,6 +46,23 @@ fn registration(broker: &Broker) -> RemotingCommand {
         zone_name: None,
     };
     RemotingCommand::request(request::REGISTER_BROKER).with_header(&header).with_body(body)
+}
+
+impl Broker {
+    /// A slave learns its master's HA address from the answer to its registration
+    /// (RocketMQ's `RegisterBrokerResult.haServerAddr`), unless `haMasterAddress` names it.
+    fn learn_master(&self, reply: &RemotingCommand) {
+        if self.config.role != BrokerRole::Slave {
+            return;
+        }
+        let Ok(answer) = reply.header::<RegisterBrokerResponseHeader>() else { return };
+        let Some(ha) = answer.ha_server_addr.filter(|a| !a.is_empty()) else { return };
+        let mut learned = self.learned_master.lock().unwrap_or_else(|p| p.into_inner());
+        if learned.as_deref() != Some(ha.as_str()) {
+            tracing::info!(master_ha = %ha, "master's HA address learned from the NameServer");
+            *learned = Some(ha);
+        }
+    }
 }
 
 async fn register_all(broker: &Arc<Broker>) {
@@ -54,7 +74,8 @@ async fn register_all(broker: &Arc<Broker>) {
         pending.push(tokio::spawn(async move {
             match broker.namesrv.invoke(&addr, request, timeout).await {
                 Ok(reply) if reply.code == response::SUCCESS => {
-                    tracing::debug!(namesrv = %addr, "registered")
+                    tracing::debug!(namesrv = %addr, "registered");
+                    broker.learn_master(&reply);
                 }
                 Ok(reply) => {
                     tracing::warn!(namesrv = %addr, code = reply.code, remark = ?reply.remark, "registration refused")

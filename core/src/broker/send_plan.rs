@@ -54,6 +54,8 @@ pub struct SendConfig {
     pub delay_levels: DelayLevels,
     /// `autoCreateSubscriptionGroup`.
     pub auto_create_group: bool,
+    /// `brokerRole=SLAVE`: only the master's log is stored here, nothing a client sends.
+    pub slave: bool,
 }
 
 /// The broker's tables as the planner reads them.
@@ -168,6 +170,15 @@ pub fn topic_problem(topic: &str) -> Option<&'static str> {
 }
 
 fn broker_writable(view: &BrokerView<'_>) -> Result<(), Refusal> {
+    if view.config.slave {
+        // RocketMQ's store refuses every put on a slave (SERVICE_NOT_AVAILABLE).
+        let why = format!(
+            "service not available now: the broker[{}] is a slave (brokerRole=SLAVE); send to \
+             its master",
+            view.config.broker_addr
+        );
+        return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
+    }
     match perm::is_writeable(view.config.broker_permission) {
         true => Ok(()),
         false => Err(Refusal::new(

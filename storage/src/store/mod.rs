@@ -43,6 +43,7 @@ mod dispatch;
 mod flush;
 mod open;
 mod read;
+mod replicate;
 
 /// Ordered maps: iteration order decides the order of syncs, which must not vary between runs.
 type QueueMap<T> = BTreeMap<Box<str>, BTreeMap<i32, T>>;

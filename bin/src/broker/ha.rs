@@ -1,0 +1,304 @@
+//! Replication's shells (`docs/replication.md`): the master's HA listener, one task per slave
+//! driving a `HaMaster` core, and the slave's connection to its master driving a `HaSlave`
+//! core. The cores decide; these read and write the sockets and the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_core::ha::codec::{
+    encode_report, encode_transfer_header, ReportDecoder, TransferDecoder,
+};
+use petrel_core::ha::master::{HaMaster, MasterAction, MasterConfig, MasterEvent};
+use petrel_core::ha::slave::{HaSlave, SlaveAction, SlaveConfig, SlaveEvent};
+use petrel_core::Millis;
+use petrel_net::signal::Flag;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::config::{BrokerConfig, BrokerRole};
+use super::Broker;
+use crate::clock::now_millis;
+
+/// How long a slave waits before connecting again (RocketMQ waits 5 s; a shorter wait loses
+/// less time after a master restart and costs one connection attempt a second).
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Beyond `maxMessageSize`, what one stored unit may add: a batch's record headers (a few
+/// hundred bytes for each of its messages), or a blank filler left by such a batch.
+const RECORD_OVERHEAD_BYTES: u64 = 2 << 20;
+
+/// Sleeps until `at` (the broker clock's milliseconds), or for ever when there is nothing due.
+async fn until(at: Option<Millis>) {
+    match at {
+        Some(at) => {
+            tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_millis()))).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(madsim))]
+fn split(
+    stream: TcpStream,
+) -> (impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static) {
+    stream.into_split()
+}
+
+#[cfg(madsim)]
+fn split(
+    stream: TcpStream,
+) -> (impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static) {
+    tokio::io::split(stream)
+}
+
+/// A master's HA listener on `bindAddress:haListenPort`, and the port slaves are told; a
+/// slave has none.
+pub(super) async fn bind(config: &BrokerConfig) -> Result<(Option<TcpListener>, u16), String> {
+    if config.role == BrokerRole::Slave {
+        return Ok((None, config.ha_port()));
+    }
+    let ha_bind = format!("{}:{}", config.bind_address, config.ha_port());
+    let listener = TcpListener::bind(&ha_bind)
+        .await
+        .map_err(|e| format!("cannot listen for slaves on {ha_bind}: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    Ok((Some(listener), port))
+}
+
+/// The role's tasks: a master serves its slaves and delivers delayed messages; a slave
+/// follows its master (and re-puts nothing: its log is its master's).
+pub(super) fn spawn(
+    broker: &Arc<Broker>,
+    listener: Option<TcpListener>,
+    stop: &Flag,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    match listener {
+        None => vec![tokio::spawn(run_slave(broker.clone(), stop.clone()))],
+        Some(listener) => {
+            tracing::info!(ha_addr = %broker.ha_addr, "listening for slaves");
+            vec![
+                tokio::spawn(super::schedule::run(broker.clone(), stop.clone())),
+                tokio::spawn(serve_master(broker.clone(), listener, stop.clone())),
+            ]
+        }
+    }
+}
+
+/// Accepts slaves on the HA port until `stop`.
+pub(super) async fn serve_master(broker: Arc<Broker>, listener: TcpListener, stop: Flag) {
+    let mut next_slave = 1u64;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let slave = next_slave;
+                next_slave += 1;
+                tracing::info!(%peer, slave, "slave connected to the HA port");
+                tokio::spawn(master_link(broker.clone(), stream, slave, stop.clone()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "HA accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn master_config(broker: &Broker) -> MasterConfig {
+    let config = &broker.config;
+    MasterConfig {
+        file_bytes: config.store.commit_log_file_bytes,
+        batch_bytes: config.ha_transfer_batch_bytes,
+        heartbeat_ms: config.ha_heartbeat_ms,
+        housekeeping_ms: config.ha_housekeeping_ms,
+    }
+}
+
+/// One slave's connection: its reports in, the commit log out.
+async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag) {
+    let (mut reader, mut writer) = split(stream);
+    let written = broker.store.written();
+    let mut core = HaMaster::new(master_config(&broker), written.get());
+    core.handle(now_millis(), MasterEvent::Connected { slave });
+    let mut reports = ReportDecoder::default();
+    let mut buffer = vec![0u8; 4096];
+    let mut known_end = written.get();
+    loop {
+        while let Some(action) = core.poll_action() {
+            let sent = match action {
+                MasterAction::Transfer { from, size, .. } => {
+                    let Some(data) = broker.store.store().read_at(from, size) else {
+                        tracing::warn!(slave, from, size, "the log to send is gone; closing");
+                        return;
+                    };
+                    send_frame(&mut writer, from, &data).await
+                }
+                MasterAction::Heartbeat { offset, .. } => {
+                    send_frame(&mut writer, offset, &[]).await
+                }
+                MasterAction::Close { why, .. } => {
+                    tracing::warn!(slave, %why, "closing a slave's HA connection");
+                    return;
+                }
+                MasterAction::ReplicaAcked { offset, .. } => {
+                    tracing::trace!(slave, offset, "slave has the log");
+                    continue;
+                }
+                MasterAction::ReplicaGone { .. } => return,
+            };
+            if let Err(error) = sent {
+                tracing::info!(slave, %error, "slave's HA connection lost");
+                return;
+            }
+            core.handle(now_millis(), MasterEvent::Sent { slave });
+        }
+        core.check_invariants();
+        let deadline = core.poll_timeout();
+        let seen = known_end;
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            read = reader.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => {
+                    tracing::info!(slave, "slave closed its HA connection");
+                    return;
+                }
+                Ok(n) => match reports.feed(&buffer[..n]) {
+                    Ok(Some(offset)) => {
+                        core.handle(now_millis(), MasterEvent::Reported { slave, offset })
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(slave, %error, "malformed report from a slave; closing");
+                        return;
+                    }
+                },
+            },
+            _ = written.wait_for(move |end| end > seen) => {
+                known_end = written.get();
+                core.handle(now_millis(), MasterEvent::Appended { end: known_end });
+            }
+            () = until(deadline) => core.tick(now_millis()),
+        }
+    }
+}
+
+async fn send_frame(
+    writer: &mut (impl AsyncWrite + Unpin),
+    offset: u64,
+    data: &[u8],
+) -> std::io::Result<()> {
+    writer.write_all(&encode_transfer_header(offset, data.len() as u32)).await?;
+    writer.write_all(data).await?;
+    writer.flush().await
+}
+
+/// A slave's connection to its master, kept up until `stop`.
+pub(super) async fn run_slave(broker: Arc<Broker>, stop: Flag) {
+    loop {
+        match broker.ha_master() {
+            Some(master) => {
+                let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&master));
+                match connect.await {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        tracing::info!(%master, "connected to the master's HA port");
+                        slave_link(&broker, stream, &stop).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%master, %error, "cannot reach the master"),
+                    Err(_) => tracing::debug!(%master, "connecting to the master timed out"),
+                }
+            }
+            None => tracing::debug!("no master HA address yet (haMasterAddress, or registration)"),
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(RECONNECT_DELAY) => {}
+        }
+    }
+}
+
+fn slave_config(broker: &Broker) -> SlaveConfig {
+    let config = &broker.config;
+    let record_bytes_max = 2 * config.store.message_bytes_max as u64 + RECORD_OVERHEAD_BYTES;
+    SlaveConfig {
+        file_bytes: config.store.commit_log_file_bytes,
+        record_bytes_max,
+        heartbeat_ms: config.ha_heartbeat_ms,
+        housekeeping_ms: config.ha_housekeeping_ms,
+    }
+}
+
+/// One connection to the master: frames in, appended and reported.
+async fn slave_link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
+    let (mut reader, mut writer) = split(stream);
+    let mut core = HaSlave::new(slave_config(broker), broker.store.store().written_offset());
+    core.handle(now_millis(), SlaveEvent::Connected);
+    let mut frames = TransferDecoder::default();
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        while let Some(action) = core.poll_action() {
+            match action {
+                SlaveAction::Report { offset } => {
+                    let sent = async {
+                        writer.write_all(&encode_report(offset)).await?;
+                        writer.flush().await
+                    };
+                    if let Err(error) = sent.await {
+                        tracing::info!(%error, "lost the master's HA connection");
+                        return;
+                    }
+                }
+                SlaveAction::Append { offset, records } => {
+                    match broker.store.append_replicated(offset, &records) {
+                        Ok(end) => core.handle(now_millis(), SlaveEvent::Appended { end }),
+                        Err(error) => {
+                            tracing::error!(%error, offset, "cannot append what the master sent");
+                            return;
+                        }
+                    }
+                }
+                SlaveAction::Close { why } => {
+                    tracing::warn!(%why, "closing the master's HA connection");
+                    return;
+                }
+            }
+        }
+        core.check_invariants();
+        let deadline = core.poll_timeout();
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            read = reader.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => {
+                    tracing::info!("the master closed the HA connection");
+                    return;
+                }
+                Ok(n) => {
+                    frames.feed(&buffer[..n]);
+                    loop {
+                        match frames.next_frame() {
+                            Ok(Some(frame)) => {
+                                core.handle(now_millis(), SlaveEvent::Received(frame));
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                tracing::warn!(%error, "malformed frame from the master; closing");
+                                return;
+                            }
+                        }
+                    }
+                }
+            },
+            () = until(deadline) => core.tick(now_millis()),
+        }
+    }
+}

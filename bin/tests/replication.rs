@@ -1,0 +1,119 @@
+//! A master and a slave on loopback, replicating over RocketMQ's classic HA protocol: the
+//! slave learns its master's HA address from the NameServer, copies the log, serves pulls of
+//! it, keeps it when the master is gone, and refuses sends.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use petrel::broker::config::BrokerRole;
+use petrel_client::raw::{self, SendOutcome};
+use petrel_net::codec::codes::response;
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+use common::Running;
+
+const TOPIC: &str = "Replicated";
+const QUEUES: i32 = 4;
+
+/// Every message of a queue from offset 0: (queue offset, message id).
+async fn read_queue(client: &RemotingClient, broker: &str, queue: i32) -> Vec<(i64, u64)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let pulled = raw::pull(client, broker, "Reader", TOPIC, queue, offset, Duration::ZERO)
+            .await
+            .unwrap();
+        match pulled.code {
+            response::SUCCESS => {
+                out.extend(pulled.messages.iter().map(|m| (m.queue_offset, m.id)));
+                offset = pulled.next_begin_offset;
+            }
+            response::PULL_NOT_FOUND | response::PULL_OFFSET_MOVED => return out,
+            other => panic!("pull of {TOPIC}/{queue} at {offset} answered {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
+    let (_namesrv, namesrv) = common::namesrv().await;
+    let master = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "replicated".into();
+        c.store.commit_log_file_bytes = 64 << 10;
+        c.store.message_bytes_max = 4 << 10;
+        c.ha_transfer_batch_bytes = 5_000;
+    })
+    .await;
+    let slave = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "replicated".into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+        c.store.commit_log_file_bytes = 64 << 10;
+        c.store.message_bytes_max = 4 << 10;
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert!(raw::create_topic(&client, &master.addr, TOPIC, QUEUES).await);
+    assert!(raw::create_topic(&client, &slave.addr, TOPIC, QUEUES).await);
+
+    // An empty slave copies from the master's newest file (RocketMQ's rule): the first message
+    // reaching the slave says it copies from the start of this one-file log.
+    let mut acked: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
+    match raw::send(&client, &master.addr, TOPIC, 0, 0, 700).await {
+        SendOutcome::Acked { queue_offset, .. } => {
+            acked.entry(0).or_default().push((queue_offset, 0))
+        }
+        other => panic!("the first send to the master: {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read_queue(&client, &slave.addr, 0).await.is_empty() {
+        assert!(Instant::now() < deadline, "the slave never copied the first message");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 400 messages of 700 bytes: several commit-log files, records cut by the 5 000-byte
+    // frames and blank fillers at the files' ends.
+    for id in 1..400u64 {
+        let queue = (id % QUEUES as u64) as i32;
+        match raw::send(&client, &master.addr, TOPIC, queue, id, 700).await {
+            SendOutcome::Acked { queue_offset, .. } => {
+                acked.entry(queue).or_default().push((queue_offset, id))
+            }
+            other => panic!("send {id} to the master: {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for queue in 0..QUEUES {
+        let expected = &acked[&queue];
+        loop {
+            let copied = read_queue(&client, &slave.addr, queue).await;
+            if &copied == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && copied.len() <= expected.len(),
+                "queue {queue} on the slave: {} of {} messages, or different ones",
+                copied.len(),
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // A slave stores only its master's log.
+    match raw::send(&client, &slave.addr, TOPIC, 0, 9_999, 10).await {
+        SendOutcome::Refused { code } => assert_eq!(code, response::SERVICE_NOT_AVAILABLE),
+        other => panic!("a send to the slave: {other:?}"),
+    }
+
+    // The master goes; the slave still serves every message it copied.
+    master.stop().await;
+    for queue in 0..QUEUES {
+        assert_eq!(&read_queue(&client, &slave.addr, queue).await, &acked[&queue]);
+    }
+    slave.stop().await;
+}
