@@ -117,3 +117,73 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
     }
     slave.stop().await;
 }
+
+/// Sends one message through `producer`, returning how the broker took it.
+async fn send_one(producer: &petrel_client::Producer, id: u64) -> petrel_client::SendResult {
+    let message = petrel_client::Message::new(TOPIC, raw::body(id, 200));
+    producer.send(&message).await.unwrap()
+}
+
+/// A SYNC_MASTER answers SLAVE_NOT_AVAILABLE with no slave, SEND_OK once its slave holds the
+/// message, and FLUSH_SLAVE_TIMEOUT when a connected slave stops reporting; what it
+/// acknowledged is on the slave when the master is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_master_answers_once_its_slave_holds_the_message() {
+    use petrel_client::SendStatus;
+    let (_namesrv, namesrv) = common::namesrv().await;
+    let master = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "synced".into();
+        c.role = BrokerRole::SyncMaster;
+        c.store.sync_flush_timeout_ms = 1_000;
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert!(raw::create_topic(&client, &master.addr, TOPIC, QUEUES).await);
+    let producer = common::producer(&namesrv);
+    let first = send_one(&producer, 0).await;
+    assert_eq!(first.status, SendStatus::SlaveNotAvailable, "no slave yet");
+
+    // A slave that reports once and then falls silent: the master waits for it in vain.
+    let at = raw::stored_at(&first.offset_msg_id).unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&master.ha_addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut silent, &at.to_be_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = send_one(&producer, 1).await;
+        if result.status == SendStatus::FlushSlaveTimeout {
+            break;
+        }
+        assert_eq!(result.status, SendStatus::SlaveNotAvailable, "before the report lands");
+        assert!(Instant::now() < deadline, "the silent slave was never waited for");
+    }
+    drop(silent);
+
+    let slave = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "synced".into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+    })
+    .await;
+    assert!(raw::create_topic(&client, &slave.addr, TOPIC, QUEUES).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_one(&producer, 2).await.status != SendStatus::Ok {
+        assert!(Instant::now() < deadline, "the slave never caught up");
+    }
+    let mut acked = Vec::new();
+    for id in 3..203u64 {
+        let result = send_one(&producer, id).await;
+        assert_eq!(result.status, SendStatus::Ok, "message {id}");
+        acked.push((result.queue.queue_id, result.queue_offset));
+    }
+    master.stop().await;
+    // Every message the master acknowledged is on the slave: the slave dispatches it even
+    // with its master gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (queue, offset) in acked {
+        while !read_queue(&client, &slave.addr, queue).await.iter().any(|(o, _)| *o == offset) {
+            assert!(Instant::now() < deadline, "queue {queue} offset {offset} not on the slave");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    slave.stop().await;
+}

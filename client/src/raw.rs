@@ -26,7 +26,8 @@ pub enum SendOutcome {
     /// others following), each record starting at its `stored_at` offset in the commit log
     /// (from the offset message ids): under SYNC_FLUSH it is durable.
     Acked { queue_offset: i64, stored_at: Vec<u64> },
-    /// FLUSH_DISK_TIMEOUT: stored at this offset but not (yet) durable; it may be lost.
+    /// FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT or SLAVE_NOT_AVAILABLE: stored at this offset
+    /// but not (yet) durable or replicated as configured; it may be lost.
     NotDurable { queue_offset: i64 },
     /// The broker answered with an error: the message was not stored.
     Refused { code: i32 },
@@ -150,10 +151,17 @@ async fn send_request(
                 Err(e) => panic!("a successful send answered without its header: {e}"),
             }
         }
-        Ok(reply) if reply.code == response::FLUSH_DISK_TIMEOUT => {
+        Ok(reply)
+            if matches!(
+                reply.code,
+                response::FLUSH_DISK_TIMEOUT
+                    | response::FLUSH_SLAVE_TIMEOUT
+                    | response::SLAVE_NOT_AVAILABLE
+            ) =>
+        {
             match reply.header::<SendMessageResponseHeader>() {
                 Ok(answer) => SendOutcome::NotDurable { queue_offset: answer.queue_offset },
-                Err(e) => panic!("FLUSH_DISK_TIMEOUT answered without its header: {e}"),
+                Err(e) => panic!("code {} answered without its header: {e}", reply.code),
             }
         }
         Ok(reply) => SendOutcome::Refused { code: reply.code },

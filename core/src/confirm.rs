@@ -170,6 +170,11 @@ impl ConfirmMachine {
         self.persisted
     }
 
+    /// Replicas connected, and the furthest any of them holds the log (0 with none).
+    pub fn replicas(&self) -> (usize, u64) {
+        (self.replicas.len(), self.replicas.values().copied().max().unwrap_or(0))
+    }
+
     pub fn handle(&mut self, now: Millis, event: ConfirmEvent) {
         match event {
             ConfirmEvent::Appended { end, epoch } => {

@@ -52,6 +52,9 @@ pub struct StoreConfig {
     pub cq_file_units: u64,
     /// `maxMessageSize`: bodies over this are refused.
     pub message_bytes_max: usize,
+    /// Replicas that must hold a record before its producer is answered: 1 for a
+    /// SYNC_MASTER, 0 otherwise.
+    pub replica_acks_required: usize,
     /// `flushDiskType`.
     pub flush_disk_type: FlushDiskType,
     /// `syncFlushTimeout`: how long a SYNC_FLUSH append waits before FLUSH_DISK_TIMEOUT.
@@ -102,6 +105,7 @@ impl StoreConfig {
             commit_log_file_bytes: COMMIT_LOG_FILE_BYTES_DEFAULT,
             cq_file_units: CQ_FILE_UNITS_DEFAULT,
             message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
+            replica_acks_required: 0,
             flush_disk_type: FlushDiskType::AsyncFlush,
             sync_flush_timeout_ms: 5_000,
             flush_interval_ms: 500,
@@ -136,7 +140,8 @@ impl StoreConfig {
                 thorough_ms: self.flush_thorough_interval_ms,
             },
         };
-        ConfirmConfig { flush, acks_required: 0, confirm_waits_for_replicas: false }
+        let acks_required = self.replica_acks_required;
+        ConfirmConfig { flush, acks_required, confirm_waits_for_replicas: false }
     }
 
     pub fn commit_log_dir(&self) -> PathBuf {

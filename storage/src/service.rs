@@ -147,6 +147,10 @@ pub enum PutError {
     /// FLUSH_DISK_TIMEOUT): it may yet become durable and be delivered.
     #[error("message stored but not flushed within {timeout_ms} ms")]
     FlushTimeout { appended: Appended, timeout_ms: u64 },
+    /// Stored and flushed as configured, but no slave reported holding it within
+    /// `syncFlushTimeout` (RocketMQ's FLUSH_SLAVE_TIMEOUT): it is on the master only.
+    #[error("message stored but not replicated within {timeout_ms} ms")]
+    SlaveTimeout { appended: Appended, timeout_ms: u64 },
     /// The message is in the page cache, but the sync meant to make it durable failed and
     /// the store stopped: it survives a restart of the process, not a power loss.
     #[error("message stored but not durable: {reason}")]
@@ -302,6 +306,23 @@ impl StoreService {
         Ok(end)
     }
 
+    /// A replica (a slave, by its connection) holds the log up to `offset`.
+    pub fn replica_acked(&self, replica: u64, offset: u64) {
+        self.shared.drive(Some(ConfirmEvent::ReplicaAcked { replica, offset }));
+    }
+
+    /// A replica left: its acks count no more.
+    pub fn replica_gone(&self, replica: u64) {
+        self.shared.drive(Some(ConfirmEvent::ReplicaGone { replica }));
+    }
+
+    /// Whether a SYNC_MASTER may wait for its slaves for a record ending at `end` (RocketMQ's
+    /// `isSlaveOK`): one is connected and the furthest is less than `max_gap` bytes behind.
+    pub fn slave_ok(&self, end: u64, max_gap: u64) -> bool {
+        let (count, furthest) = lock(&self.shared.confirm).replicas();
+        count > 0 && end.saturating_sub(furthest) < max_gap
+    }
+
     /// Whether the producer of `appended` may be answered now (under ASYNC_FLUSH, at once).
     pub fn is_acknowledged(&self, appended: &Appended) -> bool {
         self.shared.acknowledged.get() >= appended.end_offset
@@ -330,7 +351,17 @@ impl StoreService {
             Ok(false) => Err(stopped(appended)),
             // The flush task ends when the store stops; say so rather than "timeout".
             Err(_) if store_stopped(&shared.store) => Err(stopped(appended)),
-            Err(_) => Err(PutError::FlushTimeout { appended, timeout_ms }),
+            Err(_) => {
+                let machine = lock(&shared.confirm);
+                let durable = match machine.config().flush {
+                    petrel_core::confirm::FlushPolicy::Sync => machine.persisted() >= end,
+                    petrel_core::confirm::FlushPolicy::Async { .. } => true,
+                };
+                match machine.config().acks_required > 0 && durable {
+                    true => Err(PutError::SlaveTimeout { appended, timeout_ms }),
+                    false => Err(PutError::FlushTimeout { appended, timeout_ms }),
+                }
+            }
         }
     }
 

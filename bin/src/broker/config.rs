@@ -31,6 +31,9 @@ pub struct BrokerConfig {
     pub ha_heartbeat_ms: u64,
     pub ha_housekeeping_ms: u64,
     pub ha_transfer_batch_bytes: u32,
+    /// `haMaxGapNotInSync`: a SYNC_MASTER whose furthest slave is this far behind answers
+    /// SLAVE_NOT_AVAILABLE rather than wait for it.
+    pub ha_max_gap_bytes: u64,
     /// `namesrvAddr`: `;`-separated; the `NAMESRV_ADDR` environment variable when unset.
     pub namesrv_addrs: Vec<String>,
     /// `listenPort`: 10911.
@@ -87,6 +90,7 @@ impl Default for BrokerConfig {
             ha_heartbeat_ms: petrel_core::ha::HEARTBEAT_INTERVAL_DEFAULT_MS,
             ha_housekeeping_ms: petrel_core::ha::HOUSEKEEPING_INTERVAL_DEFAULT_MS,
             ha_transfer_batch_bytes: petrel_core::ha::TRANSFER_BATCH_DEFAULT_BYTES,
+            ha_max_gap_bytes: 256 << 20,
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
             bind_address: "0.0.0.0".to_owned(),
@@ -142,6 +146,7 @@ impl BrokerConfig {
         props.apply("haSendHeartbeatInterval", &mut self.ha_heartbeat_ms, "milliseconds")?;
         props.apply("haHousekeepingInterval", &mut self.ha_housekeeping_ms, "milliseconds")?;
         props.apply("haTransferBatchSize", &mut self.ha_transfer_batch_bytes, "bytes")?;
+        props.apply("haMaxGapNotInSync", &mut self.ha_max_gap_bytes, "bytes")?;
         let mut namesrv = String::new();
         props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
         if !namesrv.is_empty() {
@@ -254,13 +259,6 @@ impl BrokerConfig {
                     "brokerRole=SLAVE needs a brokerId of 1 or more, not {}",
                     self.broker_id
                 ));
-            }
-            BrokerRole::SyncMaster => {
-                return Err(
-                    "brokerRole=SYNC_MASTER is not supported yet: use ASYNC_MASTER (the \
-                            slaves copy the log, producers are answered without waiting for them)"
-                        .to_owned(),
-                );
             }
             _ => {}
         }

@@ -44,6 +44,10 @@ pub(super) fn handle(
                 response::FLUSH_DISK_TIMEOUT,
                 format!("retry stored but not flushed within {timeout_ms} ms"),
             ),
+            Err(PutError::SlaveTimeout { timeout_ms, .. }) => Refusal::new(
+                response::FLUSH_SLAVE_TIMEOUT,
+                format!("retry stored but not replicated within {timeout_ms} ms"),
+            ),
             Err(PutError::NotDurable { reason, .. }) => Refusal::new(
                 response::FLUSH_DISK_TIMEOUT,
                 format!("retry stored but not durable: {reason}"),

@@ -123,6 +123,8 @@ fn master_config(broker: &Broker) -> MasterConfig {
 
 /// One slave's connection: its reports in, the commit log out.
 async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag) {
+    // However the link ends, the slave's acks count no more.
+    let _gone = ReplicaGone { broker: broker.clone(), slave };
     let (mut reader, mut writer) = split(stream);
     let written = broker.store.written();
     let mut core = HaMaster::new(master_config(&broker), written.get());
@@ -148,7 +150,7 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
                     return;
                 }
                 MasterAction::ReplicaAcked { offset, .. } => {
-                    tracing::trace!(slave, offset, "slave has the log");
+                    broker.store.replica_acked(slave, offset);
                     continue;
                 }
                 MasterAction::ReplicaGone { .. } => return,
@@ -187,6 +189,17 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
             }
             () = until(deadline) => core.tick(now_millis()),
         }
+    }
+}
+
+struct ReplicaGone {
+    broker: Arc<Broker>,
+    slave: u64,
+}
+
+impl Drop for ReplicaGone {
+    fn drop(&mut self) {
+        self.broker.store.replica_gone(self.slave);
     }
 }
 

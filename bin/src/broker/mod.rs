@@ -174,6 +174,11 @@ impl Broker {
         &self.addr
     }
 
+    /// The address slaves connect to, `ip:haListenPort`.
+    pub fn ha_addr(&self) -> &str {
+        &self.ha_addr
+    }
+
     /// A UNIQ_KEY for a message whose producer sent none.
     fn unique_key(&self) -> String {
         let ip = match self.config.store.store_host.ip() {
@@ -523,6 +528,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let addr = format!("{ip}:{}", local_addr.port());
     config.store.store_host =
         addr.parse().map_err(|e| format!("brokerIP1 {ip} is not an IP address: {e}"))?;
+    // A SYNC_MASTER answers a producer once a slave holds the message.
+    config.store.replica_acks_required = usize::from(config.role == BrokerRole::SyncMaster);
     let (store, report) = Store::open(disk.clone(), config.store.clone())
         .map_err(|e| format!("cannot open the store at {}: {e}", config.store.root.display()))?;
     let plan = &report.plan;

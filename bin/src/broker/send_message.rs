@@ -24,6 +24,7 @@ use petrel_net::headers::broker::{
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError, StoreError};
 
+use super::config::BrokerRole;
 use super::{answered, decode, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -65,6 +66,14 @@ pub(super) fn handle(
     if broker.store.is_acknowledged(&appended) {
         return answered(answer.reply(response::SUCCESS, &appended));
     }
+    if broker.config.role == BrokerRole::SyncMaster
+        && !broker.store.slave_ok(appended.end_offset, broker.config.ha_max_gap_bytes)
+    {
+        // Stored, but no slave to wait for (RocketMQ's isSlaveOK): say so at once.
+        let mut out = answer.reply(response::SLAVE_NOT_AVAILABLE, &appended);
+        out.remark = Some("stored on the master, but no slave is connected and in sync".into());
+        return answered(out);
+    }
     let broker = broker.clone();
     Ok(Handled::Later(Box::pin(async move {
         answer.after_wait(broker.store.wait_acknowledged(appended).await)
@@ -101,6 +110,13 @@ impl Answer {
                 let mut out = self.reply(response::FLUSH_DISK_TIMEOUT, &appended);
                 out.remark = Some(format!(
                     "stored but not flushed within syncFlushTimeout={timeout_ms} ms; it may yet be delivered"
+                ));
+                out
+            }
+            Err(PutError::SlaveTimeout { appended, timeout_ms }) => {
+                let mut out = self.reply(response::FLUSH_SLAVE_TIMEOUT, &appended);
+                out.remark = Some(format!(
+                    "stored on the master, but no slave reported it within syncFlushTimeout={timeout_ms} ms"
                 ));
                 out
             }

@@ -10,6 +10,7 @@ use petrel_storage::disk::FsDisk;
 pub struct Running {
     handle: Option<BrokerHandle>,
     pub addr: String,
+    pub ha_addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -33,10 +34,11 @@ impl Running {
         let name = config.broker_name.clone();
         let handle = broker::start(config, Arc::new(FsDisk)).await.unwrap();
         let addr = handle.state.addr().to_owned();
+        let ha_addr = handle.state.ha_addr().to_owned();
         if let Some(namesrv) = namesrv {
             wait_routed(namesrv, &name).await;
         }
-        Running { handle: Some(handle), addr, _dir: dir }
+        Running { handle: Some(handle), addr, ha_addr, _dir: dir }
     }
 
     pub async fn stop(mut self) {

@@ -152,13 +152,16 @@ impl HaMaster {
             self.drop_link(slave, why);
             return;
         }
-        if link.next.is_none() {
+        // The first report counts even at 0: the slave is there to wait for (RocketMQ's
+        // `isSlaveOK` counts connections).
+        let first = link.next.is_none();
+        if first {
             link.next = Some(match offset {
                 0 => end - end % file_bytes,
                 _ => offset,
             });
         }
-        if offset > link.acked {
+        if first || offset > link.acked {
             link.acked = offset;
             self.actions.push_back(MasterAction::ReplicaAcked { slave, offset });
         }
@@ -277,11 +280,12 @@ mod tests {
         let mut m = master(2500);
         m.handle(0, MasterEvent::Connected { slave: 7 });
         m.handle(0, MasterEvent::Reported { slave: 7, offset: 0 });
-        assert_eq!(drain(&mut m), [transfer(7, 2000, 300)]);
+        let ack = MasterAction::ReplicaAcked { slave: 7, offset: 0 };
+        assert_eq!(drain(&mut m), [ack.clone(), transfer(7, 2000, 300)]);
         let mut m = master(0);
         m.handle(0, MasterEvent::Connected { slave: 7 });
         m.handle(0, MasterEvent::Reported { slave: 7, offset: 0 });
-        assert_eq!(drain(&mut m), []);
+        assert_eq!(drain(&mut m), [ack]);
         m.handle(1, MasterEvent::Appended { end: 10 });
         assert_eq!(drain(&mut m), [transfer(7, 0, 10)]);
     }
