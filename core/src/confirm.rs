@@ -185,7 +185,7 @@ impl ConfirmMachine {
                 );
                 self.epoch = epoch;
                 self.appended = self.appended.max(end);
-                if self.config.flush == FlushPolicy::Sync {
+                if self.persists_promptly() {
                     self.ask_persist();
                 }
             }
@@ -196,13 +196,14 @@ impl ConfirmMachine {
                 self.persisted = self.persisted.max(offset);
                 self.persisting = None;
                 // Appends that came while it ran wait for the next one.
-                if self.config.flush == FlushPolicy::Sync {
+                if self.persists_promptly() {
                     self.ask_persist();
                 }
             }
             ConfirmEvent::ReplicaAcked { replica, offset } => {
                 let held = self.replicas.entry(replica).or_insert(0);
                 *held = (*held).max(offset.min(self.appended));
+                self.ask_persist();
             }
             ConfirmEvent::ReplicaGone { replica } => {
                 self.replicas.remove(&replica);
@@ -240,6 +241,13 @@ impl ConfirmMachine {
             FlushPolicy::Async { .. } => Some(self.flush_check_at),
             FlushPolicy::Sync => None,
         }
+    }
+
+    /// Whether every append asks for a persist at once: under SYNC_FLUSH, and whenever a
+    /// replica is connected, since a master sends its replicas only what is durable
+    /// (docs/decisions/0003-replicate-durable-bytes-only.md).
+    fn persists_promptly(&self) -> bool {
+        self.config.flush == FlushPolicy::Sync || !self.replicas.is_empty()
     }
 
     fn ask_persist(&mut self) {
@@ -406,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn with_a_replica_connected_asynchronous_flushes_come_at_once() {
+        let mut m = ConfirmMachine::new(ConfirmConfig::async_flush(), 0, 0, 0);
+        m.handle(1, ConfirmEvent::Appended { end: 100, epoch: 0 });
+        assert_eq!(drain(&mut m), [Confirm { up_to: 100 }, Acknowledge { up_to: 100 }]);
+        // A replica arrives: what is not durable yet is persisted now, and so is every append.
+        m.handle(2, ConfirmEvent::ReplicaAcked { replica: 1, offset: 0 });
+        assert_eq!(drain(&mut m), [Persist { up_to: 100 }]);
+        m.handle(3, ConfirmEvent::Appended { end: 150, epoch: 0 });
+        assert_eq!(drain(&mut m), [Confirm { up_to: 150 }, Acknowledge { up_to: 150 }]);
+        m.handle(4, ConfirmEvent::Persisted { offset: 100 });
+        assert_eq!(drain(&mut m), [Persist { up_to: 150 }]);
+        // Gone again: back to the interval.
+        m.handle(5, ConfirmEvent::ReplicaGone { replica: 1 });
+        m.handle(6, ConfirmEvent::Persisted { offset: 150 });
+        m.handle(7, ConfirmEvent::Appended { end: 200, epoch: 0 });
+        assert_eq!(drain(&mut m), [Confirm { up_to: 200 }, Acknowledge { up_to: 200 }]);
+        m.check_invariants();
+    }
+
+    #[test]
     fn with_all_acks_required_consumers_wait_for_the_slowest_needed_replica() {
         let config = ConfirmConfig {
             acks_required: 2,
@@ -415,7 +443,7 @@ mod tests {
         let mut m = ConfirmMachine::new(config, 0, 3, 0);
         m.handle(1, ConfirmEvent::Appended { end: 100, epoch: 3 });
         m.handle(2, ConfirmEvent::ReplicaAcked { replica: 1, offset: 100 });
-        assert_eq!(drain(&mut m), []);
+        assert_eq!(drain(&mut m), [Persist { up_to: 100 }], "a replica makes flushes prompt");
         m.handle(3, ConfirmEvent::ReplicaAcked { replica: 2, offset: 40 });
         assert_eq!(drain(&mut m), [Confirm { up_to: 40 }, Acknowledge { up_to: 40 }]);
     }

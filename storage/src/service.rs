@@ -166,8 +166,8 @@ struct Shared {
     /// Producers whose records end at or below this may be answered.
     acknowledged: Progress,
     dispatched: Progress,
-    /// The end of the commit log: what a master may send its slaves.
-    written: Progress,
+    /// How far the commit log is durable: what a master may send its slaves.
+    durable: Progress,
     /// The end of the newest persist the machine asked for.
     persist_asked: AtomicU64,
     /// The epoch appends are written in: the last record's (0 until failover lands and moves
@@ -215,6 +215,7 @@ impl Shared {
     fn persist(&self) -> Result<u64, StoreError> {
         let flushed = self.store.flush_log()?;
         self.drive(Some(ConfirmEvent::Persisted { offset: flushed }));
+        self.durable.publish(flushed);
         Ok(flushed)
     }
 }
@@ -236,7 +237,7 @@ impl StoreService {
             confirm: Mutex::new(ConfirmMachine::new(config, end, epoch, 0)),
             acknowledged: Progress::new(end),
             dispatched: Progress::new(store.dispatched_offset()),
-            written: Progress::new(end),
+            durable: Progress::new(end),
             persist_asked: AtomicU64::new(end),
             epoch,
             wake_flush: Notify::new(),
@@ -263,9 +264,9 @@ impl StoreService {
         self.shared.dispatched.clone()
     }
 
-    /// The end of the commit log, as appends move it.
-    pub fn written(&self) -> Progress {
-        self.shared.written.clone()
+    /// How far the commit log is durable, as flushes move it: what a master sends its slaves.
+    pub fn durable(&self) -> Progress {
+        self.shared.durable.clone()
     }
 
     /// Appends one record: [`StoreService::append_batch`] of one.
@@ -285,7 +286,6 @@ impl StoreService {
         let epoch = self.shared.epoch;
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
         self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
-        self.shared.written.publish(appended.end_offset);
         Ok(appended)
     }
 
@@ -302,7 +302,6 @@ impl StoreService {
         let end = appended?;
         let epoch = self.shared.epoch;
         self.shared.drive(Some(ConfirmEvent::Appended { end, epoch }));
-        self.shared.written.publish(end);
         Ok(end)
     }
 

@@ -126,12 +126,14 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
     // However the link ends, the slave's acks count no more.
     let _gone = ReplicaGone { broker: broker.clone(), slave };
     let (mut reader, mut writer) = split(stream);
-    let written = broker.store.written();
-    let mut core = HaMaster::new(master_config(&broker), written.get());
+    // Only durable bytes go to slaves: a power loss cannot take back what a slave holds
+    // (docs/decisions/0003-replicate-durable-bytes-only.md).
+    let durable = broker.store.durable();
+    let mut core = HaMaster::new(master_config(&broker), durable.get());
     core.handle(now_millis(), MasterEvent::Connected { slave });
     let mut reports = ReportDecoder::default();
     let mut buffer = vec![0u8; 4096];
-    let mut known_end = written.get();
+    let mut known_end = durable.get();
     loop {
         while let Some(action) = core.poll_action() {
             let sent = match action {
@@ -183,8 +185,8 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
                     }
                 },
             },
-            _ = written.wait_for(move |end| end > seen) => {
-                known_end = written.get();
+            _ = durable.wait_for(move |end| end > seen) => {
+                known_end = durable.get();
                 core.handle(now_millis(), MasterEvent::Appended { end: known_end });
             }
             () = until(deadline) => core.tick(now_millis()),
