@@ -28,10 +28,15 @@ pub const NAMESRV: &str = "10.0.0.1:9876";
 /// How long the supervisor waits before starting a broker that exited.
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
+/// Adjusts every broker's configuration, or broker `i`'s.
+type Tune = fn(&mut BrokerConfig);
+type TuneEach = fn(usize, &mut BrokerConfig);
+
 /// What a cluster is made of.
 pub struct ClusterBuilder {
     brokers: usize,
-    tune: fn(&mut BrokerConfig),
+    tune: Tune,
+    tune_each: TuneEach,
     disk_faults: SimDiskFaults,
 }
 
@@ -80,6 +85,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Adjusts broker `i`'s configuration after `tune` (a group's roles and ids, say).
+    pub fn tune_each(mut self, tune: fn(usize, &mut BrokerConfig)) -> Self {
+        self.tune_each = tune;
+        self
+    }
+
     /// The faults every broker's disk starts with.
     pub fn disk_faults(mut self, faults: SimDiskFaults) -> Self {
         self.disk_faults = faults;
@@ -91,7 +102,9 @@ impl ClusterBuilder {
         let handle = Handle::current();
         let namesrv = crate::spawn_namesrv(&handle);
         let brokers = (0..self.brokers)
-            .map(|i| spawn_broker(&handle, i, self.tune, self.disk_faults, history))
+            .map(|i| {
+                spawn_broker(&handle, i, (self.tune, self.tune_each), self.disk_faults, history)
+            })
             .collect();
         Cluster {
             handle,
@@ -112,7 +125,7 @@ pub fn broker_name(i: usize) -> String {
 fn spawn_broker(
     handle: &Handle,
     i: usize,
-    tune: fn(&mut BrokerConfig),
+    (tune, tune_each): (Tune, TuneEach),
     faults: SimDiskFaults,
     history: &History,
 ) -> BrokerNode {
@@ -125,6 +138,7 @@ fn spawn_broker(
     let exited_start = Arc::new(AtomicU64::new(0));
     let mut config = crate::sim_broker_config(&name, &ip, NAMESRV);
     tune(&mut config);
+    tune_each(i, &mut config);
     let process = Process {
         name: name.clone(),
         config,
@@ -223,9 +237,36 @@ async fn supervise(handle: Handle, watch: Supervised) {
     }
 }
 
+impl BrokerNode {
+    /// The broker while it is up.
+    pub fn running(&self) -> Option<Arc<Broker>> {
+        self.watch().get()
+    }
+
+    /// A handle that tells, from anywhere in the run, whether the broker is up and its state.
+    pub fn watch(&self) -> Watch {
+        Watch(self.running.clone())
+    }
+}
+
+/// One broker's state while it is up, seen from any task of the run (an omniscient checker).
+#[derive(Clone)]
+pub struct Watch(Arc<Mutex<Option<Arc<Broker>>>>);
+
+impl Watch {
+    pub fn get(&self) -> Option<Arc<Broker>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
-        ClusterBuilder { brokers: 1, tune: |_| {}, disk_faults: SimDiskFaults::default() }
+        ClusterBuilder {
+            brokers: 1,
+            tune: |_| {},
+            tune_each: |_, _| {},
+            disk_faults: SimDiskFaults::default(),
+        }
     }
 
     /// A new client node, at the next free 10.0.2.x address.

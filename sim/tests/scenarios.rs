@@ -34,3 +34,8 @@ async fn pull_consumer() {
 async fn broadcast() {
     scenarios::broadcast::run().await;
 }
+
+#[madsim::test]
+async fn replication() {
+    scenarios::replication::run().await;
+}

@@ -125,14 +125,16 @@ fn master_config(broker: &Broker) -> MasterConfig {
 async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag) {
     // However the link ends, the slave's acks count no more.
     let _gone = ReplicaGone { broker: broker.clone(), slave };
-    let (mut reader, mut writer) = split(stream);
+    let (reader, mut writer) = split(stream);
+    // The reports are read on their own task, so that a slave blocked sending one never
+    // waits on a master blocked sending it frames.
+    let (reports, mut reported) = tokio::sync::mpsc::channel(16);
+    let _reading = AbortOnDrop(tokio::spawn(read_reports(reader, reports, slave)));
     // Only durable bytes go to slaves: a power loss cannot take back what a slave holds
     // (docs/decisions/0003-replicate-durable-bytes-only.md).
     let durable = broker.store.durable();
     let mut core = HaMaster::new(master_config(&broker), durable.get());
     core.handle(now_millis(), MasterEvent::Connected { slave });
-    let mut reports = ReportDecoder::default();
-    let mut buffer = vec![0u8; 4096];
     let mut known_end = durable.get();
     loop {
         while let Some(action) = core.poll_action() {
@@ -169,21 +171,9 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
         tokio::select! {
             biased;
             _ = stop.wait() => return,
-            read = reader.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => {
-                    tracing::info!(slave, "slave closed its HA connection");
-                    return;
-                }
-                Ok(n) => match reports.feed(&buffer[..n]) {
-                    Ok(Some(offset)) => {
-                        core.handle(now_millis(), MasterEvent::Reported { slave, offset })
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(slave, %error, "malformed report from a slave; closing");
-                        return;
-                    }
-                },
+            report = reported.recv() => match report {
+                Some(offset) => core.handle(now_millis(), MasterEvent::Reported { slave, offset }),
+                None => return,
             },
             _ = durable.wait_for(move |end| end > seen) => {
                 known_end = durable.get();
@@ -191,6 +181,46 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
             }
             () = until(deadline) => core.tick(now_millis()),
         }
+    }
+}
+
+/// Reads a slave's reports until its connection ends, passing on each newest one.
+async fn read_reports(
+    mut reader: impl AsyncRead + Unpin,
+    reports: tokio::sync::mpsc::Sender<u64>,
+    slave: u64,
+) {
+    let mut decoder = ReportDecoder::default();
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let n = match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                tracing::info!(slave, "slave closed its HA connection");
+                return;
+            }
+            Ok(n) => n,
+        };
+        match decoder.feed(&buffer[..n]) {
+            Ok(Some(offset)) => {
+                if reports.send(offset).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(slave, %error, "malformed report from a slave; closing");
+                return;
+            }
+        }
+    }
+}
+
+/// Ends a helper task with the link it serves.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -231,7 +261,12 @@ pub(super) async fn run_slave(broker: Arc<Broker>, stop: Flag) {
                     Err(_) => tracing::debug!(%master, "connecting to the master timed out"),
                 }
             }
-            None => tracing::debug!("no master HA address yet (haMasterAddress, or registration)"),
+            None => {
+                // The NameServer names the master only while it is registered: ask again
+                // now rather than at the next registration period.
+                tracing::debug!("no master HA address yet; registering again");
+                broker.register_now.notify_one();
+            }
         }
         tokio::select! {
             biased;
@@ -254,11 +289,13 @@ fn slave_config(broker: &Broker) -> SlaveConfig {
 
 /// One connection to the master: frames in, appended and reported.
 async fn slave_link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
-    let (mut reader, mut writer) = split(stream);
+    let (reader, mut writer) = split(stream);
+    // Frames are read on their own task, so that the master, blocked sending them, always
+    // gets this slave's reports read in turn.
+    let (frames, mut received) = tokio::sync::mpsc::channel(64);
+    let _reading = AbortOnDrop(tokio::spawn(read_frames(reader, frames)));
     let mut core = HaSlave::new(slave_config(broker), broker.store.store().written_offset());
     core.handle(now_millis(), SlaveEvent::Connected);
-    let mut frames = TransferDecoder::default();
-    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     loop {
         while let Some(action) = core.poll_action() {
             match action {
@@ -292,28 +329,43 @@ async fn slave_link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
         tokio::select! {
             biased;
             _ = stop.wait() => return,
-            read = reader.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => {
-                    tracing::info!("the master closed the HA connection");
-                    return;
-                }
-                Ok(n) => {
-                    frames.feed(&buffer[..n]);
-                    loop {
-                        match frames.next_frame() {
-                            Ok(Some(frame)) => {
-                                core.handle(now_millis(), SlaveEvent::Received(frame));
-                            }
-                            Ok(None) => break,
-                            Err(error) => {
-                                tracing::warn!(%error, "malformed frame from the master; closing");
-                                return;
-                            }
-                        }
-                    }
-                }
+            frame = received.recv() => match frame {
+                Some(frame) => core.handle(now_millis(), SlaveEvent::Received(frame)),
+                None => return,
             },
             () = until(deadline) => core.tick(now_millis()),
+        }
+    }
+}
+
+/// Reads the master's frames until the connection ends or a frame is malformed.
+async fn read_frames(
+    mut reader: impl AsyncRead + Unpin,
+    frames: tokio::sync::mpsc::Sender<petrel_core::ha::codec::Transfer>,
+) {
+    let mut decoder = TransferDecoder::default();
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                tracing::info!("the master closed the HA connection");
+                return;
+            }
+            Ok(n) => decoder.feed(&buffer[..n]),
+        }
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if frames.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "malformed frame from the master; closing");
+                    return;
+                }
+            }
         }
     }
 }

@@ -161,7 +161,8 @@ impl Broker {
         lock(&self.offsets)
     }
 
-    fn store(&self) -> &Arc<Store> {
+    /// The store (for tests and the simulator's checkers to look into, too).
+    pub fn store(&self) -> &Arc<Store> {
         self.store.store()
     }
 

@@ -172,6 +172,16 @@ impl HaSlave {
                 transfer.offset
             ));
         }
+        if transfer.data.is_empty() && !self.held.is_empty() {
+            // A master sends a heartbeat only once it has sent everything it has, and what it
+            // has ends with a whole record: a record still incomplete has a damaged length.
+            return Err(format!(
+                "the master has nothing more to send, but the record at {} is incomplete \
+                 ({} bytes held): its length must be damaged",
+                self.handed,
+                self.held.len()
+            ));
+        }
         self.held.extend_from_slice(&transfer.data);
         let whole = self.whole_records()?;
         if whole > 0 {
@@ -443,6 +453,15 @@ mod tests {
         let mut huge = 5000i32.to_be_bytes().to_vec();
         huge.extend_from_slice(&crate::record::MAGIC_V1.to_be_bytes());
         closes(&mut slave, Transfer { offset: 0, data: huge }, "does not fit");
+        // A damaged length that makes a record look longer than it is: the slave would wait for
+        // bytes that never come; the master's next heartbeat says so.
+        let mut slave = connected();
+        let mut longer = bytes[..first_len].to_vec();
+        longer[..4].copy_from_slice(&(first_len as i32 + 100).to_be_bytes());
+        slave.handle(1, SlaveEvent::Received(Transfer { offset: 0, data: longer }));
+        assert_eq!(slave.poll_action(), None, "waiting for the rest");
+        let heartbeat = Transfer { offset: first_len as u64, data: vec![] };
+        closes(&mut slave, heartbeat, "its length must be damaged");
         // A blank filler that stops short of its file's end.
         let mut slave = connected();
         let mut blank = 64i32.to_be_bytes().to_vec();

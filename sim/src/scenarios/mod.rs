@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod namesrv;
 pub mod producer;
 pub mod pull_consumer;
+pub mod replication;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +53,11 @@ pub const ALL: &[Scenario] = &[
         name: "pull_consumer",
         about: "a pull consumer seeks at random while the broker loses power",
         run: || Box::pin(pull_consumer::run()),
+    },
+    Scenario {
+        name: "replication",
+        about: "a SYNC_MASTER and two slaves, any of them under swarm faults",
+        run: || Box::pin(replication::run()),
     },
     Scenario {
         name: "broadcast",

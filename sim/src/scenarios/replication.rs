@@ -1,0 +1,275 @@
+//! Replication under simulation: a NameServer, a SYNC_MASTER on SYNC_FLUSH (`broker-a`, node
+//! 10.0.1.1) and two slaves of its group (nodes `broker-b` and `broker-c`, brokerId 1 and 2),
+//! producers sending to the master. The faults come from a swarm [`FaultPlan`], each striking
+//! one of the three brokers at random: power losses (the disk keeps, drops or tears each
+//! unsynced write), partitions, one-way cuts, latency, and disk faults on every broker.
+//!
+//! The promises checked:
+//! - when the master acknowledges a message (SEND_OK), a slave holds its record, unless one
+//!   lost power or stopped while the send was out (looked at directly in the slaves' stores).
+//!
+//! And once the faults are over and the slaves caught up:
+//! - the replicas converge: each slave's commit log is the master's, byte for byte, from the
+//!   slave's first offset to the master's end;
+//! - a (queue, offset) names one message on every replica, and every message the master
+//!   acknowledged (SEND_OK: flushed on the master and reported by a slave) is on each slave,
+//!   where its acknowledgement said, whole: a consumer reading a slave once the master is gone
+//!   finds it.
+//!
+//! The master's confirm machine checks, after every request, that it acknowledged nothing a
+//! slave had not reported. The log stays within one commit-log file, so a slave that comes back
+//! empty copies everything (RocketMQ starts an empty slave at the master's newest file; that
+//! rule is covered by the store's and the HA core's tests, not under faults here).
+//!
+//! Run one seed: `cargo sim --seed 7 --scenario replication`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::checkers::{self, Verdict};
+use crate::cluster::{Cluster, Watch};
+use crate::faults::FaultPlan;
+use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
+use crate::report;
+use crate::workload::{self, SendOutcome};
+use madsim::rand::{thread_rng, Rng};
+use petrel::broker::config::BrokerRole;
+use petrel::broker::BrokerConfig;
+use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_net::codec::codes::response;
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_storage::{GetStatus, ReadLimits, Store};
+
+const MASTER: &str = "10.0.1.1:10911";
+const TOPIC: &str = "SimReplicated";
+const QUEUES: i32 = 4;
+const MESSAGES: u64 = 240;
+const BODY_BYTES: usize = 300;
+/// Replicas still apart this long after the faults are over fail the run.
+const CONVERGENCE: Duration = Duration::from_secs(60);
+
+fn tune(i: usize, config: &mut BrokerConfig) {
+    config.broker_name = "broker-a".into();
+    // One file holds the whole run's log (see the module documentation).
+    config.store.commit_log_file_bytes = 1 << 20;
+    config.store.sync_flush_timeout_ms = 2_000;
+    config.ha_heartbeat_ms = 1_000;
+    config.ha_housekeeping_ms = 4_000;
+    config.ha_transfer_batch_bytes = 4_000;
+    match i {
+        0 => config.role = BrokerRole::SyncMaster,
+        _ => {
+            config.role = BrokerRole::Slave;
+            config.broker_id = i as i64;
+        }
+    }
+}
+
+/// Where a message sent to `queue` is acknowledged at `offset`.
+fn place(queue: i32, offset: i64) -> Place {
+    Place { broker: "broker-a".into(), topic: TOPIC.into(), queue, offset }
+}
+
+/// What the producers see of the slaves: each one's node name and state, and the
+/// acknowledgements no slave held when they arrived.
+#[derive(Clone)]
+struct Slaves {
+    watches: Vec<(String, Watch)>,
+    unheld: Arc<Mutex<Vec<String>>>,
+}
+
+impl Slaves {
+    /// The SYNC_MASTER promise, seen when the acknowledgement arrives: some slave holds the
+    /// record that starts at `at` (its log runs past `at`, and it appends whole records), or
+    /// lost power or stopped since the send went out, which may have taken it back.
+    fn check(&self, history: &History, id: u64, at: u64, sent: tokio::time::Instant) {
+        let held = self.watches.iter().any(|(node, watch)| {
+            let past = watch.get().is_some_and(|broker| broker.store().written_offset() > at);
+            past || history.entries().iter().any(|e| {
+                e.at >= sent
+                    && matches!(&e.event, Event::Crashed { node: n, .. } | Event::Stopped { node: n, .. } if n == node)
+            })
+        });
+        if !held {
+            let why = format!("message {id} acknowledged with no slave holding its record at {at}");
+            self.unheld.lock().unwrap_or_else(|p| p.into_inner()).push(why);
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        let unheld = self.unheld.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = match unheld.first() {
+            None => Ok("every acknowledgement found its record on a slave".into()),
+            Some(first) => Err(format!("{} times: {first}", unheld.len())),
+        };
+        Verdict::new("acked_on_a_slave", outcome)
+    }
+}
+
+/// Two producers per queue, each sending its share one request at a time.
+async fn produce(history: History, done: Arc<AtomicBool>, slaves: Slaves) {
+    let lanes: Vec<_> = (0..QUEUES as u64 * 2)
+        .map(|lane| tokio::spawn(produce_lane(history.clone(), lane, slaves.clone())))
+        .collect();
+    for lane in lanes {
+        lane.await.unwrap();
+    }
+    done.store(true, Ordering::Release);
+}
+
+async fn produce_lane(history: History, lane: u64, slaves: Slaves) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let queue = (lane % QUEUES as u64) as i32;
+    for id in (lane..MESSAGES).step_by(QUEUES as usize * 2) {
+        let body_hash = body_hash(&workload::body(id, BODY_BYTES));
+        history.record(Event::Sent { id, mode: SendMode::Sync, body_hash, due_wall: None });
+        let sent = tokio::time::Instant::now();
+        let outcome = workload::send(&client, MASTER, TOPIC, queue, id, BODY_BYTES).await;
+        let down = match outcome {
+            SendOutcome::Acked { queue_offset, stored_at } => {
+                slaves.check(&history, id, stored_at[0], sent);
+                let place = Some(place(queue, queue_offset));
+                history.record(Event::Acked { id, place, stored_at: stored_at.first().copied() });
+                false
+            }
+            // SLAVE_NOT_AVAILABLE, FLUSH_SLAVE_TIMEOUT, FLUSH_DISK_TIMEOUT, no answer.
+            SendOutcome::NotDurable { .. } | SendOutcome::Unknown => {
+                history.record(Event::InDoubt { id });
+                true
+            }
+            SendOutcome::Refused { code } => {
+                assert!(
+                    code == response::SERVICE_NOT_AVAILABLE || code == response::SYSTEM_BUSY,
+                    "send of {id} refused with {code}"
+                );
+                history.record(Event::Refused { id, code });
+                true
+            }
+        };
+        let pause = if down { 200 } else { thread_rng().gen_range(0..5) };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// One run; a summary of what happened.
+pub async fn run() -> String {
+    let schedule = FaultPlan::swarm().schedule(MESSAGES);
+    let targets: Vec<usize> =
+        schedule.faults.iter().map(|_| thread_rng().gen_range(0..3)).collect();
+    report::note(format!("fault schedule (a step is a send):\n{schedule}"));
+    report::note(format!("targets, in order (0 the master): {targets:?}"));
+    schedule.apply_latency();
+    let history = History::default();
+    let cluster =
+        Cluster::builder().brokers(3).tune_each(tune).disk_faults(schedule.disk).build(&history);
+    let done = Arc::new(AtomicBool::new(false));
+    let slaves = Slaves {
+        watches: cluster.brokers[1..].iter().map(|b| (b.name.clone(), b.watch())).collect(),
+        unheld: Arc::default(),
+    };
+    let producing = produce(history.clone(), done.clone(), slaves.clone());
+    let produced = cluster.client("producer").spawn(producing);
+    for (fault, &target) in schedule.faults.iter().zip(&targets) {
+        while history.sends_settled() < fault.after && !done.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
+        cluster.strike(target, fault).await;
+    }
+    cluster.heal();
+    produced.await.unwrap();
+    let stores = converged(&cluster).await;
+    cluster.check_invariants();
+    let entries = history.entries();
+    let mut verdicts = vec![slaves.verdict(), logs_match(&stores)];
+    let mut read = entries.clone();
+    for (i, store) in stores.iter().enumerate() {
+        read.extend(read_all(store, &format!("replica-{i}")));
+    }
+    verdicts.extend([
+        checkers::one_message_per_place(&read),
+        checkers::intact(&read),
+        checkers::durable(&read, Some("replica-1")),
+        checkers::durable(&read, Some("replica-2")),
+    ]);
+    checkers::conclude(&verdicts);
+    let crashes: u64 = cluster.brokers.iter().map(|b| b.disk.stats().crashes).sum();
+    cluster.stop().await;
+    format!("{}; {crashes} power losses over the three brokers", history.summary())
+}
+
+/// Waits until every broker is up and has written and dispatched all of the master's durable
+/// log; returns the three stores, the master's first.
+async fn converged(cluster: &Cluster) -> Vec<Arc<Store>> {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE;
+    loop {
+        let stores: Vec<Option<Arc<Store>>> =
+            cluster.brokers.iter().map(|b| b.running().map(|r| r.store().clone())).collect();
+        if let [Some(master), Some(a), Some(b)] = &stores[..] {
+            let end = master.flushed_offset();
+            // Written and dispatched: what a consumer of each replica would read.
+            let caught_up = |s: &Store| s.written_offset() == end && s.dispatched_offset() == end;
+            if end == master.written_offset() && caught_up(master) && caught_up(a) && caught_up(b) {
+                return vec![master.clone(), a.clone(), b.clone()];
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replicas did not converge within {CONVERGENCE:?} of the faults' end: ends {:?}",
+            stores.iter().map(|s| s.as_ref().map(|s| s.written_offset())).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each slave's commit log is the master's, byte for byte, from the slave's first offset.
+fn logs_match(stores: &[Arc<Store>]) -> Verdict {
+    let master = &stores[0];
+    let end = master.written_offset();
+    for (i, slave) in stores.iter().enumerate().skip(1) {
+        let from = slave.min_physical_offset();
+        let (ours, theirs) =
+            (master.read_at(from, (end - from) as u32), slave.read_at(from, (end - from) as u32));
+        if ours.is_none() || ours != theirs {
+            let why = format!("replica {i}'s log from {from} to {end} is not the master's");
+            return Verdict::new("logs_match", Err(why));
+        }
+    }
+    Verdict::new("logs_match", Ok(format!("both slaves hold the master's {end} bytes")))
+}
+
+/// Every message of every queue of `store`, as deliveries to `reader`.
+fn read_all(store: &Store, reader: &str) -> Vec<Entry> {
+    let at = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    for queue in 0..QUEUES {
+        let mut offset = store.queue_offsets(TOPIC, queue).map_or(0, |(min, _)| min);
+        loop {
+            let got = store.get_messages(TOPIC, queue, offset, ReadLimits::default(), &|_| true);
+            if got.status != GetStatus::Found {
+                break;
+            }
+            for message in &got.messages {
+                let checks = Checks { physical_offset: None, crc: true };
+                let Scanned::Record(record) = scan_record(message, checks) else {
+                    panic!("{reader} holds a damaged record in queue {queue}");
+                };
+                let id = workload::body_id(record.body).expect("a simulated body");
+                out.push(Entry {
+                    at,
+                    event: Event::Delivered {
+                        consumer: reader.to_owned(),
+                        place: place(queue, record.queue_offset),
+                        id,
+                        body_hash: body_hash(record.body),
+                        stored_wall: record.store_timestamp,
+                    },
+                });
+            }
+            offset = got.next_begin_offset;
+        }
+    }
+    out
+}
