@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use petrel_client::raw::{self, SendOutcome};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -70,25 +72,6 @@ fn client() -> RemotingClient {
     RemotingClient::new(ClientConfig::default(), None)
 }
 
-/// Every message of a queue, from offset 0: (queue offset, message id).
-async fn drain(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -> Vec<(i64, u64)> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let pulled = raw::pull(client, broker, "DrainGroup", topic, queue, offset, Duration::ZERO)
-            .await
-            .unwrap();
-        match pulled.code {
-            response::SUCCESS => {
-                out.extend(pulled.messages.iter().map(|m| (m.queue_offset, m.id)));
-                offset = pulled.next_begin_offset;
-            }
-            response::PULL_NOT_FOUND => return out,
-            other => panic!("pull of {topic}/{queue} at {offset} answered {other}"),
-        }
-    }
-}
-
 /// `drain`, again until it reads at least `count` messages or 10 s pass: a send is answered
 /// once flushed, and the consume queue follows a moment later.
 async fn drain_at_least(
@@ -100,7 +83,7 @@ async fn drain_at_least(
 ) -> Vec<(i64, u64)> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let pulled = drain(client, broker, topic, queue).await;
+        let pulled = common::drain(client, broker, topic, queue).await;
         if pulled.len() >= count || std::time::Instant::now() > deadline {
             return pulled;
         }
@@ -177,7 +160,7 @@ async fn standalone_serves_clients_and_refuses_bad_input() {
         std::fs::read_to_string(data.path().join("data/broker/config/topics.json")).unwrap();
     assert!(topics.contains("\"Orders\""), "{topics}");
     let again = Standalone::start(&data.path().join("data"), Some(&conf));
-    let pulled = drain(&client, &again.broker, "Orders", 1).await;
+    let pulled = common::drain(&client, &again.broker, "Orders", 1).await;
     assert_eq!(pulled, vec![(0, 7), (1, 8)]);
 }
 
@@ -227,7 +210,7 @@ async fn sync_flush_broker_killed_mid_load_loses_no_acknowledged_message() {
     let client = client();
     let mut found = BTreeMap::new();
     for queue in 0..4 {
-        for (offset, id) in drain(&client, &again.broker, "CrashTopic", queue).await {
+        for (offset, id) in common::drain(&client, &again.broker, "CrashTopic", queue).await {
             assert!(found.insert(id, (queue, offset)).is_none(), "message {id} stored twice");
         }
     }

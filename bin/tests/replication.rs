@@ -19,25 +19,6 @@ use common::Running;
 const TOPIC: &str = "Replicated";
 const QUEUES: i32 = 4;
 
-/// Every message of a queue from offset 0: (queue offset, message id).
-async fn read_queue(client: &RemotingClient, broker: &str, queue: i32) -> Vec<(i64, u64)> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let pulled = raw::pull(client, broker, "Reader", TOPIC, queue, offset, Duration::ZERO)
-            .await
-            .unwrap();
-        match pulled.code {
-            response::SUCCESS => {
-                out.extend(pulled.messages.iter().map(|m| (m.queue_offset, m.id)));
-                offset = pulled.next_begin_offset;
-            }
-            response::PULL_NOT_FOUND | response::PULL_OFFSET_MOVED => return out,
-            other => panic!("pull of {TOPIC}/{queue} at {offset} answered {other}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
     let (_namesrv, namesrv) = common::namesrv().await;
@@ -70,7 +51,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
         other => panic!("the first send to the master: {other:?}"),
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while read_queue(&client, &slave.addr, 0).await.is_empty() {
+    while common::drain(&client, &slave.addr, TOPIC, 0).await.is_empty() {
         assert!(Instant::now() < deadline, "the slave never copied the first message");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -90,7 +71,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
     for queue in 0..QUEUES {
         let expected = &acked[&queue];
         loop {
-            let copied = read_queue(&client, &slave.addr, queue).await;
+            let copied = common::drain(&client, &slave.addr, TOPIC, queue).await;
             if &copied == expected {
                 break;
             }
@@ -113,7 +94,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
     // The master goes; the slave still serves every message it copied.
     master.stop().await;
     for queue in 0..QUEUES {
-        assert_eq!(&read_queue(&client, &slave.addr, queue).await, &acked[&queue]);
+        assert_eq!(&common::drain(&client, &slave.addr, TOPIC, queue).await, &acked[&queue]);
     }
     slave.stop().await;
 }
@@ -180,7 +161,11 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
     // with its master gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     for (queue, offset) in acked {
-        while !read_queue(&client, &slave.addr, queue).await.iter().any(|(o, _)| *o == offset) {
+        while !common::drain(&client, &slave.addr, TOPIC, queue)
+            .await
+            .iter()
+            .any(|(o, _)| *o == offset)
+        {
             assert!(Instant::now() < deadline, "queue {queue} offset {offset} not on the slave");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

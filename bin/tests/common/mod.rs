@@ -88,3 +88,36 @@ async fn wait_routed(namesrv: &str, name: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Every message of a queue, from offset 0: (queue offset, message id).
+pub async fn drain(
+    client: &petrel_net::transport::RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue: i32,
+) -> Vec<(i64, u64)> {
+    use petrel_net::codec::codes::response;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let pulled = petrel_client::raw::pull(
+            client,
+            broker,
+            "DrainGroup",
+            topic,
+            queue,
+            offset,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        match pulled.code {
+            response::SUCCESS => {
+                out.extend(pulled.messages.iter().map(|m| (m.queue_offset, m.id)));
+                offset = pulled.next_begin_offset;
+            }
+            response::PULL_NOT_FOUND => return out,
+            other => panic!("pull of {topic}/{queue} at {offset} answered {other}"),
+        }
+    }
+}
