@@ -1,6 +1,6 @@
 //! A master and a slave on loopback, replicating over RocketMQ's classic HA protocol: the
-//! slave learns its master's HA address from the NameServer, copies the log, serves pulls of
-//! it, keeps it when the master is gone, and refuses sends.
+//! slave learns its master's addresses from the NameServer, copies the log, the topics and the
+//! consumer offsets, serves pulls, keeps the log when the master is gone, and refuses sends.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -18,6 +18,20 @@ use common::Running;
 
 const TOPIC: &str = "Replicated";
 const QUEUES: i32 = 4;
+
+/// Waits until `slave` has copied the topic from its master (3 s after it starts, then every
+/// 10 s): a pull finds the topic.
+async fn wait_for_topic(client: &RemotingClient, slave: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pulled = raw::pull(client, slave, "Reader", TOPIC, 0, 0, Duration::ZERO).await.unwrap();
+        if pulled.code != response::TOPIC_NOT_EXIST {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the slave never copied the topic");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
@@ -39,7 +53,6 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
     .await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     assert!(raw::create_topic(&client, &master.addr, TOPIC, QUEUES).await);
-    assert!(raw::create_topic(&client, &slave.addr, TOPIC, QUEUES).await);
 
     // An empty slave copies from the master's newest file (RocketMQ's rule): the first message
     // reaching the slave says it copies from the start of this one-file log.
@@ -50,6 +63,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
         }
         other => panic!("the first send to the master: {other:?}"),
     }
+    wait_for_topic(&client, &slave.addr).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while common::drain(&client, &slave.addr, TOPIC, 0).await.is_empty() {
         assert!(Instant::now() < deadline, "the slave never copied the first message");
@@ -83,6 +97,21 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    // The slave copied the master's topic (read above) and copies its consumer offsets too: a
+    // consumer that moves to the slave resumes where it committed.
+    // A consumer of group Movers pulls from the master (which creates the group) and commits.
+    raw::pull(&client, &master.addr, "Movers", TOPIC, 2, 0, Duration::ZERO).await.unwrap();
+    assert!(raw::commit_offset(&client, &master.addr, "Movers", TOPIC, 2, 57).await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let copied = raw::query_committed_offset(&client, &slave.addr, "Movers", TOPIC, 2).await;
+        if copied == Ok(Some(57)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slave never copied the offset: {copied:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // A slave stores only its master's log.
@@ -145,7 +174,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
         c.broker_id = 1;
     })
     .await;
-    assert!(raw::create_topic(&client, &slave.addr, TOPIC, QUEUES).await);
+    wait_for_topic(&client, &slave.addr).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while send_one(&producer, 2).await.status != SendStatus::Ok {
         assert!(Instant::now() < deadline, "the slave never caught up");

@@ -68,14 +68,18 @@ pub(super) async fn bind(config: &BrokerConfig) -> Result<(Option<TcpListener>, 
 }
 
 /// The role's tasks: a master serves its slaves and delivers delayed messages; a slave
-/// follows its master (and re-puts nothing: its log is its master's).
+/// follows its master's log and copies its configuration (and re-puts nothing: its log is
+/// its master's).
 pub(super) fn spawn(
     broker: &Arc<Broker>,
     listener: Option<TcpListener>,
     stop: &Flag,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     match listener {
-        None => vec![tokio::spawn(run_slave(broker.clone(), stop.clone()))],
+        None => vec![
+            tokio::spawn(run_slave(broker.clone(), stop.clone())),
+            tokio::spawn(super::slave_sync::run(broker.clone(), stop.clone())),
+        ],
         Some(listener) => {
             tracing::info!(ha_addr = %broker.ha_addr, "listening for slaves");
             vec![

@@ -11,6 +11,9 @@
 pub mod config;
 mod consumer_send_msg_back;
 mod delete_topic_in_broker;
+mod get_all_consumer_offset;
+mod get_all_delay_offset;
+mod get_all_subscriptiongroup_config;
 mod get_all_topic_config;
 mod get_broker_runtime_info;
 mod get_consumer_list_by_group;
@@ -28,6 +31,7 @@ mod register;
 mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
+mod slave_sync;
 mod unregister_client;
 mod update_and_create_subscriptiongroup;
 mod update_and_create_topic;
@@ -115,6 +119,8 @@ pub struct Broker {
     ha_addr: String,
     /// A slave's master's HA address, as the NameServer last answered its registration.
     learned_master: Mutex<Option<String>>,
+    /// A slave's master's client address, from the same answer.
+    learned_master_addr: Mutex<Option<String>>,
     store: StoreService,
     disk: Arc<dyn Disk>,
     topics: Mutex<TopicTable>,
@@ -348,6 +354,9 @@ impl Broker {
             request::UPDATE_AND_CREATE_TOPIC => update_and_create_topic::handle,
             request::DELETE_TOPIC_IN_BROKER => delete_topic_in_broker::handle,
             request::GET_ALL_TOPIC_CONFIG => get_all_topic_config::handle,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => get_all_subscriptiongroup_config::handle,
+            request::GET_ALL_CONSUMER_OFFSET => get_all_consumer_offset::handle,
+            request::GET_ALL_DELAY_OFFSET => get_all_delay_offset::handle,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 update_and_create_subscriptiongroup::handle
             }
@@ -550,6 +559,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         addr,
         ha_addr,
         learned_master: Mutex::new(None),
+        learned_master_addr: Mutex::new(None),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

@@ -56,6 +56,9 @@ impl Broker {
             return;
         }
         let Ok(answer) = reply.header::<RegisterBrokerResponseHeader>() else { return };
+        if let Some(master) = answer.master_addr.filter(|a| !a.is_empty()) {
+            *self.learned_master_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
+        }
         let Some(ha) = answer.ha_server_addr.filter(|a| !a.is_empty()) else { return };
         let mut learned = self.learned_master.lock().unwrap_or_else(|p| p.into_inner());
         if learned.as_deref() != Some(ha.as_str()) {

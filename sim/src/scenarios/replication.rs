@@ -10,7 +10,7 @@
 //!
 //! And once the faults are over and the slaves caught up:
 //! - the replicas converge: each slave's commit log is the master's, byte for byte, from the
-//!   slave's first offset to the master's end;
+//!   slave's first offset to the master's end, and each slave has copied the master's topics;
 //! - a (queue, offset) names one message on every replica, and every message the master
 //!   acknowledged (SEND_OK: flushed on the master and reported by a slave) is on each slave,
 //!   where its acknowledgement said, whole: a consumer reading a slave once the master is gone
@@ -201,13 +201,18 @@ pub async fn run() -> String {
 }
 
 /// Waits until every broker is up and has written and dispatched all of the master's durable
-/// log; returns the three stores, the master's first.
+/// log, and each slave has copied the master's topics; returns the three stores, the master's
+/// first.
 async fn converged(cluster: &Cluster) -> Vec<Arc<Store>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE;
     loop {
         let stores: Vec<Option<Arc<Store>>> =
             cluster.brokers.iter().map(|b| b.running().map(|r| r.store().clone())).collect();
-        if let [Some(master), Some(a), Some(b)] = &stores[..] {
+        // Each slave has copied the master's topic table too (every 10 s).
+        let topics_copied = cluster.brokers[1..]
+            .iter()
+            .all(|b| b.running().is_some_and(|broker| broker.topic(TOPIC).is_some()));
+        if let ([Some(master), Some(a), Some(b)], true) = (&stores[..], topics_copied) {
             let end = master.flushed_offset();
             // Written and dispatched: what a consumer of each replica would read.
             let caught_up = |s: &Store| s.written_offset() == end && s.dispatched_offset() == end;
