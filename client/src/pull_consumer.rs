@@ -238,7 +238,7 @@ impl PullConsumer {
         let routes = lock(&self.inner.routes);
         routes
             .get(&queue.topic)
-            .and_then(|r| r.masters.get(&queue.broker_name))
+            .and_then(|r| r.readers.get(&queue.broker_name))
             .cloned()
             .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))
     }
@@ -379,7 +379,7 @@ async fn commit_all(inner: &Inner) -> Result<(), ClientError> {
 async fn commit_one(inner: &Inner, queue: &MessageQueue, offset: i64) -> Result<(), ClientError> {
     let broker = lock(&inner.routes)
         .get(&queue.topic)
-        .and_then(|r| r.masters.get(&queue.broker_name).cloned())
+        .and_then(|r| r.readers.get(&queue.broker_name).cloned())
         .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))?;
     let group = &inner.config.group;
     if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)
@@ -417,7 +417,7 @@ async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
 
 /// Every broker serving a subscribed topic.
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect()
+    lock(&inner.routes).values().flat_map(|r| r.readers.values().cloned()).collect()
 }
 
 /// One round of subscribe mode: fresh routes, a heartbeat, then this member's share of each
@@ -456,7 +456,7 @@ async fn rebalance(inner: &Inner) {
 
 async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
     let Some(route) = lock(&inner.routes).get(topic).cloned() else { return Ok(()) };
-    let Some(broker) = route.masters.values().next() else { return Ok(()) };
+    let Some(broker) = route.readers.values().next() else { return Ok(()) };
     let config = &inner.config;
     let members =
         group::members(&inner.client, broker, &config.group, config.request_timeout).await?;
@@ -474,7 +474,7 @@ async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
         lock(&inner.positions).remove(queue);
     }
     for queue in mine.iter().filter(|q| !held.iter().any(|(h, _)| h == *q)) {
-        let Some(broker) = route.masters.get(&queue.broker_name) else { continue };
+        let Some(broker) = route.readers.get(&queue.broker_name) else { continue };
         let from = config.consume_from;
         let next =
             start_offset(&inner.client, broker, &config.group, queue, from, config.request_timeout)

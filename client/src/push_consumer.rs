@@ -278,7 +278,7 @@ async fn heartbeat(inner: &Inner) {
 
 /// Every broker serving a subscribed topic.
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect()
+    lock(&inner.routes).values().flat_map(|r| r.readers.values().cloned()).collect()
 }
 
 async fn refresh_routes(inner: &Inner) {
@@ -303,7 +303,7 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     let mine: BTreeSet<MessageQueue> = match inner.config.message_model {
         MessageModel::Broadcasting => route.read_queues.iter().cloned().collect(),
         MessageModel::Clustering => {
-            let Some(broker) = route.masters.values().next() else { return Ok(()) };
+            let Some(broker) = route.readers.values().next() else { return Ok(()) };
             let timeout = inner.config.request_timeout;
             let members =
                 group::members(&inner.client, broker, &inner.config.group, timeout).await?;
@@ -323,7 +323,7 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         }
     }
     for queue in mine.into_iter().filter(|q| !current.contains(q)) {
-        let Some(broker) = route.masters.get(&queue.broker_name).cloned() else { continue };
+        let Some(broker) = route.readers.get(&queue.broker_name).cloned() else { continue };
         let start = start_offset(inner, &broker, &queue).await?;
         let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
         let stop = SetOnDrop::new();
@@ -443,7 +443,7 @@ async fn dispatch(inner: &Arc<Inner>, message: ReceivedMessage, process: Arc<Mut
 async fn send_back(inner: &Inner, message: &ReceivedMessage) -> bool {
     let broker = lock(&inner.routes)
         .get(&message.queue.topic)
-        .and_then(|r| r.masters.get(&message.queue.broker_name).cloned());
+        .and_then(|r| r.readers.get(&message.queue.broker_name).cloned());
     let Some(broker) = broker else { return false };
     let header = ConsumerSendMsgBackRequestHeader {
         offset: message.commit_log_offset,
@@ -485,7 +485,7 @@ async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
     for (queue, offset) in offsets {
         let broker = lock(&inner.routes)
             .get(&queue.topic)
-            .and_then(|r| r.masters.get(&queue.broker_name).cloned());
+            .and_then(|r| r.readers.get(&queue.broker_name).cloned());
         let Some(broker) = broker else { continue };
         let group = &inner.config.group;
         if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)

@@ -23,6 +23,9 @@ pub struct TopicRoute {
     pub read_queues: Vec<MessageQueue>,
     /// Broker name → master address.
     pub masters: BTreeMap<String, String>,
+    /// Broker name → where consumers read: the master, or while a group has none, its slave
+    /// of lowest id (as RocketMQ's `findBrokerAddressInSubscribe`).
+    pub readers: BTreeMap<String, String>,
 }
 
 impl TopicRoute {
@@ -34,18 +37,21 @@ impl TopicRoute {
             if let Some(addr) = broker.broker_addrs.get(&MASTER_ID) {
                 route.masters.insert(broker.broker_name.clone(), addr.clone());
             }
+            // Ids sort ascending: the master (0) if present, else the first slave.
+            if let Some((_, addr)) = broker.broker_addrs.iter().min_by_key(|(id, _)| **id) {
+                route.readers.insert(broker.broker_name.clone(), addr.clone());
+            }
         }
         for queue in &data.queue_datas {
-            if !route.masters.contains_key(&queue.broker_name) {
-                continue;
-            }
             let queues = |n: i32| {
                 (0..n.min(queues_max)).map(|q| MessageQueue::new(topic, &queue.broker_name, q))
             };
-            if perm::is_writeable(queue.perm) {
+            let has_master = route.masters.contains_key(&queue.broker_name);
+            if has_master && perm::is_writeable(queue.perm) {
                 route.write_queues.extend(queues(queue.write_queue_nums));
             }
-            if perm::is_readable(queue.perm) {
+            let readable = route.readers.contains_key(&queue.broker_name);
+            if readable && perm::is_readable(queue.perm) {
                 route.read_queues.extend(queues(queue.read_queue_nums));
             }
         }
@@ -89,4 +95,41 @@ pub async fn fetch(
     }
     Err(last
         .unwrap_or_else(|| ClientError::Config("no NameServer address (set NAMESRV_ADDR)".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_core::model::{BrokerData, QueueData};
+
+    fn data(addrs: &[(i64, &str)]) -> TopicRouteData {
+        let broker = BrokerData {
+            broker_addrs: addrs.iter().map(|(id, a)| (*id, (*a).to_owned())).collect(),
+            broker_name: "broker-a".into(),
+            ..BrokerData::default()
+        };
+        let queues = QueueData {
+            broker_name: "broker-a".into(),
+            perm: perm::READ | perm::WRITE,
+            read_queue_nums: 2,
+            write_queue_nums: 2,
+            ..QueueData::default()
+        };
+        TopicRouteData {
+            broker_datas: vec![broker],
+            queue_datas: vec![queues],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn consumers_read_the_master_or_while_it_is_gone_a_slave() {
+        let both = TopicRoute::from_data("T", &data(&[(0, "m:1"), (2, "s2:1"), (1, "s1:1")]), 8);
+        assert_eq!(both.readers["broker-a"], "m:1");
+        assert_eq!((both.write_queues.len(), both.read_queues.len()), (2, 2));
+        let slaves = TopicRoute::from_data("T", &data(&[(2, "s2:1"), (1, "s1:1")]), 8);
+        assert_eq!(slaves.readers["broker-a"], "s1:1", "the slave of lowest id");
+        assert!(slaves.masters.is_empty() && slaves.write_queues.is_empty(), "no one to write to");
+        assert_eq!(slaves.read_queues.len(), 2, "but the queues can be read");
+    }
 }
