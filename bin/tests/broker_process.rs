@@ -355,3 +355,151 @@ async fn batches_land_whole_beside_concurrent_single_sends() {
         batches.len()
     );
 }
+
+/// A `petrel` child process killed when the test ends.
+struct Child2(Child);
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `petrel broker -c conf` registered with `namesrv`; its client address, from what it
+/// prints first (`broker listening on ... (clients are told IP:PORT)`).
+fn spawn_broker(conf: &Path, namesrv: &str) -> (Child2, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["broker", "--listen-port", "0", "-c"])
+        .arg(conf)
+        .env("NAMESRV_ADDR", namesrv)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let told = line.split("clients are told ").nth(1).expect("the broker's first line");
+    (Child2(child), told.trim().trim_end_matches(')').to_owned())
+}
+
+/// Three processes, a NameServer, a SYNC_MASTER and its slave: the master is killed with
+/// SIGKILL under load from eight producers, and every message it acknowledged is read from
+/// the slave, where its acknowledgement said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_master_killed_under_load_leaves_every_acknowledged_message_on_its_slave() {
+    let data = tempfile::tempdir().unwrap();
+    let mut namesrv = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["namesrv", "--listen-port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(namesrv.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _namesrv = Child2(namesrv);
+    let namesrv = format!("127.0.0.1:{}", line.trim().rsplit(':').next().unwrap());
+    let conf = |name: &str, role: &str, id: u32| {
+        let path = data.path().join(format!("{name}.conf"));
+        let store = data.path().join(name);
+        let text = format!(
+            "brokerName=pair\nbrokerRole={role}\nbrokerId={id}\nbrokerIP1=127.0.0.1\n\
+             bindAddress=127.0.0.1\nstorePathRootDir={}\n",
+            store.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (mut master, master_addr) = spawn_broker(&conf("master", "SYNC_MASTER", 0), &namesrv);
+    let (_slave, slave_addr) = spawn_broker(&conf("slave", "SLAVE", 1), &namesrv);
+    let admin = client();
+    assert!(raw::create_topic(&admin, &master_addr, "PairTopic", 4).await);
+    // Once the slave is connected a send is acknowledged (before, SLAVE_NOT_AVAILABLE).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut probe = 1_000_000;
+    while !matches!(
+        raw::send(&admin, &master_addr, "PairTopic", 0, probe, 10).await,
+        SendOutcome::Acked { .. }
+    ) {
+        probe += 1;
+        assert!(std::time::Instant::now() < deadline, "the slave never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // And once it copied the topic (3 s after it started), a consumer can read it there.
+    while raw::pull(&admin, &slave_addr, "Check", "PairTopic", 0, 0, Duration::ZERO)
+        .await
+        .unwrap()
+        .code
+        == response::TOPIC_NOT_EXIST
+    {
+        assert!(std::time::Instant::now() < deadline, "the slave never copied the topic");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut producers = Vec::new();
+    for producer in 0..8u64 {
+        let (broker, acked) = (master_addr.clone(), acked.clone());
+        producers.push(tokio::spawn(async move {
+            let client = client();
+            for n in 0.. {
+                let id = n * 8 + producer;
+                let queue = (id % 4) as i32;
+                match raw::send(&client, &broker, "PairTopic", queue, id, 512).await {
+                    SendOutcome::Acked { queue_offset, .. } => {
+                        acked.lock().unwrap().insert(id, (queue, queue_offset));
+                    }
+                    SendOutcome::Refused { code } => panic!("send {id} refused with {code}"),
+                    // Not promised (the slave lagged); no answer (the master died).
+                    SendOutcome::NotDurable { .. } => {}
+                    SendOutcome::Unknown => return,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 1_000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill").args(["-KILL", &master.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let _ = master.0.wait();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    // The slave copied the topic within 10 s of its creation; read every queue from it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut found = BTreeMap::new();
+    loop {
+        found.clear();
+        let mut known = true;
+        for queue in 0..4 {
+            let pulled =
+                raw::pull(&admin, &slave_addr, "Check", "PairTopic", queue, 0, Duration::ZERO)
+                    .await
+                    .unwrap();
+            if pulled.code == response::TOPIC_NOT_EXIST {
+                known = false;
+                break;
+            }
+            for (offset, id) in common::drain(&admin, &slave_addr, "PairTopic", queue).await {
+                assert!(found.insert(id, (queue, offset)).is_none(), "message {id} stored twice");
+            }
+        }
+        if known && acked.keys().all(|id| found.contains_key(id)) {
+            break;
+        }
+        let missing = acked.keys().filter(|id| !found.contains_key(id)).count();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slave lacks {missing} of {} acknowledged messages (topic known: {known})",
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (id, place) in &acked {
+        assert_eq!(found.get(id), Some(place), "acknowledged message {id} moved on the slave");
+    }
+}
