@@ -226,15 +226,7 @@ async fn sync_flush_broker_killed_mid_load_loses_no_acknowledged_message() {
 #[tokio::test]
 async fn broker_registers_and_unregisters_with_the_namesrv() {
     let data = tempfile::tempdir().unwrap();
-    let mut namesrv = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["namesrv", "--listen-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(namesrv.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let namesrv_addr = format!("127.0.0.1:{}", line.trim().rsplit(':').next().unwrap());
+    let (mut namesrv, namesrv_addr) = spawn_namesrv();
     let conf = data.path().join("broker.conf");
     let store = data.path().join("store");
     std::fs::write(
@@ -356,6 +348,20 @@ async fn batches_land_whole_beside_concurrent_single_sends() {
     );
 }
 
+/// Starts `petrel namesrv` on a kernel-picked port; its address, from what it prints first.
+fn spawn_namesrv() -> (Child, String) {
+    let mut namesrv = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["namesrv", "--listen-port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(namesrv.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = format!("127.0.0.1:{}", line.trim().rsplit(':').next().unwrap());
+    (namesrv, addr)
+}
+
 /// A `petrel` child process killed when the test ends.
 struct Child2(Child);
 
@@ -389,16 +395,8 @@ fn spawn_broker(conf: &Path, namesrv: &str) -> (Child2, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_master_killed_under_load_leaves_every_acknowledged_message_on_its_slave() {
     let data = tempfile::tempdir().unwrap();
-    let mut namesrv = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["namesrv", "--listen-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(namesrv.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _namesrv = Child2(namesrv);
-    let namesrv = format!("127.0.0.1:{}", line.trim().rsplit(':').next().unwrap());
+    let (child, namesrv) = spawn_namesrv();
+    let _namesrv = Child2(child);
     let conf = |name: &str, role: &str, id: u32| {
         let path = data.path().join(format!("{name}.conf"));
         let store = data.path().join(name);
