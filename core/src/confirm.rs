@@ -258,7 +258,7 @@ impl ConfirmMachine {
     }
 
     /// How far the flush policy lets a record be acknowledged or confirmed.
-    fn durable_bound(&self) -> u64 {
+    pub fn durable_bound(&self) -> u64 {
         match self.config.flush {
             FlushPolicy::Sync => self.persisted,
             FlushPolicy::Async { .. } => self.appended,

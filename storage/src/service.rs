@@ -351,12 +351,9 @@ impl StoreService {
             // The flush task ends when the store stops; say so rather than "timeout".
             Err(_) if store_stopped(&shared.store) => Err(stopped(appended)),
             Err(_) => {
+                // The flush did its part: what did not come is a replica's report.
                 let machine = lock(&shared.confirm);
-                let durable = match machine.config().flush {
-                    petrel_core::confirm::FlushPolicy::Sync => machine.persisted() >= end,
-                    petrel_core::confirm::FlushPolicy::Async { .. } => true,
-                };
-                match machine.config().acks_required > 0 && durable {
+                match machine.config().acks_required > 0 && machine.durable_bound() >= end {
                     true => Err(PutError::SlaveTimeout { appended, timeout_ms }),
                     false => Err(PutError::FlushTimeout { appended, timeout_ms }),
                 }

@@ -15,7 +15,7 @@ use petrel_net::headers::namesrv::{
 use petrel_net::signal::Flag;
 
 use super::config::BrokerRole;
-use super::Broker;
+use super::{lock, Broker};
 
 /// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,10 +57,10 @@ impl Broker {
         }
         let Ok(answer) = reply.header::<RegisterBrokerResponseHeader>() else { return };
         if let Some(master) = answer.master_addr.filter(|a| !a.is_empty()) {
-            *self.learned_master_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
+            *lock(&self.learned_master_addr) = Some(master);
         }
         let Some(ha) = answer.ha_server_addr.filter(|a| !a.is_empty()) else { return };
-        let mut learned = self.learned_master.lock().unwrap_or_else(|p| p.into_inner());
+        let mut learned = lock(&self.learned_master);
         if learned.as_deref() != Some(ha.as_str()) {
             tracing::info!(master_ha = %ha, "master's HA address learned from the NameServer");
             *learned = Some(ha);

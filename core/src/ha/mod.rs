@@ -8,7 +8,8 @@
 //! - [`slave`]: checks the bytes it receives record by record and hands whole, verified records
 //!   to the store; reports how far it has the log.
 //!
-//! Neither side is run by a broker yet.
+//! `bin/src/broker/ha.rs` runs them: one `HaMaster` per connected slave, one `HaSlave` per
+//! connection to the master.
 
 pub mod codec;
 pub mod master;

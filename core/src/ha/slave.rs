@@ -182,10 +182,18 @@ impl HaSlave {
                 self.held.len()
             ));
         }
-        self.held.extend_from_slice(&transfer.data);
+        // The frame's bytes move in, and whole records move out, without a copy unless a record
+        // is cut by the frame's end.
+        match self.held.is_empty() {
+            true => self.held = transfer.data,
+            false => self.held.extend_from_slice(&transfer.data),
+        }
         let whole = self.whole_records()?;
         if whole > 0 {
-            let records: Vec<u8> = self.held.drain(..whole).collect();
+            let records = match whole == self.held.len() {
+                true => std::mem::take(&mut self.held),
+                false => self.held.drain(..whole).collect(),
+            };
             self.actions.push_back(SlaveAction::Append { offset: self.handed, records });
             self.handed += whole as u64;
         }

@@ -42,7 +42,11 @@ impl Store {
                 .write_at(at - segment.base, chunk)
                 .context(|| "cannot append replicated records to the commit log".to_owned())?;
             for (topic, queue_id, queue_offset, store_timestamp) in metadata {
-                let by_id = writer.queue_next.entry(topic.into()).or_default();
+                // Looked up by &str first: `entry` would allocate its key for every record.
+                if !writer.queue_next.contains_key(topic) {
+                    writer.queue_next.insert(topic.into(), BTreeMap::new());
+                }
+                let by_id = writer.queue_next.get_mut(topic).expect("inserted just above");
                 let next = by_id.entry(queue_id).or_insert(0);
                 *next = (*next).max(queue_offset + 1);
                 writer.store_timestamp_max = writer.store_timestamp_max.max(store_timestamp);
@@ -73,7 +77,7 @@ fn replicated_records(
     chunk: &[u8],
     at: u64,
     file_bytes: u64,
-) -> Result<Vec<(String, i32, i64, i64)>, StoreError> {
+) -> Result<Vec<(&str, i32, i64, i64)>, StoreError> {
     let mut found = Vec::new();
     let mut offset = 0usize;
     while offset < chunk.len() {
@@ -93,9 +97,8 @@ fn replicated_records(
         match scan_record(&chunk[offset..end], checks) {
             Scanned::Record(record) => {
                 if record::sys_flag::is_dispatched(record.sys_flag) {
-                    let topic = record.topic_str().to_owned();
                     found.push((
-                        topic,
+                        record.topic_str(),
                         record.queue_id,
                         record.queue_offset,
                         record.store_timestamp,
