@@ -402,7 +402,7 @@ async fn a_sync_master_killed_under_load_leaves_every_acknowledged_message_on_it
         let store = data.path().join(name);
         let text = format!(
             "brokerName=pair\nbrokerRole={role}\nbrokerId={id}\nbrokerIP1=127.0.0.1\n\
-             bindAddress=127.0.0.1\nstorePathRootDir={}\n",
+             bindAddress=127.0.0.1\nslaveReadEnable=true\nstorePathRootDir={}\n",
             store.display()
         );
         std::fs::write(&path, text).unwrap();

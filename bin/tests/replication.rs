@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use petrel::broker::config::BrokerRole;
@@ -47,6 +48,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
         c.broker_name = "replicated".into();
         c.role = BrokerRole::Slave;
         c.broker_id = 1;
+        c.slave_read_enable = true;
         c.store.commit_log_file_bytes = 64 << 10;
         c.store.message_bytes_max = 4 << 10;
     })
@@ -119,6 +121,13 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
         SendOutcome::Refused { code } => assert_eq!(code, response::SERVICE_NOT_AVAILABLE),
         other => panic!("a send to the slave: {other:?}"),
     }
+
+    // An offset past a queue's end: the master corrects it, the slave leaves it alone.
+    let far = raw::pull(&client, &master.addr, "Movers", TOPIC, 1, 10_000, Duration::ZERO).await;
+    let far = far.unwrap();
+    assert_eq!((far.code, far.next_begin_offset), (response::PULL_OFFSET_MOVED, far.max_offset));
+    let far = raw::pull(&client, &slave.addr, "Movers", TOPIC, 1, 10_000, Duration::ZERO).await;
+    assert_eq!(far.unwrap().next_begin_offset, 10_000, "a slave does not move offsets");
 
     // The master goes; the slave still serves every message it copied, and a consumer that
     // finds the group's master gone in its route reads the slave, as RocketMQ's clients do.
@@ -193,6 +202,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
         c.broker_name = "synced".into();
         c.role = BrokerRole::Slave;
         c.broker_id = 1;
+        c.slave_read_enable = true;
     })
     .await;
     wait_for_topic(&client, &slave.addr).await;
@@ -220,5 +230,116 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    slave.stop().await;
+}
+
+/// A slave serves pulls only with `slaveReadEnable`; a master's answers tell a consumer that
+/// fell further behind than `accessMessageInMemoryMaxRatio` of memory to read from the slave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_are_steered_as_rocketmq_steers_them() {
+    let (_namesrv, namesrv) = common::namesrv().await;
+    // 40 % of 10 000 bytes: a read more than 4 000 bytes behind the end lags.
+    let master = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "steered".into();
+        c.slave_read_enable = true;
+        c.memory_bytes = 10_000;
+    })
+    .await;
+    let slave = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "steered".into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
+    for id in 0..40 {
+        let sent = raw::send(&client, &master.addr, TOPIC, 0, id, 700).await;
+        assert!(matches!(sent, SendOutcome::Acked { .. }), "send {id}: {sent:?}");
+    }
+    // Dispatched, all of them, before the reads below.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::drain(&client, &master.addr, TOPIC, 0).await.len() < 40 {
+        assert!(Instant::now() < deadline, "the master never dispatched its 40 messages");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let oldest = raw::pull(&client, &master.addr, "Steered", TOPIC, 0, 0, Duration::ZERO).await;
+    let oldest = oldest.unwrap();
+    assert_eq!((oldest.code, oldest.messages.len()), (response::SUCCESS, 32));
+    assert_eq!(oldest.suggest_which_broker_id, 1, "8 records (> 4 000 bytes) behind: the slave");
+    let newest = raw::pull(&client, &master.addr, "Steered", TOPIC, 0, 39, Duration::ZERO).await;
+    let newest = newest.unwrap();
+    assert_eq!((newest.code, newest.messages.len()), (response::SUCCESS, 1));
+    assert_eq!(newest.suggest_which_broker_id, 0, "keeping up: the master");
+
+    // The slave, with slave reads off, refuses every pull before reading it.
+    let refused = raw::pull(&client, &slave.addr, "Steered", TOPIC, 0, 0, Duration::ZERO).await;
+    assert_eq!(refused.unwrap().code, response::SYSTEM_BUSY);
+    slave.stop().await;
+    master.stop().await;
+}
+
+/// A push consumer part-way through a backlog when its master stops goes on from the slave:
+/// each pull looks up the group's broker in the current route, which then holds the slave only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_consumer_goes_on_from_the_slave_when_the_master_stops() {
+    use petrel_client::{ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage};
+    let (_namesrv, namesrv) = common::namesrv().await;
+    let master = Running::start(Some(&namesrv), |c| c.broker_name = "moved".into()).await;
+    let slave = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "moved".into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+        c.slave_read_enable = true;
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
+    const BACKLOG: u64 = 200;
+    for id in 0..BACKLOG {
+        let sent = raw::send(&client, &master.addr, TOPIC, 0, id, 100).await;
+        assert!(matches!(sent, SendOutcome::Acked { .. }), "send {id}: {sent:?}");
+    }
+    wait_for_topic(&client, &slave.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::drain(&client, &slave.addr, TOPIC, 0).await.len() < BACKLOG as usize {
+        assert!(Instant::now() < deadline, "the slave never copied the backlog");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One worker, 10 ms a message, at most 8 pulled ahead: 2 s for the whole backlog.
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let config = PushConsumerConfig {
+        namesrv_addrs: vec![namesrv.clone()],
+        group: "Movers".into(),
+        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
+        consume_from: petrel_client::ConsumeFrom::First,
+        workers: 1,
+        queue_messages_max: 8,
+        rebalance_interval: Duration::from_millis(300),
+        hold: Duration::from_millis(300),
+        ..PushConsumerConfig::default()
+    };
+    let consumed = seen.clone();
+    let consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
+        std::thread::sleep(Duration::from_millis(10));
+        consumed.lock().unwrap().insert(raw::body_id(&message.body).unwrap());
+        ConsumeResult::Success
+    })
+    .unwrap();
+    while seen.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "the consumer never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    master.stop().await;
+    let at_stop = seen.lock().unwrap().len() as u64;
+    assert!(at_stop < BACKLOG, "the backlog was consumed before the master stopped");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (seen.lock().unwrap().len() as u64) < BACKLOG {
+        let got = seen.lock().unwrap().len();
+        assert!(Instant::now() < deadline, "{got} of {BACKLOG} consumed ({at_stop} at the stop)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.shutdown().await;
     slave.stop().await;
 }

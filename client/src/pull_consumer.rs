@@ -15,6 +15,7 @@ use bytes::Bytes;
 use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::MessageQueue;
+use petrel_core::model::MASTER_ID;
 use petrel_core::record::{offset_msg_id, properties, scan_record, Checks, Scanned};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
@@ -122,6 +123,8 @@ impl ReceivedMessage {
 #[derive(Debug, Clone, Copy)]
 struct Position {
     next: i64,
+    /// The broker id the queue's last pull answer suggested for the next (0, the master).
+    from: i64,
 }
 
 struct Inner {
@@ -234,11 +237,12 @@ impl PullConsumer {
         Ok(route)
     }
 
-    fn broker_of(&self, queue: &MessageQueue) -> Result<String, ClientError> {
+    /// Where to pull `queue`: the broker its last answer suggested while the route has it.
+    fn broker_of(&self, queue: &MessageQueue, suggested: i64) -> Result<String, ClientError> {
         let routes = lock(&self.inner.routes);
         routes
             .get(&queue.topic)
-            .and_then(|r| r.readers.get(&queue.broker_name))
+            .and_then(|r| r.reader(&queue.broker_name, suggested))
             .cloned()
             .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))
     }
@@ -258,7 +262,7 @@ impl PullConsumer {
         let mut positions = BTreeMap::new();
         for queue in queues {
             self.route(&queue.topic).await?;
-            let broker = self.broker_of(queue)?;
+            let broker = self.broker_of(queue, MASTER_ID)?;
             let next = start_offset(
                 &self.inner.client,
                 &broker,
@@ -268,7 +272,7 @@ impl PullConsumer {
                 config.request_timeout,
             )
             .await?;
-            positions.insert(queue.clone(), Position { next });
+            positions.insert(queue.clone(), Position { next, from: MASTER_ID });
         }
         *lock(&self.inner.positions) = positions;
         Ok(())
@@ -316,7 +320,7 @@ impl PullConsumer {
         let Some(position) = lock(&self.inner.positions).get(queue).copied() else {
             return Ok(Vec::new());
         };
-        let broker = self.broker_of(queue)?;
+        let broker = self.broker_of(queue, position.from)?;
         let subscription = lock(&self.inner.subscriptions)
             .get(&queue.topic)
             .cloned()
@@ -331,13 +335,15 @@ impl PullConsumer {
             expression_type: subscription.expression_type.name(),
             timeout: self.inner.config.request_timeout + hold,
         };
-        let (mut messages, next) = pull_queue(&self.inner.client, &broker, &pull).await?;
+        let answer = pull_queue(&self.inner.client, &broker, &pull).await?;
+        let mut messages = answer.messages;
         messages.retain(|m| subscription.accepts(m.tags()));
         if let Some(position) = lock(&self.inner.positions).get_mut(queue) {
             // A seek during the pull wins over the pull's answer.
             if position.next == pull.offset {
-                position.next = next;
+                position.next = answer.next;
             }
+            position.from = answer.suggested;
         }
         Ok(messages)
     }
@@ -377,9 +383,10 @@ async fn commit_all(inner: &Inner) -> Result<(), ClientError> {
 }
 
 async fn commit_one(inner: &Inner, queue: &MessageQueue, offset: i64) -> Result<(), ClientError> {
+    // To the group's master only, as RocketMQ's clients commit: a slave copies its master's.
     let broker = lock(&inner.routes)
         .get(&queue.topic)
-        .and_then(|r| r.readers.get(&queue.broker_name).cloned())
+        .and_then(|r| r.masters.get(&queue.broker_name).cloned())
         .ok_or_else(|| ClientError::NoRoute(format!("{queue}")))?;
     let group = &inner.config.group;
     if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)
@@ -415,9 +422,13 @@ async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
     }
 }
 
-/// Every broker serving a subscribed topic.
+/// Every broker serving a subscribed topic, slaves too (as RocketMQ's clients heartbeat).
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    lock(&inner.routes).values().flat_map(|r| r.readers.values().cloned()).collect()
+    let routes = lock(&inner.routes);
+    routes
+        .values()
+        .flat_map(|r| r.replicas.values().flat_map(|ids| ids.values().cloned()))
+        .collect()
 }
 
 /// One round of subscribe mode: fresh routes, a heartbeat, then this member's share of each
@@ -479,7 +490,7 @@ async fn take_share(inner: &Inner, topic: &str) -> Result<(), ClientError> {
         let next =
             start_offset(&inner.client, broker, &config.group, queue, from, config.request_timeout)
                 .await?;
-        lock(&inner.positions).insert(queue.clone(), Position { next });
+        lock(&inner.positions).insert(queue.clone(), Position { next, from: MASTER_ID });
     }
     Ok(())
 }
@@ -548,12 +559,21 @@ pub(crate) struct QueuePull<'a> {
     pub timeout: Duration,
 }
 
-/// Pulls a queue: the messages, and where the next pull starts.
+/// What a pull of one queue answered.
+pub(crate) struct QueueAnswer {
+    pub messages: Vec<ReceivedMessage>,
+    /// Where the next pull starts.
+    pub next: i64,
+    /// The broker id to pull from next (`suggestWhichBrokerId`).
+    pub suggested: i64,
+}
+
+/// Pulls a queue.
 pub(crate) async fn pull_queue(
     client: &RemotingClient,
     broker: &str,
     pull: &QueuePull<'_>,
-) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
+) -> Result<QueueAnswer, ClientError> {
     let queue = pull.queue;
     let header = PullMessageRequestHeader {
         consumer_group: pull.group.to_owned(),
@@ -586,7 +606,11 @@ pub(crate) async fn pull_queue(
             } else {
                 Vec::new()
             };
-            Ok((messages, answer.next_begin_offset))
+            Ok(QueueAnswer {
+                messages,
+                next: answer.next_begin_offset,
+                suggested: answer.suggest_which_broker_id,
+            })
         }
         code => Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() }),
     }

@@ -15,6 +15,7 @@ use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::process::ProcessQueue;
 use petrel_core::client::MessageQueue;
+use petrel_core::model::MASTER_ID;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
@@ -26,7 +27,8 @@ use tokio::task::JoinHandle;
 use crate::group::{self, Member, Notices};
 use crate::local_offsets::LocalOffsets;
 use crate::pull_consumer::{
-    edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueuePull, ReceivedMessage,
+    edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueueAnswer, QueuePull,
+    ReceivedMessage,
 };
 use crate::route::{self, TopicRoute};
 use crate::subscription::Subscription;
@@ -276,9 +278,13 @@ async fn heartbeat(inner: &Inner) {
     group::heartbeat(&inner.client, &brokers(inner), &member, config.request_timeout).await;
 }
 
-/// Every broker serving a subscribed topic.
+/// Every broker serving a subscribed topic, slaves too (as RocketMQ's clients heartbeat).
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    lock(&inner.routes).values().flat_map(|r| r.readers.values().cloned()).collect()
+    let routes = lock(&inner.routes);
+    routes
+        .values()
+        .flat_map(|r| r.replicas.values().flat_map(|ids| ids.values().cloned()))
+        .collect()
 }
 
 async fn refresh_routes(inner: &Inner) {
@@ -329,7 +335,7 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
         let stop = SetOnDrop::new();
         let stopped = stop.flag();
         let puller =
-            tokio::spawn(pull_loop(inner.clone(), broker, queue.clone(), process.clone(), stopped));
+            tokio::spawn(pull_loop(inner.clone(), queue.clone(), process.clone(), stopped));
         lock(&inner.owned).insert(queue, Owned { process, stop, puller });
     }
     Ok(())
@@ -358,10 +364,11 @@ async fn start_offset(
     }
 }
 
-/// Pulls one queue until told to stop, pausing while its process queue is full.
+/// Pulls one queue until told to stop, pausing while its process queue is full. Each pull
+/// goes where the last answer suggested (the master, or a slave for a lagging consumer) as
+/// the current route has it, so a queue whose master left the route is read from its slave.
 async fn pull_loop(
     inner: Arc<Inner>,
-    broker: String,
     queue: MessageQueue,
     process: Arc<Mutex<ProcessQueue>>,
     stop: Flag,
@@ -369,21 +376,30 @@ async fn pull_loop(
     let subscription = subscriptions(&inner.config)
         .remove(&queue.topic)
         .unwrap_or_else(|| Subscription::tag(SUB_ALL));
+    let mut from = MASTER_ID;
     while !stop.is_set() {
         if lock(&process).is_full(inner.config.queue_messages_max, inner.config.queue_bytes_max) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
+        let broker = lock(&inner.routes)
+            .get(&queue.topic)
+            .and_then(|r| r.reader(&queue.broker_name, from).cloned());
         let offset = lock(&process).next();
         let pulled = tokio::select! {
             biased;
             _ = stop.wait() => return,
-            pulled = pull(&inner, &broker, &queue, offset, &subscription) => pulled,
+            pulled = pull(&inner, broker.as_deref(), &queue, offset, &subscription) => pulled,
         };
         match pulled {
-            Ok((messages, next)) => {
-                let wanted: Vec<ReceivedMessage> =
-                    messages.into_iter().filter(|m| subscription.accepts(m.tags())).collect();
+            Ok(answer) => {
+                from = answer.suggested;
+                let wanted: Vec<ReceivedMessage> = answer
+                    .messages
+                    .into_iter()
+                    .filter(|m| subscription.accepts(m.tags()))
+                    .collect();
+                let next = answer.next;
                 lock(&process).pulled(wanted.iter().map(|m| (m.queue_offset, m.body.len())), next);
                 for message in wanted {
                     dispatch(&inner, message, process.clone()).await;
@@ -397,14 +413,15 @@ async fn pull_loop(
     }
 }
 
-/// One pull; the messages and where the next pull starts.
+/// One pull from `broker` (none: the route has no broker of the queue's group now).
 async fn pull(
     inner: &Inner,
-    broker: &str,
+    broker: Option<&str>,
     queue: &MessageQueue,
     offset: i64,
     subscription: &Subscription,
-) -> Result<(Vec<ReceivedMessage>, i64), ClientError> {
+) -> Result<QueueAnswer, ClientError> {
+    let broker = broker.ok_or_else(|| ClientError::NoRoute(format!("{queue}")))?;
     let pull = QueuePull {
         group: &inner.config.group,
         queue,
@@ -483,9 +500,11 @@ async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
         return;
     }
     for (queue, offset) in offsets {
+        // Offsets go to the group's master only, as RocketMQ's clients send them: a slave
+        // copies its master's.
         let broker = lock(&inner.routes)
             .get(&queue.topic)
-            .and_then(|r| r.readers.get(&queue.broker_name).cloned());
+            .and_then(|r| r.masters.get(&queue.broker_name).cloned());
         let Some(broker) = broker else { continue };
         let group = &inner.config.group;
         if !raw::commit_offset(&inner.client, &broker, group, &queue.topic, queue.queue_id, offset)

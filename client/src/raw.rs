@@ -190,6 +190,8 @@ pub struct Pulled {
     pub code: i32,
     pub next_begin_offset: i64,
     pub max_offset: i64,
+    /// The broker id the answer suggests for the next pull (0, the master, on a refusal).
+    pub suggest_which_broker_id: i64,
     pub messages: Vec<PulledMessage>,
 }
 
@@ -255,6 +257,7 @@ pub async fn pull(
         code: reply.code,
         next_begin_offset: answer.next_begin_offset,
         max_offset: answer.max_offset,
+        suggest_which_broker_id: answer.suggest_which_broker_id,
         messages,
     })
 }

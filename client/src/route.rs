@@ -26,6 +26,9 @@ pub struct TopicRoute {
     /// Broker name → where consumers read: the master, or while a group has none, its slave
     /// of lowest id (as RocketMQ's `findBrokerAddressInSubscribe`).
     pub readers: BTreeMap<String, String>,
+    /// Broker name → broker id → address: every broker of each group, to follow a pull
+    /// answer's `suggestWhichBrokerId`.
+    pub replicas: BTreeMap<String, BTreeMap<i64, String>>,
 }
 
 impl TopicRoute {
@@ -41,6 +44,8 @@ impl TopicRoute {
             if let Some((_, addr)) = broker.broker_addrs.iter().min_by_key(|(id, _)| **id) {
                 route.readers.insert(broker.broker_name.clone(), addr.clone());
             }
+            let ids = broker.broker_addrs.iter().map(|(id, addr)| (*id, addr.clone()));
+            route.replicas.insert(broker.broker_name.clone(), ids.collect());
         }
         for queue in &data.queue_datas {
             let queues = |n: i32| {
@@ -58,6 +63,16 @@ impl TopicRoute {
         route.write_queues.sort();
         route.read_queues.sort();
         route
+    }
+}
+
+impl TopicRoute {
+    /// Where to pull a queue of `broker_name` whose last answer suggested broker `suggested`:
+    /// that broker while the route has it, else the group's reader (RocketMQ's
+    /// `findBrokerAddressInSubscribe` with `onlyThisBroker` false).
+    pub fn reader(&self, broker_name: &str, suggested: i64) -> Option<&String> {
+        let replicas = self.replicas.get(broker_name);
+        replicas.and_then(|ids| ids.get(&suggested)).or_else(|| self.readers.get(broker_name))
     }
 }
 
@@ -131,5 +146,16 @@ mod tests {
         assert_eq!(slaves.readers["broker-a"], "s1:1", "the slave of lowest id");
         assert!(slaves.masters.is_empty() && slaves.write_queues.is_empty(), "no one to write to");
         assert_eq!(slaves.read_queues.len(), 2, "but the queues can be read");
+    }
+
+    #[test]
+    fn pulls_follow_the_suggested_broker_while_the_route_has_it() {
+        let both = TopicRoute::from_data("T", &data(&[(0, "m:1"), (1, "s1:1")]), 8);
+        assert_eq!(both.reader("broker-a", 0).unwrap(), "m:1");
+        assert_eq!(both.reader("broker-a", 1).unwrap(), "s1:1", "a lagging consumer's slave");
+        assert_eq!(both.reader("broker-a", 7).unwrap(), "m:1", "an absent id: the reader");
+        let slave = TopicRoute::from_data("T", &data(&[(1, "s1:1")]), 8);
+        assert_eq!(slave.reader("broker-a", 0).unwrap(), "s1:1", "the master is gone");
+        assert_eq!(slave.reader("broker-b", 0), None);
     }
 }

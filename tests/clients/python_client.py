@@ -143,14 +143,14 @@ def check_message(ctx, st, m, where):
     by_key = st["by_key"]
     if m["topic"] != ctx.topic:
         return "%s: message %s has topic %r, expected %r" % (where, m["id"], m["topic"], ctx.topic)
-    exp = by_key.get(m["keys"])
+    exp = by_key.get(m["keys"]) or st.get("unacked", {}).get(m["keys"])
     if exp is None:
         return "%s: unexpected message keys=%r body=%r id=%s" % (where, m["keys"], m["body"], m["id"])
     if m["body"] != exp["body"]:
         return "%s: key %s body %r != sent %r" % (where, m["keys"], m["body"], exp["body"])
     if m["tags"] != exp["tag"]:
         return "%s: key %s tags %r != sent %r" % (where, m["keys"], m["tags"], exp["tag"])
-    if m["id"] != exp["msg_id"]:
+    if m["id"] != exp["msg_id"] and exp["msg_id"] is not None:  # None: the send raised
         return "%s: key %s msg id %r != id returned by send %r (UNIQ_KEY property lost?)" % (
             where, m["keys"], m["id"], exp["msg_id"])
     return None
@@ -158,6 +158,9 @@ def check_message(ctx, st, m, where):
 
 def index_state(st):
     st["by_key"] = dict((x["key"], x) for x in st["messages"])
+    # ha-produce: sends answered with something other than SEND_OK, or not at all, which the
+    # broker may or may not have stored.
+    st["unacked"] = dict((x["key"], x) for x in st.get("unacked_messages", []))
     return st
 
 
@@ -392,18 +395,115 @@ def phase_pull_consume(ctx):
         prob = check_message(ctx, st, m, "pull")
         if prob:
             raise Fail(prob)
-        exp = st["by_key"][m["keys"]]
-        if exp.get("queue_offset") is not None and exp["queue_offset"] != m["queue_offset"]:
+        exp = st["by_key"].get(m["keys"])
+        if exp and exp.get("queue_offset") is not None and exp["queue_offset"] != m["queue_offset"]:
             raise Fail("key %s: stored at queue offset %d but send_sync reported %d" % (
                 m["keys"], m["queue_offset"], exp["queue_offset"]))
-    keys = [m["keys"] for m in msgs]
+    keys = [m["keys"] for m in msgs if m["keys"] in st["by_key"]]
     if len(keys) != len(set(keys)):
         raise Fail("pull returned %d messages but only %d distinct keys" % (len(keys), len(set(keys))))
     missing = set(st["by_key"]) - set(keys)
     if missing:
         raise Fail("pulled %d of %d messages; missing e.g. %s" % (len(keys), n, sorted(missing)[:5]))
-    return "pulled exactly the %d messages from %d queues %s, offsets contiguous from 0" % (
-        n, len(per_queue), per_queue)
+    unacked = len(msgs) - len(keys)
+    also = " (and %d sends never acknowledged)" % unacked if unacked else ""
+    return "pulled exactly the %d acknowledged messages%s from %d queues %s, offsets contiguous from 0" % (
+        n, also, len(per_queue), per_queue)
+
+
+def remoting_code(addr, code, ext_fields):
+    """One RocketMQ remoting request over a plain socket (JSON header, no body); the answer's
+    code. For what the native client cannot ask: a question to one chosen broker."""
+    import socket
+    import struct
+    header = json.dumps({"code": code, "language": "PYTHON", "version": 0, "opaque": 1,
+                         "flag": 0, "extFields": ext_fields}).encode()
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(struct.pack(">II", 4 + len(header), len(header)) + header)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise Fail("%s closed the connection before answering request %d" % (addr, code))
+            data += chunk
+    header_len = struct.unpack(">I", data[4:8])[0] & 0xFFFFFF
+    return json.loads(data[8:8 + header_len].decode())["code"]
+
+
+def slave_knows_topic(ctx, slave):
+    """A pull of queue 0 on the slave finds the topic (not TOPIC_NOT_EXIST, 17)."""
+    ext = {"consumerGroup": ctx.group("probe"), "topic": ctx.topic, "queueId": "0",
+           "queueOffset": "0", "maxMsgNums": "1", "sysFlag": "4", "commitOffset": "0",
+           "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0",
+           "expressionType": "TAG"}
+    return remoting_code(slave, 11, ext) != 17
+
+
+def phase_ha_produce(ctx):
+    """Sends to a SYNC_MASTER from 4 threads and kills it with SIGKILL once N sends were
+    acknowledged; records every SEND_OK (with its queue offset) and every other send.
+
+    Before the load: one SEND_OK (the slave is connected) and the slave's copy of the topic
+    (its config sync), so that after the kill the slave can serve the topic."""
+    import signal
+    c = rmq()
+    n, master_pid, slave = ctx.args.n, ctx.args.master_pid, ctx.args.slave
+    p = make_producer(ctx)
+    lock = threading.Lock()
+    acked, unacked, counter = [], [], [0]
+    killed = threading.Event()
+
+    def send_one():
+        with lock:
+            i = counter[0]
+            counter[0] += 1
+        key, tag, body = key_of(ctx.rid, i), TAGS[i % len(TAGS)], body_of(ctx.rid, i)
+        msg = c.Message(ctx.topic)
+        msg.set_keys(key)
+        msg.set_tags(tag)
+        msg.set_body(body)
+        entry = {"index": i, "key": key, "tag": tag, "body": body}
+        try:
+            r = p.send_sync(msg)
+        except Exception:
+            with lock:
+                unacked.append(dict(entry, msg_id=None))
+            return False
+        entry["msg_id"] = r.msg_id
+        with lock:
+            if r.status == c.SendStatus.OK:
+                acked.append(dict(entry, queue_offset=r.offset))
+                if len(acked) >= n and not killed.is_set():
+                    os.kill(master_pid, signal.SIGKILL)
+                    killed.set()
+            else:
+                unacked.append(entry)
+        return r.status == c.SendStatus.OK
+
+    def lane():
+        failures = 0
+        while failures < 3 and not (killed.is_set() and failures):
+            failures = 0 if send_one() else failures + 1
+
+    try:
+        if not wait_until(send_one, ctx.timeout, step=0.1):
+            raise Fail("no SEND_OK within %.0f s: the slave never connected" % ctx.timeout)
+        if not wait_until(lambda: slave_knows_topic(ctx, slave), ctx.timeout):
+            raise Fail("the slave never copied topic %s" % ctx.topic)
+        lanes = [threading.Thread(target=lane) for _ in range(4)]
+        for t in lanes:
+            t.start()
+        for t in lanes:
+            t.join()
+    finally:
+        p.shutdown()
+    if not killed.is_set():
+        raise Fail("only %d sends were acknowledged before the lanes gave up" % len(acked))
+    ctx.save("produced.json", {"topic": ctx.topic, "n": len(acked), "run_id": ctx.rid,
+                               "messages": acked, "unacked_messages": unacked})
+    return "%d sends acknowledged, %d not, master (pid %d) killed with SIGKILL after %d" % (
+        len(acked), len(unacked), master_pid, n)
 
 
 def phase_resume(ctx):
@@ -574,6 +674,7 @@ PHASES = {
     "resume-stage1": phase_resume_stage1,
     "resume-stage2": phase_resume_stage2,
     "delay": phase_delay,
+    "ha-produce": phase_ha_produce,
     "all": phase_all,
 }
 
@@ -590,6 +691,10 @@ def main():
         sp = sub.add_parser(name)
         if name in ("produce", "all"):
             sp.add_argument("n", type=int, help="number of messages")
+        if name == "ha-produce":
+            sp.add_argument("n", type=int, help="acknowledged sends before the kill")
+            sp.add_argument("--master-pid", type=int, required=True, help="the SYNC_MASTER to kill")
+            sp.add_argument("--slave", required=True, help="the slave's client address host:port")
     args = ap.parse_args()
     if not args.phase:
         ap.print_help()

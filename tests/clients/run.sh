@@ -6,6 +6,9 @@
 #     no earlier than 5 s.
 #   - npm `ali-ons` (pure JavaScript): create topics; produce N; consume all; resume;
 #     query by key and view by id; tag filter; delay level 2.
+#   - PyPI `rocketmq` against a SYNC_MASTER and its slave (three `petrel` processes): the
+#     master is killed with SIGKILL under load, and every message it acknowledged is pulled
+#     from the slave at the offset its acknowledgement gave.
 #   - Petrel's own Rust client, `client/examples/roundtrip.rs` (built beside the binary by
 #     `cargo test`): sync, async and batch sends, each message read back whole by the pull and
 #     the push consumer.
@@ -78,6 +81,47 @@ for step in setup "produce $messages" consume resume query tags delay; do
   # shellcheck disable=SC2086
   phase "ali-ons $step" ons $step
 done
+
+# A SYNC_MASTER and its slave as separate processes: the C++ producer's sends go to the master,
+# which is killed with SIGKILL after 1000 acknowledgements; the C++ pull consumer then finds the
+# group's slave in the route and reads every acknowledged message from it, at the offset its
+# acknowledgement gave.
+ha_pids=()
+first_line() { # first_line FILE PATTERN: waits for a line matching PATTERN, prints it
+  for _ in $(seq 1 300); do
+    grep -m1 -E "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+ha_start() { # ha_start NAME ARGS...: starts petrel ARGS in the background, output in $work/NAME.*
+  local name="$1"
+  shift
+  "$petrel" "$@" >"$work/$name.out" 2>"$work/$name.log" &
+  ha_pids+=("$!")
+  disown "$!" # no "Killed" notice from the shell when the test kills it
+}
+ha_group() {
+  ha_start ha-namesrv namesrv --listen-port 0
+  local ns
+  ns="127.0.0.1:$(first_line "$work/ha-namesrv.out" "listening" | sed 's/.*://')"
+  for role in SYNC_MASTER SLAVE; do
+    local id=0
+    [ "$role" = SLAVE ] && id=1
+    printf 'brokerName=ha-pair\nbrokerRole=%s\nbrokerId=%s\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nslaveReadEnable=true\nstorePathRootDir=%s\n' \
+      "$role" "$id" "$work/ha-$role" >"$work/ha-$role.conf"
+    NAMESRV_ADDR="$ns" ha_start "ha-$role" broker --listen-port 0 -c "$work/ha-$role.conf"
+  done
+  local slave
+  first_line "$work/ha-SYNC_MASTER.out" "clients are told" >/dev/null || return 1
+  slave="$(first_line "$work/ha-SLAVE.out" "clients are told" | sed 's/.*clients are told \(.*\))/\1/')"
+  "$python" "$here/python_client.py" --namesrv "$ns" --run-id "pyha$run_id" --timeout "$timeout_s" \
+    ha-produce 1000 --master-pid "${ha_pids[1]}" --slave "$slave" || return 1
+  "$python" "$here/python_client.py" --namesrv "$ns" --run-id "pyha$run_id" --timeout "$timeout_s" \
+    pull-consume
+}
+phase "python SYNC_MASTER killed, slave read" ha_group
+for p in "${ha_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 
 kill -TERM "$pid"
 if wait "$pid"; then

@@ -34,6 +34,17 @@ pub struct BrokerConfig {
     /// `haMaxGapNotInSync`: a SYNC_MASTER whose furthest slave is this far behind answers
     /// SLAVE_NOT_AVAILABLE rather than wait for it.
     pub ha_max_gap_bytes: u64,
+    /// `slaveReadEnable`: a slave serves pulls (refused with SYSTEM_BUSY when false), and
+    /// answers suggest the slave to consumers that fall behind.
+    pub slave_read_enable: bool,
+    /// `accessMessageInMemoryMaxRatio`: a pull further behind the end of the commit log than
+    /// this percentage of `memory_bytes` is told to read from a slave (with slave reads on).
+    pub in_memory_ratio: u8,
+    /// The machine's physical memory, read from `/proc/meminfo` (RocketMQ's
+    /// `TOTAL_PHYSICAL_MEMORY_SIZE`); fixed at 16 GiB in the simulator.
+    pub memory_bytes: u64,
+    /// `offsetCheckInSlave`: a slave corrects consumers' out-of-range offsets as a master does.
+    pub offset_check_in_slave: bool,
     /// `namesrvAddr`: `;`-separated; the `NAMESRV_ADDR` environment variable when unset.
     pub namesrv_addrs: Vec<String>,
     /// `listenPort`: 10911.
@@ -91,6 +102,10 @@ impl Default for BrokerConfig {
             ha_housekeeping_ms: petrel_core::ha::HOUSEKEEPING_INTERVAL_DEFAULT_MS,
             ha_transfer_batch_bytes: petrel_core::ha::TRANSFER_BATCH_DEFAULT_BYTES,
             ha_max_gap_bytes: 256 << 20,
+            slave_read_enable: false,
+            in_memory_ratio: petrel_core::broker::replica_read::IN_MEMORY_RATIO_DEFAULT,
+            memory_bytes: physical_memory_bytes(),
+            offset_check_in_slave: false,
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
             bind_address: "0.0.0.0".to_owned(),
@@ -147,6 +162,9 @@ impl BrokerConfig {
         props.apply("haHousekeepingInterval", &mut self.ha_housekeeping_ms, "milliseconds")?;
         props.apply("haTransferBatchSize", &mut self.ha_transfer_batch_bytes, "bytes")?;
         props.apply("haMaxGapNotInSync", &mut self.ha_max_gap_bytes, "bytes")?;
+        props.apply("slaveReadEnable", &mut self.slave_read_enable, "true or false")?;
+        props.apply("accessMessageInMemoryMaxRatio", &mut self.in_memory_ratio, "a percentage")?;
+        props.apply("offsetCheckInSlave", &mut self.offset_check_in_slave, "true or false")?;
         let mut namesrv = String::new();
         props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
         if !namesrv.is_empty() {
@@ -265,6 +283,9 @@ impl BrokerConfig {
         if !(1..=16 << 20).contains(&self.ha_transfer_batch_bytes) {
             return Err("haTransferBatchSize must be between 1 byte and 16 MiB".to_owned());
         }
+        if self.in_memory_ratio > 100 {
+            return Err("accessMessageInMemoryMaxRatio is a percentage, 0 to 100".to_owned());
+        }
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be between 1 and 1024".to_owned());
         }
@@ -280,6 +301,17 @@ pub enum BrokerRole {
     Slave,
 }
 
+impl BrokerRole {
+    /// The role as `brokerRole` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
+
 impl std::str::FromStr for BrokerRole {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
@@ -290,6 +322,21 @@ impl std::str::FromStr for BrokerRole {
             other => Err(format!("brokerRole {other} is not ASYNC_MASTER, SYNC_MASTER or SLAVE")),
         }
     }
+}
+
+/// The machine's physical memory: `MemTotal` of `/proc/meminfo`, 16 GiB where that cannot be
+/// read (and always in the simulator, so that a seed decides the same on every machine).
+fn physical_memory_bytes() -> u64 {
+    const FALLBACK: u64 = 16 << 30;
+    if cfg!(madsim) {
+        return FALLBACK;
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/meminfo") else { return FALLBACK };
+    info.lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .map_or(FALLBACK, |kib| kib.saturating_mul(1024))
 }
 
 /// `a:1;b:2` → `["a:1", "b:2"]`.

@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use petrel_core::broker::clients::{ClientAction, ClientRegistry};
 use petrel_core::broker::offsets::ConsumerOffsets;
+use petrel_core::broker::replica_read::ReadPolicy;
 use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
 use petrel_core::broker::subscriptions::SubscriptionGroups;
@@ -113,6 +114,8 @@ pub struct Broker {
     config: BrokerConfig,
     /// What the send planner reads of the configuration.
     send_config: SendConfig,
+    /// Whether this broker serves pulls and which broker it suggests for the next.
+    read_policy: ReadPolicy,
     /// `brokerIP1:listenPort`, the address in routes and in message ids.
     addr: String,
     /// `brokerIP1:haListenPort`, the address slaves connect to (told to the NameServer).
@@ -526,6 +529,17 @@ fn send_config(config: &BrokerConfig, addr: &str) -> SendConfig {
     }
 }
 
+/// What the pull handler reads of the configuration.
+fn read_policy(config: &BrokerConfig) -> ReadPolicy {
+    ReadPolicy {
+        slave: config.role == BrokerRole::Slave,
+        slave_read_enable: config.slave_read_enable,
+        in_memory_ratio: config.in_memory_ratio,
+        memory_bytes: config.memory_bytes,
+        offset_check_in_slave: config.offset_check_in_slave,
+    }
+}
+
 /// Opens the store, loads the config files, binds and starts serving.
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
@@ -556,6 +570,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let send_config = send_config(&config, &addr);
     let state = Arc::new(Broker {
         send_config,
+        read_policy: read_policy(&config),
         addr,
         ha_addr,
         learned_master: Mutex::new(None),

@@ -1,6 +1,10 @@
 //! PULL_MESSAGE (11): records of one queue from an offset (`PullMessageProcessor`), held
 //! (long polling) when there are none yet.
 //!
+//! A slave with `slaveReadEnable=false` refuses every pull before reading it (RocketMQ 5's
+//! `rejectRequest`). Each answer suggests the broker for the consumer's next pull, and a slave
+//! does not store the offsets pulls carry ([`petrel_core::broker::replica_read`]).
+//!
 //! Checks, in RocketMQ's order: broker readable, subscription group (created when
 //! `autoCreateSubscriptionGroup`), topic, topic readable, queue id, subscription (from the
 //! request when it carries one, else from the group's heartbeats). The records go back as
@@ -16,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use petrel_core::broker::filter::TagFilter;
+use petrel_core::broker::replica_read::GroupPreference;
 use petrel_core::model::perm;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -45,16 +50,21 @@ pub(super) fn handle(
     conn: &Connection,
     request: &RemotingCommand,
 ) -> Outcome {
+    if let Some(refused) = broker.read_policy.refuse_pull() {
+        return Err(refused);
+    }
     let header: PullMessageRequestHeader = decode(request)?;
-    let filter = check(broker, conn, &header)?;
-    if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+    let (filter, group) = check(broker, conn, &header)?;
+    let reader = Reader { filter, group };
+    let commits = header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0;
+    if commits && broker.read_policy.stores_pull_offsets() {
         let mut offsets = broker.offsets();
         let (group, topic) = (&header.consumer_group, &header.topic);
         if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
             broker.offsets_dirty.store(true, Ordering::Release);
         }
     }
-    let reply = read(broker, &header, &filter);
+    let reply = read(broker, &header, &reader);
     let suspend = header.sys_flag & FLAG_SUSPEND != 0;
     if reply.code != response::PULL_NOT_FOUND || !suspend {
         return answered(reply);
@@ -76,7 +86,7 @@ pub(super) fn handle(
     let conn = conn.clone();
     Ok(Handled::Later(Box::pin(async move {
         let broker = slot.0.clone();
-        hold(&broker, &conn, &header, &filter, Duration::from_millis(hold_ms)).await
+        hold(&broker, &conn, &header, &reader, Duration::from_millis(hold_ms)).await
     })))
 }
 
@@ -85,7 +95,7 @@ async fn hold(
     broker: &Arc<Broker>,
     conn: &Connection,
     header: &PullMessageRequestHeader,
-    filter: &TagFilter,
+    reader: &Reader,
     wait: Duration,
 ) -> RemotingCommand {
     let deadline = tokio::time::Instant::now() + wait;
@@ -98,7 +108,7 @@ async fn hold(
             .queue_offsets(&header.topic, header.queue_id)
             .is_some_and(|(_, max)| max > offset);
         if arrived {
-            let reply = read(broker, header, filter);
+            let reply = read(broker, header, reader);
             if reply.code != response::PULL_NOT_FOUND {
                 return reply;
             }
@@ -110,24 +120,32 @@ async fn hold(
             () = conn.closed() => break,
         }
     }
-    read(broker, header, filter)
+    read(broker, header, reader)
 }
 
-/// The checks; the filter to read with, or the answer.
+/// What a pull reads with: its filter, and its group's settings (which broker to suggest).
+struct Reader {
+    filter: TagFilter,
+    group: GroupPreference,
+}
+
+/// The checks; the filter to read with and the group's settings, or the answer.
 fn check(
     broker: &Broker,
     conn: &Connection,
     header: &PullMessageRequestHeader,
-) -> Result<TagFilter, Refusal> {
+) -> Result<(TagFilter, GroupPreference), Refusal> {
     if !perm::is_readable(broker.config.broker_permission) {
         let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
     let group = &header.consumer_group;
-    let created = {
+    let (settings, created) = {
         let mut groups = broker.groups();
         match groups.find_or_create(group, broker.config.auto_create_group, now_millis()) {
-            Ok((config, created)) if config.consume_enable => created,
+            Ok((config, created)) if config.consume_enable => {
+                (GroupPreference::from(config), created)
+            }
             Ok(_) => {
                 let why = format!("subscription group no permission, {group}");
                 return Err(Refusal::new(response::NO_PERMISSION, why));
@@ -161,7 +179,7 @@ fn check(
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    subscription_filter(broker, header)
+    Ok((subscription_filter(broker, header)?, settings))
 }
 
 fn subscription_filter(
@@ -201,7 +219,8 @@ fn filter_error(error: petrel_core::broker::filter::FilterError) -> Refusal {
 }
 
 /// Reads the queue and answers with RocketMQ's status mapping.
-fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) -> RemotingCommand {
+fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> RemotingCommand {
+    let filter = &reader.filter;
     let offset = u64::try_from(header.queue_offset).unwrap_or(0);
     let messages_max =
         usize::try_from(header.max_msg_nums).unwrap_or(0).clamp(1, broker.config.pull_messages_max);
@@ -226,9 +245,18 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, filter: &TagFilter) 
         GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => response::PULL_NOT_FOUND,
         GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => response::PULL_OFFSET_MOVED,
     };
+    let next = match got.status {
+        GetStatus::NoMatchedLogicQueue
+        | GetStatus::NoMessageInQueue
+        | GetStatus::OffsetTooSmall
+        | GetStatus::OffsetOverflowBadly => {
+            broker.read_policy.next_offset(offset, got.next_begin_offset)
+        }
+        _ => got.next_begin_offset,
+    };
     let answer = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
-        next_begin_offset: got.next_begin_offset as i64,
+        suggest_which_broker_id: broker.read_policy.suggest(reader.group, got.behind_bytes),
+        next_begin_offset: next as i64,
         min_offset: got.min_offset as i64,
         max_offset: got.max_offset as i64,
         ..PullMessageResponseHeader::default()

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod delay;
 pub mod filter;
 pub mod offsets;
+pub mod replica_read;
 pub mod schedule;
 pub mod send_plan;
 pub mod subscriptions;

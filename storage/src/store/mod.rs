@@ -118,6 +118,10 @@ pub struct GetMessages {
     pub next_begin_offset: u64,
     pub min_offset: u64,
     pub max_offset: u64,
+    /// Commit-log bytes written after the last record this read looked at (RocketMQ's
+    /// `maxOffsetPy - maxPhyOffsetPulling`), 0 when it looked at none: how far behind the
+    /// writer this reader is, which decides whether it is told to read from a slave.
+    pub behind_bytes: u64,
 }
 
 /// How much one read may return.

@@ -98,6 +98,7 @@ impl Store {
             next_begin_offset: 0,
             min_offset: 0,
             max_offset: 0,
+            behind_bytes: 0,
         };
         let Some(queue) = self.queue(topic, queue_id) else { return result };
         let (min, max, units) = {
@@ -142,6 +143,7 @@ impl Store {
         let log_min = self.min_physical_offset();
         let mut found_null = false;
         let mut read_failed = false;
+        let mut last_looked_at = None;
         'units: for chunk in units {
             for raw in chunk.chunks_exact(CQ_UNIT_BYTES as usize) {
                 let unit = Unit::decode(raw);
@@ -152,7 +154,11 @@ impl Store {
                     break 'units;
                 }
                 next += 1;
-                if unit.is_filler() || !filter(unit.tags_code) {
+                if unit.is_filler() {
+                    continue;
+                }
+                last_looked_at = Some(unit.offset.max(0) as u64);
+                if !filter(unit.tags_code) {
                     continue;
                 }
                 if (unit.offset as u64) < log_min {
@@ -182,6 +188,8 @@ impl Store {
             }
         }
         result.next_begin_offset = next;
+        result.behind_bytes =
+            last_looked_at.map_or(0, |at| self.written_offset().saturating_sub(at));
         result.status = if !result.messages.is_empty() {
             GetStatus::Found
         } else if read_failed {
