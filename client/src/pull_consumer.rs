@@ -66,7 +66,8 @@ pub struct PullConsumerConfig {
     pub pull_batch: i32,
     pub request_timeout: Duration,
     /// Subscribe mode: how the group's queues are shared, and how often that is redone
-    /// (and at once when the broker says the group changed).
+    /// (and at once when the broker says the group changed). Assign mode: how often the
+    /// assigned queues' routes are fetched afresh.
     pub strategy: Strategy,
     pub rebalance_interval: Duration,
     /// `autoCommit`: commit the positions every `commit_interval` (5 s), in both modes.
@@ -257,7 +258,11 @@ impl PullConsumer {
         if !lock(&self.inner.subscriptions).is_empty() {
             return Err(ClientError::Invalid("subscribe and assign are mutually exclusive".into()));
         }
-        *lock(&self.inner.assigned) = true;
+        let first = !std::mem::replace(&mut *lock(&self.inner.assigned), true);
+        if first {
+            let task = tokio::spawn(route_loop(self.inner.clone(), self.inner.stop.clone()));
+            lock(&self.inner.tasks).push(task);
+        }
         let config = &self.inner.config;
         let mut positions = BTreeMap::new();
         for queue in queues {
@@ -410,6 +415,39 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
     }
 }
 
+/// Fetches the routes of `topics` afresh: a group whose master left is then read from its
+/// slave, a broker that joined is found.
+async fn refresh_routes<'a>(inner: &Inner, topics: impl Iterator<Item = &'a String>) {
+    let config = &inner.config;
+    for topic in topics {
+        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
+            .await
+        {
+            Ok(Some(data)) => {
+                let route = TopicRoute::from_data(topic, &data, i32::MAX);
+                lock(&inner.routes).insert(topic.clone(), route);
+            }
+            Ok(None) => tracing::debug!(%topic, "no route yet"),
+            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
+        }
+    }
+}
+
+/// Assign mode: the assigned queues' routes, fetched every `rebalance_interval` (RocketMQ's
+/// clients refresh every route they use every 30 s).
+async fn route_loop(inner: Arc<Inner>, stop: Flag) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(inner.config.rebalance_interval) => {}
+        }
+        let topics: BTreeSet<String> =
+            lock(&inner.positions).keys().map(|q| q.topic.clone()).collect();
+        refresh_routes(&inner, topics.iter()).await;
+    }
+}
+
 async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
     loop {
         tokio::select! {
@@ -437,18 +475,7 @@ fn brokers(inner: &Inner) -> BTreeSet<String> {
 async fn rebalance(inner: &Inner) {
     let subscriptions = lock(&inner.subscriptions).clone();
     let config = &inner.config;
-    for topic in subscriptions.keys() {
-        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
-            .await
-        {
-            Ok(Some(data)) => {
-                let route = TopicRoute::from_data(topic, &data, i32::MAX);
-                lock(&inner.routes).insert(topic.clone(), route);
-            }
-            Ok(None) => tracing::debug!(%topic, "no route yet"),
-            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
-        }
-    }
+    refresh_routes(inner, subscriptions.keys()).await;
     let member = Member {
         client_id: &inner.client_id,
         group: &config.group,

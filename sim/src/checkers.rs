@@ -63,6 +63,14 @@ fn acked(history: &[Entry]) -> BTreeMap<u64, Option<&Place>> {
         .collect()
 }
 
+/// How many acknowledged messages `consumer` has not been delivered yet: a reader that waits
+/// for all of them stops at 0.
+pub fn undelivered(history: &[Entry], consumer: &str) -> usize {
+    let delivered: std::collections::BTreeSet<u64> =
+        deliveries(history, Some(consumer)).map(|(id, _, _)| id).collect();
+    acked(history).keys().filter(|id| !delivered.contains(id)).count()
+}
+
 /// Every (id, place, when) delivered to `consumer` (to anyone when `None`).
 fn deliveries<'h>(
     history: &'h [Entry],

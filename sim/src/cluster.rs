@@ -343,6 +343,16 @@ impl Cluster {
         }
     }
 
+    /// Broker `i` loses power and never comes back (its disk is lost with it), recorded.
+    pub fn lose_for_good(&self, i: usize) {
+        let broker = &self.brokers[i];
+        broker.down.store(true, Ordering::Release);
+        self.handle.kill(broker.node.id());
+        broker.disk.crash();
+        *broker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.history.record(Event::Crashed { node: broker.name.clone(), wall: wall_ms() });
+    }
+
     /// Plays each strike once the workload has taken its step (`steps` counts them), in order
     /// of their steps; a strike whose step never comes, because the workload is `done`, plays
     /// then.

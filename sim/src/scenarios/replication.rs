@@ -16,6 +16,16 @@
 //!   where its acknowledgement said, whole: a consumer reading a slave once the master is gone
 //!   finds it.
 //!
+//! Consumers read through Petrel's SDK, as RocketMQ's clients do: slaves serve reads
+//! (`slaveReadEnable`), and every broker's memory is set at 8 KiB, so that a reader more than
+//! 3.2 KiB (some ten records) behind the log's end is sent to slave 1 (`suggestWhichBrokerId`)
+//! and back:
+//! - a reader that starts with the producers and follows the suggestions through the faults
+//!   reads every acknowledged message once they are over (`durable (reader)`), each where its
+//!   acknowledgement said, whole (the checkers over all deliveries);
+//! - then the master loses power for good, and a new group reading the topic from its start
+//!   finds every acknowledged message on the slaves (`durable (after-master)`).
+//!
 //! The master's confirm machine checks, after every request, that it acknowledged nothing a
 //! slave had not reported. The log stays within one commit-log file, so a slave that comes back
 //! empty copies everything (RocketMQ starts an empty slave at the master's newest file; that
@@ -29,18 +39,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::{Cluster, Watch};
+use crate::cluster::{Cluster, Watch, NAMESRV};
 use crate::faults::FaultPlan;
 use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
-use crate::report;
 use crate::workload::{self, SendOutcome};
+use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
 use petrel::broker::config::BrokerRole;
 use petrel::broker::BrokerConfig;
+use petrel_client::{ConsumeFrom, PullConsumer, PullConsumerConfig};
 use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::{GetStatus, ReadLimits, Store};
+use tokio::task::JoinHandle;
 
 const MASTER: &str = "10.0.1.1:10911";
 const TOPIC: &str = "SimReplicated";
@@ -49,6 +61,14 @@ const MESSAGES: u64 = 240;
 const BODY_BYTES: usize = 300;
 /// Replicas still apart this long after the faults are over fail the run.
 const CONVERGENCE: Duration = Duration::from_secs(60);
+/// The reader through the faults, and the group that reads once the master is gone.
+const READER: &str = "reader";
+const AFTER: &str = "after-master";
+/// A reader still short of an acknowledged message this long after its start point (the
+/// replicas' convergence; the master's loss) fails the run. The second covers the NameServer
+/// dropping the lost master (at the latest when its 120 s channel expiry passes).
+const READ_ALL: Duration = Duration::from_secs(60);
+const READ_ALL_AFTER_MASTER: Duration = Duration::from_secs(200);
 
 fn tune(i: usize, config: &mut BrokerConfig) {
     config.broker_name = "broker-a".into();
@@ -58,6 +78,8 @@ fn tune(i: usize, config: &mut BrokerConfig) {
     config.ha_heartbeat_ms = 1_000;
     config.ha_housekeeping_ms = 4_000;
     config.ha_transfer_batch_bytes = 4_000;
+    config.slave_read_enable = true;
+    config.memory_bytes = 8 << 10;
     match i {
         0 => config.role = BrokerRole::SyncMaster,
         _ => {
@@ -153,6 +175,56 @@ async fn produce_lane(history: History, lane: u64, slaves: Slaves) {
     }
 }
 
+/// Reads every queue of the topic as group `group`, following each answer's suggested broker,
+/// recording each message as delivered to `name`, until `stop` is set or it has every
+/// acknowledged message and the producers are `done`.
+async fn read(history: History, name: &'static str, stop: Arc<AtomicBool>, done: Arc<AtomicBool>) {
+    let consumer = PullConsumer::start(PullConsumerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        group: format!("Sim-{name}"),
+        consume_from: ConsumeFrom::First,
+        pull_batch: 8,
+        auto_commit: false,
+        rebalance_interval: Duration::from_secs(2),
+        ..PullConsumerConfig::default()
+    })
+    .unwrap();
+    let finished = || {
+        stop.load(Ordering::Acquire)
+            || (done.load(Ordering::Acquire)
+                && checkers::undelivered(&history.entries(), name) == 0)
+    };
+    while !finished() {
+        let assigned = match consumer.queues(TOPIC).await {
+            Ok(queues) if !queues.is_empty() => consumer.assign(&queues).await.is_ok(),
+            _ => false,
+        };
+        if assigned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while !finished() {
+        match consumer.poll(Duration::from_millis(500)).await {
+            Ok(messages) => {
+                messages.iter().for_each(|m| history.record(clients::received(name, m)));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let _ = consumer.shutdown().await;
+}
+
+/// Waits for a reader until it has every acknowledged message or `within` passes, then stops it.
+async fn finish_reading(reading: JoinHandle<()>, stop: Arc<AtomicBool>, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !reading.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Release);
+    reading.await.unwrap();
+}
+
 /// One run; a summary of what happened.
 pub async fn run() -> String {
     let schedule = FaultPlan::swarm().schedule(MESSAGES);
@@ -171,6 +243,9 @@ pub async fn run() -> String {
     };
     let producing = produce(history.clone(), done.clone(), slaves.clone());
     let produced = cluster.client("producer").spawn(producing);
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reading = read(history.clone(), READER, stop_reader.clone(), done.clone());
+    let reading = cluster.client(READER).spawn(reading);
     for (fault, &target) in schedule.faults.iter().zip(&targets) {
         while history.sends_settled() < fault.after && !done.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -182,17 +257,27 @@ pub async fn run() -> String {
     produced.await.unwrap();
     let stores = converged(&cluster).await;
     cluster.check_invariants();
-    let entries = history.entries();
+    finish_reading(reading, stop_reader, READ_ALL).await;
     let mut verdicts = vec![slaves.verdict(), logs_match(&stores)];
-    let mut read = entries.clone();
-    for (i, store) in stores.iter().enumerate() {
-        read.extend(read_all(store, &format!("replica-{i}")));
-    }
+    let replicas: Vec<Entry> = (stores.iter().enumerate())
+        .flat_map(|(i, store)| read_all(store, &format!("replica-{i}")))
+        .collect();
+    drop(stores);
+    // The master's disk is lost: a new group reads everything from the slaves.
+    cluster.lose_for_good(0);
+    let stop_after = Arc::new(AtomicBool::new(false));
+    let reading = read(history.clone(), AFTER, stop_after.clone(), done.clone());
+    let reading = cluster.client(AFTER).spawn(reading);
+    finish_reading(reading, stop_after, READ_ALL_AFTER_MASTER).await;
+    let mut read = history.entries();
+    read.extend(replicas);
     verdicts.extend([
         checkers::one_message_per_place(&read),
         checkers::intact(&read),
         checkers::durable(&read, Some("replica-1")),
         checkers::durable(&read, Some("replica-2")),
+        checkers::durable(&read, Some(READER)),
+        checkers::durable(&read, Some(AFTER)),
     ]);
     checkers::conclude(&verdicts);
     let crashes: u64 = cluster.brokers.iter().map(|b| b.disk.stats().crashes).sum();
