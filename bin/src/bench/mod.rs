@@ -7,10 +7,13 @@
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 //! - `send`, `floor-server`: raw sends through brokers it starts, as ratios to the transport
 //!   floor measured with the same client in the same run, with allocations per send.
+//! - `replication`: sends to masters with slaves against a lone master, and an empty slave's
+//!   catch-up against this disk's sequential-write ceiling.
 
 pub mod consume;
 pub mod idle;
 pub mod producer;
+pub mod replication;
 pub mod route;
 pub mod send;
 pub mod store;

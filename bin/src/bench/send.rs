@@ -159,7 +159,7 @@ fn read_frame(stream: &mut std::net::TcpStream, frame: &mut Vec<u8>) -> std::io:
 
 /// The request every connection sends: a SEND_MESSAGE_V2 with a JSON header, as RocketMQ's
 /// Java client encodes one, to queue 0 of `BenchSend`.
-fn send_frame(message_bytes: usize) -> Bytes {
+pub(super) fn send_frame(message_bytes: usize) -> Bytes {
     let header = SendMessageRequestHeader {
         producer_group: "BenchSendGroup".into(),
         topic: "BenchSend".into(),
@@ -186,7 +186,12 @@ fn send_frame(message_bytes: usize) -> Bytes {
 /// `connections` connections to `addr`, each sending `frame` and waiting for its answer, for
 /// `seconds`: a blocking socket and a thread each, as a native client with one request in
 /// flight per connection. A non-SUCCESS answer counts as a failure.
-fn load(addr: &str, connections: usize, frame: &Bytes, seconds: f64) -> Result<Summary, String> {
+pub(super) fn load(
+    addr: &str,
+    connections: usize,
+    frame: &Bytes,
+    seconds: f64,
+) -> Result<Summary, String> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut streams = Vec::new();
     for _ in 0..connections {
@@ -235,7 +240,7 @@ fn load(addr: &str, connections: usize, frame: &Bytes, seconds: f64) -> Result<S
 }
 
 /// A child process of this binary, killed when dropped.
-struct Spawned(Child);
+pub(super) struct Spawned(Child);
 
 impl Drop for Spawned {
     fn drop(&mut self) {
@@ -246,7 +251,11 @@ impl Drop for Spawned {
 
 /// Starts this binary with `args` and returns it with the address from the first stdout line
 /// that starts with `prefix`.
-fn spawn(args: &[&str], prefix: &str, conf: Option<&Path>) -> Result<(Spawned, String), String> {
+pub(super) fn spawn(
+    args: &[&str],
+    prefix: &str,
+    conf: Option<&Path>,
+) -> Result<(Spawned, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
     command.args(args).env("RUST_LOG", "warn").env("PETREL_COUNT_ALLOCATIONS", "1");

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use petrel::bench::consume::{self, ConsumeBench};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
+use petrel::bench::replication::{self, ReplicationBench};
 use petrel::bench::route::{self, RouteBench};
 use petrel::bench::send::{self, SendBench};
 use petrel::bench::store::{self, StoreBench};
@@ -32,6 +33,9 @@ pub enum BenchCommand {
     Send(SendArgs),
     /// The transport floor: answers every frame with a fixed send response, nothing else.
     FloorServer(FloorServerArgs),
+    /// Sends to an ASYNC_MASTER and a SYNC_MASTER with their slaves against a lone master,
+    /// and an empty slave's catch-up against this disk's sequential-write ceiling.
+    Replication(ReplicationArgs),
 }
 
 pub async fn run(which: BenchCommand) -> Result<(), String> {
@@ -64,6 +68,10 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::Send(args) => {
             let json = args.json;
             print!("{}", send::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Replication(args) => {
+            let json = args.json;
+            print!("{}", replication::run(args.into()).await?.render(json));
         }
         BenchCommand::FloorServer(args) => {
             let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -341,4 +349,38 @@ pub struct FloorServerArgs {
     /// Port to listen on, on 127.0.0.1 (0: the kernel picks; the line printed tells it).
     #[arg(long, default_value_t = 0)]
     port: u16,
+}
+
+#[derive(Args)]
+pub struct ReplicationArgs {
+    /// Connection counts to measure, comma-separated, each with one request in flight.
+    #[arg(short = 'c', long, value_delimiter = ',', default_value = "1,16")]
+    connections: Vec<usize>,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 1024)]
+    size: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// GiB of commit log an empty slave copies in the catch-up measurement; 0 skips it.
+    #[arg(long, default_value_t = 1.0)]
+    catch_up_gib: f64,
+    /// Scratch directory for the brokers' data, deleted before and after.
+    #[arg(long, default_value = ".bench/replication")]
+    dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<ReplicationArgs> for ReplicationBench {
+    fn from(args: ReplicationArgs) -> ReplicationBench {
+        ReplicationBench {
+            connections: args.connections,
+            message_bytes: args.size,
+            seconds: args.duration,
+            catch_up_bytes: (args.catch_up_gib * f64::from(1u32 << 30)) as u64,
+            dir: args.dir,
+        }
+    }
 }
