@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use petrel::broker::config::BrokerRole;
 use petrel_client::raw::{self, SendOutcome};
-use petrel_net::codec::codes::response;
+use petrel_core::broker::schedule::DelayLevels;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
 use common::Running;
@@ -347,4 +349,64 @@ async fn a_push_consumer_goes_on_from_the_slave_when_the_master_stops() {
     }
     consumer.shutdown().await;
     slave.stop().await;
+}
+
+/// The JSON body of a broker's answer to `code` (a GET_ALL_... request).
+async fn table(client: &RemotingClient, broker: &str, code: i32) -> String {
+    let request = RemotingCommand::request(code);
+    let reply = client.invoke(broker, request, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(reply.code, response::SUCCESS);
+    String::from_utf8(reply.body_bytes().to_vec()).unwrap()
+}
+
+/// A slave copies its master's subscription groups and delay cursors, as it does the topics
+/// and offsets (GET_ALL_SUBSCRIPTIONGROUP_CONFIG, GET_ALL_DELAY_OFFSET every 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_copies_its_masters_groups_and_delay_cursors() {
+    let (_namesrv, namesrv) = common::namesrv().await;
+    let master = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "copied".into();
+        c.store.delay_levels = DelayLevels::parse("1s 1s").unwrap();
+    })
+    .await;
+    let slave = Running::start(Some(&namesrv), |c| {
+        c.broker_name = "copied".into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+        c.slave_read_enable = true;
+    })
+    .await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
+    // A pull creates the group (autoCreateSubscriptionGroup); a delayed message, once due,
+    // moves the cursor of delay level 1 from 0 to 1.
+    raw::pull(&client, &master.addr, "CopiedGroup", TOPIC, 0, 0, Duration::ZERO).await.unwrap();
+    let before = table(&client, &master.addr, request::GET_ALL_DELAY_OFFSET).await;
+    let sent = raw::send_delayed(&client, &master.addr, TOPIC, 0, 1, 10, 1).await;
+    assert!(matches!(sent, SendOutcome::Acked { .. }), "the delayed send: {sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cursors = loop {
+        let cursors = table(&client, &master.addr, request::GET_ALL_DELAY_OFFSET).await;
+        let delivered = common::drain(&client, &master.addr, TOPIC, 0).await.len() == 1;
+        if delivered && cursors != before {
+            break cursors;
+        }
+        assert!(Instant::now() < deadline, "the delayed message never came due");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let groups = table(&client, &slave.addr, request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await;
+        let copied = table(&client, &slave.addr, request::GET_ALL_DELAY_OFFSET).await;
+        if groups.contains("\"CopiedGroup\"") && copied == cursors {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave has not copied the group or the cursors {cursors}: {copied}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    slave.stop().await;
+    master.stop().await;
 }
