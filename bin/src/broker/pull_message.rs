@@ -265,7 +265,8 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
     broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
     let remark = match got.status {
         GetStatus::ReadFailed => format!(
-            "the message at offset {} of {}:{} is damaged on disk (it fails its CRC check); \
+            "the message at offset {} of {}:{} could not be read whole (it fails its CRC \
+             check, or its consume-queue entry was misread); pull again: while it stays so, \
              this queue cannot be read past it until the group's offset is reset beyond it",
             got.next_begin_offset, header.topic, header.queue_id
         ),

@@ -177,8 +177,9 @@ impl Store {
                             queue_id,
                             queue_offset = next - 1,
                             physical_offset = unit.offset,
-                            "the record a consume-queue unit names is damaged: it fails its CRC \
-                             or is another record, read after read; consumers stop before it"
+                            "the record a consume-queue unit names is damaged (it fails its CRC \
+                             or is another record, read after read) or the unit was misread; \
+                             consumers stop before it"
                         );
                         next -= 1;
                         read_failed = true;
@@ -203,12 +204,19 @@ impl Store {
 
     /// The record `unit` names, checked to be the record of `expected` (topic, queue, queue
     /// offset), whole; read again up to [`READS_MAX`] times while it is not (a read can flip a
-    /// bit). `Ok(None)` when the log no longer holds it, `Err` when every read was wrong.
+    /// bit). `Ok(None)` when the log no longer holds it, `Err` when every read was wrong, or
+    /// when the unit names bytes past the log's end: those were never written, so the unit
+    /// itself was misread (its two reads flipped the same bit), and the reader must ask
+    /// again rather than skip a message the log holds.
     pub(super) fn read_record(
         &self,
         unit: &Unit,
         expected: (&str, i32, u64),
     ) -> Result<Option<Bytes>, ()> {
+        let end = (unit.offset as u64).saturating_add(unit.size.max(0) as u64);
+        if end > self.written_offset() {
+            return Err(());
+        }
         for _ in 0..READS_MAX {
             let Some(message) = self.read_at(unit.offset as u64, unit.size as u32) else {
                 return Ok(None);
