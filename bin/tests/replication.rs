@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use petrel::broker::config::BrokerRole;
+use petrel::broker::BrokerConfig;
 use petrel_client::raw::{self, SendOutcome};
 use petrel_core::broker::schedule::DelayLevels;
 use petrel_net::codec::codes::{request, response};
@@ -21,6 +22,19 @@ use common::Running;
 
 const TOPIC: &str = "Replicated";
 const QUEUES: i32 = 4;
+
+/// Starts slave 1 of group `name`, serving reads (`slaveReadEnable`), configured further by
+/// `tune`.
+async fn slave_of(namesrv: &str, name: &str, tune: impl FnOnce(&mut BrokerConfig)) -> Running {
+    Running::start(Some(namesrv), |c| {
+        c.broker_name = name.into();
+        c.role = BrokerRole::Slave;
+        c.broker_id = 1;
+        c.slave_read_enable = true;
+        tune(c);
+    })
+    .await
+}
 
 /// Waits until `slave` has copied the topic from its master (3 s after it starts, then every
 /// 10 s): a pull finds the topic.
@@ -46,11 +60,7 @@ async fn a_slave_copies_its_masters_log_and_keeps_it_when_the_master_is_gone() {
         c.ha_transfer_batch_bytes = 5_000;
     })
     .await;
-    let slave = Running::start(Some(&namesrv), |c| {
-        c.broker_name = "replicated".into();
-        c.role = BrokerRole::Slave;
-        c.broker_id = 1;
-        c.slave_read_enable = true;
+    let slave = slave_of(&namesrv, "replicated", |c| {
         c.store.commit_log_file_bytes = 64 << 10;
         c.store.message_bytes_max = 4 << 10;
     })
@@ -205,13 +215,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
     }
     drop(silent);
 
-    let slave = Running::start(Some(&namesrv), |c| {
-        c.broker_name = "synced".into();
-        c.role = BrokerRole::Slave;
-        c.broker_id = 1;
-        c.slave_read_enable = true;
-    })
-    .await;
+    let slave = slave_of(&namesrv, "synced", |_| {}).await;
     wait_for_topic(&client, &slave.addr).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while send_one(&producer, 2).await.status != SendStatus::Ok {
@@ -252,12 +256,7 @@ async fn pulls_are_steered_as_rocketmq_steers_them() {
         c.memory_bytes = 10_000;
     })
     .await;
-    let slave = Running::start(Some(&namesrv), |c| {
-        c.broker_name = "steered".into();
-        c.role = BrokerRole::Slave;
-        c.broker_id = 1;
-    })
-    .await;
+    let slave = slave_of(&namesrv, "steered", |c| c.slave_read_enable = false).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
     for id in 0..40 {
@@ -293,13 +292,7 @@ async fn a_push_consumer_goes_on_from_the_slave_when_the_master_stops() {
     use petrel_client::{ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage};
     let (_namesrv, namesrv) = common::namesrv().await;
     let master = Running::start(Some(&namesrv), |c| c.broker_name = "moved".into()).await;
-    let slave = Running::start(Some(&namesrv), |c| {
-        c.broker_name = "moved".into();
-        c.role = BrokerRole::Slave;
-        c.broker_id = 1;
-        c.slave_read_enable = true;
-    })
-    .await;
+    let slave = slave_of(&namesrv, "moved", |_| {}).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
     const BACKLOG: u64 = 200;
@@ -369,13 +362,7 @@ async fn a_slave_copies_its_masters_groups_and_delay_cursors() {
         c.store.delay_levels = DelayLevels::parse("1s 1s").unwrap();
     })
     .await;
-    let slave = Running::start(Some(&namesrv), |c| {
-        c.broker_name = "copied".into();
-        c.role = BrokerRole::Slave;
-        c.broker_id = 1;
-        c.slave_read_enable = true;
-    })
-    .await;
+    let slave = slave_of(&namesrv, "copied", |_| {}).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     assert!(raw::create_topic(&client, &master.addr, TOPIC, 1).await);
     // A pull creates the group (autoCreateSubscriptionGroup); a delayed message, once due,
