@@ -41,3 +41,9 @@ fn request_bodies_corpus() {
     let replayed = replay("request_bodies", petrel_net::codec::fuzz_request_bodies);
     assert!(replayed >= 5, "the request_bodies corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn epoch_file_corpus() {
+    let replayed = replay("epoch_file", petrel_core::ha::epoch::fuzz_epoch_file);
+    assert!(replayed >= 5, "the epoch_file corpus lost its seeds: {replayed} files");
+}
