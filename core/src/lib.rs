@@ -25,6 +25,7 @@ pub mod broker;
 pub mod client;
 pub mod codes;
 pub mod confirm;
+pub mod controller;
 pub mod ha;
 pub mod kv;
 pub mod model;
