@@ -9,7 +9,10 @@
 //! - [`Replicas::apply`], on every controller, for each event in the replicated log's order:
 //!   deterministic, the only way the state changes.
 //!
-//! The shell (a raft `RawNode` and the request handler) is not built yet.
+//! [`node`] replicates the events with raft; the shell (the sockets, the request handler, the
+//! raft log on disk) is not built yet.
+
+pub mod node;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,7 +55,7 @@ pub struct Group {
 }
 
 /// What the controllers replicate: each changes [`Replicas`] the same way everywhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A broker took an id (`ApplyBrokerIdEvent`).
     BrokerIdApplied { cluster: String, group: String, id: BrokerId, address: String },
