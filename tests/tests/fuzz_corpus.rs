@@ -47,3 +47,9 @@ fn epoch_file_corpus() {
     let replayed = replay("epoch_file", petrel_core::ha::epoch::fuzz_epoch_file);
     assert!(replayed >= 5, "the epoch_file corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn raft_state_corpus() {
+    let replayed = replay("raft_state", petrel_core::controller::node::fuzz_raft_state);
+    assert!(replayed >= 3, "the raft_state corpus lost its seeds: {replayed} files");
+}
