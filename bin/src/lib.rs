@@ -7,5 +7,6 @@ pub mod bench;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod controller;
 pub mod fsutil;
 pub mod namesrv;

@@ -22,6 +22,9 @@ enum Command {
     Namesrv(cli::namesrv::NamesrvArgs),
     /// Run a broker: store, produce and consume, registered with the NameServers.
     Broker(cli::broker::BrokerArgs),
+    /// Run a controller: one of a raft group keeping the broker groups' masters (in progress:
+    /// it elects a raft leader and answers CONTROLLER_GET_METADATA_INFO).
+    Controller(cli::controller::ControllerArgs),
     /// Run a NameServer and a broker in one process, data under ./petrel-data.
     Standalone(cli::standalone::StandaloneArgs),
     /// Measure Petrel over real sockets.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Namesrv(args) => cli::namesrv::run(args).await,
             Command::Broker(args) => cli::broker::run(args).await,
+            Command::Controller(args) => cli::controller::run(args).await,
             Command::Standalone(args) => cli::standalone::run(args).await,
             Command::Bench { which } => cli::bench::run(which).await,
         }

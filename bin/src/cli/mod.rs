@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod controller;
 pub mod namesrv;
 pub mod standalone;
 

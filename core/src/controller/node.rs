@@ -26,6 +26,25 @@ pub struct Persisted {
     pub entries: Vec<Entry>,
 }
 
+impl Persisted {
+    /// Takes in what a drive asked to persist: the new entries replace the log from the first
+    /// one's index on, and the hard state replaces the old one.
+    pub fn record(&mut self, out: &Output) {
+        if let Some(first) = out.entries.first() {
+            self.entries.retain(|e| e.index < first.index);
+            self.entries.extend(out.entries.iter().cloned());
+        }
+        if let Some(hard_state) = &out.hard_state {
+            self.hard_state = hard_state.clone();
+        }
+    }
+
+    /// Whether a drive asked for anything to be persisted.
+    pub fn changed_by(out: &Output) -> bool {
+        out.hard_state.is_some() || !out.entries.is_empty()
+    }
+}
+
 /// The raft state file's first bytes (`docs/failover.md`).
 pub const STATE_MAGIC: [u8; 4] = *b"PRFT";
 /// Its format version.
@@ -389,14 +408,7 @@ mod tests {
                 let ids: Vec<u64> = self.nodes.keys().copied().collect();
                 for id in ids {
                     let out = self.nodes.get_mut(&id).unwrap().drive();
-                    let disk = self.disks.get_mut(&id).unwrap();
-                    if let Some(first) = out.entries.first() {
-                        disk.entries.retain(|e| e.index < first.index);
-                        disk.entries.extend(out.entries.iter().cloned());
-                    }
-                    if let Some(hard_state) = out.hard_state {
-                        disk.hard_state = hard_state;
-                    }
+                    self.disks.get_mut(&id).unwrap().record(&out);
                     self.wire.extend(out.messages);
                     self.wire.extend(out.persisted_messages);
                     self.applied.get_mut(&id).unwrap().extend(out.applied);

@@ -48,6 +48,10 @@ pub mod request {
     pub const QUERY_DATA_VERSION: i32 = 322;
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     pub const BROKER_HEARTBEAT: i32 = 904;
+    pub const CONTROLLER_GET_METADATA_INFO: i32 = 1005;
+    /// Petrel's own: a raft message between controllers, oneway, the body raft-rs's protobuf
+    /// encoding (RocketMQ's controllers speak DLedger instead, which Petrel does not).
+    pub const PETREL_RAFT_MESSAGE: i32 = 60_001;
 }
 
 /// Response codes: kept in `petrel_core::codes`, where the broker's cores name their refusals.
@@ -140,6 +144,8 @@ pub fn request_name(code: i32) -> &'static str {
         SEND_BATCH_MESSAGE => "SEND_BATCH_MESSAGE",
         QUERY_DATA_VERSION => "QUERY_DATA_VERSION",
         BROKER_HEARTBEAT => "BROKER_HEARTBEAT",
+        CONTROLLER_GET_METADATA_INFO => "CONTROLLER_GET_METADATA_INFO",
+        PETREL_RAFT_MESSAGE => "PETREL_RAFT_MESSAGE",
         _ => "UNKNOWN",
     }
 }

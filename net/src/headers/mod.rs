@@ -2,4 +2,5 @@
 //! names are RocketMQ's Java field names; `required` marks its `@CFNotNull` fields.
 
 pub mod broker;
+pub mod controller;
 pub mod namesrv;

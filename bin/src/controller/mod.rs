@@ -1,0 +1,339 @@
+//! The controller service: one raft replica of the broker groups' metadata
+//! ([`petrel_core::controller::node`]) bound to a socket, a clock and a disk.
+//!
+//! Every `tickInterval` the node ticks, on a schedule jittered by up to a fifth from a
+//! generator seeded per process (the simulator seeds it per run); raft messages travel as
+//! PETREL_RAFT_MESSAGE (oneway, raft-rs's protobuf in the body). After each turn of the node
+//! the service sends the messages that need nothing persisted, writes the raft state file
+//! whole (`raft-state`, renamed over the old one, on the `Disk` trait) when the turn changed
+//! it, then sends the rest. Served so far: CONTROLLER_GET_METADATA_INFO. Broker registration,
+//! heartbeats and elections are the next requests to serve.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_core::controller::node::{ControllerNode, Output, Persisted};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::controller::GetMetaDataResponseHeader;
+use petrel_net::signal::{Flag, SetOnDrop};
+use petrel_net::transport::{
+    not_supported, ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server,
+    ServerConfig,
+};
+use petrel_storage::disk::{self, Disk};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+use crate::config::{ConfigError, Properties};
+
+/// The raft state file's largest size read back; a bigger one is refused, not allocated.
+const STATE_BYTES_MAX: u64 = 256 << 20;
+
+/// Controller settings, by RocketMQ's property names.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `controllerDLegerGroup`: the raft group's name.
+    pub group: String,
+    /// `controllerDLegerPeers`: `n0-host:port;n1-host:port;...`, the same list, in the same
+    /// order, on every controller (raft ids are positions in it, from 1).
+    pub peers: Vec<(String, String)>,
+    /// `controllerDLegerSelfId`: this controller's name in `peers`.
+    pub self_id: String,
+    /// `controllerStorePath`: where the raft state file lives.
+    pub store_path: PathBuf,
+    /// `tickInterval` (Petrel): milliseconds between raft ticks; an election follows ten
+    /// silent ticks, heartbeats every two.
+    pub tick_ms: u64,
+    pub server: ServerConfig,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        ControllerConfig {
+            group: "DefaultControllerGroup".to_owned(),
+            peers: vec![("n0".to_owned(), "127.0.0.1:9878".to_owned())],
+            self_id: "n0".to_owned(),
+            store_path: home.join("DledgerController"),
+            tick_ms: 100,
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl ControllerConfig {
+    pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        props.apply("controllerDLegerGroup", &mut self.group, "a name")?;
+        let mut peers = String::new();
+        props.apply("controllerDLegerPeers", &mut peers, "n0-host:port;n1-host:port")?;
+        if !peers.is_empty() {
+            self.peers = parse_peers(&peers).ok_or_else(|| ConfigError::Invalid {
+                key: "controllerDLegerPeers".into(),
+                value: peers,
+                expected: "n0-host:port;n1-host:port",
+            })?;
+        }
+        props.apply("controllerDLegerSelfId", &mut self.self_id, "a peer name")?;
+        let mut store = String::new();
+        props.apply("controllerStorePath", &mut store, "a directory")?;
+        if !store.is_empty() {
+            self.store_path = PathBuf::from(store);
+        }
+        props.apply("tickInterval", &mut self.tick_ms, "milliseconds")?;
+        Ok(())
+    }
+
+    /// This controller's raft id (its position in `peers`, from 1) and address.
+    pub fn me(&self) -> Result<(u64, &str), String> {
+        let at =
+            self.peers.iter().position(|(name, _)| *name == self.self_id).ok_or_else(|| {
+                format!("controllerDLegerSelfId {} is not in controllerDLegerPeers", self.self_id)
+            })?;
+        Ok((at as u64 + 1, &self.peers[at].1))
+    }
+
+    fn address_of(&self, raft_id: u64) -> Option<&str> {
+        let index = usize::try_from(raft_id).ok()?.checked_sub(1)?;
+        self.peers.get(index).map(|(_, addr)| addr.as_str())
+    }
+}
+
+/// `n0-127.0.0.1:9878;n1-...` into names and addresses.
+fn parse_peers(text: &str) -> Option<Vec<(String, String)>> {
+    let peers: Option<Vec<_>> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('-').map(|(n, a)| (n.to_owned(), a.to_owned())))
+        .collect();
+    peers.filter(|p| !p.is_empty())
+}
+
+/// The controller's state: the raft node and what it has persisted, behind one async lock so
+/// that turns (drive, persist, send) happen one at a time and in order.
+pub struct Controller {
+    config: ControllerConfig,
+    raft_id: u64,
+    disk: Arc<dyn Disk>,
+    inner: tokio::sync::Mutex<Inner>,
+    peers: RemotingClient,
+    /// Set, with the reason, when the raft state file could not be written: the controller
+    /// stops taking part (nothing unpersisted may reach a peer) and the process exits.
+    failed: Flag,
+    failure: std::sync::Mutex<String>,
+}
+
+struct Inner {
+    node: ControllerNode,
+    persisted: Persisted,
+}
+
+impl Controller {
+    fn state_path(&self) -> PathBuf {
+        self.config.store_path.join("raft-state")
+    }
+
+    /// Drives the node until it has nothing more to do: sends, persists, sends.
+    async fn turn(&self, inner: &mut Inner) {
+        while !self.failed.is_set() {
+            let out = inner.node.drive();
+            if out.messages.is_empty()
+                && !Persisted::changed_by(&out)
+                && out.persisted_messages.is_empty()
+            {
+                return;
+            }
+            self.send(&out.messages).await;
+            if Persisted::changed_by(&out) {
+                inner.persisted.record(&out);
+                let path = self.state_path();
+                let written =
+                    disk::write_atomically(self.disk.as_ref(), &path, &inner.persisted.encode());
+                if let Err(e) = written {
+                    let why = format!("cannot write the raft state file {}: {e}", path.display());
+                    *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = why;
+                    self.failed.set();
+                    return;
+                }
+            }
+            self.send(&out.persisted_messages).await;
+            log_applied(&out);
+        }
+    }
+
+    async fn send(&self, messages: &[Message]) {
+        for message in messages {
+            let Some(addr) = self.config.address_of(message.to) else { continue };
+            let Ok(body) = message.write_to_bytes() else { continue };
+            let request = RemotingCommand::request(request::PETREL_RAFT_MESSAGE).with_body(body);
+            // Lost messages are raft's to recover from.
+            let _ = self.peers.invoke_oneway(addr, request).await;
+        }
+    }
+
+    async fn tick_loop(self: Arc<Self>, stop: Flag) {
+        let mut jitter = Jitter::new(self.raft_id);
+        loop {
+            let nap = Duration::from_millis(jitter.next(self.config.tick_ms));
+            tokio::select! {
+                biased;
+                _ = stop.wait() => return,
+                () = tokio::time::sleep(nap) => {}
+            }
+            let mut inner = self.inner.lock().await;
+            if self.failed.is_set() {
+                return;
+            }
+            inner.node.tick();
+            self.turn(&mut inner).await;
+        }
+    }
+
+    async fn raft_message(self: Arc<Self>, body: bytes::Bytes) -> RemotingCommand {
+        let message = match Message::parse_from_bytes(&body) {
+            Ok(message) => message,
+            Err(e) => {
+                return RemotingCommand::response(
+                    response::SYSTEM_ERROR,
+                    format!("not a raft message: {e}"),
+                )
+            }
+        };
+        let mut inner = self.inner.lock().await;
+        if self.failed.is_set() {
+            let why = "this controller stopped: its raft state file could not be written";
+            return RemotingCommand::response(response::SYSTEM_ERROR, why.to_owned());
+        }
+        if let Err(e) = inner.node.step(message) {
+            tracing::debug!(error = %e, "raft message refused");
+        }
+        self.turn(&mut inner).await;
+        RemotingCommand::response(response::SUCCESS, None)
+    }
+
+    async fn metadata(self: Arc<Self>) -> RemotingCommand {
+        let inner = self.inner.lock().await;
+        let leader = inner.node.leader();
+        let name_of = |id: u64| {
+            let index = usize::try_from(id).ok().and_then(|i| i.checked_sub(1));
+            index.and_then(|i| self.config.peers.get(i))
+        };
+        let (leader_id, leader_addr) =
+            name_of(leader).map_or((String::new(), String::new()), |(n, a)| (n.clone(), a.clone()));
+        let peers: String = self.config.peers.iter().map(|(n, a)| format!("{n}:{a};")).collect();
+        let header = GetMetaDataResponseHeader {
+            group: self.config.group.clone(),
+            controller_leader_id: leader_id,
+            controller_leader_address: leader_addr,
+            is_leader: inner.node.is_leader(),
+            peers,
+        };
+        RemotingCommand::response(response::SUCCESS, None).with_header(&header)
+    }
+}
+
+fn log_applied(out: &Output) {
+    for event in &out.applied {
+        tracing::info!(?event, "controller metadata changed");
+    }
+}
+
+/// Each tick's delay: `tick_ms` plus up to a fifth more, from a small generator seeded by the
+/// raft id, so that controllers drift apart and one of them stands for election first.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: u64) -> Jitter {
+        Jitter(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self, tick_ms: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        tick_ms + self.0 % (tick_ms / 5 + 1)
+    }
+}
+
+struct Handler(Arc<Controller>);
+
+impl RequestHandler for Handler {
+    fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Handled {
+        let controller = self.0.clone();
+        match request.code {
+            request::PETREL_RAFT_MESSAGE => {
+                Handled::Later(Box::pin(controller.raft_message(request.body_bytes())))
+            }
+            request::CONTROLLER_GET_METADATA_INFO => {
+                Handled::Later(Box::pin(controller.metadata()))
+            }
+            other => Handled::Now(not_supported(other)),
+        }
+    }
+}
+
+/// A running controller.
+pub struct ControllerHandle {
+    pub local_addr: std::net::SocketAddr,
+    pub state: Arc<Controller>,
+    stop: SetOnDrop,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl ControllerHandle {
+    /// Waits until the controller cannot go on (its raft state file could not be written);
+    /// the reason.
+    pub async fn failed(&self) -> String {
+        self.state.failed.wait().await;
+        self.state.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub async fn shutdown(self) {
+        self.stop.set();
+        let _ = self.done.await;
+    }
+}
+
+/// Loads the raft state, binds this controller's peer address and starts ticking.
+pub async fn start(
+    config: ControllerConfig,
+    disk: Arc<dyn Disk>,
+) -> Result<ControllerHandle, String> {
+    let (raft_id, addr) = config.me()?;
+    let bind = addr.to_owned();
+    disk.create_dir_all(&config.store_path)
+        .map_err(|e| format!("cannot create {}: {e}", config.store_path.display()))?;
+    let path = config.store_path.join("raft-state");
+    let persisted = match disk::read_small(disk.as_ref(), &path, STATE_BYTES_MAX) {
+        Ok(Some(bytes)) => Persisted::decode(&bytes)
+            .map_err(|e| format!("the raft state file {} is damaged: {e}", path.display()))?,
+        Ok(None) => Persisted::default(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let ids: Vec<u64> = (1..=config.peers.len() as u64).collect();
+    let node = ControllerNode::new(raft_id, &ids, &persisted).map_err(|e| e.to_string())?;
+    let server = Server::bind(&bind, config.server.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let local_addr = server.local_addr().map_err(|e| e.to_string())?;
+    let state = Arc::new(Controller {
+        raft_id,
+        disk,
+        inner: tokio::sync::Mutex::new(Inner { node, persisted }),
+        peers: RemotingClient::new(ClientConfig::default(), None),
+        failed: Flag::new(),
+        failure: std::sync::Mutex::default(),
+        config,
+    });
+    let stop = SetOnDrop::new();
+    let stopped = stop.flag();
+    tokio::spawn(state.clone().tick_loop(stopped.clone()));
+    let handler = Arc::new(Handler(state.clone()));
+    let done = tokio::spawn(async move {
+        server.serve(handler, async move { stopped.wait().await }).await;
+    });
+    tracing::info!(%local_addr, raft_id, "controller listening");
+    Ok(ControllerHandle { local_addr, state, stop, done })
+}

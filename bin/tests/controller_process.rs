@@ -1,0 +1,111 @@
+//! Three `petrel controller` processes on loopback: they elect one raft leader and all name it;
+//! with the leader killed (SIGKILL) the other two elect another; the killed one, restarted on
+//! its raft state file, names the new leader too.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::controller::GetMetaDataResponseHeader;
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+/// A `petrel` child process killed when the test ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts controller `n` of `peers` with its store under `dir`; returns once it listens.
+fn start(dir: &Path, peers: &str, n: usize) -> Process {
+    let conf = dir.join(format!("n{n}.conf"));
+    let text = format!(
+        "controllerDLegerGroup=TestGroup\ncontrollerDLegerPeers={peers}\n\
+         controllerDLegerSelfId=n{n}\ncontrollerStorePath={}\ntickInterval=50\n",
+        dir.join(format!("n{n}")).display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["controller", "-c"])
+        .arg(&conf)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("controller listening on"), "{line}");
+    Process(child)
+}
+
+/// What controller `addr` says of its group: the leader's name, and whether it leads.
+async fn metadata(client: &RemotingClient, addr: &str) -> Option<(String, bool)> {
+    let ask = RemotingCommand::request(request::CONTROLLER_GET_METADATA_INFO);
+    let reply = client.invoke(addr, ask, Duration::from_secs(2)).await.ok()?;
+    assert_eq!(reply.code, response::SUCCESS);
+    let header: GetMetaDataResponseHeader = reply.header().unwrap();
+    assert_eq!(header.group, "TestGroup");
+    Some((header.controller_leader_id, header.is_leader))
+}
+
+/// Waits until every controller of `addrs` names the same leader, one of them, which says it
+/// leads (a follower names a dead leader until its election timeout passes).
+async fn agreed_leader(client: &RemotingClient, addrs: &[(String, String)]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut named = Vec::new();
+        for (name, addr) in addrs {
+            if let Some((leader, leads)) = metadata(client, addr).await {
+                named.push((name.clone(), leader, leads));
+            }
+        }
+        let first = named.first().map(|(_, leader, _)| leader.clone()).unwrap_or_default();
+        let agree = named.len() == addrs.len()
+            && addrs.iter().any(|(name, _)| *name == first)
+            && named
+                .iter()
+                .all(|(name, leader, leads)| *leader == first && (*name == first) == *leads);
+        if agree {
+            return first;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {named:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<(String, String)> =
+        (0..3).map(|n| (format!("n{n}"), format!("127.0.0.1:{}", free_port()))).collect();
+    let peers: String = addrs.iter().map(|(n, a)| format!("{n}-{a};")).collect();
+    let mut processes: Vec<Option<Process>> =
+        (0..3).map(|n| Some(start(dir.path(), &peers, n))).collect();
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let first = agreed_leader(&client, &addrs).await;
+
+    let killed: usize = first[1..].parse().unwrap();
+    let mut process = processes[killed].take().unwrap();
+    process.0.kill().unwrap();
+    let _ = process.0.wait();
+    let survivors: Vec<_> = addrs.iter().filter(|(n, _)| *n != first).cloned().collect();
+    let second = agreed_leader(&client, &survivors).await;
+    assert_ne!(second, first, "a killed controller cannot lead");
+
+    // Back from its raft state file, it follows the new leader.
+    processes[killed] = Some(start(dir.path(), &peers, killed));
+    client.close(&addrs[killed].1);
+    assert_eq!(agreed_leader(&client, &addrs).await, second);
+}
