@@ -1,6 +1,7 @@
 //! Three `petrel controller` processes on loopback: they elect one raft leader and all name it;
-//! with the leader killed (SIGKILL) the other two elect another; the killed one, restarted on
-//! its raft state file, names the new leader too.
+//! the leader hands out broker ids, replicated; with the leader killed (SIGKILL) the other two
+//! elect another, which knows the ids handed out; the killed one, restarted on its raft state
+//! file, names the new leader too.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::controller::GetMetaDataResponseHeader;
+use petrel_net::headers::controller::{
+    ApplyBrokerIdRequestHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader,
+    GetNextBrokerIdResponseHeader,
+};
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
 /// A `petrel` child process killed when the test ends.
@@ -85,6 +89,40 @@ async fn agreed_leader(client: &RemotingClient, addrs: &[(String, String)]) -> S
     }
 }
 
+/// CONTROLLER_GET_NEXT_BROKER_ID of group `g` at `addr`: the answer's code and the id.
+async fn next_id(client: &RemotingClient, addr: &str) -> (i32, i64) {
+    let header = GetNextBrokerIdRequestHeader { cluster_name: "c".into(), broker_name: "g".into() };
+    let ask = RemotingCommand::request(request::CONTROLLER_GET_NEXT_BROKER_ID).with_header(&header);
+    let reply = client.invoke(addr, ask, Duration::from_secs(5)).await.unwrap();
+    let id = reply.header::<GetNextBrokerIdResponseHeader>().map_or(-1, |h| h.next_broker_id);
+    (reply.code, id)
+}
+
+/// CONTROLLER_APPLY_BROKER_ID of `id` in group `g` for `broker` at `addr`: the answer's code.
+async fn apply_id(client: &RemotingClient, addr: &str, id: i64, broker: &str) -> i32 {
+    let header = ApplyBrokerIdRequestHeader {
+        cluster_name: "c".into(),
+        broker_name: "g".into(),
+        applied_broker_id: id,
+        register_check_code: format!("{broker};1700000000000"),
+    };
+    let ask = RemotingCommand::request(request::CONTROLLER_APPLY_BROKER_ID).with_header(&header);
+    client.invoke(addr, ask, Duration::from_secs(5)).await.unwrap().code
+}
+
+/// The leader hands out broker ids; a follower refuses with CONTROLLER_NOT_LEADER.
+async fn take_ids(client: &RemotingClient, addrs: &[(String, String)], leader: &str) {
+    let at = |name: &str| addrs.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let follower = addrs.iter().find(|(n, _)| n != leader).unwrap().0.clone();
+    assert_eq!(next_id(client, &at(&follower)).await.0, 2007);
+    assert_eq!(next_id(client, &at(leader)).await, (response::SUCCESS, 1));
+    assert_eq!(apply_id(client, &at(leader), 1, "10.0.0.9:10911").await, response::SUCCESS);
+    assert_eq!(apply_id(client, &at(leader), 1, "10.0.0.9:10911").await, response::SUCCESS);
+    assert_eq!(apply_id(client, &at(leader), 1, "10.0.0.7:10911").await, 2014, "taken");
+    assert_eq!(apply_id(client, &at(leader), 3, "10.0.0.7:10911").await, 2014, "out of turn");
+    assert_eq!(next_id(client, &at(leader)).await, (response::SUCCESS, 2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,6 +133,7 @@ async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
         (0..3).map(|n| Some(start(dir.path(), &peers, n))).collect();
     let client = RemotingClient::new(ClientConfig::default(), None);
     let first = agreed_leader(&client, &addrs).await;
+    take_ids(&client, &addrs, &first).await;
 
     let killed: usize = first[1..].parse().unwrap();
     let mut process = processes[killed].take().unwrap();
@@ -103,6 +142,9 @@ async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
     let survivors: Vec<_> = addrs.iter().filter(|(n, _)| *n != first).cloned().collect();
     let second = agreed_leader(&client, &survivors).await;
     assert_ne!(second, first, "a killed controller cannot lead");
+    // The id the old leader handed out was replicated: the new one hands out the next.
+    let second_addr = &addrs.iter().find(|(n, _)| *n == second).unwrap().1;
+    assert_eq!(next_id(&client, second_addr).await, (response::SUCCESS, 2));
 
     // Back from its raft state file, it follows the new leader.
     processes[killed] = Some(start(dir.path(), &peers, killed));

@@ -6,8 +6,10 @@
 //! PETREL_RAFT_MESSAGE (oneway, raft-rs's protobuf in the body). After each turn of the node
 //! the service sends the messages that need nothing persisted, writes the raft state file
 //! whole (`raft-state`, renamed over the old one, on the `Disk` trait) when the turn changed
-//! it, then sends the rest. Served so far: CONTROLLER_GET_METADATA_INFO. Broker registration,
-//! heartbeats and elections are the next requests to serve.
+//! it, then sends the rest. Served so far: CONTROLLER_GET_METADATA_INFO and the broker-id
+//! pair (`broker_id`). Registration, heartbeats and elections are the next requests to serve.
+
+mod broker_id;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,6 +125,8 @@ pub struct Controller {
     /// stops taking part (nothing unpersisted may reach a peer) and the process exits.
     failed: Flag,
     failure: std::sync::Mutex<String>,
+    /// Woken after every turn that applied events.
+    applied: tokio::sync::Notify,
 }
 
 struct Inner {
@@ -159,7 +163,10 @@ impl Controller {
                 }
             }
             self.send(&out.persisted_messages).await;
-            log_applied(&out);
+            if !out.applied.is_empty() {
+                log_applied(&out);
+                self.applied.notify_waiters();
+            }
         }
     }
 
@@ -213,6 +220,39 @@ impl Controller {
         RemotingCommand::response(response::SUCCESS, None)
     }
 
+    /// CONTROLLER_NOT_LEADER (2007), naming the leader, unless this controller leads.
+    fn not_leader(&self, inner: &Inner) -> Option<RemotingCommand> {
+        if inner.node.is_leader() {
+            return None;
+        }
+        let leader = self.config.address_of(inner.node.leader()).unwrap_or("unknown");
+        let why = format!("this controller is not the leader; the leader is {leader}");
+        Some(refused(petrel_core::controller::code::NOT_LEADER, why))
+    }
+
+    /// Waits (up to 3 s) until the log is applied past `index`; whether the metadata then
+    /// `holds` what the proposal at `index` was to make true.
+    async fn applied(
+        &self,
+        index: u64,
+        holds: impl Fn(&petrel_core::controller::Replicas) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let notified = self.applied.notified();
+            {
+                let inner = self.inner.lock().await;
+                if inner.node.applied_index() >= index {
+                    return holds(inner.node.replicas());
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if tokio::time::timeout(left, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     async fn metadata(self: Arc<Self>) -> RemotingCommand {
         let inner = self.inner.lock().await;
         let leader = inner.node.leader();
@@ -232,6 +272,11 @@ impl Controller {
         };
         RemotingCommand::response(response::SUCCESS, None).with_header(&header)
     }
+}
+
+/// A refusal with RocketMQ's code and a remark.
+fn refused(code: i32, why: String) -> RemotingCommand {
+    RemotingCommand::response(code, Some(why))
 }
 
 fn log_applied(out: &Output) {
@@ -268,6 +313,12 @@ impl RequestHandler for Handler {
             }
             request::CONTROLLER_GET_METADATA_INFO => {
                 Handled::Later(Box::pin(controller.metadata()))
+            }
+            request::CONTROLLER_GET_NEXT_BROKER_ID => {
+                Handled::Later(Box::pin(broker_id::next(controller, request)))
+            }
+            request::CONTROLLER_APPLY_BROKER_ID => {
+                Handled::Later(Box::pin(broker_id::apply(controller, request)))
             }
             other => Handled::Now(not_supported(other)),
         }
@@ -325,6 +376,7 @@ pub async fn start(
         peers: RemotingClient::new(ClientConfig::default(), None),
         failed: Flag::new(),
         failure: std::sync::Mutex::default(),
+        applied: tokio::sync::Notify::new(),
         config,
     });
     let stop = SetOnDrop::new();

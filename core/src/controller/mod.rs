@@ -33,6 +33,7 @@ pub mod code {
     pub const INVALID_REPLICAS: i32 = 2003;
     pub const MASTER_NOT_AVAILABLE: i32 = 2004;
     pub const BROKER_NOT_ALIVE: i32 = 2006;
+    pub const NOT_LEADER: i32 = 2007;
     pub const BROKER_NEED_TO_BE_REGISTERED: i32 = 2010;
     pub const MASTER_STILL_EXIST: i32 = 2011;
     pub const ELECT_MASTER_FAILED: i32 = 2012;

@@ -233,6 +233,7 @@ pub struct NotLeader {
 pub struct ControllerNode {
     raw: RawNode<MemStorage>,
     replicas: Replicas,
+    applied_index: u64,
 }
 
 impl ControllerNode {
@@ -260,7 +261,7 @@ impl ControllerNode {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config, storage, &logger)?;
-        Ok(ControllerNode { raw, replicas: Replicas::default() })
+        Ok(ControllerNode { raw, replicas: Replicas::default(), applied_index: 0 })
     }
 
     pub fn tick(&mut self) {
@@ -285,13 +286,21 @@ impl ControllerNode {
         &self.replicas
     }
 
-    /// Appends `event` to the replicated log, on the leader only. It is applied once committed.
-    pub fn propose(&mut self, event: &Event) -> Result<(), NotLeader> {
+    /// Appends `event` to the replicated log, on the leader only; the log index it will be
+    /// applied at once committed (if this node is still the leader by then: a proposal a
+    /// deposed leader made may be replaced, so a caller checks the state it expects).
+    pub fn propose(&mut self, event: &Event) -> Result<u64, NotLeader> {
         if !self.is_leader() {
             return Err(NotLeader { leader: self.leader() });
         }
         let data = bincode::Options::serialize(codec(u64::MAX), event).expect("an event encodes");
-        self.raw.propose(Vec::new(), data).map_err(|_| NotLeader { leader: self.leader() })
+        self.raw.propose(Vec::new(), data).map_err(|_| NotLeader { leader: self.leader() })?;
+        Ok(self.raw.raft.raft_log.last_index())
+    }
+
+    /// The index of the last log entry applied to [`ControllerNode::replicas`].
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
     }
 
     /// One turn of raft's Ready cycle; see [`Output`] for what the shell does with it.
@@ -331,6 +340,7 @@ impl ControllerNode {
 
     fn apply(&mut self, entries: Vec<Entry>, applied: &mut Vec<Event>) {
         for entry in entries {
+            self.applied_index = self.applied_index.max(entry.index);
             // Empty entries are a new leader's no-op; configuration changes are not used.
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;

@@ -49,6 +49,8 @@ pub mod request {
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     pub const BROKER_HEARTBEAT: i32 = 904;
     pub const CONTROLLER_GET_METADATA_INFO: i32 = 1005;
+    pub const CONTROLLER_GET_NEXT_BROKER_ID: i32 = 1012;
+    pub const CONTROLLER_APPLY_BROKER_ID: i32 = 1013;
     /// Petrel's own: a raft message between controllers, oneway, the body raft-rs's protobuf
     /// encoding (RocketMQ's controllers speak DLedger instead, which Petrel does not).
     pub const PETREL_RAFT_MESSAGE: i32 = 60_001;
@@ -145,6 +147,8 @@ pub fn request_name(code: i32) -> &'static str {
         QUERY_DATA_VERSION => "QUERY_DATA_VERSION",
         BROKER_HEARTBEAT => "BROKER_HEARTBEAT",
         CONTROLLER_GET_METADATA_INFO => "CONTROLLER_GET_METADATA_INFO",
+        CONTROLLER_GET_NEXT_BROKER_ID => "CONTROLLER_GET_NEXT_BROKER_ID",
+        CONTROLLER_APPLY_BROKER_ID => "CONTROLLER_APPLY_BROKER_ID",
         PETREL_RAFT_MESSAGE => "PETREL_RAFT_MESSAGE",
         _ => "UNKNOWN",
     }
