@@ -362,19 +362,9 @@ fn spawn_namesrv() -> (Child, String) {
     (namesrv, addr)
 }
 
-/// A `petrel` child process killed when the test ends.
-struct Child2(Child);
-
-impl Drop for Child2 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `petrel broker -c conf` registered with `namesrv`; its client address, from what it
 /// prints first (`broker listening on ... (clients are told IP:PORT)`).
-fn spawn_broker(conf: &Path, namesrv: &str) -> (Child2, String) {
+fn spawn_broker(conf: &Path, namesrv: &str) -> (common::Killed, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
         .args(["broker", "--listen-port", "0", "-c"])
         .arg(conf)
@@ -386,7 +376,7 @@ fn spawn_broker(conf: &Path, namesrv: &str) -> (Child2, String) {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let told = line.split("clients are told ").nth(1).expect("the broker's first line");
-    (Child2(child), told.trim().trim_end_matches(')').to_owned())
+    (common::Killed(child), told.trim().trim_end_matches(')').to_owned())
 }
 
 /// Three processes, a NameServer, a SYNC_MASTER and its slave: the master is killed with
@@ -396,7 +386,7 @@ fn spawn_broker(conf: &Path, namesrv: &str) -> (Child2, String) {
 async fn a_sync_master_killed_under_load_leaves_every_acknowledged_message_on_its_slave() {
     let data = tempfile::tempdir().unwrap();
     let (child, namesrv) = spawn_namesrv();
-    let _namesrv = Child2(child);
+    let _namesrv = common::Killed(child);
     let conf = |name: &str, role: &str, id: u32| {
         let path = data.path().join(format!("{name}.conf"));
         let store = data.path().join(name);

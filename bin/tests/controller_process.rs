@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use petrel_net::codec::codes::{request, response};
@@ -18,22 +18,16 @@ use petrel_net::headers::controller::{
 };
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
-/// A `petrel` child process killed when the test ends.
-struct Process(Child);
+mod common;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::Killed;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts controller `n` of `peers` with its store under `dir`; returns once it listens.
-fn start(dir: &Path, peers: &str, n: usize) -> Process {
+fn start(dir: &Path, peers: &str, n: usize) -> Killed {
     let conf = dir.join(format!("n{n}.conf"));
     let text = format!(
         "controllerDLegerGroup=TestGroup\ncontrollerDLegerPeers={peers}\n\
@@ -51,7 +45,7 @@ fn start(dir: &Path, peers: &str, n: usize) -> Process {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.starts_with("controller listening on"), "{line}");
-    Process(child)
+    Killed(child)
 }
 
 /// What controller `addr` says of its group: the leader's name, and whether it leads.
@@ -129,7 +123,7 @@ async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
     let addrs: Vec<(String, String)> =
         (0..3).map(|n| (format!("n{n}"), format!("127.0.0.1:{}", free_port()))).collect();
     let peers: String = addrs.iter().map(|(n, a)| format!("{n}-{a};")).collect();
-    let mut processes: Vec<Option<Process>> =
+    let mut processes: Vec<Option<Killed>> =
         (0..3).map(|n| Some(start(dir.path(), &peers, n))).collect();
     let client = RemotingClient::new(ClientConfig::default(), None);
     let first = agreed_leader(&client, &addrs).await;

@@ -415,22 +415,10 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
     }
 }
 
-/// Fetches the routes of `topics` afresh: a group whose master left is then read from its
-/// slave, a broker that joined is found.
 async fn refresh_routes<'a>(inner: &Inner, topics: impl Iterator<Item = &'a String>) {
-    let config = &inner.config;
-    for topic in topics {
-        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
-            .await
-        {
-            Ok(Some(data)) => {
-                let route = TopicRoute::from_data(topic, &data, i32::MAX);
-                lock(&inner.routes).insert(topic.clone(), route);
-            }
-            Ok(None) => tracing::debug!(%topic, "no route yet"),
-            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
-        }
-    }
+    let (client, config) = (&inner.client, &inner.config);
+    route::refresh(client, &config.namesrv_addrs, config.request_timeout, topics, &inner.routes)
+        .await;
 }
 
 /// Assign mode: the assigned queues' routes, fetched every `rebalance_interval` (RocketMQ's
@@ -460,13 +448,9 @@ async fn rebalance_loop(inner: Arc<Inner>, stop: Flag) {
     }
 }
 
-/// Every broker serving a subscribed topic, slaves too (as RocketMQ's clients heartbeat).
+/// Every broker serving a subscribed topic, slaves too.
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    let routes = lock(&inner.routes);
-    routes
-        .values()
-        .flat_map(|r| r.replicas.values().flat_map(|ids| ids.values().cloned()))
-        .collect()
+    route::all_brokers(&lock(&inner.routes))
 }
 
 /// One round of subscribe mode: fresh routes, a heartbeat, then this member's share of each

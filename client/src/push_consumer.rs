@@ -278,29 +278,16 @@ async fn heartbeat(inner: &Inner) {
     group::heartbeat(&inner.client, &brokers(inner), &member, config.request_timeout).await;
 }
 
-/// Every broker serving a subscribed topic, slaves too (as RocketMQ's clients heartbeat).
+/// Every broker serving a subscribed topic, slaves too.
 fn brokers(inner: &Inner) -> BTreeSet<String> {
-    let routes = lock(&inner.routes);
-    routes
-        .values()
-        .flat_map(|r| r.replicas.values().flat_map(|ids| ids.values().cloned()))
-        .collect()
+    route::all_brokers(&lock(&inner.routes))
 }
 
 async fn refresh_routes(inner: &Inner) {
     let config = &inner.config;
-    for topic in subscriptions(config).keys() {
-        match route::fetch(&inner.client, &config.namesrv_addrs, topic, config.request_timeout)
-            .await
-        {
-            Ok(Some(data)) => {
-                lock(&inner.routes)
-                    .insert(topic.clone(), TopicRoute::from_data(topic, &data, i32::MAX));
-            }
-            Ok(None) => tracing::debug!(%topic, "no route yet"),
-            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
-        }
-    }
+    let topics = subscriptions(config);
+    let (client, timeout) = (&inner.client, config.request_timeout);
+    route::refresh(client, &config.namesrv_addrs, timeout, topics.keys(), &inner.routes).await;
 }
 
 /// Takes this member's share of `topic`'s queues, letting go of the others.

@@ -1,7 +1,7 @@
 //! Topic routes from the NameServers: which brokers serve a topic, at which addresses, with
 //! which writable queues.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use petrel_core::client::MessageQueue;
@@ -73,6 +73,35 @@ impl TopicRoute {
     pub fn reader(&self, broker_name: &str, suggested: i64) -> Option<&String> {
         let replicas = self.replicas.get(broker_name);
         replicas.and_then(|ids| ids.get(&suggested)).or_else(|| self.readers.get(broker_name))
+    }
+}
+
+/// Every broker of every route, slaves too (as RocketMQ's clients heartbeat to them all).
+pub fn all_brokers(routes: &BTreeMap<String, TopicRoute>) -> BTreeSet<String> {
+    routes
+        .values()
+        .flat_map(|r| r.replicas.values().flat_map(|ids| ids.values().cloned()))
+        .collect()
+}
+
+/// Fetches the routes of `topics` afresh into `routes`: a group whose master left is then read
+/// from its slave, a broker that joined is found. A topic whose fetch fails keeps its route.
+pub async fn refresh<'a>(
+    client: &RemotingClient,
+    namesrvs: &[String],
+    timeout: Duration,
+    topics: impl Iterator<Item = &'a String>,
+    routes: &std::sync::Mutex<BTreeMap<String, TopicRoute>>,
+) {
+    for topic in topics {
+        match fetch(client, namesrvs, topic, timeout).await {
+            Ok(Some(data)) => {
+                let route = TopicRoute::from_data(topic, &data, i32::MAX);
+                routes.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.clone(), route);
+            }
+            Ok(None) => tracing::debug!(%topic, "no route yet"),
+            Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
+        }
     }
 }
 

@@ -15,7 +15,6 @@
 //! slave's flusher syncs its log every 500 ms as it goes). Each starts with no dirty page
 //! (`sync` first).
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -135,8 +134,7 @@ fn start_broker(
          bindAddress=127.0.0.1\nnamesrvAddr={namesrv}\nstorePathRootDir={}\n{extra}",
         dir.join(&name).display()
     );
-    let mut file = std::fs::File::create(&conf).map_err(|e| e.to_string())?;
-    file.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
     let (process, addr) =
         spawn(&["broker", "--listen-port", "0"], "broker listening on", Some(&conf))?;
     Ok(Started { _process: process, addr })

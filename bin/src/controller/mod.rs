@@ -2,7 +2,7 @@
 //! ([`petrel_core::controller::node`]) bound to a socket, a clock and a disk.
 //!
 //! Every `tickInterval` the node ticks, on a schedule jittered by up to a fifth from a
-//! generator seeded per process (the simulator seeds it per run); raft messages travel as
+//! generator seeded by the raft id (so the controllers drift apart); raft messages travel as
 //! PETREL_RAFT_MESSAGE (oneway, raft-rs's protobuf in the body). After each turn of the node
 //! the service sends the messages that need nothing persisted, writes the raft state file
 //! whole (`raft-state`, renamed over the old one, on the `Disk` trait) when the turn changed
@@ -143,10 +143,7 @@ impl Controller {
     async fn turn(&self, inner: &mut Inner) {
         while !self.failed.is_set() {
             let out = inner.node.drive();
-            if out.messages.is_empty()
-                && !Persisted::changed_by(&out)
-                && out.persisted_messages.is_empty()
-            {
+            if out.is_empty() {
                 return;
             }
             self.send(&out.messages).await;

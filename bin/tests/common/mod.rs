@@ -121,3 +121,13 @@ pub async fn drain(
         }
     }
 }
+
+/// A `petrel` child process, killed when the test ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -45,6 +45,16 @@ impl Persisted {
     }
 }
 
+impl Output {
+    /// Nothing to send, persist or report: the node had nothing ready.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && !Persisted::changed_by(self)
+            && self.persisted_messages.is_empty()
+            && self.applied.is_empty()
+    }
+}
+
 /// The raft state file's first bytes (`docs/failover.md`).
 pub const STATE_MAGIC: [u8; 4] = *b"PRFT";
 /// Its format version.
@@ -115,14 +125,7 @@ impl Persisted {
                 })
                 .collect(),
         };
-        let body = codec(u64::MAX).serialize(&state).expect("a raft state always encodes");
-        let mut out = Vec::with_capacity(STATE_HEADER_BYTES + body.len());
-        out.extend_from_slice(&STATE_MAGIC);
-        out.extend_from_slice(&STATE_VERSION.to_be_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-        out.extend_from_slice(&body);
-        out
+        framed(&codec(u64::MAX).serialize(&state).expect("a raft state always encodes"))
     }
 
     /// A raft state file, checked: its header, its CRC, and a log of consecutive indexes and
@@ -191,18 +194,23 @@ impl Persisted {
     }
 }
 
+/// A raft state file holding `body`: its header, then the body.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STATE_HEADER_BYTES + body.len());
+    out.extend_from_slice(&STATE_MAGIC);
+    out.extend_from_slice(&STATE_VERSION.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 /// The fuzz target `raft_state`'s logic (here so that `cargo test` replays its corpus): the
 /// bytes as a whole file, and as the state of a file whose header and CRC fit them (so that
 /// the fuzzer reaches past the CRC); either decodes or is refused, never a panic, and what
 /// decodes encodes to the same bytes.
 pub fn fuzz_raft_state(data: &[u8]) {
-    let mut framed = Vec::with_capacity(STATE_HEADER_BYTES + data.len());
-    framed.extend_from_slice(&STATE_MAGIC);
-    framed.extend_from_slice(&STATE_VERSION.to_be_bytes());
-    framed.extend_from_slice(&crc32fast::hash(data).to_be_bytes());
-    framed.extend_from_slice(&(data.len() as u64).to_be_bytes());
-    framed.extend_from_slice(data);
-    for file in [data, &framed[..]] {
+    for file in [data, &framed(data)[..]] {
         if let Ok(state) = Persisted::decode(file) {
             assert_eq!(state.encode(), file, "a decoded raft state encodes to the same bytes");
         }
@@ -233,7 +241,6 @@ pub struct NotLeader {
 pub struct ControllerNode {
     raw: RawNode<MemStorage>,
     replicas: Replicas,
-    applied_index: u64,
 }
 
 impl ControllerNode {
@@ -261,7 +268,7 @@ impl ControllerNode {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config, storage, &logger)?;
-        Ok(ControllerNode { raw, replicas: Replicas::default(), applied_index: 0 })
+        Ok(ControllerNode { raw, replicas: Replicas::default() })
     }
 
     pub fn tick(&mut self) {
@@ -300,7 +307,7 @@ impl ControllerNode {
 
     /// The index of the last log entry applied to [`ControllerNode::replicas`].
     pub fn applied_index(&self) -> u64 {
-        self.applied_index
+        self.raw.raft.raft_log.applied
     }
 
     /// One turn of raft's Ready cycle; see [`Output`] for what the shell does with it.
@@ -340,7 +347,6 @@ impl ControllerNode {
 
     fn apply(&mut self, entries: Vec<Entry>, applied: &mut Vec<Event>) {
         for entry in entries {
-            self.applied_index = self.applied_index.max(entry.index);
             // Empty entries are a new leader's no-op; configuration changes are not used.
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
