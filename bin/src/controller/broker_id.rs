@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use petrel_core::controller::code;
+use petrel_core::broker::Refusal;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::controller::{
@@ -12,69 +12,41 @@ use petrel_net::headers::controller::{
     GetNextBrokerIdResponseHeader,
 };
 
-use super::{refused, Controller};
+use super::{header, Controller};
 
-pub(super) async fn next(controller: Arc<Controller>, request: RemotingCommand) -> RemotingCommand {
-    let header: GetNextBrokerIdRequestHeader = match request.header() {
-        Ok(header) => header,
-        Err(e) => {
-            return refused(response::SYSTEM_ERROR, format!("CONTROLLER_GET_NEXT_BROKER_ID: {e}"))
-        }
-    };
-    let inner = controller.inner.lock().await;
-    if let Some(not_leader) = controller.not_leader(&inner) {
-        return not_leader;
-    }
+pub(super) async fn next(
+    controller: Arc<Controller>,
+    request: RemotingCommand,
+) -> Result<RemotingCommand, Refusal> {
+    let header: GetNextBrokerIdRequestHeader = header(&request)?;
+    // Read as a decision is made: on the leader, with its whole log applied.
+    let deciding = controller.decide().await?;
+    let inner = &deciding.inner;
     let answer = GetNextBrokerIdResponseHeader {
         next_broker_id: inner.node.replicas().next_broker_id(&header.broker_name),
         cluster_name: header.cluster_name,
         broker_name: header.broker_name,
     };
-    RemotingCommand::response(response::SUCCESS, None).with_header(&answer)
+    Ok(RemotingCommand::response(response::SUCCESS, None).with_header(&answer))
 }
 
 pub(super) async fn apply(
     controller: Arc<Controller>,
     request: RemotingCommand,
-) -> RemotingCommand {
-    let header: ApplyBrokerIdRequestHeader = match request.header() {
-        Ok(header) => header,
-        Err(e) => {
-            return refused(response::SYSTEM_ERROR, format!("CONTROLLER_APPLY_BROKER_ID: {e}"))
-        }
-    };
+) -> Result<RemotingCommand, Refusal> {
+    let header: ApplyBrokerIdRequestHeader = header(&request)?;
     let (cluster, group, id) =
         (&header.cluster_name, &header.broker_name, header.applied_broker_id);
-    let address = header.register_check_code.split(';').next().unwrap_or_default().to_owned();
-    let proposed = {
-        let mut inner = controller.inner.lock().await;
-        if let Some(not_leader) = controller.not_leader(&inner) {
-            return not_leader;
-        }
-        match inner.node.replicas().apply_broker_id(cluster, group, id, &address) {
-            Err(refusal) => return refused(refusal.code, refusal.remark),
-            Ok(None) => None,
-            Ok(Some(event)) => match inner.node.propose(&event) {
-                Ok(index) => {
-                    controller.turn(&mut inner).await;
-                    Some(index)
-                }
-                Err(e) => return refused(code::NOT_LEADER, e.to_string()),
-            },
-        }
-    };
-    if let Some(index) = proposed {
-        let holds = |replicas: &petrel_core::controller::Replicas| {
-            replicas.group(group).and_then(|g| g.brokers.get(&id)) == Some(&address)
-        };
-        if !controller.applied(index, holds).await {
-            let why = format!("broker id {id} of {group} was not committed; ask the leader again");
-            return refused(code::NOT_LEADER, why);
-        }
+    let address = header.register_check_code.split(';').next().unwrap_or_default();
+    let deciding = controller.decide().await?;
+    if let Some(event) =
+        deciding.inner.node.replicas().apply_broker_id(cluster, group, id, address)?
+    {
+        controller.replicate(deciding, &event).await?;
     }
     let answer = ApplyBrokerIdResponseHeader {
         cluster_name: header.cluster_name.clone(),
         broker_name: header.broker_name.clone(),
     };
-    RemotingCommand::response(response::SUCCESS, None).with_header(&answer)
+    Ok(RemotingCommand::response(response::SUCCESS, None).with_header(&answer))
 }

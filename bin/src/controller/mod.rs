@@ -6,16 +6,26 @@
 //! PETREL_RAFT_MESSAGE (oneway, raft-rs's protobuf in the body). After each turn of the node
 //! the service sends the messages that need nothing persisted, writes the raft state file
 //! whole (`raft-state`, renamed over the old one, on the `Disk` trait) when the turn changed
-//! it, then sends the rest. Served so far: CONTROLLER_GET_METADATA_INFO and the broker-id
-//! pair (`broker_id`). Registration, heartbeats and elections are the next requests to serve.
+//! it, then sends the rest.
+//!
+//! Requests: heartbeats (every controller records them; `brokers`), the metadata
+//! (CONTROLLER_GET_METADATA_INFO, here), and on the leader only the rest: broker ids
+//! (`broker_id`), registration, replica info, sync-state data, cleaning (`brokers`),
+//! elections and sync-state set changes (`elect`, which also runs the scan for dead masters).
+//! A change is decided and replicated one at a time ([`Controller::decide`]).
 
 mod broker_id;
+mod brokers;
+mod elect;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petrel_core::controller::node::{ControllerNode, Output, Persisted};
+use petrel_core::broker::Refusal;
+use petrel_core::controller::code;
+use petrel_core::controller::node::{ControllerNode, Outcome, Output, Persisted};
+use petrel_core::controller::{Event, Liveness};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::controller::GetMetaDataResponseHeader;
@@ -48,6 +58,15 @@ pub struct ControllerConfig {
     /// `tickInterval` (Petrel): milliseconds between raft ticks; an election follows ten
     /// silent ticks, heartbeats every two.
     pub tick_ms: u64,
+    /// `enableElectUncleanMaster`: when no member of a group's sync-state set lives, elect
+    /// another broker of the group, losing what only the set had.
+    pub elect_unclean_master: bool,
+    /// `notifyBrokerRoleChanged`: tell a group's live brokers of a new master at once
+    /// (NOTIFY_BROKER_ROLE_CHANGED), not only when they next ask.
+    pub notify_broker_role_changed: bool,
+    /// `scanNotActiveBrokerInterval`: milliseconds between scans for brokers whose heartbeats
+    /// stopped, and for groups whose master is gone.
+    pub scan_not_active_broker_ms: u64,
     pub server: ServerConfig,
 }
 
@@ -60,6 +79,9 @@ impl Default for ControllerConfig {
             self_id: "n0".to_owned(),
             store_path: home.join("DledgerController"),
             tick_ms: 100,
+            elect_unclean_master: false,
+            notify_broker_role_changed: true,
+            scan_not_active_broker_ms: 5000,
             server: ServerConfig::default(),
         }
     }
@@ -84,6 +106,17 @@ impl ControllerConfig {
             self.store_path = PathBuf::from(store);
         }
         props.apply("tickInterval", &mut self.tick_ms, "milliseconds")?;
+        props.apply("enableElectUncleanMaster", &mut self.elect_unclean_master, "true or false")?;
+        props.apply(
+            "notifyBrokerRoleChanged",
+            &mut self.notify_broker_role_changed,
+            "true or false",
+        )?;
+        props.apply(
+            "scanNotActiveBrokerInterval",
+            &mut self.scan_not_active_broker_ms,
+            "milliseconds",
+        )?;
         Ok(())
     }
 
@@ -127,11 +160,39 @@ pub struct Controller {
     failure: std::sync::Mutex<String>,
     /// Woken after every turn that applied events.
     applied: tokio::sync::Notify,
+    /// Held by the one decision in progress ([`Controller::decide`]).
+    writer: tokio::sync::Mutex<()>,
+    /// Which brokers heartbeat to this controller: each controller keeps its own, since
+    /// brokers heartbeat to all of them, and only the leader acts on it.
+    liveness: std::sync::Mutex<Liveness>,
 }
 
 struct Inner {
     node: ControllerNode,
     persisted: Persisted,
+}
+
+/// The leader's right to decide one change ([`Controller::decide`]).
+struct Deciding<'a> {
+    _writer: tokio::sync::MutexGuard<'a, ()>,
+    inner: tokio::sync::MutexGuard<'a, Inner>,
+}
+
+/// Decodes a request's header.
+fn header<H: petrel_net::codec::header::CommandHeader>(
+    request: &RemotingCommand,
+) -> Result<H, Refusal> {
+    request.header().map_err(|e| {
+        let name = petrel_net::codec::codes::request_name(request.code);
+        Refusal::new(response::SYSTEM_ERROR, format!("{name}: {e}"))
+    })
+}
+
+/// A handler's answer or refusal, as the answer to send.
+async fn answer(
+    handled: impl std::future::Future<Output = Result<RemotingCommand, Refusal>>,
+) -> RemotingCommand {
+    handled.await.unwrap_or_else(RemotingCommand::from)
 }
 
 impl Controller {
@@ -208,7 +269,7 @@ impl Controller {
         let mut inner = self.inner.lock().await;
         if self.failed.is_set() {
             let why = "this controller stopped: its raft state file could not be written";
-            return RemotingCommand::response(response::SYSTEM_ERROR, why.to_owned());
+            return RemotingCommand::response(response::SYSTEM_ERROR, Some(why.to_owned()));
         }
         if let Err(e) = inner.node.step(message) {
             tracing::debug!(error = %e, "raft message refused");
@@ -218,35 +279,69 @@ impl Controller {
     }
 
     /// CONTROLLER_NOT_LEADER (2007), naming the leader, unless this controller leads.
-    fn not_leader(&self, inner: &Inner) -> Option<RemotingCommand> {
+    fn leads(&self, inner: &Inner) -> Result<(), Refusal> {
         if inner.node.is_leader() {
-            return None;
+            return Ok(());
         }
-        let leader = self.config.address_of(inner.node.leader()).unwrap_or("unknown");
-        let why = format!("this controller is not the leader; the leader is {leader}");
-        Some(refused(petrel_core::controller::code::NOT_LEADER, why))
+        Err(self.not_leader(inner.node.leader()))
     }
 
-    /// Waits (up to 3 s) until the log is applied past `index`; whether the metadata then
-    /// `holds` what the proposal at `index` was to make true.
-    async fn applied(
-        &self,
-        index: u64,
-        holds: impl Fn(&petrel_core::controller::Replicas) -> bool,
-    ) -> bool {
+    fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn not_leader(&self, leader: u64) -> Refusal {
+        let leader = self.config.address_of(leader).unwrap_or("unknown");
+        let why = format!("this controller is not the leader; the leader is {leader}");
+        Refusal::new(code::NOT_LEADER, why)
+    }
+
+    /// The right to change or read the metadata, on the leader: decisions happen one at a
+    /// time, each against a metadata with every earlier entry applied (RocketMQ's controller runs them on
+    /// one thread for the same reason: two elections decided on one state could both apply).
+    /// Waits up to 3 s for a new leader to apply what its predecessors left in the log.
+    async fn decide(&self) -> Result<Deciding<'_>, Refusal> {
+        let writer = self.writer.lock().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
             let notified = self.applied.notified();
-            {
-                let inner = self.inner.lock().await;
-                if inner.node.applied_index() >= index {
-                    return holds(inner.node.replicas());
-                }
+            let inner = self.inner.lock().await;
+            self.leads(&inner)?;
+            if inner.node.caught_up() {
+                return Ok(Deciding { _writer: writer, inner });
             }
+            drop(inner);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if tokio::time::timeout(left, notified).await.is_err() {
-                return false;
+                let why = "this controller has not yet applied its log as the new leader; retry";
+                return Err(Refusal::new(code::NOT_LEADER, why));
             }
+        }
+    }
+
+    /// Replicates a decided `event` and waits (up to 3 s) until it is applied here. The
+    /// writer's right is held until then, so the next decision sees it.
+    async fn replicate(&self, deciding: Deciding<'_>, event: &Event) -> Result<(), Refusal> {
+        let Deciding { _writer, mut inner } = deciding;
+        let proposal = inner.node.propose(event).map_err(|e| self.not_leader(e.leader))?;
+        self.turn(&mut inner).await;
+        drop(inner);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let notified = self.applied.notified();
+            let outcome = self.inner.lock().await.node.outcome(proposal);
+            let why = match outcome {
+                Outcome::Applied => return Ok(()),
+                Outcome::Replaced => "leadership changed before the change was committed",
+                Outcome::Pending => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if tokio::time::timeout(left, notified).await.is_ok() {
+                        continue;
+                    }
+                    "the change was not committed within 3 s"
+                }
+            };
+            return Err(Refusal::new(code::NOT_LEADER, format!("{why}; ask the leader again")));
         }
     }
 
@@ -269,11 +364,6 @@ impl Controller {
         };
         RemotingCommand::response(response::SUCCESS, None).with_header(&header)
     }
-}
-
-/// A refusal with RocketMQ's code and a remark.
-fn refused(code: i32, why: String) -> RemotingCommand {
-    RemotingCommand::response(code, Some(why))
 }
 
 fn log_applied(out: &Output) {
@@ -301,6 +391,12 @@ impl Jitter {
 
 struct Handler(Arc<Controller>);
 
+fn later(
+    handled: impl std::future::Future<Output = Result<RemotingCommand, Refusal>> + Send + 'static,
+) -> Handled {
+    Handled::Later(Box::pin(answer(handled)))
+}
+
 impl RequestHandler for Handler {
     fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Handled {
         let controller = self.0.clone();
@@ -311,12 +407,21 @@ impl RequestHandler for Handler {
             request::CONTROLLER_GET_METADATA_INFO => {
                 Handled::Later(Box::pin(controller.metadata()))
             }
-            request::CONTROLLER_GET_NEXT_BROKER_ID => {
-                Handled::Later(Box::pin(broker_id::next(controller, request)))
+            request::BROKER_HEARTBEAT => Handled::Now(
+                brokers::heartbeat(&controller, &request).unwrap_or_else(RemotingCommand::from),
+            ),
+            request::CONTROLLER_GET_NEXT_BROKER_ID => later(broker_id::next(controller, request)),
+            request::CONTROLLER_APPLY_BROKER_ID => later(broker_id::apply(controller, request)),
+            request::CONTROLLER_REGISTER_BROKER => later(brokers::register(controller, request)),
+            request::CONTROLLER_GET_REPLICA_INFO => {
+                later(brokers::replica_info(controller, request))
             }
-            request::CONTROLLER_APPLY_BROKER_ID => {
-                Handled::Later(Box::pin(broker_id::apply(controller, request)))
+            request::CONTROLLER_GET_SYNC_STATE_DATA => {
+                later(brokers::sync_state_data(controller, request))
             }
+            request::CLEAN_BROKER_DATA => later(brokers::clean(controller, request)),
+            request::CONTROLLER_ELECT_MASTER => later(elect::request(controller, request)),
+            request::CONTROLLER_ALTER_SYNC_STATE_SET => later(elect::alter(controller, request)),
             other => Handled::Now(not_supported(other)),
         }
     }
@@ -374,11 +479,14 @@ pub async fn start(
         failed: Flag::new(),
         failure: std::sync::Mutex::default(),
         applied: tokio::sync::Notify::new(),
+        writer: tokio::sync::Mutex::new(()),
+        liveness: std::sync::Mutex::default(),
         config,
     });
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
     tokio::spawn(state.clone().tick_loop(stopped.clone()));
+    tokio::spawn(elect::scan_loop(state.clone(), stopped.clone()));
     let handler = Arc::new(Handler(state.clone()));
     let done = tokio::spawn(async move {
         server.serve(handler, async move { stopped.wait().await }).await;

@@ -9,9 +9,10 @@
 //! - [`Replicas::apply`], on every controller, for each event in the replicated log's order:
 //!   deterministic, the only way the state changes.
 //!
-//! [`node`] replicates the events with raft; the shell (the sockets, the request handler, the
-//! raft log on disk) is not built yet.
+//! [`node`] replicates the events with raft; `bin/src/controller/` is the shell (sockets,
+//! request handlers, the raft state on disk, the scans on a clock).
 
+pub mod body;
 pub mod node;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,8 +33,11 @@ pub mod code {
     pub const INVALID_MASTER: i32 = 2002;
     pub const INVALID_REPLICAS: i32 = 2003;
     pub const MASTER_NOT_AVAILABLE: i32 = 2004;
+    pub const INVALID_REQUEST: i32 = 2005;
     pub const BROKER_NOT_ALIVE: i32 = 2006;
     pub const NOT_LEADER: i32 = 2007;
+    pub const BROKER_METADATA_NOT_EXIST: i32 = 2008;
+    pub const INVALID_CLEAN_BROKER_METADATA: i32 = 2009;
     pub const BROKER_NEED_TO_BE_REGISTERED: i32 = 2010;
     pub const MASTER_STILL_EXIST: i32 = 2011;
     pub const ELECT_MASTER_FAILED: i32 = 2012;
@@ -64,6 +68,34 @@ pub enum Event {
     MasterElected { group: String, master: Option<BrokerId> },
     /// The master changed its sync-state set (`AlterSyncStateSetEvent`).
     SyncStateSetAltered { group: String, set: BTreeSet<BrokerId> },
+    /// A registered broker came back at another address (`UpdateBrokerAddressEvent`).
+    BrokerAddressUpdated { group: String, id: BrokerId, address: String },
+    /// An operator removed brokers from the group, or the whole group when `ids` is `None`
+    /// (`CleanBrokerDataEvent`).
+    BrokerDataCleaned { group: String, ids: Option<BTreeSet<BrokerId>> },
+}
+
+/// What a broker learns of its group (the answers to REGISTER_BROKER and GET_REPLICA_INFO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    /// The master's id and address.
+    pub master: Option<(BrokerId, String)>,
+    pub master_epoch: i32,
+    pub sync_state_set: BTreeSet<BrokerId>,
+    pub sync_state_set_epoch: i32,
+}
+
+impl ReplicaInfo {
+    fn of(group: &Group) -> ReplicaInfo {
+        let master =
+            group.master.and_then(|m| group.brokers.get(&m).map(|address| (m, address.clone())));
+        ReplicaInfo {
+            master,
+            master_epoch: group.master_epoch,
+            sync_state_set: group.sync_state_set.clone(),
+            sync_state_set_epoch: group.sync_state_set_epoch,
+        }
+    }
 }
 
 /// What the leader knows of a broker from its heartbeats (not replicated: each leader learns
@@ -87,6 +119,21 @@ impl Liveness {
     /// A BROKER_HEARTBEAT.
     pub fn heartbeat(&mut self, group: &str, id: BrokerId, live: BrokerLive) {
         self.brokers.insert((group.to_owned(), id), live);
+    }
+
+    /// Forgets the brokers whose heartbeats stopped before `now`: the ones forgotten
+    /// (`scanNotActiveBroker`).
+    pub fn expire(&mut self, now: Millis) -> Vec<(String, BrokerId)> {
+        let dead: Vec<(String, BrokerId)> = self
+            .brokers
+            .iter()
+            .filter(|(_, live)| now >= live.last_heartbeat.saturating_add(live.timeout))
+            .map(|(key, _)| key.clone())
+            .collect();
+        dead.iter().for_each(|key| {
+            self.brokers.remove(key);
+        });
+        dead
     }
 
     /// The broker's last heartbeat, while it has not timed out at `now`.
@@ -152,7 +199,113 @@ impl Replicas {
                 entry.sync_state_set.clone_from(set);
                 entry.sync_state_set_epoch += 1;
             }
+            Event::BrokerAddressUpdated { group, id, address } => {
+                let Some(entry) = self.groups.get_mut(group) else { return };
+                if let Some(held) = entry.brokers.get_mut(id) {
+                    held.clone_from(address);
+                }
+            }
+            Event::BrokerDataCleaned { group, ids: None } => {
+                self.groups.remove(group);
+            }
+            Event::BrokerDataCleaned { group, ids: Some(ids) } => {
+                let Some(entry) = self.groups.get_mut(group) else { return };
+                for id in ids {
+                    entry.brokers.remove(id);
+                    entry.sync_state_set.remove(id);
+                }
+                // RocketMQ keeps a cleaned master's id; Petrel drops it, so that the master
+                // is always a registered member of its set, and the next election says who.
+                if entry.master.is_some_and(|m| ids.contains(&m)) {
+                    entry.master = None;
+                }
+                if entry.brokers.is_empty() {
+                    self.groups.remove(group);
+                }
+            }
         }
+    }
+
+    /// CONTROLLER_REGISTER_BROKER, once a broker holds its id: what it must know of its group
+    /// (the master only while alive), and the address change to replicate, if any.
+    pub fn register(
+        &self,
+        group: &str,
+        id: BrokerId,
+        address: &str,
+        liveness: &Liveness,
+        now: Millis,
+    ) -> Result<(Option<Event>, ReplicaInfo), Refusal> {
+        let Some(entry) = self.group(group) else {
+            let why = format!("broker group {group} has no registered broker; apply for an id");
+            return Err(Refusal::new(code::BROKER_NEED_TO_BE_REGISTERED, why));
+        };
+        let Some(held) = entry.brokers.get(&id) else {
+            let why = format!("broker id {id} is not registered in {group}; apply for an id");
+            return Err(Refusal::new(code::BROKER_NEED_TO_BE_REGISTERED, why));
+        };
+        let moved = (held != address).then(|| Event::BrokerAddressUpdated {
+            group: group.to_owned(),
+            id,
+            address: address.to_owned(),
+        });
+        let mut info = ReplicaInfo::of(entry);
+        if entry.master.is_none_or(|m| liveness.alive(group, m, now).is_none()) {
+            info.master = None;
+        }
+        Ok((moved, info))
+    }
+
+    /// CONTROLLER_GET_REPLICA_INFO: the group as replicated, alive or not.
+    pub fn replica_info(&self, group: &str) -> Result<ReplicaInfo, Refusal> {
+        self.group(group).map(ReplicaInfo::of).ok_or_else(|| {
+            let why = format!("the controller has no metadata of broker group {group}");
+            Refusal::new(code::BROKER_METADATA_NOT_EXIST, why)
+        })
+    }
+
+    /// Groups whose master is missing or has stopped heartbeating while another broker of
+    /// theirs lives: the leader elects anew in each (`scanInactiveMasterAndTriggerReelect`).
+    pub fn needing_election(&self, liveness: &Liveness, now: Millis) -> Vec<String> {
+        let orphaned = |(name, group): (&String, &Group)| {
+            let gone = group.master.is_none_or(|m| liveness.alive(name, m, now).is_none());
+            let someone = group.brokers.keys().any(|id| liveness.alive(name, *id, now).is_some());
+            (gone && someone).then(|| name.clone())
+        };
+        self.groups.iter().filter_map(orphaned).collect()
+    }
+
+    /// CLEAN_BROKER_DATA: forget `ids` of the group, or the whole group without ids. Unless
+    /// `clean_living`, refused while a named broker lives, or, naming none, while the group
+    /// has a master.
+    pub fn clean(
+        &self,
+        group: &str,
+        ids: Option<BTreeSet<BrokerId>>,
+        clean_living: bool,
+        liveness: &Liveness,
+        now: Millis,
+    ) -> Result<Event, Refusal> {
+        let refuse = |why: String| Err(Refusal::new(code::INVALID_CLEAN_BROKER_METADATA, why));
+        let Some(entry) = self.group(group) else {
+            return refuse(format!("broker group {group} does not exist; nothing to clean"));
+        };
+        if !clean_living {
+            match &ids {
+                None if entry.master.is_some() => {
+                    return refuse(format!("broker group {group} still has a master; name the ids to clean or clean living brokers"));
+                }
+                Some(ids) => {
+                    if let Some(id) =
+                        ids.iter().find(|id| liveness.alive(group, **id, now).is_some())
+                    {
+                        return refuse(format!("broker {id} of {group} is still alive"));
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(Event::BrokerDataCleaned { group: group.to_owned(), ids })
     }
 
     /// CONTROLLER_GET_NEXT_BROKER_ID: one more than the group's highest id.
@@ -191,8 +344,10 @@ impl Replicas {
     }
 
     /// CONTROLLER_ELECT_MASTER, decided on the leader at `now`: the event to replicate, if
-    /// any, and the answer. An election the controller started that finds no master still
-    /// replicates its outcome, a group with no master (RocketMQ's `ElectMasterEvent(false)`).
+    /// any, and the answer. An election the controller started that finds no one to replace a
+    /// master still replicates its outcome, a group with no master (RocketMQ's
+    /// `ElectMasterEvent(false)`); for a group already without one it replicates nothing, where
+    /// RocketMQ raises the epoch again on every scan.
     pub fn elect(
         &self,
         group: &str,
@@ -236,8 +391,10 @@ impl Replicas {
             );
             return match trigger {
                 Trigger::Controller => {
-                    let event = Event::MasterElected { group: group.to_owned(), master: None };
-                    (Some(event), Err(Refusal::new(code::MASTER_NOT_AVAILABLE, why)))
+                    let event = entry
+                        .master
+                        .map(|_| Event::MasterElected { group: group.to_owned(), master: None });
+                    (event, Err(Refusal::new(code::MASTER_NOT_AVAILABLE, why)))
                 }
                 _ => (None, Err(Refusal::new(code::ELECT_MASTER_FAILED, why))),
             };
@@ -263,6 +420,14 @@ impl Replicas {
         let Some(entry) = self.group(group) else {
             return refuse(code::ALTER_SYNC_STATE_SET_FAILED, format!("no broker group {group}"));
         };
+        if request.set == entry.sync_state_set {
+            let why = "the new sync-state set is the current one".to_owned();
+            return refuse(code::ALTER_SYNC_STATE_SET_FAILED, why);
+        }
+        if entry.master != Some(request.master) {
+            let why = format!("broker {} is not the master of {group}", request.master);
+            return refuse(code::INVALID_MASTER, why);
+        }
         if request.master_epoch != entry.master_epoch {
             let why = format!(
                 "master epoch {} is not the current {}",
@@ -276,14 +441,6 @@ impl Replicas {
                 request.set_epoch, entry.sync_state_set_epoch
             );
             return refuse(code::FENCED_SYNC_STATE_SET_EPOCH, why);
-        }
-        if entry.master != Some(request.master) {
-            let why = format!("broker {} is not the master of {group}", request.master);
-            return refuse(code::INVALID_MASTER, why);
-        }
-        if request.set == entry.sync_state_set {
-            let why = "the new sync-state set is the current one".to_owned();
-            return refuse(code::ALTER_SYNC_STATE_SET_FAILED, why);
         }
         if let Some(id) = request.set.iter().find(|id| !entry.brokers.contains_key(id)) {
             return refuse(code::INVALID_REPLICAS, format!("broker {id} is not registered"));
@@ -503,6 +660,41 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_written_as_fastjson_writes_them() {
+        let mut r = registered(2);
+        let mut l = Liveness::default();
+        l.heartbeat(G, 1, live(0, 0, 0));
+        elect(&mut r, Trigger::Admin(1), &l, false).unwrap();
+        let group = r.group(G).unwrap();
+        let set = body::SyncStateSet {
+            sync_state_set: group.sync_state_set.clone(),
+            sync_state_set_epoch: group.sync_state_set_epoch,
+        };
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            r#"{"syncStateSet":[1],"syncStateSetEpoch":1}"#
+        );
+        let elected = body::ElectMasterResponseBody {
+            broker_member_group: Some(body::BrokerMemberGroup::of(G, group)),
+            sync_state_set: group.sync_state_set.clone(),
+        };
+        assert_eq!(
+            serde_json::to_string(&elected).unwrap(),
+            r#"{"brokerMemberGroup":{"brokerAddrs":{"1":"b1:1","2":"b2:1"},"brokerName":"broker-a","cluster":"c"},"syncStateSet":[1]}"#
+        );
+        let info = body::ReplicasInfo::of(G, group, &l, 0);
+        assert_eq!(
+            serde_json::to_string(&info).unwrap(),
+            concat!(
+                r#"{"inSyncReplicas":[{"alive":true,"brokerAddress":"b1:1","brokerId":1,"brokerName":"broker-a"}],"#,
+                r#""masterAddress":"b1:1","masterBrokerId":1,"masterEpoch":1,"#,
+                r#""notInSyncReplicas":[{"alive":false,"brokerAddress":"b2:1","brokerId":2,"brokerName":"broker-a"}],"#,
+                r#""syncStateSetEpoch":1}"#
+            )
+        );
+    }
+
+    #[test]
     fn a_heartbeat_keeps_a_broker_alive_for_its_timeout() {
         let mut l = Liveness::default();
         l.heartbeat(G, 1, BrokerLive { last_heartbeat: 100, timeout: 50, ..live(0, 0, 0) });
@@ -511,13 +703,93 @@ mod tests {
         assert!(l.alive(G, 2, 100).is_none());
     }
 
+    #[test]
+    fn registering_tells_the_broker_its_live_master_and_records_a_new_address() {
+        let mut r = registered(2);
+        let mut l = Liveness::default();
+        assert_eq!(
+            r.register(G, 3, "b3:1", &l, 0).unwrap_err().code,
+            code::BROKER_NEED_TO_BE_REGISTERED
+        );
+        assert_eq!(
+            r.register("other", 1, "b1:1", &l, 0).unwrap_err().code,
+            code::BROKER_NEED_TO_BE_REGISTERED
+        );
+        let (moved, info) = r.register(G, 2, "b2:1", &l, 0).unwrap();
+        assert_eq!((moved, info.master, info.master_epoch), (None, None, 0));
+        (1..=2).for_each(|id| l.heartbeat(G, id, live(0, 0, 0)));
+        elect(&mut r, Trigger::Admin(1), &l, false).unwrap();
+        let (moved, info) = r.register(G, 2, "b2:2", &l, 0).unwrap();
+        assert_eq!(info.master, Some((1, "b1:1".to_owned())));
+        assert_eq!((info.master_epoch, info.sync_state_set_epoch), (1, 1));
+        r.apply(&moved.unwrap());
+        assert_eq!(r.group(G).unwrap().brokers[&2], "b2:2");
+        // A master that stopped heartbeating is not named to a registering broker, though
+        // GET_REPLICA_INFO still reports what is replicated.
+        let (_, info) = r.register(G, 2, "b2:2", &l, 10).unwrap();
+        assert_eq!(info.master, None);
+        assert_eq!(r.replica_info(G).unwrap().master, Some((1, "b1:1".to_owned())));
+        assert_eq!(r.replica_info("other").unwrap_err().code, code::BROKER_METADATA_NOT_EXIST);
+        r.check_invariants();
+    }
+
+    #[test]
+    fn the_scan_finds_groups_whose_master_is_gone_and_forgets_silent_brokers() {
+        let mut r = registered(2);
+        let mut l = Liveness::default();
+        assert!(r.needing_election(&l, 0).is_empty(), "no broker alive to elect");
+        (1..=2).for_each(|id| l.heartbeat(G, id, live(0, 0, 0)));
+        assert_eq!(r.needing_election(&l, 0), vec![G.to_owned()], "never elected");
+        elect(&mut r, Trigger::Controller, &l, false).unwrap();
+        assert!(r.needing_election(&l, 5).is_empty());
+        l.heartbeat(G, 2, live(0, 0, 8));
+        assert_eq!(r.needing_election(&l, 10), vec![G.to_owned()]);
+        assert_eq!(l.expire(10), vec![(G.to_owned(), 1)]);
+        assert!(l.expire(10).is_empty());
+        let won = elect(&mut r, Trigger::Controller, &l, false);
+        assert_eq!(won, Err(code::MASTER_NOT_AVAILABLE), "2 was never in the set");
+        let epoch = r.group(G).unwrap().master_epoch;
+        assert_eq!(elect(&mut r, Trigger::Controller, &l, false), Err(code::MASTER_NOT_AVAILABLE));
+        assert_eq!(r.group(G).unwrap().master_epoch, epoch, "no master to lose: no new epoch");
+    }
+
+    #[test]
+    fn cleaning_forgets_dead_brokers_and_refuses_living_ones() {
+        let mut r = registered(3);
+        let mut l = Liveness::default();
+        (1..=3).for_each(|id| l.heartbeat(G, id, live(0, 0, 0)));
+        elect(&mut r, Trigger::Admin(1), &l, false).unwrap();
+        let event = r.alter_sync_state_set(G, alter(&r, 1, &[1, 2]), &l, 0).unwrap().0;
+        r.apply(&event);
+        let code_of = |r: &Replicas, ids: Option<&[BrokerId]>, living: bool, now: Millis| {
+            let ids = ids.map(|ids| ids.iter().copied().collect());
+            r.clean(G, ids, living, &l, now).unwrap_err().code
+        };
+        assert_eq!(code_of(&r, None, false, 0), code::INVALID_CLEAN_BROKER_METADATA);
+        assert_eq!(code_of(&r, Some(&[2]), false, 0), code::INVALID_CLEAN_BROKER_METADATA);
+        assert_eq!(
+            r.clean("nope", None, true, &l, 0).unwrap_err().code,
+            code::INVALID_CLEAN_BROKER_METADATA
+        );
+        // Once silent, 2 can go; the master can go only as a living broker.
+        r.apply(&r.clean(G, Some(BTreeSet::from([2])), false, &l, 10).unwrap());
+        let group = r.group(G).unwrap();
+        assert_eq!(group.sync_state_set, BTreeSet::from([1]));
+        assert!(!group.brokers.contains_key(&2));
+        r.apply(&r.clean(G, Some(BTreeSet::from([1])), true, &l, 0).unwrap());
+        assert_eq!(r.group(G).unwrap().master, None);
+        r.check_invariants();
+        r.apply(&r.clean(G, None, false, &l, 0).unwrap());
+        assert_eq!(r.group(G), None);
+    }
+
     proptest! {
         /// Any run of registrations, heartbeats, elections and set changes keeps the
         /// invariants; a master epoch only rises; a clean election's new master was in the
         /// set before it.
         #[test]
         fn any_run_keeps_the_controllers_promises(
-            ops in proptest::collection::vec((0..5u8, 1..5i64, 0..4u8, any::<bool>()), 0..60),
+            ops in proptest::collection::vec((0..7u8, 1..5i64, 0..4u8, any::<bool>()), 0..60),
         ) {
             let mut r = Replicas::default();
             let mut l = Liveness::default();
@@ -550,6 +822,19 @@ mod tests {
                                 let kept = before.master == Some(won.master);
                                 prop_assert!(kept || before.sync_state_set.contains(&won.master));
                             }
+                        }
+                    }
+                    5 => {
+                        let ids = (seed > 0).then(|| BTreeSet::from([id]));
+                        if let Ok(event) = r.clean(G, ids, unclean, &l, now) {
+                            r.apply(&event);
+                        }
+                    }
+                    6 => {
+                        let address = format!("b{id}:{seed}");
+                        if let Ok((Some(event), _)) = r.register(G, id, &address, &l, now) {
+                            r.apply(&event);
+                            prop_assert_eq!(&r.group(G).unwrap().brokers[&id], &address);
                         }
                     }
                     _ => {

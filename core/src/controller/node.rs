@@ -237,6 +237,22 @@ pub struct NotLeader {
     pub leader: u64,
 }
 
+/// Where a proposal went in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// What became of a [`Proposal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Applied,
+    /// Another leader's entry took its place: the proposal never took effect.
+    Replaced,
+}
+
 /// One controller: raft state, the log's events applied so far, and the metadata they built.
 pub struct ControllerNode {
     raw: RawNode<MemStorage>,
@@ -293,16 +309,38 @@ impl ControllerNode {
         &self.replicas
     }
 
-    /// Appends `event` to the replicated log, on the leader only; the log index it will be
-    /// applied at once committed (if this node is still the leader by then: a proposal a
-    /// deposed leader made may be replaced, so a caller checks the state it expects).
-    pub fn propose(&mut self, event: &Event) -> Result<u64, NotLeader> {
+    /// Appends `event` to the replicated log, on the leader only: where it went. A deposed
+    /// leader's proposal may be replaced by another leader's entry at the same index, so a
+    /// caller asks [`ControllerNode::outcome`] before answering.
+    pub fn propose(&mut self, event: &Event) -> Result<Proposal, NotLeader> {
         if !self.is_leader() {
             return Err(NotLeader { leader: self.leader() });
         }
         let data = bincode::Options::serialize(codec(u64::MAX), event).expect("an event encodes");
         self.raw.propose(Vec::new(), data).map_err(|_| NotLeader { leader: self.leader() })?;
-        Ok(self.raw.raft.raft_log.last_index())
+        let log = &self.raw.raft.raft_log;
+        Ok(Proposal { index: log.last_index(), term: log.last_term() })
+    }
+
+    /// Whether this node leads and has applied its whole log: then the metadata it decides
+    /// against is the latest, with no earlier leader's entry still to apply.
+    pub fn caught_up(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        self.is_leader() && log.applied >= log.last_index()
+    }
+
+    /// What became of a proposal: pending until the log is applied past it, then applied if
+    /// the entry at its index is still of its term (one leader per term, one entry per index
+    /// per leader: raft's log matching), else replaced.
+    pub fn outcome(&self, proposal: Proposal) -> Outcome {
+        let log = &self.raw.raft.raft_log;
+        if log.applied < proposal.index {
+            Outcome::Pending
+        } else if log.term(proposal.index) == Ok(proposal.term) {
+            Outcome::Applied
+        } else {
+            Outcome::Replaced
+        }
     }
 
     /// The index of the last log entry applied to [`ControllerNode::replicas`].
@@ -571,5 +609,24 @@ mod tests {
         }
         assert_eq!(cluster.applied[&leader], expected, "the restarted node replays its log");
         assert_eq!(cluster.nodes[&leader].replicas().next_broker_id("g"), 3);
+    }
+
+    #[test]
+    fn a_deposed_leaders_proposal_is_reported_replaced() {
+        let mut cluster = Cluster::new();
+        let leader = cluster.leader();
+        let mut cut = cluster.nodes.remove(&leader).unwrap();
+        // Proposed, but its messages never leave: the others elect a leader of their own.
+        let lost = cut.propose(&applied_id(1)).unwrap();
+        let _ = cut.drive();
+        assert_eq!(cut.outcome(lost), Outcome::Pending);
+        let second = cluster.leader();
+        let kept = cluster.nodes.get_mut(&second).unwrap().propose(&applied_id(7)).unwrap();
+        (0..5).for_each(|_| cluster.round());
+        assert_eq!(cluster.nodes[&second].outcome(kept), Outcome::Applied);
+        cluster.nodes.insert(leader, cut);
+        (0..30).for_each(|_| cluster.round());
+        assert_eq!(cluster.nodes[&leader].outcome(lost), Outcome::Replaced);
+        assert_eq!(cluster.nodes[&leader].outcome(kept), Outcome::Applied);
     }
 }
