@@ -39,3 +39,8 @@ async fn broadcast() {
 async fn replication() {
     scenarios::replication::run().await;
 }
+
+#[madsim::test]
+async fn controller() {
+    scenarios::controller::run().await;
+}

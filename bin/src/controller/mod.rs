@@ -443,6 +443,11 @@ impl ControllerHandle {
         self.state.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether this controller leads its raft group now.
+    pub async fn is_leader(&self) -> bool {
+        self.state.inner.lock().await.node.is_leader()
+    }
+
     pub async fn shutdown(self) {
         self.stop.set();
         let _ = self.done.await;

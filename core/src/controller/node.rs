@@ -237,6 +237,18 @@ pub struct NotLeader {
     pub leader: u64,
 }
 
+/// The events of a persisted log up to its commit index, in order: what a controller that
+/// persisted it has applied (or will, on its next start). `None` for an entry that does not
+/// decode. For checkers comparing the controllers' logs after a run.
+pub fn committed_events(persisted: &Persisted) -> Option<Vec<Event>> {
+    let commit = persisted.hard_state.commit;
+    let committed = persisted.entries.iter().filter(|e| e.index <= commit);
+    committed
+        .filter(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty())
+        .map(|e| bincode::Options::deserialize(codec(e.data.len() as u64), &e.data).ok())
+        .collect()
+}
+
 /// Where a proposal went in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proposal {
@@ -545,6 +557,7 @@ mod tests {
         (0..5).for_each(|_| cluster.round());
         let state = cluster.disks[&leader].clone();
         assert!(state.entries.len() >= 2 && state.hard_state.commit >= 2, "{state:?}");
+        assert_eq!(committed_events(&state), Some(vec![applied_id(1)]));
         let bytes = state.encode();
         assert_eq!(&bytes[..4], b"PRFT");
         assert_eq!(Persisted::decode(&bytes), Ok(state.clone()));

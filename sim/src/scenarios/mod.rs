@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod broker;
 pub mod consumer;
+pub mod controller;
 pub mod namesrv;
 pub mod producer;
 pub mod pull_consumer;
@@ -58,6 +59,11 @@ pub const ALL: &[Scenario] = &[
         name: "replication",
         about: "a SYNC_MASTER and two slaves, any of them under swarm faults",
         run: || Box::pin(replication::run()),
+    },
+    Scenario {
+        name: "controller",
+        about: "three raft controllers and a broker group's stand-ins under swarm faults",
+        run: || Box::pin(controller::run()),
     },
     Scenario {
         name: "broadcast",

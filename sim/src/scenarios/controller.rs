@@ -1,0 +1,571 @@
+//! The controllers under simulation: three `petrel controller` nodes (10.0.3.1-3, each on its
+//! own disk, which keeps its raft state across power losses) and three stand-in brokers of one
+//! group (10.0.1.1-3) that speak the controller protocol as RocketMQ's brokers do: they take an
+//! id once (kept across their restarts, as a broker's `brokerIdentity` file), register,
+//! heartbeat to every controller, poll their group's replica info, ask for an election when it
+//! has no master, and, as master, try to take the others into the sync-state set. The faults
+//! come from a swarm [`FaultPlan`], each striking one of the six nodes: power losses (a
+//! controller's disk keeps, drops or tears each unsynced write; its fsyncs and writes may fail,
+//! and a controller whose raft state cannot be written exits and is started again), partitions,
+//! one-way cuts, latency.
+//!
+//! The promises checked:
+//! - every answer and notice the brokers receive names one master per master epoch and one
+//!   set per sync-state set epoch, whichever controller gave it (`one master per epoch`);
+//! - once the faults are over: the controllers' committed logs (read from their disks) agree,
+//!   each a prefix of the longest; replayed, they keep the metadata's invariants, and every
+//!   master elected after the first came from the sync-state set of its time (`elected from
+//!   the set`);
+//! - within [`SETTLE`] of the faults' end the group has a master, named by the leader
+//!   (`a master after the faults`).
+//!
+//! Run one seed: `cargo sim --seed 7 --scenario controller`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::checkers::{self, Verdict};
+use crate::faults::{Fault, FaultKind, FaultPlan};
+use crate::report;
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use petrel::controller::{self, ControllerConfig};
+use petrel_core::controller::body::{ElectMasterResponseBody, SyncStateSet};
+use petrel_core::controller::node::{committed_events, Persisted};
+use petrel_core::controller::{code, Event, Replicas};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::{from_json, to_json, JsonStyle};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::controller::{
+    AlterSyncStateSetRequestHeader, ApplyBrokerIdRequestHeader, ElectMasterRequestHeader,
+    ElectMasterResponseHeader, GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader,
+    GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader,
+    NotifyBrokerRoleChangedRequestHeader, RegisterBrokerToControllerRequestHeader,
+};
+use petrel_net::headers::namesrv::BrokerHeartbeatRequestHeader;
+use petrel_net::transport::{
+    ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server, ServerConfig,
+};
+use petrel_storage::disk::{self, SimDisk, SimDiskFaults};
+
+const GROUP: &str = "broker-a";
+const CONTROLLERS: [&str; 3] = ["10.0.3.1:9878", "10.0.3.2:9878", "10.0.3.3:9878"];
+/// The workload's steps: one every 100 ms, a minute in all.
+const STEPS: u64 = 600;
+const STEP: Duration = Duration::from_millis(100);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+const HEARTBEAT_TIMEOUT_MS: i64 = 3_000;
+/// How long after the faults the group must have a master again.
+const SETTLE: Duration = Duration::from_secs(30);
+const STORE: &str = "/controller";
+
+/// What the brokers were told, by epoch, with who told them first.
+#[derive(Default)]
+struct Seen {
+    masters: BTreeMap<i32, (Option<i64>, String)>,
+    sets: BTreeMap<i32, (BTreeSet<i64>, String)>,
+    conflicts: Vec<String>,
+    answers: u64,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+impl Seen {
+    fn master(&mut self, epoch: i32, master: Option<i64>, source: &str) {
+        self.answers += 1;
+        let first = self.masters.entry(epoch).or_insert_with(|| (master, source.to_owned()));
+        if first.0 != master {
+            let why = format!(
+                "master epoch {epoch}: {:?} ({}) and {master:?} ({source})",
+                first.0, first.1
+            );
+            self.conflicts.push(why);
+        }
+    }
+
+    fn set(&mut self, epoch: i32, set: &BTreeSet<i64>, source: &str) {
+        let first = self.sets.entry(epoch).or_insert_with(|| (set.clone(), source.to_owned()));
+        if &first.0 != set {
+            let why =
+                format!("set epoch {epoch}: {:?} ({}) and {set:?} ({source})", first.0, first.1);
+            self.conflicts.push(why);
+        }
+    }
+}
+
+/// One run; a summary of what happened.
+pub async fn run() -> String {
+    let handle = Handle::current();
+    let mut plan = FaultPlan::swarm();
+    // A controller's raft state is read once, at its start: a bit flipped there is a damaged
+    // file, which stops it (fail-stop), not a fault this scenario is about.
+    plan.disk.read_bitflip_ratio = 0.0;
+    // Failover is what this scenario is about: more and longer outages than the swarm's
+    // default, many past a broker's heartbeat timeout.
+    plan.power_losses += 2;
+    plan.partitions += 2;
+    plan.one_way_cuts += 1;
+    plan.outage = Duration::from_millis(500)..Duration::from_secs(8);
+    let schedule = plan.schedule(STEPS);
+    let targets: Vec<usize> =
+        schedule.faults.iter().map(|_| thread_rng().gen_range(0..8)).collect();
+    report::note(format!("fault schedule (a step is 100 ms):\n{schedule}"));
+    report::note(format!(
+        "targets, in order (0-2 controllers, 3-5 brokers, 6 the master of the moment, \
+         7 the controller leader of the moment): {targets:?}"
+    ));
+    schedule.apply_latency();
+    let seen: Shared = Arc::default();
+    let controllers: Vec<ControllerNode> =
+        (0..3).map(|i| ControllerNode::spawn(&handle, i, schedule.disk)).collect();
+    let ids: Vec<Arc<AtomicI64>> = (0..3).map(|_| Arc::default()).collect();
+    let brokers: Vec<NodeHandle> =
+        (0..3).map(|i| spawn_broker(&handle, i, ids[i].clone(), seen.clone())).collect();
+    let started = tokio::time::Instant::now();
+    for (fault, &target) in schedule.faults.iter().zip(&targets) {
+        tokio::time::sleep_until(started + STEP * fault.after as u32).await;
+        let target = match target {
+            6 => latest_master(&seen, &ids).map_or(3, |i| i + 3),
+            7 => controllers.iter().position(|c| c.leads.load(Ordering::Acquire)).unwrap_or(0),
+            other => other,
+        };
+        match target {
+            0..=2 => controllers[target].strike(&handle, fault).await,
+            _ => strike_broker(&handle, &brokers[target - 3], fault).await,
+        }
+    }
+    tokio::time::sleep_until(started + STEP * STEPS as u32).await;
+    for node in &controllers {
+        node.disk.set_faults(SimDiskFaults::default());
+    }
+    let checker = handle.create_node().name("checker").ip("10.0.2.1".parse().unwrap()).build();
+    let master = checker.spawn(settle()).await.unwrap();
+    let logs: Vec<Vec<Event>> = controllers.iter().map(ControllerNode::committed).collect();
+    let verdicts = [one_master_per_epoch(&seen), elected_from_the_set(&logs), master];
+    checkers::conclude(&verdicts);
+    let crashes: u64 = controllers.iter().map(|c| c.disk.stats().crashes).sum();
+    let answers = seen.lock().unwrap().answers;
+    let nodes = brokers.iter().chain([&checker]).chain(controllers.iter().map(|c| &c.node));
+    for node in nodes.map(NodeHandle::id) {
+        handle.kill(node);
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let longest = logs.iter().map(Vec::len).max().unwrap_or(0);
+    format!("{answers} answers seen, {longest} events committed, {crashes} controller power losses")
+}
+
+/// Which broker node (0-2) was master at the highest master epoch seen.
+fn latest_master(seen: &Shared, ids: &[Arc<AtomicI64>]) -> Option<usize> {
+    let seen = seen.lock().unwrap();
+    let (_, (master, _)) = seen.masters.iter().next_back()?;
+    let master = (*master)?;
+    ids.iter().position(|id| id.load(Ordering::Acquire) == master)
+}
+
+/// A controller node and its disk; `leads` while it is the raft leader, as it last said.
+struct ControllerNode {
+    node: NodeHandle,
+    disk: SimDisk,
+    leads: Arc<AtomicBool>,
+}
+
+impl ControllerNode {
+    fn spawn(handle: &Handle, i: usize, faults: SimDiskFaults) -> ControllerNode {
+        let disk = SimDisk::new(thread_rng().gen(), 1 << 26, faults);
+        let peers: Vec<(String, String)> = CONTROLLERS
+            .iter()
+            .enumerate()
+            .map(|(n, a)| (format!("n{n}"), (*a).to_owned()))
+            .collect();
+        let config = ControllerConfig {
+            group: "SimControllers".into(),
+            peers,
+            self_id: format!("n{i}"),
+            store_path: PathBuf::from(STORE),
+            scan_not_active_broker_ms: 1_000,
+            ..ControllerConfig::default()
+        };
+        let leads = Arc::new(AtomicBool::new(false));
+        let (process_disk, process_leads) = (disk.clone(), leads.clone());
+        let node = handle
+            .create_node()
+            .name(format!("controller-{i}"))
+            .ip(CONTROLLERS[i].split(':').next().unwrap().parse().unwrap())
+            .init(move || serve(config.clone(), process_disk.clone(), process_leads.clone()))
+            .build();
+        ControllerNode { node, disk, leads }
+    }
+
+    async fn strike(&self, handle: &Handle, fault: &Fault) {
+        if fault.kind == FaultKind::PowerLoss {
+            handle.kill(self.node.id());
+            self.leads.store(false, Ordering::Release);
+            self.disk.crash();
+            tokio::time::sleep(fault.down_for).await;
+            handle.restart(self.node.id());
+        } else {
+            cut(self.node.id(), fault).await;
+        }
+    }
+
+    /// The events this controller's log on disk holds as committed.
+    fn committed(&self) -> Vec<Event> {
+        let path = Path::new(STORE).join("raft-state");
+        let Some(bytes) = disk::read_small(&self.disk, &path, 64 << 20).unwrap() else {
+            return Vec::new();
+        };
+        let persisted = Persisted::decode(&bytes).expect("a sound disk reads a sound state file");
+        committed_events(&persisted).expect("committed entries are events")
+    }
+}
+
+/// A controller process: serves until its raft state cannot be written, then starts again a
+/// second later, as a supervisor would.
+async fn serve(config: ControllerConfig, disk: SimDisk, leads: Arc<AtomicBool>) {
+    loop {
+        match controller::start(config.clone(), Arc::new(disk.clone())).await {
+            Ok(running) => {
+                let why = loop {
+                    // Biased: tokio's unbiased pick draws from a generator seeded outside the
+                    // simulation (signal.rs), and two runs of a seed would differ.
+                    tokio::select! {
+                        biased;
+                        why = running.failed() => break why,
+                        () = tokio::time::sleep(STEP) => {
+                            leads.store(running.is_leader().await, Ordering::Release);
+                        }
+                    }
+                };
+                leads.store(false, Ordering::Release);
+                tracing::info!(%why, "controller exits");
+                running.shutdown().await;
+            }
+            Err(e) => {
+                assert!(
+                    disk.faults().fails_writes(),
+                    "a controller must start from any crash: {e}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn cut(node: madsim::task::NodeId, fault: &Fault) {
+    let net = NetSim::current();
+    match fault.kind {
+        FaultKind::Partition => net.clog_node(node),
+        FaultKind::CutIn => net.clog_node_in(node),
+        _ => net.clog_node_out(node),
+    }
+    tokio::time::sleep(fault.down_for).await;
+    match fault.kind {
+        FaultKind::Partition => net.unclog_node(node),
+        FaultKind::CutIn => net.unclog_node_in(node),
+        _ => net.unclog_node_out(node),
+    }
+}
+
+async fn strike_broker(handle: &Handle, node: &NodeHandle, fault: &Fault) {
+    if fault.kind == FaultKind::PowerLoss {
+        handle.kill(node.id());
+        tokio::time::sleep(fault.down_for).await;
+        handle.restart(node.id());
+    } else {
+        cut(node.id(), fault).await;
+    }
+}
+
+fn spawn_broker(handle: &Handle, i: usize, id: Arc<AtomicI64>, seen: Shared) -> NodeHandle {
+    let ip = format!("10.0.1.{}", i + 1);
+    handle
+        .create_node()
+        .name(format!("broker-{i}"))
+        .ip(ip.parse().unwrap())
+        .init(move || {
+            let stand_in = StandIn {
+                addr: format!("{ip}:10911"),
+                id: id.clone(),
+                seen: seen.clone(),
+                client: Arc::new(RemotingClient::new(ClientConfig::default(), None)),
+            };
+            stand_in.run()
+        })
+        .build()
+}
+
+/// A broker as the controllers see it.
+#[derive(Clone)]
+struct StandIn {
+    addr: String,
+    /// Its id, once taken: kept across restarts, as `brokerIdentity` on its disk.
+    id: Arc<AtomicI64>,
+    seen: Shared,
+    client: Arc<RemotingClient>,
+}
+
+impl RequestHandler for StandIn {
+    fn handle(&self, _conn: &Connection, command: RemotingCommand) -> Handled {
+        if command.code == request::NOTIFY_BROKER_ROLE_CHANGED {
+            let header: NotifyBrokerRoleChangedRequestHeader = command.header().unwrap();
+            let set: SyncStateSet = from_json(command.body_bytes().as_ref()).unwrap();
+            let mut seen = self.seen.lock().unwrap();
+            let source = format!("notice to {}", self.addr);
+            seen.master(header.master_epoch.unwrap(), header.master_broker_id, &source);
+            seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        }
+        Handled::Now(RemotingCommand::response(response::SUCCESS, None))
+    }
+}
+
+impl StandIn {
+    async fn run(self) {
+        let server = Server::bind(&self.addr, ServerConfig::default()).await.unwrap();
+        let handler = Arc::new(self.clone());
+        tokio::spawn(async move { server.serve(handler, std::future::pending()).await });
+        while self.id.load(Ordering::Acquire) == 0 {
+            if let Some(id) = self.take_id().await {
+                self.id.store(id, Ordering::Release);
+            }
+            tokio::time::sleep(STEP).await;
+        }
+        let id = self.id.load(Ordering::Acquire);
+        let beats = self.clone();
+        tokio::spawn(async move { beats.heartbeat(id).await });
+        let mut registered = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(500..1_500))).await;
+            if !registered {
+                registered = self.register(id).await;
+                continue;
+            }
+            self.poll(id).await;
+        }
+    }
+
+    /// Sends to each controller until one that leads answers.
+    async fn ask(&self, command: RemotingCommand) -> Option<RemotingCommand> {
+        for addr in CONTROLLERS {
+            let reply = self.client.invoke(addr, command.clone(), Duration::from_secs(2)).await;
+            match reply {
+                Ok(reply) if reply.code != code::NOT_LEADER => return Some(reply),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    async fn take_id(&self) -> Option<i64> {
+        let header =
+            GetNextBrokerIdRequestHeader { cluster_name: "c".into(), broker_name: GROUP.into() };
+        let ask =
+            RemotingCommand::request(request::CONTROLLER_GET_NEXT_BROKER_ID).with_header(&header);
+        let reply = self.ask(ask).await?;
+        let next = reply.header::<GetNextBrokerIdResponseHeader>().ok()?.next_broker_id;
+        let apply = ApplyBrokerIdRequestHeader {
+            cluster_name: "c".into(),
+            broker_name: GROUP.into(),
+            applied_broker_id: next,
+            register_check_code: format!("{};0", self.addr),
+        };
+        let ask = RemotingCommand::request(request::CONTROLLER_APPLY_BROKER_ID).with_header(&apply);
+        (self.ask(ask).await?.code == response::SUCCESS).then_some(next)
+    }
+
+    async fn register(&self, id: i64) -> bool {
+        let header = RegisterBrokerToControllerRequestHeader {
+            cluster_name: "c".into(),
+            broker_name: GROUP.into(),
+            broker_id: id,
+            broker_address: self.addr.clone(),
+            invoke_time: None,
+        };
+        let ask =
+            RemotingCommand::request(request::CONTROLLER_REGISTER_BROKER).with_header(&header);
+        let Some(reply) = self.ask(ask).await else { return false };
+        if let Ok(set) = from_json::<SyncStateSet>(reply.body_bytes().as_ref()) {
+            let source = format!("registration of {id}");
+            self.seen.lock().unwrap().set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        }
+        reply.code == response::SUCCESS
+    }
+
+    async fn heartbeat(self, id: i64) {
+        let mut max_offset = 0;
+        loop {
+            max_offset += thread_rng().gen_range(0..100);
+            let header = BrokerHeartbeatRequestHeader {
+                cluster_name: "c".into(),
+                broker_addr: self.addr.clone(),
+                broker_name: GROUP.into(),
+                broker_id: Some(id),
+                epoch: None,
+                max_offset: Some(max_offset),
+                confirm_offset: None,
+                heartbeat_timeout_mills: Some(HEARTBEAT_TIMEOUT_MS),
+                election_priority: None,
+            };
+            for addr in CONTROLLERS {
+                let beat = RemotingCommand::request(request::BROKER_HEARTBEAT).with_header(&header);
+                let _ = self.client.invoke_oneway(addr, beat).await;
+            }
+            tokio::time::sleep(HEARTBEAT_EVERY).await;
+        }
+    }
+
+    /// Reads the group's replica info; asks for an election without a master; as master,
+    /// tries to widen the set.
+    async fn poll(&self, id: i64) {
+        let Some((master, master_epoch, set)) = replica_info(&self.client, &self.seen, id).await
+        else {
+            return;
+        };
+        match master {
+            None => self.elect(id).await,
+            Some(m) if m == id && set.sync_state_set.len() < 3 => {
+                let mut wanted: BTreeSet<i64> =
+                    (1..=3).filter(|_| thread_rng().gen_bool(0.7)).collect();
+                wanted.insert(id);
+                self.alter(id, master_epoch, SyncStateSet { sync_state_set: wanted, ..set }).await;
+            }
+            Some(_) => {}
+        }
+    }
+
+    async fn elect(&self, id: i64) {
+        let header = ElectMasterRequestHeader {
+            cluster_name: "c".into(),
+            broker_name: GROUP.into(),
+            broker_id: id,
+            designate_elect: false,
+            invoke_time: None,
+        };
+        let ask = RemotingCommand::request(request::CONTROLLER_ELECT_MASTER).with_header(&header);
+        let Some(reply) = self.ask(ask).await else { return };
+        if ![response::SUCCESS, code::MASTER_STILL_EXIST].contains(&reply.code) {
+            return;
+        }
+        let header: ElectMasterResponseHeader = reply.header().unwrap();
+        let body: ElectMasterResponseBody = from_json(reply.body_bytes().as_ref()).unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        let source = format!("election asked by {id}");
+        seen.master(header.master_epoch.unwrap(), header.master_broker_id, &source);
+        seen.set(header.sync_state_set_epoch.unwrap(), &body.sync_state_set, &source);
+    }
+
+    async fn alter(&self, id: i64, master_epoch: i32, proposed: SyncStateSet) {
+        let header = AlterSyncStateSetRequestHeader {
+            broker_name: GROUP.into(),
+            master_broker_id: id,
+            master_epoch,
+            invoke_time: None,
+        };
+        let ask = RemotingCommand::request(request::CONTROLLER_ALTER_SYNC_STATE_SET)
+            .with_header(&header)
+            .with_body(to_json(&proposed, JsonStyle::Fastjson));
+        let Some(reply) = self.ask(ask).await else { return };
+        if reply.code == response::SUCCESS {
+            let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
+            let source = format!("set change by {id}");
+            self.seen.lock().unwrap().set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        }
+    }
+}
+
+/// The group's replica info from the leader, recorded in `seen`.
+async fn replica_info(
+    client: &RemotingClient,
+    seen: &Shared,
+    asker: i64,
+) -> Option<(Option<i64>, i32, SyncStateSet)> {
+    let header = GetReplicaInfoRequestHeader { broker_name: GROUP.into() };
+    let ask = RemotingCommand::request(request::CONTROLLER_GET_REPLICA_INFO).with_header(&header);
+    for addr in CONTROLLERS {
+        let Ok(reply) = client.invoke(addr, ask.clone(), Duration::from_secs(2)).await else {
+            continue;
+        };
+        if reply.code != response::SUCCESS {
+            continue;
+        }
+        let header: GetReplicaInfoResponseHeader = reply.header().unwrap();
+        let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
+        let epoch = header.master_epoch.unwrap();
+        let mut seen = seen.lock().unwrap();
+        let source = format!("replica info from {addr} to {asker}");
+        seen.master(epoch, header.master_broker_id, &source);
+        seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        return Some((header.master_broker_id, epoch, set));
+    }
+    None
+}
+
+/// Waits until the leader names a master; the verdict.
+async fn settle() -> Verdict {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let seen: Shared = Arc::default();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let outcome = loop {
+        if let Some((Some(master), epoch, _)) = replica_info(&client, &seen, 0).await {
+            break Ok(format!("broker {master} at master epoch {epoch}"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err(format!("no master {} s after the faults", SETTLE.as_secs()));
+        }
+        tokio::time::sleep(STEP).await;
+    };
+    Verdict::new("a master after the faults", outcome)
+}
+
+fn one_master_per_epoch(seen: &Shared) -> Verdict {
+    let seen = seen.lock().unwrap();
+    let outcome = match seen.conflicts.first() {
+        Some(conflict) => Err(conflict.clone()),
+        None => Ok(format!(
+            "{} master epochs, {} set epochs over {} answers",
+            seen.masters.len(),
+            seen.sets.len(),
+            seen.answers
+        )),
+    };
+    Verdict::new("one master per epoch", outcome)
+}
+
+/// The committed logs agree as prefixes; the longest, replayed, keeps the invariants and
+/// elects from the set.
+fn elected_from_the_set(logs: &[Vec<Event>]) -> Verdict {
+    let longest = logs.iter().max_by_key(|log| log.len()).cloned().unwrap_or_default();
+    for (i, log) in logs.iter().enumerate() {
+        if longest[..log.len()] != log[..] {
+            return Verdict::new(
+                "elected from the set",
+                Err(format!("controller {i}'s log forks")),
+            );
+        }
+    }
+    let mut replicas = Replicas::default();
+    for (n, event) in longest.iter().enumerate() {
+        if let Event::MasterElected { group, master: Some(m) } = event {
+            let before = replicas.group(group).cloned().unwrap_or_default();
+            if before.master_epoch > 0 && !before.sync_state_set.contains(m) {
+                let why = format!(
+                    "event {n}: broker {m} elected outside the set {:?} at master epoch {}",
+                    before.sync_state_set, before.master_epoch
+                );
+                return Verdict::new("elected from the set", Err(why));
+            }
+        }
+        replicas.apply(event);
+        replicas.check_invariants();
+    }
+    let elections = longest
+        .iter()
+        .filter(|e| matches!(e, Event::MasterElected { master: Some(_), .. }))
+        .count();
+    let outcome = Ok(format!("{} events, {elections} masters elected", longest.len()));
+    Verdict::new("elected from the set", outcome)
+}
