@@ -19,9 +19,7 @@ pub(super) async fn next(
     request: RemotingCommand,
 ) -> Result<RemotingCommand, Refusal> {
     let header: GetNextBrokerIdRequestHeader = header(&request)?;
-    // Read as a decision is made: on the leader, with its whole log applied.
-    let deciding = controller.decide().await?;
-    let inner = &deciding.inner;
+    let inner = controller.read().await?;
     let answer = GetNextBrokerIdResponseHeader {
         next_broker_id: inner.node.replicas().next_broker_id(&header.broker_name),
         cluster_name: header.cluster_name,

@@ -93,9 +93,7 @@ pub(super) async fn replica_info(
     request: RemotingCommand,
 ) -> Result<RemotingCommand, Refusal> {
     let header: GetReplicaInfoRequestHeader = header(&request)?;
-    // Read as a decision is made: on the leader, with its whole log applied.
-    let deciding = controller.decide().await?;
-    let inner = &deciding.inner;
+    let inner = controller.read().await?;
     let info = inner.node.replicas().replica_info(&header.broker_name)?;
     let (master_id, master_address) = info.master.clone().unzip();
     let answer = GetReplicaInfoResponseHeader {
@@ -119,9 +117,7 @@ pub(super) async fn sync_state_data(
         );
         Refusal::new(code::INVALID_REQUEST, why)
     })?;
-    // Read as a decision is made: on the leader, with its whole log applied.
-    let deciding = controller.decide().await?;
-    let inner = &deciding.inner;
+    let inner = controller.read().await?;
     let liveness = controller.liveness();
     let now = now_millis();
     let table: BTreeMap<String, ReplicasInfo> = names

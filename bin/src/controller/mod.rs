@@ -18,6 +18,7 @@ mod broker_id;
 mod brokers;
 mod elect;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,10 +159,13 @@ pub struct Controller {
     /// stops taking part (nothing unpersisted may reach a peer) and the process exits.
     failed: Flag,
     failure: std::sync::Mutex<String>,
-    /// Woken after every turn that applied events.
+    /// Woken after every turn of the node.
     applied: tokio::sync::Notify,
     /// Held by the one decision in progress ([`Controller::decide`]).
     writer: tokio::sync::Mutex<()>,
+    /// Reads waiting for a quorum's confirmation, by tag ([`Controller::read`]).
+    pending_reads: std::sync::Mutex<BTreeMap<u64, ReadWaiter>>,
+    next_read: std::sync::atomic::AtomicU64,
     /// Which brokers heartbeat to this controller: each controller keeps its own, since
     /// brokers heartbeat to all of them, and only the leader acts on it.
     liveness: std::sync::Mutex<Liveness>,
@@ -171,6 +175,9 @@ struct Inner {
     node: ControllerNode,
     persisted: Persisted,
 }
+
+/// Where a confirmed read's commit index goes.
+type ReadWaiter = tokio::sync::oneshot::Sender<u64>;
 
 /// The leader's right to decide one change ([`Controller::decide`]).
 struct Deciding<'a> {
@@ -221,10 +228,15 @@ impl Controller {
                 }
             }
             self.send(&out.persisted_messages).await;
-            if !out.applied.is_empty() {
-                log_applied(&out);
-                self.applied.notify_waiters();
+            for &(ctx, index) in &out.reads {
+                if let Some(waiter) = self.reads().remove(&ctx) {
+                    let _ = waiter.send(index);
+                }
             }
+            log_applied(&out);
+            // Every turn: entries without events (a new leader's first) move the applied
+            // index too, and reads wait on it.
+            self.applied.notify_waiters();
         }
     }
 
@@ -296,27 +308,82 @@ impl Controller {
         Refusal::new(code::NOT_LEADER, why)
     }
 
-    /// The right to change or read the metadata, on the leader: decisions happen one at a
-    /// time, each against a metadata with every earlier entry applied (RocketMQ's controller runs them on
-    /// one thread for the same reason: two elections decided on one state could both apply).
-    /// Waits up to 3 s for a new leader to apply what its predecessors left in the log.
-    async fn decide(&self) -> Result<Deciding<'_>, Refusal> {
-        let writer = self.writer.lock().await;
+    /// The metadata to read, as of a moment within the call: on the leader, once a quorum
+    /// confirmed it still leads (raft's ReadIndex) and the log is applied to the commit index
+    /// of that moment. A leader cut off from the others, which does not know it yet, cannot
+    /// confirm, and answers CONTROLLER_NOT_LEADER after 3 s rather than an old state.
+    async fn read(&self) -> Result<tokio::sync::MutexGuard<'_, Inner>, Refusal> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let (confirmed, wait) = tokio::sync::oneshot::channel();
+        let ctx = self.next_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut inner = loop {
+                let notified = self.applied.notified();
+                let inner = self.inner.lock().await;
+                self.leads(&inner)?;
+                if inner.node.can_read() {
+                    break inner;
+                }
+                // A new leader: its first entry commits within a heartbeat or two.
+                drop(inner);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if tokio::time::timeout(left, notified).await.is_err() {
+                    let why = "this new leader has not committed an entry of its term; retry";
+                    return Err(Refusal::new(code::NOT_LEADER, why));
+                }
+            };
+            self.reads().insert(ctx, confirmed);
+            inner.node.read_index(ctx);
+            self.turn(&mut inner).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Ok(index)) = tokio::time::timeout(left, wait).await else {
+            self.reads().remove(&ctx);
+            let why = "a quorum of controllers did not confirm this leader within 3 s; retry";
+            return Err(Refusal::new(code::NOT_LEADER, why));
+        };
+        self.applied_to(index, deadline).await
+    }
+
+    /// The node once its log is applied to `index` (until `deadline`).
+    async fn applied_to(
+        &self,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<tokio::sync::MutexGuard<'_, Inner>, Refusal> {
         loop {
             let notified = self.applied.notified();
             let inner = self.inner.lock().await;
-            self.leads(&inner)?;
-            if inner.node.caught_up() {
-                return Ok(Deciding { _writer: writer, inner });
+            if inner.node.applied_index() >= index {
+                return Ok(inner);
             }
             drop(inner);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if tokio::time::timeout(left, notified).await.is_err() {
-                let why = "this controller has not yet applied its log as the new leader; retry";
+                let why = "this controller has not yet applied its log; retry";
                 return Err(Refusal::new(code::NOT_LEADER, why));
             }
         }
+    }
+
+    fn reads(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ReadWaiter>> {
+        self.pending_reads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The right to change the metadata, on the leader: decisions happen one at a time, each
+    /// against a metadata read as [`Controller::read`] reads it, with every entry of the log
+    /// applied (RocketMQ's controller runs them on one thread for the same reason: two
+    /// elections decided on one state could both apply). A decision that changes nothing is a
+    /// read, and answers as one.
+    async fn decide(&self) -> Result<Deciding<'_>, Refusal> {
+        let writer = self.writer.lock().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let inner = self.read().await?;
+        let last = inner.node.last_index();
+        drop(inner);
+        let inner = self.applied_to(last, deadline).await?;
+        self.leads(&inner)?;
+        Ok(Deciding { _writer: writer, inner })
     }
 
     /// Replicates a decided `event` and waits (up to 3 s) until it is applied here. The
@@ -485,6 +552,8 @@ pub async fn start(
         failure: std::sync::Mutex::default(),
         applied: tokio::sync::Notify::new(),
         writer: tokio::sync::Mutex::new(()),
+        pending_reads: std::sync::Mutex::default(),
+        next_read: std::sync::atomic::AtomicU64::new(1),
         liveness: std::sync::Mutex::default(),
         config,
     });

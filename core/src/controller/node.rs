@@ -52,6 +52,7 @@ impl Output {
             && !Persisted::changed_by(self)
             && self.persisted_messages.is_empty()
             && self.applied.is_empty()
+            && self.reads.is_empty()
     }
 }
 
@@ -228,6 +229,9 @@ pub struct Output {
     pub persisted_messages: Vec<Message>,
     /// The events committed and applied by this drive, in log order.
     pub applied: Vec<Event>,
+    /// Reads a quorum confirmed ([`ControllerNode::read_index`]): the read's tag and the
+    /// commit index to apply up to before answering it.
+    pub reads: Vec<(u64, u64)>,
 }
 
 /// A proposal made to a node that is not the leader.
@@ -247,6 +251,12 @@ pub fn committed_events(persisted: &Persisted) -> Option<Vec<Event>> {
         .filter(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty())
         .map(|e| bincode::Options::deserialize(codec(e.data.len() as u64), &e.data).ok())
         .collect()
+}
+
+/// A confirmed read's tag and index; `None` for a tag this node did not write.
+fn read_of(state: raft::ReadState) -> Option<(u64, u64)> {
+    let ctx: [u8; 8] = state.request_ctx.as_slice().try_into().ok()?;
+    Some((u64::from_be_bytes(ctx), state.index))
 }
 
 /// Where a proposal went in the log.
@@ -334,11 +344,24 @@ impl ControllerNode {
         Ok(Proposal { index: log.last_index(), term: log.last_term() })
     }
 
-    /// Whether this node leads and has applied its whole log: then the metadata it decides
-    /// against is the latest, with no earlier leader's entry still to apply.
-    pub fn caught_up(&self) -> bool {
-        let log = &self.raw.raft.raft_log;
-        self.is_leader() && log.applied >= log.last_index()
+    /// The index of the last entry in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// Whether this node, leading, has committed an entry of its own term: before that raft
+    /// drops a read ([`ControllerNode::read_index`]).
+    pub fn can_read(&self) -> bool {
+        self.is_leader() && self.raw.raft.commit_to_current_term()
+    }
+
+    /// Starts a linearizable read tagged `ctx` (raft's ReadIndex): the leader asks a quorum
+    /// whether it still leads; once they answer, a drive returns `(ctx, index)` in
+    /// [`Output::reads`], and the read may be answered when the log is applied to `index`.
+    /// Nothing comes back for a leader that cannot reach a quorum, nor for one that has not
+    /// yet committed an entry of its own term: the caller gives up after a while.
+    pub fn read_index(&mut self, ctx: u64) {
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
     }
 
     /// What became of a proposal: pending until the log is applied past it, then applied if
@@ -368,6 +391,7 @@ impl ControllerNode {
         }
         let mut ready = self.raw.ready();
         out.messages = ready.take_messages();
+        out.reads = ready.take_read_states().into_iter().filter_map(read_of).collect();
         self.apply(ready.take_committed_entries(), &mut out.applied);
         if !ready.entries().is_empty() {
             out.entries = ready.entries().clone();
@@ -430,6 +454,8 @@ mod tests {
         disks: BTreeMap<u64, Persisted>,
         wire: VecDeque<Message>,
         applied: BTreeMap<u64, Vec<Event>>,
+        /// Reads each node confirmed, not yet taken by the test.
+        reads: BTreeMap<u64, Vec<(u64, u64)>>,
         ticks: u64,
     }
 
@@ -442,6 +468,7 @@ mod tests {
                 disks: BTreeMap::new(),
                 wire: VecDeque::new(),
                 applied: BTreeMap::new(),
+                reads: BTreeMap::new(),
                 ticks: 0,
             };
             for id in PEERS {
@@ -478,6 +505,7 @@ mod tests {
                     self.wire.extend(out.messages);
                     self.wire.extend(out.persisted_messages);
                     self.applied.get_mut(&id).unwrap().extend(out.applied);
+                    self.reads.entry(id).or_default().extend(out.reads);
                 }
                 while let Some(message) = self.wire.pop_front() {
                     if let Some(node) = self.nodes.get_mut(&message.to) {
@@ -641,5 +669,42 @@ mod tests {
         (0..30).for_each(|_| cluster.round());
         assert_eq!(cluster.nodes[&leader].outcome(lost), Outcome::Replaced);
         assert_eq!(cluster.nodes[&leader].outcome(kept), Outcome::Applied);
+    }
+
+    /// Every read, tag and index, that `node` returned over a few rounds.
+    fn reads_after(cluster: &mut Cluster, node: u64) -> Vec<(u64, u64)> {
+        let mut reads = Vec::new();
+        for _ in 0..5 {
+            cluster.round();
+            reads.extend(cluster.reads.remove(&node).unwrap_or_default());
+        }
+        reads
+    }
+
+    #[test]
+    fn a_leader_answers_reads_only_while_a_quorum_confirms_it() {
+        let mut cluster = Cluster::new();
+        let leader = cluster.leader();
+        cluster.nodes.get_mut(&leader).unwrap().propose(&applied_id(1)).unwrap();
+        (0..5).for_each(|_| cluster.round());
+        let commit = cluster.disks[&leader].hard_state.commit;
+        cluster.nodes.get_mut(&leader).unwrap().read_index(7);
+        assert_eq!(reads_after(&mut cluster, leader), vec![(7, commit)]);
+        // Cut off from both followers, it can no longer confirm a read.
+        let mut cut = cluster.nodes.remove(&leader).unwrap();
+        cut.read_index(8);
+        let out = cut.drive();
+        assert!(out.reads.is_empty());
+        assert!(!out.messages.is_empty(), "it asks the quorum");
+        // The others elect a leader and apply a new event; the old one, back, is told.
+        let second = cluster.leader();
+        cluster.nodes.get_mut(&second).unwrap().propose(&applied_id(2)).unwrap();
+        cluster.nodes.insert(leader, cut);
+        (0..30).for_each(|_| cluster.round());
+        assert!(!cluster.nodes[&leader].is_leader());
+        cluster.nodes.get_mut(&second).unwrap().read_index(9);
+        let reads = reads_after(&mut cluster, second);
+        assert_eq!(reads.len(), 1);
+        assert!(reads[0].1 > commit, "the new leader's read covers the new event");
     }
 }

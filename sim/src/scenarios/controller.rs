@@ -6,8 +6,9 @@
 //! has no master, and, as master, try to take the others into the sync-state set. The faults
 //! come from a swarm [`FaultPlan`], each striking one of the six nodes: power losses (a
 //! controller's disk keeps, drops or tears each unsynced write; its fsyncs and writes may fail,
-//! and a controller whose raft state cannot be written exits and is started again), partitions,
-//! one-way cuts, latency.
+//! and a controller whose raft state cannot be written exits and is started again), partitions
+//! (half of a controller's cut it off from the other controllers only, the brokers still
+//! reaching it), one-way cuts, latency.
 //!
 //! The promises checked:
 //! - every answer and notice the brokers receive names one master per master epoch and one
@@ -27,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::checkers::{self, Verdict};
 use crate::faults::{Fault, FaultKind, FaultPlan};
@@ -64,13 +67,25 @@ const HEARTBEAT_TIMEOUT_MS: i64 = 3_000;
 const SETTLE: Duration = Duration::from_secs(30);
 const STORE: &str = "/controller";
 
-/// What the brokers were told, by epoch, with who told them first.
+/// What the brokers were told, by epoch, with who told them first; and every answer as an
+/// operation in time, for the linearizability check.
 #[derive(Default)]
 struct Seen {
     masters: BTreeMap<i32, (Option<i64>, String)>,
     sets: BTreeMap<i32, (BTreeSet<i64>, String)>,
     conflicts: Vec<String>,
     answers: u64,
+    ops: Vec<Op>,
+}
+
+/// One request and its answer: when it was asked and answered (simulated time), and the
+/// epochs the answer reported.
+struct Op {
+    start: Instant,
+    end: Instant,
+    master_epoch: Option<i32>,
+    set_epoch: Option<i32>,
+    source: String,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -86,6 +101,17 @@ impl Seen {
             );
             self.conflicts.push(why);
         }
+    }
+
+    fn op(
+        &mut self,
+        start: Instant,
+        master_epoch: Option<i32>,
+        set_epoch: Option<i32>,
+        source: &str,
+    ) {
+        let (end, source) = (Instant::now(), source.to_owned());
+        self.ops.push(Op { start, end, master_epoch, set_epoch, source });
     }
 
     fn set(&mut self, epoch: i32, set: &BTreeSet<i64>, source: &str) {
@@ -135,7 +161,13 @@ pub async fn run() -> String {
             other => other,
         };
         match target {
-            0..=2 => controllers[target].strike(&handle, fault).await,
+            0..=2 => {
+                let peers: Vec<_> = (controllers.iter().enumerate())
+                    .filter(|(i, _)| *i != target)
+                    .map(|(_, c)| c.node.id())
+                    .collect();
+                controllers[target].strike(&handle, fault, &peers).await;
+            }
             _ => strike_broker(&handle, &brokers[target - 3], fault).await,
         }
     }
@@ -146,7 +178,12 @@ pub async fn run() -> String {
     let checker = handle.create_node().name("checker").ip("10.0.2.1".parse().unwrap()).build();
     let master = checker.spawn(settle()).await.unwrap();
     let logs: Vec<Vec<Event>> = controllers.iter().map(ControllerNode::committed).collect();
-    let verdicts = [one_master_per_epoch(&seen), elected_from_the_set(&logs), master];
+    let verdicts = [
+        one_master_per_epoch(&seen),
+        linearizable(&seen.lock().unwrap().ops),
+        elected_from_the_set(&logs),
+        master,
+    ];
     checkers::conclude(&verdicts);
     let crashes: u64 = controllers.iter().map(|c| c.disk.stats().crashes).sum();
     let answers = seen.lock().unwrap().answers;
@@ -201,15 +238,32 @@ impl ControllerNode {
         ControllerNode { node, disk, leads }
     }
 
-    async fn strike(&self, handle: &Handle, fault: &Fault) {
-        if fault.kind == FaultKind::PowerLoss {
-            handle.kill(self.node.id());
-            self.leads.store(false, Ordering::Release);
-            self.disk.crash();
-            tokio::time::sleep(fault.down_for).await;
-            handle.restart(self.node.id());
-        } else {
-            cut(self.node.id(), fault).await;
+    /// Plays `fault`; half the partitions cut this controller off from its `peers` only,
+    /// the brokers still reaching it: a leader that does not know yet that it was deposed.
+    async fn strike(&self, handle: &Handle, fault: &Fault, peers: &[madsim::task::NodeId]) {
+        let node = self.node.id();
+        match fault.kind {
+            FaultKind::PowerLoss => {
+                handle.kill(node);
+                self.leads.store(false, Ordering::Release);
+                self.disk.crash();
+                tokio::time::sleep(fault.down_for).await;
+                handle.restart(node);
+            }
+            FaultKind::Partition if thread_rng().gen_bool(0.5) => {
+                report::note(format!("{} cut off from the other controllers only", node));
+                let net = NetSim::current();
+                for &peer in peers {
+                    net.clog_link(node, peer);
+                    net.clog_link(peer, node);
+                }
+                tokio::time::sleep(fault.down_for).await;
+                for &peer in peers {
+                    net.unclog_link(node, peer);
+                    net.unclog_link(peer, node);
+                }
+            }
+            _ => cut(node, fault).await,
         }
     }
 
@@ -387,12 +441,17 @@ impl StandIn {
         };
         let ask =
             RemotingCommand::request(request::CONTROLLER_REGISTER_BROKER).with_header(&header);
+        let start = Instant::now();
         let Some(reply) = self.ask(ask).await else { return false };
-        if let Ok(set) = from_json::<SyncStateSet>(reply.body_bytes().as_ref()) {
-            let source = format!("registration of {id}");
-            self.seen.lock().unwrap().set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        if reply.code != response::SUCCESS {
+            return false;
         }
-        reply.code == response::SUCCESS
+        let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        let source = format!("registration of {id}");
+        seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        seen.op(start, None, Some(set.sync_state_set_epoch), &source);
+        true
     }
 
     async fn heartbeat(self, id: i64) {
@@ -446,6 +505,7 @@ impl StandIn {
             invoke_time: None,
         };
         let ask = RemotingCommand::request(request::CONTROLLER_ELECT_MASTER).with_header(&header);
+        let start = Instant::now();
         let Some(reply) = self.ask(ask).await else { return };
         if ![response::SUCCESS, code::MASTER_STILL_EXIST].contains(&reply.code) {
             return;
@@ -456,6 +516,7 @@ impl StandIn {
         let source = format!("election asked by {id}");
         seen.master(header.master_epoch.unwrap(), header.master_broker_id, &source);
         seen.set(header.sync_state_set_epoch.unwrap(), &body.sync_state_set, &source);
+        seen.op(start, header.master_epoch, header.sync_state_set_epoch, &source);
     }
 
     async fn alter(&self, id: i64, master_epoch: i32, proposed: SyncStateSet) {
@@ -468,11 +529,14 @@ impl StandIn {
         let ask = RemotingCommand::request(request::CONTROLLER_ALTER_SYNC_STATE_SET)
             .with_header(&header)
             .with_body(to_json(&proposed, JsonStyle::Fastjson));
+        let start = Instant::now();
         let Some(reply) = self.ask(ask).await else { return };
         if reply.code == response::SUCCESS {
             let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
+            let mut seen = self.seen.lock().unwrap();
             let source = format!("set change by {id}");
-            self.seen.lock().unwrap().set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+            seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+            seen.op(start, None, Some(set.sync_state_set_epoch), &source);
         }
     }
 }
@@ -485,6 +549,7 @@ async fn replica_info(
 ) -> Option<(Option<i64>, i32, SyncStateSet)> {
     let header = GetReplicaInfoRequestHeader { broker_name: GROUP.into() };
     let ask = RemotingCommand::request(request::CONTROLLER_GET_REPLICA_INFO).with_header(&header);
+    let start = Instant::now();
     for addr in CONTROLLERS {
         let Ok(reply) = client.invoke(addr, ask.clone(), Duration::from_secs(2)).await else {
             continue;
@@ -499,6 +564,7 @@ async fn replica_info(
         let source = format!("replica info from {addr} to {asker}");
         seen.master(epoch, header.master_broker_id, &source);
         seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+        seen.op(start, Some(epoch), Some(set.sync_state_set_epoch), &source);
         return Some((header.master_broker_id, epoch, set));
     }
     None
@@ -533,6 +599,42 @@ fn one_master_per_epoch(seen: &Shared) -> Verdict {
         )),
     };
     Verdict::new("one master per epoch", outcome)
+}
+
+/// The answers linearize: the metadata's epochs only rise in log order, so an answer must
+/// report epochs no lower than any answer completed before it was asked (whichever
+/// controller gave either).
+fn linearizable(ops: &[Op]) -> Verdict {
+    let mut by_end: Vec<&Op> = ops.iter().collect();
+    by_end.sort_by_key(|op| op.end);
+    let mut by_start: Vec<&Op> = ops.iter().collect();
+    by_start.sort_by_key(|op| op.start);
+    let (mut done, mut master, mut set) = (0, None::<&Op>, None::<&Op>);
+    for op in by_start {
+        while done < by_end.len() && by_end[done].end < op.start {
+            let prior = by_end[done];
+            if prior.master_epoch > master.and_then(|m| m.master_epoch) {
+                master = Some(prior);
+            }
+            if prior.set_epoch > set.and_then(|s| s.set_epoch) {
+                set = Some(prior);
+            }
+            done += 1;
+        }
+        let stale_master =
+            master.filter(|p| op.master_epoch.is_some_and(|e| Some(e) < p.master_epoch));
+        let stale_set = set.filter(|p| op.set_epoch.is_some_and(|e| Some(e) < p.set_epoch));
+        let stale = stale_master.or(stale_set);
+        if let Some(prior) = stale {
+            let why = format!(
+                "{} (asked at {:?}) reported epochs {:?}/{:?}, older than {} (answered at {:?}) with {:?}/{:?}",
+                op.source, op.start, op.master_epoch, op.set_epoch,
+                prior.source, prior.end, prior.master_epoch, prior.set_epoch
+            );
+            return Verdict::new("linearizable", Err(why));
+        }
+    }
+    Verdict::new("linearizable", Ok(format!("{} answers in time order", ops.len())))
 }
 
 /// The committed logs agree as prefixes; the longest, replayed, keeps the invariants and
