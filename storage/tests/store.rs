@@ -370,12 +370,47 @@ fn appends_carry_their_epoch_and_an_older_one_is_refused() {
     let error = store.append(&input("T", 0, b"stale", b""), 4, 1).unwrap_err();
     assert!(error.to_string().contains("epoch 1 after epoch 2"), "{error}");
     store.check_invariants();
-    // Reopened, the log's records are all taken for epoch 0 until an epoch file is written.
+    // Epoch 2's first record was preceded by the epoch file, in RocketMQ's text form.
+    let file = disk.image(&root.join("epochFileCheckpoint")).unwrap();
+    let entries = format!("0-0\n2-{}\n", second.physical_offset);
+    let crc = petrel_core::ha::epoch::masked_crc(entries.as_bytes());
+    assert_eq!(String::from_utf8(file).unwrap(), format!("2\n{crc}\n{entries}"));
     let end = store.close().unwrap();
     store.confirm(end);
     store.shutdown().unwrap();
     drop(store);
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    assert_eq!(store.epochs(), epochs, "the epochs survive a restart");
+    // A new epoch whose file was written but whose first record was not (a crash between the
+    // two) holds nothing: the reopened store drops it.
+    let end = store.written_offset();
+    let entries = format!("0-0\n2-{}\n5-{end}\n", second.physical_offset);
+    let crc = petrel_core::ha::epoch::masked_crc(entries.as_bytes());
+    store.shutdown().unwrap();
+    drop(store);
+    let text = format!("3\n{crc}\n{entries}");
+    petrel_storage::disk::write_atomically(
+        &disk,
+        &root.join("epochFileCheckpoint"),
+        text.as_bytes(),
+    )
+    .unwrap();
     let (store, _) = Store::open(Arc::new(disk), config(root)).unwrap();
+    assert_eq!(store.epochs(), epochs);
+    store.append(&input("T", 0, b"d", b""), 5, 5).unwrap();
+    assert_eq!(store.epochs().last().map(|e| (e.epoch, e.start_offset)), Some((5, end)));
+    store.check_invariants();
+}
+
+/// A store of epoch 0 only (a broker outside controller mode) writes no epoch file, as
+/// RocketMQ's brokers outside controller mode keep none.
+#[test]
+fn a_store_of_epoch_zero_writes_no_epoch_file() {
+    let disk = SimDisk::new(14, 1 << 30, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    store.append(&input("T", 0, b"a", b""), 1, 0).unwrap();
+    assert!(!disk.exists(&root.join("epochFileCheckpoint")));
     assert_eq!(store.epochs().len(), 1);
 }
 

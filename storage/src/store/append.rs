@@ -34,6 +34,22 @@ impl Store {
         self.fatal(self.append_running(inputs, now, epoch, record_offset))
     }
 
+    /// The first record of a new epoch goes at `at`: the epoch is added, and written to the
+    /// epoch file before the record is (every epoch but 0, which needs no file).
+    fn begin_epoch(&self, writer: &mut Writer, epoch: i32, at: u64) -> Result<(), StoreError> {
+        if writer.epochs.last_epoch().is_some_and(|last| last >= epoch) {
+            return Ok(());
+        }
+        let mut next = writer.epochs.clone();
+        let at = i64::try_from(at).map_err(|_| StoreError::Config("offset beyond int64".into()))?;
+        next.append(epoch, at).map_err(|refused| StoreError::Config(refused.to_string()))?;
+        if epoch > 0 {
+            epochs::save(self.disk.as_ref(), &self.config.root, &next)?;
+        }
+        writer.epochs = next;
+        Ok(())
+    }
+
     /// Checks a record before the lock is taken and returns its encoded length.
     fn checked_len(&self, input: &RecordInput<'_>) -> Result<u64, StoreError> {
         if input.body.len() > self.config.message_bytes_max {
@@ -101,11 +117,15 @@ impl Store {
             return Err(StoreError::Stopped("the store is shutting down".into()));
         }
         let writer = &mut *writer;
-        if let Some(last) = writer.epochs.last().filter(|last| epoch < last.epoch) {
-            return Err(StoreError::StaleEpoch { epoch, current: last.epoch });
+        let Ok(epoch_number) = i32::try_from(epoch) else {
+            return Err(StoreError::Config(format!("epoch {epoch} is beyond int32")));
+        };
+        if let Some(last) = writer.epochs.last_epoch().filter(|last| epoch_number < *last) {
+            return Err(StoreError::StaleEpoch { epoch, current: last as u32 });
         }
         let store_timestamp = now.max(writer.store_timestamp_max);
         let segment = self.place(writer, total)?;
+        self.begin_epoch(writer, epoch_number, writer.write_offset)?;
         let dispatched = record::sys_flag::is_dispatched(first.sys_flag);
         // Look the topic up by &str first: `entry` would allocate its key on every append.
         if !writer.queue_next.contains_key(first.topic) {
@@ -136,9 +156,6 @@ impl Store {
             .context(|| "cannot append to the commit log".to_owned())?;
         if dispatched {
             *next += inputs.len() as i64;
-        }
-        if writer.epochs.last().is_none_or(|last| last.epoch < epoch) {
-            writer.epochs.push(EpochEntry { epoch, start_offset: physical_offset });
         }
         writer.write_offset += total;
         writer.store_timestamp_max = store_timestamp;

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use petrel_core::broker::SCHEDULE_TOPIC;
+use petrel_core::ha::epoch::{EpochCache, EpochEntry as CoreEpoch};
 use petrel_core::record::{
     self, encode_record, encoded_len, is_valid_topic, scan_record, Checks, Record, RecordInput,
     RecordPlace, Scanned, BLANK_BYTES_MIN, MAGIC_BLANK, PROPERTY_CRC32,
@@ -40,6 +41,7 @@ use crate::segments::{Segment, Segments};
 mod append;
 mod clean;
 mod dispatch;
+mod epochs;
 mod flush;
 mod open;
 mod read;
@@ -146,8 +148,8 @@ struct Writer {
     queue_next: QueueMap<i64>,
     buffer: Vec<u8>,
     store_timestamp_max: i64,
-    /// Where each epoch seen began, oldest first.
-    epochs: Vec<EpochEntry>,
+    /// Where each epoch seen began, oldest first (`epochs`).
+    epochs: EpochCache,
 }
 
 struct Dispatcher {
@@ -227,7 +229,7 @@ impl Store {
 
     /// Where each epoch's writes begin, oldest first: what the epoch file is written from.
     pub fn epochs(&self) -> Vec<EpochEntry> {
-        lock(&self.writer).epochs.clone()
+        epochs::entries(&lock(&self.writer).epochs)
     }
 
     /// Records below this offset have their consume-queue units.
@@ -273,13 +275,12 @@ impl Store {
         let dispatched = self.dispatched_offset();
         assert!(dispatched <= confirmed, "dispatched {dispatched} past confirmed {confirmed}");
         let writer = lock(&self.writer);
-        let starts = writer.epochs.windows(2);
+        writer.epochs.check_invariants();
+        let past_end = writer.epochs.last().filter(|e| e.start as u64 > writer.write_offset);
         assert!(
-            starts
-                .clone()
-                .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset),
-            "epochs out of order: {:?}",
-            writer.epochs
+            past_end.is_none(),
+            "epoch {past_end:?} starts past the log's end {}",
+            writer.write_offset
         );
         drop(writer);
         let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());

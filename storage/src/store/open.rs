@@ -73,13 +73,8 @@ impl Store {
             false => None,
         };
         let files: Arc<[Segment]> = segments.files().to_vec().into();
-        // No epoch file is written yet: until failover lands every write is of epoch 0, so
-        // whatever the log holds began epoch 0 at its first record.
         let log_min = files.first().map_or(plan.end, |s| s.base);
-        let epochs = match plan.end > log_min {
-            true => vec![EpochEntry { epoch: 0, start_offset: log_min }],
-            false => Vec::new(),
-        };
+        let epochs = super::epochs::load(disk.as_ref(), &config.root, log_min, plan.end)?;
         let writer = Writer {
             segments,
             write_offset: plan.end,

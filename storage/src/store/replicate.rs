@@ -55,8 +55,11 @@ impl Store {
             done += chunk.len();
             self.written.store(writer.write_offset, Ordering::Release);
         }
-        if writer.epochs.is_empty() && !records.is_empty() {
-            writer.epochs.push(EpochEntry { epoch: 0, start_offset: offset });
+        if writer.epochs.entries().is_empty() && !records.is_empty() {
+            // Classic replication copies a master of epoch 0.
+            writer.epochs =
+                EpochCache::from_entries(vec![CoreEpoch { epoch: 0, start: offset as i64 }])
+                    .expect("one entry is in order");
         }
         Ok(writer.write_offset)
     }
