@@ -1,7 +1,8 @@
 //! Three `petrel controller` processes on loopback: they elect one raft leader and all name it;
 //! the leader hands out broker ids, replicated; with the leader killed (SIGKILL) the other two
 //! elect another, which knows the ids handed out; the killed one, restarted on its raft state
-//! file, names the new leader too.
+//! file, names the new leader too. A NameServer with `enableControllerInNamesrv=true` runs a
+//! controller beside it.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -144,4 +145,41 @@ async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
     processes[killed] = Some(start(dir.path(), &peers, killed));
     client.close(&addrs[killed].1);
     assert_eq!(agreed_leader(&client, &addrs).await, second);
+}
+
+/// `petrel namesrv` with `enableControllerInNamesrv=true`: a NameServer and a one-member
+/// controller group in one process, each on its own port; the controller leads and hands out
+/// ids, the NameServer answers as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namesrv_runs_an_embedded_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = format!("127.0.0.1:{}", free_port());
+    let conf = dir.path().join("namesrv.conf");
+    let text = format!(
+        "enableControllerInNamesrv=true\ncontrollerDLegerGroup=TestGroup\n\
+         controllerDLegerPeers=n0-{controller}\ncontrollerDLegerSelfId=n0\n\
+         controllerStorePath={}\ntickInterval=50\n",
+        dir.path().join("controller").display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["namesrv", "--listen-port", "0", "-c"])
+        .arg(&conf)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let namesrv = lines.next().unwrap().unwrap();
+    let namesrv = namesrv.strip_prefix("namesrv listening on ").unwrap().to_owned();
+    let announced = lines.next().unwrap().unwrap();
+    assert_eq!(announced, format!("controller listening on {controller}"));
+    let _process = Killed(child);
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addrs = [("n0".to_owned(), controller.clone())];
+    assert_eq!(agreed_leader(&client, &addrs).await, "n0");
+    assert_eq!(next_id(&client, &controller).await, (response::SUCCESS, 1));
+    let ask = RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER);
+    let reply = client.invoke(&namesrv, ask, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
 }

@@ -2,7 +2,8 @@
 //! - `core/` and the remoting codec (`net/src/codec`) stay pure: no clock, no global RNG, no
 //!   tokio, no sockets, no `std::fs`;
 //! - library code has no `dbg!` and no stray `println!` (binaries print, libraries return);
-//! - no function in library code or in the `petrel` binary grows past 80 lines.
+//! - no function in library code or in the `petrel` binary grows past 80 lines;
+//! - every `tokio::select!` in library code is `biased;` (determinism under simulation).
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 use std::fs;
@@ -139,6 +140,28 @@ fn no_debug_output_in_libraries() {
         "library code logs through tracing and returns text:\n{}",
         hits.join("\n")
     );
+}
+
+/// Every `tokio::select!` that the simulator can reach (library code) is `biased;`: tokio
+/// picks an unbiased select's first branch from a generator seeded outside the simulation,
+/// and two runs of one seed then differ (the controller scenario's seed 11 did).
+#[test]
+fn selects_are_biased_in_libraries() {
+    let mut hits = Vec::new();
+    for file in library_sources() {
+        let text = fs::read_to_string(&file).expect("readable source");
+        let lines = code_lines(&text);
+        for (at, (n, line)) in lines.iter().enumerate() {
+            if !line.contains("select!") {
+                continue;
+            }
+            let next = lines.get(at + 1).map(|(_, l)| l.trim()).unwrap_or_default();
+            if next != "biased;" {
+                hits.push(format!("{}:{n}", relative(&file)));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "`tokio::select!` without `biased;` first:\n{}", hits.join("\n"));
 }
 
 /// Removes string and char literals so braces inside them are not counted.

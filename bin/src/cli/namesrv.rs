@@ -1,9 +1,15 @@
-//! `petrel namesrv`: a NameServer.
+//! `petrel namesrv`: a NameServer, with a controller in the same process when its
+//! configuration says `enableControllerInNamesrv=true` (RocketMQ's embedded controller: the
+//! controller's properties in the same file, the controller on its own peer address).
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use clap::Args;
+use petrel::controller::{self, ControllerConfig};
 use petrel::namesrv::{self, NamesrvConfig};
+use petrel_storage::disk::FsDisk;
 
 use super::{announce, load_conf, ShutdownSignal};
 
@@ -22,20 +28,33 @@ pub struct NamesrvArgs {
 
 pub async fn run(args: NamesrvArgs) -> Result<(), String> {
     let mut config = NamesrvConfig::default();
+    let mut embedded = None;
     if let Some(path) = &args.config {
-        load_conf(path, "namesrv.conf", |props| config.apply(props).map_err(|e| e.to_string()))?;
+        load_conf(path, "namesrv.conf", |props| {
+            config.apply(props).map_err(|e| e.to_string())?;
+            let mut enable = false;
+            props
+                .apply("enableControllerInNamesrv", &mut enable, "true or false")
+                .map_err(|e| e.to_string())?;
+            if enable {
+                let mut controller = ControllerConfig::default();
+                controller.apply(props).map_err(|e| e.to_string())?;
+                embedded = Some(controller);
+            }
+            Ok(())
+        })?;
     }
     if let Some(port) = args.listen_port {
         config.listen_port = port;
     }
     if args.print_config {
-        println!("{config:#?}");
+        println!("{config:#?}\n{embedded:#?}");
         return Ok(());
     }
-    serve(config).await
+    serve(config, embedded).await
 }
 
-async fn serve(config: NamesrvConfig) -> Result<(), String> {
+async fn serve(config: NamesrvConfig, embedded: Option<ControllerConfig>) -> Result<(), String> {
     // Watch for signals before binding, so a signal that comes right after the address is
     // printed still stops the server cleanly instead of killing it.
     let shutdown = ShutdownSignal::install()?;
@@ -44,9 +63,30 @@ async fn serve(config: NamesrvConfig) -> Result<(), String> {
         namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     // The bound address, on stdout: with `--listen-port 0` this is how a caller learns the port.
     announce(&format!("namesrv listening on {}", handle.local_addr));
-    shutdown.wait().await;
+    let controller = match embedded {
+        Some(config) => {
+            let running = controller::start(config, Arc::new(FsDisk)).await?;
+            announce(&format!("controller listening on {}", running.local_addr));
+            Some(running)
+        }
+        None => None,
+    };
+    let failed = async {
+        match &controller {
+            Some(running) => running.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = shutdown.wait() => Ok(()),
+        reason = failed => Err(reason),
+    };
     tracing::info!("shutting down");
+    if let Some(running) = controller {
+        running.shutdown().await;
+    }
     handle.shutdown().await;
     tracing::info!("namesrv stopped");
-    Ok(())
+    outcome
 }
