@@ -317,21 +317,14 @@ impl Controller {
         let (confirmed, wait) = tokio::sync::oneshot::channel();
         let ctx = self.next_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
-            let mut inner = loop {
-                let notified = self.applied.notified();
-                let inner = self.inner.lock().await;
-                self.leads(&inner)?;
-                if inner.node.can_read() {
-                    break inner;
-                }
-                // A new leader: its first entry commits within a heartbeat or two.
-                drop(inner);
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if tokio::time::timeout(left, notified).await.is_err() {
-                    let why = "this new leader has not committed an entry of its term; retry";
-                    return Err(Refusal::new(code::NOT_LEADER, why));
-                }
-            };
+            // A new leader's first entry commits within a heartbeat or two.
+            let why = "this new leader has not committed an entry of its term; retry";
+            let mut inner = self
+                .until(deadline, why, |inner| {
+                    self.leads(inner)?;
+                    Ok(inner.node.can_read())
+                })
+                .await?;
             self.reads().insert(ctx, confirmed);
             inner.node.read_index(ctx);
             self.turn(&mut inner).await;
@@ -351,16 +344,27 @@ impl Controller {
         index: u64,
         deadline: tokio::time::Instant,
     ) -> Result<tokio::sync::MutexGuard<'_, Inner>, Refusal> {
+        let why = "this controller has not yet applied its log; retry";
+        self.until(deadline, why, |inner| Ok(inner.node.applied_index() >= index)).await
+    }
+
+    /// The node once `ready` holds of it, looked at after every turn until `deadline`
+    /// (then CONTROLLER_NOT_LEADER saying `why`); `ready` may refuse at once.
+    async fn until(
+        &self,
+        deadline: tokio::time::Instant,
+        why: &str,
+        ready: impl Fn(&Inner) -> Result<bool, Refusal>,
+    ) -> Result<tokio::sync::MutexGuard<'_, Inner>, Refusal> {
         loop {
             let notified = self.applied.notified();
             let inner = self.inner.lock().await;
-            if inner.node.applied_index() >= index {
+            if ready(&inner)? {
                 return Ok(inner);
             }
             drop(inner);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if tokio::time::timeout(left, notified).await.is_err() {
-                let why = "this controller has not yet applied its log; retry";
                 return Err(Refusal::new(code::NOT_LEADER, why));
             }
         }
@@ -394,21 +398,16 @@ impl Controller {
         self.turn(&mut inner).await;
         drop(inner);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            let notified = self.applied.notified();
-            let outcome = self.inner.lock().await.node.outcome(proposal);
-            let why = match outcome {
-                Outcome::Applied => return Ok(()),
-                Outcome::Replaced => "leadership changed before the change was committed",
-                Outcome::Pending => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if tokio::time::timeout(left, notified).await.is_ok() {
-                        continue;
-                    }
-                    "the change was not committed within 3 s"
-                }
-            };
-            return Err(Refusal::new(code::NOT_LEADER, format!("{why}; ask the leader again")));
+        let why = "the change was not committed within 3 s; ask the leader again";
+        let settled = |inner: &Inner| Ok(inner.node.outcome(proposal) != Outcome::Pending);
+        let inner = self.until(deadline, why, settled).await?;
+        match inner.node.outcome(proposal) {
+            Outcome::Replaced => {
+                let why =
+                    "leadership changed before the change was committed; ask the leader again";
+                Err(Refusal::new(code::NOT_LEADER, why))
+            }
+            _ => Ok(()),
         }
     }
 

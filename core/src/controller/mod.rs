@@ -109,37 +109,50 @@ pub struct BrokerLive {
     pub timeout: Millis,
 }
 
-/// The leader's view of which brokers are alive.
+impl BrokerLive {
+    /// Whether the heartbeat's timeout has not passed at `now`.
+    fn alive_at(&self, now: Millis) -> bool {
+        now < self.last_heartbeat.saturating_add(self.timeout)
+    }
+}
+
+/// The leader's view of which brokers are alive, by group and id.
 #[derive(Debug, Clone, Default)]
 pub struct Liveness {
-    brokers: BTreeMap<(String, BrokerId), BrokerLive>,
+    groups: BTreeMap<String, BTreeMap<BrokerId, BrokerLive>>,
 }
 
 impl Liveness {
     /// A BROKER_HEARTBEAT.
     pub fn heartbeat(&mut self, group: &str, id: BrokerId, live: BrokerLive) {
-        self.brokers.insert((group.to_owned(), id), live);
+        if let Some(brokers) = self.groups.get_mut(group) {
+            brokers.insert(id, live);
+        } else {
+            self.groups.insert(group.to_owned(), BTreeMap::from([(id, live)]));
+        }
     }
 
     /// Forgets the brokers whose heartbeats stopped before `now`: the ones forgotten
     /// (`scanNotActiveBroker`).
     pub fn expire(&mut self, now: Millis) -> Vec<(String, BrokerId)> {
-        let dead: Vec<(String, BrokerId)> = self
-            .brokers
-            .iter()
-            .filter(|(_, live)| now >= live.last_heartbeat.saturating_add(live.timeout))
-            .map(|(key, _)| key.clone())
-            .collect();
-        dead.iter().for_each(|key| {
-            self.brokers.remove(key);
-        });
+        let mut dead = Vec::new();
+        for (group, brokers) in &mut self.groups {
+            brokers.retain(|id, live| {
+                let alive = live.alive_at(now);
+                if !alive {
+                    dead.push((group.clone(), *id));
+                }
+                alive
+            });
+        }
+        self.groups.retain(|_, brokers| !brokers.is_empty());
         dead
     }
 
     /// The broker's last heartbeat, while it has not timed out at `now`.
     pub fn alive(&self, group: &str, id: BrokerId, now: Millis) -> Option<BrokerLive> {
-        let live = self.brokers.get(&(group.to_owned(), id))?;
-        (now < live.last_heartbeat.saturating_add(live.timeout)).then_some(*live)
+        let live = self.groups.get(group)?.get(&id)?;
+        live.alive_at(now).then_some(*live)
     }
 }
 

@@ -402,16 +402,8 @@ impl StandIn {
         }
     }
 
-    /// Sends to each controller until one that leads answers.
     async fn ask(&self, command: RemotingCommand) -> Option<RemotingCommand> {
-        for addr in CONTROLLERS {
-            let reply = self.client.invoke(addr, command.clone(), Duration::from_secs(2)).await;
-            match reply {
-                Ok(reply) if reply.code != code::NOT_LEADER => return Some(reply),
-                _ => {}
-            }
-        }
-        None
+        ask(&self.client, command).await.map(|(_, reply)| reply)
     }
 
     async fn take_id(&self) -> Option<i64> {
@@ -541,6 +533,18 @@ impl StandIn {
     }
 }
 
+/// Sends to each controller until one that leads answers: which one, and its answer.
+async fn ask(client: &RemotingClient, command: RemotingCommand) -> Option<(&str, RemotingCommand)> {
+    for addr in CONTROLLERS {
+        let reply = client.invoke(addr, command.clone(), Duration::from_secs(2)).await;
+        match reply {
+            Ok(reply) if reply.code != code::NOT_LEADER => return Some((addr, reply)),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The group's replica info from the leader, recorded in `seen`.
 async fn replica_info(
     client: &RemotingClient,
@@ -548,26 +552,22 @@ async fn replica_info(
     asker: i64,
 ) -> Option<(Option<i64>, i32, SyncStateSet)> {
     let header = GetReplicaInfoRequestHeader { broker_name: GROUP.into() };
-    let ask = RemotingCommand::request(request::CONTROLLER_GET_REPLICA_INFO).with_header(&header);
+    let request =
+        RemotingCommand::request(request::CONTROLLER_GET_REPLICA_INFO).with_header(&header);
     let start = Instant::now();
-    for addr in CONTROLLERS {
-        let Ok(reply) = client.invoke(addr, ask.clone(), Duration::from_secs(2)).await else {
-            continue;
-        };
-        if reply.code != response::SUCCESS {
-            continue;
-        }
-        let header: GetReplicaInfoResponseHeader = reply.header().unwrap();
-        let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
-        let epoch = header.master_epoch.unwrap();
-        let mut seen = seen.lock().unwrap();
-        let source = format!("replica info from {addr} to {asker}");
-        seen.master(epoch, header.master_broker_id, &source);
-        seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
-        seen.op(start, Some(epoch), Some(set.sync_state_set_epoch), &source);
-        return Some((header.master_broker_id, epoch, set));
+    let (addr, reply) = ask(client, request).await?;
+    if reply.code != response::SUCCESS {
+        return None;
     }
-    None
+    let header: GetReplicaInfoResponseHeader = reply.header().unwrap();
+    let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
+    let epoch = header.master_epoch.unwrap();
+    let mut seen = seen.lock().unwrap();
+    let source = format!("replica info from {addr} to {asker}");
+    seen.master(epoch, header.master_broker_id, &source);
+    seen.set(set.sync_state_set_epoch, &set.sync_state_set, &source);
+    seen.op(start, Some(epoch), Some(set.sync_state_set_epoch), &source);
+    Some((header.master_broker_id, epoch, set))
 }
 
 /// Waits until the leader names a master; the verdict.
