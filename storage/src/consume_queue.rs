@@ -186,6 +186,34 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Drops the units of records at or past commit-log offset `end` (a truncated log's new
+    /// end), written or pending, and syncs the cut.
+    pub fn cut_to_log(&mut self, disk: &dyn Disk, end: u64) -> Result<(), StoreError> {
+        self.write_pending(disk)?;
+        let first = self.start_bytes / CQ_UNIT_BYTES;
+        let mut keep = self.max_offset();
+        // Units point forward through the log: the ones to drop are the newest.
+        while keep > first {
+            match self.unit(keep - 1) {
+                Some(unit) if !unit.is_filler() && unit.offset as u64 >= end => keep -= 1,
+                _ => break,
+            }
+        }
+        if keep == self.max_offset() {
+            return Ok(());
+        }
+        let at = keep * CQ_UNIT_BYTES;
+        self.cut(disk, at)?;
+        if let Some(segment) = self.segments.find(at).filter(|s| s.base < at) {
+            segment
+                .file
+                .sync()
+                .sync_context(|| format!("cannot sync {}", self.segments.dir().display()))?;
+        }
+        self.min_offset = self.min_offset.min(keep);
+        Ok(())
+    }
+
     /// Writes pending units to their files (one write per file touched).
     pub fn write_pending(&mut self, disk: &dyn Disk) -> Result<(), StoreError> {
         let mut done = 0usize;

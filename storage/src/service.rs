@@ -108,6 +108,13 @@ impl Progress {
         }
     }
 
+    /// Brings the offset back to `value` if it is past it (a truncation took the log back).
+    fn lower(&self, value: u64) {
+        if self.inner.value.fetch_min(value, std::sync::atomic::Ordering::AcqRel) > value {
+            self.inner.changed.notify_waiters();
+        }
+    }
+
     /// No more progress will come (the task that published it ended).
     fn close(&self) {
         self.inner.closed.store(true, std::sync::atomic::Ordering::Release);
@@ -170,9 +177,12 @@ struct Shared {
     durable: Progress,
     /// The end of the newest persist the machine asked for.
     persist_asked: AtomicU64,
-    /// The epoch appends are written in: the last record's (0 until failover lands and moves
-    /// it).
-    epoch: u32,
+    /// Raised by each truncation, under the machine's lock: a persist that began before one
+    /// reports an end the truncated log no longer has, and is not told to the new machine.
+    truncations: AtomicU64,
+    /// The epoch appends are written in: the last record's, until a broker made master by
+    /// its controller begins its own (`StoreService::begin_epoch`).
+    epoch: std::sync::atomic::AtomicU32,
     wake_flush: Notify,
     wake_dispatch: Notify,
     /// Goes from 0 to 1 when the service stops (a `Progress`, for its reproducible wake order).
@@ -190,8 +200,12 @@ impl Shared {
     /// under the machine's lock, so the store's confirm offset and the acknowledged offset are
     /// the machine's whenever the lock is free.
     fn drive(&self, event: Option<ConfirmEvent>) {
+        self.drive_locked(&mut lock(&self.confirm), event);
+    }
+
+    /// [`Shared::drive`] with the machine's lock already taken.
+    fn drive_locked(&self, machine: &mut ConfirmMachine, event: Option<ConfirmEvent>) {
         let now = self.now();
-        let mut machine = lock(&self.confirm);
         match event {
             Some(event) => machine.handle(now, event),
             None => machine.tick(now),
@@ -213,8 +227,13 @@ impl Shared {
 
     /// Flushes the commit log and tells the machine.
     fn persist(&self) -> Result<u64, StoreError> {
+        let truncations = self.truncations.load(Ordering::Acquire);
         let flushed = self.store.flush_log()?;
-        self.drive(Some(ConfirmEvent::Persisted { offset: flushed }));
+        let mut machine = lock(&self.confirm);
+        if self.truncations.load(Ordering::Acquire) != truncations {
+            return Ok(self.store.flushed_offset());
+        }
+        self.drive_locked(&mut machine, Some(ConfirmEvent::Persisted { offset: flushed }));
         self.durable.publish(flushed);
         Ok(flushed)
     }
@@ -239,7 +258,8 @@ impl StoreService {
             dispatched: Progress::new(store.dispatched_offset()),
             durable: Progress::new(end),
             persist_asked: AtomicU64::new(end),
-            epoch,
+            truncations: AtomicU64::new(0),
+            epoch: std::sync::atomic::AtomicU32::new(epoch),
             wake_flush: Notify::new(),
             wake_dispatch: Notify::new(),
             stop: Progress::new(0),
@@ -247,7 +267,7 @@ impl StoreService {
             store,
         });
         let tasks = vec![
-            tokio::spawn(flush_task(shared.clone(), end)),
+            tokio::spawn(flush_task(shared.clone())),
             tokio::spawn(dispatch_task(shared.clone())),
             tokio::spawn(checkpoint_task(shared.clone())),
             tokio::spawn(cleanup_task(shared.clone())),
@@ -283,7 +303,7 @@ impl StoreService {
         now: i64,
         record_offset: &mut dyn FnMut(u64),
     ) -> Result<Appended, StoreError> {
-        let epoch = self.shared.epoch;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
         self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
         Ok(appended)
@@ -300,9 +320,45 @@ impl StoreService {
             self.shared.drive(Some(ConfirmEvent::Persisted { offset }));
         }
         let end = appended?;
-        let epoch = self.shared.epoch;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
         self.shared.drive(Some(ConfirmEvent::Appended { end, epoch }));
         Ok(end)
+    }
+
+    /// Cuts the log back to `offset` (`Store::truncate_to`), for a slave whose log went past
+    /// the point it shares with its new master. The confirm machine starts again there, with
+    /// everything below durable and confirmed; producers still waiting past it are not
+    /// acknowledged. The caller is the log's only writer.
+    pub fn truncate_to(&self, offset: u64) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        shared.persist()?;
+        let mut machine = lock(&shared.confirm);
+        shared.store.truncate_to(offset)?;
+        shared.truncations.fetch_add(1, Ordering::AcqRel);
+        let end = shared.store.written_offset();
+        let epoch = shared.store.epochs().last().map_or(0, |e| e.epoch);
+        *machine = ConfirmMachine::new(*machine.config(), end, epoch, shared.now());
+        shared.acknowledged.lower(end);
+        shared.dispatched.lower(shared.store.dispatched_offset());
+        shared.durable.lower(end);
+        shared.persist_asked.fetch_min(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Appends from now on are written in `epoch` (a broker the controller made master, with
+    /// the epoch it was elected in); the store writes the epoch file before its first record.
+    /// An epoch below the current one is refused.
+    pub fn begin_epoch(&self, epoch: u32) -> Result<(), StoreError> {
+        let current = self.shared.epoch.fetch_max(epoch, Ordering::AcqRel);
+        match epoch < current {
+            true => Err(StoreError::StaleEpoch { epoch, current }),
+            false => Ok(()),
+        }
+    }
+
+    /// The epoch appends are written in.
+    pub fn epoch(&self) -> u32 {
+        self.shared.epoch.load(Ordering::Acquire)
     }
 
     /// A replica (a slave, by its connection) holds the log up to `offset`.
@@ -415,9 +471,8 @@ impl Drop for StoreService {
 }
 
 /// Persists when the confirm machine asks (and ticks it on its timer under ASYNC_FLUSH),
-/// until the service stops or a flush fails. `served` is where the log ended when the machine
-/// started: durable already.
-async fn flush_task(shared: Arc<Shared>, mut served: u64) {
+/// until the service stops or a flush fails.
+async fn flush_task(shared: Arc<Shared>) {
     let _closing = CloseOnDrop(shared.acknowledged.clone());
     loop {
         let timer = lock(&shared.confirm).poll_timeout();
@@ -430,13 +485,14 @@ async fn flush_task(shared: Arc<Shared>, mut served: u64) {
             () = sleep_until(deadline) => {}
         }
         shared.drive(None);
+        // Whoever flushed past what was asked told the machine.
         let asked = shared.persist_asked.load(Ordering::Acquire);
-        if asked <= served {
+        if asked <= shared.store.flushed_offset() {
             continue;
         }
         let task_shared = shared.clone();
         match blocking(move || task_shared.persist()).await {
-            Ok(Ok(_)) => served = asked,
+            Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 tracing::error!(%error, "flush failed; the store accepts no more writes");
                 return;

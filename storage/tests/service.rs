@@ -105,3 +105,33 @@ async fn async_flush_dispatches_without_waiting_for_the_disk() {
     assert!(!report.plan.abnormal, "a clean shutdown removes the abort file");
     assert_eq!(reopened.queue_offsets("T", 0), Some((0, 1)), "clean shutdown flushed it");
 }
+
+/// A running store cut back (a slave's truncation) starts its confirm machine again at the
+/// cut: appends after it are flushed, acknowledged, confirmed and dispatched as before, and a
+/// new epoch begins where the new master says.
+#[tokio::test]
+async fn a_truncated_service_goes_on_from_the_cut() {
+    let disk = SimDisk::new(5, 1 << 30, SimDiskFaults::default());
+    let service = StoreService::start(open(&disk, FlushDiskType::SyncFlush));
+    let mut cut = 0;
+    for i in 0..20 {
+        let appended = service.put(&input(format!("m{i}").as_bytes()), 10).await.unwrap();
+        if i == 10 {
+            cut = appended.physical_offset;
+        }
+    }
+    service.dispatched().wait_for(|d| d >= service.store().written_offset()).await;
+    service.truncate_to(cut).unwrap();
+    service.check_invariants();
+    assert_eq!(service.store().written_offset(), cut);
+    assert_eq!(service.store().queue_offsets("T", 0), Some((0, 10)));
+    assert!(service.begin_epoch(0).is_ok());
+    service.begin_epoch(2).unwrap();
+    assert!(service.begin_epoch(1).is_err(), "an older epoch is refused");
+    let appended = service.put(&input(b"new"), 11).await.unwrap();
+    assert_eq!((appended.physical_offset, appended.queue_offset, appended.epoch), (cut, 10, 2));
+    service.dispatched().wait_for(|d| d >= appended.end_offset).await;
+    assert_eq!(service.store().queue_offsets("T", 0), Some((0, 11)));
+    service.check_invariants();
+    service.shutdown().await.unwrap();
+}

@@ -477,3 +477,132 @@ fn replicated_bytes_make_the_same_log_and_queues() {
     assert_eq!(reopened.queue_offsets("T", 0), Some((min, max)));
     reopened.check_invariants();
 }
+
+/// The commit log from 0 to `end`, read file by file.
+fn log_bytes(store: &Store, end: u64) -> Vec<u8> {
+    let file = store.config().commit_log_file_bytes;
+    let mut out = Vec::new();
+    while (out.len() as u64) < end {
+        let at = out.len() as u64;
+        let size = (file - at % file).min(end - at) as u32;
+        out.extend_from_slice(&store.read_at(at, size).unwrap());
+    }
+    out
+}
+
+/// A store of epochs 0 and 3 over several files, flushed and dispatched; returns the store and
+/// where epoch 3 begins.
+fn two_epochs(disk: &SimDisk, root: &Path) -> (Store, u64) {
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    let mut epoch_3 = 0;
+    for i in 0..160 {
+        let epoch = if i < 100 { 0 } else { 3 };
+        let appended = store.append(&input("T", (i % 3) as i32, &body(i), b""), i as i64, epoch);
+        if i == 100 {
+            epoch_3 = appended.unwrap().physical_offset;
+        }
+    }
+    common::flush_and_dispatch(&store);
+    store.flush_queues().unwrap();
+    (store, epoch_3)
+}
+
+/// Truncation cuts the log, the queues and the epochs back to a record boundary; appends go
+/// on from there, and a restart keeps the cut. A point inside a record or outside the log is
+/// refused and changes nothing.
+#[test]
+fn truncation_cuts_the_log_its_queues_and_its_epochs() {
+    let disk = SimDisk::new(31, 1 << 30, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let (store, cut) = two_epochs(&disk, root);
+    let end = store.written_offset();
+    let file = config(root).commit_log_file_bytes;
+    assert!(end - cut > file, "the cut removes whole files too: {cut}..{end}");
+    let before: Vec<Vec<Vec<u8>>> = (0..3).map(|q| all(&store, "T", q)).collect();
+    for bad in [cut + 1, end + 1] {
+        let error = store.truncate_to(bad).unwrap_err();
+        assert!(error.to_string().contains("cannot truncate"), "{error}");
+    }
+    assert_eq!(store.written_offset(), end, "a refused cut changes nothing");
+    store.truncate_to(cut).unwrap();
+    store.check_invariants();
+    assert_eq!(store.written_offset(), cut);
+    assert_eq!(
+        store.epochs().iter().map(|e| (e.epoch, e.start_offset)).collect::<Vec<_>>(),
+        [(0, 0)]
+    );
+    for (queue, before) in before.iter().enumerate() {
+        let kept: Vec<Vec<u8>> = (0..100).filter(|i| i % 3 == queue).map(body).collect();
+        assert_eq!(all(&store, "T", queue as i32), kept, "queue {queue} keeps epoch 0's");
+        assert_eq!(before.len(), (0..160).filter(|i| i % 3 == queue).count());
+    }
+    let next = store.append(&input("T", 1, b"after", b""), 500, 4).unwrap();
+    assert_eq!((next.physical_offset, next.queue_offset), (cut, 33));
+    common::flush_and_dispatch(&store);
+    let closed = store.close().unwrap();
+    store.confirm(closed);
+    store.shutdown().unwrap();
+    drop(store);
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    assert_eq!(store.written_offset(), next.end_offset);
+    let epochs: Vec<(u32, u64)> =
+        store.epochs().iter().map(|e| (e.epoch, e.start_offset)).collect();
+    assert_eq!(epochs, [(0, 0), (4, cut)]);
+    assert_eq!(all(&store, "T", 1).last().map(Vec::as_slice), Some(&b"after"[..]));
+    store.check_invariants();
+}
+
+/// A power loss after any sync of a truncation leaves a store that opens, whose log is the old
+/// log cut somewhere between the cut point and the old end, whose queues and epochs match that
+/// log; truncating again then gives what an uninterrupted truncation gives (RocketMQ #10666).
+#[test]
+fn a_power_loss_at_any_step_of_a_truncation_recovers() {
+    let root = Path::new("/store");
+    let faults = SimDiskFaults { torn_write_ratio: 0.5, ..SimDiskFaults::default() };
+    let mut steps_seen = 0;
+    for seed in 0..6 {
+        for syncs in 0..12 {
+            let disk = SimDisk::new(seed * 100 + syncs, 1 << 30, faults);
+            let (store, cut) = two_epochs(&disk, root);
+            let end = store.written_offset();
+            let log = log_bytes(&store, end);
+            let epochs = store.epochs();
+            disk.fail_syncs_after(Some(syncs));
+            let finished = store.truncate_to(cut).is_ok();
+            steps_seen += usize::from(!finished);
+            drop(store);
+            disk.fail_syncs_after(None);
+            disk.crash();
+            let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+            let at = store.written_offset();
+            let case = format!("seed {seed}, {syncs} syncs, recovered to {at}");
+            assert!(at >= cut && at <= end, "{case}: between the cut and the old end");
+            if finished {
+                assert_eq!(at, cut, "{case}: a finished truncation is durable");
+            }
+            assert_eq!(log_bytes(&store, at), log[..at as usize], "{case}");
+            let kept: Vec<_> = epochs.iter().filter(|e| e.start_offset < at).cloned().collect();
+            assert_eq!(store.epochs(), kept, "{case}: the epochs of the recovered log");
+            for queue in 0..3 {
+                let read = all(&store, "T", queue);
+                let expected: Vec<Vec<u8>> = (0..160)
+                    .filter(|i| i % 3 == queue as usize)
+                    .map(body)
+                    .take(read.len())
+                    .collect();
+                assert_eq!(read, expected, "{case}: queue {queue} is a prefix");
+            }
+            store.check_invariants();
+            store.truncate_to(cut).unwrap();
+            assert_eq!(store.written_offset(), cut, "{case}");
+            for queue in 0..3 {
+                assert_eq!(
+                    all(&store, "T", queue).len(),
+                    (0..100).filter(|i| i % 3 == queue).count()
+                );
+            }
+            store.check_invariants();
+        }
+    }
+    assert!(steps_seen > 6 * 4, "the power losses fell inside the truncation: {steps_seen}");
+}

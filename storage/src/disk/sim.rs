@@ -82,6 +82,8 @@ struct State {
     durable_entries: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     stats: SimDiskStats,
+    /// Syncs left before every sync fails (`SimDisk::fail_syncs_after`); none: no limit.
+    syncs_left: Option<u64>,
 }
 
 /// A simulated disk; clones share the same media.
@@ -109,6 +111,18 @@ fn no_space() -> io::Error {
     io::Error::new(io::ErrorKind::StorageFull, "no space left on device (simulated)")
 }
 
+/// Whether the sync budget allows one more sync, counting it.
+fn take_sync(state: &mut State) -> bool {
+    match &mut state.syncs_left {
+        None => true,
+        Some(0) => false,
+        Some(left) => {
+            *left -= 1;
+            true
+        }
+    }
+}
+
 fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
@@ -127,6 +141,7 @@ impl SimDisk {
             durable_entries: BTreeMap::new(),
             dirs: BTreeSet::new(),
             stats: SimDiskStats::default(),
+            syncs_left: None,
         };
         SimDisk { state: Arc::new(Mutex::new(state)) }
     }
@@ -139,6 +154,13 @@ impl SimDisk {
     /// The fault knobs in force.
     pub fn faults(&self) -> SimDiskFaults {
         lock(&self.state).faults
+    }
+
+    /// After `syncs` more successful syncs (of files or directories), every sync fails and
+    /// leaves its writes unsynced, until `None` lifts the limit: with a `crash` after it, a
+    /// power loss at any chosen point of a sequence of durable steps.
+    pub fn fail_syncs_after(&self, syncs: Option<u64>) {
+        lock(&self.state).syncs_left = syncs;
     }
 
     /// What the disk has done so far.
@@ -324,7 +346,7 @@ impl DiskFile for SimFile {
         self.with(|state, id| {
             state.stats.syncs += 1;
             let chance = state.faults.fsync_fail_ratio.clamp(0.0, 1.0);
-            if state.rng.random_bool(chance) {
+            if !take_sync(state) || state.rng.random_bool(chance) {
                 state.stats.failed_syncs += 1;
                 return Err(io::Error::other("fsync failed (simulated I/O error)"));
             }
@@ -439,6 +461,10 @@ impl Disk for SimDisk {
         let mut state = lock(&self.state);
         let state = &mut *state;
         state.stats.syncs += 1;
+        if !take_sync(state) {
+            state.stats.failed_syncs += 1;
+            return Err(io::Error::other("directory sync failed (simulated I/O error)"));
+        }
         state.durable_entries.retain(|p, _| p.parent() != Some(dir));
         for (path, id) in state.entries.iter().filter(|(p, _)| p.parent() == Some(dir)) {
             state.durable_entries.insert(path.clone(), *id);

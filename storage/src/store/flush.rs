@@ -51,6 +51,8 @@ impl Store {
         }
         let mut durable = lock(&self.durable);
         let flushed = self.flushed_offset();
+        // A truncation since the position was read lowered it (under this lock).
+        let dispatched = dispatched.min(self.dispatched_offset());
         let checkpoint = Checkpoint {
             physic_msg_timestamp: durable.physic_timestamp,
             logics_msg_timestamp: logics_timestamp,
@@ -60,6 +62,15 @@ impl Store {
             dispatched_flushed_offset: Some(dispatched),
             ..Checkpoint::default()
         };
+        self.write_checkpoint_file(&mut durable, &checkpoint)
+    }
+
+    /// Writes and syncs `checkpoint`; the caller holds the `durable` lock.
+    pub(super) fn write_checkpoint_file(
+        &self,
+        durable: &mut Durable,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
         let file = match durable.checkpoint_file.clone() {
             Some(file) => file,
             None => {

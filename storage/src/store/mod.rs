@@ -46,6 +46,7 @@ mod flush;
 mod open;
 mod read;
 mod replicate;
+mod truncate;
 
 /// Ordered maps: iteration order decides the order of syncs, which must not vary between runs.
 type QueueMap<T> = BTreeMap<Box<str>, BTreeMap<i32, T>>;
