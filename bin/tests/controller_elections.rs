@@ -7,11 +7,14 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
+#[path = "common/controllers.rs"]
+mod controllers;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use petrel::controller::{self, ControllerConfig, ControllerHandle};
+use controllers::{leader_call, leader_call_with_body};
 use petrel_core::controller::body::{BrokerReplicasInfo, ElectMasterResponseBody, SyncStateSet};
 use petrel_core::controller::code;
 use petrel_net::codec::codes::{request, response};
@@ -21,38 +24,16 @@ use petrel_net::headers::controller::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
     CleanControllerBrokerDataRequestHeader, ElectMasterRequestHeader, ElectMasterResponseHeader,
     GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader, GetReplicaInfoRequestHeader,
-    GetReplicaInfoResponseHeader, NotifyBrokerRoleChangedRequestHeader,
-    RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
+    NotifyBrokerRoleChangedRequestHeader, RegisterBrokerToControllerRequestHeader,
+    RegisterBrokerToControllerResponseHeader,
 };
 use petrel_net::headers::namesrv::BrokerHeartbeatRequestHeader;
 use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{
     ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server, ServerConfig,
 };
-use petrel_storage::disk::FsDisk;
 
 const GROUP: &str = "broker-a";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_controller(
-    dir: &std::path::Path,
-    peers: &[(String, String)],
-    n: usize,
-) -> ControllerHandle {
-    let config = ControllerConfig {
-        group: "TestGroup".into(),
-        peers: peers.to_vec(),
-        self_id: format!("n{n}"),
-        store_path: dir.join(format!("n{n}")),
-        tick_ms: 20,
-        scan_not_active_broker_ms: 100,
-        ..ControllerConfig::default()
-    };
-    controller::start(config, Arc::new(FsDisk)).await.unwrap()
-}
 
 /// What a stand-in broker was told by NOTIFY_BROKER_ROLE_CHANGED: (master, master epoch).
 #[derive(Default)]
@@ -156,47 +137,11 @@ impl Broker {
     }
 }
 
-/// Sends to each controller in turn until one that leads answers (up to 10 s).
-async fn leader_call<H: petrel_net::codec::header::CommandHeader>(
-    client: &RemotingClient,
-    controllers: &[String],
-    code: i32,
-    header: &H,
-) -> RemotingCommand {
-    leader_call_with_body(client, controllers, RemotingCommand::request(code).with_header(header))
-        .await
-}
-
-async fn leader_call_with_body(
-    client: &RemotingClient,
-    controllers: &[String],
-    request: RemotingCommand,
-) -> RemotingCommand {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for addr in controllers {
-            let ask = request.clone();
-            if let Ok(reply) = client.invoke(addr, ask, Duration::from_secs(3)).await {
-                if reply.code != code::NOT_LEADER {
-                    return reply;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no controller leads");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn replica_info(
     client: &RemotingClient,
     controllers: &[String],
 ) -> (Option<i64>, i32, SyncStateSet) {
-    let ask = GetReplicaInfoRequestHeader { broker_name: GROUP.into() };
-    let reply = leader_call(client, controllers, request::CONTROLLER_GET_REPLICA_INFO, &ask).await;
-    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
-    let header: GetReplicaInfoResponseHeader = reply.header().unwrap();
-    let set: SyncStateSet = from_json(reply.body_bytes().as_ref()).unwrap();
-    (header.master_broker_id, header.master_epoch.unwrap(), set)
+    controllers::replica_info(client, controllers, GROUP).await
 }
 
 /// Waits (up to 10 s) until the group's master epoch reaches `epoch`; the replica info then.
@@ -273,11 +218,10 @@ async fn wait_told(broker: &Broker, master: i64, epoch: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masters_are_elected_from_the_sync_state_set_across_a_controller_failover() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: Vec<(String, String)> =
-        (0..3).map(|n| (format!("n{n}"), format!("127.0.0.1:{}", free_port()))).collect();
+    let peers = controllers::peers(3);
     let mut handles = Vec::new();
     for n in 0..3 {
-        handles.push(Some(start_controller(dir.path(), &peers, n).await));
+        handles.push(Some(controllers::start(dir.path(), &peers, n).await));
     }
     let mut controllers: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
     let client = RemotingClient::new(ClientConfig::default(), None);

@@ -15,6 +15,7 @@
 //! | SYNC_FLUSH | none | persisted | persisted |
 //! | ASYNC_FLUSH | none | appended | appended |
 //! | either | `acks_required = n` | also held by n replicas | as without, or also held by n replicas when `confirm_waits_for_replicas` |
+//! | either, a controller-mode slave | `upstream_confirms` | also confirmed by the master | as acknowledged |
 //!
 //! Replica acknowledgements are part of the shape now so that SYNC_MASTER and the in-sync
 //! replica set attach without changing it; no shell sends them until replication lands.
@@ -57,6 +58,10 @@ pub struct ConfirmConfig {
     /// Whether consumers, too, wait for those replicas (RocketMQ 5's controller mode with
     /// `allAckInSyncStateSet`); classic SYNC_MASTER confirms on the flush alone.
     pub confirm_waits_for_replicas: bool,
+    /// A slave in controller mode: nothing past the master's confirm offset is confirmed
+    /// (RocketMQ's slave dispatches only up to the confirm offset its master sends): a record
+    /// the next master may not have is not shown to consumers.
+    pub upstream_confirms: bool,
 }
 
 impl ConfirmConfig {
@@ -66,6 +71,7 @@ impl ConfirmConfig {
             flush: FlushPolicy::Sync,
             acks_required: 0,
             confirm_waits_for_replicas: false,
+            upstream_confirms: false,
         }
     }
 
@@ -74,7 +80,12 @@ impl ConfirmConfig {
     pub fn async_flush() -> ConfirmConfig {
         let flush =
             FlushPolicy::Async { interval_ms: 500, least_bytes: 4 * 4096, thorough_ms: 10_000 };
-        ConfirmConfig { flush, acks_required: 0, confirm_waits_for_replicas: false }
+        ConfirmConfig {
+            flush,
+            acks_required: 0,
+            confirm_waits_for_replicas: false,
+            upstream_confirms: false,
+        }
     }
 }
 
@@ -92,6 +103,8 @@ pub enum ConfirmEvent {
     ReplicaAcked { replica: ReplicaId, offset: u64 },
     /// `replica` left (disconnected or dropped from the in-sync set): its acks count no more.
     ReplicaGone { replica: ReplicaId },
+    /// The master confirmed its log up to `offset` (a controller-mode slave).
+    UpstreamConfirmed { offset: u64 },
 }
 
 /// What the shell must do.
@@ -118,6 +131,8 @@ pub struct ConfirmMachine {
     /// The furthest `acks_required` replicas ever held the log together. It can fall back when
     /// one leaves, but what was acknowledged under it stays acknowledged.
     replicated_max: u64,
+    /// How far the master confirmed (`upstream_confirms`).
+    upstream: u64,
     acknowledged: u64,
     confirmed: u64,
     /// ASYNC_FLUSH: when to look at the dirty bytes next, and when the last thorough persist
@@ -143,6 +158,7 @@ impl ConfirmMachine {
             persisting: None,
             replicas: BTreeMap::new(),
             replicated_max: end,
+            upstream: end,
             acknowledged: end,
             confirmed: end,
             flush_check_at: now.saturating_add(interval),
@@ -208,7 +224,21 @@ impl ConfirmMachine {
             ConfirmEvent::ReplicaGone { replica } => {
                 self.replicas.remove(&replica);
             }
+            ConfirmEvent::UpstreamConfirmed { offset } => {
+                self.upstream = self.upstream.max(offset.min(self.appended));
+            }
         }
+        self.tick(now);
+    }
+
+    /// The broker's role changed (controller mode): acks, replicas and the upstream bound are
+    /// counted the new way from now on. What was acknowledged or confirmed stays so.
+    pub fn reconfigure(&mut self, now: Millis, config: ConfirmConfig) {
+        assert_eq!(config.flush, self.config.flush, "the flush policy is the store's own");
+        if config.upstream_confirms && !self.config.upstream_confirms {
+            self.upstream = self.confirmed;
+        }
+        self.config = config;
         self.tick(now);
     }
 
@@ -283,11 +313,16 @@ impl ConfirmMachine {
         let durable = self.durable_bound();
         let replicated = self.replicated_bound();
         self.replicated_max = self.replicated_max.max(replicated.min(self.appended));
-        let acknowledged = durable.min(replicated);
+        let upstream = match self.config.upstream_confirms {
+            true => self.upstream,
+            false => u64::MAX,
+        };
+        let acknowledged = durable.min(replicated).min(upstream);
         let confirmed = match self.config.confirm_waits_for_replicas {
             true => durable.min(replicated),
             false => durable,
-        };
+        }
+        .min(upstream);
         // Consumers may see a record before its producer hears of it, never after.
         if confirmed > self.confirmed {
             self.confirmed = confirmed;
@@ -319,6 +354,9 @@ impl ConfirmMachine {
             self.replicated_max
         );
         assert!(self.confirmed <= self.durable_bound(), "confirmed past durable");
+        if self.config.upstream_confirms {
+            assert!(self.confirmed <= self.upstream, "confirmed past the master's confirm offset");
+        }
         // A producer is never told of a record its consumers may not see.
         assert!(
             self.acknowledged <= self.confirmed,
@@ -448,6 +486,24 @@ mod tests {
         assert_eq!(drain(&mut m), [Confirm { up_to: 40 }, Acknowledge { up_to: 40 }]);
     }
 
+    /// A controller-mode slave confirms (and so dispatches) only what its master confirmed;
+    /// made master, it confirms its whole durable log at once.
+    #[test]
+    fn a_slave_confirms_no_further_than_its_master() {
+        let config = ConfirmConfig { upstream_confirms: true, ..ConfirmConfig::async_flush() };
+        let mut m = ConfirmMachine::new(config, 0, 1, 0);
+        m.handle(1, ConfirmEvent::Appended { end: 100, epoch: 1 });
+        assert_eq!(drain(&mut m), []);
+        m.handle(2, ConfirmEvent::UpstreamConfirmed { offset: 60 });
+        assert_eq!(drain(&mut m), [Confirm { up_to: 60 }, Acknowledge { up_to: 60 }]);
+        m.handle(3, ConfirmEvent::UpstreamConfirmed { offset: 500 });
+        assert_eq!(drain(&mut m), [Confirm { up_to: 100 }, Acknowledge { up_to: 100 }]);
+        m.handle(4, ConfirmEvent::Appended { end: 150, epoch: 1 });
+        assert_eq!(drain(&mut m), []);
+        m.reconfigure(5, ConfirmConfig::async_flush());
+        assert_eq!(drain(&mut m), [Confirm { up_to: 150 }, Acknowledge { up_to: 150 }]);
+    }
+
     #[test]
     #[should_panic(expected = "an append of epoch 1 after epoch 2")]
     fn an_append_from_an_older_epoch_is_a_bug() {
@@ -463,13 +519,18 @@ mod tests {
             sync in proptest::bool::ANY,
             acks_required in 0usize..3,
             waits in proptest::bool::ANY,
-            steps in proptest::collection::vec((0u8..5, 0u64..400, 0u64..4), 1..60),
+            steps in proptest::collection::vec((0u8..7, 0u64..400, 0u64..4), 1..60),
         ) {
             let flush = match sync {
                 true => FlushPolicy::Sync,
                 false => FlushPolicy::Async { interval_ms: 10, least_bytes: 50, thorough_ms: 40 },
             };
-            let config = ConfirmConfig { flush, acks_required, confirm_waits_for_replicas: waits };
+            let config = ConfirmConfig {
+                flush,
+                acks_required,
+                confirm_waits_for_replicas: waits,
+                upstream_confirms: false,
+            };
             let mut m = ConfirmMachine::new(config, 0, 0, 0);
             let (mut now, mut end, mut asked) = (0, 0, None);
             let (mut acked, mut confirmed) = (0, 0);
@@ -482,6 +543,13 @@ mod tests {
                     },
                     2 => m.handle(now, ConfirmEvent::ReplicaAcked { replica, offset: amount.min(end) }),
                     3 => m.handle(now, ConfirmEvent::ReplicaGone { replica }),
+                    4 => m.handle(now, ConfirmEvent::UpstreamConfirmed { offset: amount }),
+                    5 => {
+                        // A role change: another count of acks, the upstream bound on or off.
+                        let upstream_confirms = replica % 2 == 0;
+                        let acks_required = replica as usize / 2;
+                        m.reconfigure(now, ConfirmConfig { acks_required, upstream_confirms, ..config });
+                    }
                     _ => m.tick(now),
                 }
                 m.check_invariants();

@@ -141,7 +141,12 @@ impl StoreConfig {
             },
         };
         let acks_required = self.replica_acks_required;
-        ConfirmConfig { flush, acks_required, confirm_waits_for_replicas: false }
+        ConfirmConfig {
+            flush,
+            acks_required,
+            confirm_waits_for_replicas: false,
+            upstream_confirms: false,
+        }
     }
 
     pub fn commit_log_dir(&self) -> PathBuf {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use petrel_core::confirm::{ConfirmAction, ConfirmEvent, ConfirmMachine};
+use petrel_core::ha::epoch::EpochEntry;
 use petrel_core::record::RecordInput;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -312,10 +313,15 @@ impl StoreService {
     /// Appends records a master replicated (`Store::append_replicated`) and tells the confirm
     /// machine; an empty store whose log begins past 0 tells it that first, as persisted.
     /// Returns the new end.
-    pub fn append_replicated(&self, offset: u64, records: &[u8]) -> Result<u64, StoreError> {
+    pub fn append_replicated(
+        &self,
+        offset: u64,
+        records: &[u8],
+        epoch: Option<EpochEntry>,
+    ) -> Result<u64, StoreError> {
         let store = &self.shared.store;
         let began = store.written_offset() == 0 && offset > 0;
-        let appended = store.append_replicated(offset, records);
+        let appended = store.append_replicated(offset, records, epoch);
         if began && store.written_offset() >= offset {
             self.shared.drive(Some(ConfirmEvent::Persisted { offset }));
         }
@@ -364,6 +370,25 @@ impl StoreService {
     /// A replica (a slave, by its connection) holds the log up to `offset`.
     pub fn replica_acked(&self, replica: u64, offset: u64) {
         self.shared.drive(Some(ConfirmEvent::ReplicaAcked { replica, offset }));
+    }
+
+    /// A controller-mode slave's master confirmed its log up to `offset`.
+    pub fn upstream_confirmed(&self, offset: u64) {
+        self.shared.drive(Some(ConfirmEvent::UpstreamConfirmed { offset }));
+    }
+
+    /// The broker's role changed: acks and confirms are counted as `config` says from now on
+    /// (`ConfirmMachine::reconfigure`).
+    pub fn reconfigure(&self, config: petrel_core::confirm::ConfirmConfig) {
+        let shared = &self.shared;
+        let mut machine = lock(&shared.confirm);
+        machine.reconfigure(shared.now(), config);
+        shared.drive_locked(&mut machine, None);
+    }
+
+    /// How the confirm machine counts now.
+    pub fn confirm_config(&self) -> petrel_core::confirm::ConfirmConfig {
+        *lock(&self.shared.confirm).config()
     }
 
     /// A replica left: its acks count no more.

@@ -435,7 +435,7 @@ fn replicated_bytes_make_the_same_log_and_queues() {
         while at < end {
             let size = (file - at % file).min(end - at) as u32;
             let bytes = master.read_at(at, size).unwrap();
-            at = slave.append_replicated(at, &bytes).unwrap();
+            at = slave.append_replicated(at, &bytes, None).unwrap();
         }
     };
     let slave_disk = SimDisk::new(22, 1 << 30, SimDiskFaults::default());
@@ -449,7 +449,7 @@ fn replicated_bytes_make_the_same_log_and_queues() {
     }
     slave.check_invariants();
     // Appended past the end, or into the middle: refused, nothing written.
-    let error = slave.append_replicated(end + 1, b"x").unwrap_err();
+    let error = slave.append_replicated(end + 1, b"x", None).unwrap_err();
     assert!(error.to_string().contains("do not start at the end"), "{error}");
     assert_eq!(slave.written_offset(), end);
     // The slave's own appends after the copy continue each queue.

@@ -82,6 +82,8 @@ pub struct BrokerConfig {
     pub held_pulls_max: usize,
     /// `maxBatchMessages` (Petrel): messages in one SEND_BATCH_MESSAGE.
     pub batch_messages_max: usize,
+    /// Controller mode (`enableControllerMode` and the rest): `None` outside it.
+    pub controller: Option<ControllerModeConfig>,
     /// The store's settings (storePathRootDir, flushDiskType, mappedFileSizeCommitLog, ...).
     pub store: StoreConfig,
     /// Transport limits (`serverChannelMaxConnections`, `frameMaxLength`, ...).
@@ -125,9 +127,72 @@ impl Default for BrokerConfig {
             pull_bytes_max: 256 << 10,
             held_pulls_max: 16_384,
             batch_messages_max: 4_096,
+            controller: None,
             store: StoreConfig::new(home.join("store")),
             server: ServerConfig::default(),
         }
+    }
+}
+
+/// A broker in controller mode (RocketMQ 5's AutoSwitch HA): its role and id come from the
+/// controller, not from `brokerRole` and `brokerId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerModeConfig {
+    /// `controllerAddr`: the controllers, `;`-separated.
+    pub controller_addrs: Vec<String>,
+    /// `allAckInSyncStateSet`: a send is answered once every member of the set holds it.
+    pub all_ack: bool,
+    /// `minInSyncReplicas`: a master whose set is smaller refuses sends.
+    pub min_in_sync: usize,
+    /// `haMaxTimeSlaveNotCatchup`: a member behind for longer leaves the set.
+    pub not_catchup_ms: u64,
+    /// `syncFromLastFile`: an empty slave copies from its master's newest file, not its first.
+    pub sync_from_last_file: bool,
+    /// `asyncLearner`: this slave copies the log but never joins the set.
+    pub async_learner: bool,
+    /// `brokerElectionPriority`: lower is preferred among equals.
+    pub election_priority: i32,
+    /// `controllerHeartBeatTimeoutMills`: how long the controller waits for a heartbeat.
+    pub heartbeat_timeout_ms: u64,
+    /// `brokerHeartbeatInterval`: how often heartbeats go to every controller.
+    pub heartbeat_interval_ms: u64,
+    /// `syncBrokerMetadataPeriod`: how often the group's replica info is asked for.
+    pub sync_metadata_ms: u64,
+}
+
+impl Default for ControllerModeConfig {
+    fn default() -> Self {
+        ControllerModeConfig {
+            controller_addrs: Vec::new(),
+            all_ack: false,
+            min_in_sync: 1,
+            not_catchup_ms: petrel_core::broker::replicas::NOT_CATCHUP_DEFAULT_MS,
+            sync_from_last_file: false,
+            async_learner: false,
+            election_priority: i32::MAX,
+            heartbeat_timeout_ms: 10_000,
+            heartbeat_interval_ms: 1_000,
+            sync_metadata_ms: 5_000,
+        }
+    }
+}
+
+impl ControllerModeConfig {
+    fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        let mut addrs = String::new();
+        props.apply("controllerAddr", &mut addrs, "host:port;host:port")?;
+        self.controller_addrs = split_addrs(&addrs);
+        props.apply("allAckInSyncStateSet", &mut self.all_ack, "true or false")?;
+        props.apply("minInSyncReplicas", &mut self.min_in_sync, "a count")?;
+        props.apply("haMaxTimeSlaveNotCatchup", &mut self.not_catchup_ms, "milliseconds")?;
+        props.apply("syncFromLastFile", &mut self.sync_from_last_file, "true or false")?;
+        props.apply("asyncLearner", &mut self.async_learner, "true or false")?;
+        props.apply("brokerElectionPriority", &mut self.election_priority, "an integer")?;
+        let timeout = &mut self.heartbeat_timeout_ms;
+        props.apply("controllerHeartBeatTimeoutMills", timeout, "milliseconds")?;
+        let interval = &mut self.heartbeat_interval_ms;
+        props.apply("brokerHeartbeatInterval", interval, "milliseconds")?;
+        props.apply("syncBrokerMetadataPeriod", &mut self.sync_metadata_ms, "milliseconds")
     }
 }
 
@@ -202,6 +267,13 @@ impl BrokerConfig {
         props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
         props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
         props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        let mut controller_mode = false;
+        props.apply("enableControllerMode", &mut controller_mode, "true or false")?;
+        if controller_mode {
+            let mut controller = ControllerModeConfig::default();
+            controller.apply(props)?;
+            self.controller = Some(controller);
+        }
         self.apply_store(props)
     }
 
@@ -271,8 +343,18 @@ impl BrokerConfig {
 
     /// A check of what a file cannot express by type alone.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(controller) = &self.controller {
+            if controller.controller_addrs.is_empty() {
+                return Err("enableControllerMode=true needs controllerAddr".to_owned());
+            }
+            if controller.heartbeat_interval_ms == 0 || controller.sync_metadata_ms == 0 {
+                let why = "brokerHeartbeatInterval and syncBrokerMetadataPeriod must be above 0";
+                return Err(why.to_owned());
+            }
+        }
         match self.role {
-            BrokerRole::Slave if self.broker_id <= 0 => {
+            // In controller mode the controller names the role and the id.
+            BrokerRole::Slave if self.broker_id <= 0 && self.controller.is_none() => {
                 return Err(format!(
                     "brokerRole=SLAVE needs a brokerId of 1 or more, not {}",
                     self.broker_id

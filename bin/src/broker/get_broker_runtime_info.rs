@@ -42,7 +42,7 @@ pub(super) fn handle(
         store.written_offset().saturating_sub(store.flushed_offset()).to_string(),
     );
     put("flushDiskType", flush_name(broker.config.store.flush_disk_type).into());
-    put("brokerRole", broker.config.role.name().into());
+    put("brokerRole", broker.role().name().into());
     put("pullHeldRequests", broker.held_pulls.load(Ordering::Relaxed).to_string());
     put("connections", broker.server.connection_count().to_string());
     if let Some(allocations) = crate::alloc::allocations() {

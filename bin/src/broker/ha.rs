@@ -1,15 +1,18 @@
-//! Replication's shells (`docs/replication.md`): the master's HA listener, one task per slave
-//! driving a `HaMaster` core, and the slave's connection to its master driving a `HaSlave`
-//! core. The cores decide; these read and write the sockets and the store.
+//! Replication's shells (`docs/replication.md`, and `docs/failover.md` for controller mode):
+//! the master's HA listener, one task per slave driving a `HaMaster` core; the slave's side is
+//! in `ha_slave.rs`. The cores decide; these read and write the sockets and the store.
+//!
+//! In controller mode every broker listens on its HA port, serves slaves only while it is the
+//! master, follows its master only while it is a slave, and speaks the AutoSwitch frames; a
+//! role change ends the links of the old role (`Broker::term`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use petrel_core::ha::codec::{
-    encode_report, encode_transfer_header, ReportDecoder, TransferDecoder,
-};
+use petrel_core::ha::autoswitch::{self, FromSlave, MasterHello};
+use petrel_core::ha::codec::{encode_transfer_header, ReportDecoder};
+use petrel_core::ha::epoch::{EpochCache, EpochEntry};
 use petrel_core::ha::master::{HaMaster, MasterAction, MasterConfig, MasterEvent};
-use petrel_core::ha::slave::{HaSlave, SlaveAction, SlaveConfig, SlaveEvent};
 use petrel_core::Millis;
 use petrel_net::signal::Flag;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,16 +24,10 @@ use crate::clock::now_millis;
 
 /// How long a slave waits before connecting again (RocketMQ waits 5 s; a shorter wait loses
 /// less time after a master restart and costs one connection attempt a second).
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-
-/// Beyond `maxMessageSize`, what one stored unit may add: a batch's record headers (a few
-/// hundred bytes for each of its messages), or a blank filler left by such a batch.
-const RECORD_OVERHEAD_BYTES: u64 = 2 << 20;
+pub(super) const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// Sleeps until `at` (the broker clock's milliseconds), or for ever when there is nothing due.
-async fn until(at: Option<Millis>) {
+pub(super) async fn until(at: Option<Millis>) {
     match at {
         Some(at) => {
             tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_millis()))).await
@@ -40,14 +37,14 @@ async fn until(at: Option<Millis>) {
 }
 
 #[cfg(not(madsim))]
-fn split(
+pub(super) fn split(
     stream: TcpStream,
 ) -> (impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static) {
     stream.into_split()
 }
 
 #[cfg(madsim)]
-fn split(
+pub(super) fn split(
     stream: TcpStream,
 ) -> (impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static) {
     tokio::io::split(stream)
@@ -56,7 +53,8 @@ fn split(
 /// A master's HA listener on `bindAddress:haListenPort`, and the port slaves are told; a
 /// slave has none.
 pub(super) async fn bind(config: &BrokerConfig) -> Result<(Option<TcpListener>, u16), String> {
-    if config.role == BrokerRole::Slave {
+    // In controller mode any broker may become the master.
+    if config.role == BrokerRole::Slave && config.controller.is_none() {
         return Ok((None, config.ha_port()));
     }
     let ha_bind = format!("{}:{}", config.bind_address, config.ha_port());
@@ -75,9 +73,18 @@ pub(super) fn spawn(
     listener: Option<TcpListener>,
     stop: &Flag,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    if broker.config.controller.is_some() {
+        let listener = listener.expect("controller mode listens");
+        return vec![
+            tokio::spawn(serve_master(broker.clone(), listener, stop.clone())),
+            tokio::spawn(super::ha_slave::run(broker.clone(), stop.clone())),
+            tokio::spawn(super::slave_sync::run(broker.clone(), stop.clone())),
+            tokio::spawn(deliver_while_master(broker.clone(), stop.clone())),
+        ];
+    }
     match listener {
         None => vec![
-            tokio::spawn(run_slave(broker.clone(), stop.clone())),
+            tokio::spawn(super::ha_slave::run(broker.clone(), stop.clone())),
             tokio::spawn(super::slave_sync::run(broker.clone(), stop.clone())),
         ],
         Some(listener) => {
@@ -90,7 +97,43 @@ pub(super) fn spawn(
     }
 }
 
-/// Accepts slaves on the HA port until `stop`.
+/// Controller mode: delayed messages are delivered by the master only, from each time it
+/// becomes master until its role changes.
+async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
+    loop {
+        let term = broker.term();
+        if broker.is_master() {
+            super::schedule::run(broker.clone(), either(&stop, &term)).await;
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.wait() => {}
+                _ = term.wait() => {}
+            }
+        }
+        if stop.is_set() {
+            return;
+        }
+    }
+}
+
+/// A flag set once `a` or `b` is.
+pub(super) fn either(a: &Flag, b: &Flag) -> Flag {
+    let both = Flag::new();
+    let (a, b, set) = (a.clone(), b.clone(), both.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            biased;
+            _ = a.wait() => {}
+            _ = b.wait() => {}
+        }
+        set.set();
+    });
+    both
+}
+
+/// Accepts slaves on the HA port until `stop`; in controller mode, serves them only while
+/// this broker is the master.
 pub(super) async fn serve_master(broker: Arc<Broker>, listener: TcpListener, stop: Flag) {
     let mut next_slave = 1u64;
     loop {
@@ -101,11 +144,17 @@ pub(super) async fn serve_master(broker: Arc<Broker>, listener: TcpListener, sto
         };
         match accepted {
             Ok((stream, peer)) => {
+                let term = broker.term();
+                if broker.config.controller.is_some() && !broker.is_master() {
+                    tracing::debug!(%peer, "an HA connection to a broker that is not master; closed");
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let slave = next_slave;
                 next_slave += 1;
                 tracing::info!(%peer, slave, "slave connected to the HA port");
-                tokio::spawn(master_link(broker.clone(), stream, slave, stop.clone()));
+                let link_stop = either(&stop, &term);
+                tokio::spawn(master_link(broker.clone(), stream, slave, link_stop));
             }
             Err(error) => {
                 tracing::warn!(%error, "HA accept failed");
@@ -122,52 +171,97 @@ fn master_config(broker: &Broker) -> MasterConfig {
         batch_bytes: config.ha_transfer_batch_bytes,
         heartbeat_ms: config.ha_heartbeat_ms,
         housekeeping_ms: config.ha_housekeeping_ms,
+        auto_switch: config.controller.is_some(),
+    }
+}
+
+/// One slave's connection as the master sees it: the connection (`conn`), and in controller
+/// mode the broker id its hello named.
+struct Follower {
+    broker: Arc<Broker>,
+    conn: u64,
+    id: Option<i64>,
+    /// The master's epochs, as last given to the core.
+    epochs: EpochCache,
+}
+
+impl Follower {
+    fn auto_switch(&self) -> bool {
+        self.broker.config.controller.is_some()
+    }
+
+    fn acked(&self, offset: u64) {
+        match (self.auto_switch(), self.id) {
+            (false, _) => self.broker.store.replica_acked(self.conn, offset),
+            (true, Some(id)) => {
+                self.broker.change_replicas(|r| r.slave_acked(now_millis(), id, self.conn, offset));
+            }
+            (true, None) => {}
+        }
+    }
+
+    /// The epoch of the bytes at `offset` (or, at the log's end, the newest).
+    fn epoch_at(&self, offset: u64, end: u64) -> EpochEntry {
+        let found = self.epochs.epoch_of(offset as i64, end as i64).or(self.epochs.last());
+        found.unwrap_or(EpochEntry { epoch: 0, start: 0 })
+    }
+
+    /// Controller mode: tells the core of a new epoch, and the role core how far the log is.
+    fn log_moved(&mut self, core: &mut HaMaster, end: u64) {
+        if !self.auto_switch() {
+            return;
+        }
+        let store = self.broker.store();
+        if store.last_epoch() != self.epochs.last() {
+            self.epochs = store.epoch_cache();
+            let min = store.min_physical_offset();
+            core.handle(now_millis(), MasterEvent::Log { min, epochs: self.epochs.clone() });
+        }
+        let (confirmed, start) =
+            (store.confirm_offset(), self.epochs.last().map_or(0, |e| e.start));
+        self.broker.change_replicas(|r| r.log(end, confirmed, start as u64));
+    }
+}
+
+impl Drop for Follower {
+    /// However the link ends, the slave's acks count no more.
+    fn drop(&mut self) {
+        match self.id {
+            Some(id) => {
+                self.broker.change_replicas(|r| r.slave_gone(id, self.conn));
+            }
+            None => self.broker.store.replica_gone(self.conn),
+        }
     }
 }
 
 /// One slave's connection: its reports in, the commit log out.
 async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag) {
-    // However the link ends, the slave's acks count no more.
-    let _gone = ReplicaGone { broker: broker.clone(), slave };
+    let mut follower =
+        Follower { broker: broker.clone(), conn: slave, id: None, epochs: EpochCache::default() };
     let (reader, mut writer) = split(stream);
     // The reports are read on their own task, so that a slave blocked sending one never
     // waits on a master blocked sending it frames.
     let (reports, mut reported) = tokio::sync::mpsc::channel(16);
-    let _reading = AbortOnDrop(tokio::spawn(read_reports(reader, reports, slave)));
+    let auto_switch = follower.auto_switch();
+    let _reading = AbortOnDrop(tokio::spawn(read_reports(reader, reports, slave, auto_switch)));
     // Only durable bytes go to slaves: a power loss cannot take back what a slave holds
     // (docs/decisions/0003-replicate-durable-bytes-only.md).
     let durable = broker.store.durable();
     let mut core = HaMaster::new(master_config(&broker), durable.get());
     core.handle(now_millis(), MasterEvent::Connected { slave });
     let mut known_end = durable.get();
+    follower.log_moved(&mut core, known_end);
     loop {
         while let Some(action) = core.poll_action() {
-            let sent = match action {
-                MasterAction::Transfer { from, size, .. } => {
-                    let Some(data) = broker.store.store().read_at(from, size) else {
-                        tracing::warn!(slave, from, size, "the log to send is gone; closing");
-                        return;
-                    };
-                    send_frame(&mut writer, from, &data).await
-                }
-                MasterAction::Heartbeat { offset, .. } => {
-                    send_frame(&mut writer, offset, &[]).await
-                }
-                MasterAction::Close { why, .. } => {
-                    tracing::warn!(slave, %why, "closing a slave's HA connection");
+            match carry_out(&mut follower, &mut writer, action, known_end).await {
+                Ok(true) => core.handle(now_millis(), MasterEvent::Sent { slave }),
+                Ok(false) => {}
+                Err(why) => {
+                    tracing::info!(slave, %why, "slave's HA connection ends");
                     return;
                 }
-                MasterAction::ReplicaAcked { offset, .. } => {
-                    broker.store.replica_acked(slave, offset);
-                    continue;
-                }
-                MasterAction::ReplicaGone { .. } => return,
-            };
-            if let Err(error) = sent {
-                tracing::info!(slave, %error, "slave's HA connection lost");
-                return;
             }
-            core.handle(now_millis(), MasterEvent::Sent { slave });
         }
         core.check_invariants();
         let deadline = core.poll_timeout();
@@ -176,11 +270,20 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
             biased;
             _ = stop.wait() => return,
             report = reported.recv() => match report {
-                Some(offset) => core.handle(now_millis(), MasterEvent::Reported { slave, offset }),
+                Some(FromSlave::Report(offset)) => {
+                    core.handle(now_millis(), MasterEvent::Reported { slave, offset })
+                }
+                Some(FromSlave::Hello(hello)) => {
+                    follower.id = Some(hello.broker_id as i64);
+                    let (id, learner) = (hello.broker_id as i64, hello.async_learner);
+                    broker.change_replicas(|r| r.slave_connected(now_millis(), id, slave, learner));
+                    core.handle(now_millis(), MasterEvent::Hello { slave, hello });
+                }
                 None => return,
             },
             _ = durable.wait_for(move |end| end > seen) => {
                 known_end = durable.get();
+                follower.log_moved(&mut core, known_end);
                 core.handle(now_millis(), MasterEvent::Appended { end: known_end });
             }
             () = until(deadline) => core.tick(now_millis()),
@@ -188,13 +291,61 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
     }
 }
 
-/// Reads a slave's reports until its connection ends, passing on each newest one.
+/// Carries out one of the core's actions: `Ok(true)` when a frame was written (the core is
+/// told `Sent`), `Err` when the link is over.
+async fn carry_out(
+    follower: &mut Follower,
+    writer: &mut (impl AsyncWrite + Unpin),
+    action: MasterAction,
+    end: u64,
+) -> Result<bool, String> {
+    let broker = &follower.broker;
+    let epoch_and_confirm = |offset: u64| {
+        follower
+            .auto_switch()
+            .then(|| (follower.epoch_at(offset, end), broker.store().confirm_offset()))
+    };
+    let sent = match action {
+        MasterAction::Transfer { from, size, .. } => {
+            let Some(data) = broker.store.store().read_at(from, size) else {
+                return Err(format!("the log to send ({size} bytes from {from}) is gone"));
+            };
+            send_frame(writer, from, &data, epoch_and_confirm(from)).await
+        }
+        MasterAction::Heartbeat { offset, .. } => {
+            send_frame(writer, offset, &[], epoch_and_confirm(offset)).await
+        }
+        MasterAction::Answer { end, .. } => {
+            let mut epochs = follower.epochs.clone();
+            epochs.truncate_suffix(end as i64 + 1);
+            let mut frame = Vec::new();
+            autoswitch::encode_master_hello(&MasterHello { end, epochs }, &mut frame);
+            async {
+                writer.write_all(&frame).await?;
+                writer.flush().await
+            }
+            .await
+        }
+        MasterAction::Close { why, .. } => return Err(why),
+        MasterAction::ReplicaAcked { offset, .. } => {
+            follower.acked(offset);
+            return Ok(false);
+        }
+        MasterAction::ReplicaGone { .. } => return Err("the slave is gone".into()),
+    };
+    sent.map(|()| true).map_err(|error| format!("lost: {error}"))
+}
+
+/// Reads a slave's frames until its connection ends, passing each on: on the classic port,
+/// the newest report of what arrived; in controller mode, each hello and report.
 async fn read_reports(
     mut reader: impl AsyncRead + Unpin,
-    reports: tokio::sync::mpsc::Sender<u64>,
+    reports: tokio::sync::mpsc::Sender<FromSlave>,
     slave: u64,
+    auto_switch: bool,
 ) {
-    let mut decoder = ReportDecoder::default();
+    let mut classic = ReportDecoder::default();
+    let mut decoder = autoswitch::Decoder::default();
     let mut buffer = vec![0u8; 4096];
     loop {
         let n = match reader.read(&mut buffer).await {
@@ -204,23 +355,40 @@ async fn read_reports(
             }
             Ok(n) => n,
         };
-        match decoder.feed(&buffer[..n]) {
-            Ok(Some(offset)) => {
-                if reports.send(offset).await.is_err() {
-                    return;
+        let mut frames = Vec::new();
+        let read: Result<(), String> = match auto_switch {
+            false => match classic.feed(&buffer[..n]) {
+                Ok(newest) => {
+                    frames.extend(newest.map(FromSlave::Report));
+                    Ok(())
+                }
+                Err(error) => Err(error.to_string()),
+            },
+            true => {
+                decoder.feed(&buffer[..n]);
+                loop {
+                    match decoder.from_slave() {
+                        Ok(Some(frame)) => frames.push(frame),
+                        Ok(None) => break Ok(()),
+                        Err(error) => break Err(error.to_string()),
+                    }
                 }
             }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(slave, %error, "malformed report from a slave; closing");
+        };
+        for frame in frames {
+            if reports.send(frame).await.is_err() {
                 return;
             }
+        }
+        if let Err(error) = read {
+            tracing::warn!(slave, %error, "malformed frame from a slave; closing");
+            return;
         }
     }
 }
 
 /// Ends a helper task with the link it serves.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -228,148 +396,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
-struct ReplicaGone {
-    broker: Arc<Broker>,
-    slave: u64,
-}
-
-impl Drop for ReplicaGone {
-    fn drop(&mut self) {
-        self.broker.store.replica_gone(self.slave);
-    }
-}
-
+/// A transfer frame: classic, or with its epoch and the confirm offset in controller mode.
 async fn send_frame(
     writer: &mut (impl AsyncWrite + Unpin),
     offset: u64,
     data: &[u8],
+    auto_switch: Option<(EpochEntry, u64)>,
 ) -> std::io::Result<()> {
-    writer.write_all(&encode_transfer_header(offset, data.len() as u32)).await?;
+    let size = data.len() as u32;
+    match auto_switch {
+        Some((epoch, confirm)) => {
+            let header = autoswitch::encode_transfer_header(offset, size, epoch, confirm);
+            writer.write_all(&header).await?
+        }
+        None => writer.write_all(&encode_transfer_header(offset, size)).await?,
+    }
     writer.write_all(data).await?;
     writer.flush().await
-}
-
-/// A slave's connection to its master, kept up until `stop`.
-pub(super) async fn run_slave(broker: Arc<Broker>, stop: Flag) {
-    loop {
-        match broker.ha_master() {
-            Some(master) => {
-                let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&master));
-                match connect.await {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        tracing::info!(%master, "connected to the master's HA port");
-                        slave_link(&broker, stream, &stop).await;
-                    }
-                    Ok(Err(error)) => tracing::debug!(%master, %error, "cannot reach the master"),
-                    Err(_) => tracing::debug!(%master, "connecting to the master timed out"),
-                }
-            }
-            None => {
-                // The NameServer names the master only while it is registered: ask again
-                // now rather than at the next registration period.
-                tracing::debug!("no master HA address yet; registering again");
-                broker.register_now.notify_one();
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return,
-            () = tokio::time::sleep(RECONNECT_DELAY) => {}
-        }
-    }
-}
-
-fn slave_config(broker: &Broker) -> SlaveConfig {
-    let config = &broker.config;
-    let record_bytes_max = 2 * config.store.message_bytes_max as u64 + RECORD_OVERHEAD_BYTES;
-    SlaveConfig {
-        file_bytes: config.store.commit_log_file_bytes,
-        record_bytes_max,
-        heartbeat_ms: config.ha_heartbeat_ms,
-        housekeeping_ms: config.ha_housekeeping_ms,
-    }
-}
-
-/// One connection to the master: frames in, appended and reported.
-async fn slave_link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
-    let (reader, mut writer) = split(stream);
-    // Frames are read on their own task, so that the master, blocked sending them, always
-    // gets this slave's reports read in turn.
-    let (frames, mut received) = tokio::sync::mpsc::channel(64);
-    let _reading = AbortOnDrop(tokio::spawn(read_frames(reader, frames)));
-    let mut core = HaSlave::new(slave_config(broker), broker.store.store().written_offset());
-    core.handle(now_millis(), SlaveEvent::Connected);
-    loop {
-        while let Some(action) = core.poll_action() {
-            match action {
-                SlaveAction::Report { offset } => {
-                    let sent = async {
-                        writer.write_all(&encode_report(offset)).await?;
-                        writer.flush().await
-                    };
-                    if let Err(error) = sent.await {
-                        tracing::info!(%error, "lost the master's HA connection");
-                        return;
-                    }
-                }
-                SlaveAction::Append { offset, records } => {
-                    match broker.store.append_replicated(offset, &records) {
-                        Ok(end) => core.handle(now_millis(), SlaveEvent::Appended { end }),
-                        Err(error) => {
-                            tracing::error!(%error, offset, "cannot append what the master sent");
-                            return;
-                        }
-                    }
-                }
-                SlaveAction::Close { why } => {
-                    tracing::warn!(%why, "closing the master's HA connection");
-                    return;
-                }
-            }
-        }
-        core.check_invariants();
-        let deadline = core.poll_timeout();
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return,
-            frame = received.recv() => match frame {
-                Some(frame) => core.handle(now_millis(), SlaveEvent::Received(frame)),
-                None => return,
-            },
-            () = until(deadline) => core.tick(now_millis()),
-        }
-    }
-}
-
-/// Reads the master's frames until the connection ends or a frame is malformed.
-async fn read_frames(
-    mut reader: impl AsyncRead + Unpin,
-    frames: tokio::sync::mpsc::Sender<petrel_core::ha::codec::Transfer>,
-) {
-    let mut decoder = TransferDecoder::default();
-    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
-    loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => {
-                tracing::info!("the master closed the HA connection");
-                return;
-            }
-            Ok(n) => decoder.feed(&buffer[..n]),
-        }
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    if frames.send(frame).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "malformed frame from the master; closing");
-                    return;
-                }
-            }
-        }
-    }
 }

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod consumer_send_msg_back;
+mod controller;
 mod delete_topic_in_broker;
 mod get_all_consumer_offset;
 mod get_all_delay_offset;
@@ -21,7 +22,9 @@ mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
 mod ha;
+mod ha_slave;
 mod heart_beat;
+mod notify_broker_role_changed;
 mod notify_consumer_ids_changed;
 mod persist;
 mod pull_message;
@@ -40,12 +43,13 @@ mod view_message_by_id;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use petrel_core::broker::clients::{ClientAction, ClientRegistry};
 use petrel_core::broker::offsets::ConsumerOffsets;
 use petrel_core::broker::replica_read::ReadPolicy;
+use petrel_core::broker::replicas::{Replicas, ReplicasAction, Role};
 use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
 use petrel_core::broker::subscriptions::SubscriptionGroups;
@@ -112,10 +116,20 @@ pub struct Stats {
 /// The broker's state, shared by the request handler and its tasks.
 pub struct Broker {
     config: BrokerConfig,
-    /// What the send planner reads of the configuration.
-    send_config: SendConfig,
+    /// What the send planner reads of the configuration (and of the role, which a controller
+    /// may change).
+    send_config: RwLock<SendConfig>,
     /// Whether this broker serves pulls and which broker it suggests for the next.
-    read_policy: ReadPolicy,
+    read_policy: Mutex<ReadPolicy>,
+    /// Controller mode: the role and the sync-state set, once the controller gave this
+    /// broker its id (`controller.rs`).
+    replicas: Mutex<Option<Replicas>>,
+    /// Set when the role changes: the tasks of a role (a slave's link to its master, a
+    /// master's links to its slaves, delay delivery) end with it.
+    term: Mutex<Flag>,
+    /// Controller mode: requests the role core asks to send to the controller.
+    to_controller: tokio::sync::mpsc::UnboundedSender<ReplicasAction>,
+    from_core: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ReplicasAction>>>,
     /// `brokerIP1:listenPort`, the address in routes and in message ids.
     addr: String,
     /// `brokerIP1:haListenPort`, the address slaves connect to (told to the NameServer).
@@ -153,9 +167,137 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// A slave's master's HA address: `haMasterAddress`, or what the NameServer answered.
+    /// A slave's master's HA address: `haMasterAddress`, or what the NameServer answered (in
+    /// controller mode always the latter: the master moves).
     fn ha_master(&self) -> Option<String> {
-        self.config.ha_master_address.clone().or_else(|| lock(&self.learned_master).clone())
+        let configured = self.config.ha_master_address.clone();
+        let configured = configured.filter(|_| self.config.controller.is_none());
+        configured.or_else(|| lock(&self.learned_master).clone())
+    }
+
+    /// Whether this broker takes writes in its role (in controller mode: the controller made
+    /// it master).
+    fn is_master(&self) -> bool {
+        self.role() != BrokerRole::Slave
+    }
+
+    /// How pulls are served now.
+    fn read_policy(&self) -> ReadPolicy {
+        *lock(&self.read_policy)
+    }
+
+    /// The current role's flag: set when the role changes.
+    fn term(&self) -> Flag {
+        lock(&self.term).clone()
+    }
+
+    /// Ends the current role's tasks and starts a new term.
+    fn new_term(&self) {
+        let old = std::mem::replace(&mut *lock(&self.term), Flag::new());
+        old.set();
+    }
+
+    /// The role now: `brokerRole` outside controller mode; in it, what the controller said
+    /// (a master is SYNC_MASTER, as RocketMQ's `changeToMaster` makes it; a broker not yet
+    /// told is a slave: it takes no writes).
+    pub fn role(&self) -> BrokerRole {
+        if self.config.controller.is_none() {
+            return self.config.role;
+        }
+        match lock(&self.replicas).as_ref().map(Replicas::role) {
+            Some(Role::Master) => BrokerRole::SyncMaster,
+            _ => BrokerRole::Slave,
+        }
+    }
+
+    /// The id this broker registers with the NameServers: `brokerId` outside controller mode;
+    /// in it 0 as master and its controller id as slave; `None` while fenced (a fenced broker
+    /// does not register, as RocketMQ's isolated broker does not).
+    fn registered_id(&self) -> Option<i64> {
+        if self.config.controller.is_none() {
+            return Some(self.config.broker_id);
+        }
+        match lock(&self.replicas).as_ref().map(|r| (r.role().clone(), r.me())) {
+            Some((Role::Master, _)) => Some(0),
+            Some((Role::Slave { .. }, me)) => Some(me),
+            _ => None,
+        }
+    }
+
+    /// Controller mode: why a send is refused now (not the master, or too few in sync).
+    fn write_refusal(&self) -> Option<Refusal> {
+        self.config.controller.as_ref()?;
+        let replicas = lock(&self.replicas);
+        let why = match replicas.as_ref() {
+            None => "the broker waits for its controller to give it an id".to_owned(),
+            Some(replicas) => replicas.write_refusal()?,
+        };
+        let code = match replicas.as_ref().map(Replicas::role) {
+            // RocketMQ answers IN_SYNC_REPLICAS_NOT_ENOUGH with SYSTEM_ERROR.
+            Some(Role::Master) => response::SYSTEM_ERROR,
+            _ => response::SERVICE_NOT_AVAILABLE,
+        };
+        Some(Refusal::new(code, format!("[{}] {why}", self.addr)))
+    }
+
+    /// Runs `change` on the role core (controller mode, once it has an id) and carries out
+    /// what it asks, under its lock so that two callers' actions never interleave.
+    fn change_replicas<T>(&self, change: impl FnOnce(&mut Replicas) -> T) -> Option<T> {
+        let mut guard = lock(&self.replicas);
+        let replicas = guard.as_mut()?;
+        let result = change(replicas);
+        #[cfg(madsim)]
+        replicas.check_invariants();
+        while let Some(action) = replicas.poll_action() {
+            self.carry_out(replicas, action);
+        }
+        Some(result)
+    }
+
+    fn carry_out(&self, replicas: &Replicas, action: ReplicasAction) {
+        match action {
+            ReplicasAction::BecomeMaster { epoch } => {
+                tracing::info!(epoch, "the controller made this broker master");
+                self.new_term();
+                if let Err(error) = self.store.begin_epoch(epoch.max(0) as u32) {
+                    tracing::error!(%error, epoch, "cannot write in the new epoch");
+                }
+                self.set_slave(false);
+                *lock(&self.learned_master) = None;
+                *lock(&self.learned_master_addr) = None;
+                self.register_now.notify_one();
+            }
+            ReplicasAction::BecomeSlave { master, master_addr, epoch } => {
+                tracing::info!(master, %master_addr, epoch, "the controller made this broker a slave");
+                self.new_term();
+                self.set_slave(true);
+                *lock(&self.learned_master) = None;
+                *lock(&self.learned_master_addr) = Some(master_addr);
+                self.register_now.notify_one();
+            }
+            ReplicasAction::CountAcks { slave, offset } => {
+                self.store.replica_acked(slave as u64, offset)
+            }
+            ReplicasAction::UncountAcks { slave } => self.store.replica_gone(slave as u64),
+            ReplicasAction::AcksRequired { acks } => {
+                let all_ack = self.config.controller.as_ref().is_some_and(|c| c.all_ack);
+                let mut confirm = self.store.confirm_config();
+                confirm.acks_required = acks;
+                confirm.confirm_waits_for_replicas = all_ack && acks > 0;
+                confirm.upstream_confirms = *replicas.role() != Role::Master;
+                self.store.reconfigure(confirm);
+            }
+            elect_or_propose => {
+                // The controller task sends these; it ends only with the broker.
+                let _ = self.to_controller.send(elect_or_propose);
+            }
+        }
+    }
+
+    /// Whether the send planner and the pull handler treat this broker as a slave.
+    fn set_slave(&self, slave: bool) {
+        self.send_config.write().unwrap_or_else(|p| p.into_inner()).slave = slave;
+        lock(&self.read_policy).slave = slave;
     }
 
     fn topics(&self) -> MutexGuard<'_, TopicTable> {
@@ -213,7 +355,8 @@ impl Broker {
     fn plan<T>(&self, planner: impl FnOnce(&BrokerView<'_>) -> T) -> T {
         let topics = self.topics();
         let groups = self.groups();
-        planner(&BrokerView { topics: &topics, groups: &groups, config: &self.send_config })
+        let config = self.send_config.read().unwrap_or_else(|p| p.into_inner());
+        planner(&BrokerView { topics: &topics, groups: &groups, config: &config })
     }
 
     /// Creates the topics and group a plan names (unless another request just did), and
@@ -364,6 +507,7 @@ impl Broker {
                 update_and_create_subscriptiongroup::handle
             }
             request::GET_BROKER_RUNTIME_INFO => get_broker_runtime_info::handle,
+            request::NOTIFY_BROKER_ROLE_CHANGED => notify_broker_role_changed::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))
@@ -525,19 +669,38 @@ fn send_config(config: &BrokerConfig, addr: &str) -> SendConfig {
         message_bytes_max: config.store.message_bytes_max,
         delay_levels: config.store.delay_levels.clone(),
         auto_create_group: config.auto_create_group,
-        slave: config.role == BrokerRole::Slave,
+        // In controller mode the broker starts fenced, taking no writes.
+        slave: config.role == BrokerRole::Slave || config.controller.is_some(),
     }
 }
 
 /// What the pull handler reads of the configuration.
 fn read_policy(config: &BrokerConfig) -> ReadPolicy {
     ReadPolicy {
-        slave: config.role == BrokerRole::Slave,
+        slave: config.role == BrokerRole::Slave || config.controller.is_some(),
         slave_read_enable: config.slave_read_enable,
         in_memory_ratio: config.in_memory_ratio,
         memory_bytes: config.memory_bytes,
         offset_check_in_slave: config.offset_check_in_slave,
     }
+}
+
+/// The broker's tasks: housekeeping, registration, replication and, in controller mode, the
+/// controller's.
+fn spawn_tasks(
+    state: &Arc<Broker>,
+    ha_listener: Option<tokio::net::TcpListener>,
+    stopped: &Flag,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(state.clone().housekeeping(stopped.clone())),
+        tokio::spawn(register::run(state.clone(), stopped.clone())),
+    ];
+    tasks.extend(ha::spawn(state, ha_listener, stopped));
+    if state.config.controller.is_some() {
+        tasks.extend(controller::spawn(state, stopped));
+    }
+    tasks
 }
 
 /// Opens the store, loads the config files, binds and starts serving.
@@ -552,8 +715,10 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let addr = format!("{ip}:{}", local_addr.port());
     config.store.store_host =
         addr.parse().map_err(|e| format!("brokerIP1 {ip} is not an IP address: {e}"))?;
-    // A SYNC_MASTER answers a producer once a slave holds the message.
-    config.store.replica_acks_required = usize::from(config.role == BrokerRole::SyncMaster);
+    // A SYNC_MASTER answers a producer once a slave holds the message; in controller mode the
+    // sync-state set decides.
+    let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
+    config.store.replica_acks_required = usize::from(sync_master);
     let (store, report) = Store::open(disk.clone(), config.store.clone())
         .map_err(|e| format!("cannot open the store at {}: {e}", config.store.root.display()))?;
     let plan = &report.plan;
@@ -568,9 +733,14 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let ha_addr = format!("{ip}:{ha_port}");
     let loaded = persist::load_all(disk.as_ref(), &config)?;
     let send_config = send_config(&config, &addr);
+    let (to_controller, from_core) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(Broker {
-        send_config,
-        read_policy: read_policy(&config),
+        send_config: RwLock::new(send_config),
+        read_policy: Mutex::new(read_policy(&config)),
+        replicas: Mutex::new(None),
+        term: Mutex::new(Flag::new()),
+        to_controller,
+        from_core: Mutex::new(Some(from_core)),
         addr,
         ha_addr,
         learned_master: Mutex::new(None),
@@ -600,11 +770,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     }
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
-    let mut tasks = vec![
-        tokio::spawn(state.clone().housekeeping(stopped.clone())),
-        tokio::spawn(register::run(state.clone(), stopped.clone())),
-    ];
-    tasks.extend(ha::spawn(&state, ha_listener, &stopped));
+    let tasks = spawn_tasks(&state, ha_listener, &stopped);
     let handler = Arc::new(Handler(state.clone()));
     let serve_stop = stopped;
     let done = tokio::spawn(async move {

@@ -50,14 +50,14 @@ pub(super) fn handle(
     conn: &Connection,
     request: &RemotingCommand,
 ) -> Outcome {
-    if let Some(refused) = broker.read_policy.refuse_pull() {
+    if let Some(refused) = broker.read_policy().refuse_pull() {
         return Err(refused);
     }
     let header: PullMessageRequestHeader = decode(request)?;
     let (filter, group) = check(broker, conn, &header)?;
     let reader = Reader { filter, group };
     let commits = header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0;
-    if commits && broker.read_policy.stores_pull_offsets() {
+    if commits && broker.read_policy().stores_pull_offsets() {
         let mut offsets = broker.offsets();
         let (group, topic) = (&header.consumer_group, &header.topic);
         if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
@@ -250,12 +250,12 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
         | GetStatus::NoMessageInQueue
         | GetStatus::OffsetTooSmall
         | GetStatus::OffsetOverflowBadly => {
-            broker.read_policy.next_offset(offset, got.next_begin_offset)
+            broker.read_policy().next_offset(offset, got.next_begin_offset)
         }
         _ => got.next_begin_offset,
     };
     let answer = PullMessageResponseHeader {
-        suggest_which_broker_id: broker.read_policy.suggest(reader.group, got.behind_bytes),
+        suggest_which_broker_id: broker.read_policy().suggest(reader.group, got.behind_bytes),
         next_begin_offset: next as i64,
         min_offset: got.min_offset as i64,
         max_offset: got.max_offset as i64,

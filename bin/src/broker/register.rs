@@ -20,7 +20,7 @@ use super::{lock, Broker};
 /// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn registration(broker: &Broker) -> RemotingCommand {
+fn registration(broker: &Broker, broker_id: i64) -> RemotingCommand {
     let mut wrapper = broker.topics().wrapper();
     let broker_perm = broker.config.broker_permission;
     for config in wrapper.topic_config_table.values_mut() {
@@ -38,7 +38,7 @@ fn registration(broker: &Broker) -> RemotingCommand {
         broker_addr: broker.addr.clone(),
         cluster_name: broker.config.cluster_name.clone(),
         ha_server_addr: broker.ha_addr.clone(),
-        broker_id: broker.config.broker_id,
+        broker_id,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
         compressed: Some(false),
@@ -52,11 +52,13 @@ impl Broker {
     /// A slave learns its master's HA address from the answer to its registration
     /// (RocketMQ's `RegisterBrokerResult.haServerAddr`), unless `haMasterAddress` names it.
     fn learn_master(&self, reply: &RemotingCommand) {
-        if self.config.role != BrokerRole::Slave {
+        if self.role() != BrokerRole::Slave {
             return;
         }
         let Ok(answer) = reply.header::<RegisterBrokerResponseHeader>() else { return };
-        if let Some(master) = answer.master_addr.filter(|a| !a.is_empty()) {
+        // In controller mode the controller names the master's client address.
+        let from_controller = self.config.controller.is_some();
+        if let Some(master) = answer.master_addr.filter(|a| !a.is_empty() && !from_controller) {
             *lock(&self.learned_master_addr) = Some(master);
         }
         let Some(ha) = answer.ha_server_addr.filter(|a| !a.is_empty()) else { return };
@@ -69,11 +71,13 @@ impl Broker {
 }
 
 async fn register_all(broker: &Arc<Broker>) {
+    // A broker in controller mode registers once its controller named its role.
+    let Some(broker_id) = broker.registered_id() else { return };
     let timeout = Duration::from_millis(broker.config.register_timeout_ms);
     let mut pending = Vec::new();
     for addr in broker.config.namesrv_addrs.clone() {
         let broker = broker.clone();
-        let request = registration(&broker);
+        let request = registration(&broker, broker_id);
         pending.push(tokio::spawn(async move {
             match broker.namesrv.invoke(&addr, request, timeout).await {
                 Ok(reply) if reply.code == response::SUCCESS => {
@@ -108,12 +112,13 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
 
 /// Tells every NameServer the broker is leaving, so clients stop routing to it at once.
 pub(super) async fn unregister_all(broker: &Arc<Broker>) {
+    let Some(broker_id) = broker.registered_id() else { return };
     for addr in &broker.config.namesrv_addrs {
         let header = UnRegisterBrokerRequestHeader {
             broker_name: broker.config.broker_name.clone(),
             broker_addr: broker.addr.clone(),
             cluster_name: broker.config.cluster_name.clone(),
-            broker_id: broker.config.broker_id,
+            broker_id,
         };
         let request = RemotingCommand::request(request::UNREGISTER_BROKER).with_header(&header);
         if let Err(e) = broker.namesrv.invoke(addr, request, UNREGISTER_TIMEOUT).await {

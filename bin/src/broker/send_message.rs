@@ -51,6 +51,9 @@ pub(super) fn handle(
         batch,
         producer: conn.peer(),
     };
+    if let Some(refused) = broker.write_refusal() {
+        return Err(refused);
+    }
     let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
     broker.apply_plan(&plan)?;
     let (appended, msg_ids) = match batch {
@@ -66,7 +69,8 @@ pub(super) fn handle(
     if broker.store.is_acknowledged(&appended) {
         return answered(answer.reply(response::SUCCESS, &appended));
     }
-    if broker.config.role == BrokerRole::SyncMaster
+    if broker.config.controller.is_none()
+        && broker.config.role == BrokerRole::SyncMaster
         && !broker.store.slave_ok(appended.end_offset, broker.config.ha_max_gap_bytes)
     {
         // Stored, but no slave to wait for (RocketMQ's isSlaveOK): say so at once.

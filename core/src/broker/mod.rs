@@ -9,6 +9,7 @@ pub mod delay;
 pub mod filter;
 pub mod offsets;
 pub mod replica_read;
+pub mod replicas;
 pub mod schedule;
 pub mod send_plan;
 pub mod subscriptions;

@@ -5,6 +5,8 @@
 //!   master → slave   int64 offset | int32 size | data[size]      12 + size bytes (size 0: heartbeat)
 //! ```
 
+use super::epoch::EpochEntry;
+
 /// Bytes of the slave's offset report.
 pub const REPORT_BYTES: usize = 8;
 
@@ -75,6 +77,17 @@ pub struct Transfer {
     pub offset: u64,
     /// Commit-log bytes from `offset`; empty for a heartbeat.
     pub data: Vec<u8>,
+    /// The epoch the bytes were written in (AutoSwitch frames only).
+    pub epoch: Option<EpochEntry>,
+    /// The master's confirm offset when it sent the frame (AutoSwitch frames only).
+    pub confirm: Option<u64>,
+}
+
+impl Transfer {
+    /// A classic frame: bytes and their offset, nothing more.
+    pub fn classic(offset: u64, data: Vec<u8>) -> Transfer {
+        Transfer { offset, data, epoch: None, confirm: None }
+    }
 }
 
 /// Reads the master's frames from the bytes the slave receives. A frame's size is checked
@@ -110,7 +123,7 @@ impl TransferDecoder {
         }
         let data = self.buffer[TRANSFER_HEADER_BYTES..TRANSFER_HEADER_BYTES + size].to_vec();
         self.buffer.drain(..TRANSFER_HEADER_BYTES + size);
-        Ok(Some(Transfer { offset: offset as u64, data }))
+        Ok(Some(Transfer::classic(offset as u64, data)))
     }
 
     /// Bytes held for a frame not yet complete.
@@ -135,7 +148,7 @@ mod tests {
         let mut decoder = TransferDecoder::default();
         decoder.feed(&frame);
         let transfer = decoder.next_frame().unwrap().unwrap();
-        assert_eq!(transfer, Transfer { offset: 0x4000_0000, data: vec![0xAA, 0xBB, 0xCC] });
+        assert_eq!(transfer, Transfer::classic(0x4000_0000, vec![0xAA, 0xBB, 0xCC]));
     }
 
     #[test]
@@ -170,10 +183,8 @@ mod tests {
                 frames.push(frame);
             }
         }
-        let expected = vec![
-            Transfer { offset: 8, data: b"abcd".to_vec() },
-            Transfer { offset: 12, data: Vec::new() },
-        ];
+        let expected =
+            vec![Transfer::classic(8, b"abcd".to_vec()), Transfer::classic(12, Vec::new())];
         assert_eq!(frames, expected);
         assert_eq!(decoder.held(), 0);
 

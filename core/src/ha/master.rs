@@ -12,9 +12,17 @@
 //!
 //! Each report that moves a slave forward leaves as `ReplicaAcked` for the confirm machine;
 //! a slave that leaves, as `ReplicaGone`.
+//!
+//! In controller mode (`MasterConfig::auto_switch`, RocketMQ's `AutoSwitchHAConnection`) the
+//! slave first says hello (its broker id and flags); the master answers with where its log
+//! ends and its epochs (`Answer`), and only then takes reports. A first report of 0 starts at
+//! the newest file with `syncFromLastFile`, else at the log's first offset; and no frame holds
+//! records of two epochs (`docs/failover.md`).
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::autoswitch::SlaveHello;
+use super::epoch::EpochCache;
 use super::{
     HEARTBEAT_INTERVAL_DEFAULT_MS, HOUSEKEEPING_INTERVAL_DEFAULT_MS, TRANSFER_BATCH_DEFAULT_BYTES,
 };
@@ -33,6 +41,8 @@ pub struct MasterConfig {
     pub heartbeat_ms: Millis,
     /// `haHousekeepingInterval`.
     pub housekeeping_ms: Millis,
+    /// Controller mode: the AutoSwitch handshake and epoch-bounded frames.
+    pub auto_switch: bool,
 }
 
 impl MasterConfig {
@@ -42,6 +52,7 @@ impl MasterConfig {
             batch_bytes: TRANSFER_BATCH_DEFAULT_BYTES,
             heartbeat_ms: HEARTBEAT_INTERVAL_DEFAULT_MS,
             housekeeping_ms: HOUSEKEEPING_INTERVAL_DEFAULT_MS,
+            auto_switch: false,
         }
     }
 }
@@ -59,6 +70,11 @@ pub enum MasterEvent {
     Closed { slave: ReplicaId },
     /// The master's commit log now ends at `end`.
     Appended { end: u64 },
+    /// A slave said hello (controller mode).
+    Hello { slave: ReplicaId, hello: SlaveHello },
+    /// The master's log now begins at `min` and holds these epochs (controller mode; given
+    /// before the `Appended` of a new epoch's first record).
+    Log { min: u64, epochs: EpochCache },
 }
 
 /// What the shell must do.
@@ -69,6 +85,9 @@ pub enum MasterAction {
     Transfer { slave: ReplicaId, from: u64, size: u32 },
     /// Send a heartbeat frame (size 0) naming `offset`, then report `Sent`.
     Heartbeat { slave: ReplicaId, offset: u64 },
+    /// Answer a slave's hello with the log's end `end` and the epochs up to it, then report
+    /// `Sent` (controller mode).
+    Answer { slave: ReplicaId, end: u64 },
     /// Close the connection; `why` goes to the log.
     Close { slave: ReplicaId, why: String },
     /// The slave has the log up to `offset`: for the confirm machine.
@@ -85,6 +104,8 @@ struct Link {
     acked: u64,
     /// A frame is being written: nothing more until `Sent`.
     sending: bool,
+    /// The slave's hello (controller mode: no report counts before it).
+    hello: Option<SlaveHello>,
     last_read: Millis,
     last_write: Millis,
 }
@@ -94,6 +115,9 @@ struct Link {
 pub struct HaMaster {
     config: MasterConfig,
     end: u64,
+    /// Controller mode: where the log begins and its epochs.
+    log_min: u64,
+    epochs: EpochCache,
     links: BTreeMap<ReplicaId, Link>,
     actions: VecDeque<MasterAction>,
 }
@@ -102,7 +126,14 @@ impl HaMaster {
     /// A master whose commit log ends at `end`.
     pub fn new(config: MasterConfig, end: u64) -> HaMaster {
         assert!(config.file_bytes > 0 && config.batch_bytes > 0, "{config:?}");
-        HaMaster { config, end, links: BTreeMap::new(), actions: VecDeque::new() }
+        HaMaster {
+            config,
+            end,
+            log_min: 0,
+            epochs: EpochCache::default(),
+            links: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
     }
 
     /// How far `slave` has the log, by its reports.
@@ -118,8 +149,14 @@ impl HaMaster {
     pub fn handle(&mut self, now: Millis, event: MasterEvent) {
         match event {
             MasterEvent::Connected { slave } => {
-                let link =
-                    Link { next: None, acked: 0, sending: false, last_read: now, last_write: now };
+                let link = Link {
+                    next: None,
+                    acked: 0,
+                    sending: false,
+                    hello: None,
+                    last_read: now,
+                    last_write: now,
+                };
                 let known = self.links.insert(slave, link).is_some();
                 assert!(!known, "connection {slave} reported connected twice");
             }
@@ -135,15 +172,44 @@ impl HaMaster {
                 }
             }
             MasterEvent::Appended { end } => self.end = self.end.max(end),
+            MasterEvent::Hello { slave, hello } => self.hello(now, slave, hello),
+            MasterEvent::Log { min, epochs } => (self.log_min, self.epochs) = (min, epochs),
         }
         self.tick(now);
+    }
+
+    /// A slave's hello: answered once, and only in controller mode.
+    fn hello(&mut self, now: Millis, slave: ReplicaId, hello: SlaveHello) {
+        let auto_switch = self.config.auto_switch;
+        let Some(link) = self.links.get_mut(&slave) else { return };
+        link.last_read = now;
+        let why = match (auto_switch, link.hello.is_some()) {
+            (false, _) => {
+                "a handshake on a classic HA port (this master is not in controller mode)"
+            }
+            (true, true) => "a second handshake on one connection",
+            (true, false) => {
+                link.hello = Some(hello);
+                link.sending = true;
+                link.last_write = now;
+                self.actions.push_back(MasterAction::Answer { slave, end: self.end });
+                return;
+            }
+        };
+        self.drop_link(slave, format!("slave {slave}: {why}"));
     }
 
     fn reported(&mut self, now: Millis, slave: ReplicaId, offset: u64) {
         let end = self.end;
         let file_bytes = self.config.file_bytes;
+        let (auto_switch, log_min) = (self.config.auto_switch, self.log_min);
         let Some(link) = self.links.get_mut(&slave) else { return };
         link.last_read = now;
+        if auto_switch && link.hello.is_none() {
+            let why = format!("slave {slave} reported before its handshake");
+            self.drop_link(slave, why);
+            return;
+        }
         if offset > end {
             let why = format!(
                 "slave {slave} reports its commit log ends at {offset}, past this master's end \
@@ -156,8 +222,10 @@ impl HaMaster {
         // `isSlaveOK` counts connections).
         let first = link.next.is_none();
         if first {
+            let from_last_file = link.hello.is_none_or(|hello| hello.sync_from_last_file);
             link.next = Some(match offset {
-                0 => end - end % file_bytes,
+                0 if from_last_file => end - end % file_bytes,
+                0 => log_min.min(end),
                 _ => offset,
             });
         }
@@ -191,7 +259,12 @@ impl HaMaster {
             let Some(next) = link.next.filter(|_| !link.sending) else { continue };
             if next < end {
                 let file_end = next - next % config.file_bytes + config.file_bytes;
-                let size = (end.min(file_end) - next).min(u64::from(config.batch_bytes)) as u32;
+                // The next epoch's records go in frames of their own.
+                let epoch_end = (self.epochs.entries().iter())
+                    .find(|e| e.start as u64 > next)
+                    .map_or(end, |e| e.start as u64);
+                let stop = end.min(file_end).min(epoch_end);
+                let size = (stop - next).min(u64::from(config.batch_bytes)) as u32;
                 link.next = Some(next + u64::from(size));
                 self.actions.push_back(MasterAction::Transfer { slave, from: next, size });
             } else if now.saturating_sub(link.last_write) >= config.heartbeat_ms {
@@ -228,7 +301,15 @@ impl HaMaster {
             if let Some(next) = link.next {
                 assert!(next <= self.end, "slave {slave} next {next} past {}", self.end);
             } else {
-                assert!(!link.sending, "slave {slave} sent to before its first report");
+                // Before the first report only the answer to a hello is sent.
+                let answering = link.sending && link.hello.is_some();
+                assert!(
+                    !link.sending || answering,
+                    "slave {slave} sent to before its first report"
+                );
+            }
+            if self.config.auto_switch && link.hello.is_none() {
+                assert!(link.next.is_none(), "slave {slave} served before its handshake");
             }
         }
     }
@@ -237,6 +318,7 @@ impl HaMaster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ha::epoch::EpochEntry;
 
     const FILE: u64 = 1000;
 
@@ -344,6 +426,74 @@ mod tests {
         assert_eq!(drain(&mut m), [MasterAction::ReplicaGone { slave: 3 }]);
         m.handle(2, MasterEvent::Closed { slave: 3 });
         assert_eq!(drain(&mut m), [], "gone once");
+    }
+
+    fn auto_master(end: u64) -> HaMaster {
+        let config =
+            MasterConfig { batch_bytes: 300, auto_switch: true, ..MasterConfig::new(FILE) };
+        let mut m = HaMaster::new(config, end);
+        let entries = [(1, 1200), (2, 2150)].map(|(epoch, start)| EpochEntry { epoch, start });
+        let epochs = EpochCache::from_entries(entries.to_vec()).unwrap();
+        m.handle(0, MasterEvent::Log { min: 1000, epochs });
+        m
+    }
+
+    fn hello(sync_from_last_file: bool) -> SlaveHello {
+        SlaveHello { broker_id: 2, sync_from_last_file, async_learner: false }
+    }
+
+    /// Controller mode: a hello is answered before any report counts; a report of 0 starts at
+    /// the log's first offset (or its newest file with syncFromLastFile); no frame crosses an
+    /// epoch's start.
+    #[test]
+    fn controller_mode_answers_a_hello_then_sends_each_epoch_in_its_own_frames() {
+        let mut m = auto_master(2500);
+        m.handle(0, MasterEvent::Connected { slave: 1 });
+        m.handle(1, MasterEvent::Hello { slave: 1, hello: hello(false) });
+        assert_eq!(drain(&mut m), [MasterAction::Answer { slave: 1, end: 2500 }]);
+        m.handle(2, MasterEvent::Sent { slave: 1 });
+        m.handle(3, MasterEvent::Reported { slave: 1, offset: 0 });
+        let ack = MasterAction::ReplicaAcked { slave: 1, offset: 0 };
+        assert_eq!(drain(&mut m), [ack, transfer(1, 1000, 200)]);
+        let mut sent = Vec::new();
+        for now in 4..20 {
+            m.handle(now, MasterEvent::Sent { slave: 1 });
+            sent.extend(drain(&mut m));
+        }
+        let expected = [transfer(1, 1200, 300), transfer(1, 1500, 300), transfer(1, 1800, 200)];
+        assert_eq!(sent[..3], expected, "epoch 1 up to the file's end");
+        assert_eq!(sent[3..5], [transfer(1, 2000, 150), transfer(1, 2150, 300)], "epoch 2 apart");
+
+        let mut m = auto_master(2500);
+        m.handle(0, MasterEvent::Connected { slave: 1 });
+        m.handle(1, MasterEvent::Hello { slave: 1, hello: hello(true) });
+        m.handle(2, MasterEvent::Sent { slave: 1 });
+        m.handle(3, MasterEvent::Reported { slave: 1, offset: 0 });
+        assert_eq!(drain(&mut m)[2], transfer(1, 2000, 150), "the newest file, up to epoch 2");
+    }
+
+    /// A report before the hello, a second hello, or a hello on a classic port closes.
+    #[test]
+    fn handshakes_out_of_order_close_the_connection() {
+        let closes = |m: &mut HaMaster, what: &str| {
+            let actions = drain(m);
+            let closed = actions
+                .iter()
+                .any(|a| matches!(a, MasterAction::Close { why, .. } if why.contains(what)));
+            assert!(closed, "{what}: {actions:?}");
+        };
+        let mut m = auto_master(2500);
+        m.handle(0, MasterEvent::Connected { slave: 1 });
+        m.handle(1, MasterEvent::Reported { slave: 1, offset: 5 });
+        closes(&mut m, "before its handshake");
+        m.handle(2, MasterEvent::Connected { slave: 2 });
+        m.handle(3, MasterEvent::Hello { slave: 2, hello: hello(false) });
+        m.handle(4, MasterEvent::Hello { slave: 2, hello: hello(false) });
+        closes(&mut m, "a second handshake");
+        let mut m = master(100);
+        m.handle(0, MasterEvent::Connected { slave: 1 });
+        m.handle(1, MasterEvent::Hello { slave: 1, hello: hello(false) });
+        closes(&mut m, "not in controller mode");
     }
 
     proptest::proptest! {

@@ -7,6 +7,8 @@
 //!   and when to send a heartbeat or give the connection up.
 //! - [`slave`]: checks the bytes it receives record by record and hands whole, verified records
 //!   to the store; reports how far it has the log.
+//! - [`autoswitch`]: the AutoSwitch (controller mode) frames: the handshake, and reports and
+//!   transfers that name their state and epoch.
 //! - [`epoch`]: where each master epoch begins in the log (the `epochFileCheckpoint` file and
 //!   the AutoSwitch handshake's entries), and the consistent point of two logs
 //!   (`docs/failover.md`).
@@ -14,6 +16,7 @@
 //! `bin/src/broker/ha.rs` runs them: one `HaMaster` per connected slave, one `HaSlave` per
 //! connection to the master.
 
+pub mod autoswitch;
 pub mod codec;
 pub mod epoch;
 pub mod master;

@@ -6,10 +6,18 @@
 //!
 //! Contract with the shell: an `Append` is carried out (or the connection closed) before the
 //! next event, so the store's end and the bytes handed to it never differ when a frame arrives.
+//!
+//! In controller mode (`SlaveConfig::hello`, RocketMQ's `AutoSwitchHAClient`) the slave says
+//! hello first; from the master's answer it finds the consistent point of the two logs and,
+//! if its own log goes further, asks the shell to `Truncate` there before it reports. Each
+//! frame then names its epoch: an older epoch than the slave's newest closes the connection,
+//! a newer one begins in the store with the frame's records (`docs/failover.md`).
 
 use std::collections::VecDeque;
 
+use super::autoswitch::{MasterHello, SlaveHello};
 use super::codec::Transfer;
+use super::epoch::{EpochCache, EpochEntry};
 use super::{HEARTBEAT_INTERVAL_DEFAULT_MS, HOUSEKEEPING_INTERVAL_DEFAULT_MS};
 use crate::record::{scan_record, Checks, Invalid, Scanned, MAGIC_BLANK};
 use crate::Millis;
@@ -27,6 +35,8 @@ pub struct SlaveConfig {
     pub heartbeat_ms: Millis,
     /// `haHousekeepingInterval`.
     pub housekeeping_ms: Millis,
+    /// Controller mode: the hello this slave sends (its broker id and flags).
+    pub hello: Option<SlaveHello>,
 }
 
 impl SlaveConfig {
@@ -36,6 +46,7 @@ impl SlaveConfig {
             record_bytes_max,
             heartbeat_ms: HEARTBEAT_INTERVAL_DEFAULT_MS,
             housekeeping_ms: HOUSEKEEPING_INTERVAL_DEFAULT_MS,
+            hello: None,
         }
     }
 }
@@ -49,6 +60,10 @@ pub enum SlaveEvent {
     Received(Transfer),
     /// The store appended what it was handed: its commit log ends at `end`.
     Appended { end: u64 },
+    /// The master answered the hello (controller mode).
+    Answered(MasterHello),
+    /// The store was cut back as asked: its commit log ends at `end`.
+    Truncated { end: u64 },
     /// The connection is down (closed by either side, or an append failed).
     Disconnected,
 }
@@ -58,9 +73,16 @@ pub enum SlaveEvent {
 pub enum SlaveAction {
     /// Send the report that the commit log ends at `offset`.
     Report { offset: u64 },
+    /// Send the hello (controller mode).
+    Hello(SlaveHello),
     /// Append these whole, verified records (a blank filler among them ends its file) at
-    /// `offset`, the store's end; then report `Appended`.
-    Append { offset: u64, records: Vec<u8> },
+    /// `offset`, the store's end, written in `epoch` (controller mode; a newer epoch than the
+    /// store's newest begins there); then report `Appended`.
+    Append { offset: u64, records: Vec<u8>, epoch: Option<EpochEntry> },
+    /// Cut the store back to `to` (the consistent point), then report `Truncated`.
+    Truncate { to: u64 },
+    /// The master's confirm offset, as far as this slave holds the log (controller mode).
+    Confirm { up_to: u64 },
     /// Close the connection; `why` goes to the log. Nothing more of it is appended.
     Close { why: String },
 }
@@ -76,6 +98,13 @@ pub struct HaSlave {
     /// Bytes received after `handed` that do not yet make a whole record.
     held: Vec<u8>,
     connected: bool,
+    /// Controller mode: this store's epochs; whether the handshake is done, or a truncation
+    /// asked for.
+    epochs: EpochCache,
+    handshaken: bool,
+    truncating: bool,
+    /// The last confirm offset passed on.
+    confirmed: u64,
     reported: u64,
     last_read: Millis,
     last_report: Millis,
@@ -92,11 +121,21 @@ impl HaSlave {
             handed: end,
             held: Vec::new(),
             connected: false,
+            epochs: EpochCache::default(),
+            handshaken: false,
+            truncating: false,
+            confirmed: 0,
             reported: 0,
             last_read: 0,
             last_report: 0,
             actions: VecDeque::new(),
         }
+    }
+
+    /// A slave whose store holds these epochs (controller mode).
+    pub fn with_epochs(mut self, epochs: EpochCache) -> HaSlave {
+        self.epochs = epochs;
+        self
     }
 
     /// Where the store's commit log ends.
@@ -114,7 +153,30 @@ impl HaSlave {
             SlaveEvent::Connected => {
                 self.connected = true;
                 self.last_read = now;
-                self.report(now);
+                match self.config.hello {
+                    Some(hello) => {
+                        self.last_report = now;
+                        self.actions.push_back(SlaveAction::Hello(hello));
+                    }
+                    None => self.report(now),
+                }
+            }
+            SlaveEvent::Answered(answer) => {
+                if self.connected {
+                    self.last_read = now;
+                    self.answered(now, answer);
+                }
+            }
+            SlaveEvent::Truncated { end } => {
+                assert!(self.truncating && end <= self.end, "truncated to {end} unasked");
+                (self.end, self.handed, self.truncating) = (end, end, false);
+                self.reported = self.reported.min(end);
+                self.epochs.truncate_suffix(end as i64);
+                self.confirmed = self.confirmed.min(end);
+                if self.connected {
+                    self.handshaken = true;
+                    self.report(now);
+                }
             }
             SlaveEvent::Received(transfer) => {
                 if self.connected {
@@ -141,6 +203,35 @@ impl HaSlave {
         self.tick(now);
     }
 
+    /// The master's answer: cut back to the consistent point if this log goes past it.
+    fn answered(&mut self, now: Millis, answer: MasterHello) {
+        if self.config.hello.is_none() || self.handshaken || self.truncating {
+            return self.close("the master answered a handshake this slave did not send".into());
+        }
+        if self.epochs.entries().is_empty() {
+            // A new replica: nothing to compare, nothing to cut.
+            self.handshaken = true;
+            return self.report(now);
+        }
+        let (end, master_end) = (self.end as i64, answer.end as i64);
+        match self.epochs.consistent_point(end, &answer.epochs, master_end) {
+            None => self.close(format!(
+                "no epoch in common with the master (this log: {:?} to {end}; the master's: \
+                 {:?} to {master_end}); clear this broker's store to copy the master afresh",
+                self.epochs.entries(),
+                answer.epochs.entries()
+            )),
+            Some(point) if (point as u64) < self.end => {
+                self.truncating = true;
+                self.actions.push_back(SlaveAction::Truncate { to: point as u64 });
+            }
+            Some(_) => {
+                self.handshaken = true;
+                self.report(now);
+            }
+        }
+    }
+
     fn report(&mut self, now: Millis) {
         self.reported = self.end;
         self.last_report = now;
@@ -155,11 +246,15 @@ impl HaSlave {
     /// A new connection starts from the store's end: whatever was held is asked for again.
     fn disconnect(&mut self) {
         self.connected = false;
+        self.handshaken = false;
         self.held.clear();
         self.handed = self.end;
     }
 
     fn received(&mut self, transfer: Transfer) -> Result<(), String> {
+        if self.config.hello.is_some() && (!self.handshaken || self.truncating) {
+            return Err("the master sent data before the handshake was done".into());
+        }
         let expected = self.handed + self.held.len() as u64;
         let empty = self.end == 0 && self.handed == 0 && self.held.is_empty();
         if empty && transfer.offset.is_multiple_of(self.config.file_bytes) {
@@ -172,6 +267,7 @@ impl HaSlave {
                 transfer.offset
             ));
         }
+        let epoch = self.frame_epoch(&transfer)?;
         if transfer.data.is_empty() && !self.held.is_empty() {
             // A master sends a heartbeat only once it has sent everything it has, and what it
             // has ends with a whole record: a record still incomplete has a damaged length.
@@ -194,10 +290,48 @@ impl HaSlave {
                 true => std::mem::take(&mut self.held),
                 false => self.held.drain(..whole).collect(),
             };
-            self.actions.push_back(SlaveAction::Append { offset: self.handed, records });
+            self.actions.push_back(SlaveAction::Append { offset: self.handed, records, epoch });
             self.handed += whole as u64;
         }
+        if let Some(confirm) = transfer.confirm.map(|c| c.min(self.handed)) {
+            if confirm > self.confirmed {
+                self.confirmed = confirm;
+                self.actions.push_back(SlaveAction::Confirm { up_to: confirm });
+            }
+        }
         Ok(())
+    }
+
+    /// Controller mode: the frame's epoch, checked against this log's, and taken as its newest
+    /// when newer. `None` on the classic protocol.
+    fn frame_epoch(&mut self, transfer: &Transfer) -> Result<Option<EpochEntry>, String> {
+        if self.config.hello.is_none() {
+            return Ok(None);
+        }
+        let Some(epoch) = transfer.epoch else {
+            return Err("a frame without its epoch on a controller-mode connection".into());
+        };
+        let last = self.epochs.last();
+        match last.map(|last| epoch.epoch.cmp(&last.epoch)) {
+            Some(std::cmp::Ordering::Less) => Err(format!(
+                "the master sent epoch {} but this log is at epoch {}: a deposed master",
+                epoch.epoch,
+                last.map_or(-1, |l| l.epoch)
+            )),
+            Some(std::cmp::Ordering::Equal) => Ok(Some(epoch)),
+            _ if transfer.data.is_empty() => Ok(Some(epoch)),
+            _ => {
+                let here = self.handed + self.held.len() as u64;
+                if !self.held.is_empty() || epoch.start as u64 > here {
+                    return Err(format!(
+                        "epoch {} starts at {}, but this log's bytes end at {here}",
+                        epoch.epoch, epoch.start
+                    ));
+                }
+                self.epochs.append(epoch.epoch, epoch.start).map_err(|e| e.to_string())?;
+                Ok(Some(epoch))
+            }
+        }
     }
 
     /// How many held bytes, from the start, are whole records that pass every check.
@@ -246,10 +380,12 @@ impl HaSlave {
         if !self.connected {
             return;
         }
+        // Nothing is reported before the handshake is done.
+        let waiting = self.config.hello.is_some() && !self.handshaken;
         if now.saturating_sub(self.last_read) > self.config.housekeeping_ms {
             let why = format!("the master sent nothing for {} ms", self.config.housekeeping_ms);
             self.close(why);
-        } else if now.saturating_sub(self.last_report) >= self.config.heartbeat_ms {
+        } else if !waiting && now.saturating_sub(self.last_report) >= self.config.heartbeat_ms {
             self.report(now);
         }
     }
@@ -261,13 +397,21 @@ impl HaSlave {
     /// When `tick` next has work without any event.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.connected.then(|| {
-            let report = self.last_report.saturating_add(self.config.heartbeat_ms);
-            report.min(self.last_read.saturating_add(self.config.housekeeping_ms + 1))
+            let silent = self.last_read.saturating_add(self.config.housekeeping_ms + 1);
+            match self.config.hello.is_some() && !self.handshaken {
+                true => silent,
+                false => silent.min(self.last_report.saturating_add(self.config.heartbeat_ms)),
+            }
         })
     }
 
     pub fn check_invariants(&self) {
         assert!(self.end <= self.handed, "store end {} past handed {}", self.end, self.handed);
+        self.epochs.check_invariants();
+        if let Some(last) = self.epochs.last() {
+            assert!(last.start as u64 <= self.handed, "epoch {last:?} past the log's end");
+        }
+        assert!(!(self.handshaken && self.truncating), "handshaken while truncating");
         assert!(self.reported <= self.end, "reported {} past the end {}", self.reported, self.end);
         let held = self.held.len() as u64;
         assert!(held <= self.config.record_bytes_max, "{held} bytes held for one record");
@@ -357,12 +501,12 @@ mod tests {
             let position = start + at as u64;
             let file_end = (FILE - position % FILE) as usize;
             let size = cuts.next().unwrap_or(700).clamp(1, file_end).min(log.len() - at);
-            let transfer = Transfer { offset: position, data: log[at..at + size].to_vec() };
+            let transfer = Transfer::classic(position, log[at..at + size].to_vec());
             slave.handle(1, SlaveEvent::Received(transfer));
             at += size;
             while let Some(action) = slave.poll_action() {
                 match action {
-                    SlaveAction::Append { offset, records } => {
+                    SlaveAction::Append { offset, records, .. } => {
                         assert_eq!(offset, slave.end(), "appended at the store's end");
                         stored.extend_from_slice(&records);
                         let end = offset + records.len() as u64;
@@ -400,7 +544,7 @@ mod tests {
         // Not a file boundary: refused.
         let mut slave = HaSlave::new(config(), 0);
         slave.handle(0, SlaveEvent::Connected);
-        slave.handle(1, SlaveEvent::Received(Transfer { offset: 100, data: vec![] }));
+        slave.handle(1, SlaveEvent::Received(Transfer::classic(100, vec![])));
         let actions: Vec<_> = std::iter::from_fn(|| slave.poll_action()).collect();
         assert!(matches!(&actions[1], SlaveAction::Close { why } if why.contains("from 100")));
     }
@@ -433,16 +577,13 @@ mod tests {
         damaged[last] ^= 1;
         let first_len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
         let mut slave = connected();
-        let misplaced = Transfer { offset: 0, data: damaged[first_len..].to_vec() };
+        let misplaced = Transfer::classic(0, damaged[first_len..].to_vec());
         closes(&mut slave, misplaced, "claims another physical offset");
         let mut slave = connected();
-        let second = Transfer { offset: first_len as u64, data: damaged[first_len..].to_vec() };
-        slave.handle(
-            1,
-            SlaveEvent::Received(Transfer { offset: 0, data: bytes[..first_len].to_vec() }),
-        );
+        let second = Transfer::classic(first_len as u64, damaged[first_len..].to_vec());
+        slave.handle(1, SlaveEvent::Received(Transfer::classic(0, bytes[..first_len].to_vec())));
         while let Some(action) = slave.poll_action() {
-            if let SlaveAction::Append { records, offset } = action {
+            if let SlaveAction::Append { records, offset, .. } = action {
                 slave.handle(1, SlaveEvent::Appended { end: offset + records.len() as u64 });
             }
         }
@@ -454,27 +595,27 @@ mod tests {
         );
         // A gap: bytes that do not start at the slave's end.
         let mut slave = connected();
-        slave.handle(1, SlaveEvent::Received(Transfer { offset: 0, data: bytes[..10].to_vec() }));
-        closes(&mut slave, Transfer { offset: 20, data: vec![1] }, "ends at 10");
+        slave.handle(1, SlaveEvent::Received(Transfer::classic(0, bytes[..10].to_vec())));
+        closes(&mut slave, Transfer::classic(20, vec![1]), "ends at 10");
         // A record longer than any the store writes, refused before its bytes are held.
         let mut slave = connected();
         let mut huge = 5000i32.to_be_bytes().to_vec();
         huge.extend_from_slice(&crate::record::MAGIC_V1.to_be_bytes());
-        closes(&mut slave, Transfer { offset: 0, data: huge }, "does not fit");
+        closes(&mut slave, Transfer::classic(0, huge), "does not fit");
         // A damaged length that makes a record look longer than it is: the slave would wait for
         // bytes that never come; the master's next heartbeat says so.
         let mut slave = connected();
         let mut longer = bytes[..first_len].to_vec();
         longer[..4].copy_from_slice(&(first_len as i32 + 100).to_be_bytes());
-        slave.handle(1, SlaveEvent::Received(Transfer { offset: 0, data: longer }));
+        slave.handle(1, SlaveEvent::Received(Transfer::classic(0, longer)));
         assert_eq!(slave.poll_action(), None, "waiting for the rest");
-        let heartbeat = Transfer { offset: first_len as u64, data: vec![] };
+        let heartbeat = Transfer::classic(first_len as u64, vec![]);
         closes(&mut slave, heartbeat, "its length must be damaged");
         // A blank filler that stops short of its file's end.
         let mut slave = connected();
         let mut blank = 64i32.to_be_bytes().to_vec();
         blank.extend_from_slice(&MAGIC_BLANK.to_be_bytes());
-        closes(&mut slave, Transfer { offset: 0, data: blank }, "does not reach the end");
+        closes(&mut slave, Transfer::classic(0, blank), "does not reach the end");
     }
 
     #[test]
@@ -485,7 +626,7 @@ mod tests {
         assert_eq!(slave.poll_timeout(), Some(5_000));
         slave.tick(5_000);
         assert_eq!(slave.poll_action(), Some(SlaveAction::Report { offset: 300 }));
-        slave.handle(9_000, SlaveEvent::Received(Transfer { offset: 300, data: vec![] }));
+        slave.handle(9_000, SlaveEvent::Received(Transfer::classic(300, vec![])));
         assert_eq!(slave.poll_action(), None, "a heartbeat at the slave's end is fine");
         slave.tick(29_001);
         let action = slave.poll_action();
@@ -495,6 +636,144 @@ mod tests {
         );
         assert_eq!(slave.poll_timeout(), None);
         slave.check_invariants();
+    }
+
+    fn auto_slave(end: u64, entries: &[(i32, i64)]) -> HaSlave {
+        let hello = SlaveHello { broker_id: 2, sync_from_last_file: false, async_learner: false };
+        let config = SlaveConfig { hello: Some(hello), ..config() };
+        let entries = entries.iter().map(|&(epoch, start)| EpochEntry { epoch, start }).collect();
+        HaSlave::new(config, end).with_epochs(EpochCache::from_entries(entries).unwrap())
+    }
+
+    fn answer(end: u64, entries: &[(i32, i64)]) -> SlaveEvent {
+        let entries = entries.iter().map(|&(epoch, start)| EpochEntry { epoch, start }).collect();
+        SlaveEvent::Answered(MasterHello {
+            end,
+            epochs: EpochCache::from_entries(entries).unwrap(),
+        })
+    }
+
+    fn drain(slave: &mut HaSlave) -> Vec<SlaveAction> {
+        slave.check_invariants();
+        std::iter::from_fn(|| slave.poll_action()).collect()
+    }
+
+    /// Controller mode: hello first, nothing reported until the answer; a log past the
+    /// consistent point is cut there before the report; a log within it is reported as it is.
+    #[test]
+    fn the_handshake_cuts_the_log_to_the_consistent_point() {
+        let hello = SlaveHello { broker_id: 2, sync_from_last_file: false, async_learner: false };
+        // Epoch 3 was this slave's own as a deposed master; the new master began epoch 4 at 900.
+        let mut slave = auto_slave(1500, &[(1, 0), (3, 500)]);
+        slave.handle(0, SlaveEvent::Connected);
+        assert_eq!(drain(&mut slave), [SlaveAction::Hello(hello)]);
+        slave.tick(10_000);
+        assert_eq!(drain(&mut slave), [], "no report before the answer");
+        assert_eq!(slave.poll_timeout(), Some(20_001), "only the housekeeping deadline");
+        slave.handle(10, answer(2000, &[(1, 0), (3, 500), (4, 900)]));
+        assert_eq!(drain(&mut slave), [SlaveAction::Truncate { to: 900 }]);
+        slave.handle(11, SlaveEvent::Truncated { end: 900 });
+        assert_eq!(drain(&mut slave), [SlaveAction::Report { offset: 900 }]);
+        assert_eq!(slave.end(), 900);
+        // A log that ends within what both share is not cut.
+        let mut slave = auto_slave(700, &[(1, 0), (3, 500)]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(2000, &[(1, 0), (3, 500), (4, 900)]));
+        assert_eq!(drain(&mut slave)[1], SlaveAction::Report { offset: 700 });
+        // No shared epoch: closed, nothing cut.
+        let mut slave = auto_slave(700, &[(2, 0)]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(2000, &[(1, 0), (4, 900)]));
+        let actions = drain(&mut slave);
+        assert!(
+            matches!(&actions[1], SlaveAction::Close { why } if why.contains("no epoch in common")),
+            "{actions:?}"
+        );
+        // A new replica reports its end (0) at once.
+        let mut slave = auto_slave(0, &[]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(2000, &[(1, 0)]));
+        assert_eq!(drain(&mut slave)[1], SlaveAction::Report { offset: 0 });
+    }
+
+    /// Frames carry their epoch: a newer one begins with the frame's records, an older one
+    /// (a deposed master) closes, and the master's confirm offset is passed on as far as the
+    /// slave holds the log.
+    #[test]
+    fn frames_name_their_epoch_and_carry_the_confirm_offset() {
+        let bytes = log(0, 6, 100);
+        // Six records of one size in one file: the fourth starts half way.
+        let boundary = bytes.len() / 2;
+        let mut slave = auto_slave(0, &[]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(bytes.len() as u64, &[(1, 0), (2, boundary as i64)]));
+        drain(&mut slave);
+        let frame = |from: usize, to: usize, epoch: (i32, i64), confirm: u64| Transfer {
+            offset: from as u64,
+            data: bytes[from..to].to_vec(),
+            epoch: Some(EpochEntry { epoch: epoch.0, start: epoch.1 }),
+            confirm: Some(confirm),
+        };
+        slave.handle(2, SlaveEvent::Received(frame(0, boundary, (1, 0), 50)));
+        let actions = drain(&mut slave);
+        let epoch_1 = Some(EpochEntry { epoch: 1, start: 0 });
+        assert_eq!(
+            actions[0],
+            SlaveAction::Append { offset: 0, records: bytes[..boundary].to_vec(), epoch: epoch_1 }
+        );
+        assert_eq!(actions[1], SlaveAction::Confirm { up_to: 50 });
+        slave.handle(3, SlaveEvent::Appended { end: boundary as u64 });
+        drain(&mut slave);
+        let confirm = bytes.len() as u64 + 10;
+        slave.handle(
+            4,
+            SlaveEvent::Received(frame(boundary, bytes.len(), (2, boundary as i64), confirm)),
+        );
+        let actions = drain(&mut slave);
+        let epoch_2 = Some(EpochEntry { epoch: 2, start: boundary as i64 });
+        let append = SlaveAction::Append {
+            offset: boundary as u64,
+            records: bytes[boundary..].to_vec(),
+            epoch: epoch_2,
+        };
+        assert_eq!(actions[0], append);
+        assert_eq!(
+            actions[1],
+            SlaveAction::Confirm { up_to: bytes.len() as u64 },
+            "no further than held"
+        );
+        slave.handle(5, SlaveEvent::Appended { end: bytes.len() as u64 });
+        drain(&mut slave);
+        let stale =
+            Transfer { offset: bytes.len() as u64, data: vec![], epoch: epoch_1, confirm: Some(0) };
+        slave.handle(6, SlaveEvent::Received(stale));
+        let actions = drain(&mut slave);
+        assert!(
+            matches!(&actions[0], SlaveAction::Close { why } if why.contains("deposed master")),
+            "{actions:?}"
+        );
+    }
+
+    /// Data before the answer, or a frame without its epoch, closes the connection.
+    #[test]
+    fn controller_mode_refuses_frames_out_of_turn() {
+        let bytes = log(0, 1, 10);
+        let mut slave = auto_slave(0, &[]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, SlaveEvent::Received(Transfer::classic(0, bytes.clone())));
+        let actions = drain(&mut slave);
+        assert!(
+            matches!(&actions[1], SlaveAction::Close { why } if why.contains("before the handshake"))
+        );
+        assert_eq!(slave.end(), 0, "nothing taken");
+        slave.handle(2, SlaveEvent::Connected);
+        slave.handle(3, answer(100, &[(1, 0)]));
+        drain(&mut slave);
+        slave.handle(4, SlaveEvent::Received(Transfer::classic(0, bytes)));
+        let actions = drain(&mut slave);
+        assert!(
+            matches!(&actions[0], SlaveAction::Close { why } if why.contains("without its epoch"))
+        );
     }
 
     proptest! {

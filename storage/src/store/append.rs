@@ -36,7 +36,12 @@ impl Store {
 
     /// The first record of a new epoch goes at `at`: the epoch is added, and written to the
     /// epoch file before the record is (every epoch but 0, which needs no file).
-    fn begin_epoch(&self, writer: &mut Writer, epoch: i32, at: u64) -> Result<(), StoreError> {
+    pub(super) fn begin_epoch(
+        &self,
+        writer: &mut Writer,
+        epoch: i32,
+        at: u64,
+    ) -> Result<(), StoreError> {
         if writer.epochs.last_epoch().is_some_and(|last| last >= epoch) {
             return Ok(());
         }

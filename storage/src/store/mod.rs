@@ -233,6 +233,16 @@ impl Store {
         epochs::entries(&lock(&self.writer).epochs)
     }
 
+    /// The epochs as the AutoSwitch handshake and the consistent point use them.
+    pub fn epoch_cache(&self) -> EpochCache {
+        lock(&self.writer).epochs.clone()
+    }
+
+    /// The newest epoch and where it began, without copying the others.
+    pub fn last_epoch(&self) -> Option<CoreEpoch> {
+        lock(&self.writer).epochs.last()
+    }
+
     /// Records below this offset have their consume-queue units.
     pub fn dispatched_offset(&self) -> u64 {
         self.dispatched.load(Ordering::Acquire)

@@ -8,12 +8,26 @@ impl Store {
     /// checked, at `offset`: this store's end, or for an empty store a file boundary where its
     /// log then begins (a new slave copies from the master's newest file). The bytes are
     /// written as they are, one write per commit-log file they fall in. Returns the new end.
-    pub fn append_replicated(&self, offset: u64, records: &[u8]) -> Result<u64, StoreError> {
+    ///
+    /// `epoch`, in controller mode, is the epoch the master wrote them in: one newer than the
+    /// store's newest begins at its start (written to the epoch file first), an older one is
+    /// refused.
+    pub fn append_replicated(
+        &self,
+        offset: u64,
+        records: &[u8],
+        epoch: Option<CoreEpoch>,
+    ) -> Result<u64, StoreError> {
         self.check_running()?;
-        self.fatal(self.append_replicated_running(offset, records))
+        self.fatal(self.append_replicated_running(offset, records, epoch))
     }
 
-    fn append_replicated_running(&self, offset: u64, records: &[u8]) -> Result<u64, StoreError> {
+    fn append_replicated_running(
+        &self,
+        offset: u64,
+        records: &[u8],
+        epoch: Option<CoreEpoch>,
+    ) -> Result<u64, StoreError> {
         let file_bytes = self.config.commit_log_file_bytes;
         let mut writer = lock(&self.writer);
         if self.closing.load(Ordering::Acquire) {
@@ -28,6 +42,22 @@ impl Store {
                 return Err(StoreError::InvalidBatch(why));
             }
             self.begin_at(writer, offset);
+        }
+        if let Some(epoch) = epoch {
+            if let Some(last) = writer.epochs.last_epoch().filter(|last| epoch.epoch < *last) {
+                return Err(StoreError::StaleEpoch {
+                    epoch: epoch.epoch as u32,
+                    current: last as u32,
+                });
+            }
+            if epoch.start < 0 || epoch.start as u64 > writer.write_offset {
+                let why = format!(
+                    "epoch {} starts past the log's end {}",
+                    epoch.epoch, writer.write_offset
+                );
+                return Err(StoreError::InvalidBatch(why));
+            }
+            self.begin_epoch(writer, epoch.epoch, epoch.start as u64)?;
         }
         let mut done = 0usize;
         while done < records.len() {
