@@ -167,6 +167,24 @@ impl ConfirmMachine {
         }
     }
 
+    /// A machine over a commit log that ends at `end`, all of it durable, confirmed (and
+    /// acknowledged) only up to `confirmed`: a store just cut back, whose confirm offset is
+    /// its master's.
+    pub fn resume(
+        config: ConfirmConfig,
+        end: u64,
+        confirmed: u64,
+        epoch: u32,
+        now: Millis,
+    ) -> ConfirmMachine {
+        assert!(confirmed <= end, "confirmed {confirmed} past the end {end}");
+        let mut machine = ConfirmMachine::new(config, end, epoch, now);
+        (machine.confirmed, machine.acknowledged, machine.upstream) =
+            (confirmed, confirmed, confirmed);
+        machine.replicated_max = confirmed;
+        machine
+    }
+
     pub fn config(&self) -> &ConfirmConfig {
         &self.config
     }

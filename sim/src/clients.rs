@@ -2,12 +2,13 @@
 //! [`History`]: a producer sending numbered messages, and the event a consumer records for each
 //! message it receives.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
-use petrel_client::raw::stored_at;
 use petrel_client::{Message, Producer, ProducerConfig, ReceivedMessage, SendStatus};
+use petrel_core::record::parse_offset_msg_id;
 
 use crate::cluster::NAMESRV;
 use crate::history::{body_hash, Event, History, Place, SendMode};
@@ -33,17 +34,19 @@ pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
 /// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing
 /// a random number of milliseconds from `pause` between sends. An answer other than SEND_OK
 /// (FLUSH_DISK_TIMEOUT, say) leaves the message in doubt, and so does a failed send: it may
-/// have reached a broker before the error.
+/// have reached a broker before the error. Returns who acknowledged each acknowledged message
+/// (the broker address its offset message id names).
 pub async fn produce(
     history: History,
     topic: &str,
     ids: Range<u64>,
     body_bytes: usize,
     pause: Range<u64>,
-) {
+) -> BTreeMap<u64, String> {
     let config =
         ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
     let producer = Producer::start(config).expect("a producer with a NameServer starts");
+    let mut acked_by = BTreeMap::new();
     for id in ids {
         let body = workload::body(id, body_bytes);
         history.record(Event::Sent {
@@ -60,7 +63,11 @@ pub async fn produce(
                     queue: sent.queue.queue_id,
                     offset: sent.queue_offset,
                 };
-                let stored_at = stored_at(&sent.offset_msg_id);
+                let parsed = parse_offset_msg_id(&sent.offset_msg_id);
+                if let Some((host, _)) = parsed {
+                    acked_by.insert(id, host.to_string());
+                }
+                let stored_at = parsed.map(|(_, at)| at as u64);
                 history.record(Event::Acked { id, place: Some(place), stored_at });
             }
             _ => history.record(Event::InDoubt { id }),
@@ -68,4 +75,5 @@ pub async fn produce(
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(pause.clone()))).await;
     }
     producer.shutdown().await;
+    acked_by
 }

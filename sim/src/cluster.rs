@@ -117,6 +117,18 @@ impl ClusterBuilder {
     }
 }
 
+/// The settings of a replicated group's brokers in the scenarios: group `group`, one 1 MiB
+/// commit-log file for the whole run, a 2 s sync timeout, HA heartbeats every second, links
+/// given up after 4 s of silence, 4 000-byte transfers (a record often cut by a frame).
+pub fn replicated_group(config: &mut BrokerConfig, group: &str) {
+    config.broker_name = group.into();
+    config.store.commit_log_file_bytes = 1 << 20;
+    config.store.sync_flush_timeout_ms = 2_000;
+    config.ha_heartbeat_ms = 1_000;
+    config.ha_housekeeping_ms = 4_000;
+    config.ha_transfer_batch_bytes = 4_000;
+}
+
 /// Broker `i`'s name: `broker-a`, `broker-b`, ...
 pub fn broker_name(i: usize) -> String {
     format!("broker-{}", char::from(b'a' + i as u8))

@@ -67,6 +67,20 @@ pub struct Schedule {
 }
 
 impl FaultPlan {
+    /// [`FaultPlan::swarm`] for the failover scenarios: two more power losses and partitions,
+    /// one more one-way cut, outages of 0.5-8 s (many past a heartbeat timeout), and no flipped
+    /// reads (a controller reads its raft state once, at its start: a bit flipped there stops
+    /// it, not a fault these scenarios are about).
+    pub fn failover() -> FaultPlan {
+        let mut plan = FaultPlan::swarm();
+        plan.disk.read_bitflip_ratio = 0.0;
+        plan.power_losses += 2;
+        plan.partitions += 2;
+        plan.one_way_cuts += 1;
+        plan.outage = Duration::from_millis(500)..Duration::from_secs(8);
+        plan
+    }
+
     /// A random subset of the fault kinds at random rates: each kind is on with probability
     /// one half. At least one outage happens, so every seed faces something.
     pub fn swarm() -> FaultPlan {

@@ -14,6 +14,8 @@ pub mod clients;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod controllers;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod history;
@@ -22,6 +24,8 @@ pub mod report;
 pub mod runner;
 #[cfg(madsim)]
 pub mod scenarios;
+#[cfg(madsim)]
+pub mod stores;
 pub mod trace;
 
 use std::collections::BTreeSet;

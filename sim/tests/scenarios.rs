@@ -44,3 +44,8 @@ async fn replication() {
 async fn controller() {
     scenarios::controller::run().await;
 }
+
+#[madsim::test]
+async fn failover() {
+    scenarios::failover::run().await;
+}

@@ -326,7 +326,8 @@ impl StoreService {
             self.shared.drive(Some(ConfirmEvent::Persisted { offset }));
         }
         let end = appended?;
-        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        // The records are of the master's epochs, which the store took from the frames.
+        let epoch = store.last_epoch().map_or(0, |e| e.epoch.max(0) as u32);
         self.shared.drive(Some(ConfirmEvent::Appended { end, epoch }));
         Ok(end)
     }
@@ -341,10 +342,10 @@ impl StoreService {
         let mut machine = lock(&shared.confirm);
         shared.store.truncate_to(offset)?;
         shared.truncations.fetch_add(1, Ordering::AcqRel);
-        let end = shared.store.written_offset();
+        let (end, confirmed) = (shared.store.written_offset(), shared.store.confirm_offset());
         let epoch = shared.store.epochs().last().map_or(0, |e| e.epoch);
-        *machine = ConfirmMachine::new(*machine.config(), end, epoch, shared.now());
-        shared.acknowledged.lower(end);
+        *machine = ConfirmMachine::resume(*machine.config(), end, confirmed, epoch, shared.now());
+        shared.acknowledged.lower(confirmed);
         shared.dispatched.lower(shared.store.dispatched_offset());
         shared.durable.lower(end);
         shared.persist_asked.fetch_min(end, Ordering::AcqRel);
@@ -405,7 +406,13 @@ impl StoreService {
 
     /// Whether the producer of `appended` may be answered now (under ASYNC_FLUSH, at once).
     pub fn is_acknowledged(&self, appended: &Appended) -> bool {
-        self.shared.acknowledged.get() >= appended.end_offset
+        self.shared.acknowledged.get() >= appended.end_offset && !self.cut_since(appended)
+    }
+
+    /// Whether the log was cut back since `appended` was written: its records may be gone,
+    /// and other records stand where they were.
+    fn cut_since(&self, appended: &Appended) -> bool {
+        self.shared.store.truncations() != appended.truncations
     }
 
     /// Appends and waits until the producer may be answered.
@@ -427,6 +434,12 @@ impl StoreService {
             Ok(()) => PutError::NotDurable { appended, reason: "the flush task ended".into() },
         };
         match waited {
+            Ok(true) if self.cut_since(&appended) => {
+                let reason = "the log was cut back after the append (this broker is no longer \
+                              the master): the message may be lost"
+                    .to_owned();
+                Err(PutError::NotDurable { appended, reason })
+            }
             Ok(true) => Ok(appended),
             Ok(false) => Err(stopped(appended)),
             // The flush task ends when the store stops; say so rather than "timeout".

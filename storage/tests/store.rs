@@ -606,3 +606,22 @@ fn a_power_loss_at_any_step_of_a_truncation_recovers() {
     }
     assert!(steps_seen > 6 * 4, "the power losses fell inside the truncation: {steps_seen}");
 }
+
+/// A truncation whose checkpoint cannot be written (no space) changes nothing, and works once
+/// the disk has room again.
+#[test]
+fn a_truncation_refused_by_a_full_disk_leaves_the_store_as_it_was() {
+    let disk = SimDisk::new(41, 1 << 30, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let (store, cut) = two_epochs(&disk, root);
+    let (end, epochs) = (store.written_offset(), store.epochs());
+    disk.set_faults(SimDiskFaults { enospc_ratio: 1.0, ..SimDiskFaults::default() });
+    assert!(store.truncate_to(cut).is_err());
+    assert_eq!((store.written_offset(), store.epochs()), (end, epochs));
+    assert!(store.check_running().is_ok(), "nothing was cut: the store goes on");
+    store.check_invariants();
+    disk.set_faults(SimDiskFaults::default());
+    store.truncate_to(cut).unwrap();
+    assert_eq!(store.written_offset(), cut);
+    store.check_invariants();
+}

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use petrel_core::broker::replicas::{GroupView, Replicas, ReplicasAction, ReplicasConfig};
+use petrel_core::broker::replicas::{
+    GroupView, ProposalOutcome, Replicas, ReplicasAction, ReplicasConfig,
+};
 use petrel_core::controller::body::SyncStateSet;
 use petrel_core::controller::code::{MASTER_STILL_EXIST, NOT_LEADER};
 use petrel_core::controller::BrokerId;
@@ -277,16 +279,16 @@ async fn ask_for(broker: &Broker, link: &Link, action: ReplicasAction) {
             }
             Err(why) => tracing::info!(%why, "no master elected yet"),
         },
-        ReplicasAction::ProposeSet { set, set_epoch, master_epoch } => {
+        ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq } => {
             let answer = propose(broker, link, &set, set_epoch, master_epoch).await;
-            let replicated = match answer {
-                Ok(epoch) => Some((set, epoch)),
+            let outcome = match answer {
+                Ok(epoch) => ProposalOutcome::Replicated(set, epoch),
                 Err(why) => {
                     tracing::info!(%why, "the sync-state set was not changed");
-                    None
+                    ProposalOutcome::NotReplicated
                 }
             };
-            broker.change_replicas(|replicas| replicas.proposal_answered(replicated));
+            broker.change_replicas(|replicas| replicas.proposal_answered(seq, outcome));
         }
         _ => {}
     }

@@ -318,6 +318,12 @@ async fn carry_out(
         MasterAction::Answer { end, .. } => {
             let mut epochs = follower.epochs.clone();
             epochs.truncate_suffix(end as i64 + 1);
+            // The epoch this master writes in begins at its end, records or not yet (RocketMQ
+            // appends it when the broker becomes master): a slave compares epochs with it.
+            let current = broker.store.epoch() as i32;
+            if epochs.last_epoch().is_none_or(|last| last < current) {
+                let _ = epochs.append(current, end as i64);
+            }
             let mut frame = Vec::new();
             autoswitch::encode_master_hello(&MasterHello { end, epochs }, &mut frame);
             async {

@@ -10,6 +10,7 @@ use petrel_core::ha::autoswitch::{self, FromMaster, SlaveHello};
 use petrel_core::ha::codec::{encode_report, TransferDecoder};
 use petrel_core::ha::slave::{HaSlave, SlaveAction, SlaveConfig, SlaveEvent};
 use petrel_net::signal::Flag;
+use petrel_storage::FlushDiskType;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -134,12 +135,15 @@ async fn carry_out(
         }
         SlaveAction::Report { offset } => encode_report(offset).to_vec(),
         SlaveAction::Append { offset, records, epoch } => {
-            return match broker.store.append_replicated(offset, &records, epoch) {
-                Ok(end) => Ok(Some(SlaveEvent::Appended { end })),
-                Err(error) => {
-                    Err(format!("cannot append what the master sent at {offset}: {error}"))
-                }
-            };
+            let appended = broker.store.append_replicated(offset, &records, epoch);
+            let end = appended.map_err(|e| format!("cannot append what the master sent: {e}"))?;
+            // In controller mode under SYNC_FLUSH a slave's ack means durable: an acknowledged
+            // message survives the power loss of every member of the set but one.
+            if auto_switch && broker.config.store.flush_disk_type == FlushDiskType::SyncFlush {
+                let flushed = broker.store.persist();
+                flushed.map_err(|e| format!("cannot flush what the master sent: {e}"))?;
+            }
+            return Ok(Some(SlaveEvent::Appended { end }));
         }
         SlaveAction::Truncate { to } => {
             tracing::warn!(

@@ -58,8 +58,14 @@ impl Broker {
         let Ok(answer) = reply.header::<RegisterBrokerResponseHeader>() else { return };
         // In controller mode the controller names the master's client address.
         let from_controller = self.config.controller.is_some();
-        if let Some(master) = answer.master_addr.filter(|a| !a.is_empty() && !from_controller) {
-            *lock(&self.learned_master_addr) = Some(master);
+        let master = answer.master_addr.filter(|a| !a.is_empty());
+        if !from_controller && master.is_some() {
+            *lock(&self.learned_master_addr) = master.clone();
+        }
+        if from_controller && *lock(&self.learned_master_addr) != master {
+            // The NameServer still routes to another master than the one the controller
+            // named (an old one whose registration has not expired): not followed.
+            return;
         }
         let Some(ha) = answer.ha_server_addr.filter(|a| !a.is_empty()) else { return };
         let mut learned = lock(&self.learned_master);

@@ -66,14 +66,39 @@ pub enum ReplicasAction {
     BecomeSlave { master: BrokerId, master_addr: String, epoch: i32 },
     /// The group has no master: ask the controller to elect one.
     Elect,
-    /// Ask the controller to make `set` the sync-state set (ALTER_SYNC_STATE_SET).
-    ProposeSet { set: BTreeSet<BrokerId>, set_epoch: i32, master_epoch: i32 },
+    /// Ask the controller to make `set` the sync-state set (ALTER_SYNC_STATE_SET); the answer
+    /// goes to [`Replicas::proposal_answered`] with `seq`.
+    ProposeSet { set: BTreeSet<BrokerId>, set_epoch: i32, master_epoch: i32, seq: u64 },
     /// The confirm machine counts `slave`'s acknowledgements from now on, up to `offset`.
     CountAcks { slave: BrokerId, offset: u64 },
     /// The confirm machine no longer counts `slave`.
     UncountAcks { slave: BrokerId },
     /// How many counted slaves must hold a record before it is acknowledged and confirmed.
     AcksRequired { acks: usize },
+}
+
+/// What became of a proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposalOutcome {
+    /// The controller replicated this set at this set epoch.
+    Replicated(BTreeSet<BrokerId>, i32),
+    /// The controller refused it, or no answer came (it may yet have been applied).
+    NotReplicated,
+}
+
+/// Proposals at the current set epoch whose fate is not known. Every member of any of them
+/// counts as a member of the set (RocketMQ's `remoteSyncStateSet`), so that a slave that joins
+/// holds every record acknowledged from the moment it was proposed, and a member that leaves
+/// is waited for until its leaving is replicated. A proposal without an answer may still be
+/// applied: the union is dropped only when the controller's set epoch moves past the current
+/// one, or a view read after the last answer shows it unchanged.
+#[derive(Debug, Clone)]
+struct Pending {
+    members: BTreeSet<BrokerId>,
+    latest: BTreeSet<BrokerId>,
+    /// The latest proposal's number, and whether its answer came.
+    seq: u64,
+    answered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,14 +119,15 @@ pub struct Replicas {
     master_epoch: i32,
     set: BTreeSet<BrokerId>,
     set_epoch: i32,
-    /// A set proposed and not yet answered; its members count as the set's meanwhile (as
-    /// RocketMQ's `remoteSyncStateSet`), so that a slave joining holds every record
-    /// acknowledged from the moment it was proposed.
-    proposed: Option<BTreeSet<BrokerId>>,
+    /// Sets proposed at the current set epoch whose fate is not known yet.
+    pending: Option<Pending>,
+    /// Numbers the proposals, so that a late answer is not taken for the latest's.
+    proposals: u64,
     /// Master only: the slaves connected to the HA port.
     followers: BTreeMap<BrokerId, Follower>,
-    /// The slaves whose acks the confirm machine counts.
+    /// The slaves whose acks the confirm machine counts, and how many it needs.
     counted: BTreeSet<BrokerId>,
+    acks_required: usize,
     /// Master only: where the log ends (as far as slaves are sent it), the confirm offset,
     /// and where this master's epoch began.
     end: u64,
@@ -120,9 +146,11 @@ impl Replicas {
             master_epoch: 0,
             set: BTreeSet::new(),
             set_epoch: 0,
-            proposed: None,
+            pending: None,
+            proposals: 0,
             followers: BTreeMap::new(),
             counted: BTreeSet::new(),
+            acks_required: 0,
             end: 0,
             confirmed: 0,
             epoch_start: 0,
@@ -170,8 +198,8 @@ impl Replicas {
         }
         let names_me = view.master.as_ref().is_some_and(|(id, _)| *id == self.me);
         if view.master_epoch == self.master_epoch && self.role != Role::Fenced {
-            if self.role == Role::Master && names_me && view.set_epoch > self.set_epoch {
-                self.replicated_set(view.set, view.set_epoch);
+            if self.role == Role::Master && names_me {
+                self.settle(view.set, view.set_epoch);
             }
             return;
         }
@@ -180,7 +208,7 @@ impl Replicas {
                 self.master_epoch = view.master_epoch;
                 self.role = Role::Master;
                 self.followers.clear();
-                self.proposed = None;
+                self.pending = None;
                 self.actions.push_back(ReplicasAction::BecomeMaster { epoch: view.master_epoch });
                 self.replicated_set(view.set, view.set_epoch);
             }
@@ -188,7 +216,7 @@ impl Replicas {
                 self.master_epoch = view.master_epoch;
                 self.role = Role::Slave { master, master_addr: master_addr.clone() };
                 self.followers.clear();
-                self.proposed = None;
+                self.pending = None;
                 (self.set, self.set_epoch) = (view.set, view.set_epoch);
                 let epoch = view.master_epoch;
                 self.actions.push_back(ReplicasAction::BecomeSlave { master, master_addr, epoch });
@@ -201,28 +229,42 @@ impl Replicas {
         }
     }
 
-    /// The controller replicated `set` (an answer to a proposal, or a newer view). The master
-    /// is always a member of its set (the controller's rule); a set without it is taken with it.
+    /// The master's view of its own set: a newer set epoch is the controller's set, replacing
+    /// any pending proposals; the same epoch with the answer of the latest proposal in says
+    /// none of them was applied.
+    fn settle(&mut self, set: BTreeSet<BrokerId>, set_epoch: i32) {
+        if set_epoch > self.set_epoch {
+            self.replicated_set(set, set_epoch);
+        } else if set_epoch == self.set_epoch && self.pending.as_ref().is_some_and(|p| p.answered) {
+            self.pending = None;
+            self.recount();
+        }
+    }
+
+    /// The controller replicated `set`. The master is always a member of its set (the
+    /// controller's rule); a set without it is taken with it.
     fn replicated_set(&mut self, mut set: BTreeSet<BrokerId>, set_epoch: i32) {
         if set_epoch < self.set_epoch && self.role == Role::Master {
             return;
         }
         set.insert(self.me);
         (self.set, self.set_epoch) = (set, set_epoch);
-        self.proposed = None;
+        self.pending = None;
         self.recount();
     }
 
-    /// The answer to a proposal: the set replicated, or `None` (refused: the next view says
-    /// what the set is).
-    pub fn proposal_answered(&mut self, replicated: Option<(BTreeSet<BrokerId>, i32)>) {
-        match replicated {
-            Some((set, set_epoch)) if self.role == Role::Master => {
-                self.replicated_set(set, set_epoch)
-            }
-            _ => {
-                self.proposed = None;
-                self.recount();
+    /// The answer to proposal `seq`. Unless it was replicated, its members go on counting
+    /// until a view settles its fate.
+    pub fn proposal_answered(&mut self, seq: u64, outcome: ProposalOutcome) {
+        if self.role != Role::Master {
+            return;
+        }
+        match outcome {
+            ProposalOutcome::Replicated(set, set_epoch) => self.replicated_set(set, set_epoch),
+            ProposalOutcome::NotReplicated => {
+                if let Some(pending) = self.pending.as_mut().filter(|p| p.seq == seq) {
+                    pending.answered = true;
+                }
             }
         }
     }
@@ -258,7 +300,7 @@ impl Replicas {
     /// RocketMQ's `maybeExpandInSyncStateSet`: a slave outside the set that holds the log up
     /// to the confirm offset and into this master's epoch is proposed in, one at a time.
     fn maybe_expand(&mut self) {
-        if self.role != Role::Master || self.proposed.is_some() {
+        if self.role != Role::Master || self.pending.as_ref().is_some_and(|p| !p.answered) {
             return;
         }
         let (confirmed, epoch_start) = (self.confirmed, self.epoch_start);
@@ -289,7 +331,7 @@ impl Replicas {
     /// long, are proposed out of the set (RocketMQ's `maybeShrinkSyncStateSet`), and a slave
     /// that caught up while another proposal was pending is proposed in.
     pub fn tick(&mut self, now: Millis) {
-        if self.role != Role::Master || self.proposed.is_some() {
+        if self.role != Role::Master {
             return;
         }
         // A slave that holds everything there is to send is caught up now, reporting or not
@@ -298,8 +340,11 @@ impl Replicas {
         for follower in self.followers.values_mut().filter(|f| f.acked >= end) {
             follower.caught_up_at = now;
         }
+        if self.pending.as_ref().is_some_and(|p| !p.answered) {
+            return;
+        }
         self.maybe_expand();
-        if self.proposed.is_some() {
+        if self.pending.as_ref().is_some_and(|p| !p.answered) {
             return;
         }
         let limit = self.config.not_catchup_ms;
@@ -311,29 +356,52 @@ impl Replicas {
             self.set.iter().copied().filter(|id| *id == self.me || !behind(id)).collect();
         if keep != self.set {
             self.propose(keep);
+        } else if let Some(latest) = self.pending.as_ref().map(|p| p.latest.clone()) {
+            // Nothing else to change: ask again, until the fate of the last one is known.
+            self.propose(latest);
         }
     }
 
     fn propose(&mut self, set: BTreeSet<BrokerId>) {
-        self.proposed = Some(set.clone());
+        self.proposals += 1;
+        let seq = self.proposals;
+        let pending = self.pending.get_or_insert_with(|| Pending {
+            members: BTreeSet::new(),
+            latest: BTreeSet::new(),
+            seq,
+            answered: false,
+        });
+        pending.members.extend(set.iter().copied());
+        (pending.latest, pending.seq, pending.answered) = (set.clone(), seq, false);
         self.recount();
         let (set_epoch, master_epoch) = (self.set_epoch, self.master_epoch);
-        self.actions.push_back(ReplicasAction::ProposeSet { set, set_epoch, master_epoch });
+        self.actions.push_back(ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq });
     }
 
     /// The members whose acks count: the set, and a proposed set's members meanwhile.
     fn counting(&self) -> BTreeSet<BrokerId> {
         let mut counting = self.set.clone();
-        counting.extend(self.proposed.iter().flatten().copied());
+        counting.extend(self.pending.iter().flat_map(|p| p.members.iter().copied()));
         counting
     }
 
-    /// Tells the confirm machine whose acks count, and how many it needs.
+    /// Tells the confirm machine whose acks count, and how many it needs. The machine never
+    /// needs fewer acks than the members it counts at any moment between two of these actions:
+    /// a higher requirement goes first, members leave before others join, a lower requirement
+    /// goes last (a new member's acks counted before the requirement rose, or beside one about
+    /// to leave, would let one member's ack stand for two).
     fn recount(&mut self) {
         let wanted: BTreeSet<BrokerId> = match self.role {
             Role::Master => self.counting().into_iter().filter(|id| *id != self.me).collect(),
             _ => BTreeSet::new(),
         };
+        let acks = match self.config.all_ack {
+            true => wanted.len(),
+            false => 0,
+        };
+        if acks > self.acks_required {
+            self.actions.push_back(ReplicasAction::AcksRequired { acks });
+        }
         for gone in self.counted.difference(&wanted) {
             self.actions.push_back(ReplicasAction::UncountAcks { slave: *gone });
         }
@@ -341,12 +409,11 @@ impl Replicas {
             let offset = self.followers.get(new).map_or(0, |f| f.acked);
             self.actions.push_back(ReplicasAction::CountAcks { slave: *new, offset });
         }
-        let acks = match self.config.all_ack {
-            true => wanted.len(),
-            false => 0,
-        };
+        if acks <= self.acks_required {
+            self.actions.push_back(ReplicasAction::AcksRequired { acks });
+        }
         self.counted = wanted;
-        self.actions.push_back(ReplicasAction::AcksRequired { acks });
+        self.acks_required = acks;
     }
 
     pub fn poll_action(&mut self) -> Option<ReplicasAction> {
@@ -364,8 +431,9 @@ impl Replicas {
             assert!(self.counted.is_empty(), "a non-master counts acks");
             assert!(self.followers.is_empty(), "a non-master has followers");
         }
-        if let Some(proposed) = &self.proposed {
-            assert!(proposed.contains(&self.me), "a proposal without the master");
+        if let Some(pending) = &self.pending {
+            assert!(pending.latest.contains(&self.me), "a proposal without the master");
+            assert!(pending.latest.is_subset(&pending.members), "the latest proposal counted");
         }
     }
 }
@@ -401,6 +469,7 @@ mod tests {
         std::iter::from_fn(|| r.poll_action()).collect()
     }
 
+    use ProposalOutcome::*;
     use ReplicasAction::*;
 
     #[test]
@@ -437,12 +506,12 @@ mod tests {
         r.slave_acked(1, 2, 7, 500);
         assert_eq!(drain(&mut r), [], "behind the confirm offset");
         r.slave_acked(2, 2, 7, 1000);
-        let propose = ProposeSet { set: set(&[1, 2]), set_epoch: 1, master_epoch: 1 };
+        let propose = ProposeSet { set: set(&[1, 2]), set_epoch: 1, master_epoch: 1, seq: 1 };
         assert_eq!(
             drain(&mut r),
-            [CountAcks { slave: 2, offset: 1000 }, AcksRequired { acks: 1 }, propose]
+            [AcksRequired { acks: 1 }, CountAcks { slave: 2, offset: 1000 }, propose]
         );
-        r.proposal_answered(Some((set(&[1, 2]), 2)));
+        r.proposal_answered(1, Replicated(set(&[1, 2]), 2));
         assert_eq!(drain(&mut r), [AcksRequired { acks: 1 }]);
         assert_eq!(r.set(), (&set(&[1, 2]), 2));
         r.log(3000, 1000, 0);
@@ -451,9 +520,9 @@ mod tests {
         r.tick(15_002);
         assert_eq!(drain(&mut r), []);
         r.tick(15_003);
-        let propose = ProposeSet { set: set(&[1]), set_epoch: 2, master_epoch: 1 };
+        let propose = ProposeSet { set: set(&[1]), set_epoch: 2, master_epoch: 1, seq: 2 };
         assert_eq!(drain(&mut r), [AcksRequired { acks: 1 }, propose], "counted until replicated");
-        r.proposal_answered(Some((set(&[1]), 3)));
+        r.proposal_answered(2, Replicated(set(&[1]), 3));
         assert_eq!(drain(&mut r), [UncountAcks { slave: 2 }, AcksRequired { acks: 0 }]);
     }
 
@@ -478,11 +547,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(proposals(drain(&mut r)), [set(&[1, 2])]);
-        r.proposal_answered(Some((set(&[1, 2]), 2)));
+        r.proposal_answered(1, Replicated(set(&[1, 2]), 2));
         drain(&mut r);
         r.tick(2);
         assert_eq!(proposals(drain(&mut r)), [set(&[1, 2, 3])]);
-        r.proposal_answered(Some((set(&[1, 2, 3]), 3)));
+        r.proposal_answered(2, Replicated(set(&[1, 2, 3]), 3));
         for now in (1_000..100_000).step_by(1_000) {
             r.tick(now);
             assert_eq!(proposals(drain(&mut r)), Vec::<BTreeSet<BrokerId>>::new(), "at {now}");
@@ -504,8 +573,11 @@ mod tests {
         r.slave_acked(1, 2, 2, 0);
         assert!(matches!(drain(&mut r).last(), Some(ProposeSet { .. })));
         assert_eq!(r.write_refusal(), None, "a proposed member counts meanwhile");
-        r.proposal_answered(None);
-        assert!(matches!(drain(&mut r)[..], [UncountAcks { slave: 2 }, AcksRequired { acks: 0 }]));
+        r.proposal_answered(1, NotReplicated);
+        assert_eq!(drain(&mut r), [], "an unanswered proposal may yet be applied");
+        r.view(view(Some(1), 1, &[1], 1));
+        let dropped = [UncountAcks { slave: 2 }, AcksRequired { acks: 0 }];
+        assert_eq!(drain(&mut r), dropped, "a view read after the answer shows it was not");
         assert!(r.write_refusal().is_some());
     }
 
@@ -518,6 +590,7 @@ mod tests {
         ) {
             let mut r = Replicas::new(config(true), 1);
             let (mut now, mut epoch, mut set_epoch) = (0u64, 0i32, 0i32);
+            let (mut counted, mut required) = (BTreeSet::new(), 0usize);
             for (kind, id, amount) in steps {
                 now += amount % 5000;
                 match kind {
@@ -535,14 +608,93 @@ mod tests {
                         set_epoch += 1;
                         let mut members = r.set().0.clone();
                         members.insert(id);
-                        r.proposal_answered((amount % 2 == 0).then_some((members, set_epoch)));
+                        let outcome = match amount % 2 {
+                            0 => Replicated(members, set_epoch),
+                            _ => NotReplicated,
+                        };
+                        r.proposal_answered(amount % 4, outcome);
                     }
                     _ => { r.log(amount, amount / 2, 0); r.tick(now) }
                 }
                 let before = r.master_epoch();
                 r.check_invariants();
-                drain(&mut r);
+                // The confirm machine as the actions leave it, one at a time: it never needs
+                // fewer acks than the members it counts (all acks required).
+                for action in drain(&mut r) {
+                    match action {
+                        CountAcks { slave, .. } => { counted.insert(slave); }
+                        UncountAcks { slave } => { counted.remove(&slave); }
+                        AcksRequired { acks } => required = acks,
+                        _ => {}
+                    }
+                    proptest::prop_assert!(required >= counted.len(), "{required} < {counted:?}");
+                }
                 proptest::prop_assert!(r.master_epoch() >= before);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// With a controller modelled beside it (proposals delivered, applied or not, answered
+        /// or not, in any order; views of its set at any time), the confirm machine, as the
+        /// actions leave it, always counts every member the controller has in the set, and
+        /// every member of a proposal that may still be applied: whoever the controller
+        /// elects holds what was acknowledged. (The model's one assumption: a proposal whose
+        /// answer came, refused or lost, is not applied later.)
+        #[test]
+        fn every_member_the_controller_may_have_is_counted(
+            steps in proptest::collection::vec((0u8..6, 2i64..5, 0u64..1000), 1..120),
+        ) {
+            let mut r = Replicas::new(config(true), 1);
+            r.view(view(Some(1), 1, &[1], 1));
+            let (mut controller_set, mut controller_epoch) = (set(&[1]), 1);
+            let mut in_flight: Vec<(u64, BTreeSet<BrokerId>, i32)> = Vec::new();
+            let (mut counted, mut now) = (BTreeSet::new(), 0u64);
+            for (kind, id, amount) in steps {
+                now += amount;
+                match kind {
+                    0 => r.slave_connected(now, id, id as u64, false),
+                    1 => { r.log(amount, amount / 2, 0); r.slave_acked(now, id, id as u64, amount) }
+                    2 => r.slave_gone(id, id as u64),
+                    3 if !in_flight.is_empty() => {
+                        // The controller takes a proposal; the answer may be lost.
+                        let (seq, proposed, epoch) = in_flight.remove(amount as usize % in_flight.len());
+                        let applied = epoch == controller_epoch && proposed != controller_set;
+                        if applied {
+                            controller_set = proposed.clone();
+                            controller_epoch += 1;
+                        }
+                        let outcome = match applied && amount % 3 != 0 {
+                            true => Replicated(proposed, controller_epoch),
+                            false => NotReplicated,
+                        };
+                        r.proposal_answered(seq, outcome);
+                    }
+                    4 => r.view(GroupView {
+                        master: Some((1, "m".into())),
+                        master_epoch: 1,
+                        set: controller_set.clone(),
+                        set_epoch: controller_epoch,
+                    }),
+                    _ => r.tick(now),
+                }
+                r.check_invariants();
+                for action in drain(&mut r) {
+                    match action {
+                        CountAcks { slave, .. } => { counted.insert(slave); }
+                        UncountAcks { slave } => { counted.remove(&slave); }
+                        ProposeSet { set, set_epoch, seq, .. } => in_flight.push((seq, set, set_epoch)),
+                        _ => {}
+                    }
+                }
+                let mut may_have = controller_set.clone();
+                for (_, proposed, epoch) in &in_flight {
+                    if *epoch == controller_epoch {
+                        may_have.extend(proposed.iter().copied());
+                    }
+                }
+                may_have.remove(&1);
+                proptest::prop_assert!(may_have.is_subset(&counted), "{may_have:?} not all in {counted:?}");
             }
         }
     }

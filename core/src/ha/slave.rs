@@ -213,6 +213,15 @@ impl HaSlave {
             self.handshaken = true;
             return self.report(now);
         }
+        let (ours, theirs) = (self.epochs.last_epoch(), answer.epochs.last_epoch());
+        if theirs < ours {
+            // A deposed master that does not know it yet: following it would cut records of
+            // a newer epoch.
+            return self.close(format!(
+                "the master's newest epoch {theirs:?} is older than this log's {ours:?}: a \
+                 deposed master, not followed"
+            ));
+        }
         let (end, master_end) = (self.end as i64, answer.end as i64);
         match self.epochs.consistent_point(end, &answer.epochs, master_end) {
             None => self.close(format!(
@@ -689,6 +698,15 @@ mod tests {
             matches!(&actions[1], SlaveAction::Close { why } if why.contains("no epoch in common")),
             "{actions:?}"
         );
+        // A master whose newest epoch is older than this log's is a deposed one: not followed,
+        // nothing cut.
+        let mut slave = auto_slave(1500, &[(1, 0), (3, 500)]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(900, &[(1, 0), (2, 400)]));
+        let actions = drain(&mut slave);
+        let deposed = matches!(&actions[1], SlaveAction::Close { why } if why.contains("deposed"));
+        assert!(deposed, "{actions:?}");
+        assert_eq!(slave.end(), 1500);
         // A new replica reports its end (0) at once.
         let mut slave = auto_slave(0, &[]);
         slave.handle(0, SlaveEvent::Connected);

@@ -24,22 +24,19 @@
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::checkers::{self, Verdict};
+use crate::controllers::{cut, ControllerNode, CONTROLLERS};
 use crate::faults::{Fault, FaultKind, FaultPlan};
 use crate::report;
-use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
-use petrel::controller::{self, ControllerConfig};
 use petrel_core::controller::body::{ElectMasterResponseBody, SyncStateSet};
-use petrel_core::controller::node::{committed_events, Persisted};
 use petrel_core::controller::{code, Event, Replicas};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{from_json, to_json, JsonStyle};
@@ -54,10 +51,9 @@ use petrel_net::headers::namesrv::BrokerHeartbeatRequestHeader;
 use petrel_net::transport::{
     ClientConfig, Connection, Handled, RemotingClient, RequestHandler, Server, ServerConfig,
 };
-use petrel_storage::disk::{self, SimDisk, SimDiskFaults};
+use petrel_storage::disk::SimDiskFaults;
 
 const GROUP: &str = "broker-a";
-const CONTROLLERS: [&str; 3] = ["10.0.3.1:9878", "10.0.3.2:9878", "10.0.3.3:9878"];
 /// The workload's steps: one every 100 ms, a minute in all.
 const STEPS: u64 = 600;
 const STEP: Duration = Duration::from_millis(100);
@@ -65,7 +61,6 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT_TIMEOUT_MS: i64 = 3_000;
 /// How long after the faults the group must have a master again.
 const SETTLE: Duration = Duration::from_secs(30);
-const STORE: &str = "/controller";
 
 /// What the brokers were told, by epoch, with who told them first; and every answer as an
 /// operation in time, for the linearizability check.
@@ -127,17 +122,7 @@ impl Seen {
 /// One run; a summary of what happened.
 pub async fn run() -> String {
     let handle = Handle::current();
-    let mut plan = FaultPlan::swarm();
-    // A controller's raft state is read once, at its start: a bit flipped there is a damaged
-    // file, which stops it (fail-stop), not a fault this scenario is about.
-    plan.disk.read_bitflip_ratio = 0.0;
-    // Failover is what this scenario is about: more and longer outages than the swarm's
-    // default, many past a broker's heartbeat timeout.
-    plan.power_losses += 2;
-    plan.partitions += 2;
-    plan.one_way_cuts += 1;
-    plan.outage = Duration::from_millis(500)..Duration::from_secs(8);
-    let schedule = plan.schedule(STEPS);
+    let schedule = FaultPlan::failover().schedule(STEPS);
     let targets: Vec<usize> =
         schedule.faults.iter().map(|_| thread_rng().gen_range(0..8)).collect();
     report::note(format!("fault schedule (a step is 100 ms):\n{schedule}"));
@@ -202,127 +187,6 @@ fn latest_master(seen: &Shared, ids: &[Arc<AtomicI64>]) -> Option<usize> {
     let (_, (master, _)) = seen.masters.iter().next_back()?;
     let master = (*master)?;
     ids.iter().position(|id| id.load(Ordering::Acquire) == master)
-}
-
-/// A controller node and its disk; `leads` while it is the raft leader, as it last said.
-struct ControllerNode {
-    node: NodeHandle,
-    disk: SimDisk,
-    leads: Arc<AtomicBool>,
-}
-
-impl ControllerNode {
-    fn spawn(handle: &Handle, i: usize, faults: SimDiskFaults) -> ControllerNode {
-        let disk = SimDisk::new(thread_rng().gen(), 1 << 26, faults);
-        let peers: Vec<(String, String)> = CONTROLLERS
-            .iter()
-            .enumerate()
-            .map(|(n, a)| (format!("n{n}"), (*a).to_owned()))
-            .collect();
-        let config = ControllerConfig {
-            group: "SimControllers".into(),
-            peers,
-            self_id: format!("n{i}"),
-            store_path: PathBuf::from(STORE),
-            scan_not_active_broker_ms: 1_000,
-            ..ControllerConfig::default()
-        };
-        let leads = Arc::new(AtomicBool::new(false));
-        let (process_disk, process_leads) = (disk.clone(), leads.clone());
-        let node = handle
-            .create_node()
-            .name(format!("controller-{i}"))
-            .ip(CONTROLLERS[i].split(':').next().unwrap().parse().unwrap())
-            .init(move || serve(config.clone(), process_disk.clone(), process_leads.clone()))
-            .build();
-        ControllerNode { node, disk, leads }
-    }
-
-    /// Plays `fault`; half the partitions cut this controller off from its `peers` only,
-    /// the brokers still reaching it: a leader that does not know yet that it was deposed.
-    async fn strike(&self, handle: &Handle, fault: &Fault, peers: &[madsim::task::NodeId]) {
-        let node = self.node.id();
-        match fault.kind {
-            FaultKind::PowerLoss => {
-                handle.kill(node);
-                self.leads.store(false, Ordering::Release);
-                self.disk.crash();
-                tokio::time::sleep(fault.down_for).await;
-                handle.restart(node);
-            }
-            FaultKind::Partition if thread_rng().gen_bool(0.5) => {
-                report::note(format!("{} cut off from the other controllers only", node));
-                let net = NetSim::current();
-                for &peer in peers {
-                    net.clog_link(node, peer);
-                    net.clog_link(peer, node);
-                }
-                tokio::time::sleep(fault.down_for).await;
-                for &peer in peers {
-                    net.unclog_link(node, peer);
-                    net.unclog_link(peer, node);
-                }
-            }
-            _ => cut(node, fault).await,
-        }
-    }
-
-    /// The events this controller's log on disk holds as committed.
-    fn committed(&self) -> Vec<Event> {
-        let path = Path::new(STORE).join("raft-state");
-        let Some(bytes) = disk::read_small(&self.disk, &path, 64 << 20).unwrap() else {
-            return Vec::new();
-        };
-        let persisted = Persisted::decode(&bytes).expect("a sound disk reads a sound state file");
-        committed_events(&persisted).expect("committed entries are events")
-    }
-}
-
-/// A controller process: serves until its raft state cannot be written, then starts again a
-/// second later, as a supervisor would.
-async fn serve(config: ControllerConfig, disk: SimDisk, leads: Arc<AtomicBool>) {
-    loop {
-        match controller::start(config.clone(), Arc::new(disk.clone())).await {
-            Ok(running) => {
-                let why = loop {
-                    // Biased: tokio's unbiased pick draws from a generator seeded outside the
-                    // simulation (signal.rs), and two runs of a seed would differ.
-                    tokio::select! {
-                        biased;
-                        why = running.failed() => break why,
-                        () = tokio::time::sleep(STEP) => {
-                            leads.store(running.is_leader().await, Ordering::Release);
-                        }
-                    }
-                };
-                leads.store(false, Ordering::Release);
-                tracing::info!(%why, "controller exits");
-                running.shutdown().await;
-            }
-            Err(e) => {
-                assert!(
-                    disk.faults().fails_writes(),
-                    "a controller must start from any crash: {e}"
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn cut(node: madsim::task::NodeId, fault: &Fault) {
-    let net = NetSim::current();
-    match fault.kind {
-        FaultKind::Partition => net.clog_node(node),
-        FaultKind::CutIn => net.clog_node_in(node),
-        _ => net.clog_node_out(node),
-    }
-    tokio::time::sleep(fault.down_for).await;
-    match fault.kind {
-        FaultKind::Partition => net.unclog_node(node),
-        FaultKind::CutIn => net.unclog_node_in(node),
-        _ => net.unclog_node_out(node),
-    }
 }
 
 async fn strike_broker(handle: &Handle, node: &NodeHandle, fault: &Fault) {
@@ -639,7 +503,7 @@ fn linearizable(ops: &[Op]) -> Verdict {
 
 /// The committed logs agree as prefixes; the longest, replayed, keeps the invariants and
 /// elects from the set.
-fn elected_from_the_set(logs: &[Vec<Event>]) -> Verdict {
+pub(crate) fn elected_from_the_set(logs: &[Vec<Event>]) -> Verdict {
     let longest = logs.iter().max_by_key(|log| log.len()).cloned().unwrap_or_default();
     for (i, log) in logs.iter().enumerate() {
         if longest[..log.len()] != log[..] {

@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod broker;
 pub mod consumer;
 pub mod controller;
+pub mod failover;
 pub mod namesrv;
 pub mod producer;
 pub mod pull_consumer;
@@ -64,6 +65,12 @@ pub const ALL: &[Scenario] = &[
         name: "controller",
         about: "three raft controllers and a broker group's stand-ins under swarm faults",
         run: || Box::pin(controller::run()),
+    },
+    Scenario {
+        name: "failover",
+        about:
+            "three controllers and a broker group of three in controller mode, under swarm faults",
+        run: || Box::pin(failover::run()),
     },
     Scenario {
         name: "broadcast",

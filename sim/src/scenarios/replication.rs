@@ -46,18 +46,18 @@ use crate::cluster::{Cluster, Watch, NAMESRV};
 use crate::faults::FaultPlan;
 use crate::history::{body_hash, Entry, Event, History, Place, SendMode};
 use crate::workload::{self, SendOutcome};
-use crate::{clients, report};
+use crate::{clients, report, stores};
 use madsim::rand::{thread_rng, Rng};
 use petrel::broker::config::BrokerRole;
 use petrel::broker::BrokerConfig;
 use petrel_client::{ConsumeFrom, PullConsumer, PullConsumerConfig};
-use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-use petrel_storage::{GetStatus, ReadLimits, Store};
+use petrel_storage::Store;
 use tokio::task::JoinHandle;
 
 const MASTER: &str = "10.0.1.1:10911";
+const GROUP: &str = "broker-a";
 const TOPIC: &str = "SimReplicated";
 const QUEUES: i32 = 4;
 const MESSAGES: u64 = 240;
@@ -80,13 +80,8 @@ thread_local! {
 }
 
 fn tune(i: usize, config: &mut BrokerConfig) {
-    config.broker_name = "broker-a".into();
     // One file holds the whole run's log (see the module documentation).
-    config.store.commit_log_file_bytes = 1 << 20;
-    config.store.sync_flush_timeout_ms = 2_000;
-    config.ha_heartbeat_ms = 1_000;
-    config.ha_housekeeping_ms = 4_000;
-    config.ha_transfer_batch_bytes = 4_000;
+    crate::cluster::replicated_group(config, GROUP);
     config.slave_read_enable = true;
     config.memory_bytes = 8 << 10;
     match i {
@@ -101,7 +96,7 @@ fn tune(i: usize, config: &mut BrokerConfig) {
 
 /// Where a message sent to `queue` is acknowledged at `offset`.
 fn place(queue: i32, offset: i64) -> Place {
-    Place { broker: "broker-a".into(), topic: TOPIC.into(), queue, offset }
+    Place { broker: GROUP.into(), topic: TOPIC.into(), queue, offset }
 }
 
 /// What the producers see of the slaves: each one's node name and state, and the
@@ -286,9 +281,11 @@ pub async fn run() -> String {
     let stores = converged(&cluster).await;
     cluster.check_invariants();
     finish_reading(reading, stop_reader, READ_ALL).await;
-    let mut verdicts = vec![slaves.verdict(), logs_match(&stores)];
+    let mut verdicts = vec![slaves.verdict(), stores::logs_match(&stores)];
     let replicas: Vec<Entry> = (stores.iter().enumerate())
-        .flat_map(|(i, store)| read_all(store, &format!("replica-{i}")))
+        .flat_map(|(i, store)| {
+            stores::read_all(store, &format!("replica-{i}"), GROUP, TOPIC, QUEUES)
+        })
         .collect();
     drop(stores);
     // The master's disk is lost: a new group reads everything from the slaves.
@@ -340,54 +337,4 @@ async fn converged(cluster: &Cluster) -> Vec<Arc<Store>> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Each slave's commit log is the master's, byte for byte, from the slave's first offset.
-fn logs_match(stores: &[Arc<Store>]) -> Verdict {
-    let master = &stores[0];
-    let end = master.written_offset();
-    for (i, slave) in stores.iter().enumerate().skip(1) {
-        let from = slave.min_physical_offset();
-        let (ours, theirs) =
-            (master.read_at(from, (end - from) as u32), slave.read_at(from, (end - from) as u32));
-        if ours.is_none() || ours != theirs {
-            let why = format!("replica {i}'s log from {from} to {end} is not the master's");
-            return Verdict::new("logs_match", Err(why));
-        }
-    }
-    Verdict::new("logs_match", Ok(format!("both slaves hold the master's {end} bytes")))
-}
-
-/// Every message of every queue of `store`, as deliveries to `reader`.
-fn read_all(store: &Store, reader: &str) -> Vec<Entry> {
-    let at = tokio::time::Instant::now();
-    let mut out = Vec::new();
-    for queue in 0..QUEUES {
-        let mut offset = store.queue_offsets(TOPIC, queue).map_or(0, |(min, _)| min);
-        loop {
-            let got = store.get_messages(TOPIC, queue, offset, ReadLimits::default(), &|_| true);
-            if got.status != GetStatus::Found {
-                break;
-            }
-            for message in &got.messages {
-                let checks = Checks { physical_offset: None, crc: true };
-                let Scanned::Record(record) = scan_record(message, checks) else {
-                    panic!("{reader} holds a damaged record in queue {queue}");
-                };
-                let id = workload::body_id(record.body).expect("a simulated body");
-                out.push(Entry {
-                    at,
-                    event: Event::Delivered {
-                        consumer: reader.to_owned(),
-                        place: place(queue, record.queue_offset),
-                        id,
-                        body_hash: body_hash(record.body),
-                        stored_wall: record.store_timestamp,
-                    },
-                });
-            }
-            offset = got.next_begin_offset;
-        }
-    }
-    out
 }

@@ -174,6 +174,7 @@ impl Store {
             end_offset: writer.write_offset,
             epoch,
             store_host: self.config.store_host,
+            truncations: self.truncations(),
         })
     }
 

@@ -70,6 +70,9 @@ pub struct Appended {
     pub epoch: u32,
     /// The broker address in the record, for `msg_id`.
     pub store_host: std::net::SocketAddr,
+    /// How many truncations the store had seen when the records were written: one since
+    /// means they may be gone (`Store::truncations`).
+    pub truncations: u64,
 }
 
 /// Where an epoch's writes begin in the commit log (an entry of RocketMQ's epoch file).
@@ -185,6 +188,8 @@ pub struct Store {
     /// Set from outside (the confirm machine): dispatch never passes it.
     confirmed: AtomicU64,
     dispatched: AtomicU64,
+    /// Raised by each truncation, under the writer's lock.
+    truncations: AtomicU64,
     stopped: Mutex<Option<String>>,
     /// Set when shutdown begins: appends are refused from then on, while the shutdown still
     /// flushes, dispatches and checkpoints.
@@ -241,6 +246,12 @@ impl Store {
     /// The newest epoch and where it began, without copying the others.
     pub fn last_epoch(&self) -> Option<CoreEpoch> {
         lock(&self.writer).epochs.last()
+    }
+
+    /// How many times the log was cut back since the store opened: an append made before a
+    /// truncation may be gone, and is never to be acknowledged.
+    pub fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::Acquire)
     }
 
     /// Records below this offset have their consume-queue units.

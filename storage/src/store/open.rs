@@ -103,6 +103,7 @@ impl Store {
             flushed: AtomicU64::new(plan.end),
             confirmed: AtomicU64::new(plan.end),
             dispatched: AtomicU64::new(plan.redispatch_from),
+            truncations: AtomicU64::new(0),
             stopped: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),

@@ -42,27 +42,40 @@ impl Store {
             let why = format!("appended past {offset} during a truncation: a second writer");
             return Err(StoreError::Config(why));
         }
-        for position in [&self.written, &self.flushed, &self.confirmed, &self.dispatched] {
-            position.fetch_min(offset, Ordering::AcqRel);
-        }
-        dispatcher.position = dispatcher.position.min(offset);
+        let dispatched = dispatcher.position.min(offset);
         let checkpoint = Checkpoint {
             physic_msg_timestamp: durable.physic_timestamp,
             logics_msg_timestamp: dispatcher.timestamp,
             index_msg_timestamp: dispatcher.timestamp,
             confirm_phy_offset: offset as i64,
             commit_log_flushed_offset: Some(offset),
-            dispatched_flushed_offset: Some(dispatcher.position),
+            dispatched_flushed_offset: Some(dispatched),
             ..Checkpoint::default()
         };
+        // A checkpoint that cannot be written leaves everything as it was: try again later.
         self.write_checkpoint_file(&mut durable, &checkpoint)?;
-        self.cut_log(writer, offset)?;
-        self.cut_queues(&mut dispatcher, writer, offset)?;
-        let mut epochs = writer.epochs.clone();
-        epochs.truncate_suffix(offset as i64);
-        if epochs != writer.epochs {
-            epochs::save(self.disk.as_ref(), &self.config.root, &epochs)?;
-            writer.epochs = epochs;
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        for position in [&self.written, &self.flushed, &self.confirmed, &self.dispatched] {
+            position.fetch_min(offset, Ordering::AcqRel);
+        }
+        dispatcher.position = dispatched;
+        // From here on a failure leaves the files cut part of the way: the store stops, and
+        // recovery at the next start finishes the cut (see the steps above).
+        let cut = self.cut_log(writer, offset).and_then(|()| {
+            self.cut_queues(&mut dispatcher, writer, offset)?;
+            let mut epochs = writer.epochs.clone();
+            epochs.truncate_suffix(offset as i64);
+            if epochs != writer.epochs {
+                epochs::save(self.disk.as_ref(), &self.config.root, &epochs)?;
+                writer.epochs = epochs;
+            }
+            Ok(())
+        });
+        if let Err(error) = cut {
+            let reason = format!("a truncation to {offset} failed part of the way: {error}");
+            tracing::error!(%reason, "store stopping");
+            lock(&self.stopped).get_or_insert(reason.clone());
+            return Err(StoreError::Stopped(reason));
         }
         tracing::info!(offset, "store truncated");
         Ok(())

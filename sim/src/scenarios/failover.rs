@@ -1,0 +1,287 @@
+//! Automatic failover under simulation: three controllers (10.0.3.1-3, each on its own disk),
+//! a NameServer, and one broker group of three brokers in controller mode (nodes `broker-a`,
+//! `broker-b`, `broker-c` at 10.0.1.1-3, all of group `broker-a`, SYNC_FLUSH,
+//! `allAckInSyncStateSet`), with a producer sending through the Rust SDK, which finds the
+//! master through the NameServer. The faults come from a swarm [`FaultPlan`] with more and
+//! longer outages than the default, each striking a broker, a controller, the master of the
+//! moment or the controller leader of the moment: power losses (the disk keeps, drops or tears
+//! each unsynced write), partitions (half of a controller's cut it off from the other
+//! controllers only), one-way cuts, latency, disk faults.
+//!
+//! The promises checked, once the faults are over and the group has converged:
+//! - at most one broker wrote in each epoch: every acknowledged record, found in the final
+//!   log, lies in an epoch whose acknowledgements all came from one broker (`one writer per
+//!   epoch`);
+//! - nothing acknowledged is lost, a deposed master's acknowledgements included: each
+//!   acknowledged message is in the final master's log at the offset its acknowledgement named,
+//!   and in its queue at the offset named (`acked in place`, `durable (replica-n)`, `one
+//!   message per place`, `intact`);
+//! - the replicas converge byte for byte (`logs match`), with the same epochs;
+//! - the controllers' logs agree and every master after the first came from the sync-state
+//!   set of its time (`elected from the set`, read from their disks);
+//! - within [`SETTLE`] of the faults' end a master takes a send (`a master serves`).
+//!
+//! Run one seed: `cargo sim --seed 7 --scenario failover`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use petrel::broker::config::{BrokerRole, ControllerModeConfig};
+use petrel::broker::{Broker, BrokerConfig};
+use petrel_core::controller::Event as ControllerEvent;
+use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_storage::Store;
+
+use crate::checkers::{self, Verdict};
+use crate::cluster::Cluster;
+use crate::controllers::{ControllerNode, CONTROLLERS};
+use crate::faults::{FaultPlan, Schedule};
+use crate::history::{Entry, Event, History};
+use crate::{clients, report, stores, workload};
+
+const GROUP: &str = "broker-a";
+const TOPIC: &str = "SimFailover";
+const QUEUES: i32 = 4;
+const MESSAGES: u64 = 300;
+const BODY_BYTES: usize = 200;
+/// How long after the faults the group must have converged.
+const CONVERGENCE: Duration = Duration::from_secs(120);
+/// How long after the faults a master must take a send.
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn tune(_i: usize, config: &mut BrokerConfig) {
+    // One file holds the whole run's log (see the module documentation).
+    crate::cluster::replicated_group(config, GROUP);
+    config.register_period_ms = 2_000;
+    config.default_topic_queue_nums = QUEUES;
+    config.controller = Some(ControllerModeConfig {
+        controller_addrs: CONTROLLERS.iter().map(|a| (*a).to_owned()).collect(),
+        all_ack: true,
+        not_catchup_ms: 6_000,
+        heartbeat_timeout_ms: 3_000,
+        heartbeat_interval_ms: 500,
+        sync_metadata_ms: 1_000,
+        ..ControllerModeConfig::default()
+    });
+}
+
+/// One run; a summary of what happened.
+pub async fn run() -> String {
+    let handle = Handle::current();
+    let schedule = FaultPlan::failover().schedule(MESSAGES);
+    let targets: Vec<usize> =
+        schedule.faults.iter().map(|_| thread_rng().gen_range(0..8)).collect();
+    report::note(format!("fault schedule (a step is a send):\n{schedule}"));
+    report::note(format!(
+        "targets, in order (0-2 brokers, 3-5 controllers, 6 the master of the moment, 7 the \
+         controller leader of the moment): {targets:?}"
+    ));
+    schedule.apply_latency();
+    let controllers: Vec<ControllerNode> =
+        (0..3).map(|i| ControllerNode::spawn(&handle, i, schedule.disk)).collect();
+    let history = History::default();
+    let cluster =
+        Cluster::builder().brokers(3).tune_each(tune).disk_faults(schedule.disk).build(&history);
+    let done = Arc::new(AtomicBool::new(false));
+    let (producing, finished) = (history.clone(), done.clone());
+    let produced = cluster.client("producer").spawn(async move {
+        let acked_by = clients::produce(producing, TOPIC, 0..MESSAGES, BODY_BYTES, 0..20).await;
+        finished.store(true, Ordering::Release);
+        acked_by
+    });
+    // Faults begin once a master took a send: before, there is nothing to fail over.
+    while !history.any_acked() && !done.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    play(&handle, &cluster, &controllers, &schedule, &targets, &history, &done).await;
+    for controller in &controllers {
+        controller.disk.set_faults(Default::default());
+    }
+    cluster.heal();
+    let serves = a_master_serves(&cluster).await;
+    let acked_by = produced.await.unwrap();
+    let stores = converged(&cluster).await;
+    cluster.check_invariants();
+    let logs: Vec<Vec<ControllerEvent>> =
+        controllers.iter().map(ControllerNode::committed).collect();
+    let mut read = history.entries();
+    for (i, store) in stores.iter().enumerate() {
+        read.extend(stores::read_all(store, &format!("replica-{i}"), GROUP, TOPIC, QUEUES));
+    }
+    let mut verdicts = vec![
+        serves,
+        one_writer_per_epoch(&stores[0], &history.entries(), &acked_by),
+        acked_in_place(&stores[0], &history.entries()),
+        stores::logs_match(&stores),
+        super::controller::elected_from_the_set(&logs),
+        checkers::one_message_per_place(&read),
+        checkers::intact(&read),
+    ];
+    verdicts.extend((0..3).map(|i| checkers::durable(&read, Some(&format!("replica-{i}")))));
+    checkers::conclude(&verdicts);
+    let epochs = stores[0].epochs().len();
+    let crashes: u64 = cluster.brokers.iter().map(|b| b.disk.stats().crashes).sum::<u64>()
+        + controllers.iter().map(|c| c.disk.stats().crashes).sum::<u64>();
+    drop(stores);
+    for controller in &controllers {
+        handle.kill(controller.node.id());
+    }
+    cluster.stop().await;
+    format!("{}; {epochs} epochs in the final log; {crashes} power losses", history.summary())
+}
+
+/// Plays each fault once the producer has taken its step, on its target: a broker, a
+/// controller, the master of the moment or the controller leader of the moment.
+async fn play(
+    handle: &Handle,
+    cluster: &Cluster,
+    controllers: &[ControllerNode],
+    schedule: &Schedule,
+    targets: &[usize],
+    history: &History,
+    done: &AtomicBool,
+) {
+    for (fault, &target) in schedule.faults.iter().zip(targets) {
+        while history.sends_settled() < fault.after && !done.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
+        let target = match target {
+            6 => master(cluster).unwrap_or(0),
+            7 => controllers.iter().position(|c| c.leads.load(Ordering::Acquire)).unwrap_or(0) + 3,
+            other => other,
+        };
+        if target < 3 {
+            cluster.strike(target, fault).await;
+            continue;
+        }
+        let peers: Vec<_> = (controllers.iter().enumerate())
+            .filter(|(i, _)| *i != target - 3)
+            .map(|(_, c)| c.node.id())
+            .collect();
+        controllers[target - 3].strike(handle, fault, &peers).await;
+    }
+}
+
+/// The broker that is master now, by its own account (0-2).
+fn master(cluster: &Cluster) -> Option<usize> {
+    let is_master = |b: &Arc<Broker>| b.role() == BrokerRole::SyncMaster;
+    cluster.brokers.iter().position(|b| b.running().is_some_and(|r| is_master(&r)))
+}
+
+/// Within [`SETTLE`] of the faults' end some master acknowledges a send.
+async fn a_master_serves(cluster: &Cluster) -> Verdict {
+    let healed = tokio::time::Instant::now();
+    let client = cluster.client("prober");
+    let addrs = cluster.broker_addrs();
+    let probe = async move {
+        let raw = petrel_net::transport::RemotingClient::new(Default::default(), None);
+        loop {
+            for addr in &addrs {
+                let sent = workload::send(&raw, addr, "SimProbe", 0, u64::MAX, 10).await;
+                if matches!(sent, workload::SendOutcome::Acked { .. }) {
+                    return addr.clone();
+                }
+            }
+            if healed.elapsed() > SETTLE {
+                return String::new();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let addr = client.spawn(probe).await.unwrap();
+    let outcome = match addr.is_empty() {
+        false => Ok(format!("{addr} took a send {:?} after the faults", healed.elapsed())),
+        true => Err(format!("no master took a send within {SETTLE:?} of the faults' end")),
+    };
+    Verdict::new("a master serves", outcome)
+}
+
+/// Waits until one broker is master, all three are up, and each holds and has dispatched the
+/// master's whole durable log with its epochs; returns the stores, the master's first.
+async fn converged(cluster: &Cluster) -> Vec<Arc<Store>> {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE;
+    loop {
+        let running: Vec<Option<Arc<Broker>>> =
+            cluster.brokers.iter().map(|b| b.running()).collect();
+        let masters: Vec<usize> = (0..3)
+            .filter(|&i| running[i].as_ref().is_some_and(|b| b.role() == BrokerRole::SyncMaster))
+            .collect();
+        if let ([m], true) = (&masters[..], running.iter().all(Option::is_some)) {
+            let stores: Vec<Arc<Store>> =
+                running.iter().map(|b| b.as_ref().unwrap().store().clone()).collect();
+            let master = &stores[*m];
+            let end = master.flushed_offset();
+            let epochs = master.epochs();
+            let caught_up = |s: &Store| {
+                s.written_offset() == end && s.dispatched_offset() == end && s.epochs() == epochs
+            };
+            if end == master.written_offset() && stores.iter().all(|s| caught_up(s)) {
+                let mut ordered = vec![master.clone()];
+                ordered.extend((0..3).filter(|i| i != m).map(|i| stores[i].clone()));
+                return ordered;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group did not converge within {CONVERGENCE:?} of the faults' end: masters \
+             {masters:?}, ends {:?}",
+            running
+                .iter()
+                .map(|b| b.as_ref().map(|b| (b.store().written_offset(), b.store().epochs().len())))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged message is in the final log where its acknowledgement said.
+fn acked_in_place(master: &Store, history: &[Entry]) -> Verdict {
+    let mut checked = 0;
+    for entry in history {
+        let Event::Acked { id, stored_at: Some(at), .. } = &entry.event else { continue };
+        let found = master.read_at(*at, 4).and_then(|head| {
+            let total = i32::from_be_bytes(head[..4].try_into().ok()?);
+            let record = master.read_at(*at, u32::try_from(total).ok()?)?;
+            match scan_record(&record, Checks { physical_offset: Some(*at as i64), crc: true }) {
+                Scanned::Record(r) => workload::body_id(r.body),
+                _ => None,
+            }
+        });
+        if found != Some(*id) {
+            let why =
+                format!("message {id} acknowledged at {at}; the final log holds {found:?} there");
+            return Verdict::new("acked in place", Err(why));
+        }
+        checked += 1;
+    }
+    Verdict::new("acked in place", Ok(format!("{checked} acknowledged records in place")))
+}
+
+/// Every epoch's acknowledged records were acknowledged by one broker.
+fn one_writer_per_epoch(
+    master: &Store,
+    history: &[Entry],
+    acked_by: &BTreeMap<u64, String>,
+) -> Verdict {
+    let epochs = master.epoch_cache();
+    let end = master.written_offset() as i64;
+    let mut writers: BTreeMap<i32, BTreeSet<&str>> = BTreeMap::new();
+    for entry in history {
+        let Event::Acked { id, stored_at: Some(at), .. } = &entry.event else { continue };
+        let (Some(epoch), Some(by)) = (epochs.epoch_of(*at as i64, end), acked_by.get(id)) else {
+            continue;
+        };
+        writers.entry(epoch.epoch).or_default().insert(by.as_str());
+    }
+    let outcome = match writers.iter().find(|(_, by)| by.len() > 1) {
+        Some((epoch, by)) => Err(format!("epoch {epoch} was acknowledged by {by:?}")),
+        None => Ok(format!("{} epochs acknowledged in, each by one broker", writers.len())),
+    };
+    Verdict::new("one writer per epoch", outcome)
+}

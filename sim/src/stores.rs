@@ -1,0 +1,70 @@
+//! Checks that read replicas' stores directly, beside the history: whether their logs are
+//! one log, and every message each one holds, as deliveries the history checkers read.
+
+use std::sync::Arc;
+
+use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_storage::{GetStatus, ReadLimits, Store};
+
+use crate::checkers::Verdict;
+use crate::history::{body_hash, Entry, Event, Place};
+use crate::workload;
+
+/// Each slave's commit log is the master's (the first store's), byte for byte, from the
+/// slave's first offset to the master's end.
+pub fn logs_match(stores: &[Arc<Store>]) -> Verdict {
+    let master = &stores[0];
+    let end = master.written_offset();
+    for (i, slave) in stores.iter().enumerate().skip(1) {
+        let from = slave.min_physical_offset();
+        let (ours, theirs) =
+            (master.read_at(from, (end - from) as u32), slave.read_at(from, (end - from) as u32));
+        if ours.is_none() || ours != theirs {
+            let why = format!("replica {i}'s log from {from} to {end} is not the master's");
+            return Verdict::new("logs_match", Err(why));
+        }
+    }
+    let held = format!("the {} slaves hold the master's {end} bytes", stores.len() - 1);
+    Verdict::new("logs_match", Ok(held))
+}
+
+/// Every message of queues `0..queues` of `topic` in `store`, as deliveries to `reader`, each
+/// placed in broker group `group`.
+pub fn read_all(store: &Store, reader: &str, group: &str, topic: &str, queues: i32) -> Vec<Entry> {
+    let at = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    for queue in 0..queues {
+        let mut offset = store.queue_offsets(topic, queue).map_or(0, |(min, _)| min);
+        loop {
+            let got = store.get_messages(topic, queue, offset, ReadLimits::default(), &|_| true);
+            if got.status != GetStatus::Found {
+                break;
+            }
+            for message in &got.messages {
+                let checks = Checks { physical_offset: None, crc: true };
+                let Scanned::Record(record) = scan_record(message, checks) else {
+                    panic!("{reader} holds a damaged record in queue {queue}");
+                };
+                let id = workload::body_id(record.body).expect("a simulated body");
+                let place = Place {
+                    broker: group.into(),
+                    topic: topic.into(),
+                    queue,
+                    offset: record.queue_offset,
+                };
+                out.push(Entry {
+                    at,
+                    event: Event::Delivered {
+                        consumer: reader.to_owned(),
+                        place,
+                        id,
+                        body_hash: body_hash(record.body),
+                        stored_wall: record.store_timestamp,
+                    },
+                });
+            }
+            offset = got.next_begin_offset;
+        }
+    }
+    out
+}
