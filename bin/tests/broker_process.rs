@@ -237,16 +237,8 @@ async fn broker_registers_and_unregisters_with_the_namesrv() {
         ),
     )
     .unwrap();
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["broker", "--listen-port", "0", "-c"])
-        .arg(&conf)
-        .env("NAMESRV_ADDR", &namesrv_addr)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(broker.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let args = ["broker", "--listen-port", "0", "-c", conf.to_str().unwrap()];
+    let (mut broker, line) = common::petrel(&args, &[("NAMESRV_ADDR", &namesrv_addr)]);
     assert!(line.starts_with("broker listening on"), "{line}");
 
     let client = client();
@@ -269,9 +261,9 @@ async fn broker_registers_and_unregisters_with_the_namesrv() {
     assert_eq!(reply.code, response::SUCCESS, "the broker registered its topics");
     assert!(String::from_utf8_lossy(&reply.body).contains("solo"));
 
-    let status = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &broker.0.id().to_string()]).status().unwrap();
     assert!(status.success());
-    assert!(broker.wait().unwrap().success(), "a clean stop exits 0");
+    assert!(broker.0.wait().unwrap().success(), "a clean stop exits 0");
     let reply =
         client.invoke(&namesrv_addr, route("TBW102"), Duration::from_secs(3)).await.unwrap();
     assert_eq!(reply.code, response::TOPIC_NOT_EXIST, "the broker left the routes when it stopped");
@@ -365,18 +357,10 @@ fn spawn_namesrv() -> (Child, String) {
 /// Starts `petrel broker -c conf` registered with `namesrv`; its client address, from what it
 /// prints first (`broker listening on ... (clients are told IP:PORT)`).
 fn spawn_broker(conf: &Path, namesrv: &str) -> (common::Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["broker", "--listen-port", "0", "-c"])
-        .arg(conf)
-        .env("NAMESRV_ADDR", namesrv)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let args = ["broker", "--listen-port", "0", "-c", conf.to_str().unwrap()];
+    let (child, line) = common::petrel(&args, &[("NAMESRV_ADDR", namesrv)]);
     let told = line.split("clients are told ").nth(1).expect("the broker's first line");
-    (common::Killed(child), told.trim().trim_end_matches(')').to_owned())
+    (child, told.trim().trim_end_matches(')').to_owned())
 }
 
 /// Three processes, a NameServer, a SYNC_MASTER and its slave: the master is killed with

@@ -36,17 +36,9 @@ fn start(dir: &Path, peers: &str, n: usize) -> Killed {
         dir.join(format!("n{n}")).display()
     );
     std::fs::write(&conf, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["controller", "-c"])
-        .arg(&conf)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (child, line) = common::petrel(&["controller", "-c", conf.to_str().unwrap()], &[]);
     assert!(line.starts_with("controller listening on"), "{line}");
-    Killed(child)
+    child
 }
 
 /// What controller `addr` says of its group: the leader's name, and whether it leads.

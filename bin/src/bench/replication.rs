@@ -3,9 +3,11 @@
 //!
 //! Sends: SEND_MESSAGE_V2 over raw connections, one request in flight on each (the `send`
 //! bench's client), against three broker groups this bench starts as `petrel` processes with
-//! one NameServer: a master alone, an ASYNC_MASTER with its slave and a SYNC_MASTER with its
-//! slave, all ASYNC_FLUSH on this disk. Each line gives sends/s and latency, and its sends/s
-//! over the lone master's with as many connections.
+//! one NameServer: a master alone, an ASYNC_MASTER with its slave, a SYNC_MASTER with its
+//! slave, and a group of three in controller mode with `allAckInSyncStateSet` (three
+//! `petrel controller` processes elect its master; the sends wait until both slaves are in
+//! its sync-state set), all ASYNC_FLUSH on this disk. Each line gives sends/s and latency,
+//! and its sends/s over the lone master's with as many connections.
 //!
 //! Catch-up: a master alone is filled with `catch_up_bytes` of commit log (one file holds it,
 //! so an empty slave copies it all: RocketMQ starts an empty slave at the newest file), then a
@@ -128,16 +130,99 @@ fn start_broker(
 ) -> Result<Started, String> {
     let id = u8::from(role == "SLAVE");
     let name = format!("{group}-{}", role.to_lowercase());
+    start_named(dir, namesrv, group, &name, &format!("brokerRole={role}\nbrokerId={id}\n{extra}"))
+}
+
+/// Starts `petrel broker` named `name` (its config file and store) of group `group`, with the
+/// properties `extra` besides the addresses.
+fn start_named(
+    dir: &Path,
+    namesrv: &str,
+    group: &str,
+    name: &str,
+    extra: &str,
+) -> Result<Started, String> {
     let conf = dir.join(format!("{name}.conf"));
     let text = format!(
-        "brokerName={group}\nbrokerRole={role}\nbrokerId={id}\nbrokerIP1=127.0.0.1\n\
-         bindAddress=127.0.0.1\nnamesrvAddr={namesrv}\nstorePathRootDir={}\n{extra}",
-        dir.join(&name).display()
+        "brokerName={group}\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\n\
+         namesrvAddr={namesrv}\nstorePathRootDir={}\n{extra}",
+        dir.join(name).display()
     );
     std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
     let (process, addr) =
         spawn(&["broker", "--listen-port", "0"], "broker listening on", Some(&conf))?;
     Ok(Started { _process: process, addr })
+}
+
+/// Three controllers and a group of three brokers in controller mode, all acks required.
+struct AutoSwitch {
+    _controllers: Vec<Spawned>,
+    _brokers: Vec<Started>,
+    master: String,
+}
+
+/// Starts the controllers and the group, and waits until its master has both slaves in its
+/// sync-state set.
+async fn start_auto_switch(dir: &Path, namesrv: &str) -> Result<AutoSwitch, String> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers: Vec<String> = (addrs.iter().enumerate()).map(|(n, a)| format!("n{n}-{a}")).collect();
+    let mut controllers = Vec::new();
+    for n in 0..3 {
+        let conf = dir.join(format!("controller-{n}.conf"));
+        let text = format!(
+            "controllerDLegerPeers={}\ncontrollerDLegerSelfId=n{n}\ncontrollerStorePath={}\n",
+            peers.join(";"),
+            dir.join(format!("controller-{n}")).display()
+        );
+        std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+        controllers.push(spawn(&["controller"], "controller listening on", Some(&conf))?.0);
+    }
+    let extra = format!(
+        "enableControllerMode=true\ncontrollerAddr={}\nallAckInSyncStateSet=true\n",
+        addrs.join(";")
+    );
+    let brokers: Vec<Started> = (0..3)
+        .map(|n| start_named(dir, namesrv, "auto", &format!("auto-{n}"), &extra))
+        .collect::<Result<_, _>>()?;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(master) = master_with_full_set(&client, &addrs).await {
+            return Ok(AutoSwitch { _controllers: controllers, _brokers: brokers, master });
+        }
+        if Instant::now() > deadline {
+            return Err("the controller-mode group had no master with all three in its set \
+                        within 60 s"
+                .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The group's master, once its sync-state set holds all three brokers.
+async fn master_with_full_set(client: &RemotingClient, controllers: &[String]) -> Option<String> {
+    use petrel_core::controller::body::SyncStateSet;
+    use petrel_net::headers::controller::{
+        GetReplicaInfoRequestHeader, GetReplicaInfoResponseHeader,
+    };
+    let header = GetReplicaInfoRequestHeader { broker_name: "auto".into() };
+    for addr in controllers {
+        let code = petrel_net::codec::codes::request::CONTROLLER_GET_REPLICA_INFO;
+        let ask = petrel_net::codec::RemotingCommand::request(code).with_header(&header);
+        let Ok(reply) = client.invoke(addr, ask, Duration::from_secs(2)).await else { continue };
+        let Ok(answer) = reply.header::<GetReplicaInfoResponseHeader>() else { continue };
+        let set: SyncStateSet = petrel_net::codec::json::from_json(&reply.body).ok()?;
+        if set.sync_state_set.len() == 3 {
+            return answer.master_address;
+        }
+    }
+    None
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 /// Sends until one is answered SUCCESS: the topic exists and, for a SYNC_MASTER, a slave is
@@ -168,10 +253,12 @@ pub async fn run(bench: ReplicationBench) -> Result<ReplicationReport, String> {
     let async_slave = start_broker(dir, &namesrv, "async", "SLAVE", "")?;
     let sync_master = start_broker(dir, &namesrv, "sync", "SYNC_MASTER", "")?;
     let sync_slave = start_broker(dir, &namesrv, "sync", "SLAVE", "")?;
+    let auto_switch = start_auto_switch(dir, &namesrv).await?;
     let groups = [
         ("master alone", &alone.addr),
         ("ASYNC_MASTER + slave", &async_master.addr),
         ("SYNC_MASTER + slave", &sync_master.addr),
+        ("allAck set of 3", &auto_switch.master),
     ];
     for (_, addr) in &groups {
         ready(addr, &frame)?;
@@ -192,7 +279,7 @@ pub async fn run(bench: ReplicationBench) -> Result<ReplicationReport, String> {
     }
     // Slaves first, so that none outlives its master.
     drop((async_slave, sync_slave));
-    drop((alone, async_master, sync_master));
+    drop((alone, async_master, sync_master, auto_switch));
     let catch_up = match bench.catch_up_bytes {
         0 => None,
         bytes => Some(catch_up(dir, &namesrv, bytes).await?),

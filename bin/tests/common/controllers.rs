@@ -1,4 +1,5 @@
 //! Three controllers in this process on loopback, and asking whichever leads.
+#![allow(dead_code)] // Each test file uses a different part.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -122,6 +122,22 @@ pub async fn drain(
     }
 }
 
+/// Starts `petrel` with `args` and the environment `env` (logs at `warn`), and returns it with
+/// the first line it prints (where it listens).
+pub fn petrel(args: &[&str], env: &[(&str, &str)]) -> (Killed, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (Killed(child), line)
+}
+
 /// A `petrel` child process, killed when the test ends.
 pub struct Killed(pub std::process::Child);
 
