@@ -306,7 +306,12 @@ impl StoreService {
     ) -> Result<Appended, StoreError> {
         let epoch = self.shared.epoch.load(Ordering::Acquire);
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;
-        self.shared.drive(Some(ConfirmEvent::Appended { end: appended.end_offset, epoch }));
+        let mut machine = lock(&self.shared.confirm);
+        // A truncation since the append took its records back and restarted the machine.
+        if self.shared.store.truncations() == appended.truncations {
+            let event = ConfirmEvent::Appended { end: appended.end_offset, epoch };
+            self.shared.drive_locked(&mut machine, Some(event));
+        }
         Ok(appended)
     }
 

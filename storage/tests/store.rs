@@ -625,3 +625,23 @@ fn a_truncation_refused_by_a_full_disk_leaves_the_store_as_it_was() {
     assert_eq!(store.written_offset(), cut);
     store.check_invariants();
 }
+
+/// A cut above what was dispatched (a slave dispatches up to its master's confirm offset)
+/// keeps the queue offsets of the records it keeps: the next append follows them.
+#[test]
+fn a_truncation_keeps_the_queue_offsets_of_records_not_dispatched_yet() {
+    let disk = SimDisk::new(43, 1 << 30, SimDiskFaults::default());
+    let (store, _) = Store::open(Arc::new(disk), config(Path::new("/store"))).unwrap();
+    let mut starts = Vec::new();
+    for i in 0..20 {
+        starts.push(store.append(&input("T", 0, &body(i), b""), i as i64, 0).unwrap());
+    }
+    store.flush_log().unwrap();
+    store.confirm(starts[5].physical_offset);
+    store.dispatch().unwrap();
+    assert_eq!(store.queue_offsets("T", 0), Some((0, 5)), "five dispatched");
+    store.truncate_to(starts[15].physical_offset).unwrap();
+    let next = store.append(&input("T", 0, b"next", b""), 99, 0).unwrap();
+    assert_eq!(next.queue_offset, 15, "after the fifteen records kept");
+    store.check_invariants();
+}

@@ -118,7 +118,7 @@ async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
 }
 
 /// A flag set once `a` or `b` is.
-pub(super) fn either(a: &Flag, b: &Flag) -> Flag {
+fn either(a: &Flag, b: &Flag) -> Flag {
     let both = Flag::new();
     let (a, b, set) = (a.clone(), b.clone(), both.clone());
     tokio::spawn(async move {
@@ -153,8 +153,8 @@ pub(super) async fn serve_master(broker: Arc<Broker>, listener: TcpListener, sto
                 let slave = next_slave;
                 next_slave += 1;
                 tracing::info!(%peer, slave, "slave connected to the HA port");
-                let link_stop = either(&stop, &term);
-                tokio::spawn(master_link(broker.clone(), stream, slave, link_stop));
+                let (stop, term) = (stop.clone(), term.clone());
+                tokio::spawn(master_link(broker.clone(), stream, slave, stop, term));
             }
             Err(error) => {
                 tracing::warn!(%error, "HA accept failed");
@@ -226,17 +226,20 @@ impl Follower {
 impl Drop for Follower {
     /// However the link ends, the slave's acks count no more.
     fn drop(&mut self) {
-        match self.id {
-            Some(id) => {
+        match (self.id, self.auto_switch()) {
+            (Some(id), _) => {
                 self.broker.change_replicas(|r| r.slave_gone(id, self.conn));
             }
-            None => self.broker.store.replica_gone(self.conn),
+            // In controller mode the confirm machine counts broker ids, not connections.
+            (None, true) => {}
+            (None, false) => self.broker.store.replica_gone(self.conn),
         }
     }
 }
 
-/// One slave's connection: its reports in, the commit log out.
-async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag) {
+/// One slave's connection: its reports in, the commit log out; until `stop`, or until the
+/// role's `term` ends.
+async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: Flag, term: Flag) {
     let mut follower =
         Follower { broker: broker.clone(), conn: slave, id: None, epochs: EpochCache::default() };
     let (reader, mut writer) = split(stream);
@@ -269,6 +272,7 @@ async fn master_link(broker: Arc<Broker>, stream: TcpStream, slave: u64, stop: F
         tokio::select! {
             biased;
             _ = stop.wait() => return,
+            _ = term.wait() => return,
             report = reported.recv() => match report {
                 Some(FromSlave::Report(offset)) => {
                     core.handle(now_millis(), MasterEvent::Reported { slave, offset })

@@ -14,7 +14,7 @@ use petrel_storage::FlushDiskType;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ha::{either, split, until, AbortOnDrop, RECONNECT_DELAY};
+use super::ha::{split, until, AbortOnDrop, RECONNECT_DELAY};
 use super::Broker;
 use crate::clock::now_millis;
 
@@ -38,7 +38,7 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
                         tracing::info!(%master, "connected to the master's HA port");
-                        link(&broker, stream, &either(&stop, &term)).await;
+                        link(&broker, stream, &stop, &term).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%master, %error, "cannot reach the master"),
                     Err(_) => tracing::debug!(%master, "connecting to the master timed out"),
@@ -72,17 +72,20 @@ fn config(broker: &Broker) -> SlaveConfig {
         sync_from_last_file: controller.sync_from_last_file,
         async_learner: controller.async_learner,
     });
+    let master_epoch = super::lock(&broker.replicas).as_ref().map_or(0, |r| r.master_epoch());
     SlaveConfig {
         file_bytes: config.store.commit_log_file_bytes,
         record_bytes_max,
         heartbeat_ms: config.ha_heartbeat_ms,
         housekeeping_ms: config.ha_housekeeping_ms,
         hello,
+        master_epoch,
     }
 }
 
-/// One connection to the master: frames in, appended and reported.
-async fn link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
+/// One connection to the master: frames in, appended and reported; until `stop`, or until
+/// the role's `term` ends.
+async fn link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag, term: &Flag) {
     let (reader, mut writer) = split(stream);
     // Frames are read on their own task, so that the master, blocked sending them, always
     // gets this slave's reports read in turn.
@@ -97,7 +100,7 @@ async fn link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
     core.handle(now_millis(), SlaveEvent::Connected);
     loop {
         while let Some(action) = core.poll_action() {
-            match carry_out(broker, &mut writer, action).await {
+            match carry_out(broker, term, &mut writer, action).await {
                 Ok(Some(event)) => core.handle(now_millis(), event),
                 Ok(None) => {}
                 Err(why) => {
@@ -111,6 +114,7 @@ async fn link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
         tokio::select! {
             biased;
             _ = stop.wait() => return,
+            _ = term.wait() => return,
             frame = received.recv() => match frame {
                 Some(FromMaster::Transfer(frame)) => core.handle(now_millis(), SlaveEvent::Received(frame)),
                 Some(FromMaster::Hello(hello)) => core.handle(now_millis(), SlaveEvent::Answered(hello)),
@@ -124,10 +128,16 @@ async fn link(broker: &Arc<Broker>, stream: TcpStream, stop: &Flag) {
 /// Carries out one of the core's actions; the event to tell it, if any; `Err` ends the link.
 async fn carry_out(
     broker: &Broker,
+    term: &Flag,
     writer: &mut (impl AsyncWrite + Unpin),
     action: SlaveAction,
 ) -> Result<Option<SlaveEvent>, String> {
     let auto_switch = broker.config.controller.is_some();
+    // The store is written only while this broker still follows in the role it began in.
+    let writing = broker.role_write();
+    if term.is_set() {
+        return Err("the broker's role changed".into());
+    }
     let frame = match action {
         SlaveAction::Hello(hello) => autoswitch::encode_slave_hello(&hello).to_vec(),
         SlaveAction::Report { offset } if auto_switch => {
@@ -162,6 +172,7 @@ async fn carry_out(
         }
         SlaveAction::Close { why } => return Err(why),
     };
+    drop(writing);
     let sent = async {
         writer.write_all(&frame).await?;
         writer.flush().await

@@ -127,6 +127,8 @@ pub struct Broker {
     /// Set when the role changes: the tasks of a role (a slave's link to its master, a
     /// master's links to its slaves, delay delivery) end with it.
     term: Mutex<Flag>,
+    /// See [`Broker::role_write`].
+    role_writes: RwLock<()>,
     /// Controller mode: requests the role core asks to send to the controller.
     to_controller: tokio::sync::mpsc::UnboundedSender<ReplicasAction>,
     from_core: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ReplicasAction>>>,
@@ -191,10 +193,18 @@ impl Broker {
         lock(&self.term).clone()
     }
 
-    /// Ends the current role's tasks and starts a new term.
+    /// Ends the current role's tasks and starts a new term. It waits for any write the old
+    /// role is making (`role_writes`): none lands once the new role begins.
     fn new_term(&self) {
+        let _writes = self.role_writes.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut *lock(&self.term), Flag::new());
         old.set();
+    }
+
+    /// Held across a write that only the current role may make (a master's append, a slave's
+    /// replicated append or truncation); a role change waits for it.
+    fn role_write(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.role_writes.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The role now: `brokerRole` outside controller mode; in it, what the controller said
@@ -263,16 +273,20 @@ impl Broker {
                     tracing::error!(%error, epoch, "cannot write in the new epoch");
                 }
                 self.set_slave(false);
+                let mut named = lock(&self.learned_master_addr);
                 *lock(&self.learned_master) = None;
-                *lock(&self.learned_master_addr) = None;
+                *named = None;
+                drop(named);
                 self.register_now.notify_one();
             }
             ReplicasAction::BecomeSlave { master, master_addr, epoch } => {
                 tracing::info!(master, %master_addr, epoch, "the controller made this broker a slave");
                 self.new_term();
                 self.set_slave(true);
+                let mut named = lock(&self.learned_master_addr);
                 *lock(&self.learned_master) = None;
-                *lock(&self.learned_master_addr) = Some(master_addr);
+                *named = Some(master_addr);
+                drop(named);
                 self.register_now.notify_one();
             }
             ReplicasAction::CountAcks { slave, offset } => {
@@ -703,6 +717,24 @@ fn spawn_tasks(
     tasks
 }
 
+/// Opens and recovers the store, logging what recovery did.
+fn open_store(
+    disk: &Arc<dyn Disk>,
+    config: &BrokerConfig,
+) -> Result<(Store, petrel_storage::RecoveryReport), String> {
+    let (store, report) = Store::open(disk.clone(), config.store.clone())
+        .map_err(|e| format!("cannot open the store at {}: {e}", config.store.root.display()))?;
+    let plan = &report.plan;
+    tracing::info!(
+        abnormal = plan.abnormal,
+        end = plan.end,
+        rebuilt_queues = plan.rebuild_queues,
+        units_replaced = report.units_replaced,
+        "store recovered"
+    );
+    Ok((store, report))
+}
+
 /// Opens the store, loads the config files, binds and starts serving.
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
@@ -719,16 +751,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     // sync-state set decides.
     let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
     config.store.replica_acks_required = usize::from(sync_master);
-    let (store, report) = Store::open(disk.clone(), config.store.clone())
-        .map_err(|e| format!("cannot open the store at {}: {e}", config.store.root.display()))?;
-    let plan = &report.plan;
-    tracing::info!(
-        abnormal = plan.abnormal,
-        end = plan.end,
-        rebuilt_queues = plan.rebuild_queues,
-        units_replaced = report.units_replaced,
-        "store recovered"
-    );
+    let (store, report) = open_store(&disk, &config)?;
     let (ha_listener, ha_port) = ha::bind(&config).await?;
     let ha_addr = format!("{ip}:{ha_port}");
     let loaded = persist::load_all(disk.as_ref(), &config)?;
@@ -739,6 +762,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         read_policy: Mutex::new(read_policy(&config)),
         replicas: Mutex::new(None),
         term: Mutex::new(Flag::new()),
+        role_writes: RwLock::new(()),
         to_controller,
         from_core: Mutex::new(Some(from_core)),
         addr,

@@ -59,10 +59,12 @@ impl Broker {
         // In controller mode the controller names the master's client address.
         let from_controller = self.config.controller.is_some();
         let master = answer.master_addr.filter(|a| !a.is_empty());
+        // Held while the HA address is set, so that a role change between cannot be undone.
+        let mut named = lock(&self.learned_master_addr);
         if !from_controller && master.is_some() {
-            *lock(&self.learned_master_addr) = master.clone();
+            *named = master.clone();
         }
-        if from_controller && *lock(&self.learned_master_addr) != master {
+        if from_controller && *named != master {
             // The NameServer still routes to another master than the one the controller
             // named (an old one whose registration has not expired): not followed.
             return;

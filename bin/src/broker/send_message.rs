@@ -51,15 +51,22 @@ pub(super) fn handle(
         batch,
         producer: conn.peer(),
     };
+    let term = broker.term();
     if let Some(refused) = broker.write_refusal() {
         return Err(refused);
     }
     let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
     broker.apply_plan(&plan)?;
+    let writing = broker.role_write();
+    if term.is_set() {
+        let why = "the broker's role changed while the send was checked; send it again";
+        return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
+    }
     let (appended, msg_ids) = match batch {
         true => append_batch(broker, conn, &header, &plan, &request.body)?,
         false => append_one(broker, conn, &header, &plan, &request.body)?,
     };
+    drop(writing);
     let transaction_id = header
         .properties
         .as_deref()

@@ -37,6 +37,9 @@ pub struct SlaveConfig {
     pub housekeeping_ms: Millis,
     /// Controller mode: the hello this slave sends (its broker id and flags).
     pub hello: Option<SlaveHello>,
+    /// Controller mode: the master epoch the controller named; a master whose newest epoch is
+    /// older is a deposed one.
+    pub master_epoch: i32,
 }
 
 impl SlaveConfig {
@@ -47,6 +50,7 @@ impl SlaveConfig {
             heartbeat_ms: HEARTBEAT_INTERVAL_DEFAULT_MS,
             housekeeping_ms: HOUSEKEEPING_INTERVAL_DEFAULT_MS,
             hello: None,
+            master_epoch: 0,
         }
     }
 }
@@ -207,6 +211,14 @@ impl HaSlave {
     fn answered(&mut self, now: Millis, answer: MasterHello) {
         if self.config.hello.is_none() || self.handshaken || self.truncating {
             return self.close("the master answered a handshake this slave did not send".into());
+        }
+        let named = self.config.master_epoch;
+        if answer.epochs.last_epoch().is_none_or(|theirs| theirs < named) && named > 0 {
+            return self.close(format!(
+                "the master's newest epoch {:?} is older than epoch {named}, which the \
+                 controller named: a deposed master, not followed",
+                answer.epochs.last_epoch()
+            ));
         }
         if self.epochs.entries().is_empty() {
             // A new replica: nothing to compare, nothing to cut.
@@ -707,6 +719,16 @@ mod tests {
         let deposed = matches!(&actions[1], SlaveAction::Close { why } if why.contains("deposed"));
         assert!(deposed, "{actions:?}");
         assert_eq!(slave.end(), 1500);
+        // Nor is one older than the epoch the controller named, even by an empty slave.
+        let hello = SlaveHello { broker_id: 2, sync_from_last_file: false, async_learner: false };
+        let config = SlaveConfig { hello: Some(hello), master_epoch: 4, ..config() };
+        let mut slave = HaSlave::new(config, 0);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(900, &[(1, 0), (3, 400)]));
+        let actions = drain(&mut slave);
+        let named =
+            matches!(&actions[1], SlaveAction::Close { why } if why.contains("controller named"));
+        assert!(named, "{actions:?}");
         // A new replica reports its end (0) at once.
         let mut slave = auto_slave(0, &[]);
         slave.handle(0, SlaveEvent::Connected);

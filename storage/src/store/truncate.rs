@@ -149,6 +149,21 @@ impl Store {
                 writer.queue_next.entry(topic.clone()).or_default().insert(*queue_id, next);
             }
         }
-        Ok(())
+        drop(queues);
+        // The records kept but not dispatched yet (a slave dispatches up to its master's
+        // confirm offset) have no units: their queue offsets are taken too.
+        let mut position = dispatcher.position;
+        self.walk_log(&mut position, offset, |record| {
+            if record::sys_flag::is_dispatched(record.sys_flag) {
+                let topic = record.topic_str();
+                if !writer.queue_next.contains_key(topic) {
+                    writer.queue_next.insert(topic.into(), BTreeMap::new());
+                }
+                let by_id = writer.queue_next.get_mut(topic).expect("inserted just above");
+                let next = by_id.entry(record.queue_id).or_insert(0);
+                *next = (*next).max(record.queue_offset + 1);
+            }
+            Ok(())
+        })
     }
 }
