@@ -251,7 +251,7 @@ impl StoreService {
     /// durable and confirmed; appends continue the epoch of the last record.
     pub fn start(store: Arc<Store>) -> StoreService {
         let end = store.written_offset();
-        let epoch = store.epochs().last().map_or(0, |e| e.epoch);
+        let epoch = store.last_epoch().map_or(0, |e| e.epoch.max(0) as u32);
         let config = store.config().confirm_config();
         let shared = Arc::new(Shared {
             confirm: Mutex::new(ConfirmMachine::new(config, end, epoch, 0)),
@@ -348,7 +348,7 @@ impl StoreService {
         shared.store.truncate_to(offset)?;
         shared.truncations.fetch_add(1, Ordering::AcqRel);
         let (end, confirmed) = (shared.store.written_offset(), shared.store.confirm_offset());
-        let epoch = shared.store.epochs().last().map_or(0, |e| e.epoch);
+        let epoch = shared.store.last_epoch().map_or(0, |e| e.epoch.max(0) as u32);
         *machine = ConfirmMachine::resume(*machine.config(), end, confirmed, epoch, shared.now());
         shared.acknowledged.lower(confirmed);
         shared.dispatched.lower(shared.store.dispatched_offset());

@@ -369,7 +369,7 @@ async fn heartbeats(broker: Arc<Broker>, link: Arc<Link>, stop: Flag) {
             broker_addr: broker.addr.clone(),
             broker_name: broker.config.broker_name.clone(),
             broker_id: Some(me),
-            epoch: Some(store.epochs().last().map_or(0, |e| e.epoch as i32)),
+            epoch: Some(store.last_epoch().map_or(0, |e| e.epoch)),
             max_offset: Some(store.written_offset() as i64),
             confirm_offset: Some(store.confirm_offset() as i64),
             heartbeat_timeout_mills: Some(link.config.heartbeat_timeout_ms as i64),

@@ -21,6 +21,7 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
+use petrel_net::signal::Flag;
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError, StoreError};
 
@@ -51,14 +52,15 @@ pub(super) fn handle(
         batch,
         producer: conn.peer(),
     };
-    let term = broker.term();
+    // In controller mode the role may change under the send: the append is fenced by it.
+    let term = broker.config.controller.as_ref().map(|_| broker.term());
     if let Some(refused) = broker.write_refusal() {
         return Err(refused);
     }
     let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
     broker.apply_plan(&plan)?;
-    let writing = broker.role_write();
-    if term.is_set() {
+    let writing = term.as_ref().map(|_| broker.role_write());
+    if term.as_ref().is_some_and(Flag::is_set) {
         let why = "the broker's role changed while the send was checked; send it again";
         return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
     }
