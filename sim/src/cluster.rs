@@ -200,7 +200,13 @@ impl Process {
                 self.history.record(Event::Recovered { node, end });
                 *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(running.state.clone());
+                let watcher = tokio::spawn(record_confirmed(
+                    self.name.clone(),
+                    running.state.clone(),
+                    self.history.clone(),
+                ));
                 let reason = running.failed().await;
+                watcher.abort();
                 tracing::info!(broker = %self.name, %reason, "broker exits: its store stopped");
                 *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
@@ -216,6 +222,28 @@ impl Process {
         self.history.record(Event::Stopped { node: self.name.clone(), wall: wall_ms() });
         self.exited_start.store(start, Ordering::Release);
         self.exited.notify_one();
+    }
+}
+
+/// Records each workload message the broker makes visible to consumers, as dispatch moves
+/// past it ([`Event::Confirmed`]); on each start, everything visible already. Ends when the
+/// store's dispatch stops (or the node goes).
+async fn record_confirmed(node: String, broker: Arc<Broker>, history: History) {
+    let (store, dispatched) = (broker.store().clone(), broker.dispatched());
+    let mut seen = store.min_physical_offset();
+    loop {
+        let now = dispatched.get();
+        if now > seen {
+            let records = crate::stores::records_in(&store, seen, now);
+            if !records.is_empty() {
+                history.record(Event::Confirmed { node: node.clone(), records });
+            }
+        }
+        // A truncation takes it back: what comes again past the cut is new.
+        seen = now;
+        if !dispatched.wait_for(|at| at != now).await {
+            return;
+        }
     }
 }
 

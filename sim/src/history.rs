@@ -74,6 +74,9 @@ pub enum Event {
     Stopped { node: String, wall: i64 },
     /// A broker's store recovered: its commit log ends at `end` (what survived the crash).
     Recovered { node: String, end: u64 },
+    /// Broker `node` made the records at these commit-log offsets visible to consumers
+    /// (dispatched them: past its confirm offset), each a message of the workload (its id).
+    Confirmed { node: String, records: Vec<(u64, u64)> },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -186,7 +189,7 @@ impl History {
                 Event::Committed { answered, .. } => summary.commits += u64::from(*answered),
                 Event::Crashed { .. } => summary.crashes += 1,
                 Event::Stopped { .. } => summary.stops += 1,
-                Event::Healed | Event::Recovered { .. } => {}
+                Event::Healed | Event::Recovered { .. } | Event::Confirmed { .. } => {}
             }
         }
         summary

@@ -28,6 +28,29 @@ pub fn logs_match(stores: &[Arc<Store>]) -> Verdict {
     Verdict::new("logs_match", Ok(held))
 }
 
+/// The commit-log offset and message id of each workload record in `[from, to)` of `store`'s
+/// log, `from` a record boundary; up to the first record that does not read whole (the
+/// scenarios' logs fit one file, so no filler ends one).
+pub fn records_in(store: &Store, from: u64, to: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let Some(bytes) = store.message_at(at) else { break };
+        out.extend(id_at(store, at).map(|id| (at, id)));
+        at += bytes.len() as u64;
+    }
+    out
+}
+
+/// The id of the workload message whose record starts at `at` in `store`'s log.
+pub fn id_at(store: &Store, at: u64) -> Option<u64> {
+    let bytes = store.message_at(at)?;
+    match scan_record(&bytes, Checks { physical_offset: Some(at as i64), crc: true }) {
+        Scanned::Record(record) => workload::body_id(record.body),
+        _ => None,
+    }
+}
+
 /// Every message of queues `0..queues` of `topic` in `store`, as deliveries to `reader`, each
 /// placed in broker group `group`.
 pub fn read_all(store: &Store, reader: &str, group: &str, topic: &str, queues: i32) -> Vec<Entry> {

@@ -77,8 +77,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(out.join("recover"))?;
     std::fs::create_dir_all(out.join("recover_ops"))?;
     for (seed, scenario) in scenarios.iter().enumerate() {
-        let input = store_input(seed as u64, scenario)?;
-        std::fs::write(out.join("recover").join(format!("seed-{}", scenario.name)), input)?;
+        let mut input = store_input(seed as u64, scenario)?;
+        std::fs::write(out.join("recover").join(format!("seed-{}", scenario.name)), &input)?;
+        // The same store recovered in controller mode (flag bit 3).
+        input[0] |= 8;
+        let name = format!("seed-{}-controller-mode", scenario.name);
+        std::fs::write(out.join("recover").join(name), input)?;
     }
     for (seed, flags) in
         [(1u64, 0b000001u8), (2, 0b000110), (3, 0b001111), (4, 0b110000), (5, 0b100111)]

@@ -95,6 +95,11 @@ pub struct StoreConfig {
     /// `messageDelayLevel`: the schedule topic's consume queues hold each message's due time,
     /// computed from its level.
     pub delay_levels: DelayLevels,
+    /// A broker in controller mode (`enableControllerMode`): after a restart consumers see
+    /// only what was confirmed before it (`RecoveryPlan::confirmed`), and the confirm
+    /// machine starts as a slave's, confirming only what a master confirms, until the
+    /// controller says otherwise.
+    pub controller_mode: bool,
 }
 
 impl StoreConfig {
@@ -125,6 +130,7 @@ impl StoreConfig {
             max_hash_slots: crate::index::SLOTS_DEFAULT,
             max_index_entries: crate::index::ENTRIES_DEFAULT,
             delay_levels: DelayLevels::default(),
+            controller_mode: false,
         }
     }
 
@@ -141,11 +147,12 @@ impl StoreConfig {
             },
         };
         let acks_required = self.replica_acks_required;
+        // In controller mode nothing more is confirmed until the controller names a master.
         ConfirmConfig {
             flush,
             acks_required,
             confirm_waits_for_replicas: false,
-            upstream_confirms: false,
+            upstream_confirms: self.controller_mode,
         }
     }
 

@@ -59,7 +59,8 @@ fn images(files: &[Vec<u8>], file_bytes: usize) -> Vec<FileImage<'_>> {
     files.iter().enumerate().map(|(i, bytes)| FileImage { base: base(i), bytes }).collect()
 }
 
-/// Layout of an input: `flags` (bit 0 abort, bits 1-2 queue count), 68 bytes of checkpoint page,
+/// Layout of an input: `flags` (bit 0 abort, bits 1-2 queue count, bit 3 controller mode's
+/// confirm from the checkpoint), 68 bytes of checkpoint page,
 /// then length-prefixed commit-log bytes and one length-prefixed piece per queue.
 pub fn fuzz_recover(data: &[u8]) {
     let mut input = Input(data);
@@ -84,6 +85,7 @@ pub fn fuzz_recover(data: &[u8]) {
         checkpoint: Checkpoint::decode(&page),
         abort: flags & 1 == 1,
         check_crc: true,
+        confirm_from_checkpoint: flags & 8 != 0,
     };
     let planned = plan(&image);
     check_plan(&image, &planned);
@@ -97,6 +99,13 @@ fn check_plan(image: &StoreImage<'_>, planned: &RecoveryPlan) {
         "redispatch before the scan: {planned:?}"
     );
     assert!(planned.redispatch_from <= planned.end, "redispatch past the end: {planned:?}");
+    assert!(
+        planned.redispatch_from <= planned.confirmed && planned.confirmed <= planned.end,
+        "confirmed outside the redispatch range: {planned:?}"
+    );
+    if !image.confirm_from_checkpoint {
+        assert_eq!(planned.confirmed, planned.end, "outside controller mode all is confirmed");
+    }
     assert!(planned.end <= log_end, "end past the log: {planned:?}");
     assert_records_valid(image, planned.scan_from, planned.end);
     for (queue, keep) in image.queues.iter().zip(&planned.queue_keep_bytes) {
@@ -186,6 +195,7 @@ fn check_replan(image: &StoreImage<'_>, planned: &RecoveryPlan) {
         checkpoint: image.checkpoint,
         abort: image.abort,
         check_crc: true,
+        confirm_from_checkpoint: image.confirm_from_checkpoint,
     };
     let replanned = plan(&again);
     // Recovery trusts what lies before its scan start (files flushed long ago, and consume-queue

@@ -39,6 +39,9 @@ pub struct StoreImage<'a> {
     pub abort: bool,
     /// `checkCRCOnRecover`.
     pub check_crc: bool,
+    /// Controller mode: confirm again only what was confirmed before (see
+    /// [`RecoveryPlan::confirmed`]), not the whole recovered log.
+    pub confirm_from_checkpoint: bool,
 }
 
 /// What the shell must do to bring the files back to a consistent state.
@@ -50,8 +53,17 @@ pub struct RecoveryPlan {
     /// The end of the valid commit log: the next record goes here. Bytes past it are zeroed and
     /// files starting at or after it (other than the one holding it) are removed.
     pub end: u64,
-    /// Records in `[redispatch_from, end)` are dispatched again, skipping units a queue has.
+    /// Records in `[redispatch_from, confirmed)` are dispatched again, skipping units a queue
+    /// has.
     pub redispatch_from: u64,
+    /// Consumers may see the records below this at once: the whole recovered log (`end`),
+    /// or in controller mode the last record boundary at or below the most that was
+    /// confirmed before (the checkpoint's `confirmPhyOffset`, or what the consume queues
+    /// hold: only confirmed records are dispatched). The records past it stay in the log,
+    /// their queue offsets taken, until the confirm machine confirms them (RocketMQ #7689
+    /// lost them: it recovered only up to the confirm offset, and new writes reused their
+    /// queue offsets).
+    pub confirmed: u64,
     /// Per queue of the image (same order): the byte length of the consume queue to keep.
     pub queue_keep_bytes: Vec<u64>,
     /// A queue misses units the checkpoint promised: every queue is rebuilt from the log.
@@ -191,7 +203,14 @@ pub fn plan(image: &StoreImage<'_>) -> RecoveryPlan {
     let scans: Vec<QueueScan> = image.queues.iter().map(scan_queue).collect();
     let queue_end_max = scans.iter().filter_map(|s| s.last_end).max().unwrap_or(0);
     let (scan_from, redispatch_from) = choose_start(image, queue_end_max);
-    let scanned = scan_log(image, scan_from, redispatch_from);
+    let confirm_want = match image.confirm_from_checkpoint {
+        true => u64::try_from(image.checkpoint.confirm_phy_offset)
+            .unwrap_or(0)
+            .max(queue_end_max)
+            .max(redispatch_from),
+        false => u64::MAX,
+    };
+    let scanned = scan_log(image, scan_from, redispatch_from, confirm_want);
     // A dispatch point that is not a record boundary (a damaged checkpoint or queue) cannot be
     // dispatched from; the start of the scanned file always is one.
     let redispatch_from = if scanned.boundary_seen { redispatch_from } else { scan_from };
@@ -208,6 +227,7 @@ pub fn plan(image: &StoreImage<'_>) -> RecoveryPlan {
         scan_from,
         end: scanned.end,
         redispatch_from,
+        confirmed: scanned.confirmed.max(redispatch_from),
         queue_keep_bytes,
         rebuild_queues: false,
         synced_loss: loss,
@@ -216,10 +236,11 @@ pub fn plan(image: &StoreImage<'_>) -> RecoveryPlan {
     if has_gap(image, &plan) {
         // Rebuilding reads the whole log, so the whole log is validated first.
         let first = image.commit_log.first().map_or(0, |f| f.base);
-        let scanned = scan_log(image, first, first);
+        let scanned = scan_log(image, first, first, confirm_want);
         plan.rebuild_queues = true;
         plan.scan_from = first;
         plan.redispatch_from = first;
+        plan.confirmed = scanned.confirmed;
         plan.end = scanned.end;
         plan.store_timestamp_max = scanned.store_timestamp_max;
         plan.synced_loss = synced_loss(image, scanned.end);
@@ -279,12 +300,29 @@ struct LogScan {
     store_timestamp_max: i64,
     /// The scan passed a record boundary at the offset it was asked about.
     boundary_seen: bool,
+    /// The last record boundary at or below the confirm offset it was asked about (`end` at
+    /// most; the scan's start at least).
+    confirmed: u64,
+}
+
+impl LogScan {
+    /// The scan is at a record boundary, `at`.
+    fn boundary(&mut self, at: u64, boundary: u64, confirm_want: u64) {
+        self.boundary_seen |= at == boundary;
+        if at <= confirm_want {
+            self.confirmed = at;
+        }
+    }
 }
 
 /// Validates records forward from the file at `scan_from`; the end is the first invalid one.
-fn scan_log(image: &StoreImage<'_>, scan_from: u64, boundary: u64) -> LogScan {
-    let mut scan =
-        LogScan { end: scan_from, store_timestamp_max: 0, boundary_seen: boundary == scan_from };
+fn scan_log(image: &StoreImage<'_>, scan_from: u64, boundary: u64, confirm_want: u64) -> LogScan {
+    let mut scan = LogScan {
+        end: scan_from,
+        store_timestamp_max: 0,
+        boundary_seen: boundary == scan_from,
+        confirmed: scan_from,
+    };
     let files = image.commit_log.iter().skip_while(|f| f.base < scan_from);
     let mut expected_base = scan_from;
     for file in files {
@@ -307,13 +345,13 @@ fn scan_log(image: &StoreImage<'_>, scan_from: u64, boundary: u64) -> LogScan {
                 Scanned::Record(record) => {
                     at += record.bytes.len();
                     scan.end = file.base + at as u64;
-                    scan.boundary_seen |= scan.end == boundary;
+                    scan.boundary(scan.end, boundary, confirm_want);
                     scan.store_timestamp_max = scan.store_timestamp_max.max(record.store_timestamp);
                 }
                 Scanned::Blank => {
-                    scan.boundary_seen |= file.base + at as u64 == boundary;
+                    scan.boundary(file.base + at as u64, boundary, confirm_want);
                     scan.end = file.base + file.bytes.len() as u64;
-                    scan.boundary_seen |= scan.end == boundary;
+                    scan.boundary(scan.end, boundary, confirm_want);
                     break;
                 }
                 Scanned::Invalid(_) => return scan,

@@ -248,14 +248,15 @@ pub struct StoreService {
 
 impl StoreService {
     /// Starts the tasks for `store` on the current runtime. Everything recovery left is
-    /// durable and confirmed; appends continue the epoch of the last record.
+    /// durable, and confirmed up to the store's confirm offset (all of it, but in controller
+    /// mode); appends continue the epoch of the last record.
     pub fn start(store: Arc<Store>) -> StoreService {
-        let end = store.written_offset();
+        let (end, confirmed) = (store.written_offset(), store.confirm_offset());
         let epoch = store.last_epoch().map_or(0, |e| e.epoch.max(0) as u32);
         let config = store.config().confirm_config();
         let shared = Arc::new(Shared {
-            confirm: Mutex::new(ConfirmMachine::new(config, end, epoch, 0)),
-            acknowledged: Progress::new(end),
+            confirm: Mutex::new(ConfirmMachine::resume(config, end, confirmed, epoch, 0)),
+            acknowledged: Progress::new(confirmed),
             dispatched: Progress::new(store.dispatched_offset()),
             durable: Progress::new(end),
             persist_asked: AtomicU64::new(end),

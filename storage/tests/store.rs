@@ -645,3 +645,54 @@ fn a_truncation_keeps_the_queue_offsets_of_records_not_dispatched_yet() {
     assert_eq!(next.queue_offset, 15, "after the fifteen records kept");
     store.check_invariants();
 }
+
+/// In controller mode a restart confirms again only what was confirmed before it: the rest
+/// stays in the log, unseen by consumers, its queue offsets taken, until it is confirmed.
+/// RocketMQ #7689 lost such records: its recovery cut them, and new writes took their queue
+/// offsets. Outside controller mode the whole recovered log is confirmed at once.
+#[test]
+fn a_controller_mode_restart_keeps_unconfirmed_records_unseen_and_in_place() {
+    for controller_mode in [true, false] {
+        let disk = SimDisk::new(47, 1 << 30, SimDiskFaults::default());
+        let root = Path::new("/store");
+        let mut config = config(root);
+        config.controller_mode = controller_mode;
+        let (store, _) = Store::open(Arc::new(disk.clone()), config.clone()).unwrap();
+        let mut starts = Vec::new();
+        for i in 0..20 {
+            starts.push(store.append(&input("T", 0, &body(i), b""), i as i64, 0).unwrap());
+        }
+        let end = store.flush_log().unwrap();
+        store.confirm(starts[8].physical_offset);
+        store.dispatch().unwrap();
+        store.flush_queues().unwrap();
+        // Confirmed further, with units never flushed: the power loss takes them, and those
+        // records are unseen again until confirmed again (but stay where they are).
+        store.confirm(starts[10].physical_offset);
+        store.dispatch().unwrap();
+        drop(store);
+        disk.crash();
+        let (store, report) = Store::open(Arc::new(disk.clone()), config.clone()).unwrap();
+        store.check_invariants();
+        assert_eq!(store.written_offset(), end, "every flushed record is kept");
+        let (confirmed, seen) = match controller_mode {
+            true => (starts[8].physical_offset, 8),
+            false => (end, 20),
+        };
+        assert_eq!((report.plan.confirmed, store.confirm_offset()), (confirmed, confirmed));
+        store.dispatch().unwrap();
+        assert_eq!(all(&store, "T", 0), (0..seen).map(body).collect::<Vec<_>>());
+        let next = store.append(&input("T", 0, b"next", b""), 99, 0).unwrap();
+        assert_eq!(
+            next.queue_offset, 20,
+            "after the records kept (controller mode {controller_mode})"
+        );
+        store.flush_log().unwrap();
+        store.confirm(next.end_offset);
+        store.dispatch().unwrap();
+        let mut expected: Vec<Vec<u8>> = (0..20).map(body).collect();
+        expected.push(b"next".to_vec());
+        assert_eq!(all(&store, "T", 0), expected, "confirmed later, all in place");
+        store.check_invariants();
+    }
+}

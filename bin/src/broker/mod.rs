@@ -331,6 +331,12 @@ impl Broker {
         self.store.store()
     }
 
+    /// How far consumers may read the commit log: it moves when dispatch hands records to the
+    /// consume queues, and back when a truncation cuts them (for the simulator's checkers).
+    pub fn dispatched(&self) -> petrel_storage::service::Progress {
+        self.store.dispatched()
+    }
+
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -728,6 +734,7 @@ fn open_store(
     tracing::info!(
         abnormal = plan.abnormal,
         end = plan.end,
+        confirmed = plan.confirmed,
         rebuilt_queues = plan.rebuild_queues,
         units_replaced = report.units_replaced,
         "store recovered"
@@ -751,6 +758,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     // sync-state set decides.
     let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
     config.store.replica_acks_required = usize::from(sync_master);
+    config.store.controller_mode = config.controller.is_some();
     let (store, report) = open_store(&disk, &config)?;
     let (ha_listener, ha_port) = ha::bind(&config).await?;
     let ha_addr = format!("{ip}:{ha_port}");

@@ -16,6 +16,9 @@
 //!   acknowledged message is in the final master's log at the offset its acknowledgement named,
 //!   and in its queue at the offset named (`acked in place`, `durable (replica-n)`, `one
 //!   message per place`, `intact`);
+//! - a confirmed offset is never truncated: every record a broker made visible to consumers
+//!   (dispatched, so below its confirm offset), on any of its starts, is in the final log at
+//!   the same offset (`confirmed in place`);
 //! - the replicas converge byte for byte (`logs match`), with the same epochs;
 //! - the controllers' logs agree and every master after the first came from the sync-state
 //!   set of its time (`elected from the set`, read from their disks);
@@ -34,7 +37,6 @@ use madsim::runtime::Handle;
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
 use petrel::broker::{Broker, BrokerConfig};
 use petrel_core::controller::Event as ControllerEvent;
-use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_storage::Store;
 
 use crate::checkers::{self, Verdict};
@@ -117,6 +119,7 @@ pub async fn run() -> String {
         serves,
         one_writer_per_epoch(&stores[0], &history.entries(), &acked_by),
         acked_in_place(&stores[0], &history.entries()),
+        confirmed_in_place(&stores[0], &history.entries()),
         stores::logs_match(&stores),
         super::controller::elected_from_the_set(&logs),
         checkers::one_message_per_place(&read),
@@ -245,14 +248,7 @@ fn acked_in_place(master: &Store, history: &[Entry]) -> Verdict {
     let mut checked = 0;
     for entry in history {
         let Event::Acked { id, stored_at: Some(at), .. } = &entry.event else { continue };
-        let found = master.read_at(*at, 4).and_then(|head| {
-            let total = i32::from_be_bytes(head[..4].try_into().ok()?);
-            let record = master.read_at(*at, u32::try_from(total).ok()?)?;
-            match scan_record(&record, Checks { physical_offset: Some(*at as i64), crc: true }) {
-                Scanned::Record(r) => workload::body_id(r.body),
-                _ => None,
-            }
-        });
+        let found = stores::id_at(master, *at);
         if found != Some(*id) {
             let why =
                 format!("message {id} acknowledged at {at}; the final log holds {found:?} there");
@@ -261,6 +257,29 @@ fn acked_in_place(master: &Store, history: &[Entry]) -> Verdict {
         checked += 1;
     }
     Verdict::new("acked in place", Ok(format!("{checked} acknowledged records in place")))
+}
+
+/// A confirmed offset is never truncated: every record any broker made visible to consumers
+/// is in the final log where that broker had it.
+fn confirmed_in_place(master: &Store, history: &[Entry]) -> Verdict {
+    let mut checked = BTreeSet::new();
+    for entry in history {
+        let Event::Confirmed { node, records } = &entry.event else { continue };
+        for &(at, id) in records {
+            let found = stores::id_at(master, at);
+            if found != Some(id) {
+                let why = format!(
+                    "{node} confirmed message {id} at {at} (at {:?}); the final log holds \
+                     {found:?} there",
+                    entry.at
+                );
+                return Verdict::new("confirmed in place", Err(why));
+            }
+            checked.insert(at);
+        }
+    }
+    let held = format!("{} confirmed records in place", checked.len());
+    Verdict::new("confirmed in place", Ok(held))
 }
 
 /// Every epoch's acknowledged records were acknowledged by one broker.

@@ -31,7 +31,7 @@ impl Store {
         if plan.abnormal {
             store.reindex_newest(plan.redispatch_from)?;
         }
-        let units_replaced = store.redispatch(plan.redispatch_from, plan.end)?;
+        let units_replaced = store.redispatch(plan.redispatch_from, plan.confirmed)?;
         store.finish_recovery()?;
         Ok((store, RecoveryReport { plan, units_replaced }))
     }
@@ -101,7 +101,7 @@ impl Store {
             }),
             written: AtomicU64::new(plan.end),
             flushed: AtomicU64::new(plan.end),
-            confirmed: AtomicU64::new(plan.end),
+            confirmed: AtomicU64::new(plan.confirmed),
             dispatched: AtomicU64::new(plan.redispatch_from),
             truncations: AtomicU64::new(0),
             stopped: Mutex::new(None),
@@ -134,7 +134,8 @@ impl Store {
     }
 
     /// Makes recovery's work durable, moves each queue's min offset past records cleanup had
-    /// deleted, sets each queue's next offset and writes the checkpoint.
+    /// deleted, sets each queue's next offset (past the records not yet confirmed, too) and
+    /// writes the checkpoint.
     pub(super) fn finish_recovery(&self) -> Result<(), StoreError> {
         let log_min = self.min_physical_offset();
         let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
@@ -148,8 +149,10 @@ impl Store {
                 writer.queue_next.entry(topic.clone()).or_default().insert(*queue_id, next);
             }
         }
-        drop(writer);
         drop(queues);
+        let (from, end) = (self.dispatched_offset(), writer.write_offset);
+        self.take_undispatched_queue_offsets(&mut writer, from, end)?;
+        drop(writer);
         self.write_checkpoint()
     }
 }
@@ -217,6 +220,7 @@ pub(super) fn read_and_plan(
         checkpoint,
         abort: disk.exists(&config.abort_path()),
         check_crc: config.check_crc_on_recover,
+        confirm_from_checkpoint: config.controller_mode,
     };
     Ok(recovery::plan(&image))
 }

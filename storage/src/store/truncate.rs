@@ -152,8 +152,19 @@ impl Store {
         drop(queues);
         // The records kept but not dispatched yet (a slave dispatches up to its master's
         // confirm offset) have no units: their queue offsets are taken too.
-        let mut position = dispatcher.position;
-        self.walk_log(&mut position, offset, |record| {
+        self.take_undispatched_queue_offsets(writer, dispatcher.position, offset)
+    }
+
+    /// Raises each queue's next offset past the records in `[from, to)`, which have no units
+    /// yet (not confirmed, so not dispatched): their queue offsets are theirs already.
+    pub(super) fn take_undispatched_queue_offsets(
+        &self,
+        writer: &mut Writer,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let mut position = from;
+        self.walk_log(&mut position, to, |record| {
             if record::sys_flag::is_dispatched(record.sys_flag) {
                 let topic = record.topic_str();
                 if !writer.queue_next.contains_key(topic) {
