@@ -1,7 +1,8 @@
 //! Three `petrel controller` processes on loopback: they elect one raft leader and all name it;
 //! the leader hands out broker ids, replicated; with the leader killed (SIGKILL) the other two
 //! elect another, which knows the ids handed out; the killed one, restarted on its raft state
-//! file, names the new leader too. A NameServer with `enableControllerInNamesrv=true` runs a
+//! file, names the new leader too. The controllers snapshot their metadata every two entries,
+//! so the restarted one starts from a snapshot on disk. A NameServer with `enableControllerInNamesrv=true` runs a
 //! controller beside it.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
@@ -32,7 +33,8 @@ fn start(dir: &Path, peers: &str, n: usize) -> Killed {
     let conf = dir.join(format!("n{n}.conf"));
     let text = format!(
         "controllerDLegerGroup=TestGroup\ncontrollerDLegerPeers={peers}\n\
-         controllerDLegerSelfId=n{n}\ncontrollerStorePath={}\ntickInterval=50\n",
+         controllerDLegerSelfId=n{n}\ncontrollerStorePath={}\ntickInterval=50\n\
+         snapshotEntries=2\n",
         dir.join(format!("n{n}")).display()
     );
     std::fs::write(&conf, text).unwrap();
@@ -133,7 +135,12 @@ async fn three_controllers_elect_a_leader_and_another_when_it_is_killed() {
     let second_addr = &addrs.iter().find(|(n, _)| *n == second).unwrap().1;
     assert_eq!(next_id(&client, second_addr).await, (response::SUCCESS, 2));
 
-    // Back from its raft state file, it follows the new leader.
+    // Back from its raft state file, which holds a snapshot, it follows the new leader.
+    let state = std::fs::read(dir.path().join(format!("n{killed}")).join("raft-state")).unwrap();
+    let persisted = petrel_core::controller::node::Persisted::decode(&state).unwrap();
+    assert!(persisted.snapshot.get_metadata().index > 0, "{persisted:?}");
+    let (_, replicas) = persisted.replayed().unwrap();
+    assert_eq!(replicas.next_broker_id("g"), 2, "the id handed out is on its disk");
     processes[killed] = Some(start(dir.path(), &peers, killed));
     client.close(&addrs[killed].1);
     assert_eq!(agreed_leader(&client, &addrs).await, second);

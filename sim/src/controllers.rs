@@ -3,17 +3,18 @@
 //! controller again a second after it exits; and the faults that strike one.
 #![allow(clippy::unwrap_used)] // A scenario's harness may unwrap: a panic is the failure report.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
-use petrel::controller::{self, ControllerConfig};
-use petrel_core::controller::node::{committed_events, Persisted};
-use petrel_core::controller::Event;
+use petrel::controller::{self, AppliedHook, ControllerConfig};
+use petrel_core::controller::node::Persisted;
+use petrel_core::controller::{Event, Replicas};
 use petrel_storage::disk::{self, SimDisk, SimDiskFaults};
 
 use crate::faults::{Fault, FaultKind};
@@ -30,6 +31,15 @@ pub struct ControllerNode {
     pub node: NodeHandle,
     pub disk: SimDisk,
     pub leads: Arc<AtomicBool>,
+    /// Every event the controller applied, on any of its starts, by log index; and each
+    /// index where a later start applied another event than an earlier one.
+    applied: Arc<Mutex<Applied>>,
+}
+
+#[derive(Default)]
+struct Applied {
+    events: BTreeMap<u64, Event>,
+    forks: Vec<String>,
 }
 
 impl ControllerNode {
@@ -40,12 +50,29 @@ impl ControllerNode {
             .enumerate()
             .map(|(n, a)| (format!("n{n}"), (*a).to_owned()))
             .collect();
+        let applied = Arc::new(Mutex::new(Applied::default()));
+        let record = applied.clone();
+        let hook = move |index: u64, event: &Event| {
+            let mut applied = record.lock().unwrap();
+            match applied.events.insert(index, event.clone()) {
+                Some(earlier) if earlier != *event => {
+                    let fork = format!("index {index}: {earlier:?}, then {event:?}");
+                    applied.forks.push(fork);
+                }
+                _ => {}
+            }
+        };
+        // Snapshots every few entries, so that restarts start from one and lagging
+        // controllers are sent one.
+        let snapshot_entries = thread_rng().gen_range(2..8);
         let config = ControllerConfig {
             group: "SimControllers".into(),
             peers,
             self_id: format!("n{i}"),
             store_path: PathBuf::from(STORE),
             scan_not_active_broker_ms: 1_000,
+            snapshot_entries,
+            on_applied: Some(AppliedHook(Arc::new(hook))),
             ..ControllerConfig::default()
         };
         let leads = Arc::new(AtomicBool::new(false));
@@ -56,7 +83,7 @@ impl ControllerNode {
             .ip(CONTROLLERS[i].split(':').next().unwrap().parse().unwrap())
             .init(move || serve(config.clone(), process_disk.clone(), process_leads.clone()))
             .build();
-        ControllerNode { node, disk, leads }
+        ControllerNode { node, disk, leads, applied }
     }
 
     /// Plays `fault`; half the partitions cut this controller off from its `peers` only,
@@ -88,14 +115,25 @@ impl ControllerNode {
         }
     }
 
-    /// The events this controller's log on disk holds as committed.
-    pub fn committed(&self) -> Vec<Event> {
+    /// What this controller applied, by log index, on all its starts; `Err` naming an index
+    /// where two starts applied different events.
+    pub fn applied(&self) -> Result<BTreeMap<u64, Event>, String> {
+        let applied = self.applied.lock().unwrap();
+        match applied.forks.first() {
+            Some(fork) => Err(fork.clone()),
+            None => Ok(applied.events.clone()),
+        }
+    }
+
+    /// The metadata its disk stands for (its snapshot and the committed entries after it),
+    /// and the index that is at.
+    pub fn on_disk(&self) -> (u64, Replicas) {
         let path = Path::new(STORE).join("raft-state");
         let Some(bytes) = disk::read_small(&self.disk, &path, 64 << 20).unwrap() else {
-            return Vec::new();
+            return (0, Replicas::default());
         };
         let persisted = Persisted::decode(&bytes).expect("a sound disk reads a sound state file");
-        committed_events(&persisted).expect("committed entries are events")
+        persisted.replayed().expect("committed entries are events")
     }
 }
 

@@ -68,7 +68,26 @@ pub struct ControllerConfig {
     /// `scanNotActiveBrokerInterval`: milliseconds between scans for brokers whose heartbeats
     /// stopped, and for groups whose master is gone.
     pub scan_not_active_broker_ms: u64,
+    /// `snapshotEntries` (Petrel): applied entries between two snapshots of the metadata; the
+    /// log before a snapshot is dropped, so the raft state file stays small.
+    pub snapshot_entries: u64,
     pub server: ServerConfig,
+    /// Told of every event as this controller applies it, with its log index (for the
+    /// simulator's checkers; none in a real process).
+    pub on_applied: Option<AppliedHook>,
+}
+
+/// What an [`AppliedHook`] calls.
+pub type OnApplied = dyn Fn(u64, &Event) + Send + Sync;
+
+/// A function told of each applied event and its index.
+#[derive(Clone)]
+pub struct AppliedHook(pub Arc<OnApplied>);
+
+impl std::fmt::Debug for AppliedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppliedHook")
+    }
 }
 
 impl Default for ControllerConfig {
@@ -83,7 +102,9 @@ impl Default for ControllerConfig {
             elect_unclean_master: false,
             notify_broker_role_changed: true,
             scan_not_active_broker_ms: 5000,
+            snapshot_entries: petrel_core::controller::node::SNAPSHOT_ENTRIES_DEFAULT,
             server: ServerConfig::default(),
+            on_applied: None,
         }
     }
 }
@@ -118,6 +139,14 @@ impl ControllerConfig {
             &mut self.scan_not_active_broker_ms,
             "milliseconds",
         )?;
+        props.apply("snapshotEntries", &mut self.snapshot_entries, "a number of entries")?;
+        if self.snapshot_entries == 0 {
+            return Err(ConfigError::Invalid {
+                key: "snapshotEntries".into(),
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
         Ok(())
     }
 
@@ -233,7 +262,7 @@ impl Controller {
                     let _ = waiter.send(index);
                 }
             }
-            log_applied(&out);
+            log_applied(&out, self.config.on_applied.as_ref());
             // Every turn: entries without events (a new leader's first) move the applied
             // index too, and reads wait on it.
             self.applied.notify_waiters();
@@ -407,6 +436,10 @@ impl Controller {
                     "leadership changed before the change was committed; ask the leader again";
                 Err(Refusal::new(code::NOT_LEADER, why))
             }
+            Outcome::Unknown => {
+                let why = "the log was compacted before the change's fate was read; ask again";
+                Err(Refusal::new(code::NOT_LEADER, why))
+            }
             _ => Ok(()),
         }
     }
@@ -432,9 +465,19 @@ impl Controller {
     }
 }
 
-fn log_applied(out: &Output) {
-    for event in &out.applied {
-        tracing::info!(?event, "controller metadata changed");
+fn log_applied(out: &Output, hook: Option<&AppliedHook>) {
+    for (index, event) in &out.applied {
+        tracing::info!(index, ?event, "controller metadata changed");
+        if let Some(hook) = hook {
+            (hook.0)(*index, event);
+        }
+    }
+    if let Some(snapshot) = &out.received_snapshot {
+        let index = snapshot.get_metadata().index;
+        tracing::info!(index, "controller took the leader's snapshot of the metadata");
+    }
+    if let Some(snapshot) = &out.compacted {
+        tracing::debug!(index = snapshot.get_metadata().index, "controller log compacted");
     }
 }
 
@@ -537,7 +580,9 @@ pub async fn start(
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let ids: Vec<u64> = (1..=config.peers.len() as u64).collect();
-    let node = ControllerNode::new(raft_id, &ids, &persisted).map_err(|e| e.to_string())?;
+    let node = ControllerNode::new(raft_id, &ids, &persisted)
+        .map_err(|e| e.to_string())?
+        .snapshot_every(config.snapshot_entries);
     let server = Server::bind(&bind, config.server.clone())
         .await
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;

@@ -13,6 +13,7 @@
 //! request handlers, the raft state on disk, the scans on a clock).
 
 pub mod body;
+pub mod log_store;
 pub mod node;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +47,7 @@ pub mod code {
 }
 
 /// One broker group's replicated metadata (`BrokerReplicaInfo` and `SyncStateInfo`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub cluster: String,
     /// Registered brokers: id → address.
@@ -178,8 +179,8 @@ pub struct Elected {
     pub unchanged: bool,
 }
 
-/// Every group's metadata, by broker name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Every group's metadata, by broker name: what the controllers' snapshots hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replicas {
     groups: BTreeMap<String, Group>,
 }

@@ -235,7 +235,18 @@ impl HaSlave {
             ));
         }
         let (end, master_end) = (self.end as i64, answer.end as i64);
-        match self.epochs.consistent_point(end, &answer.epochs, master_end) {
+        // Two logs that begin at the same offset but share no epoch share nothing but their
+        // start: this log's records are of epochs the master never held, so none was ever
+        // confirmed (a master is elected from the sync-state set, and a record is confirmed
+        // once every member holds it); it is cut back to its start and copied afresh.
+        let (first, master_first) =
+            (self.epochs.entries().first(), answer.epochs.entries().first());
+        let same_start = match (first, master_first) {
+            (Some(ours), Some(theirs)) if ours.start == theirs.start => Some(ours.start),
+            _ => None,
+        };
+        let point = self.epochs.consistent_point(end, &answer.epochs, master_end).or(same_start);
+        match point {
             None => self.close(format!(
                 "no epoch in common with the master (this log: {:?} to {end}; the master's: \
                  {:?} to {master_end}); clear this broker's store to copy the master afresh",
@@ -701,8 +712,14 @@ mod tests {
         slave.handle(0, SlaveEvent::Connected);
         slave.handle(1, answer(2000, &[(1, 0), (3, 500), (4, 900)]));
         assert_eq!(drain(&mut slave)[1], SlaveAction::Report { offset: 700 });
-        // No shared epoch: closed, nothing cut.
-        let mut slave = auto_slave(700, &[(2, 0)]);
+        // No shared epoch, both logs from 0: this one's records were never confirmed, and
+        // all of it goes.
+        let mut slave = auto_slave(700, &[(3, 0)]);
+        slave.handle(0, SlaveEvent::Connected);
+        slave.handle(1, answer(2000, &[(4, 0)]));
+        assert_eq!(drain(&mut slave)[1], SlaveAction::Truncate { to: 0 });
+        // No shared epoch and different starts: closed, nothing cut.
+        let mut slave = auto_slave(700, &[(2, 100)]);
         slave.handle(0, SlaveEvent::Connected);
         slave.handle(1, answer(2000, &[(1, 0), (4, 900)]));
         let actions = drain(&mut slave);
