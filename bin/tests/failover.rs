@@ -4,7 +4,8 @@
 //! is acknowledged only once all three hold it. The master crashes: the controller elects
 //! another from the set, which takes sends at once and holds every acknowledged message; the
 //! old master comes back on its store as a slave and ends with the new master's log, byte for
-//! byte.
+//! byte. A topic created on the master just before it crashes, before any slave copied the
+//! topic table, is served by the next master with its messages (RocketMQ #9804 lost it).
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
-use petrel::broker::{self, BrokerConfig, BrokerHandle};
+use petrel::broker::{self, Broker, BrokerConfig, BrokerHandle};
+use petrel::controller::ControllerHandle;
+use petrel::namesrv::NamesrvHandle;
 use petrel_client::raw::{self, SendOutcome};
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::disk::FsDisk;
@@ -25,7 +28,12 @@ use petrel_storage::disk::FsDisk;
 const GROUP: &str = "failover";
 const TOPIC: &str = "Failover";
 
-fn config(namesrv: &str, controllers: &[String], root: &std::path::Path) -> BrokerConfig {
+fn config(
+    namesrv: &str,
+    controllers: &[String],
+    root: &std::path::Path,
+    sync_metadata_ms: u64,
+) -> BrokerConfig {
     let mut config = BrokerConfig {
         broker_name: GROUP.into(),
         listen_port: 0,
@@ -38,7 +46,7 @@ fn config(namesrv: &str, controllers: &[String], root: &std::path::Path) -> Brok
             all_ack: true,
             heartbeat_timeout_ms: 600,
             heartbeat_interval_ms: 100,
-            sync_metadata_ms: 200,
+            sync_metadata_ms,
             ..ControllerModeConfig::default()
         }),
         ..BrokerConfig::default()
@@ -61,9 +69,13 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// Sends message `id` to `broker` until it is acknowledged (a broker just made master may
 /// still refuse for a moment).
 async fn send_acked(client: &RemotingClient, broker: &str, id: u64) {
+    send_to(client, broker, TOPIC, id).await;
+}
+
+async fn send_to(client: &RemotingClient, broker: &str, topic: &str, id: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match raw::send(client, broker, TOPIC, (id % 4) as i32, id, 100).await {
+        match raw::send(client, broker, topic, (id % 4) as i32, id, 100).await {
             SendOutcome::Acked { .. } => return,
             other => assert!(Instant::now() < deadline, "message {id}: {other:?}"),
         }
@@ -73,45 +85,108 @@ async fn send_acked(client: &RemotingClient, broker: &str, id: u64) {
 
 /// Every message id in the topic's four queues at `broker`.
 async fn stored(client: &RemotingClient, broker: &str) -> BTreeSet<u64> {
+    stored_in(client, broker, TOPIC).await
+}
+
+async fn stored_in(client: &RemotingClient, broker: &str, topic: &str) -> BTreeSet<u64> {
     let mut ids = BTreeSet::new();
     for queue in 0..4 {
-        ids.extend(common::drain(client, broker, TOPIC, queue).await.into_iter().map(|(_, id)| id));
+        ids.extend(common::drain(client, broker, topic, queue).await.into_iter().map(|(_, id)| id));
     }
     ids
 }
 
+/// A NameServer, three controllers and three brokers of one group in controller mode, the
+/// first master and all three in its sync-state set.
+struct Group {
+    _namesrv: NamesrvHandle,
+    namesrv: String,
+    _dir: tempfile::TempDir,
+    _controllers: Vec<ControllerHandle>,
+    controllers: Vec<String>,
+    client: RemotingClient,
+    roots: Vec<tempfile::TempDir>,
+    sync_metadata_ms: u64,
+    brokers: Vec<Option<BrokerHandle>>,
+}
+
+impl Group {
+    /// Slaves copy the master's topics and groups every `sync_metadata_ms`.
+    async fn start(sync_metadata_ms: u64) -> Group {
+        let (namesrv_handle, namesrv) = common::namesrv().await;
+        let dir = tempfile::tempdir().unwrap();
+        let peers = controllers::peers(3);
+        let mut handles = Vec::new();
+        for n in 0..3 {
+            handles.push(controllers::start(dir.path(), &peers, n).await);
+        }
+        let mut group = Group {
+            _namesrv: namesrv_handle,
+            namesrv,
+            _dir: dir,
+            _controllers: handles,
+            controllers: peers.iter().map(|(_, addr)| addr.clone()).collect(),
+            client: RemotingClient::new(ClientConfig::default(), None),
+            roots: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
+            sync_metadata_ms,
+            brokers: Vec::new(),
+        };
+        // The first broker up is elected; the others follow it and join its set.
+        group.brokers.push(Some(group.start_broker(0).await));
+        let first = group.broker(0);
+        wait_until("the first broker is master", || first.role() == BrokerRole::SyncMaster).await;
+        for n in 1..3 {
+            let started = group.start_broker(n).await;
+            group.brokers.push(Some(started));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (master, _, set) =
+                controllers::replica_info(&group.client, &group.controllers, GROUP).await;
+            if master == Some(1) && set.sync_state_set == BTreeSet::from([1, 2, 3]) {
+                return group;
+            }
+            assert!(Instant::now() < deadline, "the set never grew: {master:?} {set:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn start_broker(&self, n: usize) -> BrokerHandle {
+        let config =
+            config(&self.namesrv, &self.controllers, self.roots[n].path(), self.sync_metadata_ms);
+        broker::start(config, Arc::new(FsDisk)).await.unwrap()
+    }
+
+    fn broker(&self, n: usize) -> Arc<Broker> {
+        self.brokers[n].as_ref().unwrap().state.clone()
+    }
+
+    /// Crashes the master (broker 0) and waits for the controller to elect another, which
+    /// knows it is master; returns it and when the crash was.
+    async fn crash_the_master(&mut self) -> (Arc<Broker>, Instant) {
+        let crashed = Instant::now();
+        drop(self.brokers[0].take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let new_master = loop {
+            let (master, epoch, _) =
+                controllers::replica_info(&self.client, &self.controllers, GROUP).await;
+            if let Some(id) = master.filter(|id| *id != 1) {
+                assert!(epoch >= 2, "a new master raises the epoch");
+                break self.broker(id as usize - 1);
+            }
+            assert!(Instant::now() < deadline, "no new master");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        wait_until("the new master knows it", || new_master.role() == BrokerRole::SyncMaster).await;
+        (new_master, crashed)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_master_is_replaced_from_its_set_and_rejoins_as_a_slave() {
-    let (_namesrv, namesrv) = common::namesrv().await;
-    let dir = tempfile::tempdir().unwrap();
-    let peers = controllers::peers(3);
-    let mut controller_handles = Vec::new();
-    for n in 0..3 {
-        controller_handles.push(controllers::start(dir.path(), &peers, n).await);
-    }
-    let controllers: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    let mut group = Group::start(200).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
-    let roots: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let start =
-        |n: usize| broker::start(config(&namesrv, &controllers, roots[n].path()), Arc::new(FsDisk));
-
-    // The first broker up is elected; the others follow it and join its set.
-    let mut brokers: Vec<Option<BrokerHandle>> = Vec::new();
-    brokers.push(Some(start(0).await.unwrap()));
-    let first = brokers[0].as_ref().unwrap().state.clone();
-    wait_until("the first broker is master", || first.role() == BrokerRole::SyncMaster).await;
-    for n in 1..3 {
-        brokers.push(Some(start(n).await.unwrap()));
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (master, _, set) = controllers::replica_info(&client, &controllers, GROUP).await;
-        if master == Some(1) && set.sync_state_set == BTreeSet::from([1, 2, 3]) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the set never grew: {master:?} {set:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let first = group.broker(0);
     let old_master = first.addr().to_owned();
     for id in 0..200 {
         send_acked(&client, &old_master, id).await;
@@ -120,19 +195,7 @@ async fn a_crashed_master_is_replaced_from_its_set_and_rejoins_as_a_slave() {
 
     // The master crashes; another member of the set takes over with every message.
     drop(first);
-    let crashed = Instant::now();
-    drop(brokers[0].take());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let new_master = loop {
-        let (master, epoch, _) = controllers::replica_info(&client, &controllers, GROUP).await;
-        if let Some(id) = master.filter(|id| *id != 1) {
-            assert!(epoch >= 2, "a new master raises the epoch");
-            break brokers[id as usize - 1].as_ref().unwrap().state.clone();
-        }
-        assert!(Instant::now() < deadline, "no new master");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    wait_until("the new master knows it", || new_master.role() == BrokerRole::SyncMaster).await;
+    let (new_master, crashed) = group.crash_the_master().await;
     send_acked(&client, new_master.addr(), 200).await;
     eprintln!(
         "failover: first acknowledged send on the new master {:?} after the crash",
@@ -145,8 +208,8 @@ async fn a_crashed_master_is_replaced_from_its_set_and_rejoins_as_a_slave() {
 
     // The old master returns on its store, follows the new one and ends with its log.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    brokers[0] = Some(start(0).await.unwrap());
-    let back = brokers[0].as_ref().unwrap().state.clone();
+    group.brokers[0] = Some(group.start_broker(0).await);
+    let back = group.broker(0);
     let (master_store, back_store) = (new_master.store().clone(), back.store().clone());
     wait_until("the old master copied the new one's log", || {
         back.role() == BrokerRole::Slave
@@ -161,4 +224,41 @@ async fn a_crashed_master_is_replaced_from_its_set_and_rejoins_as_a_slave() {
         epochs
     );
     assert!(epochs.len() >= 2, "two epochs: {epochs:?}");
+}
+
+/// A topic created on the master, its messages acknowledged by the whole set, and the master
+/// crashed before any slave copied the topic table (a copy every 60 s): the next master serves
+/// the topic, from the consume queues its store holds, routes it, and has every message.
+/// RocketMQ #9804 lost such topics on a switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_just_before_the_master_crashed_is_served_by_the_next() {
+    const FRESH: &str = "FreshTopic";
+    let mut group = Group::start(60_000).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let old_master = group.broker(0).addr().to_owned();
+    assert!(raw::create_topic(&client, &old_master, FRESH, 4).await);
+    for id in 0..40 {
+        send_to(&client, &old_master, FRESH, id).await;
+    }
+    assert!(group.broker(1).topic(FRESH).is_none(), "no slave copied the topic yet");
+
+    let (new_master, _) = group.crash_the_master().await;
+    let topic = new_master.topic(FRESH).expect("the new master has the topic");
+    assert_eq!((topic.read_queue_nums, topic.write_queue_nums), (4, 4));
+    assert_eq!(stored_in(&client, new_master.addr(), FRESH).await, (0..40).collect());
+    // Routed by the NameServer to the new master: a producer that knows only the NameServer
+    // sends to it.
+    let producer = common::producer(&group.namesrv);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let message = petrel_client::Message::new(FRESH, raw::body(40, 100));
+        match producer.send(&message).await {
+            Ok(sent) => {
+                assert!(sent.queue_offset >= 10, "after the ten in its queue: {sent:?}");
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "never routed: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -273,6 +273,7 @@ impl Broker {
                     tracing::error!(%error, epoch, "cannot write in the new epoch");
                 }
                 self.set_slave(false);
+                self.adopt_held_topics();
                 let mut named = lock(&self.learned_master_addr);
                 *lock(&self.learned_master) = None;
                 *named = None;
@@ -408,6 +409,22 @@ impl Broker {
     /// count of messages stored, which spreads them round the queues.
     fn pick(&self) -> u64 {
         self.stats.messages_put.load(Ordering::Relaxed)
+    }
+
+    /// A new master serves the topics its store holds messages of, though its last copy of
+    /// the old master's topic table (every `syncBrokerMetadataPeriod`) may predate them
+    /// (`TopicTable::missing_from`, RocketMQ #9804).
+    fn adopt_held_topics(&self) {
+        let held = self.store.store().queue_ids();
+        let missing = self.topics().missing_from(held.iter().map(|(t, q)| (t.as_str(), *q)));
+        if missing.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = missing.iter().map(|t| t.topic_name.as_str()).collect();
+        tracing::warn!(?names, "topics held in the store but not in the topic table: served");
+        if self.topics().ensure(missing, now_millis()) {
+            self.topics_changed();
+        }
     }
 
     /// Persists the topic table and tells the NameServers, after a change.

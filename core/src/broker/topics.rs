@@ -85,6 +85,26 @@ impl TopicTable {
         added
     }
 
+    /// The topics whose messages a store holds (`queues`: each consume queue's topic and
+    /// id) but this table lacks, each with queues up to the highest id held, readable and
+    /// writable. A broker that becomes master adds them: a slave copies its master's table
+    /// only every few seconds, and a topic created since would be lost with the switch
+    /// (RocketMQ #9804) though its messages were replicated.
+    pub fn missing_from<'a>(
+        &self,
+        queues: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> Vec<TopicConfig> {
+        let mut held: BTreeMap<&str, i32> = BTreeMap::new();
+        for (topic, queue_id) in queues {
+            if !self.topics.contains_key(topic) && queue_id >= 0 {
+                let count = held.entry(topic).or_insert(0);
+                *count = (*count).max(queue_id.saturating_add(1));
+            }
+        }
+        let read_write = perm::READ | perm::WRITE;
+        held.into_iter().map(|(topic, queues)| topic_config(topic, queues, read_write)).collect()
+    }
+
     /// Creates or replaces a topic. Returns true when the table changed.
     pub fn put(&mut self, config: TopicConfig, now: Millis) -> bool {
         if self.topics.get(&config.topic_name) == Some(&config) {
@@ -170,6 +190,21 @@ impl TopicTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topics_a_store_holds_that_the_table_lacks_are_found() {
+        let mut table = TopicTable::default();
+        table.ensure([topic_config("Known", 8, perm::READ | perm::WRITE)], 1);
+        let queues = [("Known", 9), ("Fresh", 0), ("Fresh", 3), ("Fresh", 1), ("Other", 0)];
+        let missing = table.missing_from(queues);
+        let read_write = perm::READ | perm::WRITE;
+        assert_eq!(
+            missing,
+            [topic_config("Fresh", 4, read_write), topic_config("Other", 1, read_write)],
+            "a known topic is left as it is"
+        );
+        assert!(table.missing_from([("Known", 0)]).is_empty());
+    }
 
     fn table_with_tbw102() -> TopicTable {
         let mut table = TopicTable::default();
