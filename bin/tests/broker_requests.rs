@@ -361,3 +361,15 @@ async fn group_members_hear_of_each_other() {
     assert_eq!(*notices_a.0.lock().unwrap(), vec!["40:Members"; 3]);
     broker.stop().await;
 }
+
+/// GET_BROKER_EPOCH_CACHE is for brokers in controller mode; another refuses it, saying so.
+#[tokio::test]
+async fn the_epoch_cache_is_refused_outside_controller_mode() {
+    let broker = common::Running::start(None, |_| {}).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let asked = RemotingCommand::request(request::GET_BROKER_EPOCH_CACHE);
+    let reply = call(&client, &broker.addr, asked).await;
+    assert_eq!(reply.code, response::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap().contains("controllerMode"));
+    broker.stop().await;
+}

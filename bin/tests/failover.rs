@@ -22,6 +22,10 @@ use petrel::broker::{self, Broker, BrokerConfig, BrokerHandle};
 use petrel::controller::ControllerHandle;
 use petrel::namesrv::NamesrvHandle;
 use petrel_client::raw::{self, SendOutcome};
+use petrel_core::controller::body::EpochEntryCache;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::disk::FsDisk;
 
@@ -205,6 +209,23 @@ async fn a_crashed_master_is_replaced_from_its_set_and_rejoins_as_a_slave() {
         send_acked(&client, new_master.addr(), id).await;
     }
     assert_eq!(stored(&client, new_master.addr()).await, (0..300).collect());
+    // An admin asks the new master for its epochs (GET_BROKER_EPOCH_CACHE): two, the second
+    // not ended, and the log's end.
+    let asked = RemotingCommand::request(request::GET_BROKER_EPOCH_CACHE);
+    let reply = client.invoke(new_master.addr(), asked, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    let cache: EpochEntryCache = from_json(&reply.body).unwrap();
+    let epochs: Vec<(i32, i64, i64)> =
+        cache.epoch_list.iter().map(|e| (e.epoch, e.start_offset, e.end_offset)).collect();
+    let store = new_master.store();
+    let second = store.epochs()[1].start_offset as i64;
+    assert_eq!(epochs, [(1, 0, second), (2, second, i64::MAX)]);
+    assert_eq!(cache.max_offset, store.written_offset() as i64);
+    assert_eq!(
+        (cache.broker_name.as_str(), cache.cluster_name.as_str()),
+        (GROUP, "DefaultCluster")
+    );
+    assert!(cache.broker_id == 2 || cache.broker_id == 3, "{cache:?}");
 
     // The old master returns on its store, follows the new one and ends with its log.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,6 +16,7 @@ mod get_all_consumer_offset;
 mod get_all_delay_offset;
 mod get_all_subscriptiongroup_config;
 mod get_all_topic_config;
+mod get_broker_epoch_cache;
 mod get_broker_runtime_info;
 mod get_consumer_list_by_group;
 mod get_earliest_msg_storetime;
@@ -545,6 +546,7 @@ impl Broker {
             }
             request::GET_BROKER_RUNTIME_INFO => get_broker_runtime_info::handle,
             request::NOTIFY_BROKER_ROLE_CHANGED => notify_broker_role_changed::handle,
+            request::GET_BROKER_EPOCH_CACHE => get_broker_epoch_cache::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))

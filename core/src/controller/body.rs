@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{BrokerId, Group, Liveness};
+use crate::ha::epoch::EpochCache;
 use crate::Millis;
 
 /// A group's sync-state set and its epoch (`SyncStateSet`): the body of REGISTER_BROKER,
@@ -106,4 +107,55 @@ impl ReplicasInfo {
 #[serde(rename_all = "camelCase", default)]
 pub struct BrokerReplicasInfo {
     pub replicas_info_table: BTreeMap<String, ReplicasInfo>,
+}
+
+/// One epoch as GET_BROKER_EPOCH_CACHE reports it (`EpochEntry`): where its records begin and
+/// end in the commit log; the newest one's end is `i64::MAX` (RocketMQ's "not ended").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EpochEntryBody {
+    pub end_offset: i64,
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
+/// The body of a GET_BROKER_EPOCH_CACHE answer (`EpochEntryCache`): a broker's identity, its
+/// epochs, and the end of its commit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EpochEntryCache {
+    pub broker_id: BrokerId,
+    pub broker_name: String,
+    pub cluster_name: String,
+    pub epoch_list: Vec<EpochEntryBody>,
+    pub max_offset: i64,
+}
+
+impl EpochEntryCache {
+    /// Broker `id` of `cluster`/`name` whose log, with `epochs`, ends at `max_offset`.
+    pub fn of(
+        cluster: &str,
+        name: &str,
+        id: BrokerId,
+        epochs: &EpochCache,
+        max_offset: i64,
+    ) -> EpochEntryCache {
+        let entries = epochs.entries();
+        let epoch_list = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| EpochEntryBody {
+                end_offset: entries.get(i + 1).map_or(i64::MAX, |next| next.start),
+                epoch: entry.epoch,
+                start_offset: entry.start,
+            })
+            .collect();
+        EpochEntryCache {
+            broker_id: id,
+            broker_name: name.to_owned(),
+            cluster_name: cluster.to_owned(),
+            epoch_list,
+            max_offset,
+        }
+    }
 }

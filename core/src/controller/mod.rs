@@ -674,6 +674,23 @@ mod tests {
     }
 
     #[test]
+    fn a_brokers_epochs_are_reported_as_rocketmq_writes_them() {
+        let mut epochs = crate::ha::epoch::EpochCache::default();
+        epochs.append(1, 0).unwrap();
+        epochs.append(3, 4096).unwrap();
+        let body = body::EpochEntryCache::of("DefaultCluster", "broker-a", 2, &epochs, 5000);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            concat!(
+                r#"{"brokerId":2,"brokerName":"broker-a","clusterName":"DefaultCluster","#,
+                r#""epochList":[{"endOffset":4096,"epoch":1,"startOffset":0},"#,
+                r#"{"endOffset":9223372036854775807,"epoch":3,"startOffset":4096}],"#,
+                r#""maxOffset":5000}"#
+            )
+        );
+    }
+
+    #[test]
     fn bodies_are_written_as_fastjson_writes_them() {
         let mut r = registered(2);
         let mut l = Liveness::default();
