@@ -696,3 +696,40 @@ fn a_controller_mode_restart_keeps_unconfirmed_records_unseen_and_in_place() {
         store.check_invariants();
     }
 }
+
+/// Cleanup that deletes a commit-log file also drops the epochs that ended in it, from the
+/// cache and from the epoch file; the epoch the new first file begins in stays.
+#[test]
+fn deleting_expired_files_prunes_the_epochs_that_ended_in_them() {
+    let disk = SimDisk::new(53, 1 << 30, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let mut config = config(root);
+    config.file_reserved_hours = 1;
+    config.delete_when = vec![];
+    config.delete_files_batch_max = 2;
+    let (store, _) = Store::open(Arc::new(disk.clone()), config.clone()).unwrap();
+    let file = config.commit_log_file_bytes;
+    // Epoch 1 fills the first file; epoch 2 starts in the second and runs into the third;
+    // epoch 3 starts after.
+    let mut epoch = 1;
+    for i in 0..60 {
+        let end = store.written_offset();
+        if (epoch == 1 && end > file) || (epoch == 2 && end > 2 * file + 1000) {
+            epoch += 1;
+        }
+        store.append(&input("T", 0, &vec![b'x'; 1500], b""), i * 1000, epoch).unwrap();
+        common::flush_and_dispatch(&store);
+    }
+    let starts = |store: &Store| store.epochs().iter().map(|e| e.epoch).collect::<Vec<_>>();
+    assert_eq!(starts(&store), [1, 2, 3]);
+    assert_eq!(store.clean(10 * 3_600_000, true).unwrap(), 2, "two files go");
+    let min = store.min_physical_offset();
+    assert_eq!(min, 2 * file);
+    assert_eq!(starts(&store), [2, 3], "epoch 1 ended in the deleted files; 2 runs past them");
+    store.check_invariants();
+    drop(store);
+    let (store, _) = Store::open(Arc::new(disk.clone()), config).unwrap();
+    assert_eq!(starts(&store), [2, 3], "the epoch file was pruned too");
+    let text = String::from_utf8(disk.image(&root.join("epochFileCheckpoint")).unwrap()).unwrap();
+    assert!(!text.lines().any(|l| l.starts_with("1-")), "{text}");
+}

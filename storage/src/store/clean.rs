@@ -44,7 +44,8 @@ impl Store {
     }
 
     /// Deletes up to `deleteFileBatchMax` of the oldest commit-log files that are
-    /// expired (or, forced, any), never the newest nor one not yet flushed and dispatched.
+    /// expired (or, forced, any), never the newest nor one not yet flushed and dispatched,
+    /// and the epochs that ended in them.
     pub(super) fn delete_expired(&self, now: i64, force: bool) -> Result<usize, StoreError> {
         let reserved_ms = self.config.file_reserved_hours as i64 * 3_600_000;
         let safe_end = self.flushed_offset().min(self.dispatched_offset());
@@ -68,6 +69,13 @@ impl Store {
             writer.segments.remove_first(self.disk.as_ref(), expired)?;
             let files: Arc<[Segment]> = writer.segments.files().to_vec().into();
             *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+            // The epochs whose records all went go too (a crash before this is pruned at open).
+            let mut epochs = writer.epochs.clone();
+            epochs.truncate_prefix(self.min_physical_offset() as i64);
+            if epochs != writer.epochs {
+                epochs::save(self.disk.as_ref(), &self.config.root, &epochs)?;
+                writer.epochs = epochs;
+            }
             tracing::info!(
                 files = expired,
                 min_offset = self.min_physical_offset(),
