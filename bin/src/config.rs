@@ -60,6 +60,11 @@ impl Properties {
         Ok(())
     }
 
+    /// The names of the properties no `apply` consumed yet.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Properties no `apply` consumed: logged, as RocketMQ ignores unknown names too.
     pub fn warn_unused(&self, what: &str) {
         for key in self.0.keys() {

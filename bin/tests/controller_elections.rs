@@ -380,3 +380,71 @@ async fn refusals(client: &RemotingClient, controllers: &[String]) {
         leader_call(client, controllers, request::CONTROLLER_GET_NEXT_BROKER_ID, &ask).await;
     assert_eq!(reply.header::<GetNextBrokerIdResponseHeader>().unwrap().next_broker_id, 3);
 }
+
+/// UPDATE_CONTROLLER_CONFIG to `addr` with properties `text`.
+async fn update_config(client: &RemotingClient, addr: &str, text: &str) -> RemotingCommand {
+    let request = RemotingCommand::request(request::UPDATE_CONTROLLER_CONFIG)
+        .with_body(text.as_bytes().to_vec());
+    client.invoke(addr, request, Duration::from_secs(3)).await.unwrap()
+}
+
+/// GET_CONTROLLER_CONFIG's text from `addr`.
+async fn config_text(client: &RemotingClient, addr: &str) -> String {
+    let request = RemotingCommand::request(request::GET_CONTROLLER_CONFIG);
+    let reply = client.invoke(addr, request, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(reply.code, response::SUCCESS);
+    String::from_utf8(reply.body_bytes().to_vec()).unwrap()
+}
+
+/// An admin reads each controller's properties and turns on unclean elections at run time
+/// (UPDATE_CONTROLLER_CONFIG to each); a request naming a black-listed key, a key read at
+/// start only or a bad value changes nothing. With the master gone and the only live broker
+/// outside the set, no master is elected until the change, and that broker is after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_turns_on_unclean_elections_while_the_controllers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = controllers::peers(3);
+    let mut handles = Vec::new();
+    for n in 0..3 {
+        handles.push(controllers::start(dir.path(), &peers, n).await);
+    }
+    let controllers: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let mut first = Broker::start(&client, &controllers).await;
+    let mut second = Broker::start(&client, &controllers).await;
+    first.heartbeat(&controllers, 100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = elect(&client, &controllers, first.id, false).await;
+    assert!([response::SUCCESS, code::MASTER_STILL_EXIST].contains(&reply.code), "{reply:?}");
+    assert_eq!(wait_epoch(&client, &controllers, 1).await.0, Some(first.id));
+    second.heartbeat(&controllers, 50);
+    first.heartbeats = None;
+    let (master, _, set) = wait_epoch(&client, &controllers, 2).await;
+    assert_eq!((master, set.sync_state_set), (None, BTreeSet::from([first.id])));
+    let reply = elect(&client, &controllers, second.id, false).await;
+    assert_eq!(reply.code, code::ELECT_MASTER_FAILED, "{reply:?}");
+
+    for addr in &controllers {
+        let text = config_text(&client, addr).await;
+        assert!(text.contains("enableElectUncleanMaster=false\n"), "{text}");
+        assert!(text.contains(&format!("controllerDLegerPeers={}-{}", peers[0].0, peers[0].1)));
+        let reply = update_config(&client, addr, "configStorePath=/elsewhere").await;
+        assert_eq!(reply.code, response::NO_PERMISSION);
+        let both = "enableElectUncleanMaster=true\ntickInterval=10\n";
+        let reply = update_config(&client, addr, both).await;
+        assert_eq!(reply.code, response::INVALID_PARAMETER);
+        assert!(reply.remark.unwrap().contains("tickInterval is read at start only"));
+        let reply = update_config(&client, addr, "scanNotActiveBrokerInterval=soon").await;
+        assert_eq!(reply.code, response::INVALID_PARAMETER);
+        let text = config_text(&client, addr).await;
+        assert!(text.contains("enableElectUncleanMaster=false\n"), "nothing taken: {text}");
+        let reply = update_config(&client, addr, "enableElectUncleanMaster=true").await;
+        assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+        assert!(config_text(&client, addr).await.contains("enableElectUncleanMaster=true\n"));
+    }
+    // The leader's next scan, or this request, elects the broker outside the set.
+    let reply = elect(&client, &controllers, second.id, false).await;
+    assert!([response::SUCCESS, code::MASTER_STILL_EXIST].contains(&reply.code), "{reply:?}");
+    let (master, _, set) = wait_epoch(&client, &controllers, 3).await;
+    assert_eq!((master, set.sync_state_set), (Some(second.id), BTreeSet::from([second.id])));
+}

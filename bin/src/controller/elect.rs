@@ -47,7 +47,7 @@ async fn elect(
     let members = replicas.group(group).map(|g| BrokerMemberGroup::of(group, g));
     let (event, answer) = {
         let liveness = controller.liveness();
-        let unclean = controller.config.elect_unclean_master;
+        let unclean = controller.settings().elect_unclean_master;
         replicas.elect(group, trigger, &liveness, now_millis(), unclean)
     };
     if let Some(event) = event {
@@ -72,7 +72,7 @@ async fn elect(
             .with_header(&header)
             .with_body(to_json(&body, JsonStyle::Fastjson)));
     }
-    if controller.config.notify_broker_role_changed {
+    if controller.settings().notify_broker_role_changed {
         notify(controller, &members, &elected);
     }
     let body = ElectMasterResponseBody {
@@ -143,8 +143,8 @@ pub(super) async fn alter(
 /// Every `scanNotActiveBrokerInterval`: forget brokers whose heartbeats stopped and, on the
 /// leader, elect anew in each group whose master is gone while another broker lives.
 pub(super) async fn scan_loop(controller: Arc<Controller>, stop: Flag) {
-    let every = Duration::from_millis(controller.config.scan_not_active_broker_ms.max(1));
     loop {
+        let every = Duration::from_millis(controller.settings().scan_not_active_broker_ms.max(1));
         tokio::select! {
             biased;
             _ = stop.wait() => return,

@@ -17,6 +17,7 @@
 mod broker_id;
 mod brokers;
 mod elect;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -198,6 +199,8 @@ pub struct Controller {
     /// Which brokers heartbeat to this controller: each controller keeps its own, since
     /// brokers heartbeat to all of them, and only the leader acts on it.
     liveness: std::sync::Mutex<Liveness>,
+    /// What an admin may change while it runs (UPDATE_CONTROLLER_CONFIG).
+    settings: std::sync::Mutex<settings::Settings>,
 }
 
 struct Inner {
@@ -232,6 +235,10 @@ async fn answer(
 }
 
 impl Controller {
+    fn settings(&self) -> settings::Settings {
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn state_path(&self) -> PathBuf {
         self.config.store_path.join("raft-state")
     }
@@ -516,6 +523,10 @@ impl RequestHandler for Handler {
             request::CONTROLLER_GET_METADATA_INFO => {
                 Handled::Later(Box::pin(controller.metadata()))
             }
+            request::GET_CONTROLLER_CONFIG => Handled::Now(settings::get(&controller)),
+            request::UPDATE_CONTROLLER_CONFIG => {
+                Handled::Now(settings::update(&controller, &request))
+            }
             request::BROKER_HEARTBEAT => Handled::Now(
                 brokers::heartbeat(&controller, &request).unwrap_or_else(RemotingCommand::from),
             ),
@@ -599,6 +610,7 @@ pub async fn start(
         pending_reads: std::sync::Mutex::default(),
         next_read: std::sync::atomic::AtomicU64::new(1),
         liveness: std::sync::Mutex::default(),
+        settings: std::sync::Mutex::new(settings::Settings::of(&config)),
         config,
     });
     let stop = SetOnDrop::new();
