@@ -2,7 +2,8 @@
 //! a NameServer, and one broker group of three brokers in controller mode (nodes `broker-a`,
 //! `broker-b`, `broker-c` at 10.0.1.1-3, all of group `broker-a`, SYNC_FLUSH,
 //! `allAckInSyncStateSet`), with a producer sending through the Rust SDK, which finds the
-//! master through the NameServer. The faults come from a swarm [`FaultPlan`] with more and
+//! master through the NameServer, and a push consumer of the SDK reading the topic
+//! throughout. The faults come from a swarm [`FaultPlan`] with more and
 //! longer outages than the default, each striking a broker, a controller, the master of the
 //! moment or the controller leader of the moment: power losses (the disk keeps, drops or tears
 //! each unsynced write), partitions (half of a controller's cut it off from the other
@@ -22,7 +23,10 @@
 //! - the replicas converge byte for byte (`logs match`), with the same epochs;
 //! - the controllers' logs agree and every master after the first came from the sync-state
 //!   set of its time (`elected from the set`, read from their disks);
-//! - within [`SETTLE`] of the faults' end a master takes a send (`a master serves`).
+//! - within [`SETTLE`] of the faults' end a master takes a send (`a master serves`);
+//! - what the consumer read during the faults is what the final logs hold at those places
+//!   (`one_message_per_place`, `intact`), and it reads every acknowledged message within
+//!   [`LIVENESS`] of the faults' end (`live(consumer)`).
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario failover`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -36,6 +40,9 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
 use petrel::broker::{Broker, BrokerConfig};
+use petrel_client::{
+    ConsumeFrom, ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage,
+};
 use petrel_storage::Store;
 
 use crate::checkers::{self, Verdict};
@@ -54,6 +61,27 @@ const BODY_BYTES: usize = 200;
 const CONVERGENCE: Duration = Duration::from_secs(120);
 /// How long after the faults a master must take a send.
 const SETTLE: Duration = Duration::from_secs(30);
+/// How long after the faults the consumer must have read every acknowledged message.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+/// A push consumer of the topic, from its first message, recording what it reads.
+async fn consume(history: History) {
+    let config = PushConsumerConfig {
+        namesrv_addrs: vec![crate::cluster::NAMESRV.into()],
+        group: "SimFailoverGroup".into(),
+        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
+        consume_from: ConsumeFrom::First,
+        rebalance_interval: Duration::from_secs(1),
+        commit_interval: Duration::from_millis(500),
+        ..PushConsumerConfig::default()
+    };
+    let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
+        history.record(clients::received("consumer", message));
+        ConsumeResult::Success
+    })
+    .unwrap();
+    std::future::pending::<()>().await;
+}
 
 fn tune(_i: usize, config: &mut BrokerConfig) {
     // One file holds the whole run's log (see the module documentation).
@@ -88,6 +116,8 @@ pub async fn run() -> String {
     let history = History::default();
     let cluster =
         Cluster::builder().brokers(3).tune_each(tune).disk_faults(schedule.disk).build(&history);
+    let consuming = history.clone();
+    let _consumer = cluster.process("consumer", move || consume(consuming.clone()));
     let done = Arc::new(AtomicBool::new(false));
     let (producing, finished) = (history.clone(), done.clone());
     let produced = cluster.client("producer").spawn(async move {
@@ -106,6 +136,7 @@ pub async fn run() -> String {
     cluster.heal();
     let serves = a_master_serves(&cluster).await;
     let acked_by = produced.await.unwrap();
+    history.settle(Some("consumer"), LIVENESS).await;
     let stores = converged(&cluster).await;
     cluster.check_invariants();
     let mut read = history.entries();
@@ -123,6 +154,7 @@ pub async fn run() -> String {
         checkers::intact(&read),
     ];
     verdicts.extend((0..3).map(|i| checkers::durable(&read, Some(&format!("replica-{i}")))));
+    verdicts.push(checkers::live(&history.entries(), Some("consumer"), LIVENESS));
     checkers::conclude(&verdicts);
     let epochs = stores[0].epochs().len();
     let crashes: u64 = cluster.brokers.iter().map(|b| b.disk.stats().crashes).sum::<u64>()
