@@ -340,6 +340,14 @@ impl Cluster {
         self.handle.restart(node.id());
     }
 
+    /// Every node of the cluster: the NameServer, the brokers, the clients.
+    pub fn nodes(&self) -> Vec<madsim::task::NodeId> {
+        let mut nodes = vec![self.namesrv.id()];
+        nodes.extend(self.brokers.iter().map(|b| b.node.id()));
+        nodes.extend(self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
+        nodes
+    }
+
     /// Every broker's `ip:port`.
     pub fn broker_addrs(&self) -> Vec<String> {
         self.brokers.iter().map(|b| b.addr.clone()).collect()

@@ -5,7 +5,8 @@
 //! master through the NameServer, and a push consumer of the SDK reading the topic
 //! throughout. The faults come from a swarm [`FaultPlan`] with more and
 //! longer outages than the default, each striking a broker, a controller, the master of the
-//! moment or the controller leader of the moment: power losses (the disk keeps, drops or tears
+//! moment, the controller leader of the moment, or both of those together (a partition then
+//! cuts the two off from every other node, as one side): power losses (the disk keeps, drops or tears
 //! each unsynced write), partitions (half of a controller's cut it off from the other
 //! controllers only), one-way cuts, latency, disk faults.
 //!
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
@@ -48,7 +50,7 @@ use petrel_storage::Store;
 use crate::checkers::{self, Verdict};
 use crate::cluster::Cluster;
 use crate::controllers::{ControllerNode, CONTROLLERS};
-use crate::faults::{FaultPlan, Schedule};
+use crate::faults::{Fault, FaultKind, FaultPlan, Schedule};
 use crate::history::{Entry, Event, History};
 use crate::{clients, report, stores, workload};
 
@@ -104,11 +106,11 @@ pub async fn run() -> String {
     let handle = Handle::current();
     let schedule = FaultPlan::failover().schedule(MESSAGES);
     let targets: Vec<usize> =
-        schedule.faults.iter().map(|_| thread_rng().gen_range(0..8)).collect();
+        schedule.faults.iter().map(|_| thread_rng().gen_range(0..9)).collect();
     report::note(format!("fault schedule (a step is a send):\n{schedule}"));
     report::note(format!(
         "targets, in order (0-2 brokers, 3-5 controllers, 6 the master of the moment, 7 the \
-         controller leader of the moment): {targets:?}"
+         controller leader of the moment, 8 both): {targets:?}"
     ));
     schedule.apply_latency();
     let controllers: Vec<ControllerNode> =
@@ -183,7 +185,12 @@ async fn play(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_micros(thread_rng().gen_range(0..3_000))).await;
+        if target == 8 && fault.kind == FaultKind::Partition {
+            isolate_together(cluster, controllers, fault).await;
+            continue;
+        }
         let target = match target {
+            8 => master(cluster).unwrap_or(0),
             6 => master(cluster).unwrap_or(0),
             7 => controllers.iter().position(|c| c.leads.load(Ordering::Acquire)).unwrap_or(0) + 3,
             other => other,
@@ -197,6 +204,29 @@ async fn play(
             .map(|(_, c)| c.node.id())
             .collect();
         controllers[target - 3].strike(handle, fault, &peers).await;
+    }
+}
+
+/// The master of the moment and the controller leader of the moment, cut off together from
+/// every other node for the fault's length: the leader keeps the master's heartbeats but
+/// loses its quorum, and the others elect a new leader, which no longer hears the master.
+async fn isolate_together(cluster: &Cluster, controllers: &[ControllerNode], fault: &Fault) {
+    let mut side = vec![cluster.brokers[master(cluster).unwrap_or(0)].node.id()];
+    side.extend(controllers.iter().find(|c| c.leads.load(Ordering::Acquire)).map(|c| c.node.id()));
+    report::note(format!("{side:?} cut off together"));
+    let others: Vec<_> = (cluster.nodes().into_iter())
+        .chain(controllers.iter().map(|c| c.node.id()))
+        .filter(|n| !side.contains(n))
+        .collect();
+    let net = NetSim::current();
+    for (a, b) in side.iter().flat_map(|a| others.iter().map(move |b| (*a, *b))) {
+        net.clog_link(a, b);
+        net.clog_link(b, a);
+    }
+    tokio::time::sleep(fault.down_for).await;
+    for (a, b) in side.iter().flat_map(|a| others.iter().map(move |b| (*a, *b))) {
+        net.unclog_link(a, b);
+        net.unclog_link(b, a);
     }
 }
 
