@@ -27,6 +27,8 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     pub const INVALID_PARAMETER: i32 = 29;
+    /// END_TRANSACTION from a producer past its message's check-immunity time.
+    pub const ILLEGAL_OPERATION: i32 = 604;
 }
 
 /// The name RocketMQ gives `code`, for logs and golden files.
@@ -56,6 +58,7 @@ pub fn response_name(code: i32) -> &'static str {
         SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
         SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
         INVALID_PARAMETER => "INVALID_PARAMETER",
+        ILLEGAL_OPERATION => "ILLEGAL_OPERATION",
         _ => "UNKNOWN",
     }
 }
