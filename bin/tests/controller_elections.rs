@@ -219,11 +219,8 @@ async fn wait_told(broker: &Broker, master: i64, epoch: i32) {
 async fn masters_are_elected_from_the_sync_state_set_across_a_controller_failover() {
     let dir = tempfile::tempdir().unwrap();
     let peers = controllers::peers(3);
-    let mut handles = Vec::new();
-    for n in 0..3 {
-        handles.push(Some(controllers::start(dir.path(), &peers, n).await));
-    }
-    let mut controllers: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    let (handles, mut controllers) = controllers::start_all(dir.path(), &peers).await;
+    let mut handles: Vec<_> = handles.into_iter().map(Some).collect();
     let client = RemotingClient::new(ClientConfig::default(), None);
 
     let mut brokers = Vec::new();
@@ -404,11 +401,7 @@ async fn config_text(client: &RemotingClient, addr: &str) -> String {
 async fn an_admin_turns_on_unclean_elections_while_the_controllers_run() {
     let dir = tempfile::tempdir().unwrap();
     let peers = controllers::peers(3);
-    let mut handles = Vec::new();
-    for n in 0..3 {
-        handles.push(controllers::start(dir.path(), &peers, n).await);
-    }
-    let controllers: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    let (_handles, controllers) = controllers::start_all(dir.path(), &peers).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     let mut first = Broker::start(&client, &controllers).await;
     let mut second = Broker::start(&client, &controllers).await;

@@ -119,17 +119,14 @@ impl Group {
     async fn start(sync_metadata_ms: u64) -> Group {
         let (namesrv_handle, namesrv) = common::namesrv().await;
         let dir = tempfile::tempdir().unwrap();
-        let peers = controllers::peers(3);
-        let mut handles = Vec::new();
-        for n in 0..3 {
-            handles.push(controllers::start(dir.path(), &peers, n).await);
-        }
+        let (handles, controllers) =
+            controllers::start_all(dir.path(), &controllers::peers(3)).await;
         let mut group = Group {
             _namesrv: namesrv_handle,
             namesrv,
             _dir: dir,
             _controllers: handles,
-            controllers: peers.iter().map(|(_, addr)| addr.clone()).collect(),
+            controllers,
             client: RemotingClient::new(ClientConfig::default(), None),
             roots: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
             sync_metadata_ms,

@@ -98,10 +98,10 @@ impl Message {
             put_property(&mut out, "TAGS", tags);
         }
         if !self.keys.is_empty() {
-            put_property(&mut out, "KEYS", &self.keys.join(" "));
+            put_property(&mut out, "KEYS", self.keys.join(" "));
         }
         if self.delay_level > 0 {
-            put_property(&mut out, "DELAY", &self.delay_level.to_string());
+            put_property(&mut out, "DELAY", self.delay_level.to_string());
         }
         put_property(&mut out, "UNIQ_KEY", unique_key);
         for (name, value) in &self.properties {

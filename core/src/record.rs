@@ -528,10 +528,10 @@ pub fn property<'a>(encoded: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Appends `name 0x01 value 0x02` to `out`.
-pub fn put_property(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
+pub fn put_property(out: &mut Vec<u8>, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+    out.extend_from_slice(name.as_ref());
     out.push(NAME_VALUE_SEPARATOR);
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value.as_ref());
     out.push(PROPERTY_SEPARATOR);
 }
 

@@ -7,7 +7,10 @@ use std::ops::Range;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
-use petrel_client::{Message, Producer, ProducerConfig, ReceivedMessage, SendStatus};
+use petrel_client::{
+    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
+    PushConsumerConfig, ReceivedMessage, SendStatus,
+};
 use petrel_core::record::parse_offset_msg_id;
 
 use crate::cluster::NAMESRV;
@@ -29,6 +32,32 @@ pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
         body_hash: body_hash(&message.body),
         stored_wall: message.store_timestamp,
     }
+}
+
+/// A push consumer of `topic` in `group` from the topic's first message, with the settings the
+/// scenarios share (a rebalance every second, commits every 500 ms); a scenario adjusts the
+/// rest.
+pub fn push_config(group: &str, topic: &str) -> PushConsumerConfig {
+    PushConsumerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        group: group.into(),
+        subscriptions: [(topic.to_owned(), "*".into())].into_iter().collect(),
+        consume_from: ConsumeFrom::First,
+        rebalance_interval: Duration::from_secs(1),
+        commit_interval: Duration::from_millis(500),
+        ..PushConsumerConfig::default()
+    }
+}
+
+/// Runs a push consumer with `config` until its node goes, recording each message it reads
+/// as delivered to `name`.
+pub async fn push_consume(name: String, history: History, config: PushConsumerConfig) {
+    let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
+        history.record(received(&name, message));
+        ConsumeResult::Success
+    })
+    .expect("a push consumer with a NameServer starts");
+    std::future::pending::<()>().await;
 }
 
 /// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing

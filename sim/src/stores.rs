@@ -36,7 +36,7 @@ pub fn records_in(store: &Store, from: u64, to: u64) -> Vec<(u64, u64)> {
     let mut at = from;
     while at < to {
         let Some(bytes) = store.message_at(at) else { break };
-        out.extend(id_at(store, at).map(|id| (at, id)));
+        out.extend(id_in(&bytes, at).map(|id| (at, id)));
         at += bytes.len() as u64;
     }
     out
@@ -44,8 +44,12 @@ pub fn records_in(store: &Store, from: u64, to: u64) -> Vec<(u64, u64)> {
 
 /// The id of the workload message whose record starts at `at` in `store`'s log.
 pub fn id_at(store: &Store, at: u64) -> Option<u64> {
-    let bytes = store.message_at(at)?;
-    match scan_record(&bytes, Checks { physical_offset: Some(at as i64), crc: true }) {
+    id_in(&store.message_at(at)?, at)
+}
+
+/// The id of the workload message in `record`, read at `at`.
+fn id_in(record: &[u8], at: u64) -> Option<u64> {
+    match scan_record(record, Checks { physical_offset: Some(at as i64), crc: true }) {
         Scanned::Record(record) => workload::body_id(record.body),
         _ => None,
     }

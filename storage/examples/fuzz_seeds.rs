@@ -120,8 +120,8 @@ fn store_input(seed: u64, scenario: &Scenario) -> Result<Vec<u8>, StoreError> {
         let (topic, queue_id) = QUEUES[i % QUEUES.len()];
         let body = vec![b'a' + (i % 26) as u8; 10 + (i * 37) % 300];
         let mut properties = Vec::new();
-        put_property(&mut properties, "TAGS", &format!("Tag{}", i % 3));
-        put_property(&mut properties, "KEYS", &format!("key-{i}"));
+        put_property(&mut properties, "TAGS", format!("Tag{}", i % 3));
+        put_property(&mut properties, "KEYS", format!("key-{i}"));
         let input = RecordInput {
             topic,
             queue_id,

@@ -166,7 +166,7 @@ impl ModelRun {
             if let Some(tags) = &tags {
                 put_property(&mut props, "TAGS", tags);
             }
-            put_property(&mut props, "KEYS", &format!("k{} shared", self.next_body));
+            put_property(&mut props, "KEYS", format!("k{} shared", self.next_body));
             self.next_body += 1;
             messages.push((body, props));
         }

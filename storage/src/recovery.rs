@@ -3,7 +3,7 @@
 //! The shell reads the checkpoint, the abort flag and every file of the commit log and consume
 //! queues as byte slices (zero-copy maps on a real disk), calls [`plan`], and applies the
 //! returned [`RecoveryPlan`]: zero the commit log past `end`, cut each consume queue, re-dispatch
-//! the records in `[redispatch_from, end)`. Nothing here reads a file, a clock or a global, so the
+//! the records in `[redispatch_from, confirmed)` (`confirmed` is `end` but in controller mode). Nothing here reads a file, a clock or a global, so the
 //! same function is what `fuzz/` feeds with arbitrary bytes.
 
 use std::collections::BTreeMap;

@@ -150,7 +150,7 @@ fn index_survives_read_errors_during_recovery() {
         let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
         for i in 0..30 {
             let mut props = Vec::new();
-            put_property(&mut props, "KEYS", &format!("k{i}"));
+            put_property(&mut props, "KEYS", format!("k{i}"));
             store.append(&input("T", i % 2, b"x", &props), 1_000 + i as i64, 0).unwrap();
         }
         common::flush_and_dispatch(&store);
@@ -172,8 +172,8 @@ fn query_by_key_and_unique_key() {
     let (store, _) = Store::open(Arc::new(FsDisk), config(dir.path())).unwrap();
     for i in 0..40 {
         let mut props = Vec::new();
-        put_property(&mut props, "KEYS", &format!("order-{} customer-{}", i, i % 4));
-        put_property(&mut props, "UNIQ_KEY", &format!("7F0000010001{i:020X}"));
+        put_property(&mut props, "KEYS", format!("order-{} customer-{}", i, i % 4));
+        put_property(&mut props, "UNIQ_KEY", format!("7F0000010001{i:020X}"));
         store
             .append(&input("TopicTest", 0, &body(i), &props), 10_000 + i as i64 * 1_000, 0)
             .unwrap();

@@ -42,6 +42,18 @@ pub async fn start(
     controller::start(config, Arc::new(FsDisk)).await.unwrap()
 }
 
+/// Every controller of `peers`, their raft state under `dir`, and their addresses.
+pub async fn start_all(
+    dir: &std::path::Path,
+    peers: &[(String, String)],
+) -> (Vec<ControllerHandle>, Vec<String>) {
+    let mut handles = Vec::new();
+    for n in 0..peers.len() {
+        handles.push(start(dir, peers, n).await);
+    }
+    (handles, peers.iter().map(|(_, addr)| addr.clone()).collect())
+}
+
 /// Sends to each controller in turn until one that leads answers (up to 10 s).
 pub async fn leader_call<H: petrel_net::codec::header::CommandHeader>(
     client: &RemotingClient,

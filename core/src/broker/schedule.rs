@@ -141,16 +141,9 @@ pub fn restore(encoded: &[u8]) -> Option<(String, i32, Vec<u8>)> {
             b"REAL_QID" => queue_id = std::str::from_utf8(value).ok()?.parse::<i32>().ok(),
             _ => {}
         }
-        push_raw(&mut out, name, value);
+        put_property(&mut out, name, value);
     }
     Some((topic?, queue_id.unwrap_or(0), out))
-}
-
-fn push_raw(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.push(crate::record::NAME_VALUE_SEPARATOR);
-    out.extend_from_slice(value);
-    out.push(crate::record::PROPERTY_SEPARATOR);
 }
 
 /// The properties of a message redirected to the schedule topic: the original ones with
@@ -159,12 +152,12 @@ pub fn redirect(encoded: &[u8], real_topic: &str, real_queue_id: i32, level: i32
     let mut out = Vec::with_capacity(encoded.len() + 64);
     for (name, value) in properties(encoded) {
         if !matches!(name, b"REAL_TOPIC" | b"REAL_QID" | b"DELAY") {
-            push_raw(&mut out, name, value);
+            put_property(&mut out, name, value);
         }
     }
     put_property(&mut out, "REAL_TOPIC", real_topic);
-    put_property(&mut out, "REAL_QID", &real_queue_id.to_string());
-    put_property(&mut out, "DELAY", &level.to_string());
+    put_property(&mut out, "REAL_QID", real_queue_id.to_string());
+    put_property(&mut out, "DELAY", level.to_string());
     out
 }
 

@@ -504,7 +504,7 @@ fn broker_adds(sent: &[u8], cluster: &str, unique_key: impl FnOnce() -> String) 
         put_property(&mut out, property::CLUSTER, cluster);
     }
     if !has(property::UNIQ_KEY) {
-        put_property(&mut out, property::UNIQ_KEY, &unique_key());
+        put_property(&mut out, property::UNIQ_KEY, unique_key());
     }
     out
 }
@@ -521,10 +521,7 @@ fn retry_properties(sent: &[u8], origin_topic: &str, origin_id: &str) -> Vec<u8>
             b"WAIT" | b"DELAY" => continue,
             _ => {}
         }
-        out.extend_from_slice(name);
-        out.push(record::NAME_VALUE_SEPARATOR);
-        out.extend_from_slice(value);
-        out.push(PROPERTY_SEPARATOR);
+        put_property(&mut out, name, value);
     }
     if !has_retry_topic {
         put_property(&mut out, property::RETRY_TOPIC, origin_topic);

@@ -40,13 +40,13 @@ pub fn half_properties(sent: &[u8], real_topic: &str, real_queue_id: i32) -> Vec
             b"UNIQ_KEY" => unique_key = Some(value),
             _ => {}
         }
-        push(&mut out, name, value);
+        put_property(&mut out, name, value);
     }
     if let Some(key) = unique_key.filter(|k| !k.is_empty()) {
-        push(&mut out, b"__transactionId__", key);
+        put_property(&mut out, "__transactionId__", key);
     }
     put_property(&mut out, "REAL_TOPIC", real_topic);
-    put_property(&mut out, "REAL_QID", &real_queue_id.to_string());
+    put_property(&mut out, "REAL_QID", real_queue_id.to_string());
     out
 }
 
@@ -54,13 +54,6 @@ pub fn half_properties(sent: &[u8], real_topic: &str, real_queue_id: i32) -> Vec
 /// half queue gives it a unit.
 pub fn half_sys_flag(sent: i32) -> i32 {
     sent & !sys_flag::TRANSACTION_MASK
-}
-
-fn push(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.push(crate::record::NAME_VALUE_SEPARATOR);
-    out.extend_from_slice(value);
-    out.push(crate::record::PROPERTY_SEPARATOR);
 }
 
 /// What END_TRANSACTION asks (`EndTransactionRequestHeader`).
@@ -207,7 +200,7 @@ fn committed(half: &HalfView<'_>) -> Result<Committed, Refusal> {
     let mut properties_out = Vec::with_capacity(half.properties.len());
     for (name, value) in properties(half.properties) {
         if !matches!(name, b"REAL_TOPIC" | b"REAL_QID" | b"TRAN_MSG") {
-            push(&mut properties_out, name, value);
+            put_property(&mut properties_out, name, value);
         }
     }
     Ok(Committed {

@@ -23,14 +23,12 @@ use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
 use crate::clients;
-use crate::cluster::{Cluster, NAMESRV};
+use crate::cluster::Cluster;
 use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History, Place};
 use crate::report;
 use madsim::runtime::Handle;
-use petrel_client::{
-    ConsumeFrom, ConsumeResult, MessageModel, PushConsumer, PushConsumerConfig, ReceivedMessage,
-};
+use petrel_client::{MessageModel, PushConsumerConfig};
 
 const TOPIC: &str = "SimBroadcast";
 const MESSAGES: u64 = 200;
@@ -44,24 +42,14 @@ const LIVENESS: Duration = Duration::from_secs(60);
 
 async fn member(dir: PathBuf, instance: String, history: History) {
     let config = PushConsumerConfig {
-        namesrv_addrs: vec![NAMESRV.into()],
-        group: "SimEveryone".into(),
-        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
-        consume_from: ConsumeFrom::First,
         message_model: MessageModel::Broadcasting,
         local_offsets_dir: dir,
         instance_name: instance.clone(),
-        rebalance_interval: Duration::from_secs(1),
         commit_interval: COMMIT_INTERVAL,
         hold: Duration::from_millis(500),
-        ..PushConsumerConfig::default()
+        ..clients::push_config("SimEveryone", TOPIC)
     };
-    let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
-        history.record(clients::received(&instance, message));
-        ConsumeResult::Success
-    })
-    .unwrap();
-    std::future::pending::<()>().await;
+    clients::push_consume(instance, history, config).await;
 }
 
 /// One run; a summary of what happened.

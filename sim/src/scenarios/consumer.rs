@@ -19,14 +19,12 @@ use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
 use crate::clients;
-use crate::cluster::{Cluster, NAMESRV};
+use crate::cluster::Cluster;
 use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History, Place};
 use crate::report;
 use madsim::rand::{thread_rng, Rng};
-use petrel_client::{
-    ConsumeFrom, ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage,
-};
+use petrel_client::PushConsumerConfig;
 use petrel_core::client::allocate::Strategy;
 
 const TOPIC: &str = "SimConsumed";
@@ -40,21 +38,10 @@ const LIVENESS: Duration = Duration::from_secs(60);
 async fn member(name: String, history: History, strategy: Strategy) {
     let config = PushConsumerConfig {
         strategy,
-        namesrv_addrs: vec![NAMESRV.into()],
-        group: "SimGroup".into(),
-        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
-        consume_from: ConsumeFrom::First,
-        rebalance_interval: Duration::from_secs(1),
-        commit_interval: Duration::from_millis(500),
         hold: Duration::from_millis(500),
-        ..PushConsumerConfig::default()
+        ..clients::push_config("SimGroup", TOPIC)
     };
-    let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
-        history.record(clients::received(&name, message));
-        ConsumeResult::Success
-    })
-    .unwrap();
-    std::future::pending::<()>().await;
+    clients::push_consume(name, history, config).await;
 }
 
 /// One run; a summary of what happened.

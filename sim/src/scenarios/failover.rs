@@ -42,9 +42,6 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
 use petrel::broker::{Broker, BrokerConfig};
-use petrel_client::{
-    ConsumeFrom, ConsumeResult, PushConsumer, PushConsumerConfig, ReceivedMessage,
-};
 use petrel_storage::Store;
 
 use crate::checkers::{self, Verdict};
@@ -68,21 +65,8 @@ const LIVENESS: Duration = Duration::from_secs(60);
 
 /// A push consumer of the topic, from its first message, recording what it reads.
 async fn consume(history: History) {
-    let config = PushConsumerConfig {
-        namesrv_addrs: vec![crate::cluster::NAMESRV.into()],
-        group: "SimFailoverGroup".into(),
-        subscriptions: [(TOPIC.to_owned(), "*".into())].into_iter().collect(),
-        consume_from: ConsumeFrom::First,
-        rebalance_interval: Duration::from_secs(1),
-        commit_interval: Duration::from_millis(500),
-        ..PushConsumerConfig::default()
-    };
-    let _consumer = PushConsumer::start(config, move |message: &ReceivedMessage| {
-        history.record(clients::received("consumer", message));
-        ConsumeResult::Success
-    })
-    .unwrap();
-    std::future::pending::<()>().await;
+    let config = clients::push_config("SimFailoverGroup", TOPIC);
+    clients::push_consume("consumer".into(), history, config).await;
 }
 
 fn tune(_i: usize, config: &mut BrokerConfig) {
