@@ -187,7 +187,7 @@ impl ModelRun {
             })
             .collect();
         let mut starts = Vec::new();
-        let appended = store.append_batch(&inputs, self.now, 0, &mut |at| starts.push(at));
+        let appended = store.append_batch(&inputs, self.now, 0, &mut |at, _| starts.push(at));
         if let Ok(appended) = appended {
             let ends = starts.iter().skip(1).copied().chain([appended.end_offset]);
             let queue = self.model.entry((topic, queue)).or_default();

@@ -293,7 +293,7 @@ impl StoreService {
 
     /// Appends one record: [`StoreService::append_batch`] of one.
     pub fn append(&self, input: &RecordInput<'_>, now: i64) -> Result<Appended, StoreError> {
-        self.append_batch(std::slice::from_ref(input), now, &mut |_| {})
+        self.append_batch(std::slice::from_ref(input), now, &mut |_, _| {})
     }
 
     /// Appends the records of one request as one unit (`Store::append_batch`) and tells the
@@ -303,7 +303,7 @@ impl StoreService {
         &self,
         inputs: &[RecordInput<'_>],
         now: i64,
-        record_offset: &mut dyn FnMut(u64),
+        record_offset: &mut dyn FnMut(u64, i64),
     ) -> Result<Appended, StoreError> {
         let epoch = self.shared.epoch.load(Ordering::Acquire);
         let appended = self.shared.store.append_batch(inputs, now, epoch, record_offset)?;

@@ -270,7 +270,7 @@ fn a_batch_is_one_append_at_consecutive_offsets() {
     let bodies = [body(1), body(2), body(3)];
     let batch: Vec<_> = bodies.iter().map(|b| input("T", 0, b, b"")).collect();
     let mut starts = Vec::new();
-    let appended = store.append_batch(&batch, 2, 0, &mut |at| starts.push(at)).unwrap();
+    let appended = store.append_batch(&batch, 2, 0, &mut |at, _| starts.push(at)).unwrap();
     assert_eq!((appended.queue_offset, appended.count), (1, 3));
     assert_eq!(starts[0], appended.physical_offset);
     assert_eq!(appended.end_offset, appended.physical_offset + u64::from(appended.size));
@@ -289,28 +289,35 @@ fn a_batch_is_one_append_at_consecutive_offsets() {
         .collect();
     assert_eq!(batch_starts, starts);
 
-    let mixed = [input("T", 0, b"a", b""), input("T", 1, b"b", b"")];
-    let error = store.append_batch(&mixed, 4, 0, &mut |_| {}).unwrap_err();
-    assert!(error.to_string().contains("one topic and one queue"), "{error}");
-    // A prepared message takes no queue offset: beside a normal one, the batch's offsets
-    // could not be consecutive.
+    // A unit of several queues (a transaction's commit and its op message): each dispatched
+    // record takes its own queue's next offset; a prepared one takes none.
     let prepared =
         RecordInput { sys_flag: sys_flag::TRANSACTION_PREPARED, ..input("T", 0, b"p", b"") };
-    let error = store.append_batch(&[input("T", 0, b"a", b""), prepared], 4, 0, &mut |_| {});
-    assert!(error.unwrap_err().to_string().contains("one transaction type"));
+    let unit = [input("T", 0, b"a", b""), prepared, input("U", 2, b"b", b"")];
+    let mut unit_starts = Vec::new();
+    let appended =
+        store.append_batch(&unit, 4, 0, &mut |at, queue| unit_starts.push((at, queue))).unwrap();
+    assert_eq!((appended.queue_offset, appended.count), (5, 3));
+    let queue_offsets: Vec<i64> = unit_starts.iter().map(|(_, queue)| *queue).collect();
+    assert_eq!(queue_offsets, [5, 0, 0]);
+    common::flush_and_dispatch(&store);
+    assert_eq!(common::read_queue(&store, "T", 0).len(), 6);
+    let other = common::read_queue(&store, "U", 2);
+    assert_eq!(body_of(&other[0]), b"b");
+    assert_eq!(store.queue_offsets("U", 2), Some((0, 1)));
     let written = store.written_offset();
     let huge = vec![b'h'; 2000];
     let too_big: Vec<_> = (0..9).map(|_| input("T", 0, &huge, b"")).collect();
-    let error = store.append_batch(&too_big, 5, 0, &mut |_| {}).unwrap_err();
+    let error = store.append_batch(&too_big, 5, 0, &mut |_, _| {}).unwrap_err();
     assert!(error.to_string().contains("larger than"), "{error}");
     assert_eq!(store.written_offset(), written, "a refused batch stores nothing");
 
     // A batch whose write fails stores none of it: the next append takes its offsets.
     disk.set_faults(SimDiskFaults { enospc_ratio: 1.0, ..SimDiskFaults::default() });
-    assert!(store.append_batch(&batch, 6, 0, &mut |_| {}).is_err());
+    assert!(store.append_batch(&batch, 6, 0, &mut |_, _| {}).is_err());
     disk.set_faults(SimDiskFaults::default());
     assert_eq!(store.written_offset(), written, "a failed batch stores nothing");
-    assert_eq!(store.append(&input("T", 0, b"next", b""), 7, 0).unwrap().queue_offset, 5);
+    assert_eq!(store.append(&input("T", 0, b"next", b""), 7, 0).unwrap().queue_offset, 6);
     store.check_invariants();
 }
 
@@ -344,7 +351,7 @@ fn a_record_is_stored_with_the_store_host_whatever_the_input_says() {
     let first = store.append(&v6, 1, 0).unwrap();
     assert_eq!(first.end_offset, first.physical_offset + u64::from(first.size));
     let batch = [v6, v6];
-    store.append_batch(&batch, 2, 0, &mut |_| {}).unwrap();
+    store.append_batch(&batch, 2, 0, &mut |_, _| {}).unwrap();
     store.append(&input("T", 0, b"d", b""), 3, 0).unwrap();
     common::flush_and_dispatch(&store);
     let read = common::read_queue(&store, "T", 0);

@@ -213,7 +213,7 @@ fn append_batch(
     let mut offsets = Vec::with_capacity(inputs.len());
     let appended = broker
         .store
-        .append_batch(&inputs, now_millis() as i64, &mut |offset| offsets.push(offset))
+        .append_batch(&inputs, now_millis() as i64, &mut |offset, _| offsets.push(offset))
         .map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(inputs.len() as u64, Ordering::Relaxed);
     let ids: Vec<String> =

@@ -14,21 +14,23 @@ impl Store {
         now: i64,
         epoch: u32,
     ) -> Result<Appended, StoreError> {
-        self.append_batch(std::slice::from_ref(input), now, epoch, &mut |_| {})
+        self.append_batch(std::slice::from_ref(input), now, epoch, &mut |_, _| {})
     }
 
     /// Appends the records of one request as one unit (RocketMQ's batch put): under one lock,
-    /// in one write, into one commit-log file, at consecutive queue offsets of their one
-    /// topic and queue. Either every record is appended or, with an error, none counts as
-    /// stored (bytes a failed write left past the end are overwritten by the next append).
-    /// `record_offset` is called with each record's physical offset, in order; the offsets
-    /// name stored records only if the append returns `Ok`.
+    /// in one write, into one commit-log file; each record dispatched to a consume queue
+    /// takes the next offset of its topic and queue, so a batch of one queue sits at
+    /// consecutive offsets (a transaction's commit and its op message are one unit of two
+    /// queues). Either every record is appended or, with an error, none counts as stored
+    /// (bytes a failed write left past the end are overwritten by the next append).
+    /// `record_offset` is called with each record's physical and queue offsets (0 for one
+    /// without a unit), in order; they name stored records only if the append returns `Ok`.
     pub fn append_batch(
         &self,
         inputs: &[RecordInput<'_>],
         now: i64,
         epoch: u32,
-        record_offset: &mut dyn FnMut(u64),
+        record_offset: &mut dyn FnMut(u64, i64),
     ) -> Result<Appended, StoreError> {
         self.check_running()?;
         self.fatal(self.append_running(inputs, now, epoch, record_offset))
@@ -84,17 +86,8 @@ impl Store {
             let limit_percent = self.config.disk_warning_ratio;
             return Err(StoreError::DiskFull { used_percent, limit_percent });
         }
-        let Some(first) = inputs.first() else {
+        if inputs.is_empty() {
             return Err(StoreError::InvalidBatch("a batch of no messages".into()));
-        };
-        if inputs.iter().any(|i| i.topic != first.topic || i.queue_id != first.queue_id) {
-            let why = "the messages of a batch must share one topic and one queue";
-            return Err(StoreError::InvalidBatch(why.into()));
-        }
-        let dispatched = record::sys_flag::is_dispatched(first.sys_flag);
-        if inputs.iter().any(|i| record::sys_flag::is_dispatched(i.sys_flag) != dispatched) {
-            let why = "the messages of a batch must all be of one transaction type";
-            return Err(StoreError::InvalidBatch(why.into()));
         }
         let mut total = 0u64;
         for input in inputs {
@@ -112,10 +105,9 @@ impl Store {
         inputs: &[RecordInput<'_>],
         now: i64,
         epoch: u32,
-        record_offset: &mut dyn FnMut(u64),
+        record_offset: &mut dyn FnMut(u64, i64),
     ) -> Result<Appended, StoreError> {
         let total = self.checked_batch_len(inputs)?;
-        let first = &inputs[0];
         let mut writer = lock(&self.writer);
         // Checked under the lock: shutdown sets the flag, then takes this lock before flushing.
         if self.closing.load(Ordering::Acquire) {
@@ -131,37 +123,37 @@ impl Store {
         let store_timestamp = now.max(writer.store_timestamp_max);
         let segment = self.place(writer, total)?;
         self.begin_epoch(writer, epoch_number, writer.write_offset)?;
-        let dispatched = record::sys_flag::is_dispatched(first.sys_flag);
-        // Look the topic up by &str first: `entry` would allocate its key on every append.
-        if !writer.queue_next.contains_key(first.topic) {
-            writer.queue_next.insert(first.topic.into(), BTreeMap::new());
-        }
-        let by_id = writer.queue_next.get_mut(first.topic).expect("inserted just above");
-        let next = by_id.entry(first.queue_id).or_insert(0);
-        let queue_offset = if dispatched { *next } else { 0 };
         let physical_offset = writer.write_offset;
-        writer.buffer.clear();
-        for (i, input) in inputs.iter().enumerate() {
-            let properties = stored_properties(input.properties);
-            let input = self.stored(input, &properties);
-            let at = writer.buffer.len() as u64;
-            let place = RecordPlace {
-                queue_offset: if dispatched { queue_offset + i as i64 } else { 0 },
-                physical_offset: (physical_offset + at) as i64,
+        let mut taken = 0;
+        let written = self
+            .encode_unit(
+                writer,
+                inputs,
+                physical_offset,
                 store_timestamp,
-            };
-            encode_record(&input, place, self.config.append_record_crc, &mut writer.buffer)?;
-            record_offset(physical_offset + at);
-        }
-        debug_assert_eq!(writer.buffer.len() as u64, total, "encoded_len is exact");
-        let at = physical_offset - segment.base;
-        segment
-            .file
-            .write_at(at, &writer.buffer)
-            .context(|| "cannot append to the commit log".to_owned())?;
-        if dispatched {
-            *next += inputs.len() as i64;
-        }
+                record_offset,
+                &mut taken,
+            )
+            .and_then(|queue_offset| {
+                debug_assert_eq!(writer.buffer.len() as u64, total, "encoded_len is exact");
+                let at = physical_offset - segment.base;
+                let file = &segment.file;
+                file.write_at(at, &writer.buffer)
+                    .context(|| "cannot append to the commit log".to_owned())
+                    .map(|()| queue_offset)
+            });
+        let queue_offset = match written {
+            Ok(queue_offset) => queue_offset,
+            Err(error) => {
+                // Nothing was stored: the queue offsets taken go back.
+                for input in inputs[..taken].iter().rev() {
+                    if record::sys_flag::is_dispatched(input.sys_flag) {
+                        take_queue_offset(&mut writer.queue_next, input.topic, input.queue_id, -1);
+                    }
+                }
+                return Err(error);
+            }
+        };
         writer.write_offset += total;
         writer.store_timestamp_max = store_timestamp;
         self.written.store(writer.write_offset, Ordering::Release);
@@ -176,6 +168,46 @@ impl Store {
             store_host: self.config.store_host,
             truncations: self.truncations(),
         })
+    }
+
+    /// Encodes `inputs` into the writer's buffer as they will sit at `physical_offset`, each
+    /// dispatched record taking the next offset of its queue (`taken` counts the records
+    /// whose offsets were taken); returns the first dispatched record's queue offset (0 if
+    /// none is dispatched).
+    fn encode_unit(
+        &self,
+        writer: &mut Writer,
+        inputs: &[RecordInput<'_>],
+        physical_offset: u64,
+        store_timestamp: i64,
+        record_offset: &mut dyn FnMut(u64, i64),
+        taken: &mut usize,
+    ) -> Result<i64, StoreError> {
+        let mut first = None;
+        writer.buffer.clear();
+        for input in inputs {
+            let properties = stored_properties(input.properties);
+            let input = self.stored(input, &properties);
+            let at = writer.buffer.len() as u64;
+            let queue_offset = match record::sys_flag::is_dispatched(input.sys_flag) {
+                true => {
+                    let offset =
+                        take_queue_offset(&mut writer.queue_next, input.topic, input.queue_id, 1);
+                    first.get_or_insert(offset);
+                    offset
+                }
+                false => 0,
+            };
+            *taken += 1;
+            let place = RecordPlace {
+                queue_offset,
+                physical_offset: (physical_offset + at) as i64,
+                store_timestamp,
+            };
+            encode_record(&input, place, self.config.append_record_crc, &mut writer.buffer)?;
+            record_offset(physical_offset + at, queue_offset);
+        }
+        Ok(first.unwrap_or(0))
     }
 
     /// Finds room for `len` bytes: in the current file if the record and a blank filler fit,
@@ -227,4 +259,24 @@ pub(super) fn without_property(encoded: &[u8], name: &[u8]) -> Vec<u8> {
         out.push(record::PROPERTY_SEPARATOR);
     }
     out
+}
+
+/// The next queue offset of `topic`'s queue `queue_id`, which then moves by `step`.
+fn take_queue_offset(
+    queue_next: &mut BTreeMap<Box<str>, BTreeMap<i32, i64>>,
+    topic: &str,
+    queue_id: i32,
+    step: i64,
+) -> i64 {
+    // Look the topic up by &str first: `entry` would allocate its key on every append.
+    if !queue_next.contains_key(topic) {
+        queue_next.insert(topic.into(), BTreeMap::new());
+    }
+    let next = queue_next.get_mut(topic).expect("inserted just above").entry(queue_id).or_insert(0);
+    *next += step;
+    if step > 0 {
+        *next - step
+    } else {
+        *next
+    }
 }
