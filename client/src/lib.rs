@@ -5,6 +5,8 @@
 //! - [`pull_consumer`]: the lite pull consumer: assign queues, poll, seek, commit.
 //! - [`push_consumer`]: a consumer group's member: rebalance, long-polling pulls, a bounded
 //!   worker pool, retries through the broker, offsets committed every 5 s and at shutdown.
+//! - [`transaction_producer`]: half messages, the local transaction, commit or rollback, and
+//!   answers to the broker's checks.
 //! - [`local_offsets`]: a broadcasting consumer's offsets file.
 //! - [`raw`]: single requests to one broker, each reporting exactly what happened, for the
 //!   simulator and tests.
@@ -21,12 +23,16 @@ pub mod push_consumer;
 pub mod raw;
 pub mod route;
 pub mod subscription;
+pub mod transaction_producer;
 
 pub use message::{Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};
 pub use subscription::{ExpressionType, Subscription};
+pub use transaction_producer::{
+    LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};
 
 /// NameServer addresses from `NAMESRV_ADDR` (`host:port;host:port`), as RocketMQ's clients
 /// read it.

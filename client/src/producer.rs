@@ -14,6 +14,7 @@ use petrel_core::broker::batch::{encode_batch, BatchItem};
 use petrel_core::broker::clients::{HeartbeatData, ProducerData};
 use petrel_core::client::fault::FaultTable;
 use petrel_core::client::MessageQueue;
+use petrel_core::record::sys_flag;
 use petrel_core::Millis;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{to_json, JsonStyle};
@@ -23,7 +24,7 @@ use petrel_net::headers::broker::{
     UnregisterClientRequestHeader,
 };
 use petrel_net::signal::{Flag, SetOnDrop};
-use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
 use tokio::task::JoinHandle;
 
 use crate::message::{Message, SendResult, SendStatus, BODY_BYTES_MAX};
@@ -122,6 +123,14 @@ impl Producer {
     /// Starts a producer: checks its settings and starts refreshing routes and sending
     /// heartbeats every `refresh_interval`.
     pub fn start(config: ProducerConfig) -> Result<Producer, ClientError> {
+        Producer::start_with(config, None)
+    }
+
+    /// Starts a producer whose connections serve the brokers' requests with `handler`.
+    pub(crate) fn start_with(
+        config: ProducerConfig,
+        handler: Option<Arc<dyn RequestHandler>>,
+    ) -> Result<Producer, ClientError> {
         if config.namesrv_addrs.is_empty() {
             return Err(ClientError::Config(
                 "no NameServer address: set NAMESRV_ADDR or namesrv_addrs".into(),
@@ -129,7 +138,7 @@ impl Producer {
         }
         let started = now_millis();
         let inner = Arc::new(Inner {
-            client: RemotingClient::new(ClientConfig::default(), None),
+            client: RemotingClient::new(ClientConfig::default(), handler),
             client_id: format!("{}@{}#{started}", std::process::id(), config.group),
             routes: Mutex::default(),
             faults: Mutex::default(),
@@ -149,7 +158,13 @@ impl Producer {
 
     /// Sends and waits for the broker's answer, trying other brokers on failure.
     pub async fn send(&self, message: &Message) -> Result<SendResult, ClientError> {
-        self.send_with(message, Target::Any).await
+        self.send_with(message, Target::Any, false).await
+    }
+
+    /// Sends a transaction's half message (TRAN_MSG, PGROUP, sysFlag PREPARED), as
+    /// [`Producer::send`] sends.
+    pub(crate) async fn send_prepared(&self, message: &Message) -> Result<SendResult, ClientError> {
+        self.send_with(message, Target::Any, true).await
     }
 
     /// Sends to the queue `key` hashes to: messages of one key keep their order.
@@ -158,7 +173,7 @@ impl Producer {
         message: &Message,
         key: &str,
     ) -> Result<SendResult, ClientError> {
-        self.send_with(message, Target::Key(key)).await
+        self.send_with(message, Target::Key(key), false).await
     }
 
     /// The topic's writable queues (RocketMQ's `fetchPublishMessageQueues`): a selector of
@@ -173,7 +188,7 @@ impl Producer {
         message: &Message,
         queue: &MessageQueue,
     ) -> Result<SendResult, ClientError> {
-        self.send_with(message, Target::Queue(queue)).await
+        self.send_with(message, Target::Queue(queue), false).await
     }
 
     /// Sends without waiting: the answer comes through the handle.
@@ -190,7 +205,8 @@ impl Producer {
         let addr = master(&route, &queue)?;
         let properties = message.encode_properties(&self.unique_key());
         let body = message.body.clone();
-        let mut request = self.request(message, &queue, request::SEND_MESSAGE_V2, properties, body);
+        let mut request =
+            self.request(message, &queue, request::SEND_MESSAGE_V2, 0, properties, body);
         request.mark_oneway();
         self.inner
             .client
@@ -203,6 +219,7 @@ impl Producer {
         &self,
         message: &Message,
         target: Target<'_>,
+        prepared: bool,
     ) -> Result<SendResult, ClientError> {
         message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
         let mut avoid: Option<String> = None;
@@ -212,9 +229,15 @@ impl Producer {
             let queue = self.pick(&route, &target, avoid.as_deref())?;
             let addr = master(&route, &queue)?;
             let key = self.unique_key();
-            let properties = message.encode_properties(&key);
+            let mut properties = message.encode_properties(&key);
+            if prepared {
+                properties
+                    .push_str(&format!("TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{}\u{2}", self.group()));
+            }
             let body = message.body.clone();
-            let request = self.request(message, &queue, request::SEND_MESSAGE_V2, properties, body);
+            let sys_flag = if prepared { sys_flag::TRANSACTION_PREPARED } else { 0 };
+            let code = request::SEND_MESSAGE_V2;
+            let request = self.request(message, &queue, code, sys_flag, properties, body);
             let started = now_millis();
             let outcome = self.exchange(&addr, request, &queue).await;
             let latency = now_millis().saturating_sub(started);
@@ -279,6 +302,7 @@ impl Producer {
             chunk[0].0,
             &queue,
             request::SEND_BATCH_MESSAGE,
+            0,
             String::new(),
             body.into(),
         );
@@ -316,6 +340,33 @@ impl Producer {
 }
 
 impl Producer {
+    pub(crate) fn group(&self) -> &str {
+        &self.inner.config.group
+    }
+
+    /// A heartbeat to `addr` now, rather than at the next refresh.
+    pub(crate) async fn heartbeat(&self, addr: &str) -> Result<(), ClientError> {
+        heartbeat(&self.inner, addr).await
+    }
+
+    /// The master address of the broker holding `queue`.
+    pub(crate) async fn master_of(&self, queue: &MessageQueue) -> Result<String, ClientError> {
+        master(&self.route(&queue.topic).await?, queue)
+    }
+
+    /// Sends `request` to `addr` and waits for no answer.
+    pub(crate) async fn oneway(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> Result<(), ClientError> {
+        self.inner
+            .client
+            .invoke_oneway(addr, request)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
     /// The topic's route: cached, or asked of the NameServers. A topic they do not know yet is
     /// sent to TBW102's brokers, which create it on the first send (`autoCreateTopicEnable`).
     async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
@@ -390,6 +441,7 @@ impl Producer {
         message: &Message,
         queue: &MessageQueue,
         code: i32,
+        sys_flag: i32,
         properties: String,
         body: bytes::Bytes,
     ) -> RemotingCommand {
@@ -399,7 +451,7 @@ impl Producer {
             default_topic: AUTO_CREATE_TOPIC.to_owned(),
             default_topic_queue_nums: self.inner.config.default_topic_queue_nums,
             queue_id: queue.queue_id,
-            sys_flag: 0,
+            sys_flag,
             born_timestamp: now_millis() as i64,
             flag: message.flag,
             properties: (!properties.is_empty()).then_some(properties),
@@ -519,19 +571,24 @@ async fn refresh(inner: Arc<Inner>, stop: Flag) {
         }
         let masters: std::collections::BTreeSet<String> =
             lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
-        let data = HeartbeatData {
-            client_id: inner.client_id.clone(),
-            producer_data_set: vec![ProducerData { group_name: inner.config.group.clone() }],
-            consumer_data_set: Vec::new(),
-        };
-        let body = Bytes::from(to_json(&data, JsonStyle::Standard));
         for addr in masters {
-            let heartbeat = RemotingCommand::request(request::HEART_BEAT).with_body(body.clone());
-            if let Err(e) = inner.client.invoke(&addr, heartbeat, inner.config.send_timeout).await {
+            if let Err(e) = heartbeat(&inner, &addr).await {
                 tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
             }
         }
     }
+}
+
+/// Tells the broker at `addr` that this client is a producer of its group.
+async fn heartbeat(inner: &Inner, addr: &str) -> Result<(), ClientError> {
+    let data = HeartbeatData {
+        client_id: inner.client_id.clone(),
+        producer_data_set: vec![ProducerData { group_name: inner.config.group.clone() }],
+        consumer_data_set: Vec::new(),
+    };
+    let body = Bytes::from(to_json(&data, JsonStyle::Standard));
+    let request = RemotingCommand::request(request::HEART_BEAT).with_body(body);
+    crate::call(&inner.client, addr, request, inner.config.send_timeout).await.map(|_| ())
 }
 
 /// Whether RocketMQ's producer tries a send again after this broker answer.

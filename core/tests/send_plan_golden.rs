@@ -3,7 +3,7 @@
 //! send_plan_golden` rewrites the expected output; review the diff before committing it.
 //!
 //! Commands (one per case, `key=value` arguments; properties as `NAME:value,NAME:value`):
-//!   reset [perm=] [max_body=] [auto_group=true|false]      the broker: TBW102 and the schedule topic
+//!   reset [perm=] [max_body=] [auto_group=true|false] [slave=] [reject_transaction=]  a new broker
 //!   topic name= queues= [perm=]      group name= [retry_queues=] [retry_max=]
 //!   send topic= [queue=] [props=] [reconsume=] [max=] [sysflag=] [body=] [batch] [default=]
 //!        [default_queues=] [pick=]
@@ -55,6 +55,7 @@ impl Broker {
             delay_levels: DelayLevels::default(),
             auto_create_group: a.get("auto_group").is_none_or(|v| v == "true"),
             slave: a.get("slave").is_some_and(|v| v == "true"),
+            reject_transaction_message: a.get("reject_transaction").is_some_and(|v| v == "true"),
         };
         Broker { topics, groups: SubscriptionGroups::default(), config }
     }

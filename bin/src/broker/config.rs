@@ -84,6 +84,8 @@ pub struct BrokerConfig {
     pub batch_messages_max: usize,
     /// Controller mode (`enableControllerMode` and the rest): `None` outside it.
     pub controller: Option<ControllerModeConfig>,
+    /// Transaction messages (`transactionTimeOut` and the rest).
+    pub transactions: TransactionConfig,
     /// The store's settings (storePathRootDir, flushDiskType, mappedFileSizeCommitLog, ...).
     pub store: StoreConfig,
     /// Transport limits (`serverChannelMaxConnections`, `frameMaxLength`, ...).
@@ -128,6 +130,7 @@ impl Default for BrokerConfig {
             held_pulls_max: 16_384,
             batch_messages_max: 4_096,
             controller: None,
+            transactions: TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),
             server: ServerConfig::default(),
         }
@@ -193,6 +196,39 @@ impl ControllerModeConfig {
         let interval = &mut self.heartbeat_interval_ms;
         props.apply("brokerHeartbeatInterval", interval, "milliseconds")?;
         props.apply("syncBrokerMetadataPeriod", &mut self.sync_metadata_ms, "milliseconds")
+    }
+}
+
+/// Transaction messages' settings (`BrokerConfig`'s, with RocketMQ's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionConfig {
+    /// `rejectTransactionMessage`: refuse prepared sends.
+    pub reject: bool,
+    /// `transactionTimeOut`: a half message younger than this is not checked.
+    pub timeout_ms: u64,
+    /// `transactionCheckInterval`: how often the check service passes over the half queue.
+    pub check_interval_ms: u64,
+    /// `transactionCheckMax`: checks before a half message is discarded.
+    pub check_max: i32,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            reject: false,
+            timeout_ms: 6_000,
+            check_interval_ms: 30_000,
+            check_max: 15,
+        }
+    }
+}
+
+impl TransactionConfig {
+    fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        props.apply("rejectTransactionMessage", &mut self.reject, "true or false")?;
+        props.apply("transactionTimeOut", &mut self.timeout_ms, "milliseconds")?;
+        props.apply("transactionCheckInterval", &mut self.check_interval_ms, "milliseconds")?;
+        props.apply("transactionCheckMax", &mut self.check_max, "a count")
     }
 }
 
@@ -267,6 +303,7 @@ impl BrokerConfig {
         props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
         props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
         props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        self.transactions.apply(props)?;
         let mut controller_mode = false;
         props.apply("enableControllerMode", &mut controller_mode, "true or false")?;
         if controller_mode {

@@ -65,9 +65,9 @@ pub(super) async fn bind(config: &BrokerConfig) -> Result<(Option<TcpListener>, 
     Ok((Some(listener), port))
 }
 
-/// The role's tasks: a master serves its slaves and delivers delayed messages; a slave
-/// follows its master's log and copies its configuration (and re-puts nothing: its log is
-/// its master's).
+/// The role's tasks: a master serves its slaves, delivers delayed messages and checks
+/// transactions; a slave follows its master's log and copies its configuration (and re-puts
+/// nothing: its log is its master's).
 pub(super) fn spawn(
     broker: &Arc<Broker>,
     listener: Option<TcpListener>,
@@ -91,19 +91,24 @@ pub(super) fn spawn(
             tracing::info!(ha_addr = %broker.ha_addr, "listening for slaves");
             vec![
                 tokio::spawn(super::schedule::run(broker.clone(), stop.clone())),
+                tokio::spawn(super::transaction_check::run(broker.clone(), stop.clone())),
                 tokio::spawn(serve_master(broker.clone(), listener, stop.clone())),
             ]
         }
     }
 }
 
-/// Controller mode: delayed messages are delivered by the master only, from each time it
-/// becomes master until its role changes.
+/// Controller mode: delayed messages are delivered, and transactions checked, by the master
+/// only, from each time it becomes master until its role changes.
 async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
     loop {
         let term = broker.term();
         if broker.is_master() {
-            super::schedule::run(broker.clone(), either(&stop, &term)).await;
+            let role = either(&stop, &term);
+            tokio::join!(
+                super::schedule::run(broker.clone(), role.clone()),
+                super::transaction_check::run(broker.clone(), role),
+            );
         } else {
             tokio::select! {
                 biased;

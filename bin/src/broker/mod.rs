@@ -12,6 +12,7 @@ pub mod config;
 mod consumer_send_msg_back;
 mod controller;
 mod delete_topic_in_broker;
+mod end_transaction;
 mod get_all_consumer_offset;
 mod get_all_delay_offset;
 mod get_all_subscriptiongroup_config;
@@ -36,6 +37,8 @@ mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
 mod slave_sync;
+mod transaction_check;
+mod transactions;
 mod unregister_client;
 mod update_and_create_subscriptiongroup;
 mod update_and_create_topic;
@@ -55,6 +58,7 @@ use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
 use petrel_core::broker::subscriptions::SubscriptionGroups;
 use petrel_core::broker::topics::{topic_config, TopicTable};
+use petrel_core::broker::transaction;
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
 use petrel_core::model::{perm, TopicConfig};
 use petrel_net::codec::codes::{request, request_name, response};
@@ -156,6 +160,13 @@ pub struct Broker {
     delays: Mutex<DelayOffsets>,
     /// The delay cursors moved since they were last written.
     delays_dirty: AtomicBool,
+    /// Which half messages were committed or rolled back (`transactions.rs`).
+    transactions: Mutex<transactions::Transactions>,
+    /// Transaction checks sent: the round robin over a group's producers.
+    checks_sent: AtomicUsize,
+    /// Where this run's recovery began reading the commit log: a crash may have torn the
+    /// appends after it.
+    recovered_from: u64,
     server: ServerHandle,
     held_pulls: AtomicUsize,
     /// Wakes the registration task: the topic table changed.
@@ -535,6 +546,7 @@ impl Broker {
             request::QUERY_MESSAGE => query_message::handle,
             request::VIEW_MESSAGE_BY_ID => view_message_by_id::handle,
             request::CONSUMER_SEND_MSG_BACK => consumer_send_msg_back::handle,
+            request::END_TRANSACTION => end_transaction::handle,
             request::UPDATE_AND_CREATE_TOPIC => update_and_create_topic::handle,
             request::DELETE_TOPIC_IN_BROKER => delete_topic_in_broker::handle,
             request::GET_ALL_TOPIC_CONFIG => get_all_topic_config::handle,
@@ -613,6 +625,8 @@ fn system_topics(config: &BrokerConfig) -> Vec<TopicConfig> {
         topic_config(&config.broker_name, 1, perm::INHERIT | rw),
         topic_config("OFFSET_MOVED_EVENT", 1, rw),
         topic_config(SCHEDULE_TOPIC, config.store.delay_levels.count(), rw),
+        topic_config(transaction::HALF_TOPIC, 1, rw),
+        topic_config(transaction::OP_HALF_TOPIC, 1, rw),
         topic_config(&format!("{}_REPLY_TOPIC", config.cluster_name), 1, rw),
     ];
     if config.auto_create_topic {
@@ -710,6 +724,7 @@ fn send_config(config: &BrokerConfig, addr: &str) -> SendConfig {
         auto_create_group: config.auto_create_group,
         // In controller mode the broker starts fenced, taking no writes.
         slave: config.role == BrokerRole::Slave || config.controller.is_some(),
+        reject_transaction_message: config.transactions.reject,
     }
 }
 
@@ -808,6 +823,9 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
         delays: Mutex::new(loaded.delays),
         delays_dirty: AtomicBool::new(false),
+        transactions: Mutex::new(transactions::Transactions::default()),
+        checks_sent: AtomicUsize::new(0),
+        recovered_from: report.plan.redispatch_from,
         server: server.handle(),
         held_pulls: AtomicUsize::new(0),
         register_now: Notify::new(),

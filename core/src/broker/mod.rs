@@ -15,6 +15,7 @@ pub mod send_plan;
 pub mod subscriptions;
 pub mod topics;
 pub mod transaction;
+pub mod transaction_check;
 
 /// A request refused: RocketMQ's response code (`crate::codes::response`) and a remark a
 /// person can act on. Every refusal of the broker's cores and handlers is one of these.

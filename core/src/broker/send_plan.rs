@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use crate::broker::schedule::{redirect, restore, DelayLevels};
 use crate::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroups};
 use crate::broker::topics::{topic_config, TopicTable};
+use crate::broker::transaction;
 use crate::broker::{
     dlq_topic, property, retry_topic, Refusal, DLQ_PREFIX, RETRY_PREFIX, SCHEDULE_TOPIC,
 };
@@ -56,6 +57,8 @@ pub struct SendConfig {
     pub auto_create_group: bool,
     /// `brokerRole=SLAVE`: only the master's log is stored here, nothing a client sends.
     pub slave: bool,
+    /// `rejectTransactionMessage`: transaction messages are refused.
+    pub reject_transaction_message: bool,
 }
 
 /// The broker's tables as the planner reads them.
@@ -137,6 +140,9 @@ enum Edit {
     Delay { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, level: i32 },
     /// A due message back to its real topic: DELAY dropped, nothing added.
     Restored,
+    /// A transaction's half message: the broker's properties, then `REAL_TOPIC`, `REAL_QID`
+    /// and `__transactionId__` (`transaction::half_properties`).
+    Half { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32 },
     /// A retry: RETRY_TOPIC and ORIGIN_MESSAGE_ID kept or set, WAIT=false, and when not dead,
     /// the schedule topic's fields for `level`.
     Retry { origin_topic: String, origin_id: String, delay: Option<(String, i32, i32)> },
@@ -224,6 +230,10 @@ pub fn plan_send(
         dead_letter: false,
         edit: Edit::BrokerAdds { cluster: cluster.clone() },
     };
+    if transaction::is_prepared(request.properties) {
+        to_half_queue(view, request, &mut plan)?;
+        return Ok(plan);
+    }
     if request.batch {
         return Ok(plan);
     }
@@ -276,9 +286,12 @@ fn check_send(
         );
         return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
     }
-    if request.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED {
-        let why = "transaction messages are not supported by this broker yet; send it as a normal message";
-        return Err(Refusal::new(response::NO_PERMISSION, why));
+    let prepared_flag =
+        request.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED;
+    if prepared_flag && !transaction::is_prepared(request.properties) {
+        let why = "sysFlag marks a transaction's half message but property TRAN_MSG is not \
+                   true: send it with TRAN_MSG=true and PGROUP, or as a normal message";
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
     }
     if request.batch && topic.starts_with(RETRY_PREFIX) {
         let why = "batch request does not support retry group topics";
@@ -313,6 +326,39 @@ fn topic_for_send<'v>(
         Ok(config) => Ok((Cow::Owned(config.clone()), Some(config))),
         Err(why) => Err(Refusal::new(response::TOPIC_NOT_EXIST, why)),
     }
+}
+
+/// Sends the plan to the half queue (`SendMessageProcessor`'s prepared branch): one
+/// message, on a broker that takes transactions, with its transaction type cleared so that
+/// the half queue gives it a unit.
+fn to_half_queue(
+    view: &BrokerView<'_>,
+    request: &SendRequest<'_>,
+    plan: &mut SendPlan,
+) -> Result<(), Refusal> {
+    if view.config.reject_transaction_message {
+        let why = format!(
+            "the broker[{}] sending transaction message is forbidden",
+            view.config.broker_addr
+        );
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    if request.batch {
+        let why = "a batch cannot be a transaction message: send each message in its own \
+                   transaction";
+        return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
+    }
+    let Edit::BrokerAdds { cluster } = &plan.edit else {
+        unreachable!("a send is planned with the broker's properties first")
+    };
+    plan.edit = Edit::Half {
+        cluster: cluster.clone(),
+        real_topic: std::mem::replace(&mut plan.topic, transaction::HALF_TOPIC.to_owned()),
+        real_queue_id: plan.queue_id,
+    };
+    plan.queue_id = 0;
+    plan.sys_flag = transaction::half_sys_flag(plan.sys_flag);
+    Ok(())
 }
 
 /// Sends the plan to `group`'s dead-letter topic (one queue, created when missing).
@@ -427,6 +473,14 @@ impl SendPlan {
             assert!(self.queue_id < created.write_queue_nums.max(1), "queue past its topic");
         }
         let delayed = matches!(self.edit, Edit::Delay { .. } | Edit::Retry { delay: Some(_), .. });
+        let half = matches!(self.edit, Edit::Half { .. });
+        assert_eq!(
+            half,
+            self.topic == transaction::HALF_TOPIC,
+            "the half topic holds half messages"
+        );
+        assert!(!half || self.queue_id == 0, "half messages wait in queue 0");
+        assert!(sys_flag::is_dispatched(self.sys_flag) || !half, "a half message has a unit");
         assert!(!delayed || self.topic == SCHEDULE_TOPIC, "a delay waits in the schedule topic");
         if self.dead_letter {
             assert!(self.topic.starts_with(DLQ_PREFIX), "a dead letter goes to %DLQ%");
@@ -442,6 +496,10 @@ impl SendPlan {
             Edit::Delay { cluster, real_topic, real_queue_id, level } => {
                 let added = broker_adds(sent, cluster, unique_key);
                 redirect(&added, real_topic, *real_queue_id, *level)
+            }
+            Edit::Half { cluster, real_topic, real_queue_id } => {
+                let added = broker_adds(sent, cluster, unique_key);
+                transaction::half_properties(&added, real_topic, *real_queue_id)
             }
             Edit::Restored => match restore(sent) {
                 Some((_, _, restored)) => restored,

@@ -1,7 +1,8 @@
 //! Transaction messages' decisions (`docs/transactions.md`): how a prepared send is stored as
 //! a half message, what END_TRANSACTION does with one, and the op messages that record each
-//! resolution. Pure: the shell reads the half message and whether it was resolved already,
-//! and carries out the plan (not wired to the broker yet: issue 17).
+//! resolution, and the index of resolved half messages rebuilt from them. Pure: the shell
+//! reads the half message and asks the index whether it was resolved already, and carries
+//! out the plan (`bin/src/broker/end_transaction.rs`).
 
 use crate::broker::Refusal;
 use crate::codes::response;
@@ -17,6 +18,12 @@ pub const CHECK_MAX_TIME_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 pub const REMOVE_TAG: &str = "d";
 /// The consumer group whose offsets are the check service's progress (`CID_SYS_RMQ_TRANS`).
 pub const SYSTEM_GROUP: &str = "CID_RMQ_SYS_TRANS";
+
+/// The property a check's copy of a half message carries: the queue offset of the first
+/// half message of its transaction (RocketMQ's `TRAN_PREPARED_QUEUE_OFFSET`).
+pub const ORIGIN_PROPERTY: &str = "TRAN_PREPARED_QUEUE_OFFSET";
+/// How many times a half message was checked (RocketMQ's `TRANSACTION_CHECK_TIMES`).
+pub const CHECK_TIMES_PROPERTY: &str = "TRANSACTION_CHECK_TIMES";
 
 /// END_TRANSACTION's `commitOrRollback`: the transaction types of `sysFlag`.
 pub const COMMIT: i32 = sys_flag::TRANSACTION_COMMIT;
@@ -225,6 +232,94 @@ pub fn op_offsets(body: &[u8]) -> Vec<i64> {
         .collect()
 }
 
+/// The queue offset of the first half message of the transaction whose half message at
+/// `queue_offset` has `properties`: its own, unless it is a check's copy.
+pub fn origin(properties: &[u8], queue_offset: i64) -> i64 {
+    property(properties, ORIGIN_PROPERTY.as_bytes())
+        .and_then(|o| std::str::from_utf8(o).ok()?.parse::<i64>().ok())
+        .filter(|o| *o >= 0)
+        .unwrap_or(queue_offset)
+}
+
+/// The half-queue offsets the op resolving the half message at `queue_offset` names: its
+/// own and, for a check's copy, its transaction's first, so that no other copy of the
+/// transaction is checked or resolved again.
+pub fn resolved_offsets(queue_offset: i64, origin: i64) -> Vec<i64> {
+    match origin == queue_offset {
+        true => vec![queue_offset],
+        false => vec![queue_offset, origin],
+    }
+}
+
+/// An op message's properties (`makeOpMessageInner`: a `Message` with tag "d").
+pub fn op_properties() -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    put_property(&mut out, "TAGS", REMOVE_TAG);
+    put_property(&mut out, "WAIT", "true");
+    out
+}
+
+/// The half-queue offsets the op messages name: which transactions were committed or
+/// rolled back. Rebuilt at start from the op queue; each entry is kept while the op that
+/// names it is stored, so that the index forgets with the op queue's deleted files what a
+/// restart would not find either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedIndex {
+    /// Half-queue offset to the op-queue offset of the (first) op naming it.
+    by_half: std::collections::HashMap<i64, i64>,
+    /// Op-queue offset to the half-queue offsets it named first.
+    by_op: std::collections::BTreeMap<i64, Vec<i64>>,
+}
+
+impl ResolvedIndex {
+    /// Notes the op at `op_offset` naming `halves`.
+    pub fn record(&mut self, op_offset: i64, halves: &[i64]) {
+        for half in halves {
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.by_half.entry(*half) {
+                entry.insert(op_offset);
+                self.by_op.entry(op_offset).or_default().push(*half);
+            }
+        }
+    }
+
+    /// Whether the transaction of the half message at `queue_offset`, first stored at
+    /// `origin`, was committed or rolled back.
+    pub fn is_resolved(&self, queue_offset: i64, origin: i64) -> bool {
+        self.by_half.contains_key(&queue_offset) || self.by_half.contains_key(&origin)
+    }
+
+    /// Forgets what the ops before `op_min_offset` (deleted with their files) named.
+    pub fn forget_before(&mut self, op_min_offset: i64) {
+        let kept = self.by_op.split_off(&op_min_offset);
+        for halves in std::mem::replace(&mut self.by_op, kept).into_values() {
+            for half in halves {
+                self.by_half.remove(&half);
+            }
+        }
+    }
+
+    /// How many half-queue offsets the index holds.
+    pub fn len(&self) -> usize {
+        self.by_half.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_half.is_empty()
+    }
+
+    /// The two maps agree: every half offset is listed under the op it points at, once.
+    pub fn check_invariants(&self) {
+        let listed: usize = self.by_op.values().map(Vec::len).sum();
+        assert_eq!(listed, self.by_half.len(), "half offsets listed under ops");
+        for (op, halves) in &self.by_op {
+            assert!(!halves.is_empty(), "op {op} kept with nothing");
+            for half in halves {
+                assert_eq!(self.by_half.get(half), Some(op), "half {half} under op {op}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +456,33 @@ mod tests {
         assert_eq!(op_offsets(b"17"), [17]);
         assert_eq!(op_offsets(b"x,3,,"), [3], "a piece that is not a number is skipped");
         assert!(op_offsets(b"").is_empty());
+    }
+
+    #[test]
+    fn a_copy_names_its_origin_and_the_index_resolves_every_copy() {
+        assert_eq!(origin(&props(&[("TAGS", "a")]), 7), 7);
+        assert_eq!(origin(&props(&[(ORIGIN_PROPERTY, "3")]), 7), 3);
+        assert_eq!(origin(&props(&[(ORIGIN_PROPERTY, "-1")]), 7), 7);
+        assert_eq!(resolved_offsets(7, 7), [7]);
+        assert_eq!(resolved_offsets(9, 3), [9, 3]);
+        let mut index = ResolvedIndex::default();
+        index.record(0, &resolved_offsets(9, 3));
+        index.record(1, &[4]);
+        index.record(2, &[4, 5]);
+        index.check_invariants();
+        assert!(index.is_resolved(3, 3), "the first half message of a resolved copy");
+        assert!(index.is_resolved(12, 3), "a later copy of the same transaction");
+        assert!(!index.is_resolved(6, 6));
+        assert_eq!(index.len(), 4);
+        index.forget_before(2);
+        index.check_invariants();
+        assert!(!index.is_resolved(3, 3) && !index.is_resolved(4, 4));
+        assert!(index.is_resolved(5, 5));
+        assert_eq!(
+            op_properties(),
+            b"TAGS\x01d\x02WAIT\x01true\x02".to_vec(),
+            "RocketMQ's property encoding"
+        );
     }
 
     proptest::proptest! {

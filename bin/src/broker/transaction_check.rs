@@ -1,0 +1,285 @@
+//! The transaction check service's shell (`TransactionalMessageCheckService`): binds the
+//! check core (`petrel_core::broker::transaction_check`) to the store, the clock and the
+//! producers' connections. It runs on a master only, from each time it becomes master; it
+//! first writes the ops a crash tore off their commits (`transactions::repair`).
+//!
+//! A check copies the half message to the end of the half queue with its check count raised
+//! and its transaction's first offset (`TRAN_PREPARED_QUEUE_OFFSET`), then sends
+//! CHECK_TRANSACTION_STATE for the copy, oneway, to a producer of the message's group (round
+//! robin over the group's connections; none connected: the check is counted and the next
+//! pass asks again). The cursor reaches `consumerOffset.json` (group `CID_RMQ_SYS_TRANS`)
+//! only after the commit log holding the copies it passed was flushed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use petrel_core::broker::topics::topic_config;
+use petrel_core::broker::transaction::{
+    self, CHECK_MAX_TIME_TOPIC, CHECK_TIMES_PROPERTY, HALF_TOPIC, OP_HALF_TOPIC, ORIGIN_PROPERTY,
+    SYSTEM_GROUP,
+};
+use petrel_core::broker::transaction_check::{
+    CheckAction, CheckConfig, CheckEvent, CheckService, HalfHead,
+};
+use petrel_core::model::perm;
+use petrel_core::record::{
+    self, encode_record, offset_msg_id, properties, put_property, scan_record, Checks, Record,
+    RecordInput, RecordPlace, Scanned,
+};
+use petrel_net::codec::codes::request;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::CheckTransactionStateRequestHeader;
+use petrel_net::signal::Flag;
+use petrel_storage::{GetStatus, ReadLimits};
+
+use super::{lock, transactions, Broker};
+use crate::clock::now_millis;
+
+/// How long after a failed read or append the service tries again.
+const RETRY_MS: u64 = 1_000;
+
+pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
+    let repaired = transactions::repair(&broker, broker.recovered_from);
+    if repaired > 0 {
+        tracing::warn!(repaired, "ops of committed transactions restored");
+    }
+    let config = CheckConfig {
+        timeout_ms: broker.config.transactions.timeout_ms as i64,
+        interval_ms: broker.config.transactions.check_interval_ms,
+        check_max: broker.config.transactions.check_max,
+        file_reserved_ms: (broker.config.store.file_reserved_hours * 3_600_000) as i64,
+        retry_ms: RETRY_MS,
+    };
+    let cursor = broker.offsets().query(HALF_TOPIC, SYSTEM_GROUP, 0).unwrap_or(0);
+    let mut service = CheckService::new(config, cursor, now_millis());
+    // The half message read last, kept for its check or discard.
+    let mut head: Option<Bytes> = None;
+    loop {
+        while let Some(action) = service.poll_action() {
+            let event = execute(&broker, &mut head, action);
+            service.handle(now_millis(), event);
+            #[cfg(madsim)]
+            service.check_invariants();
+        }
+        let wake = service.poll_timeout().unwrap_or(u64::MAX).saturating_sub(now_millis());
+        tokio::select! {
+            biased;
+            _ = stop.wait() => break,
+            () = tokio::time::sleep(Duration::from_millis(wake.clamp(1, 60_000))) => {}
+        }
+        service.tick(now_millis());
+    }
+}
+
+fn execute(broker: &Broker, head: &mut Option<Bytes>, action: CheckAction) -> CheckEvent {
+    match action {
+        CheckAction::Read { offset } => read(broker, head, offset),
+        CheckAction::Check { offset, check_times } => match head.take() {
+            Some(bytes) => match check(broker, &bytes, check_times) {
+                Ok(()) => CheckEvent::Done { offset },
+                Err(error) => {
+                    tracing::warn!(offset, %error, "half message not checked yet; will retry");
+                    CheckEvent::Failed { offset }
+                }
+            },
+            None => CheckEvent::Failed { offset },
+        },
+        CheckAction::Discard { offset } => match head.take() {
+            Some(bytes) => match discard(broker, &bytes) {
+                Ok(()) => CheckEvent::Done { offset },
+                Err(error) => {
+                    tracing::warn!(offset, %error, "half message not discarded yet; will retry");
+                    CheckEvent::Failed { offset }
+                }
+            },
+            None => CheckEvent::Failed { offset },
+        },
+        CheckAction::Persist { cursor } => CheckEvent::Persisted { written: save(broker, cursor) },
+    }
+}
+
+fn scanned(bytes: &[u8]) -> Option<Record<'_>> {
+    match scan_record(bytes, Checks { physical_offset: None, crc: false }) {
+        Scanned::Record(record) => Some(record),
+        _ => None,
+    }
+}
+
+/// Reads the first half message at or after `offset`, keeping it for its check.
+fn read(broker: &Broker, head: &mut Option<Bytes>, offset: i64) -> CheckEvent {
+    let limits = ReadLimits { messages_max: 1, ..ReadLimits::default() };
+    let got = broker.store().get_messages(HALF_TOPIC, 0, offset as u64, limits, &|_| true);
+    let Some(bytes) = got.messages.into_iter().next() else {
+        return match got.status {
+            GetStatus::ReadFailed => CheckEvent::Failed { offset },
+            _ => CheckEvent::Empty { next: got.next_begin_offset as i64 },
+        };
+    };
+    let Some(record) = scanned(&bytes) else { return CheckEvent::Failed { offset } };
+    let number = |name: &str| {
+        record::property(record.properties, name.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+    };
+    let origin = transaction::origin(record.properties, record.queue_offset);
+    let resolved = broker.transactions().index.is_resolved(record.queue_offset, origin);
+    let event = CheckEvent::Head(HalfHead {
+        offset: record.queue_offset,
+        born_timestamp: record.born_timestamp,
+        store_timestamp: record.store_timestamp,
+        check_times: number(CHECK_TIMES_PROPERTY).unwrap_or(0).clamp(0, i32::MAX as i64) as i32,
+        immunity_ms: number("CHECK_IMMUNITY_TIME_IN_SECONDS").map(|s| s.saturating_mul(1_000)),
+        resolved,
+    });
+    *head = Some(bytes);
+    event
+}
+
+/// The half message's properties for its copy: the check count and the transaction's
+/// first offset set.
+fn copy_properties(half: &Record<'_>, check_times: i32) -> Vec<u8> {
+    let origin = transaction::origin(half.properties, half.queue_offset);
+    let mut out = Vec::with_capacity(half.properties.len() + 64);
+    for (name, value) in properties(half.properties) {
+        if name != CHECK_TIMES_PROPERTY.as_bytes() && name != ORIGIN_PROPERTY.as_bytes() {
+            put_property(&mut out, name, value);
+        }
+    }
+    put_property(&mut out, CHECK_TIMES_PROPERTY, check_times.to_string());
+    put_property(&mut out, ORIGIN_PROPERTY, origin.to_string());
+    out
+}
+
+/// The half message stored again under `topic` and `queue_id` with `properties`.
+fn copy<'a>(
+    broker: &Broker,
+    half: &Record<'a>,
+    topic: &'a str,
+    queue_id: i32,
+    properties: &'a [u8],
+) -> RecordInput<'a> {
+    RecordInput {
+        topic,
+        queue_id,
+        flag: half.flag,
+        sys_flag: half.sys_flag,
+        born_timestamp: half.born_timestamp,
+        born_host: half.born_host,
+        store_host: broker.config.store.store_host,
+        reconsume_times: half.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: half.body,
+        properties,
+    }
+}
+
+/// Copies the half message with its check count and asks a producer of its group.
+fn check(broker: &Broker, bytes: &[u8], check_times: i32) -> Result<(), String> {
+    let half = scanned(bytes).ok_or("the half message read no longer decodes")?;
+    let props = copy_properties(&half, check_times);
+    let input = copy(broker, &half, HALF_TOPIC, 0, &props);
+    let origin = transaction::origin(half.properties, half.queue_offset);
+    let transactions = broker.transactions();
+    if transactions.index.is_resolved(half.queue_offset, origin) {
+        return Ok(());
+    }
+    let mut place = (0, 0);
+    let appended = broker
+        .store
+        .append_batch(&[input], now_millis() as i64, &mut |at, queue| place = (at, queue))
+        .map_err(|e| e.to_string())?;
+    drop(transactions);
+    let group = record::property(half.properties, b"PGROUP").unwrap_or_default();
+    let group = String::from_utf8_lossy(group);
+    let place = RecordPlace {
+        queue_offset: place.1,
+        physical_offset: place.0 as i64,
+        store_timestamp: appended.store_timestamp,
+    };
+    send_check(broker, &group, &half, &input, place);
+    Ok(())
+}
+
+/// Sends CHECK_TRANSACTION_STATE for the copy at `place`: its body the copy as a record in
+/// its real topic and queue (`MessageDecoder.encode`).
+fn send_check(
+    broker: &Broker,
+    group: &str,
+    half: &Record<'_>,
+    copy: &RecordInput<'_>,
+    place: RecordPlace,
+) {
+    let producers = lock(&broker.clients).producer_conns(group);
+    let connection = (0..producers.len().min(3)).find_map(|_| {
+        let pick = broker.checks_sent.fetch_add(1, Ordering::Relaxed) % producers.len();
+        broker.server.connection(producers[pick])
+    });
+    let Some(connection) = connection else {
+        tracing::debug!(group, "no producer of the group is connected: checked next pass");
+        return;
+    };
+    let real_topic = record::property(half.properties, b"REAL_TOPIC")
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or(HALF_TOPIC);
+    let real_queue = record::property(half.properties, b"REAL_QID")
+        .and_then(|q| std::str::from_utf8(q).ok()?.parse().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(copy.body.len() + copy.properties.len() + 128);
+    let shown = RecordInput { topic: real_topic, queue_id: real_queue, ..*copy };
+    if let Err(error) = encode_record(&shown, place, false, &mut body) {
+        tracing::warn!(%error, "a check's message cannot be encoded");
+        return;
+    }
+    let unique = record::property(half.properties, b"UNIQ_KEY")
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    let header = CheckTransactionStateRequestHeader {
+        topic: Some(HALF_TOPIC.to_owned()),
+        tran_state_table_offset: place.queue_offset,
+        commit_log_offset: place.physical_offset,
+        msg_id: unique.clone(),
+        transaction_id: unique,
+        offset_msg_id: Some(offset_msg_id(broker.config.store.store_host, place.physical_offset)),
+    };
+    let mut check = RemotingCommand::request(request::CHECK_TRANSACTION_STATE).with_header(&header);
+    check.ext_fields.insert("bname".into(), broker.config.broker_name.clone());
+    check.body = Bytes::from(body);
+    tokio::spawn(async move {
+        if let Err(e) = connection.invoke_oneway(check).await {
+            tracing::debug!(error = %e, "transaction check not sent");
+        }
+    });
+}
+
+/// Stores the half message in `TRANS_CHECK_MAX_TIME_TOPIC` (created when missing): its
+/// transaction is given up.
+fn discard(broker: &Broker, bytes: &[u8]) -> Result<(), String> {
+    let half = scanned(bytes).ok_or("the half message read no longer decodes")?;
+    let rw = perm::READ | perm::WRITE;
+    if broker.topics().ensure([topic_config(CHECK_MAX_TIME_TOPIC, 1, rw)], now_millis()) {
+        broker.topics_changed();
+    }
+    broker.topics_durable().map_err(|refusal| refusal.remark)?;
+    let input = copy(broker, &half, CHECK_MAX_TIME_TOPIC, 0, half.properties);
+    broker.store.append(&input, now_millis() as i64).map_err(|e| e.to_string())?;
+    tracing::info!(half = half.queue_offset, "transaction checked too often: discarded");
+    Ok(())
+}
+
+/// Flushes the commit log holding the copies the cursor passed, then notes the cursor (and
+/// how far the op queue was read) as `CID_RMQ_SYS_TRANS`'s offsets; whether it did.
+fn save(broker: &Broker, cursor: i64) -> bool {
+    if let Err(error) = broker.store.persist() {
+        tracing::warn!(%error, "check progress not saved: the commit log did not flush");
+        return false;
+    }
+    let ops = broker.transactions().ops_read();
+    let mut offsets = broker.offsets();
+    let moved = offsets.commit(HALF_TOPIC, SYSTEM_GROUP, 0, cursor)
+        | offsets.commit(OP_HALF_TOPIC, SYSTEM_GROUP, 0, ops);
+    drop(offsets);
+    if moved {
+        broker.offsets_dirty.store(true, Ordering::Release);
+    }
+    true
+}

@@ -1,0 +1,188 @@
+//! Transaction messages' shared state (`docs/transactions.md`): the index of resolved half
+//! messages, kept in step with the op queue, and the records END_TRANSACTION and the check
+//! service append.
+//!
+//! The index is read and changed under one lock, held across the append that resolves a
+//! half message: two END_TRANSACTIONs for one transaction, or an END_TRANSACTION and a
+//! check, cannot both act. A commit's record and its op are one append; if a crash tears
+//! that append after the commit record, [`repair`] writes the missing op when this broker
+//! next serves as master, before anything is checked.
+
+use std::sync::MutexGuard;
+
+use petrel_core::broker::transaction::{
+    self, op_body, op_offsets, op_properties, HalfView, ResolvedIndex, HALF_TOPIC, OP_HALF_TOPIC,
+};
+use petrel_core::record::{property, scan_record, sys_flag, Checks, Record, RecordInput, Scanned};
+use petrel_storage::{Appended, ReadLimits, StoreError};
+
+use super::{lock, Broker};
+use crate::clock::now_millis;
+
+/// The index and how far the op queue was read into it.
+#[derive(Debug, Default)]
+pub(super) struct Transactions {
+    pub(super) index: ResolvedIndex,
+    /// The op queue is in the index up to here (ops this broker wrote are added at once).
+    ops_read: i64,
+}
+
+impl Transactions {
+    /// How far the op queue was read (the check service persists it as its op progress).
+    pub(super) fn ops_read(&self) -> i64 {
+        self.ops_read
+    }
+}
+
+impl Broker {
+    /// The index, caught up with the op queue: ops a master replicated to this broker, and
+    /// at start every op the store holds.
+    pub(super) fn transactions(&self) -> MutexGuard<'_, Transactions> {
+        let mut guard = lock(&self.transactions);
+        catch_up(self, &mut guard);
+        guard
+    }
+}
+
+fn catch_up(broker: &Broker, transactions: &mut Transactions) {
+    let Some((min, max)) = broker.store().queue_offsets(OP_HALF_TOPIC, 0) else { return };
+    let (min, max) = (min as i64, max as i64);
+    transactions.index.forget_before(min);
+    transactions.ops_read = transactions.ops_read.max(min);
+    while transactions.ops_read < max {
+        let from = transactions.ops_read as u64;
+        let limits =
+            ReadLimits { messages_max: 1_024, bytes_max: 4 << 20, ..ReadLimits::default() };
+        let got = broker.store().get_messages(OP_HALF_TOPIC, 0, from, limits, &|_| true);
+        for bytes in &got.messages {
+            let Scanned::Record(op) =
+                scan_record(bytes, Checks { physical_offset: None, crc: false })
+            else {
+                continue;
+            };
+            if property(op.properties, b"TAGS") == Some(transaction::REMOVE_TAG.as_bytes()) {
+                transactions.index.record(op.queue_offset, &op_offsets(op.body));
+            }
+        }
+        if got.next_begin_offset <= from {
+            // Unreadable for now (a unit whose write failed): the next caller reads on.
+            break;
+        }
+        transactions.ops_read = got.next_begin_offset as i64;
+    }
+    #[cfg(madsim)]
+    transactions.index.check_invariants();
+}
+
+/// A record read from the half topic, as the transaction core sees it.
+pub(super) fn half_view<'a>(record: &Record<'a>) -> HalfView<'a> {
+    HalfView {
+        topic: record.topic_str(),
+        queue_id: record.queue_id,
+        queue_offset: record.queue_offset,
+        physical_offset: record.physical_offset,
+        sys_flag: record.sys_flag,
+        born_timestamp: record.born_timestamp,
+        properties: record.properties,
+    }
+}
+
+/// The op message naming `offsets`, as the broker writes it (`makeOpMessageInner`).
+pub(super) fn op_record<'a>(
+    broker: &Broker,
+    body: &'a str,
+    properties: &'a [u8],
+    now: i64,
+) -> RecordInput<'a> {
+    let host = broker.config.store.store_host;
+    RecordInput {
+        topic: OP_HALF_TOPIC,
+        queue_id: 0,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: now,
+        born_host: host,
+        store_host: host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body: body.as_bytes(),
+        properties,
+    }
+}
+
+/// Appends `records` (a commit's record, or nothing) followed by the op resolving the half
+/// message at `queue_offset` of transaction `origin`, as one unit, and notes the op in the
+/// index. The caller holds `transactions` from its decision to here.
+pub(super) fn resolve(
+    broker: &Broker,
+    transactions: &mut Transactions,
+    records: &[RecordInput<'_>],
+    queue_offset: i64,
+    origin: i64,
+) -> Result<Appended, StoreError> {
+    let now = now_millis() as i64;
+    let halves = transaction::resolved_offsets(queue_offset, origin);
+    let (body, properties) = (op_body(&halves), op_properties());
+    let mut unit = records.to_vec();
+    unit.push(op_record(broker, &body, &properties, now));
+    let mut op_offset = 0;
+    let appended = broker.store.append_batch(&unit, now, &mut |_, queue| op_offset = queue)?;
+    transactions.index.record(op_offset, &halves);
+    Ok(appended)
+}
+
+/// Writes the op of every commit in the commit log from `from` whose op a crash tore off
+/// (see the module documentation); how many it wrote.
+pub(super) fn repair(broker: &Broker, from: u64) -> usize {
+    let store = broker.store();
+    let file_bytes = broker.config.store.commit_log_file_bytes;
+    let (mut at, end) = (from.max(store.min_physical_offset()), store.written_offset());
+    let mut repaired = 0;
+    while at < end {
+        let Some(bytes) = store.message_at(at) else {
+            // A blank at a file's end (or a record that no longer reads): the next file.
+            at = (at / file_bytes + 1) * file_bytes;
+            continue;
+        };
+        at += bytes.len() as u64;
+        let Scanned::Record(record) =
+            scan_record(&bytes, Checks { physical_offset: None, crc: false })
+        else {
+            continue;
+        };
+        let committed = record.sys_flag & sys_flag::TRANSACTION_MASK == transaction::COMMIT;
+        if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, &record) {
+            repaired += 1;
+        }
+    }
+    repaired
+}
+
+fn repair_one(broker: &Broker, committed: &Record<'_>) -> bool {
+    let Some(bytes) = broker.store().message_at(committed.prepared_transaction_offset as u64)
+    else {
+        return false;
+    };
+    let Scanned::Record(half) = scan_record(&bytes, Checks { physical_offset: None, crc: false })
+    else {
+        return false;
+    };
+    if half.topic_str() != HALF_TOPIC {
+        return false;
+    }
+    let origin = transaction::origin(half.properties, half.queue_offset);
+    let mut transactions = broker.transactions();
+    if transactions.index.is_resolved(half.queue_offset, origin) {
+        return false;
+    }
+    match resolve(broker, &mut transactions, &[], half.queue_offset, origin) {
+        Ok(_) => {
+            tracing::warn!(half = half.queue_offset, "a commit's op was lost in a crash: written");
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, half = half.queue_offset, "a commit's lost op not written");
+            false
+        }
+    }
+}

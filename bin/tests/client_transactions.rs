@@ -1,0 +1,199 @@
+//! Transaction messages end to end: `petrel-client`'s transaction producer against an
+//! in-process NameServer and broker on loopback. A commit is delivered once, a rollback
+//! never, a half message never as itself; END_TRANSACTION's bad requests get RocketMQ's
+//! codes; a producer that does not say is checked until it does, or until the broker gives
+//! up after `transactionCheckMax` checks.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{drain, namesrv, Running};
+use petrel_client::raw;
+use petrel_client::{
+    LocalTransactionState, Message, ProducerConfig, ReceivedMessage, SendResult,
+    TransactionListener, TransactionProducer,
+};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::{EndTransactionRequestHeader, GetMaxOffsetRequestHeader};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+/// Decides by message id: execute answers `by_id(id)`; a check answers Commit from the
+/// `commit_at`-th check of a message on (never when 0), and counts the checks.
+struct Decider {
+    execute: fn(u64) -> LocalTransactionState,
+    commit_at: fn(u64) -> u32,
+    checks: Arc<Mutex<BTreeMap<u64, Vec<String>>>>,
+}
+
+impl TransactionListener for Decider {
+    fn execute(&self, message: &Message, _sent: &SendResult) -> LocalTransactionState {
+        (self.execute)(raw::body_id(&message.body).unwrap())
+    }
+
+    fn check(&self, message: &ReceivedMessage) -> LocalTransactionState {
+        let id = raw::body_id(&message.body).unwrap();
+        let times = message.properties.get("TRANSACTION_CHECK_TIMES").cloned().unwrap_or_default();
+        let mut checks = self.checks.lock().unwrap();
+        let seen = checks.entry(id).or_default();
+        seen.push(times);
+        match (self.commit_at)(id) {
+            0 => LocalTransactionState::Unknown,
+            at if seen.len() as u32 >= at => LocalTransactionState::Commit,
+            _ => LocalTransactionState::Unknown,
+        }
+    }
+}
+
+fn start_producer(namesrv: &str, group: &str, decider: Decider) -> TransactionProducer {
+    let config = ProducerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        group: group.to_owned(),
+        ..ProducerConfig::default()
+    };
+    TransactionProducer::start(config, decider).unwrap()
+}
+
+/// Message ids in every queue of `topic`.
+async fn delivered(client: &RemotingClient, broker: &str, topic: &str) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for queue in 0..4 {
+        ids.extend(drain(client, broker, topic, queue).await.into_iter().map(|(_, id)| id));
+    }
+    ids.sort_unstable();
+    ids
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Units in queue 0 of `topic` (0 when the broker does not have the topic).
+async fn units(client: &RemotingClient, broker: &str, topic: &str) -> i64 {
+    let header = GetMaxOffsetRequestHeader { topic: topic.into(), queue_id: 0, committed: None };
+    let ask = RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&header);
+    let reply = client.invoke(broker, ask, Duration::from_secs(3)).await.unwrap();
+    match reply.code {
+        response::SUCCESS => reply.ext_fields["offset"].parse().unwrap(),
+        _ => 0,
+    }
+}
+
+/// END_TRANSACTION sent as a request, so that the broker's answer can be read.
+async fn end(
+    client: &RemotingClient,
+    broker: &str,
+    group: &str,
+    sent: &SendResult,
+    commit_or_rollback: i32,
+) -> (i32, String) {
+    let header = EndTransactionRequestHeader {
+        topic: Some(sent.queue.topic.clone()),
+        producer_group: group.to_owned(),
+        tran_state_table_offset: sent.queue_offset,
+        commit_log_offset: raw::stored_at(&sent.offset_msg_id).unwrap() as i64,
+        commit_or_rollback,
+        from_transaction_check: Some(false),
+        msg_id: sent.msg_id.clone(),
+        transaction_id: Some(sent.msg_id.clone()),
+    };
+    let ask = RemotingCommand::request(request::END_TRANSACTION).with_header(&header);
+    let reply = client.invoke(broker, ask, Duration::from_secs(3)).await.unwrap();
+    (reply.code, reply.remark.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_commit_is_delivered_once_a_rollback_never_and_bad_ends_are_refused() {
+    let (_namesrv, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| {
+        c.transactions.check_interval_ms = 3_600_000;
+    })
+    .await;
+    let decider = Decider {
+        execute: |id| match id % 3 {
+            0 => LocalTransactionState::Commit,
+            1 => LocalTransactionState::Rollback,
+            _ => LocalTransactionState::Unknown,
+        },
+        commit_at: |_| 0,
+        checks: Arc::default(),
+    };
+    let producer = start_producer(&ns, "TxGroup", decider);
+    let mut sent = BTreeMap::new();
+    for id in 0..9u64 {
+        let result = producer.send(&Message::new("TxOrders", raw::body(id, 64))).await.unwrap();
+        assert_eq!(result.sent.queue.topic, "TxOrders");
+        sent.insert(id, result.sent);
+    }
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    wait_for("the commits", async || delivered(&client, &broker.addr, "TxOrders").await.len() >= 3)
+        .await;
+    assert_eq!(delivered(&client, &broker.addr, "TxOrders").await, [0, 3, 6]);
+    let halves = drain(&client, &broker.addr, "RMQ_SYS_TRANS_HALF_TOPIC", 0).await;
+    assert_eq!(halves.len(), 9, "every half message waits in the half queue");
+    let ops = units(&client, &broker.addr, "RMQ_SYS_TRANS_OP_HALF_TOPIC").await;
+    assert_eq!(ops, 6, "one op per commit or rollback");
+
+    let (code, remark) = end(&client, &broker.addr, "TxGroup", &sent[&0], 8).await;
+    assert_eq!(code, response::SYSTEM_ERROR);
+    assert!(remark.contains("committed or rolled back already"), "{remark}");
+    let (code, remark) = end(&client, &broker.addr, "TxGroup", &sent[&1], 8).await;
+    assert_eq!(code, response::SYSTEM_ERROR, "no commit after a rollback: {remark}");
+    let (code, remark) = end(&client, &broker.addr, "Other", &sent[&2], 8).await;
+    assert_eq!((code, remark.as_str()), (response::SYSTEM_ERROR, "The producer group wrong"));
+    let (code, remark) = end(&client, &broker.addr, "TxGroup", &sent[&2], 5).await;
+    assert!(code == response::SYSTEM_ERROR && remark.contains("commitOrRollback"), "{remark}");
+    let plain = producer.producer().send(&Message::new("TxOrders", raw::body(99, 64))).await;
+    let (code, remark) = end(&client, &broker.addr, "TxGroup", &plain.unwrap(), 8).await;
+    assert_eq!(code, response::SYSTEM_ERROR);
+    assert_eq!(remark, "Find prepared transaction message failed");
+
+    assert_eq!(end(&client, &broker.addr, "TxGroup", &sent[&2], 8).await.0, response::SUCCESS);
+    assert_eq!(end(&client, &broker.addr, "TxGroup", &sent[&5], 12).await.0, response::SUCCESS);
+    assert_eq!(delivered(&client, &broker.addr, "TxOrders").await, [0, 2, 3, 6, 99]);
+    producer.shutdown().await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_transaction_is_checked_until_resolved_or_given_up() {
+    let (_namesrv, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| {
+        c.transactions.timeout_ms = 100;
+        c.transactions.check_interval_ms = 200;
+        c.transactions.check_max = 3;
+    })
+    .await;
+    let checks = Arc::new(Mutex::new(BTreeMap::new()));
+    let decider = Decider {
+        execute: |_| LocalTransactionState::Unknown,
+        commit_at: |id| if id == 1 { 2 } else { 0 },
+        checks: checks.clone(),
+    };
+    let producer = start_producer(&ns, "CheckedGroup", decider);
+    for id in [1u64, 2] {
+        producer.send(&Message::new("Checked", raw::body(id, 64))).await.unwrap();
+    }
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    wait_for("the checked commit and the discard", async || {
+        let given_up = units(&client, &broker.addr, "TRANS_CHECK_MAX_TIME_TOPIC").await;
+        delivered(&client, &broker.addr, "Checked").await == [1] && given_up == 1
+    })
+    .await;
+    let given_up = drain(&client, &broker.addr, "TRANS_CHECK_MAX_TIME_TOPIC", 0).await;
+    assert_eq!(given_up[0].1, 2);
+    let checks = checks.lock().unwrap().clone();
+    assert_eq!(checks[&1], ["1", "2"], "checked until the producer committed");
+    assert_eq!(checks[&2], ["1", "2", "3"], "checked transactionCheckMax times, then given up");
+    producer.shutdown().await;
+    broker.stop().await;
+}
