@@ -14,7 +14,7 @@
 set -euo pipefail
 
 CLIENTS_DIR="${PETREL_CLIENTS_DIR:-$HOME/.cache/petrel/clients}"
-ALL_CLIENTS=(python node)
+ALL_CLIENTS=(python python_tx node)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -105,6 +105,53 @@ install_python() {
     fi
     log "python: ok ($("$py" -c 'import sys; print(sys.version.split()[0])'))"
     echo "PETREL_PY_CLIENT_PYTHON=$py"
+}
+
+# ---------------------------------------------------------------- python_tx
+# PyPI `rocketmq-client-python` 2.0.0 (Apache's Python client: TransactionMQProducer) ships
+# no native library; `rocketmq-python-cvs` 2.1.0.3 bundles librocketmq.so of
+# rocketmq-client-cpp 2.1 into the same `rocketmq` package. Both are sdists that only copy
+# files (no compiler). Its own venv: the module name clashes with `rocketmq` 0.4.4.
+PY_TX_PINS="rocketmq-client-python==2.0.0 --hash=sha256:692324adaa8107eebd0369117043871d90035ddb1562f9999c5681136f16f738
+rocketmq-python-cvs==2.1.0.3 --hash=sha256:99e4ce8008554a74193a3ad94b60f939a4666c48ffabbf4c4417a109daf1419d"
+
+python_tx_ok() {
+    local py="$1"
+    [ -x "$py" ] || return 1
+    "$py" - <<'EOF2' >/dev/null 2>&1
+from importlib import metadata
+assert metadata.version("rocketmq-client-python") == "2.0.0"
+from rocketmq.client import TransactionMQProducer
+TransactionMQProducer("petrel_install_probe", lambda message: 0)
+EOF2
+}
+
+install_python_tx() {
+    local dir="$CLIENTS_DIR/python_tx"
+    local venv="$dir/venv"
+    local py="$venv/bin/python"
+    if python_tx_ok "$py"; then
+        log "python_tx: rocketmq-client-python 2.0.0 already installed in $venv"
+        echo "PETREL_PY_TX_CLIENT_PYTHON=$py"
+        return 0
+    fi
+    [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] || die "python_tx: the bundled library is Linux x86_64 only"
+    local base="${PETREL_PYTHON:-$(command -v python3 || true)}"
+    [ -n "$base" ] || die "python_tx: no python3 found (set PETREL_PYTHON)"
+    mkdir -p "$dir"
+    rm -rf "$venv"
+    "$base" -m venv "$venv" >/dev/null 2>&1 || apt_install python3-venv || true
+    [ -x "$py" ] || "$base" -m venv "$venv" || die "python_tx: cannot create a venv with $base"
+    printf '%s\n' "$PY_TX_PINS" >"$dir/requirements.txt"
+    log "python_tx: installing rocketmq-client-python 2.0.0 and rocketmq-python-cvs 2.1.0.3"
+    "$py" -m pip install --disable-pip-version-check --no-input -q --no-build-isolation \
+        --require-hashes -r "$dir/requirements.txt" || die "python_tx: pip install failed"
+    python_tx_ok "$py" || {
+        "$py" -c 'from rocketmq.client import TransactionMQProducer' || true
+        die "python_tx: installed but does not load"
+    }
+    log "python_tx: ok"
+    echo "PETREL_PY_TX_CLIENT_PYTHON=$py"
 }
 
 # Node.js: npm ali-ons, pinned by node/package-lock.json.

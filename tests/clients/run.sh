@@ -4,6 +4,10 @@
 #     tags; push consume all; tag filter; pull consume all; stop and restart a push
 #     consumer, which resumes from its committed offsets; a delay-level-2 message arrives
 #     no earlier than 5 s.
+#   - PyPI `rocketmq-client-python` 2.0.0 over `rocketmq-python-cvs` 2.1.0.3's
+#     librocketmq.so (rocketmq-client-cpp 2.1): transaction messages committed and rolled
+#     back by the local transaction and by answers to the broker's check-back; a consumer
+#     gets exactly the committed ones, once.
 #   - npm `ali-ons` (pure JavaScript): create topics; produce N; consume all; resume;
 #     query by key and view by id; tag filter; delay level 2.
 #   - PyPI `rocketmq` against a SYNC_MASTER and its slave (three `petrel` processes): the
@@ -24,11 +28,12 @@ petrel="$(cd "$(dirname "${1:?usage: run.sh path/to/petrel}")" && pwd)/$(basenam
 messages="${CLIENT_MESSAGES:-10000}"
 timeout_s="${CLIENT_TIMEOUT:-180}"
 
-bash "$here/install.sh" python node >/dev/null
+bash "$here/install.sh" python python_tx node >/dev/null
 # shellcheck source=install-node.sh
 source "$here/install-node.sh"
 install_node 2>/dev/null
 python="${PETREL_CLIENTS_DIR:-$HOME/.cache/petrel/clients}/python/venv/bin/python"
+python_tx="${PETREL_CLIENTS_DIR:-$HOME/.cache/petrel/clients}/python_tx/venv/bin/python"
 
 work="$(mktemp -d)"
 pid=""
@@ -75,6 +80,8 @@ for step in "produce $messages" push-consume tag-filter pull-consume resume dela
   # shellcheck disable=SC2086
   phase "python $step" py $step
 done
+phase "python transactions (check-back)" "$python_tx" "$here/python_tx_client.py" \
+  --namesrv "$namesrv" --run-id "pytx$run_id" --timeout "$timeout_s"
 
 ons() { NODE_PATH="$PETREL_NODE_MODULES" ONS_TIMEOUT_MS=$((timeout_s * 1000)) node "$here/node/ons_client.js" "$namesrv" "ons$run_id" "$@"; }
 for step in setup "produce $messages" consume resume query tags delay; do
