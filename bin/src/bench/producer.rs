@@ -1,6 +1,8 @@
 //! `petrel bench producer`: RocketMQ's benchmark producer, on `petrel-client`'s producer, with
 //! its option letters. Every worker sends for `duration`; sync workers wait for each answer,
-//! async workers keep up to `ASYNC_WINDOW` sends in flight, oneway workers wait for none.
+//! async workers keep up to `ASYNC_WINDOW` sends in flight, oneway workers wait for none, and
+//! transaction workers send a half message, run a local transaction that commits, and end
+//! it (RocketMQ's `TransactionProducer` benchmark, with no check-back).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use petrel_client::{Message, Producer, ProducerConfig};
+use petrel_client::{
+    LocalTransactionState, Message, Producer, ProducerConfig, ReceivedMessage, SendResult,
+    TransactionListener, TransactionProducer,
+};
 use serde::Serialize;
 
 use super::latency_histogram;
@@ -23,6 +28,21 @@ pub enum Mode {
     Sync,
     Async,
     Oneway,
+    /// Transaction messages: a half message, then END_TRANSACTION committing it.
+    Transaction,
+}
+
+/// Commits every local transaction at once: what a transactional send costs the broker.
+struct CommitAll;
+
+impl TransactionListener for CommitAll {
+    fn execute(&self, _: &Message, _: &SendResult) -> LocalTransactionState {
+        LocalTransactionState::Commit
+    }
+
+    fn check(&self, _: &ReceivedMessage) -> LocalTransactionState {
+        LocalTransactionState::Commit
+    }
 }
 
 /// What to run.
@@ -74,6 +94,7 @@ fn message(bench: &ProducerBench, body: &Bytes, n: u64) -> Message {
 
 async fn worker(
     producer: Producer,
+    transactional: Option<Arc<TransactionProducer>>,
     bench: Arc<ProducerBench>,
     counters: Arc<Counters>,
     worker: u64,
@@ -107,6 +128,11 @@ async fn worker(
             }
             Mode::Oneway => {
                 let ok = producer.send_oneway(&one).await.is_ok();
+                record(&mut histogram, started, ok, 1);
+            }
+            Mode::Transaction => {
+                let sender = transactional.as_ref().expect("a transaction bench has its producer");
+                let ok = sender.send(&one).await.is_ok();
                 record(&mut histogram, started, ok, 1);
             }
             Mode::Async => {
@@ -152,6 +178,15 @@ pub async fn run(
 ) -> Result<ProducerReport, String> {
     let config =
         ProducerConfig { namesrv_addrs: vec![bench.namesrv.clone()], ..ProducerConfig::default() };
+    let transactional = match bench.mode {
+        Mode::Transaction => {
+            let config =
+                ProducerConfig { group: "BenchTransactionProducer".into(), ..config.clone() };
+            let producer = TransactionProducer::start(config, CommitAll);
+            Some(Arc::new(producer.map_err(|e| e.to_string())?))
+        }
+        _ => None,
+    };
     let producer = Producer::start(config).map_err(|e| e.to_string())?;
     // One send first: it creates the topic and caches its route.
     let body = Bytes::from(vec![b'x'; bench.message_bytes.max(1)]);
@@ -167,7 +202,15 @@ pub async fn run(
         tokio::spawn(progress(counters.clone(), bench.report_interval, deadline, report));
     let workers: Vec<_> = (0..bench.threads.max(1) as u64)
         .map(|w| {
-            tokio::spawn(worker(producer.clone(), bench.clone(), counters.clone(), w, deadline))
+            let (producer, transactional) = (producer.clone(), transactional.clone());
+            tokio::spawn(worker(
+                producer,
+                transactional,
+                bench.clone(),
+                counters.clone(),
+                w,
+                deadline,
+            ))
         })
         .collect();
     let mut histogram = latency_histogram();
@@ -178,6 +221,9 @@ pub async fn run(
     let seconds = started.elapsed().as_secs_f64();
     reporter.abort();
     producer.shutdown().await;
+    if let Some(transactional) = transactional {
+        transactional.shutdown().await;
+    }
     let messages = counters.sent.load(Ordering::Relaxed);
     let ms = |micros: u64| micros as f64 / 1000.0;
     Ok(ProducerReport {

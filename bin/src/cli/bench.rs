@@ -144,6 +144,9 @@ pub struct ProducerArgs {
     /// Send oneway (no answers).
     #[arg(long)]
     oneway: bool,
+    /// Send transaction messages, each committed by its local transaction.
+    #[arg(long, conflicts_with_all = ["oneway", "async_send", "batch"])]
+    transaction: bool,
     /// Messages per SEND_BATCH_MESSAGE.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -160,10 +163,11 @@ pub struct ProducerArgs {
 
 impl From<ProducerArgs> for ProducerBench {
     fn from(args: ProducerArgs) -> ProducerBench {
-        let mode = match (args.oneway, args.async_send) {
-            (true, _) => Mode::Oneway,
-            (false, true) => Mode::Async,
-            (false, false) => Mode::Sync,
+        let mode = match (args.transaction, args.oneway, args.async_send) {
+            (true, _, _) => Mode::Transaction,
+            (false, true, _) => Mode::Oneway,
+            (false, false, true) => Mode::Async,
+            (false, false, false) => Mode::Sync,
         };
         ProducerBench {
             namesrv: args.namesrv,
