@@ -14,7 +14,7 @@ use petrel_core::broker::batch::{encode_batch, BatchItem};
 use petrel_core::broker::clients::{HeartbeatData, ProducerData};
 use petrel_core::client::fault::FaultTable;
 use petrel_core::client::MessageQueue;
-use petrel_core::record::sys_flag;
+use petrel_core::record::{put_property, sys_flag};
 use petrel_core::Millis;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{to_json, JsonStyle};
@@ -231,8 +231,10 @@ impl Producer {
             let key = self.unique_key();
             let mut properties = message.encode_properties(&key);
             if prepared {
-                properties
-                    .push_str(&format!("TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{}\u{2}", self.group()));
+                let mut added = Vec::with_capacity(32 + self.group().len());
+                put_property(&mut added, "TRAN_MSG", "true");
+                put_property(&mut added, "PGROUP", self.group());
+                properties.push_str(std::str::from_utf8(&added).expect("built from strings"));
             }
             let body = message.body.clone();
             let sys_flag = if prepared { sys_flag::TRANSACTION_PREPARED } else { 0 };
@@ -346,7 +348,7 @@ impl Producer {
 
     /// A heartbeat to `addr` now, rather than at the next refresh.
     pub(crate) async fn heartbeat(&self, addr: &str) -> Result<(), ClientError> {
-        heartbeat(&self.inner, addr).await
+        heartbeat(&self.inner, addr, heartbeat_body(&self.inner)).await
     }
 
     /// The master address of the broker holding `queue`.
@@ -571,22 +573,27 @@ async fn refresh(inner: Arc<Inner>, stop: Flag) {
         }
         let masters: std::collections::BTreeSet<String> =
             lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
+        let body = heartbeat_body(&inner);
         for addr in masters {
-            if let Err(e) = heartbeat(&inner, &addr).await {
+            if let Err(e) = heartbeat(&inner, &addr, body.clone()).await {
                 tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
             }
         }
     }
 }
 
-/// Tells the broker at `addr` that this client is a producer of its group.
-async fn heartbeat(inner: &Inner, addr: &str) -> Result<(), ClientError> {
+/// The heartbeat that says this client is a producer of its group.
+fn heartbeat_body(inner: &Inner) -> Bytes {
     let data = HeartbeatData {
         client_id: inner.client_id.clone(),
         producer_data_set: vec![ProducerData { group_name: inner.config.group.clone() }],
         consumer_data_set: Vec::new(),
     };
-    let body = Bytes::from(to_json(&data, JsonStyle::Standard));
+    Bytes::from(to_json(&data, JsonStyle::Standard))
+}
+
+/// Sends `body` (`heartbeat_body`) to the broker at `addr`.
+async fn heartbeat(inner: &Inner, addr: &str, body: Bytes) -> Result<(), ClientError> {
     let request = RemotingCommand::request(request::HEART_BEAT).with_body(body);
     crate::call(&inner.client, addr, request, inner.config.send_timeout).await.map(|_| ())
 }

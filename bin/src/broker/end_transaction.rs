@@ -14,7 +14,7 @@ use std::sync::Arc;
 use petrel_core::broker::transaction::{
     self, plan_end, Committed, EndContext, EndPlan, EndRequest, UNKNOWN,
 };
-use petrel_core::record::{scan_record, Checks, Record, RecordInput, Scanned};
+use petrel_core::record::{Record, RecordInput};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::EndTransactionRequestHeader;
@@ -23,7 +23,7 @@ use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError};
 
 use super::send_message::store_error;
-use super::transactions::{half_view, resolve};
+use super::transactions::{half_view, resolve, scanned};
 use super::{answered, decode, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -52,12 +52,7 @@ pub(super) fn handle(
     let bytes = u64::try_from(end.commit_log_offset)
         .ok()
         .and_then(|offset| broker.store().message_at(offset));
-    let record = bytes.as_deref().and_then(|b| {
-        match scan_record(b, Checks { physical_offset: None, crc: false }) {
-            Scanned::Record(record) => Some(record),
-            _ => None,
-        }
-    });
+    let record = bytes.as_deref().and_then(scanned);
     let half = record.as_ref().map(half_view);
     let mut transactions = broker.transactions();
     let (resolved, origin) = match &half {
@@ -84,10 +79,10 @@ pub(super) fn handle(
     }
     let appended = match &plan {
         EndPlan::Nothing => return answered(success()),
-        EndPlan::Rollback => resolve(broker, &mut transactions, &[], half.queue_offset, origin),
+        EndPlan::Rollback => resolve(broker, &mut transactions, None, half.queue_offset, origin),
         EndPlan::Commit(committed) => {
             let input = committed_record(broker, record, committed);
-            resolve(broker, &mut transactions, &[input], half.queue_offset, origin)
+            resolve(broker, &mut transactions, Some(input), half.queue_offset, origin)
         }
     }
     .map_err(|e| store_error(&e))?;

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use petrel_core::broker::delay::{DelayAction, DelayConfig, DelayEvent, DelayService};
@@ -24,7 +23,7 @@ use petrel_net::signal::Flag;
 use petrel_storage::{GetStatus, ReadLimits};
 
 use super::{lock, persist, Broker};
-use crate::clock::now_millis;
+use crate::clock::{now_millis, sleep_until};
 
 /// How long after a failed read or re-append a level tries again.
 const RETRY_MS: u64 = 1_000;
@@ -52,7 +51,6 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
             #[cfg(madsim)]
             service.check_invariants();
         }
-        let wake = service.poll_timeout().unwrap_or(u64::MAX).saturating_sub(now_millis());
         tokio::select! {
             biased;
             _ = stop.wait() => break,
@@ -64,7 +62,7 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
                     break;
                 }
             },
-            () = tokio::time::sleep(Duration::from_millis(wake.clamp(1, 60_000))) => {}
+            () = sleep_until(service.poll_timeout()) => {}
         }
         service.tick(now_millis());
     }

@@ -12,30 +12,26 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use petrel_core::broker::topics::topic_config;
 use petrel_core::broker::transaction::{
-    self, CHECK_MAX_TIME_TOPIC, CHECK_TIMES_PROPERTY, HALF_TOPIC, OP_HALF_TOPIC, ORIGIN_PROPERTY,
-    SYSTEM_GROUP,
+    self, CHECK_MAX_TIME_TOPIC, HALF_TOPIC, OP_HALF_TOPIC, SYSTEM_GROUP,
 };
 use petrel_core::broker::transaction_check::{
     CheckAction, CheckConfig, CheckEvent, CheckService, HalfHead,
 };
 use petrel_core::model::perm;
-use petrel_core::record::{
-    self, encode_record, offset_msg_id, properties, put_property, scan_record, Checks, Record,
-    RecordInput, RecordPlace, Scanned,
-};
+use petrel_core::record::{self, encode_record, offset_msg_id, Record, RecordInput, RecordPlace};
 use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::CheckTransactionStateRequestHeader;
 use petrel_net::signal::Flag;
 use petrel_storage::{GetStatus, ReadLimits};
 
-use super::{lock, transactions, Broker};
-use crate::clock::now_millis;
+use super::transactions::{self, scanned};
+use super::{lock, Broker};
+use crate::clock::{now_millis, sleep_until};
 
 /// How long after a failed read or append the service tries again.
 const RETRY_MS: u64 = 1_000;
@@ -63,11 +59,10 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
             #[cfg(madsim)]
             service.check_invariants();
         }
-        let wake = service.poll_timeout().unwrap_or(u64::MAX).saturating_sub(now_millis());
         tokio::select! {
             biased;
             _ = stop.wait() => break,
-            () = tokio::time::sleep(Duration::from_millis(wake.clamp(1, 60_000))) => {}
+            () = sleep_until(service.poll_timeout()) => {}
         }
         service.tick(now_millis());
     }
@@ -100,13 +95,6 @@ fn execute(broker: &Broker, head: &mut Option<Bytes>, action: CheckAction) -> Ch
     }
 }
 
-fn scanned(bytes: &[u8]) -> Option<Record<'_>> {
-    match scan_record(bytes, Checks { physical_offset: None, crc: false }) {
-        Scanned::Record(record) => Some(record),
-        _ => None,
-    }
-}
-
 /// Reads the first half message at or after `offset`, keeping it for its check.
 fn read(broker: &Broker, head: &mut Option<Bytes>, offset: i64) -> CheckEvent {
     let limits = ReadLimits { messages_max: 1, ..ReadLimits::default() };
@@ -118,37 +106,18 @@ fn read(broker: &Broker, head: &mut Option<Bytes>, offset: i64) -> CheckEvent {
         };
     };
     let Some(record) = scanned(&bytes) else { return CheckEvent::Failed { offset } };
-    let number = |name: &str| {
-        record::property(record.properties, name.as_bytes())
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
-    };
     let origin = transaction::origin(record.properties, record.queue_offset);
     let resolved = broker.transactions().index.is_resolved(record.queue_offset, origin);
     let event = CheckEvent::Head(HalfHead {
         offset: record.queue_offset,
         born_timestamp: record.born_timestamp,
         store_timestamp: record.store_timestamp,
-        check_times: number(CHECK_TIMES_PROPERTY).unwrap_or(0).clamp(0, i32::MAX as i64) as i32,
-        immunity_ms: number("CHECK_IMMUNITY_TIME_IN_SECONDS").map(|s| s.saturating_mul(1_000)),
+        check_times: transaction::check_times(record.properties),
+        immunity_ms: transaction::immunity_ms(record.properties),
         resolved,
     });
     *head = Some(bytes);
     event
-}
-
-/// The half message's properties for its copy: the check count and the transaction's
-/// first offset set.
-fn copy_properties(half: &Record<'_>, check_times: i32) -> Vec<u8> {
-    let origin = transaction::origin(half.properties, half.queue_offset);
-    let mut out = Vec::with_capacity(half.properties.len() + 64);
-    for (name, value) in properties(half.properties) {
-        if name != CHECK_TIMES_PROPERTY.as_bytes() && name != ORIGIN_PROPERTY.as_bytes() {
-            put_property(&mut out, name, value);
-        }
-    }
-    put_property(&mut out, CHECK_TIMES_PROPERTY, check_times.to_string());
-    put_property(&mut out, ORIGIN_PROPERTY, origin.to_string());
-    out
 }
 
 /// The half message stored again under `topic` and `queue_id` with `properties`.
@@ -177,7 +146,7 @@ fn copy<'a>(
 /// Copies the half message with its check count and asks a producer of its group.
 fn check(broker: &Broker, bytes: &[u8], check_times: i32) -> Result<(), String> {
     let half = scanned(bytes).ok_or("the half message read no longer decodes")?;
-    let props = copy_properties(&half, check_times);
+    let props = transaction::copy_properties(half.properties, half.queue_offset, check_times);
     let input = copy(broker, &half, HALF_TOPIC, 0, &props);
     let origin = transaction::origin(half.properties, half.queue_offset);
     let transactions = broker.transactions();
@@ -219,12 +188,8 @@ fn send_check(
         tracing::debug!(group, "no producer of the group is connected: checked next pass");
         return;
     };
-    let real_topic = record::property(half.properties, b"REAL_TOPIC")
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .unwrap_or(HALF_TOPIC);
-    let real_queue = record::property(half.properties, b"REAL_QID")
-        .and_then(|q| std::str::from_utf8(q).ok()?.parse().ok())
-        .unwrap_or(0);
+    let real_topic = transaction::real_topic(half.properties).unwrap_or(HALF_TOPIC);
+    let real_queue = transaction::real_queue_id(half.properties).unwrap_or(0);
     let mut body = Vec::with_capacity(copy.body.len() + copy.properties.len() + 128);
     let shown = RecordInput { topic: real_topic, queue_id: real_queue, ..*copy };
     if let Err(error) = encode_record(&shown, place, false, &mut body) {

@@ -74,6 +74,14 @@ fn catch_up(broker: &Broker, transactions: &mut Transactions) {
     transactions.index.check_invariants();
 }
 
+/// The fields of a record the store read whole (its checks passed there).
+pub(super) fn scanned(bytes: &[u8]) -> Option<Record<'_>> {
+    match scan_record(bytes, Checks { physical_offset: None, crc: false }) {
+        Scanned::Record(record) => Some(record),
+        _ => None,
+    }
+}
+
 /// A record read from the half topic, as the transaction core sees it.
 pub(super) fn half_view<'a>(record: &Record<'a>) -> HalfView<'a> {
     HalfView {
@@ -110,23 +118,30 @@ pub(super) fn op_record<'a>(
     }
 }
 
-/// Appends `records` (a commit's record, or nothing) followed by the op resolving the half
+/// Appends `commit` (a commit's record, if any) followed by the op resolving the half
 /// message at `queue_offset` of transaction `origin`, as one unit, and notes the op in the
 /// index. The caller holds `transactions` from its decision to here.
 pub(super) fn resolve(
     broker: &Broker,
     transactions: &mut Transactions,
-    records: &[RecordInput<'_>],
+    commit: Option<RecordInput<'_>>,
     queue_offset: i64,
     origin: i64,
 ) -> Result<Appended, StoreError> {
     let now = now_millis() as i64;
     let halves = transaction::resolved_offsets(queue_offset, origin);
     let (body, properties) = (op_body(&halves), op_properties());
-    let mut unit = records.to_vec();
-    unit.push(op_record(broker, &body, &properties, now));
+    let op = op_record(broker, &body, &properties, now);
+    let both;
+    let unit = match commit {
+        Some(commit) => {
+            both = [commit, op];
+            &both[..]
+        }
+        None => std::slice::from_ref(&op),
+    };
     let mut op_offset = 0;
-    let appended = broker.store.append_batch(&unit, now, &mut |_, queue| op_offset = queue)?;
+    let appended = broker.store.append_batch(unit, now, &mut |_, queue| op_offset = queue)?;
     transactions.index.record(op_offset, &halves);
     Ok(appended)
 }
@@ -145,11 +160,7 @@ pub(super) fn repair(broker: &Broker, from: u64) -> usize {
             continue;
         };
         at += bytes.len() as u64;
-        let Scanned::Record(record) =
-            scan_record(&bytes, Checks { physical_offset: None, crc: false })
-        else {
-            continue;
-        };
+        let Some(record) = scanned(&bytes) else { continue };
         let committed = record.sys_flag & sys_flag::TRANSACTION_MASK == transaction::COMMIT;
         if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, &record) {
             repaired += 1;
@@ -163,10 +174,7 @@ fn repair_one(broker: &Broker, committed: &Record<'_>) -> bool {
     else {
         return false;
     };
-    let Scanned::Record(half) = scan_record(&bytes, Checks { physical_offset: None, crc: false })
-    else {
-        return false;
-    };
+    let Some(half) = scanned(&bytes) else { return false };
     if half.topic_str() != HALF_TOPIC {
         return false;
     }
@@ -175,7 +183,7 @@ fn repair_one(broker: &Broker, committed: &Record<'_>) -> bool {
     if transactions.index.is_resolved(half.queue_offset, origin) {
         return false;
     }
-    match resolve(broker, &mut transactions, &[], half.queue_offset, origin) {
+    match resolve(broker, &mut transactions, None, half.queue_offset, origin) {
         Ok(_) => {
             tracing::warn!(half = half.queue_offset, "a commit's op was lost in a crash: written");
             true

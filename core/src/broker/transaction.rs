@@ -182,27 +182,40 @@ pub fn plan_end(
 /// A producer's answer (not one to a check) after the message's check-immunity time, when it
 /// has one: max(its seconds, `transactionTimeOut`) since it was born.
 fn past_immunity(half: &HalfView<'_>, context: &EndContext) -> bool {
-    let Some(seconds) = property(half.properties, b"CHECK_IMMUNITY_TIME_IN_SECONDS") else {
+    if property(half.properties, b"CHECK_IMMUNITY_TIME_IN_SECONDS").is_none() {
         return false;
-    };
-    let immunity = std::str::from_utf8(seconds)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .map_or(context.transaction_timeout_ms, |s| s.saturating_mul(1000));
+    }
+    let immunity = immunity_ms(half.properties).unwrap_or(context.transaction_timeout_ms);
     let age = context.now.saturating_sub(half.born_timestamp);
     age > immunity.max(context.transaction_timeout_ms)
 }
 
-fn committed(half: &HalfView<'_>) -> Result<Committed, Refusal> {
-    let illegal = |why: &str| Refusal::new(response::SYSTEM_ERROR, why.to_owned());
-    let topic = property(half.properties, b"REAL_TOPIC")
+/// A half message's `CHECK_IMMUNITY_TIME_IN_SECONDS`, in milliseconds, when it reads.
+pub fn immunity_ms(properties: &[u8]) -> Option<i64> {
+    let seconds = property(properties, b"CHECK_IMMUNITY_TIME_IN_SECONDS")?;
+    let seconds = std::str::from_utf8(seconds).ok()?.trim().parse::<i64>().ok()?;
+    Some(seconds.saturating_mul(1000))
+}
+
+/// A half message's `REAL_TOPIC`, when set.
+pub fn real_topic(properties: &[u8]) -> Option<&str> {
+    property(properties, b"REAL_TOPIC")
         .and_then(|t| std::str::from_utf8(t).ok())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| illegal("the half message has no REAL_TOPIC: it cannot be committed"))?;
-    let queue_id = property(half.properties, b"REAL_QID")
-        .and_then(|q| std::str::from_utf8(q).ok())
-        .and_then(|q| q.parse::<i32>().ok())
+}
+
+/// A half message's `REAL_QID`, when it reads as a queue id.
+pub fn real_queue_id(properties: &[u8]) -> Option<i32> {
+    property(properties, b"REAL_QID")
+        .and_then(|q| std::str::from_utf8(q).ok()?.parse::<i32>().ok())
         .filter(|q| *q >= 0)
+}
+
+fn committed(half: &HalfView<'_>) -> Result<Committed, Refusal> {
+    let illegal = |why: &str| Refusal::new(response::SYSTEM_ERROR, why.to_owned());
+    let topic = real_topic(half.properties)
+        .ok_or_else(|| illegal("the half message has no REAL_TOPIC: it cannot be committed"))?;
+    let queue_id = real_queue_id(half.properties)
         .ok_or_else(|| illegal("the half message has no REAL_QID: it cannot be committed"))?;
     let mut properties_out = Vec::with_capacity(half.properties.len());
     for (name, value) in properties(half.properties) {
@@ -239,6 +252,28 @@ pub fn origin(properties: &[u8], queue_offset: i64) -> i64 {
         .and_then(|o| std::str::from_utf8(o).ok()?.parse::<i64>().ok())
         .filter(|o| *o >= 0)
         .unwrap_or(queue_offset)
+}
+
+/// A half message's `TRANSACTION_CHECK_TIMES` (0 when absent or unreadable).
+pub fn check_times(properties: &[u8]) -> i32 {
+    property(properties, CHECK_TIMES_PROPERTY.as_bytes())
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+        .map_or(0, |times| times.clamp(0, i64::from(i32::MAX)) as i32)
+}
+
+/// The properties of a check's copy of the half message at `queue_offset`: its own, with
+/// `TRANSACTION_CHECK_TIMES` = `check_times` and its transaction's first offset.
+pub fn copy_properties(properties: &[u8], queue_offset: i64, check_times: i32) -> Vec<u8> {
+    let first = origin(properties, queue_offset);
+    let mut out = Vec::with_capacity(properties.len() + 64);
+    for (name, value) in self::properties(properties) {
+        if name != CHECK_TIMES_PROPERTY.as_bytes() && name != ORIGIN_PROPERTY.as_bytes() {
+            put_property(&mut out, name, value);
+        }
+    }
+    put_property(&mut out, CHECK_TIMES_PROPERTY, check_times.to_string());
+    put_property(&mut out, ORIGIN_PROPERTY, first.to_string());
+    out
 }
 
 /// The half-queue offsets the op resolving the half message at `queue_offset` names: its

@@ -146,9 +146,10 @@ impl Store {
             Ok(queue_offset) => queue_offset,
             Err(error) => {
                 // Nothing was stored: the queue offsets taken go back.
-                for input in inputs[..taken].iter().rev() {
+                for input in &inputs[..taken] {
                     if record::sys_flag::is_dispatched(input.sys_flag) {
-                        take_queue_offset(&mut writer.queue_next, input.topic, input.queue_id, -1);
+                        *next_queue_offset(&mut writer.queue_next, input.topic, input.queue_id) -=
+                            1;
                     }
                 }
                 return Err(error);
@@ -173,7 +174,7 @@ impl Store {
     /// Encodes `inputs` into the writer's buffer as they will sit at `physical_offset`, each
     /// dispatched record taking the next offset of its queue (`taken` counts the records
     /// whose offsets were taken); returns the first dispatched record's queue offset (0 if
-    /// none is dispatched).
+    /// none is dispatched). A run of records of one queue looks its counter up once.
     fn encode_unit(
         &self,
         writer: &mut Writer,
@@ -183,28 +184,32 @@ impl Store {
         record_offset: &mut dyn FnMut(u64, i64),
         taken: &mut usize,
     ) -> Result<i64, StoreError> {
+        let Writer { queue_next, buffer, .. } = writer;
         let mut first = None;
-        writer.buffer.clear();
-        for input in inputs {
-            let properties = stored_properties(input.properties);
-            let input = self.stored(input, &properties);
-            let at = writer.buffer.len() as u64;
-            let queue_offset = match record::sys_flag::is_dispatched(input.sys_flag) {
-                true => {
-                    let offset =
-                        take_queue_offset(&mut writer.queue_next, input.topic, input.queue_id, 1);
-                    first.get_or_insert(offset);
-                    offset
-                }
-                false => 0,
-            };
+        let mut current: Option<(&str, i32, &mut i64)> = None;
+        buffer.clear();
+        for sent in inputs {
+            let properties = stored_properties(sent.properties);
+            let input = self.stored(sent, &properties);
+            let at = buffer.len() as u64;
+            let mut queue_offset = 0;
+            if record::sys_flag::is_dispatched(input.sys_flag) {
+                let next = match current.take() {
+                    Some((topic, id, next)) if topic == sent.topic && id == sent.queue_id => next,
+                    _ => next_queue_offset(queue_next, sent.topic, sent.queue_id),
+                };
+                queue_offset = *next;
+                *next += 1;
+                first.get_or_insert(queue_offset);
+                current = Some((sent.topic, sent.queue_id, next));
+            }
             *taken += 1;
             let place = RecordPlace {
                 queue_offset,
                 physical_offset: (physical_offset + at) as i64,
                 store_timestamp,
             };
-            encode_record(&input, place, self.config.append_record_crc, &mut writer.buffer)?;
+            encode_record(&input, place, self.config.append_record_crc, buffer)?;
             record_offset(physical_offset + at, queue_offset);
         }
         Ok(first.unwrap_or(0))
@@ -261,22 +266,15 @@ pub(super) fn without_property(encoded: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The next queue offset of `topic`'s queue `queue_id`, which then moves by `step`.
-fn take_queue_offset(
-    queue_next: &mut BTreeMap<Box<str>, BTreeMap<i32, i64>>,
+/// The counter of the next queue offset of `topic`'s queue `queue_id`.
+fn next_queue_offset<'a>(
+    queue_next: &'a mut QueueMap<i64>,
     topic: &str,
     queue_id: i32,
-    step: i64,
-) -> i64 {
+) -> &'a mut i64 {
     // Look the topic up by &str first: `entry` would allocate its key on every append.
     if !queue_next.contains_key(topic) {
         queue_next.insert(topic.into(), BTreeMap::new());
     }
-    let next = queue_next.get_mut(topic).expect("inserted just above").entry(queue_id).or_insert(0);
-    *next += step;
-    if step > 0 {
-        *next - step
-    } else {
-        *next
-    }
+    queue_next.get_mut(topic).expect("inserted just above").entry(queue_id).or_insert(0)
 }
