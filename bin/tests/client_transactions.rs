@@ -197,3 +197,45 @@ async fn an_unknown_transaction_is_checked_until_resolved_or_given_up() {
     producer.shutdown().await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_producer_restarted_with_nothing_to_send_answers_checks_of_the_topics_it_names() {
+    let (_namesrv, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| {
+        c.transactions.timeout_ms = 100;
+        c.transactions.check_interval_ms = 200;
+        c.transactions.check_max = 100;
+    })
+    .await;
+    let undecided = Decider {
+        execute: |_| LocalTransactionState::Unknown,
+        commit_at: |_| 0,
+        checks: Arc::default(),
+    };
+    let gone = start_producer(&ns, "RestartedGroup", undecided);
+    gone.send(&Message::new("Restarted", raw::body(7, 64))).await.unwrap();
+    gone.shutdown().await;
+    // The producer's next process knows the transaction committed; it sends nothing, so
+    // only the topics it names lead it to the broker that must ask.
+    let checks = Arc::new(Mutex::new(BTreeMap::new()));
+    let committer = Decider {
+        execute: |_| LocalTransactionState::Unknown,
+        commit_at: |_| 1,
+        checks: checks.clone(),
+    };
+    let config = ProducerConfig {
+        namesrv_addrs: vec![ns.clone()],
+        group: "RestartedGroup".into(),
+        topics: vec!["Restarted".into()],
+        ..ProducerConfig::default()
+    };
+    let restarted = TransactionProducer::start(config, committer).unwrap();
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    wait_for("the commit answered by the restarted producer", async || {
+        delivered(&client, &broker.addr, "Restarted").await == [7]
+    })
+    .await;
+    assert_eq!(checks.lock().unwrap().len(), 1, "the restarted producer was asked");
+    restarted.shutdown().await;
+    broker.stop().await;
+}

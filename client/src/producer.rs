@@ -4,7 +4,7 @@
 //! The decisions (which queue, which brokers to avoid) are `petrel_core::client::fault`'s;
 //! this is the shell that times sends and feeds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -62,6 +62,10 @@ pub struct ProducerConfig {
     pub default_topic_queue_nums: i32,
     /// `sendLatencyFaultEnable`: avoid brokers that were slow or failed.
     pub latency_fault: bool,
+    /// `topics` (RocketMQ 5): topics whose routes the producer learns as it starts, so that
+    /// it heartbeats their brokers before its first send. A transaction producer that
+    /// restarts with nothing to send still answers the checks of its group's transactions.
+    pub topics: Vec<String>,
 }
 
 impl Default for ProducerConfig {
@@ -75,6 +79,7 @@ impl Default for ProducerConfig {
             refresh_interval: Duration::from_secs(30),
             default_topic_queue_nums: 4,
             latency_fault: true,
+            topics: Vec::new(),
         }
     }
 }
@@ -89,7 +94,12 @@ struct Inner {
     config: ProducerConfig,
     client: RemotingClient,
     client_id: String,
+    /// Every topic in use and its route, kept while the NameServers do not know the topic
+    /// (its brokers still get heartbeats, so that they can reach a transaction producer).
     routes: Mutex<BTreeMap<String, TopicRoute>>,
+    /// Topics in use whose route is in doubt (a send to it failed) or unknown (the
+    /// NameServers did not know it): the next send and the refresher ask for it.
+    stale: Mutex<BTreeSet<String>>,
     faults: Mutex<FaultTable>,
     ids: AtomicU64,
     seed: u32,
@@ -141,6 +151,7 @@ impl Producer {
             client: RemotingClient::new(ClientConfig::default(), handler),
             client_id: format!("{}@{}#{started}", std::process::id(), config.group),
             routes: Mutex::default(),
+            stale: Mutex::new(config.topics.iter().cloned().collect()),
             faults: Mutex::default(),
             ids: AtomicU64::new(0),
             seed: (started as u32) ^ std::process::id().rotate_left(16),
@@ -328,7 +339,7 @@ impl Producer {
         }
         let masters: Vec<String> =
             lock(&self.inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
-        for addr in masters.iter().collect::<std::collections::BTreeSet<_>>() {
+        for addr in masters.iter().collect::<BTreeSet<_>>() {
             let header = UnregisterClientRequestHeader {
                 client_id: self.inner.client_id.clone(),
                 producer_group: Some(self.inner.config.group.clone()),
@@ -371,29 +382,60 @@ impl Producer {
 
     /// The topic's route: cached, or asked of the NameServers. A topic they do not know yet is
     /// sent to TBW102's brokers, which create it on the first send (`autoCreateTopicEnable`).
+    /// A route in doubt is asked again; while the NameServers cannot say, it serves as it is.
+    /// A topic stays in use either way: the refresher asks for its route until it has one
+    /// (RocketMQ's client keeps a topic's route until a fresh one replaces it).
     async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
-        if let Some(route) = lock(&self.inner.routes).get(topic) {
+        let cached = lock(&self.inner.routes).get(topic).cloned();
+        if let Some(route) = cached.as_ref().filter(|_| !lock(&self.inner.stale).contains(topic)) {
             return Ok(route.clone());
         }
+        match self.fetch_route(topic, cached).await {
+            Ok((route, true)) => {
+                lock(&self.inner.routes).insert(topic.to_owned(), route.clone());
+                lock(&self.inner.stale).remove(topic);
+                Ok(route)
+            }
+            Ok((route, false)) => Ok(route),
+            Err(error) => {
+                lock(&self.inner.stale).insert(topic.to_owned());
+                Err(error)
+            }
+        }
+    }
+
+    /// The topic's route from the NameServers, and whether it is fresh: `cached` when they
+    /// cannot say.
+    async fn fetch_route(
+        &self,
+        topic: &str,
+        cached: Option<TopicRoute>,
+    ) -> Result<(TopicRoute, bool), ClientError> {
         let config = &self.inner.config;
         let (client, namesrvs, timeout) =
             (&self.inner.client, &config.namesrv_addrs, config.send_timeout);
-        let route = match route::fetch(client, namesrvs, topic, timeout).await? {
-            Some(data) => TopicRoute::from_data(topic, &data, i32::MAX),
-            None => match route::fetch(client, namesrvs, AUTO_CREATE_TOPIC, timeout).await? {
-                Some(data) => TopicRoute::from_data(topic, &data, config.default_topic_queue_nums),
-                None => return Err(ClientError::NoRoute(topic.to_owned())),
-            },
+        let route = match (route::fetch(client, namesrvs, topic, timeout).await, cached) {
+            (Ok(Some(data)), _) => TopicRoute::from_data(topic, &data, i32::MAX),
+            (Ok(None) | Err(_), Some(cached)) => return Ok((cached, false)),
+            (Err(error), None) => return Err(error),
+            (Ok(None), None) => {
+                match route::fetch(client, namesrvs, AUTO_CREATE_TOPIC, timeout).await? {
+                    Some(data) => {
+                        TopicRoute::from_data(topic, &data, config.default_topic_queue_nums)
+                    }
+                    None => return Err(ClientError::NoRoute(topic.to_owned())),
+                }
+            }
         };
-        if route.write_queues.is_empty() {
-            return Err(ClientError::NoRoute(topic.to_owned()));
+        match route.write_queues.is_empty() {
+            true => Err(ClientError::NoRoute(topic.to_owned())),
+            false => Ok((route, true)),
         }
-        lock(&self.inner.routes).insert(topic.to_owned(), route.clone());
-        Ok(route)
     }
 
+    /// Puts the topic's route in doubt after a failed send.
     fn forget_route(&self, topic: &str) {
-        lock(&self.inner.routes).remove(topic);
+        lock(&self.inner.stale).insert(topic.to_owned());
     }
 
     fn pick(
@@ -546,16 +588,12 @@ fn split_batch<'a, 'm>(
     chunks
 }
 
-/// Every `refresh_interval`: routes of the topics in use again, and a heartbeat to each broker
-/// they name.
+/// At once and then every `refresh_interval`: routes of the topics in use again, and a
+/// heartbeat to each broker they name.
 async fn refresh(inner: Arc<Inner>, stop: Flag) {
     loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return,
-            () = tokio::time::sleep(inner.config.refresh_interval) => {}
-        }
-        let topics: Vec<String> = lock(&inner.routes).keys().cloned().collect();
+        let mut topics: BTreeSet<String> = lock(&inner.routes).keys().cloned().collect();
+        topics.extend(lock(&inner.stale).iter().cloned());
         for topic in topics {
             let fetched = route::fetch(
                 &inner.client,
@@ -567,17 +605,23 @@ async fn refresh(inner: Arc<Inner>, stop: Flag) {
             if let Ok(Some(data)) = fetched {
                 let fresh = TopicRoute::from_data(&topic, &data, i32::MAX);
                 if !fresh.write_queues.is_empty() {
+                    lock(&inner.stale).remove(&topic);
                     lock(&inner.routes).insert(topic, fresh);
                 }
             }
         }
-        let masters: std::collections::BTreeSet<String> =
+        let masters: BTreeSet<String> =
             lock(&inner.routes).values().flat_map(|r| r.masters.values().cloned()).collect();
         let body = heartbeat_body(&inner);
         for addr in masters {
             if let Err(e) = heartbeat(&inner, &addr, body.clone()).await {
                 tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
             }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(inner.config.refresh_interval) => {}
         }
     }
 }
