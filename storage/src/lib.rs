@@ -21,4 +21,4 @@ pub mod store;
 pub use config::{FlushDiskType, StoreConfig};
 pub use error::StoreError;
 pub use service::{PutError, StoreService};
-pub use store::{Appended, GetMessages, GetStatus, ReadLimits, RecoveryReport, Store};
+pub use store::{Appended, GetMessages, GetStatus, LogEntry, ReadLimits, RecoveryReport, Store};

@@ -32,6 +32,15 @@ pub(super) fn handle(
     _conn: &Connection,
     request: &RemotingCommand,
 ) -> Outcome {
+    let outcome = end(broker, request);
+    // The request is usually oneway: the log is the only place a refusal shows.
+    if let Err(refusal) = &outcome {
+        tracing::debug!(code = refusal.code, remark = %refusal.remark, "transaction end refused");
+    }
+    outcome
+}
+
+fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
     let header = decode::<EndTransactionRequestHeader>(request)?;
     let end = EndRequest {
         producer_group: &header.producer_group,

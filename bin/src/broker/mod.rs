@@ -825,7 +825,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         delays_dirty: AtomicBool::new(false),
         transactions: Mutex::new(transactions::Transactions::default()),
         checks_sent: AtomicUsize::new(0),
-        recovered_from: report.plan.redispatch_from,
+        recovered_from: report.plan.scan_from,
         server: server.handle(),
         held_pulls: AtomicUsize::new(0),
         register_now: Notify::new(),

@@ -19,6 +19,8 @@ use super::{lock, Broker};
 
 /// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How soon a registration a NameServer did not take is tried again.
+const RETRY: Duration = Duration::from_secs(2);
 
 fn registration(broker: &Broker, broker_id: i64) -> RemotingCommand {
     let mut wrapper = broker.topics().wrapper();
@@ -78,9 +80,11 @@ impl Broker {
     }
 }
 
-async fn register_all(broker: &Arc<Broker>) {
+/// Registers with every NameServer; whether each took it (a broker in controller mode whose
+/// role is not named yet has nothing to register, and counts as registered).
+async fn register_all(broker: &Arc<Broker>) -> bool {
     // A broker in controller mode registers once its controller named its role.
-    let Some(broker_id) = broker.registered_id() else { return };
+    let Some(broker_id) = broker.registered_id() else { return true };
     let timeout = Duration::from_millis(broker.config.register_timeout_ms);
     let mut pending = Vec::new();
     for addr in broker.config.namesrv_addrs.clone() {
@@ -91,27 +95,40 @@ async fn register_all(broker: &Arc<Broker>) {
                 Ok(reply) if reply.code == response::SUCCESS => {
                     tracing::debug!(namesrv = %addr, "registered");
                     broker.learn_master(&reply);
+                    true
                 }
                 Ok(reply) => {
-                    tracing::warn!(namesrv = %addr, code = reply.code, remark = ?reply.remark, "registration refused")
+                    tracing::warn!(namesrv = %addr, code = reply.code, remark = ?reply.remark, "registration refused");
+                    false
                 }
-                Err(e) => tracing::warn!(namesrv = %addr, error = %e, "registration failed; retrying next period"),
+                Err(e) => {
+                    tracing::warn!(namesrv = %addr, error = %e, "registration failed; retrying soon");
+                    false
+                }
             }
         }));
     }
+    let mut all = true;
     for task in pending {
-        let _ = task.await;
+        all &= task.await.unwrap_or(false);
     }
+    all
 }
 
 /// Registers now, then every period or whenever the topic table changes, until shutdown.
+/// A registration a NameServer did not take is tried again after [`RETRY`] rather than a
+/// whole period: until it is taken, clients that ask that NameServer cannot find the broker
+/// (producers cannot send to it, nor heartbeat it to answer transaction checks).
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     let period = Duration::from_millis(broker.config.register_period_ms.clamp(1_000, 60_000));
     loop {
-        register_all(&broker).await;
+        let wait = match register_all(&broker).await {
+            true => period,
+            false => period.min(RETRY),
+        };
         tokio::select! {
             biased;
-            () = tokio::time::sleep(period) => {}
+            () = tokio::time::sleep(wait) => {}
             () = broker.register_now.notified() => {}
             _ = stop.wait() => return,
         }

@@ -27,7 +27,7 @@ use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::CheckTransactionStateRequestHeader;
 use petrel_net::signal::Flag;
-use petrel_storage::{GetStatus, ReadLimits};
+use petrel_storage::{Appended, GetStatus, ReadLimits};
 
 use super::transactions::{self, scanned};
 use super::{lock, Broker};
@@ -37,9 +37,8 @@ use crate::clock::{now_millis, sleep_until};
 const RETRY_MS: u64 = 1_000;
 
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
-    let repaired = transactions::repair(&broker, broker.recovered_from);
-    if repaired > 0 {
-        tracing::warn!(repaired, "ops of committed transactions restored");
+    if !repair(&broker, &stop).await {
+        return;
     }
     let config = CheckConfig {
         timeout_ms: broker.config.transactions.timeout_ms as i64,
@@ -50,11 +49,14 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     };
     let cursor = broker.offsets().query(HALF_TOPIC, SYSTEM_GROUP, 0).unwrap_or(0);
     let mut service = CheckService::new(config, cursor, now_millis());
+    if !note_copies(&broker, &mut service, cursor, &stop).await {
+        return;
+    }
     // The half message read last, kept for its check or discard.
     let mut head: Option<Bytes> = None;
     loop {
         while let Some(action) = service.poll_action() {
-            let event = execute(&broker, &mut head, action);
+            let event = execute(&broker, &mut head, action).await;
             service.handle(now_millis(), event);
             #[cfg(madsim)]
             service.check_invariants();
@@ -68,12 +70,68 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
     }
 }
 
-fn execute(broker: &Broker, head: &mut Option<Bytes>, action: CheckAction) -> CheckEvent {
+/// Tells the service of every half message from `cursor` on, so that it passes over a copy
+/// a newer one of its transaction supersedes; reads again after a failed read until it has
+/// them all. False when the service stops first.
+async fn note_copies(
+    broker: &Broker,
+    service: &mut CheckService,
+    cursor: i64,
+    stop: &Flag,
+) -> bool {
+    let mut offset = cursor.max(0) as u64;
+    loop {
+        let limits = ReadLimits { messages_max: 1_024, ..ReadLimits::default() };
+        let got = broker.store().get_messages(HALF_TOPIC, 0, offset, limits, &|_| true);
+        for record in got.messages.iter().filter_map(|bytes| scanned(bytes)) {
+            let origin = transaction::origin(record.properties, record.queue_offset);
+            service.note_copy(origin, record.queue_offset);
+        }
+        match got.status {
+            GetStatus::ReadFailed => {}
+            _ if got.next_begin_offset > offset => {
+                offset = got.next_begin_offset;
+                continue;
+            }
+            _ => return true,
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return false,
+            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+        }
+    }
+}
+
+/// Restores the ops a crash tore off commits before anything is checked, trying again
+/// until it can; false when the service stops first.
+async fn repair(broker: &Broker, stop: &Flag) -> bool {
+    loop {
+        match transactions::repair(broker, broker.recovered_from) {
+            Ok(0) => return true,
+            Ok(repaired) => {
+                tracing::warn!(repaired, "ops of committed transactions restored");
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ops lost in a crash not restored yet; will retry")
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return false,
+            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+        }
+    }
+}
+
+async fn execute(broker: &Broker, head: &mut Option<Bytes>, action: CheckAction) -> CheckEvent {
     match action {
         CheckAction::Read { offset } => read(broker, head, offset),
         CheckAction::Check { offset, check_times } => match head.take() {
-            Some(bytes) => match check(broker, &bytes, check_times) {
-                Ok(()) => CheckEvent::Done { offset },
+            Some(bytes) => match check(broker, &bytes, check_times).await {
+                Ok(Some(copy)) => CheckEvent::Copied { offset, copy },
+                Ok(None) => CheckEvent::Done { offset },
                 Err(error) => {
                     tracing::warn!(offset, %error, "half message not checked yet; will retry");
                     CheckEvent::Failed { offset }
@@ -110,6 +168,7 @@ fn read(broker: &Broker, head: &mut Option<Bytes>, offset: i64) -> CheckEvent {
     let resolved = broker.transactions().index.is_resolved(record.queue_offset, origin);
     let event = CheckEvent::Head(HalfHead {
         offset: record.queue_offset,
+        origin,
         born_timestamp: record.born_timestamp,
         store_timestamp: record.store_timestamp,
         check_times: transaction::check_times(record.properties),
@@ -143,31 +202,49 @@ fn copy<'a>(
     }
 }
 
-/// Copies the half message with its check count and asks a producer of its group.
-fn check(broker: &Broker, bytes: &[u8], check_times: i32) -> Result<(), String> {
+/// Copies the half message with its check count and, once the store acknowledges the copy
+/// (as it would a send: flushed under SYNC_FLUSH), asks a producer of its group about it.
+/// The producer's answer names the copy, which must be there to read. The copy's queue
+/// offset; none when the transaction was resolved meanwhile.
+async fn check(broker: &Broker, bytes: &[u8], check_times: i32) -> Result<Option<i64>, String> {
     let half = scanned(bytes).ok_or("the half message read no longer decodes")?;
     let props = transaction::copy_properties(half.properties, half.queue_offset, check_times);
     let input = copy(broker, &half, HALF_TOPIC, 0, &props);
+    let Some((appended, place)) = append_copy(broker, &half, &input)? else { return Ok(None) };
+    if !broker.store.is_acknowledged(&appended) {
+        let waited = broker.store.wait_acknowledged(appended).await;
+        waited.map_err(|e| format!("the copy was not made durable: {e}"))?;
+    }
+    let group = record::property(half.properties, b"PGROUP").unwrap_or_default();
+    send_check(broker, &String::from_utf8_lossy(group), &half, &input, place);
+    Ok(Some(place.queue_offset))
+}
+
+/// Appends `copy` of `half` unless its transaction was resolved meanwhile; where it went.
+fn append_copy(
+    broker: &Broker,
+    half: &Record<'_>,
+    copy: &RecordInput<'_>,
+) -> Result<Option<(Appended, RecordPlace)>, String> {
     let origin = transaction::origin(half.properties, half.queue_offset);
     let transactions = broker.transactions();
     if transactions.index.is_resolved(half.queue_offset, origin) {
-        return Ok(());
+        return Ok(None);
     }
-    let mut place = (0, 0);
+    let mut at = (0, 0);
     let appended = broker
         .store
-        .append_batch(&[input], now_millis() as i64, &mut |at, queue| place = (at, queue))
+        .append_batch(std::slice::from_ref(copy), now_millis() as i64, &mut |physical, queue| {
+            at = (physical, queue)
+        })
         .map_err(|e| e.to_string())?;
     drop(transactions);
-    let group = record::property(half.properties, b"PGROUP").unwrap_or_default();
-    let group = String::from_utf8_lossy(group);
     let place = RecordPlace {
-        queue_offset: place.1,
-        physical_offset: place.0 as i64,
+        queue_offset: at.1,
+        physical_offset: at.0 as i64,
         store_timestamp: appended.store_timestamp,
     };
-    send_check(broker, &group, &half, &input, place);
-    Ok(())
+    Ok(Some((appended, place)))
 }
 
 /// Sends CHECK_TRANSACTION_STATE for the copy at `place`: its body the copy as a record in

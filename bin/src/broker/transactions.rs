@@ -14,7 +14,7 @@ use petrel_core::broker::transaction::{
     self, op_body, op_offsets, op_properties, HalfView, ResolvedIndex, HALF_TOPIC, OP_HALF_TOPIC,
 };
 use petrel_core::record::{property, scan_record, sys_flag, Checks, Record, RecordInput, Scanned};
-use petrel_storage::{Appended, ReadLimits, StoreError};
+use petrel_storage::{Appended, LogEntry, ReadLimits, StoreError};
 
 use super::{lock, Broker};
 use crate::clock::now_millis;
@@ -147,50 +147,59 @@ pub(super) fn resolve(
 }
 
 /// Writes the op of every commit in the commit log from `from` whose op a crash tore off
-/// (see the module documentation); how many it wrote.
-pub(super) fn repair(broker: &Broker, from: u64) -> usize {
+/// (see the module documentation); how many it wrote. A record it cannot read (a failed
+/// read: recovery read the whole range) or an op it cannot write stops it with an error, to
+/// be run again: a commit whose op is missing would be committed twice once checked.
+pub(super) fn repair(broker: &Broker, from: u64) -> Result<usize, String> {
     let store = broker.store();
     let file_bytes = broker.config.store.commit_log_file_bytes;
     let (mut at, end) = (from.max(store.min_physical_offset()), store.written_offset());
     let mut repaired = 0;
     while at < end {
-        let Some(bytes) = store.message_at(at) else {
-            // A blank at a file's end (or a record that no longer reads): the next file.
-            at = (at / file_bytes + 1) * file_bytes;
-            continue;
+        let bytes = match store.entry_at(at) {
+            LogEntry::Record(bytes) => bytes,
+            LogEntry::Blank => {
+                at = (at / file_bytes + 1) * file_bytes;
+                continue;
+            }
+            LogEntry::Unreadable => return Err(format!("the record at {at} did not read whole")),
         };
         at += bytes.len() as u64;
         let Some(record) = scanned(&bytes) else { continue };
         let committed = record.sys_flag & sys_flag::TRANSACTION_MASK == transaction::COMMIT;
-        if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, &record) {
+        if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, &record)? {
             repaired += 1;
         }
     }
-    repaired
+    Ok(repaired)
 }
 
-fn repair_one(broker: &Broker, committed: &Record<'_>) -> bool {
-    let Some(bytes) = broker.store().message_at(committed.prepared_transaction_offset as u64)
-    else {
-        return false;
+/// Writes the op of `committed` if its half message is not resolved; whether it did.
+fn repair_one(broker: &Broker, committed: &Record<'_>) -> Result<bool, String> {
+    let half_at = committed.prepared_transaction_offset as u64;
+    if half_at < broker.store().min_physical_offset() {
+        // Its half message's file was deleted: the half queue no longer holds it either.
+        return Ok(false);
+    }
+    let bytes = match broker.store().entry_at(half_at) {
+        LogEntry::Record(bytes) => bytes,
+        LogEntry::Blank => return Ok(false),
+        LogEntry::Unreadable => {
+            return Err(format!("the half message at {half_at} did not read whole"));
+        }
     };
-    let Some(half) = scanned(&bytes) else { return false };
+    let Some(half) = scanned(&bytes) else { return Ok(false) };
     if half.topic_str() != HALF_TOPIC {
-        return false;
+        return Ok(false);
     }
     let origin = transaction::origin(half.properties, half.queue_offset);
     let mut transactions = broker.transactions();
     if transactions.index.is_resolved(half.queue_offset, origin) {
-        return false;
+        return Ok(false);
     }
-    match resolve(broker, &mut transactions, None, half.queue_offset, origin) {
-        Ok(_) => {
-            tracing::warn!(half = half.queue_offset, "a commit's op was lost in a crash: written");
-            true
-        }
-        Err(error) => {
-            tracing::error!(%error, half = half.queue_offset, "a commit's lost op not written");
-            false
-        }
-    }
+    resolve(broker, &mut transactions, None, half.queue_offset, origin).map_err(|e| {
+        format!("the op of the half message at {} not written: {e}", half.queue_offset)
+    })?;
+    tracing::warn!(half = half.queue_offset, "a commit's op was lost in a crash: written");
+    Ok(true)
 }

@@ -19,8 +19,14 @@
 //! persisted (as consumer group `CID_RMQ_SYS_TRANS`'s offset of the half queue) only after
 //! the copies it passed are durable: a restart neither loses a check nor starts a count
 //! again; at worst it copies the last pass's messages once more, with the same counts.
+//!
+//! Each transaction has one live copy, its newest: a copy older than a newer one of the same
+//! transaction (named by its first half message, its origin) is passed over. Without that, a
+//! restart that reads a pass again copies the same transaction a second time, and both
+//! copies live on, each copied every pass: checks multiply with every crash. The shell tells
+//! the service of the copies past the cursor when it starts ([`CheckService::note_copy`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::Millis;
 
@@ -44,6 +50,8 @@ pub struct CheckConfig {
 pub struct HalfHead {
     /// Its queue offset in the half queue.
     pub offset: i64,
+    /// Its transaction's first half message (its own offset unless it is a copy).
+    pub origin: i64,
     pub born_timestamp: i64,
     pub store_timestamp: i64,
     /// `TRANSACTION_CHECK_TIMES` (0 when absent).
@@ -62,9 +70,12 @@ pub enum CheckEvent {
     /// No half message at the cursor; `next` is where the half queue continues (past the
     /// cursor when its start moved beyond it or units were skipped).
     Empty { next: i64 },
-    /// The half message at `offset` was copied and checked, or discarded, or found
-    /// resolved meanwhile: the cursor moves past it.
+    /// The half message at `offset` was discarded, or found resolved meanwhile: the cursor
+    /// moves past it.
     Done { offset: i64 },
+    /// The half message at `offset` was copied to `copy` and checked: the cursor moves past
+    /// it, and the copy is its transaction's newest.
+    Copied { offset: i64, copy: i64 },
     /// Reading or acting at `offset` failed; try again later.
     Failed { offset: i64 },
     /// The cursor of the last `Persist` reached the disk, or did not.
@@ -94,8 +105,9 @@ enum State {
     Idle { until: Millis },
     /// A `Read` is out.
     Reading,
-    /// A `Check` or `Discard` of the half message at `offset` is out.
-    Acting { offset: i64 },
+    /// A `Check` or `Discard` of the half message at `offset`, of transaction `origin`, is
+    /// out.
+    Acting { offset: i64, origin: i64 },
     /// The last attempt failed; read again at `until`.
     Retrying { until: Millis },
 }
@@ -112,23 +124,33 @@ pub struct CheckService {
     dirty: bool,
     persisting: bool,
     actions: VecDeque<CheckAction>,
+    /// Each transaction's newest copy at or past the cursor, by origin.
+    newest: BTreeMap<i64, i64>,
 }
 
 impl CheckService {
-    /// A service resuming at `cursor` (the persisted progress); its first pass begins at
-    /// once.
+    /// A service resuming at `cursor` (the persisted progress). Its first pass begins one
+    /// interval after `now`, as RocketMQ's waits an interval first: after a restart the
+    /// producers have heartbeated again by then, and a check finds one to ask (a check that
+    /// finds none still counts).
     pub fn new(config: CheckConfig, cursor: i64, now: Millis) -> CheckService {
-        let mut service = CheckService {
+        CheckService {
             config,
             cursor: cursor.max(0),
             pass_began: now,
-            state: State::Reading,
+            state: State::Idle { until: now.saturating_add(config.interval_ms) },
             dirty: false,
             persisting: false,
             actions: VecDeque::new(),
-        };
-        service.read();
-        service
+            newest: BTreeMap::new(),
+        }
+    }
+
+    /// The half queue holds a copy of transaction `origin` at `offset` (what the shell finds
+    /// past the cursor as the service starts).
+    pub fn note_copy(&mut self, origin: i64, offset: i64) {
+        let newest = self.newest.entry(origin).or_insert(offset);
+        *newest = (*newest).max(offset);
     }
 
     /// The next half-queue offset to look at.
@@ -153,6 +175,8 @@ impl CheckService {
     fn end_pass(&mut self, now: Millis) {
         let until = self.pass_began.saturating_add(self.config.interval_ms).max(now);
         self.state = State::Idle { until };
+        let cursor = self.cursor;
+        self.newest.retain(|_, copy| *copy >= cursor);
         self.persist();
     }
 
@@ -177,7 +201,14 @@ impl CheckService {
                     false => self.end_pass(now),
                 }
             }
-            CheckEvent::Done { offset } if self.state == (State::Acting { offset }) => {
+            CheckEvent::Done { offset } if self.acting_at(offset).is_some() => {
+                self.advance(offset + 1);
+                self.read();
+            }
+            CheckEvent::Copied { offset, copy } if self.acting_at(offset).is_some() => {
+                if let Some(origin) = self.acting_at(offset) {
+                    self.note_copy(origin, copy);
+                }
                 self.advance(offset + 1);
                 self.read();
             }
@@ -194,16 +225,25 @@ impl CheckService {
         }
     }
 
+    /// The origin of the half message at `offset`, if an action on it is out.
+    fn acting_at(&self, offset: i64) -> Option<i64> {
+        match self.state {
+            State::Acting { offset: at, origin } if at == offset => Some(origin),
+            _ => None,
+        }
+    }
+
     /// Decides for the half message at the cursor (`TransactionalMessageServiceImpl.check`).
     fn head(&mut self, now: Millis, head: &HalfHead) {
         self.advance(head.offset);
         let now_ms = i64::try_from(now).unwrap_or(i64::MAX);
         let age = now_ms.saturating_sub(head.born_timestamp);
-        if head.resolved {
+        let superseded = self.newest.get(&head.origin).is_some_and(|newest| *newest > head.offset);
+        if head.resolved || superseded {
             self.advance(head.offset + 1);
             self.read();
         } else if head.check_times >= self.config.check_max || age > self.config.file_reserved_ms {
-            self.state = State::Acting { offset: head.offset };
+            self.state = State::Acting { offset: head.offset, origin: head.origin };
             self.actions.push_back(CheckAction::Discard { offset: head.offset });
         } else if head.store_timestamp >= i64::try_from(self.pass_began).unwrap_or(i64::MAX)
             || age < head.immunity_ms.unwrap_or(0).max(self.config.timeout_ms)
@@ -212,7 +252,7 @@ impl CheckService {
             // rest is younger still. Look again next pass.
             self.end_pass(now);
         } else {
-            self.state = State::Acting { offset: head.offset };
+            self.state = State::Acting { offset: head.offset, origin: head.origin };
             let check_times = head.check_times.saturating_add(1);
             self.actions.push_back(CheckAction::Check { offset: head.offset, check_times });
         }
@@ -253,7 +293,7 @@ impl CheckService {
         let persists =
             self.actions.iter().filter(|a| matches!(a, CheckAction::Persist { .. })).count();
         assert!(persists <= usize::from(self.persisting), "persist queued twice");
-        if let State::Acting { offset } = self.state {
+        if let State::Acting { offset, .. } = self.state {
             assert!(offset >= self.cursor, "acting at {offset} behind the cursor");
         }
     }
@@ -274,12 +314,23 @@ mod tests {
     fn head(offset: i64, born: i64, check_times: i32) -> HalfHead {
         HalfHead {
             offset,
+            origin: offset,
             born_timestamp: born,
             store_timestamp: born,
             check_times,
             immunity_ms: None,
             resolved: false,
         }
+    }
+
+    /// A service resuming at `cursor` whose first pass begins at 100 000.
+    fn started(cursor: i64) -> CheckService {
+        let mut service = CheckService::new(CONFIG, cursor, 70_000);
+        assert_eq!(service.poll_timeout(), Some(100_000));
+        service.tick(99_999);
+        assert!(service.poll_action().is_none(), "no pass before an interval went by");
+        service.tick(100_000);
+        service
     }
 
     fn drain(service: &mut CheckService) -> Vec<CheckAction> {
@@ -289,13 +340,13 @@ mod tests {
 
     #[test]
     fn a_pass_checks_old_half_messages_skips_resolved_ones_and_stops_at_young_ones() {
-        let mut service = CheckService::new(CONFIG, 3, 100_000);
+        let mut service = started(3);
         assert_eq!(drain(&mut service), [CheckAction::Read { offset: 3 }]);
         service.handle(100_000, CheckEvent::Head(HalfHead { resolved: true, ..head(3, 0, 0) }));
         assert_eq!(drain(&mut service), [CheckAction::Read { offset: 4 }]);
         service.handle(100_000, CheckEvent::Head(head(5, 1_000, 2)));
         assert_eq!(drain(&mut service), [CheckAction::Check { offset: 5, check_times: 3 }]);
-        service.handle(100_001, CheckEvent::Done { offset: 5 });
+        service.handle(100_001, CheckEvent::Copied { offset: 5, copy: 7 });
         assert_eq!(drain(&mut service), [CheckAction::Read { offset: 6 }]);
         // Born 5 s ago: younger than transactionTimeOut. The pass ends and persists.
         service.handle(100_002, CheckEvent::Head(head(6, 95_000, 0)));
@@ -311,7 +362,7 @@ mod tests {
 
     #[test]
     fn checked_too_often_or_too_old_is_discarded_and_a_copy_waits_for_the_next_pass() {
-        let mut service = CheckService::new(CONFIG, 0, 100_000);
+        let mut service = started(0);
         drain(&mut service);
         service.handle(100_000, CheckEvent::Head(head(0, 1_000, 15)));
         assert_eq!(drain(&mut service), [CheckAction::Discard { offset: 0 }]);
@@ -327,7 +378,7 @@ mod tests {
         service.handle(100_001, CheckEvent::Head(copy));
         assert_eq!(drain(&mut service), [CheckAction::Persist { cursor: 2 }]);
         // Its check-immunity time holds a half message back beyond transactionTimeOut.
-        let mut service = CheckService::new(CONFIG, 0, 100_000);
+        let mut service = started(0);
         drain(&mut service);
         let immune = HalfHead { immunity_ms: Some(60_000), ..head(0, 50_000, 0) };
         service.handle(100_000, CheckEvent::Head(immune));
@@ -335,8 +386,30 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_lives_in_its_newest_copy_only() {
+        // After a restart that reads a pass again: the half message at 3 was copied to 9
+        // before the crash, and the service is told of that copy as it starts.
+        let mut service = CheckService::new(CONFIG, 3, 70_000);
+        service.note_copy(3, 9);
+        service.tick(100_000);
+        drain(&mut service);
+        service.handle(100_000, CheckEvent::Head(head(3, 1_000, 1)));
+        assert_eq!(drain(&mut service), [CheckAction::Read { offset: 4 }], "3 is superseded");
+        // A copy made this pass supersedes the one it was made from in later passes too.
+        service.handle(100_000, CheckEvent::Head(head(5, 1_000, 0)));
+        assert_eq!(drain(&mut service), [CheckAction::Check { offset: 5, check_times: 1 }]);
+        service.handle(100_001, CheckEvent::Copied { offset: 5, copy: 10 });
+        drain(&mut service);
+        service.handle(100_001, CheckEvent::Head(HalfHead { origin: 5, ..head(7, 1_000, 0) }));
+        assert_eq!(drain(&mut service), [CheckAction::Read { offset: 8 }], "7 is older than 10");
+        let copy = HalfHead { origin: 3, ..head(9, 1_000, 2) };
+        service.handle(100_001, CheckEvent::Head(copy));
+        assert_eq!(drain(&mut service), [CheckAction::Check { offset: 9, check_times: 3 }]);
+    }
+
+    #[test]
     fn failures_retry_and_gaps_are_read_past() {
-        let mut service = CheckService::new(CONFIG, 0, 100_000);
+        let mut service = started(0);
         drain(&mut service);
         service.handle(100_000, CheckEvent::Failed { offset: 0 });
         assert_eq!(service.poll_timeout(), Some(101_000));
@@ -359,7 +432,7 @@ mod tests {
         /// and a check asks one more than the count read.
         #[test]
         fn any_reports_keep_the_invariants(steps in proptest::collection::vec((0..6u8, 0..20i64, 0..20i32, proptest::bool::ANY), 1..80)) {
-            let mut service = CheckService::new(CONFIG, 0, 100_000);
+            let mut service = started(0);
             let mut now = 100_000;
             let mut out: Option<CheckAction> = None;
             let mut read_times = 0;
@@ -382,7 +455,7 @@ mod tests {
                     (3, Some(_)) => CheckEvent::Failed { offset },
                     (_, Some(CheckAction::Check { offset, check_times })) => {
                         proptest::prop_assert_eq!(check_times, read_times + 1);
-                        CheckEvent::Done { offset }
+                        CheckEvent::Copied { offset, copy: offset + 20 }
                     }
                     (_, Some(CheckAction::Discard { offset })) => CheckEvent::Done { offset },
                     (_, Some(CheckAction::Read { offset: at })) => CheckEvent::Empty { next: at },

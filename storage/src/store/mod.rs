@@ -98,6 +98,18 @@ pub struct RecoveryReport {
     pub units_replaced: u64,
 }
 
+/// What the commit log holds at an offset a reader walks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A whole record, its checks passed.
+    Record(Bytes),
+    /// The filler that ends a file: the next record starts in the next file.
+    Blank,
+    /// Nothing that reads whole: past the end, or a read that failed its checks (a faulty
+    /// read may succeed when tried again).
+    Unreadable,
+}
+
 /// RocketMQ's `GetMessageStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetStatus {

@@ -55,18 +55,27 @@ impl Store {
 
     /// The record starting at `physical_offset`, reading its size from it.
     pub fn message_at(&self, physical_offset: u64) -> Option<Bytes> {
-        let head = self.read_at(physical_offset, 4)?;
+        match self.entry_at(physical_offset) {
+            LogEntry::Record(bytes) => Some(bytes),
+            LogEntry::Blank | LogEntry::Unreadable => None,
+        }
+    }
+
+    /// What the commit log holds at `physical_offset`: a record, a file's closing blank, or
+    /// nothing that reads whole.
+    pub fn entry_at(&self, physical_offset: u64) -> LogEntry {
+        let Some(head) = self.read_at(physical_offset, 4) else { return LogEntry::Unreadable };
         let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let size = u32::try_from(size)
-            .ok()
-            .filter(|s| u64::from(*s) <= self.config.commit_log_file_bytes)?;
-        let bytes = self.read_at(physical_offset, size)?;
-        match scan_record(
-            &bytes,
-            Checks { physical_offset: Some(physical_offset as i64), crc: true },
-        ) {
-            Scanned::Record(_) => Some(bytes),
-            _ => None,
+        let size =
+            u32::try_from(size).ok().filter(|s| u64::from(*s) <= self.config.commit_log_file_bytes);
+        let Some(bytes) = size.and_then(|size| self.read_at(physical_offset, size)) else {
+            return LogEntry::Unreadable;
+        };
+        let checks = Checks { physical_offset: Some(physical_offset as i64), crc: true };
+        match scan_record(&bytes, checks) {
+            Scanned::Record(_) => LogEntry::Record(bytes),
+            Scanned::Blank => LogEntry::Blank,
+            Scanned::Invalid(_) => LogEntry::Unreadable,
         }
     }
 
