@@ -77,6 +77,12 @@ pub enum Event {
     /// Broker `node` made the records at these commit-log offsets visible to consumers
     /// (dispatched them: past its confirm offset), each a message of the workload (its id).
     Confirmed { node: String, records: Vec<(u64, u64)> },
+    /// A transaction producer's application decided transaction `id` for good: commit (its
+    /// message must be delivered) or roll back (it must never be).
+    Decided { id: u64, commit: bool },
+    /// A transaction producer answered a check of transaction `id`, whose copy of the half
+    /// message carried check count `times` and was stored at `stored_wall` (ms).
+    Checked { id: u64, times: i32, stored_wall: i64 },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -189,7 +195,11 @@ impl History {
                 Event::Committed { answered, .. } => summary.commits += u64::from(*answered),
                 Event::Crashed { .. } => summary.crashes += 1,
                 Event::Stopped { .. } => summary.stops += 1,
-                Event::Healed | Event::Recovered { .. } | Event::Confirmed { .. } => {}
+                Event::Healed
+                | Event::Recovered { .. }
+                | Event::Confirmed { .. }
+                | Event::Decided { .. }
+                | Event::Checked { .. } => {}
             }
         }
         summary

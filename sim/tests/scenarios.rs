@@ -49,3 +49,8 @@ async fn controller() {
 async fn failover() {
     scenarios::failover::run().await;
 }
+
+#[madsim::test]
+async fn transactions() {
+    scenarios::transactions::run().await;
+}

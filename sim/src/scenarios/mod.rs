@@ -14,6 +14,7 @@ pub mod namesrv;
 pub mod producer;
 pub mod pull_consumer;
 pub mod replication;
+pub mod transactions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,6 +77,11 @@ pub const ALL: &[Scenario] = &[
         name: "broadcast",
         about: "one of two broadcasting members loses power and returns",
         run: || Box::pin(broadcast::run()),
+    },
+    Scenario {
+        name: "transactions",
+        about: "transaction producers losing power, a broker under swarm faults while it checks",
+        run: || Box::pin(transactions::run()),
     },
 ];
 
