@@ -26,6 +26,9 @@
 //!   copies, a transaction's checks never carry a count below one before (a pass read again
 //!   after a crash passes over the copies a newer one supersedes), promised while the disk
 //!   does not fail writes;
+//! - a transaction lives in one copy at a time: no two copies of it in the final half queue
+//!   carry the same count (a pass read again after a crash copies nothing twice), promised
+//!   while the disk does not fail writes;
 //! - and the shared ones: no acknowledged half message is cut off by a recovery, a place
 //!   names one message, and a delivered message was sent and is whole.
 //!
@@ -412,6 +415,7 @@ pub async fn run() -> String {
         discarded_after_max(&counts),
         counts_survive(&entries, &schedule.disk),
         checks_answered(&entries, &copies, healed_wall),
+        one_copy_per_count(&copies, &schedule.disk),
     ];
     checkers::conclude(&verdicts);
     cluster.stop().await;
@@ -637,4 +641,28 @@ fn checks_answered(entries: &[Entry], copies: &[(u64, i32, i64)], healed_wall: i
             )),
         ),
     }
+}
+
+/// A transaction lives in one copy at a time: no two copies of it in the broker's final half
+/// queue carry the same check count, while the disk does not fail writes (a copy whose write
+/// failed is made again).
+fn one_copy_per_count(
+    copies: &[(u64, i32, i64)],
+    disk: &petrel_storage::disk::SimDiskFaults,
+) -> Verdict {
+    if disk.fails_writes() {
+        let why = format!("{} copies; not promised: the disk fails writes", copies.len());
+        return Verdict::new("one_copy_per_count", Ok(why));
+    }
+    let mut seen: BTreeMap<(u64, i32), i64> = BTreeMap::new();
+    for &(id, times, stored) in copies {
+        if let Some(before) = seen.insert((id, times), stored) {
+            let why = format!(
+                "transaction {id} copied twice with check count {times}, at {before} and \
+                 {stored} ms"
+            );
+            return Verdict::new("one_copy_per_count", Err(why));
+        }
+    }
+    Verdict::new("one_copy_per_count", Ok(format!("{} copies, one per count", copies.len())))
 }
