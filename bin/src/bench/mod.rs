@@ -3,6 +3,7 @@
 //! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
 //! - `idle`: a broker's memory with many idle connections and held pulls.
 //! - `producer`: send TPS and latency through `petrel-client`'s producer.
+//! - `check-back`: sends/s while the broker checks many unresolved transactions.
 //! - `consumer`, `e2e`: receive TPS, and produce-to-consume latency at a fixed rate.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 //! - `send`, `floor-server`: raw sends through brokers it starts, as ratios to the transport
@@ -10,6 +11,7 @@
 //! - `replication`: sends to masters with slaves against a lone master, and an empty slave's
 //!   catch-up against this disk's sequential-write ceiling.
 
+pub mod check_back;
 pub mod consume;
 pub mod idle;
 pub mod producer;

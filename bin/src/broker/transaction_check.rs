@@ -60,6 +60,8 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
             service.handle(now_millis(), event);
             #[cfg(madsim)]
             service.check_invariants();
+            // A pass over many half messages never waits otherwise: sends go first.
+            tokio::task::yield_now().await;
         }
         tokio::select! {
             biased;

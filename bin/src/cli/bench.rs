@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use petrel::bench::check_back::{self, CheckBackBench};
 use petrel::bench::consume::{self, ConsumeBench};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Route(RouteArgs),
     /// Send TPS and latency through the Rust producer (RocketMQ's benchmark option letters).
     Producer(ProducerArgs),
+    /// Sends/s while the broker checks many unresolved transactions, against sends/s before.
+    CheckBack(CheckBackArgs),
     /// Messages per second through a push consumer reading a topic from its start.
     Consumer(ConsumerArgs),
     /// Produce-to-consume latency at a fixed send rate.
@@ -48,6 +51,10 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
             let json = args.json;
             let report = producer::run(args.into(), |line| eprintln!("{line}")).await?;
             println!("{}", report.render(json));
+        }
+        BenchCommand::CheckBack(args) => {
+            let json = args.json;
+            print!("{}", check_back::run(args.into()).await?.render(json));
         }
         BenchCommand::Consumer(args) => {
             let json = args.json;
@@ -180,6 +187,41 @@ impl From<ProducerArgs> for ProducerBench {
             batch: args.batch,
             duration: Duration::from_secs(args.duration),
             report_interval: Duration::from_secs(args.report_interval.max(1)),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct CheckBackArgs {
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(short = 't', long, default_value = "BenchCheckBack")]
+    topic: String,
+    /// Unresolved transactions to leave for the broker to check.
+    #[arg(long, default_value_t = 100_000)]
+    half: u64,
+    /// Send workers.
+    #[arg(short = 'w', long, default_value_t = 16)]
+    threads: usize,
+    /// Body bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
+    size: usize,
+    /// Seconds of each send phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<CheckBackArgs> for CheckBackBench {
+    fn from(args: CheckBackArgs) -> CheckBackBench {
+        CheckBackBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            half: args.half,
+            threads: args.threads,
+            message_bytes: args.size,
+            duration: Duration::from_secs(args.duration),
         }
     }
 }
