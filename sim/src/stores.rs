@@ -99,7 +99,7 @@ pub fn read_all(store: &Store, reader: &str, group: &str, topic: &str, queues: i
 /// Every copy the transaction check service made in `store`'s half queue (a record with a
 /// check count): its message id, its check count and when it was stored (wall ms).
 pub fn check_copies(store: &Store) -> Vec<(u64, i32, i64)> {
-    use petrel_core::broker::transaction::{CHECK_TIMES_PROPERTY, HALF_TOPIC};
+    use petrel_core::broker::transaction::{self, HALF_TOPIC};
     let mut out = Vec::new();
     let mut offset = store.queue_offsets(HALF_TOPIC, 0).map_or(0, |(min, _)| min);
     loop {
@@ -112,9 +112,9 @@ pub fn check_copies(store: &Store) -> Vec<(u64, i32, i64)> {
             let Scanned::Record(record) = scan_record(message, checks) else {
                 panic!("the half queue holds a damaged record");
             };
-            let times = record.property(CHECK_TIMES_PROPERTY.as_bytes());
-            let times = times.and_then(|t| std::str::from_utf8(t).ok()?.parse().ok());
-            if let (Some(times), Some(id)) = (times, workload::body_id(record.body)) {
+            // A copy carries a count of 1 or more; the first half message carries none.
+            let times = transaction::check_times(record.properties);
+            if let (true, Some(id)) = (times > 0, workload::body_id(record.body)) {
                 out.push((id, times, record.store_timestamp));
             }
         }

@@ -58,18 +58,28 @@ pub struct CheckBackReport {
 #[derive(Default)]
 struct Undecided {
     checks: AtomicU64,
-    checked: Mutex<HashSet<String>>,
-    first_check: Mutex<Option<Instant>>,
-    pass_done: Mutex<Option<Instant>>,
+    seen: Mutex<Seen>,
+}
+
+/// The transactions checked, when the first check came and when the last of them did.
+#[derive(Default)]
+struct Seen {
+    checked: HashSet<String>,
+    first_check: Option<Instant>,
+    pass_done: Option<Instant>,
 }
 
 impl Undecided {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn first_check(&self) -> Option<Instant> {
-        *self.first_check.lock().unwrap_or_else(|p| p.into_inner())
+        self.seen().first_check
     }
 
     fn pass_done(&self) -> Option<Instant> {
-        *self.pass_done.lock().unwrap_or_else(|p| p.into_inner())
+        self.seen().pass_done
     }
 }
 
@@ -85,13 +95,12 @@ impl TransactionListener for Listener {
     }
 
     fn check(&self, message: &ReceivedMessage) -> LocalTransactionState {
-        let undecided = &self.undecided;
-        undecided.checks.fetch_add(1, Ordering::Relaxed);
+        self.undecided.checks.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        undecided.first_check.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(now);
-        let mut checked = undecided.checked.lock().unwrap_or_else(|p| p.into_inner());
-        if checked.insert(message.msg_id.clone()) && checked.len() as u64 == self.half {
-            *undecided.pass_done.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        let mut seen = self.undecided.seen();
+        seen.first_check.get_or_insert(now);
+        if seen.checked.insert(message.msg_id.clone()) && seen.checked.len() as u64 == self.half {
+            seen.pass_done = Some(now);
         }
         LocalTransactionState::Unknown
     }

@@ -97,10 +97,8 @@ async fn note_copies(
             }
             _ => return true,
         }
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return false,
-            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+        if !retry_later(stop).await {
+            return false;
         }
     }
 }
@@ -119,11 +117,18 @@ async fn repair(broker: &Broker, stop: &Flag) -> bool {
                 tracing::warn!(%error, "ops lost in a crash not restored yet; will retry")
             }
         }
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return false,
-            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+        if !retry_later(stop).await {
+            return false;
         }
+    }
+}
+
+/// Waits [`RETRY_MS`]; false when the service stops first.
+async fn retry_later(stop: &Flag) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.wait() => false,
+        () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => true,
     }
 }
 

@@ -51,7 +51,9 @@ use petrel_client::transaction_producer::{
     LocalTransactionState, TransactionListener, TransactionProducer,
 };
 use petrel_client::{Message, ProducerConfig, ReceivedMessage, SendResult, SendStatus};
-use petrel_core::broker::transaction::{CHECK_MAX_TIME_TOPIC, CHECK_TIMES_PROPERTY, HALF_TOPIC};
+use petrel_core::broker::transaction::{
+    self, CHECK_MAX_TIME_TOPIC, CHECK_TIMES_PROPERTY, HALF_TOPIC,
+};
 use petrel_net::codec::codes::response;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -328,12 +330,7 @@ async fn read_discards(history: History, counts: Arc<Mutex<Vec<(u64, i32)>>>) {
         match pulled.await {
             Ok(pulled) if pulled.code == response::SUCCESS => {
                 for message in &pulled.messages {
-                    let times = petrel_core::record::property(
-                        &message.properties,
-                        CHECK_TIMES_PROPERTY.as_bytes(),
-                    );
-                    let times =
-                        times.and_then(|t| std::str::from_utf8(t).ok()?.parse().ok()).unwrap_or(0);
+                    let times = transaction::check_times(&message.properties);
                     counts.lock().unwrap().push((message.id, times));
                     history.record(Event::Delivered {
                         consumer: DISCARDS.into(),
