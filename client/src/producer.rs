@@ -387,9 +387,10 @@ impl Producer {
     /// (RocketMQ's client keeps a topic's route until a fresh one replaces it).
     async fn route(&self, topic: &str) -> Result<TopicRoute, ClientError> {
         let cached = lock(&self.inner.routes).get(topic).cloned();
-        if let Some(route) = cached.as_ref().filter(|_| !lock(&self.inner.stale).contains(topic)) {
-            return Ok(route.clone());
-        }
+        let cached = match cached {
+            Some(route) if !lock(&self.inner.stale).contains(topic) => return Ok(route),
+            cached => cached,
+        };
         match self.fetch_route(topic, cached).await {
             Ok((route, true)) => {
                 lock(&self.inner.routes).insert(topic.to_owned(), route.clone());
