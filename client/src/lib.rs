@@ -25,7 +25,7 @@ pub mod route;
 pub mod subscription;
 pub mod transaction_producer;
 
-pub use message::{Message, SendResult, SendStatus};
+pub use message::{Delivery, Message, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
+use petrel_core::broker::timer::names as timer;
 use petrel_core::client::MessageQueue;
 use petrel_core::record::{is_valid_topic, put_property, TOPIC_BYTES_MAX};
 
@@ -10,7 +13,7 @@ use petrel_core::record::{is_valid_topic, put_property, TOPIC_BYTES_MAX};
 pub const BODY_BYTES_MAX: usize = 4 << 20;
 
 /// Properties the client and broker set themselves; a user may not set them.
-const RESERVED: [&str; 10] = [
+const RESERVED: [&str; 18] = [
     "UNIQ_KEY",
     "TAGS",
     "KEYS",
@@ -21,7 +24,24 @@ const RESERVED: [&str; 10] = [
     "TRAN_MSG",
     "MSG_REGION",
     "CLUSTER",
+    timer::DELIVER_MS,
+    timer::DELAY_SEC,
+    timer::DELAY_MS,
+    timer::OUT_MS,
+    timer::ENQUEUE_MS,
+    timer::DEQUEUE_MS,
+    timer::ROLL_TIMES,
+    timer::DEL_UNIQKEY,
 ];
+
+/// When a timer message is delivered (RocketMQ 5's timer wheel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// At this time, in ms since the epoch (`TIMER_DELIVER_MS`).
+    At(i64),
+    /// This long after the broker stores it (`TIMER_DELAY_MS`).
+    After(Duration),
+}
 
 /// A message to send.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +53,11 @@ pub struct Message {
     /// Delay level (1 = the broker's first `messageDelayLevel`), 0 for none.
     pub delay_level: i32,
     pub flag: i32,
+    /// A timer message's time; `None`: delivered at once.
+    pub delivery: Option<Delivery>,
+    /// A cancel: the `REAL_TOPIC+UNIQ_KEY` of the timer message it cancels
+    /// (`TIMER_DEL_UNIQKEY`); see [`Message::cancel`].
+    pub cancels: Option<String>,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -54,6 +79,36 @@ impl Message {
     pub fn with_delay_level(mut self, level: i32) -> Message {
         self.delay_level = level;
         self
+    }
+
+    /// Delivered at `at` (not before), up to the broker's `timerMaxDelaySec` ahead (3 days
+    /// by default); a time already passed is delivered at once.
+    pub fn with_delivery_time(mut self, at: SystemTime) -> Message {
+        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.delivery = Some(Delivery::At(ms));
+        self
+    }
+
+    /// Delivered `delay` after the broker stores it (not before).
+    pub fn with_delay(mut self, delay: Duration) -> Message {
+        self.delivery = Some(Delivery::After(delay));
+        self
+    }
+
+    /// A cancel of the timer message `msg_id` (its `SendResult::msg_id`) sent to `topic` for
+    /// `delivery_ms`: sent before that time, the message is not delivered (RocketMQ 5's
+    /// `TIMER_DEL_UNIQKEY`). The cancel must name the same time as the message.
+    pub fn cancel(topic: impl Into<String>, msg_id: &str, delivery_ms: i64) -> Message {
+        let topic = topic.into();
+        let cancels = Some(format!("{topic}+{msg_id}"));
+        let delivery = Some(Delivery::At(delivery_ms));
+        Message {
+            topic,
+            body: Bytes::from_static(b"cancel"),
+            delivery,
+            cancels,
+            ..Message::default()
+        }
     }
 
     /// Checks what a broker would refuse, with a reason a person can act on.
@@ -102,6 +157,16 @@ impl Message {
         }
         if self.delay_level > 0 {
             put_property(&mut out, "DELAY", self.delay_level.to_string());
+        }
+        match self.delivery {
+            Some(Delivery::At(ms)) => put_property(&mut out, timer::DELIVER_MS, ms.to_string()),
+            Some(Delivery::After(delay)) => {
+                put_property(&mut out, timer::DELAY_MS, delay.as_millis().to_string())
+            }
+            None => {}
+        }
+        if let Some(key) = &self.cancels {
+            put_property(&mut out, timer::DEL_UNIQKEY, key);
         }
         put_property(&mut out, "UNIQ_KEY", unique_key);
         for (name, value) in &self.properties {

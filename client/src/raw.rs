@@ -50,7 +50,7 @@ pub fn body_id(body: &[u8]) -> Option<u64> {
 
 /// The properties of message `id`: a key and a unique key made from its id.
 fn properties(id: u64) -> String {
-    format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}U{id:030}\u{2}")
+    format!("KEYS\u{1}k{id}\u{2}UNIQ_KEY\u{1}{}\u{2}", unique_key(id))
 }
 
 /// A send header for `(topic, queue_id)` from the simulator's producer group.
@@ -87,16 +87,36 @@ pub async fn send_delayed(
     body_len: usize,
     level: i32,
 ) -> SendOutcome {
-    let mut properties = properties(id);
-    if level > 0 {
-        properties.push_str(&format!("DELAY\u{1}{level}\u{2}"));
-    }
+    let extra = match level > 0 {
+        true => format!("DELAY\u{1}{level}\u{2}"),
+        false => String::new(),
+    };
+    send_with(client, broker, topic, queue_id, id, body_len, &extra).await
+}
+
+/// Sends message `id` with `extra` encoded properties (`NAME\u{1}value\u{2}...`) after its
+/// own, such as a timer message's `TIMER_DELIVER_MS`.
+pub async fn send_with(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queue_id: i32,
+    id: u64,
+    body_len: usize,
+    extra: &str,
+) -> SendOutcome {
+    let properties = properties(id) + extra;
     let header =
         SendMessageRequestHeader { properties: Some(properties), ..send_header(topic, queue_id) };
     let request = RemotingCommand::request(request::SEND_MESSAGE_V2)
         .with_header(&SendMessageRequestHeaderV2::from(header))
         .with_body(body(id, body_len));
     send_request(client, broker, request).await
+}
+
+/// The UNIQ_KEY [`send`] and its kin give message `id`.
+pub fn unique_key(id: u64) -> String {
+    format!("U{id:030}")
 }
 
 /// Sends messages `ids` to `(topic, queue_id)` as one SEND_BATCH_MESSAGE: all stored at

@@ -527,6 +527,15 @@ pub fn property<'a>(encoded: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     properties(encoded).find(|(key, _)| *key == name).map(|(_, value)| value)
 }
 
+/// Properties encoded from `(name, value)` pairs, in order.
+pub fn encode_properties(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        put_property(&mut out, name, value);
+    }
+    out
+}
+
 /// Appends `name 0x01 value 0x02` to `out`.
 pub fn put_property(out: &mut Vec<u8>, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
     out.extend_from_slice(name.as_ref());

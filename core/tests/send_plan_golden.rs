@@ -3,10 +3,11 @@
 //! send_plan_golden` rewrites the expected output; review the diff before committing it.
 //!
 //! Commands (one per case, `key=value` arguments; properties as `NAME:value,NAME:value`):
-//!   reset [perm=] [max_body=] [auto_group=true|false] [slave=] [reject_transaction=]  a new broker
+//!   reset [perm=] [max_body=] [auto_group=true|false] [slave=] [reject_transaction=] [timer=]
+//!         [max_delay_sec=]  a new broker
 //!   topic name= queues= [perm=]      group name= [retry_queues=] [retry_max=]
 //!   send topic= [queue=] [props=] [reconsume=] [max=] [sysflag=] [body=] [batch] [default=]
-//!        [default_queues=] [pick=]
+//!        [default_queues=] [pick=] [now=] (ms; 1 700 000 000 000 when not named)
 //!   back group= topic= [reconsume=] [delay=] [max=] [props=] [sysflag=] [pick=] [unreadable]
 //!   due [props=] [reconsume=]
 //! A plan prints where the message goes, its stored properties and what it creates (the
@@ -24,11 +25,15 @@ use petrel_core::broker::send_plan::{
     SendPlan, SendRequest,
 };
 use petrel_core::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroups};
+use petrel_core::broker::timer::TimerSettings;
 use petrel_core::broker::topics::{topic_config, TopicTable};
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
 use petrel_core::codes::response_name;
 use petrel_core::model::perm;
 use petrel_core::record::{properties, put_property};
+
+/// The clock of a send that names none.
+const NOW_MS: i64 = 1_700_000_000_000;
 
 struct Broker {
     topics: TopicTable,
@@ -53,6 +58,12 @@ impl Broker {
             cluster_name: "DefaultCluster".into(),
             message_bytes_max: a.get("max_body").map_or(4 << 20, |m| m.parse().unwrap()),
             delay_levels: DelayLevels::default(),
+            timer: TimerSettings::new(
+                a.get("timer").is_none_or(|v| v == "true"),
+                1_000,
+                172_800,
+                a.get("max_delay_sec").map_or(259_200, |m| m.parse().unwrap()),
+            ),
             auto_create_group: a.get("auto_group").is_none_or(|v| v == "true"),
             slave: a.get("slave").is_some_and(|v| v == "true"),
             reject_transaction_message: a.get("reject_transaction").is_some_and(|v| v == "true"),
@@ -160,6 +171,7 @@ fn run(broker: &mut Broker, line: &str) -> String {
                 body_bytes: int("body", 100) as usize,
                 batch: a.contains_key("batch"),
                 producer: "10.0.0.9:50000".parse().unwrap(),
+                now_ms: a.get("now").map_or(NOW_MS, |n| n.parse().unwrap()),
             };
             let plan = plan_send(&broker.view(), &request, pick);
             broker.show(plan, &sent)

@@ -83,6 +83,9 @@ pub enum Event {
     /// A transaction producer answered a check of transaction `id`, whose copy of the half
     /// message carried check count `times` and was stored at `stored_wall` (ms).
     Checked { id: u64, times: i32, stored_wall: i64 },
+    /// A cancel of timer message `id` was sent; the broker acknowledged it at wall time
+    /// `acked_wall` (ms), or `None`: refused, or no answer (it may have landed).
+    Cancelled { id: u64, acked_wall: Option<i64> },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -199,7 +202,8 @@ impl History {
                 | Event::Recovered { .. }
                 | Event::Confirmed { .. }
                 | Event::Decided { .. }
-                | Event::Checked { .. } => {}
+                | Event::Checked { .. }
+                | Event::Cancelled { .. } => {}
             }
         }
         summary

@@ -54,3 +54,8 @@ async fn failover() {
 async fn transactions() {
     scenarios::transactions::run().await;
 }
+
+#[madsim::test]
+async fn timer() {
+    scenarios::timer::run().await;
+}

@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod segments;
 pub mod service;
 pub mod store;
+pub mod timer;
 
 pub use config::{FlushDiskType, StoreConfig};
 pub use error::StoreError;

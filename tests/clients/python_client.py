@@ -647,11 +647,70 @@ def phase_delay(ctx):
         DELAY_LEVEL, elapsed, c1)
 
 
+TIMER_AHEAD_MS = 4000    # a timer message's TIMER_DELIVER_MS: this far ahead of its send
+
+
+def phase_timer(ctx):
+    """A message with TIMER_DELIVER_MS (RocketMQ 5's timer wheel, set as a plain property, as an
+    older client must) is stored in its topic at its time, within the second after it, and
+    received no earlier."""
+    c = rmq()
+    topic = "PyTT_" + ctx.rid
+    p = make_producer(ctx)
+
+    def send(kind, deliver_ms=None):
+        m = c.Message(topic)
+        key = "%s-%s" % (ctx.rid, kind)
+        m.set_keys(key)
+        m.set_body("petrel-py-timer|%s|%s" % (ctx.rid, kind))
+        if deliver_ms is not None:
+            m.set_property("TIMER_DELIVER_MS", str(deliver_ms))
+        r = p.send_sync(m)
+        if r.status != c.SendStatus.OK:
+            raise Fail("send of %s message: status %s" % (kind, r.status))
+        return key, r.msg_id
+
+    col = Collector()
+    pc = None
+    try:
+        k0, _ = send("control0")
+        pc = make_push(ctx, ctx.group("timer"), topic, col)
+        if not wait_until(lambda: k0 in [m["keys"] for m in col.copy()], ctx.timeout):
+            raise Fail("control message not consumed within %.0f s%s" % (ctx.timeout, new_group_hint(0)))
+        deliver_ms = int(time.time() * 1000) + TIMER_AHEAD_MS
+        kt, id_t = send("timed", deliver_ms)
+        k1, _ = send("control1")
+        if not wait_until(lambda: kt in [m["keys"] for m in col.copy()], TIMER_AHEAD_MS / 1000.0 + ctx.timeout):
+            raise Fail("timer message not delivered within %.0f s of its time" % ctx.timeout)
+        wait_until(lambda: k1 in [m["keys"] for m in col.copy()], 5)
+    finally:
+        if pc is not None:
+            pc.shutdown()
+        p.shutdown()
+    first = {}
+    for m in col.copy():
+        first.setdefault(m["keys"], m)
+    t = first[kt]
+    if t["id"] != id_t or t["topic"] != topic or t["body"] != "petrel-py-timer|%s|timed" % ctx.rid:
+        raise Fail("timer message arrived as id %r topic %r body %r" % (t["id"], t["topic"], t["body"]))
+    if t["store_ts"] < deliver_ms or t["recv_time"] * 1000 < deliver_ms:
+        raise Fail("timer message due at %d stored at %d, received at %d: early" % (
+            deliver_ms, t["store_ts"], t["recv_time"] * 1000))
+    if t["store_ts"] >= deliver_ms + 1500:
+        raise Fail("timer message due at %d stored at %d: not within the second after its time" % (
+            deliver_ms, t["store_ts"]))
+    if k1 not in first or first[k1]["recv_time"] * 1000 >= deliver_ms:
+        raise Fail("the message sent right after the timer message did not arrive before its time")
+    return "timer message due at +%d ms stored %d ms after its time, received %d ms after" % (
+        TIMER_AHEAD_MS, t["store_ts"] - deliver_ms, t["recv_time"] * 1000 - deliver_ms)
+
+
 def phase_all(ctx):
     n = ctx.args.n
     base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
             "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir]
-    steps = [["produce", str(n)], ["push-consume"], ["tag-filter"], ["pull-consume"], ["resume"], ["delay"]]
+    steps = [["produce", str(n)], ["push-consume"], ["tag-filter"], ["pull-consume"], ["resume"], ["delay"],
+             ["timer"]]
     passed, failed = [], []
     for s in steps:
         rc = subprocess.call(base + s)
@@ -674,6 +733,7 @@ PHASES = {
     "resume-stage1": phase_resume_stage1,
     "resume-stage2": phase_resume_stage2,
     "delay": phase_delay,
+    "timer": phase_timer,
     "ha-produce": phase_ha_produce,
     "all": phase_all,
 }

@@ -76,7 +76,7 @@ roundtrip="$(dirname "$petrel")/examples/roundtrip"
 phase "petrel-client roundtrip" env NAMESRV_ADDR="$namesrv" "$roundtrip" "RustRoundTrip$run_id" 2000
 
 py() { "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
-for step in "produce $messages" push-consume tag-filter pull-consume resume delay; do
+for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer; do
   # shellcheck disable=SC2086
   phase "python $step" py $step
 done

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use petrel_core::broker::clients::CHANNEL_EXPIRED_DEFAULT_MS;
 use petrel_core::broker::schedule::DelayLevels;
+use petrel_core::broker::timer::TimerSettings;
 use petrel_core::model::perm;
 use petrel_net::transport::ServerConfig;
 use petrel_storage::{FlushDiskType, StoreConfig};
@@ -86,6 +87,8 @@ pub struct BrokerConfig {
     pub controller: Option<ControllerModeConfig>,
     /// Transaction messages (`transactionTimeOut` and the rest).
     pub transactions: TransactionConfig,
+    /// Timer messages (`timerWheelEnable` and the rest).
+    pub timer: TimerBrokerConfig,
     /// The store's settings (storePathRootDir, flushDiskType, mappedFileSizeCommitLog, ...).
     pub store: StoreConfig,
     /// Transport limits (`serverChannelMaxConnections`, `frameMaxLength`, ...).
@@ -131,6 +134,7 @@ impl Default for BrokerConfig {
             batch_messages_max: 4_096,
             controller: None,
             transactions: TransactionConfig::default(),
+            timer: TimerBrokerConfig::default(),
             store: StoreConfig::new(home.join("store")),
             server: ServerConfig::default(),
         }
@@ -232,6 +236,42 @@ impl TransactionConfig {
     }
 }
 
+/// Timer messages' settings (`MessageStoreConfig`'s `timer*`, with RocketMQ's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerBrokerConfig {
+    /// `timerWheelEnable`, `timerPrecisionMs`, `timerRollWindowSlot`, `timerMaxDelaySec`.
+    pub settings: TimerSettings,
+    /// `timerFlushIntervalMs`: the timer checkpoint is written this often when it moved.
+    pub flush_interval_ms: u64,
+    /// `mappedFileSizeTimerLog`: bytes of one timer-log file.
+    pub log_file_bytes: u64,
+}
+
+impl Default for TimerBrokerConfig {
+    fn default() -> Self {
+        TimerBrokerConfig {
+            settings: TimerSettings::default(),
+            flush_interval_ms: 1_000,
+            log_file_bytes: 100 << 20,
+        }
+    }
+}
+
+impl TimerBrokerConfig {
+    fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        let s = self.settings;
+        let (mut enabled, mut precision, mut window, mut max_delay) =
+            (s.enabled, s.precision_ms, s.roll_window_slots, s.max_delay_sec);
+        props.apply("timerWheelEnable", &mut enabled, "true or false")?;
+        props.apply("timerPrecisionMs", &mut precision, "100, 200, 500 or 1000")?;
+        props.apply("timerRollWindowSlot", &mut window, "a count of slots")?;
+        props.apply("timerMaxDelaySec", &mut max_delay, "seconds")?;
+        self.settings = TimerSettings::new(enabled, precision, window, max_delay);
+        props.apply("timerFlushIntervalMs", &mut self.flush_interval_ms, "milliseconds")?;
+        props.apply("mappedFileSizeTimerLog", &mut self.log_file_bytes, "bytes")
+    }
+}
+
 impl BrokerConfig {
     /// Applies a `broker.conf`.
     pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
@@ -304,6 +344,7 @@ impl BrokerConfig {
         props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
         props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
         self.transactions.apply(props)?;
+        self.timer.apply(props)?;
         let mut controller_mode = false;
         props.apply("enableControllerMode", &mut controller_mode, "true or false")?;
         if controller_mode {

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use petrel_core::broker::timer::TIMER_TOPIC;
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -19,7 +20,7 @@ pub(super) fn handle(
 ) -> Outcome {
     let header: DeleteTopicRequestHeader = decode(request)?;
     let topic = header.topic.as_str();
-    if topic == AUTO_CREATE_TOPIC || topic == SCHEDULE_TOPIC {
+    if topic == AUTO_CREATE_TOPIC || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
         let why = format!("The topic[{topic}] is conflict with system topic.");
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }

@@ -91,6 +91,7 @@ pub(super) fn spawn(
             tracing::info!(ha_addr = %broker.ha_addr, "listening for slaves");
             vec![
                 tokio::spawn(super::schedule::run(broker.clone(), stop.clone())),
+                tokio::spawn(super::timer::run(broker.clone(), stop.clone())),
                 tokio::spawn(super::transaction_check::run(broker.clone(), stop.clone())),
                 tokio::spawn(serve_master(broker.clone(), listener, stop.clone())),
             ]
@@ -107,6 +108,7 @@ async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
             let role = either(&stop, &term);
             tokio::join!(
                 super::schedule::run(broker.clone(), role.clone()),
+                super::timer::run(broker.clone(), role.clone()),
                 super::transaction_check::run(broker.clone(), role),
             );
         } else {

@@ -37,6 +37,7 @@ mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
 mod slave_sync;
+mod timer;
 mod transaction_check;
 mod transactions;
 mod unregister_client;
@@ -57,6 +58,7 @@ use petrel_core::broker::replicas::{Replicas, ReplicasAction, Role};
 use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::send_plan::{BrokerView, SendConfig, SendPlan};
 use petrel_core::broker::subscriptions::SubscriptionGroups;
+use petrel_core::broker::timer::TIMER_TOPIC;
 use petrel_core::broker::topics::{topic_config, TopicTable};
 use petrel_core::broker::transaction;
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
@@ -625,6 +627,7 @@ fn system_topics(config: &BrokerConfig) -> Vec<TopicConfig> {
         topic_config(&config.broker_name, 1, perm::INHERIT | rw),
         topic_config("OFFSET_MOVED_EVENT", 1, rw),
         topic_config(SCHEDULE_TOPIC, config.store.delay_levels.count(), rw),
+        topic_config(TIMER_TOPIC, 1, rw),
         topic_config(transaction::HALF_TOPIC, 1, rw),
         topic_config(transaction::OP_HALF_TOPIC, 1, rw),
         topic_config(&format!("{}_REPLY_TOPIC", config.cluster_name), 1, rw),
@@ -721,6 +724,7 @@ fn send_config(config: &BrokerConfig, addr: &str) -> SendConfig {
         cluster_name: config.cluster_name.as_str().into(),
         message_bytes_max: config.store.message_bytes_max,
         delay_levels: config.store.delay_levels.clone(),
+        timer: config.timer.settings,
         auto_create_group: config.auto_create_group,
         // In controller mode the broker starts fenced, taking no writes.
         slave: config.role == BrokerRole::Slave || config.controller.is_some(),

@@ -51,6 +51,7 @@ pub(super) fn handle(
         body_bytes: request.body.len(),
         batch,
         producer: conn.peer(),
+        now_ms: now_millis() as i64,
     };
     // In controller mode the role may change under the send: the append is fenced by it.
     let term = broker.config.controller.as_ref().map(|_| broker.term());

@@ -151,10 +151,28 @@ pub(super) fn resolve(
 /// read: recovery read the whole range) or an op it cannot write stops it with an error, to
 /// be run again: a commit whose op is missing would be committed twice once checked.
 pub(super) fn repair(broker: &Broker, from: u64) -> Result<usize, String> {
+    let mut repaired = 0;
+    scan_log(broker, from, |record| {
+        let committed = record.sys_flag & sys_flag::TRANSACTION_MASK == transaction::COMMIT;
+        if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, record)? {
+            repaired += 1;
+        }
+        Ok(())
+    })?;
+    Ok(repaired)
+}
+
+/// Hands `visit` every record of the commit log from `from` to its end, in order; a record
+/// that does not read whole (recovery read the whole range, so a failed read) or an error of
+/// `visit` stops it with that error.
+pub(super) fn scan_log(
+    broker: &Broker,
+    from: u64,
+    mut visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+) -> Result<(), String> {
     let store = broker.store();
     let file_bytes = broker.config.store.commit_log_file_bytes;
     let (mut at, end) = (from.max(store.min_physical_offset()), store.written_offset());
-    let mut repaired = 0;
     while at < end {
         let bytes = match store.entry_at(at) {
             LogEntry::Record(bytes) => bytes,
@@ -165,13 +183,11 @@ pub(super) fn repair(broker: &Broker, from: u64) -> Result<usize, String> {
             LogEntry::Unreadable => return Err(format!("the record at {at} did not read whole")),
         };
         at += bytes.len() as u64;
-        let Some(record) = scanned(&bytes) else { continue };
-        let committed = record.sys_flag & sys_flag::TRANSACTION_MASK == transaction::COMMIT;
-        if committed && record.prepared_transaction_offset >= 0 && repair_one(broker, &record)? {
-            repaired += 1;
+        if let Some(record) = scanned(&bytes) {
+            visit(&record)?;
         }
     }
-    Ok(repaired)
+    Ok(())
 }
 
 /// Writes the op of `committed` if its half message is not resolved; whether it did.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use petrel_core::broker::timer::TIMER_TOPIC;
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
 use petrel_core::model::TopicConfig;
 use petrel_core::record::is_valid_topic;
@@ -41,7 +42,7 @@ pub(super) fn handle(
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    if topic == AUTO_CREATE_TOPIC || topic == SCHEDULE_TOPIC {
+    if topic == AUTO_CREATE_TOPIC || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
         let why = format!("The topic[{topic}] is conflict with system topic.");
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }

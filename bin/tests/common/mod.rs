@@ -70,7 +70,7 @@ pub async fn namesrv() -> (NamesrvHandle, String) {
 /// Waits until the NameServer routes the topic every broker has under its own name to broker
 /// `name`: registration runs in the background, and a client that asks before it lands finds
 /// no route.
-async fn wait_routed(namesrv: &str, name: &str) {
+pub async fn wait_routed(namesrv: &str, name: &str) {
     use petrel_net::codec::codes::{request, response};
     use petrel_net::codec::RemotingCommand;
     use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 
 use crate::broker::schedule::{redirect, restore, DelayLevels};
 use crate::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroups};
+use crate::broker::timer::{self, plan_timer, TimerSettings};
 use crate::broker::topics::{topic_config, TopicTable};
 use crate::broker::transaction;
 use crate::broker::{
@@ -28,8 +29,11 @@ use crate::record::{
 };
 
 /// Topics producers may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
-pub const NOT_ALLOWED_TO_SEND: [&str; 6] = [
+/// Petrel adds the timer topic: only the broker writes it (RocketMQ takes sends to it and
+/// cannot deliver those that lack `TIMER_OUT_MS`).
+pub const NOT_ALLOWED_TO_SEND: [&str; 7] = [
     SCHEDULE_TOPIC,
+    timer::TIMER_TOPIC,
     "RMQ_SYS_TRANS_HALF_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",
@@ -53,6 +57,8 @@ pub struct SendConfig {
     /// `maxMessageSize`.
     pub message_bytes_max: usize,
     pub delay_levels: DelayLevels,
+    /// `timerWheelEnable`, `timerPrecisionMs`, `timerMaxDelaySec`, ...
+    pub timer: TimerSettings,
     /// `autoCreateSubscriptionGroup`.
     pub auto_create_group: bool,
     /// `brokerRole=SLAVE`: only the master's log is stored here, nothing a client sends.
@@ -86,6 +92,8 @@ pub struct SendRequest<'a> {
     pub batch: bool,
     /// The producer's address, for remarks.
     pub producer: core::net::SocketAddr,
+    /// Now, in ms since the epoch: a timer message's delay counts from here.
+    pub now_ms: i64,
 }
 
 /// A consumer's send-back, and the record it names.
@@ -138,6 +146,8 @@ enum Edit {
     BrokerAdds { cluster: std::sync::Arc<str> },
     /// And the message waits in the schedule topic for `level`, then goes to `real_topic`.
     Delay { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, level: i32 },
+    /// And the message waits in the timer topic until `out_ms`, then goes to `real_topic`.
+    Timer { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, out_ms: i64 },
     /// A due message back to its real topic: DELAY dropped, nothing added.
     Restored,
     /// A transaction's half message: the broker's properties, then `REAL_TOPIC`, `REAL_QID`
@@ -255,6 +265,13 @@ pub fn plan_send(
         plan.edit = Edit::Delay { cluster, real_topic, real_queue_id, level };
         plan.topic = SCHEDULE_TOPIC.to_owned();
         plan.queue_id = DelayLevels::queue_id(level);
+        return Ok(plan);
+    }
+    if let Some(out_ms) = plan_timer(request.properties, request.now_ms, &view.config.timer)? {
+        let (real_topic, real_queue_id) = (std::mem::take(&mut plan.topic), plan.queue_id);
+        plan.edit = Edit::Timer { cluster, real_topic, real_queue_id, out_ms };
+        plan.topic = timer::TIMER_TOPIC.to_owned();
+        plan.queue_id = 0;
     }
     Ok(plan)
 }
@@ -482,6 +499,9 @@ impl SendPlan {
         assert!(!half || self.queue_id == 0, "half messages wait in queue 0");
         assert!(sys_flag::is_dispatched(self.sys_flag) || !half, "a half message has a unit");
         assert!(!delayed || self.topic == SCHEDULE_TOPIC, "a delay waits in the schedule topic");
+        let timed = matches!(self.edit, Edit::Timer { .. });
+        assert_eq!(timed, self.topic == timer::TIMER_TOPIC, "the timer topic holds timer messages");
+        assert!(!timed || self.queue_id == 0, "timer messages wait in queue 0");
         if self.dead_letter {
             assert!(self.topic.starts_with(DLQ_PREFIX), "a dead letter goes to %DLQ%");
             assert_eq!(self.queue_id, 0, "a dead-letter topic has one queue");
@@ -494,8 +514,12 @@ impl SendPlan {
         match &self.edit {
             Edit::BrokerAdds { cluster } => broker_adds(sent, cluster, unique_key),
             Edit::Delay { cluster, real_topic, real_queue_id, level } => {
-                let added = broker_adds(sent, cluster, unique_key);
+                let added = broker_adds(&timer::without_timer_asks(sent), cluster, unique_key);
                 redirect(&added, real_topic, *real_queue_id, *level)
+            }
+            Edit::Timer { cluster, real_topic, real_queue_id, out_ms } => {
+                let added = broker_adds(sent, cluster, unique_key);
+                timer::wheel_properties(&added, real_topic, *real_queue_id, *out_ms)
             }
             Edit::Half { cluster, real_topic, real_queue_id } => {
                 let added = broker_adds(sent, cluster, unique_key);

@@ -359,13 +359,7 @@ impl ResolvedIndex {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, value) in pairs {
-            put_property(&mut out, name, value);
-        }
-        out
-    }
+    use crate::record::encode_properties as props;
 
     #[test]
     fn a_prepared_send_is_stored_as_a_half_message() {

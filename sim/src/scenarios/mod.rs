@@ -14,6 +14,7 @@ pub mod namesrv;
 pub mod producer;
 pub mod pull_consumer;
 pub mod replication;
+pub mod timer;
 pub mod transactions;
 
 use std::future::Future;
@@ -82,6 +83,11 @@ pub const ALL: &[Scenario] = &[
         name: "transactions",
         about: "transaction producers losing power, a broker under swarm faults while it checks",
         run: || Box::pin(transactions::run()),
+    },
+    Scenario {
+        name: "timer",
+        about: "timer messages across a small wheel's roll boundary, cancels, a broker under swarm faults",
+        run: || Box::pin(timer::run()),
     },
 ];
 

@@ -351,8 +351,17 @@ impl DiskFile for SimFile {
                 return Err(io::Error::other("fsync failed (simulated I/O error)"));
             }
             let file = state.files.get_mut(&id).ok_or_else(|| io::Error::other("file removed"))?;
-            file.pending.clear();
-            file.durable = file.current.clone();
+            // What a reader sees is the durable image with the pending changes on it, in
+            // order: applying them makes the two equal without copying the whole file.
+            for pending in file.pending.drain(..) {
+                match pending {
+                    Pending::Write { offset, data } => {
+                        write_image(&mut file.durable, offset, &data)
+                    }
+                    Pending::Zeros { offset } => file.durable.truncate(offset as usize),
+                }
+            }
+            debug_assert!(file.durable.len() == file.current.len(), "durable and current differ");
             Ok(())
         })
     }

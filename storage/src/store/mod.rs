@@ -284,6 +284,12 @@ impl Store {
         }
     }
 
+    /// A sync of a file beside the store failed (a timer file): nothing about the disk is
+    /// known any more, so the store stops for good, as after a failed sync of its own.
+    pub fn stop_after_failed_sync(&self, what: &str, error: std::io::Error) -> StoreError {
+        self.stop(what, error)
+    }
+
     /// A failed sync: nothing about the disk is known any more. Stop for good.
     fn stop(&self, what: &str, error: std::io::Error) -> StoreError {
         let reason = format!("{what}: {error}");

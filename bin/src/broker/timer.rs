@@ -1,0 +1,477 @@
+//! The timer wheel's shell (`TimerMessageStore`'s threads): binds the timer core
+//! (`petrel_core::broker::timer_wheel`) to the store, RocketMQ's timer files and the clock.
+//!
+//! At start it reads `config/timercheck`, opens `timerlog/` cut at the checkpoint's flush
+//! position (units past it are enqueued again from the checkpoint's queue offset) and rebuilds
+//! the wheel from the units of slots not yet read. Then it does what the core asks, one action
+//! at a time, and wakes it when dispatch stores timer messages and on its timers.
+//!
+//! Progress reaches `timercheck` only after the commit log (the messages put), the timer log
+//! and the wheel's changed slots are durable. A restart reads again the slots read since the
+//! last checkpoint; the checkpoint also says where in the commit log their puts may begin
+//! (Petrel's bytes at 56 of `timercheck`), and the puts found from there on are not made
+//! again: a message is put once, across crashes.
+
+use std::sync::Arc;
+
+use petrel_core::broker::timer::{
+    self, due_properties, real_target, PutKey, Replayed, TIMER_TOPIC,
+};
+use petrel_core::broker::timer_wheel::{
+    Arrival, Pipe, SlotRef, SlotUnit, TimerAction, TimerConfig, TimerEvent, TimerProgress,
+    TimerResume, TimerService, UnitKeys,
+};
+use petrel_core::broker::{property, SCHEDULE_TOPIC};
+use petrel_core::record::{self, RecordInput};
+use petrel_net::signal::Flag;
+use petrel_storage::timer::{
+    checkpoint_path, is_sync_failure, log_dir, read_checkpoint, sync_entries, wheel_path,
+    write_checkpoint, Slot, TimerCheckpoint, TimerLog, TimerWheelFile,
+};
+use petrel_storage::{GetStatus, ReadLimits};
+
+use super::transactions::{self, scanned};
+use super::Broker;
+use crate::clock::{now_millis, sleep_until};
+
+/// How long after a failed step the core tries again.
+const RETRY_MS: u64 = 1_000;
+/// Timer messages read from the timer topic at a time.
+const READ_BATCH: usize = 32;
+/// Steps done before the shell lets other tasks run.
+const STEPS_PER_YIELD: usize = 256;
+
+/// The timer files this run holds, and what it remembers between actions.
+struct Files {
+    log: TimerLog,
+    wheel: TimerWheelFile,
+    checkpoint: TimerCheckpoint,
+    /// Puts made after the last checkpoint before this run began (a crash, or a stop that
+    /// could not write it): not made again.
+    replayed: Replayed,
+    /// The commit log's end when the slot being read was read: its puts lie after it.
+    slot_started_at: u64,
+    /// The slot the write time first moved to after the start: the enqueue pipeline had
+    /// placed every message the restart enqueued again, each in a slot up to this one.
+    caught_up_slot: Option<i64>,
+}
+
+pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
+    if !broker.config.timer.settings.enabled {
+        return;
+    }
+    // A disk that fails a write or is full may refuse the files for a while.
+    let (mut files, mut service) = loop {
+        match open(&broker) {
+            Ok(opened) => break opened,
+            Err(e) => failed(&broker, "timer files did not open; will retry", e),
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+        }
+    };
+    let dispatched = broker.store.dispatched();
+    loop {
+        let seen = dispatched.get();
+        let mut steps = 0;
+        while let Some(action) = service.poll_action() {
+            let event = execute(&broker, &mut files, action);
+            service.handle(now_millis(), event);
+            #[cfg(madsim)]
+            service.check_invariants();
+            steps += 1;
+            if steps % STEPS_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => break,
+            going = dispatched.wait_for(|now| now != seen) => match going {
+                true => service.handle(now_millis(), TimerEvent::Arrived),
+                false => {
+                    stop.wait().await;
+                    break;
+                }
+            },
+            () = sleep_until(service.poll_timeout()) => {}
+        }
+        service.tick(now_millis());
+    }
+    if !persist(&broker, &mut files, &service.progress()) {
+        tracing::warn!(
+            "timer checkpoint not written at stop; the next start enqueues again from the last one"
+        );
+    }
+}
+
+/// Opens the timer files, cut at the checkpoint, and the service resuming from them.
+fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
+    let root = &broker.config.store.root;
+    let disk = broker.disk.clone();
+    sync_entries(disk.as_ref(), root)?;
+    let path = checkpoint_path(root);
+    let checkpoint = match read_checkpoint(disk.as_ref(), &path)? {
+        Some(checkpoint) => checkpoint,
+        // The first start: a checkpoint before anything is enqueued, so that a crash before
+        // the first periodic one knows where the puts it must not make again begin.
+        None => {
+            let fresh = fresh_checkpoint(now_millis() as i64, broker.store().written_offset());
+            write_checkpoint(disk.as_ref(), &path, &fresh)?;
+            fresh
+        }
+    };
+    let mut units = Vec::new();
+    let cut = u64::try_from(checkpoint.last_flush_pos).unwrap_or(0);
+    let log = TimerLog::open(
+        disk.clone(),
+        &log_dir(root),
+        broker.config.timer.log_file_bytes,
+        cut,
+        |pos, unit| {
+            units.push((pos as i64, unit.slot_time(), unit.magic));
+        },
+    )?;
+    let wheel = TimerWheelFile::open(disk.as_ref(), &wheel_path(root))?;
+    let (min, max) = broker.store().queue_offsets(TIMER_TOPIC, 0).unwrap_or((0, 0));
+    let queue_offset = checkpoint.last_queue_offset.clamp(min as i64, max as i64);
+    let resume = TimerResume { read_time_ms: checkpoint.last_read_time_ms, queue_offset };
+    let config = TimerConfig {
+        settings: broker.config.timer.settings,
+        retry_ms: RETRY_MS,
+        persist_interval_ms: broker.config.timer.flush_interval_ms,
+    };
+    let service = TimerService::new(config, resume, units, now_millis());
+    let replayed = replayed_puts(broker, checkpoint.commit_log_end)?;
+    tracing::info!(
+        read_time = service.read_time(),
+        queue_offset,
+        log_end = log.end(),
+        pending = service.pending(),
+        replayed = replayed.len(),
+        "timer wheel recovered"
+    );
+    let slot_started_at = broker.store().written_offset();
+    let files = Files { log, wheel, checkpoint, replayed, slot_started_at, caught_up_slot: None };
+    Ok((files, service))
+}
+
+/// The puts the wheel made in the commit log from `from` (where the checkpoint says puts it
+/// does not count may begin) to its end.
+fn replayed_puts(broker: &Broker, from: Option<i64>) -> std::io::Result<Replayed> {
+    let mut replayed = Replayed::default();
+    let Some(from) = from else { return Ok(replayed) };
+    let from = u64::try_from(from).unwrap_or(0);
+    transactions::scan_log(broker, from, |record| {
+        if let Some(key) = PutKey::of_output(record.topic, record.properties) {
+            replayed.note(key);
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        std::io::Error::other(format!("cannot read the puts after the timer checkpoint: {e}"))
+    })?;
+    Ok(replayed)
+}
+
+/// The checkpoint of a store that never had one: read from now, nothing enqueued, no put
+/// made before `commit_log_end`.
+fn fresh_checkpoint(now_ms: i64, commit_log_end: u64) -> TimerCheckpoint {
+    TimerCheckpoint {
+        last_read_time_ms: now_ms,
+        last_flush_pos: 0,
+        last_queue_offset: 0,
+        master_queue_offset: 0,
+        state_version: 0,
+        timestamp: now_ms,
+        counter: 0,
+        commit_log_end: Some(commit_log_end as i64),
+    }
+}
+
+fn execute(broker: &Broker, files: &mut Files, action: TimerAction) -> TimerEvent {
+    match action {
+        TimerAction::Read { offset } => {
+            let read = read_queue(broker, offset);
+            if let TimerEvent::Read { caught_up_at: Some(at), .. } = read {
+                let slot = broker.config.timer.settings.slot(at as i64);
+                files.caught_up_slot.get_or_insert(slot);
+            }
+            read
+        }
+        TimerAction::Append(unit) => match files.log.append(&unit) {
+            Ok(pos) => TimerEvent::Appended { pos: pos as i64 },
+            Err(e) => {
+                failed(broker, "timer unit not written; will retry", e);
+                TimerEvent::Failed(Pipe::Enqueue)
+            }
+        },
+        TimerAction::ReadSlot { time_ms, slot } => {
+            files.slot_started_at = broker.store().written_offset();
+            read_slot(broker, files, time_ms, slot)
+        }
+        TimerAction::Put { offset_py, roll, enqueue_ms, .. } => {
+            put(broker, &mut files.replayed, offset_py, roll, enqueue_ms)
+        }
+        TimerAction::Persist(progress) => {
+            TimerEvent::Persisted { written: persist(broker, files, &progress) }
+        }
+    }
+}
+
+/// Reads timer messages from `offset`. The read is caught up when it reached the queue's end
+/// and every message stored before it began was already in the queue: a cancel the broker
+/// took before then is in its slot before the slot is read.
+fn read_queue(broker: &Broker, offset: i64) -> TimerEvent {
+    let began = now_millis();
+    let store = broker.store();
+    // Every message stored before now, acknowledged or not yet, must be in the queue.
+    let written = store.written_offset();
+    let all_dispatched = store.dispatched_offset() >= written;
+    let limits = ReadLimits { messages_max: READ_BATCH, ..ReadLimits::default() };
+    let got = store.get_messages(TIMER_TOPIC, 0, offset.max(0) as u64, limits, &|_| true);
+    if got.status == GetStatus::ReadFailed {
+        return TimerEvent::Failed(Pipe::Enqueue);
+    }
+    let mut arrivals = Vec::with_capacity(got.messages.len());
+    for bytes in &got.messages {
+        let Some(record) = scanned(bytes) else { return TimerEvent::Failed(Pipe::Enqueue) };
+        let properties = record.properties;
+        let real_topic = record::property(properties, property::REAL_TOPIC.as_bytes())
+            .and_then(|t| std::str::from_utf8(t).ok());
+        arrivals.push(Arrival {
+            queue_offset: record.queue_offset,
+            offset_py: record.physical_offset,
+            size_py: bytes.len() as i32,
+            out_ms: timer::out_ms(properties),
+            delete: record::property(properties, timer::names::DEL_UNIQKEY.as_bytes()).is_some(),
+            topic_hash: timer::topic_hash(real_topic),
+        });
+    }
+    let next = (got.next_begin_offset as i64).max(offset);
+    let caught_up = all_dispatched && next as u64 >= got.max_offset;
+    TimerEvent::Read { arrivals, next, caught_up_at: caught_up.then_some(began) }
+}
+
+/// Reads the units of a slot, oldest first, and the keys of their messages.
+fn read_slot(broker: &Broker, files: &Files, time_ms: i64, slot: SlotRef) -> TimerEvent {
+    let mut units = Vec::with_capacity(slot.units as usize);
+    let mut pos = slot.last_pos;
+    while pos >= 0 && units.len() < slot.units as usize {
+        let unit = match files.log.read(pos as u64) {
+            Ok(unit) => unit,
+            Err(e) => {
+                tracing::warn!(time_ms, pos, error = %e, "timer slot unreadable; will retry");
+                return TimerEvent::Failed(Pipe::Dequeue);
+            }
+        };
+        let keys = match message_keys(broker, unit.offset_py) {
+            Ok(keys) => keys,
+            Err(()) => return TimerEvent::Failed(Pipe::Dequeue),
+        };
+        units.push(SlotUnit {
+            pos,
+            magic: unit.magic,
+            write_time_ms: unit.write_time_ms,
+            offset_py: unit.offset_py,
+            size_py: unit.size_py,
+            keys,
+        });
+        pos = unit.prev_pos;
+    }
+    units.reverse();
+    TimerEvent::SlotRead { units }
+}
+
+/// The keys of the message at `offset_py`: `None` when the commit log no longer holds it,
+/// `Err` when it could not be read now.
+fn message_keys(broker: &Broker, offset_py: i64) -> Result<Option<UnitKeys>, ()> {
+    let store = broker.store();
+    if offset_py < store.min_physical_offset() as i64 {
+        tracing::error!(offset_py, "timer message gone from the commit log; not delivered");
+        return Ok(None);
+    }
+    let Some(bytes) = store.message_at(offset_py as u64) else {
+        tracing::warn!(offset_py, "timer message unreadable; will retry");
+        return Err(());
+    };
+    let Some(record) = scanned(&bytes) else { return Err(()) };
+    let get = |name: &str| {
+        record::property(record.properties, name.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let key = match (get(property::REAL_TOPIC), get(property::UNIQ_KEY)) {
+        (Some(topic), Some(unique)) => Some(timer::delete_key(topic, unique)),
+        _ => None,
+    };
+    Ok(Some(UnitKeys { delete_key: get(timer::names::DEL_UNIQKEY).map(str::to_owned), key }))
+}
+
+/// Appends the timer message at `offset_py` again: to its real topic, or (a roll) to the
+/// timer topic; unless the commit log holds that put from before the last restart.
+fn put(
+    broker: &Broker,
+    replayed: &mut Replayed,
+    offset_py: i64,
+    roll: bool,
+    enqueue_ms: i64,
+) -> TimerEvent {
+    let pipe = Pipe::Dequeue;
+    let Some(bytes) = broker.store().message_at(offset_py as u64) else {
+        tracing::warn!(offset_py, "timer message unreadable; will retry");
+        return TimerEvent::Failed(pipe);
+    };
+    let Some(record) = scanned(&bytes) else { return TimerEvent::Failed(pipe) };
+    let key = PutKey::of_source(record.properties, roll);
+    if !replayed.is_empty() && key.as_ref().is_some_and(|key| replayed.take(key)) {
+        tracing::debug!(offset_py, roll, "timer put made before the restart; not made again");
+        return TimerEvent::Put;
+    }
+    let now = now_millis() as i64;
+    let properties = due_properties(record.properties, roll, enqueue_ms, now);
+    let (topic, queue_id) = match roll {
+        true => (TIMER_TOPIC, 0),
+        false => match real_target(record.properties) {
+            Some(target) => target,
+            None => {
+                tracing::error!(offset_py, "timer message without REAL_TOPIC and REAL_QID dropped");
+                return TimerEvent::Dropped;
+            }
+        },
+    };
+    if topic == SCHEDULE_TOPIC || (topic == TIMER_TOPIC && !roll) {
+        tracing::error!(offset_py, topic, "timer message naming a system topic dropped");
+        return TimerEvent::Dropped;
+    }
+    let input = RecordInput {
+        topic,
+        queue_id,
+        flag: record.flag,
+        sys_flag: record.sys_flag,
+        born_timestamp: record.born_timestamp,
+        born_host: record.born_host,
+        store_host: broker.config.store.store_host,
+        reconsume_times: record.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: record.body,
+        properties: &properties,
+    };
+    match broker.store.append(&input, now) {
+        Ok(appended) => {
+            tracing::debug!(offset_py, roll, ?key, at = appended.end_offset, "timer put");
+            TimerEvent::Put
+        }
+        Err(e) => {
+            tracing::warn!(offset_py, error = %e, "timer message not put yet; will retry");
+            TimerEvent::Failed(pipe)
+        }
+    }
+}
+
+/// Logs a failed write of a timer file; a failed sync stops the store (§9: nothing about the
+/// disk is known after it), and the broker with it, to start again from what the disk holds.
+fn failed(broker: &Broker, what: &str, error: std::io::Error) {
+    tracing::warn!(error = %error, "{what}");
+    if is_sync_failure(&error) {
+        broker.store().stop_after_failed_sync("a timer file", error);
+    }
+}
+
+/// Makes the puts, the timer log and the changed slots durable, then writes the checkpoint;
+/// whether it is on disk now.
+fn persist(broker: &Broker, files: &mut Files, progress: &TimerProgress) -> bool {
+    let commit_log_end = match broker.store.persist() {
+        Ok(end) => end,
+        Err(e) => {
+            tracing::warn!(error = %e, "timer checkpoint not written: the commit log did not flush");
+            return false;
+        }
+    };
+    let puts_from = puts_from(files, progress, commit_log_end);
+    let checkpoint = next_checkpoint(&files.checkpoint, progress, files.log.end(), puts_from);
+    match write_files(broker, files, progress, &checkpoint) {
+        Ok(()) => {
+            files.checkpoint = checkpoint;
+            remove_read_files(files, progress);
+            true
+        }
+        Err(e) => {
+            failed(broker, "timer checkpoint not written; will retry", e);
+            false
+        }
+    }
+}
+
+/// Where in the commit log the puts the next checkpoint does not count may begin: where the
+/// read of a slot read in part began, else the flushed end; and no later than the last
+/// checkpoint's while puts from before the restart are still to be met again.
+fn puts_from(files: &mut Files, progress: &TimerProgress, commit_log_end: u64) -> u64 {
+    let mut from = match progress.reading_slot {
+        true => files.slot_started_at.min(commit_log_end),
+        false => commit_log_end,
+    };
+    // Once the slots holding every message enqueued again were read, no put of a message due
+    // before the read position is asked for again.
+    if files.caught_up_slot.is_some_and(|slot| progress.read_time_ms > slot) {
+        files.replayed.forget_before(progress.read_time_ms);
+    }
+    if let (false, Some(last)) = (files.replayed.is_empty(), files.checkpoint.commit_log_end) {
+        from = from.min(u64::try_from(last).unwrap_or(0));
+    }
+    from
+}
+
+/// The timer log, the changed slots, then the checkpoint, each durable before the next.
+fn write_files(
+    broker: &Broker,
+    files: &Files,
+    progress: &TimerProgress,
+    checkpoint: &TimerCheckpoint,
+) -> std::io::Result<()> {
+    let precision = broker.config.timer.settings.precision_ms;
+    let slots: Vec<Slot> = progress
+        .slots
+        .iter()
+        .map(|(time_ms, slot)| Slot {
+            time_ms: *time_ms,
+            first_pos: slot.first_pos,
+            last_pos: slot.last_pos,
+            num: slot.num,
+            magic: 0,
+        })
+        .collect();
+    files.log.sync()?;
+    files.wheel.write_slots(&slots, precision)?;
+    files.wheel.sync()?;
+    write_checkpoint(broker.disk.as_ref(), &checkpoint_path(&broker.config.store.root), checkpoint)
+}
+
+/// The checkpoint after `last` recording `progress`; `puts_from` is where in the commit log the
+/// puts it does not count may begin.
+fn next_checkpoint(
+    last: &TimerCheckpoint,
+    progress: &TimerProgress,
+    log_end: u64,
+    puts_from: u64,
+) -> TimerCheckpoint {
+    TimerCheckpoint {
+        last_read_time_ms: progress.read_time_ms,
+        last_flush_pos: log_end as i64,
+        last_queue_offset: progress.queue_offset,
+        master_queue_offset: progress.queue_offset,
+        state_version: last.state_version,
+        timestamp: now_millis() as i64,
+        counter: last.counter + 1,
+        commit_log_end: Some(puts_from as i64),
+    }
+}
+
+/// Removes the timer-log files that hold only units of slots read before the checkpoint.
+fn remove_read_files(files: &mut Files, progress: &TimerProgress) {
+    let below = progress.oldest_pos.map_or(files.log.end(), |pos| pos as u64);
+    if let Err(e) = files.log.remove_files_before(below) {
+        tracing::warn!(error = %e, "old timer-log files not removed");
+    }
+}

@@ -1,0 +1,141 @@
+//! Timer messages (RocketMQ 5's wheel) through `petrel-client` against an in-process
+//! NameServer and broker: each is delivered at its time and not before, a cancel sent before
+//! that time keeps its message back, a time past `timerMaxDelaySec` is refused, and pending
+//! messages survive a restart of the broker on its store.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{namesrv, producer, wait_routed, Running};
+use petrel::broker::{self, BrokerConfig};
+use petrel_client::{
+    ClientError, ConsumeFrom, Message, PullConsumer, PullConsumerConfig, ReceivedMessage,
+};
+use petrel_core::codes::response;
+use petrel_storage::disk::FsDisk;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+async fn consumer(namesrv: &str, topic: &str) -> PullConsumer {
+    let config = PullConsumerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        group: format!("{topic}Readers"),
+        consume_from: ConsumeFrom::First,
+        ..PullConsumerConfig::default()
+    };
+    let consumer = PullConsumer::start(config).unwrap();
+    let queues = consumer.queues(topic).await.unwrap();
+    consumer.assign(&queues).await.unwrap();
+    consumer
+}
+
+/// Polls for `within`, noting when each message (by body) was first received.
+async fn collect(
+    consumer: &PullConsumer,
+    within: Duration,
+) -> BTreeMap<String, (i64, ReceivedMessage)> {
+    let mut got = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        for message in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            let body = String::from_utf8(message.body.to_vec()).unwrap();
+            assert!(got.insert(body.clone(), (now_ms(), message)).is_none(), "{body} twice");
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn timer_messages_arrive_at_their_time_and_a_cancel_keeps_one_back() {
+    let (_namesrv, ns) = namesrv().await;
+    let _broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = producer(&ns);
+    let sent_at = now_ms();
+    let at = sent_at + 1_500;
+    let timed = Message::new("Timed", "at")
+        .with_delivery_time(UNIX_EPOCH + Duration::from_millis(at as u64));
+    producer.send(&timed).await.unwrap();
+    let delayed = Message::new("Timed", "after").with_delay(Duration::from_millis(2_200));
+    producer.send(&delayed).await.unwrap();
+    let doomed = Message::new("Timed", "cancelled")
+        .with_delivery_time(UNIX_EPOCH + Duration::from_millis(at as u64));
+    let doomed_id = producer.send(&doomed).await.unwrap().msg_id;
+    producer.send(&Message::cancel("Timed", &doomed_id, at)).await.unwrap();
+    producer.send(&Message::new("Timed", "now")).await.unwrap();
+
+    let consumer = consumer(&ns, "Timed").await;
+    let got = collect(&consumer, Duration::from_millis(5_000)).await;
+    let bodies: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(bodies, ["after", "at", "now"], "the cancelled message never comes");
+    let (received, message) = &got["at"];
+    assert!(*received >= at && message.store_timestamp >= at, "never early: {message:?}");
+    assert!(message.store_timestamp < at + 1_500, "within a second of its time: {message:?}");
+    assert!(!message.properties.contains_key("REAL_TOPIC"));
+    assert!(message.properties.contains_key("TIMER_DEQUEUE_MS"));
+    let (_, message) = &got["after"];
+    assert!(message.store_timestamp >= sent_at + 2_200, "never early: {message:?}");
+    let (_, message) = &got["now"];
+    assert!(message.store_timestamp < at, "a plain message does not wait");
+}
+
+#[tokio::test]
+async fn a_time_past_the_maximum_is_refused_with_the_reason() {
+    let (_namesrv, ns) = namesrv().await;
+    let _broker = Running::start(Some(&ns), |c| c.timer.settings.max_delay_sec = 60).await;
+    let producer = producer(&ns);
+    producer.send(&Message::new("Far", "warm")).await.unwrap();
+    let far = Message::new("Far", "far").with_delay(Duration::from_secs(61));
+    match producer.send(&far).await {
+        Err(ClientError::Broker { code, remark }) => {
+            assert_eq!(code, response::MESSAGE_ILLEGAL);
+            assert!(remark.contains("max delay 60000ms"), "{remark}");
+        }
+        other => panic!("a delay past timerMaxDelaySec was taken: {other:?}"),
+    }
+    producer.send(&Message::new("Far", "near").with_delay(Duration::from_secs(60))).await.unwrap();
+}
+
+#[tokio::test]
+async fn pending_timer_messages_survive_a_restart() {
+    let (_namesrv, ns) = namesrv().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = BrokerConfig {
+            listen_port: 0,
+            bind_address: "127.0.0.1".into(),
+            broker_ip: Some("127.0.0.1".into()),
+            namesrv_addrs: vec![ns.clone()],
+            ..BrokerConfig::default()
+        };
+        config.store.root = dir.path().to_path_buf();
+        config.store.commit_log_file_bytes = 16 << 20;
+        config
+    };
+    let first = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
+    wait_routed(&ns, "broker-a").await;
+    let producer = producer(&ns);
+    let at = now_ms() + 2_500;
+    let when = UNIX_EPOCH + Duration::from_millis(at as u64);
+    for i in 0..20 {
+        producer
+            .send(&Message::new("Kept", format!("m{i}")).with_delivery_time(when))
+            .await
+            .unwrap();
+    }
+    first.shutdown().await.unwrap();
+    let _second = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
+    wait_routed(&ns, "broker-a").await;
+    let consumer = consumer(&ns, "Kept").await;
+    let got = collect(&consumer, Duration::from_millis(at as u64 + 2_500 - now_ms() as u64)).await;
+    assert_eq!(got.len(), 20, "every pending message, once: {:?}", got.keys());
+    for (received, message) in got.values() {
+        assert!(*received >= at && message.store_timestamp >= at, "never early: {message:?}");
+    }
+}
