@@ -39,7 +39,7 @@ pub struct IdleReport {
 const TOPIC: &str = "BenchIdle";
 const WAIT: Duration = Duration::from_secs(10);
 
-fn rss_kib(pid: u32) -> Result<u64, String> {
+pub(super) fn rss_kib(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     status

@@ -4,6 +4,8 @@
 //! - `idle`: a broker's memory with many idle connections and held pulls.
 //! - `producer`: send TPS and latency through `petrel-client`'s producer.
 //! - `check-back`: sends/s while the broker checks many unresolved transactions.
+//! - `timer`: timer messages sent and delivered per second with many pending, how late, and
+//!   the broker's memory.
 //! - `consumer`, `e2e`: receive TPS, and produce-to-consume latency at a fixed rate.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 //! - `send`, `floor-server`: raw sends through brokers it starts, as ratios to the transport
@@ -19,6 +21,7 @@ pub mod replication;
 pub mod route;
 pub mod send;
 pub mod store;
+pub mod timer;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use petrel::bench::replication::{self, ReplicationBench};
 use petrel::bench::route::{self, RouteBench};
 use petrel::bench::send::{self, SendBench};
 use petrel::bench::store::{self, StoreBench};
+use petrel::bench::timer::{self, TimerBench};
 use petrel_storage::FlushDiskType;
 
 #[derive(Subcommand)]
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Producer(ProducerArgs),
     /// Sends/s while the broker checks many unresolved transactions, against sends/s before.
     CheckBack(CheckBackArgs),
+    /// Timer messages sent and delivered per second with many pending, against plain sends.
+    Timer(TimerArgs),
     /// Messages per second through a push consumer reading a topic from its start.
     Consumer(ConsumerArgs),
     /// Produce-to-consume latency at a fixed send rate.
@@ -55,6 +58,10 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::CheckBack(args) => {
             let json = args.json;
             print!("{}", check_back::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Timer(args) => {
+            let json = args.json;
+            print!("{}", timer::run(args.into()).await?.render(json));
         }
         BenchCommand::Consumer(args) => {
             let json = args.json;
@@ -222,6 +229,49 @@ impl From<CheckBackArgs> for CheckBackBench {
             threads: args.threads,
             message_bytes: args.size,
             duration: Duration::from_secs(args.duration),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TimerArgs {
+    #[arg(short = 'n', long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(short = 't', long, default_value = "BenchTimer")]
+    topic: String,
+    /// Timer messages to leave pending.
+    #[arg(long, default_value_t = 1_000_000)]
+    pending: u64,
+    /// Send workers.
+    #[arg(short = 'w', long, default_value_t = 16)]
+    threads: usize,
+    /// Body bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
+    size: usize,
+    /// Seconds of the plain send phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds from each timer message's send to its time (longer than the fill).
+    #[arg(long, default_value_t = 90)]
+    delay: u64,
+    /// The broker's process id, to read its resident memory from /proc.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<TimerArgs> for TimerBench {
+    fn from(args: TimerArgs) -> TimerBench {
+        TimerBench {
+            namesrv: args.namesrv,
+            topic: args.topic,
+            pending: args.pending,
+            threads: args.threads,
+            message_bytes: args.size,
+            duration: Duration::from_secs(args.duration),
+            delay: Duration::from_secs(args.delay),
+            broker_pid: args.broker_pid,
         }
     }
 }
