@@ -139,3 +139,63 @@ async fn pending_timer_messages_survive_a_restart() {
         assert!(*received >= at && message.store_timestamp >= at, "never early: {message:?}");
     }
 }
+
+/// A store as RocketMQ 5 writes it, with timer messages pending in its timer log (written by
+/// `tests/store_compat/rocketmq_store.py` from RocketMQ's reference, not from Petrel's code):
+/// Petrel opens it and delivers each at its time.
+#[tokio::test]
+async fn a_rocketmq_store_with_pending_timer_messages_delivers_them() {
+    let (_namesrv, ns) = namesrv().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let now = now_ms();
+    let timed: Vec<(String, i64)> =
+        (0..10).map(|i| (format!("timed {i}"), now + 2_500 + i * 150)).collect();
+    let messages: Vec<serde_json::Value> = timed
+        .iter()
+        .map(|(body, due)| {
+            // TIMER_OUT_MS: the slot before the time, as RocketMQ's send hook rounds it.
+            let out = if due % 1_000 == 0 { due - 1_000 } else { due / 1_000 * 1_000 };
+            serde_json::json!({
+                "topic": "rmq_sys_wheel_timer", "queueId": 0, "body": body,
+                "bornTimestamp": now, "storeTimestamp": now,
+                "properties": {
+                    "TIMER_DELIVER_MS": due.to_string(), "TIMER_OUT_MS": out.to_string(),
+                    "REAL_TOPIC": "FromRocketMQ", "REAL_QID": "0",
+                },
+            })
+        })
+        .collect();
+    let timer = serde_json::json!({ "writeTimeMs": now / 1_000 * 1_000, "lastReadTimeMs": now / 1_000 * 1_000 });
+    let manifest = dir.path().join("manifest.json");
+    let manifest_json = serde_json::json!({ "messages": messages, "timer": timer });
+    std::fs::write(&manifest, manifest_json.to_string()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/store_compat/rocketmq_store.py");
+    let written = std::process::Command::new("python3")
+        .arg(script)
+        .args(["write", root.to_str().unwrap(), manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+
+    let mut config = BrokerConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        broker_ip: Some("127.0.0.1".into()),
+        namesrv_addrs: vec![ns.clone()],
+        ..BrokerConfig::default()
+    };
+    config.store.root = root;
+    let _broker = broker::start(config, Arc::new(FsDisk)).await.unwrap();
+    wait_routed(&ns, "broker-a").await;
+    producer(&ns).send(&Message::new("FromRocketMQ", "plain")).await.unwrap();
+    let consumer = consumer(&ns, "FromRocketMQ").await;
+    let got = collect(&consumer, Duration::from_millis(6_000)).await;
+    for (body, due) in &timed {
+        let (received, message) = got.get(body).unwrap_or_else(|| panic!("{body} not delivered"));
+        assert!(*received >= *due && message.store_timestamp >= *due, "never early: {message:?}");
+        assert!(message.store_timestamp < due + 1_500, "within the second after: {message:?}");
+    }
+    assert_eq!(got.len(), timed.len() + 1, "each once, and the plain message");
+}

@@ -16,12 +16,19 @@ write DIR MANIFEST
         {"messages": [{"topic": str, "queueId": int, "body": str,
                        "tags": str|null, "keys": str|null,
                        "bornTimestamp": int, "storeTimestamp": int}, ...],
-         "abort": bool}
+         "abort": bool,
+         "timer": {"writeTimeMs": int, "lastReadTimeMs": int}}
     and write a store directory DIR the way a RocketMQ 5 broker with default
     settings does: commitlog/ (1 GiB sparse files), consumequeue/{topic}/{qid}/
     (6 000 000-byte sparse files of 20-byte units), checkpoint (4096 bytes),
     config/ (empty), lock (empty) and, when "abort" is true, an empty abort
-    file.
+    file. A message may carry "properties" (more name/value pairs). With
+    "timer", every message of rmq_sys_wheel_timer (its TIMER_OUT_MS property
+    the slot) gets a unit in timerlog/ (100 MiB sparse files, written at
+    writeTimeMs) linked into its slot of timerwheel (2 x 604800 slots of 32
+    bytes), and config/timercheck records the read time, the log's end and the
+    queue offset after them (TimerMessageStore.doEnqueue, TimerWheel.putSlot,
+    TimerLog, TimerCheckpoint).
 
 read DIR
     Read a store directory in RocketMQ's format (file sizes are derived from
@@ -403,7 +410,7 @@ def uniq_key(index: int) -> str:
 
 
 def message_properties(msg: dict, index: int) -> dict[str, str]:
-    """TAGS, KEYS (when non-empty), UNIQ_KEY and WAIT=true."""
+    """TAGS, KEYS (when non-empty), UNIQ_KEY, WAIT=true and the message's own "properties"."""
     props: dict[str, str] = {}
     if msg.get("tags"):
         props[PROP_TAGS] = msg["tags"]
@@ -411,7 +418,50 @@ def message_properties(msg: dict, index: int) -> dict[str, str]:
         props[PROP_KEYS] = msg["keys"]
     props[PROP_UNIQ_KEY] = uniq_key(index)
     props[PROP_WAIT] = "true"
+    props.update(msg.get("properties") or {})
     return props
+
+
+TIMER_TOPIC = "rmq_sys_wheel_timer"         # TimerMessageStore.TIMER_TOPIC
+TIMER_PRECISION_MS = 1000                   # timerPrecisionMs
+TIMER_SLOTS_TOTAL = 7 * 86400               # TIMER_WHEEL_TTL_DAY * DAY_SECS
+TIMER_SLOT = struct.Struct(">qqqii")        # Slot: timeMs/precision, firstPos, lastPos, num, magic
+TIMER_UNIT = struct.Struct(">iqiqiqiiq")    # size, prevPos, magic, writeTime, delay, offsetPy, sizePy, hash, 0
+TIMERLOG_FILE_SIZE = 100 * 1024 * 1024      # mappedFileSizeTimerLog
+TIMER_MAGIC_DEFAULT = 1
+
+
+def write_timer(store_dir: str, timer: dict, enqueued: list[tuple[int, int, dict]]) -> None:
+    """Units for `enqueued` ((physical offset, size, properties) of the timer topic's messages, in
+    queue order) in timerlog/, their slots in timerwheel, and config/timercheck."""
+    write_time = int(timer["writeTimeMs"])
+    log = MappedFileWriter(os.path.join(store_dir, "timerlog"), TIMERLOG_FILE_SIZE)
+    slots: dict[int, list[int]] = {}     # time -> [firstPos, lastPos, num]
+    position = 0
+    for offset_py, size_py, props in enqueued:
+        delayed = int(props["TIMER_OUT_MS"])
+        slot = slots.get(delayed)
+        prev = slot[1] if slot else -1
+        real = props.get("REAL_TOPIC")
+        unit = TIMER_UNIT.pack(TIMER_UNIT.size, prev, TIMER_MAGIC_DEFAULT, write_time,
+                               delayed - write_time, offset_py, size_py,
+                               java_string_hash(real) if real is not None else 0, 0)
+        log.write(position, unit)
+        slots[delayed] = [slot[0] if slot else position, position, (slot[2] if slot else 0) + 1]
+        position += TIMER_UNIT.size
+    wheel_path = os.path.join(store_dir, "timerwheel")
+    with open(wheel_path, "wb") as f:
+        f.truncate(2 * TIMER_SLOTS_TOTAL * TIMER_SLOT.size)
+        for time_ms, (first, last, num) in slots.items():
+            index = (time_ms // TIMER_PRECISION_MS) % (2 * TIMER_SLOTS_TOTAL)
+            f.seek(index * TIMER_SLOT.size)
+            f.write(TIMER_SLOT.pack(time_ms // TIMER_PRECISION_MS, first, last, num, 0))
+    page = bytearray(CHECKPOINT_SIZE)
+    struct.pack_into(">qqqqqqq", page, 0, int(timer["lastReadTimeMs"]), position, len(enqueued),
+                     len(enqueued), 0, write_time, 0)
+    os.makedirs(os.path.join(store_dir, "config"), exist_ok=True)
+    with open(os.path.join(store_dir, "config", "timercheck"), "wb") as f:
+        f.write(page)
 
 
 def load_manifest(path: str) -> dict:
@@ -434,6 +484,7 @@ def write_store(store_dir: str, manifest: dict) -> None:
     next_queue_offset: dict[tuple[str, int], int] = {}
     position = 0
     last_store_ts = 0
+    enqueued: list[tuple[int, int, dict]] = []
 
     for index, msg in enumerate(manifest["messages"]):
         key = (msg["topic"], int(msg["queueId"]))
@@ -458,8 +509,13 @@ def write_store(store_dir: str, manifest: dict) -> None:
                           CQ_UNIT.pack(position, len(record), tags_code(props.get(PROP_TAGS))))
 
         next_queue_offset[key] = queue_offset + 1
+        if key[0] == TIMER_TOPIC:
+            enqueued.append((position, len(record), props))
         position += len(record)
         last_store_ts = int(msg["storeTimestamp"])
+
+    if manifest.get("timer"):
+        write_timer(store_dir, manifest["timer"], enqueued)
 
     os.makedirs(os.path.join(store_dir, "commitlog"), exist_ok=True)
     os.makedirs(os.path.join(store_dir, "consumequeue"), exist_ok=True)

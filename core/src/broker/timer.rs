@@ -191,8 +191,7 @@ pub fn without_timer_asks(properties: &[u8]) -> Vec<u8> {
 }
 
 /// The properties of a message leaving the wheel (`TimerMessageStore.convert`):
-/// `TIMER_ENQUEUE_MS` (when it was put in its slot; `i64::MAX` when it never was) and
-/// `TIMER_DEQUEUE_MS` set; a roll raises `TIMER_ROLL_TIMES` and stays in the timer topic, a
+/// `TIMER_ENQUEUE_MS` (when its unit was written) and `TIMER_DEQUEUE_MS` set; a roll raises `TIMER_ROLL_TIMES` and stays in the timer topic, a
 /// delivery drops `REAL_TOPIC` and `REAL_QID`.
 pub fn due_properties(properties: &[u8], roll: bool, enqueue_ms: i64, dequeue_ms: i64) -> Vec<u8> {
     let (enqueued, dequeued) = (enqueue_ms.to_string(), dequeue_ms.to_string());
