@@ -26,9 +26,10 @@ write DIR MANIFEST
     "timer", every message of rmq_sys_wheel_timer (its TIMER_OUT_MS property
     the slot) gets a unit in timerlog/ (100 MiB sparse files, written at
     writeTimeMs) linked into its slot of timerwheel (2 x 604800 slots of 32
-    bytes), and config/timercheck records the read time, the log's end and the
-    queue offset after them (TimerMessageStore.doEnqueue, TimerWheel.putSlot,
-    TimerLog, TimerCheckpoint).
+    bytes), and config/timercheck records the read time, a flushed position of 0
+    (RocketMQ takes it before the flush that follows) and the queue offset after
+    the units (TimerMessageStore.doEnqueue and prepareTimerCheckPoint,
+    TimerWheel.putSlot, TimerLog, TimerCheckpoint).
 
 read DIR
     Read a store directory in RocketMQ's format (file sizes are derived from
@@ -456,8 +457,11 @@ def write_timer(store_dir: str, timer: dict, enqueued: list[tuple[int, int, dict
             index = (time_ms // TIMER_PRECISION_MS) % (2 * TIMER_SLOTS_TOTAL)
             f.seek(index * TIMER_SLOT.size)
             f.write(TIMER_SLOT.pack(time_ms // TIMER_PRECISION_MS, first, last, num, 0))
+    # prepareTimerCheckPoint takes the log's flushed position before the flush that follows it,
+    # while the queue offset already counts every unit: as after the first flush of a new log,
+    # the flushed position recorded here is 0.
     page = bytearray(CHECKPOINT_SIZE)
-    struct.pack_into(">qqqqqqq", page, 0, int(timer["lastReadTimeMs"]), position, len(enqueued),
+    struct.pack_into(">qqqqqqq", page, 0, int(timer["lastReadTimeMs"]), 0, len(enqueued),
                      len(enqueued), 0, write_time, 0)
     os.makedirs(os.path.join(store_dir, "config"), exist_ok=True)
     with open(os.path.join(store_dir, "config", "timercheck"), "wb") as f:

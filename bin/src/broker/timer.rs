@@ -28,7 +28,7 @@ use petrel_storage::timer::{
     checkpoint_path, is_sync_failure, log_dir, read_checkpoint, sync_entries, wheel_path,
     write_checkpoint, Slot, TimerCheckpoint, TimerLog, TimerWheelFile,
 };
-use petrel_storage::{GetStatus, ReadLimits};
+use petrel_storage::{GetStatus, ReadLimits, StoreError};
 
 use super::transactions::{self, scanned};
 use super::Broker;
@@ -54,6 +54,8 @@ struct Files {
     /// The slot the write time first moved to after the start: the enqueue pipeline had
     /// placed every message the restart enqueued again, each in a slot up to this one.
     caught_up_slot: Option<i64>,
+    /// The moment the next caught-up read will vouch for.
+    mark: Option<Mark>,
 }
 
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
@@ -123,20 +125,30 @@ fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
             fresh
         }
     };
-    let mut units = Vec::new();
-    let cut = u64::try_from(checkpoint.last_flush_pos).unwrap_or(0);
-    let log = TimerLog::open(
-        disk.clone(),
-        &log_dir(root),
-        broker.config.timer.log_file_bytes,
-        cut,
-        |pos, unit| {
-            units.push((pos as i64, unit.slot_time(), unit.magic));
-        },
-    )?;
+    // A page RocketMQ wrote records its flush position from before the flush its queue offset
+    // counts (prepareTimerCheckPoint runs first): its log is kept to its last whole unit, and
+    // the queue resumes after that unit's message, as RocketMQ's own recovery does.
+    let rocketmq_page = checkpoint.commit_log_end.is_none();
+    let cut = match rocketmq_page {
+        true => u64::MAX,
+        false => u64::try_from(checkpoint.last_flush_pos).unwrap_or(0),
+    };
+    let (mut units, mut last_offset_py) = (Vec::new(), None);
+    let log_file_bytes = broker.config.timer.log_file_bytes;
+    let log = TimerLog::open(disk.clone(), &log_dir(root), log_file_bytes, cut, |pos, unit| {
+        units.push((pos as i64, unit.slot_time(), unit.magic));
+        last_offset_py = Some(unit.offset_py);
+    })?;
     let wheel = TimerWheelFile::open(disk.as_ref(), &wheel_path(root))?;
+    let after_last_unit = last_offset_py
+        .filter(|_| rocketmq_page)
+        .and_then(|offset| broker.store().message_at(u64::try_from(offset).ok()?))
+        .and_then(|bytes| scanned(&bytes).map(|record| record.queue_offset + 1));
     let (min, max) = broker.store().queue_offsets(TIMER_TOPIC, 0).unwrap_or((0, 0));
-    let queue_offset = checkpoint.last_queue_offset.clamp(min as i64, max as i64);
+    let queue_offset = checkpoint
+        .last_queue_offset
+        .max(after_last_unit.unwrap_or(0))
+        .clamp(min as i64, max as i64);
     let resume = TimerResume { read_time_ms: checkpoint.last_read_time_ms, queue_offset };
     let config = TimerConfig {
         settings: broker.config.timer.settings,
@@ -154,7 +166,8 @@ fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
         "timer wheel recovered"
     );
     let slot_started_at = broker.store().written_offset();
-    let files = Files { log, wheel, checkpoint, replayed, slot_started_at, caught_up_slot: None };
+    let (caught_up_slot, mark) = (None, None);
+    let files = Files { log, wheel, checkpoint, replayed, slot_started_at, caught_up_slot, mark };
     Ok((files, service))
 }
 
@@ -194,7 +207,7 @@ fn fresh_checkpoint(now_ms: i64, commit_log_end: u64) -> TimerCheckpoint {
 fn execute(broker: &Broker, files: &mut Files, action: TimerAction) -> TimerEvent {
     match action {
         TimerAction::Read { offset } => {
-            let read = read_queue(broker, offset);
+            let read = read_queue(broker, &mut files.mark, offset);
             if let TimerEvent::Read { caught_up_at: Some(at), .. } = read {
                 let slot = broker.config.timer.settings.slot(at as i64);
                 files.caught_up_slot.get_or_insert(slot);
@@ -221,15 +234,30 @@ fn execute(broker: &Broker, files: &mut Files, action: TimerAction) -> TimerEven
     }
 }
 
-/// Reads timer messages from `offset`. The read is caught up when it reached the queue's end
-/// and every message stored before it began was already in the queue: a cancel the broker
-/// took before then is in its slot before the slot is read.
-fn read_queue(broker: &Broker, offset: i64) -> TimerEvent {
-    let began = now_millis();
+/// A moment the enqueue pipeline will vouch for: every timer message stored before `at` (the
+/// commit log then ended at `written`) lies below `queue_end` in the timer queue, known once
+/// dispatch passed `written`.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: u64,
+    written: u64,
+    queue_end: Option<u64>,
+}
+
+/// Reads timer messages from `offset`. The read is caught up as of the mark's moment once it
+/// reached the queue offset every message stored before that moment lies below: a cancel the
+/// broker took before then is in its slot before the slot is read. Under steady sends the
+/// dispatch point never meets the log's end at one instant; the mark waits for it to pass.
+fn read_queue(broker: &Broker, mark: &mut Option<Mark>, offset: i64) -> TimerEvent {
     let store = broker.store();
-    // Every message stored before now, acknowledged or not yet, must be in the queue.
-    let written = store.written_offset();
-    let all_dispatched = store.dispatched_offset() >= written;
+    let pending = mark.get_or_insert_with(|| Mark {
+        at: now_millis(),
+        written: store.written_offset(),
+        queue_end: None,
+    });
+    if pending.queue_end.is_none() && store.dispatched_offset() >= pending.written {
+        pending.queue_end = Some(store.queue_offsets(TIMER_TOPIC, 0).map_or(0, |(_, max)| max));
+    }
     let limits = ReadLimits { messages_max: READ_BATCH, ..ReadLimits::default() };
     let got = store.get_messages(TIMER_TOPIC, 0, offset.max(0) as u64, limits, &|_| true);
     if got.status == GetStatus::ReadFailed {
@@ -251,8 +279,14 @@ fn read_queue(broker: &Broker, offset: i64) -> TimerEvent {
         });
     }
     let next = (got.next_begin_offset as i64).max(offset);
-    let caught_up = all_dispatched && next as u64 >= got.max_offset;
-    TimerEvent::Read { arrivals, next, caught_up_at: caught_up.then_some(began) }
+    let caught_up_at = match *mark {
+        Some(Mark { at, queue_end: Some(end), .. }) if next as u64 >= end => {
+            *mark = None;
+            Some(at)
+        }
+        _ => None,
+    };
+    TimerEvent::Read { arrivals, next, caught_up_at }
 }
 
 /// Reads the units of a slot, oldest first, and the keys of their messages.
@@ -362,6 +396,17 @@ fn put(
         Ok(appended) => {
             tracing::debug!(offset_py, roll, ?key, at = appended.end_offset, "timer put");
             TimerEvent::Put
+        }
+        // A message the store can never take as it is (RocketMQ's PUT_NO_RETRY): dropped, or
+        // it would hold every later slot back.
+        Err(
+            e @ (StoreError::MessageTooLarge { .. }
+            | StoreError::Record(_)
+            | StoreError::InvalidTopic(_)
+            | StoreError::InvalidBatch(_)),
+        ) => {
+            tracing::error!(offset_py, error = %e, "timer message the store refuses dropped");
+            TimerEvent::Dropped
         }
         Err(e) => {
             tracing::warn!(offset_py, error = %e, "timer message not put yet; will retry");

@@ -151,14 +151,15 @@ enum Enqueue {
         until: Millis,
     },
     Reading,
-    /// Placing `batch` one message at a time; `busy` while an append or put is out.
+    /// Placing `batch` one message at a time; `out`: the slot and magic of the unit whose
+    /// append is out (it is linked there, whatever moved since).
     Placing {
         batch: VecDeque<Arrival>,
         /// Where the read began, and where the queue continues.
         from: i64,
         next: i64,
         caught_up_at: Option<Millis>,
-        busy: bool,
+        out: Option<(i64, i32)>,
     },
     Retrying {
         until: Millis,
@@ -198,6 +199,8 @@ pub struct TimerService {
     wheel: BTreeMap<i64, SlotRef>,
     /// Slots changed since they were last handed out to persist.
     changed: BTreeSet<i64>,
+    /// The slots of the persist out: changed again if it fails.
+    persisting_slots: Vec<i64>,
     read_time: i64,
     write_time: i64,
     queue_offset: i64,
@@ -250,6 +253,7 @@ impl TimerService {
             config,
             wheel: BTreeMap::new(),
             changed: BTreeSet::new(),
+            persisting_slots: Vec::new(),
             read_time,
             write_time,
             queue_offset: resume.queue_offset.max(0),
@@ -299,6 +303,11 @@ impl TimerService {
 
     pub fn stats(&self) -> TimerStats {
         self.stats
+    }
+
+    /// Whether a unit's append is out.
+    fn appending(&self) -> bool {
+        matches!(self.enqueue, Enqueue::Placing { out: Some(_), .. })
     }
 
     /// Whether the enqueue pipeline waits for arrivals (the shell tells it of them).
@@ -380,7 +389,7 @@ impl TimerService {
                 assert_eq!(self.enqueue, Enqueue::Reading, "a read nobody asked for");
                 assert!(next >= self.queue_offset, "the queue continues before the cursor");
                 let (batch, from) = (arrivals.into(), self.queue_offset);
-                self.enqueue = Enqueue::Placing { batch, from, next, caught_up_at, busy: false };
+                self.enqueue = Enqueue::Placing { batch, from, next, caught_up_at, out: None };
                 self.place_next(now);
             }
             TimerEvent::Appended { pos } => self.appended(now, pos),
@@ -395,6 +404,11 @@ impl TimerService {
                 assert!(self.persisting, "a persist nobody asked for");
                 self.persisting = false;
                 self.dirty |= !written;
+                let handed_out = std::mem::take(&mut self.persisting_slots);
+                if !written {
+                    let pending = handed_out.into_iter().filter(|t| self.wheel.contains_key(t));
+                    self.changed.extend(pending);
+                }
             }
         }
         self.tick(now);
@@ -411,19 +425,20 @@ impl TimerService {
     /// Hands out the step for the next message of the batch, or ends the batch.
     fn place_next(&mut self, now: Millis) {
         loop {
-            let Enqueue::Placing { batch, from, next, caught_up_at, busy } = &self.enqueue else {
+            let Enqueue::Placing { batch, from, next, caught_up_at, out } = &self.enqueue else {
                 unreachable!("placing outside a batch")
             };
-            assert!(!*busy, "two steps of one batch out");
+            assert!(out.is_none(), "two steps of one batch out");
             let Some(arrival) = batch.front().cloned() else {
                 let (moved, next, caught_up_at) = (*next > *from, *next, *caught_up_at);
                 return self.batch_done(now, moved, next, caught_up_at);
             };
-            let step = arrival.out_ms.map(|out| TimerAction::Append(self.unit_for(&arrival, out)));
-            match step {
-                Some(action) => {
-                    *self.batch().1 = true;
-                    self.actions.push_back(action);
+            match arrival.out_ms {
+                Some(out_ms) => {
+                    let (slot, magic) = self.place(out_ms, arrival.delete);
+                    let unit = self.unit_for(&arrival, slot, magic);
+                    *self.batch().1 = Some((slot, magic));
+                    self.actions.push_back(TimerAction::Append(unit));
                     return;
                 }
                 // Nothing says when (RocketMQ cannot parse it either): skipped.
@@ -436,17 +451,16 @@ impl TimerService {
         }
     }
 
-    /// The batch being placed, and whether a step of it is out.
-    fn batch(&mut self) -> (&mut VecDeque<Arrival>, &mut bool) {
+    /// The batch being placed, and the unit whose append is out.
+    fn batch(&mut self) -> (&mut VecDeque<Arrival>, &mut Option<(i64, i32)>) {
         match &mut self.enqueue {
-            Enqueue::Placing { batch, busy, .. } => (batch, busy),
+            Enqueue::Placing { batch, out, .. } => (batch, out),
             other => panic!("an enqueue step nobody asked for ({other:?})"),
         }
     }
 
-    /// The unit of a message due at `out_ms`, linked to its slot's head.
-    fn unit_for(&self, arrival: &Arrival, out_ms: i64) -> TimerUnit {
-        let (slot, magic) = self.place(out_ms, arrival.delete);
+    /// The unit of a message in `slot`, linked to the slot's head.
+    fn unit_for(&self, arrival: &Arrival, slot: i64, magic: i32) -> TimerUnit {
         let base = self.base_time();
         TimerUnit {
             prev_pos: self.wheel.get(&slot).map_or(-1, |s| s.last_pos),
@@ -467,16 +481,11 @@ impl TimerService {
     }
 
     fn appended(&mut self, now: Millis, pos: i64) {
-        let (batch, busy) = self.batch();
-        assert!(*busy, "an append nobody asked for");
-        let arrival = batch.front().cloned().expect("an append for the batch's first message");
-        let out_ms = arrival.out_ms.expect("only a message with a time is appended");
-        let (slot, magic) = self.place(out_ms, arrival.delete);
+        let (batch, out) = self.batch();
+        let (slot, magic) = out.take().expect("an append nobody asked for");
+        let arrival = batch.pop_front().expect("an append for the batch's first message");
         self.link(slot, pos, magic);
         self.stats.enqueued += 1;
-        let (batch, busy) = self.batch();
-        *busy = false;
-        batch.pop_front();
         self.advance_queue(arrival.queue_offset + 1);
         self.place_next(now);
     }
@@ -514,7 +523,10 @@ impl TimerService {
         match pipe {
             Pipe::Enqueue => {
                 assert!(
-                    matches!(self.enqueue, Enqueue::Reading | Enqueue::Placing { busy: true, .. }),
+                    matches!(
+                        self.enqueue,
+                        Enqueue::Reading | Enqueue::Placing { out: Some(_), .. }
+                    ),
                     "an enqueue failure nobody asked for"
                 );
                 self.enqueue = Enqueue::Retrying { until };
@@ -604,7 +616,8 @@ impl TimerService {
     /// Reads the slot at the read position once the write time passed it, jumping over
     /// empty seconds.
     fn next_slot(&mut self, _now: Millis) {
-        let fenced = self.fence != Fence::Open;
+        // A unit whose append is out may belong to the next slot: it is linked first.
+        let fenced = self.fence != Fence::Open || self.appending();
         if self.dequeue != Dequeue::Waiting || self.read_time >= self.write_time || fenced {
             return;
         }
@@ -647,13 +660,14 @@ impl TimerService {
             _ => {}
         }
         self.next_slot(now);
-        let enqueue_busy = matches!(self.enqueue, Enqueue::Placing { busy: true, .. });
+        let enqueue_busy = self.appending();
         if now >= self.persist_at && !enqueue_busy {
             self.persist_at = now.saturating_add(self.config.persist_interval_ms);
             if self.dirty && !self.persisting {
                 self.persisting = true;
                 self.dirty = false;
                 let progress = self.progress();
+                self.persisting_slots = progress.slots.iter().map(|(t, _)| *t).collect();
                 self.changed.clear();
                 self.actions.push_back(TimerAction::Persist(progress));
             }
@@ -934,6 +948,65 @@ mod tests {
             "{actions:?}"
         );
         assert_eq!(service.slots()[&7_000].units, 1, "the copy waits in its slot");
+    }
+
+    #[test]
+    fn a_unit_is_linked_where_it_was_written_and_no_slot_is_read_while_it_is_out() {
+        let mut service = start(100, 0);
+        drain(&mut service);
+        // Slots 1 s and 2 s due; the wheel reads 1 s and puts its message.
+        enqueue(&mut service, 0, vec![arrival(0, 1_500), arrival(1, 2_500)]);
+        let actions = caught_up(&mut service, 5_000);
+        assert!(matches!(actions[..], [TimerAction::ReadSlot { time_ms: 1_000, .. }]));
+        let unit = SlotUnit {
+            pos: 0,
+            magic: 1,
+            write_time_ms: 0,
+            offset_py: 1_000,
+            size_py: 100,
+            keys: keys("T+A"),
+        };
+        service.handle(5_001, TimerEvent::SlotRead { units: vec![unit] });
+        assert!(matches!(drain(&mut service)[..], [TimerAction::Put { .. }]));
+        // A late message is placed while the put is out: in slot 2 s, the first not read.
+        service.handle(5_002, TimerEvent::Arrived);
+        assert_eq!(drain(&mut service), [TimerAction::Read { offset: 2 }]);
+        let mut late = arrival(2, 500);
+        late.offset_py = 9_000;
+        service
+            .handle(5_003, TimerEvent::Read { arrivals: vec![late], next: 3, caught_up_at: None });
+        let actions = drain(&mut service);
+        let [TimerAction::Append(unit)] = &actions[..] else { panic!("{actions:?}") };
+        assert_eq!(unit.slot_time(), 2_000);
+        assert_eq!(unit.prev_pos, 52, "behind slot 2 s's head");
+        // The put ends slot 1 s; slot 2 s waits for the unit, then holds it.
+        service.handle(5_004, TimerEvent::Put);
+        assert!(drain(&mut service).iter().all(|a| !matches!(a, TimerAction::ReadSlot { .. })));
+        service.handle(5_005, TimerEvent::Appended { pos: 104 });
+        assert_eq!(service.slots()[&2_000].units, 2);
+        let actions = drain(&mut service);
+        let read = actions.iter().find(|a| matches!(a, TimerAction::ReadSlot { .. }));
+        let slot = SlotRef { first_pos: 52, last_pos: 104, num: 2, units: 2 };
+        assert_eq!(read, Some(&TimerAction::ReadSlot { time_ms: 2_000, slot }));
+    }
+
+    #[test]
+    fn slots_of_a_failed_persist_are_handed_out_again() {
+        let mut service = start(100, 0);
+        drain(&mut service);
+        enqueue(&mut service, 0, vec![arrival(0, 30_000)]);
+        service.tick(10_000);
+        let persisted = |actions: Vec<TimerAction>| {
+            actions.into_iter().find_map(|a| match a {
+                TimerAction::Persist(progress) => Some(progress.slots),
+                _ => None,
+            })
+        };
+        let slots = persisted(drain(&mut service)).expect("a persist");
+        assert_eq!(slots.len(), 1);
+        service.handle(10_001, TimerEvent::Persisted { written: false });
+        service.tick(20_000);
+        assert_eq!(persisted(drain(&mut service)), Some(slots), "the slot goes again");
     }
 
     #[test]
