@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{namesrv, producer, wait_routed, Running};
-use petrel::broker::{self, BrokerConfig};
+use common::{loopback_config, namesrv, producer, wait_routed, Running};
+use petrel::broker;
 use petrel_client::{
     ClientError, ConsumeFrom, Message, PullConsumer, PullConsumerConfig, ReceivedMessage,
 };
@@ -107,14 +107,7 @@ async fn pending_timer_messages_survive_a_restart() {
     let (_namesrv, ns) = namesrv().await;
     let dir = tempfile::tempdir().unwrap();
     let config = || {
-        let mut config = BrokerConfig {
-            listen_port: 0,
-            bind_address: "127.0.0.1".into(),
-            broker_ip: Some("127.0.0.1".into()),
-            namesrv_addrs: vec![ns.clone()],
-            ..BrokerConfig::default()
-        };
-        config.store.root = dir.path().to_path_buf();
+        let mut config = loopback_config(Some(&ns), dir.path());
         config.store.commit_log_file_bytes = 16 << 20;
         config
     };
@@ -179,14 +172,7 @@ async fn a_rocketmq_store_with_pending_timer_messages_delivers_them() {
         .unwrap();
     assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
 
-    let mut config = BrokerConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        broker_ip: Some("127.0.0.1".into()),
-        namesrv_addrs: vec![ns.clone()],
-        ..BrokerConfig::default()
-    };
-    config.store.root = root;
+    let config = loopback_config(Some(&ns), &root);
     let _broker = broker::start(config, Arc::new(FsDisk)).await.unwrap();
     wait_routed(&ns, "broker-a").await;
     producer(&ns).send(&Message::new("FromRocketMQ", "plain")).await.unwrap();

@@ -20,7 +20,7 @@ use petrel_client::{
 };
 use serde::Serialize;
 
-use super::producer::{self, Mode, ProducerBench};
+use super::producer::{self, ProducerBench};
 
 /// The longest the bench waits for the first check, and for a whole pass.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -107,18 +107,8 @@ impl TransactionListener for Listener {
 }
 
 fn sends(bench: &CheckBackBench) -> ProducerBench {
-    ProducerBench {
-        namesrv: bench.namesrv.clone(),
-        topic: bench.topic.clone(),
-        threads: bench.threads,
-        message_bytes: bench.message_bytes,
-        keys: false,
-        tag_count: 0,
-        mode: Mode::Sync,
-        batch: 1,
-        duration: bench.duration,
-        report_interval: bench.duration,
-    }
+    let (threads, bytes) = (bench.threads, bench.message_bytes);
+    ProducerBench::plain_sync(&bench.namesrv, &bench.topic, threads, bytes, bench.duration)
 }
 
 /// Sends `bench.half` half messages from `bench.threads` workers; how long it took.

@@ -61,6 +61,31 @@ pub struct ProducerBench {
     pub report_interval: Duration,
 }
 
+impl ProducerBench {
+    /// Plain sync sends of `message_bytes` from `threads` workers for `duration`, one report at
+    /// the end: the baseline other benches measure against.
+    pub fn plain_sync(
+        namesrv: &str,
+        topic: &str,
+        threads: usize,
+        message_bytes: usize,
+        duration: Duration,
+    ) -> ProducerBench {
+        ProducerBench {
+            namesrv: namesrv.to_owned(),
+            topic: topic.to_owned(),
+            threads,
+            message_bytes,
+            keys: false,
+            tag_count: 0,
+            mode: Mode::Sync,
+            batch: 1,
+            duration,
+            report_interval: duration,
+        }
+    }
+}
+
 /// The outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProducerReport {

@@ -15,7 +15,7 @@ use petrel_client::{
 use serde::Serialize;
 
 use super::idle::rss_kib;
-use super::producer::{self, Mode, ProducerBench};
+use super::producer::{self, ProducerBench};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -110,18 +110,9 @@ fn rss_mib(pid: Option<u32>) -> Result<Option<f64>, String> {
 }
 
 pub async fn run(bench: TimerBench) -> Result<TimerReport, String> {
-    let plain = ProducerBench {
-        namesrv: bench.namesrv.clone(),
-        topic: bench.topic.clone(),
-        threads: bench.threads,
-        message_bytes: bench.message_bytes,
-        keys: false,
-        tag_count: 0,
-        mode: Mode::Sync,
-        batch: 1,
-        duration: bench.duration,
-        report_interval: bench.duration,
-    };
+    let (threads, bytes) = (bench.threads, bench.message_bytes);
+    let plain =
+        ProducerBench::plain_sync(&bench.namesrv, &bench.topic, threads, bytes, bench.duration);
     let baseline = producer::run(plain, |_| {}).await?;
     let rss_before_mib = rss_mib(bench.broker_pid)?;
     let topic = format!("{}Timer", bench.topic);

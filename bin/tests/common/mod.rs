@@ -21,14 +21,7 @@ impl Running {
         configure: impl FnOnce(&mut BrokerConfig),
     ) -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = BrokerConfig {
-            listen_port: 0,
-            bind_address: "127.0.0.1".into(),
-            broker_ip: Some("127.0.0.1".into()),
-            namesrv_addrs: namesrv.map(|a| vec![a.to_owned()]).unwrap_or_default(),
-            ..BrokerConfig::default()
-        };
-        config.store.root = dir.path().to_path_buf();
+        let mut config = loopback_config(namesrv, dir.path());
         config.store.commit_log_file_bytes = 16 << 20;
         configure(&mut config);
         let name = config.broker_name.clone();
@@ -44,6 +37,20 @@ impl Running {
     pub async fn stop(mut self) {
         self.handle.take().unwrap().shutdown().await.unwrap();
     }
+}
+
+/// A broker on a kernel-picked loopback port with its store at `root`, registered with
+/// `namesrv` when given; RocketMQ's defaults otherwise.
+pub fn loopback_config(namesrv: Option<&str>, root: &std::path::Path) -> BrokerConfig {
+    let mut config = BrokerConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        broker_ip: Some("127.0.0.1".into()),
+        namesrv_addrs: namesrv.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+        ..BrokerConfig::default()
+    };
+    config.store.root = root.to_path_buf();
+    config
 }
 
 /// A producer with default settings that finds its routes at `namesrv`.
