@@ -2,7 +2,7 @@
 //! in-process NameServer and broker on loopback. A commit is delivered once, a rollback
 //! never, a half message never as itself; END_TRANSACTION's bad requests get RocketMQ's
 //! codes; a producer that does not say is checked until it does, or until the broker gives
-//! up after `transactionCheckMax` checks.
+//! up after `transactionCheckMax` checks. A commit with a timer ask waits for its time.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{drain, namesrv, Running};
 use petrel_client::raw;
@@ -160,6 +160,56 @@ async fn a_commit_is_delivered_once_a_rollback_never_and_bad_ends_are_refused() 
     assert_eq!(end(&client, &broker.addr, "TxGroup", &sent[&2], 8).await.0, response::SUCCESS);
     assert_eq!(end(&client, &broker.addr, "TxGroup", &sent[&5], 12).await.0, response::SUCCESS);
     assert_eq!(delivered(&client, &broker.addr, "TxOrders").await, [0, 2, 3, 6, 99]);
+    producer.shutdown().await;
+    broker.stop().await;
+}
+
+/// A committed transaction message with a timer ask waits in the timer topic and is stored
+/// in its topic at its time, not at its commit; an ask past `timerMaxDelaySec` is refused at
+/// the prepare, before anything is stored.
+#[tokio::test]
+async fn a_committed_timer_message_is_delivered_at_its_time() {
+    let (_namesrv, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| {
+        c.transactions.check_interval_ms = 3_600_000;
+    })
+    .await;
+    let decider = Decider {
+        execute: |_| LocalTransactionState::Commit,
+        commit_at: |_| 0,
+        checks: Arc::default(),
+    };
+    let producer = start_producer(&ns, "TxTimerGroup", decider);
+    let at = SystemTime::now() + Duration::from_millis(2_000);
+    let at_ms = at.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let timed = Message::new("TxTimed", raw::body(1, 64)).with_delivery_time(at);
+    producer.send(&timed).await.unwrap();
+    let too_far = Message::new("TxTimed", raw::body(2, 64))
+        .with_delay(Duration::from_secs(3 * 24 * 3600 + 1));
+    let refused = producer.send(&too_far).await.unwrap_err().to_string();
+    assert!(refused.contains("timer message illegal"), "{refused}");
+
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let op = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+    wait_for("the commit", async || units(&client, &broker.addr, op).await == 1).await;
+    assert_eq!(units(&client, &broker.addr, "rmq_sys_wheel_timer").await, 1, "it waits");
+    assert!(delivered(&client, &broker.addr, "TxTimed").await.is_empty(), "not at its commit");
+    let mut stored_at = None;
+    while stored_at.is_none() {
+        for queue in 0..4 {
+            let pulled =
+                raw::pull(&client, &broker.addr, "G", "TxTimed", queue, 0, Duration::ZERO).await;
+            if let Some(message) = pulled.unwrap().messages.first() {
+                assert_eq!(message.id, 1);
+                stored_at = Some(message.store_timestamp);
+            }
+        }
+        assert!(SystemTime::now() < at + Duration::from_secs(10), "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored_at = stored_at.unwrap();
+    assert!(stored_at >= at_ms && stored_at < at_ms + 1_500, "{stored_at} for {at_ms}");
+    assert_eq!(delivered(&client, &broker.addr, "TxTimed").await, [1], "once");
     producer.shutdown().await;
     broker.stop().await;
 }

@@ -5,9 +5,10 @@
 //! message read at the request's commit-log offset and from the resolved index; this shell
 //! appends what it says under the index's lock: a commit's record in the real topic and the
 //! op as one unit, or a rollback's op alone. It answers once the store acknowledges the
-//! append; RocketMQ's clients send the request oneway and read no answer. Unlike RocketMQ, a
-//! transaction committed or rolled back once is refused a second time: nothing is delivered
-//! twice, and nothing after its rollback.
+//! append; RocketMQ's clients send the request oneway and read no answer. A commit with a
+//! delay level or a timer ask waits in the schedule or timer topic first, as a send would.
+//! Unlike RocketMQ, a transaction committed or rolled back once is refused a second time:
+//! nothing is delivered twice, and nothing after its rollback.
 
 use std::sync::Arc;
 
@@ -71,13 +72,20 @@ fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
         }
         None => (false, 0),
     };
+    let now = now_millis() as i64;
     let context = EndContext {
         is_slave: !broker.is_master(),
         resolved,
-        now: now_millis() as i64,
+        now,
         transaction_timeout_ms: broker.config.transactions.timeout_ms as i64,
     };
-    let plan = plan_end(&end, half.as_ref(), &context)?;
+    let plan = match plan_end(&end, half.as_ref(), &context)? {
+        EndPlan::Commit(committed) => {
+            let config = broker.send_config.read().unwrap_or_else(|p| p.into_inner());
+            EndPlan::Commit(committed.waiting(&config, now)?)
+        }
+        plan => plan,
+    };
     let (Some(record), Some(half)) = (record.as_ref(), half.as_ref()) else {
         return answered(success());
     };

@@ -388,7 +388,10 @@ fn put(
         born_host: record.born_host,
         store_host: broker.config.store.store_host,
         reconsume_times: record.reconsume_times,
-        prepared_transaction_offset: 0,
+        // A committed transaction message keeps its half message's offset, as a delayed one
+        // does: with a commit's flag and offset 0 (RocketMQ's), the repair of lost ops would
+        // take it for the commit of the half message at 0.
+        prepared_transaction_offset: record.prepared_transaction_offset,
         body: record.body,
         properties: &properties,
     };

@@ -144,10 +144,9 @@ pub struct SendPlan {
 enum Edit {
     /// The broker's own properties added where missing.
     BrokerAdds { cluster: std::sync::Arc<str> },
-    /// And the message waits in the schedule topic for `level`, then goes to `real_topic`.
-    Delay { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, level: i32 },
-    /// And the message waits in the timer topic until `out_ms`, then goes to `real_topic`.
-    Timer { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, out_ms: i64 },
+    /// And the message waits in the schedule topic or the timer topic, then goes to
+    /// `real_topic`.
+    Waits { cluster: std::sync::Arc<str>, real_topic: String, real_queue_id: i32, wait: Wait },
     /// A due message back to its real topic: DELAY dropped, nothing added.
     Restored,
     /// A transaction's half message: the broker's properties, then `REAL_TOPIC`, `REAL_QID`
@@ -258,22 +257,60 @@ pub fn plan_send(
             return Ok(plan);
         }
     }
-    let level = record::property(request.properties, property::DELAY.as_bytes())
-        .and_then(|l| std::str::from_utf8(l).ok()?.parse::<i32>().ok());
-    if let Some(level) = level.and_then(|l| view.config.delay_levels.clamp(l)) {
-        let (real_topic, real_queue_id) = (std::mem::take(&mut plan.topic), plan.queue_id);
-        plan.edit = Edit::Delay { cluster, real_topic, real_queue_id, level };
-        plan.topic = SCHEDULE_TOPIC.to_owned();
-        plan.queue_id = DelayLevels::queue_id(level);
-        return Ok(plan);
-    }
-    if let Some(out_ms) = plan_timer(request.properties, request.now_ms, &view.config.timer)? {
-        let (real_topic, real_queue_id) = (std::mem::take(&mut plan.topic), plan.queue_id);
-        plan.edit = Edit::Timer { cluster, real_topic, real_queue_id, out_ms };
-        plan.topic = timer::TIMER_TOPIC.to_owned();
-        plan.queue_id = 0;
+    let wait = plan_wait(view.config, request.properties, request.now_ms)?;
+    if let Some((topic, queue_id)) = wait.queue() {
+        let real_topic = std::mem::replace(&mut plan.topic, topic);
+        let real_queue_id = std::mem::replace(&mut plan.queue_id, queue_id);
+        plan.edit = Edit::Waits { cluster, real_topic, real_queue_id, wait };
     }
     Ok(plan)
+}
+
+/// Where a message bound for its topic waits first (`HookUtils.handleScheduleMessage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// It is stored in its topic at once.
+    None,
+    /// In the schedule topic, for a delay level (already clamped to the table's).
+    Delay(i32),
+    /// In the timer topic, until `TIMER_OUT_MS`.
+    Timer(i64),
+}
+
+impl Wait {
+    /// The topic and queue it waits in.
+    pub fn queue(self) -> Option<(String, i32)> {
+        match self {
+            Wait::None => None,
+            Wait::Delay(level) => Some((SCHEDULE_TOPIC.to_owned(), DelayLevels::queue_id(level))),
+            Wait::Timer(_) => Some((timer::TIMER_TOPIC.to_owned(), 0)),
+        }
+    }
+
+    /// `properties` of a message bound for `real_topic` and `real_queue_id`, as it waits:
+    /// a delay keeps no timer ask (the level wins), a timer gets `TIMER_OUT_MS`.
+    pub fn properties(self, properties: &[u8], real_topic: &str, real_queue_id: i32) -> Vec<u8> {
+        match self {
+            Wait::None => properties.to_vec(),
+            Wait::Delay(level) => {
+                redirect(&timer::without_timer_asks(properties), real_topic, real_queue_id, level)
+            }
+            Wait::Timer(out_ms) => {
+                timer::wheel_properties(properties, real_topic, real_queue_id, out_ms)
+            }
+        }
+    }
+}
+
+/// Whether a single message with `properties`, sent (or committed) at `now_ms`, waits: a
+/// delay level first, then the timer asks ([`plan_timer`], whose refusals it passes on).
+pub fn plan_wait(config: &SendConfig, properties: &[u8], now_ms: i64) -> Result<Wait, Refusal> {
+    let level = record::property(properties, property::DELAY.as_bytes())
+        .and_then(|l| std::str::from_utf8(l).ok()?.parse::<i32>().ok());
+    if let Some(level) = level.and_then(|l| config.delay_levels.clamp(l)) {
+        return Ok(Wait::Delay(level));
+    }
+    Ok(plan_timer(properties, now_ms, &config.timer)?.map_or(Wait::None, Wait::Timer))
 }
 
 /// The checks after the topic is known.
@@ -365,6 +402,8 @@ fn to_half_queue(
                    transaction";
         return Err(Refusal::new(response::MESSAGE_ILLEGAL, why));
     }
+    // Its commit waits as a send would: a timer ask the commit would refuse is refused now.
+    plan_wait(view.config, request.properties, request.now_ms)?;
     let Edit::BrokerAdds { cluster } = &plan.edit else {
         unreachable!("a send is planned with the broker's properties first")
     };
@@ -489,7 +528,10 @@ impl SendPlan {
         if let Some(created) = self.create_topics.iter().find(|c| c.topic_name == self.topic) {
             assert!(self.queue_id < created.write_queue_nums.max(1), "queue past its topic");
         }
-        let delayed = matches!(self.edit, Edit::Delay { .. } | Edit::Retry { delay: Some(_), .. });
+        let delayed = matches!(
+            self.edit,
+            Edit::Waits { wait: Wait::Delay(_), .. } | Edit::Retry { delay: Some(_), .. }
+        );
         let half = matches!(self.edit, Edit::Half { .. });
         assert_eq!(
             half,
@@ -499,7 +541,7 @@ impl SendPlan {
         assert!(!half || self.queue_id == 0, "half messages wait in queue 0");
         assert!(sys_flag::is_dispatched(self.sys_flag) || !half, "a half message has a unit");
         assert!(!delayed || self.topic == SCHEDULE_TOPIC, "a delay waits in the schedule topic");
-        let timed = matches!(self.edit, Edit::Timer { .. });
+        let timed = matches!(self.edit, Edit::Waits { wait: Wait::Timer(_), .. });
         assert_eq!(timed, self.topic == timer::TIMER_TOPIC, "the timer topic holds timer messages");
         assert!(!timed || self.queue_id == 0, "timer messages wait in queue 0");
         if self.dead_letter {
@@ -513,13 +555,9 @@ impl SendPlan {
     pub fn stored_properties(&self, sent: &[u8], unique_key: impl FnOnce() -> String) -> Vec<u8> {
         match &self.edit {
             Edit::BrokerAdds { cluster } => broker_adds(sent, cluster, unique_key),
-            Edit::Delay { cluster, real_topic, real_queue_id, level } => {
-                let added = broker_adds(&timer::without_timer_asks(sent), cluster, unique_key);
-                redirect(&added, real_topic, *real_queue_id, *level)
-            }
-            Edit::Timer { cluster, real_topic, real_queue_id, out_ms } => {
+            Edit::Waits { cluster, real_topic, real_queue_id, wait } => {
                 let added = broker_adds(sent, cluster, unique_key);
-                timer::wheel_properties(&added, real_topic, *real_queue_id, *out_ms)
+                wait.properties(&added, real_topic, *real_queue_id)
             }
             Edit::Half { cluster, real_topic, real_queue_id } => {
                 let added = broker_adds(sent, cluster, unique_key);

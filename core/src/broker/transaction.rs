@@ -4,6 +4,7 @@
 //! reads the half message and asks the index whether it was resolved already, and carries
 //! out the plan (`bin/src/broker/end_transaction.rs`).
 
+use crate::broker::send_plan::{plan_wait, SendConfig};
 use crate::broker::Refusal;
 use crate::codes::response;
 use crate::record::{properties, property, put_property, sys_flag};
@@ -120,6 +121,21 @@ pub struct Committed {
     pub prepared_transaction_offset: i64,
     /// The half message's properties less `REAL_TOPIC`, `REAL_QID` and `TRAN_MSG`.
     pub properties: Vec<u8>,
+}
+
+impl Committed {
+    /// The commit as it is stored: in its topic, or first in the schedule or timer topic
+    /// when it has a delay level or a timer ask, measured from `now_ms`, the commit
+    /// (RocketMQ's put hook treats a commit as a send).
+    pub fn waiting(mut self, config: &SendConfig, now_ms: i64) -> Result<Committed, Refusal> {
+        let wait = plan_wait(config, &self.properties, now_ms)?;
+        if let Some((topic, queue_id)) = wait.queue() {
+            self.properties = wait.properties(&self.properties, &self.topic, self.queue_id);
+            self.topic = topic;
+            self.queue_id = queue_id;
+        }
+        Ok(self)
+    }
 }
 
 /// Decides END_TRANSACTION for the record `half` read at the request's commit-log offset (or
@@ -424,6 +440,55 @@ mod tests {
         let plan = plan_end(&request(ROLLBACK), Some(&half(&stored)), &CONTEXT).unwrap();
         assert_eq!(plan, EndPlan::Rollback);
         assert_eq!(plan_end(&request(UNKNOWN), None, &CONTEXT), Ok(EndPlan::Nothing));
+    }
+
+    /// A commit with a timer ask or a delay level waits in the timer or schedule topic, its
+    /// delay counted from the commit; one without waits nowhere.
+    #[test]
+    fn a_commit_waits_as_a_send_would() {
+        let config = SendConfig {
+            broker_permission: 6,
+            broker_addr: "10.0.0.1:10911".into(),
+            cluster_name: "DefaultCluster".into(),
+            message_bytes_max: 4 << 20,
+            delay_levels: crate::broker::schedule::DelayLevels::default(),
+            timer: crate::broker::timer::TimerSettings::new(true, 1_000, 172_800, 259_200),
+            auto_create_group: true,
+            slave: false,
+            reject_transaction_message: false,
+        };
+        let committed = |asks: &[(&str, &str)]| {
+            let stored = half_properties(&props(&[&[("PGROUP", "PG")], asks].concat()), "T", 2);
+            let Ok(EndPlan::Commit(committed)) =
+                plan_end(&request(COMMIT), Some(&half(&stored)), &CONTEXT)
+            else {
+                panic!("a commit")
+            };
+            committed.waiting(&config, 1_700_000_000_250)
+        };
+        let plain = committed(&[]).unwrap();
+        assert_eq!((plain.topic.as_str(), plain.queue_id), ("T", 2));
+        let timed = committed(&[("TIMER_DELAY_SEC", "30")]).unwrap();
+        assert_eq!((timed.topic.as_str(), timed.queue_id), ("rmq_sys_wheel_timer", 0));
+        let expected = props(&[
+            ("PGROUP", "PG"),
+            ("TIMER_DELAY_SEC", "30"),
+            ("TIMER_OUT_MS", "1700000030000"),
+            ("REAL_TOPIC", "T"),
+            ("REAL_QID", "2"),
+        ]);
+        assert_eq!(timed.properties, expected);
+        assert_eq!(timed.sys_flag, sys_flag::MULTI_TAGS | COMMIT, "still a commit");
+        assert_eq!(timed.prepared_transaction_offset, 4096);
+        let delayed = committed(&[("DELAY", "3"), ("TIMER_DELAY_SEC", "30")]).unwrap();
+        assert_eq!((delayed.topic.as_str(), delayed.queue_id), ("SCHEDULE_TOPIC_XXXX", 2));
+        let expected =
+            props(&[("PGROUP", "PG"), ("REAL_TOPIC", "T"), ("REAL_QID", "2"), ("DELAY", "3")]);
+        assert_eq!(delayed.properties, expected, "the level wins; the timer ask is dropped");
+        let late = committed(&[("TIMER_DELIVER_MS", "1700000000000")]).unwrap();
+        assert_eq!((late.topic.as_str(), late.queue_id), ("T", 2), "its time passed");
+        let refused = committed(&[("TIMER_DELAY_SEC", "x")]).unwrap_err();
+        assert_eq!(refused.code, response::MESSAGE_ILLEGAL);
     }
 
     /// Every refusal, in RocketMQ's order, with its code and remark.
