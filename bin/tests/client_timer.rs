@@ -1,7 +1,7 @@
 //! Timer messages (RocketMQ 5's wheel) through `petrel-client` against an in-process
 //! NameServer and broker: each is delivered at its time and not before, a cancel sent before
 //! that time keeps its message back, a time past `timerMaxDelaySec` is refused, and pending
-//! messages survive a restart of the broker on its store.
+//! messages survive a restart of the broker on its store, counted in `config/timermetrics`.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -123,6 +123,7 @@ async fn pending_timer_messages_survive_a_restart() {
             .unwrap();
     }
     first.shutdown().await.unwrap();
+    assert_eq!(timing_count(dir.path(), "Kept"), Some(20), "written at the stop");
     let _second = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
     wait_routed(&ns, "broker-a").await;
     let consumer = consumer(&ns, "Kept").await;
@@ -131,6 +132,19 @@ async fn pending_timer_messages_survive_a_restart() {
     for (received, message) in got.values() {
         assert!(*received >= at && message.store_timestamp >= at, "never early: {message:?}");
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while timing_count(dir.path(), "Kept") != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "timermetrics still counts delivered ones");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `config/timermetrics`' count of `topic` (RocketMQ's JSON), if it lists the topic.
+fn timing_count(root: &std::path::Path, topic: &str) -> Option<i64> {
+    let bytes = std::fs::read(root.join("config/timermetrics")).ok()?;
+    let metrics: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(metrics["dataVersion"]["counter"].as_i64().unwrap() > 0, "{metrics}");
+    metrics["timingCount"][topic]["count"].as_i64()
 }
 
 /// A store as RocketMQ 5 writes it, with timer messages pending in its timer log (written by

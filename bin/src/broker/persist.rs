@@ -1,5 +1,6 @@
 //! The broker's config files under `<storePathRootDir>/config/`, in RocketMQ's JSON:
-//! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`.
+//! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`, and
+//! `timermetrics`.
 //!
 //! Each is replaced atomically with the previous version kept as `.bak`
 //! (`petrel_storage::disk::write_atomically`). At startup a file that does not parse is read
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use petrel_core::broker::offsets::ConsumerOffsets;
 use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::subscriptions::{SubscriptionGroupWrapper, SubscriptionGroups};
+use petrel_core::broker::timer_metrics::TimerMetrics;
 use petrel_core::broker::topics::TopicTable;
 use petrel_core::model::TopicConfigWrapper;
 use petrel_net::codec::json::{from_json, to_json, JsonStyle};
@@ -24,6 +26,8 @@ pub(super) const TOPICS: &str = "topics.json";
 pub(super) const GROUPS: &str = "subscriptionGroup.json";
 pub(super) const OFFSETS: &str = "consumerOffset.json";
 pub(super) const DELAYS: &str = "delayOffset.json";
+/// The timer wheel's counts per topic (`bin/src/broker/timer.rs`).
+pub(super) const TIMER_METRICS: &str = "timermetrics";
 
 /// The largest config file read back: the bound is checked before anything is allocated.
 const CONFIG_FILE_BYTES_MAX: u64 = 256 << 20;
@@ -72,6 +76,16 @@ fn load<T: DeserializeOwned + Default>(
             })
         }
     }
+}
+
+/// `config/timermetrics` as last written: RocketMQ's or Petrel's. Only names and timestamps
+/// are taken from it (the counts come from the wheel), so a file that reads neither whole nor
+/// from its `.bak` is started over, not a reason to refuse to start.
+pub(super) fn load_timer_metrics(disk: &dyn Disk, config: &BrokerConfig) -> TimerMetrics {
+    load(disk, config, TIMER_METRICS).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "timer metrics unreadable; counted again from the wheel");
+        TimerMetrics::default()
+    })
 }
 
 /// Everything read at startup.

@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod send_plan;
 pub mod subscriptions;
 pub mod timer;
+pub mod timer_metrics;
 pub mod timer_unit;
 pub mod timer_wheel;
 pub mod topics;

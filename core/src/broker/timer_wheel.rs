@@ -67,8 +67,19 @@ pub struct SlotUnit {
     pub write_time_ms: i64,
     pub offset_py: i64,
     pub size_py: i32,
+    /// `realTopicHash` of its unit.
+    pub topic_hash: i32,
     /// `None`: its message is gone from the commit log (it is skipped).
     pub keys: Option<UnitKeys>,
+}
+
+/// A unit of the timer log found at start, from which the wheel is rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedUnit {
+    pub pos: i64,
+    pub slot_time: i64,
+    pub magic: i32,
+    pub topic_hash: i32,
 }
 
 /// What a cancel matches: a cancel's `TIMER_DEL_UNIQKEY`, a message's `REAL_TOPIC+UNIQ_KEY`.
@@ -114,6 +125,8 @@ pub struct TimerProgress {
     /// The lowest timer-log position a slot not yet read starts at (`None`: no slot waits):
     /// once this progress is on disk, files wholly below it are not needed again.
     pub oldest_pos: Option<i64>,
+    /// [`TimerService::waiting`] now, for `config/timermetrics`.
+    pub waiting: BTreeMap<i32, i64>,
 }
 
 /// What the shell found or did.
@@ -212,6 +225,9 @@ pub struct TimerService {
     persist_at: Millis,
     actions: VecDeque<TimerAction>,
     stats: TimerStats,
+    /// Per `realTopicHash`, the messages waiting in slots not being read: RocketMQ's count
+    /// (units less cancels), as `config/timermetrics` shows it per topic.
+    waiting: BTreeMap<i32, i64>,
 }
 
 /// Counts since start, for metrics and tests.
@@ -233,13 +249,13 @@ pub struct TimerResume {
 }
 
 impl TimerService {
-    /// A service resuming from `resume`; `units` are the timer log's units in log order
-    /// (position, slot time, magic), from which the wheel is rebuilt: those of slots already
-    /// read are passed over. The read time is at most a wheel behind now.
+    /// A service resuming from `resume`; `units` are the timer log's units in log order, from
+    /// which the wheel is rebuilt: those of slots already read are passed over. The read time
+    /// is at most a wheel behind now.
     pub fn new(
         config: TimerConfig,
         resume: TimerResume,
-        units: impl IntoIterator<Item = (i64, i64, i32)>,
+        units: impl IntoIterator<Item = LoggedUnit>,
         now: Millis,
     ) -> TimerService {
         let p = config.settings.precision_ms;
@@ -264,10 +280,11 @@ impl TimerService {
             persisting: false,
             actions: VecDeque::new(),
             stats: TimerStats::default(),
+            waiting: BTreeMap::new(),
         };
-        for (pos, slot_time, magic) in units {
-            if slot_time >= read_time {
-                service.link(slot_time, pos, magic);
+        for unit in units {
+            if unit.slot_time >= read_time {
+                service.link(unit.slot_time, unit.pos, unit.magic, unit.topic_hash);
             }
         }
         service.changed.clear();
@@ -305,6 +322,11 @@ impl TimerService {
         self.stats
     }
 
+    /// Per `realTopicHash`, the messages waiting in slots not being read, less cancels.
+    pub fn waiting(&self) -> &BTreeMap<i32, i64> {
+        &self.waiting
+    }
+
     /// Whether a unit's append is out.
     fn appending(&self) -> bool {
         matches!(self.enqueue, Enqueue::Placing { out: Some(_), .. })
@@ -325,11 +347,13 @@ impl TimerService {
             slots,
             reading_slot: self.dequeue != Dequeue::Waiting,
             oldest_pos,
+            waiting: self.waiting.clone(),
         }
     }
 
-    fn link(&mut self, slot_time: i64, pos: i64, magic: i32) {
-        let delta = if magic & MAGIC_DELETE != 0 { -1 } else { 1 };
+    fn link(&mut self, slot_time: i64, pos: i64, magic: i32, topic_hash: i32) {
+        let delta = count_of(magic);
+        *self.waiting.entry(topic_hash).or_default() += i64::from(delta);
         let slot = self.wheel.entry(slot_time).or_insert(SlotRef {
             first_pos: pos,
             last_pos: -1,
@@ -484,7 +508,8 @@ impl TimerService {
         let (batch, out) = self.batch();
         let (slot, magic) = out.take().expect("an append nobody asked for");
         let arrival = batch.pop_front().expect("an append for the batch's first message");
-        self.link(slot, pos, magic);
+        let topic_hash = arrival.topic_hash;
+        self.link(slot, pos, magic, topic_hash);
         self.stats.enqueued += 1;
         self.advance_queue(arrival.queue_offset + 1);
         self.place_next(now);
@@ -541,6 +566,9 @@ impl TimerService {
 
     fn slot_read(&mut self, now: Millis, units: Vec<SlotUnit>) {
         assert_eq!(self.dequeue, Dequeue::Reading, "a slot nobody asked for");
+        for unit in &units {
+            *self.waiting.entry(unit.topic_hash).or_default() -= i64::from(count_of(unit.magic));
+        }
         let deleted: BTreeSet<&str> = units
             .iter()
             .filter(|u| u.magic & MAGIC_DELETE != 0 && u.magic & MAGIC_ROLL == 0)
@@ -724,6 +752,23 @@ impl TimerService {
         assert!(count(Pipe::Dequeue) <= 1, "two dequeue steps out");
         let persists = self.actions.iter().filter(|a| matches!(a, TimerAction::Persist(_)));
         assert!(persists.count() <= usize::from(self.persisting), "a persist out twice");
+        let read = match self.dequeue {
+            Dequeue::Putting { .. } => self.wheel.get(&self.read_time).map_or(0, |s| s.num),
+            _ => 0,
+        };
+        let slots: i64 =
+            self.wheel.values().map(|s| i64::from(s.num)).sum::<i64>() - i64::from(read);
+        let waiting: i64 = self.waiting.values().sum();
+        assert_eq!(waiting, slots, "the per-topic counts are not the slots' counts");
+    }
+}
+
+/// What a unit adds to RocketMQ's count of its slot: 1, or -1 for a cancel.
+fn count_of(magic: i32) -> i32 {
+    if magic & MAGIC_DELETE != 0 {
+        -1
+    } else {
+        1
     }
 }
 
@@ -830,6 +875,7 @@ mod tests {
             write_time_ms: 10_000,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         service.handle(13_001, TimerEvent::SlotRead { units: vec![unit] });
@@ -899,6 +945,7 @@ mod tests {
             write_time_ms: 0,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         service.handle(46_001, TimerEvent::SlotRead { units: vec![unit] });
@@ -925,6 +972,7 @@ mod tests {
             write_time_ms: 0,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         service.handle(10_001, TimerEvent::SlotRead { units: vec![roll] });
@@ -964,6 +1012,7 @@ mod tests {
             write_time_ms: 0,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         service.handle(5_001, TimerEvent::SlotRead { units: vec![unit] });
@@ -1015,10 +1064,11 @@ mod tests {
         drain(&mut service);
         let mut cancel = arrival(1, 5_000);
         cancel.delete = true;
-        let units = enqueue(&mut service, 0, vec![arrival(0, 5_000), cancel]);
+        let units = enqueue(&mut service, 0, vec![arrival(0, 5_000), cancel, arrival(2, 5_000)]);
         assert_eq!(units[1].magic, MAGIC_DEFAULT | MAGIC_DELETE);
         assert_eq!(units[1].prev_pos, 0, "linked behind the message");
-        assert_eq!(service.slots()[&5_000].num, 0, "a cancel counts down");
+        assert_eq!(service.slots()[&5_000].num, 1, "a cancel counts down");
+        assert_eq!(service.waiting()[&7], 1, "and so does its topic's count");
         caught_up(&mut service, 6_000);
         let target = SlotUnit {
             pos: 0,
@@ -1026,12 +1076,14 @@ mod tests {
             write_time_ms: 0,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         let other = SlotUnit { pos: 104, keys: keys("T+B"), offset_py: 1_002, ..target.clone() };
         let delete = SlotUnit {
             pos: 52,
             magic: 5,
+            topic_hash: 7,
             keys: Some(UnitKeys { delete_key: Some("T+A".into()), key: None }),
             offset_py: 1_001,
             ..target.clone()
@@ -1040,6 +1092,7 @@ mod tests {
         let put = TimerAction::Put { offset_py: 1_002, size_py: 100, roll: false, enqueue_ms: 0 };
         assert_eq!(drain(&mut service), [put]);
         assert_eq!(service.stats().cancelled, 1);
+        assert_eq!(service.waiting()[&7], 0, "a slot being read waits no more");
     }
 
     #[test]
@@ -1075,6 +1128,7 @@ mod tests {
             slots: vec![(30_000, slot)],
             reading_slot: false,
             oldest_pos: Some(0),
+            waiting: BTreeMap::from([(7, 1)]),
         };
         let actions = drain(&mut service);
         assert!(actions.contains(&TimerAction::Persist(progress)), "{actions:?}");
@@ -1089,9 +1143,18 @@ mod tests {
 
     #[test]
     fn a_restart_rebuilds_the_wheel_from_the_units_of_slots_not_read() {
-        let units = [(0, 5_000, 1), (52, 9_000, 1), (104, 9_000, 5), (156, 4_000, 1)];
+        let logged =
+            |pos, slot_time, magic, topic_hash| LoggedUnit { pos, slot_time, magic, topic_hash };
+        let units = [
+            logged(0, 5_000, 1, 7),
+            logged(52, 9_000, 1, 8),
+            logged(104, 9_000, 5, 8),
+            logged(156, 4_000, 1, 7),
+        ];
         let resume = TimerResume { read_time_ms: 5_000, queue_offset: 4 };
         let service = TimerService::new(config(100), resume, units, 8_000);
+        let waiting: Vec<(i32, i64)> = service.waiting().iter().map(|(h, n)| (*h, *n)).collect();
+        assert_eq!(waiting, [(7, 1), (8, 0)], "a cancel counts against its topic; a read slot not");
         let slots: Vec<(i64, SlotRef)> = service.slots().iter().map(|(t, s)| (*t, *s)).collect();
         assert_eq!(
             slots,
@@ -1116,6 +1179,7 @@ mod tests {
             write_time_ms: 0,
             offset_py: 1_000,
             size_py: 100,
+            topic_hash: 7,
             keys: keys("T+A"),
         };
         service.handle(2_001, TimerEvent::SlotRead { units: vec![unit] });
