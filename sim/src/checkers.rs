@@ -280,6 +280,22 @@ pub fn never_early(history: &[Entry]) -> Verdict {
     Verdict::new("never_early", Ok(format!("{checked} delayed deliveries on time")))
 }
 
+/// The broker stores each message in its real topic once (a timer message's put is made once):
+/// all of a message's deliveries come from one place.
+pub fn stored_once(entries: &[Entry]) -> Verdict {
+    let mut places: BTreeMap<u64, BTreeSet<&Place>> = BTreeMap::new();
+    for entry in entries {
+        if let Event::Delivered { id, place, .. } = &entry.event {
+            places.entry(*id).or_default().insert(place);
+        }
+    }
+    if let Some((id, at)) = places.iter().find(|(_, at)| at.len() > 1) {
+        let why = format!("message {id} stored in its topic at {at:?}");
+        return Verdict::new("stored_once", Err(why));
+    }
+    Verdict::new("stored_once", Ok(format!("{} messages, each from one place", places.len())))
+}
+
 /// A checker's name, with the consumer it looks at, if one.
 fn named(checker: &str, consumer: Option<&str>) -> String {
     match consumer {
@@ -489,6 +505,19 @@ mod tests {
         };
         assert!(ok(never_early(&entries(vec![delayed(1000), delivery(1000)]))));
         assert!(!ok(never_early(&entries(vec![delayed(1000), delivery(999)]))));
+    }
+
+    #[madsim::test]
+    async fn a_message_stored_at_two_places_is_caught() {
+        let at = |offset, consumer: &str| Event::Delivered {
+            consumer: consumer.into(),
+            place: place(offset),
+            id: 3,
+            body_hash: 3,
+            stored_wall: 0,
+        };
+        assert!(ok(stored_once(&entries(vec![at(2, "c"), at(2, "replica-0")]))));
+        assert!(!ok(stored_once(&entries(vec![at(2, "c"), at(3, "replica-0")]))));
     }
 
     #[madsim::test]

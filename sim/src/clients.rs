@@ -72,19 +72,44 @@ pub async fn produce(
     body_bytes: usize,
     pause: Range<u64>,
 ) -> BTreeMap<u64, String> {
-    let config =
-        ProducerConfig { namesrv_addrs: vec![NAMESRV.into()], ..ProducerConfig::default() };
+    produce_timed(history, topic, ids, body_bytes, pause, |_| None).await
+}
+
+/// [`produce`], where message `id` asks to be delivered `delay(id)` ms after its send when that
+/// is some (`TIMER_DELIVER_MS`); when any is, no send is retried, so that a place of a message
+/// in its topic beyond the first is the broker's doing. A timer message's acknowledgement names the
+/// timer queue's offset, so it is recorded with no place.
+pub async fn produce_timed(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: usize,
+    pause: Range<u64>,
+    delay: impl Fn(u64) -> Option<i64>,
+) -> BTreeMap<u64, String> {
+    let timed = (ids.start..ids.end).any(|id| delay(id).is_some());
+    let config = ProducerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        retries: if timed { 0 } else { ProducerConfig::default().retries },
+        ..ProducerConfig::default()
+    };
     let producer = Producer::start(config).expect("a producer with a NameServer starts");
     let mut acked_by = BTreeMap::new();
     for id in ids {
         let body = workload::body(id, body_bytes);
+        let due_wall = delay(id).map(|delay| crate::history::wall_ms() + delay);
         history.record(Event::Sent {
             id,
             mode: SendMode::Sync,
             body_hash: body_hash(&body),
-            due_wall: None,
+            due_wall,
         });
-        match producer.send(&Message::new(topic, body)).await {
+        let mut message = Message::new(topic, body);
+        if let Some(due) = due_wall {
+            let at = std::time::UNIX_EPOCH + Duration::from_millis(due as u64);
+            message = message.with_delivery_time(at);
+        }
+        match producer.send(&message).await {
             Ok(sent) if sent.status == SendStatus::Ok => {
                 let place = Place {
                     broker: sent.queue.broker_name.clone(),
@@ -97,7 +122,8 @@ pub async fn produce(
                     acked_by.insert(id, host.to_string());
                 }
                 let stored_at = parsed.map(|(_, at)| at as u64);
-                history.record(Event::Acked { id, place: Some(place), stored_at });
+                let place = due_wall.is_none().then_some(place);
+                history.record(Event::Acked { id, place, stored_at });
             }
             _ => history.record(Event::InDoubt { id }),
         }

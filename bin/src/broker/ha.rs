@@ -66,8 +66,8 @@ pub(super) async fn bind(config: &BrokerConfig) -> Result<(Option<TcpListener>, 
 }
 
 /// The role's tasks: a master serves its slaves, delivers delayed messages and checks
-/// transactions; a slave follows its master's log and copies its configuration (and re-puts
-/// nothing: its log is its master's).
+/// transactions; a slave follows its master's log, copies its configuration and follows its
+/// timer wheel (and re-puts nothing: its log is its master's).
 pub(super) fn spawn(
     broker: &Arc<Broker>,
     listener: Option<TcpListener>,
@@ -86,6 +86,7 @@ pub(super) fn spawn(
         None => vec![
             tokio::spawn(super::ha_slave::run(broker.clone(), stop.clone())),
             tokio::spawn(super::slave_sync::run(broker.clone(), stop.clone())),
+            tokio::spawn(super::timer::follow(broker.clone(), stop.clone())),
         ],
         Some(listener) => {
             tracing::info!(ha_addr = %broker.ha_addr, "listening for slaves");
@@ -100,7 +101,8 @@ pub(super) fn spawn(
 }
 
 /// Controller mode: delayed messages are delivered, and transactions checked, by the master
-/// only, from each time it becomes master until its role changes.
+/// only, from each time it becomes master until its role changes; meanwhile a slave's timer
+/// wheel follows its master's.
 async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
     loop {
         let term = broker.term();
@@ -112,11 +114,9 @@ async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
                 super::transaction_check::run(broker.clone(), role),
             );
         } else {
-            tokio::select! {
-                biased;
-                _ = stop.wait() => {}
-                _ = term.wait() => {}
-            }
+            let role = either(&stop, &term);
+            super::timer::follow(broker.clone(), role.clone()).await;
+            role.wait().await;
         }
         if stop.is_set() {
             return;
@@ -125,7 +125,7 @@ async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
 }
 
 /// A flag set once `a` or `b` is.
-fn either(a: &Flag, b: &Flag) -> Flag {
+pub(super) fn either(a: &Flag, b: &Flag) -> Flag {
     let both = Flag::new();
     let (a, b, set) = (a.clone(), b.clone(), both.clone());
     tokio::spawn(async move {

@@ -23,6 +23,7 @@ mod get_consumer_list_by_group;
 mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
+mod get_timer_check_point;
 mod ha;
 mod ha_slave;
 mod heart_beat;
@@ -147,6 +148,10 @@ pub struct Broker {
     learned_master: Mutex<Option<String>>,
     /// A slave's master's client address, from the same answer.
     learned_master_addr: Mutex<Option<String>>,
+    /// The timer checkpoints this broker wrote while delivering, oldest first, each with the
+    /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
+    timer_checkpoints:
+        Mutex<std::collections::VecDeque<(petrel_storage::timer::TimerCheckpoint, u64)>>,
     store: StoreService,
     disk: Arc<dyn Disk>,
     topics: Mutex<TopicTable>,
@@ -441,6 +446,29 @@ impl Broker {
         }
     }
 
+    /// Makes `queue_id` of `topic` readable before the broker itself writes there (a due timer
+    /// message's REAL_QID, chosen on the master that took it): a topic the table lacks is
+    /// added, one with fewer read queues gets more, so that the message can be consumed.
+    fn ensure_readable(&self, topic: &str, queue_id: i32) {
+        let mut topics = self.topics();
+        let widened = match topics.get(topic) {
+            None => {
+                let missing = topics.missing_from([(topic, queue_id)]);
+                topics.ensure(missing, now_millis())
+            }
+            Some(config) if config.read_queue_nums <= queue_id => {
+                let widened = TopicConfig { read_queue_nums: queue_id + 1, ..config.clone() };
+                topics.put(widened, now_millis())
+            }
+            Some(_) => false,
+        };
+        drop(topics);
+        if widened {
+            tracing::warn!(topic, queue_id, "a queue written by the broker made readable");
+            self.topics_changed();
+        }
+    }
+
     /// Persists the topic table and tells the NameServers, after a change.
     fn topics_changed(&self) {
         self.topics_dirty.store(true, Ordering::Release);
@@ -555,6 +583,7 @@ impl Broker {
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => get_all_subscriptiongroup_config::handle,
             request::GET_ALL_CONSUMER_OFFSET => get_all_consumer_offset::handle,
             request::GET_ALL_DELAY_OFFSET => get_all_delay_offset::handle,
+            request::GET_TIMER_CHECK_POINT => get_timer_check_point::handle,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 update_and_create_subscriptiongroup::handle
             }
@@ -815,6 +844,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         ha_addr,
         learned_master: Mutex::new(None),
         learned_master_addr: Mutex::new(None),
+        timer_checkpoints: Mutex::default(),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

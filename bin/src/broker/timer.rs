@@ -12,7 +12,7 @@
 //! (Petrel's bytes at 56 of `timercheck`), and the puts found from there on are not made
 //! again: a message is put once, across crashes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use petrel_core::broker::timer::{
@@ -25,6 +25,8 @@ use petrel_core::broker::timer_wheel::{
 };
 use petrel_core::broker::{property, SCHEDULE_TOPIC};
 use petrel_core::record::{self, RecordInput};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
 use petrel_net::signal::Flag;
 use petrel_storage::timer::{
     checkpoint_path, is_sync_failure, log_dir, read_checkpoint, sync_entries, wheel_path,
@@ -32,8 +34,9 @@ use petrel_storage::timer::{
 };
 use petrel_storage::{GetStatus, ReadLimits, StoreError};
 
+use super::ha::either;
 use super::transactions::{self, scanned};
-use super::{persist as config_files, Broker};
+use super::{lock, persist as config_files, Broker};
 use crate::clock::{now_millis, sleep_until};
 
 /// How long after a failed step the core tries again.
@@ -62,30 +65,70 @@ struct Files {
     metrics: TimerMetrics,
     /// The real topics the wheel met, by `realTopicHash`, to name its counts.
     names: BTreeMap<i32, String>,
+    /// A follower: its master's checkpoints, as read time and commit-log point, oldest first.
+    followed: Option<VecDeque<(i64, i64)>>,
 }
 
+/// A master's timer service: it delivers.
 pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
+    serve(broker, stop, false).await;
+}
+
+/// A slave's timer service, a follower (RocketMQ's slave `TimerMessageStore`): it builds its
+/// own timer log and wheel from the timer topic its master's log brings, and passes over, with
+/// no put, the slots its master has read, as the master's checkpoint says (asked for every
+/// [`FOLLOW_PERIOD_MS`] with GET_TIMER_CHECK_POINT). Its checkpoint pairs its read position
+/// with the commit-log point of a master checkpoint at or before it, so that once promoted
+/// it finds the puts its old master made in the slots it reads again, and makes none twice.
+pub(super) async fn follow(broker: Arc<Broker>, stop: Flag) {
+    serve(broker, stop, true).await;
+}
+
+async fn serve(broker: Arc<Broker>, stop: Flag, follower: bool) {
     if !broker.config.timer.settings.enabled {
         return;
     }
-    // A disk that fails a write or is full may refuse the files for a while.
-    let (mut files, mut service) = loop {
-        match open(&broker) {
-            Ok(opened) => break opened,
-            Err(e) => failed(&broker, "timer files did not open; will retry", e),
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait() => return,
-            () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
-        }
-    };
+    // A slave's log cut back to its master's takes records the wheel may hold: it is opened
+    // again, and drops the units of records past the dispatched end.
+    while !stop.is_set() {
+        // A disk that fails a write or is full may refuse the files for a while.
+        let (files, service) = loop {
+            match open(&broker, follower) {
+                Ok(opened) => break opened,
+                Err(e) => failed(&broker, "timer files did not open; will retry", e),
+            }
+            tokio::select! {
+                biased;
+                _ = stop.wait() => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
+            }
+        };
+        serve_files(&broker, &stop, files, service).await;
+    }
+}
+
+/// Runs the service on the files opened until `stop`, or until the log is cut back.
+async fn serve_files(
+    broker: &Arc<Broker>,
+    stop: &Flag,
+    mut files: Files,
+    mut service: TimerService,
+) {
+    let (masters, mut master) = tokio::sync::watch::channel(None);
+    let asking = Flag::new();
+    if files.followed.is_some() {
+        tokio::spawn(ask_master(broker.clone(), either(stop, &asking), masters));
+    }
     let dispatched = broker.store.dispatched();
-    loop {
+    let truncations = broker.store().truncations();
+    while broker.store().truncations() == truncations {
         let seen = dispatched.get();
+        if let Some(checkpoint) = *master.borrow_and_update() {
+            followed(&mut files, &mut service, &checkpoint);
+        }
         let mut steps = 0;
         while let Some(action) = service.poll_action() {
-            let event = execute(&broker, &mut files, action);
+            let event = execute(broker, &mut files, action);
             service.handle(now_millis(), event);
             #[cfg(madsim)]
             service.check_invariants();
@@ -105,32 +148,84 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
                 }
             },
             () = sleep_until(service.poll_timeout()) => {}
+            Ok(()) = master.changed() => {}
         }
         service.tick(now_millis());
     }
-    if !persist(&broker, &mut files, &service.progress()) {
+    asking.set();
+    if !persist(broker, &mut files, &service.progress()) {
         tracing::warn!(
             "timer checkpoint not written at stop; the next start enqueues again from the last one"
         );
     }
+    lock(&broker.timer_checkpoints).clear();
+}
+
+/// Pages kept for GET_TIMER_CHECK_POINT until the confirm offset passes them: a minute's worth.
+const CHECKPOINTS_KEPT: usize = 64;
+
+/// How often a follower asks its master for the master's timer checkpoint (RocketMQ: 3 s).
+const FOLLOW_PERIOD_MS: u64 = 3_000;
+
+/// Asks the master its broker follows for its timer checkpoint, every [`FOLLOW_PERIOD_MS`].
+async fn ask_master(
+    broker: Arc<Broker>,
+    stop: Flag,
+    masters: tokio::sync::watch::Sender<Option<TimerCheckpoint>>,
+) {
+    let period = std::time::Duration::from_millis(FOLLOW_PERIOD_MS);
+    loop {
+        let master = lock(&broker.learned_master_addr).clone();
+        if let Some(master) = master {
+            match master_checkpoint(&broker, &master).await {
+                Ok(checkpoint) => {
+                    masters.send_replace(Some(checkpoint));
+                }
+                Err(why) => tracing::debug!(%master, %why, "no timer checkpoint from the master"),
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// GET_TIMER_CHECK_POINT of `master`: its checkpoint as RocketMQ encodes it, with Petrel's
+/// commit-log point after it (a follower needs it; a RocketMQ master's page has none).
+async fn master_checkpoint(broker: &Broker, master: &str) -> Result<TimerCheckpoint, String> {
+    let ask = RemotingCommand::request(request::GET_TIMER_CHECK_POINT);
+    let timeout = std::time::Duration::from_millis(FOLLOW_PERIOD_MS);
+    let reply = broker.namesrv.invoke(master, ask, timeout).await.map_err(|e| e.to_string())?;
+    if reply.code != response::SUCCESS {
+        return Err(format!("answered {} {:?}", reply.code, reply.remark));
+    }
+    let checkpoint = TimerCheckpoint::decode(&reply.body)
+        .ok_or_else(|| format!("a body of {} bytes is no checkpoint", reply.body.len()))?;
+    match checkpoint.commit_log_end {
+        Some(_) => Ok(checkpoint),
+        None => Err("the checkpoint has no commit-log point (not a Petrel master)".into()),
+    }
+}
+
+/// A master checkpoint read: the follower may pass over the slots before its read time.
+fn followed(files: &mut Files, service: &mut TimerService, master: &TimerCheckpoint) {
+    let (Some(followed), Some(end)) = (files.followed.as_mut(), master.commit_log_end) else {
+        return;
+    };
+    if followed.back().is_none_or(|(read, _)| *read < master.last_read_time_ms) {
+        followed.push_back((master.last_read_time_ms, end));
+        service.follow(master.last_read_time_ms);
+    }
 }
 
 /// Opens the timer files, cut at the checkpoint, and the service resuming from them.
-fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
+fn open(broker: &Broker, follower: bool) -> std::io::Result<(Files, TimerService)> {
     let root = &broker.config.store.root;
     let disk = broker.disk.clone();
     sync_entries(disk.as_ref(), root)?;
-    let path = checkpoint_path(root);
-    let checkpoint = match read_checkpoint(disk.as_ref(), &path)? {
-        Some(checkpoint) => checkpoint,
-        // The first start: a checkpoint before anything is enqueued, so that a crash before
-        // the first periodic one knows where the puts it must not make again begin.
-        None => {
-            let fresh = fresh_checkpoint(now_millis() as i64, broker.store().written_offset());
-            write_checkpoint(disk.as_ref(), &path, &fresh)?;
-            fresh
-        }
-    };
+    let checkpoint = read_or_start_checkpoint(broker, follower)?;
     // A page RocketMQ wrote records its flush position from before the flush its queue offset
     // counts (prepareTimerCheckPoint runs first): its log is kept to its last whole unit, and
     // the queue resumes after that unit's message, as RocketMQ's own recovery does.
@@ -139,19 +234,20 @@ fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
         true => u64::MAX,
         false => u64::try_from(checkpoint.last_flush_pos).unwrap_or(0),
     };
-    let (mut units, mut last_offset_py) = (Vec::new(), None);
-    let log_file_bytes = broker.config.timer.log_file_bytes;
-    let log = TimerLog::open(disk.clone(), &log_dir(root), log_file_bytes, cut, |pos, unit| {
-        units.push(LoggedUnit {
-            pos: pos as i64,
-            slot_time: unit.slot_time(),
-            magic: unit.magic,
-            topic_hash: unit.topic_hash,
-        });
-        last_offset_py = Some(unit.offset_py);
-    })?;
+    let (mut log, mut units, mut offsets) = open_log(broker, cut)?;
+    // Units whose message lies at or past the dispatched end (a record a crash left
+    // unconfirmed, or cut back when a master came back as a slave) go: the queue resumes
+    // below them, and the message gets its unit again if it is confirmed again.
+    let end = broker.store().dispatched_offset();
+    if let Some(first) = offsets.iter().position(|offset| *offset >= end as i64) {
+        tracing::warn!(end, pos = units[first].pos, "timer units past the dispatched log cut off");
+        drop(log);
+        (log, units, offsets) = open_log(broker, units[first].pos as u64)?;
+    }
     let wheel = TimerWheelFile::open(disk.as_ref(), &wheel_path(root))?;
-    let after_last_unit = last_offset_py
+    let after_last_unit = offsets
+        .last()
+        .copied()
         .filter(|_| rocketmq_page)
         .and_then(|offset| broker.store().message_at(u64::try_from(offset).ok()?))
         .and_then(|bytes| scanned(&bytes).map(|record| record.queue_offset + 1));
@@ -160,15 +256,25 @@ fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
         .last_queue_offset
         .max(after_last_unit.unwrap_or(0))
         .clamp(min as i64, max as i64);
-    let resume = TimerResume { read_time_ms: checkpoint.last_read_time_ms, queue_offset };
+    let read_time_ms = checkpoint.last_read_time_ms;
+    // A follower's position only ever moved to a master's, whose puts were confirmed.
+    let delivered_before = checkpoint.follower.then_some(read_time_ms);
+    let resume = TimerResume { read_time_ms, queue_offset, delivered_before };
     let config = TimerConfig {
         settings: broker.config.timer.settings,
         retry_ms: RETRY_MS,
         persist_interval_ms: broker.config.timer.flush_interval_ms,
     };
-    let service = TimerService::new(config, resume, units, now_millis());
-    let replayed = replayed_puts(broker, checkpoint.commit_log_end)?;
+    let mut service = TimerService::new(config, resume, units, now_millis());
+    if follower {
+        service.follow(read_time_ms);
+    }
+    let replayed = match follower {
+        true => Replayed::default(),
+        false => replayed_puts(broker, checkpoint.commit_log_end)?,
+    };
     tracing::info!(
+        follower,
         read_time = service.read_time(),
         queue_offset,
         log_end = log.end(),
@@ -188,8 +294,47 @@ fn open(broker: &Broker) -> std::io::Result<(Files, TimerService)> {
         mark: None,
         names: names.collect(),
         metrics,
+        followed: follower.then(VecDeque::new),
     };
     Ok((files, service))
+}
+
+/// The timer log cut at `cut`, its units in log order and their messages' offsets.
+fn open_log(broker: &Broker, cut: u64) -> std::io::Result<(TimerLog, Vec<LoggedUnit>, Vec<i64>)> {
+    let (mut units, mut offsets) = (Vec::new(), Vec::new());
+    let dir = log_dir(&broker.config.store.root);
+    let file_bytes = broker.config.timer.log_file_bytes;
+    let log = TimerLog::open(broker.disk.clone(), &dir, file_bytes, cut, |pos, unit| {
+        units.push(LoggedUnit {
+            pos: pos as i64,
+            slot_time: unit.slot_time(),
+            magic: unit.magic,
+            topic_hash: unit.topic_hash,
+        });
+        offsets.push(unit.offset_py);
+    })?;
+    Ok((log, units, offsets))
+}
+
+/// `config/timercheck`, or on the first start a new one, written before anything is
+/// enqueued so that a crash before the first periodic one knows where the puts it must not
+/// make again begin. A new follower starts with no slot read (its read position the oldest
+/// the wheel holds): it must never pass over a slot its master has not read.
+fn read_or_start_checkpoint(broker: &Broker, follower: bool) -> std::io::Result<TimerCheckpoint> {
+    let disk = broker.disk.as_ref();
+    let path = checkpoint_path(&broker.config.store.root);
+    if let Some(checkpoint) = read_checkpoint(disk, &path)? {
+        return Ok(checkpoint);
+    }
+    let now = now_millis() as i64;
+    let fresh = match follower {
+        true => {
+            TimerCheckpoint { last_read_time_ms: 0, follower: true, ..fresh_checkpoint(now, 0) }
+        }
+        false => fresh_checkpoint(now, broker.store().written_offset()),
+    };
+    write_checkpoint(disk, &path, &fresh)?;
+    Ok(fresh)
 }
 
 /// The puts the wheel made in the commit log from `from` (where the checkpoint says puts it
@@ -222,6 +367,7 @@ fn fresh_checkpoint(now_ms: i64, commit_log_end: u64) -> TimerCheckpoint {
         timestamp: now_ms,
         counter: 0,
         commit_log_end: Some(commit_log_end as i64),
+        follower: false,
     }
 }
 
@@ -302,6 +448,7 @@ fn read_queue(broker: &Broker, files: &mut Files, offset: i64) -> TimerEvent {
             out_ms: timer::out_ms(properties),
             delete: record::property(properties, timer::names::DEL_UNIQKEY.as_bytes()).is_some(),
             topic_hash,
+            stored_ms: record.store_timestamp,
         });
     }
     let next = (got.next_begin_offset as i64).max(offset);
@@ -406,6 +553,9 @@ fn put(
         tracing::error!(offset_py, topic, "timer message naming a system topic dropped");
         return TimerEvent::Dropped;
     }
+    if !roll {
+        broker.ensure_readable(topic, queue_id);
+    }
     let input = RecordInput {
         topic,
         queue_id,
@@ -464,13 +614,32 @@ fn persist(broker: &Broker, files: &mut Files, progress: &TimerProgress) -> bool
             return false;
         }
     };
-    let puts_from = puts_from(files, progress, commit_log_end);
-    let checkpoint = next_checkpoint(&files.checkpoint, progress, files.log.end(), puts_from);
+    let (read_time_ms, puts_from, follower) = match files.followed.as_mut() {
+        Some(followed) => {
+            // A deposed master's position may lie past its successor's, past puts that were
+            // lost with the switch: the page claims no more than the master's.
+            let read = followed
+                .back()
+                .map_or(progress.read_time_ms, |(at, _)| progress.read_time_ms.min(*at));
+            let point = paired_point(followed, &files.checkpoint, read, commit_log_end);
+            (read, point, files.checkpoint.follower || !followed.is_empty())
+        }
+        None => (progress.read_time_ms, puts_from(files, progress, commit_log_end), false),
+    };
+    let next = next_checkpoint(&files.checkpoint, progress, files.log.end(), puts_from);
+    let checkpoint = TimerCheckpoint { last_read_time_ms: read_time_ms, follower, ..next };
     match write_files(broker, files, progress, &checkpoint) {
         Ok(()) => {
             files.checkpoint = checkpoint;
             remove_read_files(files, progress);
             write_metrics(broker, files, progress);
+            if !follower {
+                let mut written = lock(&broker.timer_checkpoints);
+                if written.len() >= CHECKPOINTS_KEPT {
+                    written.pop_front();
+                }
+                written.push_back((checkpoint, commit_log_end));
+            }
             true
         }
         Err(e) => {
@@ -478,6 +647,25 @@ fn persist(broker: &Broker, files: &mut Files, progress: &TimerProgress) -> bool
             false
         }
     }
+}
+
+/// A follower's commit-log point: that of the newest master checkpoint whose read position is
+/// at or before the follower's (the master's puts in every slot from there on lie after it),
+/// else its own last one; never past its own flushed end (the master's log may be ahead).
+fn paired_point(
+    followed: &mut VecDeque<(i64, i64)>,
+    last: &TimerCheckpoint,
+    read: i64,
+    flushed: u64,
+) -> u64 {
+    while followed.get(1).is_some_and(|(at, _)| *at <= read) {
+        followed.pop_front();
+    }
+    let point = match followed.front() {
+        Some((at, end)) if *at <= read => *end,
+        _ => last.commit_log_end.unwrap_or(0),
+    };
+    u64::try_from(point).unwrap_or(0).min(flushed)
 }
 
 /// Where in the commit log the puts the next checkpoint does not count may begin: where the
@@ -562,6 +750,7 @@ fn next_checkpoint(
         timestamp: now_millis() as i64,
         counter: last.counter + 1,
         commit_log_end: Some(puts_from as i64),
+        follower: false,
     }
 }
 

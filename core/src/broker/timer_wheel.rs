@@ -57,6 +57,8 @@ pub struct Arrival {
     pub delete: bool,
     /// `realTopicHash` of its unit.
     pub topic_hash: i32,
+    /// When the store took it (its record's store timestamp, the same on every replica).
+    pub stored_ms: i64,
 }
 
 /// A unit of a slot read back, with the keys of its message.
@@ -228,6 +230,13 @@ pub struct TimerService {
     /// Per `realTopicHash`, the messages waiting in slots not being read: RocketMQ's count
     /// (units less cancels), as `config/timermetrics` shows it per topic.
     waiting: BTreeMap<i32, i64>,
+    /// A follower (a slave): slots before this time, which its master has read, are passed
+    /// over without a put. `None`: this service delivers.
+    follow: Option<i64>,
+    /// A follower: a message whose slot was passed is not placed, its master put it.
+    drop_passed: bool,
+    /// [`TimerResume::delivered_before`].
+    delivered_before: Option<i64>,
 }
 
 /// Counts since start, for metrics and tests.
@@ -238,6 +247,8 @@ pub struct TimerStats {
     pub rolled: u64,
     pub cancelled: u64,
     pub dropped: u64,
+    /// Messages not placed because their slot was passed and their master put them.
+    pub passed: u64,
 }
 
 /// Where a restarted service resumes: the checkpoint, and the units of the timer log up to
@@ -246,6 +257,12 @@ pub struct TimerStats {
 pub struct TimerResume {
     pub read_time_ms: i64,
     pub queue_offset: i64,
+    /// The checkpoint's read position, when its slots before it were read with every message
+    /// due in them in place (Petrel's own checkpoints, a follower's included): a message due
+    /// before it that is enqueued again (a record a crash left unconfirmed and replication
+    /// confirmed again, a promoted follower's backlog) was delivered already, by this broker
+    /// or the master it followed, and is not placed again.
+    pub delivered_before: Option<i64>,
 }
 
 impl TimerService {
@@ -281,6 +298,9 @@ impl TimerService {
             actions: VecDeque::new(),
             stats: TimerStats::default(),
             waiting: BTreeMap::new(),
+            follow: None,
+            drop_passed: false,
+            delivered_before: resume.delivered_before,
         };
         for unit in units {
             if unit.slot_time >= read_time {
@@ -291,6 +311,16 @@ impl TimerService {
         service.actions.push_back(TimerAction::Read { offset: service.queue_offset });
         service.tick(now);
         service
+    }
+
+    /// Makes this service a follower (a slave's): it places the units its master does, passes
+    /// over the slots before `limit` (the master's read position) without putting anything,
+    /// and drops a message whose slot it passed already (the master put it). Called again as
+    /// the master's position moves; a follower never reads past it.
+    pub fn follow(&mut self, limit: i64) {
+        let limit = self.config.settings.slot(limit);
+        self.follow = Some(self.follow.map_or(limit, |was| was.max(limit)));
+        self.drop_passed = true;
     }
 
     /// The next slot to read.
@@ -381,25 +411,36 @@ impl TimerService {
         self.write_time.max(self.first_unread())
     }
 
-    /// Where a message due at `out_ms` goes when written now: its slot and magic. A time
-    /// beyond the roll window waits in a slot half a window or a window ahead, as a roll. A
-    /// time whose slot was read already (the broker was down, or the enqueue pipeline behind)
-    /// waits in the first slot not read: with a cancel of it, which names the same time and
-    /// so lands there too, when the broker took the cancel before that slot's end.
-    fn place(&self, out_ms: i64, delete: bool) -> (i64, i32) {
+    /// Where a message stored at `stored_ms` and due at `out_ms` goes: its slot and magic. A
+    /// time further than the roll window from its store waits as a roll in the slot a window
+    /// before its own (at most a window after the write time). Unlike RocketMQ's (a roll when
+    /// the time is a window past the write time, half a window or a window after it), neither
+    /// depends on when the unit is written: a message enqueued again after a restart, or by a
+    /// slave, rolls or not in the same slot each time, so a promoted slave's roll meets its
+    /// old master's in the commit log. A time whose slot was read already (the broker was down, or the enqueue
+    /// pipeline behind) waits in the first slot not read: with a cancel of it, which names
+    /// the same time and so lands there too, when the broker took the cancel before that
+    /// slot's end.
+    fn place(&self, arrival: &Arrival, out_ms: i64) -> (i64, i32) {
         let settings = &self.config.settings;
         let (p, window) = (settings.precision_ms, settings.roll_window_slots);
-        let w = self.base_time();
+        let delete = arrival.delete;
         let mut magic = if delete { MAGIC_DEFAULT | MAGIC_DELETE } else { MAGIC_DEFAULT };
-        let mut slot = settings.slot(out_ms).max(self.first_unread());
-        if out_ms - w >= window * p {
+        let first_unread = self.first_unread();
+        let mut slot = settings.slot(out_ms).max(first_unread);
+        if out_ms - arrival.stored_ms >= window * p {
             magic |= MAGIC_ROLL;
-            slot = match out_ms - w - window * p < window / 3 * p {
-                true => w + window / 2 * p,
-                false => w + window * p,
-            };
+            let w = self.base_time();
+            slot = (settings.slot(out_ms) - window * p).min(w + window * p).max(first_unread);
         }
         (slot, magic)
+    }
+
+    /// A message not to place: it was put already (see `drop_passed`, `delivered_before`).
+    fn passed(&self, out_ms: i64) -> bool {
+        let slot = self.config.settings.slot(out_ms);
+        (self.drop_passed && slot < self.first_unread())
+            || self.delivered_before.is_some_and(|before| slot < before)
     }
 
     pub fn handle(&mut self, now: Millis, event: TimerEvent) {
@@ -458,8 +499,13 @@ impl TimerService {
                 return self.batch_done(now, moved, next, caught_up_at);
             };
             match arrival.out_ms {
+                Some(out_ms) if self.passed(out_ms) => {
+                    self.stats.passed += 1;
+                    self.batch().0.pop_front();
+                    self.advance_queue(arrival.queue_offset + 1);
+                }
                 Some(out_ms) => {
-                    let (slot, magic) = self.place(out_ms, arrival.delete);
+                    let (slot, magic) = self.place(&arrival, out_ms);
                     let unit = self.unit_for(&arrival, slot, magic);
                     *self.batch().1 = Some((slot, magic));
                     self.actions.push_back(TimerAction::Append(unit));
@@ -569,6 +615,8 @@ impl TimerService {
         for unit in &units {
             *self.waiting.entry(unit.topic_hash).or_default() -= i64::from(count_of(unit.magic));
         }
+        // A follower's master put the slot's messages.
+        let units = if self.follow.is_some() { Vec::new() } else { units };
         let deleted: BTreeSet<&str> = units
             .iter()
             .filter(|u| u.magic & MAGIC_DELETE != 0 && u.magic & MAGIC_ROLL == 0)
@@ -649,9 +697,13 @@ impl TimerService {
         if self.dequeue != Dequeue::Waiting || self.read_time >= self.write_time || fenced {
             return;
         }
+        let end = self.follow.map_or(self.write_time, |limit| limit.min(self.write_time));
+        if self.read_time >= end {
+            return;
+        }
         let next = self.wheel.range(self.read_time..).next().map(|(t, s)| (*t, *s));
         match next {
-            Some((time_ms, slot)) if time_ms < self.write_time => {
+            Some((time_ms, slot)) if time_ms < end => {
                 if time_ms != self.read_time {
                     self.read_time = time_ms;
                     self.dirty = true;
@@ -660,7 +712,7 @@ impl TimerService {
                 self.actions.push_back(TimerAction::ReadSlot { time_ms, slot });
             }
             _ => {
-                self.read_time = self.write_time;
+                self.read_time = end;
                 self.dirty = true;
             }
         }
@@ -787,7 +839,8 @@ mod tests {
     }
 
     fn start(window: i64, now: Millis) -> TimerService {
-        let resume = TimerResume { read_time_ms: now as i64, queue_offset: 0 };
+        let resume =
+            TimerResume { read_time_ms: now as i64, queue_offset: 0, delivered_before: None };
         TimerService::new(config(window), resume, [], now)
     }
 
@@ -804,6 +857,7 @@ mod tests {
             out_ms: Some(out_ms),
             delete: false,
             topic_hash: 7,
+            stored_ms: 0,
         }
     }
 
@@ -814,6 +868,19 @@ mod tests {
         let next = service.queue_offset();
         service.handle(now, TimerEvent::Read { arrivals: vec![], next, caught_up_at: Some(now) });
         drain(service)
+    }
+
+    /// The first unit of the log, read back: message "T+A" at 1 000, written at `write_time_ms`.
+    fn first_unit(write_time_ms: i64) -> SlotUnit {
+        SlotUnit {
+            pos: 0,
+            magic: 1,
+            write_time_ms,
+            offset_py: 1_000,
+            size_py: 100,
+            topic_hash: 7,
+            keys: keys("T+A"),
+        }
     }
 
     fn keys(key: &str) -> Option<UnitKeys> {
@@ -869,15 +936,7 @@ mod tests {
         );
         let slot = SlotRef { first_pos: 0, last_pos: 0, num: 1, units: 1 };
         assert_eq!(drain(&mut service), [TimerAction::ReadSlot { time_ms: 12_000, slot }]);
-        let unit = SlotUnit {
-            pos: 0,
-            magic: 1,
-            write_time_ms: 10_000,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let unit = first_unit(10_000);
         service.handle(13_001, TimerEvent::SlotRead { units: vec![unit] });
         let put =
             TimerAction::Put { offset_py: 1_000, size_py: 100, roll: false, enqueue_ms: 10_000 };
@@ -916,10 +975,10 @@ mod tests {
     }
 
     #[test]
-    fn a_time_beyond_the_window_rolls_half_a_window_or_a_window_ahead() {
+    fn a_time_beyond_the_window_rolls_a_window_before_its_slot() {
         let mut service = start(90, 0);
         drain(&mut service);
-        // 90 s window: 100 s is 10 s past it (< 30 s): half a window; 150 s: a whole one.
+        // 90 s window: 100 s rolls at 10 s, 150 s at 60 s, whenever the unit is written.
         let units = enqueue(
             &mut service,
             0,
@@ -929,14 +988,14 @@ mod tests {
         assert_eq!(
             placed,
             [
-                (MAGIC_DEFAULT | MAGIC_ROLL, 45_000),
-                (MAGIC_DEFAULT | MAGIC_ROLL, 90_000),
+                (MAGIC_DEFAULT | MAGIC_ROLL, 10_000),
+                (MAGIC_DEFAULT | MAGIC_ROLL, 60_000),
                 (MAGIC_DEFAULT, 89_000)
             ]
         );
         let actions = caught_up(&mut service, 46_000);
         assert!(
-            matches!(actions[..], [TimerAction::ReadSlot { time_ms: 45_000, .. }]),
+            matches!(actions[..], [TimerAction::ReadSlot { time_ms: 10_000, .. }]),
             "{actions:?}"
         );
         let unit = SlotUnit {
@@ -959,11 +1018,12 @@ mod tests {
     fn after_a_roll_no_later_slot_is_read_before_the_queue_is_caught_up_again() {
         let mut service = start(6, 0);
         drain(&mut service);
-        // A roll to 3 s, and a message at 5 s; the wheel falls behind to 10 s.
+        // A roll to 1 s (a window before 7 s), and a message at 5 s; the wheel falls behind
+        // to 10 s.
         enqueue(&mut service, 0, vec![arrival(0, 7_000), arrival(1, 5_000)]);
         let actions = caught_up(&mut service, 10_000);
         assert!(
-            matches!(actions[..], [TimerAction::ReadSlot { time_ms: 3_000, .. }]),
+            matches!(actions[..], [TimerAction::ReadSlot { time_ms: 1_000, .. }]),
             "{actions:?}"
         );
         let roll = SlotUnit {
@@ -983,7 +1043,7 @@ mod tests {
         service.handle(
             10_003,
             TimerEvent::Read {
-                arrivals: vec![arrival(2, 7_000)],
+                arrivals: vec![Arrival { stored_ms: 10_002, ..arrival(2, 7_000) }],
                 next: 3,
                 caught_up_at: Some(10_003),
             },
@@ -1056,6 +1116,65 @@ mod tests {
         service.handle(10_001, TimerEvent::Persisted { written: false });
         service.tick(20_000);
         assert_eq!(persisted(drain(&mut service)), Some(slots), "the slot goes again");
+    }
+
+    /// A follower places what its master places, passes over the slots its master read
+    /// without a put, and drops a message whose slot it passed (its master put it).
+    #[test]
+    fn a_follower_passes_over_what_its_master_read_and_puts_nothing() {
+        let mut service = start(100, 10_000);
+        service.follow(9_000);
+        drain(&mut service);
+        enqueue(&mut service, 10_000, vec![arrival(0, 12_000), arrival(1, 15_000)]);
+        assert!(caught_up(&mut service, 20_000).is_empty(), "the master has not read them");
+        service.follow(13_000);
+        service.tick(20_001);
+        let slot = SlotRef { first_pos: 0, last_pos: 0, num: 1, units: 1 };
+        assert_eq!(drain(&mut service), [TimerAction::ReadSlot { time_ms: 12_000, slot }]);
+        let unit = first_unit(10_000);
+        service.handle(20_002, TimerEvent::SlotRead { units: vec![unit] });
+        assert!(drain(&mut service).is_empty(), "no put, and nothing past the master");
+        assert_eq!((service.read_time(), service.pending()), (13_000, 1));
+        assert_eq!(service.waiting()[&7], 1);
+        service.tick(21_000);
+        assert_eq!(drain(&mut service), [TimerAction::Read { offset: 2 }]);
+        let read = TimerEvent::Read {
+            arrivals: vec![arrival(2, 12_500)],
+            next: 3,
+            caught_up_at: Some(21_000),
+        };
+        service.handle(21_000, read);
+        drain(&mut service);
+        assert_eq!((service.stats().passed, service.queue_offset()), (1, 3), "passed: dropped");
+        assert_eq!(service.pending(), 1);
+    }
+
+    /// A checkpoint, opened by a restarted or promoted broker: a message due before its read
+    /// position was put already and is dropped, also after the first caught-up read; one due
+    /// after it is placed.
+    #[test]
+    fn a_message_due_before_the_checkpoints_read_position_is_not_placed_again() {
+        let resume =
+            TimerResume { read_time_ms: 13_000, queue_offset: 2, delivered_before: Some(13_000) };
+        let mut service = TimerService::new(config(100), resume, [], 20_000);
+        drain(&mut service);
+        let read = TimerEvent::Read {
+            arrivals: vec![arrival(2, 12_500), arrival(3, 14_000)],
+            next: 4,
+            caught_up_at: None,
+        };
+        service.handle(20_000, read);
+        let appended = drain(&mut service);
+        assert!(matches!(appended[..], [TimerAction::Append(u)] if u.offset_py == 1_003));
+        service.handle(20_001, TimerEvent::Appended { pos: 0 });
+        assert_eq!(service.stats().passed, 1);
+        caught_up(&mut service, 20_002);
+        service.tick(21_000);
+        drain(&mut service);
+        let late = enqueue(&mut service, 21_000, vec![arrival(4, 12_000), arrival(5, 16_000)]);
+        assert_eq!(service.stats().passed, 2, "still due before the checkpoint's position");
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].write_time_ms + i64::from(late[0].delay_ms), 16_000, "in its slot");
     }
 
     #[test]
@@ -1151,7 +1270,7 @@ mod tests {
             logged(104, 9_000, 5, 8),
             logged(156, 4_000, 1, 7),
         ];
-        let resume = TimerResume { read_time_ms: 5_000, queue_offset: 4 };
+        let resume = TimerResume { read_time_ms: 5_000, queue_offset: 4, delivered_before: None };
         let service = TimerService::new(config(100), resume, units, 8_000);
         let waiting: Vec<(i32, i64)> = service.waiting().iter().map(|(h, n)| (*h, *n)).collect();
         assert_eq!(waiting, [(7, 1), (8, 0)], "a cancel counts against its topic; a read slot not");

@@ -87,6 +87,23 @@ fn tune(_i: usize, config: &mut BrokerConfig) {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
+    run_with(false).await
+}
+
+/// The same run where every other message is a timer message due 0.5-15 s after its send
+/// (`timer_failover`): the slaves' wheels follow the master's, and a promoted slave delivers
+/// what its old master had not, once. Checked besides: `never_early` and `stored_once` (no
+/// message in the real topic at two places, in any replica or as the consumer read it).
+pub async fn run_timers() -> String {
+    run_with(true).await
+}
+
+/// How long after its send message `id` asks to be delivered, in the timer variant.
+fn timer_delay(id: u64) -> Option<i64> {
+    id.is_multiple_of(2).then(|| 500 + (id * 7_919 % 14_500) as i64)
+}
+
+async fn run_with(timers: bool) -> String {
     let handle = Handle::current();
     let schedule = FaultPlan::failover().schedule(MESSAGES);
     let targets: Vec<usize> =
@@ -107,7 +124,10 @@ pub async fn run() -> String {
     let done = Arc::new(AtomicBool::new(false));
     let (producing, finished) = (history.clone(), done.clone());
     let produced = cluster.client("producer").spawn(async move {
-        let acked_by = clients::produce(producing, TOPIC, 0..MESSAGES, BODY_BYTES, 0..20).await;
+        let delay = move |id| if timers { timer_delay(id) } else { None };
+        let ids = 0..MESSAGES;
+        let acked_by =
+            clients::produce_timed(producing, TOPIC, ids, BODY_BYTES, 0..20, delay).await;
         finished.store(true, Ordering::Release);
         acked_by
     });
@@ -140,6 +160,9 @@ pub async fn run() -> String {
         checkers::intact(&read),
     ];
     verdicts.extend((0..3).map(|i| checkers::durable(&read, Some(&format!("replica-{i}")))));
+    if timers {
+        verdicts.extend([checkers::never_early(&read), checkers::stored_once(&read)]);
+    }
     verdicts.push(checkers::live(&history.entries(), Some("consumer"), LIVENESS));
     checkers::conclude(&verdicts);
     let epochs = stores[0].epochs().len();

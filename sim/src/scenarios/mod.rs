@@ -89,6 +89,11 @@ pub const ALL: &[Scenario] = &[
         about: "timer messages across a small wheel's roll boundary, cancels, a broker under swarm faults",
         run: || Box::pin(timer::run()),
     },
+    Scenario {
+        name: "timer_failover",
+        about: "the failover scenario with half its messages timer messages: slaves' wheels follow, a promoted one delivers each once",
+        run: || Box::pin(failover::run_timers()),
+    },
 ];
 
 /// The strikes of a scenario with one broker and two consumer members: the broker's faults of

@@ -32,7 +32,7 @@ use crate::checkers::{self, Verdict};
 use crate::clients;
 use crate::cluster::Cluster;
 use crate::faults::FaultPlan;
-use crate::history::{body_hash, wall_ms, Entry, Event, History, Place, SendMode};
+use crate::history::{body_hash, wall_ms, Entry, Event, History, SendMode};
 use crate::report;
 use crate::workload::{self, SendOutcome};
 use madsim::rand::{thread_rng, Rng};
@@ -215,7 +215,7 @@ pub async fn run() -> String {
     let verdicts = [
         checkers::never_early(&entries),
         delivered_on_time(&entries),
-        stored_once(&entries),
+        checkers::stored_once(&entries),
         cancels_hold(&entries),
         checkers::one_message_per_place(&entries),
         checkers::intact(&entries),
@@ -287,22 +287,6 @@ fn due_times(entries: &[Entry]) -> BTreeMap<u64, i64> {
             _ => None,
         })
         .collect()
-}
-
-/// The broker stores each timer message in its real topic once: all of a message's deliveries
-/// come from one place.
-fn stored_once(entries: &[Entry]) -> Verdict {
-    let mut places: BTreeMap<u64, BTreeSet<&Place>> = BTreeMap::new();
-    for entry in entries {
-        if let Event::Delivered { id, place, .. } = &entry.event {
-            places.entry(*id).or_default().insert(place);
-        }
-    }
-    if let Some((id, at)) = places.iter().find(|(_, at)| at.len() > 1) {
-        let why = format!("timer message {id} stored in its topic at {at:?}");
-        return Verdict::new("stored_once", Err(why));
-    }
-    Verdict::new("stored_once", Ok(format!("{} messages, each from one place", places.len())))
 }
 
 /// A message whose cancel was acknowledged before its time is never delivered; none is

@@ -1,7 +1,7 @@
 //! The `config/timercheck` page: where the timer service stood when it last persisted its
 //! progress (`docs/storage-format.md` §13). RocketMQ's seven i64 sit at bytes 0..56; Petrel
 //! adds the commit log's end at 56..68, in bytes RocketMQ leaves zero and never reads, marked
-//! so that a page RocketMQ wrote reads as having none.
+//! so that a page RocketMQ wrote reads as having none (and marked apart in a follower's page).
 //!
 //! The page is written in place with one write of 68 bytes, inside one sector, so a crash keeps
 //! all of it or none (the media model of §9); a missing or short file is replaced whole.
@@ -16,6 +16,8 @@ use crate::disk::{read_stable, Disk};
 pub const CHECKPOINT_FILE_BYTES: u64 = 4096;
 /// "PTRL": marks Petrel's `commit_log_end` at byte 56.
 pub const COMMIT_LOG_END_MARKER: i32 = 0x5054_524C;
+/// "PTRF": marks it too, in a page a follower (a slave's timer service) wrote.
+pub const FOLLOWER_MARKER: i32 = 0x5054_5246;
 /// The bytes `write_checkpoint` writes: RocketMQ's seven fields and Petrel's two.
 pub const CHECKPOINT_WRITE_BYTES: usize = 68;
 /// The seven i64 RocketMQ 5 reads.
@@ -47,6 +49,8 @@ pub struct TimerCheckpoint {
     /// Petrel: the commit log's end (every byte below it flushed) when the page was written.
     /// `None` in a page RocketMQ wrote.
     pub commit_log_end: Option<i64>,
+    /// Petrel: a follower wrote the page (marker "PTRF"); only with a `commit_log_end`.
+    pub follower: bool,
 }
 
 impl TimerCheckpoint {
@@ -67,8 +71,9 @@ impl TimerCheckpoint {
             out[i * 8..i * 8 + 8].copy_from_slice(&field.to_be_bytes());
         }
         if let Some(end) = self.commit_log_end {
+            let marker = if self.follower { FOLLOWER_MARKER } else { COMMIT_LOG_END_MARKER };
             out[COMMIT_LOG_END_AT..COMMIT_LOG_END_AT + 8].copy_from_slice(&end.to_be_bytes());
-            out[MARKER_AT..MARKER_AT + 4].copy_from_slice(&COMMIT_LOG_END_MARKER.to_be_bytes());
+            out[MARKER_AT..MARKER_AT + 4].copy_from_slice(&marker.to_be_bytes());
         }
         out
     }
@@ -85,9 +90,11 @@ impl TimerCheckpoint {
         };
         let version_at =
             |at: usize| if bytes.len() >= ROCKETMQ_BYTES { i64_at(at) } else { Some(0) };
-        let marked = bytes
+        let marker = bytes
             .get(MARKER_AT..MARKER_AT + 4)
-            .is_some_and(|m| m == COMMIT_LOG_END_MARKER.to_be_bytes());
+            .and_then(|m| Some(i32::from_be_bytes(m.try_into().ok()?)));
+        let follower = marker == Some(FOLLOWER_MARKER);
+        let marked = follower || marker == Some(COMMIT_LOG_END_MARKER);
         Some(TimerCheckpoint {
             last_read_time_ms: i64_at(0)?,
             last_flush_pos: i64_at(8)?,
@@ -97,6 +104,7 @@ impl TimerCheckpoint {
             timestamp: version_at(40)?,
             counter: version_at(48)?,
             commit_log_end: if marked { i64_at(COMMIT_LOG_END_AT) } else { None },
+            follower,
         })
     }
 }
@@ -197,6 +205,7 @@ mod tests {
             timestamp: 1_700_000_000_123,
             counter: 7,
             commit_log_end: None,
+            follower: false,
         }
     }
 
@@ -233,6 +242,9 @@ mod tests {
         let mut unmarked = extended.encode();
         unmarked[MARKER_AT + 3] ^= 1;
         assert_eq!(TimerCheckpoint::decode(&unmarked).unwrap().commit_log_end, None);
+        let followed = TimerCheckpoint { follower: true, ..extended };
+        assert_eq!(followed.encode()[56..68].to_vec(), hex("0000000200000000 50545246"));
+        assert_eq!(TimerCheckpoint::decode(&followed.encode()), Some(followed), "PTRF");
         write_checkpoint(&disk, path, &vector()).unwrap();
         assert_eq!(read_checkpoint(&disk, path).unwrap(), Some(vector()), "an update clears it");
     }
