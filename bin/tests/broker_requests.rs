@@ -1,6 +1,6 @@
 //! The broker's request handlers, in process over loopback on a real store in a temporary
-//! directory: batches, retries and dead letters, administration, offset queries, and the
-//! consumer group notices. (Produce, consume, query and delay with third-party clients are
+//! directory: batches, retries and dead letters, administration, offset queries, the consumer
+//! group notices, and ordered consumers' queue locks. (Produce, consume, query and delay with third-party clients are
 //! in tests/clients; crash safety is in broker_process.rs and the simulator.)
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
@@ -372,4 +372,60 @@ async fn the_epoch_cache_is_refused_outside_controller_mode() {
     assert_eq!(reply.code, response::SYSTEM_ERROR);
     assert!(reply.remark.unwrap().contains("controllerMode"));
     broker.stop().await;
+}
+
+/// LOCK_BATCH_MQ or UNLOCK_BATCH_MQ from `client` for queues `ids` of topic "Ordered", as
+/// RocketMQ's clients write the body; the answer and the queue ids it says are locked.
+async fn queue_locks(
+    caller: &RemotingClient,
+    addr: &str,
+    code: i32,
+    client: &str,
+    ids: &[i32],
+) -> (i32, Vec<i64>) {
+    let queues: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"brokerName":"broker-a","queueId":{id},"topic":"Ordered"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"clientId":"{client}","consumerGroup":"OrderedReaders","mqSet":[{}],"onlyThisBroker":false}}"#,
+        queues.join(",")
+    );
+    let reply = call(caller, addr, RemotingCommand::request(code).with_body(body)).await;
+    let locked: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let ids = locked["lockOKMQSet"].as_array().map_or(Vec::new(), |queues| {
+        queues.iter().map(|q| q["queueId"].as_i64().unwrap()).collect()
+    });
+    (reply.code, ids)
+}
+
+/// An ordered consumer's queue locks: a queue is held by one client until that client unlocks
+/// it; a lock renewed is kept; a malformed body is refused with the reason.
+#[tokio::test]
+async fn a_queue_lock_is_held_by_one_client_until_it_unlocks() {
+    let broker = Running::start(None, |_| {}).await;
+    let addr = broker.addr.as_str();
+    let caller = RemotingClient::new(ClientConfig::default(), None);
+    let (lock, unlock) = (request::LOCK_BATCH_MQ, request::UNLOCK_BATCH_MQ);
+    assert_eq!(
+        queue_locks(&caller, addr, lock, "a@1", &[0, 1]).await,
+        (response::SUCCESS, vec![0, 1])
+    );
+    assert_eq!(
+        queue_locks(&caller, addr, lock, "b@2", &[1, 2]).await,
+        (response::SUCCESS, vec![2])
+    );
+    assert_eq!(queue_locks(&caller, addr, lock, "a@1", &[0, 1]).await.1, [0, 1], "renewed");
+    assert_eq!(queue_locks(&caller, addr, unlock, "b@2", &[1]).await.0, response::SUCCESS);
+    assert_eq!(
+        queue_locks(&caller, addr, lock, "b@2", &[1]).await.1,
+        Vec::<i64>::new(),
+        "a's still"
+    );
+    assert_eq!(queue_locks(&caller, addr, unlock, "a@1", &[1]).await.0, response::SUCCESS);
+    assert_eq!(queue_locks(&caller, addr, lock, "b@2", &[1]).await.1, [1]);
+    let bad = RemotingCommand::request(lock).with_body("{not json");
+    let reply = call(&caller, addr, bad).await;
+    assert_eq!(reply.code, response::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap().contains("LockBatchRequestBody"));
 }

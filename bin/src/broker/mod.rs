@@ -27,6 +27,7 @@ mod get_timer_check_point;
 mod ha;
 mod ha_slave;
 mod heart_beat;
+mod lock_batch_mq;
 mod notify_broker_role_changed;
 mod notify_consumer_ids_changed;
 mod persist;
@@ -148,6 +149,8 @@ pub struct Broker {
     learned_master: Mutex<Option<String>>,
     /// A slave's master's client address, from the same answer.
     learned_master_addr: Mutex<Option<String>>,
+    /// Ordered consumers' queue locks (LOCK_BATCH_MQ, UNLOCK_BATCH_MQ).
+    queue_locks: Mutex<petrel_core::broker::queue_locks::QueueLocks>,
     /// The timer checkpoints this broker wrote while delivering, oldest first, each with the
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
@@ -584,6 +587,8 @@ impl Broker {
             request::GET_ALL_CONSUMER_OFFSET => get_all_consumer_offset::handle,
             request::GET_ALL_DELAY_OFFSET => get_all_delay_offset::handle,
             request::GET_TIMER_CHECK_POINT => get_timer_check_point::handle,
+            request::LOCK_BATCH_MQ => lock_batch_mq::handle_lock,
+            request::UNLOCK_BATCH_MQ => lock_batch_mq::handle_unlock,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 update_and_create_subscriptiongroup::handle
             }
@@ -845,6 +850,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master: Mutex::new(None),
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
+        queue_locks: Mutex::default(),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod delay;
 pub mod filter;
 pub mod offsets;
+pub mod queue_locks;
 pub mod replica_read;
 pub mod replicas;
 pub mod schedule;
