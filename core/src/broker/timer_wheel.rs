@@ -231,10 +231,9 @@ pub struct TimerService {
     /// (units less cancels), as `config/timermetrics` shows it per topic.
     waiting: BTreeMap<i32, i64>,
     /// A follower (a slave): slots before this time, which its master has read, are passed
-    /// over without a put. `None`: this service delivers.
+    /// over without a put, and a message whose slot was passed is not placed (the master put
+    /// it). `None`: this service delivers.
     follow: Option<i64>,
-    /// A follower: a message whose slot was passed is not placed, its master put it.
-    drop_passed: bool,
     /// [`TimerResume::delivered_before`].
     delivered_before: Option<i64>,
 }
@@ -257,11 +256,10 @@ pub struct TimerStats {
 pub struct TimerResume {
     pub read_time_ms: i64,
     pub queue_offset: i64,
-    /// The checkpoint's read position, when its slots before it were read with every message
-    /// due in them in place (Petrel's own checkpoints, a follower's included): a message due
-    /// before it that is enqueued again (a record a crash left unconfirmed and replication
-    /// confirmed again, a promoted follower's backlog) was delivered already, by this broker
-    /// or the master it followed, and is not placed again.
+    /// A follower's checkpoint's read position (the broker was a slave, and is now promoted):
+    /// the position only ever moved to a master's whose puts were confirmed, so a message due
+    /// before it that is enqueued again (the follower's backlog) was delivered already by the
+    /// master it followed, and is not placed again.
     pub delivered_before: Option<i64>,
 }
 
@@ -299,7 +297,6 @@ impl TimerService {
             stats: TimerStats::default(),
             waiting: BTreeMap::new(),
             follow: None,
-            drop_passed: false,
             delivered_before: resume.delivered_before,
         };
         for unit in units {
@@ -320,7 +317,6 @@ impl TimerService {
     pub fn follow(&mut self, limit: i64) {
         let limit = self.config.settings.slot(limit);
         self.follow = Some(self.follow.map_or(limit, |was| was.max(limit)));
-        self.drop_passed = true;
     }
 
     /// The next slot to read.
@@ -436,10 +432,10 @@ impl TimerService {
         (slot, magic)
     }
 
-    /// A message not to place: it was put already (see `drop_passed`, `delivered_before`).
+    /// A message not to place: it was put already (see `follow`, `delivered_before`).
     fn passed(&self, out_ms: i64) -> bool {
         let slot = self.config.settings.slot(out_ms);
-        (self.drop_passed && slot < self.first_unread())
+        (self.follow.is_some() && slot < self.first_unread())
             || self.delivered_before.is_some_and(|before| slot < before)
     }
 
@@ -998,15 +994,7 @@ mod tests {
             matches!(actions[..], [TimerAction::ReadSlot { time_ms: 10_000, .. }]),
             "{actions:?}"
         );
-        let unit = SlotUnit {
-            pos: 0,
-            magic: 3,
-            write_time_ms: 0,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let unit = SlotUnit { magic: 3, ..first_unit(0) };
         service.handle(46_001, TimerEvent::SlotRead { units: vec![unit] });
         let roll = TimerAction::Put { offset_py: 1_000, size_py: 100, roll: true, enqueue_ms: 0 };
         assert_eq!(drain(&mut service), [roll], "a roll goes back to the timer topic");
@@ -1026,15 +1014,7 @@ mod tests {
             matches!(actions[..], [TimerAction::ReadSlot { time_ms: 1_000, .. }]),
             "{actions:?}"
         );
-        let roll = SlotUnit {
-            pos: 0,
-            magic: 3,
-            write_time_ms: 0,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let roll = SlotUnit { magic: 3, ..first_unit(0) };
         service.handle(10_001, TimerEvent::SlotRead { units: vec![roll] });
         drain(&mut service);
         service.handle(10_002, TimerEvent::Put);
@@ -1066,15 +1046,7 @@ mod tests {
         enqueue(&mut service, 0, vec![arrival(0, 1_500), arrival(1, 2_500)]);
         let actions = caught_up(&mut service, 5_000);
         assert!(matches!(actions[..], [TimerAction::ReadSlot { time_ms: 1_000, .. }]));
-        let unit = SlotUnit {
-            pos: 0,
-            magic: 1,
-            write_time_ms: 0,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let unit = first_unit(0);
         service.handle(5_001, TimerEvent::SlotRead { units: vec![unit] });
         assert!(matches!(drain(&mut service)[..], [TimerAction::Put { .. }]));
         // A late message is placed while the put is out: in slot 2 s, the first not read.
@@ -1149,9 +1121,9 @@ mod tests {
         assert_eq!(service.pending(), 1);
     }
 
-    /// A checkpoint, opened by a restarted or promoted broker: a message due before its read
-    /// position was put already and is dropped, also after the first caught-up read; one due
-    /// after it is placed.
+    /// A follower's checkpoint, opened by the promoted broker: a message due before its read
+    /// position was put already by the old master and is dropped, also after the first
+    /// caught-up read; one due after it is placed.
     #[test]
     fn a_message_due_before_the_checkpoints_read_position_is_not_placed_again() {
         let resume =
@@ -1189,15 +1161,7 @@ mod tests {
         assert_eq!(service.slots()[&5_000].num, 1, "a cancel counts down");
         assert_eq!(service.waiting()[&7], 1, "and so does its topic's count");
         caught_up(&mut service, 6_000);
-        let target = SlotUnit {
-            pos: 0,
-            magic: 1,
-            write_time_ms: 0,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let target = first_unit(0);
         let other = SlotUnit { pos: 104, keys: keys("T+B"), offset_py: 1_002, ..target.clone() };
         let delete = SlotUnit {
             pos: 52,
@@ -1292,15 +1256,7 @@ mod tests {
         drain(&mut service);
         enqueue(&mut service, 0, vec![arrival(0, 1_500)]);
         caught_up(&mut service, 2_000);
-        let unit = SlotUnit {
-            pos: 0,
-            magic: 1,
-            write_time_ms: 0,
-            offset_py: 1_000,
-            size_py: 100,
-            topic_hash: 7,
-            keys: keys("T+A"),
-        };
+        let unit = first_unit(0);
         service.handle(2_001, TimerEvent::SlotRead { units: vec![unit] });
         drain(&mut service);
         service.handle(2_002, TimerEvent::Failed(Pipe::Dequeue));
