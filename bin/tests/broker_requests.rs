@@ -1,7 +1,8 @@
 //! The broker's request handlers, in process over loopback on a real store in a temporary
 //! directory: batches, retries and dead letters, administration, offset queries, the consumer
-//! group notices, and ordered consumers' queue locks. (Produce, consume, query and delay with third-party clients are
-//! in tests/clients; crash safety is in broker_process.rs and the simulator.)
+//! group notices, ordered consumers' queue locks and the client config check. (Produce,
+//! consume, query and delay with third-party clients are in tests/clients; crash safety is in
+//! broker_process.rs and the simulator.)
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -428,4 +429,30 @@ async fn a_queue_lock_is_held_by_one_client_until_it_unlocks() {
     let reply = call(&caller, addr, bad).await;
     assert_eq!(reply.code, response::SYSTEM_ERROR);
     assert!(reply.remark.unwrap().contains("LockBatchRequestBody"));
+}
+
+/// CHECK_CLIENT_CONFIG as a Java consumer sends it before it starts: a TAG subscription is
+/// fine; an SQL92 one is refused as RocketMQ refuses it with `enablePropertyFilter=false`; a
+/// malformed body is refused with the reason.
+#[tokio::test]
+async fn client_configs_are_checked_as_rocketmq_checks_them() {
+    let broker = Running::start(None, |_| {}).await;
+    let caller = RemotingClient::new(ClientConfig::default(), None);
+    let check = |kind: &str| {
+        let body = format!(
+            r#"{{"clientId":"10.0.0.1@1","group":"Checked","subscriptionData":{{"classFilterMode":false,"codeSet":[],"expressionType":"{kind}","subString":"a > 1","subVersion":1,"tagsSet":[],"topic":"T"}}}}"#
+        );
+        RemotingCommand::request(request::CHECK_CLIENT_CONFIG).with_body(body)
+    };
+    let reply = call(&caller, &broker.addr, check("TAG")).await;
+    assert_eq!(reply.code, response::SUCCESS);
+    let reply = call(&caller, &broker.addr, check("SQL92")).await;
+    assert_eq!(reply.code, response::SYSTEM_ERROR);
+    let remark = reply.remark.unwrap();
+    assert_eq!(remark, "The broker does not support consumer to filter message by SQL92");
+    let bad = RemotingCommand::request(request::CHECK_CLIENT_CONFIG).with_body("{\"group\":");
+    let reply = call(&caller, &broker.addr, bad).await;
+    assert_eq!(reply.code, response::SYSTEM_ERROR);
+    assert!(reply.remark.unwrap().contains("CheckClientRequestBody"));
+    broker.stop().await;
 }

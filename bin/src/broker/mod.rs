@@ -8,6 +8,7 @@
 //! a send that waits for the group commit and a pull that is held for new messages answer
 //! later, from their own task.
 
+mod check_client_config;
 pub mod config;
 mod consumer_send_msg_back;
 mod controller;
@@ -587,6 +588,7 @@ impl Broker {
             request::GET_ALL_CONSUMER_OFFSET => get_all_consumer_offset::handle,
             request::GET_ALL_DELAY_OFFSET => get_all_delay_offset::handle,
             request::GET_TIMER_CHECK_POINT => get_timer_check_point::handle,
+            request::CHECK_CLIENT_CONFIG => check_client_config::handle,
             request::LOCK_BATCH_MQ => lock_batch_mq::handle_lock,
             request::UNLOCK_BATCH_MQ => lock_batch_mq::handle_unlock,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::loose;
+use super::{loose, Refusal};
+use crate::codes::response;
 use crate::record::java_hash;
 
 /// The expression that selects every message.
@@ -90,9 +91,56 @@ impl TagFilter {
     }
 }
 
+/// The body of CHECK_CLIENT_CONFIG (`CheckClientRequestBody`): a consumer asks, before it
+/// starts, whether the broker can filter by its subscription.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckClientBody {
+    #[serde(deserialize_with = "loose::string")]
+    pub client_id: String,
+    #[serde(deserialize_with = "loose::string")]
+    pub group: String,
+    pub subscription_data: Option<SubscriptionData>,
+}
+
+/// RocketMQ's answer to CHECK_CLIENT_CONFIG with `enablePropertyFilter=false` (its default,
+/// and all Petrel serves yet): a TAG subscription (or none) is fine, any other type is refused
+/// SYSTEM_ERROR with RocketMQ's remark.
+pub fn check_client_config(body: &CheckClientBody) -> Result<(), Refusal> {
+    let Some(subscription) = &body.subscription_data else { return Ok(()) };
+    match subscription.expression_type.as_deref() {
+        None | Some("") | Some("TAG") => Ok(()),
+        Some(other) => Err(Refusal::new(
+            response::SYSTEM_ERROR,
+            format!("The broker does not support consumer to filter message by {other}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_configs_with_tags_pass_and_sql92_is_refused_as_rocketmq_does() {
+        let body = |kind: Option<&str>| CheckClientBody {
+            subscription_data: Some(SubscriptionData {
+                expression_type: kind.map(str::to_owned),
+                sub_string: "a > 1".into(),
+                ..SubscriptionData::default()
+            }),
+            ..CheckClientBody::default()
+        };
+        assert_eq!(check_client_config(&CheckClientBody::default()), Ok(()));
+        assert_eq!(check_client_config(&body(Some("TAG"))), Ok(()));
+        assert_eq!(check_client_config(&body(None)), Ok(()));
+        let refused = check_client_config(&body(Some("SQL92"))).unwrap_err();
+        assert_eq!(refused.code, response::SYSTEM_ERROR);
+        assert_eq!(
+            refused.remark,
+            "The broker does not support consumer to filter message by SQL92"
+        );
+    }
     use crate::record::tags_code;
 
     #[test]

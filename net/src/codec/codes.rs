@@ -28,6 +28,7 @@ pub mod request {
     pub const UNLOCK_BATCH_MQ: i32 = 42;
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
+    pub const CHECK_CLIENT_CONFIG: i32 = 46;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const PUT_KV_CONFIG: i32 = 100;
     pub const GET_KV_CONFIG: i32 = 101;
@@ -152,6 +153,7 @@ pub fn request_name(code: i32) -> &'static str {
         GET_ALL_TOPIC_CONFIG => "GET_ALL_TOPIC_CONFIG",
         GET_ALL_CONSUMER_OFFSET => "GET_ALL_CONSUMER_OFFSET",
         GET_ALL_DELAY_OFFSET => "GET_ALL_DELAY_OFFSET",
+        CHECK_CLIENT_CONFIG => "CHECK_CLIENT_CONFIG",
         GET_TIMER_CHECK_POINT => "GET_TIMER_CHECK_POINT",
         LOCK_BATCH_MQ => "LOCK_BATCH_MQ",
         UNLOCK_BATCH_MQ => "UNLOCK_BATCH_MQ",
