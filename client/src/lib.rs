@@ -17,6 +17,7 @@
 mod group;
 pub mod local_offsets;
 pub mod message;
+pub mod orderly;
 pub mod producer;
 pub mod pull_consumer;
 pub mod push_consumer;
@@ -26,6 +27,7 @@ pub mod subscription;
 pub mod transaction_producer;
 
 pub use message::{Delivery, Message, SendResult, SendStatus};
+pub use orderly::{OrderlyContext, OrderlyListener, OrderlyResult};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};

@@ -1,10 +1,13 @@
 //! The push consumer: it joins a consumer group, takes its share of the subscribed topics'
 //! queues (rebalance every 20 s and whenever the broker says the group changed), pulls each
 //! queue with long polling, hands messages to the listener on a bounded pool of workers, sends
-//! failed ones back for a later retry, and commits offsets every 5 s and at shutdown.
+//! failed ones back for a later retry, and commits offsets every 5 s and at shutdown. Started
+//! with an [`OrderlyListener`] it consumes each queue in order under the broker's queue locks
+//! instead ([`crate::orderly`]).
 //!
 //! The decisions are `petrel_core::client`'s: `allocate` for the share, `ProcessQueue` for which
-//! offset may be committed (never past a message still in consumption).
+//! offset may be committed (never past a message still in consumption), `OrderlyQueue` for
+//! what an orderly member may consume.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
+use petrel_core::client::orderly::{After, OrderlyQueue, Outcome, Take, LOCK_RENEW_MS};
 use petrel_core::client::process::ProcessQueue;
 use petrel_core::client::MessageQueue;
 use petrel_core::model::MASTER_ID;
@@ -26,6 +30,9 @@ use tokio::task::JoinHandle;
 
 use crate::group::{self, Member, Notices};
 use crate::local_offsets::LocalOffsets;
+use crate::orderly::{
+    by_broker, Clock, Locker, OrderlyContext, OrderlyListener, OrderlyResult, OrderlyShared,
+};
 use crate::pull_consumer::{
     edge_offset, pull_queue, start_offset as start, ConsumeFrom, QueueAnswer, QueuePull,
     ReceivedMessage,
@@ -83,14 +90,17 @@ pub struct PushConsumerConfig {
     pub queue_messages_max: usize,
     /// `pullThresholdSizeForQueue`: or at this many body bytes in consumption (100 MiB).
     pub queue_bytes_max: usize,
-    /// `maxReconsumeTimes`: 16, then the dead-letter topic.
-    pub max_reconsume_times: i32,
+    /// `maxReconsumeTimes`, then the dead-letter topic. `None` (RocketMQ's -1): 16 times for
+    /// a concurrent listener, without end for an orderly one.
+    pub max_reconsume_times: Option<i32>,
     pub rebalance_interval: Duration,
     /// `persistConsumerOffsetInterval`: 5 s.
     pub commit_interval: Duration,
     /// How long the broker may hold a pull (`brokerSuspendMaxTimeMillis`: 15 s).
     pub hold: Duration,
     pub request_timeout: Duration,
+    /// How often an orderly member renews its queue locks (`rebalance.lockInterval`: 20 s).
+    pub lock_renew_interval: Duration,
 }
 
 impl Default for PushConsumerConfig {
@@ -109,32 +119,93 @@ impl Default for PushConsumerConfig {
             workers: 20,
             queue_messages_max: 1_000,
             queue_bytes_max: 100 << 20,
-            max_reconsume_times: 16,
+            max_reconsume_times: None,
             rebalance_interval: Duration::from_secs(20),
             commit_interval: Duration::from_secs(5),
             hold: Duration::from_secs(15),
             request_timeout: Duration::from_secs(3),
+            lock_renew_interval: Duration::from_millis(LOCK_RENEW_MS),
+        }
+    }
+}
+
+/// The application's listener.
+#[derive(Clone)]
+enum Consume {
+    Concurrent(Arc<dyn Listener>),
+    Orderly(Arc<dyn OrderlyListener>),
+}
+
+/// A queue's messages between pull and listener.
+#[derive(Clone)]
+enum Process {
+    Concurrent(Arc<Mutex<ProcessQueue>>, Arc<dyn Listener>),
+    Orderly(Arc<OrderlyShared>),
+}
+
+impl Process {
+    fn commit_offset(&self) -> i64 {
+        match self {
+            Process::Concurrent(process, _) => lock(process).commit_offset(),
+            Process::Orderly(queue) => queue.state().commit_offset(),
+        }
+    }
+
+    fn next(&self) -> i64 {
+        match self {
+            Process::Concurrent(process, _) => lock(process).next(),
+            Process::Orderly(queue) => queue.state().next(),
+        }
+    }
+
+    /// Whether the queue may be pulled now: not full, and in order under a valid lock.
+    fn may_pull(&self, config: &PushConsumerConfig, now: u64) -> bool {
+        let (messages, bytes) = (config.queue_messages_max, config.queue_bytes_max);
+        match self {
+            Process::Concurrent(process, _) => !lock(process).is_full(messages, bytes),
+            Process::Orderly(queue) => {
+                let state = queue.state();
+                state.lock_valid(now) && !state.is_full(messages, bytes)
+            }
         }
     }
 }
 
 struct Owned {
-    process: Arc<Mutex<ProcessQueue>>,
+    process: Process,
     stop: SetOnDrop,
-    puller: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 struct Inner {
     config: PushConsumerConfig,
     client: RemotingClient,
     client_id: String,
-    listener: Arc<dyn Listener>,
+    consume: Consume,
+    clock: Clock,
     owned: Mutex<BTreeMap<MessageQueue, Owned>>,
     routes: Mutex<BTreeMap<String, TopicRoute>>,
     workers: Arc<Semaphore>,
     rebalance_now: Arc<Notify>,
     /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
     local: Option<LocalOffsets>,
+}
+
+impl Inner {
+    /// Whether this member locks its queues: an orderly member of a clustering group.
+    fn locks_queues(&self) -> bool {
+        matches!(self.consume, Consume::Orderly(_))
+            && self.config.message_model == MessageModel::Clustering
+    }
+
+    fn locker(&self) -> Locker<'_> {
+        Locker {
+            client: &self.client,
+            group: &self.config.group,
+            client_id: &self.client_id,
+            timeout: self.config.request_timeout,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,10 +220,26 @@ pub struct PushConsumer {
 }
 
 impl PushConsumer {
-    /// Joins the group and starts consuming.
+    /// Joins the group and starts consuming, messages of a queue in parallel.
     pub fn start(
         config: PushConsumerConfig,
         listener: impl Listener,
+    ) -> Result<PushConsumer, ClientError> {
+        PushConsumer::start_with(config, Consume::Concurrent(Arc::new(listener)))
+    }
+
+    /// Joins the group and starts consuming each queue in order, one message at a time, under
+    /// the broker's lock on the queue in clustering.
+    pub fn start_orderly(
+        config: PushConsumerConfig,
+        listener: impl OrderlyListener,
+    ) -> Result<PushConsumer, ClientError> {
+        PushConsumer::start_with(config, Consume::Orderly(Arc::new(listener)))
+    }
+
+    fn start_with(
+        config: PushConsumerConfig,
+        consume: Consume,
     ) -> Result<PushConsumer, ClientError> {
         if config.namesrv_addrs.is_empty() {
             return Err(ClientError::Config(
@@ -182,7 +269,8 @@ impl PushConsumer {
         let inner = Arc::new(Inner {
             client: RemotingClient::new(ClientConfig::default(), Some(handler)),
             client_id: group::client_id(&config.group),
-            listener: Arc::new(listener),
+            consume,
+            clock: Clock::start(),
             owned: Mutex::default(),
             routes: Mutex::default(),
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
@@ -191,10 +279,13 @@ impl PushConsumer {
             config,
         });
         let stop = SetOnDrop::new();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(rebalance_loop(inner.clone(), stop.flag())),
             tokio::spawn(commit_loop(inner.clone(), stop.flag())),
         ];
+        if inner.locks_queues() {
+            tasks.push(tokio::spawn(lock_loop(inner.clone(), stop.flag())));
+        }
         Ok(PushConsumer { inner, stop, tasks })
     }
 
@@ -220,13 +311,16 @@ impl PushConsumer {
             queue.stop.set();
         }
         for (_, queue) in owned.iter() {
-            queue.puller.abort();
+            queue.tasks.iter().for_each(JoinHandle::abort);
         }
         let workers = u32::try_from(self.inner.config.workers.max(1)).unwrap_or(u32::MAX);
         let _all_done = self.inner.workers.acquire_many(workers).await;
-        let offsets = owned.iter().map(|(q, o)| (q.clone(), lock(&o.process).commit_offset()));
+        let offsets = owned.iter().map(|(q, o)| (q.clone(), o.process.commit_offset()));
         commit(&self.inner, offsets.collect()).await;
         let inner = &self.inner;
+        if inner.locks_queues() {
+            unlock(inner, owned.iter().map(|(q, _)| q)).await;
+        }
         let (group, timeout) = (&inner.config.group, inner.config.request_timeout);
         group::unregister(&inner.client, &brokers(inner), &inner.client_id, group, timeout).await;
         self.inner.client.shutdown();
@@ -308,24 +402,172 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     let current: Vec<MessageQueue> =
         lock(&inner.owned).keys().filter(|q| q.topic == topic).cloned().collect();
     for queue in current.iter().filter(|q| !mine.contains(*q)) {
-        let released = lock(&inner.owned).remove(queue);
-        if let Some(owned) = released {
-            owned.stop.set();
-            let offset = lock(&owned.process).commit_offset();
-            commit(inner, vec![(queue.clone(), offset)]).await;
-        }
+        release(inner, queue).await;
     }
-    for queue in mine.into_iter().filter(|q| !current.contains(q)) {
+    let new: Vec<MessageQueue> = mine.into_iter().filter(|q| !current.contains(q)).collect();
+    let asked_at = inner.clock.now();
+    let held = if inner.locks_queues() { lock_new(inner, &route, &new).await } else { new };
+    for queue in held {
         let Some(broker) = route.readers.get(&queue.broker_name).cloned() else { continue };
         let start = start_offset(inner, &broker, &queue).await?;
-        let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
-        let stop = SetOnDrop::new();
-        let stopped = stop.flag();
-        let puller =
-            tokio::spawn(pull_loop(inner.clone(), queue.clone(), process.clone(), stopped));
-        lock(&inner.owned).insert(queue, Owned { process, stop, puller });
+        take(inner, queue, start, asked_at);
     }
     Ok(())
+}
+
+/// Starts consuming `queue` from `start`; an orderly member's lock on it was asked for at
+/// `asked_at` and granted.
+fn take(inner: &Arc<Inner>, queue: MessageQueue, start: i64, asked_at: u64) {
+    let stop = SetOnDrop::new();
+    let mut tasks = Vec::new();
+    let process = match &inner.consume {
+        Consume::Concurrent(listener) => {
+            let process = Arc::new(Mutex::new(ProcessQueue::starting_at(start)));
+            Process::Concurrent(process, listener.clone())
+        }
+        Consume::Orderly(listener) => {
+            let mut state = OrderlyQueue::starting_at(start, inner.locks_queues());
+            state.lock_answered(asked_at, true);
+            let shared = Arc::new(OrderlyShared::new(state, listener.clone()));
+            let consumer =
+                consume_in_order(inner.clone(), queue.clone(), shared.clone(), stop.flag());
+            tasks.push(tokio::spawn(consumer));
+            Process::Orderly(shared)
+        }
+    };
+    let puller = pull_loop(inner.clone(), queue.clone(), process.clone(), stop.flag());
+    tasks.push(tokio::spawn(puller));
+    lock(&inner.owned).insert(queue, Owned { process, stop, tasks });
+}
+
+/// Lets go of `queue`: stops pulling, waits for an orderly member's message in consumption,
+/// commits, and unlocks it on the broker.
+async fn release(inner: &Inner, queue: &MessageQueue) {
+    let Some(owned) = lock(&inner.owned).remove(queue) else { return };
+    owned.stop.set();
+    let _consumed = match &owned.process {
+        Process::Orderly(shared) => Some(shared.consuming.lock().await),
+        Process::Concurrent(..) => None,
+    };
+    commit(inner, vec![(queue.clone(), owned.process.commit_offset())]).await;
+    if inner.locks_queues() {
+        unlock(inner, [queue]).await;
+    }
+}
+
+/// The queues of `new` whose broker granted this member their locks.
+async fn lock_new(inner: &Inner, route: &TopicRoute, new: &[MessageQueue]) -> Vec<MessageQueue> {
+    let mut held = Vec::new();
+    for (broker_name, queues) in by_broker(new) {
+        let Some(master) = route.masters.get(&broker_name) else { continue };
+        match inner.locker().lock(master, &queues).await {
+            Ok(granted) => held.extend(queues.into_iter().filter(|q| granted.contains(q))),
+            Err(e) => {
+                tracing::debug!(%broker_name, error = %e, "lock failed; next rebalance retries")
+            }
+        }
+    }
+    held
+}
+
+/// Lets go of `queues` on their masters; a failed unlock lapses on the broker within a minute.
+async fn unlock<'a>(inner: &Inner, queues: impl IntoIterator<Item = &'a MessageQueue>) {
+    for (broker_name, queues) in by_broker(queues) {
+        let Some(master) = master_of(inner, &queues[0]) else { continue };
+        if let Err(e) = inner.locker().unlock(&master, &queues).await {
+            tracing::debug!(%broker_name, error = %e, "unlock failed; the locks lapse");
+        }
+    }
+}
+
+fn master_of(inner: &Inner, queue: &MessageQueue) -> Option<String> {
+    lock(&inner.routes).get(&queue.topic).and_then(|r| r.masters.get(&queue.broker_name).cloned())
+}
+
+/// Renews an orderly member's locks every `lock_renew_interval`; a queue whose lock the broker
+/// refused is not consumed until a later renewal gets it back.
+async fn lock_loop(inner: Arc<Inner>, stop: Flag) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = tokio::time::sleep(inner.config.lock_renew_interval) => {}
+        }
+        let owned: Vec<(MessageQueue, Arc<OrderlyShared>)> = lock(&inner.owned)
+            .iter()
+            .filter_map(|(q, o)| match &o.process {
+                Process::Orderly(shared) => Some((q.clone(), shared.clone())),
+                Process::Concurrent(..) => None,
+            })
+            .collect();
+        for (broker_name, queues) in by_broker(owned.iter().map(|(q, _)| q)) {
+            let Some(master) = master_of(&inner, &queues[0]) else { continue };
+            let asked_at = inner.clock.now();
+            match inner.locker().lock(&master, &queues).await {
+                Ok(granted) => {
+                    for (queue, shared) in owned.iter().filter(|(q, _)| queues.contains(q)) {
+                        shared.lock_answered(asked_at, granted.contains(queue));
+                    }
+                }
+                Err(e) => tracing::debug!(%broker_name, error = %e, "lock renewal failed"),
+            }
+        }
+    }
+}
+
+/// Consumes `queue` in order until told to stop: one message at a time, while the lock is
+/// valid; a suspended message again a second later; one suspended too often to the
+/// dead-letter queue.
+async fn consume_in_order(
+    inner: Arc<Inner>,
+    queue: MessageQueue,
+    shared: Arc<OrderlyShared>,
+    stop: Flag,
+) {
+    let max = inner.config.max_reconsume_times.map_or(u32::MAX, |m| u32::try_from(m).unwrap_or(0));
+    while !stop.is_set() {
+        let consuming = shared.consuming.lock().await;
+        let now = inner.clock.now();
+        let taken = match shared.state().take(now) {
+            Take::Consume(offset, message, suspensions) => {
+                Ok((offset, message.clone(), suspensions))
+            }
+            Take::Until(at) => Err(Duration::from_millis(at.saturating_sub(now))),
+            Take::Idle => Err(Duration::from_secs(1)),
+        };
+        let (offset, message, suspensions) = match taken {
+            Ok(taken) if !stop.is_set() => taken,
+            Ok(_) => return,
+            Err(wait) => {
+                drop(consuming);
+                tokio::select! {
+                    biased;
+                    _ = stop.wait() => return,
+                    () = shared.changed.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        let Ok(_permit) = inner.workers.acquire().await else { return };
+        let locked_from = shared.state().locked_from();
+        let context = OrderlyContext {
+            queue: queue.clone(),
+            suspensions,
+            lock_asked_at: locked_from.map(|at| inner.clock.instant(at)),
+        };
+        let outcome = match shared.listener.consume(&message, &context) {
+            OrderlyResult::Success => Outcome::Consumed,
+            OrderlyResult::Suspend => Outcome::Suspended,
+        };
+        let now = inner.clock.now();
+        let after = shared.state().finished(offset, outcome, now, max);
+        if let After::SendBack(_) = after {
+            let sent = send_back(&inner, &message, -1).await;
+            let outcome = if sent { Outcome::Consumed } else { Outcome::SendBackFailed };
+            shared.state().finished(offset, outcome, now, max);
+        }
+    }
 }
 
 /// Where a newly taken queue is read from: the committed offset (the group's on the broker,
@@ -354,25 +596,20 @@ async fn start_offset(
 /// Pulls one queue until told to stop, pausing while its process queue is full. Each pull
 /// goes where the last answer suggested (the master, or a slave for a lagging consumer) as
 /// the current route has it, so a queue whose master left the route is read from its slave.
-async fn pull_loop(
-    inner: Arc<Inner>,
-    queue: MessageQueue,
-    process: Arc<Mutex<ProcessQueue>>,
-    stop: Flag,
-) {
+async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, stop: Flag) {
     let subscription = subscriptions(&inner.config)
         .remove(&queue.topic)
         .unwrap_or_else(|| Subscription::tag(SUB_ALL));
     let mut from = MASTER_ID;
     while !stop.is_set() {
-        if lock(&process).is_full(inner.config.queue_messages_max, inner.config.queue_bytes_max) {
+        if !process.may_pull(&inner.config, inner.clock.now()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
         let broker = lock(&inner.routes)
             .get(&queue.topic)
             .and_then(|r| r.reader(&queue.broker_name, from).cloned());
-        let offset = lock(&process).next();
+        let offset = process.next();
         let pulled = tokio::select! {
             biased;
             _ = stop.wait() => return,
@@ -386,16 +623,29 @@ async fn pull_loop(
                     .into_iter()
                     .filter(|m| subscription.accepts(m.tags()))
                     .collect();
-                let next = answer.next;
-                lock(&process).pulled(wanted.iter().map(|m| (m.queue_offset, m.body.len())), next);
-                for message in wanted {
-                    dispatch(&inner, message, process.clone()).await;
-                }
+                accept(&inner, &process, wanted, answer.next).await;
             }
             Err(e) => {
                 tracing::debug!(%queue, error = %e, "pull failed; trying again in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// Hands pulled messages on: to the workers, or in order to the queue's consumer task.
+async fn accept(inner: &Arc<Inner>, process: &Process, wanted: Vec<ReceivedMessage>, next: i64) {
+    match process {
+        Process::Concurrent(queue, listener) => {
+            lock(queue).pulled(wanted.iter().map(|m| (m.queue_offset, m.body.len())), next);
+            for message in wanted {
+                dispatch(inner, listener, message, queue.clone()).await;
+            }
+        }
+        Process::Orderly(shared) => {
+            let messages = wanted.into_iter().map(|m| (m.queue_offset, m.body.len(), m));
+            shared.state().pulled(messages, next);
+            shared.changed.notify_one();
         }
     }
 }
@@ -424,18 +674,23 @@ async fn pull(
 
 /// Hands a message to the listener on a worker; a failure is sent back for a retry, and
 /// consumed again here if even that fails.
-async fn dispatch(inner: &Arc<Inner>, message: ReceivedMessage, process: Arc<Mutex<ProcessQueue>>) {
+async fn dispatch(
+    inner: &Arc<Inner>,
+    listener: &Arc<dyn Listener>,
+    message: ReceivedMessage,
+    process: Arc<Mutex<ProcessQueue>>,
+) {
     let Ok(permit) = inner.workers.clone().acquire_owned().await else { return };
-    let inner = inner.clone();
+    let (inner, listener) = (inner.clone(), listener.clone());
     tokio::spawn(async move {
         let _permit = permit;
         loop {
-            let result = inner.listener.consume(&message);
+            let result = listener.consume(&message);
             if result == ConsumeResult::Later && inner.local.is_some() {
                 tracing::warn!(msg_id = %message.msg_id, "broadcasting: consumption failed; the message is dropped");
             }
             let settled = result == ConsumeResult::Success || inner.local.is_some();
-            if settled || send_back(&inner, &message).await {
+            if settled || send_back(&inner, &message, 0).await {
                 lock(&process).done(message.queue_offset);
                 return;
             }
@@ -444,7 +699,9 @@ async fn dispatch(inner: &Arc<Inner>, message: ReceivedMessage, process: Arc<Mut
     });
 }
 
-async fn send_back(inner: &Inner, message: &ReceivedMessage) -> bool {
+/// Sends a message back for a retry after the group's delay (`delay_level` 0) or straight to
+/// the dead-letter queue (-1); true when the broker took it.
+async fn send_back(inner: &Inner, message: &ReceivedMessage, delay_level: i32) -> bool {
     let broker = lock(&inner.routes)
         .get(&message.queue.topic)
         .and_then(|r| r.readers.get(&message.queue.broker_name).cloned());
@@ -452,11 +709,11 @@ async fn send_back(inner: &Inner, message: &ReceivedMessage) -> bool {
     let header = ConsumerSendMsgBackRequestHeader {
         offset: message.commit_log_offset,
         group: inner.config.group.clone(),
-        delay_level: 0,
+        delay_level,
         origin_msg_id: Some(message.msg_id.clone()),
         origin_topic: Some(message.topic.clone()),
         unit_mode: Some(false),
-        max_reconsume_times: Some(inner.config.max_reconsume_times),
+        max_reconsume_times: Some(inner.config.max_reconsume_times.unwrap_or(16)),
     };
     let request = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK).with_header(&header);
     matches!(inner.client.invoke(&broker, request, inner.config.request_timeout).await, Ok(r) if r.code == response::SUCCESS)
@@ -471,7 +728,7 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
         }
         let offsets: Vec<(MessageQueue, i64)> = lock(&inner.owned)
             .iter()
-            .map(|(q, o)| (q.clone(), lock(&o.process).commit_offset()))
+            .map(|(q, o)| (q.clone(), o.process.commit_offset()))
             .collect();
         commit(&inner, offsets).await;
     }

@@ -29,7 +29,14 @@ pub struct TopicRoute {
     /// Broker name → broker id → address: every broker of each group, to follow a pull
     /// answer's `suggestWhichBrokerId`.
     pub replicas: BTreeMap<String, BTreeMap<i64, String>>,
+    /// The topic is ordered (`orderTopicConf` in the route): its write queues are the ones the
+    /// NameServer's ORDER_TOPIC_CONFIG names, whether their broker is up or not, so that a key
+    /// always maps to the same queue.
+    pub ordered: bool,
 }
+
+/// Queues per broker an `orderTopicConf` may name; more is taken for this many.
+const ORDER_QUEUES_MAX: i32 = 1024;
 
 impl TopicRoute {
     /// The route of `topic` from the NameServer's answer, with at most `queues_max` queues per
@@ -60,10 +67,30 @@ impl TopicRoute {
                 route.read_queues.extend(queues(queue.read_queue_nums));
             }
         }
+        if let Some(conf) = data.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
+            route.write_queues = ordered_queues(topic, conf, queues_max.min(ORDER_QUEUES_MAX));
+            route.ordered = true;
+        }
         route.write_queues.sort();
         route.read_queues.sort();
         route
     }
+}
+
+/// The write queues `orderTopicConf` names ("broker-a:4;broker-b:4", RocketMQ's
+/// `topicRouteData2TopicPublishInfo`), at most `max` per broker; a malformed item is skipped.
+fn ordered_queues(topic: &str, conf: &str, max: i32) -> Vec<MessageQueue> {
+    let mut queues = Vec::new();
+    for item in conf.split(';').filter(|i| !i.trim().is_empty()) {
+        let parsed =
+            item.split_once(':').and_then(|(b, n)| Some((b.trim(), n.trim().parse::<i32>().ok()?)));
+        let Some((broker, count)) = parsed else {
+            tracing::debug!(%topic, %item, "orderTopicConf item is not brokerName:queueNums; skipped");
+            continue;
+        };
+        queues.extend((0..count.clamp(0, max)).map(|q| MessageQueue::new(topic, broker, q)));
+    }
+    queues
 }
 
 impl TopicRoute {
@@ -175,6 +202,25 @@ mod tests {
         assert_eq!(slaves.readers["broker-a"], "s1:1", "the slave of lowest id");
         assert!(slaves.masters.is_empty() && slaves.write_queues.is_empty(), "no one to write to");
         assert_eq!(slaves.read_queues.len(), 2, "but the queues can be read");
+    }
+
+    #[test]
+    fn an_ordered_topic_writes_the_queues_its_conf_names_even_with_a_broker_down() {
+        let mut ordered = data(&[(1, "s1:1")]);
+        ordered.order_topic_conf = Some("broker-a:3;broker-b:2;nonsense;broker-c:x".into());
+        let route = TopicRoute::from_data("T", &ordered, 8);
+        assert!(route.ordered);
+        let names: Vec<(String, i32)> =
+            route.write_queues.iter().map(|q| (q.broker_name.clone(), q.queue_id)).collect();
+        let want =
+            [("broker-a", 0), ("broker-a", 1), ("broker-a", 2), ("broker-b", 0), ("broker-b", 1)];
+        assert_eq!(names, want.map(|(b, q)| (b.to_owned(), q)), "no master, still written to");
+        assert_eq!(route.read_queues.len(), 2, "consumers read what the brokers serve");
+        let mut huge = data(&[(0, "m:1")]);
+        huge.order_topic_conf = Some("broker-a:2147483647".into());
+        assert_eq!(TopicRoute::from_data("T", &huge, i32::MAX).write_queues.len(), 1024);
+        let plain = TopicRoute::from_data("T", &data(&[(0, "m:1")]), 8);
+        assert!(!plain.ordered, "no orderTopicConf");
     }
 
     #[test]

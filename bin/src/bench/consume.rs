@@ -1,7 +1,8 @@
 //! `petrel bench consumer` and `petrel bench e2e`, on `petrel-client`'s push consumer.
 //!
 //! - consumer: a push consumer reads a topic from its first message for a duration and reports
-//!   messages per second.
+//!   messages per second; with `--orderly`, an orderly consumer of another fresh group reads
+//!   it again after it, and the two rates are compared.
 //! - e2e: a producer sends at a fixed rate, each body stamped with its send time; a push consumer
 //!   of a fresh group receives them; the report gives produce-to-consume latency percentiles.
 
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage,
+    ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
+    PushConsumer, PushConsumerConfig, ReceivedMessage,
 };
 use serde::Serialize;
 
@@ -28,6 +29,8 @@ pub struct ConsumeBench {
     /// e2e only: messages per second to send (0: consume only).
     pub rate: u64,
     pub message_bytes: usize,
+    /// Consume in order, under queue locks (`PushConsumer::start_orderly`).
+    pub orderly: bool,
 }
 
 /// The outcome.
@@ -63,20 +66,43 @@ fn consumer(
         rebalance_interval: Duration::from_secs(2),
         ..PushConsumerConfig::default()
     };
-    PushConsumer::start(config, move |message: &ReceivedMessage| {
-        seen.0.fetch_add(1, Ordering::Relaxed);
-        let now = micros_now();
-        seen.1.fetch_max(now, Ordering::Relaxed);
-        if let Some(stamp) = message.body.get(..8) {
-            let sent = u64::from_be_bytes(stamp.try_into().unwrap_or_default());
-            let latency = now.saturating_sub(sent).max(1);
-            if let Ok(mut histogram) = seen.2.lock() {
-                let _ = histogram.record(latency.min(60_000_000));
-            }
+    let started = if bench.orderly {
+        PushConsumer::start_orderly(config, move |message: &ReceivedMessage, _: &OrderlyContext| {
+            record(&seen, message);
+            OrderlyResult::Success
+        })
+    } else {
+        PushConsumer::start(config, move |message: &ReceivedMessage| {
+            record(&seen, message);
+            ConsumeResult::Success
+        })
+    };
+    started.map_err(|e| e.to_string())
+}
+
+/// Counts a message, when it came, and its produce-to-consume latency.
+fn record(seen: &Seen, message: &ReceivedMessage) {
+    seen.0.fetch_add(1, Ordering::Relaxed);
+    let now = micros_now();
+    seen.1.fetch_max(now, Ordering::Relaxed);
+    if let Some(stamp) = message.body.get(..8) {
+        let sent = u64::from_be_bytes(stamp.try_into().unwrap_or_default());
+        let latency = now.saturating_sub(sent).max(1);
+        if let Ok(mut histogram) = seen.2.lock() {
+            let _ = histogram.record(latency.min(60_000_000));
         }
-        ConsumeResult::Success
-    })
-    .map_err(|e| e.to_string())
+    }
+}
+
+/// `petrel bench consumer --orderly`: the push consumer reads the topic, then an orderly
+/// consumer of another fresh group (`{group}-orderly`) reads it again; both reports.
+pub async fn run_orderly_against_push(
+    bench: ConsumeBench,
+) -> Result<(ConsumeReport, ConsumeReport), String> {
+    let push = run(ConsumeBench { orderly: false, ..bench.clone() }).await?;
+    let group = format!("{}-orderly", bench.group);
+    let orderly = run(ConsumeBench { orderly: true, group, ..bench }).await?;
+    Ok((push, orderly))
 }
 
 pub async fn run(bench: ConsumeBench) -> Result<ConsumeReport, String> {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use petrel_core::model::RegisterBrokerBody;
+use petrel_core::model::{KvTable, RegisterBrokerBody};
 use petrel_net::codec::codes::{request, response};
-use petrel_net::codec::json::{to_json, JsonStyle};
+use petrel_net::codec::json::{from_json, to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::namesrv::{
     RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
@@ -16,6 +16,7 @@ use petrel_net::signal::Flag;
 
 use super::config::BrokerRole;
 use super::{lock, Broker};
+use crate::clock::now_millis;
 
 /// How long UNREGISTER_BROKER may take at shutdown (RocketMQ's 3 s).
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -80,6 +81,27 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Marks ordered the topics a NameServer's ORDER_TOPIC_CONFIG names (the answer's body, a
+    /// KVTable, sent when the NameServer has the namespace), and the others not.
+    fn learn_ordered_topics(&self, reply: &RemotingCommand) {
+        if reply.body.is_empty() {
+            return;
+        }
+        let Ok(table) = from_json::<KvTable>(&reply.body) else {
+            tracing::warn!(
+                "the NameServer's ORDER_TOPIC_CONFIG does not parse; topics keep their order flags"
+            );
+            return;
+        };
+        let changed = self.topics().mark_ordered(table.table.keys(), now_millis());
+        if changed {
+            tracing::info!(ordered = ?table.table.keys().collect::<Vec<_>>(), "ordered topics from the NameServer");
+            self.topics_changed();
+        }
+    }
+}
+
 /// Registers with every NameServer; whether each took it (a broker in controller mode whose
 /// role is not named yet has nothing to register, and counts as registered).
 async fn register_all(broker: &Arc<Broker>) -> bool {
@@ -95,6 +117,7 @@ async fn register_all(broker: &Arc<Broker>) -> bool {
                 Ok(reply) if reply.code == response::SUCCESS => {
                     tracing::debug!(namesrv = %addr, "registered");
                     broker.learn_master(&reply);
+                    broker.learn_ordered_topics(&reply);
                     true
                 }
                 Ok(reply) => {

@@ -63,6 +63,19 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
             let json = args.json;
             print!("{}", timer::run(args.into()).await?.render(json));
         }
+        BenchCommand::Consumer(args) if args.orderly => {
+            let json = args.json;
+            let (push, orderly) = consume::run_orderly_against_push(args.into()).await?;
+            let ratio = orderly.receive_tps / push.receive_tps.max(f64::MIN_POSITIVE);
+            if json {
+                let both = serde_json::json!({ "push": push, "orderly": orderly, "ratio": ratio });
+                println!("{both}");
+            } else {
+                println!("push    {}", push.render(false));
+                println!("orderly {}", orderly.render(false));
+                println!("orderly/push receive tps ratio {ratio:.2}");
+            }
+        }
         BenchCommand::Consumer(args) => {
             let json = args.json;
             println!("{}", consume::run(args.into()).await?.render(json));
@@ -287,6 +300,10 @@ pub struct ConsumerArgs {
     group: String,
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Then read the topic again with an orderly consumer (group `{group}-orderly`), and
+    /// compare the two rates.
+    #[arg(long)]
+    orderly: bool,
     #[arg(long)]
     json: bool,
 }
@@ -300,6 +317,7 @@ impl From<ConsumerArgs> for ConsumeBench {
             duration: Duration::from_secs(args.duration),
             rate: 0,
             message_bytes: 0,
+            orderly: args.orderly,
         }
     }
 }
@@ -333,6 +351,7 @@ impl From<E2eArgs> for ConsumeBench {
             duration: Duration::from_secs(args.duration),
             rate: args.rate.max(1),
             message_bytes: args.size,
+            orderly: false,
         }
     }
 }

@@ -115,6 +115,26 @@ impl TopicTable {
         true
     }
 
+    /// Marks ordered the topics the NameServer's ORDER_TOPIC_CONFIG names, and every other
+    /// topic not (`updateOrderTopicConfig`). Returns true when one changed.
+    pub fn mark_ordered<'a>(
+        &mut self,
+        ordered: impl IntoIterator<Item = &'a String>,
+        now: Millis,
+    ) -> bool {
+        let ordered: std::collections::BTreeSet<&String> = ordered.into_iter().collect();
+        let mut changed = false;
+        for (name, config) in &mut self.topics {
+            let order = ordered.contains(name);
+            changed |= config.order != order;
+            config.order = order;
+        }
+        if changed {
+            self.bump(now);
+        }
+        changed
+    }
+
     /// Removes a topic; returns it if it was there.
     pub fn remove(&mut self, topic: &str, now: Millis) -> Option<TopicConfig> {
         let removed = self.topics.remove(topic);

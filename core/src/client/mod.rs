@@ -4,6 +4,7 @@
 
 pub mod allocate;
 pub mod fault;
+pub mod orderly;
 pub mod process;
 
 /// One queue of a topic on one broker (`MessageQueue`). Ordered by topic, broker name and
