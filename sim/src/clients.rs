@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage, SendStatus,
+    ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
+    PushConsumer, PushConsumerConfig, ReceivedMessage, SendStatus,
 };
 use petrel_core::record::parse_offset_msg_id;
 
@@ -17,17 +17,21 @@ use crate::cluster::NAMESRV;
 use crate::history::{body_hash, Event, History, Place, SendMode};
 use crate::workload;
 
-/// What `consumer` records for a message it received.
-pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
-    let place = Place {
+/// Where a received message was stored.
+pub fn place_of(message: &ReceivedMessage) -> Place {
+    Place {
         broker: message.queue.broker_name.clone(),
         topic: message.queue.topic.clone(),
         queue: message.queue.queue_id,
         offset: message.queue_offset,
-    };
+    }
+}
+
+/// What `consumer` records for a message it received.
+pub fn received(consumer: &str, message: &ReceivedMessage) -> Event {
     Event::Delivered {
         consumer: consumer.to_owned(),
-        place,
+        place: place_of(message),
         id: workload::body_id(&message.body).expect("a simulated body carries its id"),
         body_hash: body_hash(&message.body),
         stored_wall: message.store_timestamp,
@@ -60,6 +64,35 @@ pub async fn push_consume(name: String, history: History, config: PushConsumerCo
     std::future::pending::<()>().await;
 }
 
+/// Runs an orderly push consumer with `config` until its node goes, or until `lifetime` when
+/// given (then it shuts down: it commits and unlocks its queues). One message in twenty is
+/// suspended the first time it comes; each message it consumes is recorded as delivered to
+/// `name`, with the lock it consumed under.
+pub async fn orderly_consume(
+    name: String,
+    history: History,
+    config: PushConsumerConfig,
+    lifetime: Option<Duration>,
+) {
+    let listener = move |message: &ReceivedMessage, context: &OrderlyContext| {
+        if context.suspensions == 0 && thread_rng().gen_bool(0.05) {
+            return OrderlyResult::Suspend;
+        }
+        history.record(received(&name, message));
+        if let Some(lock_asked) = context.lock_asked_at {
+            let (consumer, place) = (name.clone(), place_of(message));
+            history.record(Event::UnderLock { consumer, place, lock_asked });
+        }
+        OrderlyResult::Success
+    };
+    let consumer = PushConsumer::start_orderly(config, listener)
+        .expect("a push consumer with a NameServer starts");
+    let Some(lifetime) = lifetime else { return std::future::pending().await };
+    tokio::time::sleep(lifetime).await;
+    consumer.shutdown().await;
+    std::future::pending::<()>().await;
+}
+
 /// Sends messages `ids` to `topic` one at a time with sync sends, `body_bytes` each, pausing
 /// a random number of milliseconds from `pause` between sends. An answer other than SEND_OK
 /// (FLUSH_DISK_TIMEOUT, say) leaves the message in doubt, and so does a failed send: it may
@@ -87,6 +120,30 @@ pub async fn produce_timed(
     pause: Range<u64>,
     delay: impl Fn(u64) -> Option<i64>,
 ) -> BTreeMap<u64, String> {
+    produce_with(history, topic, ids, (body_bytes, pause), delay, |_| None).await
+}
+
+/// [`produce`], where message `id` is sent by sharding key `key(id)`
+/// ([`Producer::send_by_key`]): the messages of a key go to one queue, in send order.
+pub async fn produce_keyed(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: usize,
+    pause: Range<u64>,
+    key: impl Fn(u64) -> String,
+) -> BTreeMap<u64, String> {
+    produce_with(history, topic, ids, (body_bytes, pause), |_| None, |id| Some(key(id))).await
+}
+
+async fn produce_with(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    (body_bytes, pause): (usize, Range<u64>),
+    delay: impl Fn(u64) -> Option<i64>,
+    key: impl Fn(u64) -> Option<String>,
+) -> BTreeMap<u64, String> {
     let timed = (ids.start..ids.end).any(|id| delay(id).is_some());
     let config = ProducerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
@@ -109,7 +166,11 @@ pub async fn produce_timed(
             let at = std::time::UNIX_EPOCH + Duration::from_millis(due as u64);
             message = message.with_delivery_time(at);
         }
-        match producer.send(&message).await {
+        let sent = match key(id) {
+            Some(key) => producer.send_by_key(&message, &key).await,
+            None => producer.send(&message).await,
+        };
+        match sent {
             Ok(sent) if sent.status == SendStatus::Ok => {
                 let place = Place {
                     broker: sent.queue.broker_name.clone(),

@@ -45,6 +45,9 @@ pub enum Event {
     InDoubt { id: u64 },
     /// A consumer got message `id` from `place`, stored at `stored_wall` (ms).
     Delivered { consumer: String, place: Place, id: u64, body_hash: u32, stored_wall: i64 },
+    /// An orderly consumer consumed the message at `place` relying on the queue lock it asked
+    /// its broker for at `lock_asked`.
+    UnderLock { consumer: String, place: Place, lock_asked: Instant },
     /// A consumer lost its position in a queue and resumed at `resumed`; it had read up to
     /// `before`.
     Resumed {
@@ -203,7 +206,8 @@ impl History {
                 | Event::Confirmed { .. }
                 | Event::Decided { .. }
                 | Event::Checked { .. }
-                | Event::Cancelled { .. } => {}
+                | Event::Cancelled { .. }
+                | Event::UnderLock { .. } => {}
             }
         }
         summary

@@ -59,3 +59,8 @@ async fn transactions() {
 async fn timer() {
     scenarios::timer::run().await;
 }
+
+#[madsim::test]
+async fn orderly() {
+    scenarios::orderly::run().await;
+}

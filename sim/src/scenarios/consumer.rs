@@ -66,13 +66,9 @@ pub async fn run() -> String {
         clients::produce(producing, TOPIC, 0..MESSAGES, 100, 5..40).await;
     });
 
-    let strikes = super::broker_and_member_strikes(&schedule, &members, MESSAGES);
-    cluster.play(strikes, || history.sends_settled(), || sending.is_finished()).await;
-    cluster.heal();
-    sending.await.unwrap();
-    history.settle(None, LIVENESS).await;
-    cluster.check_invariants();
-    let entries = history.entries();
+    let watched = (&history, MESSAGES);
+    let entries =
+        super::play_members(&cluster, &schedule, &members, watched, sending, LIVENESS).await;
     let mut verdicts = checkers::delivery(&entries, None, LIVENESS);
     verdicts.push(redeliveries_bounded(&entries, schedule.faults.len() as u64));
     checkers::conclude(&verdicts);

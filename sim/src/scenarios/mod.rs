@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod controller;
 pub mod failover;
 pub mod namesrv;
+pub mod orderly;
 pub mod producer;
 pub mod pull_consumer;
 pub mod replication;
@@ -94,6 +95,11 @@ pub const ALL: &[Scenario] = &[
         about: "the failover scenario with half its messages timer messages: slaves' wheels follow, a promoted one delivers each once",
         run: || Box::pin(failover::run_timers()),
     },
+    Scenario {
+        name: "orderly",
+        about: "an orderly consumer group that grows, shrinks and loses a member; the broker under swarm faults",
+        run: || Box::pin(orderly::run()),
+    },
 ];
 
 /// The strikes of a scenario with one broker and two consumer members: the broker's faults of
@@ -117,6 +123,27 @@ pub(crate) fn broker_and_member_strikes<'a>(
     let (node, name) = (&members[victim], format!("member-{victim}"));
     strikes.push((after, crate::cluster::Strike::Client { node, name, down_for }));
     strikes
+}
+
+/// Plays the broker's faults of `schedule` and a member's power loss (as
+/// [`broker_and_member_strikes`] draws them) while `sending` sends `steps` messages, heals the
+/// cluster, waits for the sends and then for every acknowledged message to be delivered
+/// (within `liveness`), and checks the cluster's invariants: the run's history.
+pub(crate) async fn play_members(
+    cluster: &crate::cluster::Cluster,
+    schedule: &crate::faults::Schedule,
+    members: &[madsim::runtime::NodeHandle],
+    (history, steps): (&crate::history::History, u64),
+    sending: madsim::task::JoinHandle<()>,
+    liveness: std::time::Duration,
+) -> Vec<crate::history::Entry> {
+    let strikes = broker_and_member_strikes(schedule, members, steps);
+    cluster.play(strikes, || history.sends_settled(), || sending.is_finished()).await;
+    cluster.heal();
+    sending.await.expect("the producer's task ends");
+    history.settle(None, liveness).await;
+    cluster.check_invariants();
+    history.entries()
 }
 
 /// The scenario called `name`.
