@@ -10,6 +10,8 @@
 #     gets exactly the committed ones, once.
 #   - npm `ali-ons` (pure JavaScript): create topics; produce N; consume all; resume;
 #     query by key and view by id; tag filter; delay level 2.
+#   - PyPI `rocketmq` orderly: send_orderly by key, two orderly push consumer processes, the
+#     broker killed with SIGKILL and restarted midway; each key's messages in order, none lost.
 #   - PyPI `rocketmq` against a SYNC_MASTER and its slave (three `petrel` processes): the
 #     master is killed with SIGKILL under load, and every message it acknowledged is pulled
 #     from the slave at the offset its acknowledgement gave.
@@ -129,6 +131,37 @@ ha_group() {
 }
 phase "python SYNC_MASTER killed, slave read" ha_group
 for p in "${ha_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+
+# Ordered messages: the C++ producer sends by key (send_orderly), two C++ orderly push consumers
+# (separate processes, the second joining later) share the queues under the broker's locks, and
+# the broker is killed with SIGKILL and started again on its port midway; every key's messages
+# arrive in order, with no gap.
+ha_pids=()
+orderly_group() {
+  ha_start ord-namesrv namesrv --listen-port 0
+  local ns port
+  ns="127.0.0.1:$(first_line "$work/ord-namesrv.out" "listening" | sed 's/.*://')"
+  printf 'brokerName=ordered\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nstorePathRootDir=%s\n' \
+    "$work/ord-store" >"$work/ord.conf"
+  NAMESRV_ADDR="$ns" "$petrel" broker --listen-port 0 -c "$work/ord.conf" \
+    >"$work/ord-broker.out" 2>"$work/ord-broker.log" &
+  echo "$!" >"$work/ord-broker.pid"
+  disown "$!"
+  port="$(first_line "$work/ord-broker.out" "clients are told" | sed 's/.*:\([0-9]*\))$/\1/')"
+  [ -n "$port" ] || return 1
+  cat >"$work/restart-broker.sh" <<EOF
+kill -9 "\$(cat '$work/ord-broker.pid')"
+sleep 1
+NAMESRV_ADDR='$ns' '$petrel' broker --listen-port $port -c '$work/ord.conf' >'$work/ord-broker2.out' 2>>'$work/ord-broker.log' &
+echo "\$!" >'$work/ord-broker.pid'
+for _ in \$(seq 1 300); do grep -q 'clients are told' '$work/ord-broker2.out' 2>/dev/null && exit 0; sleep 0.1; done
+exit 1
+EOF
+  "$python" "$here/python_client.py" --namesrv "$ns" --run-id "pyord$run_id" --timeout "$timeout_s" \
+    orderly --restart-broker "$work/restart-broker.sh"
+}
+phase "python orderly consumers, broker restarted" orderly_group
+for p in "${ha_pids[@]}" "$(cat "$work/ord-broker.pid" 2>/dev/null)"; do kill -9 "$p" 2>/dev/null || true; done
 
 kill -TERM "$pid"
 if wait "$pid"; then
