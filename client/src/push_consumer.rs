@@ -526,6 +526,8 @@ async fn consume_in_order(
 ) {
     let max = inner.config.max_reconsume_times.map_or(u32::MAX, |m| u32::try_from(m).unwrap_or(0));
     while !stop.is_set() {
+        // A worker first, so that the lock is judged valid when the listener runs.
+        let Ok(permit) = inner.workers.acquire().await else { return };
         let consuming = shared.consuming.lock().await;
         let now = inner.clock.now();
         let taken = match shared.state().take(now) {
@@ -539,7 +541,7 @@ async fn consume_in_order(
             Ok(taken) if !stop.is_set() => taken,
             Ok(_) => return,
             Err(wait) => {
-                drop(consuming);
+                drop((consuming, permit));
                 tokio::select! {
                     biased;
                     _ = stop.wait() => return,
@@ -549,7 +551,6 @@ async fn consume_in_order(
                 continue;
             }
         };
-        let Ok(_permit) = inner.workers.acquire().await else { return };
         let locked_from = shared.state().locked_from();
         let context = OrderlyContext {
             queue: queue.clone(),
