@@ -171,6 +171,9 @@ impl Process {
     }
 }
 
+/// How long letting a queue go waits for its message in consumption.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
 struct Owned {
     process: Process,
     stop: SetOnDrop,
@@ -187,6 +190,9 @@ struct Inner {
     routes: Mutex<BTreeMap<String, TopicRoute>>,
     workers: Arc<Semaphore>,
     rebalance_now: Arc<Notify>,
+    /// Held by a round of lock renewals, and by a release from its queue's removal to its
+    /// unlock: no renewal locks a queue again once it is being let go.
+    renewals: tokio::sync::Mutex<()>,
     /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
     local: Option<LocalOffsets>,
 }
@@ -275,6 +281,7 @@ impl PushConsumer {
             routes: Mutex::default(),
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
             rebalance_now,
+            renewals: tokio::sync::Mutex::new(()),
             local,
             config,
         });
@@ -443,12 +450,25 @@ fn take(inner: &Arc<Inner>, queue: MessageQueue, start: i64, asked_at: u64) {
 /// Lets go of `queue`: stops pulling, waits for an orderly member's message in consumption,
 /// commits, and unlocks it on the broker.
 async fn release(inner: &Inner, queue: &MessageQueue) {
-    let Some(owned) = lock(&inner.owned).remove(queue) else { return };
-    owned.stop.set();
-    let _consumed = match &owned.process {
-        Process::Orderly(shared) => Some(shared.consuming.lock().await),
+    let Some(process) = lock(&inner.owned).get(queue).map(|o| o.process.clone()) else { return };
+    // RocketMQ's `removeUnnecessaryMessageQueue`: a queue whose message is still in
+    // consumption after a second is let go at a later rebalance.
+    let _consumed = match &process {
+        Process::Orderly(shared) => {
+            match tokio::time::timeout(RELEASE_WAIT, shared.consuming.lock()).await {
+                Ok(consumed) => Some(consumed),
+                Err(_) => {
+                    tracing::debug!(%queue, "a message is still in consumption; let go later");
+                    return;
+                }
+            }
+        }
         Process::Concurrent(..) => None,
     };
+    // No renewal may lock the queue again between its removal and its unlock.
+    let _renewals = inner.renewals.lock().await;
+    let Some(owned) = lock(&inner.owned).remove(queue) else { return };
+    owned.stop.set();
     commit(inner, vec![(queue.clone(), owned.process.commit_offset())]).await;
     if inner.locks_queues() {
         unlock(inner, [queue]).await;
@@ -493,6 +513,7 @@ async fn lock_loop(inner: Arc<Inner>, stop: Flag) {
             _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.lock_renew_interval) => {}
         }
+        let _renewing = inner.renewals.lock().await;
         let owned: Vec<(MessageQueue, Arc<OrderlyShared>)> = lock(&inner.owned)
             .iter()
             .filter_map(|(q, o)| match &o.process {
@@ -524,20 +545,24 @@ async fn consume_in_order(
     shared: Arc<OrderlyShared>,
     stop: Flag,
 ) {
-    let max = inner.config.max_reconsume_times.map_or(u32::MAX, |m| u32::try_from(m).unwrap_or(0));
+    let max = max_reconsume_times(&inner.config).map_or(u32::MAX, |m| m.unsigned_abs());
     while !stop.is_set() {
         // A worker first, so that the lock is judged valid when the listener runs.
         let Ok(permit) = inner.workers.acquire().await else { return };
         let consuming = shared.consuming.lock().await;
         let now = inner.clock.now();
-        let taken = match shared.state().take(now) {
-            Take::Consume(offset, message, suspensions) => {
-                Ok((offset, message.clone(), suspensions))
+        let taken = {
+            let mut state = shared.state();
+            let locked_from = state.locked_from();
+            match state.take(now) {
+                Take::Consume(offset, message, suspensions) => {
+                    Ok((offset, message.clone(), suspensions, locked_from))
+                }
+                Take::Until(at) => Err(Duration::from_millis(at.saturating_sub(now))),
+                Take::Idle => Err(Duration::from_secs(1)),
             }
-            Take::Until(at) => Err(Duration::from_millis(at.saturating_sub(now))),
-            Take::Idle => Err(Duration::from_secs(1)),
         };
-        let (offset, message, suspensions) = match taken {
+        let (offset, message, suspensions, locked_from) = match taken {
             Ok(taken) if !stop.is_set() => taken,
             Ok(_) => return,
             Err(wait) => {
@@ -551,15 +576,21 @@ async fn consume_in_order(
                 continue;
             }
         };
-        let locked_from = shared.state().locked_from();
         let context = OrderlyContext {
             queue: queue.clone(),
             suspensions,
             lock_asked_at: locked_from.map(|at| inner.clock.instant(at)),
         };
-        let outcome = match shared.listener.consume(&message, &context) {
-            OrderlyResult::Success => Outcome::Consumed,
-            OrderlyResult::Suspend => Outcome::Suspended,
+        let consumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.listener.consume(&message, &context)
+        }));
+        let outcome = match consumed {
+            Ok(OrderlyResult::Success) => Outcome::Consumed,
+            Ok(OrderlyResult::Suspend) => Outcome::Suspended,
+            Err(_) => {
+                tracing::warn!(%queue, offset, "the listener panicked; the message is suspended");
+                Outcome::Suspended
+            }
         };
         let now = inner.clock.now();
         let after = shared.state().finished(offset, outcome, now, max);
@@ -686,7 +717,13 @@ async fn dispatch(
     tokio::spawn(async move {
         let _permit = permit;
         loop {
-            let result = listener.consume(&message);
+            let consumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                listener.consume(&message)
+            }));
+            let result = consumed.unwrap_or_else(|_| {
+                tracing::warn!(msg_id = %message.msg_id, "the listener panicked; consumed later");
+                ConsumeResult::Later
+            });
             if result == ConsumeResult::Later && inner.local.is_some() {
                 tracing::warn!(msg_id = %message.msg_id, "broadcasting: consumption failed; the message is dropped");
             }
@@ -698,6 +735,11 @@ async fn dispatch(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+/// The configured `maxReconsumeTimes`; a negative one is RocketMQ's -1, the default.
+fn max_reconsume_times(config: &PushConsumerConfig) -> Option<i32> {
+    config.max_reconsume_times.filter(|max| *max >= 0)
 }
 
 /// Sends a message back for a retry after the group's delay (`delay_level` 0) or straight to
@@ -714,7 +756,7 @@ async fn send_back(inner: &Inner, message: &ReceivedMessage, delay_level: i32) -
         origin_msg_id: Some(message.msg_id.clone()),
         origin_topic: Some(message.topic.clone()),
         unit_mode: Some(false),
-        max_reconsume_times: Some(inner.config.max_reconsume_times.unwrap_or(16)),
+        max_reconsume_times: Some(max_reconsume_times(&inner.config).unwrap_or(16)),
     };
     let request = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK).with_header(&header);
     matches!(inner.client.invoke(&broker, request, inner.config.request_timeout).await, Ok(r) if r.code == response::SUCCESS)

@@ -17,7 +17,7 @@ use crate::ClientError;
 /// A topic's route as a producer uses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicRoute {
-    /// Queues producers may write, sorted.
+    /// Queues producers may write, sorted (an ordered topic's in its configuration's order).
     pub write_queues: Vec<MessageQueue>,
     /// Queues consumers may read, sorted.
     pub read_queues: Vec<MessageQueue>,
@@ -67,12 +67,14 @@ impl TopicRoute {
                 route.read_queues.extend(queues(queue.read_queue_nums));
             }
         }
+        route.write_queues.sort();
+        route.read_queues.sort();
         if let Some(conf) = data.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
+            // In the configuration's order, as Java's producers have them: a key's hash must
+            // pick the same queue in every client.
             route.write_queues = ordered_queues(topic, conf, queues_max.min(ORDER_QUEUES_MAX));
             route.ordered = true;
         }
-        route.write_queues.sort();
-        route.read_queues.sort();
         route
     }
 }
@@ -207,14 +209,18 @@ mod tests {
     #[test]
     fn an_ordered_topic_writes_the_queues_its_conf_names_even_with_a_broker_down() {
         let mut ordered = data(&[(1, "s1:1")]);
-        ordered.order_topic_conf = Some("broker-a:3;broker-b:2;nonsense;broker-c:x".into());
+        ordered.order_topic_conf = Some("broker-b:2;broker-a:3;nonsense;broker-c:x".into());
         let route = TopicRoute::from_data("T", &ordered, 8);
         assert!(route.ordered);
         let names: Vec<(String, i32)> =
             route.write_queues.iter().map(|q| (q.broker_name.clone(), q.queue_id)).collect();
         let want =
-            [("broker-a", 0), ("broker-a", 1), ("broker-a", 2), ("broker-b", 0), ("broker-b", 1)];
-        assert_eq!(names, want.map(|(b, q)| (b.to_owned(), q)), "no master, still written to");
+            [("broker-b", 0), ("broker-b", 1), ("broker-a", 0), ("broker-a", 1), ("broker-a", 2)];
+        assert_eq!(
+            names,
+            want.map(|(b, q)| (b.to_owned(), q)),
+            "in order, no master, still written"
+        );
         assert_eq!(route.read_queues.len(), 2, "consumers read what the brokers serve");
         let mut huge = data(&[(0, "m:1")]);
         huge.order_topic_conf = Some("broker-a:2147483647".into());

@@ -775,7 +775,8 @@ def check_key_order(deliveries):
     """Per key: no delivery past one beyond the highest delivered before (no gap), and each
     process goes forward one seq at a time, or back (a take-over at an older commit: a
     suffix again), or jumps ahead only after the other process had the key. Returns the
-    number of deliveries that went back."""
+    number of deliveries that went back. (Two processes consuming one key at once each in
+    order would pass here; the caller bounds the deliveries for that.)"""
     top, last, backs = {}, {}, 0
     for i, d in enumerate(deliveries):
         key, seq, who = d["key"], d["seq"], d["who"]
@@ -799,6 +800,9 @@ def phase_orderly(ctx):
     Every message arrives, and each key's in order."""
     total = ORDER_KEYS * ORDER_SEQS
     os.makedirs(ctx.state_dir, exist_ok=True)
+    for stale in ("orderly-A.jsonl", "orderly-B.jsonl", "orderly.stop"):  # an earlier run's
+        if os.path.exists(ctx.path(stale)):
+            os.remove(ctx.path(stale))
     send_ordered(ctx, range(ORDER_WAVE1))
     base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
             "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir, "orderly-consume", "--instance"]

@@ -141,7 +141,7 @@ orderly_group() {
   ha_start ord-namesrv namesrv --listen-port 0
   local ns port
   ns="127.0.0.1:$(first_line "$work/ord-namesrv.out" "listening" | sed 's/.*://')"
-  printf 'brokerName=ordered\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nstorePathRootDir=%s\n' \
+  printf 'brokerName=ordered\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nhaListenPort=0\nstorePathRootDir=%s\n' \
     "$work/ord-store" >"$work/ord.conf"
   NAMESRV_ADDR="$ns" "$petrel" broker --listen-port 0 -c "$work/ord.conf" \
     >"$work/ord-broker.out" 2>"$work/ord-broker.log" &
@@ -150,8 +150,10 @@ orderly_group() {
   port="$(first_line "$work/ord-broker.out" "clients are told" | sed 's/.*:\([0-9]*\))$/\1/')"
   [ -n "$port" ] || return 1
   cat >"$work/restart-broker.sh" <<EOF
-kill -9 "\$(cat '$work/ord-broker.pid')"
-sleep 1
+old="\$(cat '$work/ord-broker.pid')"
+kill -9 "\$old"
+for _ in \$(seq 1 100); do kill -0 "\$old" 2>/dev/null || break; sleep 0.1; done
+sleep 0.5
 NAMESRV_ADDR='$ns' '$petrel' broker --listen-port $port -c '$work/ord.conf' >'$work/ord-broker2.out' 2>>'$work/ord-broker.log' &
 echo "\$!" >'$work/ord-broker.pid'
 for _ in \$(seq 1 300); do grep -q 'clients are told' '$work/ord-broker2.out' 2>/dev/null && exit 0; sleep 0.1; done

@@ -83,7 +83,7 @@ impl Broker {
 
 impl Broker {
     /// Marks ordered the topics a NameServer's ORDER_TOPIC_CONFIG names (the answer's body, a
-    /// KVTable, sent when the NameServer has the namespace), and the others not.
+    /// KVTable, sent when the NameServer has the namespace).
     fn learn_ordered_topics(&self, reply: &RemotingCommand) {
         if reply.body.is_empty() {
             return;

@@ -115,19 +115,21 @@ impl TopicTable {
         true
     }
 
-    /// Marks ordered the topics the NameServer's ORDER_TOPIC_CONFIG names, and every other
-    /// topic not (`updateOrderTopicConfig`). Returns true when one changed.
+    /// Marks ordered the topics the NameServer's ORDER_TOPIC_CONFIG names
+    /// (`updateOrderTopicConfig`, which never clears the mark: a topic created ordered stays
+    /// so, and NameServers whose tables differ cannot flip it back and forth). Returns true
+    /// when one changed.
     pub fn mark_ordered<'a>(
         &mut self,
         ordered: impl IntoIterator<Item = &'a String>,
         now: Millis,
     ) -> bool {
-        let ordered: std::collections::BTreeSet<&String> = ordered.into_iter().collect();
         let mut changed = false;
-        for (name, config) in &mut self.topics {
-            let order = ordered.contains(name);
-            changed |= config.order != order;
-            config.order = order;
+        for name in ordered {
+            if let Some(config) = self.topics.get_mut(name).filter(|c| !c.order) {
+                config.order = true;
+                changed = true;
+            }
         }
         if changed {
             self.bump(now);
@@ -210,6 +212,20 @@ impl TopicTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_topic_config_marks_topics_ordered_and_never_clears_a_mark() {
+        let mut table = TopicTable::default();
+        let rw = perm::READ | perm::WRITE;
+        table.ensure([topic_config("A", 4, rw), topic_config("B", 4, rw)], 1);
+        let (a, b, gone) = ("A".to_owned(), "B".to_owned(), "Gone".to_owned());
+        assert!(table.mark_ordered([&a, &gone], 2));
+        assert!(table.get("A").unwrap().order && !table.get("B").unwrap().order);
+        assert!(!table.mark_ordered([&a], 3), "nothing new: no change, no version bump");
+        assert!(table.mark_ordered([&b], 4));
+        assert!(table.get("A").unwrap().order, "a table without A leaves A ordered");
+        assert!(table.get("Gone").is_none(), "a named topic the broker lacks is not created");
+    }
 
     #[test]
     fn the_topics_a_store_holds_that_the_table_lacks_are_found() {

@@ -14,7 +14,8 @@
 //!   offset;
 //! - [`locks_exclusive`]: no member consumes a queue relying on a lock asked for before
 //!   another member's lock on that queue was asked for, unless the broker restarted between
-//!   the two asks (its locks live in memory, as RocketMQ's).
+//!   the two asks (its locks live in memory, as RocketMQ's), and none under a lock asked for
+//!   30 s before or more.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario orderly`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -30,6 +31,7 @@ use crate::history::{Entry, Event, History, Place};
 use crate::report;
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::PushConsumerConfig;
+use petrel_core::client::orderly::LOCK_VALID_MS;
 use tokio::time::Instant;
 
 const TOPIC: &str = "SimOrdered";
@@ -185,7 +187,8 @@ struct UnderLock<'a> {
 /// No member consumes a queue relying on a lock asked for before another member's lock on it
 /// was asked for, when that other ask came before the consumption: the broker granted the
 /// other member the queue while the first held it. Allowed only when the broker restarted (it
-/// crashed or stopped) between the two asks, forgetting its locks.
+/// crashed or stopped) between the two asks, forgetting its locks; and no member consumes
+/// under a lock asked for 30 s before or more (so that window closes within 30 s).
 pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
     let mut restarts: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
     let mut consumed: BTreeMap<(&str, &str, i32), Vec<UnderLock<'_>>> = BTreeMap::new();
@@ -203,9 +206,17 @@ pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
         }
     }
     let mut checked = 0;
+    let trusted = Duration::from_millis(LOCK_VALID_MS);
     for (queue, records) in &consumed {
         let restarted = restarts.get(queue.0).map_or(&[][..], Vec::as_slice);
         for early in records {
+            if early.at >= early.lock_asked + trusted {
+                let why = format!(
+                    "{queue:?}: {} consumed at {:?} under a lock asked for at {:?}, over {trusted:?} before",
+                    early.consumer, early.at, early.lock_asked
+                );
+                return Verdict::new("locks_exclusive", Err(why));
+            }
             for late in records.iter().filter(|r| r.consumer != early.consumer) {
                 checked += 1;
                 let overlapped = early.lock_asked < late.lock_asked && late.lock_asked <= early.at;
@@ -303,5 +314,7 @@ mod tests {
             Entry { at: ms(12), event: Event::Crashed { node: "broker-a".into(), wall: 12 } };
         let restarted = [vec![crash], overlapping].concat();
         assert!(locks_exclusive(&restarted).outcome.is_ok(), "the broker forgot a's lock");
+        let stale = vec![under("a", 30_000, 0)];
+        assert!(locks_exclusive(&stale).outcome.unwrap_err().contains("over 30s"));
     }
 }
