@@ -27,6 +27,12 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     pub const INVALID_PARAMETER: i32 = 29;
+    /// ACK_MESSAGE or CHANGE_MESSAGE_INVISIBLETIME naming an offset outside its queue.
+    pub const NO_MESSAGE: i32 = 208;
+    /// POP_MESSAGE found nothing and may not be held: too many held already.
+    pub const POLLING_FULL: i32 = 209;
+    /// POP_MESSAGE found nothing within its poll time.
+    pub const POLLING_TIMEOUT: i32 = 210;
     /// END_TRANSACTION from a producer past its message's check-immunity time.
     pub const ILLEGAL_OPERATION: i32 = 604;
 }
@@ -58,6 +64,9 @@ pub fn response_name(code: i32) -> &'static str {
         SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
         SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
         INVALID_PARAMETER => "INVALID_PARAMETER",
+        NO_MESSAGE => "NO_MESSAGE",
+        POLLING_FULL => "POLLING_FULL",
+        POLLING_TIMEOUT => "POLLING_TIMEOUT",
         ILLEGAL_OPERATION => "ILLEGAL_OPERATION",
         _ => "UNKNOWN",
     }

@@ -536,6 +536,22 @@ pub fn encode_properties(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// `encoded` with every `(name, value)` of `set` in place of what it had under that name and
+/// every name of `drop` removed.
+pub fn replaced(encoded: &[u8], set: &[(&str, &str)], drop: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len() + 64);
+    for (name, value) in properties(encoded) {
+        let named = |n: &&str| n.as_bytes() == name;
+        if !set.iter().any(|(n, _)| named(n)) && !drop.iter().any(named) {
+            put_property(&mut out, name, value);
+        }
+    }
+    for (name, value) in set {
+        put_property(&mut out, name, value);
+    }
+    out
+}
+
 /// Appends `name 0x01 value 0x02` to `out`.
 pub fn put_property(out: &mut Vec<u8>, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
     out.extend_from_slice(name.as_ref());

@@ -94,6 +94,7 @@ pub(super) fn spawn(
                 tokio::spawn(super::schedule::run(broker.clone(), stop.clone())),
                 tokio::spawn(super::timer::run(broker.clone(), stop.clone())),
                 tokio::spawn(super::transaction_check::run(broker.clone(), stop.clone())),
+                tokio::spawn(super::revive::run(broker.clone(), stop.clone())),
                 tokio::spawn(serve_master(broker.clone(), listener, stop.clone())),
             ]
         }
@@ -111,7 +112,8 @@ async fn deliver_while_master(broker: Arc<Broker>, stop: Flag) {
             tokio::join!(
                 super::schedule::run(broker.clone(), role.clone()),
                 super::timer::run(broker.clone(), role.clone()),
-                super::transaction_check::run(broker.clone(), role),
+                super::transaction_check::run(broker.clone(), role.clone()),
+                super::revive::run(broker.clone(), role),
             );
         } else {
             let role = either(&stop, &term);

@@ -8,6 +8,7 @@
 //! a send that waits for the group commit and a pull that is held for new messages answer
 //! later, from their own task.
 
+mod ack_message;
 mod check_client_config;
 pub mod config;
 mod consumer_send_msg_back;
@@ -32,10 +33,12 @@ mod lock_batch_mq;
 mod notify_broker_role_changed;
 mod notify_consumer_ids_changed;
 mod persist;
+mod pop;
 mod pull_message;
 mod query_consumer_offset;
 mod query_message;
 mod register;
+mod revive;
 mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
@@ -100,6 +103,31 @@ fn decode<H: CommandHeader>(request: &RemotingCommand) -> Result<H, Refusal> {
     })
 }
 
+/// A record the broker writes itself (an op message, a POP checkpoint or ack): born and
+/// stored here, now.
+fn broker_record<'a>(
+    broker: &Broker,
+    (topic, queue_id): (&'a str, i32),
+    body: &'a [u8],
+    properties: &'a [u8],
+    now: i64,
+) -> petrel_core::record::RecordInput<'a> {
+    let host = broker.config.store.store_host;
+    petrel_core::record::RecordInput {
+        topic,
+        queue_id,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: now,
+        born_host: host,
+        store_host: host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties,
+    }
+}
+
 /// `reply`, answered now.
 fn answered(reply: RemotingCommand) -> Outcome {
     Ok(Handled::Now(reply))
@@ -152,6 +180,10 @@ pub struct Broker {
     learned_master_addr: Mutex<Option<String>>,
     /// Ordered consumers' queue locks (LOCK_BATCH_MQ, UNLOCK_BATCH_MQ).
     queue_locks: Mutex<petrel_core::broker::queue_locks::QueueLocks>,
+    /// Where each POP left each queue of each group, until its checkpoint is stored and the
+    /// group's offset moves there (`pop.rs`); and how many pops there were.
+    pop_offsets: Mutex<pop::PopOffsets>,
+    pops: AtomicU64,
     /// The timer checkpoints this broker wrote while delivering, oldest first, each with the
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
@@ -590,6 +622,10 @@ impl Broker {
             request::GET_TIMER_CHECK_POINT => get_timer_check_point::handle,
             request::CHECK_CLIENT_CONFIG => check_client_config::handle,
             request::LOCK_BATCH_MQ => lock_batch_mq::handle_lock,
+            request::POP_MESSAGE => pop::handle,
+            request::ACK_MESSAGE => ack_message::handle_ack,
+            request::BATCH_ACK_MESSAGE => ack_message::handle_batch_ack,
+            request::CHANGE_MESSAGE_INVISIBLETIME => ack_message::handle_change_invisible,
             request::UNLOCK_BATCH_MQ => lock_batch_mq::handle_unlock,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 update_and_create_subscriptiongroup::handle
@@ -853,6 +889,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
         queue_locks: Mutex::default(),
+        pop_offsets: Mutex::default(),
+        pops: AtomicU64::new(0),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

@@ -102,20 +102,7 @@ pub(super) fn op_record<'a>(
     properties: &'a [u8],
     now: i64,
 ) -> RecordInput<'a> {
-    let host = broker.config.store.store_host;
-    RecordInput {
-        topic: OP_HALF_TOPIC,
-        queue_id: 0,
-        flag: 0,
-        sys_flag: 0,
-        born_timestamp: now,
-        born_host: host,
-        store_host: host,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body: body.as_bytes(),
-        properties,
-    }
+    super::broker_record(broker, (OP_HALF_TOPIC, 0), body.as_bytes(), properties, now)
 }
 
 /// Appends `commit` (a commit's record, if any) followed by the op resolving the half

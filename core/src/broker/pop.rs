@@ -100,7 +100,7 @@ pub enum PopError {
     Field(&'static str, String),
     #[error("batch ack bit set is not base64: {0}")]
     BitSet(String),
-    #[error("batch ack bit set names offsets past {BATCH_ACK_SPAN_MAX} after its start")]
+    #[error("batch ack bit set names offsets past {BATCH_ACK_SPAN_MAX} after its start, or more than {POP_MAX_MESSAGES}")]
     BitSetTooLong,
 }
 
@@ -123,7 +123,7 @@ pub struct ExtraInfo {
 impl ExtraInfo {
     /// Parses the eight space-separated fields.
     pub fn parse(text: &str) -> Result<ExtraInfo, PopError> {
-        let fields: Vec<&str> = text.split(' ').collect();
+        let fields: Vec<&str> = text.splitn(9, ' ').collect();
         if fields.len() != 8 {
             return Err(PopError::Fields(fields.len()));
         }
@@ -239,18 +239,27 @@ impl PopCheckPoint {
     /// `d`, or without `d` that difference when below `n`.
     pub fn index_of(&self, offset: i64) -> Option<usize> {
         let diff = offset.checked_sub(self.so).filter(|d| *d >= 0)?;
-        match &self.d {
+        let index = match self.diffs() {
             Some(diffs) => diffs.iter().position(|d| i64::from(*d) == diff),
-            None => usize::try_from(diff).ok().filter(|i| *i < self.count()),
-        }
+            None => usize::try_from(diff).ok(),
+        };
+        index.filter(|i| *i < self.count())
     }
 
     /// The offset of message `j`.
     pub fn offset_of(&self, j: usize) -> Option<i64> {
-        match &self.d {
-            Some(diffs) => diffs.get(j).map(|d| self.so + i64::from(*d)),
-            None => (j < self.count()).then(|| self.so + j as i64),
+        if j >= self.count() {
+            return None;
         }
+        match self.diffs() {
+            Some(diffs) => diffs.get(j).map(|d| self.so + i64::from(*d)),
+            None => Some(self.so + j as i64),
+        }
+    }
+
+    /// `d`, unless absent or empty (RocketMQ reads both as the old format: no gaps).
+    fn diffs(&self) -> Option<&[i32]> {
+        self.d.as_deref().filter(|d| !d.is_empty())
     }
 
     /// How many messages it names (`n`, bounded by the bitmap's width).
@@ -299,17 +308,23 @@ impl PopKey {
 #[serde(default)]
 pub struct AckMsg {
     /// The acknowledged offset; -1 in a batch ack.
+    #[serde(alias = "ackOffset")]
     pub ao: i64,
     /// The checkpoint's start offset.
+    #[serde(alias = "startOffset")]
     pub so: i64,
+    #[serde(alias = "consumerGroup")]
     pub c: String,
+    #[serde(alias = "topic")]
     pub t: String,
+    #[serde(alias = "queueId")]
     pub q: i32,
+    #[serde(alias = "popTime")]
     pub pt: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", alias = "brokerName")]
     pub bn: Option<String>,
     /// A batch ack's offsets.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", alias = "ackOffsetList")]
     pub aol: Option<Vec<i64>>,
 }
 
@@ -366,10 +381,11 @@ pub struct BatchAck {
 }
 
 impl BatchAck {
-    /// The acknowledged offsets, ascending.
+    /// The acknowledged offsets, ascending: at most a pop's [`POP_MAX_MESSAGES`].
     pub fn offsets(&self) -> Result<Vec<i64>, PopError> {
         let bits = decode_bit_set(&self.b)?;
-        Ok(bits.into_iter().map(|i| self.so + i as i64).collect())
+        let offsets = bits.into_iter().map(|i| self.so.checked_add(i as i64));
+        offsets.collect::<Option<Vec<i64>>>().ok_or(PopError::BitSetTooLong)
     }
 }
 
@@ -383,10 +399,11 @@ pub fn decode_bit_set(encoded: &str) -> Result<BTreeSet<usize>, PopError> {
         .map_err(|e| PopError::BitSet(e.to_string()))?;
     let mut bits = BTreeSet::new();
     for (i, byte) in bytes.iter().enumerate() {
-        for bit in 0..8 {
-            if byte & (1 << bit) != 0 {
-                bits.insert(i * 8 + bit);
+        for bit in (0..8).filter(|bit| byte & (1 << bit) != 0) {
+            if bits.len() == POP_MAX_MESSAGES as usize {
+                return Err(PopError::BitSetTooLong);
             }
+            bits.insert(i * 8 + bit);
         }
     }
     Ok(bits)
@@ -475,6 +492,14 @@ mod tests {
         );
         let old = PopCheckPoint { so: 5, n: 2, ..PopCheckPoint::default() };
         assert_eq!((old.index_of(6), old.index_of(7), old.offset_of(1)), (Some(1), None, Some(6)));
+        let empty = PopCheckPoint { d: Some(Vec::new()), ..old.clone() };
+        assert_eq!(
+            (empty.index_of(6), empty.offset_of(1)),
+            (Some(1), Some(6)),
+            "[] is the old format"
+        );
+        let long = PopCheckPoint { n: 1, d: Some(vec![0, 1, 2]), ..old };
+        assert_eq!((long.index_of(7), long.offset_of(1)), (None, None), "only n messages count");
 
         let ack: AckMsg = serde_json::from_str(
             r#"{"ao":101,"bn":"broker-a","c":"GID_demo","pt":1700000000123,"q":1,"so":100,"t":"TopicA"}"#,
@@ -507,5 +532,11 @@ mod tests {
         assert_eq!(decode_bit_set(&encode_bit_set(&wide)).unwrap(), wide);
         assert!(matches!(decode_bit_set("*"), Err(PopError::BitSet(_))));
         assert_eq!(decode_bit_set(&"A".repeat(20_000)), Err(PopError::BitSetTooLong));
+        let every: BTreeSet<usize> = (0..33).collect();
+        assert_eq!(
+            decode_bit_set(&encode_bit_set(&every)),
+            Err(PopError::BitSetTooLong),
+            "one pop's 32 at most"
+        );
     }
 }

@@ -64,6 +64,8 @@ pub struct ReviveQueue {
     next: i64,
     /// Checkpoints read and not yet committed past, by revive-queue offset.
     pending: BTreeMap<i64, Pending>,
+    /// The checkpoints not judged yet, by the key their acks name. A judged one leaves: a
+    /// checkpoint written again for its first message has the same key.
     by_key: BTreeMap<PopKey, i64>,
     /// The latest delivery time read (or taken for read while idle).
     read_to: i64,
@@ -101,12 +103,16 @@ impl ReviveQueue {
         match record {
             ReviveRecord::Ck(mut ck) => {
                 let key = ck.key(&self.broker);
-                if self.by_key.contains_key(&key) || offset <= self.committed {
+                let unnamed = ck.t.is_empty() || ck.c.is_empty();
+                if unnamed || self.by_key.contains_key(&key) || offset <= self.committed {
                     return;
                 }
                 ck.ro = offset;
                 self.by_key.insert(key, offset);
-                let pending = Pending { ck, acked: 0, judged: false, done: false };
+                // Acks a checkpoint carries (RocketMQ writes 0; its buffer may not).
+                let width = ck.count();
+                let acked = (ck.bm as u32) & if width >= 32 { u32::MAX } else { (1 << width) - 1 };
+                let pending = Pending { ck, acked, judged: false, done: false };
                 self.pending.insert(offset, pending);
             }
             ReviveRecord::Ack(ack) => {
@@ -142,6 +148,7 @@ impl ReviveQueue {
                 continue;
             }
             pending.judged = true;
+            self.by_key.remove(&pending.ck.key(&self.broker));
             let unacked = (0..pending.ck.count()).filter(|j| pending.acked & (1 << j) == 0);
             let offsets = unacked.filter_map(|j| pending.ck.offset_of(j)).collect();
             due.push(Revive { at: *at, ck: pending.ck.clone(), offsets });
@@ -161,8 +168,7 @@ impl ReviveQueue {
             if !entry.get().done {
                 break;
             }
-            let (at, pending) = entry.remove_entry();
-            self.by_key.remove(&pending.ck.key(&self.broker));
+            let (at, _) = entry.remove_entry();
             self.committed = at;
         }
         (self.committed > before).then_some(self.committed)
@@ -174,10 +180,14 @@ impl ReviveQueue {
     }
 
     pub fn check_invariants(&self) {
-        assert_eq!(self.pending.len(), self.by_key.len(), "keys and checkpoints disagree");
+        let unjudged = self.pending.values().filter(|p| !p.judged).count();
+        assert_eq!(unjudged, self.by_key.len(), "keys and unjudged checkpoints disagree");
         for (key, at) in &self.by_key {
             let pending = self.pending.get(at).expect("a key names a held checkpoint");
             assert_eq!(&pending.ck.key(&self.broker), key, "checkpoint at {at} under another key");
+            assert!(!pending.judged, "checkpoint at {at} judged and still keyed");
+        }
+        for (at, pending) in &self.pending {
             assert!(!pending.done || pending.judged, "checkpoint at {at} done unjudged");
             let width = pending.ck.count();
             assert!(width == 32 || pending.acked >> width == 0, "ack bits past message {width}");
@@ -191,7 +201,8 @@ impl ReviveQueue {
 }
 
 /// The checkpoint to write when putting message `offset` of `ck` again failed at `now`
-/// (`rePutCK`): that message alone, due again after RocketMQ's rewrite interval for its count.
+/// (`rePutCK`): that message alone, due RocketMQ's rewrite interval for its count after its
+/// revive time (when that is past; else at it).
 pub fn rewrite(ck: &PopCheckPoint, offset: i64, now: i64) -> PopCheckPoint {
     let times = ck.rp.as_deref().map_or(0, |rp| rp.parse::<usize>().unwrap_or(127));
     let mut again = PopCheckPoint {
@@ -205,7 +216,7 @@ pub fn rewrite(ck: &PopCheckPoint, offset: i64, now: i64) -> PopCheckPoint {
     };
     if ck.revive_time() <= now {
         let wait = REWRITE_INTERVALS_S[times.min(REWRITE_INTERVALS_S.len() - 1)] * 1_000;
-        again.it = now.saturating_sub(ck.pt).saturating_add(wait);
+        again.it = ck.it.saturating_add(wait);
     }
     again
 }
@@ -281,6 +292,25 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_written_again_for_its_first_message_is_judged_again() {
+        let mut queue = ReviveQueue::new("b", -1);
+        queue.read(0, 9_000, ReviveRecord::Ck(ck(0, &[0], 0)));
+        queue.read(1, 9_500, ReviveRecord::Ck(ck(100, &[0, 1], 500)));
+        queue.idle(20_000);
+        assert_eq!(queue.due().len(), 2);
+        let again = rewrite(&ck(100, &[0, 1], 500), 100, 20_000);
+        queue.read(2, again.revive_time() - 1_000, ReviveRecord::Ck(again));
+        queue.check_invariants();
+        queue.idle(60_000);
+        let due = queue.due();
+        assert_eq!((due.len(), due[0].offsets.clone()), (1, vec![100]), "the same key, judged");
+        let nameless = PopCheckPoint { t: String::new(), ..ck(7, &[0], 0) };
+        queue.read(3, 9_000, ReviveRecord::Ck(nameless));
+        assert!(queue.due().is_empty(), "a checkpoint naming no topic is read past");
+        queue.check_invariants();
+    }
+
+    #[test]
     fn a_checkpoint_is_held_once_and_a_restart_reads_after_the_commit() {
         let mut queue = ReviveQueue::new("b", -1);
         queue.read(0, 9_000, ReviveRecord::Ck(ck(0, &[0], 0)));
@@ -296,9 +326,9 @@ mod tests {
         let again = rewrite(&first, 103, 20_000);
         assert_eq!((again.so, again.n, again.d.clone()), (103, 1, Some(vec![0])));
         assert_eq!(again.rp.as_deref(), Some("1"));
-        assert_eq!(again.revive_time(), 30_000, "10 s after now");
+        assert_eq!(again.revive_time(), 21_000, "10 s after its revive time");
         let third = rewrite(&PopCheckPoint { rp: Some("2".into()), ..again.clone() }, 103, 40_000);
-        assert_eq!(third.revive_time(), 70_000);
+        assert_eq!(third.revive_time(), 51_000, "30 s more");
         let early = rewrite(&first, 100, 2_000);
         assert_eq!(early.revive_time(), first.revive_time(), "not due yet: the same time");
     }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use crate::broker::{property, Refusal};
 use crate::codes::response;
-use crate::record::{self, put_property};
+use crate::record;
 
 /// The topic timer messages wait in (`TimerMessageStore.TIMER_TOPIC`), one queue.
 pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
@@ -155,22 +155,6 @@ pub fn plan_timer(
     Ok(Some(if deliver_ms % p == 0 { deliver_ms - p } else { deliver_ms / p * p }))
 }
 
-/// `properties` with every `(name, value)` of `set` in place of what it had under that name
-/// and every name of `drop` removed.
-fn replaced(properties: &[u8], set: &[(&str, &str)], drop: &[&str]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(properties.len() + 64);
-    for (name, value) in record::properties(properties) {
-        let named = |n: &&str| n.as_bytes() == name;
-        if !set.iter().any(|(n, _)| named(n)) && !drop.iter().any(named) {
-            put_property(&mut out, name, value);
-        }
-    }
-    for (name, value) in set {
-        put_property(&mut out, name, value);
-    }
-    out
-}
-
 /// The stored properties of a timer message: `TIMER_OUT_MS`, `REAL_TOPIC` and `REAL_QID`
 /// set.
 pub fn wheel_properties(
@@ -182,12 +166,12 @@ pub fn wheel_properties(
     let (out, queue) = (out_ms.to_string(), real_queue_id.to_string());
     let set =
         [(names::OUT_MS, &*out), (property::REAL_TOPIC, real_topic), (property::REAL_QID, &*queue)];
-    replaced(properties, &set, &[])
+    record::replaced(properties, &set, &[])
 }
 
 /// A message delayed by level keeps no timer property (RocketMQ clears them: the level wins).
 pub fn without_timer_asks(properties: &[u8]) -> Vec<u8> {
-    replaced(properties, &[], &[names::DELIVER_MS, names::DELAY_SEC, names::DELAY_MS])
+    record::replaced(properties, &[], &[names::DELIVER_MS, names::DELAY_SEC, names::DELAY_MS])
 }
 
 /// The properties of a message leaving the wheel (`TimerMessageStore.convert`):
@@ -199,9 +183,9 @@ pub fn due_properties(properties: &[u8], roll: bool, enqueue_ms: i64, dequeue_ms
     let mut set = vec![(names::ENQUEUE_MS, &*enqueued), (names::DEQUEUE_MS, &*dequeued)];
     if roll {
         set.push((names::ROLL_TIMES, &*rolls));
-        return replaced(properties, &set, &[]);
+        return record::replaced(properties, &set, &[]);
     }
-    replaced(properties, &set, &[property::REAL_TOPIC, property::REAL_QID])
+    record::replaced(properties, &set, &[property::REAL_TOPIC, property::REAL_QID])
 }
 
 /// How often a message was rolled (`TIMER_ROLL_TIMES`, 0 when absent or not a number).

@@ -295,3 +295,70 @@ command_header! {
         optional offset_msg_id: String = "offsetMsgId",
     }
 }
+
+command_header! {
+    /// POP_MESSAGE (200050). `queueId` -1: every queue; `initMode` 0 from the first message,
+    /// 1 from the last; `bornTime` is the client's send time (ms).
+    pub struct PopMessageRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required max_msg_nums: i32 = "maxMsgNums",
+        required invisible_time: i64 = "invisibleTime",
+        required poll_time: i64 = "pollTime",
+        optional born_time: i64 = "bornTime",
+        required init_mode: i32 = "initMode",
+        optional exp_type: String = "expType",
+        optional exp: String = "exp",
+        optional order: bool = "order",
+        optional attempt_id: String = "attemptId",
+    }
+}
+
+command_header! {
+    /// The answer to POP_MESSAGE (and to PEEK_MESSAGE, with only `restNum`).
+    pub struct PopMessageResponseHeader {
+        required pop_time: i64 = "popTime",
+        required invisible_time: i64 = "invisibleTime",
+        required revive_qid: i32 = "reviveQid",
+        required rest_num: i64 = "restNum",
+        optional start_offset_info: String = "startOffsetInfo",
+        optional msg_offset_info: String = "msgOffsetInfo",
+        optional order_count_info: String = "orderCountInfo",
+    }
+}
+
+command_header! {
+    /// ACK_MESSAGE (200051): `topic` is where the message is (a pop retry topic when it came
+    /// from one), `extraInfo` its handle.
+    pub struct AckMessageRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required extra_info: String = "extraInfo",
+        required offset: i64 = "offset",
+    }
+}
+
+command_header! {
+    /// CHANGE_MESSAGE_INVISIBLETIME (200053): ACK_MESSAGE's fields and the new invisible time,
+    /// counted from now.
+    pub struct ChangeInvisibleTimeRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required extra_info: String = "extraInfo",
+        required offset: i64 = "offset",
+        required invisible_time: i64 = "invisibleTime",
+    }
+}
+
+command_header! {
+    /// The answer to CHANGE_MESSAGE_INVISIBLETIME: the message's new handle is
+    /// `offset popTime invisibleTime reviveQid retry brokerName queueId offset`.
+    pub struct ChangeInvisibleTimeResponseHeader {
+        required pop_time: i64 = "popTime",
+        required invisible_time: i64 = "invisibleTime",
+        required revive_qid: i32 = "reviveQid",
+    }
+}
