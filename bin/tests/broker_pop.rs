@@ -44,13 +44,23 @@ async fn pop(
     topic: &str,
     invisible_ms: i64,
 ) -> (i32, Vec<Popped>) {
+    pop_held(caller, addr, (topic, invisible_ms), 0).await
+}
+
+/// [`pop`], held up to `poll_ms` when nothing is there.
+async fn pop_held(
+    caller: &RemotingClient,
+    addr: &str,
+    (topic, invisible_ms): (&str, i64),
+    poll_ms: i64,
+) -> (i32, Vec<Popped>) {
     let header = PopMessageRequestHeader {
         consumer_group: GROUP.into(),
         topic: topic.into(),
         queue_id: -1,
         max_msg_nums: 32,
         invisible_time: invisible_ms,
-        poll_time: 0,
+        poll_time: poll_ms,
         born_time: None,
         init_mode: 0,
         exp_type: Some("TAG".into()),
@@ -58,10 +68,9 @@ async fn pop(
         order: None,
         attempt_id: None,
     };
-    let reply = caller
-        .invoke(addr, RemotingCommand::request(request::POP_MESSAGE).with_header(&header), WAIT)
-        .await
-        .unwrap();
+    let request = RemotingCommand::request(request::POP_MESSAGE).with_header(&header);
+    let wait = WAIT + Duration::from_millis(poll_ms.unsigned_abs());
+    let reply = caller.invoke(addr, request, wait).await.unwrap();
     if reply.code != response::SUCCESS {
         return (reply.code, Vec::new());
     }
@@ -265,5 +274,29 @@ async fn bad_acks_are_refused_with_rocketmqs_codes() {
         .await
         .unwrap();
     assert_eq!(reply.code, response::INVALID_PARAMETER);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_pop_is_held_until_a_message_comes_or_its_poll_time_ends() {
+    let (broker, caller) = setup("Held", 0).await;
+    let addr = broker.addr.clone();
+    let started = Instant::now();
+    assert_eq!(pop_held(&caller, &addr, ("Held", 60_000), 500).await.0, response::POLLING_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(400), "held for its poll time");
+    let sender = RemotingClient::new(ClientConfig::default(), None);
+    let send_to = addr.clone();
+    let sending = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        raw::send(&sender, &send_to, "Held", 0, 7, 32).await;
+    });
+    let started = Instant::now();
+    let (code, popped) = pop_held(&caller, &addr, ("Held", 60_000), 10_000).await;
+    assert_eq!(
+        (code, popped.iter().map(|m| m.id).collect::<Vec<_>>()),
+        (response::SUCCESS, vec![7])
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "answered when the message came");
+    sending.await.unwrap();
     broker.stop().await;
 }

@@ -123,8 +123,17 @@ pub(super) fn handle(
     }
     let deadline = header.born_time.unwrap_or(pop.pop_time).saturating_add(header.poll_time);
     let wait = Duration::from_millis(u64::try_from(deadline - pop.pop_time).unwrap_or(0));
-    let (broker, conn) = (broker.clone(), conn.clone());
+    // Held pops share the held pulls' bound (`maxHeldPullRequests`).
+    let slot = super::pull_message::HeldSlot::take(broker).ok_or_else(|| {
+        let why = format!(
+            "{} requests are held already (maxHeldPullRequests); pop again later",
+            broker.config.held_pulls_max
+        );
+        Refusal::new(response::POLLING_FULL, why)
+    })?;
+    let conn = conn.clone();
     Ok(Handled::Later(Box::pin(async move {
+        let broker = slot.broker().clone();
         hold(&broker, &conn, &header, queues, retry_first, wait).await
     })))
 }
@@ -207,6 +216,10 @@ fn check(broker: &Broker, header: &PopMessageRequestHeader) -> Result<Vec<i32>, 
     }
     if header.order == Some(true) {
         let why = "orderly POP (order=true) is not served by this broker yet; pop without order";
+        return Err(Refusal::new(response::SYSTEM_ERROR, why));
+    }
+    if !broker.send_config.read().unwrap_or_else(|p| p.into_inner()).timer.enabled {
+        let why = "POP needs the timer wheel for its checkpoints; set timerWheelEnable=true";
         return Err(Refusal::new(response::SYSTEM_ERROR, why));
     }
     let topic = &header.topic;

@@ -36,8 +36,21 @@ const FLAG_COMMIT_OFFSET: i32 = 0x1;
 const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
 
-/// Gives back a held pull's slot however its future ends.
-struct HeldSlot(Arc<Broker>);
+/// Gives back a held pull's (or pop's) slot however its future ends.
+pub(super) struct HeldSlot(Arc<Broker>);
+
+impl HeldSlot {
+    /// A slot, unless `maxHeldPullRequests` are held already.
+    pub(super) fn take(broker: &Arc<Broker>) -> Option<HeldSlot> {
+        let held = broker.held_pulls.fetch_add(1, Ordering::AcqRel);
+        let slot = HeldSlot(broker.clone());
+        (held < broker.config.held_pulls_max).then_some(slot)
+    }
+
+    pub(super) fn broker(&self) -> &Arc<Broker> {
+        &self.0
+    }
+}
 
 impl Drop for HeldSlot {
     fn drop(&mut self) {
@@ -69,15 +82,13 @@ pub(super) fn handle(
     if reply.code != response::PULL_NOT_FOUND || !suspend {
         return answered(reply);
     }
-    let held = broker.held_pulls.fetch_add(1, Ordering::AcqRel);
-    let slot = HeldSlot(broker.clone());
-    if held >= broker.config.held_pulls_max {
+    let Some(slot) = HeldSlot::take(broker) else {
         let why = format!(
-            "{held} pull requests are already held (maxHeldPullRequests={}); pull again later",
+            "{} pull requests are already held (maxHeldPullRequests); pull again later",
             broker.config.held_pulls_max
         );
         return Err(Refusal::new(response::SYSTEM_BUSY, why));
-    }
+    };
     let hold_ms = if broker.config.long_polling {
         u64::try_from(header.suspend_timeout_millis).unwrap_or(0)
     } else {
