@@ -23,6 +23,7 @@ pub mod pull_consumer;
 pub mod push_consumer;
 pub mod raw;
 pub mod route;
+pub mod simple_consumer;
 pub mod subscription;
 pub mod transaction_producer;
 
@@ -31,6 +32,7 @@ pub use orderly::{OrderlyContext, OrderlyListener, OrderlyResult};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};
+pub use simple_consumer::{PoppedMessage, SimpleConsumer, SimpleConsumerConfig};
 pub use subscription::{ExpressionType, Subscription};
 pub use transaction_producer::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,

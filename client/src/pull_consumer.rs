@@ -632,6 +632,14 @@ pub(crate) fn decode(
     queue: &MessageQueue,
     body: &Bytes,
 ) -> Result<Vec<ReceivedMessage>, ClientError> {
+    decode_each(body, |_, _| queue.clone())
+}
+
+/// The records of an answer as messages, each of the queue `queue_of(topic, queue id)` names.
+pub(crate) fn decode_each(
+    body: &Bytes,
+    queue_of: impl Fn(&str, i32) -> MessageQueue,
+) -> Result<Vec<ReceivedMessage>, ClientError> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < body.len() {
@@ -647,9 +655,10 @@ pub(crate) fn decode(
                 (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
             })
             .collect();
+        let queue = queue_of(record.topic_str(), record.queue_id);
         out.push(ReceivedMessage {
             topic: props.get("RETRY_TOPIC").cloned().unwrap_or_else(|| queue.topic.clone()),
-            queue: queue.clone(),
+            queue,
             queue_offset: record.queue_offset,
             msg_id: props.get("UNIQ_KEY").cloned().unwrap_or_default(),
             offset_msg_id: offset_msg_id(record.store_host, record.physical_offset),

@@ -1,0 +1,94 @@
+//! `petrel-client`'s POP consumer (`SimpleConsumer`) against an in-process NameServer and
+//! broker: two members of one group share a topic with no rebalance, each message handed to
+//! one of them; what is acknowledged is done, what is not comes back once its invisible
+//! duration is over (with reconsume times 1, under the topic's name), and a longer invisible
+//! duration holds a message back.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{namesrv, producer, Running};
+use petrel_client::raw;
+use petrel_client::{Message, PoppedMessage, SimpleConsumer, SimpleConsumerConfig};
+
+fn member(ns: &str) -> SimpleConsumer {
+    SimpleConsumer::start(SimpleConsumerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "Simple".into(),
+        topic: "Popping".into(),
+        await_duration: Duration::from_millis(300),
+        ..SimpleConsumerConfig::default()
+    })
+    .unwrap()
+}
+
+/// Receives with both members until `want` ids came (or `within`), hiding each for
+/// `invisible`; who got what, by id.
+async fn receive_until(
+    members: &[&SimpleConsumer],
+    want: &BTreeSet<u64>,
+    invisible: Duration,
+    within: Duration,
+) -> BTreeMap<u64, (usize, PoppedMessage)> {
+    let deadline = Instant::now() + within;
+    let mut got = BTreeMap::new();
+    while Instant::now() < deadline && !want.iter().all(|id| got.contains_key(id)) {
+        for (n, member) in members.iter().enumerate() {
+            for popped in member.receive(16, invisible).await.unwrap() {
+                let id = raw::body_id(&popped.message.body).unwrap();
+                assert!(got.insert(id, (n, popped)).is_none(), "message {id} handed out twice");
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_a_topic_and_unacknowledged_messages_come_back() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = producer(&ns);
+    for id in 0..40 {
+        producer.send(&Message::new("Popping", raw::body(id, 32))).await.unwrap();
+    }
+    let (a, b) = (member(&ns), member(&ns));
+    let all: BTreeSet<u64> = (0..40).collect();
+    let first =
+        receive_until(&[&a, &b], &all, Duration::from_secs(2), Duration::from_secs(10)).await;
+    assert_eq!(first.keys().copied().collect::<BTreeSet<_>>(), all, "each message to one member");
+    let members = [&a, &b];
+    assert!((0..2).all(|n| first.values().any(|(got, _)| *got == n)), "both members received");
+    for (id, (n, popped)) in &first {
+        assert_eq!(popped.message.topic, "Popping");
+        match id % 4 {
+            0 => {}
+            1 => {
+                let later = members[*n].change_invisible_duration(popped, Duration::from_secs(60));
+                later.await.unwrap();
+            }
+            _ => members[*n].ack(popped).await.unwrap(),
+        }
+    }
+    let back: BTreeSet<u64> = (0..40).filter(|id| id % 4 == 0).collect();
+    let again =
+        receive_until(&[&a, &b], &back, Duration::from_secs(60), Duration::from_secs(20)).await;
+    assert_eq!(again.keys().copied().collect::<BTreeSet<_>>(), back, "exactly the unacknowledged");
+    for (n, popped) in again.values() {
+        assert_eq!(popped.message.reconsume_times, 1);
+        assert_eq!(popped.message.topic, "Popping", "under the topic's name");
+        assert!(popped.message.queue.topic.starts_with("%RETRY%Simple_"));
+        members[*n].ack(popped).await.unwrap();
+    }
+    let none =
+        receive_until(&[&a, &b], &all, Duration::from_secs(60), Duration::from_secs(6)).await;
+    assert!(none.is_empty(), "acknowledged or held back: {:?}", none.keys());
+    a.shutdown().await;
+    b.shutdown().await;
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
