@@ -18,8 +18,9 @@ use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, PopMessageRequestHeader,
-    PopMessageResponseHeader,
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, NotificationRequestHeader,
+    NotificationResponseHeader, PeekMessageRequestHeader, PollingInfoRequestHeader,
+    PollingInfoResponseHeader, PopMessageRequestHeader, PopMessageResponseHeader,
 };
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -298,5 +299,73 @@ async fn an_empty_pop_is_held_until_a_message_comes_or_its_poll_time_ends() {
     );
     assert!(started.elapsed() < Duration::from_secs(5), "answered when the message came");
     sending.await.unwrap();
+    broker.stop().await;
+}
+
+/// NOTIFICATION for the group: whether a pop would find something (held up to `poll_ms`).
+async fn notified(caller: &RemotingClient, addr: &str, topic: &str, poll_ms: i64) -> bool {
+    let header = NotificationRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: topic.into(),
+        queue_id: -1,
+        poll_time: poll_ms,
+        born_time: None,
+        order: None,
+        attempt_id: None,
+    };
+    let request = RemotingCommand::request(request::NOTIFICATION).with_header(&header);
+    let reply = caller.invoke(addr, request, WAIT).await.unwrap();
+    assert_eq!(reply.code, response::SUCCESS);
+    reply.header::<NotificationResponseHeader>().unwrap().has_msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_notification_and_polling_info_take_nothing() {
+    let (broker, caller) = setup("Peeked", 4).await;
+    let addr = broker.addr.clone();
+    let peek = |queue_id| {
+        let header = PeekMessageRequestHeader {
+            topic: "Peeked".into(),
+            queue_id,
+            max_msg_nums: 32,
+            consumer_group: GROUP.into(),
+        };
+        RemotingCommand::request(request::PEEK_MESSAGE).with_header(&header)
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut reply = caller.invoke(&addr, peek(-1), WAIT).await.unwrap();
+    while reply.body_bytes().len() < 4 * 32 && Instant::now() < deadline {
+        reply = caller.invoke(&addr, peek(-1), WAIT).await.unwrap();
+    }
+    assert_eq!(reply.code, response::SUCCESS);
+    assert!(notified(&caller, &addr, "Peeked", 0).await, "a pop would find them");
+    let popped = pop_until(&caller, &addr, ("Peeked", 60_000), &(0..4).collect(), WAIT).await;
+    assert_eq!(popped.len(), 4, "peeking hid nothing");
+    assert_eq!(caller.invoke(&addr, peek(-1), WAIT).await.unwrap().code, response::PULL_NOT_FOUND);
+    assert!(!notified(&caller, &addr, "Peeked", 0).await, "all taken");
+    let started = Instant::now();
+    assert!(!notified(&caller, &addr, "Peeked", 400).await);
+    assert!(started.elapsed() >= Duration::from_millis(300), "held for its poll time");
+
+    let (caller2, addr2) = (RemotingClient::new(ClientConfig::default(), None), addr.clone());
+    let held =
+        tokio::spawn(async move { pop_held(&caller2, &addr2, ("Peeked", 60_000), 3_000).await.0 });
+    let info = PollingInfoRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: "Peeked".into(),
+        queue_id: -1,
+    };
+    let ask = || RemotingCommand::request(request::POLLING_INFO).with_header(&info);
+    let deadline = Instant::now() + WAIT;
+    let mut polling = 0;
+    while polling == 0 && Instant::now() < deadline {
+        let reply = caller.invoke(&addr, ask(), WAIT).await.unwrap();
+        polling = reply.header::<PollingInfoResponseHeader>().unwrap().polling_num;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(polling, 1, "the held pop is counted");
+    assert_eq!(held.await.unwrap(), response::POLLING_TIMEOUT);
+    let reply = caller.invoke(&addr, ask(), WAIT).await.unwrap();
+    assert_eq!(reply.header::<PollingInfoResponseHeader>().unwrap().polling_num, 0);
     broker.stop().await;
 }

@@ -34,6 +34,7 @@ mod notify_broker_role_changed;
 mod notify_consumer_ids_changed;
 mod persist;
 mod pop;
+mod pop_info;
 mod pull_message;
 mod query_consumer_offset;
 mod query_message;
@@ -180,10 +181,8 @@ pub struct Broker {
     learned_master_addr: Mutex<Option<String>>,
     /// Ordered consumers' queue locks (LOCK_BATCH_MQ, UNLOCK_BATCH_MQ).
     queue_locks: Mutex<petrel_core::broker::queue_locks::QueueLocks>,
-    /// Where each POP left each queue of each group, until its checkpoint is stored and the
-    /// group's offset moves there (`pop.rs`); and how many pops there were.
-    pop_offsets: Mutex<pop::PopOffsets>,
-    pops: AtomicU64,
+    /// POP consumers' state (`pop.rs`).
+    pop: pop::PopState,
     /// The timer checkpoints this broker wrote while delivering, oldest first, each with the
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
@@ -626,6 +625,9 @@ impl Broker {
             request::ACK_MESSAGE => ack_message::handle_ack,
             request::BATCH_ACK_MESSAGE => ack_message::handle_batch_ack,
             request::CHANGE_MESSAGE_INVISIBLETIME => ack_message::handle_change_invisible,
+            request::PEEK_MESSAGE => pop_info::handle_peek,
+            request::NOTIFICATION => pop_info::handle_notification,
+            request::POLLING_INFO => pop_info::handle_polling_info,
             request::UNLOCK_BATCH_MQ => lock_batch_mq::handle_unlock,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
                 update_and_create_subscriptiongroup::handle
@@ -889,8 +891,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
         queue_locks: Mutex::default(),
-        pop_offsets: Mutex::default(),
-        pops: AtomicU64::new(0),
+        pop: pop::PopState::default(),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -106,7 +106,7 @@ pub(super) fn handle(
 ) -> Outcome {
     let header: PopMessageRequestHeader = decode(request)?;
     let queues = check(broker, &header)?;
-    let pick = broker.pops.fetch_add(1, Ordering::Relaxed);
+    let pick = broker.pop.count.fetch_add(1, Ordering::Relaxed);
     let pop = Pop::of(&header, pick)?;
     let retry_first = pick.is_multiple_of(100 / RETRY_FIRST_PERCENT);
     let popped = pop_all(broker, &pop, &queues, retry_first)?;
@@ -180,6 +180,7 @@ async fn hold(
 ) -> RemotingCommand {
     let deadline = tokio::time::Instant::now() + wait;
     let dispatched = broker.store.dispatched();
+    let _counted = Polling::count(broker, (&header.topic, &header.consumer_group, header.queue_id));
     loop {
         let seen = dispatched.get();
         tokio::select! {
@@ -188,7 +189,7 @@ async fn hold(
             () = tokio::time::sleep_until(deadline) => break,
             () = conn.closed() => break,
         }
-        let Ok(pop) = Pop::of(header, broker.pops.fetch_add(1, Ordering::Relaxed)) else {
+        let Ok(pop) = Pop::of(header, broker.pop.count.fetch_add(1, Ordering::Relaxed)) else {
             break;
         };
         match pop_all(broker, &pop, &queues, retry_first) {
@@ -222,7 +223,17 @@ fn check(broker: &Broker, header: &PopMessageRequestHeader) -> Result<Vec<i32>, 
         let why = "POP needs the timer wheel for its checkpoints; set timerWheelEnable=true";
         return Err(Refusal::new(response::SYSTEM_ERROR, why));
     }
-    let topic = &header.topic;
+    queues_to_read(broker, &header.topic, header.queue_id, &header.consumer_group)
+}
+
+/// The checks every POP request shares (topic, its permission, the queue id, the group); the
+/// queues to read: all, from one that turns with each pop, or the one asked for.
+pub(super) fn queues_to_read(
+    broker: &Broker,
+    topic: &str,
+    queue_id: i32,
+    group: &str,
+) -> Result<Vec<i32>, Refusal> {
     let Some(config) = broker.topic(topic) else {
         let why = format!("topic[{topic}] not exist, apply first please!");
         return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
@@ -231,19 +242,19 @@ fn check(broker: &Broker, header: &PopMessageRequestHeader) -> Result<Vec<i32>, 
         let why = format!("the topic[{topic}] peeking message is forbidden");
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
-    if header.queue_id >= config.read_queue_nums {
+    if queue_id >= config.read_queue_nums {
         let why = format!(
-            "queueId[{}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{}]",
-            header.queue_id, config.read_queue_nums
+            "queueId[{queue_id}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{}]",
+            config.read_queue_nums
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    check_group(broker, &header.consumer_group)?;
-    if header.queue_id >= 0 {
-        return Ok(vec![header.queue_id]);
+    check_group(broker, group)?;
+    if queue_id >= 0 {
+        return Ok(vec![queue_id]);
     }
     let count = config.read_queue_nums.max(0);
-    let start = (broker.pops.load(Ordering::Relaxed) % u64::from(count.max(1) as u32)) as i32;
+    let start = (broker.pop.count.load(Ordering::Relaxed) % u64::from(count.max(1) as u32)) as i32;
     Ok((0..count).map(|i| (start + i) % count).collect())
 }
 
@@ -315,15 +326,10 @@ fn pop_queue(
         return Ok(());
     }
     // Held while the queue is read and its offset moved: two pops never hand out one message.
-    let mut latest = lock(&broker.pop_offsets);
+    let mut latest = lock(&broker.pop.offsets);
     let key = (topic.to_owned(), pop.group.to_owned(), queue_id);
-    let committed = broker.offsets().query(topic, pop.group, queue_id);
-    let first = match committed {
-        Some(offset) => offset,
-        None if pop.init_last && kind == TopicKind::Normal => (max - 1).max(min),
-        None => min,
-    };
-    let mut offset = first.max(latest.get(&key).copied().unwrap_or(i64::MIN)).max(min);
+    let init_last = pop.init_last && kind == TopicKind::Normal;
+    let mut offset = position(broker, &latest, &key, (min, max), init_last);
     let limits = ReadLimits { messages_max: left, ..ReadLimits::default() };
     let filter = |code| pop.filter.matches(code);
     let mut got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
@@ -357,6 +363,24 @@ fn pop_queue(
     }
     popped.rest += max.saturating_sub(next);
     Ok(())
+}
+
+/// Where the next pop of `(topic, group, queue)` reads: the group's offset (with none, the
+/// queue's first message, or with `init_last` its last), or the last pop's end past it.
+pub(super) fn position(
+    broker: &Broker,
+    latest: &PopOffsets,
+    key: &(String, String, i32),
+    (min, max): (i64, i64),
+    init_last: bool,
+) -> i64 {
+    let (topic, group, queue_id) = key;
+    let first = match broker.offsets().query(topic, group, *queue_id) {
+        Some(offset) => offset,
+        None if init_last => (max - 1).max(min),
+        None => min,
+    };
+    first.max(latest.get(key).copied().unwrap_or(i64::MIN)).max(min)
 }
 
 fn queue_offset(record: &[u8]) -> Option<i64> {
@@ -445,3 +469,44 @@ pub(super) fn put_refusal(error: &PutError, what: &str) -> Refusal {
 
 /// The latest offset each pop moved a queue to, by (topic, group, queue).
 pub(super) type PopOffsets = BTreeMap<(String, String, i32), i64>;
+
+/// Pops held now, by (topic, group, queue id as asked: -1 for every queue) (POLLING_INFO).
+pub(super) type HeldPops = BTreeMap<(String, String, i32), i32>;
+
+/// What the broker keeps for POP consumers.
+#[derive(Default)]
+pub(super) struct PopState {
+    /// Where each pop left each queue of each group, until its checkpoint is stored and the
+    /// group's offset moves there.
+    pub offsets: Mutex<PopOffsets>,
+    pub held: Mutex<HeldPops>,
+    /// Pops (and peeks) so far: which queue a pop of every queue starts at, and which revive
+    /// queue it writes to.
+    pub count: std::sync::atomic::AtomicU64,
+}
+
+/// Counts one held pop while it lives.
+struct Polling<'a> {
+    broker: &'a Broker,
+    key: (String, String, i32),
+}
+
+impl<'a> Polling<'a> {
+    fn count(broker: &'a Broker, (topic, group, queue_id): (&str, &str, i32)) -> Polling<'a> {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        *lock(&broker.pop.held).entry(key.clone()).or_default() += 1;
+        Polling { broker, key }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.broker.pop.held);
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count <= 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}

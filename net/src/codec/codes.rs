@@ -32,7 +32,10 @@ pub mod request {
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const POP_MESSAGE: i32 = 200050;
     pub const ACK_MESSAGE: i32 = 200051;
+    pub const PEEK_MESSAGE: i32 = 200052;
     pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
+    pub const NOTIFICATION: i32 = 200054;
+    pub const POLLING_INFO: i32 = 200055;
     pub const BATCH_ACK_MESSAGE: i32 = 200151;
     pub const PUT_KV_CONFIG: i32 = 100;
     pub const GET_KV_CONFIG: i32 = 101;
@@ -161,7 +164,10 @@ pub fn request_name(code: i32) -> &'static str {
         GET_TIMER_CHECK_POINT => "GET_TIMER_CHECK_POINT",
         POP_MESSAGE => "POP_MESSAGE",
         ACK_MESSAGE => "ACK_MESSAGE",
+        PEEK_MESSAGE => "PEEK_MESSAGE",
         CHANGE_MESSAGE_INVISIBLETIME => "CHANGE_MESSAGE_INVISIBLETIME",
+        NOTIFICATION => "NOTIFICATION",
+        POLLING_INFO => "POLLING_INFO",
         BATCH_ACK_MESSAGE => "BATCH_ACK_MESSAGE",
         LOCK_BATCH_MQ => "LOCK_BATCH_MQ",
         UNLOCK_BATCH_MQ => "UNLOCK_BATCH_MQ",

@@ -362,3 +362,51 @@ command_header! {
         required revive_qid: i32 = "reviveQid",
     }
 }
+
+command_header! {
+    /// PEEK_MESSAGE (200052): messages a pop would hand out, handed out to no one.
+    pub struct PeekMessageRequestHeader {
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required max_msg_nums: i32 = "maxMsgNums",
+        required consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
+    /// NOTIFICATION (200054): whether a pop would find something, held up to `pollTime`.
+    pub struct NotificationRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required poll_time: i64 = "pollTime",
+        optional born_time: i64 = "bornTime",
+        optional order: bool = "order",
+        optional attempt_id: String = "attemptId",
+    }
+}
+
+command_header! {
+    /// The answer to NOTIFICATION.
+    pub struct NotificationResponseHeader {
+        required has_msg: bool = "hasMsg",
+        required polling_full: bool = "pollingFull",
+    }
+}
+
+command_header! {
+    /// POLLING_INFO (200055): how many pops of the group are held for the queue (-1: every
+    /// queue).
+    pub struct PollingInfoRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+    }
+}
+
+command_header! {
+    /// The answer to POLLING_INFO.
+    pub struct PollingInfoResponseHeader {
+        required polling_num: i32 = "pollingNum",
+    }
+}
