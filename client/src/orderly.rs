@@ -65,7 +65,8 @@ where
 /// One queue of an orderly member, shared by its puller, its consumer task, the lock renewals
 /// and a release.
 pub(crate) struct OrderlyShared {
-    pub state: Mutex<OrderlyQueue<ReceivedMessage>>,
+    /// Messages shared, so that taking one to consume outside the lock copies nothing.
+    pub state: Mutex<OrderlyQueue<Arc<ReceivedMessage>>>,
     /// Woken by a pull and by a lock answer.
     pub changed: Notify,
     /// Held while a message is in consumption: a release waits for it before it commits.
@@ -75,7 +76,7 @@ pub(crate) struct OrderlyShared {
 
 impl OrderlyShared {
     pub fn new(
-        state: OrderlyQueue<ReceivedMessage>,
+        state: OrderlyQueue<Arc<ReceivedMessage>>,
         listener: Arc<dyn OrderlyListener>,
     ) -> OrderlyShared {
         OrderlyShared {
@@ -86,7 +87,7 @@ impl OrderlyShared {
         }
     }
 
-    pub fn state(&self) -> MutexGuard<'_, OrderlyQueue<ReceivedMessage>> {
+    pub fn state(&self) -> MutexGuard<'_, OrderlyQueue<Arc<ReceivedMessage>>> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

@@ -675,7 +675,7 @@ async fn accept(inner: &Arc<Inner>, process: &Process, wanted: Vec<ReceivedMessa
             }
         }
         Process::Orderly(shared) => {
-            let messages = wanted.into_iter().map(|m| (m.queue_offset, m.body.len(), m));
+            let messages = wanted.into_iter().map(|m| (m.queue_offset, m.body.len(), Arc::new(m)));
             shared.state().pulled(messages, next);
             shared.changed.notify_one();
         }

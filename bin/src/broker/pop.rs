@@ -183,11 +183,8 @@ async fn hold(
     let _counted = Polling::count(broker, (&header.topic, &header.consumer_group, header.queue_id));
     loop {
         let seen = dispatched.get();
-        tokio::select! {
-            biased;
-            going = dispatched.wait_for(|now| now != seen) => if !going { break },
-            () = tokio::time::sleep_until(deadline) => break,
-            () = conn.closed() => break,
+        if !super::pull_message::dispatched_past(&dispatched, seen, deadline, conn).await {
+            break;
         }
         let Ok(pop) = Pop::of(header, broker.pop.count.fetch_add(1, Ordering::Relaxed)) else {
             break;

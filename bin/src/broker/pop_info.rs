@@ -24,7 +24,7 @@ use petrel_net::transport::{Connection, Handled};
 use petrel_storage::ReadLimits;
 
 use super::pop::{position, queues_to_read};
-use super::pull_message::HeldSlot;
+use super::pull_message::{dispatched_past, HeldSlot};
 use super::{answered, decode, lock, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -123,11 +123,8 @@ pub(super) fn handle_notification(
         let dispatched = broker.store.dispatched();
         loop {
             let seen = dispatched.get();
-            tokio::select! {
-                biased;
-                going = dispatched.wait_for(|now| now != seen) => if !going { break },
-                () = tokio::time::sleep_until(until) => break,
-                () = conn.closed() => break,
+            if !dispatched_past(&dispatched, seen, until, &conn).await {
+                break;
             }
             if has_message(&broker, &header.topic, &header.consumer_group, &queues) {
                 return answer(true, false);

@@ -124,14 +124,27 @@ async fn hold(
                 return reply;
             }
         }
-        tokio::select! {
-            biased;
-            going = dispatched.wait_for(|now| now != seen) => if !going { break },
-            () = tokio::time::sleep_until(deadline) => break,
-            () = conn.closed() => break,
+        if !dispatched_past(&dispatched, seen, deadline, conn).await {
+            break;
         }
     }
     read(broker, header, reader)
+}
+
+/// Waits until dispatch moves past `seen`: true then; false at `deadline`, when `conn`
+/// closes, or when dispatch stops. Held pulls, pops and notifications wait with it.
+pub(super) async fn dispatched_past(
+    dispatched: &petrel_storage::service::Progress,
+    seen: u64,
+    deadline: tokio::time::Instant,
+    conn: &Connection,
+) -> bool {
+    tokio::select! {
+        biased;
+        going = dispatched.wait_for(|now| now != seen) => going,
+        () = tokio::time::sleep_until(deadline) => false,
+        () = conn.closed() => false,
+    }
 }
 
 /// What a pull reads with: its filter, and its group's settings (which broker to suggest).
