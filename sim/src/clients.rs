@@ -120,6 +120,7 @@ pub async fn produce_timed(
     pause: Range<u64>,
     delay: impl Fn(u64) -> Option<i64>,
 ) -> BTreeMap<u64, String> {
+    let delay = |id| delay(id).map(Some);
     produce_with(history, topic, ids, (body_bytes, pause), delay, |_| None).await
 }
 
@@ -136,18 +137,33 @@ pub async fn produce_keyed(
     produce_with(history, topic, ids, (body_bytes, pause), |_| None, |id| Some(key(id))).await
 }
 
+/// [`produce`] with no send retried: each message is stored once at most (a retried send whose
+/// first try landed stores it twice).
+pub async fn produce_unretried(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: usize,
+    pause: Range<u64>,
+) -> BTreeMap<u64, String> {
+    produce_with(history, topic, ids, (body_bytes, pause), |_| Some(None), |_| None).await
+}
+
+/// Sends as [`produce`] does; `delay(id)` is `Some(..)` when no send may be retried, and then
+/// carries message `id`'s delay, if it has one.
 async fn produce_with(
     history: History,
     topic: &str,
     ids: Range<u64>,
     (body_bytes, pause): (usize, Range<u64>),
-    delay: impl Fn(u64) -> Option<i64>,
+    delay: impl Fn(u64) -> Option<Option<i64>>,
     key: impl Fn(u64) -> Option<String>,
 ) -> BTreeMap<u64, String> {
-    let timed = (ids.start..ids.end).any(|id| delay(id).is_some());
+    let once = (ids.start..ids.end).any(|id| delay(id).is_some());
+    let delay = |id| delay(id).flatten();
     let config = ProducerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
-        retries: if timed { 0 } else { ProducerConfig::default().retries },
+        retries: if once { 0 } else { ProducerConfig::default().retries },
         ..ProducerConfig::default()
     };
     let producer = Producer::start(config).expect("a producer with a NameServer starts");

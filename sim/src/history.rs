@@ -89,6 +89,19 @@ pub enum Event {
     /// A cancel of timer message `id` was sent; the broker acknowledged it at wall time
     /// `acked_wall` (ms), or `None`: refused, or no answer (it may have landed).
     Cancelled { id: u64, acked_wall: Option<i64> },
+    /// A POP consumer's delivery from `place` is hidden from its group from `popped` until
+    /// `until` (the broker's pop time and invisible time, as the handle it came with says, or
+    /// an answered change of its invisible time).
+    Invisible { consumer: String, place: Place, popped: Instant, until: Instant },
+    /// A POP consumer is about to acknowledge its delivery from `place` (`change: false`) or to
+    /// change its invisible time (`change: true`): from here the broker may have it.
+    PopAsked { consumer: String, place: Place, change: bool },
+    /// A POP consumer acknowledged its delivery from `place` (`change: false`) or changed its
+    /// invisible time (`change: true`); `answered`: the broker answered SUCCESS (`Some(true)`),
+    /// refused (`Some(false)`), or no answer came (`None`).
+    PopAnswered { consumer: String, place: Place, change: bool, answered: Option<bool> },
+    /// A POP consumer's receive failed: the broker may have handed out messages nobody got.
+    PopLost { consumer: String },
     /// The last fault is over: the cluster is whole from here on.
     Healed,
 }
@@ -207,7 +220,11 @@ impl History {
                 | Event::Decided { .. }
                 | Event::Checked { .. }
                 | Event::Cancelled { .. }
-                | Event::UnderLock { .. } => {}
+                | Event::UnderLock { .. }
+                | Event::Invisible { .. }
+                | Event::PopAsked { .. }
+                | Event::PopAnswered { .. }
+                | Event::PopLost { .. } => {}
             }
         }
         summary

@@ -64,3 +64,8 @@ async fn timer() {
 async fn orderly() {
     scenarios::orderly::run().await;
 }
+
+#[madsim::test]
+async fn pop() {
+    scenarios::pop::run().await;
+}

@@ -187,6 +187,11 @@ pub struct Broker {
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
         Mutex<std::collections::VecDeque<(petrel_storage::timer::TimerCheckpoint, u64)>>,
+    /// Wall time (ms) before which the timer wheel has put every timer message due (its read
+    /// time, or the last time its enqueue was caught up if earlier; 0 until the wheel runs),
+    /// with the commit log's end then: once dispatch passes that end, the puts are readable.
+    /// The revive service takes an idle revive queue as read no further (`revive.rs`).
+    timer_done: Mutex<(i64, u64)>,
     store: StoreService,
     disk: Arc<dyn Disk>,
     topics: Mutex<TopicTable>,
@@ -890,6 +895,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master: Mutex::new(None),
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
+        timer_done: Mutex::new((0, 0)),
         queue_locks: Mutex::default(),
         pop: pop::PopState::default(),
         store: StoreService::start(Arc::new(store)),

@@ -335,7 +335,6 @@ fn pop_queue(
         got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
     }
     let next = (got.next_begin_offset as i64).max(offset);
-    latest.insert(key, next);
     if !got.messages.is_empty() {
         let offsets: Vec<i64> = got.messages.iter().filter_map(|m| queue_offset(m)).collect();
         let ck = PopCheckPoint {
@@ -358,6 +357,8 @@ fn pop_queue(
         popped.messages.extend(got.messages);
         popped.commits.push((topic.to_owned(), queue_id, next));
     }
+    // Past what was read only once its checkpoint is in: a failed put hands nothing out.
+    latest.insert(key, next);
     popped.rest += max.saturating_sub(next);
     Ok(())
 }

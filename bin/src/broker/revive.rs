@@ -6,9 +6,10 @@
 //! a message that cannot be put gets a checkpoint of its own, due later. The revive offset is
 //! committed once a checkpoint's messages are all put.
 //!
-//! Not yet: waiting for a timer backlog before taking an idle queue for read to now (after a
-//! restart with many timer messages pending, acknowledged messages may be put again: at least
-//! once, as when an ack comes late).
+//! A queue is taken as read no further than the timer wheel has put what was due (its read
+//! time, or where its enqueue last caught up) and dispatch made readable: a checkpoint is not
+//! judged while its acks may still wait in the wheel's backlog (RocketMQ checks the timer's
+//! dequeue and enqueue lag before it moves its end time).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,13 +51,20 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
             ReviveQueue::new(&name, broker.offsets().query(&topic, REVIVE_GROUP, q).unwrap_or(-1))
         })
         .collect();
+    // How far the timer wheel's puts are readable here.
+    let mut timer_done = 0;
     loop {
         tokio::select! {
             biased;
             _ = stop.wait() => return,
             () = tokio::time::sleep(REVIVE_INTERVAL) => {}
         }
+        let (done, end) = *super::lock(&broker.timer_done);
+        if broker.store().dispatched_offset() >= end {
+            timer_done = done;
+        }
         for (queue_id, queue) in (0..REVIVE_QUEUES).zip(queues.iter_mut()) {
+            queue.timer_done(timer_done);
             read(&broker, (&topic, queue_id), queue);
             for revive in queue.due() {
                 put_again(&broker, &revive, queue_id);
@@ -126,7 +134,9 @@ fn put_again(broker: &Broker, revive: &Revive, queue_id: i32) {
     };
     for offset in &revive.offsets {
         match put_one(broker, ck, *offset, &retry) {
-            Ok(()) => {}
+            Ok(()) => {
+                tracing::debug!(topic = %ck.t, queue = ck.q, offset, pop_time = ck.pt, "put again")
+            }
             Err(why) => {
                 tracing::warn!(topic = %ck.t, queue = ck.q, offset, %why, "not put again; its checkpoint is written again");
                 let again = rewrite(ck, *offset, now_millis() as i64);

@@ -151,6 +151,8 @@ async fn serve_files(
             Ok(()) = master.changed() => {}
         }
         service.tick(now_millis());
+        let done = service.read_time().min(service.write_time());
+        *lock(&broker.timer_done) = (done, broker.store().written_offset());
     }
     asking.set();
     if !persist(broker, &mut files, &service.progress()) {

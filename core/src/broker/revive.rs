@@ -67,8 +67,10 @@ pub struct ReviveQueue {
     /// The checkpoints not judged yet, by the key their acks name. A judged one leaves: a
     /// checkpoint written again for its first message has the same key.
     by_key: BTreeMap<PopKey, i64>,
-    /// The latest delivery time read (or taken for read while idle).
+    /// The latest delivery time read (or taken for read while idle), never past `timer_done`.
     read_to: i64,
+    /// Every revive record due before this has been put by the timer wheel and is readable.
+    timer_done: i64,
 }
 
 impl ReviveQueue {
@@ -82,7 +84,16 @@ impl ReviveQueue {
             pending: BTreeMap::new(),
             by_key: BTreeMap::new(),
             read_to: 0,
+            timer_done: i64::MAX,
         }
+    }
+
+    /// The timer wheel has put (and dispatch made readable) every revive record due before
+    /// `ms`: what is read, or idle time, counts no further. A record written straight to the
+    /// queue (its time already past) may be read before an ack still in the wheel's backlog;
+    /// the checkpoint that ack names waits for it.
+    pub fn timer_done(&mut self, ms: i64) {
+        self.timer_done = ms;
     }
 
     /// Where to read next.
@@ -99,7 +110,7 @@ impl ReviveQueue {
     /// (handled before a restart, or never written) is read past.
     pub fn read(&mut self, offset: i64, deliver_ms: i64, record: ReviveRecord) {
         self.next = self.next.max(offset.saturating_add(1));
-        self.read_to = self.read_to.max(deliver_ms);
+        self.read_to = self.read_to.max(deliver_ms.min(self.timer_done));
         match record {
             ReviveRecord::Ck(mut ck) => {
                 let key = ck.key(&self.broker);
@@ -131,6 +142,7 @@ impl ReviveQueue {
     /// Nothing more to read at `now`, and no timer message is still to come due: when the last
     /// record read was delivered [`IDLE_MS`] ago, the queue is read to `now`.
     pub fn idle(&mut self, now: i64) {
+        let now = now.min(self.timer_done);
         if now.saturating_sub(self.read_to) > IDLE_MS {
             self.read_to = now;
         }
@@ -262,6 +274,23 @@ mod tests {
         queue.check_invariants();
         assert_eq!(queue.revived(0), Some(0));
         assert_eq!((queue.committed(), queue.next()), (0, 4));
+        queue.check_invariants();
+    }
+
+    #[test]
+    fn nothing_is_judged_past_what_the_timer_wheel_has_put() {
+        let mut queue = ReviveQueue::new("b", -1);
+        queue.timer_done(9_000);
+        queue.read(0, 9_000, ReviveRecord::Ck(ck(100, &[0], 0)));
+        // A late ack of another checkpoint, written straight to the queue, and time passing:
+        // the wheel still holds acks due at 10 000.
+        queue.read(1, 30_000, ReviveRecord::Ack(ack(500, 500, 1)));
+        queue.idle(40_000);
+        assert!(queue.due().is_empty(), "its ack may still be in the wheel's backlog");
+        queue.timer_done(13_500);
+        queue.read(2, 10_000, ReviveRecord::Ack(ack(100, 100, 0)));
+        queue.idle(40_000);
+        assert_eq!(queue.due()[0].offsets, Vec::<i64>::new(), "acknowledged: nothing put again");
         queue.check_invariants();
     }
 

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod failover;
 pub mod namesrv;
 pub mod orderly;
+pub mod pop;
 pub mod producer;
 pub mod pull_consumer;
 pub mod replication;
@@ -99,6 +100,11 @@ pub const ALL: &[Scenario] = &[
         name: "orderly",
         about: "an orderly consumer group that grows, shrinks and loses a member; the broker under swarm faults",
         run: || Box::pin(orderly::run()),
+    },
+    Scenario {
+        name: "pop",
+        about: "a POP consumer group that leaves, delays and loses messages; the broker under swarm faults",
+        run: || Box::pin(pop::run()),
     },
 ];
 
