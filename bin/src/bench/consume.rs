@@ -2,7 +2,8 @@
 //!
 //! - consumer: a push consumer reads a topic from its first message for a duration and reports
 //!   messages per second; with `--orderly`, an orderly consumer of another fresh group reads
-//!   it again after it, and the two rates are compared.
+//!   it again after it, and with `--pop` POP consumers (`SimpleConsumer`: receive 32, ack
+//!   each) do, and the two rates are compared.
 //! - e2e: a producer sends at a fixed rate, each body stamped with its send time; a push consumer
 //!   of a fresh group receives them; the report gives produce-to-consume latency percentiles.
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
-    PushConsumer, PushConsumerConfig, ReceivedMessage,
+    PushConsumer, PushConsumerConfig, ReceivedMessage, SimpleConsumer, SimpleConsumerConfig,
 };
 use serde::Serialize;
 
@@ -29,9 +30,25 @@ pub struct ConsumeBench {
     /// e2e only: messages per second to send (0: consume only).
     pub rate: u64,
     pub message_bytes: usize,
-    /// Consume in order, under queue locks (`PushConsumer::start_orderly`).
-    pub orderly: bool,
+    /// How to consume.
+    pub kind: ConsumeKind,
 }
+
+/// The consumer a bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeKind {
+    Push,
+    /// In order, under queue locks (`PushConsumer::start_orderly`).
+    Orderly,
+    /// POP: [`POP_RECEIVERS`] `SimpleConsumer` loops, each receiving up to 32 messages and
+    /// acknowledging each before it receives again.
+    Pop,
+}
+
+/// Receive loops of the POP bench.
+pub const POP_RECEIVERS: usize = 4;
+/// What a POP bench receive asks for.
+const POP_BATCH: usize = 32;
 
 /// The outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +83,7 @@ fn consumer(
         rebalance_interval: Duration::from_secs(2),
         ..PushConsumerConfig::default()
     };
-    let started = if bench.orderly {
+    let started = if bench.kind == ConsumeKind::Orderly {
         PushConsumer::start_orderly(config, move |message: &ReceivedMessage, _: &OrderlyContext| {
             record(&seen, message);
             OrderlyResult::Success
@@ -94,18 +111,81 @@ fn record(seen: &Seen, message: &ReceivedMessage) {
     }
 }
 
-/// `petrel bench consumer --orderly`: the push consumer reads the topic, then an orderly
-/// consumer of another fresh group (`{group}-orderly`) reads it again; both reports.
-pub async fn run_orderly_against_push(
+/// `petrel bench consumer --orderly` or `--pop`: the push consumer reads the topic, then the
+/// other kind reads it again in another fresh group (`{group}-orderly`, `{group}-pop`); both
+/// reports.
+pub async fn run_against_push(
     bench: ConsumeBench,
 ) -> Result<(ConsumeReport, ConsumeReport), String> {
-    let push = run(ConsumeBench { orderly: false, ..bench.clone() }).await?;
-    let group = format!("{}-orderly", bench.group);
-    let orderly = run(ConsumeBench { orderly: true, group, ..bench }).await?;
-    Ok((push, orderly))
+    let push = run(ConsumeBench { kind: ConsumeKind::Push, ..bench.clone() }).await?;
+    let suffix = if bench.kind == ConsumeKind::Pop { "pop" } else { "orderly" };
+    let group = format!("{}-{suffix}", bench.group);
+    let other = run(ConsumeBench { group, ..bench }).await?;
+    Ok((push, other))
+}
+
+/// POP consumers of a fresh group read the topic from its first message for the bench's
+/// duration; a message counts once its ack is answered.
+async fn run_pop(bench: &ConsumeBench) -> Result<ConsumeReport, String> {
+    let config = SimpleConsumerConfig {
+        namesrv_addrs: vec![bench.namesrv.clone()],
+        group: bench.group.clone(),
+        topic: bench.topic.clone(),
+        await_duration: Duration::from_secs(1),
+        ..SimpleConsumerConfig::default()
+    };
+    let consumer = Arc::new(SimpleConsumer::start(config).map_err(|e| e.to_string())?);
+    let acked = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(0));
+    let (started, started_micros) = (Instant::now(), micros_now());
+    let loops: Vec<_> = (0..POP_RECEIVERS)
+        .map(|_| {
+            let (consumer, acked, last) = (consumer.clone(), acked.clone(), last.clone());
+            let duration = bench.duration;
+            tokio::spawn(async move {
+                while started.elapsed() < duration {
+                    let Ok(batch) = consumer.receive(POP_BATCH, Duration::from_secs(60)).await
+                    else {
+                        continue;
+                    };
+                    for popped in &batch {
+                        if consumer.ack(popped).await.is_ok() {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            last.fetch_max(micros_now(), Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for receiving in loops {
+        receiving.await.map_err(|e| e.to_string())?;
+    }
+    let received = acked.load(Ordering::Relaxed);
+    let last = last.load(Ordering::Relaxed);
+    let seconds = match last > started_micros {
+        true => (last - started_micros) as f64 / 1e6,
+        false => started.elapsed().as_secs_f64(),
+    };
+    if let Ok(consumer) = Arc::try_unwrap(consumer) {
+        consumer.shutdown().await;
+    }
+    Ok(ConsumeReport {
+        sent: 0,
+        received,
+        seconds,
+        receive_tps: received as f64 / seconds,
+        e2e_p50_ms: 0.0,
+        e2e_p99_ms: 0.0,
+        e2e_p999_ms: 0.0,
+        e2e_max_ms: 0.0,
+    })
 }
 
 pub async fn run(bench: ConsumeBench) -> Result<ConsumeReport, String> {
+    if bench.kind == ConsumeKind::Pop {
+        return run_pop(&bench).await;
+    }
     let seen: Arc<Seen> =
         Arc::new((AtomicU64::new(0), AtomicU64::new(0), Mutex::new(latency_histogram())));
     let from = if bench.rate > 0 { ConsumeFrom::Last } else { ConsumeFrom::First };

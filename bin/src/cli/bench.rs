@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use petrel::bench::check_back::{self, CheckBackBench};
-use petrel::bench::consume::{self, ConsumeBench};
+use petrel::bench::consume::{self, ConsumeBench, ConsumeKind};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
 use petrel::bench::replication::{self, ReplicationBench};
@@ -63,17 +63,18 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
             let json = args.json;
             print!("{}", timer::run(args.into()).await?.render(json));
         }
-        BenchCommand::Consumer(args) if args.orderly => {
+        BenchCommand::Consumer(args) if args.orderly || args.pop => {
             let json = args.json;
-            let (push, orderly) = consume::run_orderly_against_push(args.into()).await?;
-            let ratio = orderly.receive_tps / push.receive_tps.max(f64::MIN_POSITIVE);
+            let name = if args.pop { "pop" } else { "orderly" };
+            let (push, other) = consume::run_against_push(args.into()).await?;
+            let ratio = other.receive_tps / push.receive_tps.max(f64::MIN_POSITIVE);
             if json {
-                let both = serde_json::json!({ "push": push, "orderly": orderly, "ratio": ratio });
+                let both = serde_json::json!({ "push": push, name: other, "ratio": ratio });
                 println!("{both}");
             } else {
                 println!("push    {}", push.render(false));
-                println!("orderly {}", orderly.render(false));
-                println!("orderly/push receive tps ratio {ratio:.2}");
+                println!("{name:<7} {}", other.render(false));
+                println!("{name}/push receive tps ratio {ratio:.2}");
             }
         }
         BenchCommand::Consumer(args) => {
@@ -302,8 +303,12 @@ pub struct ConsumerArgs {
     duration: u64,
     /// Then read the topic again with an orderly consumer (group `{group}-orderly`), and
     /// compare the two rates.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pop")]
     orderly: bool,
+    /// Then read the topic again with POP consumers (group `{group}-pop`: four receive loops,
+    /// 32 messages a receive, each acknowledged), and compare the two rates.
+    #[arg(long)]
+    pop: bool,
     #[arg(long)]
     json: bool,
 }
@@ -317,7 +322,11 @@ impl From<ConsumerArgs> for ConsumeBench {
             duration: Duration::from_secs(args.duration),
             rate: 0,
             message_bytes: 0,
-            orderly: args.orderly,
+            kind: match (args.orderly, args.pop) {
+                (true, _) => ConsumeKind::Orderly,
+                (_, true) => ConsumeKind::Pop,
+                _ => ConsumeKind::Push,
+            },
         }
     }
 }
@@ -351,7 +360,7 @@ impl From<E2eArgs> for ConsumeBench {
             duration: Duration::from_secs(args.duration),
             rate: args.rate.max(1),
             message_bytes: args.size,
-            orderly: false,
+            kind: ConsumeKind::Push,
         }
     }
 }
