@@ -92,3 +92,71 @@ async fn members_share_a_topic_and_unacknowledged_messages_come_back() {
     broker.stop().await;
     namesrv_handle.shutdown().await;
 }
+
+fn orderly_member(ns: &str) -> SimpleConsumer {
+    SimpleConsumer::start(SimpleConsumerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "SimpleInOrder".into(),
+        topic: "PoppingInOrder".into(),
+        await_duration: Duration::from_millis(300),
+        orderly: true,
+        ..SimpleConsumerConfig::default()
+    })
+    .unwrap()
+}
+
+/// Ids by key (`id % 2`), in the order they came.
+fn by_key(popped: &[PoppedMessage]) -> BTreeMap<u64, Vec<u64>> {
+    let mut keys: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for message in popped {
+        let id = raw::body_id(&message.message.body).unwrap();
+        keys.entry(id % 2).or_default().push(id);
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_members_get_each_queue_in_order_and_wait_for_its_acks() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = producer(&ns);
+    for id in 0..24 {
+        let message = Message::new("PoppingInOrder", raw::body(id, 32));
+        producer.send_by_key(&message, &format!("key-{}", id % 2)).await.unwrap();
+    }
+    let (a, b) = (orderly_member(&ns), orderly_member(&ns));
+    let hide = Duration::from_secs(3);
+    let first = a.receive(32, hide).await.unwrap();
+    let popped_at = Instant::now();
+    let keys = by_key(&first);
+    assert_eq!(keys.values().map(Vec::len).sum::<usize>(), 24, "one receive takes every queue");
+    for ids in keys.values() {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "each key in send order: {ids:?}");
+    }
+    assert!(b.receive(32, hide).await.unwrap().is_empty(), "every queue is out with a");
+    let (acked, rest): (Vec<_>, Vec<_>) =
+        first.iter().partition(|m| raw::body_id(&m.message.body).unwrap() < 12);
+    for message in &acked {
+        a.ack(message).await.unwrap();
+    }
+    assert!(popped_at.elapsed() < hide, "the test was too slow to see the queues blocked");
+    assert!(b.receive(32, hide).await.unwrap().is_empty(), "the rest is still out with a");
+    tokio::time::sleep(hide.saturating_sub(popped_at.elapsed()) + Duration::from_millis(300)).await;
+    let mut again = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while again.len() < rest.len() && Instant::now() < deadline {
+        again.extend(b.receive(32, Duration::from_secs(60)).await.unwrap());
+    }
+    let expected: BTreeMap<u64, Vec<u64>> = by_key(&rest.into_iter().cloned().collect::<Vec<_>>());
+    assert_eq!(by_key(&again), expected, "the unacknowledged rest again, in order");
+    assert!(again.iter().all(|m| m.message.reconsume_times == 1), "handed out once before");
+    for message in &again {
+        b.ack(message).await.unwrap();
+    }
+    assert!(a.receive(32, hide).await.unwrap().is_empty(), "all acknowledged");
+    a.shutdown().await;
+    b.shutdown().await;
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use petrel_core::broker::pop::{ExtraInfo, TopicKind, POP_MAX_MESSAGES};
+use petrel_core::broker::pop_order::order_count_of;
 use petrel_core::client::MessageQueue;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
@@ -38,6 +39,10 @@ pub struct SimpleConsumerConfig {
     /// Where a group with no position starts: the queue's first message, or its last.
     pub from_first: bool,
     pub request_timeout: Duration,
+    /// Receive in order (`order=true`): a queue's messages come in queue order, and its next
+    /// ones only once these are acknowledged or their invisible time ran out; then the same
+    /// ones come again, their `reconsume_times` counting the earlier hand-outs.
+    pub orderly: bool,
 }
 
 impl Default for SimpleConsumerConfig {
@@ -50,6 +55,7 @@ impl Default for SimpleConsumerConfig {
             await_duration: Duration::from_secs(5),
             from_first: true,
             request_timeout: Duration::from_secs(3),
+            orderly: false,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct SimpleConsumer {
     client: RemotingClient,
     route: Mutex<Option<TopicRoute>>,
     turn: AtomicUsize,
+    /// When it started: part of its attempt ids (orderly receives).
+    started_ms: i64,
 }
 
 impl SimpleConsumer {
@@ -86,6 +94,7 @@ impl SimpleConsumer {
             client: RemotingClient::new(ClientConfig::default(), None),
             route: Mutex::new(None),
             turn: AtomicUsize::new(0),
+            started_ms: now_ms(),
             config,
         })
     }
@@ -117,8 +126,8 @@ impl SimpleConsumer {
             init_mode: if self.config.from_first { 0 } else { 1 },
             exp_type: Some(self.config.subscription.expression_type.name().to_owned()),
             exp: Some(self.config.subscription.expression.clone()),
-            order: None,
-            attempt_id: None,
+            order: self.config.orderly.then_some(true),
+            attempt_id: self.config.orderly.then(|| self.attempt_id()),
         };
         let request = RemotingCommand::request(request::POP_MESSAGE).with_header(&header);
         let wait = self.config.request_timeout + self.config.await_duration;
@@ -187,6 +196,17 @@ impl SimpleConsumer {
         Ok(PoppedMessage { handle: handle.to_string(), ..popped.clone() })
     }
 
+    /// A fresh `attemptId`, in the layout of a message id, unique in this process (a counter
+    /// all consumers share) and across processes (the pid and this consumer's start time).
+    fn attempt_id(&self) -> String {
+        static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let count = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        let seed = (self.started_ms as u32) ^ (count >> 16) as u32;
+        let since = u64::try_from(now_ms() - self.started_ms).unwrap_or(0);
+        let pid = std::process::id() as u16;
+        petrel_core::broker::unique_key([127, 0, 0, 1], pid, seed, since, count as u16)
+    }
+
     pub async fn shutdown(self) {
         self.client.shutdown();
     }
@@ -249,6 +269,10 @@ impl SimpleConsumer {
                 offset: message.queue_offset,
             };
             message.topic = self.config.topic.clone();
+            if let Some(counts) = answer.order_count_info.as_deref() {
+                let count = order_count_of(counts, kind, queue_id, message.queue_offset);
+                message.reconsume_times = count.unwrap_or(message.reconsume_times);
+            }
             out.push(PoppedMessage {
                 message,
                 handle: handle.to_string(),

@@ -23,6 +23,7 @@ use petrel_net::transport::{Connection, Handled};
 use petrel_storage::Appended;
 
 use super::pop::{ck_json, put_refusal, put_revive, REVIVE_QUEUES};
+use super::pop_order;
 use super::{decode, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -40,6 +41,9 @@ pub(super) fn handle_ack(
         true,
     )?;
     let place = (header.topic.as_str(), header.queue_id);
+    if info.is_orderly() {
+        return pop_order::ack(broker, &header.consumer_group, place, header.offset, &info);
+    }
     let ack = ack_of(&info, &header.consumer_group, place, header.offset);
     let appended = put_ack(broker, &info, ACK_TAG, &ack)?;
     Ok(durable(broker, appended, success()))
@@ -78,6 +82,12 @@ pub(super) fn handle_batch_ack(
             queue_id: batch.q,
             offset: -1,
         };
+        if info.is_orderly() {
+            for offset in &offsets {
+                pop_order::ack(broker, &batch.c, (&topic, batch.q), *offset, &info)?;
+            }
+            continue;
+        }
         revive_queue_of(&info)?;
         let ack = AckMsg {
             ao: -1,
@@ -105,6 +115,10 @@ pub(super) fn handle_change_invisible(
     let header: ChangeInvisibleTimeRequestHeader = decode(request)?;
     let place = (header.topic.as_str(), header.queue_id);
     let info = handle_of(broker, place, header.offset, &header.extra_info, false)?;
+    if info.is_orderly() {
+        let change = (header.offset, header.invisible_time);
+        return pop_order::change_invisible(broker, &header.consumer_group, place, change, &info);
+    }
     let now = now_millis() as i64;
     let ck = PopCheckPoint {
         so: header.offset,
@@ -161,11 +175,9 @@ fn handle_of(
         return Err(Refusal::new(response::NO_MESSAGE, why));
     }
     let info = ExtraInfo::parse(extra_info).map_err(bad_handle)?;
-    if info.is_orderly() {
-        let why = "orderly POP is not served by this broker yet: its handles cannot be acked";
-        return Err(Refusal::new(response::SYSTEM_ERROR, why));
+    if !info.is_orderly() {
+        revive_queue_of(&info)?;
     }
-    revive_queue_of(&info)?;
     Ok(info)
 }
 

@@ -35,6 +35,7 @@ mod notify_consumer_ids_changed;
 mod persist;
 mod pop;
 mod pop_info;
+mod pop_order;
 mod pull_message;
 mod query_consumer_offset;
 mod query_message;

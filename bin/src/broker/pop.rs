@@ -9,8 +9,9 @@
 //! five, after it otherwise when the answer is not full. Its messages are answered under
 //! their retry topic's name (RocketMQ's `popResponseReturnActualRetryTopic=true`); the
 //! client's handle says which (retry field 1). A pop that finds nothing waits up to its
-//! `pollTime` for new messages, then answers POLLING_TIMEOUT. Not yet: orderly pops
-//! (`order=true`, refused), SQL92 expressions.
+//! `pollTime` for new messages, then answers POLLING_TIMEOUT. An orderly pop (`order=true`)
+//! writes no checkpoint and reads no retry topic (`pop_order.rs`). Not yet: SQL92
+//! expressions.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -21,8 +22,9 @@ use bytes::Bytes;
 use petrel_core::broker::filter::TagFilter;
 use petrel_core::broker::pop::{
     self, msg_offset_info, pop_retry_topic, start_offset_info, PopCheckPoint, QueueRead, TopicKind,
-    ACK_TIME_INTERVAL_MS, POP_MAX_MESSAGES,
+    ACK_TIME_INTERVAL_MS, ORDER_REVIVE_QUEUE, POP_MAX_MESSAGES,
 };
+use petrel_core::broker::pop_order::{order_count_info, QueueCounts};
 use petrel_core::broker::send_plan::plan_wait;
 use petrel_core::broker::topics::topic_config;
 use petrel_core::model::perm;
@@ -43,15 +45,18 @@ const RETRY_FIRST_PERCENT: u64 = 20;
 pub(super) const REVIVE_QUEUES: i32 = 8;
 
 /// What one pop asks, checked.
-struct Pop<'a> {
-    group: &'a str,
-    topic: &'a str,
-    filter: TagFilter,
-    want: usize,
-    pop_time: i64,
-    invisible_time: i64,
-    revive_qid: i32,
-    init_last: bool,
+pub(super) struct Pop<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub filter: TagFilter,
+    pub want: usize,
+    pub pop_time: i64,
+    pub invisible_time: i64,
+    pub revive_qid: i32,
+    pub init_last: bool,
+    /// An orderly pop (`pop_order.rs`), and the client's attempt it is.
+    pub order: bool,
+    pub attempt_id: Option<&'a str>,
 }
 
 impl<'a> Pop<'a> {
@@ -67,22 +72,29 @@ impl<'a> Pop<'a> {
             want: usize::try_from(header.max_msg_nums).unwrap_or(1).max(1),
             pop_time: now_millis() as i64,
             invisible_time: header.invisible_time.max(0),
-            revive_qid: (pick % REVIVE_QUEUES as u64) as i32,
+            revive_qid: match header.order {
+                Some(true) => ORDER_REVIVE_QUEUE,
+                _ => (pick % REVIVE_QUEUES as u64) as i32,
+            },
             init_last: header.init_mode == 1,
+            order: header.order == Some(true),
+            attempt_id: header.attempt_id.as_deref(),
         })
     }
 }
 
 /// What one pop found.
 #[derive(Default)]
-struct Popped {
-    reads: Vec<QueueRead>,
-    messages: Vec<Bytes>,
-    rest: i64,
+pub(super) struct Popped {
+    pub reads: Vec<QueueRead>,
+    pub messages: Vec<Bytes>,
+    pub rest: i64,
     /// The last checkpoint appended: the answer waits until it is acknowledged.
-    last_checkpoint: Option<Appended>,
+    pub last_checkpoint: Option<Appended>,
     /// (topic, queue, offset) the group's offsets move to once it is.
-    commits: Vec<(String, i32, i64)>,
+    pub commits: Vec<(String, i32, i64)>,
+    /// An orderly pop's count of earlier hand-outs of each message, by queue read.
+    pub order_counts: Vec<QueueCounts>,
 }
 
 impl Popped {
@@ -94,7 +106,8 @@ impl Popped {
             rest_num: self.rest,
             start_offset_info: Some(start_offset_info(&self.reads)),
             msg_offset_info: Some(msg_offset_info(&self.reads)),
-            order_count_info: None,
+            order_count_info: (!self.order_counts.is_empty())
+                .then(|| order_count_info(&self.order_counts)),
         }
     }
 }
@@ -212,11 +225,8 @@ fn check(broker: &Broker, header: &PopMessageRequestHeader) -> Result<Vec<i32>, 
         let why = format!("the broker[{}] pop message size over {POP_MAX_MESSAGES}", broker.addr);
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    if header.order == Some(true) {
-        let why = "orderly POP (order=true) is not served by this broker yet; pop without order";
-        return Err(Refusal::new(response::SYSTEM_ERROR, why));
-    }
-    if !broker.send_config.read().unwrap_or_else(|p| p.into_inner()).timer.enabled {
+    let orderly = header.order == Some(true);
+    if !orderly && !broker.send_config.read().unwrap_or_else(|p| p.into_inner()).timer.enabled {
         let why = "POP needs the timer wheel for its checkpoints; set timerWheelEnable=true";
         return Err(Refusal::new(response::SYSTEM_ERROR, why));
     }
@@ -289,9 +299,13 @@ fn pop_all(
     queues: &[i32],
     retry_first: bool,
 ) -> Result<Popped, Refusal> {
+    let mut popped = Popped::default();
+    if pop.order {
+        super::pop_order::pop_queues(broker, pop, queues, &mut popped);
+        return Ok(popped);
+    }
     let retry = pop_retry_topic(pop.group, pop.topic, false);
     let has_retry = broker.topic(&retry).is_some();
-    let mut popped = Popped::default();
     if has_retry && retry_first {
         pop_queue(broker, pop, (&retry, TopicKind::RetryV1, 0), &mut popped)?;
     }
@@ -381,7 +395,7 @@ pub(super) fn position(
     first.max(latest.get(key).copied().unwrap_or(i64::MIN)).max(min)
 }
 
-fn queue_offset(record: &[u8]) -> Option<i64> {
+pub(super) fn queue_offset(record: &[u8]) -> Option<i64> {
     match scan_record(record, Checks { physical_offset: None, crc: false }) {
         Scanned::Record(record) => Some(record.queue_offset),
         _ => None,
@@ -481,6 +495,8 @@ pub(super) struct PopState {
     /// Pops (and peeks) so far: which queue a pop of every queue starts at, and which revive
     /// queue it writes to.
     pub count: std::sync::atomic::AtomicU64,
+    /// Orderly pops' state (`pop_order.rs`); taken after `offsets`.
+    pub order: Mutex<petrel_core::broker::pop_order::OrderInfos>,
 }
 
 /// Counts one held pop while it lives.

@@ -9,6 +9,7 @@ pub mod delay;
 pub mod filter;
 pub mod offsets;
 pub mod pop;
+pub mod pop_order;
 pub mod queue_locks;
 pub mod replica_read;
 pub mod replicas;
