@@ -2,18 +2,23 @@
 //! broker: two members of one group share a topic with no rebalance, each message handed to
 //! one of them; what is acknowledged is done, what is not comes back once its invisible
 //! duration is over (with reconsume times 1, under the topic's name), and a longer invisible
-//! duration holds a message back.
+//! duration holds a message back. Orderly members get each queue in order, one receive at a
+//! time, the queue out until its messages are acknowledged or visible again, across a restart
+//! too.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{namesrv, producer, Running};
+use common::{loopback_config, namesrv, producer, wait_routed, Running};
+use petrel::broker;
 use petrel_client::raw;
 use petrel_client::{Message, PoppedMessage, SimpleConsumer, SimpleConsumerConfig};
+use petrel_storage::disk::FsDisk;
 
 fn member(ns: &str) -> SimpleConsumer {
     SimpleConsumer::start(SimpleConsumerConfig {
@@ -158,5 +163,63 @@ async fn orderly_members_get_each_queue_in_order_and_wait_for_its_acks() {
     b.shutdown().await;
     producer.shutdown().await;
     broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
+
+/// Receives with `member` until it gets something or `within` passed; what it got.
+async fn receive_some(
+    member: &SimpleConsumer,
+    hide: Duration,
+    within: Duration,
+) -> Vec<PoppedMessage> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        // Right after a restart the route may still name the old port: try again.
+        if let Ok(got) = member.receive(32, hide).await {
+            if !got.is_empty() {
+                return got;
+            }
+        }
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_out_with_an_orderly_member_stays_out_across_a_restart() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = loopback_config(Some(&ns), dir.path());
+        config.store.commit_log_file_bytes = 16 << 20;
+        config
+    };
+    let first = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
+    wait_routed(&ns, "broker-a").await;
+    let producer = producer(&ns);
+    for id in 0..8 {
+        let message = Message::new("PoppingInOrder", raw::body(id, 32));
+        producer.send_by_key(&message, "one-key").await.unwrap();
+    }
+    let hide = Duration::from_secs(8);
+    let out = orderly_member(&ns).receive(32, hide).await.unwrap();
+    let popped_at = Instant::now();
+    assert_eq!(out.len(), 8);
+    first.shutdown().await.unwrap();
+    let file = dir.path().join("config").join("consumerOrderInfo.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"PoppingInOrder@SimpleInOrder\""), "{text}");
+    let _second = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
+    wait_routed(&ns, "broker-a").await;
+    let b = orderly_member(&ns);
+    let early =
+        receive_some(&b, hide, hide.saturating_sub(popped_at.elapsed() + Duration::from_secs(1)))
+            .await;
+    assert!(early.is_empty(), "handed out again while out: {} messages", early.len());
+    let again = receive_some(&b, hide, Duration::from_secs(10)).await;
+    let ids: Vec<u64> = again.iter().map(|m| raw::body_id(&m.message.body).unwrap()).collect();
+    assert_eq!(ids, (0..8).collect::<Vec<_>>(), "once visible again, in order");
+    assert!(again.iter().all(|m| m.message.reconsume_times == 1), "counted across the restart");
+    b.shutdown().await;
+    producer.shutdown().await;
     namesrv_handle.shutdown().await;
 }

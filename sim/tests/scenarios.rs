@@ -69,3 +69,8 @@ async fn orderly() {
 async fn pop() {
     scenarios::pop::run().await;
 }
+
+#[madsim::test]
+async fn pop_orderly() {
+    scenarios::pop_orderly::run().await;
+}

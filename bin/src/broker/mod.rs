@@ -668,6 +668,11 @@ impl Broker {
         self.write_if_dirty(&writing, &self.offsets_dirty, persist::OFFSETS, || {
             self.offsets().clone()
         });
+        self.write_if_dirty(&writing, &self.pop.order_dirty, persist::ORDER_INFO, || {
+            let mut order = lock(&self.pop.order);
+            order.forget_old(now_millis() as i64);
+            order.to_table()
+        });
     }
 
     /// Checks the cores' invariants (tests and the simulator call this).
@@ -765,6 +770,7 @@ impl BrokerHandle {
         broker.store.shutdown().await.map_err(|e| format!("store shutdown failed: {e}"))?;
         let unwritten: Vec<&str> = [
             (&broker.offsets_dirty, "consumer offsets"),
+            (&broker.pop.order_dirty, "orderly POP state"),
             (&broker.topics_dirty, "topics"),
             (&broker.groups_dirty, "subscription groups"),
             (&broker.delays_dirty, "delay offsets"),
@@ -898,7 +904,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         timer_checkpoints: Mutex::default(),
         timer_done: Mutex::new((0, 0)),
         queue_locks: Mutex::default(),
-        pop: pop::PopState::default(),
+        pop: pop::PopState::with_order(loaded.order),
         store: StoreService::start(Arc::new(store)),
         disk,
         topics: Mutex::new(loaded.topics),

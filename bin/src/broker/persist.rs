@@ -1,6 +1,6 @@
 //! The broker's config files under `<storePathRootDir>/config/`, in RocketMQ's JSON:
-//! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`, and
-//! `timermetrics`.
+//! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`,
+//! `consumerOrderInfo.json` and `timermetrics`.
 //!
 //! Each is replaced atomically with the previous version kept as `.bak`
 //! (`petrel_storage::disk::write_atomically`). At startup a file that does not parse is read
@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use petrel_core::broker::offsets::ConsumerOffsets;
+use petrel_core::broker::pop_order::{OrderInfoTable, OrderInfos};
 use petrel_core::broker::schedule::DelayOffsets;
 use petrel_core::broker::subscriptions::{SubscriptionGroupWrapper, SubscriptionGroups};
 use petrel_core::broker::timer_metrics::TimerMetrics;
@@ -28,6 +29,8 @@ pub(super) const OFFSETS: &str = "consumerOffset.json";
 pub(super) const DELAYS: &str = "delayOffset.json";
 /// The timer wheel's counts per topic (`bin/src/broker/timer.rs`).
 pub(super) const TIMER_METRICS: &str = "timermetrics";
+/// Orderly POP's state per queue (`bin/src/broker/pop_order.rs`).
+pub(super) const ORDER_INFO: &str = "consumerOrderInfo.json";
 
 /// The largest config file read back: the bound is checked before anything is allocated.
 const CONFIG_FILE_BYTES_MAX: u64 = 256 << 20;
@@ -88,12 +91,26 @@ pub(super) fn load_timer_metrics(disk: &dyn Disk, config: &BrokerConfig) -> Time
     })
 }
 
+/// `config/consumerOrderInfo.json` as last written. A file that reads neither whole nor from
+/// its `.bak` is started over (every queue unblocked: what was out is handed out again, at
+/// least once), not a reason to refuse to start.
+fn load_order_infos(disk: &dyn Disk, config: &BrokerConfig) -> OrderInfos {
+    match load::<OrderInfoTable>(disk, config, ORDER_INFO) {
+        Ok(table) => OrderInfos::from_table(table),
+        Err(e) => {
+            tracing::warn!(error = %e, "orderly POP state unreadable; every queue unblocked");
+            OrderInfos::default()
+        }
+    }
+}
+
 /// Everything read at startup.
 pub(super) struct Loaded {
     pub topics: TopicTable,
     pub groups: SubscriptionGroups,
     pub offsets: ConsumerOffsets,
     pub delays: DelayOffsets,
+    pub order: OrderInfos,
 }
 
 pub(super) fn load_all(disk: &dyn Disk, config: &BrokerConfig) -> Result<Loaded, String> {
@@ -104,5 +121,6 @@ pub(super) fn load_all(disk: &dyn Disk, config: &BrokerConfig) -> Result<Loaded,
         groups: SubscriptionGroups::from_wrapper(groups),
         offsets: load(disk, config, OFFSETS)?,
         delays: load(disk, config, DELAYS)?,
+        order: load_order_infos(disk, config),
     })
 }

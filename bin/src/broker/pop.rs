@@ -497,6 +497,15 @@ pub(super) struct PopState {
     pub count: std::sync::atomic::AtomicU64,
     /// Orderly pops' state (`pop_order.rs`); taken after `offsets`.
     pub order: Mutex<petrel_core::broker::pop_order::OrderInfos>,
+    /// It changed since `config/consumerOrderInfo.json` was last written.
+    pub order_dirty: std::sync::atomic::AtomicBool,
+}
+
+impl PopState {
+    /// With the orderly state read at start.
+    pub fn with_order(order: petrel_core::broker::pop_order::OrderInfos) -> PopState {
+        PopState { order: Mutex::new(order), ..PopState::default() }
+    }
 }
 
 /// Counts one held pop while it lives.

@@ -8,8 +8,11 @@
 //! acknowledged in time is handed out again from the committed offset, in order, with its
 //! count of earlier hand-outs in `orderCountInfo`.
 //!
-//! The state lives in memory: a restart unblocks every queue (what was out is handed out
-//! again, from the committed offset, with counts from 0).
+//! The state is written to `config/consumerOrderInfo.json` with the consumer offsets (every
+//! `flushConsumerOffsetInterval`, and at shutdown) and read at start: a queue blocked before a
+//! restart stays blocked until its messages' invisible time ran out. What a crash loses of it
+//! since the last write unblocks queues early (their messages are handed out again: at least
+//! once).
 
 use std::sync::atomic::Ordering;
 
@@ -68,6 +71,7 @@ fn pop_queue(broker: &Broker, pop: &Pop<'_>, queue_id: i32, popped: &mut Popped)
         got.messages.iter().filter_map(|m| super::pop::queue_offset(m)).collect();
     let times = (pop.pop_time, pop.invisible_time);
     let counts = order.popped(key, pop.attempt_id, times, &offsets);
+    broker.pop.order_dirty.store(true, Ordering::Release);
     let counted = offsets.iter().copied().zip(counts).collect();
     popped.order_counts.push((TopicKind::Normal, queue_id, counted));
     let start_offset = offset;
@@ -93,7 +97,14 @@ pub(super) fn ack(
     }
     match lock(&broker.pop.order).ack(&key, offset, info.pop_time) {
         OrderAck::Commit(next) => {
+            broker.pop.order_dirty.store(true, Ordering::Release);
             if next > current && offsets.commit(topic, group, queue_id, next) {
+                broker.offsets_dirty.store(true, Ordering::Release);
+            }
+            Ok(Handled::Now(success()))
+        }
+        OrderAck::Unknown => {
+            if offset == current && offsets.commit(topic, group, queue_id, offset + 1) {
                 broker.offsets_dirty.store(true, Ordering::Release);
             }
             Ok(Handled::Now(success()))
@@ -124,8 +135,10 @@ pub(super) fn change_invisible(
     let key: OrderKey = (topic.to_owned(), group.to_owned(), queue_id);
     let next_visible = (now_millis() as i64).saturating_add(invisible_time.max(0));
     let current = broker.offsets().query(topic, group, queue_id).unwrap_or(-1);
-    if offset >= current {
-        lock(&broker.pop.order).change_invisible(&key, (offset, info.pop_time), next_visible);
+    if offset >= current
+        && lock(&broker.pop.order).change_invisible(&key, (offset, info.pop_time), next_visible)
+    {
+        broker.pop.order_dirty.store(true, Ordering::Release);
     }
     let answer = ChangeInvisibleTimeResponseHeader {
         pop_time: info.pop_time,

@@ -12,7 +12,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::pop::TopicKind;
+
+/// RocketMQ's `CLEAN_SPAN_FROM_LAST`: a queue's state is forgotten a day after its last pop.
+pub const ORDER_INFO_KEPT_MS: i64 = 24 * 3600 * 1000;
 
 /// Messages one orderly pop of a queue may hand out (one bit each in the acked set).
 pub const ORDER_MAX_OFFSETS: usize = 64;
@@ -45,6 +50,10 @@ pub enum OrderAck {
     Stale,
     /// The pop it names did not hand out that offset (RocketMQ's -1: MESSAGE_ILLEGAL).
     NotHandedOut,
+    /// Nothing is known of the queue (forgotten, or lost with a restart): RocketMQ commits past
+    /// the offset; commit past it only if it is the group's committed offset, so that an ack
+    /// never moves the offset over a message not acknowledged.
+    Unknown,
 }
 
 impl OrderInfo {
@@ -122,7 +131,7 @@ impl OrderInfos {
 
     /// Offset `offset` of the pop at `pop_time` was acknowledged.
     pub fn ack(&mut self, key: &OrderKey, offset: i64, pop_time: i64) -> OrderAck {
-        let Some(info) = self.infos.get_mut(key) else { return OrderAck::Commit(offset + 1) };
+        let Some(info) = self.infos.get_mut(key) else { return OrderAck::Unknown };
         if info.pop_time != pop_time {
             return OrderAck::Stale;
         }
@@ -155,6 +164,47 @@ impl OrderInfos {
         self.infos.get(key)
     }
 
+    /// Forgets queues last popped [`ORDER_INFO_KEPT_MS`] before `now` or earlier.
+    pub fn forget_old(&mut self, now: i64) {
+        self.infos.retain(|_, info| now.saturating_sub(info.pop_time) < ORDER_INFO_KEPT_MS);
+    }
+
+    /// As `config/consumerOrderInfo.json` holds it.
+    pub fn to_table(&self) -> OrderInfoTable {
+        let mut table: BTreeMap<String, BTreeMap<i32, OrderInfoJson>> = BTreeMap::new();
+        for ((topic, group, queue_id), info) in &self.infos {
+            let first = info.offsets.first().copied().unwrap_or(0);
+            let rest = info.offsets.iter().skip(1).map(|o| o - first);
+            let json = OrderInfoJson {
+                pop_time: info.pop_time,
+                invisible_time: Some(info.invisible_time),
+                offset_list: info.offsets.first().into_iter().copied().chain(rest).collect(),
+                offset_next_visible_time: Some(info.next_visible.clone()),
+                offset_consumed_count: Some(info.consumed.clone()),
+                last_consume_timestamp: info.pop_time,
+                commit_offset_bit: info.acked as i64,
+                attempt_id: info.attempt_id.clone(),
+            };
+            table.entry(format!("{topic}@{group}")).or_default().insert(*queue_id, json);
+        }
+        OrderInfoTable { table }
+    }
+
+    /// From `config/consumerOrderInfo.json`; a queue whose state does not hold together (no
+    /// `topic@group` key, more offsets than [`ORDER_MAX_OFFSETS`], offsets not ascending, counts
+    /// or times for offsets not handed out) is left out: it is not blocked.
+    pub fn from_table(table: OrderInfoTable) -> OrderInfos {
+        let mut infos = BTreeMap::new();
+        for (key, queues) in table.table {
+            let Some((topic, group)) = key.split_once('@') else { continue };
+            for (queue_id, json) in queues {
+                let Some(info) = json.into_info() else { continue };
+                infos.insert((topic.to_owned(), group.to_owned(), queue_id), info);
+            }
+        }
+        OrderInfos { infos }
+    }
+
     pub fn check_invariants(&self) {
         for (key, info) in &self.infos {
             assert!(info.offsets.len() <= ORDER_MAX_OFFSETS, "{key:?}: too many offsets");
@@ -165,6 +215,59 @@ impl OrderInfos {
                 assert!(info.offsets.contains(offset), "{key:?}: {offset} not handed out");
             }
         }
+    }
+}
+
+/// `config/consumerOrderInfo.json` (RocketMQ's `ConsumerOrderInfoManager`): by `topic@group`,
+/// by queue id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderInfoTable {
+    pub table: BTreeMap<String, BTreeMap<i32, OrderInfoJson>>,
+}
+
+/// One queue's `OrderInfo` as RocketMQ writes it: `offsetList` is the first offset, then each
+/// other's distance from it; `commitOffsetBit` the acknowledged ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OrderInfoJson {
+    pub pop_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invisible_time: Option<i64>,
+    pub offset_list: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset_next_visible_time: Option<BTreeMap<i64, i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset_consumed_count: Option<BTreeMap<i64, i32>>,
+    pub last_consume_timestamp: i64,
+    pub commit_offset_bit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
+}
+
+impl OrderInfoJson {
+    fn into_info(self) -> Option<OrderInfo> {
+        let first = *self.offset_list.first()?;
+        let rest = self.offset_list.iter().skip(1).map(|d| first.checked_add(*d));
+        let offsets: Vec<i64> = std::iter::once(Some(first)).chain(rest).collect::<Option<_>>()?;
+        let ascending = offsets.windows(2).all(|w| w[0] < w[1]);
+        if offsets.len() > ORDER_MAX_OFFSETS || !ascending {
+            return None;
+        }
+        let info = OrderInfo {
+            attempt_id: self.attempt_id,
+            pop_time: self.pop_time,
+            invisible_time: self.invisible_time.unwrap_or(0),
+            next_visible: self.offset_next_visible_time.unwrap_or_default(),
+            consumed: self.offset_consumed_count.unwrap_or_default(),
+            acked: self.commit_offset_bit as u64,
+            offsets,
+        };
+        let width = info.offsets.len();
+        let bits_fit = width == 64 || info.acked >> width == 0;
+        let known = info.consumed.keys().chain(info.next_visible.keys());
+        let handed_out = known.into_iter().all(|o| info.offsets.contains(o));
+        (bits_fit && handed_out).then_some(info)
     }
 }
 
@@ -238,6 +341,8 @@ mod tests {
         assert_eq!(infos.ack(&key(), 13, 1_000), OrderAck::NotHandedOut);
         assert_eq!(infos.ack(&key(), 12, 1_000), OrderAck::Commit(13));
         assert!(!infos.blocked(&key(), Some("b"), 2_000), "all acknowledged");
+        let other = ("T".to_owned(), "G".to_owned(), 2);
+        assert_eq!(infos.ack(&other, 12, 1_000), OrderAck::Unknown);
         infos.check_invariants();
     }
 
@@ -252,6 +357,27 @@ mod tests {
         assert!(!infos.change_invisible(&key(), (10, 2_000), 60_000), "an earlier pop's");
         assert!(infos.blocked(&key(), None, 30_000), "10 hidden longer");
         infos.check_invariants();
+    }
+
+    #[test]
+    fn the_table_round_trips_in_rocketmqs_layout() {
+        let mut infos = OrderInfos::default();
+        infos.popped(key(), Some("a"), (1_000, 5_000), &[10, 11]);
+        infos.popped(key(), Some("b"), (7_000, 5_000), &[10, 11, 14]);
+        infos.ack(&key(), 10, 7_000);
+        infos.change_invisible(&key(), (11, 7_000), 20_000);
+        let table = infos.to_table();
+        let json = &table.table["T@G"][&1];
+        assert_eq!(json.offset_list, [10, 1, 4], "the first, then distances");
+        assert_eq!(json.commit_offset_bit, 1);
+        assert_eq!(OrderInfos::from_table(table.clone()), infos);
+        let text = serde_json::to_string(&table).unwrap();
+        assert!(text.contains(r#""offsetConsumedCount":{"10":1,"11":1}"#), "{text}");
+        let mut broken = table;
+        broken.table.get_mut("T@G").unwrap().get_mut(&1).unwrap().offset_list = vec![10, -1];
+        assert_eq!(OrderInfos::from_table(broken), OrderInfos::default(), "not ascending");
+        infos.forget_old(7_000 + ORDER_INFO_KEPT_MS);
+        assert_eq!(infos, OrderInfos::default());
     }
 
     #[test]

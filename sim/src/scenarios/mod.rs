@@ -13,6 +13,7 @@ pub mod failover;
 pub mod namesrv;
 pub mod orderly;
 pub mod pop;
+pub mod pop_orderly;
 pub mod producer;
 pub mod pull_consumer;
 pub mod replication;
@@ -105,6 +106,11 @@ pub const ALL: &[Scenario] = &[
         name: "pop",
         about: "a POP consumer group that leaves, delays and loses messages; the broker under swarm faults",
         run: || Box::pin(pop::run()),
+    },
+    Scenario {
+        name: "pop_orderly",
+        about: "an orderly POP group that leaves messages and loses a member; the broker under swarm faults",
+        run: || Box::pin(pop_orderly::run()),
     },
 ];
 

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 const TOPIC: &str = "SimOrdered";
 const MESSAGES: u64 = 160;
-const KEYS: u64 = 8;
+pub(crate) const KEYS: u64 = 8;
 /// The membership changes a queue can be handed over in: member-1 and member-2 join, member-2
 /// leaves, one member loses power and returns.
 const MEMBERSHIP_CHANGES: u64 = 5;

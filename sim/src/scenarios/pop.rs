@@ -85,7 +85,7 @@ async fn member(name: String, history: History) {
 }
 
 /// What `consumer` records of the message at `place` it got with `handle`.
-fn invisible(consumer: &str, handle: &str, place: &Place) -> Event {
+pub(super) fn invisible(consumer: &str, handle: &str, place: &Place) -> Event {
     let (popped, until) = hidden(handle);
     Event::Invisible { consumer: consumer.to_owned(), place: place.clone(), popped, until }
 }
@@ -125,7 +125,7 @@ async fn consume(consumer: &SimpleConsumer, name: &str, history: &History, poppe
 
 /// When the broker popped the handle's message and when its invisible time runs out, on this
 /// node's clock.
-fn hidden(handle: &str) -> (Instant, Instant) {
+pub(super) fn hidden(handle: &str) -> (Instant, Instant) {
     let info = ExtraInfo::parse(handle).expect("the broker's handles parse");
     let (now, wall) = (Instant::now(), wall_ms());
     let at = |ms: i64| match u64::try_from(ms - wall) {
@@ -135,7 +135,8 @@ fn hidden(handle: &str) -> (Instant, Instant) {
     (at(info.pop_time), at(info.pop_time.saturating_add(info.invisible_time)))
 }
 
-fn answer<T>(outcome: &Result<T, ClientError>) -> Option<bool> {
+/// What a member records of an answer: SUCCESS, a refusal, or none.
+pub(super) fn answer<T>(outcome: &Result<T, ClientError>) -> Option<bool> {
     match outcome {
         Ok(_) => Some(true),
         Err(ClientError::Broker { .. }) => Some(false),
