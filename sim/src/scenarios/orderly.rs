@@ -185,8 +185,9 @@ struct UnderLock<'a> {
 }
 
 /// No member consumes a queue relying on a lock asked for before another member's lock on it
-/// was asked for, when that other ask came before the consumption: the broker granted the
-/// other member the queue while the first held it. Allowed only when the broker restarted (it
+/// was asked for, once that other member consumed under its lock (so the broker had granted
+/// it: a grant comes between the ask and the first consumption; the ask alone does not show
+/// it, as the first member may let the queue go before the broker sees the ask). Allowed only when the broker restarted (it
 /// crashed or stopped) between the two asks, forgetting its locks; and no member consumes
 /// under a lock asked for 30 s before or more (so that window closes within 30 s).
 pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
@@ -219,13 +220,14 @@ pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
             }
             for late in records.iter().filter(|r| r.consumer != early.consumer) {
                 checked += 1;
-                let overlapped = early.lock_asked < late.lock_asked && late.lock_asked <= early.at;
+                // The later lock was granted by the time its member consumed under it.
+                let overlapped = early.lock_asked < late.lock_asked && late.at <= early.at;
                 let forgotten =
                     restarted.iter().any(|r| early.lock_asked < *r && *r <= late.lock_asked);
                 if overlapped && !forgotten {
                     let why = format!(
-                        "{queue:?}: {} consumed at {:?} under a lock asked at {:?}, after {} asked for its own at {:?}",
-                        early.consumer, early.at, early.lock_asked, late.consumer, late.lock_asked
+                        "{queue:?}: {} consumed at {:?} under a lock asked at {:?}, after {} consumed at {:?} under its own, asked at {:?}",
+                        early.consumer, early.at, early.lock_asked, late.consumer, late.at, late.lock_asked
                     );
                     return Verdict::new("locks_exclusive", Err(why));
                 }
@@ -307,9 +309,11 @@ mod tests {
         };
         let handed = vec![under("a", 10, 0), under("a", 20, 0), under("b", 40, 30)];
         assert!(locks_exclusive(&handed).outcome.is_ok());
-        let overlapping = vec![under("a", 10, 0), under("b", 40, 15), under("a", 20, 0)];
+        let overlapping = vec![under("a", 10, 0), under("b", 40, 15), under("a", 50, 0)];
         let why = locks_exclusive(&overlapping).outcome.unwrap_err();
-        assert!(why.contains("after b asked for its own"), "{why}");
+        assert!(why.contains("after b consumed at"), "{why}");
+        let granted_later = vec![under("a", 10, 0), under("a", 20, 0), under("b", 40, 15)];
+        assert!(locks_exclusive(&granted_later).outcome.is_ok(), "b's ask may be granted at 40");
         let crash =
             Entry { at: ms(12), event: Event::Crashed { node: "broker-a".into(), wall: 12 } };
         let restarted = [vec![crash], overlapping].concat();
