@@ -9,7 +9,8 @@ use std::time::Duration;
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{
     ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
-    PushConsumer, PushConsumerConfig, ReceivedMessage, SendStatus,
+    PushConsumer, PushConsumerConfig, ReceivedMessage, SendStatus, SimpleConsumer,
+    SimpleConsumerConfig,
 };
 use petrel_core::record::parse_offset_msg_id;
 
@@ -51,6 +52,20 @@ pub fn push_config(group: &str, topic: &str) -> PushConsumerConfig {
         commit_interval: Duration::from_millis(500),
         ..PushConsumerConfig::default()
     }
+}
+
+/// A POP consumer (`SimpleConsumer`) of `topic` in `group`, receiving in order when
+/// `orderly`, with the settings the POP scenarios share (a receive waits 2 s at most).
+pub fn simple_consumer(group: &str, topic: &str, orderly: bool) -> SimpleConsumer {
+    let config = SimpleConsumerConfig {
+        namesrv_addrs: vec![NAMESRV.into()],
+        group: group.into(),
+        topic: topic.into(),
+        await_duration: Duration::from_secs(2),
+        orderly,
+        ..SimpleConsumerConfig::default()
+    };
+    SimpleConsumer::start(config).expect("a POP consumer with a NameServer starts")
 }
 
 /// Runs a push consumer with `config` until its node goes, recording each message it reads

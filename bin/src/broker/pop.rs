@@ -33,7 +33,7 @@ use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{PopMessageRequestHeader, PopMessageResponseHeader};
 use petrel_net::transport::{Connection, Handled};
-use petrel_storage::{Appended, GetStatus, PutError, ReadLimits};
+use petrel_storage::{Appended, GetMessages, GetStatus, PutError, ReadLimits};
 
 use super::{decode, lock, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
@@ -340,14 +340,8 @@ fn pop_queue(
     let mut latest = lock(&broker.pop.offsets);
     let key = (topic.to_owned(), pop.group.to_owned(), queue_id);
     let init_last = pop.init_last && kind == TopicKind::Normal;
-    let mut offset = position(broker, &latest, &key, (min, max), init_last);
-    let limits = ReadLimits { messages_max: left, ..ReadLimits::default() };
-    let filter = |code| pop.filter.matches(code);
-    let mut got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
-    if matches!(got.status, GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly) {
-        offset = got.next_begin_offset as i64;
-        got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
-    }
+    let offset = position(broker, &latest, &key, (min, max), init_last);
+    let (offset, got) = read_queue(broker, pop, (topic, queue_id), offset, left);
     let next = (got.next_begin_offset as i64).max(offset);
     if !got.messages.is_empty() {
         let offsets: Vec<i64> = got.messages.iter().filter_map(|m| queue_offset(m)).collect();
@@ -375,6 +369,26 @@ fn pop_queue(
     latest.insert(key, next);
     popped.rest += max.saturating_sub(next);
     Ok(())
+}
+
+/// Up to `left` messages of `(topic, queue_id)` that pass the pop's filter, read from `offset`,
+/// or from where the queue now starts or ends when `offset` fell out of it; the offset read
+/// from.
+pub(super) fn read_queue(
+    broker: &Broker,
+    pop: &Pop<'_>,
+    (topic, queue_id): (&str, i32),
+    mut offset: i64,
+    left: usize,
+) -> (i64, GetMessages) {
+    let limits = ReadLimits { messages_max: left, ..ReadLimits::default() };
+    let filter = |code| pop.filter.matches(code);
+    let mut got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
+    if matches!(got.status, GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly) {
+        offset = got.next_begin_offset as i64;
+        got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
+    }
+    (offset, got)
 }
 
 /// Where the next pop of `(topic, group, queue)` reads: the group's offset (with none, the

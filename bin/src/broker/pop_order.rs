@@ -21,9 +21,8 @@ use petrel_core::broker::pop_order::{OrderAck, OrderKey};
 use petrel_net::codec::codes::response;
 use petrel_net::headers::broker::ChangeInvisibleTimeResponseHeader;
 use petrel_net::transport::Handled;
-use petrel_storage::GetStatus;
 
-use super::pop::{Pop, Popped};
+use super::pop::{position, read_queue, Pop, PopOffsets, Popped};
 use super::{lock, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -46,18 +45,9 @@ fn pop_queue(broker: &Broker, pop: &Pop<'_>, queue_id: i32, popped: &mut Popped)
         return;
     }
     let committed = broker.offsets().query(pop.topic, pop.group, queue_id);
-    let mut offset = match committed {
-        Some(offset) => offset.max(min),
-        None if pop.init_last => (max - 1).max(min),
-        None => min,
-    };
-    let limits = petrel_storage::ReadLimits { messages_max: left, ..Default::default() };
-    let filter = |code| pop.filter.matches(code);
-    let mut got = broker.store().get_messages(pop.topic, queue_id, offset as u64, limits, &filter);
-    if matches!(got.status, GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly) {
-        offset = got.next_begin_offset as i64;
-        got = broker.store().get_messages(pop.topic, queue_id, offset as u64, limits, &filter);
-    }
+    // From the committed offset alone: what was out and not acknowledged is read again.
+    let offset = position(broker, &PopOffsets::new(), &key, (min, max), pop.init_last);
+    let (offset, got) = read_queue(broker, pop, (pop.topic, queue_id), offset, left);
     let next = (got.next_begin_offset as i64).max(offset);
     popped.rest += max.saturating_sub(next);
     if got.messages.is_empty() {

@@ -30,12 +30,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::{Cluster, NAMESRV};
+use crate::cluster::Cluster;
 use crate::faults::FaultPlan;
 use crate::history::{wall_ms, Entry, Event, History, Place};
 use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
-use petrel_client::{ClientError, PoppedMessage, SimpleConsumer, SimpleConsumerConfig};
+use petrel_client::{ClientError, PoppedMessage, SimpleConsumer};
 use petrel_core::broker::pop::ExtraInfo;
 use tokio::time::Instant;
 
@@ -49,14 +49,7 @@ const LIVENESS: Duration = Duration::from_secs(60);
 
 /// Member `name`: receives until its node goes.
 async fn member(name: String, history: History) {
-    let config = SimpleConsumerConfig {
-        namesrv_addrs: vec![NAMESRV.into()],
-        group: GROUP.into(),
-        topic: TOPIC.into(),
-        await_duration: Duration::from_secs(2),
-        ..SimpleConsumerConfig::default()
-    };
-    let consumer = SimpleConsumer::start(config).expect("a POP consumer with a NameServer starts");
+    let consumer = clients::simple_consumer(GROUP, TOPIC, false);
     loop {
         let hide = Duration::from_millis(thread_rng().gen_range(2_000..5_000));
         match consumer.receive(BATCH, hide).await {

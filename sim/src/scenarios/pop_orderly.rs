@@ -29,12 +29,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::{Cluster, NAMESRV};
+use crate::cluster::Cluster;
 use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History, Place};
 use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
-use petrel_client::{PoppedMessage, SimpleConsumer, SimpleConsumerConfig};
+use petrel_client::{PoppedMessage, SimpleConsumer};
 use tokio::time::Instant;
 
 use super::orderly::{keys_in_send_order, KEYS};
@@ -58,15 +58,7 @@ fn key(id: u64) -> String {
 
 /// Member `name`: receives until its node goes.
 async fn member(name: String, history: History) {
-    let config = SimpleConsumerConfig {
-        namesrv_addrs: vec![NAMESRV.into()],
-        group: GROUP.into(),
-        topic: TOPIC.into(),
-        await_duration: Duration::from_secs(2),
-        orderly: true,
-        ..SimpleConsumerConfig::default()
-    };
-    let consumer = SimpleConsumer::start(config).expect("a POP consumer with a NameServer starts");
+    let consumer = clients::simple_consumer(GROUP, TOPIC, true);
     loop {
         let hide = Duration::from_millis(thread_rng().gen_range(2_000..5_000));
         let Ok(batch) = consumer.receive(BATCH, hide).await else {
