@@ -449,7 +449,7 @@ async fn client_configs_are_checked_as_rocketmq_checks_them() {
     let reply = call(&caller, &broker.addr, check("SQL92")).await;
     assert_eq!(reply.code, response::SYSTEM_ERROR);
     let remark = reply.remark.unwrap();
-    assert_eq!(remark, "The broker does not support consumer to filter message by SQL92");
+    assert!(remark.starts_with("The broker does not support consumer to filter message by SQL92"));
     let bad = RemotingCommand::request(request::CHECK_CLIENT_CONFIG).with_body("{\"group\":");
     let reply = call(&caller, &broker.addr, bad).await;
     assert_eq!(reply.code, response::SYSTEM_ERROR);

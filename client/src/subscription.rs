@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use petrel_core::broker::filter::{SubscriptionData, SUB_ALL};
+use petrel_core::broker::sql92::Sql92;
 use petrel_core::record::tags_code;
 
 use crate::ClientError;
@@ -59,14 +60,20 @@ impl Subscription {
         }
     }
 
-    /// Refuses what cannot be sent: an empty SQL92 expression.
+    /// Refuses what a broker would refuse: an empty SQL92 expression, or one that does not
+    /// parse (said with where it goes wrong, before any broker is asked).
     pub fn validate(&self, topic: &str) -> Result<(), ClientError> {
-        if self.expression_type == ExpressionType::Sql92 && self.expression.trim().is_empty() {
+        if self.expression_type != ExpressionType::Sql92 {
+            return Ok(());
+        }
+        if self.expression.trim().is_empty() {
             return Err(ClientError::Config(format!(
                 "{topic}: an SQL92 subscription needs an expression"
             )));
         }
-        Ok(())
+        Sql92::parse(&self.expression).map(drop).map_err(|e| {
+            ClientError::Config(format!("{topic}: the SQL92 expression cannot be used, {e}"))
+        })
     }
 
     /// Whether a message with these tags is for this subscription. The broker filters by the
@@ -136,5 +143,14 @@ mod tests {
             (Some("SQL92"), "a > 1")
         );
         assert!(Subscription::sql92(" ").validate("T").is_err());
+    }
+
+    #[test]
+    fn sql92_expressions_are_checked_before_any_broker_is_asked() {
+        assert!(Subscription::sql92("a > 5 AND b = 'x'").validate("T").is_ok());
+        let refused = Subscription::sql92("a > > 5").validate("T").unwrap_err().to_string();
+        assert!(refused.contains("at column 5"), "{refused}");
+        assert!(Subscription::sql92(" ").validate("T").is_err());
+        assert!(Subscription::tag("a > > 5").validate("T").is_ok(), "a tag is any text");
     }
 }

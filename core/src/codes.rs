@@ -26,6 +26,10 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
     pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    /// A pull filtered by its group's registered SQL92 expression, and there is none.
+    pub const FILTER_DATA_NOT_EXIST: i32 = 27;
+    /// ...or it is older than the subscription version the pull names.
+    pub const FILTER_DATA_NOT_LATEST: i32 = 28;
     pub const INVALID_PARAMETER: i32 = 29;
     /// ACK_MESSAGE or CHANGE_MESSAGE_INVISIBLETIME naming an offset outside its queue.
     pub const NO_MESSAGE: i32 = 208;
@@ -63,6 +67,8 @@ pub fn response_name(code: i32) -> &'static str {
         SUBSCRIPTION_NOT_EXIST => "SUBSCRIPTION_NOT_EXIST",
         SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
         SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
+        FILTER_DATA_NOT_EXIST => "FILTER_DATA_NOT_EXIST",
+        FILTER_DATA_NOT_LATEST => "FILTER_DATA_NOT_LATEST",
         INVALID_PARAMETER => "INVALID_PARAMETER",
         NO_MESSAGE => "NO_MESSAGE",
         POLLING_FULL => "POLLING_FULL",

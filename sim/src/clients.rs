@@ -136,7 +136,7 @@ pub async fn produce_timed(
     delay: impl Fn(u64) -> Option<i64>,
 ) -> BTreeMap<u64, String> {
     let delay = |id| delay(id).map(Some);
-    produce_with(history, topic, ids, (body_bytes, pause), delay, |_| None).await
+    produce_with(history, topic, ids, (body_bytes, pause), delay, |_| None, |_, m| m).await
 }
 
 /// [`produce`], where message `id` is sent by sharding key `key(id)`
@@ -149,7 +149,8 @@ pub async fn produce_keyed(
     pause: Range<u64>,
     key: impl Fn(u64) -> String,
 ) -> BTreeMap<u64, String> {
-    produce_with(history, topic, ids, (body_bytes, pause), |_| None, |id| Some(key(id))).await
+    let key = |id| Some(key(id));
+    produce_with(history, topic, ids, (body_bytes, pause), |_| None, key, |_, m| m).await
 }
 
 /// [`produce`] with no send retried: each message is stored once at most (a retried send whose
@@ -161,7 +162,21 @@ pub async fn produce_unretried(
     body_bytes: usize,
     pause: Range<u64>,
 ) -> BTreeMap<u64, String> {
-    produce_with(history, topic, ids, (body_bytes, pause), |_| Some(None), |_| None).await
+    let once = |_| Some(None);
+    produce_with(history, topic, ids, (body_bytes, pause), once, |_| None, |_, m| m).await
+}
+
+/// [`produce`], where message `id` is first given what `dress(id, message)` adds (properties,
+/// tags).
+pub async fn produce_dressed(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: usize,
+    pause: Range<u64>,
+    dress: impl Fn(u64, Message) -> Message,
+) -> BTreeMap<u64, String> {
+    produce_with(history, topic, ids, (body_bytes, pause), |_| None, |_| None, dress).await
 }
 
 /// Sends as [`produce`] does; `delay(id)` is `Some(..)` when no send may be retried, and then
@@ -173,6 +188,7 @@ async fn produce_with(
     (body_bytes, pause): (usize, Range<u64>),
     delay: impl Fn(u64) -> Option<Option<i64>>,
     key: impl Fn(u64) -> Option<String>,
+    dress: impl Fn(u64, Message) -> Message,
 ) -> BTreeMap<u64, String> {
     let once = (ids.start..ids.end).any(|id| delay(id).is_some());
     let delay = |id| delay(id).flatten();
@@ -192,7 +208,7 @@ async fn produce_with(
             body_hash: body_hash(&body),
             due_wall,
         });
-        let mut message = Message::new(topic, body);
+        let mut message = dress(id, Message::new(topic, body));
         if let Some(due) = due_wall {
             let at = std::time::UNIX_EPOCH + Duration::from_millis(due as u64);
             message = message.with_delivery_time(at);

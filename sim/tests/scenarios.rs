@@ -74,3 +74,8 @@ async fn pop() {
 async fn pop_orderly() {
     scenarios::pop_orderly::run().await;
 }
+
+#[madsim::test]
+async fn filter() {
+    scenarios::filter::run().await;
+}

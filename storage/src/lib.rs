@@ -22,4 +22,6 @@ pub mod timer;
 pub use config::{FlushDiskType, StoreConfig};
 pub use error::StoreError;
 pub use service::{PutError, StoreService};
-pub use store::{Appended, GetMessages, GetStatus, LogEntry, ReadLimits, RecoveryReport, Store};
+pub use store::{
+    Appended, GetMessages, GetStatus, LogEntry, ReadLimits, RecordFilter, RecoveryReport, Store,
+};

@@ -53,3 +53,9 @@ fn raft_state_corpus() {
     let replayed = replay("raft_state", petrel_core::controller::node::fuzz_raft_state);
     assert!(replayed >= 3, "the raft_state corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn sql92_corpus() {
+    let replayed = replay("sql92", petrel_core::broker::sql92::fuzz_sql92);
+    assert!(replayed >= 20, "the sql92 corpus lost its seeds: {replayed} files");
+}

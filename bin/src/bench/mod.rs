@@ -7,6 +7,7 @@
 //! - `timer`: timer messages sent and delivered per second with many pending, how late, and
 //!   the broker's memory.
 //! - `consumer`, `e2e`: receive TPS, and produce-to-consume latency at a fixed rate.
+//! - `filter`: a queue read whole through TAG and SQL92 filters, against the unfiltered read.
 //! - `store`: the store's appends and recovery against this disk's own ceiling.
 //! - `send`, `floor-server`: raw sends through brokers it starts, as ratios to the transport
 //!   floor measured with the same client in the same run, with allocations per send.
@@ -15,6 +16,7 @@
 
 pub mod check_back;
 pub mod consume;
+pub mod filter;
 pub mod idle;
 pub mod producer;
 pub mod replication;

@@ -14,7 +14,7 @@ use petrel_net::transport::Connection;
 use super::{answered, success, Broker, Outcome};
 
 pub(super) fn handle(
-    _broker: &Arc<Broker>,
+    broker: &Arc<Broker>,
     _conn: &Connection,
     request: &RemotingCommand,
 ) -> Outcome {
@@ -26,6 +26,6 @@ pub(super) fn handle(
             Refusal::new(response::SYSTEM_ERROR, why)
         })?
     };
-    check_client_config(&body)?;
+    check_client_config(&body, broker.config.property_filter)?;
     answered(success())
 }

@@ -64,6 +64,8 @@ pub struct BrokerConfig {
     pub broker_permission: i32,
     /// `longPollingEnable`: hold pulls that find nothing for `suspendTimeoutMillis`...
     pub long_polling: bool,
+    /// `enablePropertyFilter`: consumers may subscribe with SQL92 (false, as in RocketMQ).
+    pub property_filter: bool,
     /// `shortPollingTimeMills`: ...or for this long when long polling is off.
     pub short_polling_ms: u64,
     /// `registerNameServerPeriod`: 30 s.
@@ -122,6 +124,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 8,
             broker_permission: perm::READ | perm::WRITE,
             long_polling: true,
+            property_filter: false,
             short_polling_ms: 1_000,
             register_period_ms: 30_000,
             register_timeout_ms: 24_000,
@@ -284,28 +287,7 @@ impl BrokerConfig {
             tracing::warn!(broker_id = self.broker_id, "a master's brokerId is 0; set to 0");
             self.broker_id = 0;
         }
-        let mut port = String::new();
-        props.apply("haListenPort", &mut port, "a port number")?;
-        if !port.is_empty() {
-            let parsed = port.parse().map_err(|_| ConfigError::Invalid {
-                key: "haListenPort".into(),
-                value: port,
-                expected: "a port number",
-            })?;
-            self.ha_listen_port = Some(parsed);
-        }
-        let mut master = String::new();
-        props.apply("haMasterAddress", &mut master, "host:port")?;
-        if !master.is_empty() {
-            self.ha_master_address = Some(master);
-        }
-        props.apply("haSendHeartbeatInterval", &mut self.ha_heartbeat_ms, "milliseconds")?;
-        props.apply("haHousekeepingInterval", &mut self.ha_housekeeping_ms, "milliseconds")?;
-        props.apply("haTransferBatchSize", &mut self.ha_transfer_batch_bytes, "bytes")?;
-        props.apply("haMaxGapNotInSync", &mut self.ha_max_gap_bytes, "bytes")?;
-        props.apply("slaveReadEnable", &mut self.slave_read_enable, "true or false")?;
-        props.apply("accessMessageInMemoryMaxRatio", &mut self.in_memory_ratio, "a percentage")?;
-        props.apply("offsetCheckInSlave", &mut self.offset_check_in_slave, "true or false")?;
+        self.apply_ha(props)?;
         let mut namesrv = String::new();
         props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
         if !namesrv.is_empty() {
@@ -323,6 +305,7 @@ impl BrokerConfig {
         props.apply("defaultTopicQueueNums", &mut self.default_topic_queue_nums, "a count")?;
         props.apply("brokerPermission", &mut self.broker_permission, "2, 4 or 6")?;
         props.apply("longPollingEnable", &mut self.long_polling, "true or false")?;
+        props.apply("enablePropertyFilter", &mut self.property_filter, "true or false")?;
         props.apply("shortPollingTimeMills", &mut self.short_polling_ms, "milliseconds")?;
         props.apply("registerNameServerPeriod", &mut self.register_period_ms, "milliseconds")?;
         props.apply("registerBrokerTimeoutMills", &mut self.register_timeout_ms, "milliseconds")?;
@@ -353,6 +336,33 @@ impl BrokerConfig {
             self.controller = Some(controller);
         }
         self.apply_store(props)
+    }
+
+    /// Replication and reads from slaves.
+    fn apply_ha(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
+        let mut port = String::new();
+        props.apply("haListenPort", &mut port, "a port number")?;
+        if !port.is_empty() {
+            let parsed = port.parse().map_err(|_| ConfigError::Invalid {
+                key: "haListenPort".into(),
+                value: port,
+                expected: "a port number",
+            })?;
+            self.ha_listen_port = Some(parsed);
+        }
+        let mut master = String::new();
+        props.apply("haMasterAddress", &mut master, "host:port")?;
+        if !master.is_empty() {
+            self.ha_master_address = Some(master);
+        }
+        props.apply("haSendHeartbeatInterval", &mut self.ha_heartbeat_ms, "milliseconds")?;
+        props.apply("haHousekeepingInterval", &mut self.ha_housekeeping_ms, "milliseconds")?;
+        props.apply("haTransferBatchSize", &mut self.ha_transfer_batch_bytes, "bytes")?;
+        props.apply("haMaxGapNotInSync", &mut self.ha_max_gap_bytes, "bytes")?;
+        props.apply("slaveReadEnable", &mut self.slave_read_enable, "true or false")?;
+        props.apply("accessMessageInMemoryMaxRatio", &mut self.in_memory_ratio, "a percentage")?;
+        props.apply("offsetCheckInSlave", &mut self.offset_check_in_slave, "true or false")?;
+        Ok(())
     }
 
     fn apply_store(&mut self, props: &mut Properties) -> Result<(), ConfigError> {

@@ -3,11 +3,16 @@
 //!
 //! A heartbeat admits each consumer group (creating its subscription group when
 //! `autoCreateSubscriptionGroup`) and makes sure its retry topic exists, so a failed message
-//! always has somewhere to go.
+//! always has somewhere to go. Its SQL92 subscriptions are registered as the groups' filters
+//! (`petrel_core::broker::consumer_filters`). A heartbeat with a subscription that does not
+//! parse is refused whole, SUBSCRIPTION_PARSE_FAILED with where it goes wrong; RocketMQ takes
+//! it and fails the consumer's pulls instead, which leaves the mistake harder to find. So is
+//! one with a class-filter subscription (`classFilterMode`), which RocketMQ 5 no longer filters.
 
 use std::sync::Arc;
 
 use petrel_core::broker::clients::{Caller, HeartbeatData};
+use petrel_core::broker::filter::{class_filter_refused, MessageFilter};
 use petrel_core::broker::{retry_topic, Refusal};
 use petrel_core::model::perm;
 use petrel_net::codec::codes::response;
@@ -30,6 +35,7 @@ pub(super) fn handle(
             return Err(Refusal::new(response::SYSTEM_ERROR, why));
         }
     };
+    check_subscriptions(&data)?;
     let now = now_millis();
     let (mut topics_created, mut groups_created) = (false, false);
     for consumer in &data.consumer_data_set {
@@ -65,5 +71,29 @@ pub(super) fn handle(
     let language = request.language.name();
     let caller = Caller { conn: conn.id(), language, version: request.version };
     broker.change_clients(|clients| clients.heartbeat(now, &caller, &data, &notify));
+    let registered = {
+        let mut filters = super::lock(&broker.filters);
+        data.consumer_data_set.iter().fold(false, |changed, consumer| {
+            let subs = &consumer.subscription_data_set;
+            filters.register(&consumer.group_name, subs, now as i64) | changed
+        })
+    };
+    if registered {
+        broker.filters_dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
     answered(success())
+}
+
+/// Every subscription's expression must parse.
+fn check_subscriptions(data: &HeartbeatData) -> Result<(), Refusal> {
+    let subs = data.consumer_data_set.iter().flat_map(|c| &c.subscription_data_set);
+    for sub in subs {
+        if sub.class_filter_mode {
+            return Err(class_filter_refused());
+        }
+        if let Err(e) = MessageFilter::parse(sub.expression_type.as_deref(), &sub.sub_string) {
+            return Err(e.refusal(&sub.sub_string));
+        }
+    }
+    Ok(())
 }

@@ -60,6 +60,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use petrel_core::broker::clients::{ClientAction, ClientRegistry};
+use petrel_core::broker::consumer_filters::ConsumerFilters;
 use petrel_core::broker::offsets::ConsumerOffsets;
 use petrel_core::broker::replica_read::ReadPolicy;
 use petrel_core::broker::replicas::{Replicas, ReplicasAction, Role};
@@ -205,6 +206,9 @@ pub struct Broker {
     /// Held while a config file is snapshotted and written (see `Broker::write_if_dirty`).
     persisting: Mutex<()>,
     clients: Mutex<ClientRegistry>,
+    /// The consumer groups' SQL92 filters, registered by heartbeats.
+    filters: Mutex<ConsumerFilters>,
+    filters_dirty: AtomicBool,
     delays: Mutex<DelayOffsets>,
     /// The delay cursors moved since they were last written.
     delays_dirty: AtomicBool,
@@ -594,6 +598,11 @@ impl Broker {
                     tracing::info!(conn, "client silent past channelExpiredTimeout, closing");
                     self.server.close(conn);
                 }
+                ClientAction::GroupGone(group) => {
+                    if lock(&self.filters).unregister(&group, now_millis() as i64) {
+                        self.filters_dirty.store(true, Ordering::Release);
+                    }
+                }
             }
         }
         result
@@ -673,6 +682,9 @@ impl Broker {
             order.forget_old(now_millis() as i64);
             order.to_table()
         });
+        self.write_if_dirty(&writing, &self.filters_dirty, persist::FILTERS, || {
+            lock(&self.filters).to_table(now_millis() as i64)
+        });
     }
 
     /// Checks the cores' invariants (tests and the simulator call this).
@@ -680,6 +692,7 @@ impl Broker {
         self.topics().check_invariants();
         self.groups().check_invariants();
         lock(&self.clients).check_invariants();
+        lock(&self.filters).check_invariants();
         self.store.check_invariants();
     }
 }
@@ -771,6 +784,7 @@ impl BrokerHandle {
         let unwritten: Vec<&str> = [
             (&broker.offsets_dirty, "consumer offsets"),
             (&broker.pop.order_dirty, "orderly POP state"),
+            (&broker.filters_dirty, "consumer filters"),
             (&broker.topics_dirty, "topics"),
             (&broker.groups_dirty, "subscription groups"),
             (&broker.delays_dirty, "delay offsets"),
@@ -867,6 +881,14 @@ fn open_store(
 }
 
 /// Opens the store, loads the config files, binds and starts serving.
+/// A SYNC_MASTER answers a producer once a slave holds the message; in controller mode the
+/// sync-state set decides.
+fn store_replication(config: &mut BrokerConfig) {
+    let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
+    config.store.replica_acks_required = usize::from(sync_master);
+    config.store.controller_mode = config.controller.is_some();
+}
+
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
     let bind = format!("{}:{}", config.bind_address, config.listen_port);
@@ -878,11 +900,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let addr = format!("{ip}:{}", local_addr.port());
     config.store.store_host =
         addr.parse().map_err(|e| format!("brokerIP1 {ip} is not an IP address: {e}"))?;
-    // A SYNC_MASTER answers a producer once a slave holds the message; in controller mode the
-    // sync-state set decides.
-    let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
-    config.store.replica_acks_required = usize::from(sync_master);
-    config.store.controller_mode = config.controller.is_some();
+    store_replication(&mut config);
     let (store, report) = open_store(&disk, &config)?;
     let (ha_listener, ha_port) = ha::bind(&config).await?;
     let ha_addr = format!("{ip}:{ha_port}");
@@ -915,6 +933,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         groups_dirty: AtomicBool::new(false),
         persisting: Mutex::new(()),
         clients: Mutex::new(ClientRegistry::new(config.channel_expired_ms)),
+        filters: Mutex::new(loaded.filters),
+        filters_dirty: AtomicBool::new(false),
         delays: Mutex::new(loaded.delays),
         delays_dirty: AtomicBool::new(false),
         transactions: Mutex::new(transactions::Transactions::default()),

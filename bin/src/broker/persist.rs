@@ -1,6 +1,6 @@
 //! The broker's config files under `<storePathRootDir>/config/`, in RocketMQ's JSON:
 //! `topics.json`, `subscriptionGroup.json`, `consumerOffset.json`, `delayOffset.json`,
-//! `consumerOrderInfo.json` and `timermetrics`.
+//! `consumerOrderInfo.json`, `consumerFilter.json` and `timermetrics`.
 //!
 //! Each is replaced atomically with the previous version kept as `.bak`
 //! (`petrel_storage::disk::write_atomically`). At startup a file that does not parse is read
@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use petrel_core::broker::consumer_filters::{ConsumerFilterTable, ConsumerFilters};
 use petrel_core::broker::offsets::ConsumerOffsets;
 use petrel_core::broker::pop_order::{OrderInfoTable, OrderInfos};
 use petrel_core::broker::schedule::DelayOffsets;
@@ -31,6 +32,8 @@ pub(super) const DELAYS: &str = "delayOffset.json";
 pub(super) const TIMER_METRICS: &str = "timermetrics";
 /// Orderly POP's state per queue (`bin/src/broker/pop_order.rs`).
 pub(super) const ORDER_INFO: &str = "consumerOrderInfo.json";
+/// The consumer groups' SQL92 filters (`petrel_core::broker::consumer_filters`).
+pub(super) const FILTERS: &str = "consumerFilter.json";
 
 /// The largest config file read back: the bound is checked before anything is allocated.
 const CONFIG_FILE_BYTES_MAX: u64 = 256 << 20;
@@ -104,6 +107,19 @@ fn load_order_infos(disk: &dyn Disk, config: &BrokerConfig) -> OrderInfos {
     }
 }
 
+/// `config/consumerFilter.json` as last written. Every filter in it is taken as dead until its
+/// group's next heartbeat, so a file that reads neither whole nor from its `.bak` is started
+/// over rather than a reason to refuse to start.
+fn load_filters(disk: &dyn Disk, config: &BrokerConfig) -> ConsumerFilters {
+    match load::<ConsumerFilterTable>(disk, config, FILTERS) {
+        Ok(table) => ConsumerFilters::from_table(table, crate::clock::now_millis() as i64),
+        Err(e) => {
+            tracing::warn!(error = %e, "consumer filters unreadable; registered again by heartbeats");
+            ConsumerFilters::default()
+        }
+    }
+}
+
 /// Everything read at startup.
 pub(super) struct Loaded {
     pub topics: TopicTable,
@@ -111,6 +127,7 @@ pub(super) struct Loaded {
     pub offsets: ConsumerOffsets,
     pub delays: DelayOffsets,
     pub order: OrderInfos,
+    pub filters: ConsumerFilters,
 }
 
 pub(super) fn load_all(disk: &dyn Disk, config: &BrokerConfig) -> Result<Loaded, String> {
@@ -122,5 +139,6 @@ pub(super) fn load_all(disk: &dyn Disk, config: &BrokerConfig) -> Result<Loaded,
         offsets: load(disk, config, OFFSETS)?,
         delays: load(disk, config, DELAYS)?,
         order: load_order_infos(disk, config),
+        filters: load_filters(disk, config),
     })
 }

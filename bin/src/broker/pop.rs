@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use petrel_core::broker::filter::TagFilter;
+use petrel_core::broker::filter::{property_filter_disabled, MessageFilter, SQL92};
 use petrel_core::broker::pop::{
     self, msg_offset_info, pop_retry_topic, start_offset_info, PopCheckPoint, QueueRead, TopicKind,
     ACK_TIME_INTERVAL_MS, ORDER_REVIVE_QUEUE, POP_MAX_MESSAGES,
@@ -48,7 +48,7 @@ pub(super) const REVIVE_QUEUES: i32 = 8;
 pub(super) struct Pop<'a> {
     pub group: &'a str,
     pub topic: &'a str,
-    pub filter: TagFilter,
+    pub filter: MessageFilter,
     pub want: usize,
     pub pop_time: i64,
     pub invisible_time: i64,
@@ -61,10 +61,17 @@ pub(super) struct Pop<'a> {
 
 impl<'a> Pop<'a> {
     /// The pop `header` asks for, the `pick`-th of this broker (which picks its revive queue).
-    fn of(header: &'a PopMessageRequestHeader, pick: u64) -> Result<Pop<'a>, Refusal> {
+    fn of(
+        header: &'a PopMessageRequestHeader,
+        pick: u64,
+        property_filter: bool,
+    ) -> Result<Pop<'a>, Refusal> {
         let expression = header.exp.as_deref().unwrap_or("*");
-        let filter = TagFilter::parse(header.exp_type.as_deref(), expression)
-            .map_err(|e| Refusal::new(response::SUBSCRIPTION_PARSE_FAILED, e.to_string()))?;
+        let filter = MessageFilter::parse(header.exp_type.as_deref(), expression)
+            .map_err(|e| e.refusal(expression))?;
+        if filter.needs_properties() && !property_filter {
+            return Err(property_filter_disabled(SQL92));
+        }
         Ok(Pop {
             group: &header.consumer_group,
             topic: &header.topic,
@@ -120,7 +127,7 @@ pub(super) fn handle(
     let header: PopMessageRequestHeader = decode(request)?;
     let queues = check(broker, &header)?;
     let pick = broker.pop.count.fetch_add(1, Ordering::Relaxed);
-    let pop = Pop::of(&header, pick)?;
+    let pop = Pop::of(&header, pick, broker.config.property_filter)?;
     let retry_first = pick.is_multiple_of(100 / RETRY_FIRST_PERCENT);
     let popped = pop_all(broker, &pop, &queues, retry_first)?;
     let answer_header = popped.header(&pop);
@@ -199,7 +206,8 @@ async fn hold(
         if !super::pull_message::dispatched_past(&dispatched, seen, deadline, conn).await {
             break;
         }
-        let Ok(pop) = Pop::of(header, broker.pop.count.fetch_add(1, Ordering::Relaxed)) else {
+        let pick = broker.pop.count.fetch_add(1, Ordering::Relaxed);
+        let Ok(pop) = Pop::of(header, pick, broker.config.property_filter) else {
             break;
         };
         match pop_all(broker, &pop, &queues, retry_first) {
@@ -382,11 +390,19 @@ pub(super) fn read_queue(
     left: usize,
 ) -> (i64, GetMessages) {
     let limits = ReadLimits { messages_max: left, ..ReadLimits::default() };
-    let filter = |code| pop.filter.matches(code);
-    let mut got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
+    let read = |offset: i64| {
+        super::pull_message::read_filtered(
+            broker,
+            (topic, queue_id),
+            offset as u64,
+            limits,
+            &pop.filter,
+        )
+    };
+    let mut got = read(offset);
     if matches!(got.status, GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly) {
         offset = got.next_begin_offset as i64;
-        got = broker.store().get_messages(topic, queue_id, offset as u64, limits, &filter);
+        got = read(offset);
     }
     (offset, got)
 }

@@ -19,9 +19,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petrel_core::broker::filter::TagFilter;
+use petrel_core::broker::filter::{property_filter_disabled, MessageFilter};
 use petrel_core::broker::replica_read::GroupPreference;
 use petrel_core::model::perm;
+use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -35,6 +36,7 @@ use crate::clock::now_millis;
 const FLAG_COMMIT_OFFSET: i32 = 0x1;
 const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
+const FLAG_CLASS_FILTER: i32 = 0x8;
 
 /// Gives back a held pull's (or pop's) slot however its future ends.
 pub(super) struct HeldSlot(Arc<Broker>);
@@ -149,7 +151,7 @@ pub(super) async fn dispatched_past(
 
 /// What a pull reads with: its filter, and its group's settings (which broker to suggest).
 struct Reader {
-    filter: TagFilter,
+    filter: MessageFilter,
     group: GroupPreference,
 }
 
@@ -158,7 +160,7 @@ fn check(
     broker: &Broker,
     conn: &Connection,
     header: &PullMessageRequestHeader,
-) -> Result<(TagFilter, GroupPreference), Refusal> {
+) -> Result<(MessageFilter, GroupPreference), Refusal> {
     if !perm::is_readable(broker.config.broker_permission) {
         let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
         return Err(Refusal::new(response::NO_PERMISSION, why));
@@ -206,16 +208,34 @@ fn check(
     Ok((subscription_filter(broker, header)?, settings))
 }
 
+/// The pull's filter: its own expression when it carries one, else its group's registered
+/// subscription (and for SQL92 the group's registered filter). An SQL92 filter is refused
+/// while `enablePropertyFilter` is off, a class filter always.
 fn subscription_filter(
     broker: &Broker,
     header: &PullMessageRequestHeader,
-) -> Result<TagFilter, Refusal> {
-    let (group, topic) = (&header.consumer_group, &header.topic);
-    if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
-        let expression = header.subscription.as_deref().unwrap_or("*");
-        return TagFilter::parse(header.expression_type.as_deref(), expression)
-            .map_err(filter_error);
+) -> Result<MessageFilter, Refusal> {
+    if header.sys_flag & FLAG_CLASS_FILTER != 0 {
+        return Err(petrel_core::broker::filter::class_filter_refused());
     }
+    let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        let expression = header.subscription.as_deref().unwrap_or("*");
+        MessageFilter::parse(header.expression_type.as_deref(), expression)
+            .map_err(|e| e.refusal(expression))?
+    } else {
+        registered_filter(broker, header)?
+    };
+    if filter.needs_properties() && !broker.config.property_filter {
+        return Err(property_filter_disabled(petrel_core::broker::filter::SQL92));
+    }
+    Ok(filter)
+}
+
+fn registered_filter(
+    broker: &Broker,
+    header: &PullMessageRequestHeader,
+) -> Result<MessageFilter, Refusal> {
+    let (group, topic) = (&header.consumer_group, &header.topic);
     let clients = super::lock(&broker.clients);
     let Some(consumers) = clients.consumer_group(group) else {
         let why =
@@ -232,14 +252,25 @@ fn subscription_filter(
         );
         return Err(Refusal::new(response::SUBSCRIPTION_NOT_LATEST, why));
     }
-    TagFilter::from_subscription(sub).map_err(filter_error)
-}
-
-/// RocketMQ answers an expression type it does not filter by with SYSTEM_ERROR.
-fn filter_error(error: petrel_core::broker::filter::FilterError) -> Refusal {
-    let petrel_core::broker::filter::FilterError::Unsupported(kind) = &error;
-    let why = format!("The broker does not support consumer to filter message by {kind}");
-    Refusal::new(response::SYSTEM_ERROR, why)
+    let kind = sub.expression_type.as_deref();
+    if petrel_core::broker::filter::is_tag_type(kind) {
+        return MessageFilter::parse(kind, &sub.sub_string).map_err(|e| e.refusal(&sub.sub_string));
+    }
+    let filters = super::lock(&broker.filters);
+    let Some(data) = filters.get(topic, group) else {
+        let why = format!(
+            "The broker's consumer filter data is not exist! Your expression may be wrong! group: {group} topic: {topic}"
+        );
+        return Err(Refusal::new(response::FILTER_DATA_NOT_EXIST, why));
+    };
+    if data.client_version < header.sub_version {
+        let why = format!(
+            "the consumer's consumer filter data not latest, group: {group} topic: {topic}; send a heartbeat"
+        );
+        return Err(Refusal::new(response::FILTER_DATA_NOT_LATEST, why));
+    }
+    let compiled = data.compiled.clone().expect("a registered filter is compiled");
+    Ok(MessageFilter::Sql92(compiled))
 }
 
 /// Reads the queue and answers with RocketMQ's status mapping.
@@ -254,10 +285,7 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
         .filter(|b| *b > 0)
         .map_or(broker.config.pull_bytes_max, |b| b.min(broker.config.pull_bytes_max));
     let limits = ReadLimits { messages_max, bytes_max, ..ReadLimits::default() };
-    let got =
-        broker.store().get_messages(&header.topic, header.queue_id, offset, limits, &|code| {
-            filter.matches(code)
-        });
+    let got = read_filtered(broker, (&header.topic, header.queue_id), offset, limits, filter);
     let code = match got.status {
         GetStatus::Found => response::SUCCESS,
         GetStatus::NoMatchedMessage => response::PULL_RETRY_IMMEDIATELY,
@@ -312,4 +340,26 @@ fn status_name(status: GetStatus) -> &'static str {
         GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
         GetStatus::ReadFailed => "READ_FAILED",
     }
+}
+
+/// Reads a queue through `filter`: by tag code in the consume queue, and for SQL92 by each
+/// record's properties as well.
+pub(super) fn read_filtered(
+    broker: &Broker,
+    (topic, queue_id): (&str, i32),
+    offset: u64,
+    limits: ReadLimits,
+    filter: &MessageFilter,
+) -> petrel_storage::GetMessages {
+    let by_code = |code| filter.by_code(code);
+    let by_record =
+        |record: &[u8]| match scan_record(record, Checks { physical_offset: None, crc: false }) {
+            Scanned::Record(record) => filter.by_properties(record.properties),
+            _ => false,
+        };
+    let by_record: Option<petrel_storage::RecordFilter<'_>> = match filter.needs_properties() {
+        true => Some(&by_record),
+        false => None,
+    };
+    broker.store().get_messages_matching(topic, queue_id, offset, limits, &by_code, by_record)
 }

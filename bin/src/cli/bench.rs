@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use petrel::bench::check_back::{self, CheckBackBench};
 use petrel::bench::consume::{self, ConsumeBench, ConsumeKind};
+use petrel::bench::filter::{self, FilterBench};
 use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
 use petrel::bench::replication::{self, ReplicationBench};
@@ -42,6 +43,8 @@ pub enum BenchCommand {
     /// Sends to an ASYNC_MASTER and a SYNC_MASTER with their slaves against a lone master,
     /// and an empty slave's catch-up against this disk's sequential-write ceiling.
     Replication(ReplicationArgs),
+    /// Reads one queue whole through TAG and SQL92 filters, against the unfiltered read.
+    Filter(FilterArgs),
 }
 
 pub async fn run(which: BenchCommand) -> Result<(), String> {
@@ -100,6 +103,10 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::Replication(args) => {
             let json = args.json;
             print!("{}", replication::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Filter(args) => {
+            let json = args.json;
+            print!("{}", filter::run(args.into()).await?.render(json));
         }
         BenchCommand::FloorServer(args) => {
             let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -506,5 +513,27 @@ impl From<ReplicationArgs> for ReplicationBench {
             catch_up_bytes: (args.catch_up_gib * f64::from(1u32 << 30)) as u64,
             dir: args.dir,
         }
+    }
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Scratch directory for the broker it starts, deleted first.
+    #[arg(long, default_value = ".bench/filter")]
+    dir: PathBuf,
+    /// Messages in the queue.
+    #[arg(short = 'n', long, default_value_t = 200_000)]
+    messages: u64,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 256)]
+    size: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<FilterArgs> for FilterBench {
+    fn from(args: FilterArgs) -> FilterBench {
+        FilterBench { dir: args.dir, messages: args.messages, message_bytes: args.size }
     }
 }

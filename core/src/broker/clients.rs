@@ -82,6 +82,8 @@ pub enum ClientAction {
     NotifyIdsChanged { group: String, conns: Vec<ConnId> },
     /// The client behind this connection went silent: close it.
     Close(ConnId),
+    /// The last member of this consumer group left (its SQL92 filters die).
+    GroupGone(String),
 }
 
 /// Who a connection says it is, from the request that carried the heartbeat.
@@ -195,6 +197,7 @@ impl ClientRegistry {
         }
         if group.members.is_empty() {
             self.consumers.remove(group_name);
+            self.actions.push_back(ClientAction::GroupGone(group_name.to_owned()));
         } else if group.notify {
             let conns = group.members.keys().copied().collect();
             let group = group_name.to_owned();
@@ -344,7 +347,11 @@ mod tests {
             vec![ClientAction::NotifyIdsChanged { group: "G".into(), conns: vec![2] }]
         );
         registry.unregister(2, None, Some("G"));
-        assert!(drain(&mut registry).is_empty(), "nobody is left to tell");
+        assert_eq!(
+            drain(&mut registry),
+            vec![ClientAction::GroupGone("G".into())],
+            "nobody is left to tell; the group's filters die"
+        );
         assert!(registry.consumer_group("G").is_none());
         registry.check_invariants();
     }
@@ -384,7 +391,10 @@ mod tests {
         registry.tick(1_100);
         assert!(drain(&mut registry).is_empty());
         registry.tick(1_101);
-        assert_eq!(drain(&mut registry), vec![ClientAction::Close(7)]);
+        assert_eq!(
+            drain(&mut registry),
+            vec![ClientAction::GroupGone("G".into()), ClientAction::Close(7)]
+        );
         assert!(registry.producer_conns("P").is_empty());
         assert_eq!(registry.poll_timeout(), None);
         registry.check_invariants();

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod clients;
+pub mod consumer_filters;
 pub mod delay;
 pub mod filter;
 pub mod offsets;
@@ -16,6 +17,7 @@ pub mod replicas;
 pub mod revive;
 pub mod schedule;
 pub mod send_plan;
+pub mod sql92;
 pub mod subscriptions;
 pub mod timer;
 pub mod timer_metrics;

@@ -5,7 +5,7 @@
 
 use petrel_core::broker::batch::{decode_batch, encode_batch};
 use petrel_core::broker::clients::HeartbeatData;
-use petrel_core::broker::filter::{SubscriptionData, TagFilter};
+use petrel_core::broker::filter::{MessageFilter, TagFilter};
 use petrel_core::broker::schedule::{redirect, restore, DelayLevels};
 use petrel_core::record::{properties, property};
 
@@ -37,8 +37,11 @@ fn heartbeat(body: &[u8]) {
     let Ok(data) = from_json::<HeartbeatData>(body) else { return };
     for consumer in &data.consumer_data_set {
         for sub in &consumer.subscription_data_set {
-            if let Ok(filter) = TagFilter::from_subscription(sub) {
-                filter.matches(0);
+            if let Ok(filter) =
+                MessageFilter::parse(sub.expression_type.as_deref(), &sub.sub_string)
+            {
+                filter.by_code(0);
+                filter.by_properties(b"a\x011\x02");
             }
         }
     }
@@ -48,11 +51,12 @@ fn heartbeat(body: &[u8]) {
 fn subscription(text: &[u8]) {
     let text = String::from_utf8_lossy(text);
     let (kind, expression) = text.split_once('\n').unwrap_or(("TAG", &text));
-    if let Ok(TagFilter::Codes(codes)) = TagFilter::parse(Some(kind), expression) {
+    if let Ok(MessageFilter::Tag(TagFilter::Codes(codes))) =
+        MessageFilter::parse(Some(kind), expression)
+    {
         assert!(!codes.is_empty(), "a tag filter selects at least one tag");
     }
-    let sub = SubscriptionData { sub_string: expression.to_owned(), ..SubscriptionData::default() };
-    let _ = TagFilter::from_subscription(&sub);
+    let _ = MessageFilter::parse(None, expression);
 }
 
 /// A producer's properties sent with a delay: redirected to the schedule topic and restored,

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod consumer;
 pub mod controller;
 pub mod failover;
+pub mod filter;
 pub mod namesrv;
 pub mod orderly;
 pub mod pop;
@@ -108,6 +109,11 @@ pub const ALL: &[Scenario] = &[
         run: || Box::pin(pop::run()),
     },
     Scenario {
+        name: "filter",
+        about: "a push consumer group subscribed with SQL92 loses a member; the broker under swarm faults",
+        run: || Box::pin(filter::run()),
+    },
+    Scenario {
         name: "pop_orderly",
         about: "an orderly POP group that leaves messages and loses a member; the broker under swarm faults",
         run: || Box::pin(pop_orderly::run()),
@@ -156,6 +162,22 @@ pub(crate) async fn play_members(
     history.settle(None, liveness).await;
     cluster.check_invariants();
     history.entries()
+}
+
+/// `count` consumer members named `member-{n}`, each a node of `cluster` running
+/// `member(name, history)` (again after each power loss).
+pub(crate) fn start_members<F: Future + 'static>(
+    cluster: &crate::cluster::Cluster,
+    history: &crate::history::History,
+    count: usize,
+    member: fn(String, crate::history::History) -> F,
+) -> Vec<madsim::runtime::NodeHandle> {
+    (0..count)
+        .map(|n| {
+            let (name, history) = (format!("member-{n}"), history.clone());
+            cluster.process(&name.clone(), move || member(name.clone(), history.clone()))
+        })
+        .collect()
 }
 
 /// The scenario called `name`.

@@ -123,12 +123,7 @@ pub async fn run() -> String {
     schedule.apply_latency();
     let history = History::default();
     let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
-    let members: Vec<_> = (0..3)
-        .map(|n| {
-            let (name, history) = (format!("member-{n}"), history.clone());
-            cluster.process(&name.clone(), move || member(name.clone(), history.clone()))
-        })
-        .collect();
+    let members = super::start_members(&cluster, &history, 3, member);
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -45,6 +45,7 @@ mod epochs;
 mod flush;
 mod open;
 mod read;
+pub use read::RecordFilter;
 mod replicate;
 mod truncate;
 

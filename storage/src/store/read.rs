@@ -101,6 +101,20 @@ impl Store {
         limits: ReadLimits,
         filter: &dyn Fn(i64) -> bool,
     ) -> GetMessages {
+        self.get_messages_matching(topic, queue_id, offset, limits, filter, None)
+    }
+
+    /// As [`Store::get_messages`], and each record read must also pass `by_record` (an SQL92
+    /// filter over its properties); one that does not is passed over like a tag mismatch.
+    pub fn get_messages_matching(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        limits: ReadLimits,
+        filter: &dyn Fn(i64) -> bool,
+        by_record: Option<RecordFilter<'_>>,
+    ) -> GetMessages {
         let mut result = GetMessages {
             status: GetStatus::NoMatchedLogicQueue,
             messages: Vec::new(),
@@ -130,7 +144,8 @@ impl Store {
             _ => (GetStatus::NoMatchedMessage, offset),
         };
         if result.status == GetStatus::NoMatchedMessage {
-            self.collect(&mut result, (topic, queue_id, offset), &units, limits, filter);
+            let filters = Filters { by_code: filter, by_record };
+            self.collect(&mut result, (topic, queue_id, offset), &units, limits, filters);
         }
         result
     }
@@ -144,7 +159,7 @@ impl Store {
         start: (&str, i32, u64),
         units: &[Bytes],
         limits: ReadLimits,
-        filter: &dyn Fn(i64) -> bool,
+        filters: Filters<'_>,
     ) {
         let (topic, queue_id, offset) = start;
         let mut next = offset;
@@ -167,7 +182,7 @@ impl Store {
                     continue;
                 }
                 last_looked_at = Some(unit.offset.max(0) as u64);
-                if !filter(unit.tags_code) {
+                if !(filters.by_code)(unit.tags_code) {
                     continue;
                 }
                 if (unit.offset as u64) < log_min {
@@ -175,6 +190,7 @@ impl Store {
                     continue;
                 }
                 match self.read_record(&unit, (topic, queue_id, next - 1)) {
+                    Ok(Some(message)) if filters.by_record.is_some_and(|f| !f(&message)) => {}
                     Ok(Some(message)) => {
                         bytes += message.len();
                         result.messages.push(message);
@@ -310,3 +326,13 @@ pub(super) fn has_key(record: &Record<'_>, key: &str) -> bool {
     record.property(b"UNIQ_KEY") == Some(key)
         || record.property(b"KEYS").is_some_and(|keys| keys.split(|b| *b == b' ').any(|k| k == key))
 }
+
+/// What a read selects by: the consume-queue tag code, then, if given, the record itself.
+#[derive(Clone, Copy)]
+pub(super) struct Filters<'a> {
+    pub by_code: &'a dyn Fn(i64) -> bool,
+    pub by_record: Option<RecordFilter<'a>>,
+}
+
+/// A filter over a whole record (the consume queue's tag code could not decide).
+pub type RecordFilter<'a> = &'a dyn Fn(&[u8]) -> bool;
