@@ -204,6 +204,23 @@ async fn bad_expressions_are_refused_and_registered_ones_filter_pulls_across_a_r
     let refused = call(&client, &addr, class).await;
     assert_eq!(refused.code, response::SUBSCRIPTION_PARSE_FAILED);
     assert!(refused.remark.unwrap().contains("classFilterMode"));
+    let mut class_pull = pull("Bad", 0, Some("n > 1"), 1);
+    let header: PullMessageRequestHeader = class_pull.header().unwrap();
+    class_pull = RemotingCommand::request(request::PULL_MESSAGE)
+        .with_header(&PullMessageRequestHeader { sys_flag: 0x4 | 0x8, ..header });
+    let refused = call(&client, &addr, class_pull).await;
+    assert_eq!(refused.code, response::SUBSCRIPTION_PARSE_FAILED);
+    assert!(refused.remark.unwrap().contains("classFilterMode"));
+    let check = |expression: &str| {
+        let body = format!(
+            r#"{{"clientId":"10.0.0.9@filters","group":"Checked","subscriptionData":{{"classFilterMode":false,"codeSet":[],"expressionType":"SQL92","subString":"{expression}","subVersion":1,"tagsSet":[],"topic":"{TOPIC}"}}}}"#
+        );
+        RemotingCommand::request(request::CHECK_CLIENT_CONFIG).with_body(body)
+    };
+    assert_eq!(call(&client, &addr, check("n > 1")).await.code, response::SUCCESS);
+    let refused = call(&client, &addr, check("n > 1 n")).await;
+    assert_eq!(refused.code, response::SUBSCRIPTION_PARSE_FAILED);
+    assert!(refused.remark.unwrap().contains("at column 7"));
     let refused = call(&client, &addr, pull("Bad", 0, Some("n BETWEEN 9 AND 1"), 1)).await;
     assert_eq!(refused.code, response::SUBSCRIPTION_PARSE_FAILED);
     assert!(refused.remark.unwrap().contains("low bound of BETWEEN"));
@@ -259,17 +276,42 @@ async fn bad_expressions_are_refused_and_registered_ones_filter_pulls_across_a_r
     assert_eq!(revived["dead"], true);
 }
 
-/// With `enablePropertyFilter=false` (RocketMQ's default) SQL92 is refused as RocketMQ refuses
-/// it, with the setting named.
+/// With `enablePropertyFilter=false` (RocketMQ's default) an SQL92 pull is refused as RocketMQ
+/// refuses it, with the setting named; POP filters regardless, as RocketMQ's does.
 #[tokio::test]
-async fn sql92_is_refused_while_property_filters_are_off() {
+async fn sql92_pulls_are_refused_while_property_filters_are_off_and_pops_are_not() {
     let broker = Running::start(None, |_| {}).await;
     let client = RemotingClient::new(ClientConfig::default(), None);
     assert!(raw::create_topic(&client, &broker.addr, TOPIC, 1).await);
+    for id in 0..4 {
+        raw::send_with(&client, &broker.addr, TOPIC, 0, id, 16, &format!("n\u{1}{id}\u{2}")).await;
+    }
     let reply = call(&client, &broker.addr, pull("Off", 0, Some("n > 1"), 1)).await;
     assert_eq!(reply.code, response::SYSTEM_ERROR);
     let remark = reply.remark.unwrap();
     assert!(remark.starts_with("The broker does not support consumer to filter message by SQL92"));
     assert!(remark.contains("enablePropertyFilter=true"));
+    let pop = petrel_net::headers::broker::PopMessageRequestHeader {
+        consumer_group: "OffPop".into(),
+        topic: TOPIC.into(),
+        queue_id: -1,
+        max_msg_nums: 32,
+        invisible_time: 60_000,
+        poll_time: 0,
+        born_time: None,
+        init_mode: 0,
+        exp_type: Some("SQL92".into()),
+        exp: Some("n > 1".into()),
+        order: None,
+        attempt_id: None,
+    };
+    let reply = call(
+        &client,
+        &broker.addr,
+        RemotingCommand::request(request::POP_MESSAGE).with_header(&pop),
+    )
+    .await;
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(ns_of(&reply), BTreeSet::from([2, 3]));
     broker.stop().await;
 }

@@ -9,7 +9,8 @@
 #     back by the local transaction and by answers to the broker's check-back; a consumer
 #     gets exactly the committed ones, once.
 #   - npm `ali-ons` (pure JavaScript): create topics; produce N; consume all; resume;
-#     query by key and view by id; tag filter; delay level 2.
+#     query by key and view by id; tag filter; an SQL92 subscription gets exactly what its
+#     expression selects (the broker runs with enablePropertyFilter=true); delay level 2.
 #   - PyPI `rocketmq` orderly: send_orderly by key, two orderly push consumer processes, the
 #     broker killed with SIGKILL and restarted midway; each key's messages in order, none lost.
 #   - PyPI `rocketmq` against a SYNC_MASTER and its slave (three `petrel` processes): the
@@ -45,8 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# SQL92 subscriptions (the ali-ons sql step) need the broker's property filter.
+echo "enablePropertyFilter=true" >"$work/standalone.conf"
 "$petrel" standalone --data-dir "$work/data" --namesrv-port 0 --broker-port 0 \
-  >"$work/out" 2>"$work/log" &
+  -c "$work/standalone.conf" >"$work/out" 2>"$work/log" &
 pid=$!
 for _ in $(seq 1 300); do
   grep -q "^Clients:" "$work/out" 2>/dev/null && break
@@ -86,7 +89,7 @@ phase "python transactions (check-back)" "$python_tx" "$here/python_tx_client.py
   --namesrv "$namesrv" --run-id "pytx$run_id" --timeout "$timeout_s"
 
 ons() { NODE_PATH="$PETREL_NODE_MODULES" ONS_TIMEOUT_MS=$((timeout_s * 1000)) node "$here/node/ons_client.js" "$namesrv" "ons$run_id" "$@"; }
-for step in setup "produce $messages" consume resume query tags delay; do
+for step in setup "produce $messages" consume resume query tags sql delay; do
   # shellcheck disable=SC2086
   phase "ali-ons $step" ons $step
 done

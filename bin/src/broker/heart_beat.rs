@@ -70,17 +70,16 @@ pub(super) fn handle(
     };
     let language = request.language.name();
     let caller = Caller { conn: conn.id(), language, version: request.version };
-    broker.change_clients(|clients| clients.heartbeat(now, &caller, &data, &notify));
-    let registered = {
-        let mut filters = super::lock(&broker.filters);
-        data.consumer_data_set.iter().fold(false, |changed, consumer| {
-            let subs = &consumer.subscription_data_set;
-            filters.register(&consumer.group_name, subs, now as i64) | changed
-        })
-    };
-    if registered {
-        broker.filters_dirty.store(true, std::sync::atomic::Ordering::Release);
-    }
+    // The filters are registered under the registry's lock, as a group's going kills them.
+    broker.change_clients(|clients| {
+        clients.heartbeat(now, &caller, &data, &notify);
+        broker.change_filters(|filters| {
+            data.consumer_data_set.iter().fold(false, |changed, consumer| {
+                let subs = &consumer.subscription_data_set;
+                filters.register(&consumer.group_name, subs, now as i64) | changed
+            })
+        });
+    });
     answered(success())
 }
 

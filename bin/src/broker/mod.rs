@@ -586,7 +586,17 @@ impl Broker {
         let (result, actions) = {
             let mut clients = lock(&self.clients);
             let result = change(&mut clients);
-            let actions: Vec<ClientAction> = std::iter::from_fn(|| clients.poll_action()).collect();
+            let mut actions = Vec::new();
+            while let Some(action) = clients.poll_action() {
+                match action {
+                    // Under the registry's lock (then the filters', the one order both are
+                    // taken in), so that no heartbeat registers the group's filters again
+                    // between the group's going and its filters' death.
+                    ClientAction::GroupGone(group) => self
+                        .change_filters(|filters| filters.unregister(&group, now_millis() as i64)),
+                    other => actions.push(other),
+                }
+            }
             (result, actions)
         };
         for action in actions {
@@ -598,14 +608,18 @@ impl Broker {
                     tracing::info!(conn, "client silent past channelExpiredTimeout, closing");
                     self.server.close(conn);
                 }
-                ClientAction::GroupGone(group) => {
-                    if lock(&self.filters).unregister(&group, now_millis() as i64) {
-                        self.filters_dirty.store(true, Ordering::Release);
-                    }
-                }
+                ClientAction::GroupGone(_) => unreachable!("handled under the registry's lock"),
             }
         }
         result
+    }
+
+    /// Runs `change` on the consumer groups' SQL92 filters; marks them to be written when it
+    /// says they changed. Takes the filters' lock: never call it holding that lock.
+    fn change_filters(&self, change: impl FnOnce(&mut ConsumerFilters) -> bool) {
+        if change(&mut lock(&self.filters)) {
+            self.filters_dirty.store(true, Ordering::Release);
+        }
     }
 
     fn dispatch(self: &Arc<Self>, conn: &Connection, request: RemotingCommand) -> Handled {
@@ -666,6 +680,7 @@ impl Broker {
                 _ = stop.wait() => return,
             }
             self.change_clients(|clients| clients.tick(now_millis()));
+            self.change_filters(|filters| filters.clean(now_millis() as i64));
             self.persist_offsets();
             self.persist_topics();
             self.persist_groups();

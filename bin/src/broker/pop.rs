@@ -10,8 +10,8 @@
 //! their retry topic's name (RocketMQ's `popResponseReturnActualRetryTopic=true`); the
 //! client's handle says which (retry field 1). A pop that finds nothing waits up to its
 //! `pollTime` for new messages, then answers POLLING_TIMEOUT. An orderly pop (`order=true`)
-//! writes no checkpoint and reads no retry topic (`pop_order.rs`). Not yet: SQL92
-//! expressions.
+//! writes no checkpoint and reads no retry topic (`pop_order.rs`). An SQL92 expression filters
+//! the topic and the pop retry topic alike, as RocketMQ's does (docs/filter.md).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use petrel_core::broker::filter::{property_filter_disabled, MessageFilter, SQL92};
+use petrel_core::broker::filter::MessageFilter;
 use petrel_core::broker::pop::{
     self, msg_offset_info, pop_retry_topic, start_offset_info, PopCheckPoint, QueueRead, TopicKind,
     ACK_TIME_INTERVAL_MS, ORDER_REVIVE_QUEUE, POP_MAX_MESSAGES,
@@ -61,17 +61,14 @@ pub(super) struct Pop<'a> {
 
 impl<'a> Pop<'a> {
     /// The pop `header` asks for, the `pick`-th of this broker (which picks its revive queue).
-    fn of(
-        header: &'a PopMessageRequestHeader,
-        pick: u64,
-        property_filter: bool,
-    ) -> Result<Pop<'a>, Refusal> {
-        let expression = header.exp.as_deref().unwrap_or("*");
-        let filter = MessageFilter::parse(header.exp_type.as_deref(), expression)
-            .map_err(|e| e.refusal(expression))?;
-        if filter.needs_properties() && !property_filter {
-            return Err(property_filter_disabled(SQL92));
-        }
+    /// RocketMQ's POP filters by SQL92 whatever `enablePropertyFilter` says, and so does this;
+    /// with no expression (or an empty one) it takes everything, whatever the type.
+    fn of(header: &'a PopMessageRequestHeader, pick: u64) -> Result<Pop<'a>, Refusal> {
+        let (kind, expression) = match header.exp.as_deref() {
+            Some(exp) if !exp.is_empty() => (header.exp_type.as_deref(), exp),
+            _ => (None, "*"),
+        };
+        let filter = MessageFilter::parse(kind, expression).map_err(|e| e.refusal(expression))?;
         Ok(Pop {
             group: &header.consumer_group,
             topic: &header.topic,
@@ -127,7 +124,7 @@ pub(super) fn handle(
     let header: PopMessageRequestHeader = decode(request)?;
     let queues = check(broker, &header)?;
     let pick = broker.pop.count.fetch_add(1, Ordering::Relaxed);
-    let pop = Pop::of(&header, pick, broker.config.property_filter)?;
+    let pop = Pop::of(&header, pick)?;
     let retry_first = pick.is_multiple_of(100 / RETRY_FIRST_PERCENT);
     let popped = pop_all(broker, &pop, &queues, retry_first)?;
     let answer_header = popped.header(&pop);
@@ -207,7 +204,7 @@ async fn hold(
             break;
         }
         let pick = broker.pop.count.fetch_add(1, Ordering::Relaxed);
-        let Ok(pop) = Pop::of(header, pick, broker.config.property_filter) else {
+        let Ok(pop) = Pop::of(header, pick) else {
             break;
         };
         match pop_all(broker, &pop, &queues, retry_first) {

@@ -110,8 +110,9 @@ impl ConsumerFilters {
     }
 
     /// A heartbeat's subscriptions of `group`: SQL92 ones registered, the group's filters on
-    /// topics it no longer subscribes marked dead. Subscriptions must have been checked to
-    /// compile (one that does not is skipped). True when anything changed.
+    /// topics it no longer subscribes marked dead. A subscription that does not compile drops
+    /// the group's filter on its topic, as RocketMQ does (the heartbeat refuses such
+    /// subscriptions before this). True when anything changed.
     pub fn register(&mut self, group: &str, subscriptions: &[SubscriptionData], now: i64) -> bool {
         let mut changed = false;
         for sub in subscriptions {
@@ -153,6 +154,7 @@ impl ConsumerFilters {
         let Ok(compiled) = Sql92::parse(expression) else {
             // RocketMQ drops the old filter, so that the client's pulls report the error.
             groups.remove(group);
+            self.by_topic.retain(|_, groups| !groups.is_empty());
             return true;
         };
         let data = FilterData {
@@ -188,13 +190,20 @@ impl ConsumerFilters {
     }
 
     /// Forgets filters dead for [`FILTER_DEAD_KEPT_MS`] and topics left with none.
-    pub fn clean(&mut self, now: i64) {
+    ///
+    /// True when it forgot any.
+    pub fn clean(&mut self, now: i64) -> bool {
+        let count = |by_topic: &BTreeMap<String, BTreeMap<String, FilterData>>| -> usize {
+            by_topic.values().map(BTreeMap::len).sum()
+        };
+        let before = count(&self.by_topic);
         for groups in self.by_topic.values_mut() {
             groups.retain(|_, d| {
                 !d.is_dead() || now.saturating_sub(d.dead_time) < FILTER_DEAD_KEPT_MS
             });
         }
         self.by_topic.retain(|_, groups| !groups.is_empty());
+        before != count(&self.by_topic)
     }
 
     pub fn check_invariants(&self) {
@@ -261,7 +270,8 @@ mod tests {
         assert!(filters.get("T", "G").unwrap().is_dead());
         assert!(filters.register("G", &[sub("T", "a > 1", 1)], 4000), "same version revives");
         assert!(!filters.get("T", "G").unwrap().is_dead());
-        filters.clean(2000 + FILTER_DEAD_KEPT_MS);
+        assert!(filters.clean(2000 + FILTER_DEAD_KEPT_MS));
+        assert!(!filters.clean(2000 + FILTER_DEAD_KEPT_MS), "nothing more to forget");
         assert!(filters.get("U", "G").is_none());
         assert!(filters.get("T", "G").is_some());
         filters.check_invariants();

@@ -325,6 +325,7 @@ async function cmdProduce(n, count) {
   for (let i = 0; i < count; i++) {
     const msg = new Message(n.topic, tagOf(i), bodyOf(n, i));
     msg.keys = keysOf(n, i);
+    msg.properties.n = String(i); // what the sql step's SQL92 expression reads
     const sentAt = Date.now();
     let res;
     try {
@@ -452,12 +453,12 @@ async function cmdResume(n) {
     `+ ${again.length} redelivered)`;
 }
 
-async function cmdTags(n) {
-  const state = loadState(n);
-  const wanted = new Set(state.messages.filter(m => m.tag === 'TagA' || m.tag === 'TagC').map(m => m.i));
-  const consumer = newConsumer(n, 'tags');
-  const got = collect(n, state, consumer, 'TagA || TagC', 'tags');
-  await waitFor(`all ${wanted.size} TagA/TagC messages (have ${got.size})`, () => {
+// A new consumer of group `groupSuffix` subscribed with `expression` must receive every
+// message of `wanted` (indexes) and nothing else; returns how many it received.
+async function receiveExactly(n, state, groupSuffix, expression, wanted) {
+  const consumer = newConsumer(n, groupSuffix);
+  const got = collect(n, state, consumer, expression, groupSuffix);
+  await waitFor(`all ${wanted.size} selected messages (have ${got.size})`, () => {
     throwDeferred();
     return [ ...wanted ].every(i => got.has(i));
   }, budget(15000));
@@ -465,9 +466,29 @@ async function cmdTags(n) {
   throwDeferred();
   const extra = [ ...got.keys() ].filter(i => !wanted.has(i));
   await withTimeout(consumer.close(), 10000, 'consumer close');
-  // ali-ons also filters by tag on the client, so an extra here is a client-visible bug.
   check(!extra.length, `handler got messages outside the subscription: ${JSON.stringify(extra)}`);
-  return `received exactly the ${wanted.size} TagA/TagC messages`;
+  return wanted.size;
+}
+
+async function cmdTags(n) {
+  const state = loadState(n);
+  const wanted = new Set(state.messages.filter(m => m.tag === 'TagA' || m.tag === 'TagC').map(m => m.i));
+  // ali-ons also filters by tag on the client, so an extra here is a client-visible bug.
+  const count = await receiveExactly(n, state, 'tags', 'TagA || TagC', wanted);
+  return `received exactly the ${count} TagA/TagC messages`;
+}
+
+// An SQL92 subscription (ali-ons sends expressionType SQL92 in its heartbeat and pulls, and
+// filters nothing itself, so an extra is one the broker let through): exactly the messages
+// the expression selects arrive.
+async function cmdSql(n) {
+  const state = loadState(n);
+  const selects = m => m.i >= 10 && m.i < 60 && (m.tag === 'TagA' || m.tag === 'TagC');
+  const wanted = new Set(state.messages.filter(selects).map(m => m.i));
+  check(wanted.size > 0, 'the sql step needs produce to have sent more than 10 messages');
+  const expression = { expressionType: 'SQL92', subString: "n BETWEEN 10 AND 59 AND TAGS IN ('TagA', 'TagC')" };
+  const count = await receiveExactly(n, state, 'sql', expression, wanted);
+  return `received exactly the ${count} messages ${expression.subString} selects`;
 }
 
 function decodeAll(body) {
@@ -612,7 +633,7 @@ async function cmdDelay(n) {
 // ---------------------------------------------------------------- main
 
 const USAGE = 'usage: node ons_client.js <namesrv host:port> <run-id> ' +
-  '(setup | produce N | consume | resume | query | tags | delay)';
+  '(setup | produce N | consume | resume | query | tags | sql | delay)';
 
 async function main() {
   const [ namesrv, runId, cmd, arg ] = process.argv.slice(2);
@@ -626,6 +647,7 @@ async function main() {
     resume: () => cmdResume(n),
     query: () => cmdQuery(n),
     tags: () => cmdTags(n),
+    sql: () => cmdSql(n),
     delay: () => cmdDelay(n),
   };
   if (!commands[cmd]) finish(2, USAGE);

@@ -240,7 +240,8 @@ fn decimal_of(body: &str) -> Option<f64> {
 }
 
 /// After `0x`: `hexdigits [. hexdigits] p [sign] digits [fFdD]`, a digit on either side of
-/// the point, the binary exponent required. Exact for up to 30 significant hex digits.
+/// the point, the binary exponent required. Digits past the 30th significant one are dropped
+/// (Java rounds them in: at most the last bit can differ).
 fn hexadecimal_of(body: &str) -> Option<f64> {
     let body = body.strip_suffix(['f', 'F', 'd', 'D']).unwrap_or(body);
     let (mantissa, exponent) = body.split_once(['p', 'P'])?;
@@ -259,11 +260,13 @@ fn hexadecimal_of(body: &str) -> Option<f64> {
         return None;
     }
     let (mut value, mut scale) = (0u128, -4 * fraction.len() as i64);
-    for (at, digit) in whole.bytes().chain(fraction.bytes()).enumerate() {
+    for digit in whole.bytes().chain(fraction.bytes()) {
         let digit = u128::from((digit as char).to_digit(16)?);
         if value >> 120 == 0 {
             value = value * 16 + digit;
-        } else if at < whole.len() {
+        } else {
+            // Dropped: a whole digit would have multiplied the value by 16, and a fraction
+            // digit's 16 is already in `scale`.
             scale += 4;
         }
     }
@@ -292,6 +295,10 @@ mod tests {
         assert_eq!(java_double_of("0x10p0"), Some(16.0));
         assert_eq!(java_double_of("-0x1.8P1d"), Some(-3.0));
         assert_eq!(java_double_of("0X.8p-1"), Some(0.25));
+        let long_fraction = format!("0x1.{}p0", "0".repeat(40));
+        assert_eq!(java_double_of(&long_fraction), Some(1.0));
+        let long_whole = format!("0x1{}p-160", "0".repeat(40));
+        assert_eq!(java_double_of(&long_whole), Some(1.0));
         for bad in ["", "-", ".", "e3", "1e", "inf", "nan", "1,5", "0x10", "1 2", "d"] {
             assert_eq!(java_double_of(bad), None, "{bad}");
         }

@@ -14,10 +14,11 @@
 //!   an Integer, and Java's `Integer.valueOf("3.5")` fails);
 //! - `NOT` binds tighter than comparisons (`NOT a = 'x'` is `(NOT a) = 'x'`).
 //!
-//! docs/filter.md lists the grammar, the type rules and the one place Petrel is stricter than
-//! RocketMQ (input left over after a whole expression is refused, where RocketMQ ignores it).
-//! Parsing is bounded: [`EXPRESSION_BYTES_MAX`] of text and [`NESTING_MAX`] levels of nesting, so
-//! that neither parsing nor evaluation can exhaust a thread's stack. No I/O.
+//! docs/filter.md lists the grammar, the type rules and where Petrel is stricter than RocketMQ
+//! (input left over after a whole expression is refused, where RocketMQ ignores it; the bounds).
+//! Parsing is bounded: [`EXPRESSION_BYTES_MAX`] of text, [`NESTING_MAX`] levels of nesting and
+//! [`EXPRESSION_NODES_MAX`] nodes, so that neither parsing nor evaluation can exhaust a
+//! thread's stack, and evaluating one message costs at most that many steps. No I/O.
 
 mod eval;
 mod lex;
@@ -32,6 +33,10 @@ pub use eval::java_double_of;
 pub const EXPRESSION_BYTES_MAX: usize = 16 * 1024;
 /// The deepest nesting accepted: parentheses, NOT and signs, and chained `=`, each one level.
 pub const NESTING_MAX: usize = 64;
+/// The most nodes an expression may compile to: what evaluating it once may visit. BETWEEN
+/// counts its operand twice (it is two comparisons), so nesting BETWEENs cannot multiply a
+/// short text into a huge tree. A long chain of ORs of equalities should be an IN.
+pub const EXPRESSION_NODES_MAX: usize = 4096;
 
 /// Where a message's properties come from.
 pub trait Properties {
@@ -51,15 +56,16 @@ impl Properties for std::collections::BTreeMap<String, String> {
     }
 }
 
-/// Properties as a record stores them (`name 0x01 value 0x02 …`), read in place. A name given
-/// twice reads as its last value, as RocketMQ's decoder (a `HashMap`) leaves it.
+/// Properties as a record stores them (`name 0x01 value 0x02 …`), read in place as RocketMQ's
+/// `MessageDecoder.string2messageProperties` reads them for its filters: an entry with an empty
+/// value is absent, and a name given twice reads as its last value.
 #[derive(Debug, Clone, Copy)]
 pub struct EncodedProperties<'a>(pub &'a [u8]);
 
 impl Properties for EncodedProperties<'_> {
     fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         crate::record::properties(self.0)
-            .filter(|(key, _)| *key == name.as_bytes())
+            .filter(|(key, value)| *key == name.as_bytes() && !value.is_empty())
             .last()
             .map(|(_, value)| String::from_utf8_lossy(value))
     }
@@ -200,7 +206,9 @@ impl Expr {
 /// The body of the `sql92` fuzz target, kept here so that a normal test replays its corpus:
 /// an expression, then after a zero byte a record's encoded properties. Nothing may panic; a
 /// refusal points inside the expression; what parses parses the same again and gives the same
-/// verdict over the encoded properties as over them decoded into a map.
+/// verdict over the encoded properties as over them decoded into a map the way RocketMQ's
+/// `string2messageProperties` decodes them (entries cut at 0x02, each at its first 0x01, kept
+/// only with a name and a value, the last of a name winning).
 pub fn fuzz_sql92(data: &[u8]) {
     let split = data.iter().position(|b| *b == 0).unwrap_or(data.len());
     let expression = String::from_utf8_lossy(&data[..split]);
@@ -213,9 +221,12 @@ pub fn fuzz_sql92(data: &[u8]) {
         }
     };
     assert_eq!(Sql92::parse(&expression).as_ref(), Ok(&sql), "parsing is deterministic");
-    let decoded: std::collections::HashMap<String, String> = crate::record::properties(encoded)
-        .map(|(k, v)| {
-            (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let decoded: std::collections::HashMap<String, String> = encoded
+        .split(|b| *b == 0x02)
+        .filter_map(|entry| {
+            let at = entry.iter().position(|b| *b == 0x01)?;
+            (at > 0 && at + 1 < entry.len()).then(|| (lossy(&entry[..at]), lossy(&entry[at + 1..])))
         })
         .collect();
     let in_place = sql.evaluate(&EncodedProperties(encoded));

@@ -5,17 +5,19 @@
 
 use super::eval::{java_compare, java_double_of};
 use super::lex::{tokens, Keyword, Token};
-use super::{Const, Expr, Order, ParseError, TextTest, NESTING_MAX};
+use super::{Const, Expr, Order, ParseError, TextTest, EXPRESSION_NODES_MAX, NESTING_MAX};
 
-/// A subtree and how deep it is, so that depth is bounded as the tree is built.
+/// A subtree, how deep it is and how many nodes it has, so that both are bounded as the tree
+/// is built.
 struct Built {
     expr: Expr,
     depth: usize,
+    nodes: usize,
 }
 
 impl Built {
     fn leaf(expr: Expr) -> Built {
-        Built { expr, depth: 1 }
+        Built { expr, depth: 1, nodes: 1 }
     }
 }
 
@@ -196,9 +198,9 @@ impl<'a> Parser<'a> {
     fn text(&mut self, test: TextTest, not: bool, left: Built) -> Result<Built, ParseError> {
         self.bump();
         let search = self.string("as what to look for")?;
-        let depth = left.depth + 1;
+        let (depth, nodes) = (left.depth + 1, left.nodes + 1);
         let operand = Box::new(left.expr);
-        Ok(Built { expr: Expr::Text { test, not, operand, search: search.into() }, depth })
+        Ok(Built { expr: Expr::Text { test, not, operand, search: search.into() }, depth, nodes })
     }
 
     fn between(&mut self, not: bool, value: Built, at: usize) -> Result<Built, ParseError> {
@@ -223,7 +225,7 @@ impl<'a> Parser<'a> {
         self.expect(Token::Symbol(")"), "to close the IN list")?;
         strings.sort_unstable();
         strings.dedup();
-        Ok(Built { expr: Expr::In { property, strings, not }, depth: 2 })
+        Ok(Built { expr: Expr::In { property, strings, not }, depth: 2, nodes: 2 })
     }
 
     fn string(&mut self, context: &str) -> Result<String, ParseError> {
@@ -290,16 +292,25 @@ fn check_depth(built: &Built, at: usize) -> Result<(), ParseError> {
         let why = format!("nested more than {NESTING_MAX} levels deep");
         return Err(ParseError::new(at, why));
     }
+    if built.nodes > EXPRESSION_NODES_MAX {
+        let why = format!(
+            "the expression grows past {EXPRESSION_NODES_MAX} nodes here (BETWEEN counts its \
+             operand twice; a long chain of OR is better an IN)"
+        );
+        return Err(ParseError::new(at, why));
+    }
     Ok(())
 }
 
 fn unary(make: fn(Box<Expr>) -> Expr, operand: Built) -> Built {
-    Built { depth: operand.depth + 1, expr: make(Box::new(operand.expr)) }
+    let (depth, nodes) = (operand.depth + 1, operand.nodes + 1);
+    Built { expr: make(Box::new(operand.expr)), depth, nodes }
 }
 
 fn binary(make: impl FnOnce(Box<Expr>, Box<Expr>) -> Expr, left: Built, right: Built) -> Built {
     let depth = left.depth.max(right.depth) + 1;
-    Built { expr: make(Box::new(left.expr), Box::new(right.expr)), depth }
+    let nodes = left.nodes + right.nodes + 1;
+    Built { expr: make(Box::new(left.expr), Box::new(right.expr)), depth, nodes }
 }
 
 /// RocketMQ's `asBooleanExpression`: a condition as it is, a property cast, anything else refused.
@@ -314,14 +325,15 @@ fn condition(built: Built) -> Result<Built, String> {
 /// `left AND right` or `left OR right`, chains kept flat (the two group the same way).
 fn logic(and: bool, left: Built, right: Built) -> Result<Built, String> {
     let (left, right) = (condition(left)?, condition(right)?);
-    let (mut terms, depth) = match left.expr {
-        Expr::And(terms) if and => (terms, left.depth.max(right.depth + 1)),
-        Expr::Or(terms) if !and => (terms, left.depth.max(right.depth + 1)),
-        other => (vec![other], left.depth.max(right.depth) + 1),
+    let nodes = left.nodes + right.nodes;
+    let (mut terms, depth, nodes) = match left.expr {
+        Expr::And(terms) if and => (terms, left.depth.max(right.depth + 1), nodes),
+        Expr::Or(terms) if !and => (terms, left.depth.max(right.depth + 1), nodes),
+        other => (vec![other], left.depth.max(right.depth) + 1, nodes + 1),
     };
     terms.push(right.expr);
     let expr = if and { Expr::And(terms) } else { Expr::Or(terms) };
-    Ok(Built { expr, depth })
+    Ok(Built { expr, depth, nodes })
 }
 
 fn equal(left: Built, right: Built) -> Result<Built, String> {
@@ -369,7 +381,7 @@ fn between(not: bool, value: Built, low: Built, high: Built) -> Result<Built, St
             _ => {}
         }
     }
-    let second = Built { expr: value.expr.clone(), depth: value.depth };
+    let second = Built { expr: value.expr.clone(), depth: value.depth, nodes: value.nodes };
     let (first_order, second_order) =
         if not { (Order::Less, Order::Greater) } else { (Order::GreaterEqual, Order::LessEqual) };
     let first = compare(first_order, value, low)?;
