@@ -475,3 +475,25 @@ async fn a_sync_master_killed_under_load_leaves_every_acknowledged_message_on_it
         assert_eq!(found.get(id), Some(place), "acknowledged message {id} moved on the slave");
     }
 }
+
+/// Logs written to a file (stderr not a terminal) carry no colour codes.
+#[test]
+fn logs_to_a_file_are_plain_text() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["standalone", "--namesrv-port", "0", "--broker-port", "0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("petrel binary starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.map(Result::unwrap).any(|line| line.starts_with("Clients:")));
+    let _ = child.kill();
+    let _ = child.wait();
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("broker listening"), "info logs were written: {written}");
+    assert!(!written.contains('\u{1b}'), "no escape codes in a log file: {written:?}");
+}
