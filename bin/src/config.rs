@@ -1,7 +1,7 @@
 //! Configuration files in RocketMQ's form: Java properties (`key=value`, `#` comments) with
 //! RocketMQ's property names, so an operator's existing `namesrv.conf` works unchanged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -14,9 +14,10 @@ pub enum ConfigError {
     Invalid { key: String, value: String, expected: &'static str },
 }
 
-/// Properties as read from a file, in the order of their names.
+/// Properties as read from a file, in the order of their names, and the names asked for so
+/// far (to suggest one for a misspelt name).
 #[derive(Debug, Clone, Default)]
-pub struct Properties(BTreeMap<String, String>);
+pub struct Properties(BTreeMap<String, String>, BTreeSet<&'static str>);
 
 impl Properties {
     /// Parses Java properties text: `key=value` or `key: value` or `key value`, `#` and `!`
@@ -35,7 +36,7 @@ impl Properties {
             };
             map.insert(key.to_owned(), value.to_owned());
         }
-        Properties(map)
+        Properties(map, BTreeSet::new())
     }
 
     pub fn load(path: &Path) -> Result<Properties, ConfigError> {
@@ -47,10 +48,11 @@ impl Properties {
     /// Sets `target` from property `key` when present.
     pub fn apply<T: FromStr>(
         &mut self,
-        key: &str,
+        key: &'static str,
         target: &mut T,
         expected: &'static str,
     ) -> Result<(), ConfigError> {
+        self.1.insert(key);
         let Some(value) = self.0.remove(key) else { return Ok(()) };
         *target = value.parse().map_err(|_| ConfigError::Invalid {
             key: key.to_owned(),
@@ -65,12 +67,48 @@ impl Properties {
         self.0.keys().map(String::as_str)
     }
 
-    /// Properties no `apply` consumed: logged, as RocketMQ ignores unknown names too.
+    /// Properties no `apply` consumed: logged, as RocketMQ ignores unknown names too, with
+    /// the known name it is likely a misspelling of.
     pub fn warn_unused(&self, what: &str) {
         for key in self.0.keys() {
-            tracing::warn!(property = %key, "{what}: unknown or unsupported property ignored");
+            match self.nearest(key) {
+                Some(known) => tracing::warn!(
+                    property = %key,
+                    "{what}: unknown property ignored; did you mean {known}?"
+                ),
+                None => {
+                    tracing::warn!(property = %key, "{what}: unknown or unsupported property ignored")
+                }
+            }
         }
     }
+
+    /// The name asked for that `key` is closest to, when it is within two edits of it (or
+    /// differs only in case).
+    pub fn nearest(&self, key: &str) -> Option<&'static str> {
+        let distance = |known: &str| edit_distance(&key.to_lowercase(), &known.to_lowercase());
+        self.1
+            .iter()
+            .map(|known| (distance(known), *known))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, k)| k)
+    }
+}
+
+/// Levenshtein distance: the fewest inserted, deleted or replaced characters from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let replace = previous[j] + usize::from(ca != *cb);
+            current.push(replace.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -95,5 +133,19 @@ mod tests {
             .apply("listenPort", &mut port, "a port")
             .unwrap_err();
         assert!(err.to_string().contains("listenPort=abc"));
+    }
+
+    #[test]
+    fn a_misspelt_name_is_matched_to_the_known_one() {
+        let mut props = Properties::parse("flushDiskTyp=SYNC_FLUSH\nLISTENPORT=1\nzzz=1\n");
+        let mut kind = String::new();
+        props.apply("flushDiskType", &mut kind, "a type").unwrap();
+        let mut port = 0u16;
+        props.apply("listenPort", &mut port, "a port").unwrap();
+        assert_eq!(kind, "", "a misspelt name sets nothing");
+        assert_eq!(props.nearest("flushDiskTyp"), Some("flushDiskType"));
+        assert_eq!(props.nearest("LISTENPORT"), Some("listenPort"));
+        assert_eq!(props.nearest("zzz"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -20,6 +20,9 @@ pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 4 << 20;
 /// Commit-log files must hold the largest message plus the end-of-file filler, and their
 /// offsets must fit the 20-digit names and Java's signed longs.
 pub const COMMIT_LOG_FILE_BYTES_MIN: u64 = 4096;
+/// The largest commit-log file accepted: 16 times RocketMQ's default 1 GiB. A larger one
+/// (a typo of a few digits) would start a broker whose first file cannot be created.
+pub const COMMIT_LOG_FILE_BYTES_MAX: u64 = 16 << 30;
 
 /// When a producer is acknowledged relative to the disk (`flushDiskType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,8 +181,17 @@ impl StoreConfig {
     /// Refuses settings the store cannot run with, saying which and why.
     pub fn validate(&self) -> Result<(), String> {
         let file = self.commit_log_file_bytes;
-        if file < COMMIT_LOG_FILE_BYTES_MIN || file > i64::MAX as u64 / 2 {
-            return Err(format!("mappedFileSizeCommitLog={file} is outside [4096, 2^62]"));
+        if !(COMMIT_LOG_FILE_BYTES_MIN..=COMMIT_LOG_FILE_BYTES_MAX).contains(&file) {
+            return Err(format!(
+                "mappedFileSizeCommitLog={file} is outside [{COMMIT_LOG_FILE_BYTES_MIN}, \
+                 {COMMIT_LOG_FILE_BYTES_MAX}] (RocketMQ's default is 1 GiB)"
+            ));
+        }
+        if self.disk_max_used_ratio > 100 {
+            let ratio = self.disk_max_used_ratio;
+            return Err(format!(
+                "diskMaxUsedSpaceRatio={ratio} is a percentage of the disk: 0 to 100"
+            ));
         }
         if self.message_bytes_max as u64 + 8 > file {
             return Err(format!(

@@ -459,7 +459,30 @@ impl BrokerConfig {
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be between 1 and 1024".to_owned());
         }
+        self.validate_serving()?;
         self.store.validate()
+    }
+
+    /// Values that would start a broker that then refuses every client.
+    fn validate_serving(&self) -> Result<(), String> {
+        if self.server.connections_max == 0 {
+            return Err("serverChannelMaxConnections must be at least 1".to_owned());
+        }
+        let (frame, message) =
+            (self.server.connection.frame_bytes_max, self.store.message_bytes_max);
+        if frame <= message {
+            return Err(format!(
+                "frameMaxLength={frame} must be above maxMessageSize={message}: a request frame \
+                 carries a message and its header"
+            ));
+        }
+        if self.broker_permission & !(perm::READ | perm::WRITE | perm::INHERIT) != 0 {
+            return Err(format!(
+                "brokerPermission={} is not a permission: 2 (write), 4 (read) or 6 (both)",
+                self.broker_permission
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -519,5 +542,33 @@ pub fn flush_name(flush: FlushDiskType) -> &'static str {
     match flush {
         FlushDiskType::SyncFlush => "SYNC_FLUSH",
         FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(text: &str) -> Result<(), String> {
+        let mut config = BrokerConfig::default();
+        config.apply(&mut Properties::parse(text)).map_err(|e| e.to_string())?;
+        config.validate()
+    }
+
+    /// Values that would start a broker that refuses every client are refused at start, each
+    /// with the property named (issue 22).
+    #[test]
+    fn values_that_would_refuse_every_client_are_refused_at_start() {
+        assert_eq!(validated(""), Ok(()));
+        for (text, named) in [
+            ("serverChannelMaxConnections=0", "serverChannelMaxConnections"),
+            ("frameMaxLength=0", "frameMaxLength"),
+            ("brokerPermission=99", "brokerPermission"),
+            ("diskMaxUsedSpaceRatio=150", "diskMaxUsedSpaceRatio"),
+            ("mappedFileSizeCommitLog=99999999999999", "mappedFileSizeCommitLog"),
+        ] {
+            let refused = validated(text).unwrap_err();
+            assert!(refused.contains(named), "{text}: {refused}");
+        }
     }
 }
