@@ -89,25 +89,27 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<Built, ParseError> {
-        let mut left = self.and()?;
-        while self.peek() == Token::Keyword(Keyword::Or) {
-            let at = self.at();
-            self.bump();
-            let right = self.and()?;
-            left = logic(false, left, right).map_err(|why| ParseError::new(at, why))?;
-            check_depth(&left, at)?;
-        }
-        Ok(left)
+        self.chain(Keyword::Or, Self::and)
     }
 
     fn and(&mut self) -> Result<Built, ParseError> {
-        let mut left = self.equality()?;
-        while self.peek() == Token::Keyword(Keyword::And) {
+        self.chain(Keyword::And, Self::equality)
+    }
+
+    /// `term (word term)*` for `word` AND or OR.
+    fn chain(
+        &mut self,
+        word: Keyword,
+        term: fn(&mut Self) -> Result<Built, ParseError>,
+    ) -> Result<Built, ParseError> {
+        let mut left = term(self)?;
+        while self.peek() == Token::Keyword(word) {
             let at = self.at();
             self.bump();
-            let right = self.equality()?;
-            left = logic(true, left, right).map_err(|why| ParseError::new(at, why))?;
-            check_depth(&left, at)?;
+            let right = term(self)?;
+            left =
+                logic(word == Keyword::And, left, right).map_err(|why| ParseError::new(at, why))?;
+            check_size(&left, at)?;
         }
         Ok(left)
     }
@@ -143,7 +145,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => return Ok(left),
             };
-            check_depth(&left, at)?;
+            check_size(&left, at)?;
         }
     }
 
@@ -191,7 +193,7 @@ impl<'a> Parser<'a> {
                 (Token::Keyword(Keyword::In), _) => self.in_list(not, left, at)?,
                 _ => return Ok(left),
             };
-            check_depth(&left, at)?;
+            check_size(&left, at)?;
         }
     }
 
@@ -287,7 +289,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn check_depth(built: &Built, at: usize) -> Result<(), ParseError> {
+fn check_size(built: &Built, at: usize) -> Result<(), ParseError> {
     if built.depth > NESTING_MAX {
         let why = format!("nested more than {NESTING_MAX} levels deep");
         return Err(ParseError::new(at, why));
