@@ -14,10 +14,15 @@ pub enum ConfigError {
     Invalid { key: String, value: String, expected: &'static str },
 }
 
-/// Properties as read from a file, in the order of their names, and the names asked for so
-/// far (to suggest one for a misspelt name).
+/// Properties as read from a file, in the order of their names; the names asked for so far
+/// (to suggest one for a misspelt name); and each asked name with the value it then held, in
+/// the order asked (what `-p` prints).
 #[derive(Debug, Clone, Default)]
-pub struct Properties(BTreeMap<String, String>, BTreeSet<&'static str>);
+pub struct Properties(
+    BTreeMap<String, String>,
+    BTreeSet<&'static str>,
+    Vec<(&'static str, String)>,
+);
 
 impl Properties {
     /// Parses Java properties text: `key=value` or `key: value` or `key value`, `#` and `!`
@@ -36,7 +41,33 @@ impl Properties {
             };
             map.insert(key.to_owned(), value.to_owned());
         }
-        Properties(map, BTreeSet::new())
+        Properties(map, BTreeSet::new(), Vec::new())
+    }
+
+    /// Sets `key` as a file line would, overriding the file (command-line options).
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    /// Whether `key` was given and not consumed yet.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// `key=value` lines, one per name asked for, each with the value its setting ended with:
+    /// the effective configuration in RocketMQ's names.
+    pub fn render_effective(&self) -> String {
+        let mut seen = BTreeSet::new();
+        let mut out = String::new();
+        for (key, value) in &self.2 {
+            if seen.insert(*key) {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(value);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     pub fn load(path: &Path) -> Result<Properties, ConfigError> {
@@ -46,19 +77,21 @@ impl Properties {
     }
 
     /// Sets `target` from property `key` when present.
-    pub fn apply<T: FromStr>(
+    pub fn apply<T: FromStr + std::fmt::Display>(
         &mut self,
         key: &'static str,
         target: &mut T,
         expected: &'static str,
     ) -> Result<(), ConfigError> {
         self.1.insert(key);
-        let Some(value) = self.0.remove(key) else { return Ok(()) };
-        *target = value.parse().map_err(|_| ConfigError::Invalid {
-            key: key.to_owned(),
-            value: value.clone(),
-            expected,
-        })?;
+        if let Some(value) = self.0.remove(key) {
+            *target = value.parse().map_err(|_| ConfigError::Invalid {
+                key: key.to_owned(),
+                value: value.clone(),
+                expected,
+            })?;
+        }
+        self.2.push((key, target.to_string()));
         Ok(())
     }
 
@@ -94,6 +127,44 @@ impl Properties {
             .min()
             .map(|(_, k)| k)
     }
+}
+
+/// The transport's properties, the NameServer's and the broker's alike. Seconds of 0 turn a
+/// timeout off, as RocketMQ's idle check does.
+pub fn apply_server(
+    props: &mut Properties,
+    server: &mut petrel_net::transport::ServerConfig,
+) -> Result<(), ConfigError> {
+    props.apply("serverChannelMaxConnections", &mut server.connections_max, "a count")?;
+    props.apply(
+        "serverChannelMaxConnectionsPerSource",
+        &mut server.connections_per_source_max,
+        "a count",
+    )?;
+    props.apply("frameMaxLength", &mut server.connection.frame_bytes_max, "bytes")?;
+    let seconds = |timeout: Option<std::time::Duration>| timeout.map_or(0, |t| t.as_secs());
+    let mut idle = seconds(server.connection.idle_timeout);
+    props.apply("serverChannelMaxIdleTimeSeconds", &mut idle, "seconds")?;
+    server.connection.idle_timeout = (idle > 0).then(|| std::time::Duration::from_secs(idle));
+    let mut frame = seconds(server.connection.frame_read_timeout);
+    props.apply("serverChannelFrameReadTimeoutSeconds", &mut frame, "seconds")?;
+    server.connection.frame_read_timeout =
+        (frame > 0).then(|| std::time::Duration::from_secs(frame));
+    if server.connections_max == 0 {
+        return Err(ConfigError::Invalid {
+            key: "serverChannelMaxConnections".into(),
+            value: "0".into(),
+            expected: "at least 1: with 0 every client is refused",
+        });
+    }
+    if server.connections_per_source_max == 0 {
+        return Err(ConfigError::Invalid {
+            key: "serverChannelMaxConnectionsPerSource".into(),
+            value: "0".into(),
+            expected: "at least 1: with 0 every client is refused",
+        });
+    }
+    Ok(())
 }
 
 /// Levenshtein distance: the fewest inserted, deleted or replaced characters from `a` to `b`.

@@ -497,3 +497,111 @@ fn logs_to_a_file_are_plain_text() {
     assert!(written.contains("broker listening"), "info logs were written: {written}");
     assert!(!written.contains('\u{1b}'), "no escape codes in a log file: {written:?}");
 }
+
+/// A raw socket to the broker's port from loopback address 127.0.0.`host`, reads waiting at
+/// most 5 s.
+async fn connect_from(broker: &str, host: u8) -> std::net::TcpStream {
+    let port = broker.rsplit(':').next().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("127.0.0.{host}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+}
+
+/// Whether the broker closed `stream` (end of stream or reset) before its read timeout.
+fn closed_by_broker(stream: &mut std::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("the broker sent bytes nobody asked for"),
+        Err(e) => {
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        }
+    }
+}
+
+/// The transport's defences, configured by their properties, on the real binary: an idle
+/// connection is closed, a source over its limit is refused while others are served, and a
+/// peer trickling a frame a byte at a time is closed (issue 22).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_hoarding_and_trickling_connections_are_closed() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = data.path().join("broker.conf");
+    let limits = "serverChannelMaxIdleTimeSeconds=1\nserverChannelMaxConnectionsPerSource=2\n\
+                  serverChannelFrameReadTimeoutSeconds=1\n";
+    std::fs::write(&conf, limits).unwrap();
+    let petrel = Standalone::start(&data.path().join("data"), Some(&conf));
+    let broker = petrel.broker.as_str();
+
+    let mut idle = connect_from(broker, 2).await;
+    let started = std::time::Instant::now();
+    assert!(closed_by_broker(&mut idle), "an idle connection is closed");
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+
+    let mut held = vec![connect_from(broker, 3).await, connect_from(broker, 3).await];
+    let mut third = connect_from(broker, 3).await;
+    assert!(closed_by_broker(&mut third), "a third connection from one source is refused");
+    let client = client();
+    let sent = raw::send(&client, broker, "Hoarded", 0, 1, 10).await;
+    assert!(matches!(sent, SendOutcome::Acked { .. }), "another source is served: {sent:?}");
+    for stream in &mut held {
+        assert!(closed_by_broker(stream), "the held ones idle out in turn");
+    }
+
+    let frame = RemotingCommand::request(petrel_net::codec::codes::request::HEART_BEAT)
+        .with_body(r#"{"clientID":"slow","consumerDataSet":[],"producerDataSet":[]}"#)
+        .encode_frame()
+        .unwrap();
+    let mut slow = connect_from(broker, 4).await;
+    slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut sent = 0;
+    while sent < frame.len() && slow.write_all(&frame[sent..=sent]).is_ok() {
+        sent += 1;
+        if closed_by_broker(&mut slow) {
+            break;
+        }
+    }
+    assert!(sent < frame.len(), "closed before the trickled frame was whole ({sent} bytes)");
+}
+
+/// `petrel broker -p` checks the configuration as a start would and prints it in RocketMQ's
+/// property names, with the file's values, the command line's over them, and the defaults;
+/// a configuration a start would refuse is refused, naming the property (issue 22).
+#[test]
+fn print_config_names_rocketmq_properties_and_refuses_what_a_start_would() {
+    let data = tempfile::tempdir().unwrap();
+    let print = |conf: &str, extra: &[&str]| {
+        let path = data.path().join("broker.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
+        command.args(["broker", "-p", "-c"]).arg(&path).args(extra);
+        command.output().unwrap()
+    };
+    let out = print(
+        "flushDiskType=SYNC_FLUSH\nlistenPort=11000\nmessageDelayLevel=1s 2h\n",
+        &["--listen-port", "12000"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: BTreeMap<&str, &str> = text.lines().map(|l| l.split_once('=').unwrap()).collect();
+    assert_eq!(lines["flushDiskType"], "SYNC_FLUSH");
+    assert_eq!(lines["listenPort"], "12000", "the command line over the file");
+    assert_eq!(lines["messageDelayLevel"], "1s 2h");
+    assert_eq!(lines["brokerRole"], "ASYNC_MASTER");
+    assert_eq!(lines["serverChannelMaxIdleTimeSeconds"], "120");
+    assert_eq!(lines["maxMessageSize"], "4194304");
+    assert!(lines.keys().all(|key| !key.contains('_')), "RocketMQ's names, not Rust's: {text}");
+
+    for (conf, named) in [
+        ("storePathRootDir=\n", "storePathRootDir"),
+        ("brokerPermission=99\n", "brokerPermission"),
+        ("flushDiskType=SYNC\n", "flushDiskType"),
+    ] {
+        let out = print(conf, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(named), "{conf}: {stderr}");
+    }
+}

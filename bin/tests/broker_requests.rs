@@ -363,6 +363,75 @@ async fn group_members_hear_of_each_other() {
     broker.stop().await;
 }
 
+/// A heartbeat from `client_id` naming consumer groups `{prefix}{n}` for n in `groups`, each
+/// subscribing to `Shared` when `subscribing`.
+fn heartbeat_of(
+    client_id: &str,
+    prefix: &str,
+    groups: std::ops::Range<usize>,
+    subscribing: bool,
+) -> RemotingCommand {
+    let subscription = if subscribing { r#"{"topic":"Shared","subString":"*"}"# } else { "" };
+    let consumers: Vec<String> = groups
+        .map(|n| {
+            format!(
+                r#"{{"groupName":"{prefix}{n}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{subscription}]}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"clientID":"{client_id}","consumerDataSet":[{}],"producerDataSet":[]}}"#,
+        consumers.join(",")
+    );
+    RemotingCommand::request(request::HEART_BEAT).with_body(body)
+}
+
+/// One unauthenticated heartbeat naming 20 000 groups is refused whole and leaves no group or
+/// topic behind; a connection cannot collect more groups over several heartbeats; a group that
+/// subscribes to nothing gets no retry topic (issue 22).
+#[tokio::test]
+async fn heartbeat_floods_are_refused_and_leave_nothing_behind() {
+    let broker = Running::start(None, |_| {}).await;
+    let addr = broker.addr.as_str();
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let topics_before =
+        topic_table(&client, addr).await["topicConfigTable"].as_object().unwrap().len();
+    let reply = call(&client, addr, heartbeat_of("flood", "Flood", 0..20_000, true)).await;
+    assert_eq!(reply.code, response::INVALID_PARAMETER);
+    let remark = reply.remark.unwrap_or_default();
+    assert!(remark.contains("20000") && remark.contains("at most 256"), "{remark}");
+    let topics = topic_table(&client, addr).await;
+    assert_eq!(topics["topicConfigTable"].as_object().unwrap().len(), topics_before);
+    let groups = RemotingCommand::request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG);
+    let groups = String::from_utf8(call(&client, addr, groups).await.body.to_vec()).unwrap();
+    assert!(!groups.contains("Flood"), "no group was created: {groups}");
+
+    // Within the bound per heartbeat, but over it per connection.
+    assert_eq!(
+        call(&client, addr, heartbeat_of("many", "A", 0..200, false)).await.code,
+        response::SUCCESS
+    );
+    let reply = call(&client, addr, heartbeat_of("many", "B", 0..200, false)).await;
+    assert_eq!(reply.code, response::INVALID_PARAMETER);
+    assert!(reply.remark.unwrap_or_default().contains("belongs to 200 groups"));
+    // The same groups again are fine: a client repeats its heartbeat every 30 s.
+    assert_eq!(
+        call(&client, addr, heartbeat_of("many", "A", 0..200, false)).await.code,
+        response::SUCCESS
+    );
+
+    let table = topic_table(&client, addr).await;
+    assert!(table["topicConfigTable"].get("%RETRY%A0").is_none(), "A0 subscribes to nothing");
+    let other = RemotingClient::new(ClientConfig::default(), None);
+    assert_eq!(
+        call(&other, addr, heartbeat_of("one", "Sub", 0..1, true)).await.code,
+        response::SUCCESS
+    );
+    let table = topic_table(&client, addr).await;
+    assert!(table["topicConfigTable"].get("%RETRY%Sub0").is_some(), "Sub0 subscribes");
+    broker.stop().await;
+}
+
 /// GET_BROKER_EPOCH_CACHE is for brokers in controller mode; another refuses it, saying so.
 #[tokio::test]
 async fn the_epoch_cache_is_refused_outside_controller_mode() {

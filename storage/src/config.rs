@@ -33,6 +33,15 @@ pub enum FlushDiskType {
     AsyncFlush,
 }
 
+impl std::fmt::Display for FlushDiskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlushDiskType::SyncFlush => "SYNC_FLUSH",
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+        })
+    }
+}
+
 impl std::str::FromStr for FlushDiskType {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {

@@ -4,7 +4,8 @@
 //!
 //! Each connection sends one HEART_BEAT as a producer, so the broker tracks it as a client;
 //! each held pull asks an empty queue with a 60 s suspend, and the broker's runtime info is
-//! read to confirm that all of them are really held before memory is measured.
+//! read to confirm that all of them are really held before memory is measured. Against a
+//! loopback broker the connections come from many loopback addresses, as `churn`'s do.
 
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ pub async fn run(bench: IdleBench) -> Result<IdleReport, String> {
 
     let mut clients = Vec::with_capacity(bench.connections);
     for n in 0..bench.connections {
-        let client = RemotingClient::new(ClientConfig::default(), None);
+        let client = super::churn::client_for(broker, n)?;
         let reply = client.invoke(broker, heartbeat(n), WAIT).await.map_err(|e| e.to_string())?;
         if reply.code != response::SUCCESS {
             return Err(format!("heartbeat {n} refused: {:?}", reply.remark));

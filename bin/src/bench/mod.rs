@@ -2,6 +2,7 @@
 //!
 //! - `route`: GET_ROUTEINFO_BY_TOPIC against a NameServer from many connections.
 //! - `idle`: a broker's memory with many idle connections and held pulls.
+//! - `churn`: a broker's memory and a client's send latency while connections come and go.
 //! - `producer`: send TPS and latency through `petrel-client`'s producer.
 //! - `check-back`: sends/s while the broker checks many unresolved transactions.
 //! - `timer`: timer messages sent and delivered per second with many pending, how late, and
@@ -15,6 +16,7 @@
 //!   catch-up against this disk's sequential-write ceiling.
 
 pub mod check_back;
+pub mod churn;
 pub mod consume;
 pub mod filter;
 pub mod idle;

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use petrel_core::broker::clients::CHANNEL_EXPIRED_DEFAULT_MS;
-use petrel_core::broker::schedule::DelayLevels;
 use petrel_core::broker::timer::TimerSettings;
 use petrel_core::model::perm;
 use petrel_net::transport::ServerConfig;
@@ -189,7 +188,7 @@ impl Default for ControllerModeConfig {
 
 impl ControllerModeConfig {
     fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
-        let mut addrs = String::new();
+        let mut addrs = self.controller_addrs.join(";");
         props.apply("controllerAddr", &mut addrs, "host:port;host:port")?;
         self.controller_addrs = split_addrs(&addrs);
         props.apply("allAckInSyncStateSet", &mut self.all_ack, "true or false")?;
@@ -288,14 +287,14 @@ impl BrokerConfig {
             self.broker_id = 0;
         }
         self.apply_ha(props)?;
-        let mut namesrv = String::new();
+        let mut namesrv = self.namesrv_addrs.join(";");
         props.apply("namesrvAddr", &mut namesrv, "host:port;host:port")?;
         if !namesrv.is_empty() {
             self.namesrv_addrs = split_addrs(&namesrv);
         }
         props.apply("listenPort", &mut self.listen_port, "a port number")?;
         props.apply("bindAddress", &mut self.bind_address, "an address")?;
-        let mut ip = String::new();
+        let mut ip = self.broker_ip.clone().unwrap_or_default();
         props.apply("brokerIP1", &mut ip, "an IP address")?;
         if !ip.is_empty() {
             self.broker_ip = Some(ip);
@@ -324,8 +323,7 @@ impl BrokerConfig {
         props.apply("maxTransferBytesOnMessageInMemory", &mut self.pull_bytes_max, "bytes")?;
         props.apply("maxHeldPullRequests", &mut self.held_pulls_max, "a count")?;
         props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
-        props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
-        props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        crate::config::apply_server(props, &mut self.server)?;
         self.transactions.apply(props)?;
         self.timer.apply(props)?;
         let mut controller_mode = false;
@@ -340,7 +338,7 @@ impl BrokerConfig {
 
     /// Replication and reads from slaves.
     fn apply_ha(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
-        let mut port = String::new();
+        let mut port = self.ha_listen_port.map(|p| p.to_string()).unwrap_or_default();
         props.apply("haListenPort", &mut port, "a port number")?;
         if !port.is_empty() {
             let parsed = port.parse().map_err(|_| ConfigError::Invalid {
@@ -350,7 +348,7 @@ impl BrokerConfig {
             })?;
             self.ha_listen_port = Some(parsed);
         }
-        let mut master = String::new();
+        let mut master = self.ha_master_address.clone().unwrap_or_default();
         props.apply("haMasterAddress", &mut master, "host:port")?;
         if !master.is_empty() {
             self.ha_master_address = Some(master);
@@ -367,20 +365,17 @@ impl BrokerConfig {
 
     fn apply_store(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
         let store = &mut self.store;
-        let mut root = String::new();
+        let mut root = store.root.display().to_string();
         props.apply("storePathRootDir", &mut root, "a directory")?;
-        if !root.is_empty() {
-            store.root = PathBuf::from(root);
+        if root.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "storePathRootDir".into(),
+                value: root,
+                expected: "a directory (leave the property out for the default)",
+            });
         }
-        let mut flush = String::new();
-        props.apply("flushDiskType", &mut flush, "SYNC_FLUSH or ASYNC_FLUSH")?;
-        if !flush.is_empty() {
-            store.flush_disk_type = flush.parse().map_err(|_| ConfigError::Invalid {
-                key: "flushDiskType".into(),
-                value: flush,
-                expected: "SYNC_FLUSH or ASYNC_FLUSH",
-            })?;
-        }
+        store.root = PathBuf::from(root);
+        props.apply("flushDiskType", &mut store.flush_disk_type, "SYNC_FLUSH or ASYNC_FLUSH")?;
         props.apply("mappedFileSizeCommitLog", &mut store.commit_log_file_bytes, "bytes")?;
         let mut cq_bytes = store.cq_file_units * 20;
         props.apply("mappedFileSizeConsumeQueue", &mut cq_bytes, "bytes")?;
@@ -390,30 +385,21 @@ impl BrokerConfig {
         props.apply("flushIntervalCommitLog", &mut store.flush_interval_ms, "milliseconds")?;
         props.apply("flushCommitLogLeastPages", &mut store.flush_least_pages, "pages")?;
         props.apply("fileReservedTime", &mut store.file_reserved_hours, "hours")?;
-        let mut delete_when = String::new();
+        let hours: Vec<String> = store.delete_when.iter().map(|h| format!("{h:02}")).collect();
+        let mut delete_when = hours.join(";");
         props.apply("deleteWhen", &mut delete_when, "hours like 04 or 04;16")?;
-        if !delete_when.is_empty() {
-            store.delete_when =
-                petrel_storage::cleanup::parse_delete_when(&delete_when).map_err(|_| {
-                    ConfigError::Invalid {
-                        key: "deleteWhen".into(),
-                        value: delete_when,
-                        expected: "hours like 04 or 04;16",
-                    }
-                })?;
-        }
+        store.delete_when =
+            petrel_storage::cleanup::parse_delete_when(&delete_when).map_err(|_| {
+                ConfigError::Invalid {
+                    key: "deleteWhen".into(),
+                    value: delete_when,
+                    expected: "hours like 04 or 04;16",
+                }
+            })?;
         props.apply("diskMaxUsedSpaceRatio", &mut store.disk_max_used_ratio, "a percentage")?;
         props.apply("messageIndexEnable", &mut store.message_index_enable, "true or false")?;
         props.apply("enabledAppendPropCRC", &mut store.append_record_crc, "true or false")?;
-        let mut levels = String::new();
-        props.apply("messageDelayLevel", &mut levels, "levels like 1s 5s 10m 2h")?;
-        if !levels.is_empty() {
-            store.delay_levels = DelayLevels::parse(&levels).map_err(|_| ConfigError::Invalid {
-                key: "messageDelayLevel".into(),
-                value: levels,
-                expected: "levels like 1s 5s 10m 2h",
-            })?;
-        }
+        props.apply("messageDelayLevel", &mut store.delay_levels, "levels like 1s 5s 10m 2h")?;
         Ok(())
     }
 
@@ -465,9 +451,6 @@ impl BrokerConfig {
 
     /// Values that would start a broker that then refuses every client.
     fn validate_serving(&self) -> Result<(), String> {
-        if self.server.connections_max == 0 {
-            return Err("serverChannelMaxConnections must be at least 1".to_owned());
-        }
         let (frame, message) =
             (self.server.connection.frame_bytes_max, self.store.message_bytes_max);
         if frame <= message {
@@ -502,6 +485,12 @@ impl BrokerRole {
             BrokerRole::SyncMaster => "SYNC_MASTER",
             BrokerRole::Slave => "SLAVE",
         }
+    }
+}
+
+impl std::fmt::Display for BrokerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -562,6 +551,9 @@ mod tests {
         assert_eq!(validated(""), Ok(()));
         for (text, named) in [
             ("serverChannelMaxConnections=0", "serverChannelMaxConnections"),
+            ("serverChannelMaxConnectionsPerSource=0", "serverChannelMaxConnectionsPerSource"),
+            ("storePathRootDir=", "storePathRootDir"),
+            ("serverChannelMaxIdleTimeSeconds=soon", "serverChannelMaxIdleTimeSeconds"),
             ("frameMaxLength=0", "frameMaxLength"),
             ("brokerPermission=99", "brokerPermission"),
             ("diskMaxUsedSpaceRatio=150", "diskMaxUsedSpaceRatio"),

@@ -2,8 +2,12 @@
 //! subscriptions (`ClientManageProcessor`).
 //!
 //! A heartbeat admits each consumer group (creating its subscription group when
-//! `autoCreateSubscriptionGroup`) and makes sure its retry topic exists, so a failed message
-//! always has somewhere to go. Its SQL92 subscriptions are registered as the groups' filters
+//! `autoCreateSubscriptionGroup`) and, for a group that subscribes to something, makes sure its
+//! retry topic exists, so a failed message always has somewhere to go (RocketMQ creates one
+//! for every group named, subscribing or not). A heartbeat naming more groups or subscriptions
+//! than `petrel_core::broker::clients` bounds, or taking its connection over its bound of
+//! groups, is refused whole with INVALID_PARAMETER and the bound in the remark, before anything
+//! of it is recorded. Its SQL92 subscriptions are registered as the groups' filters
 //! (`petrel_core::broker::consumer_filters`). A heartbeat with a subscription that does not
 //! parse is refused whole, SUBSCRIPTION_PARSE_FAILED with where it goes wrong; RocketMQ takes
 //! it and fails the consumer's pulls instead, which leaves the mistake harder to find. So is
@@ -36,6 +40,10 @@ pub(super) fn handle(
         }
     };
     check_subscriptions(&data)?;
+    if let Err(why) = broker.change_clients(|clients| clients.admit(conn.id(), &data)) {
+        tracing::debug!(peer = %conn.peer(), client = %data.client_id, %why, "heartbeat refused");
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
     let now = now_millis();
     let (mut topics_created, mut groups_created) = (false, false);
     for consumer in &data.consumer_data_set {
@@ -53,6 +61,9 @@ pub(super) fn handle(
                 }
             }
         };
+        if consumer.subscription_data_set.is_empty() {
+            continue;
+        }
         if let Some(queues) = retry_queues {
             let rw = perm::READ | perm::WRITE;
             let mut topics = broker.topics();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use petrel::bench::check_back::{self, CheckBackBench};
+use petrel::bench::churn::{self, ChurnBench};
 use petrel::bench::consume::{self, ConsumeBench, ConsumeKind};
 use petrel::bench::filter::{self, FilterBench};
 use petrel::bench::idle::{self, IdleBench};
@@ -33,6 +34,9 @@ pub enum BenchCommand {
     E2e(E2eArgs),
     /// A broker's resident memory with idle client connections and held pulls.
     Idle(IdleArgs),
+    /// A broker's resident memory and a client's send latency while N connections stay idle
+    /// and M rounds of connections open and close.
+    Churn(ChurnArgs),
     /// The store's append throughput against this disk's ceiling, and its recovery time.
     Store(StoreArgs),
     /// SEND_MESSAGE_V2 through Petrel brokers it starts, as a ratio to the transport floor
@@ -91,6 +95,10 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::Idle(args) => {
             let json = args.json;
             print!("{}", idle::run(args.into()).await?.render(json));
+        }
+        BenchCommand::Churn(args) => {
+            let json = args.json;
+            print!("{}", churn::run(args.into()).await?.render(json));
         }
         BenchCommand::Store(args) => {
             let json = args.json;
@@ -389,6 +397,40 @@ pub struct IdleArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct ChurnArgs {
+    /// Broker address.
+    #[arg(short = 'b', long, default_value = "127.0.0.1:10911")]
+    broker: String,
+    /// Process id of the broker (its memory is read from /proc).
+    #[arg(long)]
+    pid: u32,
+    /// Connections held idle throughout.
+    #[arg(long, default_value_t = 1000)]
+    idle: usize,
+    /// Rounds of connections opened and closed.
+    #[arg(long, default_value_t = 24)]
+    rounds: usize,
+    /// Connections opened at once in each round.
+    #[arg(long, default_value_t = 2000)]
+    per_round: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<ChurnArgs> for ChurnBench {
+    fn from(args: ChurnArgs) -> ChurnBench {
+        ChurnBench {
+            broker: args.broker,
+            pid: args.pid,
+            idle: args.idle,
+            rounds: args.rounds,
+            per_round: args.per_round,
+        }
+    }
 }
 
 impl From<IdleArgs> for IdleBench {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use petrel::broker::config::split_addrs;
 use petrel::broker::{self, BrokerConfig};
 use petrel_storage::disk::FsDisk;
 
@@ -26,32 +25,36 @@ pub struct BrokerArgs {
     /// Store directory (overrides storePathRootDir).
     #[arg(long)]
     store_path: Option<PathBuf>,
-    /// Print the effective configuration and exit.
+    /// Check the configuration, print it in RocketMQ's property names (`key=value`, every
+    /// property Petrel reads, with the value it takes) and exit.
     #[arg(short = 'p', long = "print-config")]
     print_config: bool,
 }
 
 pub async fn run(args: BrokerArgs) -> Result<(), String> {
-    let mut config = BrokerConfig::default();
-    if let Some(path) = &args.config {
-        load_conf(path, "broker.conf", |props| config.apply(props).map_err(|e| e.to_string()))?;
-    }
-    match args.namesrv_addr {
-        Some(addrs) => config.namesrv_addrs = split_addrs(&addrs),
-        None if config.namesrv_addrs.is_empty() => {
-            let from_env = std::env::var("NAMESRV_ADDR").ok();
-            config.namesrv_addrs = from_env.map(|a| split_addrs(&a)).unwrap_or_default();
-        }
-        None => {}
+    let mut overrides = Vec::new();
+    if let Some(addrs) = args.namesrv_addr {
+        overrides.push(("namesrvAddr", addrs));
     }
     if let Some(port) = args.listen_port {
-        config.listen_port = port;
+        overrides.push(("listenPort", port.to_string()));
     }
-    if let Some(path) = args.store_path {
-        config.store.root = path;
+    if let Some(path) = &args.store_path {
+        overrides.push(("storePathRootDir", path.display().to_string()));
     }
+    let mut config = BrokerConfig::default();
+    let file = args.config.as_deref();
+    let props = load_conf(file, "broker.conf", &overrides, |props| {
+        if !props.has("namesrvAddr") {
+            if let Ok(from_env) = std::env::var("NAMESRV_ADDR") {
+                props.set("namesrvAddr", from_env);
+            }
+        }
+        config.apply(props).map_err(|e| e.to_string())
+    })?;
     if args.print_config {
-        println!("{config:#?}");
+        config.validate().map_err(|e| format!("the configuration is refused: {e}"))?;
+        print!("{}", props.render_effective());
         return Ok(());
     }
     serve(config).await

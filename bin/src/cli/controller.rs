@@ -15,18 +15,20 @@ pub struct ControllerArgs {
     /// controllerDLegerPeers, controllerDLegerSelfId, controllerStorePath).
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
-    /// Print the effective configuration and exit.
+    /// Print the configuration in RocketMQ's property names (`key=value`, every property
+    /// Petrel reads, with the value it takes) and exit.
     #[arg(short = 'p', long = "print-config")]
     print_config: bool,
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut config = ControllerConfig::default();
-    if let Some(path) = &args.config {
-        load_conf(path, "controller.conf", |props| config.apply(props).map_err(|e| e.to_string()))?;
-    }
+    let file = args.config.as_deref();
+    let props = load_conf(file, "controller.conf", &[], |props| {
+        config.apply(props).map_err(|e| e.to_string())
+    })?;
     if args.print_config {
-        println!("{config:#?}");
+        print!("{}", props.render_effective());
         return Ok(());
     }
     let shutdown = ShutdownSignal::install()?;

@@ -25,16 +25,25 @@ pub fn store_failed(reason: &str) -> String {
     )
 }
 
-/// Loads a `.conf` file of RocketMQ property names into `apply`, warning of names it ignored.
+/// Loads a `.conf` file of RocketMQ property names (none: no file) into `apply`, with the
+/// command line's `overrides` in place of the file's values, warning of names it ignored.
+/// Returns the properties, which hold what `-p` prints.
 pub fn load_conf(
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
     what: &str,
+    overrides: &[(&str, String)],
     apply: impl FnOnce(&mut petrel::config::Properties) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut props = petrel::config::Properties::load(path).map_err(|e| e.to_string())?;
+) -> Result<petrel::config::Properties, String> {
+    let mut props = match path {
+        Some(path) => petrel::config::Properties::load(path).map_err(|e| e.to_string())?,
+        None => petrel::config::Properties::default(),
+    };
+    for (key, value) in overrides {
+        props.set(key, value.clone());
+    }
     apply(&mut props)?;
     props.warn_unused(what);
-    Ok(())
+    Ok(props)
 }
 
 /// SIGINT or SIGTERM, watched from the moment it is installed.

@@ -21,7 +21,8 @@ pub struct NamesrvArgs {
     /// Port to listen on (overrides listenPort).
     #[arg(long)]
     listen_port: Option<u16>,
-    /// Print the effective configuration and exit.
+    /// Check the configuration, print it in RocketMQ's property names (`key=value`, every
+    /// property Petrel reads, with the value it takes) and exit.
     #[arg(short = 'p', long = "print-config")]
     print_config: bool,
 }
@@ -29,26 +30,23 @@ pub struct NamesrvArgs {
 pub async fn run(args: NamesrvArgs) -> Result<(), String> {
     let mut config = NamesrvConfig::default();
     let mut embedded = None;
-    if let Some(path) = &args.config {
-        load_conf(path, "namesrv.conf", |props| {
-            config.apply(props).map_err(|e| e.to_string())?;
-            let mut enable = false;
-            props
-                .apply("enableControllerInNamesrv", &mut enable, "true or false")
-                .map_err(|e| e.to_string())?;
-            if enable {
-                let mut controller = ControllerConfig::default();
-                controller.apply(props).map_err(|e| e.to_string())?;
-                embedded = Some(controller);
-            }
-            Ok(())
-        })?;
-    }
-    if let Some(port) = args.listen_port {
-        config.listen_port = port;
-    }
+    let overrides: Vec<_> =
+        args.listen_port.map(|port| ("listenPort", port.to_string())).into_iter().collect();
+    let props = load_conf(args.config.as_deref(), "namesrv.conf", &overrides, |props| {
+        config.apply(props).map_err(|e| e.to_string())?;
+        let mut enable = false;
+        props
+            .apply("enableControllerInNamesrv", &mut enable, "true or false")
+            .map_err(|e| e.to_string())?;
+        if enable {
+            let mut controller = ControllerConfig::default();
+            controller.apply(props).map_err(|e| e.to_string())?;
+            embedded = Some(controller);
+        }
+        Ok(())
+    })?;
     if args.print_config {
-        println!("{config:#?}\n{embedded:#?}");
+        print!("{}", props.render_effective());
         return Ok(());
     }
     serve(config, embedded).await

@@ -42,7 +42,9 @@ pub async fn run(args: StandaloneArgs) -> Result<(), String> {
     let port = namesrv.local_addr.port();
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
-        load_conf(path, "broker.conf", |props| config.apply(props).map_err(|e| e.to_string()))?;
+        load_conf(Some(path), "broker.conf", &[], |props| {
+            config.apply(props).map_err(|e| e.to_string())
+        })?;
     }
     config.listen_port = args.broker_port;
     config.broker_ip = Some("127.0.0.1".to_owned());

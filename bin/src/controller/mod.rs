@@ -113,7 +113,8 @@ impl Default for ControllerConfig {
 impl ControllerConfig {
     pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
         props.apply("controllerDLegerGroup", &mut self.group, "a name")?;
-        let mut peers = String::new();
+        let peers: Vec<String> = self.peers.iter().map(|(n, addr)| format!("{n}-{addr}")).collect();
+        let mut peers = peers.join(";");
         props.apply("controllerDLegerPeers", &mut peers, "n0-host:port;n1-host:port")?;
         if !peers.is_empty() {
             self.peers = parse_peers(&peers).ok_or_else(|| ConfigError::Invalid {
@@ -123,7 +124,7 @@ impl ControllerConfig {
             })?;
         }
         props.apply("controllerDLegerSelfId", &mut self.self_id, "a peer name")?;
-        let mut store = String::new();
+        let mut store = self.store_path.display().to_string();
         props.apply("controllerStorePath", &mut store, "a directory")?;
         if !store.is_empty() {
             self.store_path = PathBuf::from(store);

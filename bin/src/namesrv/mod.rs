@@ -75,7 +75,8 @@ impl NamesrvConfig {
     pub fn apply(&mut self, props: &mut Properties) -> Result<(), ConfigError> {
         props.apply("listenPort", &mut self.listen_port, "a port number")?;
         props.apply("bindAddress", &mut self.bind_address, "an address")?;
-        let mut kv_path = String::new();
+        let mut kv_path =
+            self.kv_config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         props.apply("kvConfigPath", &mut kv_path, "a file path")?;
         if !kv_path.is_empty() {
             self.kv_config_path = Some(PathBuf::from(kv_path));
@@ -108,8 +109,7 @@ impl NamesrvConfig {
             &mut self.route.broker_timeout_ms,
             "milliseconds",
         )?;
-        props.apply("serverChannelMaxConnections", &mut self.server.connections_max, "a count")?;
-        props.apply("frameMaxLength", &mut self.server.connection.frame_bytes_max, "bytes")?;
+        crate::config::apply_server(props, &mut self.server)?;
         Ok(())
     }
 }

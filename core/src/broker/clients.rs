@@ -6,6 +6,11 @@
 //! connections, the passing of time. Actions: notify a group's connections that its member
 //! list changed (NOTIFY_CONSUMER_IDS_CHANGED, so they rebalance at once instead of within
 //! 20 s), and close a connection that stopped sending heartbeats for `channel_expired_ms`.
+//!
+//! Bounded (RocketMQ bounds none of these): a heartbeat names at most [`HEARTBEAT_GROUPS_MAX`]
+//! groups and each consumer group at most [`GROUP_SUBSCRIPTIONS_MAX`] subscriptions, and a
+//! connection belongs to at most [`CONNECTION_GROUPS_MAX`] groups; [`ClientRegistry::admit`]
+//! says why a heartbeat over them is refused, before anything of it is recorded.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -18,6 +23,14 @@ use crate::Millis;
 
 /// RocketMQ's `channelExpiredTimeout`: a client silent this long is dropped.
 pub const CHANNEL_EXPIRED_DEFAULT_MS: Millis = 120_000;
+
+/// Producer and consumer groups named in one heartbeat. A client process sends one heartbeat
+/// for all its producers and consumers: a few groups, rarely dozens.
+pub const HEARTBEAT_GROUPS_MAX: usize = 256;
+/// Topics one consumer group subscribes to in one heartbeat.
+pub const GROUP_SUBSCRIPTIONS_MAX: usize = 1024;
+/// Groups one connection belongs to, over all its heartbeats.
+pub const CONNECTION_GROUPS_MAX: usize = 256;
 
 /// The body of HEART_BEAT (`HeartbeatData`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +112,8 @@ pub struct Caller<'a> {
 pub struct ClientRegistry {
     consumers: BTreeMap<String, ConsumerGroup>,
     producers: BTreeMap<String, BTreeMap<ConnId, Member>>,
+    /// How many groups (producer and consumer) each connection belongs to.
+    held: BTreeMap<ConnId, usize>,
     expired_ms: Millis,
     actions: VecDeque<ClientAction>,
 }
@@ -108,9 +123,58 @@ impl ClientRegistry {
         ClientRegistry {
             consumers: BTreeMap::new(),
             producers: BTreeMap::new(),
+            held: BTreeMap::new(),
             expired_ms,
             actions: VecDeque::new(),
         }
+    }
+
+    /// Why this heartbeat from `conn` must be refused, if it must: it names too many groups,
+    /// a group subscribes to too many topics, or the connection would belong to too many
+    /// groups.
+    pub fn admit(&self, conn: ConnId, data: &HeartbeatData) -> Result<(), String> {
+        let (producers, consumers) = (&data.producer_data_set, &data.consumer_data_set);
+        let named = producers.len() + consumers.len();
+        if named > HEARTBEAT_GROUPS_MAX {
+            return Err(format!(
+                "the heartbeat names {named} producer and consumer groups; at most \
+                 {HEARTBEAT_GROUPS_MAX} are taken in one"
+            ));
+        }
+        if let Some(big) =
+            consumers.iter().find(|c| c.subscription_data_set.len() > GROUP_SUBSCRIPTIONS_MAX)
+        {
+            return Err(format!(
+                "consumer group {} subscribes to {} topics in the heartbeat; at most \
+                 {GROUP_SUBSCRIPTIONS_MAX} are taken",
+                big.group_name,
+                big.subscription_data_set.len()
+            ));
+        }
+        let producing =
+            |group: &str| self.producers.get(group).is_some_and(|m| m.contains_key(&conn));
+        let consuming =
+            |group: &str| self.consumers.get(group).is_some_and(|g| g.members.contains_key(&conn));
+        let joining: BTreeSet<(bool, &str)> = producers
+            .iter()
+            .filter(|p| !producing(&p.group_name))
+            .map(|p| (true, p.group_name.as_str()))
+            .chain(
+                consumers
+                    .iter()
+                    .filter(|c| !consuming(&c.group_name))
+                    .map(|c| (false, c.group_name.as_str())),
+            )
+            .collect();
+        let held = self.held.get(&conn).copied().unwrap_or(0);
+        if held + joining.len() > CONNECTION_GROUPS_MAX {
+            return Err(format!(
+                "the connection belongs to {held} groups and the heartbeat would add {}; a \
+                 connection belongs to at most {CONNECTION_GROUPS_MAX}",
+                joining.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Records a heartbeat. `notify(group)` says whether the group's members want change
@@ -130,7 +194,9 @@ impl ClientRegistry {
         };
         for producer in &data.producer_data_set {
             let group = self.producers.entry(producer.group_name.clone()).or_default();
-            group.insert(caller.conn, member.clone());
+            if group.insert(caller.conn, member.clone()).is_none() {
+                *self.held.entry(caller.conn).or_insert(0) += 1;
+            }
         }
         let mut subscriptions_changed = false;
         for consumer in &data.consumer_data_set {
@@ -140,6 +206,9 @@ impl ClientRegistry {
             group.consume_from_where.clone_from(&consumer.consume_from_where);
             group.notify = notify(&consumer.group_name);
             let joined = group.members.insert(caller.conn, member.clone()).is_none();
+            if joined {
+                *self.held.entry(caller.conn).or_insert(0) += 1;
+            }
             let subs: BTreeMap<String, SubscriptionData> = consumer
                 .subscription_data_set
                 .iter()
@@ -182,10 +251,22 @@ impl ClientRegistry {
     }
 
     fn leave_producer(&mut self, conn: ConnId, group: &str) {
-        if let Some(members) = self.producers.get_mut(group) {
-            members.remove(&conn);
-            if members.is_empty() {
-                self.producers.remove(group);
+        let Some(members) = self.producers.get_mut(group) else { return };
+        let was_member = members.remove(&conn).is_some();
+        if members.is_empty() {
+            self.producers.remove(group);
+        }
+        if was_member {
+            self.left(conn);
+        }
+    }
+
+    /// `conn` left one of its groups.
+    fn left(&mut self, conn: ConnId) {
+        if let Some(held) = self.held.get_mut(&conn) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&conn);
             }
         }
     }
@@ -195,6 +276,8 @@ impl ClientRegistry {
         if group.members.remove(&conn).is_none() {
             return;
         }
+        self.left(conn);
+        let Some(group) = self.consumers.get_mut(group_name) else { return };
         if group.members.is_empty() {
             self.consumers.remove(group_name);
             self.actions.push_back(ClientAction::GroupGone(group_name.to_owned()));
@@ -264,14 +347,18 @@ impl ClientRegistry {
         self.producers.len()
     }
 
-    /// No group is kept without members.
+    /// No group is kept without members, and each connection's count of groups is theirs.
     pub fn check_invariants(&self) {
+        let mut held: BTreeMap<ConnId, usize> = BTreeMap::new();
         for (name, group) in &self.consumers {
             assert!(!group.members.is_empty(), "consumer group {name} kept without members");
+            group.members.keys().for_each(|conn| *held.entry(*conn).or_insert(0) += 1);
         }
         for (name, members) in &self.producers {
             assert!(!members.is_empty(), "producer group {name} kept without members");
+            members.keys().for_each(|conn| *held.entry(*conn).or_insert(0) += 1);
         }
+        assert_eq!(held, self.held, "groups held per connection");
     }
 }
 
@@ -398,5 +485,51 @@ mod tests {
         assert!(registry.producer_conns("P").is_empty());
         assert_eq!(registry.poll_timeout(), None);
         registry.check_invariants();
+    }
+
+    /// A heartbeat with `producers` producer groups and `consumers` consumer groups named
+    /// from `first` on, each consumer subscribing to `topics` topics.
+    fn groups(first: usize, producers: usize, consumers: usize, topics: usize) -> HeartbeatData {
+        let mut data = HeartbeatData { client_id: "c".into(), ..HeartbeatData::default() };
+        for n in first..first + producers {
+            data.producer_data_set.push(ProducerData { group_name: format!("P{n}") });
+        }
+        for n in first..first + consumers {
+            let mut one = consumer(&format!("G{n}"), "T0", "*").consumer_data_set.remove(0);
+            one.subscription_data_set = (0..topics)
+                .map(|t| SubscriptionData { topic: format!("T{t}"), ..SubscriptionData::default() })
+                .collect();
+            data.consumer_data_set.push(one);
+        }
+        data
+    }
+
+    #[test]
+    fn heartbeats_are_bounded_in_groups_subscriptions_and_groups_per_connection() {
+        let mut registry = ClientRegistry::new(CHANNEL_EXPIRED_DEFAULT_MS);
+        let yes = |_: &str| true;
+        let flood = groups(0, 0, 20_000, 1);
+        let why = registry.admit(1, &flood).unwrap_err();
+        assert!(why.contains("20000") && why.contains("256"), "{why}");
+        let wide = groups(0, 0, 1, GROUP_SUBSCRIPTIONS_MAX + 1);
+        assert!(registry.admit(1, &wide).unwrap_err().contains("G0 subscribes to 1025"));
+
+        // Up to the bound in one heartbeat, and again the same groups: nothing new is held.
+        let full = groups(0, 128, 128, 2);
+        assert_eq!(registry.admit(1, &full), Ok(()));
+        registry.heartbeat(1, &caller(1), &full, &yes);
+        assert_eq!(registry.admit(1, &full), Ok(()));
+        // One more group on that connection is refused; on another connection it is taken.
+        let more = groups(500, 1, 0, 0);
+        let why = registry.admit(1, &more).unwrap_err();
+        assert!(why.contains("belongs to 256 groups"), "{why}");
+        assert_eq!(registry.admit(2, &more), Ok(()));
+        registry.check_invariants();
+        // Leaving frees the room.
+        registry.unregister(1, Some("P0"), None);
+        assert_eq!(registry.admit(1, &more), Ok(()));
+        registry.connection_closed(1);
+        registry.check_invariants();
+        assert_eq!(registry.admit(1, &full), Ok(()));
     }
 }

@@ -30,6 +30,28 @@ impl Default for DelayLevels {
     }
 }
 
+impl std::str::FromStr for DelayLevels {
+    type Err = String;
+    fn from_str(text: &str) -> Result<DelayLevels, String> {
+        DelayLevels::parse(text)
+    }
+}
+
+/// The levels as `messageDelayLevel` writes them, each in the largest unit that divides it.
+impl std::fmt::Display for DelayLevels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, ms) in self.delays_ms.iter().enumerate() {
+            let (number, unit) = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m")]
+                .into_iter()
+                .find(|(unit_ms, _)| ms % unit_ms == 0 && *ms > 0)
+                .map_or((ms / 1_000, "s"), |(unit_ms, unit)| (ms / unit_ms, unit));
+            let space = if n == 0 { "" } else { " " };
+            write!(f, "{space}{number}{unit}")?;
+        }
+        Ok(())
+    }
+}
+
 impl DelayLevels {
     /// Parses `"1s 5s 10m 2h 1d"`: numbers with a unit of s, m, h or d, space-separated.
     pub fn parse(text: &str) -> Result<DelayLevels, String> {
@@ -176,6 +198,8 @@ mod tests {
         assert_eq!(levels.delay_ms(99), 7_200_000);
         assert_eq!(levels.clamp(40), Some(18));
         assert_eq!(levels.clamp(0), None);
+        assert_eq!(levels.to_string(), DELAY_LEVELS_DEFAULT, "written back as given");
+        assert_eq!(DelayLevels::parse("1d 90s 120m 0s").unwrap().to_string(), "1d 90s 2h 0s");
     }
 
     #[test]

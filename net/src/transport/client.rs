@@ -16,6 +16,9 @@ pub struct ClientConfig {
     pub connection: ConnectionConfig,
     /// How long a connect may take.
     pub connect_timeout: Duration,
+    /// The local address to connect from (benches spread load over loopback addresses);
+    /// `None`: wherever the system routes. Not honoured in the simulator.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -23,6 +26,7 @@ impl Default for ClientConfig {
         ClientConfig {
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(3),
+            local_address: None,
         }
     }
 }
@@ -55,7 +59,7 @@ impl RemotingClient {
         if let Some(conn) = self.table().get(addr).filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
-        let connect = TcpStream::connect(addr);
+        let connect = connect(addr, self.config.local_address);
         let stream = match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
@@ -127,4 +131,27 @@ impl RemotingClient {
             conn.close();
         }
     }
+}
+
+#[cfg(not(madsim))]
+async fn connect(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local else { return TcpStream::connect(addr).await };
+    let mut last = None;
+    for remote in tokio::net::lookup_host(addr).await? {
+        let socket = match remote {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} names no address"))))
+}
+
+#[cfg(madsim)]
+async fn connect(addr: &str, _local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    TcpStream::connect(addr).await
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
 use super::{Handled, RequestHandler, TransportError};
 use crate::codec::{decode_frame, RemotingCommand, FRAME_BYTES_MAX_DEFAULT};
@@ -28,6 +29,12 @@ pub struct ConnectionConfig {
     pub in_flight_max: usize,
     /// Commands queued for writing; a full queue makes senders wait.
     pub send_queue_max: usize,
+    /// Closes the connection after this long with nothing read or written (RocketMQ's
+    /// `serverChannelMaxIdleTimeSeconds`); `None` keeps idle connections open.
+    pub idle_timeout: Option<Duration>,
+    /// A frame whose first byte has arrived must arrive whole within this, or the connection
+    /// is closed: a peer trickling bytes cannot hold it open forever. `None`: no limit.
+    pub frame_read_timeout: Option<Duration>,
 }
 
 impl Default for ConnectionConfig {
@@ -36,12 +43,18 @@ impl Default for ConnectionConfig {
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             in_flight_max: 256,
             send_queue_max: 1024,
+            idle_timeout: None,
+            frame_read_timeout: None,
         }
     }
 }
 
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// The read buffer starts at the small size and doubles, up to the large one, while reads
+/// keep filling it: an idle connection holds 4 KiB, a busy one reads 64 KiB at a time.
+const READ_CHUNK_MIN: usize = 4 * 1024;
+const READ_CHUNK_MAX: usize = 64 * 1024;
+/// Responses are batched into one write of up to this much; larger bodies go straight out.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// A framed connection. Cheap to clone; all clones name the same socket.
 #[derive(Clone)]
@@ -56,6 +69,10 @@ struct Inner {
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     closed: Flag,
+    opened: Instant,
+    /// When the writer last flushed, in milliseconds after `opened`: the idle check counts
+    /// writes as activity, as RocketMQ's all-idle check does.
+    last_write_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -85,6 +102,8 @@ impl Connection {
                 pending: Mutex::new(HashMap::new()),
                 next_opaque: AtomicI32::new(1),
                 closed: Flag::new(),
+                opened: Instant::now(),
+                last_write_ms: AtomicU64::new(0),
             }),
         };
         // Owned halves need no lock between the reader and the writer; madsim's stream has
@@ -199,6 +218,64 @@ impl Connection {
     }
 }
 
+/// Why a connection that is neither reading nor writing should close, if it should.
+struct Watch {
+    idle: Option<Duration>,
+    frame: Option<Duration>,
+    last_read: Instant,
+    /// When the first byte of a frame not yet whole arrived.
+    partial_since: Option<Instant>,
+}
+
+impl Watch {
+    fn new(config: &ConnectionConfig) -> Watch {
+        let now = Instant::now();
+        Watch {
+            idle: config.idle_timeout,
+            frame: config.frame_read_timeout,
+            last_read: now,
+            partial_since: None,
+        }
+    }
+
+    /// Every whole frame has been taken from the buffer; `partial` says whether bytes of the
+    /// next are left, which then came with the last read. Returns when that frame is due.
+    fn decoded(&mut self, partial: bool) -> Option<Instant> {
+        if !partial {
+            self.partial_since = None;
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(self.last_read);
+        }
+        Some(self.partial_since? + self.frame?)
+    }
+
+    /// The next time to look, or why to close now. A connection with requests in flight
+    /// (`busy`: a held pull, a flush being waited for) is not idle.
+    fn check(&self, conn: &Connection, now: Instant, busy: bool) -> Result<Instant, String> {
+        let far = now + Duration::from_secs(3600);
+        let frame_due = match (self.frame, self.partial_since) {
+            (Some(limit), Some(since)) if now >= since + limit => {
+                return Err(format!("a frame did not arrive whole within {limit:?}"));
+            }
+            (Some(limit), Some(since)) => since + limit,
+            _ => far,
+        };
+        let idle_due = match self.idle {
+            Some(limit) => {
+                let written = conn.inner.opened
+                    + Duration::from_millis(conn.inner.last_write_ms.load(Ordering::Relaxed));
+                let active = if busy { now } else { self.last_read.max(written) };
+                if now >= active + limit {
+                    return Err(format!("idle for {limit:?}"));
+                }
+                active + limit
+            }
+            None => far,
+        };
+        Ok(frame_due.min(idle_due))
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     conn: &Connection,
     mut reader: R,
@@ -206,7 +283,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
     handler: Option<&Arc<dyn RequestHandler>>,
 ) -> String {
     let slots = Arc::new(Semaphore::new(config.in_flight_max));
-    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_MIN);
+    let mut chunk = READ_CHUNK_MIN;
+    let mut watch = Watch::new(config);
+    let busy = |slots: &Semaphore| slots.available_permits() < config.in_flight_max;
+    let timer = tokio::time::sleep_until(match watch.check(conn, Instant::now(), false) {
+        Ok(due) => due,
+        Err(why) => return why,
+    });
+    tokio::pin!(timer);
     loop {
         loop {
             let command = match decode_frame(&mut buf, config.frame_bytes_max) {
@@ -224,17 +309,39 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let Ok(slot) = slots.clone().acquire_owned().await else { return "shut down".into() };
             dispatch(conn, handler, command, slot).await;
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_BUFFER_BYTES);
+        if let Some(due) = watch.decoded(!buf.is_empty()) {
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
         }
+        if buf.is_empty() && buf.capacity() > READ_CHUNK_MAX {
+            // A large frame grew the buffer: give the memory back rather than keep it idle.
+            buf = BytesMut::new();
+        }
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
+        }
+        let room = buf.capacity() - buf.len();
         tokio::select! {
             biased;
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => return "peer closed".into(),
-                Ok(_) => {}
+                Ok(n) => {
+                    if n == room && chunk < READ_CHUNK_MAX {
+                        chunk *= 2;
+                    }
+                    watch.last_read = Instant::now();
+                }
                 Err(e) => return format!("read failed: {e}"),
             },
             () = conn.closed() => return "closed locally".into(),
+            () = &mut timer => match watch.check(conn, Instant::now(), busy(&slots)) {
+                Ok(due) => timer.as_mut().reset(due),
+                Err(why) => {
+                    tracing::info!(conn = ?conn, %why, "closing the connection");
+                    return why;
+                }
+            },
         }
     }
 }
@@ -310,6 +417,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             conn.close();
             return;
         }
+        let since_open = u64::try_from(conn.inner.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        conn.inner.last_write_ms.store(since_open, Ordering::Relaxed);
     }
     let _ = writer.shutdown().await;
 }

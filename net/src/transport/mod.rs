@@ -16,7 +16,7 @@ use std::pin::Pin;
 
 pub use client::{ClientConfig, RemotingClient};
 pub use connection::{ConnId, Connection, ConnectionConfig};
-pub use server::{Server, ServerConfig, ServerHandle};
+pub use server::{listen, Server, ServerConfig, ServerHandle, RESERVE_SOURCE_HOLDS_MAX};
 
 use crate::codec::codes::response;
 use crate::codec::{FrameError, RemotingCommand};

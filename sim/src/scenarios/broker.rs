@@ -6,7 +6,9 @@
 //! prints the schedule.
 //!
 //! Two producers send to each queue, now and then a few messages as one batch; every fifth
-//! message asks for delay level 1 (1 s) and goes through the schedule topic.
+//! message asks for delay level 1 (1 s) and goes through the schedule topic. The broker closes
+//! connections idle for 1-4 s (120 s by default), so clients' connections are closed under
+//! them during partitions and pauses.
 //!
 //! The promises checked at the end:
 //! - every message the broker acknowledged is consumed (SYNC_FLUSH: acked means durable),
@@ -69,6 +71,10 @@ const LIVENESS: Duration = Duration::from_secs(30);
 fn tune(config: &mut BrokerConfig) {
     config.flush_offsets_interval_ms = OFFSETS_INTERVAL.as_millis() as u64;
     config.flush_delay_offsets_interval_ms = DELAY_OFFSETS_INTERVAL.as_millis() as u64;
+    // Idle connections closed after 1-4 s instead of 120: a partition or a pause between
+    // sends makes the broker close its clients' connections, which they must make again.
+    let idle = Duration::from_millis(thread_rng().gen_range(1_000..=4_000));
+    config.server.connection.idle_timeout = Some(idle);
 }
 
 /// Where a message sent to `queue` is acknowledged at `offset`.
