@@ -220,6 +220,23 @@ async fn topics_and_groups_are_administered() {
         call(&client, addr, create_topic("TBW102", 1, 6)).await.code,
         response::INVALID_PARAMETER
     );
+    // Values that name nothing are refused, where RocketMQ stores them (decision 0008).
+    for (queues, perm, says) in
+        [(0, 6, "both 0"), (1, 255, "perm=255"), (-1, 6, "readQueueNums=-1")]
+    {
+        let reply = call(&client, addr, create_topic("Junk", queues, perm)).await;
+        assert_eq!(reply.code, response::INVALID_PARAMETER);
+        assert!(reply.remark.as_deref().unwrap_or("").contains(says), "{:?}", reply.remark);
+    }
+    assert!(topic_table(&client, addr).await["topicConfigTable"].get("Junk").is_none());
+    let group = r#"{"groupName":"Committers"}"#;
+    let create =
+        RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group);
+    assert_eq!(call(&client, addr, create).await.code, response::SUCCESS);
+    assert!(raw::commit_offset(&client, addr, "Committers", "Admin", 2, 1).await);
+    assert!(!raw::commit_offset(&client, addr, "Committers", "Admin", 3, 1).await, "3 queues");
+    assert!(!raw::commit_offset(&client, addr, "Committers", "Admin", 9999, 1).await);
+    assert!(!raw::commit_offset(&client, addr, "Committers", "Admin", -1, 1).await);
     let delete = RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER)
         .with_header(&DeleteTopicRequestHeader { topic: "Admin".into() });
     assert_eq!(call(&client, addr, delete).await.code, response::SUCCESS);

@@ -26,7 +26,8 @@ pub enum StoreError {
     /// operator frees space.
     #[error(
         "disk is {used_percent}% full, over diskSpaceWarningLevelRatio={limit_percent}%: \
-         writes are refused until space is freed (expired files are being deleted)"
+         writes are refused until it is below; the broker deletes commit-log files older than \
+         fileReservedTime as they come due, and an operator can free space on the disk"
     )]
     DiskFull { used_percent: u64, limit_percent: u64 },
     /// The topic breaks RocketMQ's naming rule.
@@ -53,6 +54,11 @@ impl StoreError {
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(what: impl Into<String>, source: io::Error) -> StoreError {
         StoreError::Io { what: what.into(), source }
+    }
+
+    /// Whether a file operation failed for want of space on the disk.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
     }
 }
 

@@ -228,6 +228,39 @@ fn cleanup_deletes_expired_files_and_refuses_writes_when_full() {
     assert!(error.to_string().contains("writes are refused"), "{error}");
 }
 
+/// A store stopped cleanly on a disk that then filled up opens read-only: no room for the
+/// abort file is no reason to keep consumers from what it holds. Writes resume once a cleanup
+/// pass finds room and writes the abort file (issue 22).
+#[test]
+fn a_full_disk_opens_read_only_and_writes_resume_when_there_is_room() {
+    let capacity = 1 << 20;
+    let disk = SimDisk::new(5, capacity, SimDiskFaults::default());
+    let root = Path::new("/store");
+    let (store, _) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    for i in 0..10 {
+        store.append(&input("T", 0, &body(i), b""), i as i64, 0).unwrap();
+    }
+    common::flush_and_dispatch(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    disk.set_capacity(capacity - disk.space(root).unwrap().free_bytes);
+
+    let (store, report) = Store::open(Arc::new(disk.clone()), config(root)).unwrap();
+    assert!(!report.plan.abnormal);
+    assert!(!disk.exists(&root.join("abort")), "no room for it");
+    assert_eq!(all(&store, "T", 0), (0..10).map(body).collect::<Vec<_>>(), "reads are served");
+    let refused = store.append(&input("T", 0, b"more", b""), 100, 0).unwrap_err();
+    assert!(refused.to_string().contains("writes are refused"), "{refused}");
+    store.clean(1_000, false).unwrap();
+    assert!(store.append(&input("T", 0, b"more", b""), 100, 0).is_err(), "still full");
+
+    disk.set_capacity(capacity);
+    store.clean(2_000, false).unwrap();
+    assert!(disk.exists(&root.join("abort")), "written once there is room");
+    let appended = store.append(&input("T", 0, b"more", b""), 100, 0).unwrap();
+    assert_eq!(appended.queue_offset, 10);
+}
+
 #[test]
 fn reads_are_checked_against_their_unit_and_retried() {
     let disk = SimDisk::new(3, 1 << 30, SimDiskFaults::default());

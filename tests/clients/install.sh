@@ -114,6 +114,9 @@ install_python() {
 # files (no compiler). Its own venv: the module name clashes with `rocketmq` 0.4.4.
 PY_TX_PINS="rocketmq-client-python==2.0.0 --hash=sha256:692324adaa8107eebd0369117043871d90035ddb1562f9999c5681136f16f738
 rocketmq-python-cvs==2.1.0.3 --hash=sha256:99e4ce8008554a74193a3ad94b60f939a4666c48ffabbf4c4417a109daf1419d"
+# Building those sdists without build isolation needs `wheel` in the venv (setuptools 65,
+# which a Python 3.11 venv starts with, has no bdist_wheel of its own); pinned the same way.
+PY_TX_BUILD_PINS="wheel==0.45.1 --hash=sha256:708e7481cc80179af0e556bbf0cc00b8444c7321e2700b8d8580231d13017248"
 
 python_tx_ok() {
     local py="$1"
@@ -143,6 +146,9 @@ install_python_tx() {
     "$base" -m venv "$venv" >/dev/null 2>&1 || apt_install python3-venv || true
     [ -x "$py" ] || "$base" -m venv "$venv" || die "python_tx: cannot create a venv with $base"
     printf '%s\n' "$PY_TX_PINS" >"$dir/requirements.txt"
+    printf '%s\n' "$PY_TX_BUILD_PINS" >"$dir/build-requirements.txt"
+    "$py" -m pip install --disable-pip-version-check --no-input -q \
+        --require-hashes -r "$dir/build-requirements.txt" || die "python_tx: cannot install wheel"
     log "python_tx: installing rocketmq-client-python 2.0.0 and rocketmq-python-cvs 2.1.0.3"
     "$py" -m pip install --disable-pip-version-check --no-input -q --no-build-isolation \
         --require-hashes -r "$dir/requirements.txt" || die "python_tx: pip install failed"

@@ -232,9 +232,27 @@ pub(super) fn store_error(error: &StoreError) -> Refusal {
             response::SERVICE_NOT_AVAILABLE
         }
         StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            no_space_left(error);
             response::SERVICE_NOT_AVAILABLE
         }
         _ => response::SYSTEM_ERROR,
     };
     Refusal::new(code, error.to_string())
+}
+
+/// Logs a write that failed for want of space when it happens, at most once in ten seconds:
+/// the cleanup pass that refuses writes on a full disk measures it only every ten seconds.
+fn no_space_left(error: &StoreError) {
+    static LAST_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_millis();
+    let last = LAST_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if now.saturating_sub(last) < 10_000 {
+        return;
+    }
+    LAST_MS.store(now, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        %error,
+        "a write failed: no space left on the device. The message was not stored and its \
+         producer was told SERVICE_NOT_AVAILABLE; free space on the store's disk"
+    );
 }

@@ -1,11 +1,14 @@
 //! UPDATE_AND_CREATE_TOPIC (17): an admin creates or changes a topic (`AdminBrokerProcessor`).
+//! Queue counts out of 0-65535, a topic with neither read nor write queues, and a permission
+//! with bits beyond read, write and inherit are refused INVALID_PARAMETER; RocketMQ's broker
+//! stores them ([decision 0008](../../../docs/decisions/0008-refuse-admin-values-that-name-nothing.md)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use petrel_core::broker::timer::TIMER_TOPIC;
 use petrel_core::broker::{Refusal, AUTO_CREATE_TOPIC, SCHEDULE_TOPIC};
-use petrel_core::model::TopicConfig;
+use petrel_core::model::{perm, TopicConfig};
 use petrel_core::record::is_valid_topic;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -29,6 +32,31 @@ fn parse_attributes(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// Queue counts a topic can have, and a permission that is one.
+fn check_queues_and_perm(header: &CreateTopicRequestHeader) -> Result<(), Refusal> {
+    let (read, write) = (header.read_queue_nums, header.write_queue_nums);
+    let queues_ok = |n: i32| (0..=65_535).contains(&n);
+    if !queues_ok(read) || !queues_ok(write) {
+        let why = format!(
+            "readQueueNums={read} and writeQueueNums={write}: queue numbers must be between 0 and 65535"
+        );
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    if read == 0 && write == 0 {
+        let why =
+            "readQueueNums and writeQueueNums are both 0: a topic needs queues to read or write";
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    if header.perm & !(perm::READ | perm::WRITE | perm::INHERIT) != 0 {
+        let why = format!(
+            "perm={} is not a permission: 2 (write), 4 (read) or 6 (both), plus 1 to inherit",
+            header.perm
+        );
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    Ok(())
+}
+
 pub(super) fn handle(
     broker: &Arc<Broker>,
     _conn: &Connection,
@@ -46,13 +74,7 @@ pub(super) fn handle(
         let why = format!("The topic[{topic}] is conflict with system topic.");
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    let queues_ok = |n: i32| (0..=65_535).contains(&n);
-    if !queues_ok(header.read_queue_nums) || !queues_ok(header.write_queue_nums) {
-        return Err(Refusal::new(
-            response::INVALID_PARAMETER,
-            "queue numbers must be between 0 and 65535",
-        ));
-    }
+    check_queues_and_perm(&header)?;
     let attributes = match header.attributes.as_deref().map(parse_attributes).transpose() {
         Ok(attributes) => attributes.unwrap_or_default(),
         Err(why) => return Err(Refusal::new(response::INVALID_PARAMETER, why)),

@@ -1,4 +1,6 @@
-//! UPDATE_CONSUMER_OFFSET (15): a consumer group commits its offset in a queue.
+//! UPDATE_CONSUMER_OFFSET (15): a consumer group commits its offset in a queue. A queue the
+//! topic does not have is refused INVALID_PARAMETER, where RocketMQ stores any queue id
+//! ([decision 0008](../../../docs/decisions/0008-refuse-admin-values-that-name-nothing.md)).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,8 +27,17 @@ pub(super) fn handle(
             format!("Group {group} not exist!"),
         ));
     }
-    if broker.topic(topic).is_none() {
+    let Some(config) = broker.topic(topic) else {
         return Err(Refusal::new(response::TOPIC_NOT_EXIST, format!("Topic {topic} not exist!")));
+    };
+    let queues = config.read_queue_nums.max(config.write_queue_nums);
+    if !(0..queues).contains(&header.queue_id) {
+        let why = format!(
+            "queue {} of topic {topic} does not exist: it has queues 0 to {}",
+            header.queue_id,
+            queues - 1
+        );
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
     if broker.offsets().commit(topic, group, header.queue_id, header.commit_offset) {
         broker.offsets_dirty.store(true, Ordering::Release);

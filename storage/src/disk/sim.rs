@@ -151,6 +151,12 @@ impl SimDisk {
         lock(&self.state).faults = faults;
     }
 
+    /// Makes the disk this large: a capacity at or under what its files take is a full disk,
+    /// on which creating a file fails with "no space left" (removing one frees nothing here).
+    pub fn set_capacity(&self, capacity_bytes: u64) {
+        lock(&self.state).capacity_bytes = capacity_bytes;
+    }
+
     /// The fault knobs in force.
     pub fn faults(&self) -> SimDiskFaults {
         lock(&self.state).faults

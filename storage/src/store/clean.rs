@@ -15,18 +15,33 @@ impl Store {
         let used = space.used_percent();
         let hour = (now.max(0) / 3_600_000 % 24) as u8;
         let decision = cleanup::decide(&self.config, hour, used, manual);
-        let full = if decision.refuse_writes { used.max(1) } else { 0 };
-        if self.disk_full_percent.swap(full, Ordering::Relaxed) != full {
-            tracing::warn!(
+        let refuse = decision.refuse_writes || !self.abort_written();
+        let full = if refuse { used.max(1) } else { 0 };
+        let was_full = self.disk_full_percent.swap(full, Ordering::Relaxed) > 0;
+        match (was_full, refuse) {
+            (false, true) => tracing::error!(
                 used_percent = used,
-                refusing = decision.refuse_writes,
-                "disk fill changed"
-            );
+                limit_percent = self.config.disk_warning_ratio,
+                store = %root.display(),
+                "the disk is full: writes are refused, reads go on. Free space on it; the \
+                 broker deletes commit-log files older than fileReservedTime as they come due"
+            ),
+            (true, false) => {
+                tracing::warn!(used_percent = used, "the disk has room again: writes resume")
+            }
+            _ => {}
         }
         if !decision.delete_expired {
             return Ok(0);
         }
         let deleted = self.fatal(self.delete_expired(now, decision.force))?;
+        if deleted == 0 && decision.refuse_writes && !was_full {
+            tracing::error!(
+                reserved_hours = self.config.file_reserved_hours,
+                "no commit-log file is old enough to delete: the disk stays full until space is \
+                 freed or fileReservedTime is lowered"
+            );
+        }
         if deleted > 0 {
             let log_min = self.min_physical_offset();
             let queues: Vec<Arc<Mutex<ConsumeQueue>>> = {
@@ -41,6 +56,23 @@ impl Store {
             }
         }
         Ok(deleted)
+    }
+
+    /// Whether the `abort` file is there, writing it now if a read-only start left it out.
+    fn abort_written(&self) -> bool {
+        if !self.abort_missing.load(Ordering::Relaxed) {
+            return true;
+        }
+        match super::open::create_abort(self.disk.as_ref(), &self.config) {
+            Ok(()) => {
+                self.abort_missing.store(false, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "still no room for the abort file: writes stay refused");
+                false
+            }
+        }
     }
 
     /// Deletes up to `deleteFileBatchMax` of the oldest commit-log files that are

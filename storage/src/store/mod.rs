@@ -207,8 +207,12 @@ pub struct Store {
     /// Set when shutdown begins: appends are refused from then on, while the shutdown still
     /// flushes, dispatches and checkpoints.
     closing: std::sync::atomic::AtomicBool,
-    /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0.
+    /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0
+    /// (100 from a read-only start until a pass finds room).
     disk_full_percent: AtomicU64,
+    /// The store opened read-only: the disk had no room for the `abort` file, so nothing is
+    /// appended until a cleanup pass finds room and writes it.
+    abort_missing: std::sync::atomic::AtomicBool,
     /// The store directory's `lock`, held for the store's life.
     _lock: DiskLock,
 }

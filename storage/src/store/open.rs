@@ -5,7 +5,9 @@ use super::*;
 
 impl Store {
     /// Opens the store under `config.root`, recovering it (see `recovery`), and marks it
-    /// running with the `abort` file.
+    /// running with the `abort` file. When the disk has no room for that file and the last
+    /// run stopped cleanly (no `abort` left), the store opens read-only: reads are served,
+    /// appends refused as on a full disk, until a cleanup pass finds room and writes it.
     pub fn open(
         disk: Arc<dyn Disk>,
         config: StoreConfig,
@@ -26,8 +28,25 @@ impl Store {
             return Err(synced_loss_error(loss));
         }
         // From here on the store changes files, so a crash must be seen as one.
-        create_abort(disk.as_ref(), &config)?;
+        let abort_missing = match create_abort(disk.as_ref(), &config) {
+            Ok(()) => false,
+            Err(error) if error.is_no_space() && remove_half_made_abort(disk.as_ref(), &config) => {
+                tracing::error!(
+                    %error,
+                    store = %root.display(),
+                    "the disk is full: the store opens read-only, so consumers can read what it \
+                     holds. Writes resume once there is room (checked every 10 s): free space on \
+                     the disk"
+                );
+                true
+            }
+            Err(error) => return Err(error),
+        };
         let store = Store::apply_plan(disk, config, &plan, lock)?;
+        if abort_missing {
+            store.abort_missing.store(true, Ordering::Relaxed);
+            store.disk_full_percent.store(100, Ordering::Relaxed);
+        }
         if plan.abnormal {
             store.reindex_newest(plan.redispatch_from)?;
         }
@@ -107,6 +126,7 @@ impl Store {
             stopped: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),
+            abort_missing: std::sync::atomic::AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -171,6 +191,14 @@ pub(super) fn create_abort(disk: &dyn Disk, config: &StoreConfig) -> Result<(), 
     file.write_at(0, pid.as_bytes()).context(|| "cannot write the abort file".to_owned())?;
     file.sync().sync_context(|| "cannot sync the abort file".to_owned())?;
     disk.sync_dir(&config.root).sync_context(|| "cannot sync the store directory".to_owned())
+}
+
+/// After a failed `create_abort` (there was no `abort` before it): removes the file it may
+/// have created before its write failed (on ext4 an empty file needs no data block, so the
+/// create succeeds and the write does not). Whether no `abort` is left.
+fn remove_half_made_abort(disk: &dyn Disk, config: &StoreConfig) -> bool {
+    let abort = config.abort_path();
+    !disk.exists(&abort) || disk.remove(&abort).is_ok()
 }
 
 pub(super) fn synced_loss_error(loss: SyncedLoss) -> StoreError {
