@@ -49,9 +49,18 @@ impl Properties {
         self.0.insert(key.to_owned(), value.into());
     }
 
-    /// Whether `key` was given and not consumed yet.
-    pub fn has(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+    /// Records the value `key` ended with when its setting was adjusted after `apply` (a
+    /// master's brokerId set to 0, a size rounded), for `render_effective`.
+    pub fn record(&mut self, key: &'static str, value: impl std::fmt::Display) {
+        match self.2.iter_mut().rev().find(|(k, _)| *k == key) {
+            Some((_, shown)) => *shown = value.to_string(),
+            None => self.2.push((key, value.to_string())),
+        }
+    }
+
+    /// Whether `key` was given a value (not empty) and not consumed yet.
+    pub fn has_value(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|value| !value.is_empty())
     }
 
     /// `key=value` lines, one per name asked for, each with the value its setting ended with:

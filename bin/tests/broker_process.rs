@@ -599,6 +599,8 @@ fn print_config_names_rocketmq_properties_and_refuses_what_a_start_would() {
         ("storePathRootDir=\n", "storePathRootDir"),
         ("brokerPermission=99\n", "brokerPermission"),
         ("flushDiskType=SYNC\n", "flushDiskType"),
+        ("flushDiskType=\n", "flushDiskType"),
+        ("deleteWhen=\n", "deleteWhen"),
     ] {
         let out = print(conf, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -269,6 +269,10 @@ impl TimerBrokerConfig {
         props.apply("timerRollWindowSlot", &mut window, "a count of slots")?;
         props.apply("timerMaxDelaySec", &mut max_delay, "seconds")?;
         self.settings = TimerSettings::new(enabled, precision, window, max_delay);
+        let s = self.settings;
+        props.record("timerPrecisionMs", s.precision_ms);
+        props.record("timerRollWindowSlot", s.roll_window_slots);
+        props.record("timerMaxDelaySec", s.max_delay_sec);
         props.apply("timerFlushIntervalMs", &mut self.flush_interval_ms, "milliseconds")?;
         props.apply("mappedFileSizeTimerLog", &mut self.log_file_bytes, "bytes")
     }
@@ -285,6 +289,7 @@ impl BrokerConfig {
             // RocketMQ's BrokerStartup does the same: a master is brokerId 0.
             tracing::warn!(broker_id = self.broker_id, "a master's brokerId is 0; set to 0");
             self.broker_id = 0;
+            props.record("brokerId", self.broker_id);
         }
         self.apply_ha(props)?;
         let mut namesrv = self.namesrv_addrs.join(";");
@@ -380,6 +385,7 @@ impl BrokerConfig {
         let mut cq_bytes = store.cq_file_units * 20;
         props.apply("mappedFileSizeConsumeQueue", &mut cq_bytes, "bytes")?;
         store.cq_file_units = (cq_bytes / 20).max(1);
+        props.record("mappedFileSizeConsumeQueue", store.cq_file_units * 20);
         props.apply("maxMessageSize", &mut store.message_bytes_max, "bytes")?;
         props.apply("syncFlushTimeout", &mut store.sync_flush_timeout_ms, "milliseconds")?;
         props.apply("flushIntervalCommitLog", &mut store.flush_interval_ms, "milliseconds")?;

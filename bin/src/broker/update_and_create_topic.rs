@@ -1,6 +1,7 @@
 //! UPDATE_AND_CREATE_TOPIC (17): an admin creates or changes a topic (`AdminBrokerProcessor`).
 //! Queue counts out of 0-65535, a topic with neither read nor write queues, and a permission
-//! with bits beyond read, write and inherit are refused INVALID_PARAMETER; RocketMQ's broker
+//! with bits beyond RocketMQ's four (read, write, inherit, priority) are refused
+//! INVALID_PARAMETER; RocketMQ's broker
 //! stores them ([decision 0008](../../../docs/decisions/0008-refuse-admin-values-that-name-nothing.md)).
 
 use std::collections::BTreeMap;
@@ -47,9 +48,10 @@ fn check_queues_and_perm(header: &CreateTopicRequestHeader) -> Result<(), Refusa
             "readQueueNums and writeQueueNums are both 0: a topic needs queues to read or write";
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    if header.perm & !(perm::READ | perm::WRITE | perm::INHERIT) != 0 {
+    if header.perm & !(perm::READ | perm::WRITE | perm::INHERIT | perm::PRIORITY) != 0 {
         let why = format!(
-            "perm={} is not a permission: 2 (write), 4 (read) or 6 (both), plus 1 to inherit",
+            "perm={} is not a permission: 2 (write), 4 (read) or 6 (both), plus 1 (inherit) \
+             and 8 (priority) as RocketMQ's PermName has them",
             header.perm
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));

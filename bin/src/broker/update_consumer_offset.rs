@@ -32,10 +32,13 @@ pub(super) fn handle(
     };
     let queues = config.read_queue_nums.max(config.write_queue_nums);
     if !(0..queues).contains(&header.queue_id) {
+        let has = match queues {
+            0 => "none".to_owned(),
+            n => format!("0 to {}", n - 1),
+        };
         let why = format!(
-            "queue {} of topic {topic} does not exist: it has queues 0 to {}",
-            header.queue_id,
-            queues - 1
+            "queue {} of topic {topic} does not exist: its queues are {has}",
+            header.queue_id
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }

@@ -45,7 +45,7 @@ pub async fn run(args: BrokerArgs) -> Result<(), String> {
     let mut config = BrokerConfig::default();
     let file = args.config.as_deref();
     let props = load_conf(file, "broker.conf", &overrides, |props| {
-        if !props.has("namesrvAddr") {
+        if !props.has_value("namesrvAddr") {
             if let Ok(from_env) = std::env::var("NAMESRV_ADDR") {
                 props.set("namesrvAddr", from_env);
             }

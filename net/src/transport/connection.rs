@@ -238,13 +238,15 @@ impl Watch {
         }
     }
 
-    /// Every whole frame has been taken from the buffer; `partial` says whether bytes of the
-    /// next are left, which then came with the last read. Returns when that frame is due.
-    fn decoded(&mut self, partial: bool) -> Option<Instant> {
+    /// Every whole frame has been taken from the buffer (`took` of them this time); `partial`
+    /// says whether bytes of the next are left. A frame left unfinished now is timed from now:
+    /// the time this loop spent handing frames on (waiting for a free slot, a full send queue)
+    /// is the server's, not the peer's. Returns when that frame is due.
+    fn decoded(&mut self, took: usize, partial: bool, now: Instant) -> Option<Instant> {
         if !partial {
             self.partial_since = None;
-        } else if self.partial_since.is_none() {
-            self.partial_since = Some(self.last_read);
+        } else if took > 0 || self.partial_since.is_none() {
+            self.partial_since = Some(now);
         }
         Some(self.partial_since? + self.frame?)
     }
@@ -293,6 +295,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     });
     tokio::pin!(timer);
     loop {
+        let mut took = 0;
         loop {
             let command = match decode_frame(&mut buf, config.frame_bytes_max) {
                 Ok(Some(command)) => command,
@@ -302,6 +305,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     return format!("malformed frame: {e}");
                 }
             };
+            took += 1;
             if command.is_response() {
                 conn.complete(command);
                 continue;
@@ -309,7 +313,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let Ok(slot) = slots.clone().acquire_owned().await else { return "shut down".into() };
             dispatch(conn, handler, command, slot).await;
         }
-        if let Some(due) = watch.decoded(!buf.is_empty()) {
+        if let Some(due) = watch.decoded(took, !buf.is_empty(), Instant::now()) {
             if due < timer.deadline() {
                 timer.as_mut().reset(due);
             }

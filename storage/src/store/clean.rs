@@ -63,15 +63,31 @@ impl Store {
         if !self.abort_missing.load(Ordering::Relaxed) {
             return true;
         }
-        match super::open::create_abort(self.disk.as_ref(), &self.config) {
-            Ok(()) => {
-                self.abort_missing.store(false, Ordering::Relaxed);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "still no room for the abort file: writes stay refused");
-                false
-            }
+        // An `abort` here is one an earlier attempt created but could not write: not durable,
+        // so it is made again rather than taken as written.
+        let (disk, config) = (self.disk.as_ref(), &self.config);
+        let created = super::open::remove_half_made_abort(disk, config)
+            && super::open::create_abort(disk, config)
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "still no room for the abort file: writes stay refused");
+                    super::open::remove_half_made_abort(disk, config);
+                })
+                .is_ok();
+        if created {
+            self.abort_missing.store(false, Ordering::Relaxed);
+        }
+        created
+    }
+
+    /// Refuses what would change the store while a read-only open has no `abort` file: a
+    /// crash then would be taken for a clean stop.
+    pub(super) fn check_not_read_only(&self) -> Result<(), StoreError> {
+        match self.abort_missing.load(Ordering::Relaxed) {
+            true => Err(StoreError::DiskFull {
+                used_percent: 100,
+                limit_percent: self.config.disk_warning_ratio,
+            }),
+            false => Ok(()),
         }
     }
 

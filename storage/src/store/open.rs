@@ -196,7 +196,7 @@ pub(super) fn create_abort(disk: &dyn Disk, config: &StoreConfig) -> Result<(), 
 /// After a failed `create_abort` (there was no `abort` before it): removes the file it may
 /// have created before its write failed (on ext4 an empty file needs no data block, so the
 /// create succeeds and the write does not). Whether no `abort` is left.
-fn remove_half_made_abort(disk: &dyn Disk, config: &StoreConfig) -> bool {
+pub(super) fn remove_half_made_abort(disk: &dyn Disk, config: &StoreConfig) -> bool {
     let abort = config.abort_path();
     !disk.exists(&abort) || disk.remove(&abort).is_ok()
 }

@@ -19,6 +19,7 @@ impl Store {
         epoch: Option<CoreEpoch>,
     ) -> Result<u64, StoreError> {
         self.check_running()?;
+        self.check_not_read_only()?;
         self.fatal(self.append_replicated_running(offset, records, epoch))
     }
 

@@ -26,6 +26,7 @@ impl Store {
     /// caller); a failed sync stops the store.
     pub fn truncate_to(&self, offset: u64) -> Result<(), StoreError> {
         self.check_running()?;
+        self.check_not_read_only()?;
         self.fatal(self.flush_log().and_then(|_| self.truncate_flushed(offset)))
     }
 
