@@ -81,6 +81,11 @@ impl Store {
     /// (this, then the encoding) rather than a list of prepared records: no allocation per
     /// append.
     fn checked_batch_len(&self, inputs: &[RecordInput<'_>]) -> Result<u64, StoreError> {
+        if self.abort_missing.load(Ordering::Relaxed) {
+            self.check_not_read_only()?;
+            // The abort file is written now: the fill set at the open was not measured.
+            self.disk_full_percent.store(0, Ordering::Relaxed);
+        }
         let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
         if used_percent > 0 {
             let limit_percent = self.config.disk_warning_ratio;

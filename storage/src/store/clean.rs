@@ -63,6 +63,10 @@ impl Store {
         if !self.abort_missing.load(Ordering::Relaxed) {
             return true;
         }
+        let _making = lock(&self.abort_making);
+        if !self.abort_missing.load(Ordering::Relaxed) {
+            return true;
+        }
         // An `abort` here is one an earlier attempt created but could not write: not durable,
         // so it is made again rather than taken as written.
         let (disk, config) = (self.disk.as_ref(), &self.config);
@@ -79,10 +83,11 @@ impl Store {
         created
     }
 
-    /// Refuses what would change the store while a read-only open has no `abort` file: a
-    /// crash then would be taken for a clean stop.
+    /// Refuses what would change the store while a read-only open has no `abort` file (a
+    /// crash then would be taken for a clean stop), trying first to write it: a write that
+    /// failed for want of space at the open may find room a moment later.
     pub(super) fn check_not_read_only(&self) -> Result<(), StoreError> {
-        match self.abort_missing.load(Ordering::Relaxed) {
+        match !self.abort_written() {
             true => Err(StoreError::DiskFull {
                 used_percent: 100,
                 limit_percent: self.config.disk_warning_ratio,

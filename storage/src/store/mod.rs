@@ -213,6 +213,8 @@ pub struct Store {
     /// The store opened read-only: the disk had no room for the `abort` file, so nothing is
     /// appended until a cleanup pass finds room and writes it.
     abort_missing: std::sync::atomic::AtomicBool,
+    /// Held while the `abort` file is being made after a read-only open: one maker at a time.
+    abort_making: Mutex<()>,
     /// The store directory's `lock`, held for the store's life.
     _lock: DiskLock,
 }

@@ -127,6 +127,7 @@ impl Store {
             closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),
             abort_missing: std::sync::atomic::AtomicBool::new(false),
+            abort_making: Mutex::new(()),
             _lock: lock,
         })
     }
