@@ -159,21 +159,18 @@ pub fn apply_server(
     props.apply("serverChannelFrameReadTimeoutSeconds", &mut frame, "seconds")?;
     server.connection.frame_read_timeout =
         (frame > 0).then(|| std::time::Duration::from_secs(frame));
-    if server.connections_max == 0 {
-        return Err(ConfigError::Invalid {
-            key: "serverChannelMaxConnections".into(),
+    let counts = [
+        ("serverChannelMaxConnections", server.connections_max),
+        ("serverChannelMaxConnectionsPerSource", server.connections_per_source_max),
+    ];
+    match counts.into_iter().find(|(_, count)| *count == 0) {
+        Some((key, _)) => Err(ConfigError::Invalid {
+            key: key.into(),
             value: "0".into(),
             expected: "at least 1: with 0 every client is refused",
-        });
+        }),
+        None => Ok(()),
     }
-    if server.connections_per_source_max == 0 {
-        return Err(ConfigError::Invalid {
-            key: "serverChannelMaxConnectionsPerSource".into(),
-            value: "0".into(),
-            expected: "at least 1: with 0 every client is refused",
-        });
-    }
-    Ok(())
 }
 
 /// Levenshtein distance: the fewest inserted, deleted or replaced characters from `a` to `b`.

@@ -231,7 +231,7 @@ pub(super) fn store_error(error: &StoreError) -> Refusal {
         StoreError::DiskFull { .. } | StoreError::Stopped(_) | StoreError::SyncFailed { .. } => {
             response::SERVICE_NOT_AVAILABLE
         }
-        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+        StoreError::Io { .. } if error.is_no_space() => {
             no_space_left(error);
             response::SERVICE_NOT_AVAILABLE
         }
