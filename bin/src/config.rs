@@ -138,6 +138,23 @@ impl Properties {
     }
 }
 
+/// A running configuration in its property names, a `key=value` line each with the value it
+/// holds, sorted by key as RocketMQ sorts them (GET_BROKER_CONFIG, GET_NAMESRV_CONFIG):
+/// `apply` applies no property to a copy of the configuration, which records every name it
+/// reads with the value it keeps.
+pub fn effective(apply: impl FnOnce(&mut Properties) -> Result<(), ConfigError>) -> String {
+    let mut props = Properties::default();
+    match apply(&mut props) {
+        Ok(()) => {
+            let text = props.render_effective();
+            let sorted: BTreeMap<&str, &str> =
+                text.lines().filter_map(|line| line.split_once('=')).collect();
+            sorted.into_iter().map(|(key, value)| format!("{key}={value}\n")).collect()
+        }
+        Err(e) => format!("# the configuration does not read back: {e}\n"),
+    }
+}
+
 /// The transport's properties, the NameServer's and the broker's alike. Seconds of 0 turn a
 /// timeout off, as RocketMQ's idle check does.
 pub fn apply_server(

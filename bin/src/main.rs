@@ -1,4 +1,5 @@
-//! The `petrel` binary: `namesrv | broker | standalone | bench`, one module of `cli/` each.
+//! The `petrel` binary: `namesrv | broker | controller | standalone | admin | bench`, one module
+//! of `cli/` each.
 
 mod cli;
 
@@ -27,6 +28,11 @@ enum Command {
     Controller(cli::controller::ControllerArgs),
     /// Run a NameServer and a broker in one process, data under ./petrel-data.
     Standalone(cli::standalone::StandaloneArgs),
+    /// mqadmin's commands, with its names and flags (`petrel admin topicList -n host:9876`).
+    Admin {
+        #[command(subcommand)]
+        which: cli::admin::AdminCommand,
+    },
     /// Measure Petrel over real sockets.
     Bench {
         #[command(subcommand)]
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
             Command::Broker(args) => cli::broker::run(args).await,
             Command::Controller(args) => cli::controller::run(args).await,
             Command::Standalone(args) => cli::standalone::run(args).await,
+            Command::Admin { which } => cli::admin::run(which).await,
             Command::Bench { which } => cli::bench::run(which).await,
         }
     });

@@ -12,61 +12,12 @@ use std::time::Duration;
 
 mod common;
 
+use common::Standalone;
+
 use petrel_client::raw::{self, SendOutcome};
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::{ClientConfig, RemotingClient};
-
-struct Standalone {
-    child: Child,
-    namesrv: String,
-    broker: String,
-}
-
-impl Standalone {
-    /// Starts `petrel standalone` on kernel-picked ports and learns them from what it prints.
-    fn start(data: &Path, conf: Option<&Path>) -> Standalone {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
-        command.args(["standalone", "--namesrv-port", "0", "--broker-port", "0", "--data-dir"]);
-        command.arg(data);
-        if let Some(conf) = conf {
-            command.arg("-c").arg(conf);
-        }
-        let mut child = command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("petrel binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut namesrv, mut broker) = (String::new(), String::new());
-        loop {
-            let line = lines.next().expect("standalone prints its addresses").unwrap();
-            if line.starts_with("Clients:") {
-                break;
-            }
-            if let Some(addr) = line.strip_prefix("NameServer:") {
-                namesrv = addr.trim().to_owned();
-            }
-            if let Some(rest) = line.strip_prefix("Broker:") {
-                broker = rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        Standalone { child, namesrv, broker }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn client() -> RemotingClient {
     RemotingClient::new(ClientConfig::default(), None)

@@ -542,3 +542,135 @@ async fn client_configs_are_checked_as_rocketmq_checks_them() {
     assert!(reply.remark.unwrap().contains("CheckClientRequestBody"));
     broker.stop().await;
 }
+
+/// `request` with the header `fields`, as mqadmin's requests carry them.
+fn admin_request(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
+    let mut command = RemotingCommand::request(code);
+    for (key, value) in fields {
+        command.ext_fields.insert(key.to_string().into(), value.to_string());
+    }
+    command
+}
+
+fn text(reply: &RemotingCommand) -> String {
+    String::from_utf8(reply.body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn admin_codes_answer_with_rocketmq_bodies() {
+    let broker = Running::start(None, |_| {}).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    assert!(raw::create_topic(&client, addr, "Stats", 2).await);
+    for id in 0..3 {
+        assert!(matches!(
+            raw::send(&client, addr, "Stats", 0, id, 10).await,
+            SendOutcome::Acked { .. }
+        ));
+    }
+    let stats = admin_request(request::GET_TOPIC_STATS_INFO, &[("topic", "Stats")]);
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        // Dispatch follows the send by a moment.
+        let body = text(&call(&client, addr, stats.clone()).await);
+        if body.contains(r#""maxOffset":3"#) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // fastjson's form: MessageQueue objects as keys, fields sorted.
+    let first = r#"{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"Stats"}:{"lastUpdateTimestamp":"#;
+    assert!(body.starts_with(first), "{body}");
+    let empty = r#"{"brokerName":"broker-a","queueId":1,"topic":"Stats"}:{"lastUpdateTimestamp":0,"maxOffset":0,"minOffset":0}}}"#;
+    assert!(body.ends_with(empty), "{body}");
+    let table = petrel_net::bodies::topic_stats_from_json(body.as_bytes()).unwrap();
+    let newest = table.offset_table[0].1.last_update_timestamp;
+    assert!(newest > 0 && table.offset_table[0].1.max_offset == 3);
+
+    let missing =
+        call(&client, addr, admin_request(request::GET_TOPIC_STATS_INFO, &[("topic", "Nope")]))
+            .await;
+    assert_eq!(
+        (missing.code, missing.remark.as_deref()),
+        (response::TOPIC_NOT_EXIST, Some("topic[Nope] not exist"))
+    );
+    let config = call(
+        &client,
+        addr,
+        admin_request(request::GET_TOPIC_CONFIG, &[("topic", "Stats"), ("lo", "true")]),
+    )
+    .await;
+    let config: serde_json::Value = serde_json::from_slice(&config.body).unwrap();
+    assert_eq!(
+        (config["topicName"].as_str(), config["readQueueNums"].as_i64()),
+        (Some("Stats"), Some(2))
+    );
+    let missing =
+        call(&client, addr, admin_request(request::GET_TOPIC_CONFIG, &[("topic", "Nope")])).await;
+    assert_eq!(missing.code, response::TOPIC_NOT_EXIST);
+
+    // A group that committed offsets, and its progress.
+    let group = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+        .with_body(r#"{"groupName":"StatsGroup"}"#);
+    assert_eq!(call(&client, addr, group).await.code, response::SUCCESS);
+    assert!(raw::commit_offset(&client, addr, "StatsGroup", "Stats", 0, 2).await);
+    let consume = admin_request(request::GET_CONSUME_STATS, &[("consumerGroup", "StatsGroup")]);
+    let body = text(&call(&client, addr, consume.clone()).await);
+    let stats = petrel_net::bodies::consume_stats_from_json(body.as_bytes()).unwrap();
+    let second = stats.offset_table[0].1.last_timestamp;
+    assert!(second > 0 && second <= newest, "the store time of the message before offset 2");
+    assert_eq!(
+        body,
+        format!(
+            "{{\"consumeTps\":0.0,\"offsetTable\":{{{{\"brokerName\":\"broker-a\",\"queueId\":0,\"topic\":\"Stats\"}}:\
+             {{\"brokerOffset\":3,\"consumerOffset\":2,\"lastTimestamp\":{second},\"pullOffset\":2}},\
+             {{\"brokerName\":\"broker-a\",\"queueId\":1,\"topic\":\"Stats\"}}:\
+             {{\"brokerOffset\":0,\"consumerOffset\":0,\"lastTimestamp\":0,\"pullOffset\":0}}}}}}"
+        )
+    );
+    let unknown = admin_request(request::GET_CONSUME_STATS, &[("consumerGroup", "Nobody")]);
+    assert_eq!(text(&call(&client, addr, unknown).await), r#"{"consumeTps":0.0,"offsetTable":{}}"#);
+    let who = admin_request(request::QUERY_TOPIC_CONSUME_BY_WHO, &[("topic", "Stats")]);
+    assert_eq!(text(&call(&client, addr, who).await), r#"{"groupList":["StatsGroup"]}"#);
+
+    // Connections: none for a group nobody heartbeats in, then a member's.
+    let offline =
+        admin_request(request::GET_CONSUMER_CONNECTION_LIST, &[("consumerGroup", "StatsGroup")]);
+    let offline = call(&client, addr, offline).await;
+    assert_eq!(offline.code, response::CONSUMER_NOT_ONLINE);
+    assert_eq!(offline.remark.as_deref(), Some("the consumer group[StatsGroup] not online"));
+    assert_eq!(call(&client, addr, heartbeat("member-1")).await.code, response::SUCCESS);
+    let online =
+        admin_request(request::GET_CONSUMER_CONNECTION_LIST, &[("consumerGroup", "Members")]);
+    let online: serde_json::Value =
+        serde_json::from_slice(&call(&client, addr, online).await.body).unwrap();
+    let member = &online["connectionSet"][0];
+    assert_eq!(member["clientId"], "member-1");
+    assert!(member["clientAddr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(online["consumeType"], "CONSUME_PASSIVELY");
+    assert_eq!(online["subscriptionTable"]["Shared"]["subString"], "*");
+    let producers =
+        admin_request(request::GET_PRODUCER_CONNECTION_LIST, &[("producerGroup", "NoSuch")]);
+    let producers = call(&client, addr, producers).await;
+    assert_eq!(producers.code, response::SYSTEM_ERROR);
+    assert_eq!(producers.remark.as_deref(), Some("the producer group[NoSuch] not exist"));
+
+    // Deleting the group with its offsets.
+    let delete = admin_request(
+        request::DELETE_SUBSCRIPTIONGROUP,
+        &[("groupName", "StatsGroup"), ("cleanOffset", "true")],
+    );
+    assert_eq!(call(&client, addr, delete).await.code, response::SUCCESS);
+    assert_eq!(text(&call(&client, addr, consume).await), r#"{"consumeTps":0.0,"offsetTable":{}}"#);
+
+    // The configuration, sorted, with the version in the header.
+    let config = call(&client, addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await;
+    let version: serde_json::Value =
+        serde_json::from_str(config.ext_fields.get("version").unwrap()).unwrap();
+    assert!(version["timestamp"].as_i64().unwrap() > 0);
+    let lines: Vec<&str> = std::str::from_utf8(&config.body).unwrap().lines().collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l.split('=').next().unwrap()).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted by key: {keys:?}");
+    assert!(lines.contains(&"brokerName=broker-a") && lines.contains(&"flushDiskType=ASYNC_FLUSH"));
+    broker.stop().await;
+}

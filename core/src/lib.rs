@@ -21,6 +21,7 @@
 //! table.check_invariants();
 //! ```
 
+pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod codes;

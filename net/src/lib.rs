@@ -6,6 +6,7 @@
 //! - [`transport`]: framed connections, the server and the client, on tokio (madsim's tokio in
 //!   simulation builds, so the same code runs inside the simulator).
 
+pub mod bodies;
 pub mod codec;
 pub mod headers;
 pub mod signal;

@@ -331,13 +331,16 @@ impl BrokerConfig {
         crate::config::apply_server(props, &mut self.server)?;
         self.transactions.apply(props)?;
         self.timer.apply(props)?;
-        let mut controller_mode = false;
+        let mut controller_mode = self.controller.is_some();
         props.apply("enableControllerMode", &mut controller_mode, "true or false")?;
-        if controller_mode {
-            let mut controller = ControllerModeConfig::default();
-            controller.apply(props)?;
-            self.controller = Some(controller);
-        }
+        self.controller = match controller_mode {
+            true => {
+                let mut controller = self.controller.take().unwrap_or_default();
+                controller.apply(props)?;
+                Some(controller)
+            }
+            false => None,
+        };
         self.apply_store(props)
     }
 
@@ -407,6 +410,12 @@ impl BrokerConfig {
         props.apply("enabledAppendPropCRC", &mut store.append_record_crc, "true or false")?;
         props.apply("messageDelayLevel", &mut store.delay_levels, "levels like 1s 5s 10m 2h")?;
         Ok(())
+    }
+
+    /// The configuration in RocketMQ's property names with the values it holds, a
+    /// `key=value` line each (GET_BROKER_CONFIG, `-p`).
+    pub fn to_properties(&self) -> String {
+        crate::config::effective(|props| self.clone().apply(props))
     }
 
     /// `host:port` clients are told to use.

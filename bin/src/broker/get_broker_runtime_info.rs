@@ -10,7 +10,7 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::Connection;
 
 use super::config::flush_name;
-use super::{answered, success, Broker, Outcome};
+use super::{answered, lock, success, Broker, Outcome};
 use crate::clock::now_millis;
 
 pub(super) fn handle(
@@ -29,8 +29,20 @@ pub(super) fn handle(
     put("brokerActive", "true".into());
     put("bootTimestamp", broker.boot_millis.to_string());
     put("runtime", format!("[ {} ms ]", now.saturating_sub(broker.boot_millis)));
-    put("msgPutTotalTodayNow", broker.stats.messages_put.load(Ordering::Relaxed).to_string());
-    put("msgGetTotalTodayNow", broker.stats.messages_got.load(Ordering::Relaxed).to_string());
+    let (put_total, got_total) = broker.stats.totals();
+    put("msgPutTotalTodayNow", put_total.to_string());
+    put("msgGetTotalTodayNow", got_total.to_string());
+    let rates = lock(&broker.rates).per_second(now, put_total, got_total);
+    put("putTps", format!("{:.2} {:.2} {:.2}", rates[0].0, rates[1].0, rates[2].0));
+    put("getTransferredTps", format!("{:.2} {:.2} {:.2}", rates[0].1, rates[1].1, rates[2].1));
+    if let Some(earliest) = store.earliest_message_time() {
+        put("earliestMessageTimeStamp", earliest.to_string());
+    }
+    let root = &broker.config.store.root;
+    if let Ok(space) = broker.disk.space(root) {
+        let used = space.total_bytes.saturating_sub(space.free_bytes);
+        put("commitLogDiskRatio", (used as f64 / space.total_bytes.max(1) as f64).to_string());
+    }
     put("commitLogMinOffset", store.min_physical_offset().to_string());
     put("commitLogMaxOffset", store.written_offset().to_string());
     put(

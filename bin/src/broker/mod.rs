@@ -13,19 +13,26 @@ mod check_client_config;
 pub mod config;
 mod consumer_send_msg_back;
 mod controller;
+mod delete_subscriptiongroup;
 mod delete_topic_in_broker;
 mod end_transaction;
 mod get_all_consumer_offset;
 mod get_all_delay_offset;
 mod get_all_subscriptiongroup_config;
 mod get_all_topic_config;
+mod get_broker_config;
 mod get_broker_epoch_cache;
 mod get_broker_runtime_info;
+mod get_consume_stats;
+mod get_consumer_connection_list;
 mod get_consumer_list_by_group;
 mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
+mod get_producer_connection_list;
 mod get_timer_check_point;
+mod get_topic_config;
+mod get_topic_stats_info;
 mod ha;
 mod ha_slave;
 mod heart_beat;
@@ -39,6 +46,7 @@ mod pop_order;
 mod pull_message;
 mod query_consumer_offset;
 mod query_message;
+mod query_topic_consume_by_who;
 mod register;
 mod revive;
 mod schedule;
@@ -154,6 +162,13 @@ pub struct Stats {
     unique_keys: AtomicU64,
 }
 
+impl Stats {
+    /// Messages put and got since the broker started.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.messages_put.load(Ordering::Relaxed), self.messages_got.load(Ordering::Relaxed))
+    }
+}
+
 /// The broker's state, shared by the request handler and its tasks.
 pub struct Broker {
     config: BrokerConfig,
@@ -225,6 +240,8 @@ pub struct Broker {
     register_now: Notify,
     namesrv: RemotingClient,
     stats: Stats,
+    /// Samples of `stats` for the runtime info's rates.
+    rates: Mutex<petrel_core::broker::rates::Rates>,
     boot_millis: u64,
 }
 
@@ -664,6 +681,14 @@ impl Broker {
             request::GET_BROKER_RUNTIME_INFO => get_broker_runtime_info::handle,
             request::NOTIFY_BROKER_ROLE_CHANGED => notify_broker_role_changed::handle,
             request::GET_BROKER_EPOCH_CACHE => get_broker_epoch_cache::handle,
+            request::GET_BROKER_CONFIG => get_broker_config::handle,
+            request::GET_TOPIC_STATS_INFO => get_topic_stats_info::handle,
+            request::GET_TOPIC_CONFIG => get_topic_config::handle,
+            request::GET_CONSUMER_CONNECTION_LIST => get_consumer_connection_list::handle,
+            request::GET_PRODUCER_CONNECTION_LIST => get_producer_connection_list::handle,
+            request::DELETE_SUBSCRIPTIONGROUP => delete_subscriptiongroup::handle,
+            request::GET_CONSUME_STATS => get_consume_stats::handle,
+            request::QUERY_TOPIC_CONSUME_BY_WHO => query_topic_consume_by_who::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))
@@ -681,6 +706,8 @@ impl Broker {
             }
             self.change_clients(|clients| clients.tick(now_millis()));
             self.change_filters(|filters| filters.clean(now_millis() as i64));
+            let (put, got) = self.stats.totals();
+            lock(&self.rates).sample(now_millis(), put, got);
             self.persist_offsets();
             self.persist_topics();
             self.persist_groups();
@@ -708,6 +735,7 @@ impl Broker {
         self.groups().check_invariants();
         lock(&self.clients).check_invariants();
         lock(&self.filters).check_invariants();
+        lock(&self.rates).check_invariants();
         self.store.check_invariants();
     }
 }
@@ -960,6 +988,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         register_now: Notify::new(),
         namesrv: RemotingClient::new(ClientConfig::default(), None),
         stats: Stats::default(),
+        rates: Mutex::default(),
         boot_millis: now_millis(),
         config,
     });

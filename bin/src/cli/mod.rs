@@ -2,6 +2,7 @@
 //! signal, the line a server prints when it is ready, and the message of a broker whose store
 //! stopped.
 
+pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod controller;

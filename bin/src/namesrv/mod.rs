@@ -8,6 +8,7 @@ mod broker_perm;
 mod cluster_info;
 mod delete_topic;
 mod kv_config;
+mod namesrv_config;
 mod query_data_version;
 mod register_broker;
 mod route_info;
@@ -112,6 +113,12 @@ impl NamesrvConfig {
         crate::config::apply_server(props, &mut self.server)?;
         Ok(())
     }
+
+    /// The configuration in RocketMQ's property names with the values it holds, a
+    /// `key=value` line each (GET_NAMESRV_CONFIG).
+    pub fn to_properties(&self) -> String {
+        crate::config::effective(|props| self.clone().apply(props))
+    }
 }
 
 /// The NameServer's state, shared by the request handler and the housekeeping task.
@@ -174,6 +181,7 @@ impl Namesrv {
             request::BROKER_HEARTBEAT => query_data_version::heartbeat(self, request),
             request::WIPE_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, false),
             request::ADD_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, true),
+            request::GET_NAMESRV_CONFIG => Ok(namesrv_config::get(self)),
             other => Ok(not_supported(other)),
         }
     }

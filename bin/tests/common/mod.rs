@@ -1,6 +1,9 @@
 //! In-process NameServer and brokers on loopback, each broker on its own temporary store.
 #![allow(dead_code)] // Each test file uses a different part.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use petrel::broker::{self, BrokerConfig, BrokerHandle};
@@ -157,5 +160,57 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// `petrel standalone` as a child process, killed when dropped.
+pub struct Standalone {
+    pub child: Child,
+    pub namesrv: String,
+    pub broker: String,
+}
+
+impl Standalone {
+    /// Starts `petrel standalone` on kernel-picked ports and learns them from what it prints.
+    pub fn start(data: &Path, conf: Option<&Path>) -> Standalone {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
+        command.args(["standalone", "--namesrv-port", "0", "--broker-port", "0", "--data-dir"]);
+        command.arg(data);
+        if let Some(conf) = conf {
+            command.arg("-c").arg(conf);
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("petrel binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut namesrv, mut broker) = (String::new(), String::new());
+        loop {
+            let line = lines.next().expect("standalone prints its addresses").unwrap();
+            if line.starts_with("Clients:") {
+                break;
+            }
+            if let Some(addr) = line.strip_prefix("NameServer:") {
+                namesrv = addr.trim().to_owned();
+            }
+            if let Some(rest) = line.strip_prefix("Broker:") {
+                broker = rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        Standalone { child, namesrv, broker }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status =
+            Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

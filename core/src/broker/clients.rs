@@ -339,6 +339,19 @@ impl ClientRegistry {
         self.producers.get(group).map(|m| m.keys().copied().collect()).unwrap_or_default()
     }
 
+    /// A producer group's members by connection (GET_PRODUCER_CONNECTION_LIST).
+    pub fn producer_group(&self, group: &str) -> Option<&BTreeMap<ConnId, Member>> {
+        self.producers.get(group)
+    }
+
+    /// The consumer groups whose members subscribe to `topic`.
+    pub fn groups_subscribing<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> {
+        self.consumers
+            .iter()
+            .filter(move |(_, group)| group.subscriptions.contains_key(topic))
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn consumer_group_names(&self) -> impl Iterator<Item = &str> {
         self.consumers.keys().map(String::as_str)
     }

@@ -12,6 +12,7 @@ pub mod offsets;
 pub mod pop;
 pub mod pop_order;
 pub mod queue_locks;
+pub mod rates;
 pub mod replica_read;
 pub mod replicas;
 pub mod revive;

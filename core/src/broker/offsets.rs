@@ -40,6 +40,25 @@ impl ConsumerOffsets {
         self.offset_table.len() != before
     }
 
+    /// Forgets `group`'s offsets of every topic.
+    pub fn remove_group(&mut self, group: &str) -> bool {
+        let before = self.offset_table.len();
+        self.offset_table
+            .retain(|k, _| k.rsplit_once(KEY_SEPARATOR).is_none_or(|(_, g)| g != group));
+        self.offset_table.len() != before
+    }
+
+    /// The topics `group` committed offsets for, and each one's offsets by queue.
+    pub fn of_group<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a BTreeMap<i32, i64>)> + 'a {
+        self.offset_table.iter().filter_map(move |(k, queues)| {
+            let (topic, g) = k.rsplit_once(KEY_SEPARATOR)?;
+            (g == group).then_some((topic, queues))
+        })
+    }
+
     /// The groups that committed offsets for `topic`.
     pub fn groups_of(&self, topic: &str) -> Vec<String> {
         self.offset_table
@@ -66,6 +85,23 @@ mod tests {
         assert_eq!(offsets.groups_of("T"), vec!["G".to_owned()]);
         assert!(offsets.remove_topic("T"));
         assert_eq!(offsets.query("T", "G", 0), None);
+    }
+
+    #[test]
+    fn a_group_is_listed_and_forgotten_across_topics() {
+        let mut offsets = ConsumerOffsets::default();
+        offsets.commit("T1", "G", 0, 5);
+        offsets.commit("T2", "G", 1, 7);
+        offsets.commit("T1", "H", 0, 9);
+        let of_g: Vec<(&str, Vec<(i32, i64)>)> = offsets
+            .of_group("G")
+            .map(|(t, q)| (t, q.iter().map(|(k, v)| (*k, *v)).collect()))
+            .collect();
+        assert_eq!(of_g, vec![("T1", vec![(0, 5)]), ("T2", vec![(1, 7)])]);
+        assert!(offsets.remove_group("G"));
+        assert!(!offsets.remove_group("G"));
+        assert_eq!(offsets.of_group("G").count(), 0);
+        assert_eq!(offsets.query("T1", "H", 0), Some(9));
     }
 
     #[test]

@@ -192,6 +192,115 @@ impl RocketFormatter {
     }
 }
 
+/// Writes `entries` as fastjson writes a map whose keys are objects (a `MessageQueue`): each key
+/// is the object itself, `{{"brokerName":"b","queueId":0,"topic":"t"}:{..}}`. Not JSON, but
+/// what mqadmin and the dashboard parse (TopicStatsTable, ConsumeStats).
+pub fn write_object_keyed<K: Serialize, V: Serialize>(
+    out: &mut Vec<u8>,
+    entries: &[(K, V)],
+    style: JsonStyle,
+) {
+    out.push(b'{');
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&to_json(key, style));
+        out.push(b':');
+        out.extend_from_slice(&to_json(value, style));
+    }
+    out.push(b'}');
+}
+
+/// An object read by [`read_object_keyed`]: its plain fields, and its object-keyed map's
+/// entries.
+pub type ObjectKeyed<K, V> = (serde_json::Map<String, serde_json::Value>, Vec<(K, V)>);
+
+/// Reads a JSON object one of whose fields, `keyed`, is a map written by
+/// [`write_object_keyed`]: that field's entries, and the other fields as values. Keys of the
+/// other fields must be quoted.
+pub fn read_object_keyed<K: DeserializeOwned, V: DeserializeOwned>(
+    bytes: &[u8],
+    keyed: &str,
+) -> Result<ObjectKeyed<K, V>, serde_json::Error> {
+    let mut cursor = Cursor { bytes, at: 0 };
+    let (mut fields, mut entries) = (serde_json::Map::new(), Vec::new());
+    cursor.expect(b'{')?;
+    if !cursor.eat(b'}') {
+        loop {
+            let name: String = cursor.value()?;
+            cursor.expect(b':')?;
+            if name == keyed {
+                cursor.expect(b'{')?;
+                if !cursor.eat(b'}') {
+                    loop {
+                        let key: K = cursor.value()?;
+                        cursor.expect(b':')?;
+                        entries.push((key, cursor.value()?));
+                        if cursor.eat(b'}') {
+                            break;
+                        }
+                        cursor.expect(b',')?;
+                    }
+                }
+            } else {
+                fields.insert(name, cursor.value()?);
+            }
+            if cursor.eat(b'}') {
+                break;
+            }
+            cursor.expect(b',')?;
+        }
+    }
+    Ok((fields, entries))
+}
+
+/// A position in JSON text, reading one value at a time with serde_json.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn skip_space(&mut self) {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `byte` if it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let next = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(next);
+        next
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), serde_json::Error> {
+        match self.eat(byte) {
+            true => Ok(()),
+            false => Err(serde::de::Error::custom(format_args!(
+                "expected '{}' at byte {}",
+                byte as char, self.at
+            ))),
+        }
+    }
+
+    fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
+        self.skip_space();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&self.bytes[self.at..]).into_iter::<T>();
+        match stream.next() {
+            Some(Ok(value)) => {
+                self.at += stream.byte_offset();
+                Ok(value)
+            }
+            Some(Err(error)) => Err(error),
+            None => Err(serde::de::Error::custom("the text ends where a value was expected")),
+        }
+    }
+}
+
 /// Quotes every bare object key (`{0:"a"}` becomes `{"0":"a"}`). Returns the input unchanged
 /// when it has none. Never allocates more than the input's length plus two bytes a key.
 pub fn quote_bare_keys(input: &[u8]) -> Cow<'_, [u8]> {

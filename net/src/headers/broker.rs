@@ -410,3 +410,42 @@ command_header! {
         required polling_num: i32 = "pollingNum",
     }
 }
+
+command_header! {
+    /// GET_TOPIC_STATS_INFO (202), QUERY_TOPIC_CONSUME_BY_WHO (300) and GET_TOPIC_CONFIG (351).
+    pub struct TopicRequestHeader {
+        required topic: String = "topic",
+    }
+}
+
+command_header! {
+    /// GET_PRODUCER_CONNECTION_LIST (204).
+    pub struct ProducerGroupRequestHeader {
+        required producer_group: String = "producerGroup",
+    }
+}
+
+command_header! {
+    /// DELETE_SUBSCRIPTIONGROUP (207). `cleanOffset`: also forget the group's committed offsets.
+    pub struct DeleteSubscriptionGroupRequestHeader {
+        required group_name: String = "groupName",
+        optional clean_offset: bool = "cleanOffset",
+    }
+}
+
+command_header! {
+    /// GET_CONSUME_STATS (208): one topic of the group, or (no topic) every topic it has
+    /// offsets for. `topicList` (several topics, comma-separated) is RocketMQ 5.3's.
+    pub struct GetConsumeStatsRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        optional topic: String = "topic",
+        optional topic_list: String = "topicList",
+    }
+}
+
+command_header! {
+    /// The answer to GET_BROKER_CONFIG: the broker's DataVersion as JSON.
+    pub struct GetBrokerConfigResponseHeader {
+        optional version: String = "version",
+    }
+}

@@ -289,6 +289,28 @@ impl Store {
         self.store_time_at(&queue, queue.min_offset())
     }
 
+    /// The store time of the message at queue offset `offset` of a queue, if it is readable:
+    /// what mqadmin shows as a queue's last update (`offset` = max - 1) and a group's last
+    /// consumed time.
+    pub fn message_time(&self, topic: &str, queue_id: i32, offset: u64) -> Option<i64> {
+        let queue = self.queue(topic, queue_id)?;
+        let queue = lock(&queue);
+        if offset < queue.min_offset() || offset >= queue.readable_max_offset() {
+            return None;
+        }
+        self.store_time_at(&queue, offset)
+    }
+
+    /// The store time of the oldest record the commit log keeps, if it keeps one (the
+    /// runtime info's `earliestMessageTimeStamp`).
+    pub fn earliest_message_time(&self) -> Option<i64> {
+        let bytes = self.message_at(self.min_physical_offset())?;
+        match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
+            Scanned::Record(record) => Some(record.store_timestamp),
+            _ => None,
+        }
+    }
+
     /// The topics and queue ids that have consume queues.
     pub fn queue_ids(&self) -> Vec<(String, i32)> {
         let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,270 @@
+//! `petrel admin`: mqadmin's commands, names and flags, for operators of Petrel (or RocketMQ)
+//! without Java. Each command prints what mqadmin prints (`--json` prints JSON for scripts)
+//! and exits non-zero with a message on bad flags, an unreachable server or a refusal.
+//!
+//! The NameServer comes from `-n` or, as mqadmin reads it, `NAMESRV_ADDR`. Commands that act
+//! on brokers take `-b` (one broker's address) or `-c` (every master of a cluster, found
+//! through the NameServer).
+
+mod cluster;
+mod group;
+mod topic;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use petrel_core::codes::response_name;
+use petrel_core::model::{BrokerData, ClusterInfo, TopicRouteData, MASTER_ID};
+use petrel_net::codec::codes::{request, request_name, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
+use petrel_net::transport::{ClientConfig, RemotingClient};
+
+/// How long one request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flags every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// NameServer address(es), `host:port;host:port` (default: $NAMESRV_ADDR).
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv: Option<String>,
+    /// Print the result as JSON instead of mqadmin's text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which brokers a command acts on.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// One broker, by its address `host:port`.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: Option<String>,
+    /// Every master of this cluster.
+    #[arg(short = 'c', long = "clusterName")]
+    cluster: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create or update a topic on a broker or on every master of a cluster.
+    #[command(name = "updateTopic")]
+    UpdateTopic(topic::UpdateTopic),
+    /// Delete a topic from a cluster's brokers and from the NameServer.
+    #[command(name = "deleteTopic")]
+    DeleteTopic(topic::DeleteTopic),
+    /// List the topics the NameServer knows (with -c, their clusters and consumer groups).
+    #[command(name = "topicList")]
+    TopicList(topic::TopicList),
+    /// Print a topic's route as the NameServer answers it.
+    #[command(name = "topicRoute")]
+    TopicRoute(topic::TopicRoute),
+    /// Print every queue of a topic with its offsets.
+    #[command(name = "topicStatus")]
+    TopicStatus(topic::TopicStatus),
+    /// Create or update a consumer group on a broker or on every master of a cluster.
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup(group::UpdateSubGroup),
+    /// Delete a consumer group from a broker or from every master of a cluster.
+    #[command(name = "deleteSubGroup")]
+    DeleteSubGroup(group::DeleteSubGroup),
+    /// A consumer group's progress in each queue, or every group's on the cluster.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress(group::ConsumerProgress),
+    /// A consumer group's live connections and subscriptions.
+    #[command(name = "consumerConnection")]
+    ConsumerConnection(group::ConsumerConnection),
+    /// A producer group's live connections.
+    #[command(name = "producerConnection")]
+    ProducerConnection(group::ProducerConnection),
+    /// The clusters and their brokers with their counters.
+    #[command(name = "clusterList")]
+    ClusterList(cluster::ClusterList),
+    /// A broker's runtime figures.
+    #[command(name = "brokerStatus")]
+    BrokerStatus(cluster::BrokerStatus),
+    /// The configuration a broker runs with.
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(cluster::GetBrokerConfig),
+    /// The configuration each NameServer runs with.
+    #[command(name = "getNamesrvConfig")]
+    GetNamesrvConfig(cluster::GetNamesrvConfig),
+    /// Stop producers writing to a broker: the NameServer routes its topics read-only.
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm(cluster::WritePerm),
+    /// Let producers write to a broker again.
+    #[command(name = "addWritePerm")]
+    AddWritePerm(cluster::WritePerm),
+}
+
+pub async fn run(command: AdminCommand) -> Result<(), String> {
+    let output = match command {
+        AdminCommand::UpdateTopic(args) => topic::update(args).await,
+        AdminCommand::DeleteTopic(args) => topic::delete(args).await,
+        AdminCommand::TopicList(args) => topic::list(args).await,
+        AdminCommand::TopicRoute(args) => topic::route(args).await,
+        AdminCommand::TopicStatus(args) => topic::status(args).await,
+        AdminCommand::UpdateSubGroup(args) => group::update(args).await,
+        AdminCommand::DeleteSubGroup(args) => group::delete(args).await,
+        AdminCommand::ConsumerProgress(args) => group::progress(args).await,
+        AdminCommand::ConsumerConnection(args) => group::consumer_connection(args).await,
+        AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
+        AdminCommand::ClusterList(args) => cluster::list(args).await,
+        AdminCommand::BrokerStatus(args) => cluster::broker_status(args).await,
+        AdminCommand::GetBrokerConfig(args) => cluster::broker_config(args).await,
+        AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
+        AdminCommand::WipeWritePerm(args) => cluster::write_perm(args, false).await,
+        AdminCommand::AddWritePerm(args) => cluster::write_perm(args, true).await,
+    }?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = match output.json {
+        Some(json) if output.as_json => {
+            let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+            writeln!(out, "{text}")
+        }
+        _ => write!(out, "{}", output.text),
+    };
+    // A reader that stopped reading (`| head`) is not an error of the command.
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// What a command prints: mqadmin's text, and the same as JSON for `--json`.
+pub struct Output {
+    text: String,
+    json: Option<serde_json::Value>,
+    as_json: bool,
+}
+
+impl Output {
+    fn new(common: &Common, text: String, json: serde_json::Value) -> Output {
+        Output { text, json: Some(json), as_json: common.json }
+    }
+}
+
+/// A connection to the NameServers and brokers a command talks to.
+pub struct Admin {
+    client: RemotingClient,
+    namesrvs: Vec<String>,
+}
+
+impl Admin {
+    fn connect(common: &Common) -> Result<Admin, String> {
+        let given = common.namesrv.clone().or_else(|| std::env::var("NAMESRV_ADDR").ok());
+        let namesrvs: Vec<String> = given
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if namesrvs.is_empty() {
+            return Err("no NameServer: give -n host:port or set NAMESRV_ADDR".into());
+        }
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        Ok(Admin { client, namesrvs })
+    }
+
+    /// Sends `request` to `addr`; anything but SUCCESS is an error naming the server and code.
+    async fn call(&self, addr: &str, request: RemotingCommand) -> Result<RemotingCommand, String> {
+        let code = request.code;
+        let answer = self
+            .client
+            .invoke(addr, request, TIMEOUT)
+            .await
+            .map_err(|e| format!("{} to {addr} failed: {e}", request_name(code)))?;
+        if answer.code != response::SUCCESS {
+            return Err(format!(
+                "{addr} refused {}: {} ({}){}",
+                request_name(code),
+                response_name(answer.code),
+                answer.code,
+                answer.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ));
+        }
+        Ok(answer)
+    }
+
+    /// Sends `request` to the NameServers in turn until one answers.
+    async fn call_namesrv(&self, request: RemotingCommand) -> Result<RemotingCommand, String> {
+        let mut errors = Vec::new();
+        for addr in &self.namesrvs {
+            match self.call(addr, request.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    async fn cluster_info(&self) -> Result<ClusterInfo, String> {
+        let answer =
+            self.call_namesrv(RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO)).await?;
+        decode_body(&answer, "ClusterInfo")
+    }
+
+    async fn route(&self, topic: &str) -> Result<TopicRouteData, String> {
+        let header = GetRouteInfoRequestHeader {
+            topic: topic.to_owned(),
+            accept_standard_json_only: Some(true),
+        };
+        let request =
+            RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+        let answer = self.call_namesrv(request).await?;
+        decode_body(&answer, "TopicRouteData")
+    }
+
+    /// The brokers `target` names: its address, or every master of its cluster, with their
+    /// names (a broker given by address is named by it).
+    async fn targets(&self, target: &Target) -> Result<Vec<(String, String)>, String> {
+        if let Some(addr) = &target.broker {
+            return Ok(vec![(addr.clone(), addr.clone())]);
+        }
+        let cluster = target.cluster.as_deref().unwrap_or_default();
+        let info = self.cluster_info().await?;
+        let masters = masters_of(&info, cluster);
+        if masters.is_empty() {
+            return Err(format!("cluster {cluster} has no master the NameServer knows"));
+        }
+        Ok(masters)
+    }
+}
+
+/// `(broker name, master address)` of each broker group of `cluster`, by name.
+fn masters_of(info: &ClusterInfo, cluster: &str) -> Vec<(String, String)> {
+    let names = info.cluster_addr_table.get(cluster).cloned().unwrap_or_default();
+    let mut masters: Vec<(String, String)> = names
+        .iter()
+        .filter_map(|name| info.broker_addr_table.get(name))
+        .filter_map(|data: &BrokerData| {
+            let addr = data.broker_addrs.get(&MASTER_ID)?;
+            Some((data.broker_name.clone(), addr.clone()))
+        })
+        .collect();
+    masters.sort();
+    masters
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(
+    answer: &RemotingCommand,
+    what: &str,
+) -> Result<T, String> {
+    from_json(&answer.body).map_err(|e| format!("the {what} answered is not readable: {e}"))
+}
+
+/// Java properties text as `(key, value)` pairs, in order.
+fn properties(text: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(|line| match line.split_once('=') {
+            Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
+            None => (line.trim().to_owned(), String::new()),
+        })
+        .collect()
+}

@@ -1,0 +1,166 @@
+//! The bodies of the admin requests mqadmin and rocketmq-dashboard send (RocketMQ
+//! `remoting/protocol/body` and `admin`): who is connected, how far each queue and each
+//! consumer group got.
+//!
+//! Fields are declared in alphabetical order, the order fastjson writes them in. Two of these
+//! bodies (`TopicStatsTable`, `ConsumeStats`) are maps keyed by a `MessageQueue` object, which
+//! fastjson writes as `{{"brokerName":..}:{..}}`: not JSON, so their encoding is
+//! `petrel_net::codec::json`'s; here they are lists of pairs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::broker::filter::SubscriptionData;
+
+/// One queue of a topic on one broker (`MessageQueue`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MessageQueue {
+    pub broker_name: String,
+    pub queue_id: i32,
+    pub topic: String,
+}
+
+/// A queue's offsets (`TopicOffset`): GET_TOPIC_STATS_INFO.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicOffset {
+    /// When the newest message of the queue was stored (ms), 0 for an empty queue.
+    pub last_update_timestamp: i64,
+    pub max_offset: i64,
+    pub min_offset: i64,
+}
+
+/// Every queue of a topic on one broker with its offsets (`TopicStatsTable`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStatsTable {
+    pub offset_table: Vec<(MessageQueue, TopicOffset)>,
+}
+
+/// One queue as a consumer group sees it (`OffsetWrapper`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OffsetWrapper {
+    /// The queue's end.
+    pub broker_offset: i64,
+    /// What the group committed (-1: nothing yet).
+    pub consumer_offset: i64,
+    /// When the message just before the committed offset was stored (ms), 0 if none.
+    pub last_timestamp: i64,
+    /// Where the group's last pull got to (RocketMQ's pull offset; Petrel does not track
+    /// pulls apart from commits, so the committed offset).
+    pub pull_offset: i64,
+}
+
+impl OffsetWrapper {
+    /// Messages the group has yet to consume in this queue: mqadmin's "Diff".
+    pub fn diff(&self) -> i64 {
+        self.broker_offset - self.consumer_offset
+    }
+}
+
+/// A consumer group's progress over the queues of its topics (`ConsumeStats`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumeStats {
+    pub consume_tps: f64,
+    pub offset_table: Vec<(MessageQueue, OffsetWrapper)>,
+}
+
+impl ConsumeStats {
+    /// The group's lag over all the queues: mqadmin's "Diff Total".
+    pub fn diff_total(&self) -> i64 {
+        self.offset_table.iter().map(|(_, o)| o.diff()).sum()
+    }
+}
+
+/// One client connection of a group (`Connection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Connection {
+    pub client_addr: String,
+    pub client_id: String,
+    pub language: String,
+    pub version: i32,
+}
+
+/// A consumer group's live members and what they subscribe to (`ConsumerConnection`):
+/// GET_CONSUMER_CONNECTION_LIST.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerConnection {
+    pub connection_set: BTreeSet<Connection>,
+    pub consume_from_where: String,
+    pub consume_type: String,
+    pub message_model: String,
+    pub subscription_table: BTreeMap<String, SubscriptionData>,
+}
+
+/// A producer group's live members (`ProducerConnection`): GET_PRODUCER_CONNECTION_LIST.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProducerConnection {
+    pub connection_set: BTreeSet<Connection>,
+}
+
+/// Consumer group names (`GroupList`): QUERY_TOPIC_CONSUME_BY_WHO.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GroupList {
+    pub group_list: BTreeSet<String>,
+}
+
+/// The version a client or broker names in its requests as mqadmin prints it
+/// (`MQVersion.getVersionDesc`): `V4_9_4` for 401, `V5_3_3` for 479. From 4.0.0 on, each
+/// release x.y.z is preceded by its SNAPSHOT, so the ordinals run regularly; the 3.x line's
+/// betas do not, and a version before 4.0.0 prints as its number. Past the last name RocketMQ
+/// knows (V5_9_9) it prints that name, as RocketMQ does.
+pub fn version_desc(version: i32) -> String {
+    if version < V4_0_0_SNAPSHOT {
+        return version.to_string();
+    }
+    let step = version.min(V5_9_9) - V4_0_0_SNAPSHOT;
+    let (release, snapshot) = (step / 2, step % 2 == 0);
+    let (major, minor, patch) = (4 + release / 100, release / 10 % 10, release % 10);
+    let tail = if snapshot { "_SNAPSHOT" } else { "" };
+    format!("V{major}_{minor}_{patch}{tail}")
+}
+
+/// `MQVersion.Version.V4_0_0_SNAPSHOT.ordinal()` and `V5_9_9.ordinal()`.
+const V4_0_0_SNAPSHOT: i32 = 212;
+const V5_9_9: i32 = 611;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_print_as_rocketmq_names_them() {
+        assert_eq!(version_desc(213), "V4_0_0");
+        assert_eq!(version_desc(212), "V4_0_0_SNAPSHOT");
+        assert_eq!(version_desc(401), "V4_9_4");
+        assert_eq!(version_desc(412), "V5_0_0_SNAPSHOT");
+        assert_eq!(version_desc(413), "V5_0_0");
+        assert_eq!(version_desc(479), "V5_3_3");
+        assert_eq!(version_desc(611), "V5_9_9");
+        assert_eq!(version_desc(9000), "V5_9_9");
+        assert_eq!(version_desc(100), "100");
+    }
+
+    #[test]
+    fn diff_counts_what_the_group_has_not_committed() {
+        let queue = |broker_offset, consumer_offset| OffsetWrapper {
+            broker_offset,
+            consumer_offset,
+            ..OffsetWrapper::default()
+        };
+        let stats = ConsumeStats {
+            consume_tps: 0.0,
+            offset_table: vec![
+                (MessageQueue::default(), queue(10, 4)),
+                (MessageQueue::default(), queue(7, 0)),
+            ],
+        };
+        assert_eq!(stats.diff_total(), 6 + 7);
+    }
+}

@@ -1,0 +1,104 @@
+//! The admin bodies keyed by `MessageQueue` objects (`TopicStatsTable`, `ConsumeStats`), in
+//! fastjson's form: see [`crate::codec::json::write_object_keyed`].
+
+use petrel_core::admin::{ConsumeStats, TopicStatsTable};
+
+use crate::codec::json::{read_object_keyed, to_json, write_object_keyed, JsonStyle};
+
+/// GET_TOPIC_STATS_INFO's body: `{"offsetTable":{{mq}:{topic offset},..}}`.
+pub fn topic_stats_to_json(table: &TopicStatsTable, style: JsonStyle) -> Vec<u8> {
+    let mut out = b"{\"offsetTable\":".to_vec();
+    write_object_keyed(&mut out, &table.offset_table, style);
+    out.push(b'}');
+    out
+}
+
+pub fn topic_stats_from_json(bytes: &[u8]) -> Result<TopicStatsTable, serde_json::Error> {
+    let (_, offset_table) = read_object_keyed(bytes, "offsetTable")?;
+    Ok(TopicStatsTable { offset_table })
+}
+
+/// GET_CONSUME_STATS's body: `{"consumeTps":0.0,"offsetTable":{{mq}:{offset wrapper},..}}`.
+pub fn consume_stats_to_json(stats: &ConsumeStats, style: JsonStyle) -> Vec<u8> {
+    let mut out = b"{\"consumeTps\":".to_vec();
+    out.extend_from_slice(&to_json(&stats.consume_tps, style));
+    out.extend_from_slice(b",\"offsetTable\":");
+    write_object_keyed(&mut out, &stats.offset_table, style);
+    out.push(b'}');
+    out
+}
+
+pub fn consume_stats_from_json(bytes: &[u8]) -> Result<ConsumeStats, serde_json::Error> {
+    let (fields, offset_table) = read_object_keyed(bytes, "offsetTable")?;
+    let consume_tps = fields.get("consumeTps").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    Ok(ConsumeStats { consume_tps, offset_table })
+}
+
+#[cfg(test)]
+mod tests {
+    use petrel_core::admin::{MessageQueue, OffsetWrapper, TopicOffset};
+
+    use super::*;
+
+    fn queue(id: i32) -> MessageQueue {
+        MessageQueue { broker_name: "broker-a".into(), queue_id: id, topic: "T".into() }
+    }
+
+    /// What RocketMQ 5's broker writes for a topic of two queues (fastjson: fields sorted,
+    /// the MessageQueue object as the key).
+    const TOPIC_STATS: &str = concat!(
+        r#"{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:"#,
+        r#"{"lastUpdateTimestamp":1733390000000,"maxOffset":5,"minOffset":0},"#,
+        r#"{"brokerName":"broker-a","queueId":1,"topic":"T"}:"#,
+        r#"{"lastUpdateTimestamp":0,"maxOffset":0,"minOffset":0}}}"#
+    );
+
+    #[test]
+    fn topic_stats_are_keyed_by_queue_objects() {
+        let table = TopicStatsTable {
+            offset_table: vec![
+                (
+                    queue(0),
+                    TopicOffset {
+                        last_update_timestamp: 1_733_390_000_000,
+                        max_offset: 5,
+                        min_offset: 0,
+                    },
+                ),
+                (queue(1), TopicOffset::default()),
+            ],
+        };
+        let json = topic_stats_to_json(&table, JsonStyle::Fastjson);
+        assert_eq!(String::from_utf8(json.clone()).unwrap(), TOPIC_STATS);
+        assert_eq!(topic_stats_from_json(&json).unwrap(), table);
+    }
+
+    #[test]
+    fn consume_stats_read_back_with_space_and_fields_in_any_order() {
+        let text = concat!(
+            r#"{ "offsetTable" : { {"brokerName":"broker-a","queueId":3,"topic":"T"} : "#,
+            r#"{"brokerOffset":9,"consumerOffset":4,"lastTimestamp":7,"pullOffset":4} } , "#,
+            r#""consumeTps" : 1.5 }"#
+        );
+        let stats = consume_stats_from_json(text.as_bytes()).unwrap();
+        assert_eq!(stats.consume_tps, 1.5);
+        let wrapper = OffsetWrapper {
+            broker_offset: 9,
+            consumer_offset: 4,
+            last_timestamp: 7,
+            pull_offset: 4,
+        };
+        assert_eq!(stats.offset_table, vec![(queue(3), wrapper)]);
+        let again = consume_stats_from_json(&consume_stats_to_json(&stats, JsonStyle::Fastjson));
+        assert_eq!(again.unwrap(), stats);
+        let empty = consume_stats_to_json(&ConsumeStats::default(), JsonStyle::Fastjson);
+        assert_eq!(empty, br#"{"consumeTps":0.0,"offsetTable":{}}"#);
+    }
+
+    #[test]
+    fn damaged_bodies_are_errors() {
+        for text in ["", "{", r#"{"offsetTable":{{"queueId":1}"#, r#"{"offsetTable":[1]}"#] {
+            assert!(topic_stats_from_json(text.as_bytes()).is_err(), "{text}");
+        }
+    }
+}
