@@ -194,11 +194,41 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     let summary = ok(ns, &["consumerProgress"]);
     assert_eq!(row(&summary, "AdminGroup")[1], "1", "one live member: {summary}");
 
+    // Messages, by key, unique key, offset id and queue offset, with where the group is.
+    let keyed = ok(ns, &["queryMsgByKey", "-t", TOPIC, "-k", "k3"]);
+    assert_eq!(keyed.lines().count(), 2, "one message has key k3: {keyed}");
+    let found: Vec<&str> = keyed.lines().nth(1).unwrap().split_whitespace().collect();
+    let (id, queue_id, offset) = (found[0], found[1], found[2]);
+    let shown = ok(ns, &["queryMsgByUniqueKey", "-t", TOPIC, "-i", id]);
+    assert_eq!(row(&shown, "Keys:"), ["Keys:", "[k3]"]);
+    assert_eq!(row(&shown, "Topic:"), ["Topic:", TOPIC]);
+    let consumed =
+        "MessageTrack [consumerGroup=AdminGroup, trackType=CONSUMED, exceptionDesc=null]";
+    assert!(shown.contains(&format!("\n\n{consumed}\n")), "{shown}");
+    let path = row(&shown, "Message")[3];
+    assert_eq!(std::fs::read(path).unwrap(), b"admin-3");
+    let offset_id = row(&shown, "OffsetID:")[1];
+    assert_eq!(ok(ns, &["queryMsgById", "-i", offset_id]), shown);
+    let at = ["queryMsgByOffset", "-t", TOPIC, "-b", "broker-a", "-i", queue_id, "-o", offset];
+    assert_eq!(ok(ns, &at), shown);
+
     // Stopped, the group falls behind by what is sent after.
     consumer.shutdown().await;
     send(&producer, 5).await;
     let behind = ok(ns, &["consumerProgress", "-g", "AdminGroup"]);
     assert_eq!(figure(&behind, "Consume Diff Total:"), 5, "{behind}");
+    // One sent by hand to a chosen queue: its group is not online to consume it.
+    let sent = ok(
+        ns,
+        &["sendMessage", "-t", TOPIC, "-p", "by hand", "-c", "TagZ", "-b", "broker-a", "-i", "2"],
+    );
+    let sent_row = row(&sent, "broker-a");
+    assert_eq!(sent_row[..3], ["broker-a", "2", "SEND_OK"], "{sent}");
+    let by_hand = ok(ns, &["queryMsgByUniqueKey", "-t", TOPIC, "-i", sent_row[3]]);
+    assert_eq!(row(&by_hand, "Tags:"), ["Tags:", "[TagZ]"]);
+    let not_online =
+        "MessageTrack [consumerGroup=AdminGroup, trackType=NOT_ONLINE, exceptionDesc=null]";
+    assert!(by_hand.contains(not_online), "{by_hand}");
     producer.shutdown().await;
 
     // The cluster, the broker and their configuration.

@@ -12,15 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::filter::SubscriptionData;
-
-/// One queue of a topic on one broker (`MessageQueue`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct MessageQueue {
-    pub broker_name: String,
-    pub queue_id: i32,
-    pub topic: String,
-}
+pub use crate::client::MessageQueue;
 
 /// A queue's offsets (`TopicOffset`): GET_TOPIC_STATS_INFO.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

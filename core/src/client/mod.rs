@@ -8,8 +8,10 @@ pub mod orderly;
 pub mod process;
 
 /// One queue of a topic on one broker (`MessageQueue`). Ordered by topic, broker name and
-/// queue id, as RocketMQ sorts queues before allocating them.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// queue id, as RocketMQ sorts queues before allocating them; in JSON its fields come in
+/// fastjson's (alphabetical) order, `{"brokerName":..,"queueId":..,"topic":..}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct MessageQueue {
     pub topic: String,
     pub broker_name: String,
@@ -19,6 +21,17 @@ pub struct MessageQueue {
 impl MessageQueue {
     pub fn new(topic: &str, broker_name: &str, queue_id: i32) -> MessageQueue {
         MessageQueue { topic: topic.to_owned(), broker_name: broker_name.to_owned(), queue_id }
+    }
+}
+
+impl serde::Serialize for MessageQueue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("MessageQueue", 3)?;
+        fields.serialize_field("brokerName", &self.broker_name)?;
+        fields.serialize_field("queueId", &self.queue_id)?;
+        fields.serialize_field("topic", &self.topic)?;
+        fields.end()
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod group;
+mod message;
 mod topic;
 
 use std::time::Duration;
@@ -97,6 +98,21 @@ pub enum AdminCommand {
     /// Let producers write to a broker again.
     #[command(name = "addWritePerm")]
     AddWritePerm(cluster::WritePerm),
+    /// Print messages by their offset ids (as a send answers them).
+    #[command(name = "queryMsgById")]
+    QueryMsgById(message::QueryMsgById),
+    /// Print a message by its unique key (the id consumers see).
+    #[command(name = "queryMsgByUniqueKey")]
+    QueryMsgByUniqueKey(message::QueryMsgByUniqueKey),
+    /// List the messages of a topic with a key.
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey(message::QueryMsgByKey),
+    /// Print the message at a queue offset.
+    #[command(name = "queryMsgByOffset")]
+    QueryMsgByOffset(message::QueryMsgByOffset),
+    /// Send one message.
+    #[command(name = "sendMessage")]
+    SendMessage(message::SendMessage),
 }
 
 pub async fn run(command: AdminCommand) -> Result<(), String> {
@@ -117,6 +133,11 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
         AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
         AdminCommand::WipeWritePerm(args) => cluster::write_perm(args, false).await,
         AdminCommand::AddWritePerm(args) => cluster::write_perm(args, true).await,
+        AdminCommand::QueryMsgById(args) => message::by_id(args).await,
+        AdminCommand::QueryMsgByUniqueKey(args) => message::by_unique(args).await,
+        AdminCommand::QueryMsgByKey(args) => message::by_key(args).await,
+        AdminCommand::QueryMsgByOffset(args) => message::by_offset(args).await,
+        AdminCommand::SendMessage(args) => message::send(args).await,
     }?;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
