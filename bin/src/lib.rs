@@ -9,4 +9,5 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod fsutil;
+pub mod metrics;
 pub mod namesrv;

@@ -674,3 +674,88 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
     assert!(lines.contains(&"brokerName=broker-a") && lines.contains(&"flushDiskType=ASYNC_FLUSH"));
     broker.stop().await;
 }
+
+/// One HTTP exchange with the metrics endpoint: the status line and the body.
+async fn http(addr: std::net::SocketAddr, request: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A server that closes on a request it refuses may reset the connection under a write
+    // or a read: what arrived before is the answer.
+    let _ = stream.write_all(request).await;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+}
+
+/// The value of the sample of `text` whose name and labels start with `prefix` and contain
+/// every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .unwrap_or_else(|| panic!("no {name} with {labels:?} in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_traffic_lag_and_latency_in_prometheus_format() {
+    let broker = Running::start(None, |c| {
+        c.metrics.prom = true;
+        c.metrics.port = 0;
+    })
+    .await;
+    let metrics = broker.metrics_addr.expect("metrics are served");
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    assert!(raw::create_topic(&client, addr, "Metered", 1).await);
+    for id in 0..3 {
+        assert!(matches!(
+            raw::send(&client, addr, "Metered", 0, id, 100).await,
+            SendOutcome::Acked { .. }
+        ));
+    }
+    let group = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+        .with_body(r#"{"groupName":"Meters"}"#);
+    assert_eq!(call(&client, addr, group).await.code, response::SUCCESS);
+    let deadline = Instant::now() + WAIT;
+    let mut pulled = 0;
+    while pulled < 3 && Instant::now() < deadline {
+        let got =
+            raw::pull(&client, addr, "Meters", "Metered", 0, pulled, Duration::ZERO).await.unwrap();
+        pulled += got.messages.len() as i64;
+    }
+    assert_eq!(pulled, 3);
+    assert!(raw::commit_offset(&client, addr, "Meters", "Metered", 0, 2).await);
+
+    let (status, text) = http(metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let topic = r#"topic="Metered""#;
+    assert_eq!(sample(&text, "rocketmq_messages_in_total", &[topic, r#"node_id="broker-a""#]), 3.0);
+    let bodies = sample(&text, "rocketmq_throughput_in_total", &[topic]);
+    assert!(bodies >= 300.0, "three bodies of at least 100 bytes: {bodies}");
+    assert_eq!(
+        sample(&text, "rocketmq_messages_out_total", &[topic, r#"consumer_group="Meters""#]),
+        3.0
+    );
+    let lag = [topic, r#"consumer_group="Meters""#, r#"queue_id="0""#];
+    assert_eq!(sample(&text, "rocketmq_consumer_lag_messages", &lag), 1.0);
+    assert_eq!(
+        sample(&text, "rocketmq_rpc_latency_count", &[r#"request_code="send_message""#]),
+        3.0
+    );
+    let slowest = sample(&text, "rocketmq_rpc_latency_bucket", &[r#"le="+Inf""#]);
+    assert_eq!(slowest, 3.0);
+    assert!(sample(&text, "rocketmq_storage_size", &[]) > 300.0);
+    assert!(text.contains("# TYPE rocketmq_storage_flush_latency histogram\n"));
+
+    assert_eq!(http(metrics, b"GET / HTTP/1.1\r\n\r\n").await.0, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        http(metrics, b"POST /metrics HTTP/1.1\r\n\r\n").await.0,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    assert_eq!(http(metrics, b"\x00\x01garbage\r\n\r\n").await.0, "HTTP/1.1 400 Bad Request");
+    let flood = vec![b'A'; 64 * 1024];
+    assert_eq!(http(metrics, &flood).await.0, "", "an endless head is closed unanswered");
+    broker.stop().await;
+}

@@ -29,6 +29,7 @@ pub mod confirm;
 pub mod controller;
 pub mod ha;
 pub mod kv;
+pub mod metrics;
 pub mod model;
 pub mod record;
 pub mod route;

@@ -190,6 +190,8 @@ struct Shared {
     stop: Progress,
     /// The machine's clock starts here: it is handed milliseconds since.
     started: Instant,
+    /// How long each commit-log flush took (the broker's metrics).
+    flush_latency: petrel_core::metrics::Histogram,
 }
 
 impl Shared {
@@ -229,7 +231,9 @@ impl Shared {
     /// Flushes the commit log and tells the machine.
     fn persist(&self) -> Result<u64, StoreError> {
         let truncations = self.truncations.load(Ordering::Acquire);
+        let began = Instant::now();
         let flushed = self.store.flush_log()?;
+        self.flush_latency.record_us(began.elapsed().as_micros() as u64);
         let mut machine = lock(&self.confirm);
         if self.truncations.load(Ordering::Acquire) != truncations {
             return Ok(self.store.flushed_offset());
@@ -266,6 +270,7 @@ impl StoreService {
             wake_dispatch: Notify::new(),
             stop: Progress::new(0),
             started: Instant::now(),
+            flush_latency: petrel_core::metrics::Histogram::default(),
             store,
         });
         let tasks = vec![
@@ -284,6 +289,11 @@ impl StoreService {
     /// Changes whenever dispatch hands new records to consume queues.
     pub fn dispatched(&self) -> Progress {
         self.shared.dispatched.clone()
+    }
+
+    /// How long the commit log's flushes took.
+    pub fn flush_latency(&self) -> &petrel_core::metrics::Histogram {
+        &self.shared.flush_latency
     }
 
     /// How far the commit log is durable, as flushes move it: what a master sends its slaves.

@@ -94,6 +94,8 @@ pub struct BrokerConfig {
     pub store: StoreConfig,
     /// Transport limits (`serverChannelMaxConnections`, `frameMaxLength`, ...).
     pub server: ServerConfig,
+    /// The Prometheus endpoint (`metricsExporterType`, `metricsPromExporterPort`, ...).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for BrokerConfig {
@@ -139,6 +141,7 @@ impl Default for BrokerConfig {
             timer: TimerBrokerConfig::default(),
             store: StoreConfig::new(home.join("store")),
             server: ServerConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -329,6 +332,7 @@ impl BrokerConfig {
         props.apply("maxHeldPullRequests", &mut self.held_pulls_max, "a count")?;
         props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
         crate::config::apply_server(props, &mut self.server)?;
+        self.metrics.apply(props)?;
         self.transactions.apply(props)?;
         self.timer.apply(props)?;
         let mut controller_mode = self.controller.is_some();

@@ -32,7 +32,7 @@ pub(super) fn handle(
     let (put_total, got_total) = broker.stats.totals();
     put("msgPutTotalTodayNow", put_total.to_string());
     put("msgGetTotalTodayNow", got_total.to_string());
-    let rates = lock(&broker.rates).per_second(now, put_total, got_total);
+    let rates = lock(&broker.stats.rates).per_second(now, put_total, got_total);
     put("putTps", format!("{:.2} {:.2} {:.2}", rates[0].0, rates[1].0, rates[2].0));
     put("getTransferredTps", format!("{:.2} {:.2} {:.2}", rates[0].1, rates[1].1, rates[2].1));
     if let Some(earliest) = store.earliest_message_time() {

@@ -37,6 +37,7 @@ mod ha;
 mod ha_slave;
 mod heart_beat;
 mod lock_batch_mq;
+mod metrics;
 mod notify_broker_role_changed;
 mod notify_consumer_ids_changed;
 mod persist;
@@ -160,6 +161,12 @@ pub struct Stats {
     pub messages_put: AtomicU64,
     pub messages_got: AtomicU64,
     unique_keys: AtomicU64,
+    /// Samples of the totals for the runtime info's rates.
+    rates: Mutex<petrel_core::broker::rates::Rates>,
+    /// Messages and bytes in per topic and out per topic and group (metrics).
+    traffic: Mutex<petrel_core::metrics::Traffic>,
+    /// How long sends took to be answered (metrics).
+    send_latency: petrel_core::metrics::Histogram,
 }
 
 impl Stats {
@@ -240,8 +247,6 @@ pub struct Broker {
     register_now: Notify,
     namesrv: RemotingClient,
     stats: Stats,
-    /// Samples of `stats` for the runtime info's rates.
-    rates: Mutex<petrel_core::broker::rates::Rates>,
     boot_millis: u64,
 }
 
@@ -707,7 +712,7 @@ impl Broker {
             self.change_clients(|clients| clients.tick(now_millis()));
             self.change_filters(|filters| filters.clean(now_millis() as i64));
             let (put, got) = self.stats.totals();
-            lock(&self.rates).sample(now_millis(), put, got);
+            lock(&self.stats.rates).sample(now_millis(), put, got);
             self.persist_offsets();
             self.persist_topics();
             self.persist_groups();
@@ -735,7 +740,7 @@ impl Broker {
         self.groups().check_invariants();
         lock(&self.clients).check_invariants();
         lock(&self.filters).check_invariants();
-        lock(&self.rates).check_invariants();
+        lock(&self.stats.rates).check_invariants();
         self.store.check_invariants();
     }
 }
@@ -786,6 +791,8 @@ const FAILURE_POLL: Duration = Duration::from_millis(100);
 /// A running broker.
 pub struct BrokerHandle {
     pub local_addr: SocketAddr,
+    /// Where metrics are served, when `metricsExporterType=PROM`.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the commit log ended once recovered (what survived the last run).
     pub recovered_end: u64,
     pub state: Arc<Broker>,
@@ -891,12 +898,18 @@ fn read_policy(config: &BrokerConfig) -> ReadPolicy {
 fn spawn_tasks(
     state: &Arc<Broker>,
     ha_listener: Option<tokio::net::TcpListener>,
+    metrics_listener: Option<tokio::net::TcpListener>,
     stopped: &Flag,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(state.clone().housekeeping(stopped.clone())),
         tokio::spawn(register::run(state.clone(), stopped.clone())),
     ];
+    if let Some(listener) = metrics_listener {
+        let broker = state.clone();
+        let render = Arc::new(move || broker.metrics_text());
+        tasks.push(tokio::spawn(crate::metrics::serve(listener, render, stopped.clone())));
+    }
     tasks.extend(ha::spawn(state, ha_listener, stopped));
     if state.config.controller.is_some() {
         tasks.extend(controller::spawn(state, stopped));
@@ -934,6 +947,7 @@ fn store_replication(config: &mut BrokerConfig) {
 
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
+    let metrics_listener = config.metrics.bind(&config.bind_address).await?;
     let bind = format!("{}:{}", config.bind_address, config.listen_port);
     let server = Server::bind(&bind, config.server.clone())
         .await
@@ -988,7 +1002,6 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         register_now: Notify::new(),
         namesrv: RemotingClient::new(ClientConfig::default(), None),
         stats: Stats::default(),
-        rates: Mutex::default(),
         boot_millis: now_millis(),
         config,
     });
@@ -997,7 +1010,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     }
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
-    let tasks = spawn_tasks(&state, ha_listener, &stopped);
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let tasks = spawn_tasks(&state, ha_listener, metrics_listener, &stopped);
     let handler = Arc::new(Handler(state.clone()));
     let serve_stop = stopped;
     let done = tokio::spawn(async move {
@@ -1009,5 +1023,5 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     });
     tracing::info!(%local_addr, addr = %state.addr, "broker listening");
     let recovered_end = report.plan.end;
-    Ok(BrokerHandle { local_addr, recovered_end, state, stop, done, tasks })
+    Ok(BrokerHandle { local_addr, metrics_addr, recovered_end, state, stop, done, tasks })
 }

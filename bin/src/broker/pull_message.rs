@@ -29,7 +29,7 @@ use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseH
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{GetStatus, ReadLimits};
 
-use super::{answered, decode, Broker, Outcome, Refusal};
+use super::{answered, decode, lock, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
 /// PullSysFlag bits.
@@ -315,6 +315,10 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
     };
     let count = got.messages.len() as u64;
     broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
+    if count > 0 {
+        let bytes = got.messages.iter().map(|m| m.len() as u64).sum();
+        lock(&broker.stats.traffic).got(&header.topic, &header.consumer_group, count, bytes);
+    }
     let remark = match got.status {
         GetStatus::ReadFailed => format!(
             "the message at offset {} of {}:{} could not be read whole (it fails its CRC \

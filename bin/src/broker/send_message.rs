@@ -26,7 +26,7 @@ use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError, StoreError};
 
 use super::config::BrokerRole;
-use super::{answered, decode, Broker, Outcome, Refusal};
+use super::{answered, decode, lock, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
 pub(super) fn handle(
@@ -34,6 +34,7 @@ pub(super) fn handle(
     conn: &Connection,
     request: &RemotingCommand,
 ) -> Outcome {
+    let began = std::time::Instant::now();
     let header = match request.code {
         request::SEND_MESSAGE => decode::<SendMessageRequestHeader>(request)?,
         _ => decode::<SendMessageRequestHeaderV2>(request)?.into(),
@@ -77,6 +78,7 @@ pub(super) fn handle(
         .map(|id| String::from_utf8_lossy(id).into_owned());
     let answer = Answer { msg_ids, queue_id: plan.sent_queue_id, transaction_id };
     if broker.store.is_acknowledged(&appended) {
+        broker.stats.send_latency.record_us(began.elapsed().as_micros() as u64);
         return answered(answer.reply(response::SUCCESS, &appended));
     }
     if broker.config.controller.is_none()
@@ -90,7 +92,9 @@ pub(super) fn handle(
     }
     let broker = broker.clone();
     Ok(Handled::Later(Box::pin(async move {
-        answer.after_wait(broker.store.wait_acknowledged(appended).await)
+        let waited = broker.store.wait_acknowledged(appended).await;
+        broker.stats.send_latency.record_us(began.elapsed().as_micros() as u64);
+        answer.after_wait(waited)
     })))
 }
 
@@ -170,6 +174,7 @@ fn append_one(
     };
     let appended = broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
+    lock(&broker.stats.traffic).put(&plan.topic, 1, body.len() as u64);
     let id = appended.msg_id();
     Ok((appended, id))
 }
@@ -217,6 +222,8 @@ fn append_batch(
         .append_batch(&inputs, now_millis() as i64, &mut |offset, _| offsets.push(offset))
         .map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    let bytes = items.iter().map(|item| item.body.len() as u64).sum();
+    lock(&broker.stats.traffic).put(&plan.topic, inputs.len() as u64, bytes);
     let ids: Vec<String> =
         offsets.iter().map(|o| offset_msg_id(appended.store_host, *o as i64)).collect();
     Ok((appended, ids.join(",")))

@@ -57,8 +57,12 @@ pub async fn run(args: StandaloneArgs) -> Result<(), String> {
             return Err(e);
         }
     };
+    let metrics = match broker.metrics_addr {
+        Some(addr) => format!("\nMetrics:    http://{addr}/metrics"),
+        None => String::new(),
+    };
     announce(&format!(
-        "petrel standalone is ready.\nNameServer: 127.0.0.1:{port}\nBroker:     {}   data: {}\nClients:    export NAMESRV_ADDR=127.0.0.1:{port}",
+        "petrel standalone is ready.\nNameServer: 127.0.0.1:{port}\nBroker:     {}   data: {}{metrics}\nClients:    export NAMESRV_ADDR=127.0.0.1:{port}",
         broker.state.addr(),
         data_dir.display()
     ));

@@ -13,6 +13,8 @@ use petrel_storage::disk::FsDisk;
 pub struct Running {
     handle: Option<BrokerHandle>,
     pub addr: String,
+    /// Where metrics are served, when the test enabled them.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub ha_addr: String,
     _dir: tempfile::TempDir,
 }
@@ -31,10 +33,11 @@ impl Running {
         let handle = broker::start(config, Arc::new(FsDisk)).await.unwrap();
         let addr = handle.state.addr().to_owned();
         let ha_addr = handle.state.ha_addr().to_owned();
+        let metrics_addr = handle.metrics_addr;
         if let Some(namesrv) = namesrv {
             wait_routed(namesrv, &name).await;
         }
-        Running { handle: Some(handle), addr, ha_addr, _dir: dir }
+        Running { handle: Some(handle), addr, metrics_addr, ha_addr, _dir: dir }
     }
 
     pub async fn stop(mut self) {
