@@ -43,6 +43,9 @@ bash tests/clients/run.sh "$target_dir/debug/petrel" 2>&1 | tee -a "$log"
 step "metrics scraped by a real Prometheus (Debian's package, installed if missing)"
 bash tests/prometheus/run.sh "$target_dir/debug/petrel" 2>&1 | tee -a "$log"
 
+step "the web console in headless Chromium (Debian's chromium and chromium-driver, installed if missing)"
+bash tests/console/run.sh "$target_dir/debug/petrel" 2>&1 | tee -a "$log"
+
 # The simulation build replaces tokio with madsim (--cfg madsim) and lives in its own target
 # directory so the two builds never invalidate each other. `cargo sim` is this runner.
 sim() {

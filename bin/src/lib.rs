@@ -9,5 +9,6 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod fsutil;
+pub mod http;
 pub mod metrics;
 pub mod namesrv;

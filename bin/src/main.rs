@@ -1,5 +1,5 @@
-//! The `petrel` binary: `namesrv | broker | controller | standalone | admin | bench`, one module
-//! of `cli/` each.
+//! The `petrel` binary: `namesrv | broker | controller | standalone | admin | console | bench`,
+//! one module of `cli/` each.
 
 mod cli;
 
@@ -33,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         which: cli::admin::AdminCommand,
     },
+    /// A web console for operators: the cluster, topics, consumer groups and messages.
+    Console(cli::console::ConsoleArgs),
     /// Measure Petrel over real sockets.
     Bench {
         #[command(subcommand)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             Command::Controller(args) => cli::controller::run(args).await,
             Command::Standalone(args) => cli::standalone::run(args).await,
             Command::Admin { which } => cli::admin::run(which).await,
+            Command::Console(args) => cli::console::run(args).await,
             Command::Bench { which } => cli::bench::run(which).await,
         }
     });

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bench;
 pub mod broker;
+pub mod console;
 pub mod controller;
 pub mod namesrv;
 pub mod standalone;

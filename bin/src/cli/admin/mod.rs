@@ -115,8 +115,22 @@ pub enum AdminCommand {
     SendMessage(message::SendMessage),
 }
 
+/// `petrel admin` as a parser of its own: the console runs the same commands in process.
+#[derive(clap::Parser, Debug)]
+#[command(name = "petrel admin", no_binary_name = true)]
+pub struct AdminLine {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
 pub async fn run(command: AdminCommand) -> Result<(), String> {
-    let output = match command {
+    let output = execute(command).await?;
+    print(output)
+}
+
+/// Runs one command: what it would print.
+pub async fn execute(command: AdminCommand) -> Result<Output, String> {
+    match command {
         AdminCommand::UpdateTopic(args) => topic::update(args).await,
         AdminCommand::DeleteTopic(args) => topic::delete(args).await,
         AdminCommand::TopicList(args) => topic::list(args).await,
@@ -138,7 +152,10 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
         AdminCommand::QueryMsgByKey(args) => message::by_key(args).await,
         AdminCommand::QueryMsgByOffset(args) => message::by_offset(args).await,
         AdminCommand::SendMessage(args) => message::send(args).await,
-    }?;
+    }
+}
+
+fn print(output: Output) -> Result<(), String> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let written = match output.json {
@@ -165,6 +182,11 @@ pub struct Output {
 impl Output {
     fn new(common: &Common, text: String, json: serde_json::Value) -> Output {
         Output { text, json: Some(json), as_json: common.json }
+    }
+
+    /// The result as JSON (what `--json` prints).
+    pub fn into_json(self) -> serde_json::Value {
+        self.json.unwrap_or(serde_json::Value::Null)
     }
 }
 

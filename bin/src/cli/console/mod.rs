@@ -1,0 +1,143 @@
+//! `petrel console`: a web page for operators, served by the binary with its page built in.
+//! The page calls a small JSON API, and each call runs a `petrel admin` command in process
+//! (the same code, so the page and the command line never disagree): the cluster and its
+//! brokers' rates, topics (create, status), consumer groups and their lag per queue, messages
+//! by key and by id with each group's track.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Args, Parser};
+use petrel::http::{read_request, respond, Request};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::admin::{execute, AdminLine};
+use super::{announce, ShutdownSignal};
+
+/// The page, with its script and styles: no assets to find at run time.
+const PAGE: &str = include_str!("page.html");
+
+#[derive(Args, Debug)]
+pub struct ConsoleArgs {
+    /// NameServer address(es), `host:port;host:port` (default: $NAMESRV_ADDR).
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv: Option<String>,
+    /// The port to serve the page on (0: one the kernel picks).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The address to serve it on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+}
+
+pub async fn run(args: ConsoleArgs) -> Result<(), String> {
+    let namesrv = args
+        .namesrv
+        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+        .filter(|n| !n.trim().is_empty())
+        .ok_or("no NameServer: give -n host:port or set NAMESRV_ADDR")?;
+    let listener = TcpListener::bind((args.bind.as_str(), args.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    announce(&format!("Console: http://{local}/   NameServer: {namesrv}"));
+    let shutdown = ShutdownSignal::install()?;
+    let namesrv = Arc::new(namesrv);
+    let serving = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let namesrv = namesrv.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve(stream, &namesrv).await {
+                            tracing::debug!(error = %e, "console request failed");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "the console cannot accept"),
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        () = shutdown.wait() => Ok(()),
+        () = serving => Ok(()),
+    }
+}
+
+async fn serve(stream: TcpStream, namesrv: &str) -> std::io::Result<()> {
+    let Some((mut stream, request)) = read_request(stream).await? else { return Ok(()) };
+    if request.method == "GET" && request.path == "/" {
+        return respond(&mut stream, "200 OK", "text/html; charset=utf-8", PAGE.as_bytes()).await;
+    }
+    let (status, body) = match api(&request, namesrv).await {
+        Ok(json) => ("200 OK", json),
+        Err((status, message)) => (status, serde_json::json!({ "error": message })),
+    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    respond(&mut stream, status, "application/json", &body).await
+}
+
+/// What an API call answers: the admin command's JSON, or an HTTP status and why.
+type Answer = Result<serde_json::Value, (&'static str, String)>;
+
+async fn api(request: &Request, namesrv: &str) -> Answer {
+    let field = |name: &str| -> Result<String, (&'static str, String)> {
+        match request.fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            Some(value) => Ok(value.to_owned()),
+            None => Err(("400 Bad Request", format!("the field {name} is missing"))),
+        }
+    };
+    let line: Vec<String> = match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/api/about") => return Ok(serde_json::json!({ "namesrv": namesrv })),
+        ("GET", "/api/cluster") => words(&["clusterList"]),
+        ("GET", "/api/topics") => words(&["topicList"]),
+        ("GET", "/api/topic") => words(&["topicStatus", "-t", &field("name")?]),
+        ("POST", "/api/topic") => {
+            let queues = field("queues").unwrap_or_else(|_| "8".into());
+            let cluster = first_cluster(namesrv).await?;
+            let (name, queues) = (field("name")?, queues);
+            words(&["updateTopic", "-c", &cluster, "-t", &name, "-r", &queues, "-w", &queues])
+        }
+        ("GET", "/api/groups") => words(&["consumerProgress"]),
+        ("GET", "/api/group") => words(&["consumerProgress", "-g", &field("name")?]),
+        ("GET", "/api/messages") => {
+            words(&["queryMsgByKey", "-t", &field("topic")?, "-k", &field("key")?])
+        }
+        ("GET", "/api/message") => {
+            words(&["queryMsgByUniqueKey", "-t", &field("topic")?, "-i", &field("id")?])
+        }
+        ("GET", _) => return Err(("404 Not Found", format!("no {}", request.path))),
+        _ => {
+            return Err(("405 Method Not Allowed", format!("{} {}", request.method, request.path)))
+        }
+    };
+    admin(&line, namesrv).await
+}
+
+fn words(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| (*p).to_owned()).collect()
+}
+
+/// Runs `petrel admin <line> -n namesrv --json` in process.
+async fn admin(line: &[String], namesrv: &str) -> Answer {
+    let mut args = line.to_vec();
+    args.extend(["-n".to_owned(), namesrv.to_owned(), "--json".to_owned()]);
+    let parsed = AdminLine::try_parse_from(&args)
+        .map_err(|e| ("400 Bad Request", e.to_string().lines().next().unwrap_or("").to_owned()))?;
+    match execute(parsed.command).await {
+        Ok(output) => Ok(output.into_json()),
+        Err(e) => Err(("502 Bad Gateway", e)),
+    }
+}
+
+/// The cluster a topic created from the page goes to: the first the NameServer lists.
+async fn first_cluster(namesrv: &str) -> Result<String, (&'static str, String)> {
+    let clusters = admin(&words(&["clusterList"]), namesrv).await?;
+    clusters
+        .as_array()
+        .and_then(|brokers| brokers.first())
+        .and_then(|broker| broker["cluster"].as_str())
+        .map(str::to_owned)
+        .ok_or(("502 Bad Gateway", "the NameServer knows no cluster".to_owned()))
+}

@@ -1,0 +1,142 @@
+"""Drives `petrel console` in headless Chromium over WebDriver (plain HTTP to chromedriver, no
+client library) and checks what a person sees; saves a screenshot of each page.
+
+usage: browser.py PETREL ROUNDTRIP NAMESRV CONSOLE_URL DRIVER_URL SHOTS_DIR PROFILE_DIR
+"""
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+petrel, roundtrip, namesrv, console, driver, shots, profile = sys.argv[1:8]
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+def wd(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(driver + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)["value"]
+
+
+args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+        "--user-data-dir=" + profile]
+caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+    "binary": "/usr/bin/chromium", "args": args}}}}
+session = "/session/" + wd("POST", "/session", caps)["sessionId"]
+
+
+def find(css):
+    return wd("POST", session + "/element", {"using": "css selector", "value": css})[ELEMENT]
+
+
+def click(css):
+    wd("POST", f"{session}/element/{find(css)}/click", {})
+
+
+def type_into(css, text):
+    element = find(css)
+    wd("POST", f"{session}/element/{element}/clear", {})
+    wd("POST", f"{session}/element/{element}/value", {"text": text})
+
+
+def text(css):
+    return wd("GET", f"{session}/element/{find(css)}/text")
+
+
+def wait_for(what, check, timeout=30):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except urllib.error.HTTPError as e:  # the element is not there yet
+            last = e
+        time.sleep(0.3)
+    shot("failed")
+    raise SystemExit(f"FAIL waiting for {what}; last saw: {last}")
+
+
+def shot(name):
+    png = base64.b64decode(wd("GET", session + "/screenshot"))
+    path = os.path.join(shots, name + ".png")
+    with open(path, "wb") as out:
+        out.write(png)
+    print(f"screenshot {path} ({len(png)} bytes)")
+
+
+def admin(*words):
+    return subprocess.run([petrel, "admin", *words, "-n", namesrv], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def lag_of(group):
+    for line in text("#groups tbody").splitlines():
+        cols = line.split()
+        if cols and cols[0] == group:
+            return int(cols[-1])
+    return None
+
+
+try:
+    # The cluster page lists the broker with its figures.
+    wd("POST", session + "/url", {"url": console})
+    wait_for("the broker on the cluster page", lambda: "broker-a" in text("#brokers tbody"))
+    shot("cluster")
+
+    # A topic created in the page is the NameServer's: petrel admin topicList lists it.
+    click("#tab-topics")
+    type_into("#topic-name", "ConsoleTopic")
+    type_into("#topic-queues", "4")
+    click("#topic-create")
+    wait_for("the new topic in the list", lambda: "ConsoleTopic" in text("#topics-table tbody"))
+    listed = admin("topicList").split()
+    assert "ConsoleTopic" in listed, f"petrel admin topicList does not list it: {listed}"
+    click('tr[data-topic="ConsoleTopic"]')
+    wait_for("the topic's queues", lambda: text("#topic-status").count("broker-a") == 4)
+    shot("topics")
+
+    # A group consumes the topic, then stops; messages sent after show up as lag on the page.
+    run = subprocess.run([roundtrip, "ConsoleTopic", "40"], env={**os.environ, "NAMESRV_ADDR": namesrv},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"roundtrip failed: {run.stdout}{run.stderr}"
+    click("#tab-consumers")
+    group = wait_for("the push consumer's group", lambda: next(
+        (line.split()[0] for line in text("#groups tbody").splitlines()
+         if line.startswith("roundtrip-push-")), None))
+    before = wait_for("its lag", lambda: (lambda lag: None if lag is None else str(lag))(lag_of(group)))
+    for i in range(5):
+        admin("sendMessage", "-t", "ConsoleTopic", "-p", f"after the consumer stopped {i}",
+              "-k", "console-key")
+    wait_for("the lag to grow by the 5 sent", lambda: lag_of(group) == int(before) + 5)
+    click(f'tr[data-group="{group}"]')
+    wait_for("the group's queues", lambda: "ConsoleTopic" in text("#group-detail"))
+    shot("consumers")
+
+    # A message sent is found on the query page, with its keys and where each group is.
+    click("#tab-messages")
+    type_into("#msg-topic", "ConsoleTopic")
+    type_into("#msg-key", "console-key")
+    click("#msg-query")
+    rows = wait_for("the 5 messages by key", lambda: (lambda t: t if len(t.splitlines()) == 5 else None)(
+        text("#messages-table tbody")))
+    first_id = rows.splitlines()[0].split()[0]
+    assert re.fullmatch(r"[0-9A-F]{32}", first_id), first_id
+    click(f'tr[data-id="{first_id}"]')
+    detail = wait_for("the message's detail", lambda: (lambda t: t if "console-key" in t else None)(
+        text("#message-detail")))
+    assert '"NOT_ONLINE"' in detail or '"NOT_CONSUME_YET"' in detail, detail
+    shot("messages")
+    print(f"PASS console: broker listed, topic created and listed by petrel admin, lag of {group} "
+          f"grew {before} -> {int(before) + 5}, message found by key with its track")
+finally:
+    wd("DELETE", session)
