@@ -1,4 +1,4 @@
-//! The metrics endpoint of the broker and the NameServer: Prometheus' text format over HTTP
+//! The broker's metrics endpoint: Prometheus' text format over HTTP
 //! at `/metrics`, enabled as RocketMQ 5 enables its exporter (`metricsExporterType=PROM`,
 //! `metricsPromExporterHost`, `metricsPromExporterPort`).
 //!
@@ -58,13 +58,20 @@ impl MetricsConfig {
             return Ok(None);
         }
         let host = if self.host.is_empty() { bind_address } else { &self.host };
-        let addr = format!("{host}:{}", self.port);
+        let addr = match host.contains(':') {
+            true => format!("[{host}]:{}", self.port),
+            false => format!("{host}:{}", self.port),
+        };
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
         Ok(Some(listener))
     }
 }
+
+/// Requests served at once; a connection past them is closed at once, so a flood of slow
+/// requests cannot take the file descriptors the broker's clients and files need.
+const REQUESTS_AT_ONCE: usize = 8;
 
 /// Serves `render`'s text at `/metrics` on `listener` until `stop` is set.
 pub async fn serve(
@@ -74,6 +81,7 @@ pub async fn serve(
 ) {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?local, "serving metrics at /metrics");
+    let slots = Arc::new(tokio::sync::Semaphore::new(REQUESTS_AT_ONCE));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -82,11 +90,13 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
                 let render = render.clone();
                 tokio::spawn(async move {
                     if let Err(e) = answer(stream, render.as_ref()).await {
                         tracing::debug!(error = %e, "metrics request failed");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {

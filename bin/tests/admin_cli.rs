@@ -122,7 +122,12 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     })
     .unwrap();
     send(&producer, 10).await;
-    let status = ok(ns, &["topicStatus", "-t", TOPIC]);
+    // A send is answered before its message reaches the consume queue.
+    let status = eventually(ns, &["topicStatus", "-t", TOPIC], |text| {
+        let maxes = text.lines().filter(|l| l.starts_with("broker-a"));
+        maxes.map(|l| l.split_whitespace().nth(3).unwrap().parse::<i64>().unwrap()).sum::<i64>()
+            == 10
+    });
     // mqadmin's "%-32s  %-4s  %-20s  %-20s    %s%n".
     let header = format!(
         "{:<32}  {:<4}  {:<20}  {:<20}    {}",
@@ -215,7 +220,9 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     // Stopped, the group falls behind by what is sent after.
     consumer.shutdown().await;
     send(&producer, 5).await;
-    let behind = ok(ns, &["consumerProgress", "-g", "AdminGroup"]);
+    let behind = eventually(ns, &["consumerProgress", "-g", "AdminGroup"], |text| {
+        text.contains("\nConsume Diff Total: 5\n")
+    });
     assert_eq!(figure(&behind, "Consume Diff Total:"), 5, "{behind}");
     // One sent by hand to a chosen queue: its group is not online to consume it.
     let sent = ok(
@@ -224,8 +231,11 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     );
     let sent_row = row(&sent, "broker-a");
     assert_eq!(sent_row[..3], ["broker-a", "2", "SEND_OK"], "{sent}");
-    let by_hand = ok(ns, &["queryMsgByUniqueKey", "-t", TOPIC, "-i", sent_row[3]]);
+    let by_hand =
+        eventually(ns, &["queryMsgByUniqueKey", "-t", TOPIC, "-i", sent_row[3]], |_| true);
     assert_eq!(row(&by_hand, "Tags:"), ["Tags:", "[TagZ]"]);
+    let missing = admin(ns, &["queryMsgByUniqueKey", "-t", TOPIC, "-i", "NOSUCHKEY"]);
+    assert!(!missing.status.success(), "a key nobody sent is an error");
     let not_online =
         "MessageTrack [consumerGroup=AdminGroup, trackType=NOT_ONLINE, exceptionDesc=null]";
     assert!(by_hand.contains(not_online), "{by_hand}");
@@ -243,8 +253,11 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     assert_eq!(ok(ns, &["clusterList", "-c", "Elsewhere"]).lines().count(), 1, "the header alone");
     let figures = ok(ns, &["brokerStatus", "-b", &broker]);
     assert_eq!(row(&figures, "brokerRole"), ["brokerRole", ":", "ASYNC_MASTER"]);
-    let put_tps: f64 = row(&figures, "putTps")[2].parse().unwrap();
-    assert!(put_tps >= 0.0);
+    assert_eq!(row(&figures, "putTps").len(), 5, "three rates: {figures}");
+    let earliest: i64 = row(&figures, "earliestMessageTimeStamp")[2].parse().unwrap();
+    assert!(earliest > 1_700_000_000_000, "the first message's store time: {earliest}");
+    let ratio: f64 = row(&figures, "commitLogDiskRatio")[2].parse().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{ratio}");
     let everywhere = ok(ns, &["brokerStatus", "-c", "DefaultCluster"]);
     let active = [broker.as_str(), "brokerActive", ":", "true"];
     assert!(everywhere.lines().any(|l| l.split_whitespace().eq(active)), "{everywhere}");

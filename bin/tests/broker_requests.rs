@@ -609,6 +609,26 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
         call(&client, addr, admin_request(request::GET_TOPIC_CONFIG, &[("topic", "Nope")])).await;
     assert_eq!(missing.code, response::TOPIC_NOT_EXIST);
 
+    // A topic whose write queues were cut below its read queues lists every read queue.
+    let shrunk = CreateTopicRequestHeader {
+        topic: "Shrunk".into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: 3,
+        write_queue_nums: 1,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        topic_sys_flag: None,
+        order: None,
+        attributes: None,
+        force: None,
+    };
+    let create = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC).with_header(&shrunk);
+    assert_eq!(call(&client, addr, create).await.code, response::SUCCESS);
+    let shrunk = admin_request(request::GET_TOPIC_STATS_INFO, &[("topic", "Shrunk")]);
+    let shrunk = call(&client, addr, shrunk).await;
+    let queues = petrel_net::bodies::topic_stats_from_json(&shrunk.body).unwrap().offset_table;
+    assert_eq!(queues.len(), 3);
+
     // A group that committed offsets, and its progress.
     let group = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
         .with_body(r#"{"groupName":"StatsGroup"}"#);
@@ -628,6 +648,12 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
              {{\"brokerOffset\":0,\"consumerOffset\":0,\"lastTimestamp\":0,\"pullOffset\":0}}}}}}"
         )
     );
+    // RocketMQ 5.3's topicList: each topic followed by `;`.
+    let listed = admin_request(
+        request::GET_CONSUME_STATS,
+        &[("consumerGroup", "StatsGroup"), ("topicList", "Stats;")],
+    );
+    assert_eq!(text(&call(&client, addr, listed).await), body);
     let unknown = admin_request(request::GET_CONSUME_STATS, &[("consumerGroup", "Nobody")]);
     assert_eq!(text(&call(&client, addr, unknown).await), r#"{"consumeTps":0.0,"offsetTable":{}}"#);
     let who = admin_request(request::QUERY_TOPIC_CONSUME_BY_WHO, &[("topic", "Stats")]);

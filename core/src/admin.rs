@@ -104,14 +104,17 @@ pub struct GroupList {
 
 /// The version a client or broker names in its requests as mqadmin prints it
 /// (`MQVersion.getVersionDesc`): `V4_9_4` for 401, `V5_3_3` for 479. From 4.0.0 on, each
-/// release x.y.z is preceded by its SNAPSHOT, so the ordinals run regularly; the 3.x line's
-/// betas do not, and a version before 4.0.0 prints as its number. Past the last name RocketMQ
-/// knows (V5_9_9) it prints that name, as RocketMQ does.
+/// release x.y.z is preceded by its SNAPSHOT, so the ordinals run regularly up to V5_9_9;
+/// past it RocketMQ names every version `HIGHER_VERSION`. The 3.x line's betas do not run
+/// regularly, so a version before 4.0.0 prints as its number (mqadmin prints its V3 name).
 pub fn version_desc(version: i32) -> String {
     if version < V4_0_0_SNAPSHOT {
         return version.to_string();
     }
-    let step = version.min(V5_9_9) - V4_0_0_SNAPSHOT;
+    if version > V5_9_9 {
+        return "HIGHER_VERSION".to_owned();
+    }
+    let step = version - V4_0_0_SNAPSHOT;
     let (release, snapshot) = (step / 2, step % 2 == 0);
     let (major, minor, patch) = (4 + release / 100, release / 10 % 10, release % 10);
     let tail = if snapshot { "_SNAPSHOT" } else { "" };
@@ -135,7 +138,8 @@ mod tests {
         assert_eq!(version_desc(413), "V5_0_0");
         assert_eq!(version_desc(479), "V5_3_3");
         assert_eq!(version_desc(611), "V5_9_9");
-        assert_eq!(version_desc(9000), "V5_9_9");
+        assert_eq!(version_desc(612), "HIGHER_VERSION");
+        assert_eq!(version_desc(9000), "HIGHER_VERSION");
         assert_eq!(version_desc(100), "100");
     }
 

@@ -109,6 +109,13 @@ pub struct TopicRouteData {
     pub queue_datas: Vec<QueueData>,
 }
 
+impl TopicRouteData {
+    /// The master address of each broker group that has one, in the route's order.
+    pub fn master_addrs(&self) -> impl Iterator<Item = &String> {
+        self.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID))
+    }
+}
+
 /// What GET_BROKER_CLUSTER_INFO answers (`ClusterInfo`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use petrel_core::record::{java_hash, java_hash_continue};
+use petrel_core::time::civil_from_days;
 
 use crate::disk::{read_stable, Disk, DiskFile};
 use crate::error::{IoContext, StoreError};
@@ -483,22 +484,6 @@ pub fn file_name(millis: i64) -> String {
     let (hours, minutes) = (rest / 3_600_000, rest / 60_000 % 60);
     let (seconds, milli) = (rest / 1000 % 60, rest % 1000);
     format!("{year:04}{month:02}{day:02}{hours:02}{minutes:02}{seconds:02}{milli:03}")
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

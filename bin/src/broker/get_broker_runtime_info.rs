@@ -38,10 +38,8 @@ pub(super) fn handle(
     if let Some(earliest) = store.earliest_message_time() {
         put("earliestMessageTimeStamp", earliest.to_string());
     }
-    let root = &broker.config.store.root;
-    if let Ok(space) = broker.disk.space(root) {
-        let used = space.total_bytes.saturating_sub(space.free_bytes);
-        put("commitLogDiskRatio", (used as f64 / space.total_bytes.max(1) as f64).to_string());
+    if let Some(ratio) = broker.disk_used_ratio() {
+        put("commitLogDiskRatio", ratio.to_string());
     }
     put("commitLogMinOffset", store.min_physical_offset().to_string());
     put("commitLogMaxOffset", store.written_offset().to_string());

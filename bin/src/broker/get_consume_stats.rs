@@ -28,8 +28,7 @@ pub(super) fn handle(
         .topic_list
         .as_deref()
         .unwrap_or("")
-        .split(',')
-        .map(str::trim)
+        .split(';')
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();

@@ -25,7 +25,8 @@ pub(super) fn handle(
         return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
     };
     let store = broker.store();
-    let offset_table = (0..config.write_queue_nums)
+    // Every queue that can hold messages: a shrunk topic's read queues outlast its writes.
+    let offset_table = (0..config.write_queue_nums.max(config.read_queue_nums))
         .map(|queue_id| {
             let (min, max) = store.queue_offsets(&header.topic, queue_id).unwrap_or((0, 0));
             let newest =

@@ -96,6 +96,9 @@ impl Broker {
         let producers = clients.producer_group_count() as u64;
         let consumers = clients.consumer_group_names().count() as u64;
         drop(clients);
+        let (topics, groups) = (self.topics().len() as u64, self.groups().len() as u64);
+        let held = self.held_pulls.load(Ordering::Relaxed) as u64;
+        let connections = self.server.connection_count() as u64;
         let gauges = [
             (
                 "rocketmq_storage_size",
@@ -112,27 +115,17 @@ impl Broker {
                 "Bytes not yet in consume queues",
                 written.saturating_sub(store.dispatched_offset()),
             ),
-            ("rocketmq_topic_number", "Topics this broker has", self.topics().len() as u64),
-            ("rocketmq_consumer_group_number", "Subscription groups", self.groups().len() as u64),
+            ("rocketmq_topic_number", "Topics this broker has", topics),
+            ("rocketmq_consumer_group_number", "Subscription groups", groups),
             ("rocketmq_producer_groups", "Producer groups with a live member", producers),
             ("rocketmq_consumer_groups", "Consumer groups with a live member", consumers),
-            (
-                "rocketmq_pull_held_requests",
-                "Pulls held for long polling",
-                self.held_pulls.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "rocketmq_connections",
-                "Open client connections",
-                self.server.connection_count() as u64,
-            ),
+            ("rocketmq_pull_held_requests", "Pulls held for long polling", held),
+            ("rocketmq_connections", "Open client connections", connections),
         ];
         for (name, help, value) in gauges {
             out.family(name, Kind::Gauge, help, [(base.to_vec(), value as f64)]);
         }
-        if let Ok(space) = self.disk.space(&self.config.store.root) {
-            let used = space.total_bytes.saturating_sub(space.free_bytes) as f64;
-            let ratio = used / space.total_bytes.max(1) as f64;
+        if let Some(ratio) = self.disk_used_ratio() {
             let help = "Used share of the store's disk";
             out.family(
                 "rocketmq_storage_disk_used_ratio",

@@ -734,6 +734,13 @@ impl Broker {
         });
     }
 
+    /// The used share of the store's disk, 0.0 to 1.0, when it can be measured.
+    pub fn disk_used_ratio(&self) -> Option<f64> {
+        let space = self.disk.space(&self.config.store.root).ok()?;
+        let used = space.total_bytes.saturating_sub(space.free_bytes) as f64;
+        Some(used / space.total_bytes.max(1) as f64)
+    }
+
     /// Checks the cores' invariants (tests and the simulator call this).
     pub fn check_invariants(&self) {
         self.topics().check_invariants();

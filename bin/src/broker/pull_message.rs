@@ -315,7 +315,7 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
     };
     let count = got.messages.len() as u64;
     broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
-    if count > 0 {
+    if count > 0 && broker.config.metrics.prom {
         let bytes = got.messages.iter().map(|m| m.len() as u64).sum();
         lock(&broker.stats.traffic).got(&header.topic, &header.consumer_group, count, bytes);
     }

@@ -174,7 +174,9 @@ fn append_one(
     };
     let appended = broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
-    lock(&broker.stats.traffic).put(&plan.topic, 1, body.len() as u64);
+    if broker.config.metrics.prom {
+        lock(&broker.stats.traffic).put(&plan.topic, 1, body.len() as u64);
+    }
     let id = appended.msg_id();
     Ok((appended, id))
 }
@@ -222,8 +224,10 @@ fn append_batch(
         .append_batch(&inputs, now_millis() as i64, &mut |offset, _| offsets.push(offset))
         .map_err(|e| store_error(&e))?;
     broker.stats.messages_put.fetch_add(inputs.len() as u64, Ordering::Relaxed);
-    let bytes = items.iter().map(|item| item.body.len() as u64).sum();
-    lock(&broker.stats.traffic).put(&plan.topic, inputs.len() as u64, bytes);
+    if broker.config.metrics.prom {
+        let bytes = items.iter().map(|item| item.body.len() as u64).sum();
+        lock(&broker.stats.traffic).put(&plan.topic, inputs.len() as u64, bytes);
+    }
     let ids: Vec<String> =
         offsets.iter().map(|o| offset_msg_id(appended.store_host, *o as i64)).collect();
     Ok((appended, ids.join(",")))

@@ -435,7 +435,7 @@ command_header! {
 
 command_header! {
     /// GET_CONSUME_STATS (208): one topic of the group, or (no topic) every topic it has
-    /// offsets for. `topicList` (several topics, comma-separated) is RocketMQ 5.3's.
+    /// offsets for. `topicList` (several topics, each followed by `;`) is RocketMQ 5.3's.
     pub struct GetConsumeStatsRequestHeader {
         required consumer_group: String = "consumerGroup",
         optional topic: String = "topic",

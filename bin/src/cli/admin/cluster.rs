@@ -115,8 +115,14 @@ impl Figures {
             self.number("timerEnqueueTps"),
             self.number("timerDequeueTps")
         );
-        let earliest = self.number("earliestMessageTimeStamp") as i64;
-        let hour = (petrel::clock::now_millis() as i64 - earliest) as f64 / 3_600_000.0;
+        // A broker that names no oldest message shows 0 hours, as mqadmin shows it.
+        let hour = match self.0.get("earliestMessageTimeStamp") {
+            Some(_) => {
+                let earliest = self.number("earliestMessageTimeStamp");
+                (petrel::clock::now_millis() as f64 - earliest) / 3_600_000.0
+            }
+            None => 0.0,
+        };
         format!(
             "{:<16}  {in_tps:>16}  {out_tps:>30}  {timer:<22}  {:>11}  {:<12}  {:<8}  {:>10}",
             self.text("brokerVersionDesc"),

@@ -7,7 +7,8 @@ use petrel_core::admin::{
     version_desc, ConsumeStats, ConsumerConnection as Connections, ProducerConnection as Producers,
 };
 use petrel_core::broker::subscriptions::SubscriptionGroupConfig;
-use petrel_core::model::{TopicList, MASTER_ID};
+use petrel_core::model::TopicList;
+use petrel_core::time::human_time;
 use petrel_net::bodies::consume_stats_from_json;
 use petrel_net::codec::codes::request;
 use petrel_net::codec::json::{to_json, JsonStyle};
@@ -159,17 +160,23 @@ pub async fn delete(args: DeleteSubGroup) -> Result<Output, String> {
     if args.target.cluster.is_some() {
         // As mqadmin: the group's retry and dead-letter topics go with it, silently.
         for topic in [format!("%RETRY%{}", args.group), format!("%DLQ%{}", args.group)] {
+            // The group is gone already: a topic left behind is said, not a failure.
             let header = DeleteTopicRequestHeader { topic: topic.clone() };
             for addr in &brokers {
                 let request =
                     RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER).with_header(&header);
-                admin.call(addr, request).await?;
+                if let Err(e) = admin.call(addr, request).await {
+                    eprintln!("petrel: {topic} was not deleted: {e}");
+                }
             }
-            let header = DeleteTopicFromNamesrvRequestHeader { topic, cluster_name: None };
+            let header =
+                DeleteTopicFromNamesrvRequestHeader { topic: topic.clone(), cluster_name: None };
             let request =
                 RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV).with_header(&header);
             for namesrv in &admin.namesrvs {
-                admin.call(namesrv, request.clone()).await?;
+                if let Err(e) = admin.call(namesrv, request.clone()).await {
+                    eprintln!("petrel: {topic} was not deleted: {e}");
+                }
             }
         }
     }
@@ -213,7 +220,7 @@ pub async fn progress(args: ConsumerProgress) -> Result<Output, String> {
         inflight_total += inflight;
         let last = match offsets.last_timestamp {
             0 => "N/A".to_owned(),
-            at => super::topic::human_time(at)[..19].to_owned(),
+            at => human_time(at)[..19].to_owned(),
         };
         let _ = writeln!(
             text,
@@ -262,7 +269,7 @@ async fn consume_stats(
         topic_list: None,
     };
     let mut stats = ConsumeStats::default();
-    for addr in route.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID)) {
+    for addr in route.master_addrs() {
         let request = RemotingCommand::request(request::GET_CONSUME_STATS).with_header(&header);
         let answer = admin.call(addr, request).await?;
         let one = consume_stats_from_json(&answer.body)
@@ -285,7 +292,13 @@ async fn summary(admin: &Admin, common: &Common) -> Result<Output, String> {
         "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS", "#Diff Total"
     );
     let mut rows = Vec::new();
-    for group in topics.topic_list.iter().filter_map(|t| t.strip_prefix("%RETRY%")) {
+    let mut groups: Vec<&str> = Vec::new();
+    for group in topics.topic_list.iter().filter_map(|t| retry_group(t)) {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    for group in groups {
         let stats = consume_stats(admin, group, None).await.ok();
         let members = connections(admin, group).await.ok();
         let count = members.as_ref().map_or(0, |m| m.connection_set.len());
@@ -293,7 +306,8 @@ async fn summary(admin: &Admin, common: &Common) -> Result<Output, String> {
             Some(m) => {
                 let oldest = m.connection_set.iter().map(|c| c.version).min().unwrap_or(0);
                 let pull = m.consume_type == "CONSUME_ACTIVELY";
-                let model = if pull { String::new() } else { m.message_model.clone() };
+                let passive = m.consume_type == "CONSUME_PASSIVELY";
+                let model = if passive { m.message_model.clone() } else { String::new() };
                 (version_desc(oldest), if pull { "PULL" } else { "PUSH" }, model)
             }
             None => ("OFFLINE".to_owned(), "", String::new()),
@@ -312,13 +326,19 @@ async fn summary(admin: &Admin, common: &Common) -> Result<Output, String> {
     Ok(Output::new(common, text, json!(rows)))
 }
 
+/// The group a retry topic belongs to (`KeyBuilder.parseGroup`): `%RETRY%g`, and POP's
+/// `%RETRY%g+t`, are `g`'s.
+fn retry_group(topic: &str) -> Option<&str> {
+    let rest = topic.strip_prefix("%RETRY%")?;
+    Some(rest.split_once('+').map_or(rest, |(group, _)| group))
+}
+
 /// GET_CONSUMER_CONNECTION_LIST from a master routing the group's retry topic.
 async fn connections(admin: &Admin, group: &str) -> Result<Connections, String> {
     let route = admin.route(&format!("%RETRY%{group}")).await?;
     let addr = route
-        .broker_datas
-        .iter()
-        .find_map(|b| b.broker_addrs.get(&MASTER_ID))
+        .master_addrs()
+        .next()
         .ok_or_else(|| format!("no master routes the retry topic of {group}"))?;
     let header = ConsumerGroupRequestHeader { consumer_group: group.to_owned() };
     let request =
@@ -384,16 +404,22 @@ pub async fn producer_connection(args: ProducerConnection) -> Result<Output, Str
     let admin = Admin::connect(&args.common)?;
     let route = admin.route(&args.topic).await?;
     let header = ProducerGroupRequestHeader { producer_group: args.group.clone() };
-    let mut members = Producers::default();
-    for addr in route.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID)) {
+    let (mut members, mut refused) = (Producers::default(), Vec::new());
+    for addr in route.master_addrs() {
         let request =
             RemotingCommand::request(request::GET_PRODUCER_CONNECTION_LIST).with_header(&header);
-        let answer = admin.call(addr, request).await?;
-        let one: Producers = decode_body(&answer, "ProducerConnection")?;
-        members.connection_set.extend(one.connection_set);
+        // A broker the group never reached refuses; the others may still list its members.
+        match admin.call(addr, request).await {
+            Ok(answer) => {
+                let one: Producers = decode_body(&answer, "ProducerConnection")?;
+                members.connection_set.extend(one.connection_set);
+            }
+            Err(e) => refused.push(e),
+        }
     }
     if members.connection_set.is_empty() {
-        return Err("Not found the producer group connection".into());
+        let why = refused.join("; ");
+        return Err(format!("Not found the producer group connection: {why}"));
     }
     let mut text = String::new();
     for (i, c) in members.connection_set.iter().enumerate() {
@@ -409,4 +435,17 @@ pub async fn producer_connection(args: ProducerConnection) -> Result<Output, Str
     }
     let json = serde_json::to_value(&members).map_err(|e| e.to_string())?;
     Ok(Output::new(&args.common, text, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_topics_name_their_groups_as_key_builder_parses_them() {
+        assert_eq!(retry_group("%RETRY%orders"), Some("orders"));
+        assert_eq!(retry_group("%RETRY%orders+Topic"), Some("orders"));
+        assert_eq!(retry_group("%DLQ%orders"), None);
+        assert_eq!(retry_group("Topic"), None);
+    }
 }

@@ -21,8 +21,8 @@ use petrel_net::headers::broker::{
 };
 use serde_json::json;
 
-use super::topic::human_time;
 use super::{decode_body, Admin, Common, Output};
+use petrel_core::time::human_time;
 
 /// The group mqadmin's own pulls and queries name (`MixAll.TOOLS_CONSUMER_GROUP`).
 const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
@@ -94,6 +94,11 @@ pub struct QueryMsgByUniqueKey {
 pub async fn by_unique(args: QueryMsgByUniqueKey) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
     let records = by_unique_key(&admin, &args.topic, &args.id).await?;
+    if records.is_empty() {
+        let why =
+            format!("Message not found: no message of {} has the key {}", args.topic, args.id);
+        return Err(why);
+    }
     let (mut text, mut found) = (String::new(), Vec::new());
     for (index, bytes) in records.iter().take(if args.all { records.len() } else { 1 }).enumerate()
     {
@@ -129,7 +134,7 @@ async fn query(
         end_timestamp: end,
     };
     let mut records = Vec::new();
-    for addr in route.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID)) {
+    for addr in route.master_addrs() {
         let mut request = RemotingCommand::request(request::QUERY_MESSAGE).with_header(&header);
         if unique {
             request.ext_fields.insert("_UNIQUE_KEY_QUERY".into(), "true".into());
@@ -251,13 +256,22 @@ pub async fn by_offset(args: QueryMsgByOffset) -> Result<Output, String> {
         max_msg_bytes: None,
     };
     let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
-    let answer =
-        admin.client.invoke(addr, request, super::TIMEOUT).await.map_err(|e| e.to_string())?;
-    // As mqadmin: nothing at that offset prints nothing.
-    let Some(bytes) = (answer.code == response::SUCCESS)
-        .then(|| split(&answer.body))
-        .and_then(|r| r.into_iter().next())
-    else {
+    // As mqadmin: nothing at that offset prints nothing; a refusal is an error.
+    let nothing =
+        [response::PULL_NOT_FOUND, response::PULL_OFFSET_MOVED, response::PULL_RETRY_IMMEDIATELY];
+    let answer = match admin.client.invoke(addr, request, super::TIMEOUT).await {
+        Ok(answer) if nothing.contains(&answer.code) => None,
+        Ok(answer) if answer.code == response::SUCCESS => split(&answer.body).into_iter().next(),
+        Ok(answer) => {
+            return Err(format!(
+                "{addr} refused PULL_MESSAGE: {} ({})",
+                answer.remark.unwrap_or_default(),
+                answer.code
+            ))
+        }
+        Err(e) => return Err(format!("PULL_MESSAGE to {addr} failed: {e}")),
+    };
+    let Some(bytes) = answer else {
         return Ok(Output::new(&args.common, String::new(), json!(null)));
     };
     let (text, json) = show(&admin, &bytes, 0).await?;
@@ -281,7 +295,16 @@ async fn show(
 ) -> Result<(String, serde_json::Value), String> {
     let record = decoded(bytes).ok_or("the broker answered a record that does not decode")?;
     let id = msg_id(&record);
-    let path = body_file(&id, index, record.body)?;
+    // The file is named by the id only when the id is a plain name: a producer sets the
+    // unique key, and a key like `../x` or `/x` must not pick where the body is written.
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let file_name = match plain {
+        true => id.clone(),
+        false => offset_msg_id(record.store_host, record.physical_offset),
+    };
+    let path = body_file(&file_name, index, record.body)?;
     let text_of = |name: &str| {
         record.property(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
     };
@@ -345,6 +368,11 @@ fn body_file(id: &str, index: usize, body: &[u8]) -> Result<PathBuf, String> {
         n => format!("{id}_{n}"),
     };
     let path = dir.join(name);
+    // A link someone left in the shared directory is replaced, not written through.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&path)
+            .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    }
     std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use clap::Args;
 use petrel_core::admin::{GroupList, MessageQueue, TopicOffset};
-use petrel_core::model::{self, perm, MASTER_ID};
+use petrel_core::model::{self, perm};
+use petrel_core::time::human_time;
 use petrel_net::bodies::topic_stats_from_json;
 use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
@@ -176,7 +177,7 @@ pub async fn list(args: TopicList) -> Result<Output, String> {
             .find(|(_, names)| names.contains(&first.broker_name))
             .map_or_else(String::new, |(cluster, _)| cluster.clone());
         let mut groups = BTreeSet::new();
-        for addr in route.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID)) {
+        for addr in route.master_addrs() {
             let header = TopicRequestHeader { topic: topic.clone() };
             let request =
                 RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(&header);
@@ -226,7 +227,7 @@ pub async fn status(args: TopicStatus) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
     let route = admin.route(&args.topic).await?;
     let mut queues: Vec<(MessageQueue, TopicOffset)> = Vec::new();
-    for addr in route.broker_datas.iter().filter_map(|b| b.broker_addrs.get(&MASTER_ID)) {
+    for addr in route.master_addrs() {
         let header = TopicRequestHeader { topic: args.topic.clone() };
         let request = RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_header(&header);
         let answer = admin.call(addr, request).await?;
@@ -261,35 +262,9 @@ pub async fn status(args: TopicStatus) -> Result<Output, String> {
     Ok(Output::new(&args.common, text, json!(rows)))
 }
 
-/// Milliseconds since the epoch as `yyyy-MM-dd HH:mm:ss,SSS` in UTC (RocketMQ's
-/// `timeMillisToHumanString2`, which uses the JVM's zone).
-pub fn human_time(millis: i64) -> String {
-    let (days, in_day) = (millis.div_euclid(86_400_000), millis.rem_euclid(86_400_000));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, ms) =
-        (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02},{ms:03}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_print_as_rocketmq_prints_them_in_utc() {
-        assert_eq!(human_time(0), "1970-01-01 00:00:00,000");
-        assert_eq!(human_time(951_782_400_123), "2000-02-29 00:00:00,123");
-        assert_eq!(human_time(1_796_515_199_999), "2026-12-05 23:59:59,999");
-    }
 
     #[test]
     fn permissions_print_as_perm2string() {

@@ -1,0 +1,41 @@
+//! Calendar arithmetic on the milliseconds RocketMQ stamps everything with: the index file's
+//! names and mqadmin's printed times. UTC only; no clock is read here.
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Milliseconds since the epoch as `yyyy-MM-dd HH:mm:ss,SSS` in UTC (RocketMQ's
+/// `UtilAll.timeMillisToHumanString2`, which uses the JVM's zone).
+pub fn human_time(millis: i64) -> String {
+    let (days, in_day) = (millis.div_euclid(86_400_000), millis.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (h, m, s, ms) =
+        (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02},{ms:03}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_rocketmq_prints_them_in_utc() {
+        assert_eq!(human_time(0), "1970-01-01 00:00:00,000");
+        assert_eq!(human_time(951_782_400_123), "2000-02-29 00:00:00,123");
+        assert_eq!(human_time(1_796_515_199_999), "2026-12-05 23:59:59,999");
+        assert_eq!(human_time(-1), "1969-12-31 23:59:59,999");
+    }
+}
