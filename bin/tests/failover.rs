@@ -280,3 +280,84 @@ async fn a_topic_created_just_before_the_master_crashed_is_served_by_the_next() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `petrel admin`, as a process, with these words; its standard output, which must be a
+/// success.
+fn admin(words: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .arg("admin")
+        .args(words)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "petrel admin {words:?} failed: {said}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ha_admin_commands_show_the_group_and_move_its_master() {
+    let group = Group::start(200).await;
+    let controllers = group.controllers.join(";");
+    let meta = admin(&["getControllerMetaData", "-a", &controllers]);
+    assert!(meta.starts_with("\n#ControllerGroup\t"), "{meta}");
+    assert_eq!(meta.matches("\n#Peer:\t").count(), 3, "{meta}");
+    let leader = meta.lines().find_map(|l| l.strip_prefix("#ControllerLeaderAddress\t")).unwrap();
+    assert!(group.controllers.iter().any(|c| c == leader), "{meta}");
+
+    let set = admin(&["getSyncStateSet", "-a", &controllers, "-b", GROUP]);
+    let first = group.broker(0).addr().to_owned();
+    assert!(
+        set.contains(&format!(
+            "\n#brokerName\t{GROUP}\n#MasterBrokerId\t1\n#MasterAddr\t{first}\n"
+        )),
+        "{set}"
+    );
+    assert!(set.contains("\n#SyncStateSetNums\t3\n"), "{set}");
+    assert_eq!(set.matches("\nInSyncReplica:\tReplicaIdentity{brokerName=").count(), 3, "{set}");
+    let by_cluster = admin(&[
+        "getSyncStateSet",
+        "-a",
+        &controllers,
+        "-c",
+        "DefaultCluster",
+        "-n",
+        &group.namesrv,
+    ]);
+    assert_eq!(by_cluster, set, "the cluster has this one group");
+
+    // Epochs begin with the first record written in them: the group stores some first.
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    for id in 0..10 {
+        send_acked(&client, &first, id).await;
+    }
+    let brokers: Vec<Arc<Broker>> = (0..3).map(|n| group.broker(n)).collect();
+    wait_until("every broker has its first epoch", || {
+        brokers.iter().all(|b| !b.store().epochs().is_empty())
+    })
+    .await;
+    let epochs = admin(&["getBrokerEpoch", "-b", GROUP, "-n", &group.namesrv]);
+    assert_eq!(epochs.matches("\n#brokerAddr\t").count(), 3, "{epochs}");
+    assert_eq!(
+        epochs.matches("\n#Epoch: EpochEntry{epoch=1, startOffset=0, endOffset=").count(),
+        3,
+        "{epochs}"
+    );
+
+    // The operator moves the master to broker 2; the controller elects it and it takes over.
+    let second = group.broker(1);
+    let elected = admin(&[
+        "electMaster",
+        "-a",
+        &controllers,
+        "--bn",
+        GROUP,
+        "-b",
+        "2",
+        "-c",
+        "DefaultCluster",
+    ]);
+    assert!(elected.contains(&format!("\n#BrokerMasterAddr\t{}\n", second.addr())), "{elected}");
+    assert!(elected.contains("\n#MasterEpoch\t2\n"), "{elected}");
+    wait_until("broker 2 is master", || second.role() == BrokerRole::SyncMaster).await;
+}

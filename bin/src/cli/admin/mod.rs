@@ -8,6 +8,7 @@
 
 mod cluster;
 mod group;
+mod ha;
 mod message;
 mod topic;
 
@@ -113,6 +114,18 @@ pub enum AdminCommand {
     /// Send one message.
     #[command(name = "sendMessage")]
     SendMessage(message::SendMessage),
+    /// A controller's raft group: its leader and peers.
+    #[command(name = "getControllerMetaData")]
+    GetControllerMetaData(ha::GetControllerMetaData),
+    /// The sync-state set of broker groups, as their controller keeps it.
+    #[command(name = "getSyncStateSet")]
+    GetSyncStateSet(ha::GetSyncStateSet),
+    /// Make a broker of a group its master, through the controller.
+    #[command(name = "electMaster")]
+    ElectMaster(ha::ElectMaster),
+    /// The epochs of brokers' commit logs (controller mode).
+    #[command(name = "getBrokerEpoch")]
+    GetBrokerEpoch(ha::GetBrokerEpoch),
 }
 
 /// `petrel admin` as a parser of its own: the console runs the same commands in process.
@@ -152,6 +165,10 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::QueryMsgByKey(args) => message::by_key(args).await,
         AdminCommand::QueryMsgByOffset(args) => message::by_offset(args).await,
         AdminCommand::SendMessage(args) => message::send(args).await,
+        AdminCommand::GetControllerMetaData(args) => ha::metadata(args).await,
+        AdminCommand::GetSyncStateSet(args) => ha::sync_state_set(args).await,
+        AdminCommand::ElectMaster(args) => ha::elect(args).await,
+        AdminCommand::GetBrokerEpoch(args) => ha::epochs(args).await,
     }
 }
 
@@ -211,6 +228,12 @@ impl Admin {
         }
         let client = RemotingClient::new(ClientConfig::default(), None);
         Ok(Admin { client, namesrvs })
+    }
+
+    /// A client for commands that speak to a controller named on their command line.
+    fn for_controller() -> Admin {
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        Admin { client, namesrvs: Vec::new() }
     }
 
     /// Sends `request` to `addr`; anything but SUCCESS is an error naming the server and code.
