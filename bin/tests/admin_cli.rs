@@ -193,6 +193,17 @@ async fn every_admin_command_reports_what_the_broker_holds() {
         .map(|l| l.split_whitespace().nth(4).unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(consumed, 10, "{progress}");
+    // Another group takes its offsets.
+    ok(ns, &["updateSubGroup", "-b", &broker, "-g", "AdminClone"]);
+    let cloned = ok(ns, &["cloneGroupOffset", "-s", "AdminGroup", "-d", "AdminClone", "-t", TOPIC]);
+    let said = "clone group offset success. srcGroup[AdminGroup], destGroup=[AdminClone], topic[AdminTopic]";
+    assert_eq!(cloned, said);
+    let clone = ok(ns, &["consumerProgress", "-g", "AdminClone", "-t", TOPIC]);
+    let offsets = |text: &str| -> Vec<String> {
+        let rows = text.lines().filter(|l| l.starts_with(TOPIC));
+        rows.map(|l| l.split_whitespace().take(5).collect::<Vec<_>>().join(" ")).collect()
+    };
+    assert_eq!(offsets(&clone), offsets(&progress), "{clone}");
     let by_topic = eventually(ns, &["topicList", "-c"], |t| t.contains("AdminGroup"));
     let group_row = ["DefaultCluster", TOPIC, "AdminGroup"];
     assert!(by_topic.lines().any(|l| l.split_whitespace().eq(group_row)), "{by_topic}");
@@ -209,7 +220,13 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     assert_eq!(row(&shown, "Topic:"), ["Topic:", TOPIC]);
     let consumed =
         "MessageTrack [consumerGroup=AdminGroup, trackType=CONSUMED, exceptionDesc=null]";
-    assert!(shown.contains(&format!("\n\n{consumed}\n")), "{shown}");
+    assert!(shown.contains(&format!("\n{consumed}\n")), "{shown}");
+    let cloned =
+        "MessageTrack [consumerGroup=AdminClone, trackType=NOT_ONLINE, exceptionDesc=null]";
+    assert!(
+        shown.contains(&format!("\n{cloned}\n")),
+        "a group with offsets and no member: {shown}"
+    );
     let path = row(&shown, "Message")[3];
     assert_eq!(std::fs::read(path).unwrap(), b"admin-3");
     let offset_id = row(&shown, "OffsetID:")[1];

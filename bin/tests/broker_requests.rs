@@ -681,6 +681,16 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
     assert_eq!(producers.code, response::SYSTEM_ERROR);
     assert_eq!(producers.remark.as_deref(), Some("the producer group[NoSuch] not exist"));
 
+    // CLONE_GROUP_OFFSET: another group takes its offsets (every topic, none named).
+    let clone = admin_request(
+        request::CLONE_GROUP_OFFSET,
+        &[("srcGroup", "StatsGroup"), ("destGroup", "StatsClone"), ("offline", "false")],
+    );
+    assert_eq!(call(&client, addr, clone).await.code, response::SUCCESS);
+    let cloned =
+        raw::query_committed_offset(&client, addr, "StatsClone", "Stats", 0).await.unwrap();
+    assert_eq!(cloned, Some(2), "the clone's offset of queue 0");
+
     // Deleting the group with its offsets.
     let delete = admin_request(
         request::DELETE_SUBSCRIPTIONGROUP,

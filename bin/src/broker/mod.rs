@@ -10,6 +10,7 @@
 
 mod ack_message;
 mod check_client_config;
+mod clone_group_offset;
 pub mod config;
 mod consumer_send_msg_back;
 mod controller;
@@ -689,6 +690,7 @@ impl Broker {
             request::GET_BROKER_CONFIG => get_broker_config::handle,
             request::GET_TOPIC_STATS_INFO => get_topic_stats_info::handle,
             request::GET_TOPIC_CONFIG => get_topic_config::handle,
+            request::CLONE_GROUP_OFFSET => clone_group_offset::handle,
             request::GET_CONSUMER_CONNECTION_LIST => get_consumer_connection_list::handle,
             request::GET_PRODUCER_CONNECTION_LIST => get_producer_connection_list::handle,
             request::DELETE_SUBSCRIPTIONGROUP => delete_subscriptiongroup::handle,

@@ -59,6 +59,13 @@ impl ConsumerOffsets {
         })
     }
 
+    /// Gives `dest` the offsets `src` committed for `topic`; whether it had any.
+    pub fn clone_group(&mut self, src: &str, dest: &str, topic: &str) -> bool {
+        let Some(queues) = self.offset_table.get(&key(topic, src)).cloned() else { return false };
+        self.offset_table.insert(key(topic, dest), queues);
+        true
+    }
+
     /// The groups that committed offsets for `topic`.
     pub fn groups_of(&self, topic: &str) -> Vec<String> {
         self.offset_table
@@ -98,6 +105,9 @@ mod tests {
             .map(|(t, q)| (t, q.iter().map(|(k, v)| (*k, *v)).collect()))
             .collect();
         assert_eq!(of_g, vec![("T1", vec![(0, 5)]), ("T2", vec![(1, 7)])]);
+        assert!(offsets.clone_group("G", "C", "T2"));
+        assert!(!offsets.clone_group("Nobody", "C", "T2"));
+        assert_eq!(offsets.query("T2", "C", 1), Some(7));
         assert!(offsets.remove_group("G"));
         assert!(!offsets.remove_group("G"));
         assert_eq!(offsets.of_group("G").count(), 0);

@@ -60,6 +60,7 @@ pub mod request {
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const SEND_MESSAGE_V2: i32 = 310;
+    pub const CLONE_GROUP_OFFSET: i32 = 314;
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const GET_TOPIC_CONFIG: i32 = 351;
@@ -191,6 +192,7 @@ pub fn request_name(code: i32) -> &'static str {
         GET_CONSUME_STATS => "GET_CONSUME_STATS",
         QUERY_TOPIC_CONSUME_BY_WHO => "QUERY_TOPIC_CONSUME_BY_WHO",
         GET_NAMESRV_CONFIG => "GET_NAMESRV_CONFIG",
+        CLONE_GROUP_OFFSET => "CLONE_GROUP_OFFSET",
         SEND_MESSAGE_V2 => "SEND_MESSAGE_V2",
         SEND_BATCH_MESSAGE => "SEND_BATCH_MESSAGE",
         QUERY_DATA_VERSION => "QUERY_DATA_VERSION",

@@ -449,3 +449,14 @@ command_header! {
         optional version: String = "version",
     }
 }
+
+command_header! {
+    /// CLONE_GROUP_OFFSET (314): `destGroup` takes `srcGroup`'s committed offsets of `topic`
+    /// (every topic `srcGroup` committed for, without one).
+    pub struct CloneGroupOffsetRequestHeader {
+        required src_group: String = "srcGroup",
+        required dest_group: String = "destGroup",
+        optional topic: String = "topic",
+        optional offline: bool = "offline",
+    }
+}

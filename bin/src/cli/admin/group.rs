@@ -15,7 +15,7 @@ use petrel_net::codec::json::{to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     ConsumerGroupRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
-    GetConsumeStatsRequestHeader, ProducerGroupRequestHeader,
+    GetConsumeStatsRequestHeader, ProducerGroupRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use petrel_net::headers::namesrv::DeleteTopicFromNamesrvRequestHeader;
 use serde_json::json;
@@ -250,7 +250,7 @@ pub async fn progress(args: ConsumerProgress) -> Result<Output, String> {
 
 /// GET_CONSUME_STATS from every master routing the group's retry topic (else `topic`), the
 /// queues sorted: mqadmin's `examineConsumeStats`.
-async fn consume_stats(
+pub(super) async fn consume_stats(
     admin: &Admin,
     group: &str,
     topic: Option<&str>,
@@ -448,4 +448,57 @@ mod tests {
         assert_eq!(retry_group("%DLQ%orders"), None);
         assert_eq!(retry_group("Topic"), None);
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CloneGroupOffset {
+    #[command(flatten)]
+    common: Common,
+    /// The group whose offsets are copied.
+    #[arg(short = 's', long = "srcGroup")]
+    src: String,
+    /// The group that takes them (it must exist: updateSubGroup).
+    #[arg(short = 'd', long = "destGroup")]
+    dest: String,
+    /// The topic whose offsets are copied.
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    /// Accepted for mqadmin's sake; the copy is the same either way.
+    #[arg(short = 'o', long = "offline", action = clap::ArgAction::Set)]
+    offline: Option<bool>,
+}
+
+pub async fn clone_offsets(args: CloneGroupOffset) -> Result<Output, String> {
+    let admin = Admin::connect(&args.common)?;
+    let stats = consume_stats(&admin, &args.src, Some(&args.topic)).await?;
+    let route = admin.route(&args.topic).await?;
+    let mut copied = Vec::new();
+    for (queue, offsets) in stats.offset_table.iter().filter(|(_, o)| o.consumer_offset >= 0) {
+        let addr = route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == queue.broker_name)
+            .and_then(|b| b.broker_addrs.get(&petrel_core::model::MASTER_ID))
+            .ok_or_else(|| format!("no master of {} routes {}", queue.broker_name, args.topic))?;
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: args.dest.clone(),
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            commit_offset: offsets.consumer_offset,
+        };
+        let request =
+            RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET).with_header(&header);
+        admin.call(addr, request).await?;
+        copied.push(json!({
+            "brokerName": queue.broker_name, "queueId": queue.queue_id,
+            "offset": offsets.consumer_offset,
+        }));
+    }
+    // mqadmin prints this without a line end.
+    let text = format!(
+        "clone group offset success. srcGroup[{}], destGroup=[{}], topic[{}]",
+        args.src, args.dest, args.topic
+    );
+    let json = json!({ "srcGroup": args.src, "destGroup": args.dest, "topic": args.topic, "queues": copied });
+    Ok(Output::new(&args.common, text, json))
 }

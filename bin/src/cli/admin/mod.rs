@@ -75,6 +75,9 @@ pub enum AdminCommand {
     /// A consumer group's progress in each queue, or every group's on the cluster.
     #[command(name = "consumerProgress")]
     ConsumerProgress(group::ConsumerProgress),
+    /// Give a consumer group another's committed offsets of a topic.
+    #[command(name = "cloneGroupOffset")]
+    CloneGroupOffset(group::CloneGroupOffset),
     /// A consumer group's live connections and subscriptions.
     #[command(name = "consumerConnection")]
     ConsumerConnection(group::ConsumerConnection),
@@ -152,6 +155,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::UpdateSubGroup(args) => group::update(args).await,
         AdminCommand::DeleteSubGroup(args) => group::delete(args).await,
         AdminCommand::ConsumerProgress(args) => group::progress(args).await,
+        AdminCommand::CloneGroupOffset(args) => group::clone_offsets(args).await,
         AdminCommand::ConsumerConnection(args) => group::consumer_connection(args).await,
         AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
         AdminCommand::ClusterList(args) => cluster::list(args).await,
