@@ -29,19 +29,15 @@ impl Properties {
     /// comments, surrounding whitespace trimmed. Line continuations are not supported.
     pub fn parse(text: &str) -> Properties {
         let mut map = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let split = line.find(['=', ':']).or_else(|| line.find(char::is_whitespace));
-            let (key, value) = match split {
-                Some(at) => (line[..at].trim(), line[at + 1..].trim()),
-                None => (line, ""),
-            };
+        for (key, value) in text.lines().filter_map(property_line) {
             map.insert(key.to_owned(), value.to_owned());
         }
         Properties(map, BTreeSet::new(), Vec::new())
+    }
+
+    /// The properties not consumed yet, by name.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Sets `key` as a file line would, overriding the file (command-line options).
@@ -190,6 +186,117 @@ pub fn apply_server(
     }
 }
 
+/// A properties line's name and value: `key=value`, `key: value` or `key value`, trimmed;
+/// `None` for a blank line or a `#` or `!` comment.
+fn property_line(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+        return None;
+    }
+    let split = line.find(['=', ':']).or_else(|| line.find(char::is_whitespace));
+    Some(match split {
+        Some(at) => (line[..at].trim(), line[at + 1..].trim()),
+        None => (line, ""),
+    })
+}
+
+/// A running configuration changed by UPDATE_BROKER_CONFIG or UPDATE_NAMESRV_CONFIG.
+#[derive(Debug)]
+pub struct Updated<C> {
+    /// The configuration with the update applied, checked as a start checks it.
+    pub config: C,
+    /// The properties as the request gave them, by name (what the config file is given).
+    pub given: Vec<(String, String)>,
+}
+
+/// Applies an update's Java properties text to a copy of `current`, as RocketMQ's
+/// `Configuration.update` does, and checks the result. A name in `black_list` is refused with
+/// NO_PERMISSION and RocketMQ's remark. A name the configuration does not read, a value that
+/// does not parse, and a configuration a start would refuse are refused with
+/// INVALID_PARAMETER and what is wrong: RocketMQ ignores the first and takes the others,
+/// leaving the operator to find out at the next start.
+pub fn update<C: Clone>(
+    current: &C,
+    body: &[u8],
+    black_list: &[&str],
+    apply: impl FnOnce(&mut C, &mut Properties) -> Result<(), ConfigError>,
+    validate: impl FnOnce(&C) -> Result<(), String>,
+) -> Result<Updated<C>, petrel_core::broker::Refusal> {
+    use petrel_core::broker::Refusal;
+    use petrel_core::codes::response::{INVALID_PARAMETER, NO_PERMISSION};
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Refusal::new(INVALID_PARAMETER, "the properties are not UTF-8 text"))?;
+    let mut props = Properties::parse(text);
+    let given = props.pairs();
+    if let Some((key, _)) = given.iter().find(|(key, _)| black_list.contains(&key.as_str())) {
+        let why =
+            format!("Can not update config in black list. ({key} cannot be changed remotely)");
+        return Err(Refusal::new(NO_PERMISSION, why));
+    }
+    let mut config = current.clone();
+    apply(&mut config, &mut props).map_err(|e| Refusal::new(INVALID_PARAMETER, e.to_string()))?;
+    if let Some(unknown) = props.names().next() {
+        let hint = props.nearest(unknown).map(|known| format!("; did you mean {known}?"));
+        let why = format!("no property {unknown} is read here{}", hint.unwrap_or_default());
+        return Err(Refusal::new(INVALID_PARAMETER, why));
+    }
+    validate(&config).map_err(|e| {
+        Refusal::new(INVALID_PARAMETER, format!("the configuration is refused: {e}"))
+    })?;
+    Ok(Updated { config, given })
+}
+
+/// Writes `given` into the properties file at `path` (made if missing), atomically: the first
+/// line of each name takes the new value, its later lines go, names not there are added at
+/// the end, and comments and other lines stay as they are. (RocketMQ rewrites the file with
+/// every setting instead, dropping the operator's comments.)
+pub fn write_into_file(path: &Path, given: &[(String, String)]) -> std::io::Result<()> {
+    let old = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        read => read?,
+    };
+    let mut written = BTreeSet::new();
+    let mut text = String::with_capacity(old.len() + 64);
+    for line in old.lines() {
+        let set = property_line(line)
+            .and_then(|(key, _)| given.iter().find(|(k, _)| k == key))
+            .map(|(key, value)| (key, value, written.insert(key.as_str())));
+        match set {
+            Some((key, value, true)) => text.push_str(&format!("{key}={value}\n")),
+            Some((_, _, false)) => {}
+            None => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    for (key, value) in given.iter().filter(|(key, _)| !written.contains(key.as_str())) {
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    crate::fsutil::write_atomically(path, text.as_bytes())
+}
+
+/// What an update is answered with (its remark): which properties took effect and which wait
+/// for the next start, and where they were written.
+pub fn update_remark(given: &[(String, String)], live: &[&str], file: Option<&Path>) -> String {
+    let (now, later): (Vec<&str>, Vec<&str>) =
+        given.iter().map(|(key, _)| key.as_str()).partition(|key| live.contains(key));
+    let mut parts = Vec::new();
+    if !now.is_empty() {
+        parts.push(format!("in effect now: {}", now.join(", ")));
+    }
+    if !later.is_empty() {
+        parts.push(format!("in effect at the next start: {}", later.join(", ")));
+    }
+    parts.push(match file {
+        Some(path) => format!("written to {}", path.display()),
+        None => "not written: the server was started without a config file (-c), so the \
+                 change lasts until it stops"
+            .to_owned(),
+    });
+    parts.join("; ")
+}
+
 /// Levenshtein distance: the fewest inserted, deleted or replaced characters from `a` to `b`.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -241,5 +348,64 @@ mod tests {
         assert_eq!(props.nearest("LISTENPORT"), Some("listenPort"));
         assert_eq!(props.nearest("zzz"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct Settings {
+        port: u16,
+        open: bool,
+    }
+
+    fn apply(settings: &mut Settings, props: &mut Properties) -> Result<(), ConfigError> {
+        props.apply("listenPort", &mut settings.port, "a port")?;
+        props.apply("open", &mut settings.open, "true or false")
+    }
+
+    fn refused(body: &str) -> (i32, String) {
+        let no_zero = |s: &Settings| if s.port == 0 { Err("port 0".into()) } else { Ok(()) };
+        let current = Settings { port: 1, open: false };
+        let refusal = update(&current, body.as_bytes(), &["secret"], apply, no_zero).unwrap_err();
+        (refusal.code, refusal.remark)
+    }
+
+    #[test]
+    fn an_update_changes_a_copy_and_refuses_what_a_start_would() {
+        let current = Settings { port: 1, open: false };
+        let updated = update(&current, b"open=true\n", &["secret"], apply, |_| Ok(())).unwrap();
+        assert_eq!(updated.config, Settings { port: 1, open: true });
+        assert_eq!(updated.given, vec![("open".to_owned(), "true".to_owned())]);
+        assert!(!current.open, "the running configuration is not touched");
+        let (code, remark) = refused("secret=1");
+        assert_eq!(code, 16);
+        assert!(remark.starts_with("Can not update config in black list."), "{remark}");
+        let (code, remark) = refused("listenPrt=2");
+        assert_eq!(code, 29);
+        assert!(remark.contains("did you mean listenPort?"), "{remark}");
+        let (code, remark) = refused("listenPort=x");
+        assert_eq!((code, remark.contains("listenPort=x")), (29, true));
+        let (code, remark) = refused("listenPort=0");
+        assert_eq!((code, remark.contains("port 0")), (29, true));
+    }
+
+    #[test]
+    fn an_update_is_written_into_the_file_keeping_its_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.conf");
+        std::fs::write(&path, "# ours\nlistenPort = 1\nopen=false\nlistenPort=3\n").unwrap();
+        let given =
+            [("listenPort", "2"), ("brokerName", "b")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        write_into_file(&path, &given).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "# ours\nlistenPort=2\nopen=false\nbrokerName=b\n");
+        let fresh = dir.path().join("new.conf");
+        write_into_file(&fresh, &given[..1]).unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "listenPort=2\n");
+        let remark = update_remark(&given, &["brokerName"], None);
+        assert!(
+            remark.starts_with(
+                "in effect now: brokerName; in effect at the next start: listenPort; not written"
+            ),
+            "{remark}"
+        );
     }
 }

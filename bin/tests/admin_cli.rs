@@ -325,6 +325,207 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     drop(standalone);
 }
 
+/// `admin`, which must fail; its standard error.
+fn refused(namesrv: &str, args: &[&str]) -> String {
+    let out = admin(namesrv, args);
+    assert!(!out.status.success(), "petrel admin {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn config_updates_change_the_running_servers_and_the_broker_conf() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = data.path().join("broker.conf");
+    std::fs::write(&conf, "# the operator's note\nbrokerPermission = 6\ndeleteWhen=04\n").unwrap();
+    let standalone = Standalone::start(&data.path().join("store"), Some(&conf));
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", TOPIC, "-r", "2", "-w", "2"]);
+
+    // A property the running broker takes at once: read-only, registered at once.
+    let updated =
+        ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "brokerPermission", "-v", "4"]);
+    let conf_path = std::path::absolute(&conf).unwrap();
+    assert_eq!(
+        updated,
+        format!(
+            "update broker config success, {broker}\n  in effect now: brokerPermission; written to {}\n",
+            conf_path.display()
+        )
+    );
+    let config = ok(ns, &["getBrokerConfig", "-b", broker]);
+    assert_eq!(row(&config, "brokerPermission"), ["brokerPermission", "=", "4"]);
+    eventually(ns, &["topicRoute", "-t", TOPIC], |text| text.contains("\"perm\": 4"));
+    let said = refused(ns, &["sendMessage", "-t", TOPIC, "-p", "no"]);
+    assert!(said.contains("no route to topic"), "no writable queue once registered: {said}");
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "# the operator's note\nbrokerPermission=4\ndeleteWhen=04\n"
+    );
+
+    // One it takes at the next start; then write permission back.
+    let later = ok(
+        ns,
+        &["updateBrokerConfig", "-c", "DefaultCluster", "-k", "fileReservedTime", "-v", "48"],
+    );
+    assert!(later.contains("in effect at the next start: fileReservedTime"), "{later}");
+    ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "brokerPermission", "-v", "6"]);
+    eventually(ns, &["topicRoute", "-t", TOPIC], |text| text.contains("\"perm\": 6"));
+    ok(ns, &["sendMessage", "-t", TOPIC, "-p", "yes"]);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.ends_with("deleteWhen=04\nfileReservedTime=48\n"), "{text}");
+
+    // Refused: the black list, a misspelt name, a value a start refuses. Nothing is written.
+    let said =
+        refused(ns, &["updateBrokerConfig", "-b", broker, "-k", "brokerConfigPath", "-v", "/x"]);
+    assert!(said.contains("NO_PERMISSION (16): Can not update config in black list."), "{said}");
+    let said = refused(
+        ns,
+        &["updateBrokerConfig", "-b", broker, "-k", "flushDiskTyp", "-v", "SYNC_FLUSH"],
+    );
+    assert!(
+        said.contains("INVALID_PARAMETER (29)") && said.contains("did you mean flushDiskType?"),
+        "{said}"
+    );
+    let said =
+        refused(ns, &["updateBrokerConfig", "-b", broker, "-k", "brokerPermission", "-v", "99"]);
+    assert!(said.contains("brokerPermission=99 is not a permission"), "{said}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), text);
+
+    // The NameServer: standalone's has no file, so the change lasts until it stops.
+    let updated = ok(ns, &["updateNamesrvConfig", "-k", "enableAllTopicList", "-v", "false"]);
+    assert_eq!(
+        updated,
+        format!(
+            "update name server config success![{ns}]\nenableAllTopicList : false\n  {ns}: in effect now: \
+             enableAllTopicList; not written: the server was started without a config file (-c), \
+             so the change lasts until it stops\n"
+        )
+    );
+    let config = ok(ns, &["getNamesrvConfig"]);
+    assert_eq!(row(&config, "enableAllTopicList"), ["enableAllTopicList", "=", "false"]);
+    refused(ns, &["topicList"]);
+    ok(ns, &["updateNamesrvConfig", "-k", "enableAllTopicList", "-v", "true"]);
+    assert!(ok(ns, &["topicList"]).lines().any(|t| t == TOPIC));
+    let said = refused(ns, &["updateNamesrvConfig", "-k", "kvConfigPath", "-v", "/x"]);
+    assert!(said.contains("NO_PERMISSION"), "{said}");
+}
+
+/// The consumer offset of queue 0 of `topic` in consumerProgress's table.
+fn consumer_offset(namesrv: &str, group: &str, topic: &str) -> i64 {
+    let progress = ok(namesrv, &["consumerProgress", "-g", group, "-t", topic]);
+    row(&progress, topic)[4].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywhere() {
+    const RESET: &str = "ResetTopic";
+    let data = tempfile::tempdir().unwrap();
+    let standalone = Standalone::start(data.path(), None);
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", RESET, "-r", "1", "-w", "1"]);
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "ResetProducer".into(),
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    let send_five = |from: usize| {
+        let producer = &producer;
+        async move {
+            for i in from..from + 5 {
+                producer.send(&Message::new(RESET, format!("m{i}").into_bytes())).await.unwrap();
+            }
+        }
+    };
+    send_five(0).await;
+    // Store times are in milliseconds: the second five are stored after `middle`.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let middle = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_five(5).await;
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let consumer = PushConsumer::start(
+        PushConsumerConfig {
+            namesrv_addrs: vec![ns.to_owned()],
+            group: "ResetGroup".into(),
+            subscriptions: [(RESET.to_owned(), "*".into())].into_iter().collect(),
+            consume_from: ConsumeFrom::First,
+            commit_interval: Duration::from_millis(200),
+            ..PushConsumerConfig::default()
+        },
+        move |m: &ReceivedMessage| {
+            record.lock().unwrap().push(String::from_utf8_lossy(&m.body).into_owned());
+            ConsumeResult::Success
+        },
+    )
+    .unwrap();
+    eventually(ns, &["consumerProgress", "-g", "ResetGroup", "-t", RESET], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 10);
+
+    // Back to the middle while the consumer runs: it reads the second five again.
+    let reset = ok(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", &middle]);
+    let lines: Vec<&str> = reset.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "start reset consumer offset by specified, group[ResetGroup], topic[{RESET}], \
+             force[true], timestamp(string)[{middle}], timestamp(long)[{middle}]"
+        )
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["#brokerName", "#queueId", "#offset"]
+    );
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["broker-a", "0", "5"]);
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < 15 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not read again: {:?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A concurrent consumer's workers may finish them in any order.
+    let mut again: Vec<String> = seen.lock().unwrap()[10..].to_vec();
+    again.sort();
+    assert_eq!(again, ["m5", "m6", "m7", "m8", "m9"]);
+    eventually(ns, &["consumerProgress", "-g", "ResetGroup", "-t", RESET], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 15, "only the five after the reset, once");
+    consumer.shutdown().await;
+
+    // With no member online: to the start by time, then one queue to an offset.
+    ok(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "0"]);
+    assert_eq!(consumer_offset(ns, "ResetGroup", RESET), 0);
+    let one_queue = |offset| {
+        let flags = ["-s", "now", "-b", broker, "-q", "0", "-o", offset];
+        [["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET].as_slice(), &flags].concat()
+    };
+    let one = ok(ns, &one_queue("3"));
+    assert!(one.ends_with("\nreset consumer offset to 3\n"), "{one}");
+    assert_eq!(consumer_offset(ns, "ResetGroup", RESET), 3);
+    let said = refused(ns, &one_queue("99"));
+    assert!(said.contains("Target offset 99 not in consume queue range [0-10]"), "{said}");
+    let said = refused(ns, &["resetOffsetByTime", "-g", "NoSuchGroup", "-t", RESET, "-s", "now"]);
+    assert!(said.contains("SUBSCRIPTION_GROUP_NOT_EXIST"), "{said}");
+    let said =
+        refused(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "yesterday"]);
+    assert!(said.contains("-s yesterday is not a time"), "{said}");
+    producer.shutdown().await;
+}
+
 #[test]
 fn bad_flags_and_unreachable_servers_exit_non_zero_with_a_reason() {
     let no_namesrv = admin("", &["topicList"]);

@@ -577,6 +577,9 @@ pub(crate) struct QueueAnswer {
     pub next: i64,
     /// The broker id to pull from next (`suggestWhichBrokerId`).
     pub suggested: i64,
+    /// The broker moved the position (PULL_OFFSET_MOVED: the offset was outside the queue, or
+    /// an operator reset the group's offset): `next` is where to go, back or forward.
+    pub moved: bool,
 }
 
 /// Pulls a queue.
@@ -621,6 +624,7 @@ pub(crate) async fn pull_queue(
                 messages,
                 next: answer.next_begin_offset,
                 suggested: answer.suggest_which_broker_id,
+                moved: reply.code == response::PULL_OFFSET_MOVED,
             })
         }
         code => Err(ClientError::Broker { code, remark: reply.remark.unwrap_or_default() }),

@@ -648,6 +648,14 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
             pulled = pull(&inner, broker.as_deref(), &queue, offset, &subscription) => pulled,
         };
         match pulled {
+            Ok(answer) if answer.moved => {
+                from = answer.suggested;
+                tracing::info!(%queue, from = offset, to = answer.next, "the broker moved the pull position");
+                match &process {
+                    Process::Concurrent(queue, _) => lock(queue).skip_to(answer.next),
+                    Process::Orderly(shared) => shared.state().skip_to(answer.next),
+                }
+            }
             Ok(answer) => {
                 from = answer.suggested;
                 let wanted: Vec<ReceivedMessage> = answer

@@ -1,7 +1,7 @@
-//! The admin bodies keyed by `MessageQueue` objects (`TopicStatsTable`, `ConsumeStats`), in
-//! fastjson's form: see [`crate::codec::json::write_object_keyed`].
+//! The admin bodies keyed by `MessageQueue` objects (`TopicStatsTable`, `ConsumeStats`,
+//! `ResetOffsetBody`), in fastjson's form: see [`crate::codec::json::write_object_keyed`].
 
-use petrel_core::admin::{ConsumeStats, TopicStatsTable};
+use petrel_core::admin::{ConsumeStats, MessageQueue, TopicStatsTable};
 
 use crate::codec::json::{read_object_keyed, to_json, write_object_keyed, JsonStyle};
 
@@ -32,6 +32,21 @@ pub fn consume_stats_from_json(bytes: &[u8]) -> Result<ConsumeStats, serde_json:
     let (fields, offset_table) = read_object_keyed(bytes, "offsetTable")?;
     let consume_tps = fields.get("consumeTps").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     Ok(ConsumeStats { consume_tps, offset_table })
+}
+
+/// INVOKE_BROKER_TO_RESET_OFFSET's answer (and RESET_CONSUMER_CLIENT_OFFSET's body):
+/// `{"offsetTable":{{mq}:offset,..}}`.
+pub fn reset_offsets_to_json(table: &[(MessageQueue, i64)], style: JsonStyle) -> Vec<u8> {
+    let mut out = b"{\"offsetTable\":".to_vec();
+    write_object_keyed(&mut out, table, style);
+    out.push(b'}');
+    out
+}
+
+pub fn reset_offsets_from_json(
+    bytes: &[u8],
+) -> Result<Vec<(MessageQueue, i64)>, serde_json::Error> {
+    Ok(read_object_keyed(bytes, "offsetTable")?.1)
 }
 
 #[cfg(test)]
@@ -93,6 +108,18 @@ mod tests {
         assert_eq!(again.unwrap(), stats);
         let empty = consume_stats_to_json(&ConsumeStats::default(), JsonStyle::Fastjson);
         assert_eq!(empty, br#"{"consumeTps":0.0,"offsetTable":{}}"#);
+    }
+
+    #[test]
+    fn reset_offsets_are_keyed_by_queue_objects() {
+        // What RocketMQ 5's broker answers a reset of a topic of two queues with.
+        let text = concat!(
+            r#"{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:3,"#,
+            r#"{"brokerName":"broker-a","queueId":1,"topic":"T"}:0}}"#
+        );
+        let table = vec![(queue(0), 3), (queue(1), 0)];
+        assert_eq!(reset_offsets_to_json(&table, JsonStyle::Fastjson), text.as_bytes());
+        assert_eq!(reset_offsets_from_json(text.as_bytes()).unwrap(), table);
     }
 
     #[test]

@@ -96,6 +96,12 @@ pub struct BrokerConfig {
     pub server: ServerConfig,
     /// The Prometheus endpoint (`metricsExporterType`, `metricsPromExporterPort`, ...).
     pub metrics: crate::metrics::MetricsConfig,
+    /// `configBlackList`: properties UPDATE_BROKER_CONFIG may not change, `;`-separated
+    /// (`brokerConfigPath`, `rocketmqHome` and `configBlackList` never, as in RocketMQ).
+    pub config_black_list: String,
+    /// The file the broker was started from (`-c`), where UPDATE_BROKER_CONFIG writes what
+    /// it changes (RocketMQ's `brokerConfigPath`); `None` keeps changes until the broker stops.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -142,6 +148,8 @@ impl Default for BrokerConfig {
             store: StoreConfig::new(home.join("store")),
             server: ServerConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
+            config_black_list: "configBlackList;brokerConfigPath".to_owned(),
+            config_file: None,
         }
     }
 }
@@ -331,6 +339,7 @@ impl BrokerConfig {
         props.apply("maxTransferBytesOnMessageInMemory", &mut self.pull_bytes_max, "bytes")?;
         props.apply("maxHeldPullRequests", &mut self.held_pulls_max, "a count")?;
         props.apply("maxBatchMessages", &mut self.batch_messages_max, "a count")?;
+        props.apply("configBlackList", &mut self.config_black_list, "names separated by ;")?;
         crate::config::apply_server(props, &mut self.server)?;
         self.metrics.apply(props)?;
         self.transactions.apply(props)?;
@@ -420,6 +429,13 @@ impl BrokerConfig {
     /// `key=value` line each (GET_BROKER_CONFIG, `-p`).
     pub fn to_properties(&self) -> String {
         crate::config::effective(|props| self.clone().apply(props))
+    }
+
+    /// The properties UPDATE_BROKER_CONFIG refuses to change.
+    pub fn black_list(&self) -> Vec<&str> {
+        let always = ["brokerConfigPath", "rocketmqHome", "configBlackList"];
+        let listed = self.config_black_list.split(';').map(str::trim).filter(|n| !n.is_empty());
+        always.into_iter().chain(listed).collect()
     }
 
     /// `host:port` clients are told to use.

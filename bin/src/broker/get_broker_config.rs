@@ -1,6 +1,7 @@
 //! GET_BROKER_CONFIG (26): the configuration the broker runs with, as Java properties text
-//! in RocketMQ's names (mqadmin getBrokerConfig). The header's version is the configuration's
-//! DataVersion: Petrel's does not change while it runs, so it is the boot time's.
+//! in RocketMQ's names (mqadmin getBrokerConfig), as UPDATE_BROKER_CONFIG last left it. The
+//! header's version is the configuration's DataVersion: the boot time, and a counter each
+//! update moves on.
 
 use std::sync::Arc;
 
@@ -10,16 +11,20 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::GetBrokerConfigResponseHeader;
 use petrel_net::transport::Connection;
 
-use super::{answered, success, Broker, Outcome};
+use super::{answered, lock, success, Broker, Outcome};
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
     _conn: &Connection,
     _request: &RemotingCommand,
 ) -> Outcome {
-    let version = DataVersion { timestamp: broker.boot_millis as i64, ..DataVersion::default() };
+    let (body, counter) = {
+        let updated = lock(&broker.updated);
+        (updated.0.to_properties().into_bytes(), updated.1)
+    };
+    let timestamp = broker.boot_millis as i64;
+    let version = DataVersion { timestamp, counter, ..DataVersion::default() };
     let version = String::from_utf8(to_json(&version, JsonStyle::Fastjson)).ok();
     let header = GetBrokerConfigResponseHeader { version };
-    let body = broker.config.to_properties().into_bytes();
     answered(success().with_header(&header).with_body(body))
 }

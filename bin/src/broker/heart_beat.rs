@@ -50,7 +50,7 @@ pub(super) fn handle(
         let group = &consumer.group_name;
         let retry_queues = {
             let mut groups = broker.groups();
-            match groups.find_or_create(group, broker.config.auto_create_group, now) {
+            match groups.find_or_create(group, broker.auto_create_group(), now) {
                 Ok((config, created)) => {
                     groups_created |= created;
                     Some(config.retry_queue_nums)

@@ -37,6 +37,7 @@ mod get_topic_stats_info;
 mod ha;
 mod ha_slave;
 mod heart_beat;
+mod invoke_broker_to_reset_offset;
 mod lock_batch_mq;
 mod metrics;
 mod notify_broker_role_changed;
@@ -61,6 +62,7 @@ mod transactions;
 mod unregister_client;
 mod update_and_create_subscriptiongroup;
 mod update_and_create_topic;
+mod update_broker_config;
 mod update_consumer_offset;
 mod view_message_by_id;
 
@@ -179,7 +181,11 @@ impl Stats {
 
 /// The broker's state, shared by the request handler and its tasks.
 pub struct Broker {
+    /// The configuration the broker started with: what its tasks and stores were built from.
     config: BrokerConfig,
+    /// The configuration as UPDATE_BROKER_CONFIG last left it, with the number of updates
+    /// (GET_BROKER_CONFIG answers it; `update_broker_config.rs` says what takes effect when).
+    updated: Mutex<(BrokerConfig, i64)>,
     /// What the send planner reads of the configuration (and of the role, which a controller
     /// may change).
     send_config: RwLock<SendConfig>,
@@ -492,6 +498,16 @@ impl Broker {
         self.topics_durable()
     }
 
+    /// `brokerPermission` as it is now (UPDATE_BROKER_CONFIG changes it).
+    fn permission(&self) -> i32 {
+        self.send_config.read().unwrap_or_else(|p| p.into_inner()).broker_permission
+    }
+
+    /// `autoCreateSubscriptionGroup` as it is now (UPDATE_BROKER_CONFIG changes it).
+    fn auto_create_group(&self) -> bool {
+        self.send_config.read().unwrap_or_else(|p| p.into_inner()).auto_create_group
+    }
+
     /// The number the planner picks a queue with when the producer leaves the choice: the
     /// count of messages stored, which spreads them round the queues.
     fn pick(&self) -> u64 {
@@ -688,9 +704,11 @@ impl Broker {
             request::NOTIFY_BROKER_ROLE_CHANGED => notify_broker_role_changed::handle,
             request::GET_BROKER_EPOCH_CACHE => get_broker_epoch_cache::handle,
             request::GET_BROKER_CONFIG => get_broker_config::handle,
+            request::UPDATE_BROKER_CONFIG => update_broker_config::handle,
             request::GET_TOPIC_STATS_INFO => get_topic_stats_info::handle,
             request::GET_TOPIC_CONFIG => get_topic_config::handle,
             request::CLONE_GROUP_OFFSET => clone_group_offset::handle,
+            request::INVOKE_BROKER_TO_RESET_OFFSET => invoke_broker_to_reset_offset::handle,
             request::GET_CONSUMER_CONNECTION_LIST => get_consumer_connection_list::handle,
             request::GET_PRODUCER_CONNECTION_LIST => get_producer_connection_list::handle,
             request::DELETE_SUBSCRIPTIONGROUP => delete_subscriptiongroup::handle,
@@ -747,6 +765,7 @@ impl Broker {
     pub fn check_invariants(&self) {
         self.topics().check_invariants();
         self.groups().check_invariants();
+        self.offsets().check_invariants();
         lock(&self.clients).check_invariants();
         lock(&self.filters).check_invariants();
         lock(&self.stats.rates).check_invariants();
@@ -971,10 +990,9 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let (ha_listener, ha_port) = ha::bind(&config).await?;
     let ha_addr = format!("{ip}:{ha_port}");
     let loaded = persist::load_all(disk.as_ref(), &config)?;
-    let send_config = send_config(&config, &addr);
     let (to_controller, from_core) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(Broker {
-        send_config: RwLock::new(send_config),
+        send_config: RwLock::new(send_config(&config, &addr)),
         read_policy: Mutex::new(read_policy(&config)),
         replicas: Mutex::new(None),
         term: Mutex::new(Flag::new()),
@@ -1012,6 +1030,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         namesrv: RemotingClient::new(ClientConfig::default(), None),
         stats: Stats::default(),
         boot_millis: now_millis(),
+        updated: Mutex::new((config.clone(), 0)),
         config,
     });
     if state.topics().ensure(system_topics(&state.config), now_millis()) {

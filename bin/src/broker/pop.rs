@@ -222,7 +222,7 @@ async fn hold(
 /// The checks, in RocketMQ's order; the queues to read (all, from a random one, or the one
 /// asked for).
 fn check(broker: &Broker, header: &PopMessageRequestHeader) -> Result<Vec<i32>, Refusal> {
-    if !perm::is_readable(broker.config.broker_permission) {
+    if !perm::is_readable(broker.permission()) {
         let why = format!("the broker[{}] peeking message is forbidden", broker.addr);
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
@@ -274,7 +274,7 @@ pub(super) fn queues_to_read(
 pub(super) fn check_group(broker: &Broker, group: &str) -> Result<(), Refusal> {
     let found = {
         let mut groups = broker.groups();
-        let found = groups.find_or_create(group, broker.config.auto_create_group, now_millis());
+        let found = groups.find_or_create(group, broker.auto_create_group(), now_millis());
         found.map(|(config, created)| (config.consume_enable, created))
     };
     match found {

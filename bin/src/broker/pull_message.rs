@@ -71,10 +71,14 @@ pub(super) fn handle(
     let header: PullMessageRequestHeader = decode(request)?;
     let (filter, group) = check(broker, conn, &header)?;
     let reader = Reader { filter, group };
+    let (group, topic) = (&header.consumer_group, &header.topic);
+    let reset = broker.offsets().take_reset(topic, group, header.queue_id);
+    if let Some(offset) = reset {
+        return answered(moved_by_reset(broker, &header, offset));
+    }
     let commits = header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0;
     if commits && broker.read_policy().stores_pull_offsets() {
         let mut offsets = broker.offsets();
-        let (group, topic) = (&header.consumer_group, &header.topic);
         if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
             broker.offsets_dirty.store(true, Ordering::Release);
         }
@@ -101,6 +105,25 @@ pub(super) fn handle(
         let broker = slot.0.clone();
         hold(&broker, &conn, &header, &reader, Duration::from_millis(hold_ms)).await
     })))
+}
+
+/// The answer to the first pull of a queue after an operator reset the group's offset in it:
+/// PULL_OFFSET_MOVED to the reset offset (RocketMQ's OFFSET_RESET status), nothing read.
+fn moved_by_reset(
+    broker: &Broker,
+    header: &PullMessageRequestHeader,
+    offset: i64,
+) -> RemotingCommand {
+    let (min, max) = broker.store().queue_offsets(&header.topic, header.queue_id).unwrap_or((0, 0));
+    let answer = PullMessageResponseHeader {
+        suggest_which_broker_id: petrel_core::model::MASTER_ID,
+        next_begin_offset: offset,
+        min_offset: min as i64,
+        max_offset: max as i64,
+        ..PullMessageResponseHeader::default()
+    };
+    let remark = "OFFSET_RESET".to_owned();
+    RemotingCommand::response(response::PULL_OFFSET_MOVED, Some(remark)).with_header(&answer)
 }
 
 /// Waits for records past the requested offset, or the deadline, then reads again.
@@ -161,14 +184,14 @@ fn check(
     conn: &Connection,
     header: &PullMessageRequestHeader,
 ) -> Result<(MessageFilter, GroupPreference), Refusal> {
-    if !perm::is_readable(broker.config.broker_permission) {
+    if !perm::is_readable(broker.permission()) {
         let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
     let group = &header.consumer_group;
     let (settings, created) = {
         let mut groups = broker.groups();
-        match groups.find_or_create(group, broker.config.auto_create_group, now_millis()) {
+        match groups.find_or_create(group, broker.auto_create_group(), now_millis()) {
             Ok((config, created)) if config.consume_enable => {
                 (GroupPreference::from(config), created)
             }

@@ -25,7 +25,7 @@ const RETRY: Duration = Duration::from_secs(2);
 
 fn registration(broker: &Broker, broker_id: i64) -> RemotingCommand {
     let mut wrapper = broker.topics().wrapper();
-    let broker_perm = broker.config.broker_permission;
+    let broker_perm = broker.permission();
     for config in wrapper.topic_config_table.values_mut() {
         config.perm &= broker_perm | petrel_core::model::perm::INHERIT;
     }

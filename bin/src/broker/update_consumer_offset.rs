@@ -1,6 +1,8 @@
 //! UPDATE_CONSUMER_OFFSET (15): a consumer group commits its offset in a queue. A queue the
 //! topic does not have is refused INVALID_PARAMETER, where RocketMQ stores any queue id
 //! ([decision 0008](../../../docs/decisions/0008-refuse-admin-values-that-name-nothing.md)).
+//! While an operator's reset of the queue waits for the group's next pull, the commit is
+//! ignored and answered SUCCESS with RocketMQ's remark.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,7 +44,12 @@ pub(super) fn handle(
         );
         return Err(Refusal::new(response::INVALID_PARAMETER, why));
     }
-    if broker.offsets().commit(topic, group, header.queue_id, header.commit_offset) {
+    let mut offsets = broker.offsets();
+    if offsets.has_reset(topic, group, header.queue_id) {
+        let why = "Offset has been previously reset".to_owned();
+        return answered(RemotingCommand::response(response::SUCCESS, Some(why)));
+    }
+    if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
         broker.offsets_dirty.store(true, Ordering::Release);
     }
     answered(success())

@@ -52,6 +52,7 @@ pub async fn run(args: BrokerArgs) -> Result<(), String> {
         }
         config.apply(props).map_err(|e| e.to_string())
     })?;
+    config.config_file = file.map(std::path::absolute).transpose().map_err(|e| e.to_string())?;
     if args.print_config {
         config.validate().map_err(|e| format!("the configuration is refused: {e}"))?;
         print!("{}", props.render_effective());

@@ -45,6 +45,8 @@ pub async fn run(args: NamesrvArgs) -> Result<(), String> {
         }
         Ok(())
     })?;
+    config.config_file =
+        args.config.as_deref().map(std::path::absolute).transpose().map_err(|e| e.to_string())?;
     if args.print_config {
         print!("{}", props.render_effective());
         return Ok(());

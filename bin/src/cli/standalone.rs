@@ -45,6 +45,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), String> {
         load_conf(Some(path), "broker.conf", &[], |props| {
             config.apply(props).map_err(|e| e.to_string())
         })?;
+        config.config_file = Some(std::path::absolute(path).map_err(|e| e.to_string())?);
     }
     config.listen_port = args.broker_port;
     config.broker_ip = Some("127.0.0.1".to_owned());

@@ -53,6 +53,11 @@ pub struct NamesrvConfig {
     pub route: RouteTableConfig,
     /// `serverChannelMaxConnections`, `frameMaxLength`: transport limits.
     pub server: ServerConfig,
+    /// `configBlackList`: properties UPDATE_NAMESRV_CONFIG may not change, `;`-separated.
+    pub config_black_list: String,
+    /// The file the NameServer was started from (`-c`), where UPDATE_NAMESRV_CONFIG writes
+    /// what it changes; `None` keeps changes until the NameServer stops.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for NamesrvConfig {
@@ -67,6 +72,8 @@ impl Default for NamesrvConfig {
             enable_topic_list: true,
             route: RouteTableConfig::default(),
             server: ServerConfig::default(),
+            config_black_list: "configBlackList;configStorePath;kvConfigPath".to_owned(),
+            config_file: None,
         }
     }
 }
@@ -111,7 +118,15 @@ impl NamesrvConfig {
             "milliseconds",
         )?;
         crate::config::apply_server(props, &mut self.server)?;
+        props.apply("configBlackList", &mut self.config_black_list, "names separated by ;")?;
         Ok(())
+    }
+
+    /// The properties UPDATE_NAMESRV_CONFIG refuses to change: `configBlackList`'s, and
+    /// `configBlackList` itself always.
+    pub fn black_list(&self) -> Vec<&str> {
+        let listed = self.config_black_list.split(';').map(str::trim).filter(|n| !n.is_empty());
+        std::iter::once("configBlackList").chain(listed).collect()
     }
 
     /// The configuration in RocketMQ's property names with the values it holds, a
@@ -123,7 +138,10 @@ impl NamesrvConfig {
 
 /// The NameServer's state, shared by the request handler and the housekeeping task.
 pub struct Namesrv {
+    /// The configuration the NameServer started with; `live` holds what
+    /// UPDATE_NAMESRV_CONFIG changed since (`namesrv_config.rs`).
     config: NamesrvConfig,
+    live: Mutex<(NamesrvConfig, i64)>,
     table: Mutex<RouteTable>,
     kv: Mutex<KvConfig>,
     server: ServerHandle,
@@ -135,6 +153,11 @@ type Reply = Result<RemotingCommand, HeaderError>;
 impl Namesrv {
     fn table(&self) -> MutexGuard<'_, RouteTable> {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The configuration as UPDATE_NAMESRV_CONFIG last left it, and how many updates it had.
+    fn live(&self) -> MutexGuard<'_, (NamesrvConfig, i64)> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn kv(&self) -> MutexGuard<'_, KvConfig> {
@@ -182,6 +205,7 @@ impl Namesrv {
             request::WIPE_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, false),
             request::ADD_WRITE_PERM_OF_BROKER => broker_perm::handle(self, request, true),
             request::GET_NAMESRV_CONFIG => Ok(namesrv_config::get(self)),
+            request::UPDATE_NAMESRV_CONFIG => Ok(namesrv_config::update(self, conn, request)),
             other => Ok(not_supported(other)),
         }
     }
@@ -289,6 +313,7 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
         table: Mutex::new(RouteTable::new(config.route.clone())),
         kv: Mutex::new(Namesrv::load_kv(&config)),
         server: server.handle(),
+        live: Mutex::new((config.clone(), 0)),
         config,
     });
     let stop = SetOnDrop::new();

@@ -70,7 +70,7 @@ pub(super) fn handle(namesrv: &Namesrv, conn: &Connection, request: &RemotingCom
         master_addr: outcome.master_addr,
     };
     let mut reply = RemotingCommand::response(response::SUCCESS, None).with_header(&answer);
-    if namesrv.config.return_order_topic_config_to_broker {
+    if namesrv.live().0.return_order_topic_config_to_broker {
         if let Some(table) = namesrv.kv().namespace(NAMESPACE_ORDER_TOPIC_CONFIG) {
             reply.body = to_json(&KvTable { table: table.clone() }, JsonStyle::Fastjson).into();
         }

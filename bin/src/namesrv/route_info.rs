@@ -27,7 +27,7 @@ pub(super) fn handle(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
             ),
         ));
     };
-    if namesrv.config.order_message_enable {
+    if namesrv.live().0.order_message_enable {
         route.order_topic_conf =
             namesrv.kv().get(NAMESPACE_ORDER_TOPIC_CONFIG, &header.topic).map(str::to_owned);
     }

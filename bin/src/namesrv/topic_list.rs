@@ -13,7 +13,7 @@ use petrel_net::headers::namesrv::GetTopicsByClusterRequestHeader;
 use super::{ok_with_body, Namesrv, Reply};
 
 pub(super) fn all(namesrv: &Namesrv) -> RemotingCommand {
-    if !namesrv.config.enable_all_topic_list {
+    if !namesrv.live().0.enable_all_topic_list {
         return RemotingCommand::response(response::SYSTEM_ERROR, "disable".to_owned());
     }
     let list = TopicList { broker_addr: None, topic_list: namesrv.table().topics() };
@@ -22,7 +22,7 @@ pub(super) fn all(namesrv: &Namesrv) -> RemotingCommand {
 
 pub(super) fn by_cluster(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
     let header: GetTopicsByClusterRequestHeader = request.header()?;
-    if !namesrv.config.enable_topic_list {
+    if !namesrv.live().0.enable_topic_list {
         return Ok(RemotingCommand::response(response::SYSTEM_ERROR, "disable".to_owned()));
     }
     let topics = namesrv.table().topics_of_cluster(&header.cluster);

@@ -1,6 +1,12 @@
 //! Consumer offsets (`ConsumerOffsetManager`): the next offset each consumer group will read
 //! from each queue, as committed by its members. Kept as `config/consumerOffset.json`:
 //! `{"offsetTable":{"topic@group":{0:123,1:456}}}` (fastjson's bare integer keys).
+//!
+//! An operator's reset (INVOKE_BROKER_TO_RESET_OFFSET, RocketMQ 5's server-side reset) sets
+//! the committed offset and leaves a pending reset per queue, in memory only as in RocketMQ:
+//! the group's next pull of the queue takes it (and is told to move there), and until then
+//! the members' own commits of the queue are ignored, so that their older positions do not
+//! undo it.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +20,9 @@ pub const KEY_SEPARATOR: char = '@';
 #[serde(rename_all = "camelCase", default)]
 pub struct ConsumerOffsets {
     pub offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Resets no pull has taken yet, keyed as `offset_table`.
+    #[serde(skip)]
+    resets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -32,20 +41,72 @@ impl ConsumerOffsets {
         self.offset_table.get(&key(topic, group))?.get(&queue_id).copied()
     }
 
+    /// Records a member's commit, unless an operator's reset of the queue is pending (then
+    /// it is ignored, as RocketMQ ignores it). Returns true when the table changed.
+    pub fn commit_unless_reset(
+        &mut self,
+        topic: &str,
+        group: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> bool {
+        !self.has_reset(topic, group, queue_id) && self.commit(topic, group, queue_id, offset)
+    }
+
+    /// An operator's reset: the committed offset becomes `offset`, and stays pending until
+    /// the group's next pull of the queue takes it. A negative offset or queue is ignored.
+    pub fn reset(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        if queue_id < 0 || offset < 0 {
+            return;
+        }
+        self.resets.entry(key(topic, group)).or_default().insert(queue_id, offset);
+        self.commit(topic, group, queue_id, offset);
+    }
+
+    /// Whether a reset of the queue waits for the group's next pull.
+    pub fn has_reset(&self, topic: &str, group: &str, queue_id: i32) -> bool {
+        self.resets.get(&key(topic, group)).is_some_and(|q| q.contains_key(&queue_id))
+    }
+
+    /// The pending reset of the queue, taken by a pull (which answers the member with it).
+    pub fn take_reset(&mut self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        let k = key(topic, group);
+        let queues = self.resets.get_mut(&k)?;
+        let offset = queues.remove(&queue_id);
+        if queues.is_empty() {
+            self.resets.remove(&k);
+        }
+        offset
+    }
+
     /// Forgets every group's offsets of `topic`.
     pub fn remove_topic(&mut self, topic: &str) -> bool {
+        let keep = |k: &String| k.rsplit_once(KEY_SEPARATOR).is_none_or(|(t, _)| t != topic);
+        self.resets.retain(|k, _| keep(k));
         let before = self.offset_table.len();
-        self.offset_table
-            .retain(|k, _| k.rsplit_once(KEY_SEPARATOR).is_none_or(|(t, _)| t != topic));
+        self.offset_table.retain(|k, _| keep(k));
         self.offset_table.len() != before
     }
 
     /// Forgets `group`'s offsets of every topic.
     pub fn remove_group(&mut self, group: &str) -> bool {
+        let keep = |k: &String| k.rsplit_once(KEY_SEPARATOR).is_none_or(|(_, g)| g != group);
+        self.resets.retain(|k, _| keep(k));
         let before = self.offset_table.len();
-        self.offset_table
-            .retain(|k, _| k.rsplit_once(KEY_SEPARATOR).is_none_or(|(_, g)| g != group));
+        self.offset_table.retain(|k, _| keep(k));
         self.offset_table.len() != before
+    }
+
+    /// A pending reset is a committed offset too, and no queue's map is left empty.
+    pub fn check_invariants(&self) {
+        for (k, queues) in &self.resets {
+            assert!(!queues.is_empty(), "an empty reset map for {k}");
+            for (queue, offset) in queues {
+                assert!(*offset >= 0 && *queue >= 0, "reset {k}:{queue} to {offset}");
+                let committed = self.offset_table.get(k).and_then(|q| q.get(queue));
+                assert!(committed.is_some(), "reset {k}:{queue} has no committed offset");
+            }
+        }
     }
 
     /// The topics `group` committed offsets for, and each one's offsets by queue.
@@ -92,6 +153,28 @@ mod tests {
         assert_eq!(offsets.groups_of("T"), vec!["G".to_owned()]);
         assert!(offsets.remove_topic("T"));
         assert_eq!(offsets.query("T", "G", 0), None);
+    }
+
+    #[test]
+    fn a_reset_holds_off_commits_until_a_pull_takes_it() {
+        let mut offsets = ConsumerOffsets::default();
+        offsets.commit("T", "G", 0, 50);
+        offsets.reset("T", "G", 0, 10);
+        offsets.reset("T", "G", -1, 10);
+        offsets.check_invariants();
+        assert_eq!(offsets.query("T", "G", 0), Some(10));
+        assert!(!offsets.commit_unless_reset("T", "G", 0, 50), "a member's older position");
+        assert_eq!(offsets.query("T", "G", 0), Some(10));
+        assert!(offsets.commit_unless_reset("T", "G", 1, 7), "other queues commit as before");
+        assert_eq!(offsets.take_reset("T", "G", 0), Some(10));
+        assert_eq!(offsets.take_reset("T", "G", 0), None, "taken once");
+        assert!(offsets.commit_unless_reset("T", "G", 0, 12));
+        offsets.reset("T", "G", 2, 3);
+        assert!(offsets.remove_group("G"));
+        assert!(!offsets.has_reset("T", "G", 2));
+        offsets.check_invariants();
+        let json = serde_json::to_string(&offsets).unwrap();
+        assert!(!json.contains("resets"), "resets are not persisted: {json}");
     }
 
     #[test]

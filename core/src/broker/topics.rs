@@ -64,6 +64,13 @@ impl TopicTable {
         self.topics.keys().map(String::as_str)
     }
 
+    /// Moves the version on with no topic changed: the broker's permission, which every
+    /// registered topic carries, changed (RocketMQ does the same), so the NameServer takes
+    /// the next registration's queues.
+    pub fn touch(&mut self, now: Millis) {
+        self.bump(now);
+    }
+
     fn bump(&mut self, now: Millis) {
         self.version.counter += 1;
         self.version.timestamp = now as i64;

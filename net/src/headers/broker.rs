@@ -451,6 +451,20 @@ command_header! {
 }
 
 command_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222): `group`'s offsets of `topic` moved to where
+    /// `timestamp` falls in each queue (the queue's end for a negative one), or, for one
+    /// `queueId` (-1: every queue), to `offset`. `isForce` is RocketMQ 4's (move forward too).
+    pub struct ResetOffsetRequestHeader {
+        required group: String = "group",
+        required topic: String = "topic",
+        optional queue_id: i32 = "queueId",
+        optional offset: i64 = "offset",
+        required timestamp: i64 = "timestamp",
+        required is_force: bool = "isForce",
+    }
+}
+
+command_header! {
     /// CLONE_GROUP_OFFSET (314): `destGroup` takes `srcGroup`'s committed offsets of `topic`
     /// (every topic `srcGroup` committed for, without one).
     pub struct CloneGroupOffsetRequestHeader {

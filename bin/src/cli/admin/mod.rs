@@ -7,9 +7,11 @@
 //! through the NameServer).
 
 mod cluster;
+mod config;
 mod group;
 mod ha;
 mod message;
+mod reset;
 mod topic;
 
 use std::time::Duration;
@@ -78,6 +80,9 @@ pub enum AdminCommand {
     /// Give a consumer group another's committed offsets of a topic.
     #[command(name = "cloneGroupOffset")]
     CloneGroupOffset(group::CloneGroupOffset),
+    /// Move a consumer group's offsets of a topic to a time (or one queue's to an offset).
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime(reset::ResetOffsetByTime),
     /// A consumer group's live connections and subscriptions.
     #[command(name = "consumerConnection")]
     ConsumerConnection(group::ConsumerConnection),
@@ -93,6 +98,12 @@ pub enum AdminCommand {
     /// The configuration a broker runs with.
     #[command(name = "getBrokerConfig")]
     GetBrokerConfig(cluster::GetBrokerConfig),
+    /// Set a property of a broker, or of every master (with -a every broker) of a cluster.
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig(config::UpdateBrokerConfig),
+    /// Set a property of every NameServer.
+    #[command(name = "updateNamesrvConfig")]
+    UpdateNamesrvConfig(config::UpdateNamesrvConfig),
     /// The configuration each NameServer runs with.
     #[command(name = "getNamesrvConfig")]
     GetNamesrvConfig(cluster::GetNamesrvConfig),
@@ -156,12 +167,15 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::DeleteSubGroup(args) => group::delete(args).await,
         AdminCommand::ConsumerProgress(args) => group::progress(args).await,
         AdminCommand::CloneGroupOffset(args) => group::clone_offsets(args).await,
+        AdminCommand::ResetOffsetByTime(args) => reset::reset(args).await,
         AdminCommand::ConsumerConnection(args) => group::consumer_connection(args).await,
         AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
         AdminCommand::ClusterList(args) => cluster::list(args).await,
         AdminCommand::BrokerStatus(args) => cluster::broker_status(args).await,
         AdminCommand::GetBrokerConfig(args) => cluster::broker_config(args).await,
         AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
+        AdminCommand::UpdateBrokerConfig(args) => config::update_broker(args).await,
+        AdminCommand::UpdateNamesrvConfig(args) => config::update_namesrv(args).await,
         AdminCommand::WipeWritePerm(args) => cluster::write_perm(args, false).await,
         AdminCommand::AddWritePerm(args) => cluster::write_perm(args, true).await,
         AdminCommand::QueryMsgById(args) => message::by_id(args).await,
