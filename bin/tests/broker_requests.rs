@@ -735,6 +735,33 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 #[tokio::test]
+async fn the_namesrv_counts_its_brokers_topics_and_connections_in_prometheus_format() {
+    let config = petrel::namesrv::NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        metrics: petrel::metrics::MetricsConfig { prom: true, host: String::new(), port: 0 },
+        ..petrel::namesrv::NamesrvConfig::default()
+    };
+    let namesrv = petrel::namesrv::start(config).await.unwrap();
+    let metrics = namesrv.metrics_addr.expect("metrics are served");
+    let ns = namesrv.local_addr.to_string();
+    let broker = Running::start(Some(&ns), |c| c.broker_name = "broker-m".into()).await;
+    // Started, the broker is routed: registered with its topics.
+    let (status, text) = http(metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let node = format!(r#"node_id="{ns}""#);
+    let cluster = r#"cluster="DefaultCluster""#;
+    assert_eq!(sample(&text, "rocketmq_namesrv_broker_groups", &[&node, cluster]), 1.0);
+    assert_eq!(sample(&text, "rocketmq_namesrv_brokers", &[&node, cluster]), 1.0);
+    // The broker's own topic and the system topics it registers.
+    assert!(sample(&text, "rocketmq_topic_number", &[&node]) >= 2.0, "{text}");
+    assert!(sample(&text, "rocketmq_connections", &[&node]) >= 1.0, "the broker's: {text}");
+    assert!(text.contains("# TYPE rocketmq_namesrv_brokers gauge\n"), "{text}");
+    broker.stop().await;
+    namesrv.shutdown().await;
+}
+
+#[tokio::test]
 async fn metrics_count_traffic_lag_and_latency_in_prometheus_format() {
     let broker = Running::start(None, |c| {
         c.metrics.prom = true;

@@ -63,6 +63,9 @@ async fn serve(config: NamesrvConfig, embedded: Option<ControllerConfig>) -> Res
         namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     // The bound address, on stdout: with `--listen-port 0` this is how a caller learns the port.
     announce(&format!("namesrv listening on {}", handle.local_addr));
+    if let Some(addr) = handle.metrics_addr {
+        announce(&format!("metrics at http://{addr}/metrics"));
+    }
     let controller = match embedded {
         Some(config) => {
             let running = controller::start(config, Arc::new(FsDisk)).await?;

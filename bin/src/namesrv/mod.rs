@@ -8,6 +8,7 @@ mod broker_perm;
 mod cluster_info;
 mod delete_topic;
 mod kv_config;
+mod metrics;
 mod namesrv_config;
 mod query_data_version;
 mod register_broker;
@@ -53,6 +54,9 @@ pub struct NamesrvConfig {
     pub route: RouteTableConfig,
     /// `serverChannelMaxConnections`, `frameMaxLength`: transport limits.
     pub server: ServerConfig,
+    /// The Prometheus endpoint (`metricsExporterType`, `metricsPromExporterPort`, ...), as
+    /// the broker's.
+    pub metrics: crate::metrics::MetricsConfig,
     /// `configBlackList`: properties UPDATE_NAMESRV_CONFIG may not change, `;`-separated.
     pub config_black_list: String,
     /// The file the NameServer was started from (`-c`), where UPDATE_NAMESRV_CONFIG writes
@@ -72,6 +76,7 @@ impl Default for NamesrvConfig {
             enable_topic_list: true,
             route: RouteTableConfig::default(),
             server: ServerConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
             config_black_list: "configBlackList;configStorePath;kvConfigPath".to_owned(),
             config_file: None,
         }
@@ -118,6 +123,7 @@ impl NamesrvConfig {
             "milliseconds",
         )?;
         crate::config::apply_server(props, &mut self.server)?;
+        self.metrics.apply(props)?;
         props.apply("configBlackList", &mut self.config_black_list, "names separated by ;")?;
         Ok(())
     }
@@ -278,6 +284,8 @@ impl RequestHandler for Handler {
 /// A running NameServer.
 pub struct NamesrvHandle {
     pub local_addr: std::net::SocketAddr,
+    /// Where metrics are served, when `metricsExporterType=PROM`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub state: Arc<Namesrv>,
     stop: SetOnDrop,
     done: tokio::task::JoinHandle<()>,
@@ -307,6 +315,9 @@ impl Namesrv {
 /// Binds and starts the NameServer.
 pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
     let addr = format!("{}:{}", config.bind_address, config.listen_port);
+    let metrics_listener =
+        config.metrics.bind(&config.bind_address).await.map_err(std::io::Error::other)?;
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let server = Server::bind(&addr, config.server.clone()).await?;
     let local_addr = server.local_addr()?;
     let state = Arc::new(Namesrv {
@@ -319,6 +330,11 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
     tokio::spawn(state.clone().housekeeping(stopped.clone()));
+    if let Some(listener) = metrics_listener {
+        let namesrv = state.clone();
+        let render = Arc::new(move || namesrv.metrics_text(local_addr));
+        tokio::spawn(crate::metrics::serve(listener, render, stopped.clone()));
+    }
     let handler = Arc::new(Handler(state.clone()));
     let serve_stop = stopped;
     let done = tokio::spawn(async move {
@@ -329,7 +345,7 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
             .await;
     });
     tracing::info!(%local_addr, "namesrv listening");
-    Ok(NamesrvHandle { local_addr, state, stop, done })
+    Ok(NamesrvHandle { local_addr, metrics_addr, state, stop, done })
 }
 
 /// A success response with a JSON body.
