@@ -526,6 +526,88 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
     producer.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
+    const PRINTED: &str = "PrintedTopic";
+    let data = tempfile::tempdir().unwrap();
+    let standalone = Standalone::start(data.path(), None);
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", PRINTED, "-r", "2", "-w", "2"]);
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "PrintProducer".into(),
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    for (i, tag) in ["TagA", "TagB", "TagA", "TagB", "TagA"].iter().enumerate() {
+        let message = Message::new(PRINTED, format!("body-{i}").into_bytes()).with_tags(*tag);
+        let queue = petrel_core::client::MessageQueue::new(PRINTED, "broker-a", 0);
+        producer.send_to(&message, &queue).await.unwrap();
+    }
+    producer.shutdown().await;
+    eventually(ns, &["topicStatus", "-t", PRINTED], |t| row(t, "broker-a")[3] == "5");
+
+    // printMsg: every message of queue 0 with its body, then the empty queue 1.
+    let printed = ok(ns, &["printMsg", "-t", PRINTED]);
+    let lines: Vec<&str> = printed.lines().collect();
+    let q = |id| format!("MessageQueue [topic={PRINTED}, brokerName=broker-a, queueId={id}]");
+    assert_eq!(lines[0], format!("minOffset=0, maxOffset=5, {}", q(0)));
+    for i in 0..5 {
+        let line = lines[1 + i];
+        assert!(line.starts_with("MSGID: "), "{line}");
+        assert!(line.contains(&format!("queueOffset={i}, ")), "{line}");
+        assert!(
+            line.contains(&format!("toString()=Message{{topic='{PRINTED}', flag=0, ")),
+            "{line}"
+        );
+        assert!(line.contains("MIN_OFFSET=0") && line.contains("MAX_OFFSET=5"), "{line}");
+        assert!(line.ends_with(&format!("transactionId='null'}}] BODY: body-{i}")), "{line}");
+    }
+    assert_eq!(lines[6], "--------------------------------------------------------");
+    assert_eq!(lines[7], format!("minOffset=0, maxOffset=0, {}", q(1)));
+    assert_eq!(lines.len(), 9, "{printed}");
+    // By tag, without bodies: TagB is at offsets 1 and 3.
+    let tagged = ok(ns, &["printMsg", "-t", PRINTED, "-s", "TagB", "-d", "false"]);
+    let found: Vec<&str> = tagged.lines().filter(|l| l.starts_with("MSGID")).collect();
+    assert_eq!(found.len(), 2, "{tagged}");
+    assert!(found.iter().all(|l| l.ends_with(" BODY: NOT PRINT BODY") && l.contains("TAGS=TagB")));
+
+    // consumeMessage: at most -c, from -o of one queue.
+    let consumed = ok(
+        ns,
+        &["consumeMessage", "-t", PRINTED, "-b", "broker-a", "-i", "0", "-o", "1", "-c", "2"],
+    );
+    let lines: Vec<&str> = consumed.lines().collect();
+    assert_eq!(lines[0], "The older 2 message of the 0 queue will be provided");
+    assert_eq!(lines[1], "Consume ok");
+    assert!(lines[2].ends_with("BODY: body-1") && lines[3].ends_with("BODY: body-2"), "{consumed}");
+    assert_eq!(lines.len(), 4, "{consumed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["consumeMessage", "-t", PRINTED, "--json"])).unwrap();
+    let offsets: Vec<i64> =
+        json.as_array().unwrap().iter().map(|m| m["queueOffset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 4]);
+    let said = refused(ns, &["consumeMessage", "-t", PRINTED, "-c", "0"]);
+    assert!(said.contains("Please input a positive messageNumber!"), "{said}");
+
+    // clusterRT: ten sends to broker-a's own topic, all answered.
+    let rt = ok(ns, &["clusterRT", "-a", "10", "-s", "64", "--rounds", "1"]);
+    let lines: Vec<&str> = rt.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["#Cluster", "Name", "#Broker", "Name", "#RT", "#successCount", "#failCount"]
+    );
+    let figures: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        (figures[0], figures[1], figures[3], figures[4]),
+        ("DefaultCluster", "broker-a", "10", "0")
+    );
+    assert!(figures[2].parse::<f64>().unwrap() > 0.0, "{rt}");
+    let said = refused(ns, &["clusterRT", "-c", "NoSuchCluster", "--rounds", "1"]);
+    assert!(said.contains("cluster [NoSuchCluster] not exist"), "{said}");
+}
+
 #[test]
 fn bad_flags_and_unreachable_servers_exit_non_zero_with_a_reason() {
     let no_namesrv = admin("", &["topicList"]);

@@ -25,7 +25,7 @@ use super::{decode_body, Admin, Common, Output};
 use petrel_core::time::human_time;
 
 /// The group mqadmin's own pulls and queries name (`MixAll.TOOLS_CONSUMER_GROUP`).
-const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
+pub(super) const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
 
 #[derive(Args, Debug)]
 pub struct QueryMsgById {
@@ -157,7 +157,7 @@ async fn query(
 }
 
 /// The whole records of a body of records back to back.
-fn split(body: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn split(body: &[u8]) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
     let mut at = 0;
     while let Some(Scanned::Record(record)) =
@@ -169,7 +169,7 @@ fn split(body: &[u8]) -> Vec<Vec<u8>> {
     records
 }
 
-fn decoded(bytes: &[u8]) -> Option<Record<'_>> {
+pub(super) fn decoded(bytes: &[u8]) -> Option<Record<'_>> {
     match scan_record(bytes, Checks { physical_offset: None, crc: false }) {
         Scanned::Record(record) => Some(record),
         _ => None,
@@ -279,7 +279,7 @@ pub async fn by_offset(args: QueryMsgByOffset) -> Result<Output, String> {
 }
 
 /// The id consumers see: the unique key when the producer set one, else the offset id.
-fn msg_id(record: &Record<'_>) -> String {
+pub(super) fn msg_id(record: &Record<'_>) -> String {
     match record.property(property::UNIQ_KEY.as_bytes()) {
         Some(key) => String::from_utf8_lossy(key).into_owned(),
         None => offset_msg_id(record.store_host, record.physical_offset),

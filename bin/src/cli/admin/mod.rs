@@ -11,7 +11,9 @@ mod config;
 mod group;
 mod ha;
 mod message;
+mod print;
 mod reset;
+mod rt;
 mod topic;
 
 use std::time::Duration;
@@ -92,6 +94,9 @@ pub enum AdminCommand {
     /// The clusters and their brokers with their counters.
     #[command(name = "clusterList")]
     ClusterList(cluster::ClusterList),
+    /// The time a send to each broker takes, every few seconds.
+    #[command(name = "clusterRT")]
+    ClusterRt(rt::ClusterRt),
     /// A broker's runtime figures.
     #[command(name = "brokerStatus")]
     BrokerStatus(cluster::BrokerStatus),
@@ -125,6 +130,12 @@ pub enum AdminCommand {
     /// Print the message at a queue offset.
     #[command(name = "queryMsgByOffset")]
     QueryMsgByOffset(message::QueryMsgByOffset),
+    /// Print a topic's messages, queue by queue, in a time range.
+    #[command(name = "printMsg")]
+    PrintMsg(print::PrintMsg),
+    /// Print up to -c messages of a topic, a broker's queues or one queue.
+    #[command(name = "consumeMessage")]
+    ConsumeMessage(print::ConsumeMessage),
     /// Send one message.
     #[command(name = "sendMessage")]
     SendMessage(message::SendMessage),
@@ -171,6 +182,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::ConsumerConnection(args) => group::consumer_connection(args).await,
         AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
         AdminCommand::ClusterList(args) => cluster::list(args).await,
+        AdminCommand::ClusterRt(args) => rt::cluster_rt(args).await,
         AdminCommand::BrokerStatus(args) => cluster::broker_status(args).await,
         AdminCommand::GetBrokerConfig(args) => cluster::broker_config(args).await,
         AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
@@ -183,6 +195,8 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::QueryMsgByKey(args) => message::by_key(args).await,
         AdminCommand::QueryMsgByOffset(args) => message::by_offset(args).await,
         AdminCommand::SendMessage(args) => message::send(args).await,
+        AdminCommand::PrintMsg(args) => print::print_msg(args).await,
+        AdminCommand::ConsumeMessage(args) => print::consume_message(args).await,
         AdminCommand::GetControllerMetaData(args) => ha::metadata(args).await,
         AdminCommand::GetSyncStateSet(args) => ha::sync_state_set(args).await,
         AdminCommand::ElectMaster(args) => ha::elect(args).await,
