@@ -608,6 +608,83 @@ async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     assert!(said.contains("cluster [NoSuchCluster] not exist"), "{said}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_all_counts_each_topics_messages_in_and_each_groups_out() {
+    const STATS: &str = "StatsTopic";
+    let data = tempfile::tempdir().unwrap();
+    let standalone = Standalone::start(data.path(), None);
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", STATS, "-r", "2", "-w", "2"]);
+    let producer = Producer::start(ProducerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "StatsProducer".into(),
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    for i in 0..20 {
+        producer.send(&Message::new(STATS, format!("s{i}").into_bytes())).await.unwrap();
+    }
+    producer.shutdown().await;
+    let consumer = PushConsumer::start(
+        PushConsumerConfig {
+            namesrv_addrs: vec![ns.to_owned()],
+            group: "StatsGroup".into(),
+            subscriptions: [(STATS.to_owned(), "*".into())].into_iter().collect(),
+            consume_from: ConsumeFrom::First,
+            commit_interval: Duration::from_millis(200),
+            ..PushConsumerConfig::default()
+        },
+        |_: &ReceivedMessage| ConsumeResult::Success,
+    )
+    .unwrap();
+    eventually(ns, &["consumerProgress", "-g", "StatsGroup", "-t", STATS], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    // The broker samples its totals every 10 s: the 20 show once a sample follows them.
+    let started = Instant::now();
+    let stats = loop {
+        let text = ok(ns, &["statsAll", "-t", STATS]);
+        if text.lines().skip(1).any(|l| l.split_whitespace().nth(6) == Some("20")) {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "never counted: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let header: Vec<&str> = stats.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "#Topic",
+            "#Consumer",
+            "Group",
+            "#Accumulation",
+            "#InTPS",
+            "#OutTPS",
+            "#InMsg24Hour",
+            "#OutMsg24Hour"
+        ]
+    );
+    let figures = row(&stats, STATS);
+    assert_eq!(
+        (figures[1], figures[2], figures[5], figures[6]),
+        ("StatsGroup", "0", "20", "20"),
+        "{stats}"
+    );
+    assert!(figures[3].parse::<f64>().unwrap() > 0.0, "in TPS: {stats}");
+    assert!(figures[4].parse::<f64>().unwrap() > 0.0, "out TPS: {stats}");
+    let progress = ok(ns, &["consumerProgress", "-g", "StatsGroup", "-t", STATS]);
+    let tps = progress.lines().find_map(|l| l.strip_prefix("Consume TPS: ")).unwrap();
+    assert!(tps.trim().parse::<f64>().unwrap() > 0.0, "{progress}");
+    consumer.shutdown().await;
+    // A topic nobody consumes, with -a: listed only with messages in the last day.
+    ok(ns, &["updateTopic", "-b", broker, "-t", "QuietTopic", "-r", "1", "-w", "1"]);
+    let quiet = ok(ns, &["statsAll", "-a", "-t", "QuietTopic"]);
+    assert_eq!(quiet.lines().count(), 1, "only the header: {quiet}");
+    let quiet = ok(ns, &["statsAll", "-t", "QuietTopic"]);
+    assert!(row(&quiet, "QuietTopic").ends_with(&["0", "NO_CONSUMER"]), "{quiet}");
+}
+
 #[test]
 fn bad_flags_and_unreachable_servers_exit_non_zero_with_a_reason() {
     let no_namesrv = admin("", &["topicList"]);

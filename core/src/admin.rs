@@ -14,6 +14,25 @@ use serde::{Deserialize, Serialize};
 use crate::broker::filter::SubscriptionData;
 pub use crate::client::MessageQueue;
 
+/// One window of a stats item (`BrokerStatsItem`): messages in it, a second, and per call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerStatsItem {
+    pub avgpt: f64,
+    pub sum: u64,
+    pub tps: f64,
+}
+
+/// VIEW_BROKER_STATS_DATA's answer (`BrokerStatsData`): a stats item over the last minute,
+/// hour and day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerStatsData {
+    pub stats_day: BrokerStatsItem,
+    pub stats_hour: BrokerStatsItem,
+    pub stats_minute: BrokerStatsItem,
+}
+
 /// A queue's offsets (`TopicOffset`): GET_TOPIC_STATS_INFO.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -3,7 +3,8 @@
 //!
 //! The topics are, as RocketMQ picks them: the header's `topicList` if given; else its `topic`,
 //! or every topic the group committed offsets for; less, when the group has live members, the
-//! topics they do not subscribe to. Petrel does not measure consume TPS yet: it answers 0.
+//! topics they do not subscribe to. `consumeTps` is the messages the group pulled a second
+//! over the last minute, summed over those topics, as RocketMQ's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -69,7 +70,13 @@ pub(super) fn handle(
             offset_table.push((queue, offsets));
         }
     }
-    let stats = ConsumeStats { consume_tps: 0.0, offset_table };
+    let consume_tps = {
+        let stats = lock(&broker.stats.groups);
+        let minute = |topic: &String| stats.snapshot(&format!("{topic}@{group}")).map(|s| s[0].tps);
+        // Not `sum()`: an empty f64 sum is -0.0, which fastjson would never write.
+        topics.iter().filter_map(minute).fold(0.0, |total, tps| total + tps)
+    };
+    let stats = ConsumeStats { consume_tps, offset_table };
     answered(success().with_body(consume_stats_to_json(&stats, JsonStyle::Fastjson)))
 }
 

@@ -56,6 +56,7 @@ mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
 mod slave_sync;
+mod stats;
 mod timer;
 mod transaction_check;
 mod transactions;
@@ -64,6 +65,7 @@ mod update_and_create_subscriptiongroup;
 mod update_and_create_topic;
 mod update_broker_config;
 mod update_consumer_offset;
+mod view_broker_stats_data;
 mod view_message_by_id;
 
 use std::net::SocketAddr;
@@ -166,10 +168,15 @@ pub struct Stats {
     unique_keys: AtomicU64,
     /// Samples of the totals for the runtime info's rates.
     rates: Mutex<petrel_core::broker::rates::Rates>,
-    /// Messages and bytes in per topic and out per topic and group (metrics).
+    /// Messages and bytes in per topic (while metrics are on) and out per topic and group
+    /// (always: the stats tables read it).
     traffic: Mutex<petrel_core::metrics::Traffic>,
     /// How long sends took to be answered (metrics).
     send_latency: petrel_core::metrics::Histogram,
+    /// Messages put per topic, and pulled per `topic@group`, over the last minute, hour and
+    /// day (VIEW_BROKER_STATS_DATA, consume TPS), sampled by `stats.rs`.
+    topics: Mutex<petrel_core::broker::stats::StatsTable>,
+    groups: Mutex<petrel_core::broker::stats::StatsTable>,
 }
 
 impl Stats {
@@ -708,6 +715,7 @@ impl Broker {
             request::GET_TOPIC_STATS_INFO => get_topic_stats_info::handle,
             request::GET_TOPIC_CONFIG => get_topic_config::handle,
             request::CLONE_GROUP_OFFSET => clone_group_offset::handle,
+            request::VIEW_BROKER_STATS_DATA => view_broker_stats_data::handle,
             request::INVOKE_BROKER_TO_RESET_OFFSET => invoke_broker_to_reset_offset::handle,
             request::GET_CONSUMER_CONNECTION_LIST => get_consumer_connection_list::handle,
             request::GET_PRODUCER_CONNECTION_LIST => get_producer_connection_list::handle,
@@ -769,6 +777,8 @@ impl Broker {
         lock(&self.clients).check_invariants();
         lock(&self.filters).check_invariants();
         lock(&self.stats.rates).check_invariants();
+        lock(&self.stats.topics).check_invariants();
+        lock(&self.stats.groups).check_invariants();
         self.store.check_invariants();
     }
 }
@@ -932,6 +942,7 @@ fn spawn_tasks(
     let mut tasks = vec![
         tokio::spawn(state.clone().housekeeping(stopped.clone())),
         tokio::spawn(register::run(state.clone(), stopped.clone())),
+        tokio::spawn(stats::run(state.clone(), stopped.clone())),
     ];
     if let Some(listener) = metrics_listener {
         let broker = state.clone();

@@ -338,7 +338,8 @@ fn read(broker: &Broker, header: &PullMessageRequestHeader, reader: &Reader) -> 
     };
     let count = got.messages.len() as u64;
     broker.stats.messages_got.fetch_add(count, Ordering::Relaxed);
-    if count > 0 && broker.config.metrics.prom {
+    // Counted whether or not metrics are on: GROUP_GET_NUMS and consume TPS read it too.
+    if count > 0 {
         let bytes = got.messages.iter().map(|m| m.len() as u64).sum();
         lock(&broker.stats.traffic).got(&header.topic, &header.consumer_group, count, bytes);
     }

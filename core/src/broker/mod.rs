@@ -19,6 +19,7 @@ pub mod revive;
 pub mod schedule;
 pub mod send_plan;
 pub mod sql92;
+pub mod stats;
 pub mod subscriptions;
 pub mod timer;
 pub mod timer_metrics;

@@ -63,6 +63,7 @@ pub mod request {
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const CLONE_GROUP_OFFSET: i32 = 314;
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
     pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
@@ -199,6 +200,7 @@ pub fn request_name(code: i32) -> &'static str {
         UPDATE_NAMESRV_CONFIG => "UPDATE_NAMESRV_CONFIG",
         GET_NAMESRV_CONFIG => "GET_NAMESRV_CONFIG",
         CLONE_GROUP_OFFSET => "CLONE_GROUP_OFFSET",
+        VIEW_BROKER_STATS_DATA => "VIEW_BROKER_STATS_DATA",
         SEND_MESSAGE_V2 => "SEND_MESSAGE_V2",
         SEND_BATCH_MESSAGE => "SEND_BATCH_MESSAGE",
         QUERY_DATA_VERSION => "QUERY_DATA_VERSION",

@@ -465,6 +465,15 @@ command_header! {
 }
 
 command_header! {
+    /// VIEW_BROKER_STATS_DATA (315): one of the broker's stats items (`TOPIC_PUT_NUMS` by
+    /// topic, `GROUP_GET_NUMS` by `topic@group`, ...).
+    pub struct ViewBrokerStatsDataRequestHeader {
+        required stats_name: String = "statsName",
+        required stats_key: String = "statsKey",
+    }
+}
+
+command_header! {
     /// CLONE_GROUP_OFFSET (314): `destGroup` takes `srcGroup`'s committed offsets of `topic`
     /// (every topic `srcGroup` committed for, without one).
     pub struct CloneGroupOffsetRequestHeader {

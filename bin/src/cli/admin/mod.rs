@@ -14,6 +14,7 @@ mod message;
 mod print;
 mod reset;
 mod rt;
+mod stats;
 mod topic;
 
 use std::time::Duration;
@@ -97,6 +98,9 @@ pub enum AdminCommand {
     /// The time a send to each broker takes, every few seconds.
     #[command(name = "clusterRT")]
     ClusterRt(rt::ClusterRt),
+    /// Each topic's messages in and each group's out, a second and in the last day.
+    #[command(name = "statsAll")]
+    StatsAll(stats::StatsAll),
     /// A broker's runtime figures.
     #[command(name = "brokerStatus")]
     BrokerStatus(cluster::BrokerStatus),
@@ -183,6 +187,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
         AdminCommand::ClusterList(args) => cluster::list(args).await,
         AdminCommand::ClusterRt(args) => rt::cluster_rt(args).await,
+        AdminCommand::StatsAll(args) => stats::stats_all(args).await,
         AdminCommand::BrokerStatus(args) => cluster::broker_status(args).await,
         AdminCommand::GetBrokerConfig(args) => cluster::broker_config(args).await,
         AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
