@@ -21,12 +21,11 @@ use petrel_net::headers::controller::{
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
 mod common;
+#[path = "common/controllers.rs"]
+mod controllers;
 
 use common::Killed;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use controllers::free_port;
 
 /// Starts controller `n` of `peers` with its store under `dir`; returns once it listens.
 fn start(dir: &Path, peers: &str, n: usize) -> Killed {

@@ -560,6 +560,22 @@ impl Broker {
         }
     }
 
+    /// The system topics and groups a RocketMQ broker has from its start, where missing.
+    fn ensure_system_entries(&self) {
+        if self.topics().ensure(system_topics(&self.config), now_millis()) {
+            self.topics_changed();
+        }
+        let groups = petrel_core::broker::subscriptions::SYSTEM_GROUPS
+            .map(petrel_core::broker::subscriptions::SubscriptionGroupConfig::named);
+        let mut added = false;
+        for group in groups {
+            added |= self.groups().add(group, now_millis());
+        }
+        if added {
+            self.groups_changed();
+        }
+    }
+
     /// Persists the topic table and tells the NameServers, after a change.
     fn topics_changed(&self) {
         self.topics_dirty.store(true, Ordering::Release);
@@ -1044,9 +1060,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         updated: Mutex::new((config.clone(), 0)),
         config,
     });
-    if state.topics().ensure(system_topics(&state.config), now_millis()) {
-        state.topics_changed();
-    }
+    state.ensure_system_entries();
     let stop = SetOnDrop::new();
     let stopped = stop.flag();
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());

@@ -14,8 +14,21 @@ use petrel_net::headers::controller::{GetReplicaInfoRequestHeader, GetReplicaInf
 use petrel_net::transport::RemotingClient;
 use petrel_storage::disk::FsDisk;
 
+/// A loopback port free now, for an address a test must name before anything binds it (a
+/// controller's peers). Taken below the kernel's ephemeral range (32768 and up), from a block
+/// of this process's own, so that no port the kernel hands out meanwhile (another test's
+/// `bind(0)`, an outgoing connection) can take it before the controller binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = 20_000 + (std::process::id() % 120) as u16 * 100;
+    for _ in 0..100 {
+        let port = block + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {block}..{}", block + 100);
 }
 
 /// `n` controller peers on free loopback ports: (raft name, address).

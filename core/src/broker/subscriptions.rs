@@ -28,6 +28,19 @@ pub struct SubscriptionGroupConfig {
     pub which_broker_when_consume_slowly: i64,
 }
 
+/// The groups a RocketMQ broker creates at start (`SubscriptionGroupManager.init`): mqadmin
+/// pulls as TOOLS_CONSUMER, and the others are reserved for RocketMQ's own services.
+pub const SYSTEM_GROUPS: [&str; 8] = [
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PULL",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_RMQ_SYS_TRANS",
+];
+
 impl SubscriptionGroupConfig {
     /// A group of this name with RocketMQ's defaults (an auto-created group).
     pub fn named(group: &str) -> SubscriptionGroupConfig {
