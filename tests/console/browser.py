@@ -122,6 +122,24 @@ try:
     wait_for("the group's queues", lambda: "ConsoleTopic" in text("#group-detail"))
     shot("consumers")
 
+    # Reset from the page: to now the 5 are skipped, to time 0 all 45 are to read again;
+    # petrel admin consumerProgress agrees.
+    def topic_lag():
+        rows = [line.split() for line in admin("consumerProgress", "-g", group).splitlines()]
+        return sum(int(cols[5]) for cols in rows if cols and cols[0] == "ConsoleTopic")
+
+    type_into("#reset-topic", "ConsoleTopic")
+    type_into("#reset-time", "now")
+    click("#reset-go")
+    wait_for("the lag back to where it was", lambda: lag_of(group) == int(before))
+    assert topic_lag() == 0, admin("consumerProgress", "-g", group)
+    type_into("#reset-time", "0")
+    click("#reset-go")
+    wait_for("the reset's offsets on the page", lambda: "offset 0" in text("#reset-result"))
+    wait_for("the lag of every message", lambda: lag_of(group) == int(before) + 45)
+    assert topic_lag() == 45, admin("consumerProgress", "-g", group)
+    shot("reset")
+
     # A message sent is found on the query page, with its keys and where each group is.
     click("#tab-messages")
     type_into("#msg-topic", "ConsoleTopic")
@@ -137,6 +155,7 @@ try:
     assert '"NOT_ONLINE"' in detail or '"NOT_CONSUME_YET"' in detail, detail
     shot("messages")
     print(f"PASS console: broker listed, topic created and listed by petrel admin, lag of {group} "
-          f"grew {before} -> {int(before) + 5}, message found by key with its track")
+          f"grew {before} -> {int(before) + 5}, reset to now and to time 0 from the page, message "
+          f"found by key with its track")
 finally:
     wd("DELETE", session)

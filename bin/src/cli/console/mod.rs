@@ -101,6 +101,10 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         }
         ("GET", "/api/groups") => words(&["consumerProgress"]),
         ("GET", "/api/group") => words(&["consumerProgress", "-g", &field("name")?]),
+        ("POST", "/api/reset") => {
+            let (group, topic, time) = (field("group")?, field("topic")?, field("time")?);
+            words(&["resetOffsetByTime", "-g", &group, "-t", &topic, "-s", &time])
+        }
         ("GET", "/api/messages") => {
             words(&["queryMsgByKey", "-t", &field("topic")?, "-k", &field("key")?])
         }
