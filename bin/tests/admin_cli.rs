@@ -70,6 +70,16 @@ fn figure(text: &str, label: &str) -> i64 {
     line.trim().parse().unwrap()
 }
 
+/// A producer of `group` through the NameServer `namesrv`.
+fn producer(namesrv: &str, group: &str) -> Producer {
+    let config = ProducerConfig {
+        namesrv_addrs: vec![namesrv.to_owned()],
+        group: group.into(),
+        ..ProducerConfig::default()
+    };
+    Producer::start(config).unwrap()
+}
+
 async fn send(producer: &Producer, count: usize) {
     for i in 0..count {
         let message =
@@ -425,12 +435,7 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
     eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", RESET, "-r", "1", "-w", "1"]);
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.to_owned()],
-        group: "ResetProducer".into(),
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(ns, "ResetProducer");
     let send_five = |from: usize| {
         let producer = &producer;
         async move {
@@ -534,12 +539,7 @@ async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
     eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", PRINTED, "-r", "2", "-w", "2"]);
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.to_owned()],
-        group: "PrintProducer".into(),
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(ns, "PrintProducer");
     for (i, tag) in ["TagA", "TagB", "TagA", "TagB", "TagA"].iter().enumerate() {
         let message = Message::new(PRINTED, format!("body-{i}").into_bytes()).with_tags(*tag);
         let queue = petrel_core::client::MessageQueue::new(PRINTED, "broker-a", 0);
@@ -616,12 +616,7 @@ async fn stats_all_counts_each_topics_messages_in_and_each_groups_out() {
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
     eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", STATS, "-r", "2", "-w", "2"]);
-    let producer = Producer::start(ProducerConfig {
-        namesrv_addrs: vec![ns.to_owned()],
-        group: "StatsProducer".into(),
-        ..ProducerConfig::default()
-    })
-    .unwrap();
+    let producer = producer(ns, "StatsProducer");
     for i in 0..20 {
         producer.send(&Message::new(STATS, format!("s{i}").into_bytes())).await.unwrap();
     }
@@ -683,6 +678,49 @@ async fn stats_all_counts_each_topics_messages_in_and_each_groups_out() {
     assert_eq!(quiet.lines().count(), 1, "only the header: {quiet}");
     let quiet = ok(ns, &["statsAll", "-t", "QuietTopic"]);
     assert!(row(&quiet, "QuietTopic").ends_with(&["0", "NO_CONSUMER"]), "{quiet}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_expired_commit_log_deletes_old_files_outside_delete_when() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = data.path().join("broker.conf");
+    // Files expire at once, but deleteWhen names an hour twelve hours from now, and a disk
+    // fuller than diskMaxUsedSpaceRatio (75% by default) would have them deleted anyway.
+    let hour =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            / 3600
+            % 24;
+    let text = format!(
+        "mappedFileSizeCommitLog=65536\nmaxMessageSize=16384\nfileReservedTime=0\ndiskMaxUsedSpaceRatio=95\ndeleteWhen={:02}\n",
+        (hour + 12) % 24
+    );
+    std::fs::write(&conf, text).unwrap();
+    let store = data.path().join("store");
+    let standalone = Standalone::start(&store, Some(&conf));
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", "Expiring", "-r", "1", "-w", "1"]);
+    let producer = producer(ns, "ExpiringProducer");
+    for _ in 0..60 {
+        producer.send(&Message::new("Expiring", vec![b'e'; 4000])).await.unwrap();
+    }
+    producer.shutdown().await;
+    let files = || std::fs::read_dir(store.join("broker/commitlog")).unwrap().count();
+    assert!(files() >= 4, "60 messages of 4 KB fill four 64 KiB files: {}", files());
+    // Not deleteWhen's hour: a cleanup pass (every 10 s) leaves them.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = files();
+    assert!(before >= 4, "nothing deleted before the request: {before}");
+    assert_eq!(ok(ns, &["deleteExpiredCommitLog", "-b", broker]), "success");
+    let started = Instant::now();
+    while files() >= before {
+        assert!(started.elapsed() < Duration::from_secs(25), "still {} files", files());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = ok(ns, &["topicStatus", "-t", "Expiring"]);
+    let min: i64 = row(&status, "broker-a")[2].parse().unwrap();
+    assert!(min > 0, "the queue starts past the deleted files: {status}");
+    assert_eq!(ok(ns, &["deleteExpiredCommitLog", "-c", "DefaultCluster"]), "success");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod clone_group_offset;
 pub mod config;
 mod consumer_send_msg_back;
 mod controller;
+mod delete_expired_commitlog;
 mod delete_subscriptiongroup;
 mod delete_topic_in_broker;
 mod end_transaction;
@@ -736,6 +737,7 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => get_consumer_connection_list::handle,
             request::GET_PRODUCER_CONNECTION_LIST => get_producer_connection_list::handle,
             request::DELETE_SUBSCRIPTIONGROUP => delete_subscriptiongroup::handle,
+            request::DELETE_EXPIRED_COMMITLOG => delete_expired_commitlog::handle,
             request::GET_CONSUME_STATS => get_consume_stats::handle,
             request::QUERY_TOPIC_CONSUME_BY_WHO => query_topic_consume_by_who::handle,
             other => return Handled::Now(not_supported(other)),

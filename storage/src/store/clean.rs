@@ -2,7 +2,17 @@
 
 use super::*;
 
+/// The passes an operator's request covers, as RocketMQ's `executeDeleteFilesManually`.
+const MANUAL_PASSES: u64 = 20;
+
 impl Store {
+    /// An operator's request to delete expired files now (mqadmin deleteExpiredCommitLog):
+    /// the next passes delete commit-log files older than `fileReservedTime` whatever the hour
+    /// `deleteWhen` names.
+    pub fn delete_expired_manually(&self) {
+        self.manual_passes.store(MANUAL_PASSES, Ordering::Relaxed);
+    }
+
     /// One cleanup pass at time `now` (RocketMQ's `CleanCommitLogService`, run every 10 s):
     /// measures the disk, refuses or resumes writes, and deletes expired commit-log files,
     /// then the consume-queue and index files that only pointed into them. Returns how many
@@ -14,7 +24,11 @@ impl Store {
             self.disk.space(root).context(|| format!("cannot measure {}", root.display()))?;
         let used = space.used_percent();
         let hour = (now.max(0) / 3_600_000 % 24) as u8;
-        let decision = cleanup::decide(&self.config, hour, used, manual);
+        let asked = self
+            .manual_passes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_ok();
+        let decision = cleanup::decide(&self.config, hour, used, manual || asked);
         let refuse = decision.refuse_writes || !self.abort_written();
         let full = if refuse { used.max(1) } else { 0 };
         let was_full = self.disk_full_percent.swap(full, Ordering::Relaxed) > 0;

@@ -210,6 +210,9 @@ pub struct Store {
     /// The disk's fill at the last cleanup pass when it was over the warning ratio, else 0
     /// (100 from a read-only start until a pass finds room).
     disk_full_percent: AtomicU64,
+    /// Cleanup passes left that delete expired files whatever the hour: an operator asked
+    /// (DELETE_EXPIRED_COMMITLOG; RocketMQ's `manualDeleteFileSeveralTimes`).
+    manual_passes: AtomicU64,
     /// The store opened read-only: the disk had no room for the `abort` file, so nothing is
     /// appended until a cleanup pass finds room and writes it.
     abort_missing: std::sync::atomic::AtomicBool,

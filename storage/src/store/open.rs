@@ -126,6 +126,7 @@ impl Store {
             stopped: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),
+            manual_passes: AtomicU64::new(0),
             abort_missing: std::sync::atomic::AtomicBool::new(false),
             abort_making: Mutex::new(()),
             _lock: lock,

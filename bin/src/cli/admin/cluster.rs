@@ -251,3 +251,42 @@ pub async fn write_perm(args: WritePerm, add: bool) -> Result<Output, String> {
     let json = json!({ "brokerName": args.broker_name, "topics": counts });
     Ok(Output::new(&args.common, text, json))
 }
+
+#[derive(Args, Debug)]
+pub struct DeleteExpiredCommitLog {
+    #[command(flatten)]
+    common: Common,
+    /// One broker, by its address.
+    #[arg(short = 'b', long = "brokerAddr", conflicts_with = "cluster")]
+    broker: Option<String>,
+    /// Every broker of this cluster, slaves too (without -b or -c: of every cluster).
+    #[arg(short = 'c', long = "cluster")]
+    cluster: Option<String>,
+}
+
+/// DELETE_EXPIRED_COMMITLOG to the broker, or to every broker of the cluster (of every
+/// cluster): each deletes its commit-log files past `fileReservedTime` in its next cleanup
+/// passes. Prints `success` with no line end, as mqadmin.
+pub async fn delete_expired(args: DeleteExpiredCommitLog) -> Result<Output, String> {
+    let admin = Admin::connect(&args.common)?;
+    let addrs: Vec<String> = match &args.broker {
+        Some(addr) => vec![addr.clone()],
+        None => {
+            let info = admin.cluster_info().await?;
+            let clusters: Vec<&String> = match &args.cluster {
+                Some(name) => vec![name],
+                None => info.cluster_addr_table.keys().collect(),
+            };
+            let names = clusters.iter().filter_map(|c| info.cluster_addr_table.get(*c)).flatten();
+            let brokers = names.filter_map(|name| info.broker_addr_table.get(name));
+            brokers.flat_map(|data| data.broker_addrs.values().cloned()).collect()
+        }
+    };
+    if addrs.is_empty() {
+        return Err("no broker to ask: the NameServer knows none of that cluster".into());
+    }
+    for addr in &addrs {
+        admin.call(addr, RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG)).await?;
+    }
+    Ok(Output::new(&args.common, "success".into(), json!({ "brokers": addrs })))
+}

@@ -101,6 +101,9 @@ pub enum AdminCommand {
     /// Each topic's messages in and each group's out, a second and in the last day.
     #[command(name = "statsAll")]
     StatsAll(stats::StatsAll),
+    /// Have brokers delete their expired commit-log files now rather than at deleteWhen.
+    #[command(name = "deleteExpiredCommitLog")]
+    DeleteExpiredCommitLog(cluster::DeleteExpiredCommitLog),
     /// A broker's runtime figures.
     #[command(name = "brokerStatus")]
     BrokerStatus(cluster::BrokerStatus),
@@ -188,6 +191,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::ClusterList(args) => cluster::list(args).await,
         AdminCommand::ClusterRt(args) => rt::cluster_rt(args).await,
         AdminCommand::StatsAll(args) => stats::stats_all(args).await,
+        AdminCommand::DeleteExpiredCommitLog(args) => cluster::delete_expired(args).await,
         AdminCommand::BrokerStatus(args) => cluster::broker_status(args).await,
         AdminCommand::GetBrokerConfig(args) => cluster::broker_config(args).await,
         AdminCommand::GetNamesrvConfig(args) => cluster::namesrv_config(args).await,
