@@ -129,6 +129,8 @@ async fn orderly_members_get_each_queue_in_order_and_wait_for_its_acks() {
         let message = Message::new("PoppingInOrder", raw::body(id, 32));
         producer.send_by_key(&message, &format!("key-{}", id % 2)).await.unwrap();
     }
+    // A pop takes what is dispatched: all 24 must be, for one receive to take them all.
+    broker.wait_dispatched("PoppingInOrder", 24).await;
     let (a, b) = (orderly_member(&ns), orderly_member(&ns));
     let hide = Duration::from_secs(3);
     let first = a.receive(32, hide).await.unwrap();

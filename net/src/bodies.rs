@@ -123,6 +123,28 @@ mod tests {
     }
 
     #[test]
+    fn broker_stats_data_is_written_as_fastjson_writes_it() {
+        use petrel_core::admin::{BrokerStatsData, BrokerStatsItem};
+        // BrokerStatsData and BrokerStatsItem as RocketMQ 5's broker answers them: fields
+        // sorted, doubles with a fraction.
+        let data = BrokerStatsData {
+            stats_day: BrokerStatsItem { avgpt: 0.0, sum: 20, tps: 0.5 },
+            stats_hour: BrokerStatsItem { avgpt: 0.0, sum: 20, tps: 2.0 },
+            stats_minute: BrokerStatsItem::default(),
+        };
+        let text = concat!(
+            r#"{"statsDay":{"avgpt":0.0,"sum":20,"tps":0.5},"#,
+            r#""statsHour":{"avgpt":0.0,"sum":20,"tps":2.0},"#,
+            r#""statsMinute":{"avgpt":0.0,"sum":0,"tps":0.0}}"#
+        );
+        assert_eq!(String::from_utf8(to_json(&data, JsonStyle::Fastjson)).unwrap(), text);
+        assert_eq!(
+            crate::codec::json::from_json::<BrokerStatsData>(text.as_bytes()).unwrap(),
+            data
+        );
+    }
+
+    #[test]
     fn damaged_bodies_are_errors() {
         for text in ["", "{", r#"{"offsetTable":{{"queueId":1}"#, r#"{"offsetTable":[1]}"#] {
             assert!(topic_stats_from_json(text.as_bytes()).is_err(), "{text}");

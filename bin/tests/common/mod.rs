@@ -43,6 +43,23 @@ impl Running {
     pub async fn stop(mut self) {
         self.handle.take().unwrap().shutdown().await.unwrap();
     }
+
+    /// Waits, for up to 10 s, until `count` messages of `topic` are in its consume queues: a
+    /// send is answered before its message is dispatched to them.
+    pub async fn wait_dispatched(&self, topic: &str, count: u64) {
+        let state = &self.handle.as_ref().unwrap().state;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let queues = state.topic(topic).map_or(0, |config| config.read_queue_nums);
+            let ends = (0..queues).filter_map(|id| state.store().queue_offsets(topic, id));
+            let dispatched: u64 = ends.map(|(_, end)| end).sum();
+            if dispatched >= count {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{dispatched} of {count} dispatched");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A broker on a kernel-picked loopback port with its store at `root`, registered with

@@ -108,6 +108,10 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         ("GET", "/api/messages") => {
             words(&["queryMsgByKey", "-t", &field("topic")?, "-k", &field("key")?])
         }
+        ("GET", "/api/messages-by-time") => {
+            let (topic, begin, end) = (field("topic")?, field("begin")?, field("end")?);
+            words(&["printMsg", "-t", &topic, "-b", &begin, "-e", &end, "-d", "false"])
+        }
         ("GET", "/api/message") => {
             words(&["queryMsgByUniqueKey", "-t", &field("topic")?, "-i", &field("id")?])
         }
