@@ -249,8 +249,12 @@ pub fn update<C: Clone>(
 /// Writes `given` into the properties file at `path` (made if missing), atomically: the first
 /// line of each name takes the new value, its later lines go, names not there are added at
 /// the end, and comments and other lines stay as they are. (RocketMQ rewrites the file with
-/// every setting instead, dropping the operator's comments.)
+/// every setting instead, dropping the operator's comments.) A symbolic link is followed, and
+/// the file keeps its permissions.
 pub fn write_into_file(path: &Path, given: &[(String, String)]) -> std::io::Result<()> {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = resolved.as_path();
+    let permissions = std::fs::metadata(path).map(|m| m.permissions()).ok();
     let old = match std::fs::read_to_string(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         read => read?,
@@ -273,7 +277,11 @@ pub fn write_into_file(path: &Path, given: &[(String, String)]) -> std::io::Resu
     for (key, value) in given.iter().filter(|(key, _)| !written.contains(key.as_str())) {
         text.push_str(&format!("{key}={value}\n"));
     }
-    crate::fsutil::write_atomically(path, text.as_bytes())
+    crate::fsutil::write_atomically(path, text.as_bytes())?;
+    match permissions {
+        Some(permissions) => std::fs::set_permissions(path, permissions),
+        None => Ok(()),
+    }
 }
 
 /// What an update is answered with (its remark): which properties took effect and which wait
@@ -394,6 +402,19 @@ mod tests {
         std::fs::write(&path, "# ours\nlistenPort = 1\nopen=false\nlistenPort=3\n").unwrap();
         let given =
             [("listenPort", "2"), ("brokerName", "b")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        // Through a link to it, and private to its owner: both stay so.
+        let link = dir.path().join("link.conf");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::symlink(&path, &link).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            write_into_file(&link, &given).unwrap();
+            assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        #[cfg(not(unix))]
         write_into_file(&path, &given).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "# ours\nlistenPort=2\nopen=false\nbrokerName=b\n");

@@ -24,6 +24,24 @@ pub struct Request {
     pub path: String,
     /// The query's and a form body's fields, percent-decoded.
     pub fields: BTreeMap<String, String>,
+    /// The request line and headers, as read (bounded by the head's limit).
+    pub head: String,
+}
+
+impl Request {
+    /// The value of header `name` (case-insensitive), if the request has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.head, name)
+    }
+}
+
+/// The value of header `name` in a request head.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
 }
 
 /// Reads one request; `None` for one that is not HTTP, too long or too slow, which is
@@ -77,24 +95,26 @@ async fn read_whole(stream: &mut TcpStream) -> std::io::Result<Option<Request>> 
 
 /// The request line's method and target, with the query's fields.
 fn parse_head(head: &[u8]) -> Option<Request> {
-    let line = std::str::from_utf8(head).ok()?.lines().next()?;
+    let text = std::str::from_utf8(head).ok()?;
+    let line = text.lines().next()?;
     let mut parts = line.split(' ');
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
     if !version.starts_with("HTTP/") || method.is_empty() {
         return None;
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Some(Request { method: method.to_owned(), path: path.to_owned(), fields: form_fields(query) })
+    Some(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        fields: form_fields(query),
+        head: text.to_owned(),
+    })
 }
 
 /// The Content-Length header's value, 0 without one.
 fn content_length(head: &[u8]) -> usize {
     let text = String::from_utf8_lossy(head);
-    text.lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0)
+    header_value(&text, "content-length").and_then(|value| value.parse().ok()).unwrap_or(0)
 }
 
 /// `a=1&b=x%20y` as fields, `+` as a space, percent escapes decoded.
@@ -159,6 +179,7 @@ mod tests {
             parse_head(b"GET /metrics?x=1&name=a%20b+c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!((request.method.as_str(), request.path.as_str()), ("GET", "/metrics"));
         assert_eq!(request.fields["name"], "a b c");
+        assert_eq!((request.header("HOST"), request.header("Cookie")), (Some("x"), None));
         assert_eq!(parse_head(b"\x00\x00\x00\x10garbage\r\n\r\n"), None);
         assert_eq!(parse_head(b"GET / SPDY\r\n\r\n"), None);
         let fields = form_fields("t=%E4%B8%AD&bad=%zz&end=%4&multi=%\u{e9}x");

@@ -616,6 +616,8 @@ async fn stats_all_counts_each_topics_messages_in_and_each_groups_out() {
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
     eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", STATS, "-r", "2", "-w", "2"]);
+    // A topic counts from the broker's first sample of it (every 10 s): send after that.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let producer = producer(ns, "StatsProducer");
     for i in 0..20 {
         producer.send(&Message::new(STATS, format!("s{i}").into_bytes())).await.unwrap();

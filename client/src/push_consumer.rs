@@ -652,7 +652,7 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
                 from = answer.suggested;
                 tracing::info!(%queue, from = offset, to = answer.next, "the broker moved the pull position");
                 match &process {
-                    Process::Concurrent(queue, _) => lock(queue).skip_to(answer.next),
+                    Process::Concurrent(queue, _) => lock(queue).moved_to(answer.next),
                     Process::Orderly(shared) => shared.state().skip_to(answer.next),
                 }
             }

@@ -38,7 +38,8 @@ pub fn parse_admin_time(text: &str) -> Option<i64> {
         (fields.len() == count).then_some(fields)
     };
     let (d, t) = (numbers(date, '-', 3)?, numbers(time, ':', 4)?);
-    let in_range = (1..=12).contains(&d[1])
+    let in_range = (1..=9999).contains(&d[0])
+        && (1..=12).contains(&d[1])
         && (1..=31).contains(&d[2])
         && (0..24).contains(&t[0])
         && (0..60).contains(&t[1])
@@ -80,7 +81,9 @@ mod tests {
             let printed = human_time(millis).replacen(' ', "#", 1).replace(',', ":");
             assert_eq!(parse_admin_time(&printed), Some(millis), "{printed}");
         }
-        for bad in ["2026-12-05", "2026-02-30#00:00:00:000", "2026-12-05#24:00:00:000", "x#y"] {
+        let huge = "99999999999999-01-01#00:00:00:000";
+        for bad in ["2026-12-05", "2026-02-30#00:00:00:000", "2026-12-05#24:00:00:000", "x#y", huge]
+        {
             assert_eq!(parse_admin_time(bad), None, "{bad}");
         }
     }

@@ -99,6 +99,15 @@ try:
     wait_for("the broker on the cluster page", lambda: "broker-a" in text("#brokers tbody"))
     shot("cluster")
 
+    # The API answers the page only: a form posted from another site lacks the header.
+    forged = urllib.request.Request(console.rstrip("/") + "/api/reset", method="POST",
+                                    data=b"group=G&topic=T&time=now")
+    try:
+        urllib.request.urlopen(forged, timeout=10)
+        raise SystemExit("FAIL a reset without the console's header was taken")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403, e.code
+
     # A topic created in the page is the NameServer's: petrel admin topicList lists it.
     click("#tab-topics")
     type_into("#topic-name", "ConsoleTopic")

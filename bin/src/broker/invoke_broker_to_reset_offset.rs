@@ -9,7 +9,8 @@
 //!
 //! Refused as RocketMQ refuses: on a slave (SYSTEM_ERROR), a topic (TOPIC_NOT_EXIST) or group
 //! (SUBSCRIPTION_GROUP_NOT_EXIST) this broker lacks, an offset outside the queue
-//! (SYSTEM_ERROR). `isForce` is ignored, as RocketMQ 5's server-side reset ignores it.
+//! (SYSTEM_ERROR); and a queue the topic does not have (INVALID_PARAMETER, where RocketMQ
+//! stores it, as for UPDATE_CONSUMER_OFFSET: decision 0008). `isForce` is ignored, as RocketMQ 5's server-side reset ignores it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +45,11 @@ pub(super) fn handle(
         return Err(Refusal::new(response::SUBSCRIPTION_GROUP_NOT_EXIST, why));
     }
     let queue_id = header.queue_id.unwrap_or(-1);
+    let queues = config.read_queue_nums.max(config.write_queue_nums);
+    if queue_id >= queues {
+        let why = format!("queue {queue_id} of topic {topic} does not exist: it has {queues}");
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
     let targets: Vec<(i32, i64)> = match (queue_id, header.offset.filter(|o| *o != -1)) {
         (id, Some(offset)) if id >= 0 => vec![(id, offset_in_range(broker, topic, id, offset)?)],
         (id, None) if id >= 0 => vec![(id, by_time(broker, topic, id, header.timestamp))],

@@ -79,7 +79,7 @@ pub(super) fn handle(
     let commits = header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0;
     if commits && broker.read_policy().stores_pull_offsets() {
         let mut offsets = broker.offsets();
-        if offsets.commit(topic, group, header.queue_id, header.commit_offset) {
+        if offsets.commit_unless_reset(topic, group, header.queue_id, header.commit_offset) {
             broker.offsets_dirty.store(true, Ordering::Release);
         }
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use petrel_core::broker::stats::NewKeys;
 use petrel_net::signal::Flag;
 
 use super::{lock, Broker};
@@ -52,7 +53,7 @@ impl Broker {
             .map(|(topic, group, messages, _)| (format!("{topic}@{group}"), messages))
             .collect();
         let now = now_millis();
-        lock(&self.stats.topics).sample(now, puts);
-        lock(&self.stats.groups).sample(now, pulled);
+        lock(&self.stats.topics).sample(now, puts, NewKeys::FromNow);
+        lock(&self.stats.groups).sample(now, pulled, NewKeys::Whole);
     }
 }

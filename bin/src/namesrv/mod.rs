@@ -148,6 +148,8 @@ pub struct Namesrv {
     /// UPDATE_NAMESRV_CONFIG changed since (`namesrv_config.rs`).
     config: NamesrvConfig,
     live: Mutex<(NamesrvConfig, i64)>,
+    /// Held through an UPDATE_NAMESRV_CONFIG, file write included.
+    updating: Mutex<()>,
     table: Mutex<RouteTable>,
     kv: Mutex<KvConfig>,
     server: ServerHandle,
@@ -325,6 +327,7 @@ pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
         kv: Mutex::new(Namesrv::load_kv(&config)),
         server: server.handle(),
         live: Mutex::new((config.clone(), 0)),
+        updating: Mutex::new(()),
         config,
     });
     let stop = SetOnDrop::new();

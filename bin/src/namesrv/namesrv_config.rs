@@ -30,27 +30,28 @@ pub(super) fn get(namesrv: &Namesrv) -> RemotingCommand {
         .with_body(namesrv.live().0.to_properties().into_bytes())
 }
 
+/// Updates are made one at a time under `namesrv.updating`; the live configuration, which
+/// every route request reads, is locked only to be read and swapped, not while the file is
+/// written.
 pub(super) fn update(
     namesrv: &Namesrv,
     conn: &Connection,
     request: &RemotingCommand,
 ) -> RemotingCommand {
-    let mut live = namesrv.live();
-    let black_list = live.0.black_list();
-    let updated = match apply_update(
-        &live.0,
-        &request.body[..],
-        &black_list,
-        NamesrvConfig::apply,
-        |_| Ok(()),
-    ) {
-        Ok(updated) => updated,
-        Err(refusal) => return RemotingCommand::response(refusal.code, Some(refusal.remark)),
-    };
+    let _one_at_a_time = namesrv.updating.lock().unwrap_or_else(|p| p.into_inner());
+    let current = namesrv.live().0.clone();
+    let black_list = current.black_list();
+    let updated =
+        match apply_update(&current, &request.body[..], &black_list, NamesrvConfig::apply, |_| {
+            Ok(())
+        }) {
+            Ok(updated) => updated,
+            Err(refusal) => return RemotingCommand::response(refusal.code, Some(refusal.remark)),
+        };
     if updated.given.is_empty() {
         return RemotingCommand::response(response::SUCCESS, None);
     }
-    let file = live.0.config_file.clone();
+    let file = current.config_file.clone();
     if let Some(path) = &file {
         if let Err(e) = write_into_file(path, &updated.given) {
             let why = format!("cannot write {}: {e}; nothing was changed", path.display());
@@ -58,8 +59,10 @@ pub(super) fn update(
         }
     }
     tracing::info!(caller = %conn.peer(), changes = ?updated.given, "NameServer configuration updated");
+    let mut live = namesrv.live();
     live.0 = updated.config;
     live.1 += 1;
+    drop(live);
     let remark = update_remark(&updated.given, &LIVE, file.as_deref());
     RemotingCommand::response(response::SUCCESS, Some(remark))
 }

@@ -121,8 +121,10 @@ impl ConsumerOffsets {
     }
 
     /// Gives `dest` the offsets `src` committed for `topic`; whether it had any.
+    /// A reset of `dest` waiting for its next pull is dropped: the copy replaces it.
     pub fn clone_group(&mut self, src: &str, dest: &str, topic: &str) -> bool {
         let Some(queues) = self.offset_table.get(&key(topic, src)).cloned() else { return false };
+        self.resets.remove(&key(topic, dest));
         self.offset_table.insert(key(topic, dest), queues);
         true
     }
@@ -188,7 +190,10 @@ mod tests {
             .map(|(t, q)| (t, q.iter().map(|(k, v)| (*k, *v)).collect()))
             .collect();
         assert_eq!(of_g, vec![("T1", vec![(0, 5)]), ("T2", vec![(1, 7)])]);
+        offsets.reset("T2", "C", 5, 1);
         assert!(offsets.clone_group("G", "C", "T2"));
+        assert!(!offsets.has_reset("T2", "C", 5), "the copy replaces a pending reset");
+        offsets.check_invariants();
         assert!(!offsets.clone_group("Nobody", "C", "T2"));
         assert_eq!(offsets.query("T2", "C", 1), Some(7));
         assert!(offsets.remove_group("G"));

@@ -6,10 +6,10 @@
 //!
 //! The shell feeds running totals: a topic's is the sum of its queues' end offsets (so that
 //! nothing is counted on the send path), a group's the messages it pulled of a topic. A key
-//! of the first sample counts from then (what came before the broker started is not
-//! counted, as in RocketMQ); a key first seen later counts its whole total, which began with
-//! it (a topic created, a group's first pull). A total that goes back (a topic deleted and
-//! created again) starts the key again from zero.
+//! counts from the sample it is first seen in ([`NewKeys::FromNow`]), or, for totals that
+//! begin at zero with the key, from zero when it first appears after the first sample
+//! ([`NewKeys::Whole`]: a group's pulls, counted since the broker started). A total that goes
+//! back (a queue truncated, a topic's queues cut) counts from then on.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,6 +33,16 @@ struct Item {
     windows: [VecDeque<(Millis, u64)>; 3],
 }
 
+/// Where a key first seen counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKeys {
+    /// From its total then: it may hold what came before (a topic's queues outlive the
+    /// topic's deletion, so a topic created again starts with their old ends).
+    FromNow,
+    /// From zero, after the first sample: its total began with the key.
+    Whole,
+}
+
 /// The keys' samples, and when each window is next sampled.
 #[derive(Debug, Clone, Default)]
 pub struct StatsTable {
@@ -45,14 +55,20 @@ pub struct StatsTable {
 impl StatsTable {
     /// Takes `totals` at `now` into each window whose step has come; keys not among them are
     /// forgotten (their topic or group is gone). Call it at least every 10 s.
-    pub fn sample(&mut self, now: Millis, totals: impl IntoIterator<Item = (String, u64)>) {
+    pub fn sample(
+        &mut self,
+        now: Millis,
+        totals: impl IntoIterator<Item = (String, u64)>,
+        new_keys: NewKeys,
+    ) {
         let due: Vec<usize> = (0..WINDOWS.len()).filter(|w| now >= self.next[*w]).collect();
         let mut seen = BTreeMap::new();
-        let base = |total| if self.started { 0 } else { total };
+        let whole = self.started && new_keys == NewKeys::Whole;
+        let base = |total| if whole { 0 } else { total };
         for (key, total) in totals {
             let item = self.items.entry(key.clone()).or_insert_with(|| Item::new(base(total)));
             if total < item.base + item.last {
-                *item = Item::new(0);
+                *item = Item::new(total);
             }
             item.last = total - item.base;
             for w in &due {
@@ -132,7 +148,7 @@ mod tests {
             if t >= 600 {
                 totals.push(("T@G".to_owned(), (t - 600) * 20));
             }
-            table.sample(START + t * 10_000, totals);
+            table.sample(START + t * 10_000, totals, NewKeys::Whole);
             table.check_invariants();
         }
         let [minute, hour, day] = table.snapshot("T").unwrap();
@@ -144,21 +160,28 @@ mod tests {
         let [minute, hour, _] = table.snapshot("T@G").unwrap();
         assert_eq!(minute.tps, 2.0);
         assert_eq!(hour.sum, 120 * 20, "a key seen after the first sample counts its total");
-        table.sample(START + 7_210_000, [("T@G".to_owned(), 0)]);
+        table.sample(START + 7_210_000, [("T@G".to_owned(), 0)], NewKeys::Whole);
         assert!(table.snapshot("T").is_none(), "T's topic is gone");
-        assert_eq!(table.snapshot("T@G").unwrap()[0].sum, 0, "a total gone back starts again");
+        assert_eq!(table.snapshot("T@G").unwrap()[0].sum, 0, "a total gone back counts from then");
         table.check_invariants();
     }
 
     #[test]
-    fn what_came_before_the_first_sample_is_not_counted_but_a_new_keys_total_is() {
-        let mut table = StatsTable::default();
-        table.sample(START, [("T".to_owned(), 9)]);
-        assert_eq!(table.snapshot("T").unwrap(), [Snapshot::default(); 3]);
-        assert!(table.snapshot("U").is_none());
-        table.sample(START + 10_000, [("T".to_owned(), 9), ("U".to_owned(), 4)]);
-        assert_eq!(table.snapshot("T").unwrap()[0].sum, 0);
-        assert_eq!(table.snapshot("U").unwrap()[0].sum, 4, "U began after the first sample");
-        table.check_invariants();
+    fn what_came_before_the_first_sample_is_not_counted_and_new_keys_count_as_told() {
+        for (new_keys, counted) in [(NewKeys::Whole, 4), (NewKeys::FromNow, 0)] {
+            let mut table = StatsTable::default();
+            table.sample(START, [("T".to_owned(), 9)], new_keys);
+            assert_eq!(table.snapshot("T").unwrap(), [Snapshot::default(); 3]);
+            assert!(table.snapshot("U").is_none());
+            let both = [("T".to_owned(), 9), ("U".to_owned(), 4)];
+            table.sample(START + 10_000, both, new_keys);
+            assert_eq!(table.snapshot("T").unwrap()[0].sum, 0);
+            assert_eq!(table.snapshot("U").unwrap()[0].sum, counted, "{new_keys:?}");
+            // A total gone back (a queue cut) counts on from there, not as all new.
+            table.sample(START + 20_000, [("T".to_owned(), 5)], new_keys);
+            table.sample(START + 30_000, [("T".to_owned(), 7)], new_keys);
+            assert_eq!(table.snapshot("T").unwrap()[0].sum, 2);
+            table.check_invariants();
+        }
     }
 }

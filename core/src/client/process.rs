@@ -36,6 +36,16 @@ impl ProcessQueue {
         self.next = next;
     }
 
+    /// The broker moved the position (PULL_OFFSET_MOVED: an operator's reset, or an offset
+    /// outside the queue): what was pulled before no longer decides the commit, which is
+    /// `next` from now, back or forward, as RocketMQ drops the process queue. Messages still
+    /// in consumption finish, but their offsets are forgotten.
+    pub fn moved_to(&mut self, next: i64) {
+        self.pending.clear();
+        self.bytes = 0;
+        self.next = next;
+    }
+
     /// A message was consumed (or handed back for a retry).
     pub fn done(&mut self, offset: i64) {
         if let Some(size) = self.pending.remove(&offset) {
@@ -86,5 +96,19 @@ mod tests {
         queue.done(13);
         queue.skip_to(20);
         assert_eq!((queue.commit_offset(), queue.next(), queue.in_flight()), (20, 20, 0));
+    }
+
+    #[test]
+    fn a_move_by_the_broker_forgets_what_was_in_flight_back_or_forward() {
+        let mut queue = ProcessQueue::starting_at(100);
+        queue.pulled([(100, 10), (101, 10)], 102);
+        queue.moved_to(0);
+        assert_eq!((queue.commit_offset(), queue.next(), queue.in_flight()), (0, 0, 0));
+        queue.done(100);
+        queue.pulled([(0, 10)], 1);
+        assert_eq!(queue.commit_offset(), 0, "the re-pulled message is in flight");
+        queue.moved_to(500);
+        assert_eq!((queue.commit_offset(), queue.next()), (500, 500), "not held back by 0");
+        assert!(!queue.is_full(1, 1));
     }
 }

@@ -304,6 +304,9 @@ pub struct PrintMsg {
     /// Print bodies (true) or not.
     #[arg(short = 'd', long = "printBody", default_value_t = true, action = clap::ArgAction::Set)]
     print_body: bool,
+    /// Stop after this many messages (Petrel's; mqadmin prints every one in the range).
+    #[arg(long)]
+    max: Option<usize>,
 }
 
 pub async fn print_msg(args: PrintMsg) -> Result<Output, String> {
@@ -315,7 +318,13 @@ pub async fn print_msg(args: PrintMsg) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
     let (mut text, mut all) = (String::new(), Vec::new());
     for queue in queues(&admin, &args.topic).await? {
-        let (min, max) = range(&admin, &queue, begin, end).await?;
+        if args.max.is_some_and(|max| all.len() >= max) {
+            break;
+        }
+        let (min, mut max) = range(&admin, &queue, begin, end).await?;
+        if let Some(left) = args.max.map(|m| (m - all.len()) as i64) {
+            max = max.min(min.saturating_add(left));
+        }
         let _ = writeln!(text, "minOffset={min}, maxOffset={max}, {}", queue.shown());
         let who = (TOOLS_GROUP, args.expression.trim());
         let found = read_queue(&admin, &queue, who, (min, max), (args.print_body, None), &mut text);

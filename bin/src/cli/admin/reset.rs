@@ -67,6 +67,20 @@ pub async fn reset(args: ResetOffsetByTime) -> Result<Output, String> {
         return reset_queue(&admin, &args, broker, queue, millis).await;
     }
     let route = admin.route(&args.topic).await?;
+    let masterless: Vec<&str> = route
+        .broker_datas
+        .iter()
+        .filter(|b| !b.broker_addrs.contains_key(&petrel_core::model::MASTER_ID))
+        .map(|b| b.broker_name.as_str())
+        .collect();
+    if !masterless.is_empty() {
+        return Err(format!(
+            "no master of {} routes {}: its offsets cannot be reset now (a slave refuses), so \
+             none were",
+            masterless.join(", "),
+            args.topic
+        ));
+    }
     let mut table: Vec<(MessageQueue, i64)> = Vec::new();
     for addr in route.master_addrs() {
         let header = ResetOffsetRequestHeader {

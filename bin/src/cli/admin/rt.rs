@@ -49,6 +49,9 @@ struct Measured {
 }
 
 pub async fn cluster_rt(args: ClusterRt) -> Result<Output, String> {
+    if args.common.json && args.rounds.is_none() {
+        return Err("--json prints when the command ends: give --rounds".into());
+    }
     if args.amount < 2 {
         return Err("-a must be 2 or more: the first send of each broker is not counted".into());
     }

@@ -81,7 +81,19 @@ async fn serve(stream: TcpStream, namesrv: &str) -> std::io::Result<()> {
 /// What an API call answers: the admin command's JSON, or an HTTP status and why.
 type Answer = Result<serde_json::Value, (&'static str, String)>;
 
+/// The header the page sends with every API call. A page of another site cannot send it
+/// without the browser asking this server first (CORS), which it never allows: so a link or
+/// form elsewhere cannot reset offsets or start a heavy query through an operator's browser.
+const API_HEADER: &str = "X-Petrel-Console";
+
+/// The most messages a query by time lists.
+const MESSAGES_BY_TIME_MAX: usize = 1000;
+
 async fn api(request: &Request, namesrv: &str) -> Answer {
+    if request.path.starts_with("/api/") && request.header(API_HEADER) != Some("1") {
+        let why = format!("the API answers the console's own page only ({API_HEADER}: 1)");
+        return Err(("403 Forbidden", why));
+    }
     let field = |name: &str| -> Result<String, (&'static str, String)> {
         match request.fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             Some(value) => Ok(value.to_owned()),
@@ -110,7 +122,11 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         }
         ("GET", "/api/messages-by-time") => {
             let (topic, begin, end) = (field("topic")?, field("begin")?, field("end")?);
-            words(&["printMsg", "-t", &topic, "-b", &begin, "-e", &end, "-d", "false"])
+            // At most a page's worth: a day of a busy topic would not fit in memory.
+            let max = MESSAGES_BY_TIME_MAX.to_string();
+            words(&[
+                "printMsg", "-t", &topic, "-b", &begin, "-e", &end, "-d", "false", "--max", &max,
+            ])
         }
         ("GET", "/api/message") => {
             words(&["queryMsgByUniqueKey", "-t", &field("topic")?, "-i", &field("id")?])
