@@ -11,7 +11,7 @@
 //! ([`NewKeys::Whole`]: a group's pulls, counted since the broker started). A total that goes
 //! back (a queue truncated, a topic's queues cut) counts from then on.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::Millis;
 
@@ -62,7 +62,7 @@ impl StatsTable {
         new_keys: NewKeys,
     ) {
         let due: Vec<usize> = (0..WINDOWS.len()).filter(|w| now >= self.next[*w]).collect();
-        let mut seen = BTreeMap::new();
+        let mut seen = BTreeSet::new();
         let whole = self.started && new_keys == NewKeys::Whole;
         let base = |total| if whole { 0 } else { total };
         for (key, total) in totals {
@@ -74,9 +74,9 @@ impl StatsTable {
             for w in &due {
                 item.push(*w, now);
             }
-            seen.insert(key, ());
+            seen.insert(key);
         }
-        self.items.retain(|key, _| seen.contains_key(key));
+        self.items.retain(|key, _| seen.contains(key));
         for w in due {
             self.next[w] = now + WINDOWS[w].0;
         }

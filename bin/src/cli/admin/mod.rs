@@ -20,11 +20,13 @@ mod topic;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use petrel_core::admin::GroupList;
 use petrel_core::codes::response_name;
-use petrel_core::model::{BrokerData, ClusterInfo, TopicRouteData, MASTER_ID};
+use petrel_core::model::{BrokerData, ClusterInfo, TopicList, TopicRouteData, MASTER_ID};
 use petrel_net::codec::codes::{request, request_name, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::TopicRequestHeader;
 use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -326,6 +328,33 @@ impl Admin {
         decode_body(&answer, "TopicRouteData")
     }
 
+    /// Every topic the NameServers know, sorted.
+    async fn all_topics(&self) -> Result<std::collections::BTreeSet<String>, String> {
+        let request = RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER);
+        let topics: TopicList = decode_body(&self.call_namesrv(request).await?, "TopicList")?;
+        Ok(topics.topic_list.into_iter().collect())
+    }
+
+    /// The consumer groups of `topic` (QUERY_TOPIC_CONSUME_BY_WHO) on each master of its
+    /// route; a master that does not answer adds none.
+    async fn consumers_of(
+        &self,
+        route: &TopicRouteData,
+        topic: &str,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let mut groups = std::collections::BTreeSet::new();
+        for addr in route.master_addrs() {
+            let header = TopicRequestHeader { topic: topic.to_owned() };
+            let request =
+                RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(&header);
+            if let Ok(answer) = self.call(addr, request).await {
+                let list: GroupList = decode_body(&answer, "GroupList")?;
+                groups.extend(list.group_list);
+            }
+        }
+        Ok(groups)
+    }
+
     /// The brokers `target` names: its address, or every master of its cluster, with their
     /// names (a broker given by address is named by it).
     async fn targets(&self, target: &Target) -> Result<Vec<(String, String)>, String> {
@@ -362,6 +391,20 @@ fn decode_body<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, String> {
     from_json(&answer.body).map_err(|e| format!("the {what} answered is not readable: {e}"))
+}
+
+/// A time flag: milliseconds, `yyyy-MM-dd#HH:mm:ss:SSS` read in UTC, or, when `now` is
+/// given, `now`.
+fn admin_time(flag: &str, text: &str, now: Option<i64>) -> Result<i64, String> {
+    let text = text.trim();
+    if let (Some(now), "now") = (now, text) {
+        return Ok(now);
+    }
+    let parsed = text.parse().ok().or_else(|| petrel_core::time::parse_admin_time(text));
+    parsed.ok_or_else(|| {
+        let now = if now.is_some() { "now, " } else { "" };
+        format!("{flag} {text} is not a time: give {now}milliseconds or yyyy-MM-dd#HH:mm:ss:SSS")
+    })
 }
 
 /// Java properties text as `(key, value)` pairs, in order.

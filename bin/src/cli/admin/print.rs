@@ -7,7 +7,6 @@ use std::fmt::Write;
 use clap::Args;
 use petrel_core::admin::MessageQueue;
 use petrel_core::record::{offset_msg_id, properties, Record};
-use petrel_core::time::parse_admin_time;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -17,7 +16,7 @@ use petrel_net::headers::broker::{
 use serde_json::json;
 
 use super::message::{decoded, msg_id, split, TOOLS_GROUP};
-use super::{Admin, Common, Output};
+use super::{admin_time, Admin, Common, Output};
 
 /// Messages one pull asks for, as mqadmin's printMsg.
 const BATCH: i32 = 32;
@@ -214,14 +213,6 @@ fn message_line(record: &Record<'_>, broker: &str, (min, max): (i64, i64), body:
     )
 }
 
-/// A time flag: milliseconds, or `yyyy-MM-dd#HH:mm:ss:SSS` read in UTC.
-fn millis(flag: &str, text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    text.parse().ok().or_else(|| parse_admin_time(text)).ok_or_else(|| {
-        format!("{flag} {text} is not a time: give milliseconds or yyyy-MM-dd#HH:mm:ss:SSS")
-    })
-}
-
 /// Reads `queue` from `from` until `to` (or its end), printing as mqadmin: each batch found
 /// (after `found_line` when given), a line when a pull matched nothing, and the status that
 /// ended it. Returns the messages printed, as JSON.
@@ -313,8 +304,8 @@ pub async fn print_msg(args: PrintMsg) -> Result<Output, String> {
     if !args.charset.trim().eq_ignore_ascii_case("UTF-8") {
         return Err(format!("-c {}: bodies print as UTF-8 only", args.charset.trim()));
     }
-    let begin = args.begin.as_deref().map(|t| millis("-b", t)).transpose()?;
-    let end = args.end.as_deref().map(|t| millis("-e", t)).transpose()?;
+    let begin = args.begin.as_deref().map(|t| admin_time("-b", t, None)).transpose()?;
+    let end = args.end.as_deref().map(|t| admin_time("-e", t, None)).transpose()?;
     let admin = Admin::connect(&args.common)?;
     let (mut text, mut all) = (String::new(), Vec::new());
     for queue in queues(&admin, &args.topic).await? {
@@ -368,8 +359,8 @@ pub async fn consume_message(args: ConsumeMessage) -> Result<Output, String> {
     if args.count <= 0 {
         return Err("Please input a positive messageNumber!".into());
     }
-    let begin = args.begin.as_deref().map(|t| millis("-s", t)).transpose()?;
-    let end = args.end.as_deref().map(|t| millis("-e", t)).transpose()?;
+    let begin = args.begin.as_deref().map(|t| admin_time("-s", t, None)).transpose()?;
+    let end = args.end.as_deref().map(|t| admin_time("-e", t, None)).transpose()?;
     if let (Some(b), Some(e)) = (begin, end) {
         if b > e {
             return Err("Please make sure that the beginTimestamp is less than or equal to the endTimestamp".into());

@@ -5,7 +5,6 @@ use std::fmt::Write;
 
 use clap::Args;
 use petrel_core::admin::MessageQueue;
-use petrel_core::time::parse_admin_time;
 use petrel_net::bodies::reset_offsets_from_json;
 use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
@@ -14,7 +13,7 @@ use petrel_net::headers::broker::{
 };
 use serde_json::json;
 
-use super::{Admin, Common, Output};
+use super::{admin_time, Admin, Common, Output};
 
 #[derive(Args, Debug)]
 pub struct ResetOffsetByTime {
@@ -46,23 +45,10 @@ pub struct ResetOffsetByTime {
     offset: Option<i64>,
 }
 
-/// `-s` as milliseconds since the epoch.
-fn timestamp(text: &str, now: i64) -> Result<i64, String> {
-    let text = text.trim();
-    if text == "now" {
-        return Ok(now);
-    }
-    text.parse().ok().or_else(|| parse_admin_time(text)).ok_or_else(|| {
-        format!("-s {text} is not a time: give now, milliseconds or yyyy-MM-dd#HH:mm:ss:SSS")
-    })
-}
-
 pub async fn reset(args: ResetOffsetByTime) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let millis = timestamp(&args.timestamp, now)?;
+    let now = petrel::clock::now_millis() as i64;
+    let millis = admin_time("-s", &args.timestamp, Some(now))?;
     if let (Some(broker), Some(queue)) = (&args.broker, args.queue) {
         return reset_queue(&admin, &args, broker, queue, millis).await;
     }

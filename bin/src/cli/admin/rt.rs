@@ -152,10 +152,7 @@ fn row(args: &ClusterRt, m: &Measured) -> String {
             m.failed
         ),
         true => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let time = petrel_core::time::human_time(now);
+            let time = petrel_core::time::human_time(petrel::clock::now_millis() as i64);
             let time = time.split(',').next().unwrap_or_default();
             format!("{time}|{}|{}|{}|{}\n", args.machine_room, m.cluster, m.broker, m.rt_ms.round())
         }

@@ -1,15 +1,14 @@
 //! statsAll: each topic's messages in and each consumer group's out, a second over the last
 //! minute and in the last day, with the group's lag (VIEW_BROKER_STATS_DATA, GET_CONSUME_STATS).
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use clap::Args;
-use petrel_core::admin::{BrokerStatsData, GroupList};
-use petrel_core::model::{TopicList, TopicRouteData};
+use petrel_core::admin::BrokerStatsData;
+use petrel_core::model::TopicRouteData;
 use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::{TopicRequestHeader, ViewBrokerStatsDataRequestHeader};
+use petrel_net::headers::broker::ViewBrokerStatsDataRequestHeader;
 use serde_json::json;
 
 use super::group::consume_stats;
@@ -54,11 +53,7 @@ async fn figures(admin: &Admin, route: &TopicRouteData, name: &str, key: &str) -
 
 pub async fn stats_all(args: StatsAll) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
-    let answer = admin
-        .call_namesrv(RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
-        .await?;
-    let topics: TopicList = decode_body(&answer, "TopicList")?;
-    let topics: BTreeSet<String> = topics.topic_list.into_iter().collect();
+    let topics = admin.all_topics().await?;
     let mut text = format!(
         "{:<64}  {:<64} {:>12} {:>11} {:>11} {:>14} {:>14}\n",
         "#Topic",
@@ -74,16 +69,7 @@ pub async fn stats_all(args: StatsAll) -> Result<Output, String> {
     for topic in chosen.filter(|t| args.topic.as_ref().is_none_or(|only| only == *t)) {
         let Ok(route) = admin.route(topic).await else { continue };
         let (in_tps, in_day) = figures(&admin, &route, "TOPIC_PUT_NUMS", topic).await;
-        let mut groups = BTreeSet::new();
-        for addr in route.master_addrs() {
-            let header = TopicRequestHeader { topic: topic.clone() };
-            let request =
-                RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(&header);
-            if let Ok(answer) = admin.call(addr, request).await {
-                let list: GroupList = decode_body(&answer, "GroupList")?;
-                groups.extend(list.group_list);
-            }
-        }
+        let groups = admin.consumers_of(&route, topic).await?;
         if groups.is_empty() && (!args.active || in_day > 0) {
             let _ = writeln!(
                 text,

@@ -1,11 +1,10 @@
 //! updateTopic, deleteTopic, topicList, topicRoute, topicStatus.
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use clap::Args;
-use petrel_core::admin::{GroupList, MessageQueue, TopicOffset};
-use petrel_core::model::{self, perm};
+use petrel_core::admin::{MessageQueue, TopicOffset};
+use petrel_core::model::perm;
 use petrel_core::time::human_time;
 use petrel_net::bodies::topic_stats_from_json;
 use petrel_net::codec::codes::request;
@@ -16,7 +15,7 @@ use petrel_net::headers::broker::{
 use petrel_net::headers::namesrv::{DeleteTopicFromNamesrvRequestHeader, PutKvConfigRequestHeader};
 use serde_json::json;
 
-use super::{decode_body, Admin, Common, Output, Target};
+use super::{Admin, Common, Output, Target};
 
 #[derive(Args, Debug)]
 pub struct UpdateTopic {
@@ -155,11 +154,7 @@ pub struct TopicList {
 
 pub async fn list(args: TopicList) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
-    let answer = admin
-        .call_namesrv(RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER))
-        .await?;
-    let topics: model::TopicList = decode_body(&answer, "TopicList")?;
-    let topics: BTreeSet<String> = topics.topic_list.into_iter().collect();
+    let topics = admin.all_topics().await?;
     if !args.cluster_model {
         let text: String = topics.iter().map(|t| format!("{t}\n")).collect();
         return Ok(Output::new(&args.common, text, json!(topics)));
@@ -176,16 +171,7 @@ pub async fn list(args: TopicList) -> Result<Output, String> {
             .iter()
             .find(|(_, names)| names.contains(&first.broker_name))
             .map_or_else(String::new, |(cluster, _)| cluster.clone());
-        let mut groups = BTreeSet::new();
-        for addr in route.master_addrs() {
-            let header = TopicRequestHeader { topic: topic.clone() };
-            let request =
-                RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(&header);
-            if let Ok(answer) = admin.call(addr, request).await {
-                let list: GroupList = decode_body(&answer, "GroupList")?;
-                groups.extend(list.group_list);
-            }
-        }
+        let mut groups = admin.consumers_of(&route, topic).await?;
         if groups.is_empty() {
             groups.insert(String::new());
         }
