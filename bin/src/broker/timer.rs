@@ -237,10 +237,13 @@ fn open(broker: &Broker, follower: bool) -> std::io::Result<(Files, TimerService
         false => u64::try_from(checkpoint.last_flush_pos).unwrap_or(0),
     };
     let (mut log, mut units, mut offsets) = open_log(broker, cut)?;
-    // Units whose message lies at or past the dispatched end (a record a crash left
-    // unconfirmed, or cut back when a master came back as a slave) go: the queue resumes
-    // below them, and the message gets its unit again if it is confirmed again.
-    let end = broker.store().dispatched_offset();
+    // Units whose message lies at or past the end of what dispatch handed over (a record a
+    // crash left unconfirmed, or cut back when a master came back as a slave) go: the queue
+    // resumes below them, and the message gets its unit again if it is confirmed again. Not
+    // the dispatched offset: after a round that failed at the index, the timer queue is
+    // readable past it, and cutting the units the wheel took from there while the queue
+    // resumes after them lost those messages (seed 337704023 of timer_failover).
+    let end = broker.store().handed_over_offset();
     if let Some(first) = offsets.iter().position(|offset| *offset >= end as i64) {
         tracing::warn!(end, pos = units[first].pos, "timer units past the dispatched log cut off");
         drop(log);

@@ -281,6 +281,14 @@ impl Store {
         self.dispatched.load(Ordering::Acquire)
     }
 
+    /// No record at or past this offset has a consume-queue unit a reader may have seen. It is
+    /// [`Store::dispatched_offset`] but after a round that failed part of the way: the queues
+    /// it wrote before the failure (an index write failing last) are readable past the
+    /// dispatched offset, up to here.
+    pub fn handed_over_offset(&self) -> u64 {
+        lock(&self.dispatcher).position
+    }
+
     /// The offset of the oldest byte still in the commit log.
     pub fn min_physical_offset(&self) -> u64 {
         self.files.read().unwrap_or_else(|p| p.into_inner()).first().map_or(0, |s| s.base)
