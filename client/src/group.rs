@@ -36,7 +36,7 @@ pub(crate) fn client_id(group: &str) -> String {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    format!("{}@{group}#{started}", std::process::id())
+    format!("{}@{group}#{started}", petrel_net::process::id())
 }
 
 /// Sends the member's heartbeat to each broker; a broker that does not answer hears from the

@@ -149,12 +149,12 @@ impl Producer {
         let started = now_millis();
         let inner = Arc::new(Inner {
             client: RemotingClient::new(ClientConfig::default(), handler),
-            client_id: format!("{}@{}#{started}", std::process::id(), config.group),
+            client_id: format!("{}@{}#{started}", petrel_net::process::id(), config.group),
             routes: Mutex::default(),
             stale: Mutex::new(config.topics.iter().cloned().collect()),
             faults: Mutex::default(),
             ids: AtomicU64::new(0),
-            seed: (started as u32) ^ std::process::id().rotate_left(16),
+            seed: (started as u32) ^ petrel_net::process::id().rotate_left(16),
             started,
             config,
         });
@@ -474,7 +474,7 @@ impl Producer {
         let seed = self.inner.seed ^ (counter >> 16) as u32;
         petrel_core::broker::unique_key(
             [127, 0, 0, 1],
-            std::process::id() as u16,
+            petrel_net::process::id() as u16,
             seed,
             since,
             counter as u16,

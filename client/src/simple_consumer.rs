@@ -203,7 +203,7 @@ impl SimpleConsumer {
         let count = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         let seed = (self.started_ms as u32) ^ (count >> 16) as u32;
         let since = u64::try_from(now_ms() - self.started_ms).unwrap_or(0);
-        let pid = std::process::id() as u16;
+        let pid = petrel_net::process::id() as u16;
         petrel_core::broker::unique_key([127, 0, 0, 1], pid, seed, since, count as u16)
     }
 

@@ -465,7 +465,8 @@ impl Broker {
         let counter = self.stats.unique_keys.fetch_add(1, Ordering::Relaxed);
         let since = now_millis().saturating_sub(self.boot_millis);
         let seed = (self.boot_millis as u32) ^ (counter >> 16) as u32;
-        petrel_core::broker::unique_key(ip, std::process::id() as u16, seed, since, counter as u16)
+        let pid = petrel_net::process::id() as u16;
+        petrel_core::broker::unique_key(ip, pid, seed, since, counter as u16)
     }
 
     /// The topic's configuration, if the broker serves it.

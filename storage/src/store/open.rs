@@ -179,6 +179,19 @@ impl Store {
     }
 }
 
+/// The pid the abort file holds; under the simulator the simulated node's id, so that two runs
+/// of a seed write the same bytes.
+fn process_id() -> u32 {
+    #[cfg(not(madsim))]
+    {
+        std::process::id()
+    }
+    #[cfg(madsim)]
+    {
+        madsim::plugin::node().to_string().parse().unwrap_or(0)
+    }
+}
+
 /// Creates `abort` (the PID, as RocketMQ writes it) unless a crash left one, and makes it
 /// durable: its presence at the next start means this run did not end cleanly.
 pub(super) fn create_abort(disk: &dyn Disk, config: &StoreConfig) -> Result<(), StoreError> {
@@ -186,7 +199,7 @@ pub(super) fn create_abort(disk: &dyn Disk, config: &StoreConfig) -> Result<(), 
     if disk.exists(&abort) {
         return Ok(());
     }
-    let pid = std::process::id().to_string();
+    let pid = process_id().to_string();
     let file = disk
         .create(&abort, pid.len() as u64)
         .context(|| "cannot create the abort file".to_owned())?;
