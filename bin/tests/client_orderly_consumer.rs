@@ -71,7 +71,12 @@ fn member(ns: &str, name: &'static str, seen: &Arc<Mutex<Seen>>) -> PushConsumer
         let queue = context.queue.clone();
         let other = seen.lock().unwrap().consuming.insert(queue.clone(), name.to_owned());
         assert_eq!(other, None, "{queue} consumed by {name} and {other:?} at once");
-        assert!(context.lock_asked_at.is_some(), "a clustering member consumes under a lock");
+        let (asked, answered) = (context.lock_asked_at, context.lock_answered_at);
+        assert!(asked.is_some(), "a clustering member consumes under a lock");
+        assert!(
+            answered >= asked,
+            "a lock answered ({answered:?}) before it was asked ({asked:?})"
+        );
         std::thread::sleep(Duration::from_millis(1));
         let mut seen = seen.lock().unwrap();
         seen.consuming.remove(&queue);

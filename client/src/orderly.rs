@@ -46,6 +46,8 @@ pub struct OrderlyContext {
     /// only): the lock was granted no earlier, and another member can be granted the queue
     /// only a minute after it unless this member lets it go or the broker restarts.
     pub lock_asked_at: Option<Instant>,
+    /// When the broker's grant of that lock reached this member: it was granted no later.
+    pub lock_answered_at: Option<Instant>,
 }
 
 /// The application's orderly consumption code.
@@ -91,8 +93,8 @@ impl OrderlyShared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn lock_answered(&self, asked_at: Millis, held: bool) {
-        self.state().lock_answered(asked_at, held);
+    pub fn lock_answered(&self, asked_at: Millis, held: bool, now: Millis) {
+        self.state().lock_answered(asked_at, held, now);
         self.changed.notify_one();
     }
 }

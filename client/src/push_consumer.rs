@@ -414,17 +414,18 @@ async fn rebalance(inner: &Arc<Inner>, topic: &str) -> Result<(), ClientError> {
     let new: Vec<MessageQueue> = mine.into_iter().filter(|q| !current.contains(q)).collect();
     let asked_at = inner.clock.now();
     let held = if inner.locks_queues() { lock_new(inner, &route, &new).await } else { new };
+    let lock = (asked_at, inner.clock.now());
     for queue in held {
         let Some(broker) = route.readers.get(&queue.broker_name).cloned() else { continue };
         let start = start_offset(inner, &broker, &queue).await?;
-        take(inner, queue, start, asked_at);
+        take(inner, queue, start, lock);
     }
     Ok(())
 }
 
-/// Starts consuming `queue` from `start`; an orderly member's lock on it was asked for at
-/// `asked_at` and granted.
-fn take(inner: &Arc<Inner>, queue: MessageQueue, start: i64, asked_at: u64) {
+/// Starts consuming `queue` from `start`; an orderly member's lock on it was asked for and
+/// its grant answered at `(asked_at, answered_at)`.
+fn take(inner: &Arc<Inner>, queue: MessageQueue, start: i64, (asked_at, answered_at): (u64, u64)) {
     let stop = SetOnDrop::new();
     let mut tasks = Vec::new();
     let process = match &inner.consume {
@@ -434,7 +435,7 @@ fn take(inner: &Arc<Inner>, queue: MessageQueue, start: i64, asked_at: u64) {
         }
         Consume::Orderly(listener) => {
             let mut state = OrderlyQueue::starting_at(start, inner.locks_queues());
-            state.lock_answered(asked_at, true);
+            state.lock_answered(asked_at, true, answered_at);
             let shared = Arc::new(OrderlyShared::new(state, listener.clone()));
             let consumer =
                 consume_in_order(inner.clone(), queue.clone(), shared.clone(), stop.flag());
@@ -526,8 +527,9 @@ async fn lock_loop(inner: Arc<Inner>, stop: Flag) {
             let asked_at = inner.clock.now();
             match inner.locker().lock(&master, &queues).await {
                 Ok(granted) => {
+                    let now = inner.clock.now();
                     for (queue, shared) in owned.iter().filter(|(q, _)| queues.contains(q)) {
-                        shared.lock_answered(asked_at, granted.contains(queue));
+                        shared.lock_answered(asked_at, granted.contains(queue), now);
                     }
                 }
                 Err(e) => tracing::debug!(%broker_name, error = %e, "lock renewal failed"),
@@ -553,16 +555,16 @@ async fn consume_in_order(
         let now = inner.clock.now();
         let taken = {
             let mut state = shared.state();
-            let locked_from = state.locked_from();
+            let lock = (state.locked_from(), state.lock_answered_at());
             match state.take(now) {
                 Take::Consume(offset, message, suspensions) => {
-                    Ok((offset, message.clone(), suspensions, locked_from))
+                    Ok((offset, message.clone(), suspensions, lock))
                 }
                 Take::Until(at) => Err(Duration::from_millis(at.saturating_sub(now))),
                 Take::Idle => Err(Duration::from_secs(1)),
             }
         };
-        let (offset, message, suspensions, locked_from) = match taken {
+        let (offset, message, suspensions, (locked_from, answered_at)) = match taken {
             Ok(taken) if !stop.is_set() => taken,
             Ok(_) => return,
             Err(wait) => {
@@ -580,6 +582,7 @@ async fn consume_in_order(
             queue: queue.clone(),
             suspensions,
             lock_asked_at: locked_from.map(|at| inner.clock.instant(at)),
+            lock_answered_at: answered_at.map(|at| inner.clock.instant(at)),
         };
         let consumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             shared.listener.consume(&message, &context)

@@ -94,9 +94,11 @@ pub async fn orderly_consume(
             return OrderlyResult::Suspend;
         }
         history.record(received(&name, message));
-        if let Some(lock_asked) = context.lock_asked_at {
+        if let (Some(lock_asked), Some(lock_answered)) =
+            (context.lock_asked_at, context.lock_answered_at)
+        {
             let (consumer, place) = (name.clone(), place_of(message));
-            history.record(Event::UnderLock { consumer, place, lock_asked });
+            history.record(Event::UnderLock { consumer, place, lock_asked, lock_answered });
         }
         OrderlyResult::Success
     };

@@ -46,8 +46,8 @@ pub enum Event {
     /// A consumer got message `id` from `place`, stored at `stored_wall` (ms).
     Delivered { consumer: String, place: Place, id: u64, body_hash: u32, stored_wall: i64 },
     /// An orderly consumer consumed the message at `place` relying on the queue lock it asked
-    /// its broker for at `lock_asked`.
-    UnderLock { consumer: String, place: Place, lock_asked: Instant },
+    /// its broker for at `lock_asked`, whose grant reached it at `lock_answered`.
+    UnderLock { consumer: String, place: Place, lock_asked: Instant, lock_answered: Instant },
     /// A consumer lost its position in a queue and resumed at `resumed`; it had read up to
     /// `before`.
     Resumed {

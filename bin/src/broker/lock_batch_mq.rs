@@ -28,6 +28,13 @@ pub(super) fn handle_lock(
     locks.forget_lapsed(now);
     let held = locks.lock(&body.consumer_group, &body.client_id, &queues, now);
     drop(locks);
+    tracing::debug!(
+        group = body.consumer_group,
+        client = body.client_id,
+        asked = queues.len(),
+        ?held,
+        "queues locked"
+    );
     let answer = LockedQueues { lock_ok_mq_set: held.iter().map(QueueName::from).collect() };
     answered(success().with_body(to_json(&answer, JsonStyle::Fastjson)))
 }
@@ -38,7 +45,14 @@ pub(super) fn handle_unlock(
     request: &RemotingCommand,
 ) -> Outcome {
     let (body, queues) = parse(request, "UnlockBatchRequestBody")?;
-    lock(&broker.queue_locks).unlock(&body.consumer_group, &body.client_id, &queues);
+    let released = lock(&broker.queue_locks).unlock(&body.consumer_group, &body.client_id, &queues);
+    tracing::debug!(
+        group = body.consumer_group,
+        client = body.client_id,
+        ?queues,
+        released,
+        "queues unlocked"
+    );
     answered(success())
 }
 

@@ -70,6 +70,9 @@ pub struct OrderlyQueue<M> {
     /// When the lock this member holds was asked for; `None`: not held. A queue of a
     /// broadcasting member needs no lock (`locked_from` is then 0 and never lapses).
     locked_from: Option<Millis>,
+    /// When the broker's grant of the lock asked for at `locked_from` reached this member:
+    /// the broker granted it between the two.
+    lock_answered_at: Millis,
     needs_lock: bool,
     /// The message in consumption, if any (always the lowest waiting offset).
     taken: Option<i64>,
@@ -87,6 +90,7 @@ impl<M> OrderlyQueue<M> {
             bytes: 0,
             next: offset,
             locked_from: (!needs_lock).then_some(0),
+            lock_answered_at: 0,
             needs_lock,
             taken: None,
             suspensions: 0,
@@ -94,15 +98,15 @@ impl<M> OrderlyQueue<M> {
         }
     }
 
-    /// The broker's answer to a lock asked for at `asked_at`: held or not. An answer that
-    /// comes after a newer one was applied does not move the lock back.
-    pub fn lock_answered(&mut self, asked_at: Millis, held: bool) {
+    /// The broker's answer, come at `now`, to a lock asked for at `asked_at`: held or not. An
+    /// answer that comes after a newer one was applied does not move the lock back.
+    pub fn lock_answered(&mut self, asked_at: Millis, held: bool, now: Millis) {
         if !self.needs_lock {
             return;
         }
         match (held, self.locked_from) {
             (true, Some(from)) if from >= asked_at => {}
-            (true, _) => self.locked_from = Some(asked_at),
+            (true, _) => (self.locked_from, self.lock_answered_at) = (Some(asked_at), now),
             (false, _) => self.locked_from = None,
         }
     }
@@ -119,6 +123,11 @@ impl<M> OrderlyQueue<M> {
     /// When the lock the current consumption relies on was asked for.
     pub fn locked_from(&self) -> Option<Millis> {
         self.locked_from.filter(|_| self.needs_lock)
+    }
+
+    /// When the grant of that lock reached this member: the broker granted it no later.
+    pub fn lock_answered_at(&self) -> Option<Millis> {
+        self.locked_from().map(|_| self.lock_answered_at)
     }
 
     /// Messages pulled: `(offset, body bytes, message)` each, offsets ascending; `next` is
@@ -219,6 +228,9 @@ impl<M> OrderlyQueue<M> {
             assert!(*last < self.next, "waiting offset {last} at or past the pull position");
         }
         assert!(self.needs_lock || self.locked_from == Some(0), "a lock-free queue lost its lock");
+        if let (Some(asked), Some(answered)) = (self.locked_from(), self.lock_answered_at()) {
+            assert!(asked <= answered, "lock answered at {answered}, before its ask at {asked}");
+        }
         assert!(self.commit_offset() <= self.next, "commit offset past the pull position");
     }
 }
@@ -238,7 +250,7 @@ mod tests {
         let mut queue = OrderlyQueue::starting_at(5, true);
         pulled(&mut queue, 5..8);
         assert_eq!(queue.take(0), Take::Idle, "no lock yet");
-        queue.lock_answered(100, true);
+        queue.lock_answered(100, true, 100);
         assert!(matches!(queue.take(100), Take::Consume(5, _, 0)));
         assert_eq!(queue.take(100), Take::Idle, "one message at a time");
         assert_eq!(queue.commit_offset(), 5, "the message in consumption is not committed");
@@ -248,7 +260,7 @@ mod tests {
         queue.check_invariants();
         assert_eq!(queue.finished(6, Outcome::Consumed, 101, 3), After::Next);
         assert_eq!(queue.take(100 + LOCK_VALID_MS), Take::Idle, "the lock is too old to trust");
-        queue.lock_answered(200, true);
+        queue.lock_answered(200, true, 230);
         assert!(matches!(queue.take(200 + LOCK_VALID_MS - 1), Take::Consume(7, _, 0)));
         queue.check_invariants();
     }
@@ -257,10 +269,11 @@ mod tests {
     fn a_refused_lock_stops_consumption_and_a_late_answer_does_not_move_it_back() {
         let mut queue = OrderlyQueue::starting_at(0, true);
         pulled(&mut queue, 0..2);
-        queue.lock_answered(1_000, true);
-        queue.lock_answered(500, true);
+        queue.lock_answered(1_000, true, 1_010);
+        queue.lock_answered(500, true, 1_020);
         assert_eq!(queue.locked_from(), Some(1_000), "an older grant answered late");
-        queue.lock_answered(2_000, false);
+        assert_eq!(queue.lock_answered_at(), Some(1_010), "the grant relied on is the newer");
+        queue.lock_answered(2_000, false, 2_010);
         assert_eq!(queue.take(2_000), Take::Idle);
         assert_eq!(queue.locked_from(), None);
     }
@@ -330,7 +343,7 @@ mod tests {
                         let start = queue.next();
                         pulled(&mut queue, start..start + i64::from(n));
                     }
-                    Step::Lock(held) => queue.lock_answered(now, held),
+                    Step::Lock(held) => queue.lock_answered(now, held, now),
                     Step::Tick(ms) => now += u64::from(ms),
                     Step::Take => {
                         if let Take::Consume(offset, _, _) = queue.take(now) {

@@ -12,10 +12,10 @@
 //!   consume a suffix again (a take-over at an older commit), at most once per event that can
 //!   cause one (a membership change, a fault of the broker); and the group never skips an
 //!   offset;
-//! - [`locks_exclusive`]: no member consumes a queue relying on a lock asked for before
-//!   another member's lock on that queue was asked for, unless the broker restarted between
-//!   the two asks (its locks live in memory, as RocketMQ's), and none under a lock asked for
-//!   30 s before or more.
+//! - [`locks_exclusive`]: no two members consume a queue under locks the broker held for both
+//!   at one instant (each held from its grant's answer to the consumption), unless the broker
+//!   restarted between the two grants (its locks live in memory, as RocketMQ's), and none
+//!   under a lock asked for 30 s before or more.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario orderly`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -122,17 +122,27 @@ pub fn keys_in_send_order(entries: &[Entry]) -> Verdict {
 }
 
 /// Each queue in order. A member's delivery of a queue is the offset after its previous one;
-/// or an offset at or before it (a re-take at an older commit: a suffix consumed again), at
-/// most once per membership change, broker fault and broker stop; or, when another member
-/// consumed the queue since, a later one (it took the queue back). And no delivery skips
-/// forward past every offset the group consumed before (no gap). Two members may both be
-/// consuming a queue for a while after its broker restarted (see [`locks_exclusive`]); each
-/// keeps the order.
+/// or, when another member consumed the queue since, a later one (it took the queue back); or
+/// else a re-take: at or before its previous offset (at an older commit: a suffix consumed
+/// again), or past it (at a newer commit another member made: seed 2966, a member went back
+/// to 0 after the broker lost its offsets, let the queue go and took it again at the commit
+/// of the member that had consumed up to 26), at most once per membership change, broker
+/// fault and broker stop. And no delivery skips forward past every offset the group consumed
+/// before (no gap). Two members may both be consuming a queue for a while after its broker
+/// restarted (see [`locks_exclusive`]); each keeps the order. A member that lost power or
+/// stopped starts again from the group's commit (seed 1027): its order begins anew.
 pub fn queues_in_order(entries: &[Entry], broker_faults: u64) -> Verdict {
     let stops = entries.iter().filter(|e| matches!(e.event, Event::Stopped { .. })).count();
     let bound = MEMBERSHIP_CHANGES + broker_faults + stops as u64;
     let mut queues: BTreeMap<(&str, &str, i32), QueueSeen<'_>> = BTreeMap::new();
     for (step, entry) in entries.iter().enumerate() {
+        if let Event::Crashed { node, .. } | Event::Stopped { node, .. } = &entry.event {
+            // Its last delivery still shows the others it had the queue in between.
+            for member in queues.values_mut().filter_map(|q| q.members.get_mut(node.as_str())) {
+                member.offset = -1;
+            }
+            continue;
+        }
         let Event::Delivered { place, consumer, .. } = &entry.event else { continue };
         let queue = (place.broker.as_str(), place.topic.as_str(), place.queue);
         let seen = queues.entry(queue).or_insert(QueueSeen { top: -1, members: BTreeMap::new() });
@@ -140,13 +150,12 @@ pub fn queues_in_order(entries: &[Entry], broker_faults: u64) -> Verdict {
         let (last_step, previous, backs) = last.map_or((0, -1, 0), |m| (m.step, m.offset, m.backs));
         let handed = seen.members.iter().any(|(c, m)| *c != consumer && m.step > last_step);
         let (offset, top) = (place.offset, seen.top);
-        let backs = backs + u64::from(offset <= previous);
+        let jumped = offset > previous + 1 && previous >= 0 && !handed;
+        let backs = backs + u64::from(offset <= previous || jumped);
         let why = if offset > top + 1 {
             Some(format!("{consumer} consumed offset {offset} when the group had {top}"))
-        } else if offset > previous + 1 && previous >= 0 && !handed {
-            Some(format!("{consumer} consumed offset {offset} after {previous}"))
         } else if backs > bound {
-            Some(format!("{consumer} went back {backs} times, over {bound}"))
+            Some(format!("{consumer} went back or jumped ahead {backs} times, over {bound}"))
         } else {
             None
         };
@@ -177,19 +186,30 @@ struct MemberSeen {
     backs: u64,
 }
 
-/// A consumption by one member under a lock asked for at `lock_asked`, at `at`.
+/// A consumption by one member, at `at`, under a lock asked for at `lock_asked` and whose
+/// grant reached the member at `lock_answered`.
 struct UnderLock<'a> {
     consumer: &'a str,
     at: Instant,
     lock_asked: Instant,
+    lock_answered: Instant,
 }
 
-/// No member consumes a queue relying on a lock asked for before another member's lock on it
-/// was asked for, once that other member consumed under its lock (so the broker had granted
-/// it: a grant comes between the ask and the first consumption; the ask alone does not show
-/// it, as the first member may let the queue go before the broker sees the ask). Allowed only when the broker restarted (it
-/// crashed or stopped) between the two asks, forgetting its locks; and no member consumes
-/// under a lock asked for 30 s before or more (so that window closes within 30 s).
+impl UnderLock<'_> {
+    /// Whether the broker may have granted this lock before `restart` and `other`'s after it.
+    fn granted_across(&self, restart: Instant, other: &UnderLock<'_>) -> bool {
+        self.lock_asked < restart && restart <= other.lock_answered
+    }
+}
+
+/// No two members consume a queue under locks the broker held for both at one instant. A
+/// member's lock was granted between its ask and its answer, and it relied on it until it
+/// consumed: it was held from the answer to the consumption at least. Two such spans of two
+/// members may overlap only when the broker restarted (it crashed or stopped, forgetting its
+/// locks) after one lock's grant and before the other's. An ask's time alone says nothing of
+/// its grant: an ask held up in the network reaches the broker after another member took the
+/// queue and let it go (seed 500069). And no member consumes under a lock asked for 30 s
+/// before or more (so that window closes within 30 s).
 pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
     let mut restarts: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
     let mut consumed: BTreeMap<(&str, &str, i32), Vec<UnderLock<'_>>> = BTreeMap::new();
@@ -198,9 +218,10 @@ pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
             Event::Crashed { node, .. } | Event::Stopped { node, .. } => {
                 restarts.entry(node.as_str()).or_default().push(entry.at);
             }
-            Event::UnderLock { consumer, place, lock_asked } => {
+            Event::UnderLock { consumer, place, lock_asked, lock_answered } => {
                 let queue = (place.broker.as_str(), place.topic.as_str(), place.queue);
-                let record = UnderLock { consumer, at: entry.at, lock_asked: *lock_asked };
+                let (lock_asked, lock_answered) = (*lock_asked, *lock_answered);
+                let record = UnderLock { consumer, at: entry.at, lock_asked, lock_answered };
                 consumed.entry(queue).or_default().push(record);
             }
             _ => {}
@@ -210,24 +231,24 @@ pub fn locks_exclusive(entries: &[Entry]) -> Verdict {
     let trusted = Duration::from_millis(LOCK_VALID_MS);
     for (queue, records) in &consumed {
         let restarted = restarts.get(queue.0).map_or(&[][..], Vec::as_slice);
-        for early in records {
-            if early.at >= early.lock_asked + trusted {
+        for one in records {
+            if one.at >= one.lock_asked + trusted {
                 let why = format!(
                     "{queue:?}: {} consumed at {:?} under a lock asked for at {:?}, over {trusted:?} before",
-                    early.consumer, early.at, early.lock_asked
+                    one.consumer, one.at, one.lock_asked
                 );
                 return Verdict::new("locks_exclusive", Err(why));
             }
-            for late in records.iter().filter(|r| r.consumer != early.consumer) {
+            for other in records.iter().filter(|r| r.consumer != one.consumer) {
                 checked += 1;
-                // The later lock was granted by the time its member consumed under it.
-                let overlapped = early.lock_asked < late.lock_asked && late.at <= early.at;
-                let forgotten =
-                    restarted.iter().any(|r| early.lock_asked < *r && *r <= late.lock_asked);
-                if overlapped && !forgotten {
+                let both_held = one.lock_answered.max(other.lock_answered) <= one.at.min(other.at);
+                let forgotten = restarted
+                    .iter()
+                    .any(|r| one.granted_across(*r, other) || other.granted_across(*r, one));
+                if both_held && !forgotten {
                     let why = format!(
-                        "{queue:?}: {} consumed at {:?} under a lock asked at {:?}, after {} consumed at {:?} under its own, asked at {:?}",
-                        early.consumer, early.at, early.lock_asked, late.consumer, late.at, late.lock_asked
+                        "{queue:?}: {} consumed at {:?} under a lock granted by {:?}, and {} at {:?} under its own, granted by {:?}",
+                        one.consumer, one.at, one.lock_answered, other.consumer, other.at, other.lock_answered
                     );
                     return Verdict::new("locks_exclusive", Err(why));
                 }
@@ -271,12 +292,21 @@ mod tests {
         assert!(in_order(vec![a(0), a(1), b(0), a(2), b(1)]).is_ok(), "two at once, each in order");
         let gap = in_order(vec![a(0), a(2)]).unwrap_err();
         assert!(gap.contains("offset 2 when the group had 0"), "{gap}");
-        let skip = in_order(vec![a(0), a(1), b(2), a(0), a(2)]).unwrap_err();
-        assert!(skip.contains("a consumed offset 2 after 0"), "{skip}");
+        assert!(in_order(vec![a(0), a(1), b(2), a(0), a(2)]).is_ok(), "a re-take at b's commit");
+        let hops: Vec<Event> = [a(0), a(1), a(2)]
+            .into_iter()
+            .chain((0..=MEMBERSHIP_CHANGES).flat_map(|_| [a(0), a(2)]))
+            .collect();
+        assert!(in_order(hops).unwrap_err().contains("jumped ahead"));
         let first = in_order(vec![a(1)]).unwrap_err();
         assert!(first.contains("offset 1 when the group had -1"), "{first}");
         let backs: Vec<Event> = (0..=MEMBERSHIP_CHANGES + 1).map(|_| a(0)).collect();
         assert!(in_order(backs).unwrap_err().contains("went back"));
+        let crash = Event::Crashed { node: "b".into(), wall: 0 };
+        let restarted = vec![a(0), a(1), a(2), b(0), b(1), crash.clone(), b(3)];
+        assert!(in_order(restarted).is_ok(), "b came back at the commit a moved");
+        let past = in_order(vec![a(0), b(0), crash, b(2)]).unwrap_err();
+        assert!(past.contains("offset 2 when the group had 0"), "{past}");
     }
 
     #[madsim::test]
@@ -296,29 +326,38 @@ mod tests {
     }
 
     #[madsim::test]
-    async fn a_lock_asked_for_while_another_member_consumes_breaks_exclusivity() {
+    async fn two_members_holding_one_queue_at_once_break_exclusivity() {
         let start = Instant::now();
         let ms = |n: u64| start + Duration::from_millis(n);
-        let under = |consumer: &str, at: u64, asked: u64| Entry {
+        let under = |consumer: &str, at: u64, asked: u64, answered: u64| Entry {
             at: ms(at),
             event: Event::UnderLock {
                 consumer: consumer.into(),
                 place: place(0, 0),
                 lock_asked: ms(asked),
+                lock_answered: ms(answered),
             },
         };
-        let handed = vec![under("a", 10, 0), under("a", 20, 0), under("b", 40, 30)];
+        let handed = vec![under("a", 10, 0, 1), under("a", 20, 0, 1), under("b", 40, 30, 31)];
         assert!(locks_exclusive(&handed).outcome.is_ok());
-        let overlapping = vec![under("a", 10, 0), under("b", 40, 15), under("a", 50, 0)];
+        let overlapping = vec![under("a", 10, 0, 1), under("b", 40, 15, 16), under("a", 50, 0, 1)];
         let why = locks_exclusive(&overlapping).outcome.unwrap_err();
-        assert!(why.contains("after b consumed at"), "{why}");
-        let granted_later = vec![under("a", 10, 0), under("a", 20, 0), under("b", 40, 15)];
-        assert!(locks_exclusive(&granted_later).outcome.is_ok(), "b's ask may be granted at 40");
+        assert!(why.contains("b consumed at") && why.contains("and a at"), "{why}");
+        let inside = vec![under("b", 40, 15, 16), under("a", 30, 20, 25)];
+        assert!(locks_exclusive(&inside).outcome.is_err(), "a held it within b's span");
+        let granted_later =
+            vec![under("a", 10, 0, 1), under("a", 20, 0, 1), under("b", 40, 15, 35)];
+        assert!(locks_exclusive(&granted_later).outcome.is_ok(), "b's ask may be granted at 35");
+        let held_up = vec![under("b", 30, 10, 20), under("a", 60, 0, 50)];
+        assert!(locks_exclusive(&held_up).outcome.is_ok(), "a's ask reached the broker late");
         let crash =
             Entry { at: ms(12), event: Event::Crashed { node: "broker-a".into(), wall: 12 } };
-        let restarted = [vec![crash], overlapping].concat();
+        let restarted = [vec![crash.clone()], overlapping.clone()].concat();
         assert!(locks_exclusive(&restarted).outcome.is_ok(), "the broker forgot a's lock");
-        let stale = vec![under("a", 30_000, 0)];
+        let crash_late = Entry { at: ms(45), ..crash };
+        let both_before = [overlapping, vec![crash_late]].concat();
+        assert!(locks_exclusive(&both_before).outcome.is_err(), "both granted before the crash");
+        let stale = vec![under("a", 30_000, 0, 1)];
         assert!(locks_exclusive(&stale).outcome.unwrap_err().contains("over 30s"));
     }
 }
