@@ -11,7 +11,7 @@
 #                      SIM_SEED_START (1), on SIM_JOBS threads (2); a deeper run is, say,
 #                      SIM_SEEDS=5000, or `cargo sim --seeds 1..20001 --jobs 2`.
 #   SIM_EXPLORE_SEEDS  how many seeds of each scenario to run from a start derived from the
-#                      commit under test (default 200), so that every commit explores seeds
+#                      commit under test (default 1000), so that every commit explores seeds
 #                      no earlier run tried; SIM_EXPLORE_START fixes the start instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 sim_seeds="${SIM_SEEDS:-300}"
 sim_seed_start="${SIM_SEED_START:-1}"
 sim_jobs="${SIM_JOBS:-2}"
-sim_explore_seeds="${SIM_EXPLORE_SEEDS:-200}"
+sim_explore_seeds="${SIM_EXPLORE_SEEDS:-1000}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
