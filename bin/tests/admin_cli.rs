@@ -591,6 +591,8 @@ async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     let said = refused(ns, &["consumeMessage", "-t", PRINTED, "-c", "0"]);
     assert!(said.contains("Please input a positive messageNumber!"), "{said}");
 
+    query_cq_prints_the_units_of_a_queue(ns, PRINTED);
+
     // clusterRT: ten sends to broker-a's own topic, all answered.
     let rt = ok(ns, &["clusterRT", "-a", "10", "-s", "64", "--rounds", "1"]);
     let lines: Vec<&str> = rt.lines().collect();
@@ -606,6 +608,36 @@ async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     assert!(figures[2].parse::<f64>().unwrap() > 0.0, "{rt}");
     let said = refused(ns, &["clusterRT", "-c", "NoSuchCluster", "--rounds", "1"]);
     assert!(said.contains("cluster [NoSuchCluster] not exist"), "{said}");
+}
+
+/// queryCq on queue 0 of `topic`, which holds TagA, TagB, TagA, TagB, TagA: the units from
+/// index 3 in mqadmin's text, each with its tag's hash; a group that is not online; an index
+/// past the end refused with RocketMQ's remark.
+fn query_cq_prints_the_units_of_a_queue(ns: &str, topic: &str) {
+    const RULE: &str = "======================================";
+    let units = ok(ns, &["queryCq", "-t", topic, "-q", "0", "-i", "3"]);
+    let lines: Vec<&str> = units.lines().collect();
+    assert_eq!(lines[..3], ["Queue data: ", "max: 5, min: 0", RULE], "{units}");
+    // Java's "TagB".hashCode() and "TagA".hashCode().
+    for (at, (idx, tags_code)) in [(3, 2_598_920), (4, 2_598_919)].into_iter().enumerate() {
+        let unit = &lines[3 + at * 3..6 + at * 3];
+        assert_eq!(unit[0], format!("idx: {idx}"));
+        assert!(unit[1].starts_with("ConsumeQueueData{physicOffset="), "{units}");
+        let tail = format!(
+            ", tagsCode={tags_code}, extendDataJson='null', bitMap='null', eval=false, msg='null'}}"
+        );
+        assert!(unit[1].ends_with(&tail), "{units}");
+        assert_eq!(unit[2], RULE);
+    }
+    assert_eq!(lines.len(), 9, "{units}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["queryCq", "-t", topic, "-q", "0", "-i", "0", "--json"]))
+            .unwrap();
+    assert_eq!(json["queueData"].as_array().unwrap().len(), 5);
+    let offline = ok(ns, &["queryCq", "-t", topic, "-q", "0", "-i", "4", "-g", "Nobody"]);
+    assert!(offline.starts_with(&format!("Filter data: \nNobody@{topic} is not online!\n")));
+    let said = refused(ns, &["queryCq", "-t", topic, "-q", "0", "-i", "9"]);
+    assert!(said.contains(&format!("Index 9 of 0@{topic} is not exist!")), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

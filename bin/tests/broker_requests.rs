@@ -711,6 +711,69 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
     broker.stop().await;
 }
 
+/// QUERY_CONSUME_QUEUE in RocketMQ's form: units from an index with the queue's bounds, a
+/// group's subscription and filter, and the two ways of not finding the queue or the index.
+#[tokio::test]
+async fn consume_queue_units_are_answered_as_rocketmq_answers_them() {
+    let broker = Running::start(None, |_| {}).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    let mut stored_at = Vec::new();
+    for topic in ["Cq", "Shared"] {
+        assert!(raw::create_topic(&client, addr, topic, 1).await);
+        for id in 0..3 {
+            match raw::send(&client, addr, topic, 0, id, 10).await {
+                SendOutcome::Acked { stored_at: at, .. } => stored_at.extend(at),
+                other => panic!("send {id} to {topic}: {other:?}"),
+            }
+        }
+        broker.wait_dispatched(topic, 3).await;
+    }
+    let query = |topic: &str, queue: &str, index: &str, group: Option<&str>| {
+        let mut fields = vec![("topic", topic), ("queueId", queue), ("index", index)];
+        fields.extend([("count", "5")].into_iter().chain(group.map(|g| ("consumerGroup", g))));
+        admin_request(request::QUERY_CONSUME_QUEUE, &fields)
+    };
+    let units = text(&call(&client, addr, query("Cq", "0", "1", None)).await);
+    let unit = |i: usize| {
+        let size = stored_at[i + 1] - stored_at[i];
+        format!(
+            r#"{{"eval":false,"physicOffset":{},"physicSize":{size},"tagsCode":0}}"#,
+            stored_at[i]
+        )
+    };
+    let expected =
+        format!(r#"{{"maxQueueIndex":3,"minQueueIndex":0,"queueData":[{},{}]}}"#, unit(1), unit(2));
+    assert_eq!(units, expected);
+
+    let past_end = call(&client, addr, query("Cq", "0", "3", None)).await;
+    assert_eq!(past_end.code, response::SUCCESS);
+    assert!(past_end.body.is_empty());
+    assert_eq!(past_end.remark.as_deref(), Some("Index 3 of 0@Cq is not exist!"));
+    let no_queue = call(&client, addr, query("Cq", "7", "0", None)).await;
+    assert_eq!(
+        (no_queue.code, no_queue.remark.as_deref()),
+        (response::SYSTEM_ERROR, Some("7@Cq is not exist!"))
+    );
+
+    // A group: "not online" until a member subscribes the topic, then its subscription.
+    let offline: serde_json::Value = serde_json::from_slice(
+        &call(&client, addr, query("Shared", "0", "0", Some("Members"))).await.body,
+    )
+    .unwrap();
+    assert_eq!(offline["filterData"], "Members@Shared is not online!");
+    assert!(offline.get("subscriptionData").is_none());
+    assert_eq!(call(&client, addr, heartbeat("member-1")).await.code, response::SUCCESS);
+    let online: serde_json::Value = serde_json::from_slice(
+        &call(&client, addr, query("Shared", "0", "0", Some("Members"))).await.body,
+    )
+    .unwrap();
+    assert_eq!(online["filterData"], "null", "a tag subscription has no filter data");
+    assert_eq!(online["subscriptionData"]["subString"], "*");
+    assert_eq!(online["queueData"].as_array().unwrap().len(), 3);
+    broker.stop().await;
+}
+
 /// One HTTP exchange with the metrics endpoint: the status line and the body.
 async fn http(addr: std::net::SocketAddr, request: &[u8]) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

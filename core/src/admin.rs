@@ -71,6 +71,42 @@ impl OffsetWrapper {
     }
 }
 
+/// One unit of a consume queue (`ConsumeQueueData`): QUERY_CONSUME_QUEUE. The extension
+/// fields (RocketMQ's `ConsumeQueueExt`, off by default there) stay empty: Petrel has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumeQueueData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bit_map: Option<String>,
+    pub eval: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extend_data_json: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+    /// Where the message lies in the commit log, and its size there.
+    pub physic_offset: i64,
+    pub physic_size: i32,
+    /// The tag's hash (a delayed message's: its delivery time).
+    pub tags_code: i64,
+}
+
+/// QUERY_CONSUME_QUEUE's answer (`QueryConsumeQueueResponseBody`): the queue's bounds, the
+/// units asked for, and with a group, its subscription and SQL92 filter (or why none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct QueryConsumeQueueBody {
+    /// The group's filter in fastjson's pretty form, `null` for a tag subscription, or
+    /// `{group}@{topic} is not online!`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_data: Option<String>,
+    pub max_queue_index: i64,
+    pub min_queue_index: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_data: Option<Vec<ConsumeQueueData>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_data: Option<SubscriptionData>,
+}
+
 /// A consumer group's progress over the queues of its topics (`ConsumeStats`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConsumeStats {

@@ -118,6 +118,11 @@ try:
     assert "ConsoleTopic" in listed, f"petrel admin topicList does not list it: {listed}"
     click('tr[data-topic="ConsoleTopic"]')
     wait_for("the topic's queues", lambda: text("#topic-status").count("broker-a") == 4)
+    # Its route: broker-a's master, four read and four write queues, readable and writable.
+    route = wait_for("the topic's route", lambda: next(
+        (line.split() for line in text("#topic-route tbody").splitlines() if line.startswith("broker-a")), None))
+    assert route[1] == "0:" and re.fullmatch(r"[\d.]+:\d+", route[2]), route
+    assert route[3:] == ["4", "4", "RW"], route
     shot("topics")
 
     # A group consumes the topic, then stops; messages sent after show up as lag on the page.

@@ -48,6 +48,7 @@ mod pop;
 mod pop_info;
 mod pop_order;
 mod pull_message;
+mod query_consume_queue;
 mod query_consumer_offset;
 mod query_message;
 mod query_topic_consume_by_who;
@@ -741,6 +742,7 @@ impl Broker {
             request::DELETE_EXPIRED_COMMITLOG => delete_expired_commitlog::handle,
             request::GET_CONSUME_STATS => get_consume_stats::handle,
             request::QUERY_TOPIC_CONSUME_BY_WHO => query_topic_consume_by_who::handle,
+            request::QUERY_CONSUME_QUEUE => query_consume_queue::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))

@@ -67,6 +67,7 @@ pub mod request {
     pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
+    pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const GET_TOPIC_CONFIG: i32 = 351;
     pub const QUERY_DATA_VERSION: i32 = 322;
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
@@ -204,6 +205,7 @@ pub fn request_name(code: i32) -> &'static str {
         VIEW_BROKER_STATS_DATA => "VIEW_BROKER_STATS_DATA",
         SEND_MESSAGE_V2 => "SEND_MESSAGE_V2",
         SEND_BATCH_MESSAGE => "SEND_BATCH_MESSAGE",
+        QUERY_CONSUME_QUEUE => "QUERY_CONSUME_QUEUE",
         QUERY_DATA_VERSION => "QUERY_DATA_VERSION",
         BROKER_HEARTBEAT => "BROKER_HEARTBEAT",
         DELETE_EXPIRED_COMMITLOG => "DELETE_EXPIRED_COMMITLOG",

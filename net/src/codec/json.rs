@@ -38,6 +38,66 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T, style: JsonStyle) -> Vec<u8> {
     out
 }
 
+/// Encodes `value` as fastjson's pretty form (`JSON.toJSONString(value, true)`), what mqadmin
+/// prints and what RocketMQ's broker puts in some bodies: a tab per level, no space after a
+/// colon, `[]` and `{}` when empty.
+pub fn to_pretty_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(256);
+    let formatter = FastjsonPretty(serde_json::ser::PrettyFormatter::with_indent(b"\t"));
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer).expect("serializing model data into memory cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// serde_json's pretty layout with fastjson's colon.
+struct FastjsonPretty<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+impl Formatter for FastjsonPretty<'_> {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_array(writer)
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array(writer)
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object(writer)
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object(writer)
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b":")
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_value(writer)
+    }
+}
+
 /// Decodes JSON that may carry fastjson's unquoted integer keys.
 pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     match serde_json::from_slice(bytes) {
@@ -368,6 +428,22 @@ fn string_end(input: &[u8], start: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    /// RocketMQ's own vector (`RemotingSerializableTest.testToJson_prettyString`), and the
+    /// empty forms.
+    #[test]
+    fn pretty_json_is_fastjsons() {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Listed {
+            string_list: Vec<&'static str>,
+        }
+        let listed = Listed { string_list: vec!["a", "o", "e", "i", "u", "v"] };
+        let expected = "{\n\t\"stringList\":[\n\t\t\"a\",\n\t\t\"o\",\n\t\t\"e\",\n\t\t\"i\",\n\t\t\"u\",\n\t\t\"v\"\n\t]\n}";
+        assert_eq!(to_pretty_json(&listed), expected);
+        let empty = Listed { string_list: Vec::new() };
+        assert_eq!(to_pretty_json(&empty), "{\n\t\"stringList\":[]\n}");
+    }
+
     use std::collections::BTreeMap;
 
     use super::*;

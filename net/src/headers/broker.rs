@@ -419,6 +419,18 @@ command_header! {
 }
 
 command_header! {
+    /// QUERY_CONSUME_QUEUE (321): `count` units of a consume queue from `index`, and with a
+    /// group, its subscription of the topic.
+    pub struct QueryConsumeQueueRequestHeader {
+        required topic: String = "topic",
+        required queue_id: i32 = "queueId",
+        required index: i64 = "index",
+        required count: i32 = "count",
+        optional consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
     /// GET_PRODUCER_CONNECTION_LIST (204).
     pub struct ProducerGroupRequestHeader {
         required producer_group: String = "producerGroup",

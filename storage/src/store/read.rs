@@ -92,6 +92,26 @@ impl Store {
         Some((queue.min_offset(), queue.readable_max_offset()))
     }
 
+    /// Up to `count` units of `(topic, queue_id)` from queue offset `from`, no further than
+    /// the end of the file holding `from` (as RocketMQ's QUERY_CONSUME_QUEUE reads one mapped
+    /// file): none when `from` is outside the queue; `None` when the store has no such queue.
+    pub fn queue_units(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        from: u64,
+        count: u64,
+    ) -> Option<Vec<Unit>> {
+        let queue = self.queue(topic, queue_id)?;
+        let queue = lock(&queue);
+        if from < queue.min_offset() {
+            return Some(Vec::new());
+        }
+        let slices = queue.units(from, count);
+        let first = slices.first().map_or(&[][..], |bytes| &bytes[..]);
+        Some(first.chunks_exact(CQ_UNIT_BYTES as usize).map(Unit::decode).collect())
+    }
+
     /// Messages of `(topic, queue_id)` from `offset`, whose tag code passes `filter`.
     pub fn get_messages(
         &self,

@@ -12,6 +12,7 @@ mod group;
 mod ha;
 mod message;
 mod print;
+mod queue;
 mod reset;
 mod rt;
 mod stats;
@@ -139,6 +140,9 @@ pub enum AdminCommand {
     /// Print the message at a queue offset.
     #[command(name = "queryMsgByOffset")]
     QueryMsgByOffset(message::QueryMsgByOffset),
+    /// Print the units of a consume queue from an index.
+    #[command(name = "queryCq")]
+    QueryCq(queue::QueryCq),
     /// Print a topic's messages, queue by queue, in a time range.
     #[command(name = "printMsg")]
     PrintMsg(print::PrintMsg),
@@ -206,6 +210,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::QueryMsgByKey(args) => message::by_key(args).await,
         AdminCommand::QueryMsgByOffset(args) => message::by_offset(args).await,
         AdminCommand::SendMessage(args) => message::send(args).await,
+        AdminCommand::QueryCq(args) => queue::query_cq(args).await,
         AdminCommand::PrintMsg(args) => print::print_msg(args).await,
         AdminCommand::ConsumeMessage(args) => print::consume_message(args).await,
         AdminCommand::GetControllerMetaData(args) => ha::metadata(args).await,

@@ -105,6 +105,7 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         ("GET", "/api/cluster") => words(&["clusterList"]),
         ("GET", "/api/topics") => words(&["topicList"]),
         ("GET", "/api/topic") => words(&["topicStatus", "-t", &field("name")?]),
+        ("GET", "/api/route") => words(&["topicRoute", "-t", &field("name")?]),
         ("POST", "/api/topic") => {
             let queues = field("queues").unwrap_or_else(|_| "8".into());
             let cluster = first_cluster(namesrv).await?;
