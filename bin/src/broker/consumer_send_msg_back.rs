@@ -20,7 +20,7 @@ use petrel_net::headers::broker::ConsumerSendMsgBackRequestHeader;
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::PutError;
 
-use super::send_message::store_error;
+use super::send_message::{store_error, store_refusal};
 use super::{answered, decode, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
 
@@ -52,7 +52,7 @@ pub(super) fn handle(
                 response::FLUSH_DISK_TIMEOUT,
                 format!("retry stored but not durable: {reason}"),
             ),
-            Err(PutError::Store(e)) => store_error(&e),
+            Err(PutError::Store(e)) => store_refusal(&e),
         };
         refusal.into()
     })))
@@ -92,7 +92,8 @@ fn send_back(
     let record = record.expect("a plan is made only with the record");
     let properties = plan.stored_properties(record.properties, || broker.unique_key());
     let input = plan.copy_of(&record, &properties, broker.config.store.store_host);
-    let appended = broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
+    let appended =
+        broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(broker, &e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
     if plan.dead_letter {
         let group = &header.group;

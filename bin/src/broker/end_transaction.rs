@@ -23,7 +23,7 @@ use petrel_net::signal::Flag;
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{Appended, PutError};
 
-use super::send_message::store_error;
+use super::send_message::{store_error, store_refusal};
 use super::transactions::{half_view, resolve, scanned};
 use super::{answered, decode, success, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
@@ -102,7 +102,7 @@ fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
             resolve(broker, &mut transactions, Some(input), half.queue_offset, origin)
         }
     }
-    .map_err(|e| store_error(&e))?;
+    .map_err(|e| store_error(broker, &e))?;
     drop((transactions, writing));
     answer_when_acknowledged(broker, appended)
 }
@@ -143,7 +143,7 @@ fn answer_when_acknowledged(broker: &Arc<Broker>, appended: Appended) -> Outcome
                     format!("the transaction's end was stored but not made durable: {reason}");
                 RemotingCommand::response(response::SYSTEM_ERROR, Some(why))
             }
-            Err(PutError::Store(e)) => store_error(&e).into(),
+            Err(PutError::Store(e)) => store_refusal(&e).into(),
         }
     })))
 }

@@ -463,8 +463,10 @@ pub(super) fn put_revive(
         None => (revive_topic, revive_qid, properties),
     };
     let input = super::broker_record(broker, (&topic, queue_id), body, &properties, now);
-    let appended =
-        broker.store.append(&input, now).map_err(|e| super::send_message::store_error(&e))?;
+    let appended = broker
+        .store
+        .append(&input, now)
+        .map_err(|e| super::send_message::store_error(broker, &e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
     Ok(appended)
 }
@@ -502,7 +504,7 @@ pub(super) fn put_refusal(error: &PutError, what: &str) -> Refusal {
             response::FLUSH_DISK_TIMEOUT,
             format!("{what} stored but not durable: {reason}"),
         ),
-        PutError::Store(e) => super::send_message::store_error(e),
+        PutError::Store(e) => super::send_message::store_refusal(e),
     }
 }
 

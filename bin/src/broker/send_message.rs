@@ -145,7 +145,7 @@ impl Answer {
                 ));
                 out
             }
-            Err(PutError::Store(e)) => store_error(&e).into(),
+            Err(PutError::Store(e)) => store_refusal(&e).into(),
         }
     }
 }
@@ -172,7 +172,8 @@ fn append_one(
         body,
         properties: &properties,
     };
-    let appended = broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(&e))?;
+    let appended =
+        broker.store.append(&input, now_millis() as i64).map_err(|e| store_error(broker, &e))?;
     broker.stats.messages_put.fetch_add(1, Ordering::Relaxed);
     if broker.config.metrics.prom {
         lock(&broker.stats.traffic).put(&plan.topic, 1, body.len() as u64);
@@ -222,7 +223,7 @@ fn append_batch(
     let appended = broker
         .store
         .append_batch(&inputs, now_millis() as i64, &mut |offset, _| offsets.push(offset))
-        .map_err(|e| store_error(&e))?;
+        .map_err(|e| store_error(broker, &e))?;
     broker.stats.messages_put.fetch_add(inputs.len() as u64, Ordering::Relaxed);
     if broker.config.metrics.prom {
         let bytes = items.iter().map(|item| item.body.len() as u64).sum();
@@ -233,8 +234,17 @@ fn append_batch(
     Ok((appended, ids.join(",")))
 }
 
-/// The answer to a store that refused a message.
-pub(super) fn store_error(error: &StoreError) -> Refusal {
+/// The answer to a store that refused a message; a refusal for want of space is logged (at
+/// most once in ten seconds per broker).
+pub(super) fn store_error(broker: &Broker, error: &StoreError) -> Refusal {
+    if matches!(error, StoreError::Io { .. }) && error.is_no_space() {
+        no_space_left(broker, error);
+    }
+    store_refusal(error)
+}
+
+/// The code and remark a store's refusal is answered with.
+pub(super) fn store_refusal(error: &StoreError) -> Refusal {
     let code = match error {
         StoreError::MessageTooLarge { .. }
         | StoreError::Record(_)
@@ -242,10 +252,7 @@ pub(super) fn store_error(error: &StoreError) -> Refusal {
         StoreError::DiskFull { .. } | StoreError::Stopped(_) | StoreError::SyncFailed { .. } => {
             response::SERVICE_NOT_AVAILABLE
         }
-        StoreError::Io { .. } if error.is_no_space() => {
-            no_space_left(error);
-            response::SERVICE_NOT_AVAILABLE
-        }
+        StoreError::Io { .. } if error.is_no_space() => response::SERVICE_NOT_AVAILABLE,
         _ => response::SYSTEM_ERROR,
     };
     Refusal::new(code, error.to_string())
@@ -253,14 +260,13 @@ pub(super) fn store_error(error: &StoreError) -> Refusal {
 
 /// Logs a write that failed for want of space when it happens, at most once in ten seconds:
 /// the cleanup pass that refuses writes on a full disk measures it only every ten seconds.
-fn no_space_left(error: &StoreError) {
-    static LAST_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+fn no_space_left(broker: &Broker, error: &StoreError) {
     let now = now_millis();
-    let last = LAST_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let last = broker.stats.no_space_logged_ms.load(Ordering::Relaxed);
     if now.saturating_sub(last) < 10_000 {
         return;
     }
-    LAST_MS.store(now, std::sync::atomic::Ordering::Relaxed);
+    broker.stats.no_space_logged_ms.store(now, Ordering::Relaxed);
     tracing::error!(
         %error,
         "a write failed: no space left on the device. The message was not stored and its \
