@@ -97,6 +97,14 @@ try:
     # The cluster page lists the broker with its figures.
     wd("POST", session + "/url", {"url": console})
     wait_for("the broker on the cluster page", lambda: "broker-a" in text("#brokers tbody"))
+    # A broker's configuration, as petrel admin getBrokerConfig reads it.
+    click("#brokers tbody tr")
+    config = wait_for("the broker's configuration", lambda: {
+        line.split()[0]: line.split()[-1] for line in text("#broker-config tbody").splitlines()
+        if len(line.split()) >= 2} or None)
+    assert config.get("brokerName") == "broker-a", config
+    listed = admin("getBrokerConfig", "-c", "DefaultCluster")
+    assert re.search(r"^flushDiskType\s+=\s+" + re.escape(config["flushDiskType"]) + "$", listed, re.M), listed
     shot("cluster")
 
     # The API answers the page only: a form posted from another site lacks the header.

@@ -103,6 +103,7 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
     let line: Vec<String> = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/api/about") => return Ok(serde_json::json!({ "namesrv": namesrv })),
         ("GET", "/api/cluster") => words(&["clusterList"]),
+        ("GET", "/api/broker-config") => words(&["getBrokerConfig", "-b", &field("addr")?]),
         ("GET", "/api/topics") => words(&["topicList"]),
         ("GET", "/api/topic") => words(&["topicStatus", "-t", &field("name")?]),
         ("GET", "/api/route") => words(&["topicRoute", "-t", &field("name")?]),
