@@ -252,7 +252,8 @@ struct HandOut<'h> {
 
 /// No receive gets a queue while another receive's messages of it are out: popped before it,
 /// their invisible time not run out, and one of them not even asked to be acknowledged by
-/// then; unless the broker crashed or stopped between the two pops.
+/// then; unless the broker crashed or stopped between the two pops (or within [`ROUNDING`]
+/// before the first: its time comes from the broker's milliseconds).
 pub fn queues_blocked(entries: &[Entry]) -> Verdict {
     let mut faults: Vec<Instant> = Vec::new();
     let mut asked: BTreeMap<(&str, &Place), Vec<Instant>> = BTreeMap::new();
@@ -299,7 +300,10 @@ pub fn queues_blocked(entries: &[Entry]) -> Verdict {
                         at.iter().any(|t| *t >= first.popped && *t <= later.popped)
                     })
                 };
-                let fault = faults.iter().any(|f| (first.popped..=later.popped).contains(f));
+                // The pop time is the broker's, in whole milliseconds: a crash that looks a
+                // moment before it may have come after the pop (seed 1201188).
+                let since = first.popped.checked_sub(ROUNDING).unwrap_or(first.popped);
+                let fault = faults.iter().any(|f| (since..=later.popped).contains(f));
                 if let Some(out) = first.places.iter().find(|p| !acked_by(p)).filter(|_| !fault) {
                     let why = format!(
                         "{} got {:?} at {:?} while {} had {out:?} out from {:?} until {:?}",
@@ -384,8 +388,15 @@ mod tests {
         let half = [first.clone(), vec![asked(start, 100, "a", 0)], second.clone()].concat();
         assert!(queues_blocked(&half).outcome.is_err(), "1 was still out");
         let crash = entry(start, 500, Event::Crashed { node: "broker-a".into(), wall: 0 });
-        let restarted = [first, vec![crash], second].concat();
+        let restarted = [first, vec![crash], second.clone()].concat();
         assert!(queues_blocked(&restarted).outcome.is_ok(), "the broker lost what was out");
+        // A pop's time is the broker's milliseconds: a crash a millisecond before may follow it.
+        let later = handed(start, 10, "a", &[0, 1]);
+        let crash_at = |ms| entry(start, ms, Event::Crashed { node: "broker-a".into(), wall: 0 });
+        let close = [vec![crash_at(9)], later.clone(), second.clone()].concat();
+        assert!(queues_blocked(&close).outcome.is_ok(), "the crash may have followed the pop");
+        let before = [vec![crash_at(5)], later, second].concat();
+        assert!(queues_blocked(&before).outcome.is_err(), "the crash came before the pop");
     }
 
     #[madsim::test]
