@@ -23,6 +23,7 @@ use petrel_core::client::MessageQueue;
 use petrel_core::kv::NAMESPACE_ORDER_TOPIC_CONFIG;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
 use petrel_net::headers::namesrv::PutKvConfigRequestHeader;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -117,6 +118,7 @@ async fn an_orderly_group_keeps_each_keys_order_as_it_grows_and_shrinks() {
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let a = member(&ns, "a", &seen);
     wait_all(&seen, 20).await;
+    held_locked(&broker, &a).await;
     let b = member(&ns, "b", &seen);
     send(&producer, "Ordered", 20..60).await;
     wait_all(&seen, 60).await;
@@ -129,6 +131,29 @@ async fn an_orderly_group_keeps_each_keys_order_as_it_grows_and_shrinks() {
     producer.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;
+}
+
+/// The member's running info, asked through the broker (GET_CONSUMER_RUNNING_INFO): orderly,
+/// and each queue of the topic it holds locked, with the time of its lock's grant.
+async fn held_locked(broker: &Running, member: &PushConsumer) {
+    let header = GetConsumerRunningInfoRequestHeader {
+        consumer_group: "InOrder".into(),
+        client_id: member.client_id().into(),
+        jstack_enable: None,
+    };
+    let ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO).with_header(&header);
+    let admin = RemotingClient::new(ClientConfig::default(), None);
+    let answer = admin.invoke(&broker.addr, ask, Duration::from_secs(5)).await.unwrap();
+    let body = String::from_utf8(answer.body.to_vec()).unwrap();
+    assert!(body.contains(r#""PROP_CONSUMEORDERLY":"true""#), "{body}");
+    for queue in 0..4 {
+        let key = format!(r#"{{"brokerName":"broker-a","queueId":{queue},"topic":"Ordered"}}:{{"#);
+        let info = &body[body.find(&key).unwrap_or_else(|| panic!("{body}")) + key.len() - 1..];
+        let info: serde_json::Value =
+            serde_json::Deserializer::from_str(info).into_iter().next().unwrap().unwrap();
+        assert_eq!(info["locked"], true, "queue {queue}: {body}");
+        assert!(info["lastLockTimestamp"].as_i64().unwrap() > 0, "queue {queue}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,10 @@ use petrel_client::{
 use petrel_core::broker::schedule::DelayLevels;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::MessageQueue;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
+use petrel_net::transport::{ClientConfig, RemotingClient};
 
 type Seen = Arc<Mutex<Vec<(u64, i32)>>>;
 
@@ -185,6 +189,57 @@ async fn a_failed_message_comes_back_through_the_retry_topic() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(retried(), 3, "messages 0, 10 and 20 came back once, with reconsumeTimes 1");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
+
+/// GET_CONSUMER_RUNNING_INFO sent to the broker reaches the member it names, whose answer
+/// (`ConsumerRunningInfo`) comes back: its settings, subscriptions and each queue it holds
+/// with the offset it would commit. A member the broker does not know is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_tells_an_admin_what_it_is_running_through_the_broker() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |_| {}).await;
+    let producer = producer(&ns);
+    send(&producer, 0..20).await;
+    let seen: Seen = Arc::default();
+    let consumer = member(&ns, "Running", seen.clone(), false);
+    wait_all(&seen, 0..20).await;
+    wait_assigned(&[&consumer], Strategy::Averagely).await;
+    let ask = |client: &str| {
+        let header = GetConsumerRunningInfoRequestHeader {
+            consumer_group: "Running".into(),
+            client_id: client.into(),
+            jstack_enable: Some(false),
+        };
+        RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO).with_header(&header)
+    };
+    let admin = RemotingClient::new(ClientConfig::default(), None);
+    let timeout = Duration::from_secs(5);
+    let answer = admin.invoke(&broker.addr, ask(consumer.client_id()), timeout).await.unwrap();
+    assert_eq!(answer.code, response::SUCCESS, "{:?}", answer.remark);
+    let body = String::from_utf8(answer.body.to_vec()).unwrap();
+    // fastjson's form: the queues are object keys, in queue order (the retry topic's first).
+    let first = r#"{"mqPopTable":{},"mqTable":{{"brokerName":"broker-a","queueId":0,"topic":"%RETRY%Running"}:{"cachedMsgCount":0,"#;
+    assert!(body.starts_with(first), "{body}");
+    let properties = &body[body.find(r#""properties":"#).unwrap()..];
+    assert!(properties.contains(r#""PROP_CONSUME_TYPE":"CONSUME_PASSIVELY""#), "{body}");
+    assert!(properties.contains(r#""consumerGroup":"Running""#), "{body}");
+    assert!(body.contains(r#""subString":"*""#) && body.contains(r#""topic":"%RETRY%Running""#));
+    // Each queue's commit offset: every message of it was consumed.
+    let ends = (0..4).map(|q| broker.queue_end("Pushed", q));
+    for (queue, end) in ends.enumerate() {
+        let key = format!(r#"{{"brokerName":"broker-a","queueId":{queue},"topic":"Pushed"}}:{{"#);
+        let info = &body[body.find(&key).unwrap() + key.len() - 1..];
+        assert!(info.contains(&format!(r#""commitOffset":{end},"#)), "queue {queue}: {body}");
+    }
+    let stranger = admin.invoke(&broker.addr, ask("nobody@Running#0"), timeout).await.unwrap();
+    assert_eq!(
+        (stranger.code, stranger.remark.as_deref()),
+        (response::SYSTEM_ERROR, Some("The Consumer <Running> <nobody@Running#0> not online"))
+    );
     consumer.shutdown().await;
     producer.shutdown().await;
     broker.stop().await;

@@ -38,6 +38,8 @@ use crate::pull_consumer::{
     ReceivedMessage,
 };
 use crate::route::{self, TopicRoute};
+
+mod running;
 use crate::subscription::Subscription;
 use crate::{raw, ClientError};
 
@@ -195,6 +197,8 @@ struct Inner {
     renewals: tokio::sync::Mutex<()>,
     /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
     local: Option<LocalOffsets>,
+    /// When it started (wall ms): its clock's zero.
+    started_ms: u64,
 }
 
 impl Inner {
@@ -271,7 +275,11 @@ impl PushConsumer {
             )?),
         };
         let rebalance_now = Arc::new(Notify::new());
-        let handler: Arc<dyn RequestHandler> = Arc::new(Notices(rebalance_now.clone()));
+        let started = Arc::new(std::sync::OnceLock::new());
+        let handler: Arc<dyn RequestHandler> = Arc::new(running::PushHandler {
+            notices: Notices(rebalance_now.clone()),
+            inner: started.clone(),
+        });
         let inner = Arc::new(Inner {
             client: RemotingClient::new(ClientConfig::default(), Some(handler)),
             client_id: group::client_id(&config.group),
@@ -283,8 +291,10 @@ impl PushConsumer {
             rebalance_now,
             renewals: tokio::sync::Mutex::new(()),
             local,
+            started_ms: wall_millis(),
             config,
         });
+        let _ = started.set(Arc::downgrade(&inner));
         let stop = SetOnDrop::new();
         let mut tasks = vec![
             tokio::spawn(rebalance_loop(inner.clone(), stop.flag())),
@@ -811,4 +821,11 @@ async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
             tracing::debug!(%queue, offset, "offset commit failed; the next one carries it");
         }
     }
+}
+
+/// The wall clock in milliseconds since the epoch.
+fn wall_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -71,6 +71,30 @@ impl OffsetWrapper {
     }
 }
 
+/// One queue a consumer holds, as GET_CONSUMER_RUNNING_INFO answers it (`ProcessQueueInfo`).
+/// Petrel's SDK has no transaction messages in a process queue and never retries an unlock:
+/// those fields stay 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProcessQueueInfo {
+    pub cached_msg_count: i32,
+    pub cached_msg_max_offset: i64,
+    pub cached_msg_min_offset: i64,
+    #[serde(rename = "cachedMsgSizeInMiB")]
+    pub cached_msg_size_in_mib: i32,
+    pub commit_offset: i64,
+    /// RocketMQ's spelling.
+    pub droped: bool,
+    pub last_consume_timestamp: i64,
+    pub last_lock_timestamp: i64,
+    pub last_pull_timestamp: i64,
+    pub locked: bool,
+    pub transaction_msg_count: i32,
+    pub transaction_msg_max_offset: i64,
+    pub transaction_msg_min_offset: i64,
+    pub try_unlock_times: i64,
+}
+
 /// One unit of a consume queue (`ConsumeQueueData`): QUERY_CONSUME_QUEUE. The extension
 /// fields (RocketMQ's `ConsumeQueueExt`, off by default there) stay empty: Petrel has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,8 @@ pub mod response {
     pub const INVALID_PARAMETER: i32 = 29;
     /// GET_CONSUMER_CONNECTION_LIST for a group with no live member.
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    /// A consumer the broker asked on an admin's behalf did not answer in time.
+    pub const CONSUME_MSG_TIMEOUT: i32 = 207;
     /// ACK_MESSAGE or CHANGE_MESSAGE_INVISIBLETIME naming an offset outside its queue.
     pub const NO_MESSAGE: i32 = 208;
     /// POP_MESSAGE found nothing and may not be held: too many held already.
@@ -73,6 +75,7 @@ pub fn response_name(code: i32) -> &'static str {
         FILTER_DATA_NOT_LATEST => "FILTER_DATA_NOT_LATEST",
         INVALID_PARAMETER => "INVALID_PARAMETER",
         CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
+        CONSUME_MSG_TIMEOUT => "CONSUME_MSG_TIMEOUT",
         NO_MESSAGE => "NO_MESSAGE",
         POLLING_FULL => "POLLING_FULL",
         POLLING_TIMEOUT => "POLLING_TIMEOUT",

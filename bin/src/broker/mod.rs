@@ -28,6 +28,7 @@ mod get_broker_runtime_info;
 mod get_consume_stats;
 mod get_consumer_connection_list;
 mod get_consumer_list_by_group;
+mod get_consumer_running_info;
 mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
@@ -745,6 +746,7 @@ impl Broker {
             request::GET_CONSUME_STATS => get_consume_stats::handle,
             request::QUERY_TOPIC_CONSUME_BY_WHO => query_topic_consume_by_who::handle,
             request::QUERY_CONSUME_QUEUE => query_consume_queue::handle,
+            request::GET_CONSUMER_RUNNING_INFO => get_consumer_running_info::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))

@@ -40,6 +40,12 @@ impl Running {
         Running { handle: Some(handle), addr, metrics_addr, ha_addr, _dir: dir }
     }
 
+    /// The offset after the last message of `(topic, queue_id)`, 0 for a queue not made.
+    pub fn queue_end(&self, topic: &str, queue_id: i32) -> u64 {
+        let state = &self.handle.as_ref().unwrap().state;
+        state.store().queue_offsets(topic, queue_id).map_or(0, |(_, end)| end)
+    }
+
     pub async fn stop(mut self) {
         self.handle.take().unwrap().shutdown().await.unwrap();
     }

@@ -213,6 +213,11 @@ impl<M> OrderlyQueue<M> {
         self.taken.is_some()
     }
 
+    /// The messages held: pulled and not yet consumed.
+    pub fn cached(&self) -> super::process::Cached {
+        super::process::Cached::of(self.waiting.keys(), self.waiting.len(), self.bytes)
+    }
+
     /// Whether pulling should pause (`pullThresholdForQueue`, `pullThresholdSizeForQueue`).
     pub fn is_full(&self, messages_max: usize, bytes_max: usize) -> bool {
         self.waiting.len() >= messages_max || self.bytes >= bytes_max

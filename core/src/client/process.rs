@@ -72,11 +72,50 @@ impl ProcessQueue {
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }
+
+    /// The messages held: pulled and not yet consumed.
+    pub fn cached(&self) -> Cached {
+        Cached::of(self.pending.keys(), self.pending.len(), self.bytes)
+    }
+}
+
+/// What a queue holds pulled and not yet consumed (RocketMQ's `ProcessQueueInfo` counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cached {
+    pub count: usize,
+    /// The lowest and highest offsets held, 0 when none is.
+    pub min_offset: i64,
+    pub max_offset: i64,
+    pub bytes: usize,
+}
+
+impl Cached {
+    /// From the held offsets in ascending order, their number and their body bytes.
+    pub fn of<'a>(
+        mut offsets: impl DoubleEndedIterator<Item = &'a i64>,
+        count: usize,
+        bytes: usize,
+    ) -> Cached {
+        let min_offset = offsets.next().copied().unwrap_or(0);
+        let max_offset = offsets.next_back().copied().unwrap_or(min_offset);
+        Cached { count, min_offset, max_offset, bytes }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_held_is_counted_with_its_bounds() {
+        let mut queue = ProcessQueue::starting_at(5);
+        assert_eq!(queue.cached(), Cached::default());
+        queue.pulled([(5, 10), (6, 20), (7, 30)], 8);
+        queue.done(5);
+        assert_eq!(queue.cached(), Cached { count: 2, min_offset: 6, max_offset: 7, bytes: 50 });
+        queue.done(7);
+        assert_eq!(queue.cached(), Cached { count: 1, min_offset: 6, max_offset: 6, bytes: 20 });
+    }
 
     #[test]
     fn commits_never_pass_a_message_in_consumption() {

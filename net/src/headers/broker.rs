@@ -419,6 +419,16 @@ command_header! {
 }
 
 command_header! {
+    /// GET_CONSUMER_RUNNING_INFO (307): an admin asks the broker, which asks the member
+    /// `client_id` of `consumer_group` over its own connection.
+    pub struct GetConsumerRunningInfoRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        required client_id: String = "clientId",
+        optional jstack_enable: bool = "jstackEnable",
+    }
+}
+
+command_header! {
     /// QUERY_CONSUME_QUEUE (321): `count` units of a consume queue from `index`, and with a
     /// group, its subscription of the topic.
     pub struct QueryConsumeQueueRequestHeader {

@@ -1,0 +1,115 @@
+//! GET_CONSUMER_RUNNING_INFO (307), which a broker sends to a member on an admin's behalf
+//! (mqadmin consumerStatus, the dashboard's client view): the member's settings, its
+//! subscriptions and each queue it holds (`ConsumerRunningInfo`, fastjson's form).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, Weak};
+
+use petrel_core::admin::{version_desc, MessageQueue, ProcessQueueInfo};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::command::VERSION_CURRENT;
+use petrel_net::codec::json::{to_json, write_object_keyed, JsonStyle};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
+use petrel_net::transport::{Connection, Handled, RequestHandler};
+
+use super::{lock, subscriptions, Inner, MessageModel, Process};
+use crate::group::Notices;
+
+/// Serves what brokers send a push consumer: group change notices, and running info.
+pub(super) struct PushHandler {
+    pub notices: Notices,
+    /// The consumer, once started (the handler is made before it).
+    pub inner: Arc<OnceLock<Weak<Inner>>>,
+}
+
+impl RequestHandler for PushHandler {
+    fn handle(&self, conn: &Connection, request: RemotingCommand) -> Handled {
+        if request.code != request::GET_CONSUMER_RUNNING_INFO {
+            return self.notices.handle(conn, request);
+        }
+        let inner = self.inner.get().and_then(Weak::upgrade);
+        let header = request.header::<GetConsumerRunningInfoRequestHeader>();
+        let answer = match (inner, header) {
+            (Some(inner), Ok(header)) if header.consumer_group == inner.config.group => {
+                RemotingCommand::response(response::SUCCESS, None).with_body(running_info(&inner))
+            }
+            (_, Ok(header)) => RemotingCommand::response(
+                response::SYSTEM_ERROR,
+                format!(
+                    "The Consumer Group <{}> not exist in this consumer",
+                    header.consumer_group
+                ),
+            ),
+            (_, Err(e)) => RemotingCommand::response(response::SYSTEM_ERROR, e.to_string()),
+        };
+        Handled::Now(answer)
+    }
+}
+
+/// The `ConsumerRunningInfo` body, its fields in fastjson's order; `mqTable` keyed by queue
+/// objects as fastjson writes them. Status and user info are empty; no jstack.
+fn running_info(inner: &Inner) -> Vec<u8> {
+    let config = &inner.config;
+    let now = inner.clock.now();
+    let mut queues: Vec<(MessageQueue, ProcessQueueInfo)> = lock(&inner.owned)
+        .iter()
+        .map(|(queue, owned)| (queue.clone(), queue_info(inner, &owned.process, now)))
+        .collect();
+    queues.sort_by(|a, b| a.0.cmp(&b.0));
+    let model = match config.message_model {
+        MessageModel::Clustering => "CLUSTERING",
+        MessageModel::Broadcasting => "BROADCASTING",
+    };
+    let orderly = matches!(inner.consume, super::Consume::Orderly(_));
+    let properties: BTreeMap<&str, String> = BTreeMap::from([
+        ("PROP_CLIENT_VERSION", version_desc(VERSION_CURRENT)),
+        ("PROP_CONSUMEORDERLY", orderly.to_string()),
+        ("PROP_CONSUMER_START_TIMESTAMP", inner.started_ms.to_string()),
+        ("PROP_CONSUME_TYPE", "CONSUME_PASSIVELY".to_owned()),
+        ("PROP_NAMESERVER_ADDR", config.namesrv_addrs.join(";")),
+        ("PROP_THREADPOOL_CORE_SIZE", config.workers.to_string()),
+        ("consumeFromWhere", config.consume_from.rocketmq_name().to_owned()),
+        ("consumerGroup", config.group.clone()),
+        ("messageModel", model.to_owned()),
+    ]);
+    let subscriptions: Vec<_> =
+        subscriptions(config).iter().map(|(topic, sub)| sub.data(topic)).collect();
+    let style = JsonStyle::Fastjson;
+    let mut out = b"{\"mqPopTable\":{},\"mqTable\":".to_vec();
+    write_object_keyed(&mut out, &queues, style);
+    out.extend_from_slice(b",\"properties\":");
+    out.extend_from_slice(&to_json(&properties, style));
+    out.extend_from_slice(b",\"statusTable\":{},\"subscriptionSet\":");
+    out.extend_from_slice(&to_json(&subscriptions, style));
+    out.extend_from_slice(b",\"userConsumerInfo\":{}}");
+    out
+}
+
+/// One held queue: what is cached, the offset it would commit, and for an orderly member its
+/// lock. Pull and consume times are not tracked (0).
+fn queue_info(inner: &Inner, process: &Process, now: u64) -> ProcessQueueInfo {
+    let (cached, commit_offset, lock) = match process {
+        Process::Concurrent(queue, _) => {
+            let queue = lock(queue);
+            (queue.cached(), queue.commit_offset(), None)
+        }
+        Process::Orderly(shared) => {
+            let state = shared.state();
+            let lock = (state.lock_valid(now), state.lock_answered_at());
+            (state.cached(), state.commit_offset(), Some(lock))
+        }
+    };
+    let (locked, answered) = lock.unwrap_or((false, None));
+    let wall = |at: u64| inner.started_ms.saturating_add(at) as i64;
+    ProcessQueueInfo {
+        cached_msg_count: cached.count as i32,
+        cached_msg_max_offset: cached.max_offset,
+        cached_msg_min_offset: cached.min_offset,
+        cached_msg_size_in_mib: (cached.bytes / (1024 * 1024)) as i32,
+        commit_offset,
+        locked,
+        last_lock_timestamp: answered.map_or(0, wall),
+        ..ProcessQueueInfo::default()
+    }
+}
