@@ -863,12 +863,73 @@ def phase_orderly(ctx):
         total, ORDER_KEYS, len(deliveries), by["A"], by["B"], backs)
 
 
+def remoting_call(addr, code, fields):
+    """One request over RocketMQ's remoting protocol (JSON header, no body): (header, body)."""
+    import socket
+    import struct
+    host, port = addr.rsplit(":", 1)
+    header = json.dumps({"code": code, "language": "PYTHON", "version": 479, "opaque": 1, "flag": 0,
+                         "extFields": fields}).encode()
+    with socket.create_connection((host, int(port)), timeout=15) as s:
+        s.sendall(struct.pack(">II", 4 + len(header), len(header)) + header)
+
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise Fail("%s closed the connection" % addr)
+                buf += chunk
+            return buf
+        total = struct.unpack(">I", read(4))[0]
+        head_len = struct.unpack(">I", read(4))[0] & 0xFFFFFF
+        answer = json.loads(read(head_len))
+        return answer, read(total - 4 - head_len)
+
+
+def phase_running_info(ctx):
+    """GET_CONSUMER_RUNNING_INFO sent to the broker reaches this client's push consumer, which
+    answers through the broker (its ConsumerRunningInfo names the topic's queues)."""
+    route, body = remoting_call(ctx.namesrv, 105, {"topic": ctx.topic})
+    if route.get("code") != 0:
+        raise Fail("no route of %s: %s" % (ctx.topic, route.get("remark")))
+    broker = json.loads(body)["brokerDatas"][0]["brokerAddrs"]["0"]
+    group = ctx.group("running")
+    pc = make_push(ctx, group, ctx.topic, Collector())
+    try:
+        ids = []
+
+        def members():
+            head, listed = remoting_call(broker, 38, {"consumerGroup": group})
+            ids[:] = json.loads(listed).get("consumerIdList", []) if head.get("code") == 0 else []
+            return ids
+        if not wait_until(members, ctx.timeout):
+            raise Fail("the broker never listed a member of %s" % group)
+        queues = "\"topic\" : \"%s\"" % ctx.topic
+
+        def answered():
+            head, info = remoting_call(broker, 307, {"consumerGroup": group, "clientId": ids[0],
+                                                     "jstackEnable": "false"})
+            if head.get("code") != 0:
+                raise Fail("GET_CONSUMER_RUNNING_INFO answered %s: %s" % (head.get("code"), head.get("remark")))
+            return b"mqTable" in info and queues.encode() in info.replace(b'"topic":"', b'"topic" : "')
+        if not wait_until(answered, ctx.timeout):
+            raise Fail("the member's running info never named a queue of %s" % ctx.topic)
+        head, _ = remoting_call(broker, 307, {"consumerGroup": group, "clientId": "nobody@x",
+                                              "jstackEnable": "false"})
+        if head.get("code") != 1 or "not online" not in (head.get("remark") or ""):
+            raise Fail("a member the broker does not know: %s %s" % (head.get("code"), head.get("remark")))
+    finally:
+        pc.shutdown()
+    return "running info of %s answered through the broker" % ids[0]
+
+
 def phase_all(ctx):
     n = ctx.args.n
     base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
             "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir]
     steps = [["produce", str(n)], ["push-consume"], ["tag-filter"], ["pull-consume"], ["resume"], ["delay"],
-             ["timer"]]
+             ["timer"], ["running-info"]]
     passed, failed = [], []
     for s in steps:
         rc = subprocess.call(base + s)
@@ -895,6 +956,7 @@ PHASES = {
     "ha-produce": phase_ha_produce,
     "orderly": phase_orderly,
     "orderly-consume": phase_orderly_consume,
+    "running-info": phase_running_info,
     "all": phase_all,
 }
 

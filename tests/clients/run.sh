@@ -3,7 +3,8 @@
 #   - PyPI `rocketmq` 0.4.4 (rocketmq-client-cpp inside): produce N messages with keys and
 #     tags; push consume all; tag filter; pull consume all; stop and restart a push
 #     consumer, which resumes from its committed offsets; a delay-level-2 message arrives
-#     no earlier than 5 s.
+#     no earlier than 5 s; GET_CONSUMER_RUNNING_INFO sent to the broker is answered by the
+#     push consumer through it.
 #   - PyPI `rocketmq-client-python` 2.0.0 over `rocketmq-python-cvs` 2.1.0.3's
 #     librocketmq.so (rocketmq-client-cpp 2.1): transaction messages committed and rolled
 #     back by the local transaction and by answers to the broker's check-back; a consumer
@@ -81,7 +82,7 @@ roundtrip="$(dirname "$petrel")/examples/roundtrip"
 phase "petrel-client roundtrip" env NAMESRV_ADDR="$namesrv" "$roundtrip" "RustRoundTrip$run_id" 2000
 
 py() { "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
-for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer; do
+for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer running-info; do
   # shellcheck disable=SC2086
   phase "python $step" py $step
 done
