@@ -84,7 +84,8 @@ impl Default for ProducerConfig {
     }
 }
 
-fn now_millis() -> Millis {
+/// The wall clock in milliseconds since the epoch.
+pub(crate) fn now_millis() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)

@@ -38,10 +38,10 @@ use crate::pull_consumer::{
     ReceivedMessage,
 };
 use crate::route::{self, TopicRoute};
-
-mod running;
 use crate::subscription::Subscription;
 use crate::{raw, ClientError};
+
+mod running;
 
 /// What the listener says of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,16 @@ pub enum MessageModel {
     /// Each message goes to every member; each keeps its own offsets in a local file, and a
     /// message its listener fails is dropped, not retried (as in RocketMQ).
     Broadcasting,
+}
+
+impl MessageModel {
+    /// RocketMQ's name, as heartbeats and running info carry it.
+    pub fn rocketmq_name(self) -> &'static str {
+        match self {
+            MessageModel::Clustering => "CLUSTERING",
+            MessageModel::Broadcasting => "BROADCASTING",
+        }
+    }
 }
 
 /// A push consumer's settings, with RocketMQ's defaults.
@@ -291,7 +301,7 @@ impl PushConsumer {
             rebalance_now,
             renewals: tokio::sync::Mutex::new(()),
             local,
-            started_ms: wall_millis(),
+            started_ms: crate::producer::now_millis(),
             config,
         });
         let _ = started.set(Arc::downgrade(&inner));
@@ -379,10 +389,7 @@ async fn heartbeat(inner: &Inner) {
         client_id: &inner.client_id,
         group: &config.group,
         consume_type: "CONSUME_PASSIVELY",
-        message_model: match config.message_model {
-            MessageModel::Clustering => "CLUSTERING",
-            MessageModel::Broadcasting => "BROADCASTING",
-        },
+        message_model: config.message_model.rocketmq_name(),
         consume_from: config.consume_from.rocketmq_name(),
         subscriptions: &subscriptions,
     };
@@ -821,11 +828,4 @@ async fn commit(inner: &Inner, offsets: Vec<(MessageQueue, i64)>) {
             tracing::debug!(%queue, offset, "offset commit failed; the next one carries it");
         }
     }
-}
-
-/// The wall clock in milliseconds since the epoch.
-fn wall_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

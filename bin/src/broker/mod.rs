@@ -167,9 +167,9 @@ fn offset_answer(offset: i64) -> Outcome {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub messages_put: AtomicU64,
+    pub messages_got: AtomicU64,
     /// When a write refused for want of space was last logged (ms): once in ten seconds.
     pub no_space_logged_ms: AtomicU64,
-    pub messages_got: AtomicU64,
     unique_keys: AtomicU64,
     /// Samples of the totals for the runtime info's rates.
     rates: Mutex<petrel_core::broker::rates::Rates>,

@@ -48,11 +48,11 @@ pub(super) fn handle(
         });
         body.subscription_data = subscription;
     }
-    let (from, count) = (header.index.max(0) as u64, header.count.max(0) as u64);
-    let units = match header.index < 0 {
-        true => Vec::new(),
-        false => store.queue_units(topic, queue_id, from, count.min(UNITS_MAX)).unwrap_or_default(),
-    };
+    let count = u64::try_from(header.count).unwrap_or(0).min(UNITS_MAX);
+    let units = u64::try_from(header.index)
+        .ok()
+        .and_then(|from| store.queue_units(topic, queue_id, from, count))
+        .unwrap_or_default();
     if units.is_empty() {
         let remark = format!("Index {} of {queue_id}@{topic} is not exist!", header.index);
         return answered(RemotingCommand::response(response::SUCCESS, remark));

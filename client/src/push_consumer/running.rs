@@ -13,7 +13,7 @@ use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
 use petrel_net::transport::{Connection, Handled, RequestHandler};
 
-use super::{lock, subscriptions, Inner, MessageModel, Process};
+use super::{lock, subscriptions, Inner, Process};
 use crate::group::Notices;
 
 /// Serves what brokers send a push consumer: group change notices, and running info.
@@ -52,15 +52,11 @@ impl RequestHandler for PushHandler {
 fn running_info(inner: &Inner) -> Vec<u8> {
     let config = &inner.config;
     let now = inner.clock.now();
-    let mut queues: Vec<(MessageQueue, ProcessQueueInfo)> = lock(&inner.owned)
+    // In MessageQueue's order (topic, broker, queue id), as fastjson writes a TreeMap.
+    let queues: Vec<(MessageQueue, ProcessQueueInfo)> = lock(&inner.owned)
         .iter()
         .map(|(queue, owned)| (queue.clone(), queue_info(inner, &owned.process, now)))
         .collect();
-    queues.sort_by(|a, b| a.0.cmp(&b.0));
-    let model = match config.message_model {
-        MessageModel::Clustering => "CLUSTERING",
-        MessageModel::Broadcasting => "BROADCASTING",
-    };
     let orderly = matches!(inner.consume, super::Consume::Orderly(_));
     let properties: BTreeMap<&str, String> = BTreeMap::from([
         ("PROP_CLIENT_VERSION", version_desc(VERSION_CURRENT)),
@@ -71,7 +67,7 @@ fn running_info(inner: &Inner) -> Vec<u8> {
         ("PROP_THREADPOOL_CORE_SIZE", config.workers.to_string()),
         ("consumeFromWhere", config.consume_from.rocketmq_name().to_owned()),
         ("consumerGroup", config.group.clone()),
-        ("messageModel", model.to_owned()),
+        ("messageModel", config.message_model.rocketmq_name().to_owned()),
     ]);
     let subscriptions: Vec<_> =
         subscriptions(config).iter().map(|(topic, sub)| sub.data(topic)).collect();

@@ -47,7 +47,7 @@ pub async fn query_cq(args: QueryCq) -> Result<Output, String> {
         None => {
             let route = admin.route(&args.topic).await?;
             let first = route.broker_datas.first().and_then(|b| b.broker_addrs.get(&MASTER_ID));
-            first.cloned().ok_or_else(|| "No topic route data!".to_owned())?
+            first.cloned().ok_or("No topic route data!")?
         }
     };
     let header = QueryConsumeQueueRequestHeader {
