@@ -4,7 +4,10 @@
 //!
 //! The floor is `petrel bench floor-server`: it reads each frame and answers it with a fixed
 //! SUCCESS response shaped like a broker's send answer, doing nothing else. What it measures is
-//! loopback, the kernel and this client; a broker can only come near it. The brokers are
+//! loopback, the kernel and this client; a broker can only come near it. It is measured built
+//! three ways (`FloorKind`): from blocking threads, the floor every ratio is taken to; from
+//! an event loop with no decoding, the least any tokio server pays here; and as Petrel's own
+//! transport answering at once, which each broker line is also a ratio to. The brokers are
 //! `petrel standalone` processes the bench starts (one per flush type, on scratch data),
 //! counting their allocations (`PETREL_COUNT_ALLOCATIONS=1`), so the report also gives the
 //! broker's allocations per send. For SYNC_FLUSH it also measures this disk's group-commit
@@ -54,6 +57,9 @@ pub struct SendLine {
     pub ratio_of_floor: f64,
     /// p50 over the floor's p50 with as many connections.
     pub p50_over_floor: f64,
+    /// For a broker: sends per second over Petrel's transport floor's with as many
+    /// connections (how much of what its own transport allows the broker reaches).
+    pub ratio_of_transport: Option<f64>,
     /// The broker's allocations per send (the whole process, NameServer included).
     pub allocations_per_send: Option<f64>,
     /// For SYNC_FLUSH: sends per second over the group-commit ceiling of as many writers.
@@ -74,7 +80,7 @@ impl SendReport {
         }
         let mut out = format!(
             "SEND_MESSAGE_V2, {} B bodies, JSON header, one request in flight per connection\n\
-             {:<22} {:>5} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10} {:>9}\n",
+             {:<22} {:>5} {:>10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>10} {:>9}\n",
             self.message_bytes,
             "target",
             "conns",
@@ -83,6 +89,7 @@ impl SendReport {
             "p99 us",
             "x floor",
             "p50/floor",
+            "x transport",
             "allocs/send",
             "x ceiling"
         );
@@ -91,7 +98,7 @@ impl SendReport {
                 v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
             };
             out.push_str(&format!(
-                "{:<22} {:>5} {:>10.0} {:>9} {:>9} {:>8.2} {:>9.2} {:>10} {:>9}\n",
+                "{:<22} {:>5} {:>10.0} {:>9} {:>9} {:>8.2} {:>9.2} {:>11} {:>10} {:>9}\n",
                 line.target,
                 line.connections,
                 line.summary.requests_per_second,
@@ -99,6 +106,7 @@ impl SendReport {
                 line.summary.latency_p99_us,
                 line.ratio_of_floor,
                 line.p50_over_floor,
+                or_dash(line.ratio_of_transport, 2),
                 or_dash(line.allocations_per_send, 1),
                 or_dash(line.ratio_of_ceiling, 2),
             ));
@@ -107,11 +115,96 @@ impl SendReport {
     }
 }
 
-/// The floor server: answers every frame with a fixed response, on every connection, until
-/// killed. Blocking sockets and a thread per connection, as a trivial native server: each
-/// answer costs a read and a write, and nothing else.
-pub fn floor_server(listener: std::net::TcpListener) -> Result<(), String> {
-    let answer = floor_response();
+/// How a floor server is built: what a broker's answer can cost at the least, three ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloorKind {
+    /// Blocking sockets and a thread per connection, as a trivial native server: each answer
+    /// costs a read and a write, and nothing else. The floor every ratio is taken to.
+    Threads,
+    /// One tokio task per connection that reads frames and writes the fixed answer, with no
+    /// decoding: the least an event-loop server pays on this machine, where a reply's wake-up
+    /// of the client costs more from a thread that keeps running than from one that blocks.
+    EventLoop,
+    /// Petrel's own transport (`petrel_net::transport::Server`) with a handler that answers at
+    /// once: frame and header decoding, the response's encoding and the hop to the
+    /// connection's writer, as the broker has them, without the broker's work.
+    Transport,
+}
+
+impl FloorKind {
+    pub const ALL: [FloorKind; 3] =
+        [FloorKind::Threads, FloorKind::EventLoop, FloorKind::Transport];
+
+    /// The `--kind` value, and the target's name in a report.
+    pub fn name(self) -> &'static str {
+        match self {
+            FloorKind::Threads => "threads",
+            FloorKind::EventLoop => "event-loop",
+            FloorKind::Transport => "transport",
+        }
+    }
+}
+
+/// Runs the floor server of `kind` on 127.0.0.1:`port` (0: the kernel picks), calling
+/// `listening` with its address once it accepts: answers every frame with a fixed response,
+/// on every connection, until killed.
+pub async fn floor_server(
+    port: u16,
+    kind: FloorKind,
+    work: Duration,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let addr = format!("127.0.0.1:{port}");
+    let cannot = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    match kind {
+        FloorKind::Threads => {
+            let listener = std::net::TcpListener::bind(&addr).map_err(cannot)?;
+            listening(listener.local_addr().map_err(|e| e.to_string())?);
+            threads_floor(listener, work)
+        }
+        FloorKind::EventLoop => {
+            let listener = petrel_net::transport::listen(&addr).await.map_err(cannot)?;
+            listening(listener.local_addr().map_err(|e| e.to_string())?);
+            event_loop_floor(listener, work).await
+        }
+        FloorKind::Transport => {
+            use petrel_net::transport::{Server, ServerConfig};
+            let server = Server::bind(&addr, ServerConfig::default()).await.map_err(cannot)?;
+            listening(server.local_addr().map_err(|e| e.to_string())?);
+            server.serve(std::sync::Arc::new(FixedAnswer(work)), std::future::pending()).await;
+            Ok(())
+        }
+    }
+}
+
+/// The transport floor's handler: the fixed answer, at once, after the work asked for.
+struct FixedAnswer(Duration);
+
+impl petrel_net::transport::RequestHandler for FixedAnswer {
+    fn handle(
+        &self,
+        _conn: &petrel_net::transport::Connection,
+        _request: RemotingCommand,
+    ) -> petrel_net::transport::Handled {
+        busy_for(self.0);
+        petrel_net::transport::Handled::Now(floor_response())
+    }
+}
+
+/// Keeps this thread busy for `work`: a stand-in for what a server does with a request, to
+/// see what each microsecond of it costs in answers per second.
+fn busy_for(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let until = Instant::now() + work;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+fn threads_floor(listener: std::net::TcpListener, work: Duration) -> Result<(), String> {
+    let answer = floor_response().encode_frame().map_err(|e| e.to_string())?;
     for stream in listener.incoming() {
         let mut stream = stream.map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
@@ -119,6 +212,7 @@ pub fn floor_server(listener: std::net::TcpListener) -> Result<(), String> {
         std::thread::spawn(move || {
             let mut frame = Vec::new();
             while read_frame(&mut stream, &mut frame).is_ok() {
+                busy_for(work);
                 if stream.write_all(&answer).is_err() {
                     return;
                 }
@@ -128,8 +222,47 @@ pub fn floor_server(listener: std::net::TcpListener) -> Result<(), String> {
     Ok(())
 }
 
+async fn event_loop_floor(listener: tokio::net::TcpListener, work: Duration) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = floor_response().encode_frame().map_err(|e| e.to_string())?;
+    loop {
+        let (mut stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                while let Some(length) = whole_frame_length(&buf) {
+                    if length > petrel_net::codec::FRAME_BYTES_MAX_DEFAULT {
+                        return;
+                    }
+                    if buf.len() < 4 + length {
+                        break;
+                    }
+                    let _ = buf.split_to(4 + length);
+                    busy_for(work);
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+                buf.reserve(16 * 1024);
+            }
+        });
+    }
+}
+
+/// The length word of the frame at the start of `buf`, once it has arrived.
+fn whole_frame_length(buf: &[u8]) -> Option<usize> {
+    let word: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(word) as usize)
+}
+
 /// A send's SUCCESS answer as a broker gives it: the fields a client reads back.
-fn floor_response() -> Bytes {
+fn floor_response() -> RemotingCommand {
     let header = SendMessageResponseHeader {
         msg_id: "7F00000100002A9F0000000000000000".into(),
         queue_id: 0,
@@ -137,10 +270,7 @@ fn floor_response() -> Bytes {
         transaction_id: None,
         batch_uniq_id: None,
     };
-    RemotingCommand::response(response::SUCCESS, None)
-        .with_header(&header)
-        .encode_frame()
-        .expect("a fixed response encodes")
+    RemotingCommand::response(response::SUCCESS, None).with_header(&header)
 }
 
 /// Reads one length-prefixed frame into `frame` (length word included).
@@ -297,8 +427,12 @@ pub async fn run(bench: SendBench) -> Result<SendReport, String> {
     let _ = std::fs::remove_dir_all(&bench.dir);
     std::fs::create_dir_all(&bench.dir).map_err(|e| e.to_string())?;
     let frame = send_frame(bench.message_bytes);
-    let (_floor, floor) =
-        spawn(&["bench", "floor-server", "--port", "0"], "floor server listening on", None)?;
+    let mut floors = Vec::new();
+    for kind in FloorKind::ALL {
+        let args = ["bench", "floor-server", "--port", "0", "--kind", kind.name()];
+        let (process, addr) = spawn(&args, "floor server listening on", None)?;
+        floors.push((kind, process, addr));
+    }
     let brokers: Vec<Broker> = match &bench.broker {
         // A running broker: its flush type is the first one named.
         Some(addr) => {
@@ -317,8 +451,20 @@ pub async fn run(bench: SendBench) -> Result<SendReport, String> {
     let mut ceilings = BTreeMap::new();
     let mut lines = Vec::new();
     for &connections in &bench.connections {
-        let base = load(&floor, connections, &frame, bench.seconds)?;
-        lines.push(line("floor".into(), connections, base.clone(), &base, None, None));
+        let mut base = None;
+        let mut transport = None;
+        for (kind, _, addr) in &floors {
+            let summary = load(addr, connections, &frame, bench.seconds)?;
+            let base = base.get_or_insert_with(|| summary.clone());
+            if *kind == FloorKind::Transport {
+                transport = Some(summary.requests_per_second);
+            }
+            let target = format!("floor {}", kind.name());
+            lines.push(line(target, connections, summary, base, None, None, None));
+        }
+        let (Some(base), Some(transport)) = (base, transport) else {
+            return Err("no floor was measured".into());
+        };
         for broker in &brokers {
             let before = runtime_counter(&client, &broker.addr, "allocations").await.ok();
             let summary = load(&broker.addr, connections, &frame, bench.seconds)?;
@@ -341,7 +487,8 @@ pub async fn run(bench: SendBench) -> Result<SendReport, String> {
                 FlushDiskType::AsyncFlush => None,
             };
             let target = format!("petrel {}", flush_name(broker.flush));
-            lines.push(line(target, connections, summary, &base, per_send, ceiling));
+            let of_transport = Some(summary.requests_per_second / transport.max(1.0));
+            lines.push(line(target, connections, summary, &base, of_transport, per_send, ceiling));
         }
     }
     client.shutdown();
@@ -355,6 +502,7 @@ fn line(
     connections: usize,
     summary: Summary,
     floor: &Summary,
+    ratio_of_transport: Option<f64>,
     allocations_per_send: Option<f64>,
     ceiling: Option<f64>,
 ) -> SendLine {
@@ -363,6 +511,7 @@ fn line(
         connections,
         ratio_of_floor: summary.requests_per_second / floor.requests_per_second.max(1.0),
         p50_over_floor: summary.latency_p50_us as f64 / floor.latency_p50_us.max(1) as f64,
+        ratio_of_transport,
         allocations_per_send,
         ratio_of_ceiling: ceiling.map(|c| summary.requests_per_second / c),
         summary,

@@ -13,7 +13,7 @@ use petrel::bench::idle::{self, IdleBench};
 use petrel::bench::producer::{self, Mode, ProducerBench};
 use petrel::bench::replication::{self, ReplicationBench};
 use petrel::bench::route::{self, RouteBench};
-use petrel::bench::send::{self, SendBench};
+use petrel::bench::send::{self, FloorKind, SendBench};
 use petrel::bench::store::{self, StoreBench};
 use petrel::bench::timer::{self, TimerBench};
 use petrel_storage::FlushDiskType;
@@ -42,7 +42,8 @@ pub enum BenchCommand {
     /// SEND_MESSAGE_V2 through Petrel brokers it starts, as a ratio to the transport floor
     /// measured with the same client in the same run.
     Send(SendArgs),
-    /// The transport floor: answers every frame with a fixed send response, nothing else.
+    /// The transport floor: answers every frame with a fixed send response, nothing else, from
+    /// threads, an event loop or Petrel's transport.
     FloorServer(FloorServerArgs),
     /// Sends to an ASYNC_MASTER and a SYNC_MASTER with their slaves against a lone master,
     /// and an empty slave's catch-up against this disk's sequential-write ceiling.
@@ -117,11 +118,11 @@ pub async fn run(which: BenchCommand) -> Result<(), String> {
             print!("{}", filter::run(args.into()).await?.render(json));
         }
         BenchCommand::FloorServer(args) => {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
-                .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            super::announce(&format!("floor server listening on {addr}"));
-            send::floor_server(listener)?;
+            let work = Duration::from_micros(args.work_us);
+            send::floor_server(args.port, args.kind, work, |addr| {
+                super::announce(&format!("floor server listening on {addr}"))
+            })
+            .await?;
         }
     }
     Ok(())
@@ -522,6 +523,14 @@ pub struct FloorServerArgs {
     /// Port to listen on, on 127.0.0.1 (0: the kernel picks; the line printed tells it).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// How the server is built: threads (the floor every ratio is taken to), event-loop (one
+    /// tokio task per connection, no decoding) or transport (Petrel's own, answering at once).
+    #[arg(long, value_enum, default_value_t = FloorKind::Threads)]
+    kind: FloorKind,
+    /// Microseconds of busy work before each answer: what each microsecond a server spends on
+    /// a request costs in answers per second (measure it with `bench send -b`).
+    #[arg(long, default_value_t = 0)]
+    work_us: u64,
 }
 
 #[derive(Args)]
