@@ -17,11 +17,19 @@ use petrel_client::{
 
 const TOPIC: &str = "AdminTopic";
 
+/// The working directory of the commands: files they write as mqadmin does land here.
+fn scratch() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Runs `petrel admin args..` with `-n namesrv` (unless `namesrv` is empty) and no
-/// NAMESRV_ADDR in its environment.
+/// NAMESRV_ADDR in its environment, in the scratch directory.
 fn admin(namesrv: &str, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
     command.arg("admin").args(args).env_remove("NAMESRV_ADDR").env("RUST_LOG", "warn");
+    command.current_dir(scratch());
     if !namesrv.is_empty() {
         command.args(["-n", namesrv]);
     }
@@ -219,6 +227,45 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     assert!(by_topic.lines().any(|l| l.split_whitespace().eq(group_row)), "{by_topic}");
     let summary = ok(ns, &["consumerProgress"]);
     assert_eq!(row(&summary, "AdminGroup")[1], "1", "one live member: {summary}");
+
+    // What the member reports of itself: mqadmin's table naming the file its report went
+    // to, and the same report whole by client id.
+    let status = ok(ns, &["consumerStatus", "-g", "AdminGroup"]);
+    let header = ["#Index", "#ClientId", "#Version", "#ConsumerRunningInfoFile"];
+    assert_eq!(row(&status, "#Index"), header, "{status}");
+    let member = row(&status, "1");
+    assert_eq!(member[2], "V5_3_3", "{status}");
+    let (client_id, file) = (member[1], member[3]);
+    let settled = "\n\nSame subscription in the same group of consumer\n\nRebalance OK\n";
+    assert!(status.ends_with(settled), "{status}");
+    let report = std::fs::read_to_string(scratch().join(file)).unwrap();
+    let whole = ok(ns, &["consumerStatus", "-g", "AdminGroup", "-i", client_id]);
+    assert_eq!(report, whole, "the file holds the report -i prints");
+    assert!(whole.starts_with("#Consumer Properties#\n"), "{whole}");
+    assert_eq!(row(&whole, "consumerGroup"), ["consumerGroup", ":", "AdminGroup"]);
+    assert_eq!(row(&whole, "PROP_CONSUME_TYPE"), ["PROP_CONSUME_TYPE", ":", "CONSUME_PASSIVELY"]);
+    assert_eq!(
+        row(&whole, "001"),
+        ["001", "Topic:", "%RETRY%AdminGroup", "ClassFilter:", "false", "SubExpression:", "*"]
+    );
+    assert_eq!(row(&whole, "002")[2], TOPIC);
+    let committed: i64 = whole
+        .lines()
+        .skip_while(|l| !l.starts_with("#Consumer Offset#"))
+        .take_while(|l| !l.starts_with("#Consumer MQ Detail#"))
+        .filter(|l| l.starts_with(TOPIC))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(committed, 10, "every message consumed and committed: {whole}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["consumerStatus", "-g", "AdminGroup", "--json"])).unwrap();
+    assert_eq!(json["sameSubscription"], true);
+    assert_eq!(json["members"][0]["clientId"], client_id);
+    let held = json["members"][0]["runningInfo"]["mqTable"].as_array().unwrap().len();
+    assert_eq!(held, 5, "the topic's four queues and the retry topic's one: {json}");
+    let stranger = admin(ns, &["consumerStatus", "-g", "AdminGroup", "-i", "nobody@x"]);
+    assert!(!stranger.status.success());
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("not online"));
 
     // Messages, by key, unique key, offset id and queue offset, with where the group is.
     let keyed = ok(ns, &["queryMsgByKey", "-t", TOPIC, "-k", "k3"]);

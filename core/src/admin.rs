@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::filter::SubscriptionData;
+use crate::broker::loose;
 pub use crate::client::MessageQueue;
 
 /// One window of a stats item (`BrokerStatsItem`): messages in it, a second, and per call.
@@ -73,25 +74,38 @@ impl OffsetWrapper {
 
 /// One queue a consumer holds, as GET_CONSUMER_RUNNING_INFO answers it (`ProcessQueueInfo`).
 /// Petrel's SDK has no transaction messages in a process queue and never retries an unlock:
-/// those fields stay 0.
+/// those fields stay 0. Read leniently: the C++ client writes numbers as strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProcessQueueInfo {
+    #[serde(deserialize_with = "loose::int")]
     pub cached_msg_count: i32,
+    #[serde(deserialize_with = "loose::integer")]
     pub cached_msg_max_offset: i64,
+    #[serde(deserialize_with = "loose::integer")]
     pub cached_msg_min_offset: i64,
-    #[serde(rename = "cachedMsgSizeInMiB")]
+    #[serde(rename = "cachedMsgSizeInMiB", deserialize_with = "loose::int")]
     pub cached_msg_size_in_mib: i32,
+    #[serde(deserialize_with = "loose::integer")]
     pub commit_offset: i64,
     /// RocketMQ's spelling.
+    #[serde(deserialize_with = "loose::flag")]
     pub droped: bool,
+    #[serde(deserialize_with = "loose::integer")]
     pub last_consume_timestamp: i64,
+    #[serde(deserialize_with = "loose::integer")]
     pub last_lock_timestamp: i64,
+    #[serde(deserialize_with = "loose::integer")]
     pub last_pull_timestamp: i64,
+    #[serde(deserialize_with = "loose::flag")]
     pub locked: bool,
+    #[serde(deserialize_with = "loose::int")]
     pub transaction_msg_count: i32,
+    #[serde(deserialize_with = "loose::integer")]
     pub transaction_msg_max_offset: i64,
+    #[serde(deserialize_with = "loose::integer")]
     pub transaction_msg_min_offset: i64,
+    #[serde(deserialize_with = "loose::integer")]
     pub try_unlock_times: i64,
 }
 

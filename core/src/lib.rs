@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod record;
 pub mod route;
+pub mod running_info;
 pub mod time;
 
 /// Milliseconds since the Unix epoch, as RocketMQ stamps everything. Cores are handed it; they

@@ -63,6 +63,13 @@ pub fn human_time(millis: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02},{ms:03}")
 }
 
+/// Milliseconds since the epoch as `yyyyMMddHHmmssSSS` in UTC (RocketMQ's
+/// `UtilAll.timeMillisToHumanString`, which uses the JVM's zone).
+pub fn compact_time(millis: i64) -> String {
+    let text = human_time(millis);
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +80,11 @@ mod tests {
         assert_eq!(human_time(951_782_400_123), "2000-02-29 00:00:00,123");
         assert_eq!(human_time(1_796_515_199_999), "2026-12-05 23:59:59,999");
         assert_eq!(human_time(-1), "1969-12-31 23:59:59,999");
+        assert_eq!(compact_time(951_782_400_123), "20000229000000123");
+        assert_eq!(compact_time(0), "19700101000000000");
+        // A client's garbage (the C++ client sends an unset lock time) still prints.
+        assert_eq!(compact_time(i64::MAX).len(), 22);
+        assert!(!compact_time(i64::MIN).is_empty());
     }
 
     #[test]

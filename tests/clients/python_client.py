@@ -915,13 +915,38 @@ def phase_running_info(ctx):
             return b"mqTable" in info and queues.encode() in info.replace(b'"topic":"', b'"topic" : "')
         if not wait_until(answered, ctx.timeout):
             raise Fail("the member's running info never named a queue of %s" % ctx.topic)
+        admin_says = consumer_status(ctx, group, ids[0]) if os.environ.get("PETREL_BIN") else ""
         head, _ = remoting_call(broker, 307, {"consumerGroup": group, "clientId": "nobody@x",
                                               "jstackEnable": "false"})
         if head.get("code") != 1 or "not online" not in (head.get("remark") or ""):
             raise Fail("a member the broker does not know: %s %s" % (head.get("code"), head.get("remark")))
     finally:
         pc.shutdown()
-    return "running info of %s answered through the broker" % ids[0]
+    return "running info of %s answered through the broker%s" % (ids[0], admin_says)
+
+
+def consumer_status(ctx, group, client_id):
+    """`petrel admin consumerStatus` reads this client's report: the table naming the file it
+    wrote, and the whole report with -i, its offsets naming the topic's queues."""
+    petrel = os.environ["PETREL_BIN"]
+    work = os.path.join(ctx.state_dir, "consumer-status")
+    os.makedirs(work, exist_ok=True)
+
+    def admin(*args):
+        run = subprocess.run([petrel, "admin", "consumerStatus", "-n", ctx.namesrv, "-g", group] + list(args),
+                             cwd=work, capture_output=True, text=True, timeout=ctx.timeout)
+        if run.returncode != 0:
+            raise Fail("petrel admin consumerStatus %s: %s" % (" ".join(args), run.stderr.strip()))
+        return run.stdout
+    table = admin()
+    row = next((line.split() for line in table.splitlines() if line.startswith("1 ")), None)
+    if not row or row[1] != client_id or not os.path.isfile(os.path.join(work, row[3])):
+        raise Fail("consumerStatus did not list %s with its report file:\n%s" % (client_id, table))
+    whole = admin("-i", client_id)
+    offsets = whole.split("#Consumer Offset#")[-1].split("#Consumer MQ Detail#")[0]
+    if not any(line.split()[:1] == [ctx.topic] for line in offsets.splitlines()):
+        raise Fail("consumerStatus -i named no queue of %s:\n%s" % (ctx.topic, whole))
+    return "; consumerStatus read it"
 
 
 def phase_all(ctx):

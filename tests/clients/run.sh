@@ -81,7 +81,7 @@ run_id="run$$"
 roundtrip="$(dirname "$petrel")/examples/roundtrip"
 phase "petrel-client roundtrip" env NAMESRV_ADDR="$namesrv" "$roundtrip" "RustRoundTrip$run_id" 2000
 
-py() { "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
+py() { PETREL_BIN="$petrel" "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
 for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer running-info; do
   # shellcheck disable=SC2086
   phase "python $step" py $step

@@ -145,6 +145,11 @@ pub(crate) mod loose {
         })
     }
 
+    /// An `int`, or one written as a string; anything else, or out of range, reads as 0.
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        Ok(i32::try_from(integer(d)?).unwrap_or(0))
+    }
+
     /// A boolean, or one written as a string or number.
     pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Ok(match Option::<Scalar>::deserialize(d)? {

@@ -335,11 +335,23 @@ fn retry_group(topic: &str) -> Option<&str> {
 
 /// GET_CONSUMER_CONNECTION_LIST from a master routing the group's retry topic.
 async fn connections(admin: &Admin, group: &str) -> Result<Connections, String> {
+    let addr = group_broker(admin, group).await?;
+    connections_at(admin, &addr, group).await
+}
+
+/// A master routing the group's retry topic: the broker its members heartbeat to.
+pub(super) async fn group_broker(admin: &Admin, group: &str) -> Result<String, String> {
     let route = admin.route(&format!("%RETRY%{group}")).await?;
-    let addr = route
-        .master_addrs()
-        .next()
-        .ok_or_else(|| format!("no master routes the retry topic of {group}"))?;
+    let addr = route.master_addrs().next();
+    addr.cloned().ok_or_else(|| format!("no master routes the retry topic of {group}"))
+}
+
+/// GET_CONSUMER_CONNECTION_LIST from the broker at `addr`; a group with no member is an error.
+pub(super) async fn connections_at(
+    admin: &Admin,
+    addr: &str,
+    group: &str,
+) -> Result<Connections, String> {
     let header = ConsumerGroupRequestHeader { consumer_group: group.to_owned() };
     let request =
         RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST).with_header(&header);

@@ -16,6 +16,7 @@ mod queue;
 mod reset;
 mod rt;
 mod stats;
+mod status;
 mod topic;
 
 use std::time::Duration;
@@ -92,6 +93,10 @@ pub enum AdminCommand {
     /// A consumer group's live connections and subscriptions.
     #[command(name = "consumerConnection")]
     ConsumerConnection(group::ConsumerConnection),
+    /// What each member of a consumer group reports of itself (one member's whole report
+    /// with -i).
+    #[command(name = "consumerStatus")]
+    ConsumerStatus(status::ConsumerStatus),
     /// A producer group's live connections.
     #[command(name = "producerConnection")]
     ProducerConnection(group::ProducerConnection),
@@ -193,6 +198,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::CloneGroupOffset(args) => group::clone_offsets(args).await,
         AdminCommand::ResetOffsetByTime(args) => reset::reset(args).await,
         AdminCommand::ConsumerConnection(args) => group::consumer_connection(args).await,
+        AdminCommand::ConsumerStatus(args) => status::consumer_status(args).await,
         AdminCommand::ProducerConnection(args) => group::producer_connection(args).await,
         AdminCommand::ClusterList(args) => cluster::list(args).await,
         AdminCommand::ClusterRt(args) => rt::cluster_rt(args).await,
