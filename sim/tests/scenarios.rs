@@ -79,3 +79,8 @@ async fn pop_orderly() {
 async fn filter() {
     scenarios::filter::run().await;
 }
+
+#[madsim::test]
+async fn admin() {
+    scenarios::admin::run().await;
+}

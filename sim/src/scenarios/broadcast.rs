@@ -23,10 +23,7 @@ use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
 use crate::clients;
-use crate::cluster::Cluster;
-use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History, Place};
-use crate::report;
 use madsim::runtime::Handle;
 use petrel_client::{MessageModel, PushConsumerConfig};
 
@@ -61,11 +58,7 @@ pub async fn run() -> String {
         handle.seed()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let schedule = FaultPlan::swarm().schedule(MESSAGES);
-    report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
-    schedule.apply_latency();
-    let history = History::default();
-    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let (schedule, history, cluster) = super::one_broker_under_swarm(MESSAGES);
     let members: Vec<_> = (0..2)
         .map(|n| {
             let (dir, name, history) = (dir.clone(), format!("member-{n}"), history.clone());

@@ -5,6 +5,7 @@
 //! `cargo sim` runs them by name ([`ALL`]); `sim/tests/scenarios.rs` wraps each in a
 //! `#[madsim::test]` for `cargo simtest`.
 
+pub mod admin;
 pub mod broadcast;
 pub mod broker;
 pub mod consumer;
@@ -114,11 +115,30 @@ pub const ALL: &[Scenario] = &[
         run: || Box::pin(filter::run()),
     },
     Scenario {
+        name: "admin",
+        about: "an operator's queries, setting changes and offset resets while the broker is under swarm faults",
+        run: || Box::pin(admin::run()),
+    },
+    Scenario {
         name: "pop_orderly",
         about: "an orderly POP group that leaves messages and loses a member; the broker under swarm faults",
         run: || Box::pin(pop_orderly::run()),
     },
 ];
+
+/// The start of a scenario with one broker under a swarm plan: the plan's schedule over
+/// `steps` sends (noted in the report, its extra latency applied), the run's history, and the
+/// cluster whose broker's disk has the schedule's faults.
+pub(crate) fn one_broker_under_swarm(
+    steps: u64,
+) -> (crate::faults::Schedule, crate::history::History, crate::cluster::Cluster) {
+    let schedule = crate::faults::FaultPlan::swarm().schedule(steps);
+    crate::report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
+    schedule.apply_latency();
+    let history = crate::history::History::default();
+    let cluster = crate::cluster::Cluster::builder().disk_faults(schedule.disk).build(&history);
+    (schedule, history, cluster)
+}
 
 /// The strikes of a scenario with one broker and two consumer members: the broker's faults of
 /// `schedule`, and the power loss of one of `members` (named `member-{n}`) for 0.5-4 s after a

@@ -30,10 +30,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::Cluster;
-use crate::faults::FaultPlan;
+use crate::clients;
 use crate::history::{wall_ms, Entry, Event, History, Place};
-use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{ClientError, PoppedMessage, SimpleConsumer};
 use petrel_core::broker::pop::ExtraInfo;
@@ -139,11 +137,7 @@ pub(super) fn answer<T>(outcome: &Result<T, ClientError>) -> Option<bool> {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let schedule = FaultPlan::swarm().schedule(MESSAGES);
-    report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
-    schedule.apply_latency();
-    let history = History::default();
-    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let (schedule, history, cluster) = super::one_broker_under_swarm(MESSAGES);
     let members = super::start_members(&cluster, &history, 3, member);
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {

@@ -29,10 +29,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
-use crate::cluster::Cluster;
-use crate::faults::FaultPlan;
+use crate::clients;
 use crate::history::{Entry, Event, History, Place};
-use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{PoppedMessage, SimpleConsumer};
 use tokio::time::Instant;
@@ -118,11 +116,7 @@ async fn consume(
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let schedule = FaultPlan::swarm().schedule(MESSAGES);
-    report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
-    schedule.apply_latency();
-    let history = History::default();
-    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let (schedule, history, cluster) = super::one_broker_under_swarm(MESSAGES);
     let members = super::start_members(&cluster, &history, 3, member);
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {

@@ -24,10 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::checkers::{self, Verdict};
+use crate::clients;
 use crate::cluster::{Cluster, Strike, NAMESRV};
-use crate::faults::FaultPlan;
 use crate::history::{Entry, Event, History};
-use crate::{clients, report};
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 use petrel_core::client::MessageQueue;
@@ -176,11 +175,7 @@ async fn sweep(history: &History, consumer: &PullConsumer, queues: &[MessageQueu
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let schedule = FaultPlan::swarm().schedule(MESSAGES);
-    report::note(format!("fault schedule (a step is a send):\n{schedule}"));
-    schedule.apply_latency();
-    let history = History::default();
-    let cluster = Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let (schedule, history, cluster) = super::one_broker_under_swarm(MESSAGES);
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
