@@ -129,7 +129,7 @@ pub async fn run() -> String {
 }
 
 /// The operator's loop until `stop`: a request every 50-300 ms, drawn at random, and the reset
-/// to a recent time once `reset_after` sends have settled.
+/// to a time before the first send once `reset_after` sends have settled.
 async fn operate(
     broker: &str,
     history: &History,

@@ -69,7 +69,7 @@ pub async fn consumer_status(args: ConsumerStatus) -> Result<Output, String> {
                 continue;
             }
         };
-        let file = format!("{now}/{id}");
+        let file = report_path(now, id);
         if !args.common.json {
             write_report(Path::new(&file), &info.format_string())?;
         }
@@ -98,6 +98,13 @@ pub async fn consumer_status(args: ConsumerStatus) -> Result<Output, String> {
     }
     let json = json!({ "members": rows, "sameSubscription": same, "stuckQueues": stuck });
     Ok(Output::new(&args.common, text, json))
+}
+
+/// Where a member's report goes: `<now>/<clientId>`, as mqadmin names it, with any path
+/// separator in the client id (a name the client chose) made `_`, so that the file stays in
+/// its directory.
+fn report_path(now: i64, client_id: &str) -> String {
+    format!("{now}/{}", client_id.replace(['/', '\\'], "_"))
 }
 
 /// Writes one member's report where mqadmin would, creating its directory.
@@ -171,6 +178,13 @@ fn scalar_text(value: Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_stays_in_its_directory() {
+        assert_eq!(report_path(7, "10.0.0.1@12345#99"), "7/10.0.0.1@12345#99");
+        assert_eq!(report_path(7, "../../etc/x"), "7/.._.._etc_x");
+        assert_eq!(report_path(7, "a\\b"), "7/a_b");
+    }
 
     #[test]
     fn fastjson_and_cpp_reports_both_read() {
