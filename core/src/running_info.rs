@@ -110,12 +110,7 @@ impl ConsumerRunningInfo {
 
     /// The held queues' offsets and details, and the POP queues' (none read here).
     fn write_queues(&self, out: &mut String) {
-        out.push_str("\n\n#Consumer Offset#\n");
-        let _ = writeln!(
-            out,
-            "{:<64}  {:<32}  {:<4}  {:<20}",
-            "#Topic", "#Broker Name", "#QID", "#Consumer Offset"
-        );
+        queue_section(out, "Consumer Offset", 64, "#Consumer Offset");
         for (queue, info) in &self.mq_table {
             let _ = writeln!(
                 out,
@@ -123,12 +118,7 @@ impl ConsumerRunningInfo {
                 queue.topic, queue.broker_name, queue.queue_id, info.commit_offset
             );
         }
-        out.push_str("\n\n#Consumer MQ Detail#\n");
-        let _ = writeln!(
-            out,
-            "{:<64}  {:<32}  {:<4}  {:<20}",
-            "#Topic", "#Broker Name", "#QID", "#ProcessQueueInfo"
-        );
+        queue_section(out, "Consumer MQ Detail", 64, "#ProcessQueueInfo");
         for (queue, info) in &self.mq_table {
             let _ = writeln!(
                 out,
@@ -139,12 +129,7 @@ impl ConsumerRunningInfo {
                 process_queue_text(info)
             );
         }
-        out.push_str("\n\n#Consumer Pop Detail#\n");
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<32}  {:<4}  {:<20}",
-            "#Topic", "#Broker Name", "#QID", "#ProcessQueueInfo"
-        );
+        queue_section(out, "Consumer Pop Detail", 32, "#ProcessQueueInfo");
     }
 
     /// Each topic's pull and consume figures.
@@ -175,6 +160,14 @@ impl ConsumerRunningInfo {
             );
         }
     }
+}
+
+/// A queue section's title and column heads: `#Topic` `width` wide, then broker, queue id and
+/// `last`.
+fn queue_section(out: &mut String, title: &str, width: usize, last: &str) {
+    let _ = write!(out, "\n\n#{title}#\n");
+    let _ =
+        writeln!(out, "{:<width$}  {:<32}  {:<4}  {last:<20}", "#Topic", "#Broker Name", "#QID");
 }
 
 /// `ProcessQueueInfo.toString()`.

@@ -189,14 +189,19 @@ async fn call(
 ) -> Option<RemotingCommand> {
     let answer =
         client.invoke(broker, ask, TIMEOUT).await.ok().filter(|a| a.code == response::SUCCESS);
+    count(shared, name, answer.is_some());
+    answer
+}
+
+/// Counts a request of `name` as answered SUCCESS or not.
+fn count(shared: &Shared, name: &'static str, taken: bool) {
     let mut seen = seen(shared);
     let counts = seen.answered.entry(name).or_default();
-    if answer.is_some() {
+    if taken {
         counts.0 += 1;
     } else {
         counts.1 += 1;
     }
-    answer
 }
 
 async fn consume_stats(client: &RemotingClient, broker: &str, shared: &Shared) {
@@ -257,18 +262,10 @@ async fn setting(client: &RemotingClient, broker: &str, shared: &Shared) {
     let sent = Instant::now();
     let answer = client.invoke(broker, update, TIMEOUT).await;
     let taken = matches!(&answer, Ok(a) if a.code == response::SUCCESS);
-    {
-        let mut seen = seen(shared);
-        if answer.is_err() {
-            seen.unanswered_settings.push(value.clone());
-        }
-        let counts = seen.answered.entry("UPDATE_BROKER_CONFIG").or_default();
-        if taken {
-            counts.0 += 1;
-        } else {
-            counts.1 += 1;
-        }
+    if answer.is_err() {
+        seen(shared).unanswered_settings.push(value.clone());
     }
+    count(shared, "UPDATE_BROKER_CONFIG", taken);
     if !taken {
         return;
     }

@@ -11,14 +11,13 @@ use std::fmt::Write;
 use std::path::Path;
 
 use clap::Args;
-use petrel_core::admin::{version_desc, MessageQueue, ProcessQueueInfo};
-use petrel_core::broker::filter::SubscriptionData;
+use petrel_core::admin::version_desc;
 use petrel_core::running_info::{same_subscription, stuck_queues, ConsumerRunningInfo};
+use petrel_net::bodies::running_info_from_json;
 use petrel_net::codec::codes::request;
-use petrel_net::codec::json::read_object_keyed;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::group::{connections_at, group_broker};
 use super::{Admin, Common, Output};
@@ -131,48 +130,8 @@ async fn running_info(
     };
     let request = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO).with_header(&header);
     let answer = admin.call(addr, request).await?;
-    decode_running_info(&answer.body)
+    running_info_from_json(&answer.body)
         .map_err(|e| format!("the running info {client_id} answered is not readable: {e}"))
-}
-
-/// A `ConsumerRunningInfo` body: fastjson's, whose `mqTable` is keyed by queue objects, or the
-/// C++ client's (the same, its keys laid out over lines and its numbers often strings).
-fn decode_running_info(body: &[u8]) -> Result<ConsumerRunningInfo, String> {
-    let (mut fields, mq_table) =
-        read_object_keyed::<MessageQueue, ProcessQueueInfo>(body, "mqTable")
-            .map_err(|e| e.to_string())?;
-    let mut take = |name: &str| fields.remove(name).unwrap_or(Value::Null);
-    let texts = |value: Value| -> BTreeMap<String, String> {
-        let Value::Object(map) = value else { return BTreeMap::new() };
-        map.into_iter().map(|(k, v)| (k, scalar_text(v))).collect()
-    };
-    let subscription_set: Vec<SubscriptionData> = match take("subscriptionSet") {
-        Value::Null => Vec::new(),
-        set => serde_json::from_value(set).map_err(|e| format!("subscriptionSet: {e}"))?,
-    };
-    let status_table = match take("statusTable") {
-        Value::Null => BTreeMap::new(),
-        table => serde_json::from_value(table).map_err(|e| format!("statusTable: {e}"))?,
-    };
-    Ok(ConsumerRunningInfo {
-        properties: texts(take("properties")),
-        subscription_set,
-        mq_table,
-        status_table,
-        user_consumer_info: texts(take("userConsumerInfo")),
-        jstack: match take("jstack") {
-            Value::String(dump) if !dump.is_empty() => Some(dump),
-            _ => None,
-        },
-    })
-}
-
-/// A property's value as text: strings as they are, anything else as JSON writes it.
-fn scalar_text(value: Value) -> String {
-    match value {
-        Value::String(text) => text,
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -184,28 +143,5 @@ mod tests {
         assert_eq!(report_path(7, "10.0.0.1@12345#99"), "7/10.0.0.1@12345#99");
         assert_eq!(report_path(7, "../../etc/x"), "7/.._.._etc_x");
         assert_eq!(report_path(7, "a\\b"), "7/a_b");
-    }
-
-    #[test]
-    fn fastjson_and_cpp_reports_both_read() {
-        let fastjson = br#"{"mqPopTable":{},"mqTable":{{"brokerName":"broker-a","queueId":1,"topic":"T"}:{"cachedMsgCount":2,"commitOffset":7,"locked":true}},"properties":{"PROP_CONSUME_TYPE":"CONSUME_PASSIVELY","PROP_THREADPOOL_CORE_SIZE":20},"statusTable":{"T":{"consumeOKTPS":1.5,"pullRT":0.0}},"subscriptionSet":[{"classFilterMode":false,"codeSet":[],"subString":"*","subVersion":1,"tagsSet":[],"topic":"T"}],"userConsumerInfo":{}}"#;
-        let info = decode_running_info(fastjson).unwrap();
-        assert!(info.is_push());
-        assert_eq!(info.properties["PROP_THREADPOOL_CORE_SIZE"], "20");
-        assert_eq!(info.mq_table.len(), 1);
-        let (queue, pq) = &info.mq_table[0];
-        assert_eq!(queue, &MessageQueue::new("T", "broker-a", 1));
-        assert_eq!((pq.cached_msg_count, pq.commit_offset, pq.locked), (2, 7, true));
-        assert_eq!(info.status_table["T"].consume_ok_tps, 1.5);
-        assert_eq!(info.subscription_set[0].topic, "T");
-        assert_eq!(info.jstack, None);
-        // The C++ client: mqTable first, its keys styled over lines, numbers as strings.
-        let cpp = b"{\"mqTable\":{{\n   \"brokerName\" : \"broker-a\",\n   \"queueId\" : 0,\n   \"topic\" : \"T\"\n}\n:{\n   \"cachedMsgCount\" : \"3\",\n   \"commitOffset\" : \"41\",\n   \"locked\" : \"false\"\n}\n},\"jstack\":\"\",\"properties\":{\"PROP_CONSUME_TYPE\":\"CONSUME_PASSIVELY\"},\"subscriptionSet\":[{\"classFilterMode\":false,\"codeSet\":[],\"subString\":\"*\",\"subVersion\":\"1\",\"tagsSet\":[],\"topic\":\"T\"}]}";
-        let info = decode_running_info(cpp).unwrap();
-        let (queue, pq) = &info.mq_table[0];
-        assert_eq!(queue.queue_id, 0);
-        assert_eq!((pq.cached_msg_count, pq.commit_offset, pq.locked), (3, 41, false));
-        assert_eq!(info.jstack, None);
-        assert!(decode_running_info(b"{\"mqTable\":}").is_err());
     }
 }
