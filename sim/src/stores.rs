@@ -17,9 +17,16 @@ pub fn logs_match(stores: &[Arc<Store>]) -> Verdict {
     let end = master.written_offset();
     for (i, slave) in stores.iter().enumerate().skip(1) {
         let from = slave.min_physical_offset();
-        let (ours, theirs) =
-            (master.read_at(from, (end - from) as u32), slave.read_at(from, (end - from) as u32));
-        if ours.is_none() || ours != theirs {
+        let matches = match end.checked_sub(from) {
+            // Nothing to compare: a store that never wrote has no file to read even nothing from.
+            Some(0) => true,
+            Some(len) => {
+                let ours = master.read_at(from, len as u32);
+                ours.is_some() && ours == slave.read_at(from, len as u32)
+            }
+            None => false,
+        };
+        if !matches {
             let why = format!("replica {i}'s log from {from} to {end} is not the master's");
             return Verdict::new("logs_match", Err(why));
         }

@@ -86,7 +86,8 @@ impl ConsumeQueue {
         self.min_offset
     }
 
-    /// The unit at queue offset `q`, if written.
+    /// The unit at queue offset `q`, if written and read alike three times (units carry no
+    /// checksum; a misread one could cut the queue or expire its file).
     pub fn unit(&self, q: u64) -> Option<Unit> {
         let at = q.checked_mul(CQ_UNIT_BYTES)?;
         if at < self.start_bytes || at + CQ_UNIT_BYTES > self.write_bytes {
@@ -94,7 +95,7 @@ impl ConsumeQueue {
         }
         let segment = self.segments.find(at)?;
         let mut bytes = [0u8; CQ_UNIT_BYTES as usize];
-        segment.file.read_at(at - segment.base, &mut bytes).ok()?;
+        crate::disk::read_stable(segment.file.as_ref(), at - segment.base, &mut bytes).ok()?;
         Some(Unit::decode(&bytes))
     }
 
@@ -107,7 +108,7 @@ impl ConsumeQueue {
             let Some(segment) = self.segments.find(at) else { break };
             let stop = end.min(segment.base + self.segments.file_bytes());
             // Units carry no checksum: a unit misread would send the reader to the wrong record
-            // or past a message, so two reads must agree.
+            // or past a message, so reads must agree (`slice_stable`).
             match crate::disk::slice_stable(
                 segment.file.as_ref(),
                 at - segment.base,

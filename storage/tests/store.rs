@@ -813,3 +813,31 @@ fn deleting_expired_files_prunes_the_epochs_that_ended_in_them() {
     let text = String::from_utf8(disk.image(&root.join("epochFileCheckpoint")).unwrap()).unwrap();
     assert!(!text.lines().any(|l| l.starts_with("1-")), "{text}");
 }
+
+#[test]
+fn a_unit_naming_no_possible_record_stops_the_reader_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(Arc::new(FsDisk), config(dir.path())).unwrap();
+    for i in 0..3 {
+        store.append(&input("T", 0, &body(i), b""), 1_000, 0).unwrap();
+    }
+    common::flush_and_dispatch(&store);
+    // Unit 1's size with its top bit set, as a misread that two reads agreed on once gave.
+    let queue_file = dir.path().join("consumequeue/T/0/00000000000000000000");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(queue_file).unwrap();
+    let size = body_of(&common::read_queue(&store, "T", 0)[1]).len();
+    assert!(size > 0);
+    let mut raw = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut raw, 20 + 8).unwrap();
+    raw[0] |= 0x80;
+    std::os::unix::fs::FileExt::write_all_at(&file, &raw, 20 + 8).unwrap();
+
+    let got = store.get_messages("T", 0, 0, ReadLimits::default(), &|_| true);
+    assert_eq!((got.status, got.messages.len(), got.next_begin_offset), (GetStatus::Found, 1, 1));
+    let got = store.get_messages("T", 0, 1, ReadLimits::default(), &|_| true);
+    assert_eq!(
+        (got.status, got.messages.len(), got.next_begin_offset),
+        (GetStatus::ReadFailed, 0, 1),
+        "the reader asks for unit 1 again rather than pass over the message it names"
+    );
+}

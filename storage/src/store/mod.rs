@@ -351,6 +351,6 @@ impl Store {
 }
 
 /// How many times a read of bytes this store wrote is made before a failing check is taken
-/// for damage rather than a read error (a flipped bit comes and goes); as many as a stable
-/// read allows (`disk::STABLE_READS_MAX`).
+/// for damage rather than a read error (a flipped bit comes and goes, with at most one read in
+/// fifty in the simulator).
 const READS_MAX: usize = 8;

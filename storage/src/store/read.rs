@@ -249,22 +249,26 @@ impl Store {
 
     /// The record `unit` names, checked to be the record of `expected` (topic, queue, queue
     /// offset), whole; read again up to [`READS_MAX`] times while it is not (a read can flip a
-    /// bit). `Ok(None)` when the log no longer holds it, `Err` when every read was wrong, or
-    /// when the unit names bytes past the log's end: those were never written, so the unit
-    /// itself was misread (its two reads flipped the same bit), and the reader must ask
-    /// again rather than skip a message the log holds.
+    /// bit). `Ok(None)` when the log no longer holds it (its file was removed); `Err` when every
+    /// read was wrong, or when the unit names bytes no record can be (a size no record has,
+    /// past the log's end, or across a file's end): the unit itself was misread, and the reader
+    /// must ask again rather than skip a message the log holds.
     pub(super) fn read_record(
         &self,
         unit: &Unit,
         expected: (&str, i32, u64),
     ) -> Result<Option<Bytes>, ()> {
-        let end = (unit.offset as u64).saturating_add(unit.size.max(0) as u64);
-        if end > self.written_offset() {
+        let offset = unit.offset as u64;
+        let size = u32::try_from(unit.size)
+            .ok()
+            .filter(|&size| size > 0 && u64::from(size) <= self.config.commit_log_file_bytes)
+            .ok_or(())?;
+        if offset.saturating_add(u64::from(size)) > self.written_offset() {
             return Err(());
         }
         for _ in 0..READS_MAX {
-            let Some(message) = self.read_at(unit.offset as u64, unit.size as u32) else {
-                return Ok(None);
+            let Some(message) = self.read_at(offset, size) else {
+                return if offset < self.min_physical_offset() { Ok(None) } else { Err(()) };
             };
             if holds(&message, unit.offset, expected) {
                 return Ok(Some(message));
