@@ -556,7 +556,33 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
         t.contains("Consume Diff Total: 0\n")
     });
     assert_eq!(seen.lock().unwrap().len(), 15, "only the five after the reset, once");
+
+    // RocketMQ 4's reset, made by the member: the broker sends it the offsets to move to.
+    ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "useServerSideResetOffset", "-v", "false"]);
+    let reset = ok(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "0"]);
+    assert_eq!(
+        reset.lines().nth(2).unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["broker-a", "0", "0"]
+    );
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < 25 {
+        let seen = seen.lock().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20), "not read again: {seen:?}");
+        drop(seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut again: Vec<String> = seen.lock().unwrap()[15..].to_vec();
+    again.sort();
+    let all: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    assert_eq!(again, all, "the member read the whole queue again");
+    eventually(ns, &["consumerProgress", "-g", "ResetGroup", "-t", RESET], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 25, "each message once after the member's reset");
     consumer.shutdown().await;
+    let said = refused(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "0"]);
+    assert!(said.contains("CONSUMER_NOT_ONLINE") && said.contains("Consumer not online"), "{said}");
+    ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "useServerSideResetOffset", "-v", "true"]);
 
     // With no member online: to the start by time, then one queue to an offset.
     ok(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "0"]);

@@ -205,6 +205,10 @@ struct Inner {
     /// Held by a round of lock renewals, and by a release from its queue's removal to its
     /// unlock: no renewal locks a queue again once it is being let go.
     renewals: tokio::sync::Mutex<()>,
+    /// Held by a round of commits from the reading of its offsets to their last commit, and by
+    /// a reset from letting its queues go to committing where they move: no commit of an old
+    /// position lands after the reset's.
+    commits: tokio::sync::Mutex<()>,
     /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
     local: Option<LocalOffsets>,
     /// When it started (wall ms): its clock's zero.
@@ -300,6 +304,7 @@ impl PushConsumer {
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
             rebalance_now,
             renewals: tokio::sync::Mutex::new(()),
+            commits: tokio::sync::Mutex::new(()),
             local,
             started_ms: crate::producer::now_millis(),
             config,
@@ -797,12 +802,30 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
             _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
+        let _committing = inner.commits.lock().await;
         let offsets: Vec<(MessageQueue, i64)> = lock(&inner.owned)
             .iter()
             .map(|(q, o)| (q.clone(), o.process.commit_offset()))
             .collect();
         commit(&inner, offsets).await;
     }
+}
+
+/// Moves the queues of `topic` this member holds to the offsets of `table` (an operator's
+/// reset, RocketMQ's `MQClientInstance.resetOffset`): each is let go without committing its
+/// position, the new offset is committed, and the next rebalance takes the queue again from
+/// there. A message in consumption when its queue is let go still finishes.
+async fn reset(inner: &Inner, topic: &str, table: Vec<(MessageQueue, i64)>) {
+    let _committing = inner.commits.lock().await;
+    let mut moved = Vec::new();
+    for (queue, offset) in table.into_iter().filter(|(queue, _)| queue.topic == topic) {
+        let Some(owned) = lock(&inner.owned).remove(&queue) else { continue };
+        owned.stop.set();
+        tracing::info!(%queue, offset, "an operator reset the queue's offset");
+        moved.push((queue, offset));
+    }
+    commit(inner, moved).await;
+    inner.rebalance_now.notify_one();
 }
 
 /// Commits, for each queue, the offset below which every message was consumed: to the

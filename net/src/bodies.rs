@@ -54,6 +54,35 @@ pub fn reset_offsets_from_json(
     Ok(read_object_keyed(bytes, "offsetTable")?.1)
 }
 
+/// RESET_CONSUMER_CLIENT_OFFSET's body as the C++ client reads it (`ResetOffsetBodyForC`): a
+/// list of queues with their offsets, `{"offsetTable":[{"brokerName":..,"offset":..,
+/// "queueId":..,"topic":..},..]}`, fastjson's field order.
+pub fn reset_offsets_for_c_to_json(table: &[(MessageQueue, i64)]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct QueueForC<'a> {
+        broker_name: &'a str,
+        offset: i64,
+        queue_id: i32,
+        topic: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BodyForC<'a> {
+        offset_table: Vec<QueueForC<'a>>,
+    }
+    let offset_table = table
+        .iter()
+        .map(|(queue, offset)| QueueForC {
+            broker_name: &queue.broker_name,
+            offset: *offset,
+            queue_id: queue.queue_id,
+            topic: &queue.topic,
+        })
+        .collect();
+    to_json(&BodyForC { offset_table }, JsonStyle::Fastjson)
+}
+
 /// GET_CONSUMER_RUNNING_INFO's answer (`ConsumerRunningInfo`): fastjson's, whose `mqTable` is keyed by queue objects, or the
 /// C++ client's (the same, its keys laid out over lines and its numbers often strings).
 pub fn running_info_from_json(body: &[u8]) -> Result<ConsumerRunningInfo, String> {
@@ -165,6 +194,17 @@ mod tests {
         let table = vec![(queue(0), 3), (queue(1), 0)];
         assert_eq!(reset_offsets_to_json(&table, JsonStyle::Fastjson), text.as_bytes());
         assert_eq!(reset_offsets_from_json(text.as_bytes()).unwrap(), table);
+    }
+
+    #[test]
+    fn reset_offsets_for_the_cpp_client_are_a_list() {
+        // What RocketMQ's Broker2Client sends a C++ member (ResetOffsetBodyForC).
+        let text = concat!(
+            r#"{"offsetTable":[{"brokerName":"broker-a","offset":3,"queueId":0,"topic":"T"},"#,
+            r#"{"brokerName":"broker-a","offset":0,"queueId":1,"topic":"T"}]}"#
+        );
+        let table = vec![(queue(0), 3), (queue(1), 0)];
+        assert_eq!(reset_offsets_for_c_to_json(&table), text.as_bytes());
     }
 
     #[test]

@@ -863,15 +863,15 @@ def phase_orderly(ctx):
         total, ORDER_KEYS, len(deliveries), by["A"], by["B"], backs)
 
 
-def remoting_call(addr, code, fields):
-    """One request over RocketMQ's remoting protocol (JSON header, no body): (header, body)."""
+def remoting_call(addr, code, fields, body=b""):
+    """One request over RocketMQ's remoting protocol (JSON header): (header, body)."""
     import socket
     import struct
     host, port = addr.rsplit(":", 1)
     header = json.dumps({"code": code, "language": "PYTHON", "version": 479, "opaque": 1, "flag": 0,
                          "extFields": fields}).encode()
     with socket.create_connection((host, int(port)), timeout=15) as s:
-        s.sendall(struct.pack(">II", 4 + len(header), len(header)) + header)
+        s.sendall(struct.pack(">II", 4 + len(header) + len(body), len(header)) + header + body)
 
         def read(n):
             buf = b""
@@ -887,13 +887,64 @@ def remoting_call(addr, code, fields):
         return answer, read(total - 4 - head_len)
 
 
-def phase_running_info(ctx):
-    """GET_CONSUMER_RUNNING_INFO sent to the broker reaches this client's push consumer, which
-    answers through the broker (its ConsumerRunningInfo names the topic's queues)."""
+def master_of(ctx):
+    """The address of the master serving ctx.topic, from the NameServer's route."""
     route, body = remoting_call(ctx.namesrv, 105, {"topic": ctx.topic})
     if route.get("code") != 0:
         raise Fail("no route of %s: %s" % (ctx.topic, route.get("remark")))
-    broker = json.loads(body)["brokerDatas"][0]["brokerAddrs"]["0"]
+    return json.loads(body)["brokerDatas"][0]["brokerAddrs"]["0"]
+
+
+def set_broker_config(broker, key, value):
+    """UPDATE_BROKER_CONFIG (25) of one property."""
+    head, _ = remoting_call(broker, 25, {}, ("%s=%s\n" % (key, value)).encode())
+    if head.get("code") != 0:
+        raise Fail("UPDATE_BROKER_CONFIG %s=%s answered %s: %s" % (key, value, head.get("code"), head.get("remark")))
+
+
+def phase_client_reset(ctx):
+    """An operator's reset made by the group's member (RocketMQ 4's, useServerSideResetOffset=false):
+    the broker sends this client RESET_CONSUMER_CLIENT_OFFSET in the C++ client's form, and its
+    push consumer reads the topic again from the start."""
+    st = index_state(ctx.produced())
+    want = set(x["key"] for x in st["messages"])
+    broker = master_of(ctx)
+    group = ctx.group("client-reset")
+    col = Collector()
+    pc = make_push(ctx, group, ctx.topic, col)
+    try:
+        if not wait_until(lambda: want <= set(m["keys"] for m in col.copy()), ctx.timeout):
+            raise Fail("the first reading got %d of %d messages" % (len(col.copy()), len(want)))
+        first = len(col.copy())
+        said = []
+
+        def reset():
+            head, _ = remoting_call(broker, 222, {"group": group, "topic": ctx.topic, "timestamp": "0",
+                                                  "isForce": "true"})
+            said[:] = [head.get("code"), head.get("remark")]
+            return head.get("code") == 0
+        set_broker_config(broker, "useServerSideResetOffset", "false")
+        try:
+            # Until the member has committed every queue: the broker refuses a queue without one.
+            if not wait_until(reset, ctx.timeout, step=1.0):
+                raise Fail("INVOKE_BROKER_TO_RESET_OFFSET answered %s: %s" % tuple(said))
+        finally:
+            set_broker_config(broker, "useServerSideResetOffset", "true")
+        again = lambda: want <= set(m["keys"] for m in col.copy()[first:])
+        if not wait_until(again, ctx.timeout):
+            raise Fail("after the reset the member read %d of %d messages again" % (
+                len(col.copy()) - first, len(want)))
+    finally:
+        pc.shutdown()
+    if col.errors:
+        raise Fail("callback errors: %s" % col.errors[:3])
+    return "the member moved its queues back to 0 and read all %d messages again" % len(want)
+
+
+def phase_running_info(ctx):
+    """GET_CONSUMER_RUNNING_INFO sent to the broker reaches this client's push consumer, which
+    answers through the broker (its ConsumerRunningInfo names the topic's queues)."""
+    broker = master_of(ctx)
     group = ctx.group("running")
     pc = make_push(ctx, group, ctx.topic, Collector())
     try:
@@ -954,7 +1005,7 @@ def phase_all(ctx):
     base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
             "--timeout", str(ctx.timeout), "--state-dir", ctx.state_dir]
     steps = [["produce", str(n)], ["push-consume"], ["tag-filter"], ["pull-consume"], ["resume"], ["delay"],
-             ["timer"], ["running-info"]]
+             ["timer"], ["running-info"], ["client-reset"]]
     passed, failed = [], []
     for s in steps:
         rc = subprocess.call(base + s)
@@ -982,6 +1033,7 @@ PHASES = {
     "orderly": phase_orderly,
     "orderly-consume": phase_orderly_consume,
     "running-info": phase_running_info,
+    "client-reset": phase_client_reset,
     "all": phase_all,
 }
 

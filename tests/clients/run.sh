@@ -82,7 +82,7 @@ roundtrip="$(dirname "$petrel")/examples/roundtrip"
 phase "petrel-client roundtrip" env NAMESRV_ADDR="$namesrv" "$roundtrip" "RustRoundTrip$run_id" 2000
 
 py() { PETREL_BIN="$petrel" "$python" "$here/python_client.py" --namesrv "$namesrv" --run-id "py$run_id" --timeout "$timeout_s" "$@"; }
-for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer running-info; do
+for step in "produce $messages" push-consume tag-filter pull-consume resume delay timer running-info client-reset; do
   # shellcheck disable=SC2086
   phase "python $step" py $step
 done

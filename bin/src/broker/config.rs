@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     pub memory_bytes: u64,
     /// `offsetCheckInSlave`: a slave corrects consumers' out-of-range offsets as a master does.
     pub offset_check_in_slave: bool,
+    /// `useServerSideResetOffset`: an operator's reset moves the group's offsets on the broker
+    /// (true, RocketMQ 5's default); false sends the moved offsets to the group's members
+    /// (RESET_CONSUMER_CLIENT_OFFSET), which move and commit them, as RocketMQ 4 did.
+    pub server_side_reset: bool,
     /// `namesrvAddr`: `;`-separated; the `NAMESRV_ADDR` environment variable when unset.
     pub namesrv_addrs: Vec<String>,
     /// `listenPort`: 10911.
@@ -122,6 +126,7 @@ impl Default for BrokerConfig {
             in_memory_ratio: petrel_core::broker::replica_read::IN_MEMORY_RATIO_DEFAULT,
             memory_bytes: physical_memory_bytes(),
             offset_check_in_slave: false,
+            server_side_reset: true,
             namesrv_addrs: Vec::new(),
             listen_port: 10911,
             bind_address: "0.0.0.0".to_owned(),
@@ -381,6 +386,7 @@ impl BrokerConfig {
         props.apply("slaveReadEnable", &mut self.slave_read_enable, "true or false")?;
         props.apply("accessMessageInMemoryMaxRatio", &mut self.in_memory_ratio, "a percentage")?;
         props.apply("offsetCheckInSlave", &mut self.offset_check_in_slave, "true or false")?;
+        props.apply("useServerSideResetOffset", &mut self.server_side_reset, "true or false")?;
         Ok(())
     }
 

@@ -11,20 +11,31 @@
 //! (SUBSCRIPTION_GROUP_NOT_EXIST) this broker lacks, an offset outside the queue
 //! (SYSTEM_ERROR); and a queue the topic does not have (INVALID_PARAMETER, where RocketMQ
 //! stores it, as for UPDATE_CONSUMER_OFFSET: decision 0008). `isForce` is ignored, as RocketMQ 5's server-side reset ignores it.
+//!
+//! With `useServerSideResetOffset=false` the reset is RocketMQ 4's, made by the members
+//! (`Broker2Client.resetOffset`): for each of the topic's write queues the offset of
+//! `timestamp` (the end for -1), or the group's committed offset where that is lower and
+//! `isForce` is false, is sent to every member of the group (RESET_CONSUMER_CLIENT_OFFSET,
+//! one way), which moves its queues there and commits; the broker's table is not touched. The
+//! answer is the same table. Refused with TOPIC_NOT_EXIST, SYSTEM_ERROR for a queue the group
+//! never committed or a member older than 3.0.7, and CONSUMER_NOT_ONLINE when no member is
+//! connected. RocketMQ writes the C++ client's form of the body (a list) to every member when
+//! the admin asking is C++, and the Java form otherwise; Petrel writes each member the form its
+//! own language reads.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use petrel_core::admin::MessageQueue;
+use petrel_core::admin::{version_desc, MessageQueue};
 use petrel_core::broker::Refusal;
-use petrel_net::bodies::reset_offsets_to_json;
-use petrel_net::codec::codes::response;
+use petrel_net::bodies::{reset_offsets_for_c_to_json, reset_offsets_to_json};
+use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::JsonStyle;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ResetOffsetRequestHeader;
-use petrel_net::transport::Connection;
+use petrel_net::transport::{Connection, Handled};
 
-use super::{answered, decode, success, Broker, Outcome};
+use super::{answered, decode, lock, success, Broker, Outcome};
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
@@ -32,6 +43,9 @@ pub(super) fn handle(
     request: &RemotingCommand,
 ) -> Outcome {
     let header: ResetOffsetRequestHeader = decode(request)?;
+    if !lock(&broker.updated).0.server_side_reset {
+        return by_members(broker, conn, &header);
+    }
     let (topic, group) = (header.topic.as_str(), header.group.as_str());
     if !broker.is_master() {
         return Err(Refusal::new(response::SYSTEM_ERROR, "Can not reset offset in slave broker"));
@@ -68,18 +82,94 @@ pub(super) fn handle(
     }
     broker.offsets_dirty.store(true, Ordering::Release);
     tracing::info!(caller = %conn.peer(), %topic, %group, queues = ?targets, "consumer offsets reset");
-    let table: Vec<(MessageQueue, i64)> = targets
-        .into_iter()
-        .map(|(queue_id, offset)| {
-            let queue = MessageQueue {
-                broker_name: broker.config.broker_name.clone(),
-                queue_id,
-                topic: topic.to_owned(),
-            };
-            (queue, offset)
+    answered(
+        success()
+            .with_body(reset_offsets_to_json(&table(broker, topic, targets), JsonStyle::Fastjson)),
+    )
+}
+
+/// The reset table of `topic`'s queues on this broker.
+fn table(broker: &Broker, topic: &str, targets: Vec<(i32, i64)>) -> Vec<(MessageQueue, i64)> {
+    let queue = |queue_id| MessageQueue {
+        broker_name: broker.config.broker_name.clone(),
+        queue_id,
+        topic: topic.to_owned(),
+    };
+    targets.into_iter().map(|(queue_id, offset)| (queue(queue_id), offset)).collect()
+}
+
+/// `MQVersion.Version.V3_0_7_SNAPSHOT.ordinal()`: older clients cannot reset their offsets.
+const V3_0_7_SNAPSHOT: i32 = 28;
+
+/// RocketMQ 4's reset: the members are sent the offsets and move there themselves.
+fn by_members(
+    broker: &Arc<Broker>,
+    conn: &Connection,
+    header: &ResetOffsetRequestHeader,
+) -> Outcome {
+    let (topic, group) = (header.topic.as_str(), header.group.as_str());
+    let Some(config) = broker.topic(topic) else {
+        let why =
+            format!("[reset-offset] reset offset failed, no topic in this broker. topic={topic}");
+        return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
+    };
+    let mut targets = Vec::new();
+    for id in 0..config.write_queue_nums {
+        let committed = broker.offsets().query(topic, group, id).ok_or_else(|| {
+            let why = format!("The consumer group <{group}> has no offset of queue {id} of topic {topic}: it never consumed it");
+            Refusal::new(response::SYSTEM_ERROR, why)
+        })?;
+        let at_time = by_time(broker, topic, id, header.timestamp).max(0);
+        targets
+            .push((id, if header.is_force || at_time < committed { at_time } else { committed }));
+    }
+    let table = table(broker, topic, targets);
+    let members: Vec<_> = lock(&broker.clients)
+        .consumer_group(group)
+        .map(|g| g.members.iter().map(|(c, m)| (*c, m.clone())).collect())
+        .unwrap_or_default();
+    if members.is_empty() {
+        let why = format!("Consumer not online, so can not reset offset, Group: {group} Topic: {topic} Timestamp: {}", header.timestamp);
+        return Err(Refusal::new(response::CONSUMER_NOT_ONLINE, why));
+    }
+    if let Some((_, old)) = members.iter().find(|(_, m)| m.version < V3_0_7_SNAPSHOT) {
+        let why = format!(
+            "the client does not support this feature. version={}",
+            version_desc(old.version)
+        );
+        return Err(Refusal::new(response::SYSTEM_ERROR, why));
+    }
+    let tell = ResetOffsetRequestHeader {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        queue_id: None,
+        offset: None,
+        timestamp: header.timestamp,
+        is_force: false,
+    };
+    let (java, cpp) =
+        (reset_offsets_to_json(&table, JsonStyle::Fastjson), reset_offsets_for_c_to_json(&table));
+    let sends: Vec<_> = members
+        .iter()
+        .filter_map(|(id, member)| Some((broker.server.connection(*id)?, member.clone())))
+        .map(|(connection, member)| {
+            let body = if member.language == "CPP" { cpp.clone() } else { java.clone() };
+            let ask = RemotingCommand::request(request::RESET_CONSUMER_CLIENT_OFFSET)
+                .with_header(&tell)
+                .with_body(body);
+            (connection, member.client_id, ask)
         })
         .collect();
-    answered(success().with_body(reset_offsets_to_json(&table, JsonStyle::Fastjson)))
+    tracing::info!(caller = %conn.peer(), %topic, %group, offsets = ?table, "consumer offsets sent to the group's members to reset");
+    let answer = success().with_body(reset_offsets_to_json(&table, JsonStyle::Fastjson));
+    Ok(Handled::Later(Box::pin(async move {
+        for (connection, client_id, ask) in sends {
+            if let Err(e) = connection.invoke_oneway(ask).await {
+                tracing::warn!(%client_id, error = %e, "a member was not sent its reset");
+            }
+        }
+        answer
+    })))
 }
 
 /// The queue's first offset stored at or after `timestamp`; its end for a negative one.

@@ -22,12 +22,13 @@ use crate::clock::now_millis;
 use crate::config::{update, update_remark, write_into_file};
 
 /// The properties the running broker takes at once.
-pub(super) const LIVE: [&str; 5] = [
+pub(super) const LIVE: [&str; 6] = [
     "brokerPermission",
     "autoCreateSubscriptionGroup",
     "rejectTransactionMessage",
     "slaveReadEnable",
     "accessMessageInMemoryMaxRatio",
+    "useServerSideResetOffset",
 ];
 
 pub(super) fn handle(

@@ -6,17 +6,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
 use petrel_core::admin::{version_desc, MessageQueue, ProcessQueueInfo};
+use petrel_net::bodies::reset_offsets_from_json;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::command::VERSION_CURRENT;
 use petrel_net::codec::json::{to_json, write_object_keyed, JsonStyle};
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::GetConsumerRunningInfoRequestHeader;
+use petrel_net::headers::broker::{GetConsumerRunningInfoRequestHeader, ResetOffsetRequestHeader};
 use petrel_net::transport::{Connection, Handled, RequestHandler};
 
 use super::{lock, subscriptions, Inner, Process};
 use crate::group::Notices;
 
-/// Serves what brokers send a push consumer: group change notices, and running info.
+/// Serves what brokers send a push consumer: group change notices, running info, and
+/// resets of its offsets.
 pub(super) struct PushHandler {
     pub notices: Notices,
     /// The consumer, once started (the handler is made before it).
@@ -25,10 +27,13 @@ pub(super) struct PushHandler {
 
 impl RequestHandler for PushHandler {
     fn handle(&self, conn: &Connection, request: RemotingCommand) -> Handled {
+        let inner = self.inner.get().and_then(Weak::upgrade);
+        if request.code == request::RESET_CONSUMER_CLIENT_OFFSET {
+            return reset_offsets(inner, &request);
+        }
         if request.code != request::GET_CONSUMER_RUNNING_INFO {
             return self.notices.handle(conn, request);
         }
-        let inner = self.inner.get().and_then(Weak::upgrade);
         let header = request.header::<GetConsumerRunningInfoRequestHeader>();
         let answer = match (inner, header) {
             (Some(inner), Ok(header)) if header.consumer_group == inner.config.group => {
@@ -44,6 +49,37 @@ impl RequestHandler for PushHandler {
             (_, Err(e)) => RemotingCommand::response(response::SYSTEM_ERROR, e.to_string()),
         };
         Handled::Now(answer)
+    }
+}
+
+/// RESET_CONSUMER_CLIENT_OFFSET (220), one way: a broker whose operator reset the group's
+/// offsets the way RocketMQ 4 did sends each member the new offsets of a topic's queues. One
+/// that is not this member's group, or does not parse, is logged and dropped.
+fn reset_offsets(inner: Option<Arc<Inner>>, request: &RemotingCommand) -> Handled {
+    let done = || Handled::Now(RemotingCommand::response(response::SUCCESS, None));
+    let header = match request.header::<ResetOffsetRequestHeader>() {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::warn!(error = %e, "a reset of offsets without its header; dropped");
+            return done();
+        }
+    };
+    let table = match reset_offsets_from_json(&request.body) {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::warn!(error = %e, topic = %header.topic, "a reset of offsets whose table does not parse; dropped");
+            return done();
+        }
+    };
+    match inner {
+        Some(inner) if inner.config.group == header.group => Handled::Later(Box::pin(async move {
+            super::reset(&inner, &header.topic, table).await;
+            RemotingCommand::response(response::SUCCESS, None)
+        })),
+        _ => {
+            tracing::warn!(group = %header.group, "a reset of offsets for another group; dropped");
+            done()
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! resetOffsetByTime: move a consumer group's offsets of a topic to a time, or one queue's
-//! to an offset (INVOKE_BROKER_TO_RESET_OFFSET, RocketMQ 5's server-side reset).
+//! to an offset (INVOKE_BROKER_TO_RESET_OFFSET: RocketMQ 5's server-side reset, or RocketMQ 4's
+//! made by the group's members on a broker with `useServerSideResetOffset=false`).
 
 use std::fmt::Write;
 
@@ -28,7 +29,9 @@ pub struct ResetOffsetByTime {
     /// `now`, milliseconds since the epoch, or `yyyy-MM-dd#HH:mm:ss:SSS` (read in UTC).
     #[arg(short = 's', long = "timestamp")]
     timestamp: String,
-    /// Accepted for mqadmin's sake (deprecated there): the reset moves back and forward.
+    /// Where the group's members make the reset (`useServerSideResetOffset=false`), false
+    /// moves only queues whose committed offset lies past the time's; a server-side reset
+    /// moves back and forward whatever this says (deprecated in mqadmin).
     #[arg(short = 'f', long = "force", action = clap::ArgAction::Set)]
     force: Option<bool>,
     /// Accepted for mqadmin's sake: the cluster (or LMQ parent topic) is not needed to route.
