@@ -202,6 +202,9 @@ async fn a_queue_out_with_an_orderly_member_stays_out_across_a_restart() {
         let message = Message::new("PoppingInOrder", raw::body(id, 32));
         producer.send_by_key(&message, "one-key").await.unwrap();
     }
+    // A send is answered once appended; its unit is dispatched after, and an orderly pop of
+    // fewer than eight would hold the queue with the rest unseen.
+    common::wait_dispatched(&first, "PoppingInOrder", 8).await;
     let hide = Duration::from_secs(8);
     let out = orderly_member(&ns).receive(32, hide).await.unwrap();
     let popped_at = Instant::now();

@@ -53,18 +53,23 @@ impl Running {
     /// Waits, for up to 10 s, until `count` messages of `topic` are in its consume queues: a
     /// send is answered before its message is dispatched to them.
     pub async fn wait_dispatched(&self, topic: &str, count: u64) {
-        let state = &self.handle.as_ref().unwrap().state;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let queues = state.topic(topic).map_or(0, |config| config.read_queue_nums);
-            let ends = (0..queues).filter_map(|id| state.store().queue_offsets(topic, id));
-            let dispatched: u64 = ends.map(|(_, end)| end).sum();
-            if dispatched >= count {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "{dispatched} of {count} dispatched");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        wait_dispatched(self.handle.as_ref().unwrap(), topic, count).await;
+    }
+}
+
+/// Waits, for up to 10 s, until `count` messages of `topic` are in `broker`'s consume queues.
+pub async fn wait_dispatched(broker: &BrokerHandle, topic: &str, count: u64) {
+    let state = &broker.state;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let queues = state.topic(topic).map_or(0, |config| config.read_queue_nums);
+        let ends = (0..queues).filter_map(|id| state.store().queue_offsets(topic, id));
+        let dispatched: u64 = ends.map(|(_, end)| end).sum();
+        if dispatched >= count {
+            return;
         }
+        assert!(std::time::Instant::now() < deadline, "{dispatched} of {count} dispatched");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
