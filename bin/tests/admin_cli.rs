@@ -605,6 +605,85 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn query_msg_by_id_has_a_member_consume_a_message_directly() {
+    const DIRECT: &str = "DirectTopic";
+    let data = tempfile::tempdir().unwrap();
+    let standalone = Standalone::start(data.path(), None);
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
+    ok(ns, &["updateTopic", "-b", broker, "-t", DIRECT, "-r", "1", "-w", "1"]);
+    let producer = producer(ns, "DirectProducer");
+    let mut ids = Vec::new();
+    for body in ["fine", "fails", "panics"] {
+        let sent = producer.send(&Message::new(DIRECT, body.as_bytes().to_vec())).await.unwrap();
+        ids.push(sent.offset_msg_id);
+    }
+    producer.shutdown().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let consumer = PushConsumer::start(
+        PushConsumerConfig {
+            namesrv_addrs: vec![ns.to_owned()],
+            group: "DirectGroup".into(),
+            subscriptions: [(DIRECT.to_owned(), "*".into())].into_iter().collect(),
+            consume_from: ConsumeFrom::First,
+            ..PushConsumerConfig::default()
+        },
+        move |m: &ReceivedMessage| {
+            let body = String::from_utf8_lossy(&m.body).into_owned();
+            record.lock().unwrap().push(body.clone());
+            match body.as_str() {
+                "panics" if record.lock().unwrap().len() > 3 => panic!("the listener gave up"),
+                "fails" if record.lock().unwrap().len() > 3 => ConsumeResult::Later,
+                _ => ConsumeResult::Success,
+            }
+        },
+    )
+    .unwrap();
+    eventually(ns, &["consumerProgress", "-g", "DirectGroup", "-t", DIRECT], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    let client = consumer.client_id().to_owned();
+    let direct = |id: &str| ok(ns, &["queryMsgById", "-i", id, "-g", "DirectGroup", "-d", &client]);
+
+    // Each consumed again by the member's listener, out of its queue, and said how it went.
+    let said = direct(&ids[0]);
+    let prefix = "ConsumeMessageDirectlyResult [order=false, autoCommit=true, ";
+    assert!(
+        said.starts_with(&format!("{prefix}consumeResult=CR_SUCCESS, remark=null, ")),
+        "{said}"
+    );
+    assert!(said.ends_with("]\n") && said.contains("spentTimeMills="), "{said}");
+    let said = direct(&ids[1]);
+    assert!(said.starts_with(&format!("{prefix}consumeResult=CR_LATER, remark=null, ")), "{said}");
+    let said = direct(&ids[2]);
+    let thrown = format!("{prefix}consumeResult=CR_THROW_EXCEPTION, remark=the listener gave up, ");
+    assert!(said.starts_with(&thrown), "{said}");
+    let mut first = seen.lock().unwrap()[..3].to_vec();
+    first.sort();
+    assert_eq!(first, ["fails", "fine", "panics"], "a concurrent member's workers in any order");
+    assert_eq!(seen.lock().unwrap()[3..], ["fine", "fails", "panics"], "each handed over once");
+    let both = ok(
+        ns,
+        &["queryMsgById", "-i", &ids.join(","), "-g", "DirectGroup", "-d", &client, "--json"],
+    );
+    let results: serde_json::Value = serde_json::from_str(&both).unwrap();
+    assert_eq!(results[0]["consumeResult"], "CR_SUCCESS", "{both}");
+    assert_eq!(results[1]["consumeResult"], "CR_LATER", "{both}");
+    eventually(ns, &["consumerProgress", "-g", "DirectGroup", "-t", DIRECT], |t| {
+        t.contains("Consume Diff Total: 0\n")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 9, "nothing sent back or redelivered: {seen:?}");
+
+    let said = refused(ns, &["queryMsgById", "-i", &ids[0], "-g", "DirectGroup", "-d", "nobody@x"]);
+    assert!(said.contains("The Consumer <DirectGroup> <nobody@x> not online"), "{said}");
+    let said = refused(ns, &["queryMsgById", "-i", &ids[0], "-g", "DirectGroup"]);
+    assert!(said.contains("--clientId"), "{said}");
+    consumer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     const PRINTED: &str = "PrintedTopic";
     let data = tempfile::tempdir().unwrap();

@@ -109,6 +109,68 @@ pub struct ProcessQueueInfo {
     pub try_unlock_times: i64,
 }
 
+/// How a member's listener took a message handed to it directly (`CMResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumeDirectlyStatus {
+    CrSuccess,
+    CrLater,
+    CrRollback,
+    CrCommit,
+    CrThrowException,
+    CrReturnNull,
+}
+
+impl ConsumeDirectlyStatus {
+    /// RocketMQ's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumeDirectlyStatus::CrSuccess => "CR_SUCCESS",
+            ConsumeDirectlyStatus::CrLater => "CR_LATER",
+            ConsumeDirectlyStatus::CrRollback => "CR_ROLLBACK",
+            ConsumeDirectlyStatus::CrCommit => "CR_COMMIT",
+            ConsumeDirectlyStatus::CrThrowException => "CR_THROW_EXCEPTION",
+            ConsumeDirectlyStatus::CrReturnNull => "CR_RETURN_NULL",
+        }
+    }
+}
+
+/// A member's answer to CONSUME_MESSAGE_DIRECTLY (`ConsumeMessageDirectlyResult`), its fields
+/// in fastjson's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumeMessageDirectlyResult {
+    #[serde(default = "yes")]
+    pub auto_commit: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume_result: Option<ConsumeDirectlyStatus>,
+    #[serde(default)]
+    pub order: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
+    #[serde(default, deserialize_with = "loose::integer")]
+    pub spent_time_mills: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// As mqadmin prints it (the class's `toString`).
+impl std::fmt::Display for ConsumeMessageDirectlyResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ConsumeMessageDirectlyResult [order={}, autoCommit={}, consumeResult={}, remark={}, spentTimeMills={}]",
+            self.order,
+            self.auto_commit,
+            self.consume_result.map_or("null", ConsumeDirectlyStatus::name),
+            self.remark.as_deref().unwrap_or("null"),
+            self.spent_time_mills
+        )
+    }
+}
+
 /// One unit of a consume queue (`ConsumeQueueData`): QUERY_CONSUME_QUEUE. The extension
 /// fields (RocketMQ's `ConsumeQueueExt`, off by default there) stay empty: Petrel has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +283,27 @@ const V5_9_9: i32 = 611;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_direct_consumption_reads_and_prints_as_rocketmq_s() {
+        // What RocketMQ's Java client answers, and mqadmin prints of it.
+        let text =
+            r#"{"autoCommit":true,"consumeResult":"CR_LATER","order":false,"spentTimeMills":3}"#;
+        let result = ConsumeMessageDirectlyResult {
+            auto_commit: true,
+            consume_result: Some(ConsumeDirectlyStatus::CrLater),
+            order: false,
+            remark: None,
+            spent_time_mills: 3,
+        };
+        assert_eq!(serde_json::to_string(&result).unwrap(), text);
+        assert_eq!(serde_json::from_str::<ConsumeMessageDirectlyResult>(text).unwrap(), result);
+        assert_eq!(
+            result.to_string(),
+            "ConsumeMessageDirectlyResult [order=false, autoCommit=true, consumeResult=CR_LATER, \
+             remark=null, spentTimeMills=3]"
+        );
+    }
 
     #[test]
     fn versions_print_as_rocketmq_names_them() {

@@ -168,6 +168,17 @@ try:
     assert topic_lag() == 45, admin("consumerProgress", "-g", group)
     shot("reset")
 
+    # A member of another group, running while the messages are queried: it reads all 45.
+    listened = os.path.join(os.path.dirname(profile), "listen.out")
+    listener = subprocess.Popen([os.path.join(os.path.dirname(roundtrip), "listen"), "ConsoleTopic",
+                                 "ConsoleListeners"], env={**os.environ, "NAMESRV_ADDR": namesrv},
+                                stdout=open(listened, "w"), stderr=subprocess.DEVNULL)
+
+    def heard(what):
+        with open(listened) as out:
+            return sum(what in line for line in out)
+    wait_for("the listener's 45 messages", lambda: heard("ConsoleTopic ") == 45)
+
     # A message sent is found on the query page, with its keys and where each group is.
     click("#tab-messages")
     type_into("#msg-topic", "ConsoleTopic")
@@ -181,6 +192,15 @@ try:
     detail = wait_for("the message's detail", lambda: (lambda t: t if "console-key" in t else None)(
         text("#message-detail")))
     assert '"NOT_ONLINE"' in detail or '"NOT_CONSUME_YET"' in detail, detail
+    # Handed from the page to the listening group's member, which consumes it a second time.
+    type_into("#again-group", "ConsoleListeners")
+    click("#again-go")
+    wait_for("the member's answer", lambda: "CR_SUCCESS in" in text("#again-result"))
+    wait_for("the message consumed again", lambda: heard("after the consumer stopped") == 6)
+    wd("POST", session + "/execute/sync",
+       {"script": "document.querySelector('#again-result').scrollIntoView(false)", "args": []})
+    shot("consume-again")
+    listener.kill()
 
     # By time: the last ten minutes hold all 45 of the topic's messages, a minute long past none.
     def local(seconds_from_now):
@@ -198,6 +218,9 @@ try:
     shot("messages")
     print(f"PASS console: broker listed, topic created and listed by petrel admin, lag of {group} "
           f"grew {before} -> {int(before) + 5}, reset to now and to time 0 from the page, message "
-          f"found by key with its track, the topic's 45 messages found by time")
+          f"found by key with its track and consumed again by a member from the page, the topic's "
+          f"45 messages found by time")
 finally:
+    if "listener" in globals():
+        listener.kill()
     wd("DELETE", session)

@@ -22,7 +22,8 @@ if ! command -v chromedriver >/dev/null || [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
     chromium chromium-driver >/dev/null
 fi
-[ -x "$roundtrip" ] || (cd "$here/../.." && cargo build --quiet -p petrel-client --example roundtrip)
+[ -x "$roundtrip" ] && [ -x "$(dirname "$roundtrip")/listen" ] ||
+  (cd "$here/../.." && cargo build --quiet -p petrel-client --example roundtrip --example listen)
 
 work="$(mktemp -d)"
 pids=()

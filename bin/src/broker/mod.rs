@@ -9,9 +9,11 @@
 //! later, from their own task.
 
 mod ack_message;
+mod call_consumer;
 mod check_client_config;
 mod clone_group_offset;
 pub mod config;
+mod consume_message_directly;
 mod consumer_send_msg_back;
 mod controller;
 mod delete_expired_commitlog;
@@ -747,6 +749,7 @@ impl Broker {
             request::QUERY_TOPIC_CONSUME_BY_WHO => query_topic_consume_by_who::handle,
             request::QUERY_CONSUME_QUEUE => query_consume_queue::handle,
             request::GET_CONSUMER_RUNNING_INFO => get_consumer_running_info::handle,
+            request::CONSUME_MESSAGE_DIRECTLY => consume_message_directly::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))

@@ -5,20 +5,28 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use petrel_core::admin::{version_desc, MessageQueue, ProcessQueueInfo};
+use petrel_core::admin::{
+    version_desc, ConsumeDirectlyStatus, ConsumeMessageDirectlyResult, MessageQueue,
+    ProcessQueueInfo,
+};
 use petrel_net::bodies::reset_offsets_from_json;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::command::VERSION_CURRENT;
 use petrel_net::codec::json::{to_json, write_object_keyed, JsonStyle};
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::{GetConsumerRunningInfoRequestHeader, ResetOffsetRequestHeader};
+use petrel_net::headers::broker::{
+    ConsumeMessageDirectlyResultRequestHeader, GetConsumerRunningInfoRequestHeader,
+    ResetOffsetRequestHeader,
+};
 use petrel_net::transport::{Connection, Handled, RequestHandler};
 
-use super::{lock, subscriptions, Inner, Process};
+use super::{lock, subscriptions, Consume, ConsumeResult, Inner, Process};
 use crate::group::Notices;
+use crate::orderly::{OrderlyContext, OrderlyResult};
+use crate::pull_consumer::decode_each;
 
-/// Serves what brokers send a push consumer: group change notices, running info, and
-/// resets of its offsets.
+/// Serves what brokers send a push consumer: group change notices, running info, resets of
+/// its offsets, and messages to consume at once.
 pub(super) struct PushHandler {
     pub notices: Notices,
     /// The consumer, once started (the handler is made before it).
@@ -30,6 +38,10 @@ impl RequestHandler for PushHandler {
         let inner = self.inner.get().and_then(Weak::upgrade);
         if request.code == request::RESET_CONSUMER_CLIENT_OFFSET {
             return reset_offsets(inner, &request);
+        }
+        if request.code == request::CONSUME_MESSAGE_DIRECTLY {
+            // The listener runs on a task of its own, not on the connection's reader.
+            return Handled::Later(Box::pin(async move { consume_directly(inner, &request) }));
         }
         if request.code != request::GET_CONSUMER_RUNNING_INFO {
             return self.notices.handle(conn, request);
@@ -81,6 +93,79 @@ fn reset_offsets(inner: Option<Arc<Inner>>, request: &RemotingCommand) -> Handle
             done()
         }
     }
+}
+
+/// CONSUME_MESSAGE_DIRECTLY (309): an admin has this member's listener consume the message
+/// the broker sent as the body, now and outside its queues (nothing is committed, sent back
+/// or counted), and is answered how it went (`ConsumeMessageDirectlyResult`), as RocketMQ's
+/// `consumeMessageDirectly` answers: a failure is CR_LATER, a panic CR_THROW_EXCEPTION.
+fn consume_directly(inner: Option<Arc<Inner>>, request: &RemotingCommand) -> RemotingCommand {
+    let header = match request.header::<ConsumeMessageDirectlyResultRequestHeader>() {
+        Ok(header) => header,
+        Err(e) => return RemotingCommand::response(response::SYSTEM_ERROR, e.to_string()),
+    };
+    let inner = match inner {
+        Some(inner) if inner.config.group == header.consumer_group => inner,
+        _ => {
+            let why = format!(
+                "The Consumer Group <{}> not exist in this consumer",
+                header.consumer_group
+            );
+            return RemotingCommand::response(response::SYSTEM_ERROR, why);
+        }
+    };
+    let broker_name = header.broker_name.unwrap_or_default();
+    let queue_of = |topic: &str, queue_id| MessageQueue::new(topic, &broker_name, queue_id);
+    let message = match decode_each(&request.body, queue_of).map(|m| m.into_iter().next()) {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            return RemotingCommand::response(
+                response::SYSTEM_ERROR,
+                "no message in the request".to_owned(),
+            )
+        }
+        Err(e) => return RemotingCommand::response(response::SYSTEM_ERROR, e.to_string()),
+    };
+    let started = inner.clock.now();
+    let consumed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &inner.consume {
+            Consume::Concurrent(listener) => match listener.consume(&message) {
+                ConsumeResult::Success => ConsumeDirectlyStatus::CrSuccess,
+                ConsumeResult::Later => ConsumeDirectlyStatus::CrLater,
+            },
+            Consume::Orderly(listener) => {
+                let context = OrderlyContext {
+                    queue: message.queue.clone(),
+                    suspensions: 0,
+                    lock_asked_at: None,
+                    lock_answered_at: None,
+                };
+                match listener.consume(&message, &context) {
+                    OrderlyResult::Success => ConsumeDirectlyStatus::CrSuccess,
+                    OrderlyResult::Suspend => ConsumeDirectlyStatus::CrLater,
+                }
+            }
+        }));
+    let (status, remark) = match consumed {
+        Ok(status) => (status, None),
+        Err(panic) => {
+            let said = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the listener panicked".to_owned());
+            (ConsumeDirectlyStatus::CrThrowException, Some(said))
+        }
+    };
+    let result = ConsumeMessageDirectlyResult {
+        auto_commit: true,
+        consume_result: Some(status),
+        order: matches!(inner.consume, Consume::Orderly(_)),
+        remark,
+        spent_time_mills: inner.clock.now().saturating_sub(started) as i64,
+    };
+    RemotingCommand::response(response::SUCCESS, None)
+        .with_body(to_json(&result, JsonStyle::Fastjson))
 }
 
 /// The `ConsumerRunningInfo` body, its fields in fastjson's order; `mqTable` keyed by queue

@@ -429,6 +429,22 @@ command_header! {
 }
 
 command_header! {
+    /// CONSUME_MESSAGE_DIRECTLY (309): an admin asks the broker holding a message (by its
+    /// offset message id) to have the member `client_id` of `consumer_group` consume it now;
+    /// the broker adds its name and the topic's and group's flags and passes it on with the
+    /// record as the body (mqadmin queryMsgById -g -d, the dashboard's resend).
+    pub struct ConsumeMessageDirectlyResultRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        optional client_id: String = "clientId",
+        optional msg_id: String = "msgId",
+        optional broker_name: String = "brokerName",
+        optional topic: String = "topic",
+        optional topic_sys_flag: i32 = "topicSysFlag",
+        optional group_sys_flag: i32 = "groupSysFlag",
+    }
+}
+
+command_header! {
     /// QUERY_CONSUME_QUEUE (321): `count` units of a consume queue from `index`, and with a
     /// group, its subscription of the topic.
     pub struct QueryConsumeQueueRequestHeader {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use petrel_client::{Message, Producer, ProducerConfig};
-use petrel_core::admin::{ConsumerConnection, GroupList, MessageQueue};
+use petrel_core::admin::{
+    ConsumeMessageDirectlyResult, ConsumerConnection, GroupList, MessageQueue,
+};
 use petrel_core::broker::property;
 use petrel_core::model::MASTER_ID;
 use petrel_core::record::{
@@ -16,11 +18,13 @@ use petrel_core::record::{
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    ConsumerGroupRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
-    QueryMessageRequestHeader, TopicRequestHeader, ViewMessageRequestHeader,
+    ConsumeMessageDirectlyResultRequestHeader, ConsumerGroupRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
+    TopicRequestHeader, ViewMessageRequestHeader,
 };
 use serde_json::json;
 
+use super::status::running_info;
 use super::{decode_body, Admin, Common, Output};
 use petrel_core::time::human_time;
 
@@ -37,6 +41,12 @@ pub struct QueryMsgById {
     /// The messages' topic: to find one by its unique key when the id is not an offset id.
     #[arg(short = 't', long = "topic")]
     topic: Option<String>,
+    /// With -d: have this group's member consume each message now, instead of printing it.
+    #[arg(short = 'g', long = "consumerGroup", requires = "client")]
+    group: Option<String>,
+    /// The member's client id (consumerConnection lists them), with -g.
+    #[arg(short = 'd', long = "clientId", requires = "group")]
+    client: Option<String>,
 }
 
 pub async fn by_id(args: QueryMsgById) -> Result<Output, String> {
@@ -57,11 +67,47 @@ pub async fn by_id(args: QueryMsgById) -> Result<Output, String> {
             }
             (Err(e), None) => return Err(e),
         };
-        let (shown, json) = show(&admin, &bytes, 0).await?;
+        let (shown, json) = match (&args.group, &args.client) {
+            (Some(group), Some(client)) => push(&admin, &bytes, group, client).await?,
+            _ => show(&admin, &bytes, 0).await?,
+        };
         text.push_str(&shown);
         found.push(json);
     }
     Ok(Output::new(&args.common, text, json!(found)))
+}
+
+/// CONSUME_MESSAGE_DIRECTLY (mqadmin's `pushMsg`): the member `client` of `group` consumes
+/// the record now, asked through the broker that stored it; only a push consumer can, which
+/// its running info tells.
+async fn push(
+    admin: &Admin,
+    bytes: &[u8],
+    group: &str,
+    client: &str,
+) -> Result<(String, serde_json::Value), String> {
+    let record = decoded(bytes).ok_or("the broker answered a record that does not decode")?;
+    let addr = record.store_host.to_string();
+    let info = running_info(admin, &addr, group, client, false).await?;
+    if info.properties.get("PROP_CONSUME_TYPE").map(String::as_str) != Some("CONSUME_PASSIVELY") {
+        let text = format!("this {client} client is not push consumer ,not support direct push \n");
+        return Ok((text, json!({ "clientId": client, "pushConsumer": false })));
+    }
+    let header = ConsumeMessageDirectlyResultRequestHeader {
+        consumer_group: group.to_owned(),
+        client_id: Some(client.to_owned()),
+        msg_id: Some(offset_msg_id(record.store_host, record.physical_offset)),
+        broker_name: None,
+        topic: Some(record.topic_str().to_owned()),
+        topic_sys_flag: None,
+        group_sys_flag: None,
+    };
+    let request = RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY).with_header(&header);
+    let answer = admin.call(&addr, request).await?;
+    let result: ConsumeMessageDirectlyResult = serde_json::from_slice(&answer.body)
+        .map_err(|e| format!("the result {client} answered is not readable: {e}"))?;
+    let json = serde_json::to_value(&result).map_err(|e| e.to_string())?;
+    Ok((format!("{result}\n"), json))
 }
 
 /// VIEW_MESSAGE_BY_ID: the record at `offset` of the broker at `addr`.

@@ -116,7 +116,7 @@ fn write_report(file: &Path, report: &str) -> Result<(), String> {
 }
 
 /// GET_CONSUMER_RUNNING_INFO for one member, through the broker at `addr`.
-async fn running_info(
+pub(super) async fn running_info(
     admin: &Admin,
     addr: &str,
     group: &str,

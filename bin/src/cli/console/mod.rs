@@ -133,6 +133,15 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         ("GET", "/api/message") => {
             words(&["queryMsgByUniqueKey", "-t", &field("topic")?, "-i", &field("id")?])
         }
+        ("POST", "/api/consume-again") => {
+            // `id` is the offset message id: it names the broker holding the message.
+            let (topic, id, group) = (field("topic")?, field("id")?, field("group")?);
+            let client = match field("client") {
+                Ok(client) => client,
+                Err(_) => first_member(namesrv, &group).await?,
+            };
+            words(&["queryMsgById", "-i", &id, "-t", &topic, "-g", &group, "-d", &client])
+        }
         ("GET", _) => return Err(("404 Not Found", format!("no {}", request.path))),
         _ => {
             return Err(("405 Method Not Allowed", format!("{} {}", request.method, request.path)))
@@ -155,6 +164,17 @@ async fn admin(line: &[String], namesrv: &str) -> Answer {
         Ok(output) => Ok(output.into_json()),
         Err(e) => Err(("502 Bad Gateway", e)),
     }
+}
+
+/// The member a message is handed to when the page names none: the group's first.
+async fn first_member(namesrv: &str, group: &str) -> Result<String, (&'static str, String)> {
+    let members = admin(&words(&["consumerConnection", "-g", group]), namesrv).await?;
+    members["connectionSet"]
+        .as_array()
+        .and_then(|set| set.first())
+        .and_then(|member| member["clientId"].as_str())
+        .map(str::to_owned)
+        .ok_or(("502 Bad Gateway", format!("no member of {group} is online")))
 }
 
 /// The cluster a topic created from the page goes to: the first the NameServer lists.
