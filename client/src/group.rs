@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use petrel_core::admin::ConsumerIdList;
 use petrel_core::broker::clients::{ConsumerData, HeartbeatData};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{from_json, to_json, JsonStyle};
@@ -79,12 +80,8 @@ pub(crate) async fn members(
     let request =
         RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
     let reply = crate::call(client, broker, request, timeout).await?;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Ids {
-        consumer_id_list: Vec<String>,
-    }
-    let ids: Ids = from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let ids: ConsumerIdList =
+        from_json(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
     Ok(ids.consumer_id_list)
 }
 

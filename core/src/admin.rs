@@ -109,6 +109,14 @@ pub struct ProcessQueueInfo {
     pub try_unlock_times: i64,
 }
 
+/// GET_CONSUMER_LIST_BY_GROUP's answer (`GetConsumerListByGroupResponseBody`): the group's
+/// members' client ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerIdList {
+    pub consumer_id_list: Vec<String>,
+}
+
 /// How a member's listener took a message handed to it directly (`CMResult`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -2,21 +2,15 @@
 
 use std::sync::Arc;
 
+use petrel_core::admin::ConsumerIdList;
 use petrel_core::broker::Refusal;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::json::{to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::ConsumerGroupRequestHeader;
 use petrel_net::transport::Connection;
-use serde::Serialize;
 
 use super::{answered, decode, success, Broker, Outcome};
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ConsumerIdList {
-    consumer_id_list: Vec<String>,
-}
 
 pub(super) fn handle(
     broker: &Arc<Broker>,

@@ -2,10 +2,13 @@
 //! plan, a producer, two push-consumer members of one group (one loses power and returns),
 //! and an admin node that, all the while, asks what mqadmin and the dashboard ask
 //! (GET_CONSUME_STATS, QUERY_CONSUME_QUEUE, GET_TOPIC_STATS_INFO, VIEW_BROKER_STATS_DATA),
-//! changes a setting that takes effect at once (UPDATE_BROKER_CONFIG, read back with
-//! GET_BROKER_CONFIG) and, once at a random moment under the faults, resets the group's
-//! offsets to a time before the first send (INVOKE_BROKER_TO_RESET_OFFSET). Once the faults
-//! are over and the group has settled its queues, it resets the group to the start again.
+//! and what it asks of a member through the broker (GET_CONSUMER_RUNNING_INFO), changes a
+//! setting that takes effect at once (UPDATE_BROKER_CONFIG, read back with GET_BROKER_CONFIG)
+//! and, once at a random moment under the faults, resets the group's offsets to a time before
+//! the first send (INVOKE_BROKER_TO_RESET_OFFSET). Once the faults are over and the group has
+//! settled its queues, it resets the group to the start again. In half the runs the broker
+//! resets as RocketMQ 4 did (`useServerSideResetOffset=false`): it sends the members the
+//! offsets (RESET_CONSUMER_CLIENT_OFFSET), and they move there and commit.
 //!
 //! The promises checked at the end:
 //! - every acknowledged message is consumed (the operator's requests and the reset under
@@ -16,8 +19,10 @@
 //!   acknowledged points at that message's record in the commit log;
 //! - a setting the broker said it took reads back as set, unless the broker restarted in
 //!   between (a broker started without a config file keeps a change until it stops);
+//! - a member's running info, passed on by the broker, is a push consumer's of the group,
+//!   subscribed to the topic and holding only its queues and the group's retry queues;
 //! - after the reset to the start on the healed cluster, with the group settled, every
-//!   acknowledged message is consumed again.
+//!   acknowledged message is consumed again, whether the broker or the members made it.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario admin`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -32,14 +37,17 @@ use crate::clients;
 use crate::history::{wall_ms, Entry, Event, History, Place};
 use crate::report;
 use madsim::rand::{thread_rng, Rng};
-use petrel_core::admin::QueryConsumeQueueBody;
-use petrel_net::bodies::{consume_stats_from_json, topic_stats_from_json};
+use petrel::broker::BrokerConfig;
+use petrel_core::admin::{ConsumerIdList, QueryConsumeQueueBody};
+use petrel_core::running_info::ConsumerRunningInfo;
+use petrel_net::bodies::{consume_stats_from_json, running_info_from_json, topic_stats_from_json};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    GetConsumeStatsRequestHeader, QueryConsumeQueueRequestHeader, ResetOffsetRequestHeader,
-    TopicRequestHeader, ViewBrokerStatsDataRequestHeader,
+    ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader, GetConsumerRunningInfoRequestHeader,
+    QueryConsumeQueueRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+    ViewBrokerStatsDataRequestHeader,
 };
 use petrel_net::transport::{ClientConfig, RemotingClient};
 use tokio::time::Instant;
@@ -74,6 +82,8 @@ struct Seen {
     unanswered_settings: Vec<String>,
     /// Requests answered, by name, and answered with another code or not at all.
     answered: BTreeMap<&'static str, (u64, u64)>,
+    /// GET_CONSUMER_RUNNING_INFO answered: the member asked and what it said it runs.
+    running: Vec<(String, ConsumerRunningInfo)>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -88,7 +98,14 @@ async fn member(name: String, history: History) {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let (schedule, history, cluster) = super::one_broker_under_swarm(MESSAGES);
+    let by_members = thread_rng().gen_bool(0.5);
+    let tune: fn(&mut BrokerConfig) = match by_members {
+        true => |config| config.server_side_reset = false,
+        false => |_| {},
+    };
+    let (schedule, history, cluster) = super::one_tuned_broker_under_swarm(MESSAGES, tune);
+    let made_by = if by_members { "the members" } else { "the broker" };
+    report::note(format!("resets are made by {made_by}"));
     let broker = cluster.broker_addrs()[0].clone();
     let members = super::start_members(&cluster, &history, 2, member);
     let producing = history.clone();
@@ -117,6 +134,7 @@ pub async fn run() -> String {
     verdicts.push(committed_within_queues(&seen(&shared)));
     verdicts.push(units_point_at_their_messages(&entries, &seen(&shared)));
     verdicts.push(settings_read_back(&entries, &seen(&shared)));
+    verdicts.push(running_info_is_the_groups(&seen(&shared)));
     let reset = cluster.client("operator").spawn({
         let history = history.clone();
         async move { reset_to_start(&broker, &history).await }
@@ -152,8 +170,9 @@ async fn operate(
             report::note(format!("reset to the start under faults: answered {answer:?}"));
             continue;
         }
-        match thread_rng().gen_range(0..5) {
+        match thread_rng().gen_range(0..6) {
             0 => consume_stats(&client, broker, shared).await,
+            5 => running_info(&client, broker, shared).await,
             1 => query_units(&client, broker, history, shared).await,
             2 => setting(&client, broker, shared).await,
             3 => {
@@ -252,6 +271,29 @@ async fn query_units(client: &RemotingClient, broker: &str, history: &History, s
     for (i, unit) in body.queue_data.unwrap_or_default().iter().enumerate() {
         seen.units.push((queue_id, index + i as i64, unit.physic_offset));
     }
+}
+
+/// GET_CONSUMER_RUNNING_INFO of a member the broker lists (GET_CONSUMER_LIST_BY_GROUP).
+async fn running_info(client: &RemotingClient, broker: &str, shared: &Shared) {
+    let header = ConsumerGroupRequestHeader { consumer_group: GROUP.into() };
+    let ask = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
+    let Some(listed) = call(client, broker, ask, shared, "GET_CONSUMER_LIST_BY_GROUP").await else {
+        return;
+    };
+    let listed: ConsumerIdList = from_json(&listed.body).expect("a member list reads");
+    let ids = listed.consumer_id_list;
+    let Some(member) = ids.get(thread_rng().gen_range(0..ids.len().max(1))) else { return };
+    let header = GetConsumerRunningInfoRequestHeader {
+        consumer_group: GROUP.into(),
+        client_id: member.clone(),
+        jstack_enable: Some(false),
+    };
+    let ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO).with_header(&header);
+    let Some(answer) = call(client, broker, ask, shared, "GET_CONSUMER_RUNNING_INFO").await else {
+        return;
+    };
+    let info = running_info_from_json(&answer.body).expect("a member's running info reads");
+    seen(shared).running.push((member.clone(), info));
 }
 
 /// Sets the setting to a value drawn at random and reads it back.
@@ -384,6 +426,30 @@ fn units_point_at_their_messages(entries: &[Entry], seen: &Seen) -> Verdict {
     Verdict::new("units_point_at_their_messages", outcome)
 }
 
+/// Each running info answered is a push consumer's of the group: subscribed to the topic, and
+/// holding queues of the topic on this broker and of the group's retry topic only.
+fn running_info_is_the_groups(seen: &Seen) -> Verdict {
+    let retry = format!("%RETRY%{GROUP}");
+    let wrong = seen.running.iter().find_map(|(member, info)| {
+        let subscribed = info.subscription_set.iter().any(|s| s.topic == TOPIC);
+        let foreign = info.mq_table.iter().map(|(q, _)| q).find(|q| {
+            let ours = q.topic == TOPIC && q.broker_name == BROKER_NAME && q.queue_id < QUEUES;
+            !ours && q.topic != retry
+        });
+        match (info.is_push(), subscribed, foreign) {
+            (false, _, _) => Some(format!("{member} answered as no push consumer")),
+            (_, false, _) => Some(format!("{member} answered without a subscription to {TOPIC}")),
+            (_, _, Some(queue)) => Some(format!("{member} answered holding {queue}")),
+            _ => None,
+        }
+    });
+    let outcome = match wrong {
+        Some(why) => Err(why),
+        None => Ok(format!("{} members' running info, each the group's", seen.running.len())),
+    };
+    Verdict::new("running_info_is_the_groups", outcome)
+}
+
 /// A setting the broker took reads back as set, unless the broker lost power or stopped
 /// between the update's send and the read's answer, or what is read is the value of an earlier update that got no
 /// answer (held up by the network, it may land after a later one).
@@ -427,6 +493,36 @@ mod tests {
         assert!(units_point_at_their_messages(&entries, &seen).outcome.is_ok());
         seen.units.push((0, 1, 401));
         assert!(units_point_at_their_messages(&entries, &seen).outcome.is_err());
+    }
+
+    #[madsim::test]
+    async fn a_running_info_not_the_groups_is_caught() {
+        use petrel_core::broker::filter::SubscriptionData;
+        use petrel_core::client::MessageQueue;
+        let subscription = SubscriptionData { topic: TOPIC.into(), ..SubscriptionData::default() };
+        let queue =
+            |topic: &str, id| (MessageQueue::new(topic, BROKER_NAME, id), Default::default());
+        let info = ConsumerRunningInfo {
+            properties: [("PROP_CONSUME_TYPE".to_owned(), "CONSUME_PASSIVELY".to_owned())].into(),
+            subscription_set: vec![subscription],
+            mq_table: vec![queue(TOPIC, 0), queue(&format!("%RETRY%{GROUP}"), 0)],
+            ..ConsumerRunningInfo::default()
+        };
+        let check = |info: &ConsumerRunningInfo| {
+            let seen = Seen { running: vec![("m".into(), info.clone())], ..Seen::default() };
+            running_info_is_the_groups(&seen).outcome.is_ok()
+        };
+        assert!(check(&info));
+        let mut other_queue = info.clone();
+        other_queue.mq_table.push(queue(TOPIC, QUEUES));
+        assert!(!check(&other_queue));
+        let mut other_topic = info.clone();
+        other_topic.mq_table.push(queue("Another", 0));
+        assert!(!check(&other_topic));
+        let mut pull = info.clone();
+        pull.properties.insert("PROP_CONSUME_TYPE".into(), "CONSUME_ACTIVELY".into());
+        assert!(!check(&pull));
+        assert!(!check(&ConsumerRunningInfo { subscription_set: Vec::new(), ..info }));
     }
 
     #[madsim::test]

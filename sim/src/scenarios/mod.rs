@@ -132,11 +132,20 @@ pub const ALL: &[Scenario] = &[
 pub(crate) fn one_broker_under_swarm(
     steps: u64,
 ) -> (crate::faults::Schedule, crate::history::History, crate::cluster::Cluster) {
+    one_tuned_broker_under_swarm(steps, |_| {})
+}
+
+/// As [`one_broker_under_swarm`], the broker's configuration adjusted by `tune`.
+pub(crate) fn one_tuned_broker_under_swarm(
+    steps: u64,
+    tune: fn(&mut petrel::broker::BrokerConfig),
+) -> (crate::faults::Schedule, crate::history::History, crate::cluster::Cluster) {
     let schedule = crate::faults::FaultPlan::swarm().schedule(steps);
     crate::report::note(format!("fault schedule of broker-a (a step is a send):\n{schedule}"));
     schedule.apply_latency();
     let history = crate::history::History::default();
-    let cluster = crate::cluster::Cluster::builder().disk_faults(schedule.disk).build(&history);
+    let builder = crate::cluster::Cluster::builder().disk_faults(schedule.disk).tune(tune);
+    let cluster = builder.build(&history);
     (schedule, history, cluster)
 }
 

@@ -89,7 +89,7 @@ async fn push(
     let record = decoded(bytes).ok_or("the broker answered a record that does not decode")?;
     let addr = record.store_host.to_string();
     let info = running_info(admin, &addr, group, client, false).await?;
-    if info.properties.get("PROP_CONSUME_TYPE").map(String::as_str) != Some("CONSUME_PASSIVELY") {
+    if !info.is_push() {
         let text = format!("this {client} client is not push consumer ,not support direct push \n");
         return Ok((text, json!({ "clientId": client, "pushConsumer": false })));
     }
