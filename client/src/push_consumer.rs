@@ -205,10 +205,6 @@ struct Inner {
     /// Held by a round of lock renewals, and by a release from its queue's removal to its
     /// unlock: no renewal locks a queue again once it is being let go.
     renewals: tokio::sync::Mutex<()>,
-    /// Held by a round of commits from the reading of its offsets to their last commit, and by
-    /// a reset from letting its queues go to committing where they move: no commit of an old
-    /// position lands after the reset's.
-    commits: tokio::sync::Mutex<()>,
     /// Broadcasting's offsets; `None` in clustering, where the broker keeps them.
     local: Option<LocalOffsets>,
     /// When it started (wall ms): its clock's zero.
@@ -304,7 +300,6 @@ impl PushConsumer {
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
             rebalance_now,
             renewals: tokio::sync::Mutex::new(()),
-            commits: tokio::sync::Mutex::new(()),
             local,
             started_ms: crate::producer::now_millis(),
             config,
@@ -802,7 +797,6 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
             _ = stop.wait() => return,
             () = tokio::time::sleep(inner.config.commit_interval) => {}
         }
-        let _committing = inner.commits.lock().await;
         let offsets: Vec<(MessageQueue, i64)> = lock(&inner.owned)
             .iter()
             .map(|(q, o)| (q.clone(), o.process.commit_offset()))
@@ -812,20 +806,33 @@ async fn commit_loop(inner: Arc<Inner>, stop: Flag) {
 }
 
 /// Moves the queues of `topic` this member holds to the offsets of `table` (an operator's
-/// reset, RocketMQ's `MQClientInstance.resetOffset`): each is let go without committing its
-/// position, the new offset is committed, and the next rebalance takes the queue again from
-/// there. A message in consumption when its queue is let go still finishes.
-async fn reset(inner: &Inner, topic: &str, table: Vec<(MessageQueue, i64)>) {
-    let _committing = inner.commits.lock().await;
-    let mut moved = Vec::new();
+/// reset, RocketMQ's `MQClientInstance.resetOffset`): each is taken anew from its offset, its
+/// old position dropped uncommitted, and the new offset committed at once (and by every
+/// commit after, as the queue's own position, should that commit fail). An orderly queue's
+/// message in consumption finishes first, so that the queue never has two listeners at once.
+async fn reset(inner: &Arc<Inner>, topic: &str, table: Vec<(MessageQueue, i64)>) {
     for (queue, offset) in table.into_iter().filter(|(queue, _)| queue.topic == topic) {
-        let Some(owned) = lock(&inner.owned).remove(&queue) else { continue };
-        owned.stop.set();
+        let Some(process) = lock(&inner.owned).get(&queue).map(|o| o.process.clone()) else {
+            continue;
+        };
+        let consuming = match &process {
+            Process::Orderly(shared) => Some(shared.consuming.lock().await),
+            Process::Concurrent(..) => None,
+        };
+        let Some(old) = lock(&inner.owned).remove(&queue) else { continue };
+        old.stop.set();
+        let held = match &process {
+            Process::Orderly(shared) => {
+                let state = shared.state();
+                (state.locked_from().unwrap_or(0), state.lock_answered_at().unwrap_or(0))
+            }
+            Process::Concurrent(..) => (0, 0),
+        };
         tracing::info!(%queue, offset, "an operator reset the queue's offset");
-        moved.push((queue, offset));
+        take(inner, queue.clone(), offset, held);
+        drop(consuming);
+        commit(inner, vec![(queue, offset)]).await;
     }
-    commit(inner, moved).await;
-    inner.rebalance_now.notify_one();
 }
 
 /// Commits, for each queue, the offset below which every message was consumed: to the

@@ -3,7 +3,7 @@
 //! the offset message id names, adds its name and the topic's and group's flags to the
 //! request, and passes it with the record as the body to the member ([`call_consumer`]), whose
 //! `ConsumeMessageDirectlyResult` is the answer. A message id that names no record here is
-//! refused SYSTEM_ERROR (RocketMQ passes the request on without a body).
+//! refused SYSTEM_ERROR, as RocketMQ's failing lookup is.
 
 use std::sync::Arc;
 

@@ -21,10 +21,13 @@
 //! never committed or a member older than 3.0.7, and CONSUMER_NOT_ONLINE when no member is
 //! connected. RocketMQ writes the C++ client's form of the body (a list) to every member when
 //! the admin asking is C++, and the Java form otherwise; Petrel writes each member the form its
-//! own language reads.
+//! own language reads. RocketMQ's member-made reset moves every queue whatever `queueId` says;
+//! Petrel's moves only the queue named, to `offset` when given (mqadmin's `-q -o`), as the
+//! server-side reset does.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use petrel_core::admin::{version_desc, MessageQueue};
 use petrel_core::broker::Refusal;
@@ -101,6 +104,53 @@ fn table(broker: &Broker, topic: &str, targets: Vec<(i32, i64)>) -> Vec<(Message
 /// `MQVersion.Version.V3_0_7_SNAPSHOT.ordinal()`: older clients cannot reset their offsets.
 const V3_0_7_SNAPSHOT: i32 = 28;
 
+/// How long a member's connection may take to accept its reset.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The queues a member-made reset moves and where: each of the topic's write queues (or the
+/// one `queueId` names) to `offset` when one queue is named with it, else to the offset of
+/// `timestamp`, kept at the group's committed offset where that is lower unless `isForce`.
+fn member_targets(
+    broker: &Broker,
+    header: &ResetOffsetRequestHeader,
+) -> Result<Vec<(i32, i64)>, Refusal> {
+    let (topic, group) = (header.topic.as_str(), header.group.as_str());
+    let Some(config) = broker.topic(topic) else {
+        let why =
+            format!("[reset-offset] reset offset failed, no topic in this broker. topic={topic}");
+        return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
+    };
+    let one = header.queue_id.filter(|id| *id >= 0);
+    let queues: Vec<i32> = match one {
+        Some(id) if id >= config.read_queue_nums.max(config.write_queue_nums) => {
+            let why = format!("queue {id} of topic {topic} does not exist");
+            return Err(Refusal::new(response::INVALID_PARAMETER, why));
+        }
+        Some(id) => vec![id],
+        None => (0..config.write_queue_nums).collect(),
+    };
+    let mut targets = Vec::new();
+    for id in queues {
+        let committed = broker.offsets().query(topic, group, id).ok_or_else(|| {
+            let why = format!("The consumer group <{group}> has no offset of queue {id} of topic {topic}: it never consumed it");
+            Refusal::new(response::SYSTEM_ERROR, why)
+        })?;
+        let target = match header.offset.filter(|o| *o != -1 && one.is_some()) {
+            Some(offset) => offset_in_range(broker, topic, id, offset)?,
+            None => {
+                let at_time = by_time(broker, topic, id, header.timestamp).max(0);
+                if header.is_force || at_time < committed {
+                    at_time
+                } else {
+                    committed
+                }
+            }
+        };
+        targets.push((id, target));
+    }
+    Ok(targets)
+}
+
 /// RocketMQ 4's reset: the members are sent the offsets and move there themselves.
 fn by_members(
     broker: &Arc<Broker>,
@@ -108,21 +158,7 @@ fn by_members(
     header: &ResetOffsetRequestHeader,
 ) -> Outcome {
     let (topic, group) = (header.topic.as_str(), header.group.as_str());
-    let Some(config) = broker.topic(topic) else {
-        let why =
-            format!("[reset-offset] reset offset failed, no topic in this broker. topic={topic}");
-        return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
-    };
-    let mut targets = Vec::new();
-    for id in 0..config.write_queue_nums {
-        let committed = broker.offsets().query(topic, group, id).ok_or_else(|| {
-            let why = format!("The consumer group <{group}> has no offset of queue {id} of topic {topic}: it never consumed it");
-            Refusal::new(response::SYSTEM_ERROR, why)
-        })?;
-        let at_time = by_time(broker, topic, id, header.timestamp).max(0);
-        targets
-            .push((id, if header.is_force || at_time < committed { at_time } else { committed }));
-    }
+    let targets = member_targets(broker, header)?;
     let table = table(broker, topic, targets);
     let members: Vec<_> = lock(&broker.clients)
         .consumer_group(group)
@@ -164,8 +200,14 @@ fn by_members(
     let answer = success().with_body(reset_offsets_to_json(&table, JsonStyle::Fastjson));
     Ok(Handled::Later(Box::pin(async move {
         for (connection, client_id, ask) in sends {
-            if let Err(e) = connection.invoke_oneway(ask).await {
-                tracing::warn!(%client_id, error = %e, "a member was not sent its reset");
+            // As RocketMQ's one-way call: a member whose connection takes nothing for 5 s is
+            // passed over rather than holding up the others.
+            match tokio::time::timeout(SEND_TIMEOUT, connection.invoke_oneway(ask)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(%client_id, error = %e, "a member was not sent its reset")
+                }
+                Err(_) => tracing::warn!(%client_id, "a member was not sent its reset within 5 s"),
             }
         }
         answer
