@@ -45,6 +45,13 @@ fn ok(namesrv: &str, args: &[&str]) -> String {
     stdout.into_owned()
 }
 
+/// `petrel standalone` on `data`, once its broker is in the NameServer's cluster list.
+fn registered(data: &std::path::Path) -> Standalone {
+    let standalone = Standalone::start(data, None);
+    eventually(&standalone.namesrv, &["clusterList"], |text| text.contains("broker-a"));
+    standalone
+}
+
 /// `admin` again until its output satisfies `done`, for up to 20 s: brokers register, commit
 /// offsets and heartbeat on their own periods.
 fn eventually(namesrv: &str, args: &[&str], done: impl Fn(&str) -> bool) -> String {
@@ -478,9 +485,8 @@ fn consumer_offset(namesrv: &str, group: &str, topic: &str) -> i64 {
 async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywhere() {
     const RESET: &str = "ResetTopic";
     let data = tempfile::tempdir().unwrap();
-    let standalone = Standalone::start(data.path(), None);
+    let standalone = registered(data.path());
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
-    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", RESET, "-r", "1", "-w", "1"]);
     let producer = producer(ns, "ResetProducer");
     let send_five = |from: usize| {
@@ -623,9 +629,8 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
 async fn query_msg_by_id_has_a_member_consume_a_message_directly() {
     const DIRECT: &str = "DirectTopic";
     let data = tempfile::tempdir().unwrap();
-    let standalone = Standalone::start(data.path(), None);
+    let standalone = registered(data.path());
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
-    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", DIRECT, "-r", "1", "-w", "1"]);
     let producer = producer(ns, "DirectProducer");
     let mut ids = Vec::new();
@@ -707,9 +712,8 @@ async fn query_msg_by_id_has_a_member_consume_a_message_directly() {
 async fn print_msg_consume_message_and_cluster_rt_read_and_time_the_brokers() {
     const PRINTED: &str = "PrintedTopic";
     let data = tempfile::tempdir().unwrap();
-    let standalone = Standalone::start(data.path(), None);
+    let standalone = registered(data.path());
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
-    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", PRINTED, "-r", "2", "-w", "2"]);
     let producer = producer(ns, "PrintProducer");
     for (i, tag) in ["TagA", "TagB", "TagA", "TagB", "TagA"].iter().enumerate() {
@@ -816,9 +820,8 @@ fn query_cq_prints_the_units_of_a_queue(ns: &str, topic: &str) {
 async fn stats_all_counts_each_topics_messages_in_and_each_groups_out() {
     const STATS: &str = "StatsTopic";
     let data = tempfile::tempdir().unwrap();
-    let standalone = Standalone::start(data.path(), None);
+    let standalone = registered(data.path());
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
-    eventually(ns, &["clusterList"], |text| text.contains("broker-a"));
     ok(ns, &["updateTopic", "-b", broker, "-t", STATS, "-r", "2", "-w", "2"]);
     // A topic counts from the broker's first sample of it (every 10 s): send after that.
     tokio::time::sleep(Duration::from_secs(11)).await;

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use petrel_core::admin::{version_desc, MessageQueue};
 use petrel_core::broker::Refusal;
+use petrel_core::model::TopicConfig;
 use petrel_net::bodies::{reset_offsets_for_c_to_json, reset_offsets_to_json};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::JsonStyle;
@@ -61,19 +62,7 @@ pub(super) fn handle(
         let why = format!("Group {group} does not exist");
         return Err(Refusal::new(response::SUBSCRIPTION_GROUP_NOT_EXIST, why));
     }
-    let queue_id = header.queue_id.unwrap_or(-1);
-    let queues = config.read_queue_nums.max(config.write_queue_nums);
-    if queue_id >= queues {
-        let why = format!("queue {queue_id} of topic {topic} does not exist: it has {queues}");
-        return Err(Refusal::new(response::INVALID_PARAMETER, why));
-    }
-    let targets: Vec<(i32, i64)> = match (queue_id, header.offset.filter(|o| *o != -1)) {
-        (id, Some(offset)) if id >= 0 => vec![(id, offset_in_range(broker, topic, id, offset)?)],
-        (id, None) if id >= 0 => vec![(id, by_time(broker, topic, id, header.timestamp))],
-        _ => (0..config.read_queue_nums)
-            .map(|id| (id, by_time(broker, topic, id, header.timestamp)))
-            .collect(),
-    };
+    let targets = targets(broker, &header, &config, 0..config.read_queue_nums)?;
     if targets.is_empty() {
         return Err(Refusal::new(response::SYSTEM_ERROR, "No queues to reset."));
     }
@@ -107,9 +96,30 @@ const V3_0_7_SNAPSHOT: i32 = 28;
 /// How long a member's connection may take to accept its reset.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The queues a member-made reset moves and where: each of the topic's write queues (or the
-/// one `queueId` names) to `offset` when one queue is named with it, else to the offset of
-/// `timestamp`, kept at the group's committed offset where that is lower unless `isForce`.
+/// Where a reset moves queues: the one `queueId` names to `offset` (which must lie in the
+/// queue) or to `timestamp`'s offset; with no queue named, each of `all` to `timestamp`'s.
+fn targets(
+    broker: &Broker,
+    header: &ResetOffsetRequestHeader,
+    config: &TopicConfig,
+    all: std::ops::Range<i32>,
+) -> Result<Vec<(i32, i64)>, Refusal> {
+    let topic = header.topic.as_str();
+    let queues = config.read_queue_nums.max(config.write_queue_nums);
+    let one = header.queue_id.filter(|id| *id >= 0);
+    if let Some(id) = one.filter(|id| *id >= queues) {
+        let why = format!("queue {id} of topic {topic} does not exist: it has {queues}");
+        return Err(Refusal::new(response::INVALID_PARAMETER, why));
+    }
+    Ok(match (one, header.offset.filter(|o| *o != -1)) {
+        (Some(id), Some(offset)) => vec![(id, offset_in_range(broker, topic, id, offset)?)],
+        (Some(id), None) => vec![(id, by_time(broker, topic, id, header.timestamp))],
+        (None, _) => all.map(|id| (id, by_time(broker, topic, id, header.timestamp))).collect(),
+    })
+}
+
+/// The queues a member-made reset moves and where: [`targets`] over the topic's write queues,
+/// a time's offset kept at the group's committed offset where that is lower unless `isForce`.
 fn member_targets(
     broker: &Broker,
     header: &ResetOffsetRequestHeader,
@@ -120,35 +130,17 @@ fn member_targets(
             format!("[reset-offset] reset offset failed, no topic in this broker. topic={topic}");
         return Err(Refusal::new(response::TOPIC_NOT_EXIST, why));
     };
-    let one = header.queue_id.filter(|id| *id >= 0);
-    let queues: Vec<i32> = match one {
-        Some(id) if id >= config.read_queue_nums.max(config.write_queue_nums) => {
-            let why = format!("queue {id} of topic {topic} does not exist");
-            return Err(Refusal::new(response::INVALID_PARAMETER, why));
-        }
-        Some(id) => vec![id],
-        None => (0..config.write_queue_nums).collect(),
-    };
-    let mut targets = Vec::new();
-    for id in queues {
+    let exact = header.queue_id.is_some_and(|id| id >= 0) && header.offset.is_some_and(|o| o != -1);
+    let mut moved = Vec::new();
+    for (id, target) in targets(broker, header, &config, 0..config.write_queue_nums)? {
         let committed = broker.offsets().query(topic, group, id).ok_or_else(|| {
             let why = format!("The consumer group <{group}> has no offset of queue {id} of topic {topic}: it never consumed it");
             Refusal::new(response::SYSTEM_ERROR, why)
         })?;
-        let target = match header.offset.filter(|o| *o != -1 && one.is_some()) {
-            Some(offset) => offset_in_range(broker, topic, id, offset)?,
-            None => {
-                let at_time = by_time(broker, topic, id, header.timestamp).max(0);
-                if header.is_force || at_time < committed {
-                    at_time
-                } else {
-                    committed
-                }
-            }
-        };
-        targets.push((id, target));
+        let keep = !exact && !header.is_force && target >= committed;
+        moved.push((id, if keep { committed } else { target }));
     }
-    Ok(targets)
+    Ok(moved)
 }
 
 /// RocketMQ 4's reset: the members are sent the offsets and move there themselves.
