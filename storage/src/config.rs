@@ -112,6 +112,14 @@ pub struct StoreConfig {
     /// machine starts as a slave's, confirming only what a master confirms, until the
     /// controller says otherwise.
     pub controller_mode: bool,
+    /// The checkpoint keeps the next recovery's scan at or before this run's
+    /// (`RecoveryPlan::scan_from`) until [`Store::release_recovery_start`]: the owner still
+    /// has work on the range recovery read (the broker's repair of transaction ops a crash
+    /// tore off its commits), and a crash before that work is done must have the next
+    /// recovery read the range again rather than start past it.
+    ///
+    /// [`Store::release_recovery_start`]: crate::Store::release_recovery_start
+    pub hold_recovery_start: bool,
 }
 
 impl StoreConfig {
@@ -143,6 +151,7 @@ impl StoreConfig {
             max_index_entries: crate::index::ENTRIES_DEFAULT,
             delay_levels: DelayLevels::default(),
             controller_mode: false,
+            hold_recovery_start: false,
         }
     }
 

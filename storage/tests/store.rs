@@ -841,3 +841,42 @@ fn a_unit_naming_no_possible_record_stops_the_reader_before_it() {
         "the reader asks for unit 1 again rather than pass over the message it names"
     );
 }
+
+/// Appends `count` messages of about 1 KiB, flushes them, writes the checkpoint and loses
+/// power; the store opened again and where its recovery began reading the log.
+fn crash_after(disk: &SimDisk, config: &StoreConfig, store: Store, count: usize) -> (Store, u64) {
+    let body = vec![b'x'; 1_000];
+    for i in 0..count {
+        store.append(&input("T", 0, &body, b""), i as i64, 0).unwrap();
+    }
+    common::flush_and_dispatch(&store);
+    store.flush_queues().unwrap();
+    drop(store);
+    disk.crash();
+    let (store, report) = Store::open(Arc::new(disk.clone()), config.clone()).unwrap();
+    (store, report.plan.scan_from)
+}
+
+#[test]
+fn a_held_recovery_start_is_read_again_after_a_second_crash() {
+    let disk = SimDisk::new(7, 1 << 30, SimDiskFaults::default());
+    for hold in [false, true] {
+        let mut config = config(&Path::new("/store").join(format!("hold-{hold}")));
+        config.hold_recovery_start = hold;
+        let (store, _) = Store::open(Arc::new(disk.clone()), config.clone()).unwrap();
+        store.release_recovery_start();
+        // Files 0 to 2, then a crash: the recovery reads from the newest flushed file.
+        let (store, first) = crash_after(&disk, &config, store, 40);
+        assert_eq!(first, 2 * config.commit_log_file_bytes, "hold {hold}");
+        // More files, then a second crash before the owner let go of what the first read.
+        let (store, second) = crash_after(&disk, &config, store, 30);
+        match hold {
+            true => assert_eq!(second, first, "the held range is read again"),
+            false => assert!(second > first, "without a hold the start moves on"),
+        }
+        // Once let go, the next recovery starts at the newest flushed file again.
+        store.release_recovery_start();
+        let (_, third) = crash_after(&disk, &config, store, 10);
+        assert!(third > first, "hold {hold}: {third} after letting go of {first}");
+    }
+}

@@ -68,7 +68,8 @@ fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
     let (resolved, origin) = match &half {
         Some(half) => {
             let origin = transaction::origin(half.properties, half.queue_offset);
-            (transactions.index.is_resolved(half.queue_offset, origin), origin)
+            let resolved = transactions.resolved(half.queue_offset, origin);
+            (resolved.map_err(|why| Refusal::new(response::SYSTEM_ERROR, why))?, origin)
         }
         None => (false, 0),
     };

@@ -147,6 +147,8 @@ async fn carry_out(
         SlaveAction::Append { offset, records, epoch } => {
             let appended = broker.store.append_replicated(offset, &records, epoch);
             let end = appended.map_err(|e| format!("cannot append what the master sent: {e}"))?;
+            // Its log is its master's now: what a crash tore off in it is not its to repair.
+            broker.store().release_recovery_start();
             // In controller mode under SYNC_FLUSH a slave's ack means durable: an acknowledged
             // message survives the power loss of every member of the set but one.
             if auto_switch && broker.config.store.flush_disk_type == FlushDiskType::SyncFlush {

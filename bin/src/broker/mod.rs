@@ -1003,15 +1003,17 @@ fn open_store(
     Ok((store, report))
 }
 
-/// Opens the store, loads the config files, binds and starts serving.
 /// A SYNC_MASTER answers a producer once a slave holds the message; in controller mode the
-/// sync-state set decides.
+/// sync-state set decides. The recovery range is held until the broker has repaired what a
+/// crash tore off in it (`transactions::repair`) or follows a master's log.
 fn store_replication(config: &mut BrokerConfig) {
     let sync_master = config.role == BrokerRole::SyncMaster && config.controller.is_none();
     config.store.replica_acks_required = usize::from(sync_master);
     config.store.controller_mode = config.controller.is_some();
+    config.store.hold_recovery_start = true;
 }
 
+/// Opens the store, loads the config files, binds and starts serving.
 pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<BrokerHandle, String> {
     config.validate()?;
     let metrics_listener = config.metrics.bind(&config.bind_address).await?;

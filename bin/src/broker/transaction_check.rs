@@ -104,13 +104,18 @@ async fn note_copies(
 }
 
 /// Restores the ops a crash tore off commits before anything is checked, trying again
-/// until it can; false when the service stops first.
+/// until it can; false when the service stops first. Until it has, the store's checkpoint
+/// keeps the next recovery reading from where this run's began, so that a second crash
+/// does not leave a torn commit out of the range its repair scans (transactions seed
+/// 3342744392).
 async fn repair(broker: &Broker, stop: &Flag) -> bool {
     loop {
         match transactions::repair(broker, broker.recovered_from) {
-            Ok(0) => return true,
             Ok(repaired) => {
-                tracing::warn!(repaired, "ops of committed transactions restored");
+                if repaired > 0 {
+                    tracing::warn!(repaired, "ops of committed transactions restored");
+                }
+                broker.store().release_recovery_start();
                 return true;
             }
             Err(error) => {
@@ -172,7 +177,9 @@ fn read(broker: &Broker, head: &mut Option<Bytes>, offset: i64) -> CheckEvent {
     };
     let Some(record) = scanned(&bytes) else { return CheckEvent::Failed { offset } };
     let origin = transaction::origin(record.properties, record.queue_offset);
-    let resolved = broker.transactions().index.is_resolved(record.queue_offset, origin);
+    let Ok(resolved) = broker.transactions().resolved(record.queue_offset, origin) else {
+        return CheckEvent::Failed { offset };
+    };
     let event = CheckEvent::Head(HalfHead {
         offset: record.queue_offset,
         origin,
@@ -235,7 +242,7 @@ fn append_copy(
 ) -> Result<Option<(Appended, RecordPlace)>, String> {
     let origin = transaction::origin(half.properties, half.queue_offset);
     let transactions = broker.transactions();
-    if transactions.index.is_resolved(half.queue_offset, origin) {
+    if transactions.resolved(half.queue_offset, origin)? {
         return Ok(None);
     }
     let mut at = (0, 0);

@@ -25,12 +25,29 @@ pub(super) struct Transactions {
     pub(super) index: ResolvedIndex,
     /// The op queue is in the index up to here (ops this broker wrote are added at once).
     ops_read: i64,
+    /// The last catch-up stopped at an op it could not read, short of the queue's end.
+    short: bool,
 }
 
 impl Transactions {
     /// How far the op queue was read (the check service persists it as its op progress).
     pub(super) fn ops_read(&self) -> i64 {
         self.ops_read
+    }
+
+    /// Whether the transaction of the half message at `queue_offset`, first stored at
+    /// `origin`, was committed or rolled back. An op the index could not read yet may be
+    /// the one that resolved it: then only a yes is an answer, and a no is an error to try
+    /// again on (taken for a no, it would have a committed transaction checked and
+    /// committed again).
+    pub(super) fn resolved(&self, queue_offset: i64, origin: i64) -> Result<bool, String> {
+        match self.index.is_resolved(queue_offset, origin) {
+            false if self.short => Err(format!(
+                "the op queue did not read whole at offset {}; try again",
+                self.ops_read
+            )),
+            resolved => Ok(resolved),
+        }
     }
 }
 
@@ -49,6 +66,7 @@ fn catch_up(broker: &Broker, transactions: &mut Transactions) {
     let (min, max) = (min as i64, max as i64);
     transactions.index.forget_before(min);
     transactions.ops_read = transactions.ops_read.max(min);
+    transactions.short = false;
     while transactions.ops_read < max {
         let from = transactions.ops_read as u64;
         let limits =
@@ -65,7 +83,9 @@ fn catch_up(broker: &Broker, transactions: &mut Transactions) {
             }
         }
         if got.next_begin_offset <= from {
-            // Unreadable for now (a unit whose write failed): the next caller reads on.
+            // Unreadable for now (a unit whose write failed, a read that failed): the next
+            // caller reads on.
+            transactions.short = true;
             break;
         }
         transactions.ops_read = got.next_begin_offset as i64;
@@ -197,7 +217,7 @@ fn repair_one(broker: &Broker, committed: &Record<'_>) -> Result<bool, String> {
     }
     let origin = transaction::origin(half.properties, half.queue_offset);
     let mut transactions = broker.transactions();
-    if transactions.index.is_resolved(half.queue_offset, origin) {
+    if transactions.resolved(half.queue_offset, origin)? {
         return Ok(false);
     }
     resolve(broker, &mut transactions, None, half.queue_offset, origin).map_err(|e| {

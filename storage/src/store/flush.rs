@@ -58,7 +58,7 @@ impl Store {
             logics_msg_timestamp: logics_timestamp,
             index_msg_timestamp: logics_timestamp,
             confirm_phy_offset: self.confirm_offset() as i64,
-            commit_log_flushed_offset: Some(flushed),
+            commit_log_flushed_offset: Some(self.checkpoint_flushed(flushed)),
             dispatched_flushed_offset: Some(dispatched),
             ..Checkpoint::default()
         };

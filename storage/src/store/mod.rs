@@ -203,6 +203,9 @@ pub struct Store {
     dispatched: AtomicU64,
     /// Raised by each truncation, under the writer's lock.
     truncations: AtomicU64,
+    /// The checkpoint's flushed offset is written no higher than this
+    /// (`StoreConfig::hold_recovery_start`); `u64::MAX` when nothing is held.
+    recovery_hold: AtomicU64,
     stopped: Mutex<Option<String>>,
     /// Set when shutdown begins: appends are refused from then on, while the shutdown still
     /// flushes, dispatches and checkpoints.
@@ -253,6 +256,18 @@ impl Store {
         let written = self.written_offset();
         assert!(up_to <= written, "confirm {up_to} past the end of the log {written}");
         self.confirmed.fetch_max(up_to, Ordering::AcqRel);
+    }
+
+    /// Lets the checkpoint move the next recovery's start past where this run's began
+    /// (`StoreConfig::hold_recovery_start`): the owner is done with that range.
+    pub fn release_recovery_start(&self) {
+        self.recovery_hold.store(u64::MAX, Ordering::Release);
+    }
+
+    /// The flushed offset a checkpoint may name: the flushed offset, but not past a held
+    /// recovery start. Every byte below it was synced all the same.
+    pub(super) fn checkpoint_flushed(&self, flushed: u64) -> u64 {
+        flushed.min(self.recovery_hold.load(Ordering::Acquire))
     }
 
     /// Where each epoch's writes begin, oldest first: what the epoch file is written from.

@@ -69,6 +69,7 @@ impl Store {
             segment.file.sync().sync_context(|| "cannot sync the commit log".to_owned())?;
         }
         let file_bytes = config.commit_log_file_bytes;
+        let hold = if config.hold_recovery_start { plan.scan_from } else { u64::MAX };
         let keep_to = if plan.end.is_multiple_of(file_bytes) {
             plan.end
         } else {
@@ -123,6 +124,7 @@ impl Store {
             confirmed: AtomicU64::new(plan.confirmed),
             dispatched: AtomicU64::new(plan.redispatch_from),
             truncations: AtomicU64::new(0),
+            recovery_hold: AtomicU64::new(hold),
             stopped: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
             disk_full_percent: AtomicU64::new(0),

@@ -49,7 +49,7 @@ impl Store {
             logics_msg_timestamp: dispatcher.timestamp,
             index_msg_timestamp: dispatcher.timestamp,
             confirm_phy_offset: offset as i64,
-            commit_log_flushed_offset: Some(offset),
+            commit_log_flushed_offset: Some(self.checkpoint_flushed(offset)),
             dispatched_flushed_offset: Some(dispatched),
             ..Checkpoint::default()
         };
