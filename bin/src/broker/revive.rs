@@ -3,8 +3,9 @@
 //! left it into its core (`petrel_core::broker::revive::ReviveQueue`); each checkpoint the
 //! core judges has its unacknowledged messages put into the group's pop retry topic
 //! (`%RETRY%{group}_{topic}`, one queue, reconsume times + 1, `1ST_POP_TIME` kept or set);
-//! a message that cannot be put gets a checkpoint of its own, due later. The revive offset is
-//! committed once a checkpoint's messages are all put.
+//! a message that cannot be put gets a checkpoint of its own, due later, and one that gets
+//! neither is tried again at the next pass. The revive offset is committed once a
+//! checkpoint's messages are all put (or written again).
 //!
 //! A queue is taken as read no further than the timer wheel has put what was due (its read
 //! time, or where its enqueue last caught up) and dispatch made readable: a checkpoint is not
@@ -67,7 +68,11 @@ pub(super) async fn run(broker: Arc<Broker>, stop: Flag) {
             queue.timer_done(timer_done);
             read(&broker, (&topic, queue_id), queue);
             for revive in queue.due() {
-                put_again(&broker, &revive, queue_id);
+                let left = put_again(&broker, &revive, queue_id);
+                if !left.is_empty() {
+                    queue.retry(revive.at, &left);
+                    continue;
+                }
                 if let Some(committed) = queue.revived(revive.at) {
                     if broker.offsets().commit(&topic, REVIVE_GROUP, queue_id, committed) {
                         broker.offsets_dirty.store(true, Ordering::Release);
@@ -125,8 +130,10 @@ fn parse(record: &record::Record<'_>) -> ReviveRecord {
 }
 
 /// Puts the judged checkpoint's unacknowledged messages into the pop retry topic; one that
-/// cannot be put gets a checkpoint of its own, due later (`rePutCK`).
-fn put_again(broker: &Broker, revive: &Revive, queue_id: i32) {
+/// cannot be put gets a checkpoint of its own, due later (`rePutCK`). The messages it could
+/// do neither for, to try again at the next pass.
+fn put_again(broker: &Broker, revive: &Revive, queue_id: i32) -> Vec<i64> {
+    let mut left = Vec::new();
     let ck = &revive.ck;
     let retry = match ck.t.starts_with(RETRY_PREFIX) {
         true => ck.t.clone(),
@@ -143,11 +150,13 @@ fn put_again(broker: &Broker, revive: &Revive, queue_id: i32) {
                 let due = again.revive_time() - ACK_TIME_INTERVAL_MS;
                 let (key, body) = (again.unique_key(), ck_json(&again));
                 if let Err(refusal) = put_revive(broker, queue_id, CK_TAG, &key, &body, due) {
-                    tracing::error!(remark = %refusal.remark, "a checkpoint could not be written again; its message is not put again");
+                    tracing::warn!(remark = %refusal.remark, "a checkpoint could not be written again; both are tried again at the next pass");
+                    left.push(*offset);
                 }
             }
         }
     }
+    left
 }
 
 /// Reads message `offset` of the checkpoint's queue and appends it to `retry`. A message no

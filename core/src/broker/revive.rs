@@ -52,6 +52,9 @@ struct Pending {
     /// Handed out by [`ReviveQueue::due`]; done once reported.
     judged: bool,
     done: bool,
+    /// Messages of a judged checkpoint its handling could not settle
+    /// ([`ReviveQueue::retry`]): handed out again by the next [`ReviveQueue::due`].
+    again: Vec<i64>,
 }
 
 /// One revive queue's reader.
@@ -123,7 +126,7 @@ impl ReviveQueue {
                 // Acks a checkpoint carries (RocketMQ writes 0; its buffer may not).
                 let width = ck.count();
                 let acked = (ck.bm as u32) & if width >= 32 { u32::MAX } else { (1 << width) - 1 };
-                let pending = Pending { ck, acked, judged: false, done: false };
+                let pending = Pending { ck, acked, judged: false, done: false, again: Vec::new() };
                 self.pending.insert(offset, pending);
             }
             ReviveRecord::Ack(ack) => {
@@ -148,8 +151,9 @@ impl ReviveQueue {
         }
     }
 
-    /// The checkpoints that may be judged now, in revive-queue order, each handed out once:
-    /// up to the first whose revive time is not [`JUDGE_MARGIN_MS`] behind what was read.
+    /// The checkpoints that may be judged now, in revive-queue order, each handed out once
+    /// (and again for what [`ReviveQueue::retry`] names): up to the first whose revive time
+    /// is not [`JUDGE_MARGIN_MS`] behind what was read.
     pub fn due(&mut self) -> Vec<Revive> {
         let mut due = Vec::new();
         for (at, pending) in self.pending.iter_mut() {
@@ -157,6 +161,10 @@ impl ReviveQueue {
                 break;
             }
             if pending.judged {
+                if !pending.again.is_empty() {
+                    let offsets = std::mem::take(&mut pending.again);
+                    due.push(Revive { at: *at, ck: pending.ck.clone(), offsets });
+                }
                 continue;
             }
             pending.judged = true;
@@ -186,6 +194,16 @@ impl ReviveQueue {
         (self.committed > before).then_some(self.committed)
     }
 
+    /// The checkpoint at `at` was handled but for messages `left`: neither put again nor
+    /// given a checkpoint of their own (the store refused both). The next
+    /// [`ReviveQueue::due`] hands it out again naming only those, and the commit stays
+    /// before it until it is reported revived: a message is never passed over unput.
+    pub fn retry(&mut self, at: i64, left: &[i64]) {
+        let Some(pending) = self.pending.get_mut(&at) else { return };
+        assert!(pending.judged && !pending.done, "checkpoint at {at} retried unjudged or done");
+        pending.again = left.to_vec();
+    }
+
     /// The committed revive offset.
     pub fn committed(&self) -> i64 {
         self.committed
@@ -201,6 +219,8 @@ impl ReviveQueue {
         }
         for (at, pending) in &self.pending {
             assert!(!pending.done || pending.judged, "checkpoint at {at} done unjudged");
+            let settling = pending.again.is_empty() || (pending.judged && !pending.done);
+            assert!(settling, "checkpoint at {at} to be handed out again, unjudged or done");
             let width = pending.ck.count();
             assert!(width == 32 || pending.acked >> width == 0, "ack bits past message {width}");
         }
@@ -347,6 +367,26 @@ mod tests {
         assert_eq!(queue.pending.len(), 1, "one key, one checkpoint");
         let restarted = ReviveQueue::new("b", 0);
         assert_eq!(restarted.next(), 1);
+    }
+
+    #[test]
+    fn a_checkpoint_not_settled_is_handed_out_again_and_holds_the_commit() {
+        let mut queue = ReviveQueue::new("b", -1);
+        queue.read(0, 9_000, ReviveRecord::Ck(ck(100, &[0, 1, 2], 0)));
+        queue.read(1, 9_000, ReviveRecord::Ck(ck(200, &[0], 0)));
+        queue.idle(20_000);
+        let due = queue.due();
+        assert_eq!(due[0].offsets, [100, 101, 102]);
+        // 100 was put again, 101 and 102 neither put nor written again: the store refused.
+        queue.retry(0, &[101, 102]);
+        assert_eq!(queue.revived(1), None, "the commit waits for the checkpoint at 0");
+        queue.check_invariants();
+        let again = queue.due();
+        assert_eq!((again.len(), again[0].at, again[0].offsets.clone()), (1, 0, vec![101, 102]));
+        assert!(queue.due().is_empty(), "handed out again once");
+        queue.check_invariants();
+        assert_eq!(queue.revived(0), Some(1), "settled: the commit moves over both");
+        queue.check_invariants();
     }
 
     #[test]
