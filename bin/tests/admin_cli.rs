@@ -601,8 +601,34 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
     again.sort();
     assert_eq!(again, ["m7", "m8", "m9"]);
     consumer.shutdown().await;
-    let said = refused(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "0"]);
-    assert!(said.contains("CONSUMER_NOT_ONLINE") && said.contains("Consumer not online"), "{said}");
+    // No member online: as mqadmin, the admin moves the committed offsets itself.
+    let committed = consumer_offset(ns, "ResetGroup", RESET);
+    let offline = |time: &str, force: &str| {
+        let flags = ["-s", time, "-f", force];
+        ok(
+            ns,
+            &[["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET].as_slice(), &flags].concat(),
+        )
+    };
+    let reset = offline("0", "true");
+    let lines: Vec<&str> = reset.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "reset consumer offset by specified consumerGroup[ResetGroup], topic[{RESET}], \
+             force[true], timestamp(string)[0], timestamp(long)[0]"
+        )
+    );
+    let header = "#brokerName #queueId #brokerOffset #consumerOffset #timestampOffset #resetOffset";
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>().join(" "), header);
+    let line = ["broker-a", "0", "10", &committed.to_string(), "0", "0"];
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), line);
+    assert_eq!(consumer_offset(ns, "ResetGroup", RESET), 0);
+    // Without force, an offset past the committed one stays where it is.
+    let reset = offline(&middle, "false");
+    let line = ["broker-a", "0", "10", "0", "5", "0"];
+    assert_eq!(reset.lines().nth(2).unwrap().split_whitespace().collect::<Vec<_>>(), line);
+    assert_eq!(consumer_offset(ns, "ResetGroup", RESET), 0);
     ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "useServerSideResetOffset", "-v", "true"]);
 
     // With no member online: to the start by time, then one queue to an offset.
@@ -633,10 +659,11 @@ async fn query_msg_by_id_has_a_member_consume_a_message_directly() {
     let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
     ok(ns, &["updateTopic", "-b", broker, "-t", DIRECT, "-r", "1", "-w", "1"]);
     let producer = producer(ns, "DirectProducer");
-    let mut ids = Vec::new();
+    let (mut ids, mut unique) = (Vec::new(), Vec::new());
     for body in ["fine", "fails", "panics"] {
         let sent = producer.send(&Message::new(DIRECT, body.as_bytes().to_vec())).await.unwrap();
         ids.push(sent.offset_msg_id);
+        unique.push(sent.msg_id);
     }
     producer.shutdown().await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -701,6 +728,25 @@ async fn query_msg_by_id_has_a_member_consume_a_message_directly() {
         .collect();
     assert!(waiting.is_empty(), "sent back for a retry: {waiting:?}");
 
+    // Sent again through a producer, under its id: the member gets it once more.
+    let said = ok(ns, &["queryMsgById", "-i", &ids[0], "-s", "true"]);
+    let sent = format!(
+        "prepare resend msg. originalMsgId={}SendResult [sendStatus=SEND_OK, msgId={}, ",
+        ids[0], unique[0]
+    );
+    assert!(said.starts_with(&sent), "{said}");
+    let queue = format!("MessageQueue [topic={DIRECT}, brokerName=broker-a, queueId=0]");
+    let placed = format!("messageQueue={queue}, queueOffset=3, recallHandle=null]\n");
+    assert!(said.ends_with(&placed), "{said}");
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < 10 {
+        assert!(started.elapsed() < Duration::from_secs(20), "not sent again: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.lock().unwrap()[9], "fine");
+    let copies = ok(ns, &["queryMsgByUniqueKey", "-i", &unique[0], "-t", DIRECT, "-a"]);
+    assert_eq!(copies.matches("OffsetID:").count(), 2, "both stored under its id: {copies}");
+    assert_eq!(ok(ns, &["queryMsgById", "-i", &ids[0], "-s", "false"]), "");
     let said = refused(ns, &["queryMsgById", "-i", &ids[0], "-g", "DirectGroup", "-d", "nobody@x"]);
     assert!(said.contains("The Consumer <DirectGroup> <nobody@x> not online"), "{said}");
     let said = refused(ns, &["queryMsgById", "-i", &ids[0], "-g", "DirectGroup"]);

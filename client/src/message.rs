@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use petrel_core::broker::timer::names as timer;
 use petrel_core::client::MessageQueue;
-use petrel_core::record::{is_valid_topic, put_property, TOPIC_BYTES_MAX};
+use petrel_core::record::{is_valid_topic, properties, put_property, TOPIC_BYTES_MAX};
 
 /// RocketMQ's `maxMessageSize`: the largest body a broker takes by default.
 pub const BODY_BYTES_MAX: usize = 4 << 20;
@@ -59,11 +59,39 @@ pub struct Message {
     /// (`TIMER_DEL_UNIQKEY`); see [`Message::cancel`].
     pub cancels: Option<String>,
     pub properties: BTreeMap<String, String>,
+    /// The message's id (`UNIQ_KEY`): `None` draws a fresh one at each send; a message sent
+    /// again keeps the id it was stored with, as RocketMQ's client keeps one a message
+    /// carries.
+    pub id: Option<String>,
 }
 
 impl Message {
     pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Message {
         Message { topic: topic.into(), body: body.into(), ..Message::default() }
+    }
+
+    /// A stored message to send again (mqadmin's resend): its topic, body, flag, tags, keys
+    /// and id, and every property a user may set, from its encoded `stored` properties. The
+    /// ones only the client and broker set (a delay level and timer times among them) stay
+    /// behind, so it is delivered at once.
+    pub fn again(topic: &str, body: Bytes, flag: i32, stored: &[u8]) -> Message {
+        let mut message = Message { flag, ..Message::new(topic, body) };
+        for (name, value) in properties(stored) {
+            let (name, value) = (String::from_utf8_lossy(name), String::from_utf8_lossy(value));
+            match name.as_ref() {
+                "TAGS" => message.tags = Some(value.into_owned()),
+                "KEYS" => {
+                    let keys = value.split(' ').filter(|k| !k.is_empty());
+                    message.keys = keys.map(str::to_owned).collect();
+                }
+                "UNIQ_KEY" => message.id = Some(value.into_owned()),
+                reserved if RESERVED.contains(&reserved) => {}
+                _ => {
+                    message.properties.insert(name.into_owned(), value.into_owned());
+                }
+            }
+        }
+        message
     }
 
     pub fn with_tags(mut self, tags: impl Into<String>) -> Message {
@@ -135,9 +163,11 @@ impl Message {
         if self.properties.iter().any(|(k, v)| k.is_empty() || bad(k) || bad(v))
             || self.keys.iter().any(|k| bad(k) || k.contains(' '))
             || self.tags.as_deref().is_some_and(bad)
+            || self.id.as_deref().is_some_and(bad)
         {
             return Err(
-                "keys, tags and properties may not hold \\u0001 or \\u0002, keys no spaces".into(),
+                "keys, tags, ids and properties may not hold \\u0001 or \\u0002, keys no spaces"
+                    .into(),
             );
         }
         if self.delay_level < 0 {
@@ -213,6 +243,30 @@ mod tests {
         reserved.properties.insert("DELAY".into(), "3".into());
         assert!(reserved.validate(10).unwrap_err().contains("reserved"));
         assert!(ok.clone().with_keys(["a b"]).validate(10).is_err());
+    }
+
+    #[test]
+    fn a_message_sent_again_keeps_what_a_user_set_and_its_id() {
+        let mut stored = Vec::new();
+        for (name, value) in [
+            ("TAGS", "TagA"),
+            ("KEYS", "k1 k2"),
+            ("UNIQ_KEY", "7F00000100002A9F0000000000000001"),
+            ("DELAY", "3"),
+            ("REAL_TOPIC", "Orders"),
+            ("color", "blue"),
+        ] {
+            put_property(&mut stored, name, value);
+        }
+        let message = Message::again("Orders", Bytes::from_static(b"x"), 5, &stored);
+        assert_eq!((message.topic.as_str(), message.flag), ("Orders", 5));
+        assert_eq!(message.tags.as_deref(), Some("TagA"));
+        assert_eq!(message.keys, ["k1", "k2"]);
+        assert_eq!(message.id.as_deref(), Some("7F00000100002A9F0000000000000001"));
+        assert_eq!(message.delay_level, 0, "delivered at once");
+        assert_eq!(message.properties.len(), 1);
+        assert_eq!(message.properties["color"], "blue");
+        assert!(message.validate(BODY_BYTES_MAX).is_ok());
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl Producer {
         let route = self.route(&message.topic).await?;
         let queue = self.pick(&route, &Target::Any, None)?;
         let addr = master(&route, &queue)?;
-        let properties = message.encode_properties(&self.unique_key());
+        let properties = message.encode_properties(&self.unique_key(message));
         let body = message.body.clone();
         let mut request =
             self.request(message, &queue, request::SEND_MESSAGE_V2, 0, properties, body);
@@ -240,7 +240,7 @@ impl Producer {
             let route = self.route(&message.topic).await?;
             let queue = self.pick(&route, &target, avoid.as_deref())?;
             let addr = master(&route, &queue)?;
-            let key = self.unique_key();
+            let key = self.unique_key(message);
             let mut properties = message.encode_properties(&key);
             if prepared {
                 let mut added = Vec::with_capacity(32 + self.group().len());
@@ -289,7 +289,7 @@ impl Producer {
                     "a batch holds messages of one topic, none delayed".into(),
                 ));
             }
-            let properties = message.encode_properties(&self.unique_key());
+            let properties = message.encode_properties(&self.unique_key(message));
             encoded.push((message, properties));
         }
         let mut results = Vec::with_capacity(messages.len());
@@ -468,8 +468,11 @@ impl Producer {
         }
     }
 
-    /// A fresh UNIQ_KEY in RocketMQ's layout.
-    fn unique_key(&self) -> String {
+    /// The id `message` keeps ([`Message::id`]), else a fresh UNIQ_KEY in RocketMQ's layout.
+    fn unique_key(&self, message: &Message) -> String {
+        if let Some(id) = &message.id {
+            return id.clone();
+        }
         let counter = self.inner.ids.fetch_add(1, Ordering::Relaxed);
         let since = now_millis().saturating_sub(self.inner.started);
         let seed = self.inner.seed ^ (counter >> 16) as u32;

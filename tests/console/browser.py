@@ -53,6 +53,11 @@ def set_value(css, value):
        {"script": "document.querySelector(arguments[0]).value = arguments[1];", "args": [css, value]})
 
 
+def scroll_to(css):
+    wd("POST", session + "/execute/sync",
+       {"script": "document.querySelector(arguments[0]).scrollIntoView(false)", "args": [css]})
+
+
 def text(css):
     return wd("GET", f"{session}/element/{find(css)}/text")
 
@@ -105,6 +110,29 @@ try:
     assert config.get("brokerName") == "broker-a", config
     listed = admin("getBrokerConfig", "-c", "DefaultCluster")
     assert re.search(r"^flushDiskType\s+=\s+" + re.escape(config["flushDiskType"]) + "$", listed, re.M), listed
+    # A property set from the page: the broker takes it, and petrel admin reads it back.
+    def config_value(name):
+        for line in text("#broker-config tbody").splitlines():
+            if line.split()[:1] == [name]:
+                return line.split()[-1]
+        return None
+
+    def set_config(name, value):
+        type_into("#config-key", name)
+        type_into("#config-value", value)
+        click("#config-go")
+
+    set_config("rejectTransactionMessage", "true")
+    wait_for("the update's answer", lambda: "in effect now: rejectTransactionMessage" in text("#config-result"))
+    wait_for("the new value in the table", lambda: config_value("rejectTransactionMessage") == "true")
+    listed = admin("getBrokerConfig", "-c", "DefaultCluster")
+    assert re.search(r"^rejectTransactionMessage\s+=\s+true$", listed, re.M), listed
+    scroll_to("#config-result")
+    shot("config")
+    set_config("rejectTransactionMesage", "false")
+    wait_for("a misspelt name refused", lambda: "did you mean rejectTransactionMessage" in text("#status"))
+    set_config("rejectTransactionMessage", "false")
+    wait_for("the value set back", lambda: config_value("rejectTransactionMessage") == "false")
     shot("cluster")
 
     # The API answers the page only: a form posted from another site lacks the header.
@@ -197,12 +225,32 @@ try:
     click("#again-go")
     wait_for("the member's answer", lambda: "CR_SUCCESS in" in text("#again-result"))
     wait_for("the message consumed again", lambda: heard("after the consumer stopped") == 6)
-    wd("POST", session + "/execute/sync",
-       {"script": "document.querySelector('#again-result').scrollIntoView(false)", "args": []})
+    scroll_to("#again-result")
     shot("consume-again")
+
+    # Sent from the page, found by its key, sent again under its id: the member hears it twice.
+    type_into("#send-topic", "ConsoleTopic")
+    type_into("#send-tags", "TagC")
+    type_into("#send-keys", "page-key")
+    type_into("#send-body", "sent from the page")
+    click("#send-go")
+    sent = wait_for("the send's result", lambda: re.fullmatch(
+        r"SEND_OK: broker-a queue \d offset \d+, id ([0-9A-F]{32})", text("#send-result")))
+    wait_for("the member hearing it", lambda: heard("sent from the page") == 1)
+    type_into("#msg-key", "page-key")
+    click("#msg-query")
+    wait_for("the message by its key", lambda: len(text("#messages-table tbody").splitlines()) == 1)
+    click("#messages-table tbody tr")
+    wait_for("its detail with its tag", lambda: "TagC" in text("#message-detail"))
+    click("#resend-go")
+    wait_for("the resend's result under the same id", lambda: text("#again-result").startswith(
+        "sent again, SEND_OK: broker-a queue ") and text("#again-result").endswith(", id " + sent.group(1)))
+    wait_for("the member hearing it again", lambda: heard("sent from the page") == 2)
+    scroll_to("#again-result")
+    shot("send")
     listener.kill()
 
-    # By time: the last ten minutes hold all 45 of the topic's messages, a minute long past none.
+    # By time: the last ten minutes hold all 47 of the topic's messages, a minute long past none.
     def local(seconds_from_now):
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + seconds_from_now))
 
@@ -210,7 +258,7 @@ try:
     set_value("#time-begin", local(-600))
     set_value("#time-end", local(60))
     click("#time-query")
-    wait_for("the 45 messages by time", lambda: len(text("#messages-table tbody").splitlines()) == 45)
+    wait_for("the 47 messages by time", lambda: len(text("#messages-table tbody").splitlines()) == 47)
     set_value("#time-begin", local(-7200))
     set_value("#time-end", local(-7140))
     click("#time-query")
@@ -218,8 +266,9 @@ try:
     shot("messages")
     print(f"PASS console: broker listed, topic created and listed by petrel admin, lag of {group} "
           f"grew {before} -> {int(before) + 5}, reset to now and to time 0 from the page, message "
-          f"found by key with its track and consumed again by a member from the page, the topic's "
-          f"45 messages found by time")
+          f"found by key with its track and consumed again by a member from the page, a broker "
+          f"property set from the page, a message sent from the page and sent again under its id, "
+          f"the topic's 47 messages found by time")
 finally:
     if "listener" in globals():
         listener.kill()

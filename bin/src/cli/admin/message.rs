@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use petrel_client::{Message, Producer, ProducerConfig};
+use petrel_client::{Message, Producer, ProducerConfig, SendResult, SendStatus};
 use petrel_core::admin::{
     ConsumeMessageDirectlyResult, ConsumerConnection, GroupList, MessageQueue,
 };
@@ -47,34 +47,116 @@ pub struct QueryMsgById {
     /// The member's client id (consumerConnection lists them), with -g.
     #[arg(short = 'd', long = "clientId", requires = "group")]
     client: Option<String>,
+    /// true: send each message again through a producer of group `ReSendMsgById`, with its
+    /// id, tags, keys and user properties; delivered at once (false: nothing is done).
+    #[arg(short = 's', long = "sendMessage", action = clap::ArgAction::Set)]
+    resend: Option<bool>,
 }
+
+/// The producer group mqadmin's queryMsgById resends through.
+const RESEND_GROUP: &str = "ReSendMsgById";
 
 pub async fn by_id(args: QueryMsgById) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
+    let pushing = args.group.is_some();
+    let producer = match args.resend {
+        Some(true) if !pushing => Some(start_producer(&admin, RESEND_GROUP)?),
+        _ => None,
+    };
+    let found = find_by_id(&admin, &args, producer.as_ref()).await;
+    if let Some(producer) = producer {
+        producer.shutdown().await;
+    }
+    let (text, found) = found?;
+    Ok(Output::new(&args.common, text, json!(found)))
+}
+
+/// Each message `args` names printed, handed to a member (-g -d) or sent again (-s true).
+async fn find_by_id(
+    admin: &Admin,
+    args: &QueryMsgById,
+    producer: Option<&Producer>,
+) -> Result<(String, Vec<serde_json::Value>), String> {
     let (mut text, mut found) = (String::new(), Vec::new());
+    if args.group.is_none() && args.resend == Some(false) {
+        return Ok((text, found));
+    }
     for id in args.ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
         let record = match parse_offset_msg_id(id) {
             Some((host, offset)) => {
-                view(&admin, &host.to_string(), args.topic.as_deref(), offset).await
+                view(admin, &host.to_string(), args.topic.as_deref(), offset).await
             }
             None => Err(format!("{id} is not an offset message id")),
         };
         let bytes = match (record, &args.topic) {
             (Ok(bytes), _) => bytes,
             (Err(_), Some(topic)) => {
-                let found = by_unique_key(&admin, topic, id).await?.into_iter().next();
+                let found = by_unique_key(admin, topic, id).await?.into_iter().next();
                 found.ok_or_else(|| format!("Message not found: {id}"))?
             }
             (Err(e), None) => return Err(e),
         };
-        let (shown, json) = match (&args.group, &args.client) {
-            (Some(group), Some(client)) => push(&admin, &bytes, group, client).await?,
-            _ => show(&admin, &bytes, 0).await?,
+        let (shown, json) = match (&args.group, &args.client, producer) {
+            (Some(group), Some(client), _) => push(admin, &bytes, group, client).await?,
+            (_, _, Some(producer)) => resend(producer, &bytes, id).await?,
+            _ => show(admin, &bytes, 0).await?,
         };
         text.push_str(&shown);
         found.push(json);
     }
-    Ok(Output::new(&args.common, text, json!(found)))
+    Ok((text, found))
+}
+
+/// Sends the record again (mqadmin's `sendMsg`), printing its send result as RocketMQ's
+/// `SendResult.toString`.
+async fn resend(
+    producer: &Producer,
+    bytes: &[u8],
+    id: &str,
+) -> Result<(String, serde_json::Value), String> {
+    let record = decoded(bytes).ok_or("the broker answered a record that does not decode")?;
+    let body = bytes::Bytes::copy_from_slice(record.body);
+    let message = Message::again(record.topic_str(), body, record.flag, record.properties);
+    let sent =
+        producer.send(&message).await.map_err(|e| format!("the resend of {id} failed: {e}"))?;
+    let status = status_name(sent.status);
+    let q = &sent.queue;
+    let text = format!(
+        "prepare resend msg. originalMsgId={id}SendResult [sendStatus={status}, msgId={}, \
+         offsetMsgId={}, messageQueue=MessageQueue [topic={}, brokerName={}, queueId={}], \
+         queueOffset={}, recallHandle=null]\n",
+        sent.msg_id, sent.offset_msg_id, q.topic, q.broker_name, q.queue_id, sent.queue_offset
+    );
+    Ok((text, sent_json(&sent)))
+}
+
+/// A producer of `group` on the admin's NameServers.
+fn start_producer(admin: &Admin, group: &str) -> Result<Producer, String> {
+    let config = ProducerConfig {
+        namesrv_addrs: admin.namesrvs.clone(),
+        group: group.into(),
+        ..ProducerConfig::default()
+    };
+    Producer::start(config).map_err(|e| e.to_string())
+}
+
+/// RocketMQ's name of a send's status.
+fn status_name(status: SendStatus) -> &'static str {
+    match status {
+        SendStatus::Ok => "SEND_OK",
+        SendStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
+        SendStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
+        SendStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
+    }
+}
+
+/// A send's result for `--json`.
+fn sent_json(sent: &SendResult) -> serde_json::Value {
+    json!({
+        "brokerName": sent.queue.broker_name, "queueId": sent.queue.queue_id,
+        "status": status_name(sent.status), "msgId": sent.msg_id,
+        "offsetMsgId": sent.offset_msg_id, "queueOffset": sent.queue_offset,
+    })
 }
 
 /// CONSUME_MESSAGE_DIRECTLY (mqadmin's `pushMsg`): the member `client` of `group` consumes
@@ -517,12 +599,7 @@ pub struct SendMessage {
 
 pub async fn send(args: SendMessage) -> Result<Output, String> {
     let admin = Admin::connect(&args.common)?;
-    let config = ProducerConfig {
-        namesrv_addrs: admin.namesrvs.clone(),
-        group: "PID_PETREL_ADMIN".into(),
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::start(config).map_err(|e| e.to_string())?;
+    let producer = start_producer(&admin, "PID_PETREL_ADMIN")?;
     let mut message = Message::new(args.topic.clone(), args.body.clone().into_bytes());
     if let Some(tags) = &args.tags {
         message = message.with_tags(tags.clone());
@@ -539,12 +616,7 @@ pub async fn send(args: SendMessage) -> Result<Output, String> {
     };
     producer.shutdown().await;
     let sent = sent.map_err(|e| format!("the send failed: {e}"))?;
-    let status = match sent.status {
-        petrel_client::SendStatus::Ok => "SEND_OK",
-        petrel_client::SendStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
-        petrel_client::SendStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
-        petrel_client::SendStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
-    };
+    let status = status_name(sent.status);
     let mut text =
         format!("{:<32}  {:<4}  {:<20}    {}\n", "#Broker Name", "#QID", "#Send Result", "#MsgId");
     let _ = writeln!(
@@ -552,9 +624,5 @@ pub async fn send(args: SendMessage) -> Result<Output, String> {
         "{:<32}  {:<4}  {status:<20}    {}",
         sent.queue.broker_name, sent.queue.queue_id, sent.msg_id
     );
-    let json = json!({
-        "brokerName": sent.queue.broker_name, "queueId": sent.queue.queue_id, "status": status,
-        "msgId": sent.msg_id, "offsetMsgId": sent.offset_msg_id, "queueOffset": sent.queue_offset,
-    });
-    Ok(Output::new(&args.common, text, json))
+    Ok(Output::new(&args.common, text, sent_json(&sent)))
 }

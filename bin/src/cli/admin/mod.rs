@@ -28,7 +28,9 @@ use petrel_core::model::{BrokerData, ClusterInfo, TopicList, TopicRouteData, MAS
 use petrel_net::codec::codes::{request, request_name, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::TopicRequestHeader;
+use petrel_net::headers::broker::{
+    OffsetResponseHeader, SearchOffsetRequestHeader, TopicRequestHeader,
+};
 use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
@@ -293,21 +295,40 @@ impl Admin {
     /// Sends `request` to `addr`; anything but SUCCESS is an error naming the server and code.
     async fn call(&self, addr: &str, request: RemotingCommand) -> Result<RemotingCommand, String> {
         let code = request.code;
-        let answer = self
-            .client
+        let answer = self.ask(addr, request).await?;
+        accepted(addr, code, answer)
+    }
+
+    /// Sends `request` to `addr`: its answer, whatever its code.
+    async fn ask(&self, addr: &str, request: RemotingCommand) -> Result<RemotingCommand, String> {
+        let code = request.code;
+        self.client
             .invoke(addr, request, TIMEOUT)
             .await
-            .map_err(|e| format!("{} to {addr} failed: {e}", request_name(code)))?;
-        if answer.code != response::SUCCESS {
-            return Err(format!(
-                "{addr} refused {}: {} ({}){}",
-                request_name(code),
-                response_name(answer.code),
-                answer.code,
-                answer.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-            ));
-        }
-        Ok(answer)
+            .map_err(|e| format!("{} to {addr} failed: {e}", request_name(code)))
+    }
+
+    /// The first offset of `topic`'s queue `queue_id` on `addr` stored at or after `millis`
+    /// (SEARCH_OFFSET_BY_TIMESTAMP).
+    async fn search_offset(
+        &self,
+        addr: &str,
+        topic: &str,
+        queue_id: i32,
+        millis: i64,
+    ) -> Result<i64, String> {
+        let header = SearchOffsetRequestHeader {
+            topic: topic.to_owned(),
+            queue_id,
+            timestamp: millis,
+            boundary_type: None,
+        };
+        let request =
+            RemotingCommand::request(request::SEARCH_OFFSET_BY_TIMESTAMP).with_header(&header);
+        let answer = self.call(addr, request).await?;
+        let found: OffsetResponseHeader =
+            answer.header().map_err(|e| format!("{addr} answered no offset: {e}"))?;
+        Ok(found.offset)
     }
 
     /// Sends `request` to the NameServers in turn until one answers.
@@ -380,6 +401,21 @@ impl Admin {
         }
         Ok(masters)
     }
+}
+
+/// `answer` from `addr` to a request of `code`, if it is SUCCESS; else an error naming the
+/// server and the answer's code.
+fn accepted(addr: &str, code: i32, answer: RemotingCommand) -> Result<RemotingCommand, String> {
+    if answer.code == response::SUCCESS {
+        return Ok(answer);
+    }
+    Err(format!(
+        "{addr} refused {}: {} ({}){}",
+        request_name(code),
+        response_name(answer.code),
+        answer.code,
+        answer.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+    ))
 }
 
 /// `(broker name, master address)` of each broker group of `cluster`, by name.

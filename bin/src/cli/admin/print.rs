@@ -11,7 +11,7 @@ use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    SearchOffsetRequestHeader, TopicQueueRequestHeader,
+    TopicQueueRequestHeader,
 };
 use serde_json::json;
 
@@ -85,18 +85,8 @@ async fn bound(admin: &Admin, queue: &Queue, code: i32) -> Result<i64, String> {
 
 /// The queue's first offset stored at or after `millis`.
 async fn search(admin: &Admin, queue: &Queue, millis: i64) -> Result<i64, String> {
-    let header = SearchOffsetRequestHeader {
-        topic: queue.queue.topic.clone(),
-        queue_id: queue.queue.queue_id,
-        timestamp: millis,
-        boundary_type: None,
-    };
-    let request =
-        RemotingCommand::request(request::SEARCH_OFFSET_BY_TIMESTAMP).with_header(&header);
-    let answer = admin.call(&queue.addr, request).await?;
-    let offset: OffsetResponseHeader =
-        answer.header().map_err(|e| format!("{} answered no offset: {e}", queue.addr))?;
-    Ok(offset.offset)
+    let q = &queue.queue;
+    admin.search_offset(&queue.addr, &q.topic, q.queue_id, millis).await
 }
 
 /// The queue's range: its first and end offsets, or where the times fall.

@@ -1,8 +1,9 @@
 //! `petrel console`: a web page for operators, served by the binary with its page built in.
 //! The page calls a small JSON API, and each call runs a `petrel admin` command in process
 //! (the same code, so the page and the command line never disagree): the cluster and its
-//! brokers' rates, topics (create, status), consumer groups and their lag per queue, messages
-//! by key and by id with each group's track.
+//! brokers' rates and configuration (read and set), topics (create, status), consumer groups
+//! and their lag per queue (reset), messages by key, time and id with each group's track
+//! (sent, sent again, handed to a member).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,6 +105,10 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         ("GET", "/api/about") => return Ok(serde_json::json!({ "namesrv": namesrv })),
         ("GET", "/api/cluster") => words(&["clusterList"]),
         ("GET", "/api/broker-config") => words(&["getBrokerConfig", "-b", &field("addr")?]),
+        ("POST", "/api/broker-config") => {
+            let (addr, key, value) = (field("addr")?, field("key")?, field("value")?);
+            words(&["updateBrokerConfig", "-b", &addr, "-k", &key, "-v", &value])
+        }
         ("GET", "/api/topics") => words(&["topicList"]),
         ("GET", "/api/topic") => words(&["topicStatus", "-t", &field("name")?]),
         ("GET", "/api/route") => words(&["topicRoute", "-t", &field("name")?]),
@@ -129,6 +134,20 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
             words(&[
                 "printMsg", "-t", &topic, "-b", &begin, "-e", &end, "-d", "false", "--max", &max,
             ])
+        }
+        ("POST", "/api/send") => {
+            let (topic, body) = (field("topic")?, field("body")?);
+            let mut line = words(&["sendMessage", "-t", &topic, "-p", &body]);
+            for (flag, name) in [("-c", "tags"), ("-k", "keys")] {
+                if let Ok(value) = field(name) {
+                    line.extend([flag.to_owned(), value]);
+                }
+            }
+            line
+        }
+        ("POST", "/api/resend") => {
+            // `id` is the offset message id, as for consume-again.
+            words(&["queryMsgById", "-i", &field("id")?, "-t", &field("topic")?, "-s", "true"])
         }
         ("GET", "/api/message") => {
             words(&["queryMsgByUniqueKey", "-t", &field("topic")?, "-i", &field("id")?])
