@@ -2,7 +2,8 @@
 //! plan, a producer, two push-consumer members of one group (one loses power and returns),
 //! and an admin node that, all the while, asks what mqadmin and the dashboard ask
 //! (GET_CONSUME_STATS, QUERY_CONSUME_QUEUE, GET_TOPIC_STATS_INFO, VIEW_BROKER_STATS_DATA),
-//! and what it asks of a member through the broker (GET_CONSUMER_RUNNING_INFO), changes a
+//! and what it asks of a member through the broker (GET_CONSUMER_RUNNING_INFO, and
+//! CONSUME_MESSAGE_DIRECTLY of an acknowledged message: the dashboard's resend), changes a
 //! setting that takes effect at once (UPDATE_BROKER_CONFIG, read back with GET_BROKER_CONFIG)
 //! and, once at a random moment under the faults, resets the group's offsets to a time before
 //! the first send (INVOKE_BROKER_TO_RESET_OFFSET). Once the faults are over and the group has
@@ -21,6 +22,9 @@
 //!   between (a broker started without a config file keeps a change until it stops);
 //! - a member's running info, passed on by the broker, is a push consumer's of the group,
 //!   subscribed to the topic and holding only its queues and the group's retry queues;
+//! - a message handed to a member is consumed by a member's listener while the request is
+//!   under way, the message its id names at its place, and answered CR_SUCCESS (the
+//!   members' listener takes every message);
 //! - after the reset to the start on the healed cluster, with the group settled, every
 //!   acknowledged message is consumed again, whether the broker or the members made it.
 //!
@@ -38,14 +42,18 @@ use crate::history::{wall_ms, Entry, Event, History, Place};
 use crate::report;
 use madsim::rand::{thread_rng, Rng};
 use petrel::broker::BrokerConfig;
-use petrel_core::admin::{ConsumerIdList, QueryConsumeQueueBody};
+use petrel_core::admin::{
+    ConsumeDirectlyStatus, ConsumeMessageDirectlyResult, ConsumerIdList, QueryConsumeQueueBody,
+};
+use petrel_core::record::offset_msg_id;
 use petrel_core::running_info::ConsumerRunningInfo;
 use petrel_net::bodies::{consume_stats_from_json, running_info_from_json, topic_stats_from_json};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader, GetConsumerRunningInfoRequestHeader,
+    ConsumeMessageDirectlyResultRequestHeader, ConsumerGroupRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerRunningInfoRequestHeader,
     QueryConsumeQueueRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
     ViewBrokerStatsDataRequestHeader,
 };
@@ -84,6 +92,19 @@ struct Seen {
     answered: BTreeMap<&'static str, (u64, u64)>,
     /// GET_CONSUMER_RUNNING_INFO answered: the member asked and what it said it runs.
     running: Vec<(String, ConsumerRunningInfo)>,
+    /// CONSUME_MESSAGE_DIRECTLY answered SUCCESS: the message handed (id and place), when
+    /// the request was sent and answered, and how the member said it went.
+    handed: Vec<Handed>,
+}
+
+/// One message handed to a member (CONSUME_MESSAGE_DIRECTLY) and the member's answer.
+#[derive(Debug, Clone)]
+struct Handed {
+    id: u64,
+    place: Place,
+    sent: Instant,
+    answered: Instant,
+    result: Option<ConsumeDirectlyStatus>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -135,6 +156,8 @@ pub async fn run() -> String {
     verdicts.push(units_point_at_their_messages(&entries, &seen(&shared)));
     verdicts.push(settings_read_back(&entries, &seen(&shared)));
     verdicts.push(running_info_is_the_groups(&seen(&shared)));
+    // The operator may have handed a message over after `entries` was taken.
+    verdicts.push(handed_messages_consumed(&history.entries(), &seen(&shared)));
     let reset = cluster.client("operator").spawn({
         let history = history.clone();
         async move { reset_to_start(&broker, &history).await }
@@ -170,9 +193,10 @@ async fn operate(
             report::note(format!("reset to the start under faults: answered {answer:?}"));
             continue;
         }
-        match thread_rng().gen_range(0..6) {
+        match thread_rng().gen_range(0..7) {
             0 => consume_stats(&client, broker, shared).await,
             5 => running_info(&client, broker, shared).await,
+            6 => hand_over(&client, broker, history, shared).await,
             1 => query_units(&client, broker, history, shared).await,
             2 => setting(&client, broker, shared).await,
             3 => {
@@ -273,16 +297,19 @@ async fn query_units(client: &RemotingClient, broker: &str, history: &History, s
     }
 }
 
-/// GET_CONSUMER_RUNNING_INFO of a member the broker lists (GET_CONSUMER_LIST_BY_GROUP).
-async fn running_info(client: &RemotingClient, broker: &str, shared: &Shared) {
+/// A member of the group the broker lists (GET_CONSUMER_LIST_BY_GROUP), drawn at random.
+async fn listed_member(client: &RemotingClient, broker: &str, shared: &Shared) -> Option<String> {
     let header = ConsumerGroupRequestHeader { consumer_group: GROUP.into() };
     let ask = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(&header);
-    let Some(listed) = call(client, broker, ask, shared, "GET_CONSUMER_LIST_BY_GROUP").await else {
-        return;
-    };
+    let listed = call(client, broker, ask, shared, "GET_CONSUMER_LIST_BY_GROUP").await?;
     let listed: ConsumerIdList = from_json(&listed.body).expect("a member list reads");
     let ids = listed.consumer_id_list;
-    let Some(member) = ids.get(thread_rng().gen_range(0..ids.len().max(1))) else { return };
+    ids.get(thread_rng().gen_range(0..ids.len().max(1))).cloned()
+}
+
+/// GET_CONSUMER_RUNNING_INFO of a member the broker lists.
+async fn running_info(client: &RemotingClient, broker: &str, shared: &Shared) {
+    let Some(member) = listed_member(client, broker, shared).await else { return };
     let header = GetConsumerRunningInfoRequestHeader {
         consumer_group: GROUP.into(),
         client_id: member.clone(),
@@ -293,7 +320,46 @@ async fn running_info(client: &RemotingClient, broker: &str, shared: &Shared) {
         return;
     };
     let info = running_info_from_json(&answer.body).expect("a member's running info reads");
-    seen(shared).running.push((member.clone(), info));
+    seen(shared).running.push((member, info));
+}
+
+/// CONSUME_MESSAGE_DIRECTLY of an acknowledged message, drawn at random, to a member the
+/// broker lists, named by its offset message id as the dashboard names it.
+async fn hand_over(client: &RemotingClient, broker: &str, history: &History, shared: &Shared) {
+    let acked: Vec<(u64, Place, u64)> = history
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Acked { id, place: Some(place), stored_at: Some(at) } => {
+                Some((*id, place.clone(), *at))
+            }
+            _ => None,
+        })
+        .collect();
+    if acked.is_empty() {
+        return;
+    }
+    let (id, place, at) = acked[thread_rng().gen_range(0..acked.len())].clone();
+    let Some(member) = listed_member(client, broker, shared).await else { return };
+    let store_host = broker.parse().expect("the broker's address is a socket address");
+    let header = ConsumeMessageDirectlyResultRequestHeader {
+        consumer_group: GROUP.into(),
+        client_id: Some(member),
+        msg_id: Some(offset_msg_id(store_host, at as i64)),
+        broker_name: None,
+        topic: Some(TOPIC.into()),
+        topic_sys_flag: None,
+        group_sys_flag: None,
+    };
+    let ask = RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY).with_header(&header);
+    let sent = Instant::now();
+    let Some(answer) = call(client, broker, ask, shared, "CONSUME_MESSAGE_DIRECTLY").await else {
+        return;
+    };
+    let said: ConsumeMessageDirectlyResult =
+        from_json(&answer.body).expect("a member's result reads");
+    let handed = Handed { id, place, sent, answered: Instant::now(), result: said.consume_result };
+    seen(shared).handed.push(handed);
 }
 
 /// Sets the setting to a value drawn at random and reads it back.
@@ -453,6 +519,35 @@ fn running_info_is_the_groups(seen: &Seen) -> Verdict {
     Verdict::new("running_info_is_the_groups", outcome)
 }
 
+/// Each message handed to a member was consumed by a member's listener while its request was
+/// under way, as the message its id names at its place, and answered CR_SUCCESS: the members'
+/// listener takes every message.
+fn handed_messages_consumed(entries: &[Entry], seen: &Seen) -> Verdict {
+    let consumed = |handed: &Handed| {
+        entries.iter().any(|e| {
+            (handed.sent..=handed.answered).contains(&e.at)
+                && matches!(&e.event, Event::Delivered { id, place, .. }
+                    if *id == handed.id && *place == handed.place)
+        })
+    };
+    let wrong = seen.handed.iter().find_map(|handed| {
+        let Handed { id, place, .. } = handed;
+        match handed.result {
+            Some(ConsumeDirectlyStatus::CrSuccess) if consumed(handed) => None,
+            Some(ConsumeDirectlyStatus::CrSuccess) => Some(format!(
+                "message {id} at {place:?} answered CR_SUCCESS, but no listener consumed it \
+                 while the request was under way"
+            )),
+            other => Some(format!("message {id} at {place:?} answered {other:?}")),
+        }
+    });
+    let outcome = match wrong {
+        Some(why) => Err(why),
+        None => Ok(format!("{} messages handed to members, each consumed", seen.handed.len())),
+    };
+    Verdict::new("handed_messages_consumed", outcome)
+}
+
 /// A setting the broker took reads back as set, unless the broker lost power or stopped
 /// between the update's send and the read's answer, or what is read is the value of an earlier update that got no
 /// answer (held up by the network, it may land after a later one).
@@ -526,6 +621,41 @@ mod tests {
         pull.properties.insert("PROP_CONSUME_TYPE".into(), "CONSUME_ACTIVELY".into());
         assert!(!check(&pull));
         assert!(!check(&ConsumerRunningInfo { subscription_set: Vec::new(), ..info }));
+    }
+
+    #[madsim::test]
+    async fn a_handed_message_not_consumed_is_caught() {
+        let place = Place { broker: BROKER_NAME.into(), topic: TOPIC.into(), queue: 1, offset: 7 };
+        let sent = Instant::now();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let delivered = |id, place: &Place| Entry {
+            at: Instant::now(),
+            event: Event::Delivered {
+                consumer: "member-0".into(),
+                place: place.clone(),
+                id,
+                body_hash: 0,
+                stored_wall: 0,
+            },
+        };
+        let (right, other_id) = (delivered(3, &place), delivered(4, &place));
+        let elsewhere = delivered(3, &Place { offset: 8, ..place.clone() });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let handed = |result| Handed {
+            id: 3,
+            place: place.clone(),
+            sent,
+            answered: Instant::now(),
+            result: Some(result),
+        };
+        let check = |entries: &[Entry], result| {
+            let seen = Seen { handed: vec![handed(result)], ..Seen::default() };
+            handed_messages_consumed(entries, &seen).outcome.is_ok()
+        };
+        assert!(check(std::slice::from_ref(&right), ConsumeDirectlyStatus::CrSuccess));
+        assert!(!check(&[], ConsumeDirectlyStatus::CrSuccess));
+        assert!(!check(&[other_id, elsewhere], ConsumeDirectlyStatus::CrSuccess));
+        assert!(!check(&[right], ConsumeDirectlyStatus::CrLater));
     }
 
     #[madsim::test]
