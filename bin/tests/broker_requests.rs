@@ -608,6 +608,17 @@ async fn admin_codes_answer_with_rocketmq_bodies() {
     let missing =
         call(&client, addr, admin_request(request::GET_TOPIC_CONFIG, &[("topic", "Nope")])).await;
     assert_eq!(missing.code, response::TOPIC_NOT_EXIST);
+    // The names RocketMQ counts as system topics, which a dashboard marks as such.
+    let ask = RemotingCommand::request(request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER);
+    let system: serde_json::Value =
+        serde_json::from_slice(&call(&client, addr, ask).await.body).expect("a TopicList body");
+    let names: Vec<&str> =
+        system["topicList"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    for name in ["TBW102", "SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "DefaultCluster"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(names.contains(&"broker-a") && names.contains(&"rmq_sys_wheel_timer"), "{names:?}");
+    assert!(!names.contains(&"Stats"), "a user's topic is no system topic: {names:?}");
 
     // A topic whose write queues were cut below its read queues lists every read queue.
     let shrunk = CreateTopicRequestHeader {

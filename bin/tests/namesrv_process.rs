@@ -140,6 +140,21 @@ fn raw_client_gets_routes_and_errors() {
         "{remark}"
     );
     assert!(reply.body.is_empty());
+
+    // The "system topics" (a dashboard's topic list asks): the cluster and its brokers, and
+    // a broker to ask for its own, in fastjson's field order.
+    let header = br#"{"code":304,"flag":0,"language":"JAVA","opaque":10,"serializeTypeCurrentRPC":"JSON","version":479}"#;
+    client.write_all(&frame(0, header, b"")).unwrap();
+    let reply = read_reply(&mut client);
+    assert_eq!(
+        (reply.header["code"].as_i64(), reply.header["opaque"].as_i64()),
+        (Some(0), Some(10))
+    );
+    let body = String::from_utf8(reply.body).unwrap();
+    assert_eq!(
+        body,
+        r#"{"brokerAddr":"127.0.0.1:10911","topicList":["DefaultCluster","broker-a"]}"#
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::model::{
     perm, BrokerData, ClusterInfo, DataVersion, QueueData, TopicConfig, TopicConfigWrapper,
-    TopicRouteData, MASTER_ID,
+    TopicList, TopicRouteData, MASTER_ID,
 };
 use crate::Millis;
 
@@ -425,6 +425,20 @@ impl RouteTable {
     /// Every topic with at least one live broker.
     pub fn topics(&self) -> Vec<String> {
         self.topic_queues.keys().cloned().collect()
+    }
+
+    /// The NameServer's "system topics" (GET_SYSTEM_TOPIC_LIST_FROM_NS), as RocketMQ names
+    /// them: every cluster's name and its brokers' names, with the address of one broker (the
+    /// first by name, its lowest id) for the client to ask for the broker's own.
+    pub fn system_topics(&self) -> TopicList {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for (cluster, brokers) in &self.clusters {
+            names.insert(cluster.clone());
+            names.extend(brokers.iter().cloned());
+        }
+        let broker_addr =
+            self.brokers.values().find_map(|b| b.broker_addrs.values().next().cloned());
+        TopicList { broker_addr, topic_list: names.into_iter().collect() }
     }
 
     /// Topics served by brokers of `cluster` (GET_TOPICS_BY_CLUSTER).

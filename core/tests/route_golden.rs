@@ -89,6 +89,7 @@ fn run(table: &mut RouteTable, line: &str) -> String {
             None => "no route\n".to_owned(),
         },
         "cluster" => json(&table.cluster_info()),
+        "system" => json(&table.system_topics()),
         "topics" => match a.get("cluster") {
             Some(c) => format!("{:?}\n", table.topics_of_cluster(c)),
             None => format!("{:?}\n", table.topics()),

@@ -35,6 +35,7 @@ mod get_earliest_msg_storetime;
 mod get_max_offset;
 mod get_min_offset;
 mod get_producer_connection_list;
+mod get_system_topic_list_from_broker;
 mod get_timer_check_point;
 mod get_topic_config;
 mod get_topic_stats_info;
@@ -750,6 +751,7 @@ impl Broker {
             request::QUERY_CONSUME_QUEUE => query_consume_queue::handle,
             request::GET_CONSUMER_RUNNING_INFO => get_consumer_running_info::handle,
             request::CONSUME_MESSAGE_DIRECTLY => consume_message_directly::handle,
+            request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => get_system_topic_list_from_broker::handle,
             other => return Handled::Now(not_supported(other)),
         };
         handle(self, conn, &request).unwrap_or_else(|refusal| Handled::Now(refusal.into()))

@@ -203,6 +203,7 @@ impl Namesrv {
             request::GET_BROKER_CLUSTER_INFO => Ok(cluster_info::handle(self)),
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => Ok(topic_list::all(self)),
             request::GET_TOPICS_BY_CLUSTER => topic_list::by_cluster(self, request),
+            request::GET_SYSTEM_TOPIC_LIST_FROM_NS => Ok(topic_list::system(self)),
             request::DELETE_TOPIC_IN_NAMESRV => delete_topic::handle(self, request),
             request::PUT_KV_CONFIG => kv_config::put(self, request),
             request::GET_KV_CONFIG => kv_config::get(self, request),

@@ -1,8 +1,10 @@
-//! GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206) and GET_TOPICS_BY_CLUSTER (224).
+//! GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206), GET_TOPICS_BY_CLUSTER (224) and
+//! GET_SYSTEM_TOPIC_LIST_FROM_NS (304).
 //!
-//! Request: no fields / `GetTopicsByClusterRequestHeader` (cluster). Response: a `TopicList`
-//! body, or SYSTEM_ERROR "disable" when the listing is switched off (`enableAllTopicList`,
-//! `enableTopicList`).
+//! Request: no fields / `GetTopicsByClusterRequestHeader` (cluster) / no fields. Response: a
+//! `TopicList` body, or SYSTEM_ERROR "disable" when the listing is switched off
+//! (`enableAllTopicList`, `enableTopicList`; the system list, as RocketMQ's, always answers:
+//! the cluster and broker names, and one broker's address to ask for its own).
 
 use petrel_core::model::TopicList;
 use petrel_net::codec::codes::response;
@@ -30,4 +32,8 @@ pub(super) fn by_cluster(namesrv: &Namesrv, request: &RemotingCommand) -> Reply 
         &TopicList { broker_addr: None, topic_list: topics },
         JsonStyle::Fastjson,
     )))
+}
+
+pub(super) fn system(namesrv: &Namesrv) -> RemotingCommand {
+    ok_with_body(to_json(&namesrv.table().system_topics(), JsonStyle::Fastjson))
 }

@@ -19,6 +19,41 @@ pub struct TopicTable {
     version: DataVersion,
 }
 
+/// The topics RocketMQ's `TopicValidator` counts as system topics whatever the broker.
+const FIXED_SYSTEM_TOPICS: [&str; 10] = [
+    "TBW102",
+    "SCHEDULE_TOPIC_XXXX",
+    "BenchmarkTest",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRACE_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    "CHECKPOINT_TOPIC",
+];
+
+/// What GET_SYSTEM_TOPIC_LIST_FROM_BROKER answers, sorted: RocketMQ's fixed system topics
+/// and those its broker adds for its cluster `cluster` and name `broker` (the cluster's and
+/// the broker's own topics, the reply and revive topics, the broker-member sync topic, and the
+/// timer wheel's when it runs). Names, not topics the broker holds: a dashboard uses them to
+/// tell system topics from the others.
+pub fn system_topic_names(cluster: &str, broker: &str, timer_wheel: bool) -> Vec<String> {
+    let mut names: std::collections::BTreeSet<String> =
+        FIXED_SYSTEM_TOPICS.iter().map(|t| (*t).to_owned()).collect();
+    names.extend([
+        cluster.to_owned(),
+        broker.to_owned(),
+        format!("{cluster}_REPLY_TOPIC"),
+        format!("{}{cluster}", super::pop::REVIVE_TOPIC_PREFIX),
+        format!("rmq_sys_SYNC_BROKER_MEMBER_{broker}"),
+    ]);
+    if timer_wheel {
+        names.insert(super::timer::TIMER_TOPIC.to_owned());
+    }
+    names.into_iter().collect()
+}
+
 /// A topic with `queues` read and write queues and permission `perm`.
 pub fn topic_config(name: &str, queues: i32, perm: i32) -> TopicConfig {
     TopicConfig {
@@ -219,6 +254,28 @@ impl TopicTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_topic_names_are_rocketmqs_for_the_cluster_and_broker() {
+        let names = system_topic_names("C1", "broker-a", true);
+        for name in [
+            "TBW102",
+            "SCHEDULE_TOPIC_XXXX",
+            "RMQ_SYS_TRANS_HALF_TOPIC",
+            "C1",
+            "broker-a",
+            "C1_REPLY_TOPIC",
+            "rmq_sys_REVIVE_LOG_C1",
+            "rmq_sys_SYNC_BROKER_MEMBER_broker-a",
+            "rmq_sys_wheel_timer",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        }
+        assert_eq!(names.len(), 16);
+        let without_timer = system_topic_names("C1", "broker-a", false);
+        assert!(!without_timer.iter().any(|n| n == "rmq_sys_wheel_timer"));
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+    }
 
     #[test]
     fn order_topic_config_marks_topics_ordered_and_never_clears_a_mark() {
