@@ -11,8 +11,8 @@ mod common;
 
 use common::Standalone;
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig, PushConsumer,
-    PushConsumerConfig, ReceivedMessage,
+    ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
+    PushConsumer, PushConsumerConfig, ReceivedMessage,
 };
 
 const TOPIC: &str = "AdminTopic";
@@ -649,6 +649,64 @@ async fn reset_offset_by_time_moves_a_live_consumer_back_and_an_idle_group_anywh
         refused(ns, &["resetOffsetByTime", "-g", "ResetGroup", "-t", RESET, "-s", "yesterday"]);
     assert!(said.contains("-s yesterday is not a time"), "{said}");
     producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orderly_member_takes_a_member_made_reset_and_reads_each_queue_again_in_order() {
+    const ORDERED: &str = "OrderedResetTopic";
+    let data = tempfile::tempdir().unwrap();
+    let standalone = registered(data.path());
+    let (ns, broker) = (standalone.namesrv.as_str(), standalone.broker.as_str());
+    ok(ns, &["updateTopic", "-b", broker, "-t", ORDERED, "-r", "2", "-w", "2"]);
+    ok(ns, &["updateBrokerConfig", "-b", broker, "-k", "useServerSideResetOffset", "-v", "false"]);
+    let producer = producer(ns, "OrderedResetProducer");
+    for queue_id in 0..2 {
+        let queue = petrel_core::client::MessageQueue::new(ORDERED, "broker-a", queue_id);
+        for i in 0..10 {
+            let message = Message::new(ORDERED, format!("{i}").into_bytes());
+            producer.send_to(&message, &queue).await.unwrap();
+        }
+    }
+    producer.shutdown().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i32, u32)>::new()));
+    let record = seen.clone();
+    let listener = move |m: &ReceivedMessage, _: &OrderlyContext| {
+        let body: u32 = String::from_utf8_lossy(&m.body).parse().unwrap();
+        record.lock().unwrap().push((m.queue.queue_id, body));
+        OrderlyResult::Success
+    };
+    let config = PushConsumerConfig {
+        namesrv_addrs: vec![ns.to_owned()],
+        group: "OrderedResetGroup".into(),
+        subscriptions: [(ORDERED.to_owned(), "*".into())].into_iter().collect(),
+        consume_from: ConsumeFrom::First,
+        commit_interval: Duration::from_millis(200),
+        ..PushConsumerConfig::default()
+    };
+    let consumer = PushConsumer::start_orderly(config, listener).unwrap();
+    let progress = ["consumerProgress", "-g", "OrderedResetGroup", "-t", ORDERED];
+    eventually(ns, &progress, |t| t.contains("Consume Diff Total: 0\n"));
+    assert_eq!(seen.lock().unwrap().len(), 20);
+    // Back to the start, made by the member: it reads each queue again from 0, in order.
+    let reset = ok(ns, &["resetOffsetByTime", "-g", "OrderedResetGroup", "-t", ORDERED, "-s", "0"]);
+    assert_eq!(reset.lines().count(), 4, "a line for each of the two queues: {reset}");
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < 40 {
+        let seen = seen.lock().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20), "not read again: {seen:?}");
+        drop(seen);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually(ns, &progress, |t| t.contains("Consume Diff Total: 0\n"));
+    consumer.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 40, "each message twice, no more: {seen:?}");
+    for queue_id in 0..2 {
+        let bodies: Vec<u32> =
+            seen.iter().filter(|(q, _)| *q == queue_id).map(|(_, b)| *b).collect();
+        let twice: Vec<u32> = (0..10).chain(0..10).collect();
+        assert_eq!(bodies, twice, "queue {queue_id} read in order, then again in order");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
