@@ -1,6 +1,7 @@
 //! The broker's request handlers, in process over loopback on a real store in a temporary
 //! directory: batches, retries and dead letters, administration, offset queries, the consumer
-//! group notices, ordered consumers' queue locks and the client config check. (Produce,
+//! group notices, ordered consumers' queue locks, the client config check and the NameServer's
+//! metrics and KV file. (Produce,
 //! consume, query and delay with third-party clients are in tests/clients; crash safety is in
 //! broker_process.rs and the simulator.)
 #![cfg(not(madsim))]
@@ -22,7 +23,11 @@ use petrel_net::headers::broker::{
     SendMessageResponseHeader, TimestampResponseHeader, TopicQueueRequestHeader,
     UnregisterClientRequestHeader,
 };
+use petrel_net::headers::namesrv::{
+    GetKvConfigResponseHeader, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
+};
 use petrel_net::transport::{ClientConfig, Connection, Handled, RemotingClient, RequestHandler};
+use petrel_storage::disk::{FsDisk, SimDisk, SimDiskFaults};
 
 mod common;
 
@@ -816,7 +821,7 @@ async fn the_namesrv_counts_its_brokers_topics_and_connections_in_prometheus_for
         metrics: petrel::metrics::MetricsConfig { prom: true, host: String::new(), port: 0 },
         ..petrel::namesrv::NamesrvConfig::default()
     };
-    let namesrv = petrel::namesrv::start(config).await.unwrap();
+    let namesrv = petrel::namesrv::start(config, Arc::new(FsDisk)).await.unwrap();
     let metrics = namesrv.metrics_addr.expect("metrics are served");
     let ns = namesrv.local_addr.to_string();
     let broker = Running::start(Some(&ns), |c| c.broker_name = "broker-m".into()).await;
@@ -832,6 +837,65 @@ async fn the_namesrv_counts_its_brokers_topics_and_connections_in_prometheus_for
     assert!(sample(&text, "rocketmq_connections", &[&node]) >= 1.0, "the broker's: {text}");
     assert!(text.contains("# TYPE rocketmq_namesrv_brokers gauge\n"), "{text}");
     broker.stop().await;
+    namesrv.shutdown().await;
+}
+
+/// A NameServer keeping its KV config at `/ns/kvConfig.json` of `disk`.
+async fn namesrv_on(disk: &SimDisk) -> (petrel::namesrv::NamesrvHandle, String) {
+    let config = petrel::namesrv::NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: Some("/ns/kvConfig.json".into()),
+        ..petrel::namesrv::NamesrvConfig::default()
+    };
+    let namesrv = petrel::namesrv::start(config, Arc::new(disk.clone())).await.unwrap();
+    let addr = namesrv.local_addr.to_string();
+    (namesrv, addr)
+}
+
+fn kv_request(code: i32, key: &str, value: Option<&str>) -> RemotingCommand {
+    let (namespace, key) = ("ORDER_TOPIC_CONFIG".to_owned(), key.to_owned());
+    let command = RemotingCommand::request(code);
+    match value {
+        Some(value) => command.with_header(&PutKvConfigRequestHeader {
+            namespace,
+            key,
+            value: value.to_owned(),
+        }),
+        None => command.with_header(&KvConfigKeyRequestHeader { namespace, key }),
+    }
+}
+
+async fn kv_value(client: &RemotingClient, addr: &str, key: &str) -> Option<String> {
+    let reply = call(client, addr, kv_request(request::GET_KV_CONFIG, key, None)).await;
+    reply.header::<GetKvConfigResponseHeader>().unwrap().value
+}
+
+#[tokio::test]
+async fn a_kv_change_the_namesrv_cannot_write_is_refused_and_changes_nothing() {
+    let disk = SimDisk::new(7, 1 << 24, SimDiskFaults::default());
+    let (namesrv, addr) = namesrv_on(&disk).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let put = |value| kv_request(request::PUT_KV_CONFIG, "TopicA", Some(value));
+    assert_eq!(call(&client, &addr, put("broker-a:4")).await.code, response::SUCCESS);
+
+    // A full disk: the change is refused with the reason, and the table keeps the value.
+    disk.set_faults(SimDiskFaults { enospc_ratio: 1.0, ..SimDiskFaults::default() });
+    let refused = call(&client, &addr, put("broker-a:8")).await;
+    assert_eq!(refused.code, response::SYSTEM_ERROR);
+    let remark = refused.remark.unwrap_or_default();
+    assert!(remark.starts_with("cannot write the KV config to /ns/kvConfig.json: "), "{remark}");
+    assert!(remark.ends_with("; nothing was changed"), "{remark}");
+    let delete = kv_request(request::DELETE_KV_CONFIG, "TopicA", None);
+    assert_eq!(call(&client, &addr, delete).await.code, response::SYSTEM_ERROR);
+    assert_eq!(kv_value(&client, &addr, "TopicA").await.as_deref(), Some("broker-a:4"));
+
+    // What was answered SUCCESS is on disk: it outlives a power loss and a restart.
+    disk.set_faults(SimDiskFaults::default());
+    namesrv.shutdown().await;
+    disk.crash();
+    let (namesrv, addr) = namesrv_on(&disk).await;
+    assert_eq!(kv_value(&client, &addr, "TopicA").await.as_deref(), Some("broker-a:4"));
     namesrv.shutdown().await;
 }
 

@@ -225,7 +225,10 @@ async fn a_topic_in_order_topic_config_is_ordered_in_its_route_and_on_the_broker
         order_message_enable: true,
         ..petrel::namesrv::NamesrvConfig::default()
     };
-    let namesrv_handle = petrel::namesrv::start(config).await.unwrap();
+    let namesrv_handle =
+        petrel::namesrv::start(config, std::sync::Arc::new(petrel_storage::disk::FsDisk))
+            .await
+            .unwrap();
     let ns = format!("127.0.0.1:{}", namesrv_handle.local_addr.port());
     let broker = Running::start(Some(&ns), |c| c.register_period_ms = 1_000).await;
     let caller = RemotingClient::new(ClientConfig::default(), None);

@@ -19,6 +19,8 @@ pub mod controllers;
 pub mod faults;
 #[cfg(madsim)]
 pub mod history;
+#[cfg(madsim)]
+pub mod registers;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;
@@ -56,7 +58,8 @@ pub struct SimBroker {
 }
 
 impl SimBroker {
-    fn registration(&self) -> RemotingCommand {
+    /// Its REGISTER_BROKER request: its topics, at a data version that never changes.
+    pub fn registration(&self) -> RemotingCommand {
         let header = RegisterBrokerRequestHeader {
             broker_name: self.name.clone(),
             broker_addr: self.addr.clone(),
@@ -161,6 +164,13 @@ pub fn sim_broker_config(name: &str, ip: &str, namesrv: &str) -> petrel::broker:
     config
 }
 
+/// A fault-free simulated disk for a NameServer that keeps its KV config in memory (it is
+/// never written). Its seed is fixed, so that taking one draws nothing from the run's seed.
+pub fn memory_disk() -> std::sync::Arc<dyn petrel_storage::disk::Disk> {
+    let faults = petrel_storage::disk::SimDiskFaults::default();
+    std::sync::Arc::new(petrel_storage::disk::SimDisk::new(0, 1 << 20, faults))
+}
+
 /// Starts a NameServer node at 10.0.0.1:9876, the address every scenario's nodes use.
 #[cfg(madsim)]
 pub fn spawn_namesrv(handle: &madsim::runtime::Handle) -> madsim::runtime::NodeHandle {
@@ -170,7 +180,8 @@ pub fn spawn_namesrv(handle: &madsim::runtime::Handle) -> madsim::runtime::NodeH
         .ip([10, 0, 0, 1].into())
         .init(|| async {
             let config = petrel::namesrv::NamesrvConfig::default();
-            let _running = petrel::namesrv::start(config).await.expect("the namesrv binds");
+            let _running =
+                petrel::namesrv::start(config, memory_disk()).await.expect("the namesrv starts");
             std::future::pending::<()>().await;
         })
         .build()

@@ -17,12 +17,13 @@ use petrel_core::broker::subscriptions::{SubscriptionGroupWrapper, SubscriptionG
 use petrel_core::broker::timer_metrics::TimerMetrics;
 use petrel_core::broker::topics::TopicTable;
 use petrel_core::model::TopicConfigWrapper;
-use petrel_net::codec::json::{from_json, to_json, JsonStyle};
-use petrel_storage::disk::{self, Disk};
+use petrel_net::codec::json::{to_json, JsonStyle};
+use petrel_storage::disk::Disk;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Broker, BrokerConfig};
+use crate::fsutil;
 
 pub(super) const TOPICS: &str = "topics.json";
 pub(super) const GROUPS: &str = "subscriptionGroup.json";
@@ -47,10 +48,7 @@ fn path(config: &BrokerConfig, name: &str) -> PathBuf {
 pub(super) fn save<T: Serialize>(broker: &Broker, name: &str, value: &T) -> bool {
     let path = path(&broker.config, name);
     let bytes = to_json(value, JsonStyle::Fastjson);
-    let written = broker
-        .disk
-        .create_dir_all(&broker.config.store.config_dir())
-        .and_then(|()| disk::write_atomically(broker.disk.as_ref(), &path, &bytes));
+    let written = fsutil::save(broker.disk.as_ref(), &path, &bytes);
     if let Err(e) = &written {
         tracing::error!(path = %path.display(), error = %e, "cannot write a config file");
     }
@@ -62,26 +60,7 @@ fn load<T: DeserializeOwned + Default>(
     config: &BrokerConfig,
     name: &str,
 ) -> Result<T, String> {
-    let path = path(config, name);
-    let shown = path.display();
-    let read = disk::read_with_backup(disk, &path, CONFIG_FILE_BYTES_MAX)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let Some((bytes, from_backup)) = read else { return Ok(T::default()) };
-    match from_json(&bytes) {
-        Ok(value) => Ok(value),
-        Err(e) if from_backup => Err(format!("{shown}.bak is not valid JSON: {e}")),
-        Err(e) => {
-            tracing::warn!(path = %shown, error = %e, "config file unreadable, trying its .bak");
-            let backup = disk::read_backup(disk, &path, CONFIG_FILE_BYTES_MAX)
-                .map_err(|e| format!("cannot read {shown}.bak: {e}"))?
-                .ok_or_else(|| format!("{shown} is not valid JSON ({e}) and has no .bak"))?;
-            from_json(&backup).map_err(|e2| {
-                format!(
-                    "neither {shown} ({e}) nor its .bak ({e2}) is valid JSON; fix or remove them"
-                )
-            })
-        }
-    }
+    fsutil::load_json(disk, &path(config, name), CONFIG_FILE_BYTES_MAX)
 }
 
 /// `config/timermetrics` as last written: RocketMQ's or Petrel's. Only names and timestamps

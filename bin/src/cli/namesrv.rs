@@ -58,9 +58,7 @@ async fn serve(config: NamesrvConfig, embedded: Option<ControllerConfig>) -> Res
     // Watch for signals before binding, so a signal that comes right after the address is
     // printed still stops the server cleanly instead of killing it.
     let shutdown = ShutdownSignal::install()?;
-    let port = config.listen_port;
-    let handle =
-        namesrv::start(config).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    let handle = namesrv::start(config, Arc::new(FsDisk)).await?;
     // The bound address, on stdout: with `--listen-port 0` this is how a caller learns the port.
     announce(&format!("namesrv listening on {}", handle.local_addr));
     if let Some(addr) = handle.metrics_addr {

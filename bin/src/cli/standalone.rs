@@ -36,9 +36,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), String> {
         kv_config_path: Some(data_dir.join("namesrv").join("kvConfig.json")),
         ..NamesrvConfig::default()
     };
-    let namesrv = namesrv::start(namesrv_config)
-        .await
-        .map_err(|e| format!("cannot listen on port {}: {e}", args.namesrv_port))?;
+    let namesrv = namesrv::start(namesrv_config, Arc::new(FsDisk)).await?;
     let port = namesrv.local_addr.port();
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {

@@ -1,7 +1,9 @@
 //! PUT_KV_CONFIG (100), GET_KV_CONFIG (101), DELETE_KV_CONFIG (102), GET_KVLIST_BY_NAMESPACE
 //! (219): the NameServer's small string store, persisted to `kvConfigPath` on every change.
 //!
-//! A missing value answers QUERY_NOT_FOUND (22) with RocketMQ's remark.
+//! A missing value answers QUERY_NOT_FOUND (22) with RocketMQ's remark. A change is written
+//! before it is taken and answered: one that cannot be written answers SYSTEM_ERROR (1) with
+//! the reason and changes nothing (RocketMQ logs the failed write and answers SUCCESS).
 
 use petrel_core::model::KvTable;
 use petrel_net::codec::codes::response;
@@ -16,11 +18,7 @@ use super::{ok_with_body, Namesrv, Reply};
 
 pub(super) fn put(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
     let h: PutKvConfigRequestHeader = request.header()?;
-    let changed = namesrv.kv().put(&h.namespace, &h.key, &h.value);
-    if changed {
-        namesrv.persist_kv();
-    }
-    Ok(RemotingCommand::response(response::SUCCESS, None))
+    Ok(answer(namesrv.change_kv(|kv| kv.put(&h.namespace, &h.key, &h.value))))
 }
 
 pub(super) fn get(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
@@ -38,11 +36,16 @@ pub(super) fn get(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
 
 pub(super) fn delete(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {
     let h: KvConfigKeyRequestHeader = request.header()?;
-    let changed = namesrv.kv().delete(&h.namespace, &h.key);
-    if changed {
-        namesrv.persist_kv();
+    Ok(answer(namesrv.change_kv(|kv| kv.delete(&h.namespace, &h.key))))
+}
+
+/// SUCCESS once the change is on disk (or changed nothing); SYSTEM_ERROR with the reason when
+/// it could not be written, the table left as it was.
+fn answer(changed: Result<bool, String>) -> RemotingCommand {
+    match changed {
+        Ok(_) => RemotingCommand::response(response::SUCCESS, None),
+        Err(why) => RemotingCommand::response(response::SYSTEM_ERROR, why),
     }
-    Ok(RemotingCommand::response(response::SUCCESS, None))
 }
 
 pub(super) fn list(namesrv: &Namesrv, request: &RemotingCommand) -> Reply {

@@ -30,8 +30,13 @@ use petrel_net::transport::{
     not_supported, Connection, Handled, RequestHandler, Server, ServerConfig, ServerHandle,
 };
 
+use petrel_storage::disk::Disk;
+
 use crate::clock::now_millis;
 use crate::config::{ConfigError, Properties};
+
+/// The largest KV file read back: the bound is checked before anything is allocated.
+const KV_FILE_BYTES_MAX: u64 = 64 << 20;
 
 /// NameServer settings, by RocketMQ's property names.
 #[derive(Debug, Clone)]
@@ -152,6 +157,8 @@ pub struct Namesrv {
     updating: Mutex<()>,
     table: Mutex<RouteTable>,
     kv: Mutex<KvConfig>,
+    /// Where `kvConfigPath` is read and written.
+    disk: Arc<dyn Disk>,
     server: ServerHandle,
 }
 
@@ -219,22 +226,33 @@ impl Namesrv {
         }
     }
 
-    fn persist_kv(&self) {
-        let Some(path) = &self.config.kv_config_path else { return };
-        let text = serde_json::to_vec_pretty(&*self.kv()).expect("the KV table always serializes");
-        if let Err(e) = crate::fsutil::write_atomically(path, &text) {
-            tracing::error!(path = %path.display(), error = %e, "cannot persist the KV config");
+    /// Makes `change` to a copy of the KV table, writes the copy to `kvConfigPath` and only
+    /// then takes it, so that a change answered SUCCESS is on disk. `Ok(false)` when nothing
+    /// changed (nothing is written); on a failed write the table stays as it was.
+    fn change_kv(&self, change: impl FnOnce(&mut KvConfig) -> bool) -> Result<bool, String> {
+        let mut kv = self.kv();
+        let mut next = kv.clone();
+        if !change(&mut next) {
+            return Ok(false);
         }
+        if let Some(path) = &self.config.kv_config_path {
+            let text = serde_json::to_vec_pretty(&next).expect("the KV table always serializes");
+            crate::fsutil::save(self.disk.as_ref(), path, &text).map_err(|e| {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the KV config");
+                format!(
+                    "cannot write the KV config to {}: {e}; nothing was changed",
+                    path.display()
+                )
+            })?;
+        }
+        *kv = next;
+        Ok(true)
     }
 
-    fn load_kv(config: &NamesrvConfig) -> KvConfig {
-        let Some(path) = &config.kv_config_path else { return KvConfig::default() };
-        match std::fs::read(path) {
-            Ok(bytes) => petrel_net::codec::json::from_json(&bytes).unwrap_or_else(|e| {
-                tracing::error!(path = %path.display(), error = %e, "KV config unreadable, starting empty");
-                KvConfig::default()
-            }),
-            Err(_) => KvConfig::default(),
+    fn load_kv(disk: &dyn Disk, config: &NamesrvConfig) -> Result<KvConfig, String> {
+        match &config.kv_config_path {
+            Some(path) => crate::fsutil::load_json(disk, path, KV_FILE_BYTES_MAX),
+            None => Ok(KvConfig::default()),
         }
     }
 
@@ -315,17 +333,20 @@ impl Namesrv {
     }
 }
 
-/// Binds and starts the NameServer.
-pub async fn start(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
+/// Reads the KV config from `disk`, binds and starts the NameServer. The error says what
+/// failed: a KV file that reads neither whole nor from its `.bak`, or the address.
+pub async fn start(config: NamesrvConfig, disk: Arc<dyn Disk>) -> Result<NamesrvHandle, String> {
+    let kv = Namesrv::load_kv(disk.as_ref(), &config)?;
     let addr = format!("{}:{}", config.bind_address, config.listen_port);
-    let metrics_listener =
-        config.metrics.bind(&config.bind_address).await.map_err(std::io::Error::other)?;
+    let metrics_listener = config.metrics.bind(&config.bind_address).await?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let server = Server::bind(&addr, config.server.clone()).await?;
-    let local_addr = server.local_addr()?;
+    let cannot_listen = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let server = Server::bind(&addr, config.server.clone()).await.map_err(cannot_listen)?;
+    let local_addr = server.local_addr().map_err(cannot_listen)?;
     let state = Arc::new(Namesrv {
         table: Mutex::new(RouteTable::new(config.route.clone())),
-        kv: Mutex::new(Namesrv::load_kv(&config)),
+        kv: Mutex::new(kv),
+        disk,
         server: server.handle(),
         live: Mutex::new((config.clone(), 0)),
         updating: Mutex::new(()),

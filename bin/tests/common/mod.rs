@@ -108,7 +108,7 @@ pub async fn namesrv() -> (NamesrvHandle, String) {
         bind_address: "127.0.0.1".into(),
         ..NamesrvConfig::default()
     };
-    let handle = namesrv::start(config).await.unwrap();
+    let handle = namesrv::start(config, Arc::new(FsDisk)).await.unwrap();
     let addr = format!("127.0.0.1:{}", handle.local_addr.port());
     (handle, addr)
 }

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod failover;
 pub mod filter;
 pub mod namesrv;
+pub mod namesrv_admin;
 pub mod orderly;
 pub mod pop;
 pub mod pop_orderly;
@@ -123,6 +124,11 @@ pub const ALL: &[Scenario] = &[
         name: "pop_orderly",
         about: "an orderly POP group that leaves messages and loses a member; the broker under swarm faults",
         run: || Box::pin(pop_orderly::run()),
+    },
+    Scenario {
+        name: "namesrv_admin",
+        about: "an operator's KV, setting and write-permission requests while the NameServer is under swarm faults",
+        run: || Box::pin(namesrv_admin::run()),
     },
 ];
 

@@ -82,7 +82,8 @@ fn spawn_namesrv(handle: &Handle, slot: Slot) -> madsim::runtime::NodeHandle {
             async move {
                 let mut config = NamesrvConfig::default();
                 config.route.broker_timeout_ms = BROKER_TIMEOUT.as_millis() as u64;
-                let running = namesrv::start(config).await.expect("namesrv binds");
+                let running =
+                    namesrv::start(config, crate::memory_disk()).await.expect("namesrv starts");
                 *slot.lock().unwrap() = Some(running.state.clone());
                 std::future::pending::<()>().await;
             }

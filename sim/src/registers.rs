@@ -1,0 +1,230 @@
+//! Registers: values that requests set and read, such as a NameServer's KV entries, one of its
+//! settings or a broker's write permission in its routes, checked against what the client saw
+//! and when (a write's request sent and answered, a read's sent and answered).
+//!
+//! The promise: every value read is one some write could still have left there. A write may
+//! take effect at any instant of its window: from its request's sending to its answer for one
+//! the server said it took, with no end for one whose outcome is unknown (no answer, or an
+//! error after which it may still have landed on disk). A write answered as taken, or a reset
+//! the scenario made (a restart back to a default), is definite: it surely happened in its
+//! window. A read of value `v` is broken when every write of `v` surely came before a definite
+//! write that surely came before the read was sent:
+//!
+//! ```text
+//!   write of v   [----]                              (its window ends at t1)
+//!   definite write of w       [------]               (its window starts after t1, ends at t2)
+//!   read of v                            [--]        (sent after t2)   => broken
+//! ```
+//!
+//! It is a necessary condition of linearizability, not a full check: a read is only checked
+//! against writes that surely replaced its value, so it never fails a run a correct server
+//! could have produced.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use tokio::time::Instant;
+
+/// A register's value; `None` is absent (a deleted key).
+pub type Value = Option<String>;
+
+#[derive(Debug, Clone)]
+struct Write {
+    value: Value,
+    earliest: Instant,
+    /// `None`: it may take effect at any later instant.
+    latest: Option<Instant>,
+    definite: bool,
+    what: &'static str,
+}
+
+#[derive(Debug, Clone)]
+struct Read {
+    value: Value,
+    sent: Instant,
+    answered: Instant,
+}
+
+/// The writes and reads of every register of a run.
+pub struct Registers {
+    start: Instant,
+    writes: BTreeMap<String, Vec<Write>>,
+    reads: BTreeMap<String, Vec<Read>>,
+}
+
+impl Registers {
+    /// Registers of a run that started at `start` (times in reports count from it).
+    pub fn new(start: Instant) -> Registers {
+        Registers { start, writes: BTreeMap::new(), reads: BTreeMap::new() }
+    }
+
+    /// A write that surely took effect between `from` and `to`: a request answered as taken
+    /// (sent at `from`, answered at `to`), a register's first value, or a reset.
+    pub fn took(
+        &mut self,
+        register: &str,
+        value: Value,
+        (from, to): (Instant, Instant),
+        what: &'static str,
+    ) {
+        let write = Write { value, earliest: from, latest: Some(to), definite: true, what };
+        self.writes.entry(register.to_owned()).or_default().push(write);
+    }
+
+    /// A write that may have taken effect between `from` and `to` (any later instant for
+    /// `None`), or never.
+    pub fn may_have_taken(
+        &mut self,
+        register: &str,
+        value: Value,
+        from: Instant,
+        to: Option<Instant>,
+        what: &'static str,
+    ) {
+        let write = Write { value, earliest: from, latest: to, definite: false, what };
+        self.writes.entry(register.to_owned()).or_default().push(write);
+    }
+
+    /// A read of `register` sent at `sent` that answered `value` at `answered`.
+    pub fn read(&mut self, register: &str, value: Value, sent: Instant, answered: Instant) {
+        self.reads.entry(register.to_owned()).or_default().push(Read { value, sent, answered });
+    }
+
+    /// Every read checked; what was checked, or the first read no write explains.
+    pub fn check(&self) -> Result<String, String> {
+        let mut count = 0;
+        for (register, reads) in &self.reads {
+            let writes = self.writes.get(register).map(Vec::as_slice).unwrap_or_default();
+            for read in reads {
+                self.explained(register, writes, read)?;
+                count += 1;
+            }
+        }
+        let written: usize = self.writes.values().map(Vec::len).sum();
+        Ok(format!("{count} reads of {} registers, {written} writes", self.reads.len()))
+    }
+
+    fn explained(&self, register: &str, writes: &[Write], read: &Read) -> Result<(), String> {
+        // The latest start of a definite write that surely ended before the read was sent: a
+        // write that surely ended before it is gone.
+        let replaced = writes
+            .iter()
+            .filter(|w| w.definite && w.latest.is_some_and(|l| l < read.sent))
+            .max_by_key(|w| w.earliest);
+        let candidates: Vec<&Write> = writes
+            .iter()
+            .filter(|w| w.value == read.value && w.earliest <= read.answered)
+            .collect();
+        let explains = |w: &&Write| match (replaced, w.latest) {
+            (Some(last), Some(latest)) => latest >= last.earliest,
+            _ => true,
+        };
+        if candidates.iter().any(explains) {
+            return Ok(());
+        }
+        let mut why = format!(
+            "{register}: read {:?} (sent {}, answered {})",
+            read.value,
+            self.at(read.sent),
+            self.at(read.answered)
+        );
+        match (candidates.is_empty(), replaced) {
+            (true, _) | (false, None) => why.push_str(", a value no write before it gave"),
+            (false, Some(last)) => {
+                let _ = write!(
+                    why,
+                    ", but {} of {:?} ({}..{}) surely replaced every write of it ({})",
+                    last.what,
+                    last.value,
+                    self.at(last.earliest),
+                    last.latest.map(|l| self.at(l)).unwrap_or_default(),
+                    candidates.iter().map(|w| self.window(w)).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        Err(why)
+    }
+
+    fn at(&self, instant: Instant) -> String {
+        format!("{:.3} s", instant.saturating_duration_since(self.start).as_secs_f64())
+    }
+
+    fn window(&self, write: &Write) -> String {
+        let end = write.latest.map(|l| self.at(l)).unwrap_or_else(|| "...".to_owned());
+        format!("{} {}..{}", write.what, self.at(write.earliest), end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    fn v(text: &str) -> Value {
+        Some(text.to_owned())
+    }
+
+    /// A register that held `a` from the start and was set to `b` between 10 and 20 ms.
+    fn overwritten() -> (Instant, Registers) {
+        let start = Instant::now();
+        let mut registers = Registers::new(start);
+        registers.took("r", v("a"), (start, start), "start");
+        registers.took("r", v("b"), (t(start, 10), t(start, 20)), "put");
+        (start, registers)
+    }
+
+    #[test]
+    fn a_read_during_a_write_may_see_either_value() {
+        let (start, mut registers) = overwritten();
+        registers.read("r", v("a"), t(start, 12), t(start, 14));
+        registers.read("r", v("b"), t(start, 12), t(start, 14));
+        registers.read("r", v("b"), t(start, 30), t(start, 31));
+        assert_eq!(registers.check(), Ok("3 reads of 1 registers, 2 writes".to_owned()));
+    }
+
+    #[test]
+    fn a_value_replaced_before_the_read_was_sent_is_broken() {
+        let (start, mut registers) = overwritten();
+        registers.read("r", v("a"), t(start, 21), t(start, 22));
+        let why = registers.check().unwrap_err();
+        assert!(why.contains("read Some(\"a\")"), "{why}");
+        assert!(why.contains("put of Some(\"b\") (0.010 s..0.020 s) surely replaced"), "{why}");
+    }
+
+    #[test]
+    fn a_write_of_unknown_outcome_may_show_at_any_later_time() {
+        let (start, mut registers) = overwritten();
+        registers.may_have_taken("r", v("c"), t(start, 5), None, "unanswered put");
+        registers.read("r", v("c"), t(start, 500), t(start, 501));
+        registers.read("r", v("b"), t(start, 600), t(start, 601));
+        assert!(registers.check().is_ok());
+        // With a window that ended before the definite write began, it is replaced.
+        let (start, mut registers) = overwritten();
+        registers.may_have_taken("r", v("c"), t(start, 1), Some(t(start, 5)), "registration");
+        registers.read("r", v("c"), t(start, 30), t(start, 31));
+        assert!(registers.check().is_err());
+    }
+
+    #[test]
+    fn a_value_never_written_or_read_before_its_write_is_broken() {
+        let (start, mut registers) = overwritten();
+        registers.read("r", v("z"), t(start, 30), t(start, 31));
+        assert!(registers.check().unwrap_err().contains("a value no write before it gave"));
+        let (start, mut registers) = overwritten();
+        registers.took("r", v("late"), (t(start, 50), t(start, 60)), "put");
+        registers.read("r", v("late"), t(start, 30), t(start, 31));
+        assert!(registers.check().is_err(), "a read answered before its write was sent");
+    }
+
+    #[test]
+    fn a_register_never_written_has_nothing_to_explain_its_reads() {
+        let start = Instant::now();
+        let mut registers = Registers::new(start);
+        registers.read("r", None, start, start);
+        assert!(registers.check().is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! An operator's NameServer requests under simulation: a NameServer keeping its KV config on a
+//! simulated disk, three stand-in brokers registering a topic every 10 s, and an admin node
+//! that, 300 times, does one of what mqadmin and the dashboard do to a NameServer: puts,
+//! deletes, gets and lists KV entries (updateKvConfig, deleteKvConfig, getKvConfig, and the
+//! ORDER_TOPIC_CONFIG entry routes carry), sets and reads a setting that takes effect at once
+//! (`orderMessageEnable`, UPDATE_/GET_NAMESRV_CONFIG), takes a broker's write permission away
+//! and gives it back (wipeWritePerm, addWritePerm), and reads the topic's route. The faults,
+//! from a swarm plan, strike the NameServer: power losses (its disk keeps, drops or tears each
+//! unsynced write), partitions, one-way cuts, latency, failed fsyncs, full disks and flipped
+//! reads. Once they are over the NameServer loses power once more and every KV entry is read
+//! back.
+//!
+//! The promise checked ([`crate::registers`]): every value read (a KV entry, by GET or by list
+//! or in a route's `orderTopicConf`; the setting, by GET_NAMESRV_CONFIG or by a route carrying
+//! `orderTopicConf`; a broker's permission in the route) is one some write could still have
+//! left there. A KV change answered SUCCESS is on disk, so no restart loses it; the setting
+//! and the permissions go back to their defaults at a restart (the NameServer starts from its
+//! configuration, the brokers' next registrations bring their own permissions), and a broker's
+//! registration may give its permission back (it does when the NameServer had dropped it, a
+//! fact the admin cannot see).
+//!
+//! Run one seed: `cargo sim --seed 7 --scenario namesrv_admin`.
+#![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use petrel::namesrv::{self, NamesrvConfig};
+use petrel_core::kv::NAMESPACE_ORDER_TOPIC_CONFIG;
+use petrel_core::model::{KvTable, TopicRouteData};
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::{
+    BrokerPermRequestHeader, GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader,
+    GetRouteInfoRequestHeader, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
+};
+use petrel_net::transport::{ClientConfig, RemotingClient};
+use petrel_storage::disk::{SimDisk, SimDiskFaults};
+use tokio::time::Instant;
+
+use crate::checkers::{self, Verdict};
+use crate::faults::{FaultKind, FaultPlan};
+use crate::registers::{Registers, Value};
+use crate::{report, SimBroker, REQUEST_TIMEOUT};
+
+const NAMESRV: &str = "10.0.0.1:9876";
+const TOPIC: &str = "SimOrderTopic";
+const BROKERS: usize = 3;
+/// The admin's requests; the faults are placed along them.
+const STEPS: u64 = 300;
+/// How often the brokers register: RocketMQ's shortest `registerNameServerPeriod`.
+const REGISTER_EVERY: Duration = Duration::from_secs(10);
+const KV_PATH: &str = "/namesrv/kvConfig.json";
+const NAMESPACES: [&str; 2] = [NAMESPACE_ORDER_TOPIC_CONFIG, "SimNamespace"];
+const KEYS: [&str; 3] = [TOPIC, "SimKeyA", "SimKeyB"];
+/// The setting changed and read back; false by default.
+const SETTING: &str = "orderMessageEnable";
+/// A broker's topics' permission as it registers them (read and write), and wiped (read).
+const PERM_READ_WRITE: &str = "6";
+/// Once the faults are over, the NameServer answers within this.
+const LIVENESS: Duration = Duration::from_secs(20);
+
+fn kv_register(namespace: &str, key: &str) -> String {
+    format!("kv {namespace}/{key}")
+}
+
+fn perm_register(broker: &str) -> String {
+    format!("perm of {broker}")
+}
+
+fn broker_name(i: usize) -> String {
+    format!("broker-{i}")
+}
+
+/// What the run saw, shared by its nodes.
+struct Seen {
+    registers: Registers,
+    /// Answers by request, by code (`-1`: none).
+    answers: BTreeMap<(&'static str, i32), u64>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+fn seen(shared: &Shared) -> std::sync::MutexGuard<'_, Seen> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One run; a summary of what happened.
+pub async fn run() -> String {
+    let handle = Handle::current();
+    // Two more power losses than a swarm's: what this scenario promises is about restarts.
+    let mut plan = FaultPlan::swarm();
+    plan.power_losses += 2;
+    let schedule = plan.schedule(STEPS);
+    report::note(format!(
+        "fault schedule of the NameServer (a step is an admin request):\n{schedule}"
+    ));
+    schedule.apply_latency();
+    let start = Instant::now();
+    let shared =
+        Arc::new(Mutex::new(Seen { registers: Registers::new(start), answers: BTreeMap::new() }));
+    {
+        let mut seen = seen(&shared);
+        let at_start = (start, start);
+        for namespace in NAMESPACES {
+            for key in KEYS {
+                seen.registers.took(&kv_register(namespace, key), None, at_start, "the start");
+            }
+        }
+        seen.registers.took(SETTING, Some("false".into()), at_start, "the start");
+        for i in 0..BROKERS {
+            let value = Some(PERM_READ_WRITE.into());
+            seen.registers.took(&perm_register(&broker_name(i)), value, at_start, "the start");
+        }
+    }
+    let disk = SimDisk::new(thread_rng().gen(), 1 << 24, schedule.disk);
+    let namesrv = spawn_namesrv(&handle, disk.clone());
+    let brokers: Vec<NodeHandle> =
+        (0..BROKERS).map(|i| spawn_broker(&handle, i, &shared)).collect();
+    let steps = Arc::new(AtomicU64::new(0));
+    let admin = handle.create_node().name("admin").ip([10, 0, 2, 1].into()).build();
+    let operating = admin.spawn({
+        let (shared, steps) = (shared.clone(), steps.clone());
+        async move { operate(&shared, &steps).await }
+    });
+
+    for fault in &schedule.faults {
+        while steps.load(Ordering::Acquire) < fault.after {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match fault.kind {
+            FaultKind::PowerLoss => {
+                power_loss(&handle, &namesrv, &disk, fault.down_for, &shared).await
+            }
+            _ => crate::controllers::cut(namesrv.id(), fault).await,
+        }
+    }
+    disk.set_faults(SimDiskFaults::default());
+    operating.await.unwrap();
+    // What a KV change answered SUCCESS stood for is on disk: a last power loss, then every
+    // entry read back.
+    power_loss(&handle, &namesrv, &disk, Duration::from_millis(500), &shared).await;
+    let reading = admin.spawn({
+        let shared = shared.clone();
+        async move { read_back(&shared).await }
+    });
+    reading.await.unwrap();
+
+    let verdicts = [Verdict::new("values read were written", seen(&shared).registers.check())];
+    report::note(format!("requests answered (name, code: count): {:?}", seen(&shared).answers));
+    checkers::conclude(&verdicts);
+    for node in brokers.iter().chain([&namesrv, &admin]) {
+        handle.kill(node.id());
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let stats = disk.stats();
+    format!(
+        "{STEPS} admin requests; the NameServer lost power {} times, {} of its fsyncs and {} writes failed",
+        stats.crashes, stats.failed_syncs, stats.enospc
+    )
+}
+
+/// The NameServer node: started again at each power-on, after a second when a start fails
+/// (a KV file that does not read), as a supervisor would.
+fn spawn_namesrv(handle: &Handle, disk: SimDisk) -> NodeHandle {
+    handle
+        .create_node()
+        .name("namesrv")
+        .ip([10, 0, 0, 1].into())
+        .init(move || {
+            let disk = disk.clone();
+            async move {
+                let config = NamesrvConfig {
+                    kv_config_path: Some(KV_PATH.into()),
+                    ..NamesrvConfig::default()
+                };
+                let _running = loop {
+                    match namesrv::start(config.clone(), Arc::new(disk.clone())).await {
+                        Ok(running) => break running,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the NameServer does not start");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                std::future::pending::<()>().await;
+            }
+        })
+        .build()
+}
+
+/// Kills the NameServer, crashes its disk and powers it on after `down_for`. The setting and
+/// the permissions go back to their defaults somewhere in between.
+async fn power_loss(
+    handle: &Handle,
+    node: &NodeHandle,
+    disk: &SimDisk,
+    down_for: Duration,
+    shared: &Shared,
+) {
+    let killed = Instant::now();
+    handle.kill(node.id());
+    disk.crash();
+    tokio::time::sleep(down_for).await;
+    handle.restart(node.id());
+    let window = (killed, Instant::now());
+    let mut seen = seen(shared);
+    seen.registers.took(SETTING, Some("false".into()), window, "a restart");
+    for i in 0..BROKERS {
+        let value = Some(PERM_READ_WRITE.into());
+        seen.registers.took(&perm_register(&broker_name(i)), value, window, "a restart");
+    }
+}
+
+/// Broker `i` at 10.0.1.(i+1), registering the topic from a random moment of its first 5 s,
+/// then every [`REGISTER_EVERY`]; each registration may give it its permission back.
+fn spawn_broker(handle: &Handle, i: usize, shared: &Shared) -> NodeHandle {
+    let broker = SimBroker {
+        cluster: "SimCluster".into(),
+        name: broker_name(i),
+        addr: format!("10.0.1.{}:10911", i + 1),
+        // Two topics: a first registration of one is refused (RocketMQ reserves it).
+        topics: vec![TOPIC.into(), "TBW102".into()],
+    };
+    let first = Duration::from_millis(thread_rng().gen_range(0..5_000));
+    let shared = shared.clone();
+    let node = handle.create_node().name(broker_name(i)).ip([10, 0, 1, i as u8 + 1].into()).build();
+    node.spawn(async move {
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        tokio::time::sleep(first).await;
+        loop {
+            let sent = Instant::now();
+            let reply = ask(&client, &shared, "REGISTER_BROKER", broker.registration()).await;
+            let answered =
+                matches!(&reply, Some(r) if r.code == response::SUCCESS).then(Instant::now);
+            let value = Some(PERM_READ_WRITE.into());
+            let register = perm_register(&broker.name);
+            seen(&shared).registers.may_have_taken(
+                &register,
+                value,
+                sent,
+                answered,
+                "a registration",
+            );
+            tokio::time::sleep(REGISTER_EVERY).await;
+        }
+    });
+    node
+}
+
+/// The admin's requests: [`STEPS`] of them, 50-250 ms apart, each drawn at random.
+async fn operate(shared: &Shared, steps: &AtomicU64) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    for step in 0..STEPS {
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..250))).await;
+        let namespace = NAMESPACES[thread_rng().gen_range(0..NAMESPACES.len())];
+        let key = KEYS[thread_rng().gen_range(0..KEYS.len())];
+        let broker = broker_name(thread_rng().gen_range(0..BROKERS));
+        match thread_rng().gen_range(0..10) {
+            0 | 1 => {
+                // An ORDER_TOPIC_CONFIG value as mqadmin writes one: broker:queues;...
+                let value = format!("{broker}:{}", step + 1);
+                put(&client, shared, namespace, key, Some(value)).await;
+            }
+            2 => put(&client, shared, namespace, key, None).await,
+            3 => {
+                get(&client, shared, namespace, key).await;
+            }
+            4 => list(&client, shared, namespace).await,
+            5 => set(&client, shared, thread_rng().gen_bool(0.5)).await,
+            6 => get_setting(&client, shared).await,
+            7 => perm(&client, shared, &broker, thread_rng().gen_bool(0.5)).await,
+            _ => route(&client, shared).await,
+        }
+        steps.store(step + 1, Ordering::Release);
+    }
+}
+
+/// Sends `command`; the answer, counted under `name` in the report.
+async fn ask(
+    client: &RemotingClient,
+    shared: &Shared,
+    name: &'static str,
+    command: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let reply = client.invoke(NAMESRV, command, REQUEST_TIMEOUT).await.ok();
+    let code = reply.as_ref().map_or(-1, |r| r.code);
+    *seen(shared).answers.entry((name, code)).or_default() += 1;
+    reply
+}
+
+/// Sends a request that writes `value` to `register`: a definite write when answered SUCCESS;
+/// otherwise (no answer, or an error after which a KV change may still be on disk, read at a
+/// later start) one that may take effect at any later time.
+async fn write(
+    client: &RemotingClient,
+    shared: &Shared,
+    (name, command): (&'static str, RemotingCommand),
+    register: &str,
+    value: Value,
+) {
+    let sent = Instant::now();
+    let reply = ask(client, shared, name, command).await;
+    let registers = &mut seen(shared).registers;
+    match reply {
+        Some(r) if r.code == response::SUCCESS => {
+            registers.took(register, value, (sent, Instant::now()), "a write answered SUCCESS")
+        }
+        _ => registers.may_have_taken(register, value, sent, None, "a write not answered SUCCESS"),
+    }
+}
+
+/// PUT_KV_CONFIG of `value`, or DELETE_KV_CONFIG for `None`.
+async fn put(
+    client: &RemotingClient,
+    shared: &Shared,
+    namespace: &str,
+    key: &str,
+    value: Option<String>,
+) {
+    let (ns, k) = (namespace.to_owned(), key.to_owned());
+    let (name, command) = match &value {
+        Some(value) => {
+            let header = PutKvConfigRequestHeader { namespace: ns, key: k, value: value.clone() };
+            ("PUT_KV_CONFIG", RemotingCommand::request(request::PUT_KV_CONFIG).with_header(&header))
+        }
+        None => {
+            let header = KvConfigKeyRequestHeader { namespace: ns, key: k };
+            let command = RemotingCommand::request(request::DELETE_KV_CONFIG).with_header(&header);
+            ("DELETE_KV_CONFIG", command)
+        }
+    };
+    write(client, shared, (name, command), &kv_register(namespace, key), value).await;
+}
+
+/// GET_KV_CONFIG: the entry, or QUERY_NOT_FOUND for none.
+async fn get(client: &RemotingClient, shared: &Shared, namespace: &str, key: &str) -> bool {
+    let header = KvConfigKeyRequestHeader { namespace: namespace.to_owned(), key: key.to_owned() };
+    let command = RemotingCommand::request(request::GET_KV_CONFIG).with_header(&header);
+    let sent = Instant::now();
+    let value = match ask(client, shared, "GET_KV_CONFIG", command).await {
+        Some(r) if r.code == response::SUCCESS => {
+            let header: GetKvConfigResponseHeader =
+                r.header().expect("GET_KV_CONFIG's answer header");
+            Some(header.value.expect("a found entry has a value"))
+        }
+        Some(r) if r.code == response::QUERY_NOT_FOUND => None,
+        _ => return false,
+    };
+    seen(shared).registers.read(&kv_register(namespace, key), value, sent, Instant::now());
+    true
+}
+
+/// GET_KVLIST_BY_NAMESPACE: a read of every key of the namespace at once.
+async fn list(client: &RemotingClient, shared: &Shared, namespace: &str) {
+    let header = GetKvListByNamespaceRequestHeader { namespace: namespace.to_owned() };
+    let command = RemotingCommand::request(request::GET_KVLIST_BY_NAMESPACE).with_header(&header);
+    let sent = Instant::now();
+    let table = match ask(client, shared, "GET_KVLIST_BY_NAMESPACE", command).await {
+        Some(r) if r.code == response::SUCCESS => {
+            from_json::<KvTable>(&r.body).expect("a KV list's body").table
+        }
+        Some(r) if r.code == response::QUERY_NOT_FOUND => BTreeMap::new(),
+        _ => return,
+    };
+    let answered = Instant::now();
+    let mut seen = seen(shared);
+    for key in KEYS {
+        let value = table.get(key).cloned();
+        seen.registers.read(&kv_register(namespace, key), value, sent, answered);
+    }
+}
+
+/// UPDATE_NAMESRV_CONFIG of [`SETTING`].
+async fn set(client: &RemotingClient, shared: &Shared, on: bool) {
+    let body = format!("{SETTING}={on}\n");
+    let command = RemotingCommand::request(request::UPDATE_NAMESRV_CONFIG).with_body(body);
+    let value = Some(on.to_string());
+    write(client, shared, ("UPDATE_NAMESRV_CONFIG", command), SETTING, value).await;
+}
+
+/// GET_NAMESRV_CONFIG: the setting's line of the properties.
+async fn get_setting(client: &RemotingClient, shared: &Shared) {
+    let command = RemotingCommand::request(request::GET_NAMESRV_CONFIG);
+    let sent = Instant::now();
+    let Some(reply) = ask(client, shared, "GET_NAMESRV_CONFIG", command).await else { return };
+    if reply.code != response::SUCCESS {
+        return;
+    }
+    let text = String::from_utf8(reply.body.to_vec()).expect("properties are text");
+    let prefix = format!("{SETTING}=");
+    let line = text.lines().find_map(|l| l.strip_prefix(&prefix)).expect("the setting is listed");
+    seen(shared).registers.read(SETTING, Some(line.trim().to_owned()), sent, Instant::now());
+}
+
+/// WIPE_WRITE_PERM_OF_BROKER, or ADD_WRITE_PERM_OF_BROKER when `writeable`.
+async fn perm(client: &RemotingClient, shared: &Shared, broker: &str, writeable: bool) {
+    let header = BrokerPermRequestHeader { broker_name: broker.to_owned() };
+    let (name, code, value) = match writeable {
+        true => ("ADD_WRITE_PERM_OF_BROKER", request::ADD_WRITE_PERM_OF_BROKER, PERM_READ_WRITE),
+        false => ("WIPE_WRITE_PERM_OF_BROKER", request::WIPE_WRITE_PERM_OF_BROKER, "4"),
+    };
+    let command = RemotingCommand::request(code).with_header(&header);
+    let value = Some(value.to_owned());
+    write(client, shared, (name, command), &perm_register(broker), value).await;
+}
+
+/// GET_ROUTEINFO_BY_TOPIC: each broker's permission, and, when the route carries
+/// `orderTopicConf`, the setting (on) and the topic's ORDER_TOPIC_CONFIG entry.
+async fn route(client: &RemotingClient, shared: &Shared) {
+    let header =
+        GetRouteInfoRequestHeader { topic: TOPIC.to_owned(), accept_standard_json_only: None };
+    let command = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+    let sent = Instant::now();
+    let Some(reply) = ask(client, shared, "GET_ROUTEINFO_BY_TOPIC", command).await else { return };
+    if reply.code != response::SUCCESS {
+        return;
+    }
+    let route: TopicRouteData = from_json(&reply.body).expect("a route's body");
+    let answered = Instant::now();
+    let mut seen = seen(shared);
+    for queues in &route.queue_datas {
+        let value = Some(queues.perm.to_string());
+        seen.registers.read(&perm_register(&queues.broker_name), value, sent, answered);
+    }
+    if let Some(conf) = route.order_topic_conf {
+        seen.registers.read(SETTING, Some("true".into()), sent, answered);
+        let register = kv_register(NAMESPACE_ORDER_TOPIC_CONFIG, TOPIC);
+        seen.registers.read(&register, Some(conf), sent, answered);
+    }
+}
+
+/// After the last power loss: every KV entry read, each asked again until answered, within
+/// [`LIVENESS`].
+async fn read_back(shared: &Shared) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let deadline = Instant::now() + LIVENESS;
+    for namespace in NAMESPACES {
+        for key in KEYS {
+            while !get(&client, shared, namespace, key).await {
+                assert!(
+                    Instant::now() < deadline,
+                    "the NameServer did not answer {LIVENESS:?} after the faults"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
