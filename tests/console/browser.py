@@ -111,16 +111,22 @@ try:
     listed = admin("getBrokerConfig", "-c", "DefaultCluster")
     assert re.search(r"^flushDiskType\s+=\s+" + re.escape(config["flushDiskType"]) + "$", listed, re.M), listed
     # A property set from the page: the broker takes it, and petrel admin reads it back.
-    def config_value(name):
-        for line in text("#broker-config tbody").splitlines():
+    def property_value(table, name):
+        for line in text(table + " tbody").splitlines():
             if line.split()[:1] == [name]:
                 return line.split()[-1]
         return None
 
+    def set_property(form, name, value):
+        type_into(form + "-key", name)
+        type_into(form + "-value", value)
+        click(form + "-go")
+
+    def config_value(name):
+        return property_value("#broker-config", name)
+
     def set_config(name, value):
-        type_into("#config-key", name)
-        type_into("#config-value", value)
-        click("#config-go")
+        set_property("#config", name, value)
 
     set_config("rejectTransactionMessage", "true")
     wait_for("the update's answer", lambda: "in effect now: rejectTransactionMessage" in text("#config-result"))
@@ -134,6 +140,42 @@ try:
     set_config("rejectTransactionMessage", "false")
     wait_for("the value set back", lambda: config_value("rejectTransactionMessage") == "false")
     shot("cluster")
+
+    # The broker's write permission, taken away on the NameServer and given back: the route
+    # petrel admin reads says so.
+    # The broker's own topic, as RocketMQ's: inherit, read and write (7).
+    def perm_in_route():
+        route = json.loads(admin("topicRoute", "-t", "broker-a"))
+        return [q["perm"] for q in route["queueDatas"] if q["brokerName"] == "broker-a"]
+
+    click("#perm-wipe")
+    wait_for("the wipe's answer", lambda: re.search(
+        r"write permission taken from [1-9][0-9]* topics of broker-a on NameServer", text("#perm-result")))
+    assert perm_in_route() == [7 & ~2], perm_in_route()
+    scroll_to("#perm-result")
+    shot("write-perm")
+    click("#perm-add")
+    wait_for("the add's answer", lambda: "write permission given back to" in text("#perm-result"))
+    assert perm_in_route() == [6], perm_in_route()  # read and write, as RocketMQ's add
+
+    # The NameServer's configuration: read, set from the page, read back by petrel admin.
+    def namesrv_value(name):
+        return property_value("#namesrv-config", name)
+
+    def set_namesrv(name, value):
+        set_property("#ns-config", name, value)
+
+    click("#ns-details summary")
+    wait_for("the NameServer's configuration", lambda: namesrv_value("orderMessageEnable") == "false")
+    set_namesrv("orderMessageEnable", "true")
+    wait_for("the NameServer's answer", lambda: "in effect now: orderMessageEnable" in text("#ns-config-result"))
+    wait_for("the new value in the table", lambda: namesrv_value("orderMessageEnable") == "true")
+    assert re.search(r"^orderMessageEnable\s+=\s+true$", admin("getNamesrvConfig"), re.M)
+    scroll_to("#ns-config-result")
+    shot("namesrv")
+    set_namesrv("orderMessageEnable", "false")
+    wait_for("the value set back", lambda: namesrv_value("orderMessageEnable") == "false")
+    click("#ns-details summary")
 
     # The API answers the page only: a form posted from another site lacks the header.
     forged = urllib.request.Request(console.rstrip("/") + "/api/reset", method="POST",
@@ -267,6 +309,7 @@ try:
     print(f"PASS console: broker listed, topic created and listed by petrel admin, lag of {group} "
           f"grew {before} -> {int(before) + 5}, reset to now and to time 0 from the page, message "
           f"found by key with its track and consumed again by a member from the page, a broker "
+          f"property set from the page, a broker's writes stopped and allowed again, a NameServer "
           f"property set from the page, a message sent from the page and sent again under its id, "
           f"the topic's 47 messages found by time")
 finally:

@@ -61,7 +61,7 @@ if python3 "$here/browser.py" "$petrel" "$roundtrip" "$namesrv" "$console" \
   "http://127.0.0.1:$port" "$shots" "$work/profile"; then
   echo "test result: ok. 1 passed; 0 failed"
 else
-  tail -20 "$work/console.log" "$work/chromedriver.log"
+  tail -n 20 "$work/console.log" "$work/chromedriver.log"
   echo "test result: FAILED. 0 passed; 1 failed"
   exit 1
 fi

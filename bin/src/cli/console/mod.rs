@@ -109,6 +109,22 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
             let (addr, key, value) = (field("addr")?, field("key")?, field("value")?);
             words(&["updateBrokerConfig", "-b", &addr, "-k", &key, "-v", &value])
         }
+        ("GET", "/api/namesrv-config") => words(&["getNamesrvConfig"]),
+        ("POST", "/api/namesrv-config") => {
+            let (key, value) = (field("key")?, field("value")?);
+            words(&["updateNamesrvConfig", "-k", &key, "-v", &value])
+        }
+        ("POST", "/api/write-perm") => {
+            let command = match field("writeable")?.as_str() {
+                "true" => "addWritePerm",
+                "false" => "wipeWritePerm",
+                other => {
+                    let why = format!("writeable is true or false, not {other}");
+                    return Err(("400 Bad Request", why));
+                }
+            };
+            words(&[command, "-b", &field("broker")?])
+        }
         ("GET", "/api/topics") => words(&["topicList"]),
         ("GET", "/api/topic") => words(&["topicStatus", "-t", &field("name")?]),
         ("GET", "/api/route") => words(&["topicRoute", "-t", &field("name")?]),
