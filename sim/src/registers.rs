@@ -22,8 +22,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use petrel_net::codec::codes::response;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::{ClientConfig, RemotingClient};
 use tokio::time::Instant;
+
+use crate::checkers::{self, Verdict};
+use crate::{report, REQUEST_TIMEOUT};
 
 /// A register's value; `None` is absent (a deleted key).
 pub type Value = Option<String>;
@@ -152,6 +159,91 @@ impl Registers {
     fn window(&self, write: &Write) -> String {
         let end = write.latest.map(|l| self.at(l)).unwrap_or_else(|| "...".to_owned());
         format!("{} {}..{}", write.what, self.at(write.earliest), end)
+    }
+}
+
+/// What a scenario's nodes recorded: the registers, and how each request was answered.
+pub struct Recorded {
+    pub registers: Registers,
+    /// Answers by request name and code (`-1`: none).
+    pub answers: BTreeMap<(&'static str, i32), u64>,
+}
+
+/// One node's requests to one server, each answer counted and each write recorded in the
+/// run's shared [`Recorded`].
+pub struct Operator {
+    client: RemotingClient,
+    addr: String,
+    recorded: Arc<Mutex<Recorded>>,
+}
+
+impl Operator {
+    /// A run's record, its registers' times counted from `start`.
+    pub fn record(start: Instant) -> Arc<Mutex<Recorded>> {
+        let registers = Registers::new(start);
+        Arc::new(Mutex::new(Recorded { registers, answers: BTreeMap::new() }))
+    }
+
+    /// An operator asking `addr`, with its own client; build it on the node that asks.
+    pub fn new(addr: &str, recorded: &Arc<Mutex<Recorded>>) -> Operator {
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        Operator { client, addr: addr.to_owned(), recorded: recorded.clone() }
+    }
+
+    /// Notes how the run's requests were answered and checks its registers: the run fails
+    /// on a read no write explains.
+    pub fn conclude(recorded: &Mutex<Recorded>) {
+        let recorded = recorded.lock().unwrap_or_else(|p| p.into_inner());
+        let verdict = Verdict::new("values read were written", recorded.registers.check());
+        report::note(format!("requests answered (name, code: count): {:?}", recorded.answers));
+        checkers::conclude(&[verdict]);
+    }
+
+    pub fn recorded(&self) -> MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `command`; the answer, counted under `name`.
+    pub async fn ask(
+        &self,
+        name: &'static str,
+        command: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        let reply = self.client.invoke(&self.addr, command, REQUEST_TIMEOUT).await.ok();
+        let code = reply.as_ref().map_or(-1, |r| r.code);
+        *self.recorded().answers.entry((name, code)).or_default() += 1;
+        reply
+    }
+
+    /// Sends a request that writes `value` to `register`: a definite write when answered
+    /// SUCCESS; otherwise (no answer, or an error after which the change may still be on
+    /// disk, read at a later start) one that may take effect at any later time.
+    pub async fn write(
+        &self,
+        (name, command): (&'static str, RemotingCommand),
+        register: &str,
+        value: Value,
+    ) {
+        let sent = Instant::now();
+        let reply = self.ask(name, command).await;
+        let registers = &mut self.recorded().registers;
+        match reply {
+            Some(r) if r.code == response::SUCCESS => {
+                registers.took(register, value, (sent, Instant::now()), "a write answered SUCCESS")
+            }
+            _ => registers.may_have_taken(
+                register,
+                value,
+                sent,
+                None,
+                "a write not answered SUCCESS",
+            ),
+        }
+    }
+
+    /// Records a read of `register` sent at `sent` that answered `value` now.
+    pub fn read(&self, register: &str, value: Value, sent: Instant) {
+        self.recorded().registers.read(register, value, sent, Instant::now());
     }
 }
 

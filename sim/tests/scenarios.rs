@@ -11,6 +11,11 @@ async fn namesrv() {
 }
 
 #[madsim::test]
+async fn broker_admin() {
+    scenarios::broker_admin::run().await;
+}
+
+#[madsim::test]
 async fn namesrv_admin() {
     scenarios::namesrv_admin::run().await;
 }

@@ -26,5 +26,6 @@ pub(super) fn handle(
     if header.clean_offset == Some(true) && broker.offsets().remove_group(group) {
         broker.offsets_dirty.store(true, Ordering::Release);
     }
+    broker.groups_durable()?;
     answered(success())
 }

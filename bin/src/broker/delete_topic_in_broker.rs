@@ -31,5 +31,6 @@ pub(super) fn handle(
     if broker.offsets().remove_topic(topic) {
         broker.offsets_dirty.store(true, Ordering::Release);
     }
+    broker.topics_durable()?;
     answered(success())
 }

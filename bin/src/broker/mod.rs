@@ -614,12 +614,17 @@ impl Broker {
         let current = self.write_if_dirty(&writing, &self.topics_dirty, persist::TOPICS, || {
             self.topics().wrapper()
         });
-        if !current {
-            let why = "the topic table could not be written to disk (see the broker's log); \
-                       nothing is stored until it can be";
-            return Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why));
-        }
-        Ok(())
+        not_durable_unless(current, "the topic table")
+    }
+
+    /// Whether the subscription groups on disk are the ones in memory, writing them if not:
+    /// an admin's change to a group is answered SUCCESS only once it would outlive a crash.
+    fn groups_durable(&self) -> Result<(), Refusal> {
+        let writing = lock(&self.persisting);
+        let current = self.write_if_dirty(&writing, &self.groups_dirty, persist::GROUPS, || {
+            self.groups().wrapper()
+        });
+        not_durable_unless(current, "the subscription groups")
     }
 
     /// Writes the subscription groups as [`Broker::persist_topics`] writes the topics.
@@ -1093,4 +1098,19 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     tracing::info!(%local_addr, addr = %state.addr, "broker listening");
     let recovered_end = report.plan.end;
     Ok(BrokerHandle { local_addr, metrics_addr, recovered_end, state, stop, done, tasks })
+}
+
+/// The refusal of a change whose config file (`what`) could not be written. The change stays
+/// in memory and is written at the next change or housekeeping period; until then a crash
+/// undoes it, so it is not answered SUCCESS.
+fn not_durable_unless(current: bool, what: &str) -> Result<(), Refusal> {
+    if current {
+        return Ok(());
+    }
+    let why = format!(
+        "{what} could not be written to disk (see the broker's log): the change is held in \
+         memory and written again at the next change or period; nothing that needs it is \
+         stored until then"
+    );
+    Err(Refusal::new(response::SERVICE_NOT_AVAILABLE, why))
 }

@@ -32,5 +32,6 @@ pub(super) fn handle(
     if broker.groups().put(config, now_millis()) {
         broker.groups_changed();
     }
+    broker.groups_durable()?;
     answered(success())
 }

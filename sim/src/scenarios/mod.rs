@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod broadcast;
 pub mod broker;
+pub mod broker_admin;
 pub mod consumer;
 pub mod controller;
 pub mod failover;
@@ -124,6 +125,11 @@ pub const ALL: &[Scenario] = &[
         name: "pop_orderly",
         about: "an orderly POP group that leaves messages and loses a member; the broker under swarm faults",
         run: || Box::pin(pop_orderly::run()),
+    },
+    Scenario {
+        name: "broker_admin",
+        about: "an operator's topic and group changes while the broker is under swarm faults",
+        run: || Box::pin(broker_admin::run()),
     },
     Scenario {
         name: "namesrv_admin",

@@ -39,14 +39,12 @@ use petrel_net::headers::namesrv::{
     BrokerPermRequestHeader, GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader,
     GetRouteInfoRequestHeader, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
 };
-use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 use tokio::time::Instant;
 
-use crate::checkers::{self, Verdict};
 use crate::faults::{FaultKind, FaultPlan};
-use crate::registers::{Registers, Value};
-use crate::{report, SimBroker, REQUEST_TIMEOUT};
+use crate::registers::{Operator, Recorded};
+use crate::{report, SimBroker};
 
 const NAMESRV: &str = "10.0.0.1:9876";
 const TOPIC: &str = "SimOrderTopic";
@@ -77,18 +75,7 @@ fn broker_name(i: usize) -> String {
     format!("broker-{i}")
 }
 
-/// What the run saw, shared by its nodes.
-struct Seen {
-    registers: Registers,
-    /// Answers by request, by code (`-1`: none).
-    answers: BTreeMap<(&'static str, i32), u64>,
-}
-
-type Shared = Arc<Mutex<Seen>>;
-
-fn seen(shared: &Shared) -> std::sync::MutexGuard<'_, Seen> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
-}
+type Shared = Arc<Mutex<Recorded>>;
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
@@ -102,10 +89,9 @@ pub async fn run() -> String {
     ));
     schedule.apply_latency();
     let start = Instant::now();
-    let shared =
-        Arc::new(Mutex::new(Seen { registers: Registers::new(start), answers: BTreeMap::new() }));
+    let shared = Operator::record(start);
     {
-        let mut seen = seen(&shared);
+        let mut seen = shared.lock().unwrap();
         let at_start = (start, start);
         for namespace in NAMESPACES {
             for key in KEYS {
@@ -151,9 +137,7 @@ pub async fn run() -> String {
     });
     reading.await.unwrap();
 
-    let verdicts = [Verdict::new("values read were written", seen(&shared).registers.check())];
-    report::note(format!("requests answered (name, code: count): {:?}", seen(&shared).answers));
-    checkers::conclude(&verdicts);
+    Operator::conclude(&shared);
     for node in brokers.iter().chain([&namesrv, &admin]) {
         handle.kill(node.id());
     }
@@ -209,7 +193,7 @@ async fn power_loss(
     tokio::time::sleep(down_for).await;
     handle.restart(node.id());
     let window = (killed, Instant::now());
-    let mut seen = seen(shared);
+    let mut seen = shared.lock().unwrap();
     seen.registers.took(SETTING, Some("false".into()), window, "a restart");
     for i in 0..BROKERS {
         let value = Some(PERM_READ_WRITE.into());
@@ -231,16 +215,15 @@ fn spawn_broker(handle: &Handle, i: usize, shared: &Shared) -> NodeHandle {
     let shared = shared.clone();
     let node = handle.create_node().name(broker_name(i)).ip([10, 0, 1, i as u8 + 1].into()).build();
     node.spawn(async move {
-        let client = RemotingClient::new(ClientConfig::default(), None);
+        let namesrv = Operator::new(NAMESRV, &shared);
         tokio::time::sleep(first).await;
         loop {
             let sent = Instant::now();
-            let reply = ask(&client, &shared, "REGISTER_BROKER", broker.registration()).await;
+            let reply = namesrv.ask("REGISTER_BROKER", broker.registration()).await;
             let answered =
                 matches!(&reply, Some(r) if r.code == response::SUCCESS).then(Instant::now);
-            let value = Some(PERM_READ_WRITE.into());
-            let register = perm_register(&broker.name);
-            seen(&shared).registers.may_have_taken(
+            let (value, register) = (Some(PERM_READ_WRITE.into()), perm_register(&broker.name));
+            namesrv.recorded().registers.may_have_taken(
                 &register,
                 value,
                 sent,
@@ -255,7 +238,7 @@ fn spawn_broker(handle: &Handle, i: usize, shared: &Shared) -> NodeHandle {
 
 /// The admin's requests: [`STEPS`] of them, 50-250 ms apart, each drawn at random.
 async fn operate(shared: &Shared, steps: &AtomicU64) {
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let op = &Operator::new(NAMESRV, shared);
     for step in 0..STEPS {
         tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(50..250))).await;
         let namespace = NAMESPACES[thread_rng().gen_range(0..NAMESPACES.len())];
@@ -265,64 +248,24 @@ async fn operate(shared: &Shared, steps: &AtomicU64) {
             0 | 1 => {
                 // An ORDER_TOPIC_CONFIG value as mqadmin writes one: broker:queues;...
                 let value = format!("{broker}:{}", step + 1);
-                put(&client, shared, namespace, key, Some(value)).await;
+                put(op, namespace, key, Some(value)).await;
             }
-            2 => put(&client, shared, namespace, key, None).await,
+            2 => put(op, namespace, key, None).await,
             3 => {
-                get(&client, shared, namespace, key).await;
+                get(op, namespace, key).await;
             }
-            4 => list(&client, shared, namespace).await,
-            5 => set(&client, shared, thread_rng().gen_bool(0.5)).await,
-            6 => get_setting(&client, shared).await,
-            7 => perm(&client, shared, &broker, thread_rng().gen_bool(0.5)).await,
-            _ => route(&client, shared).await,
+            4 => list(op, namespace).await,
+            5 => set(op, thread_rng().gen_bool(0.5)).await,
+            6 => get_setting(op).await,
+            7 => perm(op, &broker, thread_rng().gen_bool(0.5)).await,
+            _ => route(op).await,
         }
         steps.store(step + 1, Ordering::Release);
     }
 }
 
-/// Sends `command`; the answer, counted under `name` in the report.
-async fn ask(
-    client: &RemotingClient,
-    shared: &Shared,
-    name: &'static str,
-    command: RemotingCommand,
-) -> Option<RemotingCommand> {
-    let reply = client.invoke(NAMESRV, command, REQUEST_TIMEOUT).await.ok();
-    let code = reply.as_ref().map_or(-1, |r| r.code);
-    *seen(shared).answers.entry((name, code)).or_default() += 1;
-    reply
-}
-
-/// Sends a request that writes `value` to `register`: a definite write when answered SUCCESS;
-/// otherwise (no answer, or an error after which a KV change may still be on disk, read at a
-/// later start) one that may take effect at any later time.
-async fn write(
-    client: &RemotingClient,
-    shared: &Shared,
-    (name, command): (&'static str, RemotingCommand),
-    register: &str,
-    value: Value,
-) {
-    let sent = Instant::now();
-    let reply = ask(client, shared, name, command).await;
-    let registers = &mut seen(shared).registers;
-    match reply {
-        Some(r) if r.code == response::SUCCESS => {
-            registers.took(register, value, (sent, Instant::now()), "a write answered SUCCESS")
-        }
-        _ => registers.may_have_taken(register, value, sent, None, "a write not answered SUCCESS"),
-    }
-}
-
 /// PUT_KV_CONFIG of `value`, or DELETE_KV_CONFIG for `None`.
-async fn put(
-    client: &RemotingClient,
-    shared: &Shared,
-    namespace: &str,
-    key: &str,
-    value: Option<String>,
-) {
+async fn put(op: &Operator, namespace: &str, key: &str, value: Option<String>) {
     let (ns, k) = (namespace.to_owned(), key.to_owned());
     let (name, command) = match &value {
         Some(value) => {
@@ -335,15 +278,15 @@ async fn put(
             ("DELETE_KV_CONFIG", command)
         }
     };
-    write(client, shared, (name, command), &kv_register(namespace, key), value).await;
+    op.write((name, command), &kv_register(namespace, key), value).await;
 }
 
 /// GET_KV_CONFIG: the entry, or QUERY_NOT_FOUND for none.
-async fn get(client: &RemotingClient, shared: &Shared, namespace: &str, key: &str) -> bool {
+async fn get(op: &Operator, namespace: &str, key: &str) -> bool {
     let header = KvConfigKeyRequestHeader { namespace: namespace.to_owned(), key: key.to_owned() };
     let command = RemotingCommand::request(request::GET_KV_CONFIG).with_header(&header);
     let sent = Instant::now();
-    let value = match ask(client, shared, "GET_KV_CONFIG", command).await {
+    let value = match op.ask("GET_KV_CONFIG", command).await {
         Some(r) if r.code == response::SUCCESS => {
             let header: GetKvConfigResponseHeader =
                 r.header().expect("GET_KV_CONFIG's answer header");
@@ -352,16 +295,16 @@ async fn get(client: &RemotingClient, shared: &Shared, namespace: &str, key: &st
         Some(r) if r.code == response::QUERY_NOT_FOUND => None,
         _ => return false,
     };
-    seen(shared).registers.read(&kv_register(namespace, key), value, sent, Instant::now());
+    op.recorded().registers.read(&kv_register(namespace, key), value, sent, Instant::now());
     true
 }
 
 /// GET_KVLIST_BY_NAMESPACE: a read of every key of the namespace at once.
-async fn list(client: &RemotingClient, shared: &Shared, namespace: &str) {
+async fn list(op: &Operator, namespace: &str) {
     let header = GetKvListByNamespaceRequestHeader { namespace: namespace.to_owned() };
     let command = RemotingCommand::request(request::GET_KVLIST_BY_NAMESPACE).with_header(&header);
     let sent = Instant::now();
-    let table = match ask(client, shared, "GET_KVLIST_BY_NAMESPACE", command).await {
+    let table = match op.ask("GET_KVLIST_BY_NAMESPACE", command).await {
         Some(r) if r.code == response::SUCCESS => {
             from_json::<KvTable>(&r.body).expect("a KV list's body").table
         }
@@ -369,7 +312,7 @@ async fn list(client: &RemotingClient, shared: &Shared, namespace: &str) {
         _ => return,
     };
     let answered = Instant::now();
-    let mut seen = seen(shared);
+    let mut seen = op.recorded();
     for key in KEYS {
         let value = table.get(key).cloned();
         seen.registers.read(&kv_register(namespace, key), value, sent, answered);
@@ -377,29 +320,29 @@ async fn list(client: &RemotingClient, shared: &Shared, namespace: &str) {
 }
 
 /// UPDATE_NAMESRV_CONFIG of [`SETTING`].
-async fn set(client: &RemotingClient, shared: &Shared, on: bool) {
+async fn set(op: &Operator, on: bool) {
     let body = format!("{SETTING}={on}\n");
     let command = RemotingCommand::request(request::UPDATE_NAMESRV_CONFIG).with_body(body);
     let value = Some(on.to_string());
-    write(client, shared, ("UPDATE_NAMESRV_CONFIG", command), SETTING, value).await;
+    op.write(("UPDATE_NAMESRV_CONFIG", command), SETTING, value).await;
 }
 
 /// GET_NAMESRV_CONFIG: the setting's line of the properties.
-async fn get_setting(client: &RemotingClient, shared: &Shared) {
+async fn get_setting(op: &Operator) {
     let command = RemotingCommand::request(request::GET_NAMESRV_CONFIG);
     let sent = Instant::now();
-    let Some(reply) = ask(client, shared, "GET_NAMESRV_CONFIG", command).await else { return };
+    let Some(reply) = op.ask("GET_NAMESRV_CONFIG", command).await else { return };
     if reply.code != response::SUCCESS {
         return;
     }
     let text = String::from_utf8(reply.body.to_vec()).expect("properties are text");
     let prefix = format!("{SETTING}=");
     let line = text.lines().find_map(|l| l.strip_prefix(&prefix)).expect("the setting is listed");
-    seen(shared).registers.read(SETTING, Some(line.trim().to_owned()), sent, Instant::now());
+    op.recorded().registers.read(SETTING, Some(line.trim().to_owned()), sent, Instant::now());
 }
 
 /// WIPE_WRITE_PERM_OF_BROKER, or ADD_WRITE_PERM_OF_BROKER when `writeable`.
-async fn perm(client: &RemotingClient, shared: &Shared, broker: &str, writeable: bool) {
+async fn perm(op: &Operator, broker: &str, writeable: bool) {
     let header = BrokerPermRequestHeader { broker_name: broker.to_owned() };
     let (name, code, value) = match writeable {
         true => ("ADD_WRITE_PERM_OF_BROKER", request::ADD_WRITE_PERM_OF_BROKER, PERM_READ_WRITE),
@@ -407,23 +350,23 @@ async fn perm(client: &RemotingClient, shared: &Shared, broker: &str, writeable:
     };
     let command = RemotingCommand::request(code).with_header(&header);
     let value = Some(value.to_owned());
-    write(client, shared, (name, command), &perm_register(broker), value).await;
+    op.write((name, command), &perm_register(broker), value).await;
 }
 
 /// GET_ROUTEINFO_BY_TOPIC: each broker's permission, and, when the route carries
 /// `orderTopicConf`, the setting (on) and the topic's ORDER_TOPIC_CONFIG entry.
-async fn route(client: &RemotingClient, shared: &Shared) {
+async fn route(op: &Operator) {
     let header =
         GetRouteInfoRequestHeader { topic: TOPIC.to_owned(), accept_standard_json_only: None };
     let command = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
     let sent = Instant::now();
-    let Some(reply) = ask(client, shared, "GET_ROUTEINFO_BY_TOPIC", command).await else { return };
+    let Some(reply) = op.ask("GET_ROUTEINFO_BY_TOPIC", command).await else { return };
     if reply.code != response::SUCCESS {
         return;
     }
     let route: TopicRouteData = from_json(&reply.body).expect("a route's body");
     let answered = Instant::now();
-    let mut seen = seen(shared);
+    let mut seen = op.recorded();
     for queues in &route.queue_datas {
         let value = Some(queues.perm.to_string());
         seen.registers.read(&perm_register(&queues.broker_name), value, sent, answered);
@@ -438,11 +381,11 @@ async fn route(client: &RemotingClient, shared: &Shared) {
 /// After the last power loss: every KV entry read, each asked again until answered, within
 /// [`LIVENESS`].
 async fn read_back(shared: &Shared) {
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let op = &Operator::new(NAMESRV, shared);
     let deadline = Instant::now() + LIVENESS;
     for namespace in NAMESPACES {
         for key in KEYS {
-            while !get(&client, shared, namespace, key).await {
+            while !get(op, namespace, key).await {
                 assert!(
                     Instant::now() < deadline,
                     "the NameServer did not answer {LIVENESS:?} after the faults"
