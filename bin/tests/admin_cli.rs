@@ -136,6 +136,10 @@ async fn every_admin_command_reports_what_the_broker_holds() {
         serde_json::from_str(&ok(ns, &["topicRoute", "-t", TOPIC])).unwrap();
     assert_eq!(route["queueDatas"][0]["writeQueueNums"], 4);
     assert_eq!(route["brokerDatas"][0]["brokerAddrs"]["0"], broker.as_str());
+    assert_eq!(ok(ns, &["topicClusterList", "-t", TOPIC]), "DefaultCluster\n");
+    let clusters: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["topicClusterList", "-t", TOPIC, "--json"])).unwrap();
+    assert_eq!(clusters, serde_json::json!(["DefaultCluster"]));
 
     // A producer sends 10 messages; the topic's status counts them.
     let producer = Producer::start(ProducerConfig {

@@ -220,24 +220,37 @@ impl Operator {
     /// disk, read at a later start) one that may take effect at any later time.
     pub async fn write(
         &self,
-        (name, command): (&'static str, RemotingCommand),
+        request: (&'static str, RemotingCommand),
         register: &str,
         value: Value,
     ) {
+        self.write_each(request, vec![(register.to_owned(), value)]).await;
+    }
+
+    /// As [`Operator::write`], for a request that writes several registers at once.
+    pub async fn write_each(
+        &self,
+        (name, command): (&'static str, RemotingCommand),
+        writes: Vec<(String, Value)>,
+    ) {
         let sent = Instant::now();
         let reply = self.ask(name, command).await;
+        let answered = Instant::now();
+        let took = matches!(reply, Some(r) if r.code == response::SUCCESS);
         let registers = &mut self.recorded().registers;
-        match reply {
-            Some(r) if r.code == response::SUCCESS => {
-                registers.took(register, value, (sent, Instant::now()), "a write answered SUCCESS")
+        for (register, value) in writes {
+            match took {
+                true => {
+                    registers.took(&register, value, (sent, answered), "a write answered SUCCESS")
+                }
+                false => registers.may_have_taken(
+                    &register,
+                    value,
+                    sent,
+                    None,
+                    "a write not answered SUCCESS",
+                ),
             }
-            _ => registers.may_have_taken(
-                register,
-                value,
-                sent,
-                None,
-                "a write not answered SUCCESS",
-            ),
         }
     }
 

@@ -4,20 +4,23 @@
 //! deletes, gets and lists KV entries (updateKvConfig, deleteKvConfig, getKvConfig, and the
 //! ORDER_TOPIC_CONFIG entry routes carry), sets and reads a setting that takes effect at once
 //! (`orderMessageEnable`, UPDATE_/GET_NAMESRV_CONFIG), takes a broker's write permission away
-//! and gives it back (wipeWritePerm, addWritePerm), and reads the topic's route. The faults,
-//! from a swarm plan, strike the NameServer: power losses (its disk keeps, drops or tears each
+//! and gives it back (wipeWritePerm, addWritePerm), reads the topic's route, and deletes a
+//! second topic from the NameServer (DELETE_TOPIC_IN_NAMESRV, as deleteTopic does) and reads
+//! which brokers it is routed to. The faults, from a swarm plan, strike the NameServer: power losses (its disk keeps, drops or tears each
 //! unsynced write), partitions, one-way cuts, latency, failed fsyncs, full disks and flipped
 //! reads. Once they are over the NameServer loses power once more and every KV entry is read
 //! back.
 //!
 //! The promise checked ([`crate::registers`]): every value read (a KV entry, by GET or by list
 //! or in a route's `orderTopicConf`; the setting, by GET_NAMESRV_CONFIG or by a route carrying
-//! `orderTopicConf`; a broker's permission in the route) is one some write could still have
+//! `orderTopicConf`; a broker's permission in the route; whether the deleted topic is routed to
+//! a broker) is one some write could still have
 //! left there. A KV change answered SUCCESS is on disk, so no restart loses it; the setting
 //! and the permissions go back to their defaults at a restart (the NameServer starts from its
 //! configuration, the brokers' next registrations bring their own permissions), and a broker's
-//! registration may give its permission back (it does when the NameServer had dropped it, a
-//! fact the admin cannot see).
+//! registration may give its permission back and route the deleted topic to it again (a
+//! first registration does: after a restart, or when the NameServer had dropped the broker, a
+//! fact the admin cannot see); a restart forgets every route until the brokers register.
 //!
 //! Run one seed: `cargo sim --seed 7 --scenario namesrv_admin`.
 #![allow(clippy::unwrap_used)] // A scenario may unwrap: a panic is the failure report.
@@ -36,8 +39,9 @@ use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::from_json;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::namesrv::{
-    BrokerPermRequestHeader, GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader,
-    GetRouteInfoRequestHeader, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
+    BrokerPermRequestHeader, DeleteTopicFromNamesrvRequestHeader, GetKvConfigResponseHeader,
+    GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader, KvConfigKeyRequestHeader,
+    PutKvConfigRequestHeader,
 };
 use petrel_storage::disk::{SimDisk, SimDiskFaults};
 use tokio::time::Instant;
@@ -58,6 +62,11 @@ const NAMESPACES: [&str; 2] = [NAMESPACE_ORDER_TOPIC_CONFIG, "SimNamespace"];
 const KEYS: [&str; 3] = [TOPIC, "SimKeyA", "SimKeyB"];
 /// The setting changed and read back; false by default.
 const SETTING: &str = "orderMessageEnable";
+/// A topic the brokers register and the operator deletes from the NameServer
+/// (DELETE_TOPIC_IN_NAMESRV): gone until a broker's first registration brings it back.
+const DELETED_TOPIC: &str = "SimDeletedTopic";
+/// The value of a broker's `routed` register while the NameServer routes [`DELETED_TOPIC`] to it.
+const ROUTED: &str = "routed";
 /// A broker's topics' permission as it registers them (read and write), and wiped (read).
 const PERM_READ_WRITE: &str = "6";
 /// Once the faults are over, the NameServer answers within this.
@@ -69,6 +78,10 @@ fn kv_register(namespace: &str, key: &str) -> String {
 
 fn perm_register(broker: &str) -> String {
     format!("perm of {broker}")
+}
+
+fn routed_register(broker: &str) -> String {
+    format!("{DELETED_TOPIC} routed to {broker}")
 }
 
 fn broker_name(i: usize) -> String {
@@ -100,8 +113,9 @@ pub async fn run() -> String {
         }
         seen.registers.took(SETTING, Some("false".into()), at_start, "the start");
         for i in 0..BROKERS {
-            let value = Some(PERM_READ_WRITE.into());
-            seen.registers.took(&perm_register(&broker_name(i)), value, at_start, "the start");
+            let (broker, value) = (broker_name(i), Some(PERM_READ_WRITE.into()));
+            seen.registers.took(&perm_register(&broker), value, at_start, "the start");
+            seen.registers.took(&routed_register(&broker), None, at_start, "the start");
         }
     }
     let disk = SimDisk::new(thread_rng().gen(), 1 << 24, schedule.disk);
@@ -196,8 +210,9 @@ async fn power_loss(
     let mut seen = shared.lock().unwrap();
     seen.registers.took(SETTING, Some("false".into()), window, "a restart");
     for i in 0..BROKERS {
-        let value = Some(PERM_READ_WRITE.into());
-        seen.registers.took(&perm_register(&broker_name(i)), value, window, "a restart");
+        let (broker, value) = (broker_name(i), Some(PERM_READ_WRITE.into()));
+        seen.registers.took(&perm_register(&broker), value, window, "a restart");
+        seen.registers.took(&routed_register(&broker), None, window, "a restart");
     }
 }
 
@@ -208,8 +223,8 @@ fn spawn_broker(handle: &Handle, i: usize, shared: &Shared) -> NodeHandle {
         cluster: "SimCluster".into(),
         name: broker_name(i),
         addr: format!("10.0.1.{}:10911", i + 1),
-        // Two topics: a first registration of one is refused (RocketMQ reserves it).
-        topics: vec![TOPIC.into(), "TBW102".into()],
+        // More than one topic: a first registration of one is refused (RocketMQ reserves it).
+        topics: vec![TOPIC.into(), "TBW102".into(), DELETED_TOPIC.into()],
     };
     let first = Duration::from_millis(thread_rng().gen_range(0..5_000));
     let shared = shared.clone();
@@ -222,14 +237,29 @@ fn spawn_broker(handle: &Handle, i: usize, shared: &Shared) -> NodeHandle {
             let reply = namesrv.ask("REGISTER_BROKER", broker.registration()).await;
             let answered =
                 matches!(&reply, Some(r) if r.code == response::SUCCESS).then(Instant::now);
-            let (value, register) = (Some(PERM_READ_WRITE.into()), perm_register(&broker.name));
-            namesrv.recorded().registers.may_have_taken(
-                &register,
-                value,
-                sent,
-                answered,
-                "a registration",
-            );
+            // A first registration gives the broker its permission back and routes the deleted
+            // topic to it again; the operator cannot tell which registration is a first.
+            {
+                let mut recorded = namesrv.recorded();
+                let registers = &mut recorded.registers;
+                let value = Some(PERM_READ_WRITE.into());
+                let registration = "a registration";
+                registers.may_have_taken(
+                    &perm_register(&broker.name),
+                    value,
+                    sent,
+                    answered,
+                    registration,
+                );
+                let value = Some(ROUTED.into());
+                registers.may_have_taken(
+                    &routed_register(&broker.name),
+                    value,
+                    sent,
+                    answered,
+                    registration,
+                );
+            }
             tokio::time::sleep(REGISTER_EVERY).await;
         }
     });
@@ -244,7 +274,7 @@ async fn operate(shared: &Shared, steps: &AtomicU64) {
         let namespace = NAMESPACES[thread_rng().gen_range(0..NAMESPACES.len())];
         let key = KEYS[thread_rng().gen_range(0..KEYS.len())];
         let broker = broker_name(thread_rng().gen_range(0..BROKERS));
-        match thread_rng().gen_range(0..10) {
+        match thread_rng().gen_range(0..12) {
             0 | 1 => {
                 // An ORDER_TOPIC_CONFIG value as mqadmin writes one: broker:queues;...
                 let value = format!("{broker}:{}", step + 1);
@@ -258,6 +288,8 @@ async fn operate(shared: &Shared, steps: &AtomicU64) {
             5 => set(op, thread_rng().gen_bool(0.5)).await,
             6 => get_setting(op).await,
             7 => perm(op, &broker, thread_rng().gen_bool(0.5)).await,
+            10 => delete_topic(op).await,
+            11 => routed(op).await,
             _ => route(op).await,
         }
         steps.store(step + 1, Ordering::Release);
@@ -375,6 +407,38 @@ async fn route(op: &Operator) {
         seen.registers.read(SETTING, Some("true".into()), sent, answered);
         let register = kv_register(NAMESPACE_ORDER_TOPIC_CONFIG, TOPIC);
         seen.registers.read(&register, Some(conf), sent, answered);
+    }
+}
+
+/// DELETE_TOPIC_IN_NAMESRV of [`DELETED_TOPIC`], from every broker.
+async fn delete_topic(op: &Operator) {
+    let header =
+        DeleteTopicFromNamesrvRequestHeader { topic: DELETED_TOPIC.to_owned(), cluster_name: None };
+    let command = RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV).with_header(&header);
+    let writes = (0..BROKERS).map(|i| (routed_register(&broker_name(i)), None)).collect();
+    op.write_each(("DELETE_TOPIC_IN_NAMESRV", command), writes).await;
+}
+
+/// GET_ROUTEINFO_BY_TOPIC of [`DELETED_TOPIC`]: which brokers it is routed to (none, when
+/// answered TOPIC_NOT_EXIST).
+async fn routed(op: &Operator) {
+    let header = GetRouteInfoRequestHeader {
+        topic: DELETED_TOPIC.to_owned(),
+        accept_standard_json_only: None,
+    };
+    let command = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_header(&header);
+    let sent = Instant::now();
+    let route = match op.ask("GET_ROUTEINFO_BY_TOPIC", command).await {
+        Some(r) if r.code == response::SUCCESS => {
+            from_json::<TopicRouteData>(&r.body).expect("a route's body")
+        }
+        Some(r) if r.code == response::TOPIC_NOT_EXIST => TopicRouteData::default(),
+        _ => return,
+    };
+    for i in 0..BROKERS {
+        let broker = broker_name(i);
+        let routed = route.queue_datas.iter().any(|q| q.broker_name == broker);
+        op.read(&routed_register(&broker), routed.then(|| ROUTED.to_owned()), sent);
     }
 }
 

@@ -74,6 +74,9 @@ pub enum AdminCommand {
     /// Print a topic's route as the NameServer answers it.
     #[command(name = "topicRoute")]
     TopicRoute(topic::TopicRoute),
+    /// The clusters a topic's brokers belong to.
+    #[command(name = "topicClusterList")]
+    TopicClusterList(topic::TopicRoute),
     /// Print every queue of a topic with its offsets.
     #[command(name = "topicStatus")]
     TopicStatus(topic::TopicStatus),
@@ -193,6 +196,7 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::DeleteTopic(args) => topic::delete(args).await,
         AdminCommand::TopicList(args) => topic::list(args).await,
         AdminCommand::TopicRoute(args) => topic::route(args).await,
+        AdminCommand::TopicClusterList(args) => topic::clusters(args).await,
         AdminCommand::TopicStatus(args) => topic::status(args).await,
         AdminCommand::UpdateSubGroup(args) => group::update(args).await,
         AdminCommand::DeleteSubGroup(args) => group::delete(args).await,

@@ -1,5 +1,6 @@
 //! updateTopic, deleteTopic, topicList, topicRoute, topicStatus.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use clap::Args;
@@ -198,6 +199,16 @@ pub async fn route(args: TopicRoute) -> Result<Output, String> {
     let json = serde_json::to_value(&route).map_err(|e| e.to_string())?;
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
     Ok(Output::new(&args.common, text, json))
+}
+
+/// The clusters whose brokers serve the topic, a line each. mqadmin looks at the route's first
+/// broker only; this looks at each, so a topic on two clusters names both.
+pub async fn clusters(args: TopicRoute) -> Result<Output, String> {
+    let admin = Admin::connect(&args.common)?;
+    let route = admin.route(&args.topic).await?;
+    let clusters: BTreeSet<&String> = route.broker_datas.iter().map(|b| &b.cluster).collect();
+    let text = clusters.iter().map(|c| format!("{c}\n")).collect();
+    Ok(Output::new(&args.common, text, json!(clusters)))
 }
 
 #[derive(Args, Debug)]

@@ -80,7 +80,7 @@ async fn serve(stream: TcpStream, namesrv: &str) -> std::io::Result<()> {
 }
 
 /// What an API call answers: the admin command's JSON, or an HTTP status and why.
-type Answer = Result<serde_json::Value, (&'static str, String)>;
+type Answer = Result<serde_json::Value, Refused>;
 
 /// The header the page sends with every API call. A page of another site cannot send it
 /// without the browser asking this server first (CORS), which it never allows: so a link or
@@ -95,14 +95,28 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         let why = format!("the API answers the console's own page only ({API_HEADER}: 1)");
         return Err(("403 Forbidden", why));
     }
-    let field = |name: &str| -> Result<String, (&'static str, String)> {
-        match request.fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            Some(value) => Ok(value.to_owned()),
-            None => Err(("400 Bad Request", format!("the field {name} is missing"))),
-        }
-    };
-    let line: Vec<String> = match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/api/about") => return Ok(serde_json::json!({ "namesrv": namesrv })),
+    if (request.method.as_str(), request.path.as_str()) == ("GET", "/api/about") {
+        return Ok(serde_json::json!({ "namesrv": namesrv }));
+    }
+    admin(&command_line(request, namesrv).await?, namesrv).await
+}
+
+/// An API call refused: the HTTP status and why.
+type Refused = (&'static str, String);
+
+/// The request's field `name`, trimmed; a 400 when it is missing or blank.
+fn field(request: &Request, name: &str) -> Result<String, Refused> {
+    match request.fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        Some(value) => Ok(value.to_owned()),
+        None => Err(("400 Bad Request", format!("the field {name} is missing"))),
+    }
+}
+
+/// The `petrel admin` line a call of the cluster, topic and consumer pages runs; the message
+/// page's calls are [`message_line`]'s.
+async fn command_line(request: &Request, namesrv: &str) -> Result<Vec<String>, Refused> {
+    let field = |name: &str| field(request, name);
+    Ok(match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/api/cluster") => words(&["clusterList"]),
         ("GET", "/api/broker-config") => words(&["getBrokerConfig", "-b", &field("addr")?]),
         ("POST", "/api/broker-config") => {
@@ -140,6 +154,14 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
             let (group, topic, time) = (field("group")?, field("topic")?, field("time")?);
             words(&["resetOffsetByTime", "-g", &group, "-t", &topic, "-s", &time])
         }
+        _ => return message_line(request, namesrv).await,
+    })
+}
+
+/// The `petrel admin` line a call of the message page runs.
+async fn message_line(request: &Request, namesrv: &str) -> Result<Vec<String>, Refused> {
+    let field = |name: &str| field(request, name);
+    Ok(match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/api/messages") => {
             words(&["queryMsgByKey", "-t", &field("topic")?, "-k", &field("key")?])
         }
@@ -181,8 +203,7 @@ async fn api(request: &Request, namesrv: &str) -> Answer {
         _ => {
             return Err(("405 Method Not Allowed", format!("{} {}", request.method, request.path)))
         }
-    };
-    admin(&line, namesrv).await
+    })
 }
 
 fn words(parts: &[&str]) -> Vec<String> {
@@ -202,7 +223,7 @@ async fn admin(line: &[String], namesrv: &str) -> Answer {
 }
 
 /// The member a message is handed to when the page names none: the group's first.
-async fn first_member(namesrv: &str, group: &str) -> Result<String, (&'static str, String)> {
+async fn first_member(namesrv: &str, group: &str) -> Result<String, Refused> {
     let members = admin(&words(&["consumerConnection", "-g", group]), namesrv).await?;
     members["connectionSet"]
         .as_array()
@@ -213,7 +234,7 @@ async fn first_member(namesrv: &str, group: &str) -> Result<String, (&'static st
 }
 
 /// The cluster a topic created from the page goes to: the first the NameServer lists.
-async fn first_cluster(namesrv: &str) -> Result<String, (&'static str, String)> {
+async fn first_cluster(namesrv: &str) -> Result<String, Refused> {
     let clusters = admin(&words(&["clusterList"]), namesrv).await?;
     clusters
         .as_array()
