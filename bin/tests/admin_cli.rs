@@ -477,6 +477,21 @@ fn config_updates_change_the_running_servers_and_the_broker_conf() {
     assert!(ok(ns, &["topicList"]).lines().any(|t| t == TOPIC));
     let said = refused(ns, &["updateNamesrvConfig", "-k", "kvConfigPath", "-v", "/x"]);
     assert!(said.contains("NO_PERMISSION"), "{said}");
+
+    // A KV entry: with orderMessageEnable on, the topic's route carries it until it is deleted.
+    let entry = ["-s", "ORDER_TOPIC_CONFIG", "-k", TOPIC];
+    let put = ok(ns, &[&["updateKvConfig"], &entry[..], &["-v", "broker-a:8"]].concat());
+    assert_eq!(put, "create or update kv config to namespace success.\n");
+    ok(ns, &["updateNamesrvConfig", "-k", "orderMessageEnable", "-v", "true"]);
+    let route: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["topicRoute", "-t", TOPIC])).unwrap();
+    assert_eq!(route["orderTopicConf"], "broker-a:8");
+    let deleted = ok(ns, &[&["deleteKvConfig"], &entry[..]].concat());
+    assert_eq!(deleted, "delete kv config from namespace success.\n");
+    let route: serde_json::Value =
+        serde_json::from_str(&ok(ns, &["topicRoute", "-t", TOPIC])).unwrap();
+    assert_eq!(route.get("orderTopicConf"), None, "{route}");
+    ok(ns, &["updateNamesrvConfig", "-k", "orderMessageEnable", "-v", "false"]);
 }
 
 /// The consumer offset of queue 0 of `topic` in consumerProgress's table.

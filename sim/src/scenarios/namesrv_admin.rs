@@ -1,8 +1,8 @@
 //! An operator's NameServer requests under simulation: a NameServer keeping its KV config on a
 //! simulated disk, three stand-in brokers registering a topic every 10 s, and an admin node
 //! that, 300 times, does one of what mqadmin and the dashboard do to a NameServer: puts,
-//! deletes, gets and lists KV entries (updateKvConfig, deleteKvConfig, getKvConfig, and the
-//! ORDER_TOPIC_CONFIG entry routes carry), sets and reads a setting that takes effect at once
+//! deletes, gets and lists KV entries (mqadmin's updateKvConfig and deleteKvConfig, a client's
+//! reads, and the ORDER_TOPIC_CONFIG entry routes carry), sets and reads a setting that takes effect at once
 //! (`orderMessageEnable`, UPDATE_/GET_NAMESRV_CONFIG), takes a broker's write permission away
 //! and gives it back (wipeWritePerm, addWritePerm), reads the topic's route, and deletes a
 //! second topic from the NameServer (DELETE_TOPIC_IN_NAMESRV, as deleteTopic does) and reads

@@ -1,10 +1,12 @@
-//! updateBrokerConfig, updateNamesrvConfig: one property set on running servers.
+//! updateBrokerConfig, updateNamesrvConfig: one property set on running servers;
+//! updateKvConfig, deleteKvConfig: one entry of the NameServers' KV config.
 
 use std::fmt::Write;
 
 use clap::Args;
 use petrel_net::codec::codes::request;
 use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::namesrv::{KvConfigKeyRequestHeader, PutKvConfigRequestHeader};
 use serde_json::json;
 
 use super::{Admin, Common, Output, Target};
@@ -94,4 +96,64 @@ pub async fn update_namesrv(args: UpdateNamesrvConfig) -> Result<Output, String>
         admin.namesrvs.join(", ")
     );
     Ok(Output::new(&args.common, text, json!(answers)))
+}
+
+#[derive(Args, Debug)]
+pub struct KvEntry {
+    #[command(flatten)]
+    common: Common,
+    /// The namespace (ORDER_TOPIC_CONFIG holds each ordered topic's `broker:queues;...`).
+    #[arg(short = 's', long = "namespace")]
+    namespace: String,
+    /// The key.
+    #[arg(short = 'k', long = "key")]
+    key: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateKvConfig {
+    #[command(flatten)]
+    entry: KvEntry,
+    /// Its value.
+    #[arg(short = 'v', long = "value")]
+    value: String,
+}
+
+/// PUT_KV_CONFIG to every NameServer `-n` names, as mqadmin does; the first refusal stops it
+/// (the NameServers before it keep the entry).
+pub async fn update_kv(args: UpdateKvConfig) -> Result<Output, String> {
+    let entry = &args.entry;
+    let header = PutKvConfigRequestHeader {
+        namespace: entry.namespace.trim().to_owned(),
+        key: entry.key.trim().to_owned(),
+        value: args.value.trim().to_owned(),
+    };
+    let request = RemotingCommand::request(request::PUT_KV_CONFIG).with_header(&header);
+    let json = json!({ "namespace": header.namespace, "key": header.key, "value": header.value });
+    kv_to_every_namesrv(entry, request, "create or update kv config to namespace success.", json)
+        .await
+}
+
+/// DELETE_KV_CONFIG to every NameServer `-n` names, as mqadmin does.
+pub async fn delete_kv(args: KvEntry) -> Result<Output, String> {
+    let header = KvConfigKeyRequestHeader {
+        namespace: args.namespace.trim().to_owned(),
+        key: args.key.trim().to_owned(),
+    };
+    let request = RemotingCommand::request(request::DELETE_KV_CONFIG).with_header(&header);
+    let json = json!({ "namespace": header.namespace, "key": header.key });
+    kv_to_every_namesrv(&args, request, "delete kv config from namespace success.", json).await
+}
+
+async fn kv_to_every_namesrv(
+    entry: &KvEntry,
+    request: RemotingCommand,
+    done: &str,
+    json: serde_json::Value,
+) -> Result<Output, String> {
+    let admin = Admin::connect(&entry.common)?;
+    for addr in &admin.namesrvs {
+        admin.call(addr, request.clone()).await?;
+    }
+    Ok(Output::new(&entry.common, format!("{done}\n"), json))
 }

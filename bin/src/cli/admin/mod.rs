@@ -129,6 +129,12 @@ pub enum AdminCommand {
     /// Set a property of every NameServer.
     #[command(name = "updateNamesrvConfig")]
     UpdateNamesrvConfig(config::UpdateNamesrvConfig),
+    /// Create or update an entry of every NameServer's KV config.
+    #[command(name = "updateKvConfig")]
+    UpdateKvConfig(config::UpdateKvConfig),
+    /// Delete an entry of every NameServer's KV config.
+    #[command(name = "deleteKvConfig")]
+    DeleteKvConfig(config::KvEntry),
     /// The configuration each NameServer runs with.
     #[command(name = "getNamesrvConfig")]
     GetNamesrvConfig(cluster::GetNamesrvConfig),
@@ -197,6 +203,8 @@ pub async fn execute(command: AdminCommand) -> Result<Output, String> {
         AdminCommand::TopicList(args) => topic::list(args).await,
         AdminCommand::TopicRoute(args) => topic::route(args).await,
         AdminCommand::TopicClusterList(args) => topic::clusters(args).await,
+        AdminCommand::UpdateKvConfig(args) => config::update_kv(args).await,
+        AdminCommand::DeleteKvConfig(args) => config::delete_kv(args).await,
         AdminCommand::TopicStatus(args) => topic::status(args).await,
         AdminCommand::UpdateSubGroup(args) => group::update(args).await,
         AdminCommand::DeleteSubGroup(args) => group::delete(args).await,
