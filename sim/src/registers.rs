@@ -135,9 +135,11 @@ impl Registers {
             self.at(read.sent),
             self.at(read.answered)
         );
-        match (candidates.is_empty(), replaced) {
-            (true, _) | (false, None) => why.push_str(", a value no write before it gave"),
-            (false, Some(last)) => {
+        // Here a write of the value, if there is one, was replaced (with no definite write
+        // before the read, every candidate explains it).
+        match replaced.filter(|_| !candidates.is_empty()) {
+            None => why.push_str(", a value no write before it gave"),
+            Some(last) => {
                 let _ = write!(
                     why,
                     ", but {} of {:?} ({}..{}) surely replaced every write of it ({})",

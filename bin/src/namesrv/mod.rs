@@ -29,7 +29,6 @@ use petrel_net::signal::{Flag, SetOnDrop};
 use petrel_net::transport::{
     not_supported, Connection, Handled, RequestHandler, Server, ServerConfig, ServerHandle,
 };
-
 use petrel_storage::disk::Disk;
 
 use crate::clock::now_millis;

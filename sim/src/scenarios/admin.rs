@@ -413,8 +413,6 @@ async fn reset(client: &RemotingClient, broker: &str, timestamp: i64) -> Option<
 async fn reset_to_start(broker: &str, history: &History) -> Verdict {
     let acked = |e: &Entry| matches!(e.event, Event::Acked { place: Some(_), .. });
     if !history.entries().iter().any(acked) {
-        // The broker took no send (it kept failing while the producer ran): the topic may never
-        // have been made, so no reset of it can be taken, and there is nothing to consume again.
         let none = "no message was acknowledged: nothing to consume again".to_owned();
         return Verdict::new("reset_redelivers", Ok(none));
     }

@@ -47,7 +47,7 @@ use petrel_storage::disk::{SimDisk, SimDiskFaults};
 use tokio::time::Instant;
 
 use crate::faults::{FaultKind, FaultPlan};
-use crate::registers::{Operator, Recorded};
+use crate::registers::{Operator, Recorded, Registers};
 use crate::{report, SimBroker};
 
 const NAMESRV: &str = "10.0.0.1:9876";
@@ -104,19 +104,14 @@ pub async fn run() -> String {
     let start = Instant::now();
     let shared = Operator::record(start);
     {
-        let mut seen = shared.lock().unwrap();
+        let registers = &mut shared.lock().unwrap().registers;
         let at_start = (start, start);
         for namespace in NAMESPACES {
             for key in KEYS {
-                seen.registers.took(&kv_register(namespace, key), None, at_start, "the start");
+                registers.took(&kv_register(namespace, key), None, at_start, "the start");
             }
         }
-        seen.registers.took(SETTING, Some("false".into()), at_start, "the start");
-        for i in 0..BROKERS {
-            let (broker, value) = (broker_name(i), Some(PERM_READ_WRITE.into()));
-            seen.registers.took(&perm_register(&broker), value, at_start, "the start");
-            seen.registers.took(&routed_register(&broker), None, at_start, "the start");
-        }
+        forgotten(registers, at_start, "the start");
     }
     let disk = SimDisk::new(thread_rng().gen(), 1 << 24, schedule.disk);
     let namesrv = spawn_namesrv(&handle, disk.clone());
@@ -206,13 +201,17 @@ async fn power_loss(
     disk.crash();
     tokio::time::sleep(down_for).await;
     handle.restart(node.id());
-    let window = (killed, Instant::now());
-    let mut seen = shared.lock().unwrap();
-    seen.registers.took(SETTING, Some("false".into()), window, "a restart");
+    forgotten(&mut shared.lock().unwrap().registers, (killed, Instant::now()), "a restart");
+}
+
+/// What a NameServer holds only in memory, back to what it starts with within `window`: the
+/// setting's default, each broker's own permission, and no route of the deleted topic.
+fn forgotten(registers: &mut Registers, window: (Instant, Instant), what: &'static str) {
+    registers.took(SETTING, Some("false".into()), window, what);
     for i in 0..BROKERS {
         let (broker, value) = (broker_name(i), Some(PERM_READ_WRITE.into()));
-        seen.registers.took(&perm_register(&broker), value, window, "a restart");
-        seen.registers.took(&routed_register(&broker), None, window, "a restart");
+        registers.took(&perm_register(&broker), value, window, what);
+        registers.took(&routed_register(&broker), None, window, what);
     }
 }
 
