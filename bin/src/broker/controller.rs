@@ -46,7 +46,30 @@ pub(super) fn spawn(broker: &Arc<Broker>, stop: &Flag) -> Vec<tokio::task::JoinH
     vec![
         tokio::spawn(run(broker.clone(), link.clone(), stop.clone())),
         tokio::spawn(heartbeats(broker.clone(), link, stop.clone())),
+        tokio::spawn(adopt_inherited(broker.clone(), stop.clone())),
     ]
+}
+
+/// After each promotion, serves the topics of the records the store held when it came, once
+/// dispatch has passed them: the records a slave took past its old master's confirm offset
+/// reach the consume queues only as the new master confirms them, after the promotion's own
+/// `adopt_held_topics`. Ends the wait early if the role changes again.
+async fn adopt_inherited(broker: Arc<Broker>, stop: Flag) {
+    let dispatched = broker.store.dispatched();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            () = broker.promoted.notified() => {}
+        }
+        let Some((end, term)) = lock(&broker.inherited).take() else { continue };
+        tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            _ = term.wait() => {}
+            true = dispatched.wait_for(|at| at >= end) => broker.adopt_held_topics(),
+        }
+    }
 }
 
 /// The connection to the controllers: the leader as last found, and every controller.

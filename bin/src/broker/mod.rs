@@ -214,6 +214,11 @@ pub struct Broker {
     term: Mutex<Flag>,
     /// See [`Broker::role_write`].
     role_writes: RwLock<()>,
+    /// Controller mode: the commit log's end when this broker last became master, with that
+    /// term's flag, until `controller::adopt_inherited` has served the topics held below it.
+    inherited: Mutex<Option<(u64, Flag)>>,
+    /// Wakes `controller::adopt_inherited`: `inherited` was set.
+    promoted: Notify,
     /// Controller mode: requests the role core asks to send to the controller.
     to_controller: tokio::sync::mpsc::UnboundedSender<ReplicasAction>,
     from_core: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ReplicasAction>>>,
@@ -382,6 +387,8 @@ impl Broker {
                 }
                 self.set_slave(false);
                 self.adopt_held_topics();
+                *lock(&self.inherited) = Some((self.store.store().written_offset(), self.term()));
+                self.promoted.notify_one();
                 let mut named = lock(&self.learned_master_addr);
                 *lock(&self.learned_master) = None;
                 *named = None;
@@ -532,7 +539,8 @@ impl Broker {
 
     /// A new master serves the topics its store holds messages of, though its last copy of
     /// the old master's topic table (every `syncBrokerMetadataPeriod`) may predate them
-    /// (`TopicTable::missing_from`, RocketMQ #9804).
+    /// (`TopicTable::missing_from`, RocketMQ #9804). Called at the promotion and again once
+    /// dispatch has passed the log's end at the promotion (`controller::adopt_inherited`).
     fn adopt_held_topics(&self) {
         let held = self.store.store().queue_ids();
         let missing = self.topics().missing_from(held.iter().map(|(t, q)| (t.as_str(), *q)));
@@ -1045,6 +1053,8 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         replicas: Mutex::new(None),
         term: Mutex::new(Flag::new()),
         role_writes: RwLock::new(()),
+        inherited: Mutex::new(None),
+        promoted: Notify::new(),
         to_controller,
         from_core: Mutex::new(Some(from_core)),
         addr,
