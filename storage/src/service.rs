@@ -403,6 +403,13 @@ impl StoreService {
         shared.drive_locked(&mut machine, None);
     }
 
+    /// How far the log was promised: the end of the last record a producer may be
+    /// acknowledged for or consumers may see, as the confirm machine decided.
+    pub fn promised(&self) -> u64 {
+        let machine = lock(&self.shared.confirm);
+        machine.acknowledged().max(machine.confirmed())
+    }
+
     /// How the confirm machine counts now.
     pub fn confirm_config(&self) -> petrel_core::confirm::ConfirmConfig {
         *lock(&self.shared.confirm).config()

@@ -302,14 +302,24 @@ async fn ask_for(broker: &Broker, link: &Link, action: ReplicasAction) {
             }
             Err(why) => tracing::info!(%why, "no master elected yet"),
         },
-        ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq } => {
-            let answer = propose(broker, link, &set, set_epoch, master_epoch).await;
-            let outcome = match answer {
-                Ok(epoch) => ProposalOutcome::Replicated(set, epoch),
-                Err(why) => {
-                    tracing::info!(%why, "the sync-state set was not changed");
+        ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq, joiners_hold } => {
+            let promised = broker.store.promised();
+            let outcome = match joiners_hold {
+                Some(held) if held < promised => {
+                    tracing::debug!(
+                        held,
+                        promised,
+                        "a joining slave lacks records promised; not proposed yet"
+                    );
                     ProposalOutcome::NotReplicated
                 }
+                _ => match propose(broker, link, &set, set_epoch, master_epoch).await {
+                    Ok(epoch) => ProposalOutcome::Replicated(set, epoch),
+                    Err(why) => {
+                        tracing::info!(%why, "the sync-state set was not changed");
+                        ProposalOutcome::NotReplicated
+                    }
+                },
             };
             broker.change_replicas(|replicas| replicas.proposal_answered(seq, outcome));
         }

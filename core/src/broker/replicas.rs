@@ -67,8 +67,18 @@ pub enum ReplicasAction {
     /// The group has no master: ask the controller to elect one.
     Elect,
     /// Ask the controller to make `set` the sync-state set (ALTER_SYNC_STATE_SET); the answer
-    /// goes to [`Replicas::proposal_answered`] with `seq`.
-    ProposeSet { set: BTreeSet<BrokerId>, set_epoch: i32, master_epoch: i32, seq: u64 },
+    /// goes to [`Replicas::proposal_answered`] with `seq`. `joiners_hold` is the least log end
+    /// held by a member the set adds (`None` if it adds none): the core's confirm offset may
+    /// lag the store's, so the shell asks only if nothing past it was acknowledged or
+    /// confirmed, read after the actions before this one (the joiners' acks already counted,
+    /// so nothing more passes it), and otherwise answers `NotReplicated` itself.
+    ProposeSet {
+        set: BTreeSet<BrokerId>,
+        set_epoch: i32,
+        master_epoch: i32,
+        seq: u64,
+        joiners_hold: Option<u64>,
+    },
     /// The confirm machine counts `slave`'s acknowledgements from now on, up to `offset`.
     CountAcks { slave: BrokerId, offset: u64 },
     /// The confirm machine no longer counts `slave`.
@@ -375,7 +385,11 @@ impl Replicas {
         (pending.latest, pending.seq, pending.answered) = (set.clone(), seq, false);
         self.recount();
         let (set_epoch, master_epoch) = (self.set_epoch, self.master_epoch);
-        self.actions.push_back(ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq });
+        let joiners_hold =
+            set.difference(&self.set).map(|id| self.followers.get(id).map_or(0, |f| f.acked)).min();
+        let propose =
+            ReplicasAction::ProposeSet { set, set_epoch, master_epoch, seq, joiners_hold };
+        self.actions.push_back(propose);
     }
 
     /// The members whose acks count: the set, and a proposed set's members meanwhile.
@@ -506,7 +520,13 @@ mod tests {
         r.slave_acked(1, 2, 7, 500);
         assert_eq!(drain(&mut r), [], "behind the confirm offset");
         r.slave_acked(2, 2, 7, 1000);
-        let propose = ProposeSet { set: set(&[1, 2]), set_epoch: 1, master_epoch: 1, seq: 1 };
+        let propose = ProposeSet {
+            set: set(&[1, 2]),
+            set_epoch: 1,
+            master_epoch: 1,
+            seq: 1,
+            joiners_hold: Some(1000),
+        };
         assert_eq!(
             drain(&mut r),
             [AcksRequired { acks: 1 }, CountAcks { slave: 2, offset: 1000 }, propose]
@@ -520,10 +540,49 @@ mod tests {
         r.tick(15_002);
         assert_eq!(drain(&mut r), []);
         r.tick(15_003);
-        let propose = ProposeSet { set: set(&[1]), set_epoch: 2, master_epoch: 1, seq: 2 };
+        let propose = ProposeSet {
+            set: set(&[1]),
+            set_epoch: 2,
+            master_epoch: 1,
+            seq: 2,
+            joiners_hold: None,
+        };
         assert_eq!(drain(&mut r), [AcksRequired { acks: 1 }, propose], "counted until replicated");
         r.proposal_answered(2, Replicated(set(&[1]), 3));
         assert_eq!(drain(&mut r), [UncountAcks { slave: 2 }, AcksRequired { acks: 0 }]);
+    }
+
+    /// The core's confirm offset is the one it last read; a proposal names what its joining
+    /// member holds, so that the shell can hold it against the store's, and when the shell
+    /// refuses it the core asks again, at the member's next ack or tick, with what it holds.
+    #[test]
+    fn a_proposal_names_what_its_joining_member_holds() {
+        let mut r = Replicas::new(config(true), 1);
+        r.view(view(Some(1), 1, &[1], 1));
+        r.log(1000, 600, 0);
+        r.slave_connected(0, 2, 7, false);
+        r.slave_acked(1, 2, 7, 700);
+        let holds = |actions: Vec<ReplicasAction>| -> Vec<Option<u64>> {
+            let proposals = actions.into_iter().filter_map(|a| match a {
+                ProposeSet { joiners_hold, .. } => Some(joiners_hold),
+                _ => None,
+            });
+            proposals.collect()
+        };
+        assert_eq!(holds(drain(&mut r)), [Some(700)]);
+        r.proposal_answered(1, NotReplicated);
+        r.slave_acked(2, 2, 7, 800);
+        assert_eq!(holds(drain(&mut r)), [Some(800)], "asked again, holding more");
+        r.proposal_answered(2, NotReplicated);
+        r.tick(3);
+        assert_eq!(holds(drain(&mut r)), [Some(800)], "and at the next tick");
+        r.proposal_answered(3, Replicated(set(&[1, 2]), 2));
+        r.slave_connected(4, 3, 8, false);
+        r.slave_acked(5, 3, 8, 1000);
+        assert_eq!(holds(drain(&mut r)), [Some(1000)]);
+        r.proposal_answered(4, Replicated(set(&[1, 2, 3]), 3));
+        r.tick(20_000);
+        assert_eq!(holds(drain(&mut r)), [None], "slave 2 fell behind: a narrowing adds nobody");
     }
 
     /// A slave that caught up while another's proposal was pending joins at the next tick;
