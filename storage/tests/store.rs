@@ -296,6 +296,26 @@ fn reads_are_checked_against_their_unit_and_retried() {
     );
 }
 
+/// A search by time reads store timestamps, which carry no checksum: a misread one must not
+/// move the answer past the first message stored at or after the time (a reset by time would
+/// skip it).
+#[test]
+fn a_search_by_time_is_not_misled_by_misread_timestamps() {
+    for seed in 0..50 {
+        let disk = SimDisk::new(seed, 1 << 30, SimDiskFaults::default());
+        let (store, _) = Store::open(Arc::new(disk.clone()), config(Path::new("/store"))).unwrap();
+        for i in 0..40 {
+            store.append(&input("T", 0, b"x", b""), 1_000 + 10 * i as i64, 0).unwrap();
+        }
+        common::flush_and_dispatch(&store);
+        disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.5, ..SimDiskFaults::default() });
+        for i in 0..40u64 {
+            let found = store.offset_by_time("T", 0, 1_000 + 10 * i as i64 - 5);
+            assert!(found <= i, "seed {seed}: the search for message {i}'s time answered {found}");
+        }
+    }
+}
+
 #[test]
 fn a_batch_is_one_append_at_consecutive_offsets() {
     let disk = SimDisk::new(11, 1 << 30, SimDiskFaults::default());

@@ -119,7 +119,7 @@ pub const STABLE_READS_MAX: usize = 12;
 pub const AGREEING_READS: usize = 3;
 
 /// Reads with `read` until [`AGREEING_READS`] reads agree by `same`, and answers that value.
-fn agreed<T>(
+pub(crate) fn agreed<T>(
     mut read: impl FnMut() -> io::Result<T>,
     same: impl Fn(&T, &T) -> bool,
     what: impl FnOnce() -> String,

@@ -277,17 +277,24 @@ impl Store {
         Err(())
     }
 
-    /// The store timestamp of the message at queue offset `q`.
+    /// The store timestamp of the message at queue offset `q`, read alike three times: a
+    /// record's header carries no checksum, and a misread time would move a search by time
+    /// past the message it should find.
     pub(super) fn store_time_at(&self, queue: &ConsumeQueue, q: u64) -> Option<i64> {
         let unit = queue.unit(q)?;
         if unit.is_filler() {
             return None;
         }
-        let bytes = self.read_at(unit.offset as u64, unit.size as u32)?;
-        match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
-            Scanned::Record(record) => Some(record.store_timestamp),
-            _ => None,
-        }
+        let read = || {
+            let bytes = self.read_at(unit.offset as u64, unit.size as u32);
+            let checks = Checks { physical_offset: None, crc: false };
+            Ok(bytes.and_then(|bytes| match scan_record(&bytes, checks) {
+                Scanned::Record(record) => Some(record.store_timestamp),
+                _ => None,
+            }))
+        };
+        let what = || format!("the store time of queue offset {q}");
+        crate::disk::agreed(read, |a, b| a == b, what).ok().flatten()
     }
 
     /// The first queue offset whose message was stored at or after `timestamp`; the max offset
