@@ -424,6 +424,14 @@ impl Cluster {
         }
     }
 
+    /// The brokers' disks fail as `faults` says from now on (for a scenario that builds its
+    /// cluster without disk faults and prepares it before they begin).
+    pub fn fault_disks(&self, faults: SimDiskFaults) {
+        for broker in &self.brokers {
+            broker.disk.set_faults(faults);
+        }
+    }
+
     /// The faults are over: disks stop failing, and the history says so.
     pub fn heal(&self) {
         for broker in &self.brokers {

@@ -19,10 +19,21 @@
 //! It is a necessary condition of linearizability, not a full check: a read is only checked
 //! against writes that surely replaced its value, so it never fails a run a correct server
 //! could have produced.
+//!
+//! Two more kinds of event, for what a broker keeps in memory and writes out only now and then
+//! (consumer offsets, every `flushConsumerOffsetInterval`):
+//! - a *lapse* (a crash of the server): afterwards a register may hold any value it held
+//!   before, so only a definite write begun after the lapse replaces a value for reads after it;
+//! - a *copy* of one register into another (CLONE_GROUP_OFFSET): a write of whatever the
+//!   source held during the copy's window, resolved when the run is checked as the values a
+//!   read of the source over that window could have answered (a definite write when the copy
+//!   was answered and only one value, not absent, could have been copied; an absent source
+//!   copies nothing).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
@@ -52,17 +63,43 @@ struct Read {
     answered: Instant,
 }
 
+/// A copy of register `from` into `to` sent at `sent`, answered as taken at `answered` (or
+/// of unknown outcome, `None`).
+#[derive(Debug, Clone)]
+struct Copy {
+    from: String,
+    to: String,
+    sent: Instant,
+    answered: Option<Instant>,
+}
+
 /// The writes and reads of every register of a run.
 pub struct Registers {
     start: Instant,
     writes: BTreeMap<String, Vec<Write>>,
     reads: BTreeMap<String, Vec<Read>>,
+    lapses: Vec<Instant>,
+    copies: Vec<Copy>,
 }
 
 impl Registers {
     /// Registers of a run that started at `start` (times in reports count from it).
     pub fn new(start: Instant) -> Registers {
-        Registers { start, writes: BTreeMap::new(), reads: BTreeMap::new() }
+        let (writes, reads) = (BTreeMap::new(), BTreeMap::new());
+        Registers { start, writes, reads, lapses: Vec::new(), copies: Vec::new() }
+    }
+
+    /// The server crashed at `at`: what it had not written out may be gone.
+    pub fn lapse(&mut self, at: Instant) {
+        self.lapses.push(at);
+    }
+
+    /// A request, sent at `sent`, that copies `from` into `to`: answered as taken at
+    /// `answered`, or of unknown outcome (`None`). A register copied from must not be copied
+    /// into.
+    pub fn copy(&mut self, from: &str, to: &str, sent: Instant, answered: Option<Instant>) {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.copies.push(Copy { from, to, sent, answered });
     }
 
     /// A write that surely took effect between `from` and `to`: a request answered as taken
@@ -99,24 +136,60 @@ impl Registers {
 
     /// Every read checked; what was checked, or the first read no write explains.
     pub fn check(&self) -> Result<String, String> {
+        let writes = self.with_copies();
         let mut count = 0;
         for (register, reads) in &self.reads {
-            let writes = self.writes.get(register).map(Vec::as_slice).unwrap_or_default();
+            let writes = writes.get(register).map(Vec::as_slice).unwrap_or_default();
             for read in reads {
                 self.explained(register, writes, read)?;
                 count += 1;
             }
         }
-        let written: usize = self.writes.values().map(Vec::len).sum();
+        let written: usize = writes.values().map(Vec::len).sum();
         Ok(format!("{count} reads of {} registers, {written} writes", self.reads.len()))
+    }
+
+    /// The writes, with each copy resolved into writes of the values its source could have
+    /// held during it.
+    fn with_copies(&self) -> BTreeMap<String, Vec<Write>> {
+        let mut writes = self.writes.clone();
+        for copy in &self.copies {
+            let sources = self.writes.get(&copy.from).map(Vec::as_slice).unwrap_or_default();
+            // A copy of unknown outcome may still be made at any later time.
+            let answered = copy.answered.unwrap_or(copy.sent + Duration::from_secs(1 << 30));
+            let mut values: Vec<Value> = Vec::new();
+            for write in sources {
+                let read = Read { value: write.value.clone(), sent: copy.sent, answered };
+                if !values.contains(&read.value) && self.explained("", sources, &read).is_ok() {
+                    values.push(read.value);
+                }
+            }
+            // An absent source copies nothing: the copy may have left the target as it was.
+            let absent = values.contains(&None);
+            values.retain(Option::is_some);
+            let definite = copy.answered.is_some() && values.len() == 1 && !absent;
+            let what = match definite {
+                true => "a copy answered SUCCESS",
+                false => "a copy of one of several values, or not answered SUCCESS",
+            };
+            for value in values {
+                let (earliest, latest) = (copy.sent, copy.answered);
+                let write = Write { value, earliest, latest, definite, what };
+                writes.entry(copy.to.clone()).or_default().push(write);
+            }
+        }
+        writes
     }
 
     fn explained(&self, register: &str, writes: &[Write], read: &Read) -> Result<(), String> {
         // The latest start of a definite write that surely ended before the read was sent: a
-        // write that surely ended before it is gone.
+        // write that surely ended before it is gone. Since the last lapse before the read
+        // answered, only writes begun after it count: the lapse may have undone the others.
+        let lapsed = self.lapses.iter().filter(|l| **l <= read.answered).max();
         let replaced = writes
             .iter()
             .filter(|w| w.definite && w.latest.is_some_and(|l| l < read.sent))
+            .filter(|w| lapsed.is_none_or(|l| w.earliest > *l))
             .max_by_key(|w| w.earliest);
         let candidates: Vec<&Write> = writes
             .iter()
@@ -192,13 +265,13 @@ impl Operator {
         Operator { client, addr: addr.to_owned(), recorded: recorded.clone() }
     }
 
-    /// Notes how the run's requests were answered and checks its registers: the run fails
-    /// on a read no write explains.
-    pub fn conclude(recorded: &Mutex<Recorded>) {
+    /// Notes how the run's requests were answered and checks its registers beside the
+    /// scenario's own `verdicts`: the run fails on a read no write explains.
+    pub fn conclude(recorded: &Mutex<Recorded>, mut verdicts: Vec<Verdict>) {
         let recorded = recorded.lock().unwrap_or_else(|p| p.into_inner());
-        let verdict = Verdict::new("values read were written", recorded.registers.check());
+        verdicts.push(Verdict::new("values read were written", recorded.registers.check()));
         report::note(format!("requests answered (name, code: count): {:?}", recorded.answers));
-        checkers::conclude(&[verdict]);
+        checkers::conclude(&verdicts);
     }
 
     pub fn recorded(&self) -> MutexGuard<'_, Recorded> {
@@ -219,14 +292,15 @@ impl Operator {
 
     /// Sends a request that writes `value` to `register`: a definite write when answered
     /// SUCCESS; otherwise (no answer, or an error after which the change may still be on
-    /// disk, read at a later start) one that may take effect at any later time.
+    /// disk, read at a later start) one that may take effect at any later time. Whether it
+    /// was answered SUCCESS.
     pub async fn write(
         &self,
         request: (&'static str, RemotingCommand),
         register: &str,
         value: Value,
-    ) {
-        self.write_each(request, vec![(register.to_owned(), value)]).await;
+    ) -> bool {
+        self.write_each(request, vec![(register.to_owned(), value)]).await
     }
 
     /// As [`Operator::write`], for a request that writes several registers at once.
@@ -234,7 +308,7 @@ impl Operator {
         &self,
         (name, command): (&'static str, RemotingCommand),
         writes: Vec<(String, Value)>,
-    ) {
+    ) -> bool {
         let sent = Instant::now();
         let reply = self.ask(name, command).await;
         let answered = Instant::now();
@@ -254,6 +328,7 @@ impl Operator {
                 ),
             }
         }
+        took
     }
 
     /// Records a read of `register` sent at `sent` that answered `value` now.
@@ -265,7 +340,6 @@ impl Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn t(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
@@ -325,6 +399,53 @@ mod tests {
         registers.took("r", v("late"), (t(start, 50), t(start, 60)), "put");
         registers.read("r", v("late"), t(start, 30), t(start, 31));
         assert!(registers.check().is_err(), "a read answered before its write was sent");
+    }
+
+    #[test]
+    fn after_a_lapse_any_earlier_value_may_be_read_until_a_later_write() {
+        let (start, mut registers) = overwritten();
+        registers.lapse(t(start, 30));
+        registers.read("r", v("a"), t(start, 40), t(start, 41));
+        assert!(registers.check().is_ok(), "the lapse may have undone the put");
+        registers.took("r", v("c"), (t(start, 50), t(start, 60)), "put");
+        registers.read("r", v("a"), t(start, 70), t(start, 71));
+        let why = registers.check().unwrap_err();
+        assert!(why.contains("put of Some(\"c\") (0.050 s..0.060 s)"), "{why}");
+    }
+
+    #[test]
+    fn a_copy_writes_what_its_source_held_during_it() {
+        let copied = |from: u64, to: u64| {
+            let (start, mut registers) = overwritten();
+            registers.took("d", None, (start, start), "start");
+            registers.copy("r", "d", t(start, from), Some(t(start, to)));
+            (start, registers)
+        };
+        let (start, mut registers) = copied(30, 31);
+        registers.read("d", v("b"), t(start, 40), t(start, 41));
+        assert!(registers.check().is_ok());
+        registers.read("d", None, t(start, 50), t(start, 51));
+        let why = registers.check().unwrap_err();
+        assert!(why.contains("a copy answered SUCCESS of Some(\"b\")"), "{why}");
+        // During the put either value may be copied, and nothing surely replaced the start.
+        let (start, mut registers) = copied(12, 14);
+        registers.read("d", v("a"), t(start, 40), t(start, 41));
+        registers.read("d", None, t(start, 40), t(start, 41));
+        assert!(registers.check().is_ok());
+        let (start, mut registers) = copied(30, 31);
+        registers.read("d", v("a"), t(start, 40), t(start, 41));
+        assert!(registers.check().is_err(), "only b was there to copy");
+    }
+
+    #[test]
+    fn an_absent_source_copies_nothing() {
+        let start = Instant::now();
+        let mut registers = Registers::new(start);
+        registers.took("r", None, (start, start), "start");
+        registers.took("d", v("x"), (start, start), "start");
+        registers.copy("r", "d", t(start, 10), Some(t(start, 11)));
+        registers.read("d", v("x"), t(start, 20), t(start, 21));
+        assert!(registers.check().is_ok());
     }
 
     #[test]

@@ -21,6 +21,11 @@ async fn namesrv_admin() {
 }
 
 #[madsim::test]
+async fn offsets_admin() {
+    scenarios::offsets_admin::run().await;
+}
+
+#[madsim::test]
 async fn broker() {
     scenarios::broker::run().await;
 }

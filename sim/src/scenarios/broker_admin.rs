@@ -100,7 +100,7 @@ pub async fn run() -> String {
     reading.await.unwrap();
     cluster.check_invariants();
 
-    Operator::conclude(&shared);
+    Operator::conclude(&shared, Vec::new());
     cluster.stop().await;
     format!("{STEPS} admin requests under {} faults", schedule.faults.len())
 }

@@ -15,6 +15,7 @@ pub mod failover;
 pub mod filter;
 pub mod namesrv;
 pub mod namesrv_admin;
+pub mod offsets_admin;
 pub mod orderly;
 pub mod pop;
 pub mod pop_orderly;
@@ -135,6 +136,11 @@ pub const ALL: &[Scenario] = &[
         name: "namesrv_admin",
         about: "an operator's KV, setting and write-permission requests while the NameServer is under swarm faults",
         run: || Box::pin(namesrv_admin::run()),
+    },
+    Scenario {
+        name: "offsets_admin",
+        about: "an operator's offset commits, group clones and resets by time while the broker is under swarm faults",
+        run: || Box::pin(offsets_admin::run()),
     },
 ];
 

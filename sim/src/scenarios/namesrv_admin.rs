@@ -146,7 +146,7 @@ pub async fn run() -> String {
     });
     reading.await.unwrap();
 
-    Operator::conclude(&shared);
+    Operator::conclude(&shared, Vec::new());
     for node in brokers.iter().chain([&namesrv, &admin]) {
         handle.kill(node.id());
     }
