@@ -229,6 +229,31 @@ fn cleanup_deletes_expired_files_and_refuses_writes_when_full() {
     assert!(error.to_string().contains("writes are refused"), "{error}");
 }
 
+/// Whether a file has expired is read from the next file's first store timestamp, which
+/// only the record CRC property covers (`enabledAppendPropCRC`, off here as in RocketMQ): a
+/// misread one must not delete a file before its time.
+#[test]
+fn a_misread_timestamp_deletes_no_file_before_it_expires() {
+    for seed in 0..10 {
+        let disk = SimDisk::new(seed, 1 << 30, SimDiskFaults::default());
+        let mut config = config(Path::new("/store"));
+        config.append_record_crc = false;
+        config.file_reserved_hours = 1;
+        config.delete_when = vec![];
+        let (store, _) = Store::open(Arc::new(disk.clone()), config).unwrap();
+        let now = 1_700_000_000_000;
+        for i in 0..400 {
+            store.append(&input("T", 0, b"x", b""), now + i, 0).unwrap();
+        }
+        common::flush_and_dispatch(&store);
+        disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.5, ..SimDiskFaults::default() });
+        for _ in 0..500 {
+            let deleted = store.clean(now + 60_000, true).unwrap();
+            assert_eq!(deleted, 0, "seed {seed}: files of the last minute deleted");
+        }
+    }
+}
+
 /// A store stopped cleanly on a disk that then filled up opens read-only: no room for the
 /// abort file is no reason to keep consumers from what it holds. Writes resume once a cleanup
 /// pass finds room and writes the abort file (issue 22).
