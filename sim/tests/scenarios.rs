@@ -26,6 +26,11 @@ async fn offsets_admin() {
 }
 
 #[madsim::test]
+async fn expiry() {
+    scenarios::expiry::run().await;
+}
+
+#[madsim::test]
 async fn broker() {
     scenarios::broker::run().await;
 }

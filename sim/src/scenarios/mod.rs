@@ -11,6 +11,7 @@ pub mod broker;
 pub mod broker_admin;
 pub mod consumer;
 pub mod controller;
+pub mod expiry;
 pub mod failover;
 pub mod filter;
 pub mod namesrv;
@@ -141,6 +142,11 @@ pub const ALL: &[Scenario] = &[
         name: "offsets_admin",
         about: "an operator's offset commits, group clones and resets by time while the broker is under swarm faults",
         run: || Box::pin(offsets_admin::run()),
+    },
+    Scenario {
+        name: "expiry",
+        about: "expired commit-log files deleted on an operator's request while the broker is under swarm faults",
+        run: || Box::pin(expiry::run()),
     },
 ];
 
