@@ -134,7 +134,17 @@ pub async fn run() -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let entries = history.entries();
-    let mut verdicts = checkers::delivery(&entries, None, LIVENESS);
+    // A member leaves messages and loses acks on purpose, each holding its queue back for an
+    // invisible time: a queue's backlog drains at that pace, so liveness is counted from the
+    // message before in the queue (seed 1196377131: 33 messages behind in one queue at the
+    // healing, the last consumed 60.2 s after its acknowledgement).
+    let mut verdicts = vec![
+        checkers::never_truncated(&entries),
+        checkers::durable(&entries, None),
+        checkers::one_message_per_place(&entries),
+        checkers::intact(&entries),
+        checkers::live_in_order(&entries, None, LIVENESS),
+    ];
     verdicts.push(keys_in_send_order(&entries));
     verdicts.push(consumed_without_gap(&entries));
     verdicts.push(queues_blocked(&entries));
