@@ -152,17 +152,10 @@ impl Store {
         Ok(expired)
     }
 
-    /// The store time of the file's first record, read alike three times: a record's
-    /// header carries no checksum, and a misread time could delete a file before it expires.
+    /// The store time of the file's first record (see [`super::read::agreed_store_time`]: a misread
+    /// time could delete a file before it expires).
     pub(super) fn first_store_time(&self, segment: &Segment) -> Option<i64> {
-        let read = || {
-            let checks = Checks { physical_offset: None, crc: false };
-            Ok(self.message_at(segment.base).and_then(|bytes| match scan_record(&bytes, checks) {
-                Scanned::Record(record) => Some(record.store_timestamp),
-                _ => None,
-            }))
-        };
-        let what = || format!("the store time at {}", segment.base);
-        crate::disk::agreed(read, |a, b| a == b, what).ok().flatten()
+        let read = || self.message_at(segment.base);
+        super::read::agreed_store_time(read, || format!("the store time at {}", segment.base))
     }
 }

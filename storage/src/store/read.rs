@@ -277,24 +277,15 @@ impl Store {
         Err(())
     }
 
-    /// The store timestamp of the message at queue offset `q`, read alike three times: a
-    /// record's header carries no checksum, and a misread time would move a search by time
-    /// past the message it should find.
+    /// The store timestamp of the message at queue offset `q` (see [`agreed_store_time`]: a
+    /// misread time would move a search by time past the message it should find).
     pub(super) fn store_time_at(&self, queue: &ConsumeQueue, q: u64) -> Option<i64> {
         let unit = queue.unit(q)?;
         if unit.is_filler() {
             return None;
         }
-        let read = || {
-            let bytes = self.read_at(unit.offset as u64, unit.size as u32);
-            let checks = Checks { physical_offset: None, crc: false };
-            Ok(bytes.and_then(|bytes| match scan_record(&bytes, checks) {
-                Scanned::Record(record) => Some(record.store_timestamp),
-                _ => None,
-            }))
-        };
-        let what = || format!("the store time of queue offset {q}");
-        crate::disk::agreed(read, |a, b| a == b, what).ok().flatten()
+        let read = || self.read_at(unit.offset as u64, unit.size as u32);
+        agreed_store_time(read, || format!("the store time of queue offset {q}"))
     }
 
     /// The first queue offset whose message was stored at or after `timestamp`; the max offset
@@ -352,6 +343,23 @@ impl Store {
         ids.sort();
         ids
     }
+}
+
+/// The store timestamp of the record `read` returns, once three reads agree on it: a
+/// record's header carries no checksum (unless `enabledAppendPropCRC`), and a bit flipped on
+/// read would go unnoticed. `None` when the reads never agree or hold no record.
+pub(super) fn agreed_store_time(
+    read: impl Fn() -> Option<Bytes>,
+    what: impl FnOnce() -> String,
+) -> Option<i64> {
+    let checks = Checks { physical_offset: None, crc: false };
+    let time = || {
+        Ok(read().and_then(|bytes| match scan_record(&bytes, checks) {
+            Scanned::Record(record) => Some(record.store_timestamp),
+            _ => None,
+        }))
+    };
+    crate::disk::agreed(time, |a, b| a == b, what).ok().flatten()
 }
 
 /// Whether `bytes`, read at `physical_offset`, are the whole record of `(topic, queue id,
