@@ -1,7 +1,9 @@
 //! `petrel-client`'s lite pull consumer against an in-process NameServer and broker: it reads
 //! every message the producer sent, resumes a group from its committed offsets, starts from a
 //! time, sees only new messages when it starts at the end, and seeks; subscribed members share
-//! a topic's queues, filter by tag, and hand their queues over when one leaves.
+//! a topic's queues, filter by tag, and hand their queues over when one leaves. Its pulls are
+//! LITE_PULL_MESSAGE, as Java's `DefaultLitePullConsumer`'s are, which the broker refuses
+//! while `litePullMessageEnable` is off.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -14,6 +16,10 @@ use common::{namesrv, producer, Running};
 use petrel_client::raw;
 use petrel_client::{ConsumeFrom, Message, PullConsumer, PullConsumerConfig};
 use petrel_core::client::MessageQueue;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::RemotingCommand;
+use petrel_net::headers::broker::PullMessageRequestHeader;
+use petrel_net::transport::{ClientConfig, RemotingClient};
 
 fn consumer(namesrv: &str, group: &str, from: ConsumeFrom) -> PullConsumer {
     let config = PullConsumerConfig {
@@ -171,6 +177,73 @@ async fn subscribed_members_share_a_topic_and_hand_queues_over() {
     got.sort();
     assert_eq!(got, (100..110).collect::<Vec<_>>(), "only the new messages, once");
     a.shutdown().await.unwrap();
+    producer.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
+
+/// A pull of queue 0 as Java's lite pull consumer sends it (PullSysFlag suspend, subscription
+/// and lite: 0x16), or as its push consumer does (without the lite bit) under PULL_MESSAGE.
+fn pull_request(code: i32) -> RemotingCommand {
+    let lite = if code == request::LITE_PULL_MESSAGE { 0x10 } else { 0 };
+    let header = PullMessageRequestHeader {
+        consumer_group: "JavaLite".into(),
+        topic: "Lite".into(),
+        queue_id: 0,
+        queue_offset: 0,
+        max_msg_nums: 32,
+        sys_flag: 0x2 | 0x4 | lite,
+        commit_offset: 0,
+        suspend_timeout_millis: 0,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    RemotingCommand::request(code).with_header(&header)
+}
+
+#[tokio::test]
+async fn lite_pulls_are_served_unless_the_broker_forbids_them() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |config| config.lite_pull = false).await;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let addr = broker.addr.as_str();
+    assert!(raw::create_topic(&client, addr, "Lite", 1).await);
+    let producer = producer(&ns);
+    for id in 0..5 {
+        producer.send(&Message::new("Lite", raw::body(id, 32)).with_tags("TagA")).await.unwrap();
+    }
+    let wait = Duration::from_secs(3);
+
+    let refused = client.invoke(addr, pull_request(request::LITE_PULL_MESSAGE), wait).await;
+    let refused = refused.unwrap();
+    assert_eq!(refused.code, response::NO_PERMISSION, "{:?}", refused.remark);
+    let remark = refused.remark.unwrap_or_default();
+    assert!(remark.contains("lite pull consumer is forbidden"), "{remark}");
+    let pulled = client.invoke(addr, pull_request(request::PULL_MESSAGE), wait).await.unwrap();
+    assert_eq!(pulled.code, response::SUCCESS, "a push consumer's pull is still served");
+
+    // The SDK's lite pull consumer pulls as Java's does: it reads nothing while forbidden.
+    let reader = consumer(&ns, "Readers", ConsumeFrom::First);
+    reader.assign(&reader.queues("Lite").await.unwrap()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        assert!(reader.poll(Duration::from_millis(100)).await.unwrap_or_default().is_empty());
+    }
+
+    // The setting takes effect at once.
+    let enable = RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+        .with_body(b"litePullMessageEnable=true\n".to_vec());
+    let updated = client.invoke(addr, enable, wait).await.unwrap();
+    assert_eq!(updated.code, response::SUCCESS, "{:?}", updated.remark);
+    let served = client.invoke(addr, pull_request(request::LITE_PULL_MESSAGE), wait).await.unwrap();
+    assert_eq!(served.code, response::SUCCESS, "{:?}", served.remark);
+    let mut got = receive(&reader, 5).await;
+    got.sort();
+    assert_eq!(got, (0..5).collect::<Vec<_>>());
+
+    reader.shutdown().await.unwrap();
     producer.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;

@@ -1,6 +1,7 @@
 //! The lite pull consumer (RocketMQ's `DefaultLitePullConsumer`): the application assigns
 //! itself queues, or subscribes to topics and lets the group share their queues; it polls
-//! batches, seeks, and commits offsets (also every 5 s with `auto_commit`).
+//! batches, seeks, and commits offsets (also every 5 s with `auto_commit`). Its pulls are
+//! LITE_PULL_MESSAGE with PullSysFlag's lite bit, as Java's are.
 //!
 //! Positions start at the group's committed offset, or where `consume_from` says for a queue
 //! the group never committed. `commit` sends every position, moved or not (as RocketMQ's
@@ -339,6 +340,7 @@ impl PullConsumer {
             expression: &subscription.expression,
             expression_type: subscription.expression_type.name(),
             timeout: self.inner.config.request_timeout + hold,
+            lite: true,
         };
         let answer = pull_queue(&self.inner.client, &broker, &pull).await?;
         let mut messages = answer.messages;
@@ -568,6 +570,9 @@ pub(crate) struct QueuePull<'a> {
     pub expression: &'a str,
     pub expression_type: &'a str,
     pub timeout: Duration,
+    /// Sent as LITE_PULL_MESSAGE with the lite flag (the lite pull consumer), else as
+    /// PULL_MESSAGE (the push consumer).
+    pub lite: bool,
 }
 
 /// What a pull of one queue answered.
@@ -582,6 +587,11 @@ pub(crate) struct QueueAnswer {
     pub moved: bool,
 }
 
+/// PullSysFlag bits: hold the pull, the subscription is in the request, a lite pull.
+const PULL_SUSPEND: i32 = 0x2;
+const PULL_SUBSCRIPTION: i32 = 0x4;
+const PULL_LITE: i32 = 0x10;
+
 /// Pulls a queue.
 pub(crate) async fn pull_queue(
     client: &RemotingClient,
@@ -595,7 +605,9 @@ pub(crate) async fn pull_queue(
         queue_id: queue.queue_id,
         queue_offset: pull.offset,
         max_msg_nums: pull.batch,
-        sys_flag: if pull.hold.is_zero() { 0x4 } else { 0x2 | 0x4 },
+        sys_flag: PULL_SUBSCRIPTION
+            | if pull.hold.is_zero() { 0 } else { PULL_SUSPEND }
+            | if pull.lite { PULL_LITE } else { 0 },
         commit_offset: 0,
         suspend_timeout_millis: pull.hold.as_millis() as i64,
         subscription: Some(pull.expression.to_owned()),
@@ -603,7 +615,8 @@ pub(crate) async fn pull_queue(
         expression_type: Some(pull.expression_type.to_owned()),
         max_msg_bytes: None,
     };
-    let request = RemotingCommand::request(request::PULL_MESSAGE).with_header(&header);
+    let code = if pull.lite { request::LITE_PULL_MESSAGE } else { request::PULL_MESSAGE };
+    let request = RemotingCommand::request(code).with_header(&header);
     let reply = client
         .invoke(broker, request, pull.timeout)
         .await

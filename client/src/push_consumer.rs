@@ -728,6 +728,7 @@ async fn pull(
         expression: &subscription.expression,
         expression_type: subscription.expression_type.name(),
         timeout: inner.config.request_timeout + inner.config.hold,
+        lite: false,
     };
     pull_queue(&inner.client, broker, &pull).await
 }

@@ -69,6 +69,8 @@ pub struct BrokerConfig {
     pub long_polling: bool,
     /// `enablePropertyFilter`: consumers may subscribe with SQL92 (false, as in RocketMQ).
     pub property_filter: bool,
+    /// `litePullMessageEnable`: LITE_PULL_MESSAGE is served (true, as in RocketMQ).
+    pub lite_pull: bool,
     /// `shortPollingTimeMills`: ...or for this long when long polling is off.
     pub short_polling_ms: u64,
     /// `registerNameServerPeriod`: 30 s.
@@ -137,6 +139,7 @@ impl Default for BrokerConfig {
             broker_permission: perm::READ | perm::WRITE,
             long_polling: true,
             property_filter: false,
+            lite_pull: true,
             short_polling_ms: 1_000,
             register_period_ms: 30_000,
             register_timeout_ms: 24_000,
@@ -326,6 +329,7 @@ impl BrokerConfig {
         props.apply("brokerPermission", &mut self.broker_permission, "2, 4 or 6")?;
         props.apply("longPollingEnable", &mut self.long_polling, "true or false")?;
         props.apply("enablePropertyFilter", &mut self.property_filter, "true or false")?;
+        props.apply("litePullMessageEnable", &mut self.lite_pull, "true or false")?;
         props.apply("shortPollingTimeMills", &mut self.short_polling_ms, "milliseconds")?;
         props.apply("registerNameServerPeriod", &mut self.register_period_ms, "milliseconds")?;
         props.apply("registerBrokerTimeoutMills", &mut self.register_timeout_ms, "milliseconds")?;

@@ -711,7 +711,7 @@ impl Broker {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 send_message::handle
             }
-            request::PULL_MESSAGE => pull_message::handle,
+            request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull_message::handle,
             request::QUERY_CONSUMER_OFFSET => query_consumer_offset::handle,
             request::UPDATE_CONSUMER_OFFSET => update_consumer_offset::handle,
             request::GET_MAX_OFFSET => get_max_offset::handle,

@@ -1,11 +1,13 @@
 //! PULL_MESSAGE (11): records of one queue from an offset (`PullMessageProcessor`), held
-//! (long polling) when there are none yet.
+//! (long polling) when there are none yet. LITE_PULL_MESSAGE (361), which Java's
+//! `DefaultLitePullConsumer` sends, is the same request, refused NO_PERMISSION while
+//! `litePullMessageEnable` is off.
 //!
 //! A slave with `slaveReadEnable=false` refuses every pull before reading it (RocketMQ 5's
 //! `rejectRequest`). Each answer suggests the broker for the consumer's next pull, and a slave
 //! does not store the offsets pulls carry ([`petrel_core::broker::replica_read`]).
 //!
-//! Checks, in RocketMQ's order: broker readable, subscription group (created when
+//! Checks, in RocketMQ's order: broker readable, lite pulls enabled, subscription group (created when
 //! `autoCreateSubscriptionGroup`), topic, topic readable, queue id, subscription (from the
 //! request when it carries one, else from the group's heartbeats). The records go back as
 //! slices of the commit log's mapped files, written with one vectored write.
@@ -23,6 +25,7 @@ use petrel_core::broker::filter::{property_filter_disabled, MessageFilter};
 use petrel_core::broker::replica_read::GroupPreference;
 use petrel_core::model::perm;
 use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_net::codec::codes::request::LITE_PULL_MESSAGE;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -69,7 +72,8 @@ pub(super) fn handle(
         return Err(refused);
     }
     let header: PullMessageRequestHeader = decode(request)?;
-    let (filter, group) = check(broker, conn, &header)?;
+    let lite = request.code == LITE_PULL_MESSAGE;
+    let (filter, group) = check(broker, conn, &header, lite)?;
     let reader = Reader { filter, group };
     let (group, topic) = (&header.consumer_group, &header.topic);
     let reset = broker.offsets().take_reset(topic, group, header.queue_id);
@@ -183,9 +187,17 @@ fn check(
     broker: &Broker,
     conn: &Connection,
     header: &PullMessageRequestHeader,
+    lite: bool,
 ) -> Result<(MessageFilter, GroupPreference), Refusal> {
     if !perm::is_readable(broker.permission()) {
         let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
+        return Err(Refusal::new(response::NO_PERMISSION, why));
+    }
+    if lite && !lock(&broker.updated).0.lite_pull {
+        let why = format!(
+            "the broker[{}] for lite pull consumer is forbidden (litePullMessageEnable=false)",
+            broker.addr
+        );
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
     let group = &header.consumer_group;

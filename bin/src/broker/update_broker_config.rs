@@ -22,13 +22,14 @@ use crate::clock::now_millis;
 use crate::config::{update, update_remark, write_into_file};
 
 /// The properties the running broker takes at once.
-pub(super) const LIVE: [&str; 6] = [
+pub(super) const LIVE: [&str; 7] = [
     "brokerPermission",
     "autoCreateSubscriptionGroup",
     "rejectTransactionMessage",
     "slaveReadEnable",
     "accessMessageInMemoryMaxRatio",
     "useServerSideResetOffset",
+    "litePullMessageEnable",
 ];
 
 pub(super) fn handle(

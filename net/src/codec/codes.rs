@@ -73,6 +73,8 @@ pub mod request {
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const GET_TOPIC_CONFIG: i32 = 351;
+    /// A pull from Java's `DefaultLitePullConsumer` (PullSysFlag bit 0x10); served as PULL_MESSAGE.
+    pub const LITE_PULL_MESSAGE: i32 = 361;
     pub const QUERY_DATA_VERSION: i32 = 322;
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     pub const DELETE_EXPIRED_COMMITLOG: i32 = 329;
@@ -164,6 +166,7 @@ pub fn request_name(code: i32) -> &'static str {
     match code {
         SEND_MESSAGE => "SEND_MESSAGE",
         PULL_MESSAGE => "PULL_MESSAGE",
+        LITE_PULL_MESSAGE => "LITE_PULL_MESSAGE",
         QUERY_MESSAGE => "QUERY_MESSAGE",
         HEART_BEAT => "HEART_BEAT",
         PUT_KV_CONFIG => "PUT_KV_CONFIG",
