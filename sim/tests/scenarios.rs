@@ -31,6 +31,11 @@ async fn expiry() {
 }
 
 #[madsim::test]
+async fn queries() {
+    scenarios::queries::run().await;
+}
+
+#[madsim::test]
 async fn broker() {
     scenarios::broker::run().await;
 }

@@ -22,6 +22,7 @@ pub mod pop;
 pub mod pop_orderly;
 pub mod producer;
 pub mod pull_consumer;
+pub mod queries;
 pub mod replication;
 pub mod timer;
 pub mod transactions;
@@ -147,6 +148,11 @@ pub const ALL: &[Scenario] = &[
         name: "expiry",
         about: "expired commit-log files deleted on an operator's request while the broker is under swarm faults",
         run: || Box::pin(expiry::run()),
+    },
+    Scenario {
+        name: "queries",
+        about: "messages found by key, unique key and id while the broker is under swarm faults",
+        run: || Box::pin(queries::run()),
     },
 ];
 

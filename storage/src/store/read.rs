@@ -62,7 +62,9 @@ impl Store {
     }
 
     /// What the commit log holds at `physical_offset`: a record, a file's closing blank, or
-    /// nothing that reads whole.
+    /// nothing that reads whole. The size is read apart from the record, so a misread size
+    /// would take in the next records too (or part of them) though the record checks: the
+    /// record must end where the size read first said.
     pub fn entry_at(&self, physical_offset: u64) -> LogEntry {
         let Some(head) = self.read_at(physical_offset, 4) else { return LogEntry::Unreadable };
         let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
@@ -73,7 +75,8 @@ impl Store {
         };
         let checks = Checks { physical_offset: Some(physical_offset as i64), crc: true };
         match scan_record(&bytes, checks) {
-            Scanned::Record(_) => LogEntry::Record(bytes),
+            Scanned::Record(record) if record.bytes.len() == bytes.len() => LogEntry::Record(bytes),
+            Scanned::Record(_) => LogEntry::Unreadable,
             Scanned::Blank => LogEntry::Blank,
             Scanned::Invalid(_) => LogEntry::Unreadable,
         }
