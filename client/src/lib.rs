@@ -5,6 +5,7 @@
 //! - [`pull_consumer`]: the lite pull consumer: assign queues, poll, seek, commit.
 //! - [`push_consumer`]: a consumer group's member: rebalance, long-polling pulls, a bounded
 //!   worker pool, retries through the broker, offsets committed every 5 s and at shutdown.
+//! - [`reply`]: request-reply: a producer's request waits for the reply a responder makes.
 //! - [`transaction_producer`]: half messages, the local transaction, commit or rollback, and
 //!   answers to the broker's checks.
 //! - [`local_offsets`]: a broadcasting consumer's offsets file.
@@ -22,6 +23,7 @@ pub mod producer;
 pub mod pull_consumer;
 pub mod push_consumer;
 pub mod raw;
+pub mod reply;
 pub mod route;
 pub mod simple_consumer;
 pub mod subscription;
@@ -88,6 +90,9 @@ pub enum ClientError {
     /// An answer that does not follow the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A request got no reply in time (RocketMQ's `RequestTimeoutException`).
+    #[error("request timeout: no reply message within {0:?}")]
+    NoReply(std::time::Duration),
 }
 
 impl ClientError {

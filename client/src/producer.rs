@@ -28,6 +28,8 @@ use petrel_net::transport::{ClientConfig, RemotingClient, RequestHandler};
 use tokio::task::JoinHandle;
 
 use crate::message::{Message, SendResult, SendStatus, BODY_BYTES_MAX};
+use crate::pull_consumer::ReceivedMessage;
+use crate::reply::{self, ReplyHandler, Waiting};
 use crate::route::{self, TopicRoute};
 use crate::ClientError;
 
@@ -102,6 +104,8 @@ struct Inner {
     /// NameServers did not know it): the next send and the refresher ask for it.
     stale: Mutex<BTreeSet<String>>,
     faults: Mutex<FaultTable>,
+    /// Requests waiting for their replies.
+    waiting: Arc<Waiting>,
     ids: AtomicU64,
     seed: u32,
     started: Millis,
@@ -148,12 +152,15 @@ impl Producer {
             ));
         }
         let started = now_millis();
+        let waiting = Arc::new(Waiting::default());
+        let handler = ReplyHandler { waiting: waiting.clone(), other: handler };
         let inner = Arc::new(Inner {
-            client: RemotingClient::new(ClientConfig::default(), handler),
+            client: RemotingClient::new(ClientConfig::default(), Some(Arc::new(handler))),
             client_id: format!("{}@{}#{started}", petrel_net::process::id(), config.group),
             routes: Mutex::default(),
             stale: Mutex::new(config.topics.iter().cloned().collect()),
             faults: Mutex::default(),
+            waiting,
             ids: AtomicU64::new(0),
             seed: (started as u32) ^ petrel_net::process::id().rotate_left(16),
             started,
@@ -171,6 +178,67 @@ impl Producer {
     /// Sends and waits for the broker's answer, trying other brokers on failure.
     pub async fn send(&self, message: &Message) -> Result<SendResult, ClientError> {
         self.send_with(message, Target::Any, false).await
+    }
+
+    /// Sends `message` as a request and waits up to `timeout` for its reply (RocketMQ's
+    /// `DefaultMQProducer.request`): the message carries a fresh CORRELATION_ID, this
+    /// producer's client id as REPLY_TO_CLIENT, the timeout as TTL and the topic's cluster as
+    /// CLUSTER; a responder answers with [`crate::reply::reply_to`], and the broker passes the
+    /// reply here. Before the first request to a cluster, and after a request that got no
+    /// reply, the producer heartbeats every broker of its reply topic (any of them may take
+    /// the reply), and the refresher keeps doing so.
+    pub async fn request(
+        &self,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<ReceivedMessage, ClientError> {
+        message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
+        let correlation = self.unique_key(&Message::default());
+        let asked = async {
+            let route = self.route(&message.topic).await?;
+            let cluster = route.cluster.clone().ok_or_else(|| {
+                ClientError::Protocol(format!("the route of {} names no cluster", message.topic))
+            })?;
+            self.reachable_for_replies(&cluster).await?;
+            let mut request = message.clone();
+            let properties = [
+                (reply::CORRELATION_ID, correlation.clone()),
+                (reply::REPLY_TO_CLIENT, self.inner.client_id.clone()),
+                (reply::TTL, timeout.as_millis().to_string()),
+                (reply::CLUSTER, cluster),
+            ];
+            for (name, value) in properties {
+                request.properties.insert(name.to_owned(), value);
+            }
+            let reply = self.inner.waiting.wait_for(&correlation);
+            self.send_valid(&request, Target::Any, false).await?;
+            reply.await.map_err(|_| ClientError::NoReply(timeout))
+        };
+        let outcome = tokio::time::timeout(timeout, asked).await;
+        let outcome = outcome.unwrap_or(Err(ClientError::NoReply(timeout)));
+        if outcome.is_err() {
+            self.inner.waiting.forget(&correlation);
+        }
+        if let Err(ClientError::NoReply(_)) = outcome {
+            // The broker may have lost this client's connection (a restart, a new
+            // connection): the next request heartbeats the reply topics' brokers again.
+            lock(&self.inner.routes).retain(|topic, _| !topic.ends_with("_REPLY_TOPIC"));
+        }
+        outcome
+    }
+
+    /// Heartbeats every broker of `cluster`'s reply topic the first time (its route is kept,
+    /// so the refresher heartbeats them from then on).
+    async fn reachable_for_replies(&self, cluster: &str) -> Result<(), ClientError> {
+        let topic = format!("{cluster}_REPLY_TOPIC");
+        if lock(&self.inner.routes).contains_key(&topic) {
+            return Ok(());
+        }
+        let route = self.route(&topic).await?;
+        for addr in route.masters.values() {
+            self.heartbeat(addr).await?;
+        }
+        Ok(())
     }
 
     /// Sends a transaction's half message (TRAN_MSG, PGROUP, sysFlag PREPARED), as
@@ -218,7 +286,7 @@ impl Producer {
         let properties = message.encode_properties(&self.unique_key(message));
         let body = message.body.clone();
         let mut request =
-            self.request(message, &queue, request::SEND_MESSAGE_V2, 0, properties, body);
+            self.command(message, &queue, request::SEND_MESSAGE_V2, 0, properties, body);
         request.mark_oneway();
         self.inner
             .client
@@ -234,6 +302,17 @@ impl Producer {
         prepared: bool,
     ) -> Result<SendResult, ClientError> {
         message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
+        self.send_valid(message, target, prepared).await
+    }
+
+    /// [`Producer::send_with`] of a message already validated (a request, which carries
+    /// properties only the client sets).
+    async fn send_valid(
+        &self,
+        message: &Message,
+        target: Target<'_>,
+        prepared: bool,
+    ) -> Result<SendResult, ClientError> {
         let mut avoid: Option<String> = None;
         let mut last_error = None;
         for _attempt in 0..=self.inner.config.retries {
@@ -250,8 +329,11 @@ impl Producer {
             }
             let body = message.body.clone();
             let sys_flag = if prepared { sys_flag::TRANSACTION_PREPARED } else { 0 };
-            let code = request::SEND_MESSAGE_V2;
-            let request = self.request(message, &queue, code, sys_flag, properties, body);
+            let code = match reply::is_reply(message) {
+                true => request::SEND_REPLY_MESSAGE_V2,
+                false => request::SEND_MESSAGE_V2,
+            };
+            let request = self.command(message, &queue, code, sys_flag, properties, body);
             let started = now_millis();
             let outcome = self.exchange(&addr, request, &queue).await;
             let latency = now_millis().saturating_sub(started);
@@ -312,7 +394,7 @@ impl Producer {
         let route = self.route(topic).await?;
         let queue = self.pick(&route, &Target::Any, None)?;
         let addr = master(&route, &queue)?;
-        let mut request = self.request(
+        let mut request = self.command(
             chunk[0].0,
             &queue,
             request::SEND_BATCH_MESSAGE,
@@ -485,7 +567,8 @@ impl Producer {
         )
     }
 
-    fn request(
+    /// A send's request of `code` for `message` to `queue`.
+    fn command(
         &self,
         message: &Message,
         queue: &MessageQueue,

@@ -33,6 +33,8 @@ pub struct TopicRoute {
     /// NameServer's ORDER_TOPIC_CONFIG names, whether their broker is up or not, so that a key
     /// always maps to the same queue.
     pub ordered: bool,
+    /// The cluster of the route's first broker (where a request's reply topic is).
+    pub cluster: Option<String>,
 }
 
 /// Queues per broker an `orderTopicConf` may name; more is taken for this many.
@@ -42,7 +44,9 @@ impl TopicRoute {
     /// The route of `topic` from the NameServer's answer, with at most `queues_max` queues per
     /// broker (a topic not created yet borrows TBW102's route with the client's queue count).
     pub fn from_data(topic: &str, data: &TopicRouteData, queues_max: i32) -> TopicRoute {
-        let mut route = TopicRoute::default();
+        let cluster = data.broker_datas.first().map(|b| b.cluster.clone());
+        let mut route =
+            TopicRoute { cluster: cluster.filter(|c| !c.is_empty()), ..TopicRoute::default() };
         for broker in &data.broker_datas {
             if let Some(addr) = broker.broker_addrs.get(&MASTER_ID) {
                 route.masters.insert(broker.broker_name.clone(), addr.clone());

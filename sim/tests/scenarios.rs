@@ -36,6 +36,11 @@ async fn queries() {
 }
 
 #[madsim::test]
+async fn request_reply() {
+    scenarios::request_reply::run().await;
+}
+
+#[madsim::test]
 async fn broker() {
     scenarios::broker::run().await;
 }

@@ -71,6 +71,9 @@ pub struct BrokerConfig {
     pub property_filter: bool,
     /// `litePullMessageEnable`: LITE_PULL_MESSAGE is served (true, as in RocketMQ).
     pub lite_pull: bool,
+    /// `storeReplyMessageEnable`: a reply is stored in the reply topic too, besides being
+    /// passed to its requester (true, as in RocketMQ).
+    pub store_reply: bool,
     /// `shortPollingTimeMills`: ...or for this long when long polling is off.
     pub short_polling_ms: u64,
     /// `registerNameServerPeriod`: 30 s.
@@ -140,6 +143,7 @@ impl Default for BrokerConfig {
             long_polling: true,
             property_filter: false,
             lite_pull: true,
+            store_reply: true,
             short_polling_ms: 1_000,
             register_period_ms: 30_000,
             register_timeout_ms: 24_000,
@@ -330,6 +334,7 @@ impl BrokerConfig {
         props.apply("longPollingEnable", &mut self.long_polling, "true or false")?;
         props.apply("enablePropertyFilter", &mut self.property_filter, "true or false")?;
         props.apply("litePullMessageEnable", &mut self.lite_pull, "true or false")?;
+        props.apply("storeReplyMessageEnable", &mut self.store_reply, "true or false")?;
         props.apply("shortPollingTimeMills", &mut self.short_polling_ms, "milliseconds")?;
         props.apply("registerNameServerPeriod", &mut self.register_period_ms, "milliseconds")?;
         props.apply("registerBrokerTimeoutMills", &mut self.register_timeout_ms, "milliseconds")?;

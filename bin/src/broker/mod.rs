@@ -61,6 +61,7 @@ mod revive;
 mod schedule;
 mod search_offset_by_timestamp;
 mod send_message;
+mod send_reply_message;
 mod slave_sync;
 mod stats;
 mod timer;
@@ -710,6 +711,9 @@ impl Broker {
         let handle: Handle = match request.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 send_message::handle
+            }
+            request::SEND_REPLY_MESSAGE | request::SEND_REPLY_MESSAGE_V2 => {
+                send_reply_message::handle
             }
             request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull_message::handle,
             request::QUERY_CONSUMER_OFFSET => query_consumer_offset::handle,

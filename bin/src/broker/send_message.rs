@@ -40,20 +40,7 @@ pub(super) fn handle(
         _ => decode::<SendMessageRequestHeaderV2>(request)?.into(),
     };
     let batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
-    let send = SendRequest {
-        topic: &header.topic,
-        queue_id: header.queue_id,
-        sys_flag: header.sys_flag,
-        properties: header.properties.as_deref().unwrap_or("").as_bytes(),
-        reconsume_times: header.reconsume_times.unwrap_or(0),
-        max_reconsume_times: header.max_reconsume_times,
-        default_topic: &header.default_topic,
-        default_topic_queue_nums: header.default_topic_queue_nums,
-        body_bytes: request.body.len(),
-        batch,
-        producer: conn.peer(),
-        now_ms: now_millis() as i64,
-    };
+    let send = send_request(&header, request, conn, batch, now_millis() as i64);
     // In controller mode the role may change under the send: the append is fenced by it.
     let term = broker.config.controller.as_ref().map(|_| broker.term());
     if let Some(refused) = broker.write_refusal() {
@@ -96,6 +83,30 @@ pub(super) fn handle(
         broker.stats.send_latency.record_us(began.elapsed().as_micros() as u64);
         answer.after_wait(waited)
     })))
+}
+
+/// What the send planner reads of a send (or a reply) with `header`.
+pub(super) fn send_request<'a>(
+    header: &'a SendMessageRequestHeader,
+    request: &RemotingCommand,
+    conn: &Connection,
+    batch: bool,
+    now_ms: i64,
+) -> SendRequest<'a> {
+    SendRequest {
+        topic: &header.topic,
+        queue_id: header.queue_id,
+        sys_flag: header.sys_flag,
+        properties: header.properties.as_deref().unwrap_or("").as_bytes(),
+        reconsume_times: header.reconsume_times.unwrap_or(0),
+        max_reconsume_times: header.max_reconsume_times,
+        default_topic: &header.default_topic,
+        default_topic_queue_nums: header.default_topic_queue_nums,
+        body_bytes: request.body.len(),
+        batch,
+        producer: conn.peer(),
+        now_ms,
+    }
 }
 
 /// What the answer to a send names besides where the message went.
@@ -150,7 +161,7 @@ impl Answer {
     }
 }
 
-fn append_one(
+pub(super) fn append_one(
     broker: &Broker,
     conn: &Connection,
     header: &SendMessageRequestHeader,

@@ -339,6 +339,14 @@ impl ClientRegistry {
         self.producers.get(group).map(|m| m.keys().copied().collect()).unwrap_or_default()
     }
 
+    /// The connection of the producer client `client_id`, the one it heartbeated last when it
+    /// has several (`ProducerManager.findChannel`: where a reply to its request goes).
+    pub fn producer_conn_of(&self, client_id: &str) -> Option<ConnId> {
+        let members = self.producers.values().flat_map(|group| group.iter());
+        let mine = members.filter(|(_, member)| member.client_id == client_id);
+        mine.max_by_key(|(_, member)| member.last_update).map(|(conn, _)| *conn)
+    }
+
     /// A producer group's members by connection (GET_PRODUCER_CONNECTION_LIST).
     pub fn producer_group(&self, group: &str) -> Option<&BTreeMap<ConnId, Member>> {
         self.producers.get(group)
@@ -497,6 +505,27 @@ mod tests {
         );
         assert!(registry.producer_conns("P").is_empty());
         assert_eq!(registry.poll_timeout(), None);
+        registry.check_invariants();
+    }
+
+    #[test]
+    fn a_reply_finds_the_connection_its_requester_heartbeated_last() {
+        let mut registry = ClientRegistry::new(CHANNEL_EXPIRED_DEFAULT_MS);
+        let producer = |client: &str| HeartbeatData {
+            client_id: client.into(),
+            producer_data_set: vec![ProducerData { group_name: "P".into() }],
+            ..HeartbeatData::default()
+        };
+        let yes = |_: &str| true;
+        registry.heartbeat(1_000, &caller(1), &producer("requester"), &yes);
+        registry.heartbeat(1_000, &caller(2), &producer("other"), &yes);
+        assert_eq!(registry.producer_conn_of("requester"), Some(1));
+        // The requester reconnected: its newer connection is the one to reach it on.
+        registry.heartbeat(2_000, &caller(3), &producer("requester"), &yes);
+        assert_eq!(registry.producer_conn_of("requester"), Some(3));
+        registry.connection_closed(3);
+        assert_eq!(registry.producer_conn_of("requester"), Some(1));
+        assert_eq!(registry.producer_conn_of("nobody"), None);
         registry.check_invariants();
     }
 

@@ -72,6 +72,12 @@ pub mod request {
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_CONSUME_QUEUE: i32 = 321;
+    /// A responder's reply to a request (`MSG_TYPE=reply`), under SEND_MESSAGE's header.
+    pub const SEND_REPLY_MESSAGE: i32 = 324;
+    /// SEND_REPLY_MESSAGE under SEND_MESSAGE_V2's header.
+    pub const SEND_REPLY_MESSAGE_V2: i32 = 325;
+    /// The broker passes a reply to the client that sent the request.
+    pub const PUSH_REPLY_MESSAGE_TO_CLIENT: i32 = 326;
     pub const GET_TOPIC_CONFIG: i32 = 351;
     /// A pull from Java's `DefaultLitePullConsumer` (PullSysFlag bit 0x10); served as PULL_MESSAGE.
     pub const LITE_PULL_MESSAGE: i32 = 361;
@@ -167,6 +173,9 @@ pub fn request_name(code: i32) -> &'static str {
         SEND_MESSAGE => "SEND_MESSAGE",
         PULL_MESSAGE => "PULL_MESSAGE",
         LITE_PULL_MESSAGE => "LITE_PULL_MESSAGE",
+        SEND_REPLY_MESSAGE => "SEND_REPLY_MESSAGE",
+        SEND_REPLY_MESSAGE_V2 => "SEND_REPLY_MESSAGE_V2",
+        PUSH_REPLY_MESSAGE_TO_CLIENT => "PUSH_REPLY_MESSAGE_TO_CLIENT",
         QUERY_MESSAGE => "QUERY_MESSAGE",
         HEART_BEAT => "HEART_BEAT",
         PUT_KV_CONFIG => "PUT_KV_CONFIG",

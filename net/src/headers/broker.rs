@@ -25,6 +25,28 @@ command_header! {
 }
 
 command_header! {
+    /// PUSH_REPLY_MESSAGE_TO_CLIENT (326): a reply the broker passes to the client that sent
+    /// the request (`ReplyMessageRequestHeader`): SEND_MESSAGE's fields as the responder sent
+    /// them, and where and when the broker took the reply. The body is the reply's body.
+    pub struct ReplyMessageRequestHeader {
+        required producer_group: String = "producerGroup",
+        required topic: String = "topic",
+        required default_topic: String = "defaultTopic",
+        required default_topic_queue_nums: i32 = "defaultTopicQueueNums",
+        required queue_id: i32 = "queueId",
+        required sys_flag: i32 = "sysFlag",
+        required born_timestamp: i64 = "bornTimestamp",
+        required flag: i32 = "flag",
+        optional properties: String = "properties",
+        optional reconsume_times: i32 = "reconsumeTimes",
+        optional unit_mode: bool = "unitMode",
+        required born_host: String = "bornHost",
+        required store_host: String = "storeHost",
+        required store_timestamp: i64 = "storeTimestamp",
+    }
+}
+
+command_header! {
     /// SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320): SEND_MESSAGE's fields under one-letter
     /// names, which is what the Java client sends by default.
     pub struct SendMessageRequestHeaderV2 {

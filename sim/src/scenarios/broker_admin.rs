@@ -3,9 +3,10 @@
 //! admin node that, 300 times, creates or changes a topic (UPDATE_AND_CREATE_TOPIC, with 1-8
 //! queues), deletes one (DELETE_TOPIC_IN_BROKER), creates or changes a consumer group
 //! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, with a retry count of 1-16), deletes one
-//! (DELETE_SUBSCRIPTIONGROUP), or reads them all back (GET_ALL_TOPIC_CONFIG,
-//! GET_ALL_SUBSCRIPTIONGROUP_CONFIG): what mqadmin's updateTopic, deleteTopic, updateSubGroup
-//! and deleteSubGroup and the dashboard's topic and group pages do. Once the faults are over
+//! (DELETE_SUBSCRIPTIONGROUP), or reads them all back (GET_ALL_TOPIC_CONFIG, then one topic
+//! alone with GET_TOPIC_CONFIG; GET_ALL_SUBSCRIPTIONGROUP_CONFIG): what mqadmin's updateTopic,
+//! deleteTopic, updateSubGroup and deleteSubGroup and the dashboard's topic and group pages
+//! do. Once the faults are over
 //! the broker loses power once more and everything is read back.
 //!
 //! The promise checked ([`crate::registers`]): every topic's and group's configuration read
@@ -21,12 +22,13 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 use petrel_core::broker::subscriptions::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
-use petrel_core::model::TopicConfigWrapper;
+use petrel_core::model::{TopicConfig, TopicConfigWrapper};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::json::{from_json, to_json, JsonStyle};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
     CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
+    TopicRequestHeader,
 };
 use tokio::time::Instant;
 
@@ -118,6 +120,7 @@ async fn operate(op: &Operator, steps: &AtomicU64) {
             5 => delete_group(op, group).await,
             6 => {
                 read_topics(op).await;
+                read_topic(op, topic).await;
             }
             _ => {
                 read_groups(op).await;
@@ -189,6 +192,24 @@ async fn read_topics(op: &Operator) -> bool {
     true
 }
 
+/// GET_TOPIC_CONFIG: a read of one topic's register (TOPIC_NOT_EXIST reads it absent);
+/// false when not answered.
+async fn read_topic(op: &Operator, topic: &str) -> bool {
+    let sent = Instant::now();
+    let header = TopicRequestHeader { topic: topic.to_owned() };
+    let command = RemotingCommand::request(request::GET_TOPIC_CONFIG).with_header(&header);
+    let value = match op.ask("GET_TOPIC_CONFIG", command).await {
+        Some(r) if r.code == response::SUCCESS => {
+            let c: TopicConfig = from_json(&r.body).expect("a topic's configuration");
+            Some(topic_value(c.read_queue_nums, c.write_queue_nums, c.perm))
+        }
+        Some(r) if r.code == response::TOPIC_NOT_EXIST => None,
+        _ => return false,
+    };
+    op.read(&topic_register(topic), value, sent);
+    true
+}
+
 /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: a read of every group's register; false when not
 /// answered.
 async fn read_groups(op: &Operator) -> bool {
@@ -208,11 +229,18 @@ async fn read_groups(op: &Operator) -> bool {
     true
 }
 
-/// After the last power loss: both tables read, each asked again until answered, within
-/// [`LIVENESS`].
+/// After the last power loss: both tables and each topic alone read, asked again until all
+/// are answered, within [`LIVENESS`].
 async fn read_back(op: &Operator) {
     let deadline = Instant::now() + LIVENESS;
-    while !read_topics(op).await || !read_groups(op).await {
+    loop {
+        let mut answered = read_topics(op).await && read_groups(op).await;
+        for topic in TOPICS {
+            answered &= read_topic(op, topic).await;
+        }
+        if answered {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "the broker did not answer {LIVENESS:?} after the faults"

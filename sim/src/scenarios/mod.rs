@@ -24,6 +24,7 @@ pub mod producer;
 pub mod pull_consumer;
 pub mod queries;
 pub mod replication;
+pub mod request_reply;
 pub mod timer;
 pub mod transactions;
 
@@ -153,6 +154,11 @@ pub const ALL: &[Scenario] = &[
         name: "queries",
         about: "messages found by key, unique key and id while the broker is under swarm faults",
         run: || Box::pin(queries::run()),
+    },
+    Scenario {
+        name: "request_reply",
+        about: "requests answered through the broker while it is under swarm faults",
+        run: || Box::pin(request_reply::run()),
     },
 ];
 
