@@ -56,7 +56,9 @@ async fn a_request_gets_its_reply_through_the_broker() {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
     let responding = responder(&ns);
-    let requester = producer(&ns);
+    // Two producers of one group started in the same moment: each is its own client, which
+    // its requests' replies name.
+    let (requester, second) = (producer(&ns), producer(&ns));
     // The first request waits for the topic's creation and the responder's first rebalance.
     let reply = requester.request(&Message::new(TOPIC, "first"), Duration::from_secs(10)).await;
     let reply = reply.unwrap();
@@ -67,9 +69,9 @@ async fn a_request_gets_its_reply_through_the_broker() {
     }
     assert_eq!(reply.topic, REPLIES);
 
-    // Requests in flight together each get their own reply.
+    // Requests in flight together, from both producers, each get their own reply.
     let asked = (0..8).map(|i| {
-        let requester = requester.clone();
+        let requester = if i % 2 == 0 { requester.clone() } else { second.clone() };
         tokio::spawn(async move {
             let message = Message::new(TOPIC, format!("q{i}"));
             requester.request(&message, Duration::from_secs(5)).await.unwrap()
@@ -88,6 +90,7 @@ async fn a_request_gets_its_reply_through_the_broker() {
 
     responding.shutdown().await;
     requester.shutdown().await;
+    second.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;
 }

@@ -93,6 +93,9 @@ pub(crate) fn now_millis() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
+/// Producers started in this process so far.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
 struct Inner {
     config: ProducerConfig,
     client: RemotingClient,
@@ -106,6 +109,9 @@ struct Inner {
     faults: Mutex<FaultTable>,
     /// Requests waiting for their replies.
     waiting: Arc<Waiting>,
+    /// Clusters whose reply topic's brokers all had a heartbeat since the last request that
+    /// got no reply.
+    reply_ready: Mutex<BTreeSet<String>>,
     ids: AtomicU64,
     seed: u32,
     started: Millis,
@@ -152,17 +158,25 @@ impl Producer {
             ));
         }
         let started = now_millis();
+        // Producers started in one millisecond of one process differ by it: a reply goes to
+        // the client its request names.
+        let instance = INSTANCES.fetch_add(1, Ordering::Relaxed) as u32;
         let waiting = Arc::new(Waiting::default());
         let handler = ReplyHandler { waiting: waiting.clone(), other: handler };
         let inner = Arc::new(Inner {
             client: RemotingClient::new(ClientConfig::default(), Some(Arc::new(handler))),
-            client_id: format!("{}@{}#{started}", petrel_net::process::id(), config.group),
+            client_id: format!(
+                "{}@{}#{started}#{instance}",
+                petrel_net::process::id(),
+                config.group
+            ),
             routes: Mutex::default(),
             stale: Mutex::new(config.topics.iter().cloned().collect()),
             faults: Mutex::default(),
             waiting,
+            reply_ready: Mutex::default(),
             ids: AtomicU64::new(0),
-            seed: (started as u32) ^ petrel_net::process::id().rotate_left(16),
+            seed: (started as u32) ^ petrel_net::process::id().rotate_left(16) ^ instance << 8,
             started,
             config,
         });
@@ -194,6 +208,8 @@ impl Producer {
     ) -> Result<ReceivedMessage, ClientError> {
         message.validate(self.inner.config.body_bytes_max).map_err(ClientError::Invalid)?;
         let correlation = self.unique_key(&Message::default());
+        // Forgets the request however this call ends, dropped by its caller included.
+        let mut waiting = self.inner.waiting.wait_for(&correlation);
         let asked = async {
             let route = self.route(&message.topic).await?;
             let cluster = route.cluster.clone().ok_or_else(|| {
@@ -210,33 +226,36 @@ impl Producer {
             for (name, value) in properties {
                 request.properties.insert(name.to_owned(), value);
             }
-            let reply = self.inner.waiting.wait_for(&correlation);
             self.send_valid(&request, Target::Any, false).await?;
-            reply.await.map_err(|_| ClientError::NoReply(timeout))
+            waiting.reply().await.ok_or(ClientError::NoReply(timeout))
         };
         let outcome = tokio::time::timeout(timeout, asked).await;
         let outcome = outcome.unwrap_or(Err(ClientError::NoReply(timeout)));
-        if outcome.is_err() {
-            self.inner.waiting.forget(&correlation);
-        }
         if let Err(ClientError::NoReply(_)) = outcome {
             // The broker may have lost this client's connection (a restart, a new
             // connection): the next request heartbeats the reply topics' brokers again.
-            lock(&self.inner.routes).retain(|topic, _| !topic.ends_with("_REPLY_TOPIC"));
+            lock(&self.inner.reply_ready).clear();
         }
         outcome
     }
 
-    /// Heartbeats every broker of `cluster`'s reply topic the first time (its route is kept,
-    /// so the refresher heartbeats them from then on).
+    /// Heartbeats every broker of `cluster`'s reply topic, unless all of them had one since
+    /// the last request that got no reply; the refresher heartbeats them from then on, as the
+    /// topic's route is kept. A broker that cannot be reached is left to the next request.
     async fn reachable_for_replies(&self, cluster: &str) -> Result<(), ClientError> {
-        let topic = format!("{cluster}_REPLY_TOPIC");
-        if lock(&self.inner.routes).contains_key(&topic) {
+        if lock(&self.inner.reply_ready).contains(cluster) {
             return Ok(());
         }
-        let route = self.route(&topic).await?;
+        let route = self.route(&format!("{cluster}_REPLY_TOPIC")).await?;
+        let mut all = true;
         for addr in route.masters.values() {
-            self.heartbeat(addr).await?;
+            if let Err(e) = self.heartbeat(addr).await {
+                tracing::debug!(broker = %addr, error = %e, "heartbeat before a request failed");
+                all = false;
+            }
+        }
+        if all {
+            lock(&self.inner.reply_ready).insert(cluster.to_owned());
         }
         Ok(())
     }
@@ -285,8 +304,7 @@ impl Producer {
         let addr = master(&route, &queue)?;
         let properties = message.encode_properties(&self.unique_key(message));
         let body = message.body.clone();
-        let mut request =
-            self.command(message, &queue, request::SEND_MESSAGE_V2, 0, properties, body);
+        let mut request = self.command(message, &queue, send_code(message), 0, properties, body);
         request.mark_oneway();
         self.inner
             .client
@@ -329,11 +347,8 @@ impl Producer {
             }
             let body = message.body.clone();
             let sys_flag = if prepared { sys_flag::TRANSACTION_PREPARED } else { 0 };
-            let code = match reply::is_reply(message) {
-                true => request::SEND_REPLY_MESSAGE_V2,
-                false => request::SEND_MESSAGE_V2,
-            };
-            let request = self.command(message, &queue, code, sys_flag, properties, body);
+            let request =
+                self.command(message, &queue, send_code(message), sys_flag, properties, body);
             let started = now_millis();
             let outcome = self.exchange(&addr, request, &queue).await;
             let latency = now_millis().saturating_sub(started);
@@ -652,6 +667,15 @@ fn unique_key_of(properties: &str) -> String {
     petrel_core::record::property(properties.as_bytes(), b"UNIQ_KEY")
         .map(|k| String::from_utf8_lossy(k).into_owned())
         .unwrap_or_default()
+}
+
+/// The request code a send of `message` goes as: a reply's own, so that the broker passes it
+/// to its requester.
+fn send_code(message: &Message) -> i32 {
+    match reply::is_reply(message) {
+        true => request::SEND_REPLY_MESSAGE_V2,
+        false => request::SEND_MESSAGE_V2,
+    }
 }
 
 /// Splits encoded messages into runs whose batch bodies stay within `max` bytes (a message

@@ -64,19 +64,35 @@ pub(crate) fn is_reply(message: &Message) -> bool {
 pub(crate) struct Waiting(Mutex<HashMap<String, oneshot::Sender<ReceivedMessage>>>);
 
 impl Waiting {
-    /// Waits for the reply carrying `correlation_id`; [`Waiting::forget`] it if none comes.
-    pub(crate) fn wait_for(&self, correlation_id: &str) -> oneshot::Receiver<ReceivedMessage> {
+    /// Waits for the reply carrying `correlation_id`, until the guard goes.
+    pub(crate) fn wait_for<'a>(&'a self, correlation_id: &str) -> Awaited<'a> {
         let (send, receive) = oneshot::channel();
         self.lock().insert(correlation_id.to_owned(), send);
-        receive
-    }
-
-    pub(crate) fn forget(&self, correlation_id: &str) {
-        self.lock().remove(correlation_id);
+        Awaited { waiting: self, correlation_id: correlation_id.to_owned(), receive: Some(receive) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ReceivedMessage>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A request waiting for its reply; dropped, it waits no more (a reply then is dropped).
+pub(crate) struct Awaited<'a> {
+    waiting: &'a Waiting,
+    correlation_id: String,
+    receive: Option<oneshot::Receiver<ReceivedMessage>>,
+}
+
+impl Awaited<'_> {
+    /// The reply, once it comes; `None` if none can (asked before).
+    pub(crate) async fn reply(&mut self) -> Option<ReceivedMessage> {
+        self.receive.take()?.await.ok()
+    }
+}
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        self.waiting.lock().remove(&self.correlation_id);
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use petrel_core::broker::send_plan::{plan_send, SendPlan};
-use petrel_core::record::{property, put_property};
+use petrel_core::record::{property, put_property, PROPERTY_SEPARATOR};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -88,7 +88,10 @@ pub(super) fn handle(
                 (response::SYSTEM_ERROR, Some(why))
             }
         };
-        RemotingCommand::response(code, remark).with_header(&answer)
+        let mut reply = RemotingCommand::response(code, remark).with_header(&answer);
+        reply.ext_fields.insert("MSG_REGION".into(), "DefaultRegion".into());
+        reply.ext_fields.insert("TRACE_ON".into(), "true".into());
+        reply
     })))
 }
 
@@ -102,6 +105,9 @@ fn push_request(
     now: i64,
 ) -> RemotingCommand {
     let mut properties = header.properties.clone().unwrap_or_default().into_bytes();
+    if properties.last().is_some_and(|b| *b != PROPERTY_SEPARATOR) {
+        properties.push(PROPERTY_SEPARATOR);
+    }
     put_property(&mut properties, "PUSH_REPLY_TIME", now.to_string());
     let push = ReplyMessageRequestHeader {
         producer_group: header.producer_group.clone(),

@@ -10,9 +10,9 @@
 //! The promises checked:
 //! - a request's call returns only the reply to that request (`replies_answer_their_requests`);
 //! - once the faults are over, every one of 20 more requests gets its reply within 60 s, asked
-//!   again after each timeout (`answered_after_healing`): a requester whose request went
-//!   unanswered heartbeats the reply topic's brokers again, so a broker that lost it learns
-//!   its new connection;
+//!   again after each timeout (`answered_after_healing`): a broker that lost the requester's
+//!   connection learns its new one from a heartbeat (the SDK sends one before the next
+//!   request after a timeout; its 30 s heartbeats alone would keep the bound too);
 //! - the requests the responder consumed are whole and as sent (`intact`,
 //!   `one_message_per_place`).
 //!
