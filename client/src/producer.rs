@@ -93,9 +93,6 @@ pub(crate) fn now_millis() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-/// Producers started in this process so far.
-static INSTANCES: AtomicU64 = AtomicU64::new(0);
-
 struct Inner {
     config: ProducerConfig,
     client: RemotingClient,
@@ -160,7 +157,7 @@ impl Producer {
         let started = now_millis();
         // Producers started in one millisecond of one process differ by it: a reply goes to
         // the client its request names.
-        let instance = INSTANCES.fetch_add(1, Ordering::Relaxed) as u32;
+        let instance = petrel_net::process::instance();
         let waiting = Arc::new(Waiting::default());
         let handler = ReplyHandler { waiting: waiting.clone(), other: handler };
         let inner = Arc::new(Inner {
