@@ -17,11 +17,11 @@ use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::MessageQueue;
 use petrel_core::model::MASTER_ID;
-use petrel_core::record::{offset_msg_id, properties, scan_record, Checks, Scanned};
+use petrel_core::record::{offset_msg_id, properties, scan_records};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
-    GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    pull_sys_flag, GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
 };
 use petrel_net::signal::Flag;
@@ -587,11 +587,6 @@ pub(crate) struct QueueAnswer {
     pub moved: bool,
 }
 
-/// PullSysFlag bits: hold the pull, the subscription is in the request, a lite pull.
-const PULL_SUSPEND: i32 = 0x2;
-const PULL_SUBSCRIPTION: i32 = 0x4;
-const PULL_LITE: i32 = 0x10;
-
 /// Pulls a queue.
 pub(crate) async fn pull_queue(
     client: &RemotingClient,
@@ -605,9 +600,9 @@ pub(crate) async fn pull_queue(
         queue_id: queue.queue_id,
         queue_offset: pull.offset,
         max_msg_nums: pull.batch,
-        sys_flag: PULL_SUBSCRIPTION
-            | if pull.hold.is_zero() { 0 } else { PULL_SUSPEND }
-            | if pull.lite { PULL_LITE } else { 0 },
+        sys_flag: pull_sys_flag::SUBSCRIPTION
+            | if pull.hold.is_zero() { 0 } else { pull_sys_flag::SUSPEND }
+            | if pull.lite { pull_sys_flag::LITE } else { 0 },
         commit_offset: 0,
         suspend_timeout_millis: pull.hold.as_millis() as i64,
         subscription: Some(pull.expression.to_owned()),
@@ -658,15 +653,10 @@ pub(crate) fn decode_each(
     queue_of: impl Fn(&str, i32) -> MessageQueue,
 ) -> Result<Vec<ReceivedMessage>, ClientError> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let Scanned::Record(record) =
-            scan_record(&body[at..], Checks { physical_offset: None, crc: true })
-        else {
-            return Err(ClientError::Protocol(format!(
-                "pull answer holds an invalid record at byte {at}"
-            )));
-        };
+    for record in scan_records(body) {
+        let record = record.map_err(|at| {
+            ClientError::Protocol(format!("pull answer holds an invalid record at byte {at}"))
+        })?;
         let props: BTreeMap<String, String> = properties(record.properties)
             .map(|(k, v)| {
                 (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
@@ -686,7 +676,6 @@ pub(crate) fn decode_each(
             store_timestamp: record.store_timestamp,
             commit_log_offset: record.physical_offset,
         });
-        at += record.bytes.len();
     }
     Ok(out)
 }

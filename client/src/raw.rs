@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use petrel_core::broker::batch::{encode_batch, BatchItem};
-use petrel_core::record::{parse_offset_msg_id, scan_record, Checks, Scanned};
+use petrel_core::record::{parse_offset_msg_id, scan_records};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -254,13 +254,9 @@ pub async fn pull(
     };
     let mut messages = Vec::new();
     let body = reply.body_bytes();
-    let mut at = 0;
-    while at < body.len() {
-        let Scanned::Record(record) =
-            scan_record(&body[at..], Checks { physical_offset: None, crc: true })
-        else {
-            return Err(format!("pull body has an invalid record at byte {at}"));
-        };
+    for record in scan_records(&body) {
+        let record =
+            record.map_err(|at| format!("pull body has an invalid record at byte {at}"))?;
         let id = body_id(record.body).ok_or("a pulled body carries no message id")?;
         messages.push(PulledMessage {
             queue_offset: record.queue_offset,
@@ -271,7 +267,6 @@ pub async fn pull(
             body_crc: record.body_crc,
             properties: record.properties.to_vec(),
         });
-        at += record.bytes.len();
     }
     Ok(Pulled {
         code: reply.code,

@@ -297,6 +297,34 @@ impl<'a> Record<'a> {
     pub fn topic_str(&self) -> &'a str {
         std::str::from_utf8(self.topic).unwrap_or("")
     }
+
+    /// Whether the record's UNIQ_KEY or one of its KEYS is `key` (what QUERY_MESSAGE finds).
+    pub fn has_key(&self, key: &str) -> bool {
+        let key = key.as_bytes();
+        self.property(b"UNIQ_KEY") == Some(key)
+            || self
+                .property(b"KEYS")
+                .is_some_and(|keys| keys.split(|b| *b == b' ').any(|k| k == key))
+    }
+}
+
+/// The records laid end to end in `bytes` (a pull's or a query's answer), each scanned with its
+/// CRCs checked; at the first that is not a whole record, its byte position, and nothing after.
+pub fn scan_records(bytes: &[u8]) -> impl Iterator<Item = Result<Record<'_>, usize>> {
+    let mut at = Some(0);
+    std::iter::from_fn(move || {
+        let from = at.filter(|from| *from < bytes.len())?;
+        match scan_record(&bytes[from..], Checks { physical_offset: None, crc: true }) {
+            Scanned::Record(record) => {
+                at = Some(from + record.bytes.len());
+                Some(Ok(record))
+            }
+            _ => {
+                at = None;
+                Some(Err(from))
+            }
+        }
+    })
 }
 
 /// Why bytes are not a valid record.

@@ -81,6 +81,14 @@ impl FaultPlan {
         plan
     }
 
+    /// A swarm plan with two more power losses: for scenarios whose promises are about what
+    /// survives restarts and recovery.
+    pub fn swarm_restarting() -> FaultPlan {
+        let mut plan = FaultPlan::swarm();
+        plan.power_losses += 2;
+        plan
+    }
+
     /// A random subset of the fault kinds at random rates: each kind is on with probability
     /// one half. At least one outage happens, so every seed faces something.
     pub fn swarm() -> FaultPlan {

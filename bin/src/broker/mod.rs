@@ -975,6 +975,7 @@ fn read_policy(config: &BrokerConfig) -> ReadPolicy {
         in_memory_ratio: config.in_memory_ratio,
         memory_bytes: config.memory_bytes,
         offset_check_in_slave: config.offset_check_in_slave,
+        lite_pull_enable: config.lite_pull,
     }
 }
 

@@ -28,18 +28,14 @@ use petrel_core::record::{scan_record, Checks, Scanned};
 use petrel_net::codec::codes::request::LITE_PULL_MESSAGE;
 use petrel_net::codec::codes::response;
 use petrel_net::codec::RemotingCommand;
-use petrel_net::headers::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
+use petrel_net::headers::broker::{
+    pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader,
+};
 use petrel_net::transport::{Connection, Handled};
 use petrel_storage::{GetStatus, ReadLimits};
 
 use super::{answered, decode, lock, Broker, Outcome, Refusal};
 use crate::clock::now_millis;
-
-/// PullSysFlag bits.
-const FLAG_COMMIT_OFFSET: i32 = 0x1;
-const FLAG_SUSPEND: i32 = 0x2;
-const FLAG_SUBSCRIPTION: i32 = 0x4;
-const FLAG_CLASS_FILTER: i32 = 0x8;
 
 /// Gives back a held pull's (or pop's) slot however its future ends.
 pub(super) struct HeldSlot(Arc<Broker>);
@@ -80,7 +76,7 @@ pub(super) fn handle(
     if let Some(offset) = reset {
         return answered(moved_by_reset(broker, &header, offset));
     }
-    let commits = header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0;
+    let commits = header.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && header.commit_offset >= 0;
     if commits && broker.read_policy().stores_pull_offsets() {
         let mut offsets = broker.offsets();
         if offsets.commit_unless_reset(topic, group, header.queue_id, header.commit_offset) {
@@ -88,7 +84,7 @@ pub(super) fn handle(
         }
     }
     let reply = read(broker, &header, &reader);
-    let suspend = header.sys_flag & FLAG_SUSPEND != 0;
+    let suspend = header.sys_flag & pull_sys_flag::SUSPEND != 0;
     if reply.code != response::PULL_NOT_FOUND || !suspend {
         return answered(reply);
     }
@@ -193,7 +189,7 @@ fn check(
         let why = format!("the broker[{}] pulling message is forbidden", broker.addr);
         return Err(Refusal::new(response::NO_PERMISSION, why));
     }
-    if lite && !lock(&broker.updated).0.lite_pull {
+    if lite && !broker.read_policy().lite_pull_enable {
         let why = format!(
             "the broker[{}] for lite pull consumer is forbidden (litePullMessageEnable=false)",
             broker.addr
@@ -250,10 +246,10 @@ fn subscription_filter(
     broker: &Broker,
     header: &PullMessageRequestHeader,
 ) -> Result<MessageFilter, Refusal> {
-    if header.sys_flag & FLAG_CLASS_FILTER != 0 {
+    if header.sys_flag & pull_sys_flag::CLASS_FILTER != 0 {
         return Err(petrel_core::broker::filter::class_filter_refused());
     }
-    let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+    let filter = if header.sys_flag & pull_sys_flag::SUBSCRIPTION != 0 {
         let expression = header.subscription.as_deref().unwrap_or("*");
         MessageFilter::parse(header.expression_type.as_deref(), expression)
             .map_err(|e| e.refusal(expression))?

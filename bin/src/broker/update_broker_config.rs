@@ -77,5 +77,6 @@ impl Broker {
         let mut read = lock(&self.read_policy);
         read.slave_read_enable = config.slave_read_enable;
         read.in_memory_ratio = config.in_memory_ratio;
+        read.lite_pull_enable = config.lite_pull;
     }
 }

@@ -55,6 +55,8 @@ pub struct ReadPolicy {
     pub memory_bytes: u64,
     /// `offsetCheckInSlave`: a slave corrects out-of-range offsets as a master does.
     pub offset_check_in_slave: bool,
+    /// `litePullMessageEnable`: LITE_PULL_MESSAGE is served.
+    pub lite_pull_enable: bool,
 }
 
 impl ReadPolicy {
@@ -126,6 +128,7 @@ mod tests {
             in_memory_ratio: IN_MEMORY_RATIO_DEFAULT,
             memory_bytes: 10 * GIB,
             offset_check_in_slave: false,
+            lite_pull_enable: true,
         };
         policy.check_invariants();
         policy

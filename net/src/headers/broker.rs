@@ -120,8 +120,22 @@ command_header! {
     }
 }
 
+/// The bits of a pull's `sysFlag` (RocketMQ's `PullSysFlag`).
+pub mod pull_sys_flag {
+    /// The pull carries the group's offset to commit.
+    pub const COMMIT_OFFSET: i32 = 0x1;
+    /// The broker may hold the pull while nothing is new.
+    pub const SUSPEND: i32 = 0x2;
+    /// The pull carries its subscription.
+    pub const SUBSCRIPTION: i32 = 0x4;
+    /// The subscription is a class filter.
+    pub const CLASS_FILTER: i32 = 0x8;
+    /// A lite pull consumer's pull (sent as LITE_PULL_MESSAGE).
+    pub const LITE: i32 = 0x10;
+}
+
 command_header! {
-    /// PULL_MESSAGE (11).
+    /// PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361); `sys_flag` holds [`pull_sys_flag`] bits.
     pub struct PullMessageRequestHeader {
         required consumer_group: String = "consumerGroup",
         required topic: String = "topic",

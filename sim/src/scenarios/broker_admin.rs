@@ -60,10 +60,7 @@ fn topic_value(read: i32, write: i32, perm: i32) -> String {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let mut plan = FaultPlan::swarm();
-    // Two more power losses than a swarm's: what this scenario promises is about restarts.
-    plan.power_losses += 2;
-    let schedule = plan.schedule(STEPS);
+    let schedule = FaultPlan::swarm_restarting().schedule(STEPS);
     report::note(format!("fault schedule of broker-a (a step is an admin request):\n{schedule}"));
     schedule.apply_latency();
     let history = History::default();

@@ -79,9 +79,7 @@ struct Topic {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let mut plan = FaultPlan::swarm();
-    plan.power_losses += 2;
-    let schedule = plan.schedule(STEPS);
+    let schedule = FaultPlan::swarm_restarting().schedule(STEPS);
     report::note(format!("fault schedule of broker-a (a step is an admin request):\n{schedule}"));
     schedule.apply_latency();
     let history = History::default();

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 use petrel::broker::BrokerConfig;
-use petrel_core::record::{scan_record, Checks, Scanned};
+use petrel_core::record::scan_records;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{QueryMessageRequestHeader, ViewMessageRequestHeader};
@@ -90,10 +90,7 @@ struct Asked {
 
 /// One run; a summary of what happened.
 pub async fn run() -> String {
-    let mut plan = FaultPlan::swarm();
-    // Two more power losses than a swarm's: what this scenario promises is about recovery.
-    plan.power_losses += 2;
-    let schedule = plan.schedule(MESSAGES);
+    let schedule = FaultPlan::swarm_restarting().schedule(MESSAGES);
     report::note(format!("fault schedule of broker-a (a step is a new send):\n{schedule}"));
     schedule.apply_latency();
     let history = History::default();
@@ -212,15 +209,14 @@ async fn ask(
 /// The records of an answer's body, each checked whole (its CRCs) and read for its message.
 fn records(body: &[u8], key: Option<&str>) -> Vec<Found> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let Scanned::Record(record) =
-            scan_record(&body[at..], Checks { physical_offset: None, crc: true })
-        else {
-            out.push(Err(format!("byte {at} of the answer is no whole record")));
-            return out;
+    for record in scan_records(body) {
+        let record = match record {
+            Ok(record) => record,
+            Err(at) => {
+                out.push(Err(format!("byte {at} of the answer is no whole record")));
+                break;
+            }
         };
-        at += record.bytes.len();
         if record.topic != TOPIC.as_bytes() {
             let topic = String::from_utf8_lossy(record.topic);
             out.push(Err(format!("a record of topic {topic}")));
@@ -230,13 +226,7 @@ fn records(body: &[u8], key: Option<&str>) -> Vec<Found> {
             out.push(Err("a record whose body carries no message id".to_owned()));
             continue;
         };
-        let keyed = key.is_none_or(|key| {
-            let key = key.as_bytes();
-            record.property(b"UNIQ_KEY") == Some(key)
-                || record
-                    .property(b"KEYS")
-                    .is_some_and(|k| k.split(|b| *b == b' ').any(|k| k == key))
-        });
+        let keyed = key.is_none_or(|key| record.has_key(key));
         out.push(Ok((id, body_hash(record.body), record.physical_offset as u64, keyed)));
     }
     out

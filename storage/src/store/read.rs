@@ -25,9 +25,7 @@ impl Store {
             }
             let Some(bytes) = self.message_at(offset as u64) else { continue };
             let matches = match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
-                Scanned::Record(record) => {
-                    record.topic == topic.as_bytes() && has_key(&record, key)
-                }
+                Scanned::Record(record) => record.topic == topic.as_bytes() && record.has_key(key),
                 _ => false,
             };
             if matches {
@@ -382,13 +380,6 @@ pub(super) fn holds(
         }
         _ => false,
     }
-}
-
-/// Whether the record's UNIQ_KEY or one of its KEYS is `key`.
-pub(super) fn has_key(record: &Record<'_>, key: &str) -> bool {
-    let key = key.as_bytes();
-    record.property(b"UNIQ_KEY") == Some(key)
-        || record.property(b"KEYS").is_some_and(|keys| keys.split(|b| *b == b' ').any(|k| k == key))
 }
 
 /// What a read selects by: the consume-queue tag code, then, if given, the record itself.
