@@ -169,7 +169,28 @@ impl Schedule {
             NetSim::current().update_config(|c| c.send_latency = self.latency.clone());
         }
     }
+
+    /// Waits, once every fault is over, until the messages the network held back have all
+    /// arrived. madsim keeps a message sent over a cut link and tries it again after 1 ms,
+    /// 2 ms, 4 ms and so on (10 s at most): one held for `d` arrives up to `d` after the cut
+    /// ends. A send its producer gave up on can still reach a broker then and grow its log, so
+    /// a scenario that compares the replicas' final logs waits this out first.
+    pub async fn held_back_delivered(&self) {
+        let longest = (self.faults.iter())
+            .filter(|fault| fault.kind != FaultKind::PowerLoss)
+            .map(|fault| fault.down_for.min(MADSIM_BACKOFF_MAX))
+            .max();
+        if let Some(longest) = longest {
+            let latency = self.latency.end.max(MADSIM_LATENCY_MAX);
+            tokio::time::sleep(longest + latency + Duration::from_millis(1)).await;
+        }
+    }
 }
+
+/// The longest madsim waits before trying a held-back message again.
+const MADSIM_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The top of madsim's default send latency (1-10 ms).
+const MADSIM_LATENCY_MAX: Duration = Duration::from_millis(10);
 
 impl fmt::Display for Schedule {
     /// One line per fault, then the network and disk settings.
