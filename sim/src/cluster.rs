@@ -8,6 +8,7 @@
 //! Faults strike through [`Cluster::strike`], which records them in the run's history;
 //! [`Cluster::heal`] ends them, after which the cluster must converge.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,8 +69,8 @@ pub struct Cluster {
     pub brokers: Vec<BrokerNode>,
     history: History,
     next_client: AtomicU8,
-    /// Every client node, so that `stop` can end them.
-    clients: Mutex<Vec<madsim::task::NodeId>>,
+    /// Every client node and its address, so that `stop` can end them.
+    clients: Mutex<Vec<(madsim::task::NodeId, Ipv4Addr)>>,
 }
 
 impl ClusterBuilder {
@@ -311,10 +312,9 @@ impl Cluster {
 
     /// A new client node, at the next free 10.0.2.x address.
     pub fn client(&self, name: &str) -> NodeHandle {
-        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
-        let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
+        let ip = self.next_client_ip();
         let node = self.handle.create_node().name(name).ip(ip.into()).build();
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push(node.id());
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push((node.id(), ip));
         node
     }
 
@@ -325,11 +325,21 @@ impl Cluster {
         name: &str,
         init: impl Fn() -> F + Send + Sync + 'static,
     ) -> NodeHandle {
-        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
-        let ip = std::net::Ipv4Addr::new(10, 0, 2, n);
+        let ip = self.next_client_ip();
         let node = self.handle.create_node().name(name).ip(ip.into()).init(init).build();
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push(node.id());
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).push((node.id(), ip));
         node
+    }
+
+    fn next_client_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 2, self.next_client.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The address of client node `node` (one [`Cluster::client`] or [`Cluster::process`]
+    /// made).
+    pub fn client_ip(&self, node: &NodeHandle) -> Option<Ipv4Addr> {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.iter().find(|(id, _)| *id == node.id()).map(|(_, ip)| *ip)
     }
 
     /// A client node loses power for `down_for`, recorded, and starts again.
@@ -344,7 +354,7 @@ impl Cluster {
     pub fn nodes(&self) -> Vec<madsim::task::NodeId> {
         let mut nodes = vec![self.namesrv.id()];
         nodes.extend(self.brokers.iter().map(|b| b.node.id()));
-        nodes.extend(self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
+        nodes.extend(self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|c| c.0));
         nodes
     }
 
@@ -450,7 +460,7 @@ impl Cluster {
             self.handle.kill(broker.node.id());
         }
         self.handle.kill(self.namesrv.id());
-        for client in self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (client, _) in self.clients.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             self.handle.kill(*client);
         }
         // The killed tasks are dropped as the executor comes to them.

@@ -22,6 +22,9 @@
 //!   (dispatched, so below its confirm offset), on any of its starts, is in the final log at
 //!   the same offset (`confirmed in place`);
 //! - the replicas converge byte for byte (`logs match`), with the same epochs;
+//! - every epoch list a broker answered an operator with (GET_BROKER_EPOCH_CACHE, asked of a
+//!   broker at random all along) is in order, and each epoch in it begins where it begins in
+//!   every other answer and in the final log (`epoch caches agree`);
 //! - the controllers' logs agree and every master after the first came from the sync-state
 //!   set of its time (`elected from the set`, read from their disks);
 //! - within [`SETTLE`] of the faults' end a master takes a send (`a master serves`);
@@ -42,6 +45,12 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use petrel::broker::config::{BrokerRole, ControllerModeConfig};
 use petrel::broker::{Broker, BrokerConfig};
+use petrel_core::controller::body::EpochEntryCache;
+use petrel_core::ha::epoch::EpochCache;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::Store;
 
 use crate::checkers::{self, Verdict};
@@ -131,6 +140,9 @@ async fn run_with(timers: bool) -> String {
         finished.store(true, Ordering::Release);
         acked_by
     });
+    let stop_asking = Arc::new(AtomicBool::new(false));
+    let asking = ask_epochs(cluster.broker_addrs(), stop_asking.clone());
+    let asked = cluster.client("operator").spawn(asking);
     // Faults begin once a master took a send: before, there is nothing to fail over.
     while !history.any_acked() && !done.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -147,6 +159,8 @@ async fn run_with(timers: bool) -> String {
     schedule.held_back_delivered().await;
     let stores = converged(&cluster).await;
     cluster.check_invariants();
+    stop_asking.store(true, Ordering::Release);
+    let epoch_answers = asked.await.unwrap();
     let mut read = history.entries();
     for (i, store) in stores.iter().enumerate() {
         read.extend(stores::read_all(store, &format!("replica-{i}"), GROUP, TOPIC, QUEUES));
@@ -157,6 +171,7 @@ async fn run_with(timers: bool) -> String {
         acked_in_place(&stores[0], &history.entries()),
         confirmed_in_place(&stores[0], &history.entries()),
         stores::logs_match(&stores),
+        epoch_caches_agree(&epoch_answers, &stores[0].epoch_cache()),
         super::controller::elected_from_the_set(&controllers),
         checkers::one_message_per_place(&read),
         checkers::intact(&read),
@@ -371,4 +386,90 @@ fn one_writer_per_epoch(
         None => Ok(format!("{} epochs acknowledged in, each by one broker", writers.len())),
     };
     Verdict::new("one writer per epoch", outcome)
+}
+
+/// Asks a broker drawn at random for its epochs (GET_BROKER_EPOCH_CACHE) every 100-500 ms,
+/// until `stop`: every answer. A broker with no id yet refuses (SYSTEM_ERROR); any other
+/// refusal fails the run.
+async fn ask_epochs(brokers: Vec<String>, stop: Arc<AtomicBool>) -> Vec<EpochEntryCache> {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let mut answers = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(thread_rng().gen_range(100..500))).await;
+        let broker = &brokers[thread_rng().gen_range(0..brokers.len())];
+        let ask = RemotingCommand::request(request::GET_BROKER_EPOCH_CACHE);
+        let Ok(answer) = client.invoke(broker, ask, Duration::from_secs(3)).await else {
+            continue;
+        };
+        match answer.code {
+            response::SUCCESS => answers.push(from_json(&answer.body).expect("an epoch cache")),
+            response::SYSTEM_ERROR => {}
+            code => {
+                panic!("GET_BROKER_EPOCH_CACHE of {broker} answered {code}: {:?}", answer.remark)
+            }
+        }
+    }
+    client.shutdown();
+    answers
+}
+
+/// Each answered epoch list is in order (epochs rising, starts not falling, none past the
+/// log's end), and an epoch begins at one offset in every answer and in the final log.
+fn epoch_caches_agree(answers: &[EpochEntryCache], last: &EpochCache) -> Verdict {
+    let mut starts: BTreeMap<i32, (i64, String)> =
+        (last.entries().iter()).map(|e| (e.epoch, (e.start, "the final log".to_owned()))).collect();
+    for answer in answers {
+        let list = &answer.epoch_list;
+        let who = format!(
+            "broker {} (answer {list:?}, max offset {})",
+            answer.broker_id, answer.max_offset
+        );
+        let in_order = list
+            .windows(2)
+            .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset);
+        if !in_order || list.last().is_some_and(|last| last.start_offset > answer.max_offset) {
+            return Verdict::new("epoch caches agree", Err(format!("{who} is out of order")));
+        }
+        for entry in list {
+            let (start, by) =
+                starts.entry(entry.epoch).or_insert_with(|| (entry.start_offset, who.clone()));
+            if *start != entry.start_offset {
+                let why = format!("epoch {} begins at {start} for {by}, but {who}", entry.epoch);
+                return Verdict::new("epoch caches agree", Err(why));
+            }
+        }
+    }
+    let held =
+        format!("{} answers, {} epochs, each beginning at one offset", answers.len(), starts.len());
+    Verdict::new("epoch caches agree", Ok(held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_core::controller::body::EpochEntryBody;
+    use petrel_core::ha::epoch::EpochEntry;
+
+    fn answer(max_offset: i64, epochs: &[(i32, i64)]) -> EpochEntryCache {
+        let epoch_list = (epochs.iter())
+            .map(|&(epoch, start_offset)| EpochEntryBody { end_offset: 0, epoch, start_offset })
+            .collect();
+        EpochEntryCache { epoch_list, max_offset, ..EpochEntryCache::default() }
+    }
+
+    #[test]
+    fn an_epoch_answered_with_another_start_is_caught() {
+        let entries = vec![EpochEntry { epoch: 1, start: 0 }, EpochEntry { epoch: 3, start: 900 }];
+        let last = EpochCache::from_entries(entries).unwrap();
+        let fine = [answer(500, &[(1, 0), (2, 400)]), answer(950, &[(1, 0), (3, 900)])];
+        assert!(epoch_caches_agree(&fine, &last).outcome.is_ok());
+        let moved = [answer(500, &[(1, 0), (2, 400)]), answer(950, &[(1, 0), (2, 300)])];
+        assert!(epoch_caches_agree(&moved, &last).outcome.is_err());
+        let against_the_log = [answer(950, &[(1, 0), (3, 800)])];
+        assert!(epoch_caches_agree(&against_the_log, &last).outcome.is_err());
+        let out_of_order = [answer(950, &[(3, 900), (1, 0)])];
+        assert!(epoch_caches_agree(&out_of_order, &last).outcome.is_err());
+        let past_the_end = [answer(850, &[(1, 0), (3, 900)])];
+        assert!(epoch_caches_agree(&past_the_end, &last).outcome.is_err());
+    }
 }

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod expiry;
 pub mod failover;
 pub mod filter;
+pub mod monitor;
 pub mod namesrv;
 pub mod namesrv_admin;
 pub mod offsets_admin;
@@ -154,6 +155,11 @@ pub const ALL: &[Scenario] = &[
         name: "queries",
         about: "messages found by key, unique key and id while the broker is under swarm faults",
         run: || Box::pin(queries::run()),
+    },
+    Scenario {
+        name: "monitor",
+        about: "what the dashboard's read-only pages ask, while the broker is under swarm faults",
+        run: || Box::pin(monitor::run()),
     },
     Scenario {
         name: "request_reply",
