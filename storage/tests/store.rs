@@ -341,6 +341,25 @@ fn a_search_by_time_is_not_misled_by_misread_timestamps() {
     }
 }
 
+/// The runtime table's `earliestMessageTimeStamp` reads the log's first record, whose store
+/// timestamp no checksum covers with `enabledAppendPropCRC` off: a misread one is no answer.
+#[test]
+fn the_earliest_message_time_is_not_misread_when_reads_flip_bits() {
+    for seed in 0..20 {
+        let disk = SimDisk::new(seed, 1 << 30, SimDiskFaults::default());
+        let mut config = config(Path::new("/store"));
+        config.append_record_crc = false;
+        let (store, _) = Store::open(Arc::new(disk.clone()), config).unwrap();
+        store.append(&input("T", 0, b"x", b""), 1_000, 0).unwrap();
+        common::flush_and_dispatch(&store);
+        disk.set_faults(SimDiskFaults { read_bitflip_ratio: 0.5, ..SimDiskFaults::default() });
+        for _ in 0..200 {
+            let read = store.earliest_message_time();
+            assert!(read.is_none_or(|t| t == 1_000), "seed {seed}: read {read:?}");
+        }
+    }
+}
+
 #[test]
 fn a_record_read_by_offset_is_whole_or_nothing_when_reads_flip_bits() {
     for seed in 0..50 {

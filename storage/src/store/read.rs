@@ -327,11 +327,8 @@ impl Store {
     /// The store time of the oldest record the commit log keeps, if it keeps one (the
     /// runtime info's `earliestMessageTimeStamp`).
     pub fn earliest_message_time(&self) -> Option<i64> {
-        let bytes = self.message_at(self.min_physical_offset())?;
-        match scan_record(&bytes, Checks { physical_offset: None, crc: false }) {
-            Scanned::Record(record) => Some(record.store_timestamp),
-            _ => None,
-        }
+        let read = || self.message_at(self.min_physical_offset());
+        agreed_store_time(read, || "the store time of the log's first record".to_owned())
     }
 
     /// The topics and queue ids that have consume queues.
