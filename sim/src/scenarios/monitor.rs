@@ -1,6 +1,7 @@
 //! What an operator's dashboard reads, under simulation: a NameServer, a SYNC_FLUSH broker
 //! under a swarm fault plan, a producer (which shuts down once it has sent), two push-consumer
-//! members of one group (one loses power and returns), and an operator that, all the while,
+//! members of one group (one loses power and returns; the faults begin once a send was
+//! acknowledged), and an operator that, all the while,
 //! asks what mqadmin's and the dashboard's read-only pages ask: the group's and the producer's
 //! connections (GET_CONSUMER_CONNECTION_LIST, GET_PRODUCER_CONNECTION_LIST), who consumes the
 //! topic (QUERY_TOPIC_CONSUME_BY_WHO), a queue's earliest store time
@@ -139,6 +140,12 @@ pub async fn run() -> String {
         let (shared, stop, broker) = (shared.clone(), stop.clone(), broker.clone());
         cluster.client("operator").spawn(async move { operate(&broker, &shared, &stop).await })
     };
+    // Faults begin once a send was acknowledged: a broker cut off before its first
+    // registration leaves the topic uncreated, and members of a topic no broker serves have no
+    // broker to heartbeat to (as RocketMQ's), so no list could name them.
+    while !history.any_acked() && !sending.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let watched = (&history, MESSAGES);
     let entries =
         super::play_members(&cluster, &schedule, &members, watched, sending, LIVENESS).await;
