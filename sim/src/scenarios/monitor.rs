@@ -1,8 +1,8 @@
 //! What an operator's dashboard reads, under simulation: a NameServer, a SYNC_FLUSH broker
 //! under a swarm fault plan, a producer (which shuts down once it has sent), two push-consumer
 //! members of one group (one loses power and returns; the faults begin once a send was
-//! acknowledged), and an operator that, all the while,
-//! asks what mqadmin's and the dashboard's read-only pages ask: the group's and the producer's
+//! acknowledged), and an operator that, all the while, asks what mqadmin's and the
+//! dashboard's read-only pages ask: the group's and the producer's
 //! connections (GET_CONSUMER_CONNECTION_LIST, GET_PRODUCER_CONNECTION_LIST), who consumes the
 //! topic (QUERY_TOPIC_CONSUME_BY_WHO), a queue's earliest store time
 //! (GET_EARLIEST_MSG_STORETIME), the broker's runtime table (GET_BROKER_RUNTIME_INFO), its
@@ -12,7 +12,8 @@
 //! The promises checked, for every answer during the faults too:
 //! - the connections listed are the group's members (their addresses), subscribed to the topic,
 //!   clustering and pushed, and the producer's; a group without one is answered
-//!   CONSUMER_NOT_ONLINE, a producer group without one SYSTEM_ERROR (`connections_are_clients`);
+//!   CONSUMER_NOT_ONLINE, a producer group without one SYSTEM_ERROR (any other answer is
+//!   counted as none) (`connections_are_clients`);
 //! - the topic is consumed by the group and by nothing else (`consumed_by_the_group`);
 //! - a queue's earliest store time is no earlier than the run and no later than the store time
 //!   of any acknowledged message in the queue (or -1: none readable), and the runtime table's
@@ -88,6 +89,13 @@ struct Answer<T> {
     sent: Instant,
     wall: i64,
     said: T,
+}
+
+impl<T> Answer<T> {
+    /// The same answer, `what` of what it said.
+    fn map<U>(self, what: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer { sent: self.sent, wall: self.wall, said: what(self.said) }
+    }
 }
 
 /// What the operator was answered (SUCCESS, or the code when a refusal is part of the promise).
@@ -177,7 +185,7 @@ pub async fn run() -> String {
     history.summary().to_string()
 }
 
-/// The operator's loop until `stop`: one of the read-only requests every 50-300 ms.
+/// The operator's loop until `stop`: one of the read-only requests every 20-150 ms.
 async fn operate(broker: &str, shared: &Shared, stop: &AtomicBool) {
     let client = RemotingClient::new(ClientConfig::default(), None);
     while !stop.load(Ordering::Acquire) {
@@ -227,11 +235,20 @@ async fn read_body<T: serde::de::DeserializeOwned>(
 ) -> Option<Answer<Result<T, i32>>> {
     let codes: Vec<i32> = refusals.iter().copied().chain([response::SUCCESS]).collect();
     let answer = call(client, broker, ask, &codes).await?;
-    let said = match answer.said.code {
-        response::SUCCESS => Ok(from_json::<T>(&answer.said.body).expect("the body reads")),
+    Some(answer.map(|said| match said.code {
+        response::SUCCESS => Ok(from_json::<T>(&said.body).expect("the body reads")),
         code => Err(code),
-    };
-    Some(Answer { sent: answer.sent, wall: answer.wall, said })
+    }))
+}
+
+/// Sends `ask` and reads its body as `T` when it is answered SUCCESS.
+async fn read_success<T: serde::de::DeserializeOwned>(
+    client: &RemotingClient,
+    broker: &str,
+    ask: RemotingCommand,
+) -> Option<Answer<T>> {
+    let Answer { sent, wall, said } = read_body::<T>(client, broker, ask, &[]).await?;
+    Some(Answer { sent, wall, said: said.ok()? })
 }
 
 async fn consumers(
@@ -255,17 +272,17 @@ async fn producers(
 async fn consumed_by(client: &RemotingClient, broker: &str) -> Option<Answer<BTreeSet<String>>> {
     let header = TopicRequestHeader { topic: TOPIC.into() };
     let ask = RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(&header);
-    let answer = read_body::<GroupList>(client, broker, ask, &[]).await?;
-    let said = answer.said.ok()?.group_list;
-    Some(Answer { sent: answer.sent, wall: answer.wall, said })
+    Some(read_success::<GroupList>(client, broker, ask).await?.map(|list| list.group_list))
 }
 
 async fn earliest(client: &RemotingClient, broker: &str, queue: i32) -> Option<Answer<(i32, i64)>> {
     let header = TopicQueueRequestHeader { topic: TOPIC.into(), queue_id: queue };
     let ask = RemotingCommand::request(request::GET_EARLIEST_MSG_STORETIME).with_header(&header);
     let answer = call(client, broker, ask, &[response::SUCCESS]).await?;
-    let header: TimestampResponseHeader = answer.said.header().expect("a timestamp header");
-    Some(Answer { sent: answer.sent, wall: answer.wall, said: (queue, header.timestamp) })
+    Some(answer.map(|said| {
+        let header: TimestampResponseHeader = said.header().expect("a timestamp header");
+        (queue, header.timestamp)
+    }))
 }
 
 async fn runtime_info(
@@ -273,14 +290,12 @@ async fn runtime_info(
     broker: &str,
 ) -> Option<Answer<BTreeMap<String, String>>> {
     let ask = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
-    let answer = read_body::<KvTable>(client, broker, ask, &[]).await?;
-    let said = answer.said.ok()?.table;
-    Some(Answer { sent: answer.sent, wall: answer.wall, said })
+    Some(read_success::<KvTable>(client, broker, ask).await?.map(|kv| kv.table))
 }
 
 async fn system_topics(client: &RemotingClient, broker: &str) -> Option<Vec<String>> {
     let ask = RemotingCommand::request(request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER);
-    Some(read_body::<TopicList>(client, broker, ask, &[]).await?.said.ok()?.topic_list)
+    Some(read_success::<TopicList>(client, broker, ask).await?.said.topic_list)
 }
 
 /// CHECK_CLIENT_CONFIG of expression `which`: the answer's code.
