@@ -552,7 +552,7 @@ async fn client_configs_are_checked_as_rocketmq_checks_them() {
 fn admin_request(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
     let mut command = RemotingCommand::request(code);
     for (key, value) in fields {
-        command.ext_fields.insert(key.to_string().into(), value.to_string());
+        command.ext_fields.insert(key, value);
     }
     command
 }

@@ -83,7 +83,7 @@ async fn units(client: &RemotingClient, broker: &str, topic: &str) -> i64 {
     let ask = RemotingCommand::request(request::GET_MAX_OFFSET).with_header(&header);
     let reply = client.invoke(broker, ask, Duration::from_secs(3)).await.unwrap();
     match reply.code {
-        response::SUCCESS => reply.ext_fields["offset"].parse().unwrap(),
+        response::SUCCESS => reply.ext_fields.get("offset").unwrap().parse().unwrap(),
         _ => 0,
     }
 }

@@ -414,7 +414,7 @@ impl Producer {
             String::new(),
             body.into(),
         );
-        request.ext_fields.insert("m".into(), "true".into());
+        request.ext_fields.insert("m", "true");
         let started = now_millis();
         let outcome = self.exchange(&addr, request, &queue).await;
         self.record(&queue.broker_name, now_millis().saturating_sub(started), outcome.is_err());

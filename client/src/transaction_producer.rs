@@ -187,7 +187,7 @@ impl RequestHandler for CheckHandler {
         };
         let queue = match scan_record(&command.body, Checks { physical_offset: None, crc: false }) {
             Scanned::Record(record) => {
-                let broker = command.ext_fields.get("bname").map_or("", String::as_str);
+                let broker = command.ext_fields.get("bname").unwrap_or("");
                 MessageQueue::new(record.topic_str(), broker, record.queue_id)
             }
             _ => return answer(response::SYSTEM_ERROR, "check body holds no message".into()),

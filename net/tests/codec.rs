@@ -2,12 +2,10 @@
 //! property tests of both header encodings.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
-use std::collections::BTreeMap;
-
 use bytes::{Bytes, BytesMut};
 use petrel_net::codec::codes::{request, LanguageCode};
 use petrel_net::codec::header::HeaderError;
-use petrel_net::codec::{decode_frame, FrameError, RemotingCommand, SerializeType};
+use petrel_net::codec::{decode_frame, ExtFields, FrameError, RemotingCommand, SerializeType};
 use petrel_net::headers::namesrv::GetRouteInfoRequestHeader;
 use proptest::prelude::*;
 
@@ -88,8 +86,7 @@ fn numbers_and_booleans_in_ext_fields_become_strings() {
     buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
     buf.extend_from_slice(text.as_bytes());
     let command = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-    let expected =
-        BTreeMap::from([("b".into(), "true".to_owned()), ("queueId".into(), "3".to_owned())]);
+    let expected: ExtFields = [("b", "true"), ("queueId", "3")].into_iter().collect();
     assert_eq!(command.ext_fields, expected);
 }
 
@@ -149,7 +146,7 @@ fn missing_and_invalid_fields_name_the_field() {
         Err(HeaderError::Missing { field: "topic" })
     );
     let mut command = route_request(SerializeType::Json);
-    command.ext_fields.insert("queueId".into(), "x".into());
+    command.ext_fields.insert("queueId", "x");
     let err = command.header::<petrel_net::headers::broker::TopicQueueRequestHeader>().unwrap_err();
     assert!(err.to_string().contains("queueId"), "{err}");
 }
@@ -174,7 +171,7 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                ext_fields: ext.into_iter().collect(),
                 body: Bytes::from(body),
                 body_parts: Vec::new(),
                 serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },

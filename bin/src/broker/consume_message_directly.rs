@@ -33,12 +33,12 @@ pub(super) fn handle(
         })?;
     let mut ask = RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY);
     ask.ext_fields = request.ext_fields.clone();
-    ask.ext_fields.insert("brokerName".into(), broker.config.broker_name.clone());
+    ask.ext_fields.insert("brokerName", &broker.config.broker_name);
     if let Some(topic) = header.topic.as_deref().and_then(|t| broker.topic(t)) {
-        ask.ext_fields.insert("topicSysFlag".into(), topic.topic_sys_flag.to_string());
+        ask.ext_fields.insert("topicSysFlag", &topic.topic_sys_flag.to_string());
     }
     if let Some(group) = broker.groups().get(&header.consumer_group) {
-        ask.ext_fields.insert("groupSysFlag".into(), group.group_sys_flag.to_string());
+        ask.ext_fields.insert("groupSysFlag", &group.group_sys_flag.to_string());
     }
     ask.body = record;
     let client = header.client_id.as_deref().unwrap_or_default();

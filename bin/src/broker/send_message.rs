@@ -126,8 +126,8 @@ impl Answer {
             batch_uniq_id: None,
         };
         let mut reply = RemotingCommand::response(code, None).with_header(&header);
-        reply.ext_fields.insert("MSG_REGION".into(), "DefaultRegion".into());
-        reply.ext_fields.insert("TRACE_ON".into(), "true".into());
+        reply.ext_fields.insert("MSG_REGION", "DefaultRegion");
+        reply.ext_fields.insert("TRACE_ON", "true");
         reply
     }
 

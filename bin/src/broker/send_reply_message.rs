@@ -89,8 +89,8 @@ pub(super) fn handle(
             }
         };
         let mut reply = RemotingCommand::response(code, remark).with_header(&answer);
-        reply.ext_fields.insert("MSG_REGION".into(), "DefaultRegion".into());
-        reply.ext_fields.insert("TRACE_ON".into(), "true".into());
+        reply.ext_fields.insert("MSG_REGION", "DefaultRegion");
+        reply.ext_fields.insert("TRACE_ON", "true");
         reply
     })))
 }

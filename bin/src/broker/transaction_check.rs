@@ -298,7 +298,7 @@ fn send_check(
         offset_msg_id: Some(offset_msg_id(broker.config.store.store_host, place.physical_offset)),
     };
     let mut check = RemotingCommand::request(request::CHECK_TRANSACTION_STATE).with_header(&header);
-    check.ext_fields.insert("bname".into(), broker.config.broker_name.clone());
+    check.ext_fields.insert("bname", &broker.config.broker_name);
     check.body = Bytes::from(body);
     tokio::spawn(async move {
         if let Err(e) = connection.invoke_oneway(check).await {

@@ -6,38 +6,18 @@
 //! `extFields` values may be strings, numbers or booleans (JavaScript clients send numbers).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::codes::LanguageCode;
+pub use super::fields::ExtFields;
+use super::fields::{write_display, Unsorted};
 use super::header::{CommandHeader, HeaderError};
 use super::FrameError;
 
 /// RocketMQ's protocol version Petrel announces: `V5_3_3`.
 pub const VERSION_CURRENT: i32 = 479;
-
-/// Header fields that travel as strings, by Java field name.
-pub type ExtFields = BTreeMap<FieldName, String>;
-
-/// A header field's name: the headers' own names are static, so neither building a command nor
-/// decoding a common one allocates them.
-pub type FieldName = Cow<'static, str>;
-
-/// The one-letter names of SEND_MESSAGE_V2's fields, the commonest header on the wire.
-const LETTERS: [&str; 26] = [
-    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
-    "t", "u", "v", "w", "x", "y", "z",
-];
-
-/// A decoded field name: a static one for a one-letter name, an owned copy otherwise.
-fn field_name(name: &str) -> FieldName {
-    match name.as_bytes() {
-        [letter @ b'a'..=b'z'] => Cow::Borrowed(LETTERS[usize::from(letter - b'a')]),
-        _ => Cow::Owned(name.to_owned()),
-    }
-}
 
 /// `flag` bit set on responses.
 pub const FLAG_RESPONSE: i32 = 0x1;
@@ -116,6 +96,8 @@ impl RemotingCommand {
 
     /// Sets the header fields from a typed header.
     pub fn with_header<H: CommandHeader>(mut self, header: &H) -> Self {
+        // Most headers fit: their fields are written without the buffers growing.
+        self.ext_fields.reserve(8, 160);
         header.write_fields(&mut self.ext_fields);
         self
     }
@@ -167,28 +149,41 @@ impl RemotingCommand {
         self.flag |= FLAG_ONEWAY;
     }
 
-    /// Encodes the header alone, in this command's serialize type.
-    pub fn encode_header(&self) -> Result<Vec<u8>, FrameError> {
-        match self.serialize_type {
-            SerializeType::Json => Ok(self.encode_json_header()),
-            SerializeType::RocketMq => self.encode_binary_header(),
-        }
-    }
-
-    /// Encodes the frame's length words and header into `dst`; the body follows separately so
-    /// that a large body can be written without being copied.
+    /// Encodes the frame's length words and header into `dst`, in this command's serialize
+    /// type; the body follows separately so that a large body can be written without being
+    /// copied. The header is written in place: nothing is allocated but `dst`'s growth. On an
+    /// error `dst` is left as it was.
     pub fn encode_head(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let header = self.encode_header()?;
-        if header.len() > super::HEADER_BYTES_MAX {
-            return Err(FrameError::HeaderTooLong { len: header.len() });
+        let start = dst.len();
+        // The two length words, filled in once the header's length is known.
+        dst.put_u64(0);
+        let written = match self.serialize_type {
+            SerializeType::Json => {
+                self.write_json_header(dst);
+                Ok(())
+            }
+            SerializeType::RocketMq => self.write_binary_header(dst),
+        };
+        let header_len = dst.len() - start - super::FRAME_PREFIX_BYTES;
+        let total = written.and_then(|()| {
+            if header_len > super::HEADER_BYTES_MAX {
+                return Err(FrameError::HeaderTooLong { len: header_len });
+            }
+            let total = 4 + header_len + self.body_len();
+            i32::try_from(total).map_err(|_| FrameError::TooLong { len: total })
+        });
+        match total {
+            Ok(total) => {
+                let words = ((self.serialize_type as u32) << 24) | header_len as u32;
+                dst[start..start + 4].copy_from_slice(&total.to_be_bytes());
+                dst[start + 4..start + 8].copy_from_slice(&words.to_be_bytes());
+                Ok(())
+            }
+            Err(e) => {
+                dst.truncate(start);
+                Err(e)
+            }
         }
-        let total = 4 + header.len() + self.body_len();
-        let total = i32::try_from(total).map_err(|_| FrameError::TooLong { len: total })?;
-        dst.reserve(8 + header.len());
-        dst.put_i32(total);
-        dst.put_u32(((self.serialize_type as u32) << 24) | header.len() as u32);
-        dst.put_slice(&header);
-        Ok(())
     }
 
     /// The whole frame in one buffer (tests and small commands).
@@ -202,7 +197,7 @@ impl RemotingCommand {
         Ok(dst.freeze())
     }
 
-    fn encode_json_header(&self) -> Vec<u8> {
+    fn write_json_header(&self, dst: &mut BytesMut) {
         let header = JsonHeaderOut {
             code: self.code,
             ext_fields: (!self.ext_fields.is_empty()).then_some(&self.ext_fields),
@@ -213,13 +208,13 @@ impl RemotingCommand {
             serialize_type_current_rpc: self.serialize_type.name(),
             version: self.version,
         };
-        serde_json::to_vec(&header).expect("a header of strings and integers always serializes")
+        serde_json::to_writer((&mut *dst).writer(), &header)
+            .expect("a header of strings and integers always serializes");
     }
 
-    fn encode_binary_header(&self) -> Result<Vec<u8>, FrameError> {
+    fn write_binary_header(&self, out: &mut BytesMut) -> Result<(), FrameError> {
         let code = i16::try_from(self.code).map_err(|_| FrameError::CodeNotBinary(self.code))?;
         let version = i16::try_from(self.version).unwrap_or(i16::MAX);
-        let mut out = Vec::with_capacity(64);
         out.put_i16(code);
         out.put_u8(self.language.code());
         out.put_i16(version);
@@ -230,7 +225,7 @@ impl RemotingCommand {
         out.put_slice(remark.as_bytes());
         let ext_len: usize = self.ext_fields.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
         out.put_i32(ext_len as i32);
-        for (key, value) in &self.ext_fields {
+        for (key, value) in self.ext_fields.iter() {
             let key_len = u16::try_from(key.len())
                 .map_err(|_| FrameError::HeaderTooLong { len: key.len() })?;
             out.put_u16(key_len);
@@ -238,7 +233,7 @@ impl RemotingCommand {
             out.put_i32(value.len() as i32);
             out.put_slice(value.as_bytes());
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Decodes a header of the given type; `body` is the rest of the frame.
@@ -289,7 +284,8 @@ struct JsonHeaderIn<'a> {
 }
 
 /// `extFields` straight into [`ExtFields`]: every value as its text (a number or a boolean as
-/// JSON writes it, anything nested as its JSON), nulls left out, no intermediate map.
+/// JSON writes it, anything nested as its JSON), nulls left out, names and values appended to
+/// one buffer.
 fn ext_fields_in<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
     struct Fields;
     impl<'de> serde::de::Visitor<'de> for Fields {
@@ -304,19 +300,74 @@ fn ext_fields_in<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ex
             self,
             mut map: M,
         ) -> Result<ExtFields, M::Error> {
-            let mut fields = ExtFields::new();
+            let mut fields = ExtFields::unsorted(map.size_hint().unwrap_or(16), 512);
             while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                let text = match map.next_value::<serde_json::Value>()? {
-                    serde_json::Value::Null => continue,
-                    serde_json::Value::String(text) => text,
-                    other => other.to_string(),
-                };
-                fields.insert(field_name(&key), text);
+                let start = fields.text().len();
+                fields.text().push_str(&key);
+                let value = fields.text().len();
+                if map.next_value_seed(FieldText(&mut fields))? {
+                    fields.push(start, value);
+                } else {
+                    fields.text().truncate(start);
+                }
             }
-            Ok(fields)
+            Ok(fields.finish())
         }
     }
     deserializer.deserialize_any(Fields)
+}
+
+/// One `extFields` value, appended to the fields' text as a string; `false` for a null, which
+/// leaves the field out.
+struct FieldText<'a>(&'a mut Unsorted);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldText<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldText<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a header field's value")
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, text: &str) -> Result<bool, E> {
+        self.0.text().push_str(text);
+        Ok(true)
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<bool, E> {
+        write_display(self.0.text(), value);
+        Ok(true)
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<bool, E> {
+        write_display(self.0.text(), value);
+        Ok(true)
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<bool, E> {
+        write_display(self.0.text(), value);
+        Ok(true)
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<bool, E> {
+        write_display(self.0.text(), serde_json::Value::from(value));
+        Ok(true)
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<bool, M::Error> {
+        let nested =
+            serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        write_display(self.0.text(), nested);
+        Ok(true)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        let nested =
+            serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        write_display(self.0.text(), nested);
+        Ok(true)
+    }
 }
 
 /// A key borrowed from the header's bytes when it has no escapes.
@@ -390,9 +441,8 @@ impl<'a> BinaryReader<'a> {
         usize::try_from(len).map_err(|_| FrameError::BinaryHeader { needed: 0, left: 0 })
     }
 
-    fn string(&mut self, len: usize) -> Result<String, FrameError> {
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Utf8)
+    fn text(&mut self, len: usize) -> Result<&'a str, FrameError> {
+        std::str::from_utf8(self.take(len)?).map_err(|_| FrameError::Utf8)
     }
 }
 
@@ -404,17 +454,21 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
     let opaque = r.i32()?;
     let flag = r.i32()?;
     let remark_len = r.len_i32()?;
-    let remark = if remark_len == 0 { None } else { Some(r.string(remark_len)?) };
+    let remark = if remark_len == 0 { None } else { Some(r.text(remark_len)?.to_owned()) };
     let ext_len = r.len_i32()?;
     let mut ext = BinaryReader { rest: r.take(ext_len)? };
-    let mut ext_fields = ExtFields::new();
+    let mut ext_fields = ExtFields::unsorted(16, ext_len);
     while !ext.rest.is_empty() {
         let key_len = u16::from_be_bytes(ext.array()?) as usize;
-        let key = ext.string(key_len)?;
+        let key = ext.text(key_len)?;
         let value_len = ext.len_i32()?;
-        let value = ext.string(value_len)?;
-        ext_fields.insert(field_name(&key), value);
+        let value = ext.text(value_len)?;
+        let start = ext_fields.text().len();
+        ext_fields.text().push_str(key);
+        ext_fields.text().push_str(value);
+        ext_fields.push(start, start + key.len());
     }
+    let ext_fields = ext_fields.finish();
     Ok(RemotingCommand {
         code: i32::from(code),
         language,

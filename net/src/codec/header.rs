@@ -29,14 +29,15 @@ pub trait CommandHeader: Sized {
 pub trait FieldValue: Sized {
     /// What a valid value looks like, for error messages.
     const EXPECTED: &'static str;
-    fn to_field(&self) -> String;
+    /// Appends the value's text.
+    fn write_field(&self, text: &mut String);
     fn from_field(text: &str) -> Option<Self>;
 }
 
 impl FieldValue for String {
     const EXPECTED: &'static str = "a string";
-    fn to_field(&self) -> String {
-        self.clone()
+    fn write_field(&self, text: &mut String) {
+        text.push_str(self);
     }
     fn from_field(text: &str) -> Option<Self> {
         Some(text.to_owned())
@@ -47,8 +48,8 @@ macro_rules! integer_field {
     ($($ty:ty),*) => {$(
         impl FieldValue for $ty {
             const EXPECTED: &'static str = concat!("an integer (", stringify!($ty), ")");
-            fn to_field(&self) -> String {
-                self.to_string()
+            fn write_field(&self, text: &mut String) {
+                super::fields::write_display(text, self);
             }
             fn from_field(text: &str) -> Option<Self> {
                 text.trim().parse().ok()
@@ -60,8 +61,8 @@ integer_field!(i32, i64);
 
 impl FieldValue for bool {
     const EXPECTED: &'static str = "true or false";
-    fn to_field(&self) -> String {
-        self.to_string()
+    fn write_field(&self, text: &mut String) {
+        text.push_str(if *self { "true" } else { "false" });
     }
     fn from_field(text: &str) -> Option<Self> {
         // Java's Boolean.parseBoolean: anything but "true" (any case) is false.
@@ -124,11 +125,11 @@ macro_rules! command_header {
     (@type required $ty:ty) => { $ty };
     (@type optional $ty:ty) => { Option<$ty> };
     (@write required $value:expr, $fields:ident, $java:literal) => {
-        $fields.insert($java.into(), $crate::codec::header::FieldValue::to_field(&$value));
+        $fields.insert_with($java, |text| $crate::codec::header::FieldValue::write_field(&$value, text));
     };
     (@write optional $value:expr, $fields:ident, $java:literal) => {
         if let Some(value) = &$value {
-            $fields.insert($java.into(), $crate::codec::header::FieldValue::to_field(value));
+            $fields.insert_with($java, |text| $crate::codec::header::FieldValue::write_field(value, text));
         }
     };
     (@read required $fields:ident, $java:literal) => {

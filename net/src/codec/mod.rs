@@ -9,6 +9,7 @@
 
 pub mod codes;
 pub mod command;
+mod fields;
 mod fuzzing;
 pub mod header;
 pub mod json;

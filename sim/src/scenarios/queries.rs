@@ -185,7 +185,7 @@ async fn ask(
             };
             let mut command = RemotingCommand::request(request::QUERY_MESSAGE).with_header(&header);
             if *unique {
-                command.ext_fields.insert("_UNIQUE_KEY_QUERY".into(), "true".to_owned());
+                command.ext_fields.insert("_UNIQUE_KEY_QUERY", "true");
             }
             command
         }

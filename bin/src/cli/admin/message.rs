@@ -265,7 +265,7 @@ async fn query(
     for addr in route.master_addrs() {
         let mut request = RemotingCommand::request(request::QUERY_MESSAGE).with_header(&header);
         if unique {
-            request.ext_fields.insert("_UNIQUE_KEY_QUERY".into(), "true".into());
+            request.ext_fields.insert("_UNIQUE_KEY_QUERY", "true");
         }
         // QUERY_NOT_FOUND from one broker is no error: another may hold the key.
         match admin.client.invoke(addr, request, super::TIMEOUT).await {
