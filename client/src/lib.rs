@@ -29,7 +29,7 @@ pub mod simple_consumer;
 pub mod subscription;
 pub mod transaction_producer;
 
-pub use message::{Delivery, Message, SendResult, SendStatus};
+pub use message::{Delivery, Message, SendResult, SendStatus, INFLATED_BODY_BYTES_MAX};
 pub use orderly::{OrderlyContext, OrderlyListener, OrderlyResult};
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};

@@ -12,6 +12,10 @@ use petrel_core::record::{is_valid_topic, properties, put_property, TOPIC_BYTES_
 /// RocketMQ's `maxMessageSize`: the largest body a broker takes by default.
 pub const BODY_BYTES_MAX: usize = 4 << 20;
 
+/// The largest body a consumer inflates from a compressed one; a larger one is an error,
+/// not an allocation.
+pub const INFLATED_BODY_BYTES_MAX: usize = 16 * BODY_BYTES_MAX;
+
 /// Properties the client and broker set themselves; a user may not set them.
 const RESERVED: [&str; 18] = [
     "UNIQ_KEY",

@@ -685,6 +685,12 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
                     .collect();
                 accept(&inner, &process, wanted, answer.next).await;
             }
+            // An answer this client cannot read (a body that does not inflate, say) holds the
+            // queue until it can: said where it is seen, unlike an outage's failed pulls.
+            Err(e @ ClientError::Protocol(_)) => {
+                tracing::warn!(%queue, error = %e, "pull answer unreadable; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(e) => {
                 tracing::debug!(%queue, error = %e, "pull failed; trying again in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod codes;
+pub mod compression;
 pub mod confirm;
 pub mod controller;
 pub mod ha;

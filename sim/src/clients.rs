@@ -138,7 +138,7 @@ pub async fn produce_timed(
     delay: impl Fn(u64) -> Option<i64>,
 ) -> BTreeMap<u64, String> {
     let delay = |id| delay(id).map(Some);
-    produce_with(history, topic, ids, (body_bytes, pause), delay, |_| None, |_, m| m).await
+    produce_with(history, topic, ids, (&|_| body_bytes, pause), delay, |_| None, |_, m| m).await
 }
 
 /// [`produce`], where message `id` is sent by sharding key `key(id)`
@@ -152,7 +152,7 @@ pub async fn produce_keyed(
     key: impl Fn(u64) -> String,
 ) -> BTreeMap<u64, String> {
     let key = |id| Some(key(id));
-    produce_with(history, topic, ids, (body_bytes, pause), |_| None, key, |_, m| m).await
+    produce_with(history, topic, ids, (&|_| body_bytes, pause), |_| None, key, |_, m| m).await
 }
 
 /// [`produce`] with no send retried: each message is stored once at most (a retried send whose
@@ -165,7 +165,7 @@ pub async fn produce_unretried(
     pause: Range<u64>,
 ) -> BTreeMap<u64, String> {
     let once = |_| Some(None);
-    produce_with(history, topic, ids, (body_bytes, pause), once, |_| None, |_, m| m).await
+    produce_with(history, topic, ids, (&|_| body_bytes, pause), once, |_| None, |_, m| m).await
 }
 
 /// [`produce`], where message `id` is first given what `dress(id, message)` adds (properties,
@@ -178,7 +178,28 @@ pub async fn produce_dressed(
     pause: Range<u64>,
     dress: impl Fn(u64, Message) -> Message,
 ) -> BTreeMap<u64, String> {
-    produce_with(history, topic, ids, (body_bytes, pause), |_| None, |_| None, dress).await
+    produce_with(history, topic, ids, (&|_| body_bytes, pause), |_| None, |_| None, dress).await
+}
+
+/// Bodies of 100 bytes, but every eighth of 6000, which the producer sends deflated.
+pub fn some_deflated(id: u64) -> usize {
+    if id % 8 == 3 {
+        6000
+    } else {
+        100
+    }
+}
+
+/// [`produce`], where message `id`'s body is `body_bytes(id)` long: one of 4096 bytes or more
+/// goes deflated, and its consumers must inflate it.
+pub async fn produce_sized(
+    history: History,
+    topic: &str,
+    ids: Range<u64>,
+    body_bytes: impl Fn(u64) -> usize + Sync,
+    pause: Range<u64>,
+) -> BTreeMap<u64, String> {
+    produce_with(history, topic, ids, (&body_bytes, pause), |_| None, |_| None, |_, m| m).await
 }
 
 /// Sends as [`produce`] does; `delay(id)` is `Some(..)` when no send may be retried, and then
@@ -187,7 +208,7 @@ async fn produce_with(
     history: History,
     topic: &str,
     ids: Range<u64>,
-    (body_bytes, pause): (usize, Range<u64>),
+    (body_bytes, pause): (&(dyn Fn(u64) -> usize + Sync), Range<u64>),
     delay: impl Fn(u64) -> Option<Option<i64>>,
     key: impl Fn(u64) -> Option<String>,
     dress: impl Fn(u64, Message) -> Message,
@@ -202,7 +223,7 @@ async fn produce_with(
     let producer = Producer::start(config).expect("a producer with a NameServer starts");
     let mut acked_by = BTreeMap::new();
     for id in ids {
-        let body = workload::body(id, body_bytes);
+        let body = workload::body(id, body_bytes(id));
         let due_wall = delay(id).map(|delay| crate::history::wall_ms() + delay);
         history.record(Event::Sent {
             id,

@@ -17,6 +17,7 @@ exit 3: the watchdog fired (the native client hung).
 Names derive from the run id, so runs never share topics or groups:
     topic        PyT_<rid>            (messages of `produce`)
     delay topic  PyTD_<rid>
+    large bodies PyTB_<rid>          (big-produce, big-consume)
     producer     PyPG_<rid>
     consumers    PyCG_<phase>_<rid>
 State (what `produce` sent) lives in <state-dir>/produced.json, default
@@ -77,6 +78,7 @@ class Ctx(object):
             os.environ.get("TMPDIR", "/tmp"), "petrel-pyclient", rid)
         self.topic = "PyT_" + rid
         self.delay_topic = "PyTD_" + rid
+        self.big_topic = "PyTB_" + rid
         self.producer_group = "PyPG_" + rid
         self.args = args
 
@@ -1000,6 +1002,60 @@ def consumer_status(ctx, group, client_id):
     return "; consumerStatus read it"
 
 
+BIG_BODIES = 12
+
+
+def big_body(i):
+    """Body i of the large-body exchange with petrel-client (client/examples/bodies.rs): its
+    own line repeated to 4000 + 1500 i bytes, the first under the 4096 bytes from which the
+    C++ producer deflates its bodies (compressMsgBodyOverHowmuch), the rest over it."""
+    unit = "petrel compressed body %d; " % i
+    size = 4000 + 1500 * i
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def phase_big_produce(ctx):
+    """Send the large bodies to PyTB_<rid> for petrel-client's `bodies receive`."""
+    p = make_producer(ctx)
+    try:
+        for i in range(BIG_BODIES):
+            msg = rmq().Message(ctx.big_topic)
+            msg.set_keys("big-%d" % i)
+            msg.set_body(big_body(i))
+            r = p.send_sync(msg)
+            if r.status != rmq().SendStatus.OK:
+                raise Fail("send of body %d answered status %s" % (i, r.status))
+    finally:
+        p.shutdown()
+    return "%d bodies of 4000 to %d bytes sent to %s" % (BIG_BODIES, len(big_body(BIG_BODIES - 1)), ctx.big_topic)
+
+
+def phase_big_consume(ctx):
+    """Receive the large bodies petrel-client's `bodies send` sent to PyTB_<rid>, each whole."""
+    col = Collector()
+    pc = make_push(ctx, ctx.group("big"), ctx.big_topic, col)
+    try:
+        def complete():
+            return len(set(m["keys"] for m in col.copy())) >= BIG_BODIES
+        wait_until(complete, ctx.timeout)
+    finally:
+        pc.shutdown()
+    if col.errors:
+        raise Fail("the listener failed: %s" % col.errors[0])
+    got = {}
+    for m in col.copy():
+        i = int(m["keys"].split("-")[1]) if (m["keys"] or "").startswith("big-") else -1
+        if not 0 <= i < BIG_BODIES:
+            raise Fail("an unexpected message, keys %r" % m["keys"])
+        if m["body"] != big_body(i):
+            raise Fail("%s came back as %d bytes beginning %r, not the %d sent"
+                       % (m["keys"], len(m["body"] or ""), (m["body"] or "")[:48], len(big_body(i))))
+        got[i] = len(m["body"])
+    if len(got) < BIG_BODIES:
+        raise Fail("%d of %d bodies arrived%s" % (len(got), BIG_BODIES, new_group_hint(len(got))))
+    return "all %d bodies whole, %d bytes in all" % (BIG_BODIES, sum(got.values()))
+
+
 def phase_all(ctx):
     n = ctx.args.n
     base = [sys.executable, os.path.abspath(__file__), "--namesrv", ctx.namesrv, "--run-id", ctx.rid,
@@ -1034,6 +1090,8 @@ PHASES = {
     "orderly-consume": phase_orderly_consume,
     "running-info": phase_running_info,
     "client-reset": phase_client_reset,
+    "big-produce": phase_big_produce,
+    "big-consume": phase_big_consume,
     "all": phase_all,
 }
 

@@ -20,6 +20,9 @@
 #   - Petrel's own Rust client, `client/examples/roundtrip.rs` (built beside the binary by
 #     `cargo test`): sync, async and batch sends, each message read back whole by the pull and
 #     the push consumer.
+#   - Large bodies (4000 to 20 500 bytes) between the PyPI `rocketmq` C++ client and Petrel's
+#     Rust client (`client/examples/bodies.rs`), both ways: each producer deflates those of
+#     4096 bytes and more, and each consumer must get every body whole.
 # Then the broker must stop cleanly on SIGTERM (exit 0).
 #
 #   bash tests/clients/run.sh path/to/petrel        (CLIENT_MESSAGES=10000 by default)
@@ -86,6 +89,17 @@ for step in "produce $messages" push-consume tag-filter pull-consume resume dela
   # shellcheck disable=SC2086
   phase "python $step" py $step
 done
+bodies="$(dirname "$petrel")/examples/bodies"
+big_to_rust() {
+  py big-produce && NAMESRV_ADDR="$namesrv" "$bodies" receive "PyTB_py$run_id"
+}
+big_from_rust() {
+  NAMESRV_ADDR="$namesrv" "$bodies" send "PyTB_pyb$run_id" &&
+    PETREL_BIN="$petrel" "$python" "$here/python_client.py" --namesrv "$namesrv" \
+      --run-id "pyb$run_id" --timeout "$timeout_s" big-consume
+}
+phase "large bodies, C++ producer to petrel-client" big_to_rust
+phase "large bodies, petrel-client producer to C++" big_from_rust
 phase "python transactions (check-back)" "$python_tx" "$here/python_tx_client.py" \
   --namesrv "$namesrv" --run-id "pytx$run_id" --timeout "$timeout_s"
 

@@ -1,5 +1,6 @@
 //! The Rust push consumer under simulation: a NameServer, a SYNC_FLUSH broker under a swarm
-//! fault plan, a producer, and two members of one consumer group. Besides the broker's faults,
+//! fault plan, a producer (every eighth body large enough to go deflated), and two members of
+//! one consumer group. Besides the broker's faults,
 //! one member loses power while messages flow and comes back later; the group rebalances
 //! around it both times, by an allocation strategy drawn from the seed (averagely, by circle,
 //! or consistent hashing).
@@ -63,7 +64,7 @@ pub async fn run() -> String {
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        clients::produce(producing, TOPIC, 0..MESSAGES, 100, 5..40).await;
+        clients::produce_sized(producing, TOPIC, 0..MESSAGES, clients::some_deflated, 5..40).await;
     });
 
     let watched = (&history, MESSAGES);

@@ -24,6 +24,7 @@ use petrel_net::headers::broker::{
 };
 use serde_json::json;
 
+use super::print::shown_body;
 use super::status::running_info;
 use super::{decode_body, Admin, Common, Output};
 use petrel_core::time::human_time;
@@ -115,7 +116,7 @@ async fn resend(
     id: &str,
 ) -> Result<(String, serde_json::Value), String> {
     let record = decoded(bytes).ok_or("the broker answered a record that does not decode")?;
-    let body = bytes::Bytes::copy_from_slice(record.body);
+    let body = bytes::Bytes::from(body_of(&record)?.into_owned());
     let message = Message::again(record.topic_str(), body, record.flag, record.properties);
     let sent =
         producer.send(&message).await.map_err(|e| format!("the resend of {id} failed: {e}"))?;
@@ -432,7 +433,7 @@ async fn show(
         true => id.clone(),
         false => offset_msg_id(record.store_host, record.physical_offset),
     };
-    let path = body_file(&file_name, index, record.body)?;
+    let path = body_file(&file_name, index, &body_of(&record)?)?;
     let text_of = |name: &str| {
         record.property(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
     };
@@ -485,6 +486,11 @@ async fn show(
         "bodyPath": path, "tracks": tracks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     });
     Ok((text, json))
+}
+
+/// The body as its producer sent it, or why it cannot be read.
+fn body_of<'a>(record: &Record<'a>) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    shown_body(record).map_err(|e| format!("the body of {}: {e}", msg_id(record)))
 }
 
 /// Writes the body where mqadmin does, `/tmp/rocketmq/msgbodys/<id>` (`_<n>` after the first).

@@ -2,11 +2,13 @@
 //! that commit nothing (mqadmin's PrintMessageSubCommand and ConsumeMessageCommand), each
 //! printed as mqadmin prints it: `MSGID: id MessageExt [...] BODY: text`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use clap::Args;
 use petrel_core::admin::MessageQueue;
-use petrel_core::record::{offset_msg_id, properties, Record};
+use petrel_core::compression::{self, BodyError};
+use petrel_core::record::{offset_msg_id, properties, sys_flag, Record};
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
 use petrel_net::headers::broker::{
@@ -170,7 +172,12 @@ fn message_line(record: &Record<'_>, broker: &str, (min, max): (i64, i64), body:
     props.push(("MAX_OFFSET".into(), max.to_string()));
     props.sort();
     let props: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let bytes: Vec<String> = record.body.iter().map(|b| (*b as i8).to_string()).collect();
+    // As Java's decoder: a compressed body shown inflated, its flag cleared.
+    let (sys_flag, content, unreadable) = match shown_body(record) {
+        Ok(content) => (record.sys_flag & !sys_flag::COMPRESSED, content, None),
+        Err(e) => (record.sys_flag, Cow::Borrowed(record.body), Some(e)),
+    };
+    let bytes: Vec<String> = content.iter().map(|b| (*b as i8).to_string()).collect();
     format!(
         "MSGID: {} MessageExt [brokerName={broker}, queueId={}, storeSize={}, queueOffset={}, \
          sysFlag={}, bornTimestamp={}, bornHost=/{}, storeTimestamp={}, storeHost=/{}, \
@@ -181,7 +188,7 @@ fn message_line(record: &Record<'_>, broker: &str, (min, max): (i64, i64), body:
         record.queue_id,
         record.bytes.len(),
         record.queue_offset,
-        record.sys_flag,
+        sys_flag,
         record.born_timestamp,
         record.born_host,
         record.store_timestamp,
@@ -195,12 +202,17 @@ fn message_line(record: &Record<'_>, broker: &str, (min, max): (i64, i64), body:
         record.flag,
         props.join(", "),
         bytes.join(", "),
-        if body {
-            String::from_utf8_lossy(record.body).into_owned()
-        } else {
-            "NOT PRINT BODY".into()
+        match (body, unreadable) {
+            (true, None) => String::from_utf8_lossy(&content).into_owned(),
+            (true, Some(e)) => format!("<{e}>"),
+            (false, _) => "NOT PRINT BODY".into(),
         }
     )
+}
+
+/// The body as its producer sent it: inflated when the producer compressed it.
+pub(super) fn shown_body<'a>(record: &Record<'a>) -> Result<Cow<'a, [u8]>, BodyError> {
+    compression::inflated(record.sys_flag, record.body, petrel_client::INFLATED_BODY_BYTES_MAX)
 }
 
 /// Reads `queue` from `from` until `to` (or its end), printing as mqadmin: each batch found
@@ -237,7 +249,7 @@ async fn read_queue(
                     messages.push(json!({
                         "msgId": msg_id(&record), "queueId": record.queue_id,
                         "queueOffset": record.queue_offset,
-                        "body": String::from_utf8_lossy(record.body),
+                        "body": String::from_utf8_lossy(&shown_body(&record).unwrap_or_default()),
                     }));
                 }
                 offset = next.max(offset + 1);
