@@ -1017,13 +1017,16 @@ async fn delete_expired_commit_log_deletes_old_files_outside_delete_when() {
     let data = tempfile::tempdir().unwrap();
     let conf = data.path().join("broker.conf");
     // Files expire at once, but deleteWhen names an hour twelve hours from now, and a disk
-    // fuller than diskMaxUsedSpaceRatio (75% by default) would have them deleted anyway.
+    // fuller than diskMaxUsedSpaceRatio (75% by default) or diskSpaceCleanForciblyRatio (85%)
+    // would have them deleted anyway: this machine's disk is at times over 85% full.
     let hour =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
             / 3600
             % 24;
     let text = format!(
-        "mappedFileSizeCommitLog=65536\nmaxMessageSize=16384\nfileReservedTime=0\ndiskMaxUsedSpaceRatio=95\ndeleteWhen={:02}\n",
+        "mappedFileSizeCommitLog=65536\nmaxMessageSize=16384\nfileReservedTime=0\n\
+         diskMaxUsedSpaceRatio=99\ndiskSpaceCleanForciblyRatio=99\ndiskSpaceWarningLevelRatio=99\n\
+         deleteWhen={:02}\n",
         (hour + 12) % 24
     );
     std::fs::write(&conf, text).unwrap();

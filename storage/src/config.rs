@@ -205,11 +205,14 @@ impl StoreConfig {
                  {COMMIT_LOG_FILE_BYTES_MAX}] (RocketMQ's default is 1 GiB)"
             ));
         }
-        if self.disk_max_used_ratio > 100 {
-            let ratio = self.disk_max_used_ratio;
-            return Err(format!(
-                "diskMaxUsedSpaceRatio={ratio} is a percentage of the disk: 0 to 100"
-            ));
+        for (name, ratio) in [
+            ("diskMaxUsedSpaceRatio", self.disk_max_used_ratio),
+            ("diskSpaceCleanForciblyRatio", self.disk_clean_forcibly_ratio),
+            ("diskSpaceWarningLevelRatio", self.disk_warning_ratio),
+        ] {
+            if ratio > 100 {
+                return Err(format!("{name}={ratio} is a percentage of the disk: 0 to 100"));
+            }
         }
         if self.message_bytes_max as u64 + 8 > file {
             return Err(format!(

@@ -434,6 +434,9 @@ impl BrokerConfig {
                 }
             })?;
         props.apply("diskMaxUsedSpaceRatio", &mut store.disk_max_used_ratio, "a percentage")?;
+        let forcibly = &mut store.disk_clean_forcibly_ratio;
+        props.apply("diskSpaceCleanForciblyRatio", forcibly, "a percentage")?;
+        props.apply("diskSpaceWarningLevelRatio", &mut store.disk_warning_ratio, "a percentage")?;
         props.apply("messageIndexEnable", &mut store.message_index_enable, "true or false")?;
         props.apply("enabledAppendPropCRC", &mut store.append_record_crc, "true or false")?;
         props.apply("messageDelayLevel", &mut store.delay_levels, "levels like 1s 5s 10m 2h")?;
@@ -607,6 +610,8 @@ mod tests {
             ("frameMaxLength=0", "frameMaxLength"),
             ("brokerPermission=99", "brokerPermission"),
             ("diskMaxUsedSpaceRatio=150", "diskMaxUsedSpaceRatio"),
+            ("diskSpaceCleanForciblyRatio=101", "diskSpaceCleanForciblyRatio"),
+            ("diskSpaceWarningLevelRatio=200", "diskSpaceWarningLevelRatio"),
             ("mappedFileSizeCommitLog=99999999999999", "mappedFileSizeCommitLog"),
         ] {
             let refused = validated(text).unwrap_err();
