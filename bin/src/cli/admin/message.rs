@@ -13,7 +13,7 @@ use petrel_core::admin::{
 use petrel_core::broker::property;
 use petrel_core::model::MASTER_ID;
 use petrel_core::record::{
-    offset_msg_id, parse_offset_msg_id, properties, scan_record, Checks, Record, Scanned,
+    offset_msg_id, parse_offset_msg_id, properties, scan_record, sys_flag, Checks, Record, Scanned,
 };
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
@@ -434,6 +434,8 @@ async fn show(
         false => offset_msg_id(record.store_host, record.physical_offset),
     };
     let path = body_file(&file_name, index, &body_of(&record)?)?;
+    // As Java's decoder leaves it: the body was inflated, so the flag no longer says compressed.
+    let sys_flag = record.sys_flag & !sys_flag::COMPRESSED;
     let text_of = |name: &str| {
         record.property(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
     };
@@ -460,7 +462,7 @@ async fn show(
     line("Store Timestamp:", human_time(record.store_timestamp));
     line("Born Host:", record.born_host.to_string());
     line("Store Host:", record.store_host.to_string());
-    line("System Flag:", record.sys_flag.to_string());
+    line("System Flag:", sys_flag.to_string());
     line("Properties:", format!("{{{}}}", props_text.join(", ")));
     line("Message Body Path:", path.display().to_string());
     let tracks = tracks(admin, &record).await?;
@@ -482,7 +484,7 @@ async fn show(
         "commitLogOffset": record.physical_offset, "reconsumeTimes": record.reconsume_times,
         "bornTimestamp": record.born_timestamp, "storeTimestamp": record.store_timestamp,
         "bornHost": record.born_host.to_string(), "storeHost": record.store_host.to_string(),
-        "sysFlag": record.sys_flag, "properties": props.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "sysFlag": sys_flag, "properties": props.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "bodyPath": path, "tracks": tracks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     });
     Ok((text, json))
