@@ -16,6 +16,19 @@ pub const BODY_BYTES_MAX: usize = 4 << 20;
 /// not an allocation.
 pub const INFLATED_BODY_BYTES_MAX: usize = 16 * BODY_BYTES_MAX;
 
+/// The body its producer sent, from `stored` (a slice of `frame`) and the record's SYSFLAG
+/// `flags`: `stored` itself without a copy, or inflated when the producer compressed it.
+pub(crate) fn body_as_sent(
+    flags: i32,
+    frame: &Bytes,
+    stored: &[u8],
+) -> Result<Bytes, petrel_core::compression::BodyError> {
+    Ok(match petrel_core::compression::inflated(flags, stored, INFLATED_BODY_BYTES_MAX)? {
+        std::borrow::Cow::Borrowed(stored) => frame.slice_ref(stored),
+        std::borrow::Cow::Owned(inflated) => Bytes::from(inflated),
+    })
+}
+
 /// Properties the client and broker set themselves; a user may not set them.
 const RESERVED: [&str; 18] = [
     "UNIQ_KEY",

@@ -8,7 +8,6 @@
 //! offset store does), so a broker that lost recent commits in a crash gets them back;
 //! `shutdown` commits first, so a restarted consumer of the group goes on where it stopped.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,7 +16,6 @@ use bytes::Bytes;
 use petrel_core::broker::filter::SUB_ALL;
 use petrel_core::client::allocate::{allocate, Strategy};
 use petrel_core::client::MessageQueue;
-use petrel_core::compression;
 use petrel_core::model::MASTER_ID;
 use petrel_core::record::{offset_msg_id, properties, scan_records};
 use petrel_net::codec::codes::{request, response};
@@ -32,7 +30,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::group::{self, Member, Notices};
-use crate::message::INFLATED_BODY_BYTES_MAX;
+use crate::message::body_as_sent;
 use crate::route::{self, TopicRoute};
 use crate::subscription::Subscription;
 use crate::{raw, ClientError};
@@ -666,17 +664,12 @@ pub(crate) fn decode_each(
             })
             .collect();
         let queue = queue_of(record.topic_str(), record.queue_id);
-        let inflated = compression::inflated(record.sys_flag, record.body, INFLATED_BODY_BYTES_MAX)
-            .map_err(|e| {
-                ClientError::Protocol(format!(
-                    "the message at offset {} of {queue}: {e}",
-                    record.queue_offset
-                ))
-            })?;
-        let body = match inflated {
-            Cow::Borrowed(stored) => body.slice_ref(stored),
-            Cow::Owned(inflated) => Bytes::from(inflated),
-        };
+        let body = body_as_sent(record.sys_flag, body, record.body).map_err(|e| {
+            ClientError::Protocol(format!(
+                "the message at offset {} of {queue}: {e}",
+                record.queue_offset
+            ))
+        })?;
         out.push(ReceivedMessage {
             topic: props.get("RETRY_TOPIC").cloned().unwrap_or_else(|| queue.topic.clone()),
             queue,

@@ -6,13 +6,11 @@
 //! (PUSH_REPLY_MESSAGE_TO_CLIENT), where [`ReplyHandler`] hands it to the request waiting for
 //! its correlation id, as Java's `ClientRemotingProcessor.receiveReplyMessage` does.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use petrel_core::client::MessageQueue;
-use petrel_core::compression;
 use petrel_core::record::properties;
 use petrel_net::codec::codes::{request, response};
 use petrel_net::codec::RemotingCommand;
@@ -20,7 +18,7 @@ use petrel_net::headers::broker::ReplyMessageRequestHeader;
 use petrel_net::transport::{not_supported, Connection, Handled, RequestHandler};
 use tokio::sync::oneshot;
 
-use crate::message::INFLATED_BODY_BYTES_MAX;
+use crate::message::body_as_sent;
 use crate::producer::now_millis;
 use crate::{ClientError, Message, ReceivedMessage};
 
@@ -122,9 +120,8 @@ impl RequestHandler for ReplyHandler {
             }
         };
         let stored = command.body_bytes();
-        let body = match compression::inflated(header.sys_flag, &stored, INFLATED_BODY_BYTES_MAX) {
-            Ok(Cow::Borrowed(_)) => stored.clone(),
-            Ok(Cow::Owned(inflated)) => Bytes::from(inflated),
+        let body = match body_as_sent(header.sys_flag, &stored, &stored) {
+            Ok(body) => body,
             Err(e) => {
                 let why = format!("process reply message fail: {e}");
                 return Handled::Now(RemotingCommand::response(response::SYSTEM_ERROR, why));
