@@ -31,6 +31,7 @@ pub mod transaction_producer;
 
 pub use message::{Delivery, Message, SendResult, SendStatus, INFLATED_BODY_BYTES_MAX};
 pub use orderly::{OrderlyContext, OrderlyListener, OrderlyResult};
+pub use petrel_core::compression::Codec;
 pub use producer::{Producer, ProducerConfig};
 pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig, ReceivedMessage};
 pub use push_consumer::{ConsumeResult, Listener, MessageModel, PushConsumer, PushConsumerConfig};

@@ -14,7 +14,7 @@ use petrel_core::broker::batch::{encode_batch, BatchItem};
 use petrel_core::broker::clients::{HeartbeatData, ProducerData};
 use petrel_core::client::fault::FaultTable;
 use petrel_core::client::MessageQueue;
-use petrel_core::compression;
+use petrel_core::compression::{self, Codec};
 use petrel_core::record::{put_property, sys_flag};
 use petrel_core::Millis;
 use petrel_net::codec::codes::{request, response};
@@ -70,9 +70,13 @@ pub struct ProducerConfig {
     /// restarts with nothing to send still answers the checks of its group's transactions.
     pub topics: Vec<String>,
     /// `compressMsgBodyOverHowmuch`: a message's body of this many bytes or more is sent
-    /// deflated (zlib, as RocketMQ's clients do; a batch never is); `usize::MAX` never.
+    /// compressed (a batch never is); `usize::MAX` never.
     pub compress_body_bytes_min: usize,
-    /// `compressLevel`: zlib's level, 0-9.
+    /// `compressType` (Java 5's `rocketmq.message.compressType`): ZLIB, which every RocketMQ
+    /// client reads, unless every consumer of the topic reads LZ4 or ZSTD (Java 5 and
+    /// Petrel's do; RocketMQ's C++ clients do not).
+    pub compress_type: Codec,
+    /// `compressLevel`: zlib's level, 0-9 (LZ4 has none; ZSTD is written at its fastest).
     pub compress_level: u32,
 }
 
@@ -89,6 +93,7 @@ impl Default for ProducerConfig {
             latency_fault: true,
             topics: Vec::new(),
             compress_body_bytes_min: compression::COMPRESS_BODY_BYTES_MIN,
+            compress_type: Codec::Zlib,
             compress_level: compression::COMPRESS_LEVEL,
         }
     }
@@ -589,15 +594,16 @@ impl Producer {
         )
     }
 
-    /// The body a single message is sent with, and the SYSFLAG bits that say how: deflated
+    /// The body a single message is sent with, and the SYSFLAG bits that say how: compressed
     /// once it is `compress_body_bytes_min` long, as RocketMQ's producers do.
     fn outgoing_body(&self, message: &Message) -> (bytes::Bytes, i32) {
         let config = &self.inner.config;
         if message.body.len() < config.compress_body_bytes_min {
             return (message.body.clone(), 0);
         }
-        let deflated = compression::deflate(&message.body, config.compress_level);
-        (deflated.into(), sys_flag::COMPRESSED | compression::TYPE_ZLIB)
+        let codec = config.compress_type;
+        let compressed = compression::compress(codec, &message.body, config.compress_level);
+        (compressed.into(), codec.flags())
     }
 
     /// A send's request of `code` for `message` to `queue`.

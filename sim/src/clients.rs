@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 use petrel_client::{
-    ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer, ProducerConfig,
-    PushConsumer, PushConsumerConfig, ReceivedMessage, SendStatus, SimpleConsumer,
+    Codec, ConsumeFrom, ConsumeResult, Message, OrderlyContext, OrderlyResult, Producer,
+    ProducerConfig, PushConsumer, PushConsumerConfig, ReceivedMessage, SendStatus, SimpleConsumer,
     SimpleConsumerConfig,
 };
 use petrel_core::record::parse_offset_msg_id;
@@ -181,8 +181,8 @@ pub async fn produce_dressed(
     produce_with(history, topic, ids, (&|_| body_bytes, pause), |_| None, |_| None, dress).await
 }
 
-/// Bodies of 100 bytes, but every eighth of 6000, which the producer sends deflated.
-pub fn some_deflated(id: u64) -> usize {
+/// Bodies of 100 bytes, but every eighth of 6000, which the producer sends compressed.
+pub fn some_compressed(id: u64) -> usize {
     if id % 8 == 3 {
         6000
     } else {
@@ -191,7 +191,8 @@ pub fn some_deflated(id: u64) -> usize {
 }
 
 /// [`produce`], where message `id`'s body is `body_bytes(id)` long: one of 4096 bytes or more
-/// goes deflated, and its consumers must inflate it.
+/// goes compressed (by the codec the seed picks: see [`produce_with`]), and its consumers must
+/// inflate it.
 pub async fn produce_sized(
     history: History,
     topic: &str,
@@ -203,7 +204,9 @@ pub async fn produce_sized(
 }
 
 /// Sends as [`produce`] does; `delay(id)` is `Some(..)` when no send may be retried, and then
-/// carries message `id`'s delay, if it has one.
+/// carries message `id`'s delay, if it has one. The producer compresses a body of 4096 bytes
+/// or more by the codec the seed picks (seed modulo 3: ZLIB, LZ4, ZSTD), drawing nothing from
+/// the simulation's randomness.
 async fn produce_with(
     history: History,
     topic: &str,
@@ -218,6 +221,8 @@ async fn produce_with(
     let config = ProducerConfig {
         namesrv_addrs: vec![NAMESRV.into()],
         retries: if once { 0 } else { ProducerConfig::default().retries },
+        compress_type: [Codec::Zlib, Codec::Lz4, Codec::Zstd]
+            [(madsim::runtime::Handle::current().seed() % 3) as usize],
         ..ProducerConfig::default()
     };
     let producer = Producer::start(config).expect("a producer with a NameServer starts");

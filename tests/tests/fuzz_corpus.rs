@@ -59,3 +59,9 @@ fn sql92_corpus() {
     let replayed = replay("sql92", petrel_core::broker::sql92::fuzz_sql92);
     assert!(replayed >= 20, "the sql92 corpus lost its seeds: {replayed} files");
 }
+
+#[test]
+fn compressed_body_corpus() {
+    let replayed = replay("compressed_body", petrel_core::compression::fuzz_compressed_body);
+    assert!(replayed >= 6, "the compressed_body corpus lost its seeds: {replayed} files");
+}

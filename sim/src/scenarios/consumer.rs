@@ -1,5 +1,5 @@
 //! The Rust push consumer under simulation: a NameServer, a SYNC_FLUSH broker under a swarm
-//! fault plan, a producer (every eighth body large enough to go deflated), and two members of
+//! fault plan, a producer (every eighth body large enough to go compressed), and two members of
 //! one consumer group. Besides the broker's faults,
 //! one member loses power while messages flow and comes back later; the group rebalances
 //! around it both times, by an allocation strategy drawn from the seed (averagely, by circle,
@@ -64,7 +64,8 @@ pub async fn run() -> String {
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        clients::produce_sized(producing, TOPIC, 0..MESSAGES, clients::some_deflated, 5..40).await;
+        clients::produce_sized(producing, TOPIC, 0..MESSAGES, clients::some_compressed, 5..40)
+            .await;
     });
 
     let watched = (&history, MESSAGES);

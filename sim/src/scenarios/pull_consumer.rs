@@ -1,7 +1,7 @@
 //! The Rust lite pull consumer under simulation: a NameServer, a SYNC_FLUSH broker on a
 //! simulated disk under a swarm fault plan (power losses, partitions, one-way cuts, latency,
 //! torn writes, failed fsyncs, ENOSPC, bit flips)
-//! while messages flow, a producer (every eighth body large enough to go deflated), and a pull
+//! while messages flow, a producer (every eighth body large enough to go compressed), and a pull
 //! consumer that polls every queue and now and then seeks one of them somewhere it has read.
 //!
 //! The promises checked at the end, on the recorded history:
@@ -179,7 +179,8 @@ pub async fn run() -> String {
     let producing = history.clone();
     let sending = cluster.client("producer").spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        clients::produce_sized(producing, TOPIC, 0..MESSAGES, clients::some_deflated, 5..30).await;
+        clients::produce_sized(producing, TOPIC, 0..MESSAGES, clients::some_compressed, 5..30)
+            .await;
     });
     let seeks: Shared = Arc::default();
     let (reading_seeks, reading_history) = (seeks.clone(), history.clone());
