@@ -1,7 +1,8 @@
 //! Timer messages (RocketMQ 5's wheel) through `petrel-client` against an in-process
 //! NameServer and broker: each is delivered at its time and not before, a cancel sent before
 //! that time keeps its message back, a time past `timerMaxDelaySec` is refused, and pending
-//! messages survive a restart of the broker on its store, counted in `config/timermetrics`.
+//! messages survive a restart of the broker on its store, counted in `config/timermetrics`,
+//! which GET_TIMER_METRICS answers as the file holds it.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
@@ -16,7 +17,11 @@ use petrel::broker;
 use petrel_client::{
     ClientError, ConsumeFrom, Message, PullConsumer, PullConsumerConfig, ReceivedMessage,
 };
+use petrel_core::broker::timer::TimerSettings;
 use petrel_core::codes::response;
+use petrel_net::codec::codes::request;
+use petrel_net::codec::RemotingCommand;
+use petrel_net::transport::{ClientConfig, RemotingClient};
 use petrel_storage::disk::FsDisk;
 
 fn now_ms() -> i64 {
@@ -114,7 +119,7 @@ async fn pending_timer_messages_survive_a_restart() {
     let first = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
     wait_routed(&ns, "broker-a").await;
     let producer = producer(&ns);
-    let at = now_ms() + 2_500;
+    let at = now_ms() + 4_000;
     let when = UNIX_EPOCH + Duration::from_millis(at as u64);
     for i in 0..20 {
         producer
@@ -124,8 +129,13 @@ async fn pending_timer_messages_survive_a_restart() {
     }
     first.shutdown().await.unwrap();
     assert_eq!(timing_count(dir.path(), "Kept"), Some(20), "written at the stop");
-    let _second = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
+    let second = broker::start(config(), Arc::new(FsDisk)).await.unwrap();
     wait_routed(&ns, "broker-a").await;
+    // As a RocketMQ slave asks its master: the file as the wheel last had it written (asked
+    // again should a write fall between the answer and the read of the file).
+    let addr = second.local_addr.to_string();
+    let (asked, file) = same_metrics(&addr, dir.path()).await;
+    assert_eq!(asked["timingCount"]["Kept"]["count"], 20, "{asked}");
     let consumer = consumer(&ns, "Kept").await;
     let got = collect(&consumer, Duration::from_millis(at as u64 + 2_500 - now_ms() as u64)).await;
     assert_eq!(got.len(), 20, "every pending message, once: {:?}", got.keys());
@@ -137,6 +147,53 @@ async fn pending_timer_messages_survive_a_restart() {
         assert!(std::time::Instant::now() < deadline, "timermetrics still counts delivered ones");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (asked, _) = same_metrics(&addr, dir.path()).await;
+    assert_eq!(asked["timingCount"]["Kept"]["count"], 0, "{asked}");
+    assert!(asked["dataVersion"]["counter"].as_i64() > file["dataVersion"]["counter"].as_i64());
+}
+
+#[tokio::test]
+async fn timer_metrics_are_refused_by_a_broker_without_the_wheel() {
+    let (_namesrv, ns) = namesrv().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(Some(&ns), dir.path());
+    let s = config.timer.settings;
+    config.timer.settings =
+        TimerSettings::new(false, s.precision_ms, s.roll_window_slots, s.max_delay_sec);
+    let broker = broker::start(config, Arc::new(FsDisk)).await.unwrap();
+    let (code, remark) = asked_metrics(&broker.local_addr.to_string()).await.unwrap_err();
+    assert_eq!(code, response::SYSTEM_ERROR);
+    assert!(remark.contains("timerWheelEnable is false"), "{remark}");
+}
+
+/// GET_TIMER_METRICS of the broker at `addr` and its `config/timermetrics` under `root`, once
+/// they agree; a failure if they do not within 3 s.
+async fn same_metrics(
+    addr: &str,
+    root: &std::path::Path,
+) -> (serde_json::Value, serde_json::Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let asked = asked_metrics(addr).await.unwrap();
+        let bytes = std::fs::read(root.join("config/timermetrics")).unwrap();
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if asked == file {
+            return (asked, file);
+        }
+        assert!(std::time::Instant::now() < deadline, "asked {asked}, the file holds {file}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GET_TIMER_METRICS of the broker at `addr`: the JSON it answers, or its code and remark.
+async fn asked_metrics(addr: &str) -> Result<serde_json::Value, (i32, String)> {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let ask = RemotingCommand::request(request::GET_TIMER_METRICS);
+    let answer = client.invoke(addr, ask, Duration::from_secs(3)).await.unwrap();
+    if answer.code != response::SUCCESS {
+        return Err((answer.code, answer.remark.unwrap_or_default()));
+    }
+    Ok(serde_json::from_slice(&answer.body_bytes()).unwrap())
 }
 
 /// `config/timermetrics`' count of `topic` (RocketMQ's JSON), if it lists the topic.

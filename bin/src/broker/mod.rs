@@ -37,6 +37,7 @@ mod get_min_offset;
 mod get_producer_connection_list;
 mod get_system_topic_list_from_broker;
 mod get_timer_check_point;
+mod get_timer_metrics;
 mod get_topic_config;
 mod get_topic_stats_info;
 mod ha;
@@ -239,6 +240,9 @@ pub struct Broker {
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
         Mutex<std::collections::VecDeque<(petrel_storage::timer::TimerCheckpoint, u64)>>,
+    /// `config/timermetrics` as the timer service last wrote it (GET_TIMER_METRICS); `None`
+    /// until the service has recovered its wheel, and with `timerWheelEnable=false`.
+    timer_metrics: Mutex<Option<petrel_core::broker::timer_metrics::TimerMetrics>>,
     /// Wall time (ms) before which the timer wheel has put every timer message due (its read
     /// time, or the last time its enqueue was caught up if earlier; 0 until the wheel runs),
     /// with the commit log's end then: once dispatch passes that end, the puts are readable.
@@ -736,6 +740,7 @@ impl Broker {
             request::GET_ALL_CONSUMER_OFFSET => get_all_consumer_offset::handle,
             request::GET_ALL_DELAY_OFFSET => get_all_delay_offset::handle,
             request::GET_TIMER_CHECK_POINT => get_timer_check_point::handle,
+            request::GET_TIMER_METRICS => get_timer_metrics::handle,
             request::CHECK_CLIENT_CONFIG => check_client_config::handle,
             request::LOCK_BATCH_MQ => lock_batch_mq::handle_lock,
             request::POP_MESSAGE => pop::handle,
@@ -1067,6 +1072,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master: Mutex::new(None),
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
+        timer_metrics: Mutex::default(),
         timer_done: Mutex::new((0, 0)),
         queue_locks: Mutex::default(),
         pop: pop::PopState::with_order(loaded.order),
@@ -1101,18 +1107,16 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
     let stopped = stop.flag();
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let tasks = spawn_tasks(&state, ha_listener, metrics_listener, &stopped);
-    let handler = Arc::new(Handler(state.clone()));
-    let serve_stop = stopped;
-    let done = tokio::spawn(async move {
-        server
-            .serve(handler, async move {
-                serve_stop.wait().await;
-            })
-            .await;
-    });
+    let done = serve(server, &state, stopped);
     tracing::info!(%local_addr, addr = %state.addr, "broker listening");
     let recovered_end = report.plan.end;
     Ok(BrokerHandle { local_addr, metrics_addr, recovered_end, state, stop, done, tasks })
+}
+
+/// Serves `server`'s connections with the broker's handlers until `stop` is set.
+fn serve(server: Server, state: &Arc<Broker>, stop: Flag) -> tokio::task::JoinHandle<()> {
+    let handler = Arc::new(Handler(state.clone()));
+    tokio::spawn(async move { server.serve(handler, async move { stop.wait().await }).await })
 }
 
 /// The refusal of a change whose config file (`what`) could not be written. The change stays

@@ -103,6 +103,7 @@ async fn serve(broker: Arc<Broker>, stop: Flag, follower: bool) {
                 () = tokio::time::sleep(std::time::Duration::from_millis(RETRY_MS)) => {}
             }
         };
+        *lock(&broker.timer_metrics) = Some(files.metrics.clone());
         serve_files(&broker, &stop, files, service).await;
     }
 }
@@ -709,6 +710,7 @@ fn write_metrics(broker: &Broker, files: &mut Files, progress: &TimerProgress) {
     if metrics.update(&progress.waiting, &files.names, now_millis() as i64)
         && config_files::save(broker, config_files::TIMER_METRICS, &metrics)
     {
+        *lock(&broker.timer_metrics) = Some(metrics.clone());
         files.metrics = metrics;
     }
 }

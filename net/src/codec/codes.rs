@@ -31,6 +31,7 @@ pub mod request {
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
     pub const CHECK_CLIENT_CONFIG: i32 = 46;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
+    pub const GET_TIMER_METRICS: i32 = 61;
     pub const POP_MESSAGE: i32 = 200050;
     pub const ACK_MESSAGE: i32 = 200051;
     pub const PEEK_MESSAGE: i32 = 200052;
@@ -196,6 +197,7 @@ pub fn request_name(code: i32) -> &'static str {
         GET_ALL_DELAY_OFFSET => "GET_ALL_DELAY_OFFSET",
         CHECK_CLIENT_CONFIG => "CHECK_CLIENT_CONFIG",
         GET_TIMER_CHECK_POINT => "GET_TIMER_CHECK_POINT",
+        GET_TIMER_METRICS => "GET_TIMER_METRICS",
         POP_MESSAGE => "POP_MESSAGE",
         ACK_MESSAGE => "ACK_MESSAGE",
         PEEK_MESSAGE => "PEEK_MESSAGE",
