@@ -299,6 +299,11 @@ async fn every_admin_command_reports_what_the_broker_holds() {
     assert_eq!(std::fs::read(path).unwrap(), b"admin-3");
     let offset_id = row(&shown, "OffsetID:")[1];
     assert_eq!(ok(ns, &["queryMsgById", "-i", offset_id]), shown);
+    // A unique key read as an offset id names no broker: the refusal says to name the topic.
+    let said = refused(ns, &["queryMsgById", "-i", id]);
+    assert!(said.contains(&format!("If {id} is a message's unique key")), "{said}");
+    assert!(said.contains("name its topic with -t"), "{said}");
+    assert_eq!(ok(ns, &["queryMsgById", "-i", id, "-t", TOPIC]), shown);
     let at = ["queryMsgByOffset", "-t", TOPIC, "-b", "broker-a", "-i", queue_id, "-o", offset];
     assert_eq!(ok(ns, &at), shown);
 

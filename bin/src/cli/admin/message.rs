@@ -95,7 +95,13 @@ async fn find_by_id(
                 let found = by_unique_key(admin, topic, id).await?.into_iter().next();
                 found.ok_or_else(|| format!("Message not found: {id}"))?
             }
-            (Err(e), None) => return Err(e),
+            // A unique key is 32 hex digits as an offset id is: what it decodes to is no broker.
+            (Err(e), None) => {
+                return Err(format!(
+                    "{e}\nIf {id} is a message's unique key (the id a consumer sees), name its \
+                     topic with -t"
+                ))
+            }
         };
         let (shown, json) = match (&args.group, &args.client, producer) {
             (Some(group), Some(client), _) => push(admin, &bytes, group, client).await?,
