@@ -653,6 +653,8 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
         .remove(&queue.topic)
         .unwrap_or_else(|| Subscription::tag(SUB_ALL));
     let mut from = MASTER_ID;
+    // Answers in a row this client could not read: warned of at the first and once a minute.
+    let mut unreadable = 0u64;
     while !stop.is_set() {
         if !process.may_pull(&inner.config, inner.clock.now()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -667,6 +669,9 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
             _ = stop.wait() => return,
             pulled = pull(&inner, broker.as_deref(), &queue, offset, &subscription) => pulled,
         };
+        if !matches!(pulled, Err(ClientError::Protocol(_))) {
+            unreadable = 0;
+        }
         match pulled {
             Ok(answer) if answer.moved => {
                 from = answer.suggested;
@@ -688,7 +693,10 @@ async fn pull_loop(inner: Arc<Inner>, queue: MessageQueue, process: Process, sto
             // An answer this client cannot read (a body that does not inflate, say) holds the
             // queue until it can: said where it is seen, unlike an outage's failed pulls.
             Err(e @ ClientError::Protocol(_)) => {
-                tracing::warn!(%queue, error = %e, "pull answer unreadable; trying again in 1 s");
+                unreadable += 1;
+                if unreadable % 60 == 1 {
+                    tracing::warn!(%queue, error = %e, times = unreadable, "pull answer unreadable; trying again every second");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => {
