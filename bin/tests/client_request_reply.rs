@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{namesrv, producer, Running};
 use petrel_client::reply::{self, reply_to};
@@ -24,14 +24,17 @@ const TOPIC: &str = "Questions";
 const REPLIES: &str = "DefaultCluster_REPLY_TOPIC";
 
 /// A push consumer of [`TOPIC`] whose every message is answered `re: <body>` by a producer of
-/// its own; stops with the test.
-fn responder(ns: &str) -> PushConsumer {
+/// its own (the reply asking to be delivered at `at`, when given); stops with the test.
+fn responder(ns: &str, at: Option<SystemTime>) -> PushConsumer {
     let (send, mut received) = mpsc::unbounded_channel::<ReceivedMessage>();
     let replier = producer(ns);
     tokio::spawn(async move {
         while let Some(request) = received.recv().await {
             let body = [b"re: ".as_slice(), &request.body].concat();
-            let reply = reply_to(&request, body).unwrap();
+            let mut reply = reply_to(&request, body).unwrap();
+            if let Some(at) = at {
+                reply = reply.with_delivery_time(at);
+            }
             replier.send(&reply).await.unwrap();
         }
     });
@@ -55,7 +58,7 @@ fn responder(ns: &str) -> PushConsumer {
 async fn a_request_gets_its_reply_through_the_broker() {
     let (namesrv_handle, ns) = namesrv().await;
     let broker = Running::start(Some(&ns), |_| {}).await;
-    let responding = responder(&ns);
+    let responding = responder(&ns, None);
     // Two producers of one group started in the same moment: each is its own client, which
     // its requests' replies name.
     let (requester, second) = (producer(&ns), producer(&ns));
@@ -124,6 +127,41 @@ async fn a_reply_the_broker_cannot_pass_on_is_refused_and_an_unanswered_request_
 
     replier.shutdown().await;
     requester.shutdown().await;
+    broker.stop().await;
+    namesrv_handle.shutdown().await;
+}
+
+/// `timerCongestNumEachSlot=0`: a reply asking for a crowded timer slot still reaches its
+/// requester (RocketMQ's reply processor pushes before it stores), and is not stored.
+#[tokio::test]
+async fn a_reply_for_a_crowded_timer_slot_is_passed_on_and_not_stored() {
+    let (namesrv_handle, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| c.timer.settings.congest_num_each_slot = 0).await;
+    let at = SystemTime::now() + Duration::from_secs(60);
+    let filler = producer(&ns);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut taken = 0;
+    while filler.send(&Message::new("Filler", "x").with_delivery_time(at)).await.is_ok() {
+        taken += 1;
+        assert!(Instant::now() < deadline, "the slot never counted its message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wheel = "rmq_sys_wheel_timer";
+    while broker.queue_end(wheel, 0) < taken {
+        assert!(Instant::now() < deadline, "the fillers never reached the timer queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let responding = responder(&ns, Some(at));
+    let requester = producer(&ns);
+    let reply = requester.request(&Message::new(TOPIC, "late?"), Duration::from_secs(10)).await;
+    assert_eq!(&reply.unwrap().body[..], b"re: late?");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(broker.queue_end(wheel, 0), taken, "the reply was not stored in the wheel");
+    assert_eq!(broker.queue_end(REPLIES, 0), 0);
+
+    responding.shutdown().await;
+    requester.shutdown().await;
+    filler.shutdown().await;
     broker.stop().await;
     namesrv_handle.shutdown().await;
 }

@@ -107,6 +107,43 @@ async fn a_time_past_the_maximum_is_refused_with_the_reason() {
     producer.send(&Message::new("Far", "near").with_delay(Duration::from_secs(60))).await.unwrap();
 }
 
+/// `timerCongestNumEachSlot=0`: a slot takes messages until the wheel counts one in it (its
+/// enqueue lags the sends a little), then refuses every further one with RocketMQ's
+/// WHEEL_TIMER_FLOW_CONTROL answer, while another slot still takes one.
+#[tokio::test]
+async fn a_congested_slot_refuses_timer_messages() {
+    let (_namesrv, ns) = namesrv().await;
+    let _broker = Running::start(Some(&ns), |c| c.timer.settings.congest_num_each_slot = 0).await;
+    let config = petrel_client::ProducerConfig {
+        namesrv_addrs: vec![ns.clone()],
+        retries: 0,
+        ..petrel_client::ProducerConfig::default()
+    };
+    let producer = petrel_client::Producer::start(config).unwrap();
+    let at = |secs: u64| UNIX_EPOCH + Duration::from_millis(now_ms() as u64 + secs * 1_000);
+    let (first_slot, second_slot) = (at(60), at(90));
+    let first = Message::new("Busy", "first").with_delivery_time(first_slot);
+    producer.send(&first).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let more = Message::new("Busy", "more").with_delivery_time(first_slot);
+        match producer.send(&more).await {
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "the full slot still takes"),
+            Err(e) => break e,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ClientError::Broker { code, remark } = refused else { panic!("{refused:?}") };
+    assert_eq!(code, response::SYSTEM_ERROR);
+    assert!(remark.starts_with("timer message is under flow control, max num limit is 0"));
+    for _ in 0..5 {
+        let more = Message::new("Busy", "more").with_delivery_time(first_slot);
+        assert!(producer.send(&more).await.is_err(), "a counted slot refuses every one");
+    }
+    producer.send(&Message::new("Busy", "other").with_delivery_time(second_slot)).await.unwrap();
+    producer.send(&Message::new("Busy", "plain")).await.unwrap();
+}
+
 #[tokio::test]
 async fn pending_timer_messages_survive_a_restart() {
     let (_namesrv, ns) = namesrv().await;

@@ -214,6 +214,53 @@ async fn a_committed_timer_message_is_delivered_at_its_time() {
     broker.stop().await;
 }
 
+/// `timerCongestNumEachSlot=0`: once the wheel counts a message in a slot, a commit of a
+/// transaction message for that slot is refused as a send would be (RocketMQ's
+/// EndTransactionProcessor), and its half message stays open for a later end or check.
+#[tokio::test]
+async fn a_commit_into_a_congested_timer_slot_is_refused_and_the_half_stays_open() {
+    let (_namesrv, ns) = namesrv().await;
+    let broker = Running::start(Some(&ns), |c| {
+        c.transactions.check_interval_ms = 3_600_000;
+        c.timer.settings.congest_num_each_slot = 0;
+    })
+    .await;
+    let decider = Decider {
+        execute: |_| LocalTransactionState::Unknown,
+        commit_at: |_| 0,
+        checks: Arc::default(),
+    };
+    let producer = start_producer(&ns, "TxBusyGroup", decider);
+    let at = SystemTime::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut taken = 0;
+    let refused = loop {
+        let filler = Message::new("TxBusy", raw::body(0, 64)).with_delivery_time(at);
+        match producer.producer().send(&filler).await {
+            Ok(_) => taken += 1,
+            Err(e) => break e.to_string(),
+        }
+        assert!(Instant::now() < deadline, "the slot never counted its message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(taken >= 1 && refused.contains("under flow control"), "{taken}: {refused}");
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let wheel = "rmq_sys_wheel_timer";
+    wait_for("the fillers", async || units(&client, &broker.addr, wheel).await == taken).await;
+    let timed = Message::new("TxBusy", raw::body(1, 64)).with_delivery_time(at);
+    let sent = producer.send(&timed).await.unwrap().sent;
+    let (code, remark) = end(&client, &broker.addr, "TxBusyGroup", &sent, 8).await;
+    assert_eq!(code, response::SYSTEM_ERROR);
+    assert!(remark.starts_with("timer message is under flow control"), "{remark}");
+    let op = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+    assert_eq!(units(&client, &broker.addr, op).await, 0, "the half message stays open");
+    assert_eq!(units(&client, &broker.addr, wheel).await, taken, "the commit stored nothing");
+    assert_eq!(end(&client, &broker.addr, "TxBusyGroup", &sent, 12).await.0, response::SUCCESS);
+    assert_eq!(units(&client, &broker.addr, op).await, 1, "rolled back");
+    producer.shutdown().await;
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn an_unknown_transaction_is_checked_until_resolved_or_given_up() {
     let (_namesrv, ns) = namesrv().await;

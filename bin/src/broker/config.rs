@@ -291,7 +291,15 @@ impl TimerBrokerConfig {
         props.apply("timerPrecisionMs", &mut precision, "100, 200, 500 or 1000")?;
         props.apply("timerRollWindowSlot", &mut window, "a count of slots")?;
         props.apply("timerMaxDelaySec", &mut max_delay, "seconds")?;
+        let mut congest = i32::try_from(s.congest_num_each_slot).unwrap_or(i32::MAX);
+        let expected = "a count of messages, 0 to 2147483647";
+        props.apply("timerCongestNumEachSlot", &mut congest, expected)?;
+        if congest < 0 {
+            let (key, value) = ("timerCongestNumEachSlot".to_owned(), congest.to_string());
+            return Err(ConfigError::Invalid { key, value, expected });
+        }
         self.settings = TimerSettings::new(enabled, precision, window, max_delay);
+        self.settings.congest_num_each_slot = i64::from(congest);
         let s = self.settings;
         props.record("timerPrecisionMs", s.precision_ms);
         props.record("timerRollWindowSlot", s.roll_window_slots);
@@ -612,6 +620,8 @@ mod tests {
             ("diskMaxUsedSpaceRatio=150", "diskMaxUsedSpaceRatio"),
             ("diskSpaceCleanForciblyRatio=101", "diskSpaceCleanForciblyRatio"),
             ("diskSpaceWarningLevelRatio=200", "diskSpaceWarningLevelRatio"),
+            ("timerCongestNumEachSlot=-1", "timerCongestNumEachSlot"),
+            ("timerCongestNumEachSlot=2147483648", "timerCongestNumEachSlot"),
             ("mappedFileSizeCommitLog=99999999999999", "mappedFileSizeCommitLog"),
         ] {
             let refused = validated(text).unwrap_err();

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use petrel_core::broker::timer::{self, TIMER_TOPIC};
 use petrel_core::broker::transaction::{
     self, plan_end, Committed, EndContext, EndPlan, EndRequest, UNKNOWN,
 };
@@ -83,7 +84,14 @@ fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
     let plan = match plan_end(&end, half.as_ref(), &context)? {
         EndPlan::Commit(committed) => {
             let config = broker.send_config.read().unwrap_or_else(|p| p.into_inner());
-            EndPlan::Commit(committed.waiting(&config, now)?)
+            let committed = committed.waiting(&config, now)?;
+            drop(config);
+            if committed.topic == TIMER_TOPIC {
+                if let Some(slot) = timer::out_ms(&committed.properties) {
+                    broker.timer_flow_control(slot)?;
+                }
+            }
+            EndPlan::Commit(committed)
         }
         plan => plan,
     };

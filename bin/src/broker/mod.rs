@@ -240,6 +240,9 @@ pub struct Broker {
     /// commit log's flushed end when it was written (GET_TIMER_CHECK_POINT).
     timer_checkpoints:
         Mutex<std::collections::VecDeque<(petrel_storage::timer::TimerCheckpoint, u64)>>,
+    /// The timer wheel's count per pending slot, kept only while `timerCongestNumEachSlot` is
+    /// set (`timer.rs`), for sends to check.
+    timer_slots: Mutex<SlotCounts>,
     /// `config/timermetrics` as the timer service last wrote it (GET_TIMER_METRICS); `None`
     /// until the service has recovered its wheel, and with `timerWheelEnable=false`.
     timer_metrics: Mutex<Option<petrel_core::broker::timer_metrics::TimerMetrics>>,
@@ -540,6 +543,23 @@ impl Broker {
     /// count of messages stored, which spreads them round the queues.
     fn pick(&self) -> u64 {
         self.stats.messages_put.load(Ordering::Relaxed)
+    }
+
+    /// `timerCongestNumEachSlot`'s check of a timer message bound for `slot`, against the
+    /// wheel's count there. Each check draws anew: the count of checks spread over `0..1000`
+    /// (Fibonacci hashing), as arbitrary as a random number and reproducible under simulation.
+    fn timer_flow_control(&self, slot: i64) -> Result<(), Refusal> {
+        let settings = &self.config.timer.settings;
+        if !settings.flow_controlled() {
+            return Ok(());
+        }
+        let (waiting, draws) = {
+            let mut counts = lock(&self.timer_slots);
+            counts.draws += 1;
+            (counts.by_slot.get(&slot).copied().unwrap_or(0), counts.draws)
+        };
+        let spread = draws.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        settings.flow_control(waiting, ((spread * 1_000) >> 32) as u32)
     }
 
     /// A new master serves the topics its store holds messages of, though its last copy of
@@ -1073,6 +1093,7 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
         learned_master_addr: Mutex::new(None),
         timer_checkpoints: Mutex::default(),
         timer_metrics: Mutex::default(),
+        timer_slots: Mutex::default(),
         timer_done: Mutex::new((0, 0)),
         queue_locks: Mutex::default(),
         pop: pop::PopState::with_order(loaded.order),
@@ -1117,6 +1138,14 @@ pub async fn start(mut config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Brok
 fn serve(server: Server, state: &Arc<Broker>, stop: Flag) -> tokio::task::JoinHandle<()> {
     let handler = Arc::new(Handler(state.clone()));
     tokio::spawn(async move { server.serve(handler, async move { stop.wait().await }).await })
+}
+
+/// The timer wheel's count per pending slot, as sends check it (`timerCongestNumEachSlot`),
+/// and how many checks were made (each check's draw).
+#[derive(Debug, Default)]
+struct SlotCounts {
+    by_slot: std::collections::BTreeMap<i64, i64>,
+    draws: u64,
 }
 
 /// The refusal of a change whose config file (`what`) could not be written. The change stays

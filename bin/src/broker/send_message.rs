@@ -47,6 +47,9 @@ pub(super) fn handle(
         return Err(refused);
     }
     let plan = broker.plan(|view| plan_send(view, &send, broker.pick()))?;
+    if let Some(slot) = plan.timer_slot() {
+        broker.timer_flow_control(slot)?;
+    }
     broker.apply_plan(&plan)?;
     let writing = term.as_ref().map(|_| broker.role_write());
     if term.as_ref().is_some_and(Flag::is_set) {

@@ -156,6 +156,10 @@ async fn store(
     body: &[u8],
     term: Option<Flag>,
 ) -> Option<Appended> {
+    // A crowded timer slot refuses the copy, not the reply, which was pushed already.
+    if plan.timer_slot().is_some_and(|slot| broker.timer_flow_control(slot).is_err()) {
+        return None;
+    }
     let appended = {
         let _writing = term.as_ref().map(|_| broker.role_write());
         if term.as_ref().is_some_and(Flag::is_set) {

@@ -120,6 +120,12 @@ async fn serve_files(
     if files.followed.is_some() {
         tokio::spawn(ask_master(broker.clone(), either(stop, &asking), masters));
     }
+    // The slots' counts, where sends check `timerCongestNumEachSlot`.
+    let counting = broker.config.timer.settings.flow_controlled();
+    if counting {
+        let slots = service.slots().iter().map(|(&time, slot)| (time, i64::from(slot.num)));
+        lock(&broker.timer_slots).by_slot = slots.collect();
+    }
     let dispatched = broker.store.dispatched();
     let truncations = broker.store().truncations();
     while broker.store().truncations() == truncations {
@@ -129,8 +135,16 @@ async fn serve_files(
         }
         let mut steps = 0;
         while let Some(action) = service.poll_action() {
+            let slot = match &action {
+                TimerAction::Append(unit) => Some(unit.write_time_ms + i64::from(unit.delay_ms)),
+                _ => None,
+            };
             let event = execute(broker, &mut files, action);
             service.handle(now_millis(), event);
+            if let Some(slot) = slot.filter(|_| counting) {
+                let num = service.slots().get(&slot).map_or(0, |s| i64::from(s.num));
+                lock(&broker.timer_slots).by_slot.insert(slot, num);
+            }
             #[cfg(madsim)]
             service.check_invariants();
             steps += 1;
@@ -152,10 +166,16 @@ async fn serve_files(
             Ok(()) = master.changed() => {}
         }
         service.tick(now_millis());
+        if counting {
+            let slots = &mut lock(&broker.timer_slots).by_slot;
+            *slots = slots.split_off(&service.read_time());
+        }
         let done = service.read_time().min(service.write_time());
         *lock(&broker.timer_done) = (done, broker.store().written_offset());
     }
     asking.set();
+    // Counted again when the wheel opens next.
+    lock(&broker.timer_slots).by_slot.clear();
     if !persist(broker, &mut files, &service.progress()) {
         tracing::warn!(
             "timer checkpoint not written at stop; the next start enqueues again from the last one"

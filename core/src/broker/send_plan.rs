@@ -520,6 +520,15 @@ pub fn plan_due(
 }
 
 impl SendPlan {
+    /// The slot a timer message waits for (`TIMER_OUT_MS`), when the plan puts it in the
+    /// timer topic: where `timerCongestNumEachSlot` is checked.
+    pub fn timer_slot(&self) -> Option<i64> {
+        match self.edit {
+            Edit::Waits { wait: Wait::Timer(out_ms), .. } => Some(out_ms),
+            _ => None,
+        }
+    }
+
     /// What must hold of any plan: a topic the store takes, a queue in range of what it
     /// creates, the schedule topic only with a delay, the dead-letter topic only at queue 0.
     pub fn check_invariants(&self) {

@@ -66,6 +66,9 @@ pub struct TimerSettings {
     pub roll_window_slots: i64,
     /// `timerMaxDelaySec`: a time further ahead is refused.
     pub max_delay_sec: i64,
+    /// `timerCongestNumEachSlot`: a slot holding more is under flow control
+    /// ([`TimerSettings::flow_control`]); `i32::MAX`, RocketMQ's default, turns it off.
+    pub congest_num_each_slot: i64,
 }
 
 impl Default for TimerSettings {
@@ -93,7 +96,46 @@ impl TimerSettings {
             true => roll_window_slots,
             false => largest,
         };
-        TimerSettings { enabled, precision_ms, roll_window_slots, max_delay_sec }
+        let congest_num_each_slot = i64::from(i32::MAX);
+        TimerSettings {
+            enabled,
+            precision_ms,
+            roll_window_slots,
+            max_delay_sec,
+            congest_num_each_slot,
+        }
+    }
+
+    /// Whether slots are under flow control at all (`timerCongestNumEachSlot` set below
+    /// `i32::MAX`): only then does the shell keep the slots' counts where sends can see them.
+    pub fn flow_controlled(&self) -> bool {
+        self.congest_num_each_slot < i64::from(i32::MAX)
+    }
+
+    /// Whether a timer message may be taken into a slot that already counts `waiting` messages
+    /// (`TimerMessageStore.isReject`): up to `timerCongestNumEachSlot` always, from twice that
+    /// never, and in between refused with a chance that grows from 0 to 1 as the count does;
+    /// `draw` is the shell's random number in `0..1000`. RocketMQ's formula refuses with the
+    /// opposite chance in between (`nextInt(1000) > 1000 * (n - limit) / (limit + 0.1)`: almost
+    /// surely just past the limit, hardly ever just short of twice it), which its own remark
+    /// belies; Petrel does what the remark says. A refusal is SYSTEM_ERROR with RocketMQ's
+    /// remark (`WHEEL_TIMER_FLOW_CONTROL`), which producers retry.
+    pub fn flow_control(&self, waiting: i64, draw: u32) -> Result<(), Refusal> {
+        let limit = self.congest_num_each_slot;
+        let refused = match waiting {
+            n if n <= limit => false,
+            n if n >= limit.saturating_mul(2) => true,
+            n => i128::from(draw) * i128::from(limit) < 1_000 * i128::from(n - limit),
+        };
+        if !refused {
+            return Ok(());
+        }
+        let twice = limit.saturating_mul(2);
+        let why = format!(
+            "timer message is under flow control, max num limit is {twice} or the current value \
+             is greater than {limit} and less than {twice}, trigger random flow control"
+        );
+        Err(Refusal::new(response::SYSTEM_ERROR, why))
     }
 
     /// The start of the slot holding `time_ms`.
@@ -299,6 +341,34 @@ impl Replayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_past_its_congestion_limit_refuses_more_the_fuller_it_is() {
+        let off = TimerSettings::default();
+        assert!(!off.flow_controlled());
+        assert_eq!(off.flow_control(i64::from(i32::MAX), 0), Ok(()));
+        let on = TimerSettings { congest_num_each_slot: 100, ..TimerSettings::default() };
+        assert!(on.flow_controlled());
+        let refused_of_1000 =
+            |waiting| (0..1_000).filter(|&draw| on.flow_control(waiting, draw).is_err()).count();
+        assert_eq!(refused_of_1000(0), 0);
+        assert_eq!(refused_of_1000(100), 0, "up to the limit: always taken");
+        assert_eq!(refused_of_1000(101), 10, "just past it: one in a hundred refused");
+        assert_eq!(refused_of_1000(150), 500);
+        assert_eq!(refused_of_1000(199), 990);
+        assert_eq!(refused_of_1000(200), 1_000, "from twice the limit: never taken");
+        assert_eq!(refused_of_1000(i64::MAX), 1_000);
+        let Err(refusal) = on.flow_control(200, 999) else { panic!("taken at twice the limit") };
+        assert_eq!(refusal.code, response::SYSTEM_ERROR);
+        assert_eq!(
+            refusal.remark,
+            "timer message is under flow control, max num limit is 200 or the current value is \
+             greater than 100 and less than 200, trigger random flow control"
+        );
+        let zero = TimerSettings { congest_num_each_slot: 0, ..TimerSettings::default() };
+        assert_eq!(zero.flow_control(0, 0), Ok(()), "an empty slot takes one");
+        assert!(zero.flow_control(1, 999).is_err());
+    }
 
     use crate::record::encode_properties as props;
 

@@ -6,7 +6,9 @@
 //! Two producers send timer messages with `TIMER_DELIVER_MS` drawn from the seed: some already
 //! past (delivered at once), most within the roll window, a third beyond it (rolled once or
 //! more). Every sixth message whose time is still ahead is cancelled right after its send
-//! (`TIMER_DEL_UNIQKEY`, naming its time). Sends are not retried.
+//! (`TIMER_DEL_UNIQKEY`, naming its time). Sends are not retried. On a third of the seeds the
+//! broker puts slots under flow control (`timerCongestNumEachSlot` 2), refusing some sends
+//! SYSTEM_ERROR; a refused message must never be delivered (`intact`).
 //!
 //! The promises checked at the end:
 //! - a timer message is never delivered before its time, by the store's clock;
@@ -65,9 +67,22 @@ const RECOVERY: Duration = Duration::from_secs(10);
 /// The consumer's name in the history.
 const CONSUMER: &str = "consumer";
 
+/// `timerCongestNumEachSlot` on a third of the seeds (seed divisible by 3): a slot holding
+/// two messages takes a third only by chance and a fifth never.
+const CONGESTED_SLOT: i64 = 2;
+
+/// Whether this seed's broker puts slots under flow control (read from the seed, so that no
+/// random draw moves).
+fn flow_controlled() -> bool {
+    madsim::runtime::Handle::current().seed().is_multiple_of(3)
+}
+
 fn tune(config: &mut BrokerConfig) {
     config.flush_offsets_interval_ms = 500;
     config.timer.settings = TimerSettings::new(true, 1_000, ROLL_WINDOW_SLOTS, 60);
+    if flow_controlled() {
+        config.timer.settings.congest_num_each_slot = CONGESTED_SLOT;
+    }
     config.timer.flush_interval_ms = TIMER_FLUSH.as_millis() as u64;
     config.timer.log_file_bytes = 40 * 52;
 }
@@ -136,8 +151,12 @@ fn settle(history: &History, id: u64, outcome: SendOutcome) -> bool {
             false
         }
         SendOutcome::Refused { code } => {
+            // SYSTEM_ERROR: a slot under flow control, only where the seed turned it on.
+            let congested = code == response::SYSTEM_ERROR && flow_controlled();
             assert!(
-                code == response::SERVICE_NOT_AVAILABLE || code == response::SYSTEM_BUSY,
+                code == response::SERVICE_NOT_AVAILABLE
+                    || code == response::SYSTEM_BUSY
+                    || congested,
                 "send of {id} refused with {code}"
             );
             history.record(Event::Refused { id, code });
