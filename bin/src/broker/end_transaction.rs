@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use petrel_core::broker::timer::{self, TIMER_TOPIC};
 use petrel_core::broker::transaction::{
     self, plan_end, Committed, EndContext, EndPlan, EndRequest, UNKNOWN,
 };
@@ -86,10 +85,8 @@ fn end(broker: &Arc<Broker>, request: &RemotingCommand) -> Outcome {
             let config = broker.send_config.read().unwrap_or_else(|p| p.into_inner());
             let committed = committed.waiting(&config, now)?;
             drop(config);
-            if committed.topic == TIMER_TOPIC {
-                if let Some(slot) = timer::out_ms(&committed.properties) {
-                    broker.timer_flow_control(slot)?;
-                }
+            if let Some(slot) = committed.timer_slot() {
+                broker.timer_flow_control(slot)?;
             }
             EndPlan::Commit(committed)
         }

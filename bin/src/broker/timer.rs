@@ -136,7 +136,7 @@ async fn serve_files(
         let mut steps = 0;
         while let Some(action) = service.poll_action() {
             let slot = match &action {
-                TimerAction::Append(unit) => Some(unit.write_time_ms + i64::from(unit.delay_ms)),
+                TimerAction::Append(unit) => Some(unit.slot_time()),
                 _ => None,
             };
             let event = execute(broker, &mut files, action);

@@ -5,7 +5,7 @@
 //! out the plan (`bin/src/broker/end_transaction.rs`).
 
 use crate::broker::send_plan::{plan_wait, SendConfig};
-use crate::broker::Refusal;
+use crate::broker::{timer, Refusal};
 use crate::codes::response;
 use crate::record::{properties, property, put_property, sys_flag};
 
@@ -124,6 +124,14 @@ pub struct Committed {
 }
 
 impl Committed {
+    /// The slot a commit bound for the timer topic waits for (`TIMER_OUT_MS`): where
+    /// `timerCongestNumEachSlot` is checked, as [`SendPlan::timer_slot`] for a send.
+    ///
+    /// [`SendPlan::timer_slot`]: crate::broker::send_plan::SendPlan::timer_slot
+    pub fn timer_slot(&self) -> Option<i64> {
+        (self.topic == timer::TIMER_TOPIC).then(|| timer::out_ms(&self.properties)).flatten()
+    }
+
     /// The commit as it is stored: in its topic, or first in the schedule or timer topic
     /// when it has a delay level or a timer ask, measured from `now_ms`, the commit
     /// (RocketMQ's put hook treats a commit as a send).

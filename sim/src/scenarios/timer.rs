@@ -19,6 +19,8 @@
 //!   comes from one place, across power losses and restarts;
 //! - a message whose cancel was acknowledged before its time is never delivered, and none is
 //!   delivered after its cancel was acknowledged;
+//! - after the faults the broker answers GET_TIMER_METRICS in RocketMQ's JSON, counting no
+//!   more of the topic waiting than were sent and not refused;
 //! - and the shared ones: a place names one message, and a delivered message was sent (a
 //!   cancel is never delivered) and is whole.
 //!
@@ -40,7 +42,10 @@ use crate::workload::{self, SendOutcome};
 use madsim::rand::{thread_rng, Rng};
 use petrel::broker::BrokerConfig;
 use petrel_core::broker::timer::{delete_key, names, TimerSettings};
-use petrel_net::codec::codes::response;
+use petrel_core::broker::timer_metrics::TimerMetrics;
+use petrel_net::codec::codes::{request, response};
+use petrel_net::codec::json::from_json;
+use petrel_net::codec::RemotingCommand;
 use petrel_net::transport::{ClientConfig, RemotingClient};
 
 const BROKER: &str = "10.0.1.1:10911";
@@ -229,6 +234,7 @@ pub async fn run() -> String {
     settle_all(&history, RECOVERY + Duration::from_secs(30)).await;
     // A little longer, so that a copy stored twice or a cancelled message would show.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = cluster.client("operator").spawn(ask_timer_metrics()).await.unwrap();
     cluster.check_invariants();
     let entries = history.entries();
     let verdicts = [
@@ -238,6 +244,7 @@ pub async fn run() -> String {
         cancels_hold(&entries),
         checkers::one_message_per_place(&entries),
         checkers::intact(&entries),
+        timer_metrics_hold(&entries, metrics),
     ];
     checkers::conclude(&verdicts);
     let stats = cluster.brokers[0].disk.stats();
@@ -250,6 +257,37 @@ pub async fn run() -> String {
         stats.writes_torn,
         stats.failed_syncs,
     )
+}
+
+/// GET_TIMER_METRICS once the faults are over, as a RocketMQ slave asks its master: the
+/// answer's code and body.
+async fn ask_timer_metrics() -> (i32, Vec<u8>) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let ask = RemotingCommand::request(request::GET_TIMER_METRICS);
+    match client.invoke(BROKER, ask, Duration::from_secs(3)).await {
+        Ok(answer) => (answer.code, answer.body_bytes().to_vec()),
+        Err(_) => (-1, Vec::new()),
+    }
+}
+
+/// After the faults, the broker answers GET_TIMER_METRICS with RocketMQ's JSON, and its count
+/// of the topic's waiting messages is no more than were sent and not refused.
+fn timer_metrics_hold(entries: &[Entry], (code, body): (i32, Vec<u8>)) -> Verdict {
+    let outcome = (|| {
+        if code != response::SUCCESS {
+            return Err(format!("GET_TIMER_METRICS answered {code} after the faults"));
+        }
+        let metrics: TimerMetrics = from_json(&body)
+            .map_err(|e| format!("GET_TIMER_METRICS answered what is not its JSON: {e}"))?;
+        let refused = entries.iter().filter(|e| matches!(e.event, Event::Refused { .. })).count();
+        let sent = entries.iter().filter(|e| matches!(e.event, Event::Sent { .. })).count();
+        let count = metrics.timing_count.get(TOPIC).map_or(0, |m| m.count);
+        match (0..=(sent - refused) as i64).contains(&count) {
+            true => Ok(format!("{count} of {TOPIC} waiting by the metrics")),
+            false => Err(format!("the metrics count {count} waiting of {} sent", sent - refused)),
+        }
+    })();
+    Verdict::new("timer_metrics_hold", outcome)
 }
 
 /// The wall time (ms) of the simulated instant `at` (the two clocks move together).
